@@ -206,8 +206,14 @@ mod tests {
     fn exhaustion_and_bad_frees_are_typed_errors_that_change_nothing() {
         let mem = mem();
         let mut fa = FrameAllocator::new(&[(Hpa(0x80_0000), 0x3000)]);
-        assert_eq!(fa.alloc(&mem, 14), Err(FrameError::Exhausted { size_lg2: 14 }));
-        assert_eq!(fa.alloc(&mem, 11), Err(FrameError::BadSize { size_lg2: 11 }));
+        assert_eq!(
+            fa.alloc(&mem, 14),
+            Err(FrameError::Exhausted { size_lg2: 14 })
+        );
+        assert_eq!(
+            fa.alloc(&mem, 11),
+            Err(FrameError::BadSize { size_lg2: 11 })
+        );
         let a = fa.alloc(&mem, 13).unwrap();
         assert_eq!(a, Hpa(0x80_0000));
         let before = fa.free_bytes();

@@ -90,8 +90,16 @@ mod tests {
         let ram = GuestRam::new(
             &host,
             vec![
-                GuestRamRegion { gpa: Gpa(0), len_bytes: 0x10_0000, hpa: Hpa(0x110_0000) },
-                GuestRamRegion { gpa: Gpa(0x8000_0000), len_bytes: 0x1000, hpa: Hpa(0x100_0000) },
+                GuestRamRegion {
+                    gpa: Gpa(0),
+                    len_bytes: 0x10_0000,
+                    hpa: Hpa(0x110_0000),
+                },
+                GuestRamRegion {
+                    gpa: Gpa(0x8000_0000),
+                    len_bytes: 0x1000,
+                    hpa: Hpa(0x100_0000),
+                },
             ],
         );
         ram.write_u64(Gpa(0x8000_0010), 42).unwrap();

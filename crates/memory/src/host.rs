@@ -164,7 +164,10 @@ impl HostMemory {
                 align: 8,
             });
         }
-        let outside = MemoryError::Outside { addr: addr.0, len: 8 };
+        let outside = MemoryError::Outside {
+            addr: addr.0,
+            len: 8,
+        };
         let (region, offset) = self
             .inner
             .to_region_addr(GuestAddress(addr.0))
@@ -271,7 +274,8 @@ mod tests {
     #[test]
     fn words_are_little_endian_and_atomic_ops_work() {
         let mem = two_regions();
-        mem.write_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788).unwrap();
+        mem.write_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788)
+            .unwrap();
         let mut bytes = [0u8; 8];
         mem.read(Hpa(0x40_0008), &mut bytes).unwrap();
         assert_eq!(bytes, [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);

@@ -1,1 +1,38 @@
+//! Page-table formats the IOMMU models build and walk.
+//!
+//! | module | format | used by |
+//! |---|---|---|
+//! | [`x86`] | x86-64 4- and 5-level paging | CPU tables; VT-d first stage |
+//!
+//! Each format describes its levels and entry bits once, as a [`Format`]; the radix engine in
+//! [`radix`] builds (map, unmap) and walks every format with the same loop. A walk reads memory
+//! only through a [`TableReader`](sviommu_memory::TableReader), which counts the reads, and finds
+//! each table through a [`TableFetch`]: [`Direct`] for one stage, or a stage-2 walk when nested
+//! ([`Nested`]), so a two-dimensional walk is two walkers composed.
+//!
+//! Walkers are hostile-input safe: tables may be guest-owned. Every read may fail, depth is
+//! fixed by the format, and a malformed table yields a typed [`Fault`] naming the stage, level
+//! and reason; never a panic, a loop or a read outside memory.
 
+#![forbid(unsafe_code)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
+mod bits;
+mod nested;
+pub mod radix;
+mod walk;
+pub mod x86;
+
+pub use bits::Field;
+pub use nested::Nested;
+pub use radix::{Entry, Format, MapError, Unmapped};
+pub use walk::{
+    Access, Direct, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, Walk, WalkCtx,
+    WalkObserver, WalkStep, Walked,
+};

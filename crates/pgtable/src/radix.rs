@@ -1,0 +1,494 @@
+//! The radix-table engine: one walk loop, one map and one unmap for every format.
+//!
+//! A [`Format`] says how its levels index the input address and what its entry bits mean; the
+//! engine does the rest. Depth `d` counts from the start table (`d = 0`) down to the last level;
+//! each format reports its own spec level numbers (x86 counts 4 down to 1, VMSA 0 up to 3).
+
+use std::fmt;
+
+use sviommu_memory::{Address, FrameAllocator, FrameError, MemoryError, PhysMemory};
+
+use crate::bits::low_mask;
+use crate::walk::{
+    Access, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, WalkCtx, WalkObserver,
+};
+
+/// What one entry means once decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Not present / invalid.
+    Invalid,
+    /// Points to the next-level table.
+    Table {
+        /// Address of the next table (in the walk's table space).
+        next: u64,
+    },
+    /// Maps a page or block.
+    Leaf {
+        /// Output address of the page or block (aligned to its size).
+        output: u64,
+        /// What this leaf and the tables above it allow together.
+        perms: Perms,
+        /// Not tagged by ASID/PASID.
+        global: bool,
+    },
+}
+
+/// One page-table format with its configuration (root, levels, sizes, hardware A/D).
+pub trait Format {
+    /// Leaf attributes a builder maps with.
+    type Attrs: Copy + fmt::Debug;
+    /// What table entries contribute to the leaf's permissions as a walk descends.
+    type Acc: Copy + Default;
+
+    /// Which stage these tables are.
+    fn stage(&self) -> Stage;
+    /// Address of the start table, in the walk's table space.
+    fn root(&self) -> u64;
+    /// Number of levels a walk visits from the start table.
+    fn depth(&self) -> usize;
+    /// Spec level number at depth `d`.
+    fn level(&self, d: usize) -> i8;
+    /// Lowest input-address bit that depth `d` indexes; a leaf there maps `2^shift` bytes.
+    fn shift(&self, d: usize) -> u8;
+    /// Index bits at depth `d` (the start table may have more, when concatenated, or fewer).
+    fn index_bits(&self, d: usize) -> u8;
+    /// Output address size in bits: nothing at or beyond `2^output_bits` can be mapped.
+    fn output_bits(&self) -> u8;
+
+    /// Whether the configuration itself can be walked (a bad one is a [`FaultKind::Config`]).
+    fn check_config(&self) -> Result<(), FaultKind> {
+        Ok(())
+    }
+    /// Whether the input address is in the translatable range.
+    fn check_input(&self, input: u64) -> Result<(), FaultKind>;
+    /// Decodes the entry at depth `d`, folding table-entry restrictions into `acc`.
+    fn decode(&self, d: usize, raw: u64, acc: &mut Self::Acc) -> Result<Entry, FaultKind>;
+    /// The entry as this access leaves it (A/D, AF, dirty state set), or the fault an unmanaged
+    /// flag raises. Called for table entries (`leaf == false`) and for the leaf; for the leaf it
+    /// runs before the permission check, as the access-flag fault takes priority over it.
+    fn update(&self, _d: usize, raw: u64, _leaf: bool, _access: Access) -> Result<u64, FaultKind> {
+        Ok(raw)
+    }
+
+    /// Whether a leaf may sit at depth `d`.
+    fn leaf_allowed(&self, d: usize) -> bool;
+    /// A table entry at depth `d` pointing at `next`, with no restrictions.
+    fn encode_table(&self, d: usize, next: u64) -> u64;
+    /// A leaf entry at depth `d` mapping `output`.
+    fn encode_leaf(&self, d: usize, output: u64, attrs: Self::Attrs) -> u64;
+}
+
+/// How many times a walk re-reads an entry that changed under its A/D update before giving up.
+const UPDATE_RETRIES: u32 = 8;
+
+/// Walks `fmt` for `input`. Bounded by `fmt.depth()`; every read goes through `cx`.
+pub fn walk<Fm, M, F, O>(
+    fmt: &Fm,
+    cx: &mut WalkCtx<'_, M, O>,
+    fetch: &F,
+    input: u64,
+    access: Access,
+) -> Result<Leaf, Fault>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+    F: TableFetch<M>,
+    O: WalkObserver,
+{
+    let stage = fmt.stage();
+    let fault = |d: usize, kind| Fault {
+        stage,
+        level: fmt.level(d),
+        kind,
+        input,
+        s1_table_level: None,
+    };
+    fmt.check_config().map_err(|k| fault(0, k))?;
+    fmt.check_input(input).map_err(|k| fault(0, k))?;
+    let depth = fmt.depth();
+    let mut table = fmt.root();
+    let mut acc = Fm::Acc::default();
+    for d in 0..depth {
+        let level = fmt.level(d);
+        let index = (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d));
+        let table_addr = table
+            .checked_add(index * 8)
+            .ok_or(fault(d, FaultKind::AddressSize))?;
+        let loc = fetch.locate(cx, table_addr, level)?;
+        let mut raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
+        let mut tries = 0;
+        let leaf = loop {
+            let mut acc_here = acc;
+            let entry = fmt.decode(d, raw, &mut acc_here).map_err(|k| fault(d, k))?;
+            let is_leaf = match entry {
+                Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
+                Entry::Table { .. } if d + 1 == depth => {
+                    return Err(fault(d, FaultKind::Reserved));
+                }
+                Entry::Table { .. } => false,
+                Entry::Leaf { .. } => true,
+            };
+            let new = fmt
+                .update(d, raw, is_leaf, access)
+                .map_err(|k| fault(d, k))?;
+            if let Entry::Leaf { perms, .. } = entry {
+                if !perms.allows(access) {
+                    return Err(fault(d, FaultKind::Permission));
+                }
+            }
+            if new != raw {
+                match write_back(cx, &loc, raw, new).map_err(|k| fault(d, k))? {
+                    WriteBack::Done => {}
+                    WriteBack::Changed(seen) if tries < UPDATE_RETRIES => {
+                        tries += 1;
+                        raw = seen;
+                        continue;
+                    }
+                    WriteBack::Changed(_) => {
+                        return Err(fault(d, FaultKind::ExternalAbort { addr: table_addr }));
+                    }
+                    WriteBack::Denied(f) => return Err(f),
+                }
+            }
+            acc = acc_here;
+            match entry {
+                Entry::Table { next } => {
+                    table = next;
+                    break None;
+                }
+                Entry::Leaf {
+                    output,
+                    perms,
+                    global,
+                } => break Some((output, perms, global)),
+                Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
+            }
+        };
+        if let Some((output, perms, global)) = leaf {
+            let page_lg2 = fmt.shift(d);
+            return Ok(Leaf {
+                output: output | (input & low_mask(page_lg2)),
+                page_lg2,
+                level,
+                perms,
+                global,
+            });
+        }
+    }
+    // Depth 0 with no levels: a format that walks nothing translates nothing.
+    Err(fault(0, FaultKind::Translation))
+}
+
+enum WriteBack {
+    Done,
+    /// The entry changed since it was read; here is what it holds now.
+    Changed(u64),
+    /// The walk may not write the entry (stage-2 read-only stage-1 table).
+    Denied(Fault),
+}
+
+/// Writes an updated entry back, as one atomic read-modify-write like the hardware's.
+fn write_back<M: PhysMemory + ?Sized, O: WalkObserver>(
+    cx: &mut WalkCtx<'_, M, O>,
+    loc: &Located<M::Addr>,
+    old: u64,
+    new: u64,
+) -> Result<WriteBack, FaultKind> {
+    if let Some(f) = loc.write_fault {
+        return Ok(WriteBack::Denied(f));
+    }
+    let abort = FaultKind::ExternalAbort {
+        addr: loc.addr.raw(),
+    };
+    match cx.reader.update_entry(loc.addr, old, new) {
+        Ok(true) => Ok(WriteBack::Done),
+        Ok(false) => cx
+            .reader
+            .read_entry(loc.addr)
+            .map(WriteBack::Changed)
+            .map_err(|_| abort),
+        Err(_) => Err(abort),
+    }
+}
+
+/// Why a map or unmap was refused. A refused call leaves the tables as they were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// The format has no leaf of that size.
+    #[error("no page or block of 2^{size_lg2} bytes in this format")]
+    PageSize {
+        /// The size asked for.
+        size_lg2: u8,
+    },
+    /// Input or output is not aligned to the page size.
+    #[error("{input:#x} -> {output:#x} is not aligned to 2^{size_lg2}")]
+    Misaligned {
+        /// Input address.
+        input: u64,
+        /// Output address.
+        output: u64,
+        /// Page size.
+        size_lg2: u8,
+    },
+    /// The input range is not translatable by this configuration.
+    #[error("input {input:#x} is outside the translatable range")]
+    InputRange {
+        /// Input address.
+        input: u64,
+    },
+    /// The output is beyond the configured output size.
+    #[error("output {output:#x} is beyond the output address size")]
+    OutputRange {
+        /// Output address.
+        output: u64,
+    },
+    /// Something is already mapped there (a leaf, or a table under a requested block).
+    #[error("{input:#x} is already mapped")]
+    Overlap {
+        /// Input address.
+        input: u64,
+    },
+    /// An unmap range cuts a block or page in two.
+    #[error("unmap range splits the 2^{size_lg2}-byte leaf at {input:#x}")]
+    SplitsLeaf {
+        /// Start of the leaf.
+        input: u64,
+        /// Its size.
+        size_lg2: u8,
+    },
+    /// An existing entry on the path does not decode.
+    #[error("malformed entry {raw:#x} at level {level}")]
+    Corrupt {
+        /// Spec level number.
+        level: i8,
+        /// The entry.
+        raw: u64,
+    },
+    /// No memory for a new table.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A table could not be read or written.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// What an unmap removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unmapped {
+    /// Bytes of input address space no longer mapped.
+    pub bytes: u64,
+    /// Leaf entries cleared.
+    pub leaves: u32,
+}
+
+fn entry_addr<A: Address>(table: u64, index: u64) -> Result<A, MapError> {
+    table
+        .checked_add(index * 8)
+        .map(A::new)
+        .ok_or(MapError::Memory(MemoryError::Outside {
+            addr: table,
+            len: 8,
+        }))
+}
+
+fn index_at<Fm: Format + ?Sized>(fmt: &Fm, d: usize, input: u64) -> u64 {
+    (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d))
+}
+
+fn decode_for_build<Fm: Format + ?Sized>(fmt: &Fm, d: usize, raw: u64) -> Result<Entry, MapError> {
+    let mut acc = Fm::Acc::default();
+    fmt.decode(d, raw, &mut acc).map_err(|_| MapError::Corrupt {
+        level: fmt.level(d),
+        raw,
+    })
+}
+
+/// Bytes of a table at depth `d`, at least one 4K page.
+pub fn table_size_lg2<Fm: Format + ?Sized>(fmt: &Fm, d: usize) -> u8 {
+    (fmt.index_bits(d) + 3).max(12)
+}
+
+/// Maps `[input, input + 2^size_lg2)` to `output`, allocating tables as needed.
+///
+/// New tables are filled bottom-up and linked last, so a concurrent walk sees either nothing or
+/// the whole new path. A refused map allocates and writes nothing.
+pub fn map<Fm, M>(
+    fmt: &Fm,
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    input: u64,
+    output: u64,
+    size_lg2: u8,
+    attrs: Fm::Attrs,
+) -> Result<(), MapError>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+{
+    let target = (0..fmt.depth())
+        .find(|&d| fmt.shift(d) == size_lg2 && fmt.leaf_allowed(d))
+        .ok_or(MapError::PageSize { size_lg2 })?;
+    if input & low_mask(size_lg2) != 0 || output & low_mask(size_lg2) != 0 {
+        return Err(MapError::Misaligned {
+            input,
+            output,
+            size_lg2,
+        });
+    }
+    let last = input
+        .checked_add(low_mask(size_lg2))
+        .ok_or(MapError::InputRange { input })?;
+    if fmt.check_input(input).is_err() || fmt.check_input(last).is_err() {
+        return Err(MapError::InputRange { input });
+    }
+    if output
+        .checked_add(low_mask(size_lg2))
+        .is_none_or(|l| l >> fmt.output_bits() != 0)
+    {
+        return Err(MapError::OutputRange { output });
+    }
+
+    // Find how far the existing path goes, changing nothing.
+    let mut table = fmt.root();
+    let mut first_new = target;
+    for d in 0..=target {
+        let at: M::Addr = entry_addr(table, index_at(fmt, d, input))?;
+        let raw = mem.read_u64(at)?;
+        match decode_for_build(fmt, d, raw)? {
+            Entry::Invalid => {
+                first_new = d;
+                break;
+            }
+            Entry::Table { next } if d < target => table = next,
+            Entry::Table { .. } | Entry::Leaf { .. } => return Err(MapError::Overlap { input }),
+        }
+    }
+
+    // Allocate every missing table before writing anything.
+    let mut new_tables: Vec<M::Addr> = Vec::with_capacity(target - first_new);
+    for d in first_new + 1..=target {
+        match alloc.alloc(mem, table_size_lg2(fmt, d)) {
+            Ok(t) => new_tables.push(t),
+            Err(e) => {
+                for (t, dd) in new_tables.iter().zip(first_new + 1..) {
+                    // Freeing what we just allocated cannot fail.
+                    let _ = alloc.free(*t, table_size_lg2(fmt, dd));
+                }
+                return Err(e.into());
+            }
+        }
+    }
+
+    // Fill bottom-up: the leaf first, then each new table's link, the existing table's last.
+    let leaf_table = new_tables.last().map_or(table, |t| t.raw());
+    mem.write_u64(
+        entry_addr(leaf_table, index_at(fmt, target, input))?,
+        fmt.encode_leaf(target, output, attrs),
+    )?;
+    for d in (first_new..target).rev() {
+        let parent = if d == first_new {
+            table
+        } else {
+            new_tables.get(d - first_new - 1).map_or(table, |t| t.raw())
+        };
+        let child = new_tables.get(d - first_new).map_or(0, |t| t.raw());
+        mem.write_u64(
+            entry_addr(parent, index_at(fmt, d, input))?,
+            fmt.encode_table(d, child),
+        )?;
+    }
+    Ok(())
+}
+
+/// The entry at depth `d` on `input`'s path, if the path reaches that deep.
+pub fn entry_at<Fm, M>(
+    fmt: &Fm,
+    mem: &M,
+    input: u64,
+    depth: usize,
+) -> Result<Option<(M::Addr, u64)>, MapError>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+{
+    let mut table = fmt.root();
+    for d in 0..fmt.depth() {
+        let at: M::Addr = entry_addr(table, index_at(fmt, d, input))?;
+        let raw = mem.read_u64(at)?;
+        if d == depth {
+            return Ok(Some((at, raw)));
+        }
+        match decode_for_build(fmt, d, raw)? {
+            Entry::Table { next } => table = next,
+            Entry::Invalid | Entry::Leaf { .. } => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Unmaps every leaf in `[input, input + len_bytes)`. A leaf that the range cuts in two refuses
+/// the whole call. Tables emptied by the unmap stay allocated.
+pub fn unmap<Fm, M>(fmt: &Fm, mem: &M, input: u64, len_bytes: u64) -> Result<Unmapped, MapError>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+{
+    let end = input
+        .checked_add(len_bytes)
+        .ok_or(MapError::InputRange { input })?;
+    let mut found: Vec<(M::Addr, u8)> = Vec::new();
+    let mut va = input;
+    'range: while va < end {
+        let mut table = fmt.root();
+        for d in 0..fmt.depth() {
+            let shift = fmt.shift(d);
+            let next_va = (va | low_mask(shift)).checked_add(1);
+            if fmt.check_input(va).is_err() {
+                return Err(MapError::InputRange { input: va });
+            }
+            let at: M::Addr = entry_addr(table, index_at(fmt, d, va))?;
+            let raw = mem.read_u64(at)?;
+            match decode_for_build(fmt, d, raw)? {
+                Entry::Table { next } if d + 1 < fmt.depth() => table = next,
+                Entry::Table { .. } => {
+                    return Err(MapError::Corrupt {
+                        level: fmt.level(d),
+                        raw,
+                    })
+                }
+                Entry::Invalid => {
+                    match next_va {
+                        Some(n) => va = n,
+                        None => break 'range,
+                    }
+                    continue 'range;
+                }
+                Entry::Leaf { .. } => {
+                    let base = va & !low_mask(shift);
+                    let leaf_end = base.checked_add(1 << shift);
+                    if base < input || leaf_end.is_none_or(|e| e > end) {
+                        return Err(MapError::SplitsLeaf {
+                            input: base,
+                            size_lg2: shift,
+                        });
+                    }
+                    found.push((at, shift));
+                    match leaf_end {
+                        Some(n) => va = n,
+                        None => break 'range,
+                    }
+                    continue 'range;
+                }
+            }
+        }
+        break;
+    }
+    let mut done = Unmapped::default();
+    for (at, shift) in found {
+        mem.write_u64(at, 0)?;
+        done.bytes += 1 << shift;
+        done.leaves += 1;
+    }
+    Ok(done)
+}
