@@ -312,7 +312,8 @@ pub fn table_size_lg2<Fm: Format + ?Sized>(fmt: &Fm, d: usize) -> u8 {
 /// Maps `[input, input + 2^size_lg2)` to `output`, allocating tables as needed.
 ///
 /// New tables are filled bottom-up and linked last, so a concurrent walk sees either nothing or
-/// the whole new path. A refused map allocates and writes nothing.
+/// the whole new path. A block may replace tables that map nothing (they are freed); anything
+/// mapped in its range refuses the call. A refused map allocates and writes nothing.
 pub fn map<Fm, M>(
     fmt: &Fm,
     mem: &M,
@@ -352,6 +353,7 @@ where
     // Find how far the existing path goes, changing nothing.
     let mut table = fmt.root();
     let mut first_new = target;
+    let mut emptied: Vec<(M::Addr, u8)> = Vec::new();
     for d in 0..=target {
         let at: M::Addr = entry_addr(table, index_at(fmt, d, input))?;
         let raw = mem.read_u64(at)?;
@@ -361,7 +363,13 @@ where
                 break;
             }
             Entry::Table { next } if d < target => table = next,
-            Entry::Table { .. } | Entry::Leaf { .. } => return Err(MapError::Overlap { input }),
+            // A block over tables that map nothing (left behind by unmaps) takes their place.
+            Entry::Table { next } => {
+                emptied =
+                    empty_subtree(fmt, mem, next, d + 1)?.ok_or(MapError::Overlap { input })?;
+                break;
+            }
+            Entry::Leaf { .. } => return Err(MapError::Overlap { input }),
         }
     }
 
@@ -398,7 +406,47 @@ where
             fmt.encode_table(d, child),
         )?;
     }
+    for (t, size_lg2) in emptied {
+        // These came from `alloc` when they were linked in; a table someone else placed is
+        // simply not returned.
+        let _ = alloc.free(t, size_lg2);
+    }
     Ok(())
+}
+
+/// Table pages with their sizes.
+type TablePages<A> = Vec<(A, u8)>;
+
+/// The tables of the subtree at `table` (depth `d`) if no entry in it is valid, else `None`.
+fn empty_subtree<Fm, M>(
+    fmt: &Fm,
+    mem: &M,
+    table: u64,
+    d: usize,
+) -> Result<Option<TablePages<M::Addr>>, MapError>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+{
+    let mut tables: Vec<(M::Addr, u8)> = Vec::new();
+    // Explicit stack: depth is bounded by the format, and a table seen twice (a malformed
+    // self-reference) is not followed again.
+    let mut stack = vec![(table, d)];
+    while let Some((t, d)) = stack.pop() {
+        if d >= fmt.depth() || tables.iter().any(|&(a, _)| a.raw() == t) {
+            return Ok(None);
+        }
+        tables.push((M::Addr::new(t), table_size_lg2(fmt, d)));
+        for index in 0..(1u64 << fmt.index_bits(d)) {
+            let raw = mem.read_u64(entry_addr(t, index)?)?;
+            match decode_for_build(fmt, d, raw)? {
+                Entry::Invalid => {}
+                Entry::Leaf { .. } => return Ok(None),
+                Entry::Table { next } => stack.push((next, d + 1)),
+            }
+        }
+    }
+    Ok(Some(tables))
 }
 
 /// The entry at depth `d` on `input`'s path, if the path reaches that deep.
@@ -434,16 +482,19 @@ where
     Fm: Format + ?Sized,
     M: PhysMemory + ?Sized,
 {
-    let end = input
-        .checked_add(len_bytes)
+    let Some(len_less_one) = len_bytes.checked_sub(1) else {
+        return Ok(Unmapped::default());
+    };
+    // Inclusive bound, so a range may end at the very top of the address space.
+    let last = input
+        .checked_add(len_less_one)
         .ok_or(MapError::InputRange { input })?;
     let mut found: Vec<(M::Addr, u8)> = Vec::new();
-    let mut va = input;
-    'range: while va < end {
+    let mut cursor = Some(input);
+    'range: while let Some(va) = cursor.filter(|&va| va <= last) {
         let mut table = fmt.root();
         for d in 0..fmt.depth() {
             let shift = fmt.shift(d);
-            let next_va = (va | low_mask(shift)).checked_add(1);
             if fmt.check_input(va).is_err() {
                 return Err(MapError::InputRange { input: va });
             }
@@ -455,29 +506,23 @@ where
                     return Err(MapError::Corrupt {
                         level: fmt.level(d),
                         raw,
-                    })
+                    });
                 }
                 Entry::Invalid => {
-                    match next_va {
-                        Some(n) => va = n,
-                        None => break 'range,
-                    }
+                    cursor = (va | low_mask(shift)).checked_add(1);
                     continue 'range;
                 }
                 Entry::Leaf { .. } => {
                     let base = va & !low_mask(shift);
-                    let leaf_end = base.checked_add(1 << shift);
-                    if base < input || leaf_end.is_none_or(|e| e > end) {
+                    let leaf_last = base | low_mask(shift);
+                    if base < input || leaf_last > last {
                         return Err(MapError::SplitsLeaf {
                             input: base,
                             size_lg2: shift,
                         });
                     }
                     found.push((at, shift));
-                    match leaf_end {
-                        Some(n) => va = n,
-                        None => break 'range,
-                    }
+                    cursor = leaf_last.checked_add(1);
                     continue 'range;
                 }
             }
