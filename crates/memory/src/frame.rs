@@ -125,10 +125,7 @@ impl<A: Address> FrameAllocator<A> {
     pub fn free(&mut self, addr: A, size_lg2: u8) -> Result<(), FrameError> {
         let mut block = addr.raw();
         if self.allocated.get(&block) != Some(&size_lg2) {
-            return Err(FrameError::NotAllocated {
-                addr: block,
-                size_lg2,
-            });
+            return Err(FrameError::NotAllocated { addr: block, size_lg2 });
         }
         self.allocated.remove(&block);
         let range = self
@@ -154,11 +151,7 @@ impl<A: Address> FrameAllocator<A> {
 
     /// Bytes not handed out.
     pub fn free_bytes(&self) -> u64 {
-        self.free
-            .iter()
-            .zip(MIN_LG2..)
-            .map(|(list, lg2)| list.len() as u64 * (1u64 << lg2))
-            .sum()
+        self.free.iter().zip(MIN_LG2..).map(|(list, lg2)| list.len() as u64 * (1u64 << lg2)).sum()
     }
 }
 
@@ -206,21 +199,12 @@ mod tests {
     fn exhaustion_and_bad_frees_are_typed_errors_that_change_nothing() {
         let mem = mem();
         let mut fa = FrameAllocator::new(&[(Hpa(0x80_0000), 0x3000)]);
-        assert_eq!(
-            fa.alloc(&mem, 14),
-            Err(FrameError::Exhausted { size_lg2: 14 })
-        );
-        assert_eq!(
-            fa.alloc(&mem, 11),
-            Err(FrameError::BadSize { size_lg2: 11 })
-        );
+        assert_eq!(fa.alloc(&mem, 14), Err(FrameError::Exhausted { size_lg2: 14 }));
+        assert_eq!(fa.alloc(&mem, 11), Err(FrameError::BadSize { size_lg2: 11 }));
         let a = fa.alloc(&mem, 13).unwrap();
         assert_eq!(a, Hpa(0x80_0000));
         let before = fa.free_bytes();
-        assert!(matches!(
-            fa.free(a, 12),
-            Err(FrameError::NotAllocated { .. })
-        ));
+        assert!(matches!(fa.free(a, 12), Err(FrameError::NotAllocated { .. })));
         assert!(fa.free(Hpa(0x90_0000), 12).is_err());
         assert_eq!(fa.free_bytes(), before);
         fa.free(a, 13).unwrap();

@@ -68,8 +68,7 @@ impl<M: PhysMemory<Addr = Hpa>> PhysMemory for GuestRam<M> {
         current: u64,
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
-        self.host
-            .compare_exchange_u64(self.to_hpa(addr, 8)?, current, new)
+        self.host.compare_exchange_u64(self.to_hpa(addr, 8)?, current, new)
     }
     fn read(&self, addr: Gpa, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.host.read(self.to_hpa(addr, buf.len() as u64)?, buf)
@@ -90,16 +89,8 @@ mod tests {
         let ram = GuestRam::new(
             &host,
             vec![
-                GuestRamRegion {
-                    gpa: Gpa(0),
-                    len_bytes: 0x10_0000,
-                    hpa: Hpa(0x110_0000),
-                },
-                GuestRamRegion {
-                    gpa: Gpa(0x8000_0000),
-                    len_bytes: 0x1000,
-                    hpa: Hpa(0x100_0000),
-                },
+                GuestRamRegion { gpa: Gpa(0), len_bytes: 0x10_0000, hpa: Hpa(0x110_0000) },
+                GuestRamRegion { gpa: Gpa(0x8000_0000), len_bytes: 0x1000, hpa: Hpa(0x100_0000) },
             ],
         );
         ram.write_u64(Gpa(0x8000_0010), 42).unwrap();

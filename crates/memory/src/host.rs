@@ -64,10 +64,9 @@ pub trait PhysMemory: Send + Sync {
         let mut done = 0u64;
         while done < len_bytes {
             let step = (len_bytes - done).min(CHUNK.len() as u64);
-            let at = addr.checked_add(done).ok_or(MemoryError::Outside {
-                addr: addr.raw(),
-                len: len_bytes,
-            })?;
+            let at = addr
+                .checked_add(done)
+                .ok_or(MemoryError::Outside { addr: addr.raw(), len: len_bytes })?;
             // `step` is at most 4096, so the slice is in bounds.
             write_prefix(self, at, &CHUNK, step)?;
             done += step;
@@ -142,10 +141,7 @@ impl HostMemory {
 
     /// The `(start, len_bytes)` of every region, in address order.
     pub fn regions(&self) -> Vec<(Hpa, u64)> {
-        self.inner
-            .iter()
-            .map(|r| (Hpa(r.start_addr().0), r.len()))
-            .collect()
+        self.inner.iter().map(|r| (Hpa(r.start_addr().0), r.len())).collect()
     }
 
     /// Whether every byte of `[addr, addr + len)` is backed.
@@ -159,32 +155,18 @@ impl HostMemory {
         op: impl FnOnce(&AtomicU64) -> R,
     ) -> Result<R, MemoryError> {
         if !addr.is_aligned(3) {
-            return Err(MemoryError::Misaligned {
-                addr: addr.0,
-                align: 8,
-            });
+            return Err(MemoryError::Misaligned { addr: addr.0, align: 8 });
         }
-        let outside = MemoryError::Outside {
-            addr: addr.0,
-            len: 8,
-        };
-        let (region, offset) = self
-            .inner
-            .to_region_addr(GuestAddress(addr.0))
-            .ok_or(outside)?;
+        let outside = MemoryError::Outside { addr: addr.0, len: 8 };
+        let (region, offset) = self.inner.to_region_addr(GuestAddress(addr.0)).ok_or(outside)?;
         let offset = usize::try_from(offset.0).map_err(|_| outside)?;
         let slice = region.as_volatile_slice().map_err(|_| outside)?;
-        let word = slice
-            .get_atomic_ref::<AtomicU64>(offset)
-            .map_err(|_| outside)?;
+        let word = slice.get_atomic_ref::<AtomicU64>(offset).map_err(|_| outside)?;
         Ok(op(word))
     }
 
     fn check(&self, addr: Hpa, len: usize) -> Result<GuestAddress, MemoryError> {
-        let outside = MemoryError::Outside {
-            addr: addr.0,
-            len: len as u64,
-        };
+        let outside = MemoryError::Outside { addr: addr.0, len: len as u64 };
         if self.inner.check_range(GuestAddress(addr.0), len) {
             Ok(GuestAddress(addr.0))
         } else {
@@ -212,14 +194,9 @@ impl PhysMemory for HostMemory {
         new: u64,
     ) -> Result<Result<u64, u64>, MemoryError> {
         self.with_atomic(addr, |w| {
-            w.compare_exchange(
-                current.to_le(),
-                new.to_le(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map(u64::from_le)
-            .map_err(u64::from_le)
+            w.compare_exchange(current.to_le(), new.to_le(), Ordering::AcqRel, Ordering::Acquire)
+                .map(u64::from_le)
+                .map_err(u64::from_le)
         })
     }
 
@@ -227,20 +204,14 @@ impl PhysMemory for HostMemory {
         let at = self.check(addr, buf.len())?;
         self.inner
             .read_slice(buf, at)
-            .map_err(|_| MemoryError::Outside {
-                addr: addr.0,
-                len: buf.len() as u64,
-            })
+            .map_err(|_| MemoryError::Outside { addr: addr.0, len: buf.len() as u64 })
     }
 
     fn write(&self, addr: Hpa, buf: &[u8]) -> Result<(), MemoryError> {
         let at = self.check(addr, buf.len())?;
         self.inner
             .write_slice(buf, at)
-            .map_err(|_| MemoryError::Outside {
-                addr: addr.0,
-                len: buf.len() as u64,
-            })
+            .map_err(|_| MemoryError::Outside { addr: addr.0, len: buf.len() as u64 })
     }
 }
 
@@ -258,10 +229,7 @@ mod tests {
         assert_eq!(mem.read_u64(Hpa(0x10_0000)), Ok(0));
         assert_eq!(
             mem.read_u64(Hpa(0x20_0000)),
-            Err(MemoryError::Outside {
-                addr: 0x20_0000,
-                len: 8
-            })
+            Err(MemoryError::Outside { addr: 0x20_0000, len: 8 })
         );
         // Last word of the first region is in; the next one is in the hole.
         assert!(mem.read_u64(Hpa(0x10_fff8)).is_ok());
@@ -274,8 +242,7 @@ mod tests {
     #[test]
     fn words_are_little_endian_and_atomic_ops_work() {
         let mem = two_regions();
-        mem.write_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788)
-            .unwrap();
+        mem.write_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788).unwrap();
         let mut bytes = [0u8; 8];
         mem.read(Hpa(0x40_0008), &mut bytes).unwrap();
         assert_eq!(bytes, [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
@@ -284,17 +251,13 @@ mod tests {
             Err(0x1122_3344_5566_7788)
         );
         assert_eq!(
-            mem.compare_exchange_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788, 7)
-                .unwrap(),
+            mem.compare_exchange_u64(Hpa(0x40_0008), 0x1122_3344_5566_7788, 7).unwrap(),
             Ok(0x1122_3344_5566_7788)
         );
         assert_eq!(mem.read_u64(Hpa(0x40_0008)), Ok(7));
         assert_eq!(
             mem.read_u64(Hpa(0x40_0004)),
-            Err(MemoryError::Misaligned {
-                addr: 0x40_0004,
-                align: 8
-            })
+            Err(MemoryError::Misaligned { addr: 0x40_0004, align: 8 })
         );
     }
 

@@ -17,11 +17,7 @@ pub struct TableReader<'m, M: PhysMemory + ?Sized> {
 impl<'m, M: PhysMemory + ?Sized> TableReader<'m, M> {
     /// A reader with zero counts.
     pub fn new(mem: &'m M) -> Self {
-        Self {
-            mem,
-            reads: 0,
-            updates: 0,
-        }
+        Self { mem, reads: 0, updates: 0 }
     }
 
     /// Reads one 64-bit table entry. An attempt outside memory counts too: the hardware issued it.

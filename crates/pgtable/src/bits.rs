@@ -12,10 +12,7 @@ pub struct Field {
 impl Field {
     /// Bits `hi:lo` inclusive, as the manuals write them.
     pub const fn bits(hi: u8, lo: u8) -> Self {
-        Self {
-            lo,
-            width: hi - lo + 1,
-        }
+        Self { lo, width: hi - lo + 1 }
     }
 
     /// A single bit.
@@ -25,11 +22,7 @@ impl Field {
 
     /// The field's mask in place.
     pub const fn mask(self) -> u64 {
-        let ones = if self.width >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.width) - 1
-        };
+        let ones = if self.width >= 64 { u64::MAX } else { (1u64 << self.width) - 1 };
         ones << self.lo
     }
 

@@ -61,10 +61,7 @@ where
         let leaf = self
             .s2
             .walk(cx, self.fetch, table_addr, read)
-            .map_err(|f| Fault {
-                s1_table_level: Some(level),
-                ..f
-            })?;
+            .map_err(|f| Fault { s1_table_level: Some(level), ..f })?;
         let write_fault = (!leaf.perms.allows(Access::WRITE.privileged())).then_some(Fault {
             stage: Stage::S2,
             level: leaf.level,
@@ -72,10 +69,36 @@ where
             input: table_addr,
             s1_table_level: Some(level),
         });
-        Ok(Located {
-            addr: M::Addr::new(leaf.output),
-            write_fault,
-        })
+        Ok(Located { addr: M::Addr::new(leaf.output), write_fault })
+    }
+}
+
+impl<S1: Walk + ?Sized, S2: Walk + ?Sized> Nested<'_, S1, S2> {
+    /// Walks both stages and returns the stage-1 leaf (its output is the GPA/IPA) beside the
+    /// combined translation, for callers that show both.
+    pub fn walk_stages<M, F, O>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        fetch: &F,
+        input: u64,
+        access: Access,
+    ) -> Result<(Leaf, Leaf), Fault>
+    where
+        M: PhysMemory + ?Sized,
+        F: TableFetch<M>,
+        O: WalkObserver,
+    {
+        let through = ThroughStage2 { s2: self.s2, fetch };
+        let s1 = self.s1.walk(cx, &through, input, access)?;
+        let s2 = self.s2.walk(cx, fetch, s1.output, access)?;
+        let combined = Leaf {
+            output: s2.output,
+            page_lg2: s1.page_lg2.min(s2.page_lg2),
+            level: s1.level,
+            perms: s1.perms.intersect(s2.perms),
+            global: s1.global,
+        };
+        Ok((s1, combined))
     }
 }
 
@@ -92,15 +115,6 @@ impl<S1: Walk + ?Sized, S2: Walk + ?Sized> Walk for Nested<'_, S1, S2> {
         F: TableFetch<M>,
         O: WalkObserver,
     {
-        let through = ThroughStage2 { s2: self.s2, fetch };
-        let s1 = self.s1.walk(cx, &through, input, access)?;
-        let s2 = self.s2.walk(cx, fetch, s1.output, access)?;
-        Ok(Leaf {
-            output: s2.output,
-            page_lg2: s1.page_lg2.min(s2.page_lg2),
-            level: s1.level,
-            perms: s1.perms.intersect(s2.perms),
-            global: s1.global,
-        })
+        self.walk_stages(cx, fetch, input, access).map(|(_, combined)| combined)
     }
 }

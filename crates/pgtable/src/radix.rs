@@ -97,13 +97,8 @@ where
     O: WalkObserver,
 {
     let stage = fmt.stage();
-    let fault = |d: usize, kind| Fault {
-        stage,
-        level: fmt.level(d),
-        kind,
-        input,
-        s1_table_level: None,
-    };
+    let fault =
+        |d: usize, kind| Fault { stage, level: fmt.level(d), kind, input, s1_table_level: None };
     fmt.check_config().map_err(|k| fault(0, k))?;
     fmt.check_input(input).map_err(|k| fault(0, k))?;
     let depth = fmt.depth();
@@ -112,9 +107,7 @@ where
     for d in 0..depth {
         let level = fmt.level(d);
         let index = (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d));
-        let table_addr = table
-            .checked_add(index * 8)
-            .ok_or(fault(d, FaultKind::AddressSize))?;
+        let table_addr = table.checked_add(index * 8).ok_or(fault(d, FaultKind::AddressSize))?;
         let loc = fetch.locate(cx, table_addr, level)?;
         let mut raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
         let mut tries = 0;
@@ -129,9 +122,7 @@ where
                 Entry::Table { .. } => false,
                 Entry::Leaf { .. } => true,
             };
-            let new = fmt
-                .update(d, raw, is_leaf, access)
-                .map_err(|k| fault(d, k))?;
+            let new = fmt.update(d, raw, is_leaf, access).map_err(|k| fault(d, k))?;
             if let Entry::Leaf { perms, .. } = entry {
                 if !perms.allows(access) {
                     return Err(fault(d, FaultKind::Permission));
@@ -157,11 +148,7 @@ where
                     table = next;
                     break None;
                 }
-                Entry::Leaf {
-                    output,
-                    perms,
-                    global,
-                } => break Some((output, perms, global)),
+                Entry::Leaf { output, perms, global } => break Some((output, perms, global)),
                 Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
             }
         };
@@ -198,16 +185,10 @@ fn write_back<M: PhysMemory + ?Sized, O: WalkObserver>(
     if let Some(f) = loc.write_fault {
         return Ok(WriteBack::Denied(f));
     }
-    let abort = FaultKind::ExternalAbort {
-        addr: loc.addr.raw(),
-    };
+    let abort = FaultKind::ExternalAbort { addr: loc.addr.raw() };
     match cx.reader.update_entry(loc.addr, old, new) {
         Ok(true) => Ok(WriteBack::Done),
-        Ok(false) => cx
-            .reader
-            .read_entry(loc.addr)
-            .map(WriteBack::Changed)
-            .map_err(|_| abort),
+        Ok(false) => cx.reader.read_entry(loc.addr).map(WriteBack::Changed).map_err(|_| abort),
         Err(_) => Err(abort),
     }
 }
@@ -286,10 +267,7 @@ fn entry_addr<A: Address>(table: u64, index: u64) -> Result<A, MapError> {
     table
         .checked_add(index * 8)
         .map(A::new)
-        .ok_or(MapError::Memory(MemoryError::Outside {
-            addr: table,
-            len: 8,
-        }))
+        .ok_or(MapError::Memory(MemoryError::Outside { addr: table, len: 8 }))
 }
 
 fn index_at<Fm: Format + ?Sized>(fmt: &Fm, d: usize, input: u64) -> u64 {
@@ -298,10 +276,7 @@ fn index_at<Fm: Format + ?Sized>(fmt: &Fm, d: usize, input: u64) -> u64 {
 
 fn decode_for_build<Fm: Format + ?Sized>(fmt: &Fm, d: usize, raw: u64) -> Result<Entry, MapError> {
     let mut acc = Fm::Acc::default();
-    fmt.decode(d, raw, &mut acc).map_err(|_| MapError::Corrupt {
-        level: fmt.level(d),
-        raw,
-    })
+    fmt.decode(d, raw, &mut acc).map_err(|_| MapError::Corrupt { level: fmt.level(d), raw })
 }
 
 /// Bytes of a table at depth `d`, at least one 4K page.
@@ -331,22 +306,13 @@ where
         .find(|&d| fmt.shift(d) == size_lg2 && fmt.leaf_allowed(d))
         .ok_or(MapError::PageSize { size_lg2 })?;
     if input & low_mask(size_lg2) != 0 || output & low_mask(size_lg2) != 0 {
-        return Err(MapError::Misaligned {
-            input,
-            output,
-            size_lg2,
-        });
+        return Err(MapError::Misaligned { input, output, size_lg2 });
     }
-    let last = input
-        .checked_add(low_mask(size_lg2))
-        .ok_or(MapError::InputRange { input })?;
+    let last = input.checked_add(low_mask(size_lg2)).ok_or(MapError::InputRange { input })?;
     if fmt.check_input(input).is_err() || fmt.check_input(last).is_err() {
         return Err(MapError::InputRange { input });
     }
-    if output
-        .checked_add(low_mask(size_lg2))
-        .is_none_or(|l| l >> fmt.output_bits() != 0)
-    {
+    if output.checked_add(low_mask(size_lg2)).is_none_or(|l| l >> fmt.output_bits() != 0) {
         return Err(MapError::OutputRange { output });
     }
 
@@ -401,10 +367,7 @@ where
             new_tables.get(d - first_new - 1).map_or(table, |t| t.raw())
         };
         let child = new_tables.get(d - first_new).map_or(0, |t| t.raw());
-        mem.write_u64(
-            entry_addr(parent, index_at(fmt, d, input))?,
-            fmt.encode_table(d, child),
-        )?;
+        mem.write_u64(entry_addr(parent, index_at(fmt, d, input))?, fmt.encode_table(d, child))?;
     }
     for (t, size_lg2) in emptied {
         // These came from `alloc` when they were linked in; a table someone else placed is
@@ -486,9 +449,7 @@ where
         return Ok(Unmapped::default());
     };
     // Inclusive bound, so a range may end at the very top of the address space.
-    let last = input
-        .checked_add(len_less_one)
-        .ok_or(MapError::InputRange { input })?;
+    let last = input.checked_add(len_less_one).ok_or(MapError::InputRange { input })?;
     let mut found: Vec<(M::Addr, u8)> = Vec::new();
     let mut cursor = Some(input);
     'range: while let Some(va) = cursor.filter(|&va| va <= last) {
@@ -503,10 +464,7 @@ where
             match decode_for_build(fmt, d, raw)? {
                 Entry::Table { next } if d + 1 < fmt.depth() => table = next,
                 Entry::Table { .. } => {
-                    return Err(MapError::Corrupt {
-                        level: fmt.level(d),
-                        raw,
-                    });
+                    return Err(MapError::Corrupt { level: fmt.level(d), raw });
                 }
                 Entry::Invalid => {
                     cursor = (va | low_mask(shift)).checked_add(1);
@@ -516,10 +474,7 @@ where
                     let base = va & !low_mask(shift);
                     let leaf_last = base | low_mask(shift);
                     if base < input || leaf_last > last {
-                        return Err(MapError::SplitsLeaf {
-                            input: base,
-                            size_lg2: shift,
-                        });
+                        return Err(MapError::SplitsLeaf { input: base, size_lg2: shift });
                     }
                     found.push((at, shift));
                     cursor = leaf_last.checked_add(1);

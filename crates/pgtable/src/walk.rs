@@ -28,30 +28,15 @@ pub struct Access {
 
 impl Access {
     /// An unprivileged data read.
-    pub const READ: Self = Self {
-        write: false,
-        exec: false,
-        privileged: false,
-    };
+    pub const READ: Self = Self { write: false, exec: false, privileged: false };
     /// An unprivileged data write.
-    pub const WRITE: Self = Self {
-        write: true,
-        exec: false,
-        privileged: false,
-    };
+    pub const WRITE: Self = Self { write: true, exec: false, privileged: false };
     /// An unprivileged instruction fetch.
-    pub const EXEC: Self = Self {
-        write: false,
-        exec: true,
-        privileged: false,
-    };
+    pub const EXEC: Self = Self { write: false, exec: true, privileged: false };
 
     /// The same access, privileged.
     pub const fn privileged(self) -> Self {
-        Self {
-            privileged: true,
-            ..self
-        }
+        Self { privileged: true, ..self }
     }
 }
 
@@ -263,10 +248,7 @@ pub struct WalkCtx<'m, M: PhysMemory + ?Sized, O: WalkObserver = ()> {
 impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
     /// A fresh context over `mem`.
     pub fn new(mem: &'m M, observer: O) -> Self {
-        Self {
-            reader: TableReader::new(mem),
-            observer,
-        }
+        Self { reader: TableReader::new(mem), observer }
     }
 
     /// Reads one entry, reports it to the observer, and turns a bad address into an
@@ -281,21 +263,13 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
     ) -> Result<u64, Fault> {
         match self.reader.read_entry(at) {
             Ok(raw) => {
-                self.observer.step(WalkStep {
-                    stage,
-                    level,
-                    table_addr,
-                    mem_addr: at.raw(),
-                    raw,
-                });
+                self.observer.step(WalkStep { stage, level, table_addr, mem_addr: at.raw(), raw });
                 Ok(raw)
             }
             Err(e) => Err(Fault {
                 stage,
                 level,
-                kind: FaultKind::ExternalAbort {
-                    addr: memory_error_addr(e, at.raw()),
-                },
+                kind: FaultKind::ExternalAbort { addr: memory_error_addr(e, at.raw()) },
                 input,
                 s1_table_level: None,
             }),
@@ -345,10 +319,7 @@ impl<M: PhysMemory + ?Sized> TableFetch<M> for Direct {
         table_addr: u64,
         _level: i8,
     ) -> Result<Located<M::Addr>, Fault> {
-        Ok(Located {
-            addr: M::Addr::new(table_addr),
-            write_fault: None,
-        })
+        Ok(Located { addr: M::Addr::new(table_addr), write_fault: None })
     }
 }
 
@@ -394,11 +365,7 @@ pub trait Walk {
     ) -> (Walked, O) {
         let mut cx = WalkCtx::new(mem, observer);
         let outcome = self.walk(&mut cx, &Direct, input, access);
-        let walked = Walked {
-            outcome,
-            reads: cx.reader.reads(),
-            updates: cx.reader.updates(),
-        };
+        let walked = Walked { outcome, reads: cx.reader.reads(), updates: cx.reader.updates() };
         (walked, cx.observer)
     }
 }
@@ -414,14 +381,8 @@ mod tests {
         assert!(!p.allows(Access::WRITE));
         assert!(p.allows(Access::WRITE.privileged()));
         assert!(!p.allows(Access::EXEC.privileged()));
-        assert_eq!(
-            Perms::rwx(true, false, true).to_string(),
-            "priv:r-x user:r-x"
-        );
+        assert_eq!(Perms::rwx(true, false, true).to_string(), "priv:r-x user:r-x");
         assert!(Perms::ALL.contains(p));
-        assert_eq!(
-            p.intersect(Perms::rwx(true, false, false)),
-            Perms::rwx(true, false, false)
-        );
+        assert_eq!(p.intersect(Perms::rwx(true, false, false)), Perms::rwx(true, false, false));
     }
 }

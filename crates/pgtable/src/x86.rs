@@ -179,19 +179,9 @@ pub struct X86Attrs {
 
 impl X86Attrs {
     /// Read, write, execute, user, not global.
-    pub const ALL: Self = Self {
-        writable: true,
-        user: true,
-        exec: true,
-        global: false,
-    };
+    pub const ALL: Self = Self { writable: true, user: true, exec: true, global: false };
     /// Read-only user data.
-    pub const READ_ONLY: Self = Self {
-        writable: false,
-        user: true,
-        exec: false,
-        global: false,
-    };
+    pub const READ_ONLY: Self = Self { writable: false, user: true, exec: false, global: false };
 }
 
 /// Restrictions gathered from the table entries above the leaf (SDM §4.6.1: the access rights
@@ -299,15 +289,9 @@ impl Format for X86Paging {
         acc.no_exec |= self.nxe && XD.is_set(raw);
         if level == 1 || large {
             let output = ADDR.in_place(raw) & !low_mask(self.shift(d));
-            Ok(Entry::Leaf {
-                output,
-                perms: self.perms(*acc),
-                global: G.is_set(raw),
-            })
+            Ok(Entry::Leaf { output, perms: self.perms(*acc), global: G.is_set(raw) })
         } else {
-            Ok(Entry::Table {
-                next: ADDR.in_place(raw),
-            })
+            Ok(Entry::Table { next: ADDR.in_place(raw) })
         }
     }
 

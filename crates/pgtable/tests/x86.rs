@@ -20,13 +20,7 @@ fn put(mem: &HostMemory, addr: u64, raw: u64) {
 }
 
 fn fault(level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault {
-        stage: Stage::S1,
-        level,
-        kind,
-        input,
-        s1_table_level: None,
-    }
+    Fault { stage: Stage::S1, level, kind, input, s1_table_level: None }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -55,10 +49,7 @@ fn vector_4k_page_supervisor_only() {
     let leaf = w.outcome.unwrap();
     assert_eq!(leaf.output, 0x50_0abc);
     assert_eq!((leaf.page_lg2, leaf.level, w.reads), (12, 1, 4));
-    assert_eq!(
-        leaf.perms,
-        Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X)
-    );
+    assert_eq!(leaf.perms, Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X));
     // U/S = 0 in the PTE: a user access faults at the leaf.
     let w = pt.translate(&mem, 0x1abc, Access::READ);
     assert_eq!(w.outcome, Err(fault(1, FaultKind::Permission, 0x1abc)));
@@ -68,9 +59,7 @@ fn vector_4k_page_supervisor_only() {
 fn vector_accessed_and_dirty_are_set_by_the_walk() {
     let mem = memory();
     let pt = four_level_vectors(&mem);
-    pt.translate(&mem, 0x1000, Access::READ.privileged())
-        .outcome
-        .unwrap();
+    pt.translate(&mem, 0x1000, Access::READ.privileged()).outcome.unwrap();
     // §4.8: A in every entry used; no D on a read.
     assert_eq!(mem.read_u64(Hpa(0x10_0000)).unwrap(), 0x0000_0000_0010_1027);
     assert_eq!(mem.read_u64(Hpa(0x10_3008)).unwrap(), 0x0000_0000_0050_0023);
@@ -82,15 +71,9 @@ fn vector_accessed_and_dirty_are_set_by_the_walk() {
     assert_eq!(w.outcome, Err(fault(1, FaultKind::Permission, 0x2000)));
     assert_eq!(mem.read_u64(Hpa(0x10_3010)).unwrap() & 0x40, 0);
     // With A/D management off (an offline observer) nothing is written.
-    let quiet = X86Paging {
-        set_ad: false,
-        ..pt
-    };
+    let quiet = X86Paging { set_ad: false, ..pt };
     put(&mem, 0x10_3008, 0x0000_0000_0050_0003);
-    quiet
-        .translate(&mem, 0x1000, Access::WRITE.privileged())
-        .outcome
-        .unwrap();
+    quiet.translate(&mem, 0x1000, Access::WRITE.privileged()).outcome.unwrap();
     assert_eq!(mem.read_u64(Hpa(0x10_3008)).unwrap(), 0x0000_0000_0050_0003);
 }
 
@@ -107,10 +90,7 @@ fn vector_xd_and_read_only() {
     );
     // CR0.WP = 0: supervisor writes ignore R/W.
     let no_wp = X86Paging { wp: false, ..pt };
-    assert!(no_wp
-        .translate(&mem, 0x2010, Access::WRITE.privileged())
-        .outcome
-        .is_ok());
+    assert!(no_wp.translate(&mem, 0x2010, Access::WRITE.privileged()).outcome.is_ok());
     // NXE = 0: bit 63 is reserved (§4.5, Table 4-20 note).
     let no_nxe = X86Paging { nxe: false, ..pt };
     assert_eq!(
@@ -125,21 +105,12 @@ fn vector_large_pages() {
     let pt = four_level_vectors(&mem);
     let w = pt.translate(&mem, 0x2f_1234, Access::WRITE);
     let leaf = w.outcome.unwrap();
-    assert_eq!(
-        (leaf.output, leaf.page_lg2, leaf.level, w.reads),
-        (0x6f_1234, 21, 2, 3)
-    );
+    assert_eq!((leaf.output, leaf.page_lg2, leaf.level, w.reads), (0x6f_1234, 21, 2, 3));
     let w = pt.translate(&mem, 0x7fff_fff8, Access::EXEC);
     let leaf = w.outcome.unwrap();
-    assert_eq!(
-        (leaf.output, leaf.page_lg2, leaf.level, w.reads),
-        (0x7fff_fff8, 30, 3, 2)
-    );
+    assert_eq!((leaf.output, leaf.page_lg2, leaf.level, w.reads), (0x7fff_fff8, 30, 3, 2));
     // Without 1G-page support, PS in a PDPTE is a reserved bit.
-    let no_1g = X86Paging {
-        page_1g: false,
-        ..pt
-    };
+    let no_1g = X86Paging { page_1g: false, ..pt };
     assert_eq!(
         no_1g.translate(&mem, 0x4000_0000, Access::READ).outcome,
         Err(fault(3, FaultKind::Reserved, 0x4000_0000))
@@ -164,10 +135,7 @@ fn vector_reserved_bits_by_level() {
         Err(fault(2, FaultKind::Reserved, 0x40_0000))
     );
     // An address bit at or above MAXPHYADDR is reserved.
-    let narrow = X86Paging {
-        phys_bits: 39,
-        ..pt
-    };
+    let narrow = X86Paging { phys_bits: 39, ..pt };
     put(&mem, 0x10_3018, 0x0000_0080_0000_0007);
     assert_eq!(
         narrow.translate(&mem, 0x3000, Access::READ).outcome,
@@ -192,11 +160,7 @@ fn vector_not_present_non_canonical_and_outside_memory() {
     put(&mem, 0x10_2018, 0x0000_0000_4000_0007);
     assert_eq!(
         pt.translate(&mem, 0x60_0000, Access::READ).outcome,
-        Err(fault(
-            1,
-            FaultKind::ExternalAbort { addr: 0x4000_0000 },
-            0x60_0000
-        ))
+        Err(fault(1, FaultKind::ExternalAbort { addr: 0x4000_0000 }, 0x60_0000))
     );
 }
 
@@ -246,14 +210,9 @@ fn builder_refuses_bad_maps_and_changes_nothing() {
     ));
     assert_eq!(
         pt.map(&mem, &mut fa, 0x0000_8000_0000_0000, 0, 12, a),
-        Err(MapError::InputRange {
-            input: 0x0000_8000_0000_0000
-        })
+        Err(MapError::InputRange { input: 0x0000_8000_0000_0000 })
     );
-    assert!(matches!(
-        pt.map(&mem, &mut fa, 0, 1 << 52, 12, a),
-        Err(MapError::OutputRange { .. })
-    ));
+    assert!(matches!(pt.map(&mem, &mut fa, 0, 1 << 52, 12, a), Err(MapError::OutputRange { .. })));
     assert_eq!(fa.free_bytes(), free, "refused maps allocate nothing");
     pt.map(&mem, &mut fa, 0x20_1000, 0x9000, 12, a).unwrap();
     assert_eq!(
@@ -264,22 +223,13 @@ fn builder_refuses_bad_maps_and_changes_nothing() {
         pt.map(&mem, &mut fa, 0x20_0000, 0, 21, a),
         Err(MapError::Overlap { input: 0x20_0000 })
     );
-    assert!(matches!(
-        pt.unmap(&mem, 0x20_1800, 0x1000),
-        Err(MapError::SplitsLeaf { .. })
-    ));
+    assert!(matches!(pt.unmap(&mem, 0x20_1800, 0x1000), Err(MapError::SplitsLeaf { .. })));
     assert_eq!(pt.unmap(&mem, 0x20_0000, 0x20_0000).unwrap().bytes, 0x1000);
     // The emptied page table gives way to a 2M block and goes back to the allocator.
     let before = fa.free_bytes();
     pt.map(&mem, &mut fa, 0x20_0000, 0x40_0000, 21, a).unwrap();
     assert_eq!(fa.free_bytes(), before + 0x1000);
-    assert_eq!(
-        pt.translate(&mem, 0x20_0042, Access::READ)
-            .outcome
-            .unwrap()
-            .output,
-        0x40_0042
-    );
+    assert_eq!(pt.translate(&mem, 0x20_0042, Access::READ).outcome.unwrap().output, 0x40_0042);
 }
 
 #[test]
@@ -288,16 +238,12 @@ fn exhausted_allocator_leaves_tables_unchanged() {
     // Room for the root and exactly one more table.
     let mut fa = FrameAllocator::new(&[(Hpa(TABLES), 0x2000)]);
     let pt = X86Paging::create(&mem, &mut fa, Levels::Four).unwrap();
-    let before: Vec<u64> = (0..512)
-        .map(|i| mem.read_u64(Hpa(TABLES + i * 8)).unwrap())
-        .collect();
+    let before: Vec<u64> = (0..512).map(|i| mem.read_u64(Hpa(TABLES + i * 8)).unwrap()).collect();
     assert!(matches!(
         pt.map(&mem, &mut fa, 0x1000, 0x1000, 12, X86Attrs::ALL),
         Err(MapError::Frame(_))
     ));
-    let after: Vec<u64> = (0..512)
-        .map(|i| mem.read_u64(Hpa(TABLES + i * 8)).unwrap())
-        .collect();
+    let after: Vec<u64> = (0..512).map(|i| mem.read_u64(Hpa(TABLES + i * 8)).unwrap()).collect();
     assert_eq!(before, after);
     assert_eq!(fa.free_bytes(), 0x1000);
 }
@@ -512,21 +458,9 @@ impl Oracle {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Map {
-        va: u64,
-        pa: u64,
-        lg2: u8,
-        r: Rights,
-    },
-    Unmap {
-        va: u64,
-        len: u64,
-    },
-    Restrict {
-        va: u64,
-        level: i8,
-        r: Rights,
-    },
+    Map { va: u64, pa: u64, lg2: u8, r: Rights },
+    Unmap { va: u64, len: u64 },
+    Restrict { va: u64, level: i8, r: Rights },
 }
 
 fn rights() -> impl Strategy<Value = Rights> {
@@ -572,12 +506,8 @@ fn check_against_oracle(
     for op in ops {
         match op {
             Op::Map { va, pa, lg2, r } => {
-                let attrs = X86Attrs {
-                    writable: r.write,
-                    user: r.user,
-                    exec: r.exec,
-                    global: false,
-                };
+                let attrs =
+                    X86Attrs { writable: r.write, user: r.user, exec: r.exec, global: false };
                 let got = pt.map(&mem, &mut fa, va, pa, lg2, attrs);
                 if oracle.overlaps(va, 1 << lg2) {
                     prop_assert!(matches!(got, Err(MapError::Overlap { .. })), "{got:?}");
@@ -585,9 +515,7 @@ fn check_against_oracle(
                     prop_assert_eq!(got, Ok(()));
                     oracle.maps.insert(va, (lg2, pa, r));
                     // A block that replaced tables also dropped the restrictions inside it.
-                    oracle
-                        .restrictions
-                        .retain(|&(s, l, _)| !(l <= lg2 && s >> lg2 == va >> lg2));
+                    oracle.restrictions.retain(|&(s, l, _)| !(l <= lg2 && s >> lg2 == va >> lg2));
                 }
                 probes.extend([va, va.wrapping_add((1 << lg2) - 8), va + ((1 << lg2) >> 1)]);
             }
@@ -614,17 +542,11 @@ fn check_against_oracle(
                 probes.push(va);
             }
             Op::Restrict { va, level, r } => {
-                let attrs = X86Attrs {
-                    writable: r.write,
-                    user: r.user,
-                    exec: r.exec,
-                    global: false,
-                };
+                let attrs =
+                    X86Attrs { writable: r.write, user: r.user, exec: r.exec, global: false };
                 if pt.restrict(&mem, va, level, attrs).unwrap() {
                     let span = 12 + 9 * (level as u8 - 1);
-                    oracle
-                        .restrictions
-                        .push((va & !((1u64 << span) - 1), span, r));
+                    oracle.restrictions.push((va & !((1u64 << span) - 1), span, r));
                 }
             }
         }
@@ -638,11 +560,7 @@ fn check_against_oracle(
             Access::WRITE.privileged(),
             Access::EXEC.privileged(),
         ] {
-            let got = pt
-                .translate(&mem, va, access)
-                .outcome
-                .map(|l| l.output)
-                .map_err(|f| f.kind);
+            let got = pt.translate(&mem, va, access).outcome.map(|l| l.output).map_err(|f| f.kind);
             prop_assert_eq!(got, oracle.expect(va, access), "va {:#x} {:?}", va, access);
         }
     }
