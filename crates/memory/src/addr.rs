@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::bits::low_mask;
+
 /// An address in some physical or I/O virtual space.
 pub trait Address: Copy + Eq + Ord + fmt::Debug + fmt::LowerHex + Send + Sync + 'static {
     /// Wraps a raw address.
@@ -21,15 +23,6 @@ pub trait Address: Copy + Eq + Ord + fmt::Debug + fmt::LowerHex + Send + Sync + 
     /// Whether the low `lg2` bits are clear.
     fn is_aligned(self, lg2: u8) -> bool {
         self.raw() & low_mask(lg2) == 0
-    }
-}
-
-/// A mask of the low `lg2` bits (all ones for 64 and above).
-pub(crate) fn low_mask(lg2: u8) -> u64 {
-    if lg2 >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << lg2) - 1
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::addr::{low_mask, Address};
+use crate::addr::Address;
+use crate::bits::low_mask;
 use crate::host::{MemoryError, PhysMemory};
 
 /// Smallest block: a 4 KiB table page.

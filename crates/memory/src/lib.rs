@@ -14,6 +14,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod addr;
+pub mod bits;
 mod frame;
 mod guest;
 mod host;

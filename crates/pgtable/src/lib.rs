@@ -29,9 +29,9 @@ pub mod radix;
 mod walk;
 pub mod x86;
 
-pub use bits::Field;
 pub use nested::Nested;
 pub use radix::{Entry, Format, MapError, Unmapped};
+pub use sviommu_memory::bits::Field;
 pub use walk::{
     Access, Direct, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, Walk, WalkCtx,
     WalkObserver, WalkStep, Walked,
