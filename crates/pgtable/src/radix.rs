@@ -111,19 +111,20 @@ where
         let loc = fetch.locate(cx, table_addr, level)?;
         let mut raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
         let mut tries = 0;
-        let leaf = loop {
+        let next = loop {
             let mut acc_here = acc;
-            let entry = fmt.decode(d, raw, &mut acc_here).map_err(|k| fault(d, k))?;
-            let is_leaf = match entry {
+            let next = match fmt.decode(d, raw, &mut acc_here).map_err(|k| fault(d, k))? {
                 Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
                 Entry::Table { .. } if d + 1 == depth => {
                     return Err(fault(d, FaultKind::Reserved));
                 }
-                Entry::Table { .. } => false,
-                Entry::Leaf { .. } => true,
+                Entry::Table { next } => Next::Table(next),
+                Entry::Leaf { output, perms, global } => Next::Leaf { output, perms, global },
             };
+            let is_leaf = matches!(next, Next::Leaf { .. });
+            // Flags first: an access-flag fault outranks a permission fault.
             let new = fmt.update(d, raw, is_leaf, access).map_err(|k| fault(d, k))?;
-            if let Entry::Leaf { perms, .. } = entry {
+            if let Next::Leaf { perms, .. } = next {
                 if !perms.allows(access) {
                     return Err(fault(d, FaultKind::Permission));
                 }
@@ -143,28 +144,30 @@ where
                 }
             }
             acc = acc_here;
-            match entry {
-                Entry::Table { next } => {
-                    table = next;
-                    break None;
-                }
-                Entry::Leaf { output, perms, global } => break Some((output, perms, global)),
-                Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
-            }
+            break next;
         };
-        if let Some((output, perms, global)) = leaf {
-            let page_lg2 = fmt.shift(d);
-            return Ok(Leaf {
-                output: output | (input & low_mask(page_lg2)),
-                page_lg2,
-                level,
-                perms,
-                global,
-            });
+        match next {
+            Next::Table(next) => table = next,
+            Next::Leaf { output, perms, global } => {
+                let page_lg2 = fmt.shift(d);
+                return Ok(Leaf {
+                    output: output | (input & low_mask(page_lg2)),
+                    page_lg2,
+                    level,
+                    perms,
+                    global,
+                });
+            }
         }
     }
     // Depth 0 with no levels: a format that walks nothing translates nothing.
     Err(fault(0, FaultKind::Translation))
+}
+
+/// Where a walk goes after one entry.
+enum Next {
+    Table(u64),
+    Leaf { output: u64, perms: Perms, global: bool },
 }
 
 enum WriteBack {
