@@ -2,7 +2,7 @@
 //! levels deep.
 //!
 //! VT-d spec rev 4.x §9.8 (second-stage paging entries), §3.7 (second-stage translation) and §3.8
-//! (nested translation); the fault conditions are the second-stage rows of §7.1.3. Spec levels:
+//! (nested translation); the faults are the second-stage conditions of §7. Spec levels:
 //! 5 = SS-PML5E, 4 = SS-PML4E, 3 = SS-PDPE (1G page with PS), 2 = SS-PDE (2M page with PS),
 //! 1 = SS-PTE (4K page). A 3-level table (AW = 1, 39-bit AGAW) starts at an SS-PDPE table.
 //!
@@ -23,7 +23,8 @@
 //! | 62 | reserved | reserved | reserved (TM before rev 3.2) |
 //!
 //! There is no present bit: an entry with R, W (and X, when execute requests are supported) all
-//! clear is not present, and none of its other bits are checked.
+//! clear is not present, and none of its other bits are checked. The reserved-field fault is
+//! defined for entries "with at least one of R, W or X set", which is why X counts.
 
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
@@ -70,8 +71,8 @@ pub enum Levels {
 }
 
 impl Levels {
-    /// The AW encoding; `None` for the encodings this model does not walk (0, the 30-bit
-    /// 2-level AGAW that SAGAW no longer reports, and 4 to 7, reserved).
+    /// The AW encoding; `None` for the encodings this model does not walk: 0 (the 30-bit,
+    /// 2-level AGAW) and 4 to 7 (reserved).
     pub const fn from_aw(aw: u8) -> Option<Self> {
         match aw {
             1 => Some(Levels::Three),
@@ -123,8 +124,9 @@ pub struct VtdSecondStage {
     /// CAP.SLLPS: which superpage sizes PS may map ([`SLLPS_2M`], [`SLLPS_1G`]). PS at a level
     /// without support is a reserved bit.
     pub sllps: u8,
-    /// Execute requests are supported and enabled (legacy ECAP.ERS, the PASID entry's execute
-    /// controls before rev 3.4 removed them): X is honoured. Without it X is ignored.
+    /// Execute requests are supported and enabled (ECAP.ERS and the context or PASID entry's
+    /// execute controls, which later revisions removed): X is honoured and is a presence bit.
+    /// Without it X is ignored.
     pub execute: bool,
     /// Snoop control (ECAP.SC; always in scalable mode): SNP is a leaf attribute. Without it,
     /// bit 11 of a leaf is reserved.
@@ -173,13 +175,15 @@ impl VtdSecondStage {
         attrs: VtdSsAttrs,
     ) -> Result<(), MapError> {
         if !(attrs.read || attrs.write || (self.execute && attrs.exec)) {
-            let d = (0..self.depth())
-                .find(|&d| self.shift(d) == size_lg2)
-                .unwrap_or(0);
-            return Err(MapError::Corrupt {
-                level: self.level(d),
-                raw: self.encode_leaf(d, hpa, attrs),
-            });
+            // A size the format lacks is left to the engine's PageSize error.
+            let target =
+                (0..self.depth()).find(|&d| self.shift(d) == size_lg2 && self.leaf_allowed(d));
+            if let Some(d) = target {
+                return Err(MapError::Corrupt {
+                    level: self.level(d),
+                    raw: self.encode_leaf(d, hpa, attrs),
+                });
+            }
         }
         radix::map(self, mem, alloc, gpa, hpa, size_lg2, attrs)
     }
@@ -351,6 +355,8 @@ impl Format for VtdSecondStage {
 
     fn decode(&self, d: usize, raw: u64, acc: &mut Acc) -> Result<Entry, FaultKind> {
         // §9.8: not present when every permission bit is clear; nothing else is checked then.
+        // IMPDEF: with execute support an X-only entry is present (and an X-only leaf is an
+        // execute-only page), following the reserved-field fault's "R, W or X set" wording.
         if raw & self.access_mask() == 0 {
             return Ok(Entry::Invalid);
         }
@@ -369,7 +375,8 @@ impl Format for VtdSecondStage {
         acc.no_exec |= !X.is_set(raw);
         if leaf {
             // DEVIATION: EMT/IPAT and SNP do not change the translation here; memory type and
-            // snoop behaviour (§3.9, §3.10) are not modelled.
+            // snoop behaviour (§3.9, §3.10) are not modelled, so EMTE is not either and EMT's
+            // reserved encodings are not checked.
             Ok(Entry::Leaf {
                 output: ADDR.in_place(raw) & !low_mask(self.shift(d)),
                 perms: self.perms(*acc),

@@ -563,6 +563,9 @@ fn builder_writes_the_spec_words() {
         "{r:?}"
     );
     assert_eq!(word(&mem, ss.root + 56), 0);
+    // A size the format does not have is still a page-size error.
+    let r = ss.map(&mem, &mut alloc, 7 << 39, 0x2000, 13, none);
+    assert_eq!(r, Err(MapError::PageSize { size_lg2: 13 }));
 }
 
 #[test]
