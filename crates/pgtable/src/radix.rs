@@ -71,6 +71,11 @@ pub trait Format {
         Ok(raw)
     }
 
+    /// Whether a leaf with these attributes can be written as a valid entry (VT-d second stage
+    /// has no present bit, so a leaf granting nothing cannot).
+    fn encodable(&self, _attrs: &Self::Attrs) -> bool {
+        true
+    }
     /// Whether a leaf may sit at depth `d`.
     fn leaf_allowed(&self, d: usize) -> bool;
     /// A table entry at depth `d` pointing at `next`, with no restrictions.
@@ -233,6 +238,12 @@ pub enum MapError {
         /// Input address.
         input: u64,
     },
+    /// The attributes grant nothing, which this format can only write as a not-present entry.
+    #[error("a mapping at {input:#x} must grant some access")]
+    NoAccess {
+        /// Input address.
+        input: u64,
+    },
     /// An unmap range cuts a block or page in two.
     #[error("unmap range splits the 2^{size_lg2}-byte leaf at {input:#x}")]
     SplitsLeaf {
@@ -310,6 +321,9 @@ where
         .ok_or(MapError::PageSize { size_lg2 })?;
     if input & low_mask(size_lg2) != 0 || output & low_mask(size_lg2) != 0 {
         return Err(MapError::Misaligned { input, output, size_lg2 });
+    }
+    if !fmt.encodable(&attrs) {
+        return Err(MapError::NoAccess { input });
     }
     let last = input.checked_add(low_mask(size_lg2)).ok_or(MapError::InputRange { input })?;
     if fmt.check_input(input).is_err() || fmt.check_input(last).is_err() {

@@ -164,7 +164,7 @@ impl VtdSecondStage {
 
     /// Maps one 4K, 2M or 1G page. A page that would grant neither read nor write (nor execute,
     /// with execute support) would be written as a not-present entry, so it is refused as
-    /// [`MapError::Corrupt`] naming that entry.
+    /// [`MapError::NoAccess`].
     pub fn map<M: PhysMemory + ?Sized>(
         &self,
         mem: &M,
@@ -174,17 +174,6 @@ impl VtdSecondStage {
         size_lg2: u8,
         attrs: VtdSsAttrs,
     ) -> Result<(), MapError> {
-        if !(attrs.read || attrs.write || (self.execute && attrs.exec)) {
-            // A size the format lacks is left to the engine's PageSize error.
-            let target =
-                (0..self.depth()).find(|&d| self.shift(d) == size_lg2 && self.leaf_allowed(d));
-            if let Some(d) = target {
-                return Err(MapError::Corrupt {
-                    level: self.level(d),
-                    raw: self.encode_leaf(d, hpa, attrs),
-                });
-            }
-        }
         radix::map(self, mem, alloc, gpa, hpa, size_lg2, attrs)
     }
 
@@ -281,19 +270,9 @@ pub struct VtdSsAttrs {
 
 impl VtdSsAttrs {
     /// Read, write and execute, no forced snoop.
-    pub const ALL: Self = Self {
-        read: true,
-        write: true,
-        exec: true,
-        snoop: false,
-    };
+    pub const ALL: Self = Self { read: true, write: true, exec: true, snoop: false };
     /// Read only.
-    pub const READ_ONLY: Self = Self {
-        read: true,
-        write: false,
-        exec: false,
-        snoop: false,
-    };
+    pub const READ_ONLY: Self = Self { read: true, write: false, exec: false, snoop: false };
 }
 
 /// Restrictions gathered from the table entries above the leaf (§3.7: the access rights of a
@@ -384,9 +363,7 @@ impl Format for VtdSecondStage {
                 global: false,
             })
         } else {
-            Ok(Entry::Table {
-                next: ADDR.in_place(raw),
-            })
+            Ok(Entry::Table { next: ADDR.in_place(raw) })
         }
     }
 
@@ -400,6 +377,10 @@ impl Format for VtdSecondStage {
             new = D.with(new, true);
         }
         Ok(new)
+    }
+
+    fn encodable(&self, attrs: &VtdSsAttrs) -> bool {
+        attrs.read || attrs.write || (self.execute && attrs.exec)
     }
 
     fn leaf_allowed(&self, d: usize) -> bool {
