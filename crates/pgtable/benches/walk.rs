@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
+use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Nested, Walk};
 
@@ -35,12 +36,23 @@ fn bench_walks(c: &mut Criterion) {
         x86_5.map(&host, &mut frames, va, va, 12, X86Attrs::ALL).unwrap();
     }
 
-    // Nested: x86 stage 1 in guest RAM over an x86-format stage 2 (the composition's cost; the
-    // per-architecture stage-2 formats are benchmarked beside it when present).
-    let s2 = X86Paging::create(&host, &mut frames, Levels::Four).unwrap();
+    let vtd_ss: Vec<VtdSecondStage> =
+        [vtd_ss::Levels::Three, vtd_ss::Levels::Four, vtd_ss::Levels::Five]
+            .into_iter()
+            .map(|levels| {
+                let t = VtdSecondStage::create(&host, &mut frames, levels).unwrap();
+                for va in pages() {
+                    t.map(&host, &mut frames, va, va, 12, VtdSsAttrs::ALL).unwrap();
+                }
+                t
+            })
+            .collect();
+
+    // Nested: x86 stage 1 (VT-d first stage) in guest RAM over VT-d second stage, 4K pages.
+    let s2 = VtdSecondStage::create(&host, &mut frames, vtd_ss::Levels::Four).unwrap();
     let mut gpa = 0;
     while gpa < GUEST_LEN {
-        s2.map(&host, &mut frames, gpa, GUEST_HPA + gpa, 12, X86Attrs::ALL).unwrap();
+        s2.map(&host, &mut frames, gpa, GUEST_HPA + gpa, 12, VtdSsAttrs::ALL).unwrap();
         gpa += 0x1000;
     }
     let ram = GuestRam::new(
@@ -65,7 +77,12 @@ fn bench_walks(c: &mut Criterion) {
     group.bench_function("x86_5level", |b| {
         b.iter(|| walk_all(&x86_5, &host));
     });
-    group.bench_function("nested_x86_over_x86", |b| {
+    for (t, name) in vtd_ss.iter().zip(["vtd_ss_3level", "vtd_ss_4level", "vtd_ss_5level"]) {
+        group.bench_function(name, |b| {
+            b.iter(|| walk_all(t, &host));
+        });
+    }
+    group.bench_function("nested_x86_over_vtd_ss", |b| {
         b.iter(|| walk_all(&nested, &host));
     });
     group.finish();

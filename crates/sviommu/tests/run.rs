@@ -52,3 +52,30 @@ fn text_report_names_stages_and_reads() {
 fn unknown_command_is_a_usage_error() {
     Command::cargo_bin("sviommu").unwrap().arg("frobnicate").assert().failure().code(2);
 }
+
+#[test]
+fn nested_rows_cost_24_reads_and_name_the_faulting_stage() {
+    let report = run_json();
+    let nested = &report["sections"][1];
+    let code = row(nested, "code fetch");
+    assert_eq!(code["intermediate"], "0x1000123");
+    assert_eq!(code["output"], "0x41000123");
+    assert_eq!(code["reads"], 24);
+    let buffer = row(nested, "buffer write (2M page)");
+    assert_eq!(
+        buffer["reads"], 19,
+        "a 2M stage-1 page skips one stage-1 level and its stage-2 walk"
+    );
+    assert_eq!(buffer["page_size"], 4096, "stage 2 maps guest RAM in 4K pages");
+    let beyond = row(nested, "read beyond guest RAM");
+    assert_eq!(beyond["fault"]["stage"], "stage 2");
+    assert_eq!(beyond["fault"]["kind"], "Translation");
+    assert_eq!(beyond["fault"]["address"], "0x80000040");
+    let protected = row(nested, "write, page write-protected by host");
+    assert_eq!(protected["fault"]["stage"], "stage 2");
+    assert_eq!(protected["fault"]["kind"], "Permission");
+    // Walked alone, stage 1 sees nothing wrong with either.
+    let alone = &report["sections"][0];
+    assert_eq!(row(alone, "read beyond guest RAM")["output"], "0x80000040");
+    assert!(row(alone, "write, page write-protected by host").get("fault").is_none());
+}
