@@ -36,7 +36,7 @@ pub const VALID: Field = Field::bit(0);
 /// D8.3: descriptor type. Set: table (levels 0-2) or page (level 3). Clear: block (levels 0-2,
 /// where the granule allows one) or reserved (level 3, treated as invalid).
 pub const TYPE: Field = Field::bit(1);
-/// D8.3: shareability in a block or page descriptor; OA[51:50] instead under FEAT_LPA2 (DS = 1),
+/// D8.3: shareability in a block or page descriptor; `OA[51:50]` instead under FEAT_LPA2 (DS = 1),
 /// when shareability comes from the TCR (SMMU: the CD's SH0, or the STE's S2SH0).
 pub const SH: Field = Field::bits(9, 8);
 /// D8.5: access flag.
@@ -46,20 +46,21 @@ pub const AF: Field = Field::bit(10);
 pub const DBM: Field = Field::bit(51);
 /// D8.3: contiguous hint (ignored: IMPDEF, a TLB may but need not use it).
 pub const CONTIGUOUS: Field = Field::bit(52);
-/// D8.3: OA[51:48] in bits 15:12 with the 64K granule and FEAT_LPA when the output size is 52
+/// D8.3: `OA[51:48]` in bits 15:12 with the 64K granule and FEAT_LPA when the output size is 52
 /// bits; RES0 (ignored) otherwise.
 pub const OA_HI_LPA: Field = Field::bits(15, 12);
-/// D8.3: OA[51:50] in bits 9:8 with the 4K/16K granules and FEAT_LPA2 (DS = 1).
+/// D8.3: `OA[51:50]` in bits 9:8 with the 4K/16K granules and FEAT_LPA2 (DS = 1).
 pub const OA_HI_LPA2: Field = Field::bits(9, 8);
 
-/// Sharable, inner: what the builders put in [`SH`] when it is not an address field.
+/// Inner shareable: what the builders put in [`SH`] when it is not an address field.
 const SH_INNER: u64 = 0b11;
 
 /// The translation granule (D8.2 "Translation granule"): the page size, and the size of every
 /// table but the starting one.
 ///
 /// The output address (or next-table address) of a descriptor is bits 47 down to the granule's
-/// page bits; RES0 bits below it are ignored (IMPDEF: the SMMU ignores them, a PE may fault).
+/// page bits (see [`Oa52`] for bits 51:48). IMPDEF: RES0 bits below it, and the block-offset
+/// bits of a block descriptor's address field, are ignored rather than faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Granule {
     /// 4KB granule: 9 index bits per level; blocks of 1G (level 1) and 2M (level 2).
@@ -151,13 +152,13 @@ impl Ps {
 pub enum Oa52 {
     /// 48-bit output addresses at most.
     Off,
-    /// FEAT_LPA: with the 64K granule and a 52-bit PS, OA[51:48] is in descriptor bits 15:12;
+    /// FEAT_LPA: with the 64K granule and a 52-bit PS, `OA[51:48]` is in descriptor bits 15:12;
     /// level-1 blocks (4TB) are allowed. IMPDEF: FEAT_LVA comes with it, so the 64K granule
     /// also takes 52-bit inputs (TnSZ down to 12). No effect on the 4K/16K granules, whose
     /// output stays at 48 bits without DS.
     Lpa,
-    /// FEAT_LPA2 with TCR.DS = 1: with the 4K/16K granules OA[49:12] is in bits 49:12 and
-    /// OA[51:50] in bits 9:8 (so SH comes from the TCR); 4K level-0 (512GB) and 16K level-1
+    /// FEAT_LPA2 with TCR.DS = 1: with the 4K/16K granules `OA[49:12]` is in bits 49:12 and
+    /// `OA[51:50]` in bits 9:8 (so SH comes from the TCR); 4K level-0 (512GB) and 16K level-1
     /// (64GB) blocks are allowed; the 16K granule takes 52-bit inputs. With the 64K granule it
     /// acts as [`Oa52::Lpa`] (FEAT_LPA2 implies FEAT_LPA).
     Lpa2,
@@ -166,11 +167,11 @@ pub enum Oa52 {
 /// Where a descriptor keeps its output address (D8.3, "Output address fields").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OaLayout {
-    /// OA[47:p] in bits 47:p.
+    /// `OA[47:p]` in bits 47:p.
     Base,
-    /// OA[47:16] in bits 47:16, OA[51:48] in bits 15:12 (64K, FEAT_LPA, PS = 52).
+    /// `OA[47:16]` in bits 47:16, `OA[51:48]` in bits 15:12 (64K, FEAT_LPA, PS = 52).
     Lpa,
-    /// OA[49:p] in bits 49:p, OA[51:50] in bits 9:8 (4K/16K, FEAT_LPA2, DS = 1).
+    /// `OA[49:p]` in bits 49:p, `OA[51:50]` in bits 9:8 (4K/16K, FEAT_LPA2, DS = 1).
     Lpa2,
 }
 

@@ -9,8 +9,8 @@ use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// D8.3, stage-1 block/page: AttrIndx, the MAIR index of the memory attributes.
 pub const ATTR_INDX: Field = Field::bits(4, 2);
-/// D8.4 "Access permissions": AP[2:1] in bits 7:6. AP[1] (bit 6) grants EL0 the access EL1
-/// has; AP[2] (bit 7) makes the page read-only at both.
+/// D8.4 "Access permissions": `AP[2:1]` in bits 7:6. `AP[1]` (bit 6) grants EL0 the access EL1
+/// has; `AP[2]` (bit 7) makes the page read-only at both.
 pub const AP: Field = Field::bits(7, 6);
 /// D8.3: not global: the translation is tagged with the ASID.
 pub const NG: Field = Field::bit(11);
@@ -22,23 +22,23 @@ pub const UXN: Field = Field::bit(54);
 pub const PXN_TABLE: Field = Field::bit(59);
 /// D8.4: UXN for everything below.
 pub const UXN_TABLE: Field = Field::bit(60);
-/// D8.4 "Hierarchical control of data access permissions": APTable[1:0] in bits 62:61.
-/// APTable[0] (bit 61) denies EL0 data access below; APTable[1] (bit 62) denies writes below.
+/// D8.4 "Hierarchical control of data access permissions": `APTable[1:0]` in bits 62:61.
+/// `APTable[0]` (bit 61) denies EL0 data access below; `APTable[1]` (bit 62) denies writes below.
 pub const AP_TABLE: Field = Field::bits(62, 61);
 
-/// AP[1]: EL0 has access.
+/// `AP[1]`: EL0 has access.
 const AP_EL0: u64 = 0b01;
-/// AP[2]: read-only.
+/// `AP[2]`: read-only.
 const AP_RO: u64 = 0b10;
-/// APTable[0]: no EL0 access below.
+/// `APTable[0]`: no EL0 access below.
 const AP_TABLE_NO_EL0: u64 = 0b01;
-/// APTable[1]: no write access below.
+/// `APTable[1]`: no write access below.
 const AP_TABLE_RO: u64 = 0b10;
 
 /// One set of stage-1 tables and the CD (TCR) fields that govern their walk.
 ///
 /// `ttb` is the starting table's address as an SMMU CD holds it (a plain address, not the
-/// CPU's TTBR encoding with BADDR[51:48] in bits 5:2).
+/// CPU's TTBR encoding with `BADDR[51:48]` in bits 5:2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmsaS1 {
     /// TTB0 (or TTB1 when [`ttb1`](Self::ttb1)): the starting table.
@@ -184,7 +184,7 @@ impl VmsaS1 {
     /// D8.4: what a leaf with `raw`'s AP, UXN and PXN grants under the table restrictions.
     ///
     /// IMPDEF: with HD, a DBM = 1 descriptor is judged as though its dirty state were already
-    /// set (AP[2] clear), since the first write makes it so: it is writable, and so (under WXN,
+    /// set (`AP[2]` clear), since the first write makes it so: it is writable, and so (under WXN,
     /// or EL0-writable for EL1 execution) not executable, before and after.
     fn perms(&self, raw: u64, acc: S1Acc) -> Perms {
         let ap = AP.get(raw);
@@ -217,9 +217,9 @@ impl VmsaS1 {
 /// SH holds address bits), and the given MAIR index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct S1Attrs {
-    /// AP[2] clear.
+    /// `AP[2]` clear.
     pub writable: bool,
-    /// AP[1]: EL0 has the same data access as EL1.
+    /// `AP[1]`: EL0 has the same data access as EL1.
     pub user: bool,
     /// UXN clear.
     pub user_exec: bool,
@@ -344,7 +344,7 @@ impl Format for VmsaS1 {
     }
 
     /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault; a write to a DBM = 1
-    /// leaf clears AP[2] with HD. Table descriptors are not updated (no FEAT_HAFT).
+    /// leaf clears `AP[2]` with HD. Table descriptors are not updated (no FEAT_HAFT).
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);

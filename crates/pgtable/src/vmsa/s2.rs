@@ -7,17 +7,17 @@ use crate::bits::{low_mask, Field};
 use crate::radix::{self, Entry, Format, MapError};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
-/// D8.3, stage-2 block/page: MemAttr[3:0].
+/// D8.3, stage-2 block/page: `MemAttr[3:0]`.
 pub const MEM_ATTR: Field = Field::bits(5, 2);
-/// D8.4 "Stage 2 access permissions": S2AP[1:0] in bits 7:6; S2AP[0] (bit 6) grants read,
-/// S2AP[1] (bit 7) grants write.
+/// D8.4 "Stage 2 access permissions": `S2AP[1:0]` in bits 7:6; `S2AP[0]` (bit 6) grants read,
+/// `S2AP[1]` (bit 7) grants write.
 pub const S2AP: Field = Field::bits(7, 6);
-/// D8.4 "Stage 2 execute-never": XN[1:0] in bits 54:53 (XN[0] only with FEAT_XNX).
+/// D8.4 "Stage 2 execute-never": `XN[1:0]` in bits 54:53 (`XN[0]` only with FEAT_XNX).
 pub const XN: Field = Field::bits(54, 53);
 
-/// S2AP[0]: read.
+/// `S2AP[0]`: read.
 const S2AP_R: u64 = 0b01;
-/// S2AP[1]: write.
+/// `S2AP[1]`: write.
 const S2AP_W: u64 = 0b10;
 /// Normal memory, inner and outer write-back: what the builders put in MemAttr.
 const MEM_ATTR_NORMAL_WB: u8 = 0b1111;
@@ -158,15 +158,15 @@ impl VmsaS2 {
 /// (unless SH holds address bits), and the given MemAttr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct S2Attrs {
-    /// S2AP[0].
+    /// `S2AP[0]`.
     pub read: bool,
-    /// S2AP[1].
+    /// `S2AP[1]`.
     pub write: bool,
     /// XN clear.
     pub exec: bool,
     /// DBM: with `write` clear, a writable-clean page that hardware dirties on first write.
     pub dbm: bool,
-    /// MemAttr[3:0].
+    /// `MemAttr[3:0]`.
     pub mem_attr: u8,
 }
 
@@ -282,7 +282,7 @@ impl Format for VmsaS2 {
     }
 
     /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault; a write to a DBM = 1
-    /// leaf sets S2AP[1] with HD.
+    /// leaf sets `S2AP[1]` with HD.
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);
