@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | [`x86`] | x86-64 4- and 5-level paging | CPU tables; VT-d first stage |
 //! | [`vtd_ss`] | VT-d second-stage 3-, 4- and 5-level paging | VT-d second stage (GPA to HPA) |
+//! | [`vmsa`] | VMSAv8-64 stage 1 and stage 2, 4K/16K/64K granules | SMMUv3 CD and STE tables |
 //!
 //! Each format describes its levels and entry bits once, as a [`Format`]; the radix engine in
 //! [`radix`] builds (map, unmap) and walks every format with the same loop. A walk reads memory
@@ -27,6 +28,7 @@
 mod bits;
 mod nested;
 pub mod radix;
+pub mod vmsa;
 pub mod vtd_ss;
 mod walk;
 pub mod x86;
