@@ -97,6 +97,7 @@ impl<S1: Walk + ?Sized, S2: Walk + ?Sized> Nested<'_, S1, S2> {
             level: s1.level,
             perms: s1.perms.intersect(s2.perms),
             global: s1.global,
+            dirty: s1.dirty && s2.dirty,
         };
         Ok((s1, combined))
     }

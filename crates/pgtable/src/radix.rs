@@ -71,6 +71,11 @@ pub trait Format {
         Ok(raw)
     }
 
+    /// Whether the leaf entry `raw` at depth `d` (as the walk left it) records the page as written,
+    /// or the configuration does not track dirty state.
+    fn dirty(&self, _d: usize, _raw: u64) -> bool {
+        true
+    }
     /// Whether a leaf with these attributes can be written as a valid entry (VT-d second stage
     /// has no present bit, so a leaf granting nothing cannot).
     fn encodable(&self, _attrs: &Self::Attrs) -> bool {
@@ -124,7 +129,9 @@ where
                     return Err(fault(d, FaultKind::Reserved));
                 }
                 Entry::Table { next } => Next::Table(next),
-                Entry::Leaf { output, perms, global } => Next::Leaf { output, perms, global },
+                Entry::Leaf { output, perms, global } => {
+                    Next::Leaf { output, perms, global, dirty: false }
+                }
             };
             let is_leaf = matches!(next, Next::Leaf { .. });
             // Flags first: an access-flag fault outranks a permission fault.
@@ -149,11 +156,16 @@ where
                 }
             }
             acc = acc_here;
-            break next;
+            break match next {
+                Next::Leaf { output, perms, global, .. } => {
+                    Next::Leaf { output, perms, global, dirty: fmt.dirty(d, new) }
+                }
+                table => table,
+            };
         };
         match next {
             Next::Table(next) => table = next,
-            Next::Leaf { output, perms, global } => {
+            Next::Leaf { output, perms, global, dirty } => {
                 let page_lg2 = fmt.shift(d);
                 return Ok(Leaf {
                     output: output | (input & low_mask(page_lg2)),
@@ -161,6 +173,7 @@ where
                     level,
                     perms,
                     global,
+                    dirty,
                 });
             }
         }
@@ -172,7 +185,7 @@ where
 /// Where a walk goes after one entry.
 enum Next {
     Table(u64),
-    Leaf { output: u64, perms: Perms, global: bool },
+    Leaf { output: u64, perms: Perms, global: bool, dirty: bool },
 }
 
 enum WriteBack {
@@ -252,6 +265,10 @@ pub enum MapError {
         /// Its size.
         size_lg2: u8,
     },
+    /// The configuration cannot translate anything (a bad TnSZ/SL0 pair, a table address
+    /// beyond the output size).
+    #[error("the table configuration is invalid")]
+    Config,
     /// An existing entry on the path does not decode.
     #[error("malformed entry {raw:#x} at level {level}")]
     Corrupt {

@@ -379,6 +379,10 @@ impl Format for VtdSecondStage {
         Ok(new)
     }
 
+    fn dirty(&self, _d: usize, raw: u64) -> bool {
+        !self.ad || D.is_set(raw)
+    }
+
     fn encodable(&self, attrs: &VtdSsAttrs) -> bool {
         attrs.read || attrs.write || (self.execute && attrs.exec)
     }

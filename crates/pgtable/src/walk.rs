@@ -147,6 +147,10 @@ pub struct Leaf {
     pub perms: Perms,
     /// Whether the mapping is global (x86 G; VMSA nG clear), i.e. not tagged by ASID/PASID.
     pub global: bool,
+    /// Whether a write needs no further table update: the leaf records the page as written
+    /// (x86 / VT-d D, VMSA dirty state), or the tables do not track it. A TLB that caches a
+    /// translation with `dirty == false` must walk again for a write, as the hardware does.
+    pub dirty: bool,
 }
 
 /// Why a walk failed, in terms every format shares. The IOMMU crates map these onto their

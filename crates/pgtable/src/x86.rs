@@ -307,6 +307,10 @@ impl Format for X86Paging {
         Ok(new)
     }
 
+    fn dirty(&self, _d: usize, raw: u64) -> bool {
+        !self.set_ad || D.is_set(raw)
+    }
+
     fn leaf_allowed(&self, d: usize) -> bool {
         match self.level(d) {
             1 | 2 => true,

@@ -215,7 +215,7 @@ fn s1_4k_dirty_state_with_hd() {
     // A read with HD changes nothing.
     let pt = VmsaS1 { hd: true, ..pt };
     let w = pt.translate(&mem, 0x6000, Access::READ.privileged());
-    assert!(w.outcome.is_ok());
+    assert!(!w.outcome.unwrap().dirty, "writable-clean until the first write");
     assert_eq!((w.updates, get(&mem, 0x10_3030)), (0, 0x0008_0000_0050_5783));
     // EL0 has no access (AP[1] = 0): its write faults and dirties nothing.
     assert_eq!(
@@ -429,8 +429,10 @@ fn s2_4k_access_flag_and_dirty_state() {
     assert!(pt.translate(&mem, IPA | 0x5000, Access::READ).outcome.is_ok());
     assert_eq!(get(&mem, 0x20_3028), 0x0000_0000_0070_57c3);
     // D8.5: a write to DBM = 1 sets S2AP[1].
+    assert!(!pt.translate(&mem, IPA | 0x4000, Access::READ).outcome.unwrap().dirty);
     let w = pt.translate(&mem, IPA | 0x4000, Access::WRITE);
-    assert_eq!(w.outcome.unwrap().output, 0x70_4000);
+    let leaf = w.outcome.unwrap();
+    assert_eq!((leaf.output, leaf.dirty), (0x70_4000, true));
     assert_eq!((w.updates, get(&mem, 0x20_3020)), (1, 0x0008_0000_0070_47c3));
 }
 

@@ -406,11 +406,11 @@ mod builders {
         let before = fa.free_bytes();
         assert_eq!(
             VmsaS2::create(&mem, &mut fa, VmsaS2::new(0, Granule::K4, 16, 1)),
-            Err(MapError::InputRange { input: 0 })
+            Err(MapError::Config)
         );
         assert_eq!(
             VmsaS1::create(&mem, &mut fa, VmsaS1::new(0, Granule::K4, 12)),
-            Err(MapError::InputRange { input: 0 })
+            Err(MapError::Config)
         );
         assert_eq!(fa.free_bytes(), before);
     }

@@ -39,7 +39,7 @@ fn s2_fault(level: i8, kind: FaultKind, input: u64) -> Fault {
 }
 
 fn leaf(output: u64, page_lg2: u8, level: i8, perms: Perms) -> Leaf {
-    Leaf { output, page_lg2, level, perms, global: false }
+    Leaf { output, page_lg2, level, perms, global: false, dirty: true }
 }
 
 const RWX: Perms = Perms::rwx(true, true, true);
@@ -699,6 +699,8 @@ struct Oracle {
     tables: BTreeMap<(i8, u64), Cleared>,
     /// Leaves by the page address they start at.
     leaves: BTreeMap<u64, OracleLeaf>,
+    /// Leaves whose D bit a permitted write has set (with SSADE).
+    written: std::collections::BTreeSet<u64>,
 }
 
 /// Bytes one entry at `level` covers, as a power of two.
@@ -718,6 +720,7 @@ impl Oracle {
             execute,
             tables: BTreeMap::new(),
             leaves: BTreeMap::new(),
+            written: Default::default(),
         }
     }
 
@@ -733,6 +736,8 @@ impl Oracle {
         let inside = |l: i8, b: u64| l < level && base <= b && b < end;
         self.tables.retain(|&(l, b), _| !inside(l, b));
         self.leaves.retain(|&b, leaf| !inside((leaf.size_lg2 as i8 - 12) / 9 + 1, b));
+        let leaves = &self.leaves;
+        self.written.retain(|b| leaves.contains_key(b));
     }
 
     fn map(
@@ -782,6 +787,7 @@ impl Oracle {
             self.tables.insert((level, align(base, span_lg2(level))), Cleared::default());
         }
         self.leaves.insert(base, OracleLeaf { size_lg2, output, r, w, x });
+        self.written.remove(&base);
         MapResult::Mapped
     }
 
@@ -800,6 +806,7 @@ impl Oracle {
         let mut bytes = 0;
         for &(b, s) in &hit {
             self.leaves.remove(&b);
+            self.written.remove(&b);
             bytes += 1u64 << s;
         }
         Ok((bytes, hit.len() as u32))
@@ -920,7 +927,7 @@ const ORACLE_HAW: u8 = 46;
 fn check_walks(
     ss: &VtdSecondStage,
     mem: &HostMemory,
-    oracle: &Oracle,
+    oracle: &mut Oracle,
     addrs: &[u64],
 ) -> Result<(), TestCaseError> {
     for &addr in addrs {
@@ -928,7 +935,14 @@ fn check_walks(
             let w = ss.translate(mem, addr, access);
             let (want, reads) = match oracle.translate(addr, access) {
                 Ok((output, level, page_lg2, perms)) => {
-                    (Ok(leaf(output, page_lg2, level, perms)), oracle.levels - level + 1)
+                    // With SSADE the leaf is dirty once a permitted write has set D.
+                    let base = addr & !((1u64 << page_lg2) - 1);
+                    if access.write {
+                        oracle.written.insert(base);
+                    }
+                    let dirty = !ss.ad || oracle.written.contains(&base);
+                    let want = Leaf { dirty, ..leaf(output, page_lg2, level, perms) };
+                    (Ok(want), oracle.levels - level + 1)
                 }
                 Err((kind, level)) => {
                     let reads =
@@ -1009,11 +1023,11 @@ fn run_oracle(
                 vec![addr]
             }
         };
-        check_walks(&ss, &mem, &oracle, &here)?;
+        check_walks(&ss, &mem, &mut oracle, &here)?;
         touched.extend(here);
     }
     touched.extend(probes.iter().map(|&s| addr_of(s, n) | 0x7f8));
-    check_walks(&ss, &mem, &oracle, &touched)
+    check_walks(&ss, &mem, &mut oracle, &touched)
 }
 
 proptest! {

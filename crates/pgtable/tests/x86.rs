@@ -59,12 +59,14 @@ fn vector_4k_page_supervisor_only() {
 fn vector_accessed_and_dirty_are_set_by_the_walk() {
     let mem = memory();
     let pt = four_level_vectors(&mem);
-    pt.translate(&mem, 0x1000, Access::READ.privileged()).outcome.unwrap();
+    let read = pt.translate(&mem, 0x1000, Access::READ.privileged()).outcome.unwrap();
+    assert!(read.perms.allows(Access::WRITE.privileged()));
+    assert!(!read.dirty, "writable but clean: a cached copy must not serve a write");
     // §4.8: A in every entry used; no D on a read.
     assert_eq!(mem.read_u64(Hpa(0x10_0000)).unwrap(), 0x0000_0000_0010_1027);
     assert_eq!(mem.read_u64(Hpa(0x10_3008)).unwrap(), 0x0000_0000_0050_0023);
     let w = pt.translate(&mem, 0x1000, Access::WRITE.privileged());
-    assert!(w.outcome.is_ok());
+    assert!(w.outcome.unwrap().dirty);
     assert_eq!(mem.read_u64(Hpa(0x10_3008)).unwrap(), 0x0000_0000_0050_0063);
     // A faulting write sets no D.
     let w = pt.translate(&mem, 0x2000, Access::WRITE);

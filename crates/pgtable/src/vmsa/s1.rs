@@ -83,14 +83,14 @@ impl VmsaS1 {
 
     /// Allocates an empty starting table for `config` (sized for its T0SZ, aligned to its
     /// size) and returns `config` rooted there. An invalid configuration translates nothing and
-    /// is refused as [`MapError::InputRange`].
+    /// is refused as [`MapError::Config`].
     pub fn create<M: PhysMemory + ?Sized>(
         mem: &M,
         alloc: &mut FrameAllocator<M::Addr>,
         config: Self,
     ) -> Result<Self, MapError> {
         if config.check_config().is_err() {
-            return Err(MapError::InputRange { input: 0 });
+            return Err(MapError::Config);
         }
         let root = alloc.alloc(mem, radix::table_size_lg2(&config, 0))?;
         Ok(Self { ttb: root.raw(), ..config })
@@ -357,6 +357,11 @@ impl Format for VmsaS1 {
             new = AP.set(new, AP.get(new) & !AP_RO);
         }
         Ok(new)
+    }
+
+    /// D8.5: a DBM page under HD is dirty once `AP[2]` is clear; other pages are not tracked.
+    fn dirty(&self, _d: usize, raw: u64) -> bool {
+        !(self.hd_effective() && DBM.is_set(raw)) || AP.get(raw) & AP_RO == 0
     }
 
     fn leaf_allowed(&self, d: usize) -> bool {

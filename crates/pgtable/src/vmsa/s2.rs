@@ -61,7 +61,7 @@ impl VmsaS2 {
         config: Self,
     ) -> Result<Self, MapError> {
         if config.check_config().is_err() {
-            return Err(MapError::InputRange { input: 0 });
+            return Err(MapError::Config);
         }
         let root = alloc.alloc(mem, radix::table_size_lg2(&config, 0))?;
         Ok(Self { ttb: root.raw(), ..config })
@@ -273,6 +273,11 @@ impl Format for VmsaS2 {
             new = S2AP.set(new, S2AP.get(new) | S2AP_W);
         }
         Ok(new)
+    }
+
+    /// D8.5: a DBM page under HD is dirty once `S2AP[1]` is set; other pages are not tracked.
+    fn dirty(&self, _d: usize, raw: u64) -> bool {
+        !(self.hd_effective() && DBM.is_set(raw)) || S2AP.get(raw) & S2AP_W != 0
     }
 
     fn leaf_allowed(&self, d: usize) -> bool {
