@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
+use sviommu_pgtable::vmsa::{Granule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Nested, Walk};
@@ -48,6 +49,26 @@ fn bench_walks(c: &mut Criterion) {
             })
             .collect();
 
+    // VMSAv8-64 stage 1 with each granule (48-bit inputs: 4, 4 and 3 levels) and stage 2 with a
+    // 4K granule starting at level 0.
+    let vmsa_s1: Vec<(VmsaS1, &str)> =
+        [(Granule::K4, "vmsa_s1_4k"), (Granule::K16, "vmsa_s1_16k"), (Granule::K64, "vmsa_s1_64k")]
+            .into_iter()
+            .map(|(tg, name)| {
+                let t = VmsaS1::create(&host, &mut frames, VmsaS1::new(0, tg, 16)).unwrap();
+                for va in pages() {
+                    // Each granule maps its own page size; probe addresses stay inside them.
+                    let base = va & !((1u64 << tg.lg2()) - 1);
+                    let _ = t.map(&host, &mut frames, base, base, tg.lg2(), S1Attrs::ALL);
+                }
+                (t, name)
+            })
+            .collect();
+    let vmsa_s2 = VmsaS2::create(&host, &mut frames, VmsaS2::new(0, Granule::K4, 16, 2)).unwrap();
+    for va in pages() {
+        vmsa_s2.map(&host, &mut frames, va, va, 12, S2Attrs::ALL).unwrap();
+    }
+
     // Nested: x86 stage 1 (VT-d first stage) in guest RAM over VT-d second stage, 4K pages.
     let s2 = VtdSecondStage::create(&host, &mut frames, vtd_ss::Levels::Four).unwrap();
     let mut gpa = 0;
@@ -67,6 +88,23 @@ fn bench_walks(c: &mut Criterion) {
     }
     let nested = Nested { s1: &s1, s2: &s2 };
 
+    // Nested on Arm: VMSAv8-64 4K stage 1 in guest RAM over a 4K stage 2 (4 + 4 levels).
+    let arm_s2 = VmsaS2::create(&host, &mut frames, VmsaS2::new(0, Granule::K4, 16, 2)).unwrap();
+    let mut ipa = 0;
+    while ipa < GUEST_LEN {
+        arm_s2.map(&host, &mut frames, ipa, GUEST_HPA + ipa, 12, S2Attrs::ALL).unwrap();
+        ipa += 0x1000;
+    }
+    let mut arm_guest_frames = FrameAllocator::new(&[(Gpa(0x40_0000), 0x40_0000)]);
+    let arm_s1 =
+        VmsaS1::create(&ram, &mut arm_guest_frames, VmsaS1::new(0, Granule::K4, 16)).unwrap();
+    for (i, va) in pages().enumerate() {
+        arm_s1
+            .map(&ram, &mut arm_guest_frames, va, 0x80_0000 + i as u64 * 0x1000, 12, S1Attrs::ALL)
+            .unwrap();
+    }
+    let arm_nested = Nested { s1: &arm_s1, s2: &arm_s2 };
+
     let mut group = c.benchmark_group("walk_4k");
     group.bench_function("hashmap_baseline", |b| {
         b.iter(|| pages().map(|va| table[&black_box(va >> 12)]).sum::<u64>())
@@ -82,8 +120,19 @@ fn bench_walks(c: &mut Criterion) {
             b.iter(|| walk_all(t, &host));
         });
     }
+    for (t, name) in &vmsa_s1 {
+        group.bench_function(*name, |b| {
+            b.iter(|| walk_all(t, &host));
+        });
+    }
+    group.bench_function("vmsa_s2_4k", |b| {
+        b.iter(|| walk_all(&vmsa_s2, &host));
+    });
     group.bench_function("nested_x86_over_vtd_ss", |b| {
         b.iter(|| walk_all(&nested, &host));
+    });
+    group.bench_function("nested_vmsa_s1_over_s2_4k", |b| {
+        b.iter(|| walk_all(&arm_nested, &host));
     });
     group.finish();
 }

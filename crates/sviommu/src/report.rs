@@ -19,6 +19,8 @@ pub struct Section {
     pub title: String,
     /// The tables, one line per stage, in walk order.
     pub stages: Vec<String>,
+    /// The architecture's names for the input, intermediate and output addresses.
+    pub address_names: [&'static str; 3],
     pub translations: Vec<Row>,
 }
 
@@ -30,7 +32,7 @@ pub struct Row {
     /// The address the device sent.
     pub input: Hex,
     pub access: String,
-    /// Stage-1 output (GPA / IPA) when nested and stage 1 succeeded.
+    /// Where stage 1 alone puts the input (GPA / IPA): what the guest's CPU would see.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intermediate: Option<Hex>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,19 +71,20 @@ pub struct FaultReport {
 }
 
 impl Row {
-    /// A row from a walk's outcome.
+    /// A row from a nested walk's outcome and the stage-1-only output beside it.
     pub fn new(
         what: &str,
         input: u64,
         access: Access,
-        outcome: Result<(Option<Leaf>, Leaf), Fault>,
+        intermediate: Option<u64>,
+        outcome: Result<Leaf, Fault>,
         reads: u32,
     ) -> Self {
         let mut row = Row {
             what: what.to_owned(),
             input: Hex(input),
             access: access_name(access),
-            intermediate: None,
+            intermediate: intermediate.map(Hex),
             output: None,
             page_size: None,
             perms: None,
@@ -89,8 +92,7 @@ impl Row {
             reads,
         };
         match outcome {
-            Ok((s1, leaf)) => {
-                row.intermediate = s1.map(|l| Hex(l.output));
+            Ok(leaf) => {
                 row.output = Some(Hex(leaf.output));
                 row.page_size = Some(1 << leaf.page_lg2);
                 row.perms = Some(leaf.perms.to_string());
@@ -147,38 +149,38 @@ pub fn text(report: &Report) -> String {
         for stage in &section.stages {
             out.push_str(&format!("  {stage}\n"));
         }
-        let nested = section.translations.iter().any(|r| r.intermediate.is_some());
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);
-        let mut header = vec!["request", "access", "input"];
-        if nested {
-            header.push("stage-1 output");
-        }
-        header.extend(["output", "page", "reads", "result"]);
-        table.set_header(header);
+        let [input, intermediate, output] = section.address_names;
+        table.set_header([
+            "request",
+            "access",
+            input,
+            intermediate,
+            output,
+            "page",
+            "reads",
+            "result",
+        ]);
         for row in &section.translations {
             let mut cells = vec![
                 Cell::new(&row.what),
                 Cell::new(&row.access),
                 Cell::new(format!("{:#x}", row.input.0)),
             ];
-            if nested {
-                cells.push(Cell::new(
-                    row.intermediate.map_or("-".into(), |h| format!("{:#x}", h.0)),
-                ));
-            }
+            cells.push(Cell::new(row.intermediate.map_or("-".into(), |h| format!("{:#x}", h.0))));
             cells.push(Cell::new(row.output.map_or("-".into(), |h| format!("{:#x}", h.0))));
             cells.push(Cell::new(row.page_size.map_or("-".into(), size_name)));
             cells.push(Cell::new(row.reads).set_alignment(CellAlignment::Right));
             cells.push(Cell::new(match (&row.fault, &row.perms) {
                 (Some(f), _) => {
-                    let mut s = format!("{} fault: {} at level {}", f.stage, f.kind, f.level);
+                    let mut s = format!("{} {} fault, level {}", f.stage, f.kind, f.level);
                     if let Some(l) = f.stage1_table_level {
                         s.push_str(&format!(" (fetching stage-1 level-{l} table)"));
                     }
                     s
                 }
-                (None, Some(p)) => format!("ok  {p}"),
+                (None, Some(p)) => format!("ok, {p}"),
                 (None, None) => "ok".into(),
             }));
             table.add_row(cells);
@@ -190,7 +192,10 @@ pub fn text(report: &Report) -> String {
         }
     }
     out.push_str(
-        "\nreads = page-table entries fetched by the walk (both stages); no caches are used here.\n",
+        "\nGPA / IPA: where the guest's own tables put the address (what its CPU would see).\n\
+         HPA / PA: where the IOMMU's nested walk puts it.\n\
+         reads: page-table entries that walk fetched, both stages together, with no caches\n\
+         (a cold 4-level over 4-level walk of a 4K page reads 24).\n",
     );
     out
 }
