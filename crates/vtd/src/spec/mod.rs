@@ -29,8 +29,8 @@
 //!   `reserved_bits_set` adds the bits the spec reserves relative to the host address width.
 //! * Nothing here panics, whatever the input: getters mask, setters drop excess bits.
 
-use sviommu_memory::bits::{low_mask, WideField};
-pub use sviommu_memory::bits::{Field, Reg32, Reg64};
+use sviommu_memory::bits::low_mask;
+pub use sviommu_memory::bits::{Field, Reg32, Reg64, WideField};
 
 /// Getter/setter pairs for one-bit fields of a view whose words are `self.0`.
 macro_rules! flag_fields {
