@@ -5,7 +5,7 @@
 //! 255:128 are reserved except in the page group response, which carries private data there.
 //! Every view here is four words wide; a 128-bit descriptor is the first two with the rest zero.
 //!
-//! The type is seven bits split in two: bits 3:0 are type[3:0] and bits 11:9 are type[6:4].
+//! The type is seven bits split in two: bits 3:0 hold `type[3:0]` and bits 11:9 hold `type[6:4]`.
 
 use core::fmt;
 

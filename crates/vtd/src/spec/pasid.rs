@@ -159,12 +159,15 @@ impl PasidEntry {
     /// Address width of the second-stage table.
     pub const AW: WideField = WideField::bits(4, 2);
     /// Second-stage execute enable.
+    #[doc(alias = "SLEE")]
     pub const SSEE: WideField = WideField::bit(5);
     /// PASID-granular translation type.
     pub const PGTT: WideField = WideField::bits(8, 6);
     /// Second-stage accessed/dirty enable.
+    #[doc(alias = "SLADE")]
     pub const SSADE: WideField = WideField::bit(9);
     /// Second-stage page-table pointer.
+    #[doc(alias = "SLPTPTR")]
     pub const SSPTPTR: WideField = WideField::bits(63, 12);
     /// Domain identifier.
     pub const DID: WideField = WideField::bits(79, 64);
@@ -189,6 +192,7 @@ impl PasidEntry {
     /// Execute request enable.
     pub const ERE: WideField = WideField::bit(129);
     /// First-stage paging mode.
+    #[doc(alias = "FLPM")]
     pub const FSPM: WideField = WideField::bits(131, 130);
     /// Write protect enable.
     pub const WPE: WideField = WideField::bit(132);
@@ -199,6 +203,7 @@ impl PasidEntry {
     /// Extended accessed flag enable.
     pub const EAFE: WideField = WideField::bit(135);
     /// First-stage page-table pointer.
+    #[doc(alias = "FLPTPTR")]
     pub const FSPTPTR: WideField = WideField::bits(191, 140);
     /// Every named field.
     pub const FIELDS: &'static [(&'static str, WideField)] = &[

@@ -181,6 +181,7 @@ pub mod cap {
     /// Fault-recording register offset, in 16-byte units.
     pub const FRO: Field = Field::bits(33, 24);
     /// Second-stage large page support: bit 0 2 MiB, bit 1 1 GiB (bits 2 and 3 reserved).
+    #[doc(alias = "SLLPS")]
     pub const SSLPS: Field = Field::bits(37, 34);
     /// Page-selective invalidation.
     pub const PSI: Field = Field::bit(39);
@@ -193,10 +194,12 @@ pub mod cap {
     /// Read draining.
     pub const DRD: Field = Field::bit(55);
     /// First-stage 1 GiB pages.
+    #[doc(alias = "FL1GP")]
     pub const FS1GP: Field = Field::bit(56);
     /// Posted interrupts.
     pub const PI: Field = Field::bit(59);
     /// First-stage 5-level paging.
+    #[doc(alias = "FL5LP")]
     pub const FS5LP: Field = Field::bit(60);
     /// Enhanced command support.
     pub const ECMDS: Field = Field::bit(61);
@@ -311,12 +314,16 @@ pub mod ecap {
     /// Virtual command.
     pub const VCS: Field = Field::bit(44);
     /// Second-stage accessed/dirty.
+    #[doc(alias = "SLADS")]
     pub const SSADS: Field = Field::bit(45);
     /// Second-stage translation (in scalable mode).
+    #[doc(alias = "SLTS")]
     pub const SSTS: Field = Field::bit(46);
     /// First-stage translation.
+    #[doc(alias = "FLTS")]
     pub const FSTS: Field = Field::bit(47);
     /// Scalable-mode page-walk coherency.
+    #[doc(alias = "SMPWC")]
     pub const SMPWCS: Field = Field::bit(48);
     /// RID_PASID support.
     pub const RPS: Field = Field::bit(49);

@@ -212,6 +212,7 @@ impl ContextEntry {
     /// Translation type.
     pub const TT: WideField = WideField::bits(3, 2);
     /// Second-stage page-table pointer.
+    #[doc(alias = "SLPTPTR")]
     pub const SSPTPTR: WideField = WideField::bits(63, 12);
     /// Address width.
     pub const AW: WideField = WideField::bits(66, 64);
