@@ -1,0 +1,744 @@
+//! §11.4 Register Descriptions: the remapping unit's MMIO registers.
+//!
+//! Each register is a typed offset ([`Reg32`] or [`Reg64`], so the type checks the access
+//! width) and a module of the same name, lowercased, holding its fields as [`Field`]s named
+//! after the spec mnemonics, plus a `FIELDS` list. Two register blocks float: the fault recording
+//! registers start at `CAP.FRO * 16` and the IOTLB registers at `ECAP.IRO * 16`; [`frcd`],
+//! [`iva`] and [`iotlb`] compute them from the capability values.
+//!
+//! Not declared: the advanced fault log (AFLOG_REG, deprecated), the MTRR registers (memory
+//! type support is not modelled), the performance-monitoring and enhanced-command registers.
+
+use super::{Field, Reg32, Reg64};
+
+/// §11.4.1 Version Register.
+pub const VER: Reg32 = Reg32(0x00);
+/// §11.4.2 Capability Register.
+pub const CAP: Reg64 = Reg64(0x08);
+/// §11.4.3 Extended Capability Register.
+pub const ECAP: Reg64 = Reg64(0x10);
+/// §11.4.4 Global Command Register.
+pub const GCMD: Reg32 = Reg32(0x18);
+/// §11.4.5 Global Status Register.
+pub const GSTS: Reg32 = Reg32(0x1c);
+/// §11.4.6 Root Table Address Register.
+pub const RTADDR: Reg64 = Reg64(0x20);
+/// §11.4.7 Context Command Register.
+pub const CCMD: Reg64 = Reg64(0x28);
+/// Fault Status Register.
+pub const FSTS: Reg32 = Reg32(0x34);
+/// Fault Event Control Register.
+pub const FECTL: Reg32 = Reg32(0x38);
+/// Fault Event Data Register.
+pub const FEDATA: Reg32 = Reg32(0x3c);
+/// Fault Event Address Register.
+pub const FEADDR: Reg32 = Reg32(0x40);
+/// Fault Event Upper Address Register.
+pub const FEUADDR: Reg32 = Reg32(0x44);
+/// Protected Memory Enable Register.
+pub const PMEN: Reg32 = Reg32(0x64);
+/// Protected Low-Memory Base Register.
+pub const PLMBASE: Reg32 = Reg32(0x68);
+/// Protected Low-Memory Limit Register.
+pub const PLMLIMIT: Reg32 = Reg32(0x6c);
+/// Protected High-Memory Base Register.
+pub const PHMBASE: Reg64 = Reg64(0x70);
+/// Protected High-Memory Limit Register.
+pub const PHMLIMIT: Reg64 = Reg64(0x78);
+/// Invalidation Queue Head Register.
+pub const IQH: Reg64 = Reg64(0x80);
+/// Invalidation Queue Tail Register.
+pub const IQT: Reg64 = Reg64(0x88);
+/// Invalidation Queue Address Register.
+pub const IQA: Reg64 = Reg64(0x90);
+/// Invalidation Completion Status Register.
+pub const ICS: Reg32 = Reg32(0x9c);
+/// Invalidation Event Control Register.
+pub const IECTL: Reg32 = Reg32(0xa0);
+/// Invalidation Event Data Register.
+pub const IEDATA: Reg32 = Reg32(0xa4);
+/// Invalidation Event Address Register.
+pub const IEADDR: Reg32 = Reg32(0xa8);
+/// Invalidation Event Upper Address Register.
+pub const IEUADDR: Reg32 = Reg32(0xac);
+/// Invalidation Queue Error Record Register.
+pub const IQER: Reg64 = Reg64(0xb0);
+/// Interrupt Remapping Table Address Register (declared; interrupt remapping is not modelled).
+pub const IRTA: Reg64 = Reg64(0xb8);
+/// Page Request Queue Head Register.
+pub const PQH: Reg64 = Reg64(0xc0);
+/// Page Request Queue Tail Register.
+pub const PQT: Reg64 = Reg64(0xc8);
+/// Page Request Queue Address Register.
+pub const PQA: Reg64 = Reg64(0xd0);
+/// Page Request Status Register.
+pub const PRS: Reg32 = Reg32(0xdc);
+/// Page Request Event Control Register.
+pub const PECTL: Reg32 = Reg32(0xe0);
+/// Page Request Event Data Register.
+pub const PEDATA: Reg32 = Reg32(0xe4);
+/// Page Request Event Address Register.
+pub const PEADDR: Reg32 = Reg32(0xe8);
+/// Page Request Event Upper Address Register.
+pub const PEUADDR: Reg32 = Reg32(0xec);
+
+/// Every fixed-offset register: name, offset, width in bytes.
+pub const FIXED: &[(&str, u64, u8)] = &[
+    ("VER", VER.0, 4),
+    ("CAP", CAP.0, 8),
+    ("ECAP", ECAP.0, 8),
+    ("GCMD", GCMD.0, 4),
+    ("GSTS", GSTS.0, 4),
+    ("RTADDR", RTADDR.0, 8),
+    ("CCMD", CCMD.0, 8),
+    ("FSTS", FSTS.0, 4),
+    ("FECTL", FECTL.0, 4),
+    ("FEDATA", FEDATA.0, 4),
+    ("FEADDR", FEADDR.0, 4),
+    ("FEUADDR", FEUADDR.0, 4),
+    ("PMEN", PMEN.0, 4),
+    ("PLMBASE", PLMBASE.0, 4),
+    ("PLMLIMIT", PLMLIMIT.0, 4),
+    ("PHMBASE", PHMBASE.0, 8),
+    ("PHMLIMIT", PHMLIMIT.0, 8),
+    ("IQH", IQH.0, 8),
+    ("IQT", IQT.0, 8),
+    ("IQA", IQA.0, 8),
+    ("ICS", ICS.0, 4),
+    ("IECTL", IECTL.0, 4),
+    ("IEDATA", IEDATA.0, 4),
+    ("IEADDR", IEADDR.0, 4),
+    ("IEUADDR", IEUADDR.0, 4),
+    ("IQER", IQER.0, 8),
+    ("IRTA", IRTA.0, 8),
+    ("PQH", PQH.0, 8),
+    ("PQT", PQT.0, 8),
+    ("PQA", PQA.0, 8),
+    ("PRS", PRS.0, 4),
+    ("PECTL", PECTL.0, 4),
+    ("PEDATA", PEDATA.0, 4),
+    ("PEADDR", PEADDR.0, 4),
+    ("PEUADDR", PEUADDR.0, 4),
+];
+
+/// Bytes per fault recording register.
+pub const FRCD_BYTES: u64 = 16;
+
+/// The fault recording register `index` (0-based, below `cap::nfr_count(cap)`): the low and
+/// high 64-bit halves of the 128-bit record (§9.9), at `CAP.FRO * 16 + 16 * index`.
+#[must_use]
+pub const fn frcd(cap: u64, index: u64) -> (Reg64, Reg64) {
+    let at = cap::fro_bytes(cap) + index * FRCD_BYTES;
+    (Reg64(at), Reg64(at + 8))
+}
+
+/// §11.4.8.1 Invalidate Address Register, at `ECAP.IRO * 16`.
+#[must_use]
+pub const fn iva(ecap: u64) -> Reg64 {
+    Reg64(ecap::iro_bytes(ecap))
+}
+
+/// §11.4.8.2 IOTLB Invalidate Register, at `ECAP.IRO * 16 + 8`.
+#[must_use]
+pub const fn iotlb(ecap: u64) -> Reg64 {
+    Reg64(ecap::iro_bytes(ecap) + 8)
+}
+
+/// Version Register fields.
+pub mod ver {
+    use super::Field;
+    /// Minor version.
+    pub const MIN: Field = Field::bits(3, 0);
+    /// Major version.
+    pub const MAX: Field = Field::bits(7, 4);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("MIN", MIN), ("MAX", MAX)];
+}
+
+/// Capability Register fields.
+pub mod cap {
+    use super::Field;
+    /// Number of domains supported: `2^(4 + 2 * ND)` domain IDs (111b reserved).
+    pub const ND: Field = Field::bits(2, 0);
+    /// Advanced fault logging (deprecated).
+    pub const AFL: Field = Field::bit(3);
+    /// Required write-buffer flushing.
+    pub const RWBF: Field = Field::bit(4);
+    /// Protected low-memory region.
+    pub const PLMR: Field = Field::bit(5);
+    /// Protected high-memory region.
+    pub const PHMR: Field = Field::bit(6);
+    /// Caching mode: not-present and erroneous entries may be cached, so software invalidates
+    /// after making an entry present (what a virtual IOMMU advertises).
+    pub const CM: Field = Field::bit(7);
+    /// Supported adjusted guest address widths: bit `n` set means AW encoding `n`
+    /// ([`Aw::sagaw_bit`](crate::spec::Aw::sagaw_bit)).
+    pub const SAGAW: Field = Field::bits(12, 8);
+    /// Maximum guest address width, minus one.
+    pub const MGAW: Field = Field::bits(21, 16);
+    /// Zero-length read.
+    pub const ZLR: Field = Field::bit(22);
+    /// Fault-recording register offset, in 16-byte units.
+    pub const FRO: Field = Field::bits(33, 24);
+    /// Second-stage large page support: bit 0 2 MiB, bit 1 1 GiB (bits 2 and 3 reserved).
+    #[doc(alias = "SLLPS")]
+    pub const SSLPS: Field = Field::bits(37, 34);
+    /// Page-selective invalidation.
+    pub const PSI: Field = Field::bit(39);
+    /// Number of fault-recording registers, minus one.
+    pub const NFR: Field = Field::bits(47, 40);
+    /// Maximum address mask value for page-selective invalidations.
+    pub const MAMV: Field = Field::bits(53, 48);
+    /// Write draining.
+    pub const DWD: Field = Field::bit(54);
+    /// Read draining.
+    pub const DRD: Field = Field::bit(55);
+    /// First-stage 1 GiB pages.
+    #[doc(alias = "FL1GP")]
+    pub const FS1GP: Field = Field::bit(56);
+    /// Posted interrupts.
+    pub const PI: Field = Field::bit(59);
+    /// First-stage 5-level paging.
+    #[doc(alias = "FL5LP")]
+    pub const FS5LP: Field = Field::bit(60);
+    /// Enhanced command support.
+    pub const ECMDS: Field = Field::bit(61);
+    /// Enhanced set interrupt-remap-table pointer.
+    pub const ESIRTPS: Field = Field::bit(62);
+    /// Enhanced set root-table pointer: SRTP also invalidates the caches.
+    pub const ESRTPS: Field = Field::bit(63);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[
+        ("ND", ND),
+        ("AFL", AFL),
+        ("RWBF", RWBF),
+        ("PLMR", PLMR),
+        ("PHMR", PHMR),
+        ("CM", CM),
+        ("SAGAW", SAGAW),
+        ("MGAW", MGAW),
+        ("ZLR", ZLR),
+        ("FRO", FRO),
+        ("SSLPS", SSLPS),
+        ("PSI", PSI),
+        ("NFR", NFR),
+        ("MAMV", MAMV),
+        ("DWD", DWD),
+        ("DRD", DRD),
+        ("FS1GP", FS1GP),
+        ("PI", PI),
+        ("FS5LP", FS5LP),
+        ("ECMDS", ECMDS),
+        ("ESIRTPS", ESIRTPS),
+        ("ESRTPS", ESRTPS),
+    ];
+
+    /// SSLPS bit for 2 MiB second-stage pages.
+    pub const SSLPS_2M: u64 = 1 << 0;
+    /// SSLPS bit for 1 GiB second-stage pages.
+    pub const SSLPS_1G: u64 = 1 << 1;
+
+    /// Domain IDs supported, `2^(4 + 2 * ND)` (ND = 111b is reserved and reads as 0).
+    #[must_use]
+    pub const fn domains(cap: u64) -> u64 {
+        match ND.get(cap) {
+            nd @ 0..=6 => 1 << (4 + 2 * nd),
+            _ => 0,
+        }
+    }
+
+    /// The maximum guest address width in bits, MGAW + 1.
+    #[must_use]
+    pub const fn mgaw_bits(cap: u64) -> u64 {
+        MGAW.get(cap) + 1
+    }
+
+    /// Byte offset of the first fault recording register.
+    #[must_use]
+    pub const fn fro_bytes(cap: u64) -> u64 {
+        FRO.get(cap) * 16
+    }
+
+    /// Number of fault recording registers, NFR + 1.
+    #[must_use]
+    pub const fn nfr_count(cap: u64) -> u64 {
+        NFR.get(cap) + 1
+    }
+}
+
+/// Extended Capability Register fields.
+pub mod ecap {
+    use super::Field;
+    /// Page-walk coherency (legacy mode).
+    pub const C: Field = Field::bit(0);
+    /// Queued invalidation.
+    pub const QI: Field = Field::bit(1);
+    /// Device-TLB (ATS).
+    pub const DT: Field = Field::bit(2);
+    /// Interrupt remapping.
+    pub const IR: Field = Field::bit(3);
+    /// Extended interrupt mode (x2APIC).
+    pub const EIM: Field = Field::bit(4);
+    /// Pass-through.
+    pub const PT: Field = Field::bit(6);
+    /// Snoop control.
+    pub const SC: Field = Field::bit(7);
+    /// IOTLB register offset, in 16-byte units.
+    pub const IRO: Field = Field::bits(17, 8);
+    /// Maximum handle mask value (interrupt entry cache invalidation).
+    pub const MHMV: Field = Field::bits(23, 20);
+    /// Memory type support.
+    pub const MTS: Field = Field::bit(25);
+    /// Nested translation.
+    pub const NEST: Field = Field::bit(26);
+    /// Page requests.
+    pub const PRS: Field = Field::bit(29);
+    /// Execute requests.
+    pub const ERS: Field = Field::bit(30);
+    /// Supervisor requests.
+    pub const SRS: Field = Field::bit(31);
+    /// No-write flag.
+    pub const NWFS: Field = Field::bit(33);
+    /// Extended accessed flag.
+    pub const EAFS: Field = Field::bit(34);
+    /// PASID size supported, minus one (bits of PASID).
+    pub const PSS: Field = Field::bits(39, 35);
+    /// PASID support.
+    pub const PASID: Field = Field::bit(40);
+    /// Device-TLB invalidation throttle.
+    pub const DIT: Field = Field::bit(41);
+    /// Page-request drain.
+    pub const PDS: Field = Field::bit(42);
+    /// Scalable-mode translation.
+    pub const SMTS: Field = Field::bit(43);
+    /// Virtual command.
+    pub const VCS: Field = Field::bit(44);
+    /// Second-stage accessed/dirty.
+    #[doc(alias = "SLADS")]
+    pub const SSADS: Field = Field::bit(45);
+    /// Second-stage translation (in scalable mode).
+    #[doc(alias = "SLTS")]
+    pub const SSTS: Field = Field::bit(46);
+    /// First-stage translation.
+    #[doc(alias = "FLTS")]
+    pub const FSTS: Field = Field::bit(47);
+    /// Scalable-mode page-walk coherency.
+    #[doc(alias = "SMPWC")]
+    pub const SMPWCS: Field = Field::bit(48);
+    /// RID_PASID support.
+    pub const RPS: Field = Field::bit(49);
+    /// Performance monitoring.
+    pub const PMS: Field = Field::bit(51);
+    /// Abort-DMA mode (RTADDR.TTM = 11b).
+    pub const ADMS: Field = Field::bit(52);
+    /// RID_PRIV support.
+    pub const RPRIVS: Field = Field::bit(53);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[
+        ("C", C),
+        ("QI", QI),
+        ("DT", DT),
+        ("IR", IR),
+        ("EIM", EIM),
+        ("PT", PT),
+        ("SC", SC),
+        ("IRO", IRO),
+        ("MHMV", MHMV),
+        ("MTS", MTS),
+        ("NEST", NEST),
+        ("PRS", PRS),
+        ("ERS", ERS),
+        ("SRS", SRS),
+        ("NWFS", NWFS),
+        ("EAFS", EAFS),
+        ("PSS", PSS),
+        ("PASID", PASID),
+        ("DIT", DIT),
+        ("PDS", PDS),
+        ("SMTS", SMTS),
+        ("VCS", VCS),
+        ("SSADS", SSADS),
+        ("SSTS", SSTS),
+        ("FSTS", FSTS),
+        ("SMPWCS", SMPWCS),
+        ("RPS", RPS),
+        ("PMS", PMS),
+        ("ADMS", ADMS),
+        ("RPRIVS", RPRIVS),
+    ];
+
+    /// Byte offset of the IOTLB registers.
+    #[must_use]
+    pub const fn iro_bytes(ecap: u64) -> u64 {
+        IRO.get(ecap) * 16
+    }
+
+    /// Bits of PASID supported, PSS + 1.
+    #[must_use]
+    pub const fn pasid_bits(ecap: u64) -> u64 {
+        PSS.get(ecap) + 1
+    }
+}
+
+/// Global Command Register fields (each a one-shot or enable command; GSTS reports it).
+pub mod gcmd {
+    use super::Field;
+    /// Compatibility format interrupt.
+    pub const CFI: Field = Field::bit(23);
+    /// Set interrupt-remap-table pointer.
+    pub const SIRTP: Field = Field::bit(24);
+    /// Interrupt remapping enable.
+    pub const IRE: Field = Field::bit(25);
+    /// Queued invalidation enable.
+    pub const QIE: Field = Field::bit(26);
+    /// Write-buffer flush.
+    pub const WBF: Field = Field::bit(27);
+    /// Enable advanced fault logging (deprecated).
+    pub const EAFL: Field = Field::bit(28);
+    /// Set fault log (deprecated).
+    pub const SFL: Field = Field::bit(29);
+    /// Set root-table pointer: latch RTADDR_REG.
+    pub const SRTP: Field = Field::bit(30);
+    /// Translation enable.
+    pub const TE: Field = Field::bit(31);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[
+        ("CFI", CFI),
+        ("SIRTP", SIRTP),
+        ("IRE", IRE),
+        ("QIE", QIE),
+        ("WBF", WBF),
+        ("EAFL", EAFL),
+        ("SFL", SFL),
+        ("SRTP", SRTP),
+        ("TE", TE),
+    ];
+}
+
+/// Global Status Register fields (same bit positions as their GCMD commands).
+pub mod gsts {
+    use super::Field;
+    /// Compatibility format interrupt status.
+    pub const CFIS: Field = Field::bit(23);
+    /// Interrupt-remap-table pointer status.
+    pub const IRTPS: Field = Field::bit(24);
+    /// Interrupt remapping enable status.
+    pub const IRES: Field = Field::bit(25);
+    /// Queued invalidation enable status.
+    pub const QIES: Field = Field::bit(26);
+    /// Write-buffer flush status (1 while a flush is in progress).
+    pub const WBFS: Field = Field::bit(27);
+    /// Advanced fault logging status.
+    pub const AFLS: Field = Field::bit(28);
+    /// Fault log status.
+    pub const FLS: Field = Field::bit(29);
+    /// Root-table pointer status.
+    pub const RTPS: Field = Field::bit(30);
+    /// Translation enable status.
+    pub const TES: Field = Field::bit(31);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[
+        ("CFIS", CFIS),
+        ("IRTPS", IRTPS),
+        ("IRES", IRES),
+        ("QIES", QIES),
+        ("WBFS", WBFS),
+        ("AFLS", AFLS),
+        ("FLS", FLS),
+        ("RTPS", RTPS),
+        ("TES", TES),
+    ];
+}
+
+/// Root Table Address Register fields.
+pub mod rtaddr {
+    use super::Field;
+    /// Translation table mode.
+    pub const TTM: Field = Field::bits(11, 10);
+    /// Root table address (4 KiB aligned; bits at and above HAW reserved).
+    pub const RTA: Field = Field::bits(63, 12);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("TTM", TTM), ("RTA", RTA)];
+
+    spec_enum! {
+        /// TTM, the translation table mode. 10b (revision 2's extended mode) is reserved.
+        pub enum Ttm {
+            /// 00b: legacy root and context entries.
+            Legacy = 0,
+            /// 01b: scalable-mode root and context entries (needs ECAP.SMTS).
+            Scalable = 1,
+            /// 11b: abort-DMA mode: every DMA request is blocked (needs ECAP.ADMS).
+            AbortDma = 3,
+        }
+    }
+}
+
+/// Context Command Register fields (register-based context-cache invalidation).
+pub mod ccmd {
+    use super::Field;
+    /// Domain ID.
+    pub const DID: Field = Field::bits(15, 0);
+    /// Source ID.
+    pub const SID: Field = Field::bits(31, 16);
+    /// Function mask.
+    pub const FM: Field = Field::bits(33, 32);
+    /// Context actual invalidation granularity (written by hardware).
+    pub const CAIG: Field = Field::bits(60, 59);
+    /// Context invalidation request granularity
+    /// ([`CcGranularity`](crate::spec::inv::CcGranularity)).
+    pub const CIRG: Field = Field::bits(62, 61);
+    /// Invalidate context cache: set to request, hardware clears it when done.
+    pub const ICC: Field = Field::bit(63);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] =
+        &[("DID", DID), ("SID", SID), ("FM", FM), ("CAIG", CAIG), ("CIRG", CIRG), ("ICC", ICC)];
+}
+
+/// Fault Status Register fields.
+pub mod fsts {
+    use super::Field;
+    /// Primary fault overflow (write 1 to clear).
+    pub const PFO: Field = Field::bit(0);
+    /// Primary pending fault: some fault recording register has F set.
+    pub const PPF: Field = Field::bit(1);
+    /// Invalidation queue error (write 1 to clear).
+    pub const IQE: Field = Field::bit(4);
+    /// Invalidation completion error (write 1 to clear).
+    pub const ICE: Field = Field::bit(5);
+    /// Invalidation time-out error (write 1 to clear).
+    pub const ITE: Field = Field::bit(6);
+    /// Fault record index: the first pending fault recording register.
+    pub const FRI: Field = Field::bits(15, 8);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] =
+        &[("PFO", PFO), ("PPF", PPF), ("IQE", IQE), ("ICE", ICE), ("ITE", ITE), ("FRI", FRI)];
+}
+
+/// Interrupt-message control fields, shared by FECTL, IECTL and PECTL.
+pub mod ectl {
+    use super::Field;
+    /// Interrupt pending (read-only): an event is held back.
+    pub const IP: Field = Field::bit(30);
+    /// Interrupt mask.
+    pub const IM: Field = Field::bit(31);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("IP", IP), ("IM", IM)];
+}
+
+/// Fault Event Control Register fields.
+pub mod fectl {
+    pub use super::ectl::{FIELDS, IM, IP};
+}
+
+/// Invalidation Event Control Register fields.
+pub mod iectl {
+    pub use super::ectl::{FIELDS, IM, IP};
+}
+
+/// Page Request Event Control Register fields.
+pub mod pectl {
+    pub use super::ectl::{FIELDS, IM, IP};
+}
+
+/// Interrupt-message data fields, shared by FEDATA, IEDATA and PEDATA.
+pub mod edata {
+    use super::Field;
+    /// Interrupt message data.
+    pub const IMD: Field = Field::bits(15, 0);
+    /// Extended interrupt message data (with 32-bit message data).
+    pub const EIMD: Field = Field::bits(31, 16);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("IMD", IMD), ("EIMD", EIMD)];
+}
+
+/// Interrupt-message address fields, shared by FEADDR, IEADDR and PEADDR (the upper-address
+/// registers hold bits 63:32 whole).
+pub mod eaddr {
+    use super::Field;
+    /// Message address, bits 31:2.
+    pub const MA: Field = Field::bits(31, 2);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("MA", MA)];
+}
+
+/// Protected Memory Enable Register fields.
+pub mod pmen {
+    use super::Field;
+    /// Protected region status.
+    pub const PRS: Field = Field::bit(0);
+    /// Enable protected memory.
+    pub const EPM: Field = Field::bit(31);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("PRS", PRS), ("EPM", EPM)];
+}
+
+/// Invalidate Address Register fields (register-based page-selective IOTLB invalidation).
+pub mod iva_reg {
+    use super::Field;
+    /// Address mask: `2^AM` pages.
+    pub const AM: Field = Field::bits(5, 0);
+    /// Invalidation hint.
+    pub const IH: Field = Field::bit(6);
+    /// Address.
+    pub const ADDR: Field = Field::bits(63, 12);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("AM", AM), ("IH", IH), ("ADDR", ADDR)];
+}
+
+/// IOTLB Invalidate Register fields.
+pub mod iotlb_reg {
+    use super::Field;
+    /// Domain ID.
+    pub const DID: Field = Field::bits(47, 32);
+    /// Drain writes.
+    pub const DW: Field = Field::bit(48);
+    /// Drain reads.
+    pub const DR: Field = Field::bit(49);
+    /// IOTLB actual invalidation granularity (written by hardware).
+    pub const IAIG: Field = Field::bits(58, 57);
+    /// IOTLB invalidation request granularity
+    /// ([`IotlbGranularity`](crate::spec::inv::IotlbGranularity)).
+    pub const IIRG: Field = Field::bits(61, 60);
+    /// Invalidate IOTLB: set to request, hardware clears it when done.
+    pub const IVT: Field = Field::bit(63);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] =
+        &[("DID", DID), ("DW", DW), ("DR", DR), ("IAIG", IAIG), ("IIRG", IIRG), ("IVT", IVT)];
+}
+
+/// Invalidation Queue Head Register fields.
+pub mod iqh {
+    use super::Field;
+    /// Queue head: byte offset of the next descriptor hardware fetches (bit 4 is 0 with
+    /// 256-bit descriptors).
+    pub const QH: Field = Field::bits(18, 4);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("QH", QH)];
+}
+
+/// Invalidation Queue Tail Register fields.
+pub mod iqt {
+    use super::Field;
+    /// Queue tail: byte offset of the next descriptor software writes (bit 4 set with 256-bit
+    /// descriptors is an invalidation queue error).
+    pub const QT: Field = Field::bits(18, 4);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("QT", QT)];
+}
+
+/// Invalidation Queue Address Register fields.
+pub mod iqa {
+    use super::Field;
+    /// Queue size: `2^QS` 4 KiB pages.
+    pub const QS: Field = Field::bits(2, 0);
+    /// Descriptor width: 0 128-bit, 1 256-bit.
+    pub const DW: Field = Field::bit(11);
+    /// Queue base address (4 KiB aligned).
+    pub const IQA: Field = Field::bits(63, 12);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("QS", QS), ("DW", DW), ("IQA", IQA)];
+
+    /// Bytes in the queue, `4 KiB * 2^QS`.
+    #[must_use]
+    pub const fn queue_bytes(iqa: u64) -> u64 {
+        4096 << QS.get(iqa)
+    }
+}
+
+/// Invalidation Completion Status Register fields.
+pub mod ics {
+    use super::Field;
+    /// Invalidation wait descriptor complete (write 1 to clear).
+    pub const IWC: Field = Field::bit(0);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("IWC", IWC)];
+}
+
+/// Invalidation Queue Error Record Register fields.
+pub mod iqer {
+    use super::Field;
+    /// Invalidation queue error information.
+    pub const IQEI: Field = Field::bits(3, 0);
+    /// Source ID of the device that timed out (ITE).
+    pub const ITESID: Field = Field::bits(47, 32);
+    /// Source ID of the unexpected completion (ICE).
+    pub const ICESID: Field = Field::bits(63, 48);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("IQEI", IQEI), ("ITESID", ITESID), ("ICESID", ICESID)];
+}
+
+/// Page Request Queue Head Register fields.
+pub mod pqh {
+    use super::Field;
+    /// Queue head: byte offset of the next request software reads (32-byte entries).
+    pub const PQH: Field = Field::bits(18, 5);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("PQH", PQH)];
+}
+
+/// Page Request Queue Tail Register fields.
+pub mod pqt {
+    use super::Field;
+    /// Queue tail: byte offset where hardware writes the next request.
+    pub const PQT: Field = Field::bits(18, 5);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("PQT", PQT)];
+}
+
+/// Page Request Queue Address Register fields.
+pub mod pqa {
+    use super::Field;
+    /// Queue size: `2^PQS` 4 KiB pages.
+    pub const PQS: Field = Field::bits(2, 0);
+    /// Queue base address (4 KiB aligned).
+    pub const PQA: Field = Field::bits(63, 12);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("PQS", PQS), ("PQA", PQA)];
+
+    /// Bytes in the queue, `4 KiB * 2^PQS`.
+    #[must_use]
+    pub const fn queue_bytes(pqa: u64) -> u64 {
+        4096 << PQS.get(pqa)
+    }
+}
+
+/// Page Request Status Register fields.
+pub mod prs {
+    use super::Field;
+    /// Pending page request (write 1 to clear).
+    pub const PPR: Field = Field::bit(0);
+    /// Page request overflow (write 1 to clear).
+    pub const PRO: Field = Field::bit(1);
+    /// Every field.
+    pub const FIELDS: &[(&str, Field)] = &[("PPR", PPR), ("PRO", PRO)];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floating_blocks_follow_the_capabilities() {
+        // FRO = 22h (offset 220h), NFR = 0 (one register).
+        let cap = 0x22 << 24;
+        assert_eq!(frcd(cap, 0), (Reg64(0x220), Reg64(0x228)));
+        assert_eq!(frcd(cap, 2).0, Reg64(0x240));
+        assert_eq!(cap::nfr_count(cap), 1);
+        // IRO = 0Fh (offset F0h).
+        let ecap = 0x0f << 8;
+        assert_eq!(iva(ecap), Reg64(0xf0));
+        assert_eq!(iotlb(ecap), Reg64(0xf8));
+    }
+
+    #[test]
+    fn capability_helpers() {
+        assert_eq!(cap::domains(6), 1 << 16);
+        assert_eq!(cap::domains(0), 16);
+        assert_eq!(cap::domains(7), 0);
+        assert_eq!(cap::mgaw_bits(47 << 16), 48);
+        assert_eq!(ecap::pasid_bits(19 << 35), 20);
+        assert_eq!(iqa::queue_bytes(0), 4096);
+        assert_eq!(pqa::queue_bytes(2), 16384);
+        assert_eq!(rtaddr::Ttm::try_from(2), Err(crate::spec::Reserved(2)));
+    }
+}
