@@ -40,7 +40,7 @@ use std::fmt;
 
 use sviommu_memory::bits::WideField;
 
-//pub use cd::{Cd, L1Cd};
+pub use cd::{Cd, L1Cd};
 //pub use cmd::{CError, Command, Opcode, PriResp, ResumeAction, SyncCs};
 //pub use event::{Class, EventId, EventRecord};
 //pub use priq::PageRequest;

@@ -164,13 +164,13 @@ pub const MECID: WideField = WideField::bits(319, 304);
 
 /// MPAM performance monitoring group.
 pub const PMG: WideField = WideField::bits(327, 320);
-/// MPAM_NS.
+/// MPAM_NS: the MPAM PARTID space of this stream's accesses.
 pub const MPAM_NS: WideField = WideField::bit(328);
-/// AssuredOnly check enable.
+/// Stage 2 AssuredOnly behaviour enable.
 pub const ASSUREDONLY: WideField = WideField::bit(329);
-/// TL0 (translation hardening).
+/// Stage 2 TopLevel 0 check enable (VTCR_EL2.TL0).
 pub const TL0: WideField = WideField::bit(330);
-/// TL1 (translation hardening).
+/// Stage 2 TopLevel 1 check enable (VTCR_EL2.TL1).
 pub const TL1: WideField = WideField::bit(331);
 /// Pointer to the Virtual Machine Structure, address bits `[55:12]`.
 pub const VMSPTR: WideField = WideField::bits(375, 332);
