@@ -41,7 +41,7 @@ use std::fmt;
 use sviommu_memory::bits::WideField;
 
 pub use cd::{Cd, L1Cd};
-//pub use cmd::{CError, Command, Opcode, PriResp, ResumeAction, SyncCs};
+pub use cmd::{CError, Command, Opcode, PriResp, ResumeAction, SyncCs};
 //pub use event::{Class, EventId, EventRecord};
 //pub use priq::PageRequest;
 pub use ste::{Eats, L1Std, S1Dss, S1Fmt, Ste, StreamConfig, Strw};
