@@ -42,8 +42,8 @@ use sviommu_memory::bits::WideField;
 
 pub use cd::{Cd, L1Cd};
 pub use cmd::{CError, Command, Opcode, PriResp, ResumeAction, SyncCs};
-//pub use event::{Class, EventId, EventRecord};
-//pub use priq::PageRequest;
+pub use event::{Class, EventId, EventRecord};
+pub use priq::PageRequest;
 pub use ste::{Eats, L1Std, S1Dss, S1Fmt, Ste, StreamConfig, Strw};
 
 /// A raw field value that the spec reserves (or leaves undefined) for the field being decoded.
