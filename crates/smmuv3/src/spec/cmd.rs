@@ -257,7 +257,9 @@ impl Opcode {
             Opcode::TlbiNhVa => {
                 &[F_NUM, F_SCALE, F_VMID, F_ASID, F_LEAF, F_TTL128, F_TTL, F_TG, F_ADDRESS]
             }
-            Opcode::TlbiNhVaa => &[F_NUM, F_SCALE, F_VMID, F_LEAF, F_TTL128, F_TTL, F_TG, F_ADDRESS],
+            Opcode::TlbiNhVaa => {
+                &[F_NUM, F_SCALE, F_VMID, F_LEAF, F_TTL128, F_TTL, F_TG, F_ADDRESS]
+            }
             Opcode::TlbiEl3All
             | Opcode::TlbiEl2All
             | Opcode::TlbiNsnhAll
@@ -498,13 +500,24 @@ impl Command {
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Ok(op) = self.opcode() else {
-            return write!(f, "Command(reserved opcode {:#04x}, {:#018x?})", self.opcode_raw(), self.0);
+            return write!(
+                f,
+                "Command(reserved opcode {:#04x}, {:#018x?})",
+                self.opcode_raw(),
+                self.0
+            );
         };
         let name = self.name().unwrap_or(op.name());
         let mut s = f.debug_struct(name);
         match op.layout() {
             Some(layout) => {
-                debug_fields(&mut s, &self.0, layout.iter(), &[], &self.res0_set().unwrap_or([0; 2]));
+                debug_fields(
+                    &mut s,
+                    &self.0,
+                    layout.iter(),
+                    &[],
+                    &self.res0_set().unwrap_or([0; 2]),
+                );
             }
             None => {
                 s.field("words", &format_args!("{:#018x?}", self.0));
@@ -682,7 +695,8 @@ mod tests {
                 assert!(a.field.word != 0 || a.field.field.mask() & OPCODE.field.mask() == 0);
                 for b in layout.iter().skip(i + 1) {
                     assert!(
-                        a.field.word != b.field.word || a.field.field.mask() & b.field.field.mask() == 0,
+                        a.field.word != b.field.word
+                            || a.field.field.mask() & b.field.field.mask() == 0,
                         "{}: {} overlaps {}",
                         op.name(),
                         a.name,

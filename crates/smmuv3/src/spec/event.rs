@@ -188,14 +188,14 @@ impl EventId {
 
     /// The fields of this event's record besides the event number, in bit order. Complete
     /// except for the fields the module documentation lists as not declared.
+    #[rustfmt::skip] // one event per line reads better than one field per line
     pub const fn layout(self) -> &'static [NamedField] {
         use layout::*;
         match self {
             EventId::FUut => &[F_SSV, F_SSID, F_SID, F_REASON, F_PNU, F_IND, F_RNW, F_INPUTADDR],
-            EventId::CBadStreamid
-            | EventId::CBadSte
-            | EventId::CBadCd
-            | EventId::FBadAtsTreq => &[F_SSV, F_SSID, F_SID],
+            EventId::CBadStreamid | EventId::CBadSte | EventId::CBadCd | EventId::FBadAtsTreq => {
+                &[F_SSV, F_SSID, F_SID]
+            }
             EventId::FSteFetch | EventId::FCdFetch | EventId::FVmsFetch => {
                 &[F_SSV, F_SSID, F_SID, F_REASON, F_GPCF, F_FETCHADDR]
             }
@@ -436,7 +436,8 @@ mod tests {
                 assert!(a.field.word != 0 || a.field.field.mask() & EVENT.field.mask() == 0);
                 for b in layout.iter().skip(i + 1) {
                     assert!(
-                        a.field.word != b.field.word || a.field.field.mask() & b.field.field.mask() == 0,
+                        a.field.word != b.field.word
+                            || a.field.field.mask() & b.field.field.mask() == 0,
                         "{id}: {} overlaps {}",
                         a.name,
                         b.name
