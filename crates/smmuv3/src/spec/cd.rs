@@ -142,12 +142,12 @@ pub const IMPDEF_351_320: WideField = WideField::bits(351, 320);
 pub const PARTID: WideField = WideField::bits(367, 352);
 /// MPAM performance monitoring group.
 pub const PMG: WideField = WideField::bits(375, 368);
-/// Permission indirection, unprivileged: PIIU<p> at `[3p+386:3p+384]`, p = 0..15.
+/// Permission indirection, unprivileged: `PIIU<p>` at `[3p+386:3p+384]`, p = 0..15.
 pub const PIIU: WideField = WideField::bits(431, 384);
-/// Permission indirection, privileged: PIIP<p> at `[3p+450:3p+448]`, p = 0..15.
+/// Permission indirection, privileged: `PIIP<p>` at `[3p+450:3p+448]`, p = 0..15.
 pub const PIIP: WideField = WideField::bits(495, 448);
 
-/// §5.4 CD, Context Descriptor: 64 bytes, eight little-endian words.
+/// IHI 0070 G.b §5.4 CD, Context Descriptor: 64 bytes, eight little-endian words.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Cd(pub [u64; 8]);
@@ -258,23 +258,23 @@ accessors!(Cd {
     "HWU161" => hwu161, set_hwu161: HWU161 as bool;
     /// CD.HWU162.
     "HWU162" => hwu162, set_hwu162: HWU162 as bool;
-    /// CD.MAIR0 (MAIR bits [31:0]).
+    /// CD.MAIR0 (MAIR bits `[31:0]`).
     "MAIR0" => mair0, set_mair0: MAIR0 as u32;
-    /// CD.MAIR1 (MAIR bits [63:32]).
+    /// CD.MAIR1 (MAIR bits `[63:32]`).
     "MAIR1" => mair1, set_mair1: MAIR1 as u32;
     /// CD.AMAIR0.
     "AMAIR0" => amair0, set_amair0: AMAIR0 as u32;
     /// CD.AMAIR1.
     "AMAIR1" => amair1, set_amair1: AMAIR1 as u32;
-    /// CD bits [351:320], IMPLEMENTATION DEFINED.
+    /// CD bits `[351:320]`, IMPLEMENTATION DEFINED.
     "IMPLEMENTATION DEFINED [351:320]" => impdef_351_320, set_impdef_351_320: IMPDEF_351_320 as u32;
     /// CD.PARTID.
     "PARTID" => partid, set_partid: PARTID as u16;
     /// CD.PMG.
     "PMG" => pmg, set_pmg: PMG as u8;
-    /// CD.PIIU<15..0> as one 48-bit value (PIIU<p> is bits [3p+2:3p]).
+    /// CD.`PIIU<15..0>` as one 48-bit value (`PIIU<p>` is bits `[3p+2:3p]`).
     "PIIU" => piiu, set_piiu: PIIU as u64;
-    /// CD.PIIP<15..0> as one 48-bit value (PIIP<p> is bits [3p+2:3p]).
+    /// CD.`PIIP<15..0>` as one 48-bit value (`PIIP<p>` is bits `[3p+2:3p]`).
     "PIIP" => piip, set_piip: PIIP as u64;
 });
 
@@ -361,8 +361,8 @@ pub const L1CD_V: WideField = WideField::bit(0);
 /// L1CD.L2Ptr: address bits `[55:12]` of a level-2 CD table.
 pub const L1CD_L2PTR: WideField = WideField::bits(55, 12);
 
-/// §5.3 L1CD, Level 1 Context Descriptor: 8 bytes, in the level-1 table of a two-level CD
-/// table (STE.S1Fmt != 0b00).
+/// IHI 0070 G.b §5.3 L1CD, Level 1 Context Descriptor: 8 bytes, in the level-1 table of a two-level
+/// CD table (STE.S1Fmt != 0b00).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct L1Cd(pub [u64; 1]);

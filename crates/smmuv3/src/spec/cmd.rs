@@ -46,9 +46,9 @@ pub const TTL128: WideField = WideField::bit(71);
 pub const TTL: WideField = WideField::bits(73, 72);
 /// TG: granule of the entries to invalidate, 0b00 any (§4.4.1.1).
 pub const TG: WideField = WideField::bits(75, 74);
-/// Virtual address parameter, Address[63:12] in place (§4.1.6).
+/// Virtual address parameter, `Address[63:12]` in place (§4.1.6).
 pub const ADDRESS: WideField = WideField::bits(127, 76);
-/// Physical or IPA address parameter, Address[55:12] in place (§4.1.6).
+/// Physical or IPA address parameter, `Address[55:12]` in place (§4.1.6).
 pub const IPA: WideField = WideField::bits(119, 76);
 /// CMD_CFGI_STE_RANGE: invalidate 2^(Range+1) StreamIDs; 31 is CMD_CFGI_ALL.
 pub const RANGE: WideField = WideField::bits(68, 64);
@@ -327,8 +327,8 @@ mod layout {
     pub const F_MSIADDRESS: NamedField = NamedField::address("MSIAddress", MSIADDRESS);
 }
 
-/// One Command queue entry (§4.1.1): 16 bytes, two little-endian words. The accessors read any
-/// field regardless of the opcode; which ones a command has is [`Opcode::layout`].
+/// One Command queue entry (IHI 0070 G.b §4.1.1): 16 bytes, two little-endian words. The accessors
+/// read any field regardless of the opcode; which ones a command has is [`Opcode::layout`].
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Command(pub [u64; 2]);
@@ -360,9 +360,9 @@ accessors!(Command {
     "TTL" => ttl, set_ttl: TTL as u8;
     /// TG raw bits; see [`Command::tg`].
     "TG" => tg_raw, set_tg_raw: TG as u8;
-    /// Address: the virtual address parameter (Address[63:12]).
+    /// Address: the virtual address parameter (`Address[63:12]`).
     "Address" => address, set_address: ADDRESS as addr;
-    /// The IPA or PA address parameter (Address[55:12]) of CMD_TLBI_S2_IPA.
+    /// The IPA or PA address parameter (`Address[55:12]`) of CMD_TLBI_S2_IPA.
     "Address[55:12]" => ipa, set_ipa: IPA as addr;
     /// CMD_CFGI_STE_RANGE Range.
     "Range" => range, set_range: RANGE as u8;
@@ -736,7 +736,10 @@ mod tests {
         }
 
         #[test]
-        fn a_command_with_only_its_fields_has_no_res0(words in any::<[u64; 2]>(), op_index in 0usize..34) {
+        fn a_command_with_only_its_fields_has_no_res0(
+            words in any::<[u64; 2]>(),
+            op_index in 0usize..34,
+        ) {
             let op = Opcode::ALL.get(op_index).copied().unwrap_or(Opcode::Sync);
             if let Some(layout) = op.layout() {
                 let mut c = Command::new(op);

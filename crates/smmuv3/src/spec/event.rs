@@ -68,7 +68,7 @@ pub const PR: WideField = WideField::bit(103);
 pub const SPAN: WideField = WideField::bits(115, 108);
 /// InputAddr: the 64-bit address the transaction presented.
 pub const INPUTADDR: WideField = WideField::bits(191, 128);
-/// InputAddr[63:12] of E_PAGE_REQUEST.
+/// `InputAddr[63:12]` of E_PAGE_REQUEST.
 pub const PAGE_INPUTADDR: WideField = WideField::bits(191, 140);
 /// IPA bits `[55:12]` in place (stage 2 faults).
 pub const IPA: WideField = WideField::bits(247, 204);
@@ -218,9 +218,9 @@ impl EventId {
                 &[F_SSV, F_SSID, F_SID, F_PNU, F_IND, F_RNW, F_NSIPA, F_S2, F_INPUTADDR, F_IPA]
             }
             EventId::FCfgConflict => &[F_SSV, F_SSID, F_SID, F_CONFLICT_REASON],
-            EventId::EPageRequest => {
-                &[F_SSV, F_SSID, F_SID, F_UX, F_UW, F_UR, F_PX, F_PW, F_PR, F_SPAN, F_PAGE_INPUTADDR]
-            }
+            EventId::EPageRequest => &[
+                F_SSV, F_SSID, F_SID, F_UX, F_UW, F_UR, F_PX, F_PW, F_PR, F_SPAN, F_PAGE_INPUTADDR,
+            ],
         }
     }
 }
@@ -302,7 +302,7 @@ impl TryFrom<u8> for Class {
     }
 }
 
-/// §7.3 event record: 32 bytes, four little-endian words. The accessors read any field
+/// IHI 0070 G.b §7.3 event record: 32 bytes, four little-endian words. The accessors read any field
 /// regardless of the event; which ones an event has is [`EventId::layout`].
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
@@ -319,13 +319,13 @@ accessors!(EventRecord {
     "StreamID" => sid, set_sid: STREAMID as u32;
     /// STAG (F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION).
     "STAG" => stag, set_stag: STAG as u16;
-    /// Reason [79:64] (F_UUT and the fetch aborts); same bits as STAG.
+    /// Reason `[79:64]` (F_UUT and the fetch aborts); same bits as STAG.
     "Reason" => reason, set_reason: REASON as u16;
     /// GPCF.
     "GPCF" => gpcf, set_gpcf: GPCF as bool;
     /// Stall.
     "Stall" => stall, set_stall: STALL as bool;
-    /// Reason [95:64] of F_CFG_CONFLICT.
+    /// Reason `[95:64]` of F_CFG_CONFLICT.
     "Reason (F_CFG_CONFLICT)" => conflict_reason, set_conflict_reason: CONFLICT_REASON as u32;
     /// PnU.
     "PnU" => pnu, set_pnu: PNU as bool;

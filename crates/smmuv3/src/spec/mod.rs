@@ -155,7 +155,9 @@ field_value_int!(u8, u16, u32, u64);
 /// `"Spec name" => getter, setter: FIELD_CONST as type;` where `type` is `bool`, `u8`, `u16`,
 /// `u32`, `u64`, or `addr` (an address field read and written in place).
 macro_rules! accessors {
-    ($view:ty { $( $(#[$doc:meta])* $name:literal => $get:ident, $set:ident : $field:ident as $kind:tt ; )* }) => {
+    ($view:ty {
+        $( $(#[$doc:meta])* $name:literal => $get:ident, $set:ident : $field:ident as $kind:tt ; )*
+    }) => {
         impl $view {
             $( accessors!(@one $(#[$doc])* $name, $get, $set, $field, $kind); )*
 
@@ -171,7 +173,9 @@ macro_rules! accessors {
         pub fn $get(&self) -> u64 {
             $field.in_place(&self.0)
         }
-        #[doc = concat!("Sets ", $name, " from an address; address bits the field does not hold are dropped.")]
+        #[doc = concat!(
+            "Sets `", $name, "` from an address; address bits the field does not hold are dropped."
+        )]
         pub fn $set(&mut self, addr: u64) {
             $field.set(&mut self.0, addr >> $field.field.lo)
         }
@@ -182,7 +186,7 @@ macro_rules! accessors {
         pub fn $get(&self) -> $ty {
             <$ty as $crate::spec::FieldValue>::from_raw($field.get(&self.0))
         }
-        #[doc = concat!("Sets ", $name, "; bits beyond the field's width are dropped.")]
+        #[doc = concat!("Sets `", $name, "`; bits beyond the field's width are dropped.")]
         pub fn $set(&mut self, value: $ty) {
             $field.set(&mut self.0, $crate::spec::FieldValue::into_raw(value))
         }

@@ -1,10 +1,10 @@
-//! The PRI queue entry: §8 of IHI 0070 G.b. A PCIe Page Request (PPR) arriving from an endpoint
-//! is written to the PRI queue as a 16-byte record; software answers the Page Request Group
-//! with CMD_PRI_RESP ([`super::cmd::PriResp`]).
+//! The PRI queue entry: §8 of IHI 0070 G.b. A PCIe Page Request (PPR) arriving from an endpoint is
+//! written to the PRI queue as a 16-byte record; software answers the Page Request Group with
+//! CMD_PRI_RESP ([`super::cmd::PriResp`]).
 //!
-//! The §8 figure is an image in our copy of G.b; its field list (StreamID[31:0], SSV,
-//! SubstreamID[19:0], Page address[63:12], PRGIndex[8:0], Last/W/R/X/Priv) survives as text and
-//! the positions below are the figure's as widely implemented.
+//! The §8 figure is an image in our copy of G.b; its field list (`StreamID[31:0]`, SSV,
+//! `SubstreamID[19:0]`, `Page address[63:12]`, `PRGIndex[8:0]`, Last/W/R/X/Priv) survives as text
+//! and the positions below are the figure's as widely implemented.
 
 use std::fmt;
 
@@ -12,7 +12,7 @@ use sviommu_memory::bits::WideField;
 
 use super::{accessors, debug_fields};
 
-/// StreamID of the requester (StreamID[15:0] is the PCIe RequesterID).
+/// StreamID of the requester (`StreamID[15:0]` is the PCIe RequesterID).
 pub const STREAMID: WideField = WideField::bits(31, 0);
 /// SubstreamID (the PASID), UNKNOWN when SSV == 0.
 pub const SUBSTREAMID: WideField = WideField::bits(51, 32);
@@ -36,7 +36,7 @@ pub const PAGE_ADDRESS: WideField = WideField::bits(127, 76);
 /// Bytes in a PRI queue entry.
 pub const PRIQ_ENTRY_BYTES: u64 = 16;
 
-/// §8 PRI queue entry: 16 bytes, two little-endian words.
+/// IHI 0070 G.b §8 PRI queue entry: 16 bytes, two little-endian words.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct PageRequest(pub [u64; 2]);

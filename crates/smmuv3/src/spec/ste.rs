@@ -135,7 +135,7 @@ pub const DPT_VMATCH: WideField = WideField::bits(191, 190);
 pub const S2NSW: WideField = WideField::bit(192);
 /// NS bit output for Secure-stream Non-secure IPA translations (Secure STEs).
 pub const S2NSA: WideField = WideField::bit(193);
-/// Bit [2] of S2SL0 (FEAT_LPA2).
+/// Bit `[2]` of S2SL0 (FEAT_LPA2).
 pub const S2SL0_2: WideField = WideField::bit(194);
 /// 52-bit addresses with 4KB and 16KB granules (VTCR_EL2.DS).
 pub const S2DS: WideField = WideField::bit(195);
@@ -181,7 +181,7 @@ pub const VMSPTR: WideField = WideField::bits(375, 332);
 pub const S2SW: WideField = WideField::bit(384);
 /// Secure stage 2 output is Secure.
 pub const S2SA: WideField = WideField::bit(385);
-/// Bit [2] of S_S2SL0.
+/// Bit `[2]` of S_S2SL0.
 pub const S_S2SL0_2: WideField = WideField::bit(386);
 /// Secure stage 2 translation table base, address bits `[55:4]`.
 pub const S_S2TTB: WideField = WideField::bits(439, 388);
@@ -190,11 +190,11 @@ pub const S_S2SKL: WideField = WideField::bits(446, 445);
 
 // ---- Word 7 -------------------------------------------------------------------------------
 
-/// Stage 2 permission overlay indices S2POI<p>, p = 0..15, 4 bits each at `[4p+451:4p+448]`.
+/// Stage 2 permission overlay indices `S2POI<p>`, p = 0..15, 4 bits each at `[4p+451:4p+448]`.
 pub const S2POI: WideField = WideField::bits(511, 448);
 
-/// §5.2 STE, Stream Table Entry: 64 bytes, eight little-endian words. One per StreamID, found
-/// through SMMU_STRTAB_BASE (linearly or through an [`L1Std`]).
+/// IHI 0070 G.b §5.2 STE, Stream Table Entry: 64 bytes, eight little-endian words. One per
+/// StreamID, found through SMMU_STRTAB_BASE (linearly or through an [`L1Std`]).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct Ste(pub [u64; 8]);
@@ -267,11 +267,11 @@ accessors!(Ste {
     "PRIVCFG" => privcfg, set_privcfg: PRIVCFG as u8;
     /// STE.INSTCFG.
     "INSTCFG" => instcfg, set_instcfg: INSTCFG as u8;
-    /// STE bits [127:116], IMPLEMENTATION DEFINED.
+    /// STE bits `[127:116]`, IMPLEMENTATION DEFINED.
     "IMPLEMENTATION DEFINED [127:116]" => impdef_127_116, set_impdef_127_116: IMPDEF_127_116 as u16;
     /// STE.S2VMID.
     "S2VMID" => s2vmid, set_s2vmid: S2VMID as u16;
-    /// STE bits [159:144], IMPLEMENTATION DEFINED.
+    /// STE bits `[159:144]`, IMPLEMENTATION DEFINED.
     "IMPLEMENTATION DEFINED [159:144]" => impdef_159_144, set_impdef_159_144: IMPDEF_159_144 as u16;
     /// STE.S2T0SZ.
     "S2T0SZ" => s2t0sz, set_s2t0sz: S2T0SZ as u8;
@@ -323,7 +323,7 @@ accessors!(Ste {
     "S2TTB" => s2ttb, set_s2ttb: S2TTB as addr;
     /// STE.S2SKL.
     "S2SKL" => s2skl, set_s2skl: S2SKL as u8;
-    /// STE bits [271:256], IMPLEMENTATION DEFINED.
+    /// STE bits `[271:256]`, IMPLEMENTATION DEFINED.
     "IMPLEMENTATION DEFINED [271:256]" => impdef_271_256, set_impdef_271_256: IMPDEF_271_256 as u16;
     /// STE.PARTID.
     "PARTID" => partid, set_partid: PARTID as u16;
@@ -357,7 +357,7 @@ accessors!(Ste {
     "S_S2TTB" => s_s2ttb, set_s_s2ttb: S_S2TTB as addr;
     /// STE.S_S2SKL.
     "S_S2SKL" => s_s2skl, set_s_s2skl: S_S2SKL as u8;
-    /// STE.S2POI<15..0> as one 64-bit value (S2POI<p> is bits [4p+3:4p]).
+    /// STE.`S2POI<15..0>` as one 64-bit value (`S2POI<p>` is bits `[4p+3:4p]`).
     "S2POI" => s2poi, set_s2poi: S2POI as u64;
 });
 
@@ -515,9 +515,9 @@ impl TryFrom<u8> for StreamConfig {
 pub enum S1Fmt {
     /// 0b00: a linear table of 2^S1CDMax CDs.
     Linear = 0b00,
-    /// 0b01: two levels, 4KB level-2 tables of 64 CDs indexed by SubstreamID[5:0].
+    /// 0b01: two levels, 4KB level-2 tables of 64 CDs indexed by `SubstreamID[5:0]`.
     TwoLevel4K = 0b01,
-    /// 0b10: two levels, 64KB level-2 tables of 1024 CDs indexed by SubstreamID[9:0].
+    /// 0b10: two levels, 64KB level-2 tables of 1024 CDs indexed by `SubstreamID[9:0]`.
     TwoLevel64K = 0b10,
 }
 
@@ -629,8 +629,8 @@ pub const L1STD_SPAN: WideField = WideField::bits(4, 0);
 /// L1STD.L2Ptr: address bits `[55:6]` of the level-2 array of STEs.
 pub const L1STD_L2PTR: WideField = WideField::bits(55, 6);
 
-/// §5.1 L1STD, Level 1 Stream Table Descriptor: 8 bytes, in the level-1 table of a two-level
-/// Stream table (SMMU_STRTAB_BASE_CFG.FMT == 0b01), one per 2^SPLIT StreamIDs.
+/// IHI 0070 G.b §5.1 L1STD, Level 1 Stream Table Descriptor: 8 bytes, in the level-1 table of a
+/// two-level Stream table (SMMU_STRTAB_BASE_CFG.FMT == 0b01), one per 2^SPLIT StreamIDs.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[repr(transparent)]
 pub struct L1Std(pub [u64; 1]);
