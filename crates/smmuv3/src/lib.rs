@@ -1,0 +1,16 @@
+//! Arm SMMUv3: the architecture's bits ([`spec`]); the hardware model (`hw`) and its driver
+//! (`driver`) come in later steps of the SMMUv3 issue.
+//!
+//! Arm IHI 0070 G.b, "Arm System Memory Management Unit Architecture Specification, SMMU
+//! architecture version 3", is the issue followed throughout.
+
+#![forbid(unsafe_code)]
+#![warn(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
+pub mod spec;
