@@ -5,6 +5,9 @@
 //! `vm-memory` regions with holes between them, so that "outside memory" is a real case a walker
 //! must handle. A VMM hands us its own `GuestMemoryMmap` through [`HostMemory::from_guest_memory`].
 //!
+//! [`image`] loads memory images (raw files, sparse pieces, QEMU ELF cores) as `HostMemory`
+//! with holes wherever the image has nothing.
+//!
 //! [`FrameAllocator`] hands out naturally aligned, zeroed power-of-two blocks for table pages,
 //! stream tables and queues. [`TableReader`] is the per-walk view of memory that counts every
 //! table read: that count, returned with each walk's result, is the project's machine-independent
@@ -18,12 +21,14 @@ pub mod bits;
 mod frame;
 mod guest;
 mod host;
+pub mod image;
 mod reader;
 
 pub use addr::{Address, Gpa, Hpa, Iova};
 pub use frame::{FrameAllocator, FrameError};
 pub use guest::{GuestRam, GuestRamRegion};
 pub use host::{HostMemory, MemoryError, PhysMemory};
+pub use image::{ImageError, ImageKind, ImagePiece};
 pub use reader::TableReader;
 
 /// 4 KiB, the smallest table page of every format here.
