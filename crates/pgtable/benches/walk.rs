@@ -12,7 +12,7 @@ use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, 
 use sviommu_pgtable::vmsa::{Granule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, Nested, Walk};
+use sviommu_pgtable::{Access, Build, Nested, Walk};
 
 const PAGES: u64 = 512;
 const GUEST_HPA: u64 = 0x1000_0000;

@@ -34,7 +34,7 @@ mod walk;
 pub mod x86;
 
 pub use nested::Nested;
-pub use radix::{Entry, Format, MapError, Unmapped};
+pub use radix::{Build, Entry, Format, MapError, Unmapped};
 pub use sviommu_memory::bits::Field;
 pub use walk::{
     Access, Direct, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, Walk, WalkCtx,

@@ -315,6 +315,34 @@ pub fn table_size_lg2<Fm: Format + ?Sized>(fmt: &Fm, d: usize) -> u8 {
     (fmt.index_bits(d) + 3).max(12)
 }
 
+/// Building tables of any format: map and unmap, once for every format.
+pub trait Build: Format {
+    /// Maps `[input, input + 2^size_lg2)` to `output` with one leaf; see [`map`].
+    fn map<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        alloc: &mut FrameAllocator<M::Addr>,
+        input: u64,
+        output: u64,
+        size_lg2: u8,
+        attrs: Self::Attrs,
+    ) -> Result<(), MapError> {
+        map(self, mem, alloc, input, output, size_lg2, attrs)
+    }
+
+    /// Unmaps every leaf in `[input, input + len_bytes)`; see [`unmap`].
+    fn unmap<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        input: u64,
+        len_bytes: u64,
+    ) -> Result<Unmapped, MapError> {
+        unmap(self, mem, input, len_bytes)
+    }
+}
+
+impl<Fm: Format + ?Sized> Build for Fm {}
+
 /// Maps `[input, input + 2^size_lg2)` to `output`, allocating tables as needed.
 ///
 /// New tables are filled bottom-up and linked last, so a concurrent walk sees either nothing or

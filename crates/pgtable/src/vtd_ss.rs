@@ -162,31 +162,6 @@ impl VtdSecondStage {
         Ok(Self::new(alloc.alloc(mem, 12)?.raw(), levels))
     }
 
-    /// Maps one 4K, 2M or 1G page. A page that would grant neither read nor write (nor execute,
-    /// with execute support) would be written as a not-present entry, so it is refused as
-    /// [`MapError::NoAccess`].
-    pub fn map<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        alloc: &mut FrameAllocator<M::Addr>,
-        gpa: u64,
-        hpa: u64,
-        size_lg2: u8,
-        attrs: VtdSsAttrs,
-    ) -> Result<(), MapError> {
-        radix::map(self, mem, alloc, gpa, hpa, size_lg2, attrs)
-    }
-
-    /// Unmaps every page in `[gpa, gpa + len_bytes)`.
-    pub fn unmap<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        gpa: u64,
-        len_bytes: u64,
-    ) -> Result<radix::Unmapped, MapError> {
-        radix::unmap(self, mem, gpa, len_bytes)
-    }
-
     /// Clears R, W or X in the table entry at spec `level` (above the leaf) on `gpa`'s path,
     /// keeping each only where `keep` grants it, so everything below is restricted. Clearing
     /// every permission bit makes the entry not present. `Ok(false)` if the path does not reach

@@ -108,29 +108,6 @@ impl X86Paging {
         Ok(Self::new(alloc.alloc(mem, 12)?.raw(), levels))
     }
 
-    /// Maps one 4K, 2M or 1G page.
-    pub fn map<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        alloc: &mut FrameAllocator<M::Addr>,
-        va: u64,
-        pa: u64,
-        size_lg2: u8,
-        attrs: X86Attrs,
-    ) -> Result<(), MapError> {
-        radix::map(self, mem, alloc, va, pa, size_lg2, attrs)
-    }
-
-    /// Unmaps every page in `[va, va + len_bytes)`.
-    pub fn unmap<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        va: u64,
-        len_bytes: u64,
-    ) -> Result<radix::Unmapped, MapError> {
-        radix::unmap(self, mem, va, len_bytes)
-    }
-
     /// Clears R/W or U/S, or sets XD, in the table entry at spec `level` (above the leaf) on
     /// `va`'s path, restricting everything below it. `Ok(false)` if the path does not reach.
     pub fn restrict<M: PhysMemory + ?Sized>(

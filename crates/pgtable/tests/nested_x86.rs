@@ -3,7 +3,7 @@
 
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, FaultKind, Nested, Stage, Walk, WalkStep};
+use sviommu_pgtable::{Access, Build, FaultKind, Nested, Stage, Walk, WalkStep};
 
 const GUEST_RAM_HPA: u64 = 0x1000_0000;
 const GUEST_RAM_LEN: u64 = 0x100_0000;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, MemoryError, PhysMemory};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, FaultKind, Walk};
+use sviommu_pgtable::{Access, Build, FaultKind, Walk};
 
 /// Host memory that, on the first A/D compare-exchange, lets "the driver" replace the entry
 /// first, as a CPU clearing a PTE between the walker's read and its update would.

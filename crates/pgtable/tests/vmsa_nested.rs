@@ -3,7 +3,7 @@
 
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, FaultKind, Nested, Stage, Walk, WalkStep};
+use sviommu_pgtable::{Access, Build, FaultKind, Nested, Stage, Walk, WalkStep};
 
 /// Host tables live at HPA 1M..2M; guest RAM is IPA [0, 16M) at HPA 256M.
 const HOST_TABLES: u64 = 0x10_0000;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule, Oa52, Ps, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, FaultKind, MapError, Nested, Walk};
+use sviommu_pgtable::{Access, Build, FaultKind, MapError, Nested, Walk};
 
 const TABLES: u64 = 0x100_0000;
 const TABLES_LEN: u64 = 0x200_0000;

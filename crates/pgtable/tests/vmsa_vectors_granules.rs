@@ -8,7 +8,7 @@
 
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule, Oa52, Ps, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, Fault, FaultKind, Stage, Walk};
+use sviommu_pgtable::{Access, Build, Fault, FaultKind, Stage, Walk};
 
 const TABLES: u64 = 0x10_0000;
 

@@ -10,7 +10,7 @@ use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, 
 use sviommu_pgtable::vtd_ss::{Levels, VtdSecondStage, VtdSsAttrs, SLLPS_1G, SLLPS_2M};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{
-    radix, Access, Fault, FaultKind, Leaf, MapError, Nested, Perms, Stage, Walk, WalkStep,
+    radix, Access, Build, Fault, FaultKind, Leaf, MapError, Nested, Perms, Stage, Walk, WalkStep,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, Fault, FaultKind, MapError, Perms, Stage, Walk};
+use sviommu_pgtable::{Access, Build, Fault, FaultKind, MapError, Perms, Stage, Walk};
 
 const TABLES: u64 = 0x10_0000;
 

@@ -17,7 +17,7 @@ use sviommu_memory::{
 use sviommu_pgtable::vmsa::{Granule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, Direct, MapError, Nested, Walk, WalkCtx};
+use sviommu_pgtable::{Access, Build, Direct, MapError, Nested, Walk, WalkCtx};
 
 use crate::report::{Report, Row, Section};
 

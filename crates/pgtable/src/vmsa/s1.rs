@@ -96,29 +96,6 @@ impl VmsaS1 {
         Ok(Self { ttb: root.raw(), ..config })
     }
 
-    /// Maps one page or block of `2^size_lg2` bytes.
-    pub fn map<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        alloc: &mut FrameAllocator<M::Addr>,
-        va: u64,
-        pa: u64,
-        size_lg2: u8,
-        attrs: S1Attrs,
-    ) -> Result<(), MapError> {
-        radix::map(self, mem, alloc, va, pa, size_lg2, attrs)
-    }
-
-    /// Unmaps every page and block in `[va, va + len_bytes)`.
-    pub fn unmap<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        va: u64,
-        len_bytes: u64,
-    ) -> Result<radix::Unmapped, MapError> {
-        radix::unmap(self, mem, va, len_bytes)
-    }
-
     /// Sets APTable, UXNTable or PXNTable in the table descriptor at spec `level` on `va`'s
     /// path, so that everything below allows at most `allow` (a cleared right restricts; a set
     /// one changes nothing). `Ok(false)` if the path has no table descriptor at that level.

@@ -67,29 +67,6 @@ impl VmsaS2 {
         Ok(Self { ttb: root.raw(), ..config })
     }
 
-    /// Maps one page or block of `2^size_lg2` bytes.
-    pub fn map<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        alloc: &mut FrameAllocator<M::Addr>,
-        ipa: u64,
-        pa: u64,
-        size_lg2: u8,
-        attrs: S2Attrs,
-    ) -> Result<(), MapError> {
-        radix::map(self, mem, alloc, ipa, pa, size_lg2, attrs)
-    }
-
-    /// Unmaps every page and block in `[ipa, ipa + len_bytes)`.
-    pub fn unmap<M: PhysMemory + ?Sized>(
-        &self,
-        mem: &M,
-        ipa: u64,
-        len_bytes: u64,
-    ) -> Result<radix::Unmapped, MapError> {
-        radix::unmap(self, mem, ipa, len_bytes)
-    }
-
     /// AArch64.S2StartLevel, with AArch64.S2InvalidSL: the starting level SL0 selects for the
     /// granule, or `None` where the encoding is invalid (4K SL0 = 3 needs FEAT_TTST, not
     /// modelled; 16K SL0 = 3 needs DS = 1; 64K SL0 = 3 is reserved). Levels 0 and 1 need a
