@@ -37,6 +37,6 @@ pub use nested::Nested;
 pub use radix::{Build, Entry, Format, MapError, Unmapped};
 pub use sviommu_memory::bits::Field;
 pub use walk::{
-    Access, Direct, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, Walk, WalkCtx,
-    WalkObserver, WalkStep, Walked,
+    AccBits, Access, Direct, Fault, FaultKind, Leaf, Located, Perms, ResumePoint, Stage,
+    TableFetch, Walk, WalkCtx, WalkHints, WalkObserver, WalkStep, Walked,
 };

@@ -10,7 +10,8 @@ use sviommu_memory::{Address, FrameAllocator, FrameError, MemoryError, PhysMemor
 
 use crate::bits::low_mask;
 use crate::walk::{
-    Access, Fault, FaultKind, Leaf, Located, Perms, Stage, TableFetch, WalkCtx, WalkObserver,
+    AccBits, Access, Fault, FaultKind, Leaf, Located, Perms, ResumePoint, Stage, TableFetch,
+    WalkCtx, WalkObserver,
 };
 
 /// What one entry means once decoded.
@@ -39,7 +40,7 @@ pub trait Format {
     /// Leaf attributes a builder maps with.
     type Attrs: Copy + fmt::Debug;
     /// What table entries contribute to the leaf's permissions as a walk descends.
-    type Acc: Copy + Default;
+    type Acc: AccBits;
 
     /// Which stage these tables are.
     fn stage(&self) -> Stage;
@@ -114,7 +115,21 @@ where
     let depth = fmt.depth();
     let mut table = fmt.root();
     let mut acc = Fm::Acc::default();
-    for d in 0..depth {
+    let mut start = 0;
+    if let Some(hints) = cx.hints.as_deref_mut() {
+        if let Some(leaf) = hints.leaf(stage, input) {
+            if leaf.perms.allows(access) && (!access.write || leaf.dirty) {
+                return Ok(leaf);
+            }
+        }
+        // A paging-structure cache hit: start at the cached table with its restrictions.
+        if let Some(p) = hints.resume(stage, input).filter(|p| usize::from(p.depth) < depth) {
+            start = usize::from(p.depth);
+            table = p.table;
+            acc = Fm::Acc::unpack(p.acc);
+        }
+    }
+    for d in start..depth {
         let level = fmt.level(d);
         let index = (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d));
         let table_addr = table.checked_add(index * 8).ok_or(fault(d, FaultKind::AddressSize))?;
@@ -164,23 +179,64 @@ where
             };
         };
         match next {
-            Next::Table(next) => table = next,
+            Next::Table(next) => {
+                table = next;
+                if let Some(hints) = cx.hints.as_deref_mut() {
+                    let depth = u8::try_from(d + 1).unwrap_or(u8::MAX);
+                    let point =
+                        ResumePoint { depth, table, acc: acc.pack(), span_lg2: fmt.shift(d) };
+                    hints.learned_table(stage, input, point);
+                }
+            }
             Next::Leaf { output, perms, global, dirty } => {
                 let page_lg2 = fmt.shift(d);
-                return Ok(Leaf {
+                let leaf = Leaf {
                     output: output | (input & low_mask(page_lg2)),
                     page_lg2,
                     level,
                     perms,
                     global,
                     dirty,
-                });
+                };
+                if let Some(hints) = cx.hints.as_deref_mut() {
+                    hints.learned_leaf(stage, input, &leaf);
+                }
+                return Ok(leaf);
             }
         }
     }
     // Depth 0 with no levels: a format that walks nothing translates nothing.
     Err(fault(0, FaultKind::Translation))
 }
+
+/// Packs and unpacks a restriction accumulator whose fields are all `bool`, one bit each in
+/// declaration order.
+macro_rules! acc_bits {
+    ($ty:ty { $($field:ident),* $(,)? }) => {
+        impl $crate::walk::AccBits for $ty {
+            fn pack(self) -> u64 {
+                let mut bits = 0u64;
+                let mut bit = 0u32;
+                $(
+                    bits |= u64::from(self.$field) << bit;
+                    bit += 1;
+                )*
+                let _ = bit;
+                bits
+            }
+            fn unpack(bits: u64) -> Self {
+                let mut bit = 0u32;
+                $(
+                    let $field = bits >> bit & 1 != 0;
+                    bit += 1;
+                )*
+                let _ = bit;
+                Self { $($field),* }
+            }
+        }
+    };
+}
+pub(crate) use acc_bits;
 
 /// Where a walk goes after one entry.
 enum Next {

@@ -259,6 +259,8 @@ pub struct Acc {
     no_exec: bool,
 }
 
+radix::acc_bits!(Acc { no_read, no_write, no_exec });
+
 impl Format for VtdSecondStage {
     type Attrs = VtdSsAttrs;
     type Acc = Acc;

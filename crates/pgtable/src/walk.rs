@@ -240,19 +240,89 @@ impl WalkObserver for Vec<WalkStep> {
     }
 }
 
-/// The state one walk carries: its counting memory view and its observer.
-#[derive(Debug)]
+/// A table below the root where a walk can resume: what a paging-structure cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResumePoint {
+    /// Depth (counted from the start table, 0) of the table to read next.
+    pub depth: u8,
+    /// That table's address in the walk's table space.
+    pub table: u64,
+    /// The restrictions the entries above it impose, packed by the format ([`AccBits`]).
+    pub acc: u64,
+    /// The table covers `2^span_lg2` bytes of input: the input bits above that name it.
+    pub span_lg2: u8,
+}
+
+/// Restrictions gathered from table entries, packed into a word so caches can hold them
+/// whatever the format.
+pub trait AccBits: Copy + Default {
+    /// The restrictions as bits.
+    fn pack(self) -> u64;
+    /// Restrictions from [`pack`](Self::pack)'s bits.
+    fn unpack(bits: u64) -> Self;
+}
+
+impl AccBits for () {
+    fn pack(self) -> u64 {
+        0
+    }
+    fn unpack(_bits: u64) -> Self {}
+}
+
+/// The caches a walk may consult and fill: paging-structure caches (resume below the root)
+/// and leaf caches (a stage-2 TLB that serves the table fetches of a nested walk). A hardware
+/// model implements this over its own caches, keyed by whatever tags the walk's context has
+/// (DID / PASID, VMID / ASID); the walker knows only stages and inputs. Every method defaults
+/// to "nothing cached, nothing kept".
+pub trait WalkHints {
+    /// The translation of exactly `input` at `stage`, if cached. Used only when it allows the
+    /// access and, for a write, is already dirty; otherwise the walk runs.
+    fn leaf(&mut self, _stage: Stage, _input: u64) -> Option<Leaf> {
+        None
+    }
+    /// The deepest cached table on `input`'s path at `stage`.
+    fn resume(&mut self, _stage: Stage, _input: u64) -> Option<ResumePoint> {
+        None
+    }
+    /// The walk descended into a table.
+    fn learned_table(&mut self, _stage: Stage, _input: u64, _point: ResumePoint) {}
+    /// The walk translated `input` (the leaf's output is `input`'s, offset included).
+    fn learned_leaf(&mut self, _stage: Stage, _input: u64, _leaf: &Leaf) {}
+}
+
+/// The state one walk carries: its counting memory view, its observer, and the caches it may
+/// use.
 pub struct WalkCtx<'m, M: PhysMemory + ?Sized, O: WalkObserver = ()> {
     /// Counts every read and update.
     pub reader: TableReader<'m, M>,
     /// Sees every entry read.
     pub observer: O,
+    /// Paging-structure and leaf caches, when the model has them.
+    pub hints: Option<&'m mut dyn WalkHints>,
+}
+
+impl<M: PhysMemory + ?Sized, O: WalkObserver + fmt::Debug> fmt::Debug for WalkCtx<'_, M, O>
+where
+    M: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalkCtx")
+            .field("reader", &self.reader)
+            .field("observer", &self.observer)
+            .field("hints", &self.hints.is_some())
+            .finish()
+    }
 }
 
 impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
-    /// A fresh context over `mem`.
+    /// A fresh context over `mem`, with no caches.
     pub fn new(mem: &'m M, observer: O) -> Self {
-        Self { reader: TableReader::new(mem), observer }
+        Self { reader: TableReader::new(mem), observer, hints: None }
+    }
+
+    /// A fresh context over `mem` that consults and fills `hints`.
+    pub fn with_hints(mem: &'m M, observer: O, hints: &'m mut dyn WalkHints) -> Self {
+        Self { reader: TableReader::new(mem), observer, hints: Some(hints) }
     }
 
     /// Reads one entry, reports it to the observer, and turns a bad address into an

@@ -170,6 +170,8 @@ pub struct Acc {
     no_exec: bool,
 }
 
+radix::acc_bits!(Acc { read_only, supervisor, no_exec });
+
 impl X86Paging {
     fn reserved_mask(&self, d: usize, large: bool) -> u64 {
         let mut mask = ADDR.mask() & !low_mask(self.phys_bits.min(52));

@@ -239,6 +239,8 @@ pub struct S1Acc {
     pxn: bool,
 }
 
+radix::acc_bits!(S1Acc { no_write, no_el0, uxn, pxn });
+
 impl Format for VmsaS1 {
     type Attrs = S1Attrs;
     type Acc = S1Acc;
