@@ -49,11 +49,25 @@ fn the_default_unit_advertises_every_mode_the_model_has() {
     }
     assert_eq!(cap::mgaw_bits(p.cap), 57);
     assert_eq!(cap::SSLPS.get(p.cap), cap::SSLPS_2M | cap::SSLPS_1G);
+    assert!(cap::FS1GP.is_set(p.cap) && cap::FS5LP.is_set(p.cap));
     assert!(!cap::CM.is_set(p.cap), "caching mode is a vIOMMU's choice");
     assert_eq!(cap::domains(p.cap), 1 << 16);
-    for f in [ecap::PT, ecap::SC, ecap::C] {
+    for f in [
+        ecap::SMTS,
+        ecap::PASID,
+        ecap::NEST,
+        ecap::FSTS,
+        ecap::SSTS,
+        ecap::PT,
+        ecap::SC,
+        ecap::ERS,
+        ecap::SRS,
+        ecap::RPS,
+        ecap::RPRIVS,
+    ] {
         assert!(f.is_set(p.ecap), "{f:?}");
     }
+    assert_eq!(ecap::pasid_bits(p.ecap), 20);
     // The floating blocks sit past the fixed registers and apart from each other.
     let (frcd0, _) = regs::frcd(p.cap, 0);
     let (last, last_hi) = regs::frcd(p.cap, cap::nfr_count(p.cap) - 1);

@@ -8,10 +8,11 @@
 //! | module | what |
 //! |---|---|
 //! | `regs` | §11.4 register file: reset values, read-only and write-1-to-clear fields, the GCMD/GSTS handshake |
-//! | `translate` | §3.4, §3.7 the request path: root and context entries, then the second-stage walk |
+//! | `translate` | §3.4–§3.8 the request path: root, context, PASID directory and table, then the walks |
+//! | `fetch` | §3.8 nested: every first-stage table read translated by the second stage |
 //! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
 //!
-//! Not modelled yet (later steps of issue 4): scalable mode (step c), the context cache, PASID cache, IOTLB and
+//! Not modelled yet (later steps of issue 4): the context cache, PASID cache, IOTLB and
 //! paging-structure caches and every invalidation interface (step d), fault recording and fault
 //! events (step e: [`Vtd::translate`] already returns every fault as data, and one function makes
 //! them, see `Vtd::fault`), ATS and page requests (step f).
@@ -26,6 +27,7 @@ pub use sviommu_pgtable::{Access, Perms};
 use crate::spec::regs::{cap, ecap, ver};
 use crate::spec::{Aw, FaultReason};
 
+mod fetch;
 mod reasons;
 mod regs;
 mod translate;
@@ -55,9 +57,10 @@ const DEFAULT_FRCD_COUNT: u64 = 8;
 const DEFAULT_IOTLB_OFFSET: u64 = 0x500;
 
 impl Default for VtdParams {
-    /// A unit supporting every mode the model has: legacy mode; second-stage 39/48/57-bit AGAW
-    /// with 2M and 1G pages; pass-through; snoop control and coherent page walks; 2^16 domain
-    /// IDs.
+    /// A unit supporting every mode the model has: legacy and scalable mode; second-stage
+    /// 39/48/57-bit AGAW with 2M and 1G pages; 4- and 5-level first stage with 1G pages;
+    /// nested and pass-through; 20-bit PASIDs, RID_PASID and RID_PRIV; supervisor and execute
+    /// requests; second-stage A/D; snoop control and coherent page walks; 2^16 domain IDs.
     ///
     /// Queued invalidation, device-TLBs and page requests (QI, DT, PRS) are not advertised
     /// until the steps that model them land. Caching mode is off (a vIOMMU turns it on).
@@ -70,12 +73,26 @@ impl Default for VtdParams {
         c = cap::FRO.set(c, DEFAULT_FRCD_OFFSET / 16);
         c = cap::NFR.set(c, DEFAULT_FRCD_COUNT - 1);
         c = cap::SSLPS.set(c, cap::SSLPS_2M | cap::SSLPS_1G);
+        c = cap::FS1GP.with(c, true);
+        c = cap::FS5LP.with(c, true);
 
         let mut e = 0;
         e = ecap::C.with(e, true);
         e = ecap::PT.with(e, true);
         e = ecap::SC.with(e, true);
         e = ecap::IRO.set(e, DEFAULT_IOTLB_OFFSET / 16);
+        e = ecap::NEST.with(e, true);
+        e = ecap::ERS.with(e, true);
+        e = ecap::SRS.with(e, true);
+        e = ecap::PSS.set(e, u64::from(crate::spec::pasid::PASID_BITS) - 1);
+        e = ecap::PASID.with(e, true);
+        e = ecap::SMTS.with(e, true);
+        e = ecap::SSADS.with(e, true);
+        e = ecap::SSTS.with(e, true);
+        e = ecap::FSTS.with(e, true);
+        e = ecap::SMPWCS.with(e, true);
+        e = ecap::RPS.with(e, true);
+        e = ecap::RPRIVS.with(e, true);
 
         // IMPDEF: version 1.0, what most units report.
         let v = ver::MIN.set(ver::MAX.set(0, 1), 0);

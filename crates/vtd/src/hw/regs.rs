@@ -24,7 +24,7 @@ use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::Vtd;
-use crate::spec::regs::{self, cap, eaddr, ectl, edata, fsts, gcmd, gsts, rtaddr};
+use crate::spec::regs::{self, cap, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, rtaddr};
 use crate::spec::Reg32;
 
 /// The low 32 bits of `v`.
@@ -204,6 +204,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
+    /// Whether the capability field `f` (a one-bit field of CAP_REG) is set.
+    pub(super) fn cap_has(&self, f: crate::spec::Field) -> bool {
+        f.is_set(self.params.cap)
+    }
+
     /// Whether the capability field `f` (a one-bit field of ECAP_REG) is set.
     pub(super) fn ecap_has(&self, f: crate::spec::Field) -> bool {
         f.is_set(self.params.ecap)
@@ -222,6 +227,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// Whether AW encoding `aw` is advertised in CAP.SAGAW.
     pub(super) fn sagaw_has(&self, aw: crate::spec::Aw) -> bool {
         cap::SAGAW.get(self.params.cap) & aw.sagaw_bit() != 0
+    }
+
+    /// ECAP.PSS + 1, the PASID width in bits.
+    pub(super) fn pasid_bits(&self) -> u64 {
+        ecap::pasid_bits(self.params.ecap)
     }
 }
 
