@@ -418,8 +418,10 @@ fn fault_0c_second_stage_entry_reserved() {
     t.m.write(t.ss.root, [e]);
     let mut p = VtdParams::default();
     p.ecap = ecap::SC.with(p.ecap, false);
-    let pd = t.m.read(e & !0xfff) & !0xfff;
-    let pte_at = pd + 8;
+    // The level-3 entry points at the page directory; its entry 0 at the page table, whose
+    // entry 1 maps IOVA.
+    let page_table = t.m.read(e & !0xfff) & !0xfff;
+    let pte_at = page_table + 8;
     t.m.write(pte_at, [t.m.read(pte_at) | 1 << 11]);
     let vtd = t.on(p);
     assert_eq!(reason(&vtd, read(IOVA)), R::SsEntryReserved);

@@ -767,6 +767,10 @@ fn fault_74_nested_first_stage_table_beyond_second_stage() {
     t.set_pe(pe);
     let vtd = t.on(VtdParams::default());
     assert_eq!(reason(&vtd, read(VA)), R::SmNestedFsAddressBeyondSs);
+    // Above what a first-stage table address can hold (bit 60), rather than truncated.
+    pe.set_fsptptr(t.gfs.root | 1 << 60);
+    t.set_pe(pe);
+    assert_eq!(reason(&vtd, read(VA)), R::SmNestedFsAddressBeyondSs);
 }
 
 /// Remaps the guest-RAM 2M page holding `gpa` in the second stage as 512 read-write 4K pages,

@@ -100,7 +100,7 @@ fn legacy(f: &Fault, access: Access) -> FaultReason {
     }
 }
 
-/// A first-stage permission fault: which right the translation lacks (§3.6.2). A user request
+/// A first-stage permission fault: which right the translation lacks (§3.6.1). A user request
 /// to a supervisor-only page is 81h whatever it asked for; then execute (82h), write (85h),
 /// read (86h).
 fn first_stage_permission(access: Access, fs_perms: Option<Perms>) -> FaultReason {

@@ -367,6 +367,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             Pgtt::Nested => {
                 let fs = self.first_stage(&pe).ok_or(invalid)?;
                 let ss = self.second_stage(&pe).ok_or(invalid)?;
+                // A nested FSPTPTR is a guest address (not a reserved-bit check); first-stage
+                // table addresses end at bit 51, so one above is beyond the second stage.
+                // DEVIATION: with a 57-bit AGAW and MGAW the spec would walk the second stage
+                // for a root between 2^52 and 2^57; the first-stage format cannot name one.
+                if pe.fsptptr() & !x86::ADDR.mask() != 0 {
+                    return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
+                }
                 let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
                 let through = ThroughSecondStage::new(&ss);
                 let kind = |fs_read_failed| WalkKind::Nested { fs_top, ss_top, fs_read_failed };

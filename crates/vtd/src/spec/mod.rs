@@ -250,7 +250,7 @@ impl Aw {
 }
 
 /// First address of the interrupt address range, FEE0_0000h (§3.14, Handling Requests to
-/// Interrupt Address Range; §5.1.4 for the interrupt request format).
+/// Interrupt Address Range).
 pub const INTERRUPT_ADDR_FIRST: u64 = 0xfee0_0000;
 
 /// Last address of the interrupt address range, FEEF_FFFFh: the range is FEEx_xxxxh.
