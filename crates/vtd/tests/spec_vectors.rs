@@ -789,3 +789,20 @@ fn command_and_status_vectors() {
     assert!(regs::fectl::IM.is_set(0x8000_0000) && !regs::fectl::IP.is_set(0x8000_0000));
     assert!(regs::ics::IWC.is_set(1));
 }
+
+// ---------------------------------------------------------------------------------------------
+// §3.14 Handling Requests to Interrupt Address Range
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn interrupt_address_range_is_feex_xxxx() {
+    use sviommu_vtd::spec::{is_interrupt_address, INTERRUPT_ADDR_FIRST, INTERRUPT_ADDR_LAST};
+    // FEEx_xxxxh: bits 31:20 = FEEh, bits 19:0 anything; nothing above bit 31.
+    assert_eq!((INTERRUPT_ADDR_FIRST, INTERRUPT_ADDR_LAST), (0xfee0_0000, 0xfeef_ffff));
+    assert!(is_interrupt_address(0xfee0_0000));
+    assert!(is_interrupt_address(0xfee0_1004));
+    assert!(is_interrupt_address(0xfeef_ffff));
+    assert!(!is_interrupt_address(0xfedf_ffff));
+    assert!(!is_interrupt_address(0xfef0_0000));
+    assert!(!is_interrupt_address(0x1_fee0_0000), "bit 32 set: not FEEx_xxxxh");
+}

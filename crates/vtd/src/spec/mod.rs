@@ -249,6 +249,21 @@ impl Aw {
     }
 }
 
+/// First address of the interrupt address range, FEE0_0000h (§3.14, Handling Requests to
+/// Interrupt Address Range).
+pub const INTERRUPT_ADDR_FIRST: u64 = 0xfee0_0000;
+
+/// Last address of the interrupt address range, FEEF_FFFFh: the range is FEEx_xxxxh.
+pub const INTERRUPT_ADDR_LAST: u64 = 0xfeef_ffff;
+
+/// Whether `addr` lies in the interrupt address range FEEx_xxxxh. A request without PASID there
+/// is an interrupt request, not DMA, and is not remapped; an untranslated request whose
+/// translation lands there is blocked (fault reason 0Eh legacy, 87h scalable).
+#[must_use]
+pub const fn is_interrupt_address(addr: u64) -> bool {
+    addr >= INTERRUPT_ADDR_FIRST && addr <= INTERRUPT_ADDR_LAST
+}
+
 /// Mask of the bits at and above `width` (bits `63:width`); empty from 64 up. A pointer field's
 /// bits at and above the host address width (HAW) are reserved.
 #[must_use]

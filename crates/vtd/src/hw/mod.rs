@@ -1,0 +1,231 @@
+//! The VT-d hardware model: one DMA-remapping unit as software and devices see it.
+//!
+//! Its inputs are the hardware's only: MMIO accesses ([`Vtd::mmio_read`], [`Vtd::mmio_write`]),
+//! the host memory it reads root, context and PASID structures and page tables from, and DMA
+//! requests ([`Vtd::translate`]). No driver hands it a Rust struct: a driver writes tables into
+//! memory and registers through MMIO, as it would on the silicon.
+//!
+//! | module | what |
+//! |---|---|
+//! | `regs` | §11.4 register file: reset values, read-only and write-1-to-clear fields, the GCMD/GSTS handshake |
+//! | `translate` | §3.4–§3.8 the request path: root, context, PASID directory and table, then the walks |
+//! | `fetch` | §3.8 nested: every first-stage table read translated by the second stage |
+//! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
+//!
+//! Not modelled yet (later steps of issue 4): the context cache, PASID cache, IOTLB and
+//! paging-structure caches and every invalidation interface (step d), fault recording and fault
+//! events (step e: [`Vtd::translate`] already returns every fault as data, and one function makes
+//! them, see `Vtd::fault`), ATS and page requests (step f).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sviommu_memory::{Hpa, PhysMemory};
+pub use sviommu_pgtable::{Access, Perms};
+
+use crate::spec::regs::{cap, ecap, ver};
+use crate::spec::{Aw, FaultReason};
+
+mod fetch;
+mod reasons;
+mod regs;
+mod translate;
+
+/// What the unit is: its capability registers, its host address width and its version. The
+/// model honours what these advertise (an AW outside SAGAW is an invalid entry, PGTT nested
+/// needs ECAP.NEST, and so on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VtdParams {
+    /// CAP_REG (§11.4.2).
+    pub cap: u64,
+    /// ECAP_REG (§11.4.3).
+    pub ecap: u64,
+    /// Host address width in bits (the ACPI DMAR table's HAW + 1), 12 to 52: pointer and
+    /// address bits at and above it are reserved.
+    pub haw: u8,
+    /// VER_REG (§11.4.1).
+    pub ver: u32,
+}
+
+/// Byte offset of the first fault recording register the default unit places (CAP.FRO).
+// IMPDEF: FRO and IRO are the implementation's; these leave room after the fixed registers.
+const DEFAULT_FRCD_OFFSET: u64 = 0x400;
+/// Fault recording registers of the default unit (CAP.NFR + 1).
+const DEFAULT_FRCD_COUNT: u64 = 8;
+/// Byte offset of the IOTLB registers the default unit places (ECAP.IRO).
+const DEFAULT_IOTLB_OFFSET: u64 = 0x500;
+
+impl Default for VtdParams {
+    /// A unit supporting every mode the model has: legacy and scalable mode; second-stage
+    /// 39/48/57-bit AGAW with 2M and 1G pages; 4- and 5-level first stage with 1G pages;
+    /// nested and pass-through; 20-bit PASIDs, RID_PASID and RID_PRIV; supervisor and execute
+    /// requests; second-stage A/D; snoop control and coherent page walks; 2^16 domain IDs.
+    ///
+    /// Queued invalidation, device-TLBs and page requests (QI, DT, PRS) are not advertised
+    /// until the steps that model them land. Caching mode is off (a vIOMMU turns it on).
+    fn default() -> Self {
+        let sagaw = Aw::Bits39.sagaw_bit() | Aw::Bits48.sagaw_bit() | Aw::Bits57.sagaw_bit();
+        let mut c = 0;
+        c = cap::ND.set(c, 6);
+        c = cap::SAGAW.set(c, sagaw);
+        c = cap::MGAW.set(c, 57 - 1);
+        c = cap::FRO.set(c, DEFAULT_FRCD_OFFSET / 16);
+        c = cap::NFR.set(c, DEFAULT_FRCD_COUNT - 1);
+        c = cap::SSLPS.set(c, cap::SSLPS_2M | cap::SSLPS_1G);
+        c = cap::FS1GP.with(c, true);
+        c = cap::FS5LP.with(c, true);
+
+        let mut e = 0;
+        e = ecap::C.with(e, true);
+        e = ecap::PT.with(e, true);
+        e = ecap::SC.with(e, true);
+        e = ecap::IRO.set(e, DEFAULT_IOTLB_OFFSET / 16);
+        e = ecap::NEST.with(e, true);
+        e = ecap::ERS.with(e, true);
+        e = ecap::SRS.with(e, true);
+        e = ecap::PSS.set(e, u64::from(crate::spec::pasid::PASID_BITS) - 1);
+        e = ecap::PASID.with(e, true);
+        e = ecap::SMTS.with(e, true);
+        e = ecap::SSADS.with(e, true);
+        e = ecap::SSTS.with(e, true);
+        e = ecap::FSTS.with(e, true);
+        e = ecap::SMPWCS.with(e, true);
+        e = ecap::RPS.with(e, true);
+        e = ecap::RPRIVS.with(e, true);
+
+        // IMPDEF: version 1.0, what most units report.
+        let v = ver::MIN.set(ver::MAX.set(0, 1), 0);
+        Self { cap: c, ecap: e, haw: 52, ver: u32::try_from(v).unwrap_or_default() }
+    }
+}
+
+/// A DMA request as it arrives at the unit (untranslated; translation requests and translated
+/// requests come with ATS in a later step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DmaRequest {
+    /// Requester ID: bus in bits 15:8, device and function (devfn) in bits 7:0.
+    pub rid: u16,
+    /// The PASID of the request's PASID TLP prefix, if it has one.
+    pub pasid: Option<u32>,
+    /// The input address.
+    pub addr: u64,
+    /// Write or read; execute and privileged come from the PASID prefix (ER, PMR), so the unit
+    /// ignores them on a request without PASID.
+    pub access: Access,
+}
+
+impl DmaRequest {
+    /// A request without PASID.
+    #[must_use]
+    pub const fn new(rid: u16, addr: u64, access: Access) -> Self {
+        Self { rid, pasid: None, addr, access }
+    }
+
+    /// The same request with a PASID prefix.
+    #[must_use]
+    pub const fn with_pasid(self, pasid: u32) -> Self {
+        Self { pasid: Some(pasid), ..self }
+    }
+}
+
+/// A request the unit let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The output (host physical) address of the request's address.
+    pub output: u64,
+    /// Size of the page the translation holds for. IMPDEF: 4K when nothing was walked
+    /// (pass-through, translation disabled, interrupt requests).
+    pub page_lg2: u8,
+    /// What this translation allows, after the PASID-table entry's SRE and ERE.
+    pub perms: Perms,
+    /// Memory reads it cost: each root, context, PASID-directory and PASID-table entry read
+    /// (one each, fetched whole) and every page-table entry read of both stages.
+    pub reads: u32,
+    /// §3.14: the request was a request without PASID to the interrupt address range
+    /// (FEEx_xxxxh). It is an interrupt request, not DMA: it was not remapped, and goes to the
+    /// platform's interrupt controller at `output` (interrupt remapping is not modelled).
+    pub interrupt: bool,
+}
+
+/// A request the unit blocked, with its architected reason. `Copy`: the hot path never
+/// allocates for a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fault {
+    /// The fault reason (FR) the unit records.
+    pub reason: FaultReason,
+    /// Requester ID of the request.
+    pub rid: u16,
+    /// The request's PASID, if it had one (not RID_PASID).
+    pub pasid: Option<u32>,
+    /// The request's input address.
+    pub addr: u64,
+    /// The request's access.
+    pub access: Access,
+    /// Fault processing is disabled for this fault: the FPD bit of a context, PASID-directory
+    /// or PASID-table entry the request used was set (each is evaluated even when the entry is
+    /// not present). Faults found while reading an entry (access errors) are not covered by
+    /// that entry's FPD, which could not be read. Step (e) suppresses recording with it.
+    pub fpd: bool,
+}
+
+/// One VT-d remapping unit over host memory `M`.
+///
+/// `Send + Sync`: [`translate`](Self::translate) takes `&self` and reads the latched root-table
+/// pointer and the enable bits from atomics, so many threads may translate while another
+/// programs registers.
+pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
+    mem: M,
+    params: VtdParams,
+    /// The stored registers (MMIO is not the hot path; a write holds this lock).
+    regs: Mutex<regs::RegFile>,
+    /// GSTS_REG: what translate reads of it, lock-free.
+    gsts: AtomicU32,
+    /// The root-table pointer and TTM latched by the last SRTP (§11.4.4, §11.4.6).
+    root: AtomicU64,
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    /// A unit out of reset over `mem`. `params.haw` is clamped to 12..=52, what an address field
+    /// can hold.
+    pub fn new(mem: M, params: VtdParams) -> Self {
+        let params = VtdParams { haw: params.haw.clamp(12, 52), ..params };
+        Self {
+            mem,
+            params,
+            regs: Mutex::new(regs::RegFile::reset()),
+            gsts: AtomicU32::new(0),
+            root: AtomicU64::new(0),
+        }
+    }
+
+    /// The unit's parameters (HAW clamped as [`new`](Self::new) says).
+    pub fn params(&self) -> &VtdParams {
+        &self.params
+    }
+
+    /// The memory the unit reads.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The one place a fault is made. Step (e) makes it record the fault (FRCD, FSTS, the fault
+    /// event) unless `fpd`.
+    fn fault(&self, req: &DmaRequest, reason: FaultReason, fpd: bool) -> Fault {
+        Fault { reason, rid: req.rid, pasid: req.pasid, addr: req.addr, access: req.access, fpd }
+    }
+
+    fn gsts(&self) -> u64 {
+        u64::from(self.gsts.load(Ordering::Acquire))
+    }
+}
+
+impl<M: PhysMemory<Addr = Hpa>> fmt::Debug for Vtd<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vtd")
+            .field("params", &self.params)
+            .field("gsts", &format_args!("{:#x}", self.gsts()))
+            .field("root", &format_args!("{:#x}", self.root.load(Ordering::Acquire)))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,149 @@
+//! pgtable walk faults onto VT-d fault reasons: the one table to review (§7.1.3 and Appendix A,
+//! "Non-Recoverable Fault Reason Encodings", rev 4.1).
+//!
+//! The root, context and PASID structures raise their own reasons where they are read
+//! (`translate`); this module covers what a page-table walk finds. A walk fault says which stage
+//! faulted, at which level, why, and (nested) which first-stage level was being fetched when the
+//! second stage faulted.
+
+use sviommu_pgtable::{Access, Fault, FaultKind, Perms, Stage};
+
+use crate::spec::FaultReason;
+
+/// Which walk a fault came from, with what the table needs to tell reasons apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WalkKind {
+    /// Legacy mode: the second-stage table of a legacy context entry.
+    Legacy,
+    /// Scalable mode, PGTT first-stage only. `fs_top` is the level of the table FSPTPTR names
+    /// (4 or 5).
+    FirstStage { fs_top: i8 },
+    /// Scalable mode, PGTT second-stage only. `ss_top` is the level of the table SSPTPTR names
+    /// (3, 4 or 5).
+    SecondStage { ss_top: i8 },
+    /// Scalable mode, PGTT nested. `fs_read_failed`: the second stage refused or could not
+    /// translate a first-stage table read (as opposed to a first-stage A/D write-back).
+    Nested { fs_top: i8, ss_top: i8, fs_read_failed: bool },
+}
+
+/// The fault reason for a walk fault.
+///
+/// `fs_perms` is what the first-stage translation grants, for a first-stage permission fault
+/// (the walker reports that the access was refused, not which right was missing).
+pub(super) fn walk_reason(
+    walk: WalkKind,
+    f: &Fault,
+    access: Access,
+    fs_perms: Option<Perms>,
+) -> FaultReason {
+    use FaultKind as K;
+    use FaultReason as R;
+    let (fs_top, ss_top, fs_read_failed) = match walk {
+        WalkKind::Legacy => return legacy(f, access),
+        WalkKind::FirstStage { fs_top } => (fs_top, 0, false),
+        WalkKind::SecondStage { ss_top } => (0, ss_top, false),
+        WalkKind::Nested { fs_top, ss_top, fs_read_failed } => (fs_top, ss_top, fs_read_failed),
+    };
+    match (f.stage, f.s1_table_level, f.kind) {
+        // First stage (§3.6, §9.7).
+        (Stage::S1, _, K::InputRange) => R::SmNonCanonical, // 80h
+        (Stage::S1, _, K::Translation) => R::SmFsEntryNotPresent, // 71h
+        // The x86 format has no configuration or access-flag faults; a reserved bit or reserved
+        // encoding is 72h.
+        (Stage::S1, _, K::Reserved | K::Config | K::AccessFlag) => R::SmFsEntryReserved, // 72h
+        // The read of the table FSPTPTR names (after second-stage translation, when nested).
+        (Stage::S1, _, K::ExternalAbort { .. }) if f.level == fs_top => R::SmFsptptrAccess, // 73h
+        (Stage::S1, _, K::ExternalAbort { .. } | K::AddressSize) => R::SmFsEntryAccess,     // 70h
+        (Stage::S1, _, K::Permission) => first_stage_permission(access, fs_perms),
+
+        // Second stage while fetching a first-stage table (nested, §3.8).
+        (Stage::S2, Some(_), K::InputRange) => R::SmNestedFsAddressBeyondSs, // 74h
+        (Stage::S2, Some(l), K::Permission) if fs_read_failed && l == fs_top => {
+            R::SmNestedFsRootReadDenied // 75h
+        }
+        (Stage::S2, Some(_), K::Permission) if fs_read_failed => R::SmNestedFsEntryReadDenied, // 76h
+        (Stage::S2, Some(_), K::Permission) => R::SmNestedFsEntryWriteDenied, // 77h
+
+        // Second stage (§3.7, §9.8), for a first-stage table fetch or for the request itself.
+        (Stage::S2, Some(_), K::Translation | K::AccessFlag) => R::SmSsEntryNotPresent, // 79h
+        (Stage::S2, None, K::InputRange) => R::SmAddressBeyondMgaw,                     // 83h
+        (Stage::S2, None, K::Translation | K::AccessFlag) => R::SmSsEntryNotPresent,    // 79h
+        (Stage::S2, _, K::Reserved) => R::SmSsEntryReserved,                            // 7Ah
+        // The read of the table SSPTPTR names.
+        (Stage::S2, _, K::ExternalAbort { .. }) if f.level == ss_top => R::SmSsptptrInvalid, // 7Bh
+        (Stage::S2, _, K::ExternalAbort { .. } | K::AddressSize) => R::SmSsEntryAccess,      // 78h
+        // SSPTPTR at or above HAW: a reserved field of the PASID-table entry (checked before the
+        // walk, so only reached if the two checks ever disagree).
+        (Stage::S2, _, K::Config) => R::SmPasidEntryReserved, // 5Ah
+        // The second stage grants the same to both privilege levels; a request is one of
+        // execute, write and read.
+        (Stage::S2, None, K::Permission) if access.exec => R::SmExecuteDenied, // 82h
+        (Stage::S2, None, K::Permission) if access.write => R::SmWriteDenied,  // 85h
+        (Stage::S2, None, K::Permission) => R::SmReadDenied,                   // 86h
+    }
+}
+
+/// Legacy mode (§3.7 with a legacy context entry): second stage only, and no "not present"
+/// reason: an entry with R and W clear denies the read or the write that reached it.
+fn legacy(f: &Fault, access: Access) -> FaultReason {
+    use FaultKind as K;
+    use FaultReason as R;
+    match f.kind {
+        K::InputRange => R::AddressBeyondAgaw, // 04h
+        K::Translation | K::Permission | K::AccessFlag if access.write => R::WriteDenied, // 05h
+        K::Translation | K::Permission | K::AccessFlag => R::ReadDenied, // 06h
+        K::ExternalAbort { .. } | K::AddressSize => R::SsEntryAccess, // 07h
+        K::Reserved => R::SsEntryReserved,     // 0Ch
+        // SSPTPTR at or above HAW: a reserved field of the context entry (checked before the
+        // walk).
+        K::Config => R::ContextEntryReserved, // 0Bh
+    }
+}
+
+/// A first-stage permission fault: which right the translation lacks (§3.6.1). A user request
+/// to a supervisor-only page is 81h whatever it asked for; then execute (82h), write (85h),
+/// read (86h).
+fn first_stage_permission(access: Access, fs_perms: Option<Perms>) -> FaultReason {
+    let user_page = fs_perms.is_none_or(|p| p.contains(Perms::USER_R));
+    if !access.privileged && !user_page {
+        FaultReason::SmUserAccessDenied
+    } else if access.exec {
+        FaultReason::SmExecuteDenied
+    } else if access.write {
+        FaultReason::SmWriteDenied
+    } else {
+        FaultReason::SmReadDenied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(stage: Stage, level: i8, kind: FaultKind, s1: Option<i8>) -> Fault {
+        Fault { stage, level, kind, input: 0, s1_table_level: s1 }
+    }
+
+    #[test]
+    fn nested_fetch_faults_tell_root_read_entry_read_and_write_apart() {
+        let perm = |s1, read_failed| {
+            let w = WalkKind::Nested { fs_top: 4, ss_top: 4, fs_read_failed: read_failed };
+            walk_reason(w, &fault(Stage::S2, 1, FaultKind::Permission, s1), Access::READ, None)
+        };
+        assert_eq!(perm(Some(4), true), FaultReason::SmNestedFsRootReadDenied);
+        assert_eq!(perm(Some(2), true), FaultReason::SmNestedFsEntryReadDenied);
+        assert_eq!(perm(Some(4), false), FaultReason::SmNestedFsEntryWriteDenied);
+        assert_eq!(perm(None, false), FaultReason::SmReadDenied);
+    }
+
+    #[test]
+    fn first_stage_permission_order() {
+        let sup_ro = Perms::PRIV_R;
+        let user_ro = Perms::PRIV_R.union(Perms::USER_R);
+        let p = |a, perms| first_stage_permission(a, Some(perms));
+        assert_eq!(p(Access::WRITE, sup_ro), FaultReason::SmUserAccessDenied);
+        assert_eq!(p(Access::WRITE, user_ro), FaultReason::SmWriteDenied);
+        assert_eq!(p(Access::EXEC, user_ro), FaultReason::SmExecuteDenied);
+        assert_eq!(p(Access::WRITE.privileged(), sup_ro), FaultReason::SmWriteDenied);
+    }
+}

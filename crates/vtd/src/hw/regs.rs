@@ -1,0 +1,266 @@
+//! §11.4 the register file.
+//!
+//! Every register is handled as 32-bit halves: a 64-bit register may be accessed whole or as two
+//! 32-bit accesses (§11.4: software accesses 64-bit registers as one 64-bit access or two 32-bit
+//! accesses), and an 8-byte access is the access to its two halves, low first.
+//!
+//! | register | behaviour |
+//! |---|---|
+//! | VER, CAP, ECAP | read-only, from [`VtdParams`](super::VtdParams) |
+//! | GCMD | write-only (reads 0); each write is a command, see `global_command` |
+//! | GSTS | read-only status |
+//! | RTADDR | RTA and TTM read-write; bits 9:0 reserved (read 0); latched by SRTP |
+//! | FSTS | PFO, IQE, ICE, ITE write-1-to-clear; PPF and FRI read-only |
+//! | FECTL, FEDATA, FEADDR, FEUADDR | stored (FECTL.IM resets to 1); step (e) gives them effect |
+//!
+//! Every other offset reads 0 and ignores writes: the fault recording registers, CCMD, the IOTLB
+//! registers and the queue registers come with the steps that model them (d, e, f), and the
+//! interrupt-remapping, protected-memory and MTRR registers are not modelled.
+
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+
+use sviommu_memory::bits::low_mask;
+use sviommu_memory::{Hpa, PhysMemory};
+
+use super::Vtd;
+use crate::spec::regs::{self, cap, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, rtaddr};
+use crate::spec::Reg32;
+
+/// The low 32 bits of `v`.
+const fn lo32(v: u64) -> u32 {
+    let [a, b, c, d, _, _, _, _] = v.to_le_bytes();
+    u32::from_le_bytes([a, b, c, d])
+}
+
+/// The high 32 bits of `v`.
+const fn hi32(v: u64) -> u32 {
+    let [_, _, _, _, a, b, c, d] = v.to_le_bytes();
+    u32::from_le_bytes([a, b, c, d])
+}
+
+/// One stored 32-bit register or half of a 64-bit one.
+#[derive(Clone, Copy)]
+struct Stored {
+    /// Byte offset.
+    off: u64,
+    /// Value after reset.
+    reset: u32,
+    /// Bits software writes.
+    rw: u32,
+    /// Bits a written 1 clears (RW1C).
+    w1c: u32,
+}
+
+impl Stored {
+    const fn reg32(r: Reg32, reset: u64, rw: u64, w1c: u64) -> Self {
+        Self { off: r.0, reset: lo32(reset), rw: lo32(rw), w1c: lo32(w1c) }
+    }
+}
+
+/// RTADDR_REG's writable bits: RTA and TTM (§11.4.6); bits 9:0 are reserved.
+const RTADDR_RW: u64 = rtaddr::RTA.mask() | rtaddr::TTM.mask();
+
+/// §11.4.9.1 FSTS_REG: the write-1-to-clear bits.
+const FSTS_W1C: u64 = fsts::PFO.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
+
+/// The registers the model stores, in 32-bit halves.
+const STORED: [Stored; 7] = [
+    Stored { off: regs::RTADDR.0, reset: 0, rw: lo32(RTADDR_RW), w1c: 0 },
+    Stored { off: regs::RTADDR.0 + 4, reset: 0, rw: hi32(RTADDR_RW), w1c: 0 },
+    // PPF and FRI are computed from the fault recording registers in step (e); read 0 until then.
+    Stored::reg32(regs::FSTS, 0, 0, FSTS_W1C),
+    // §11.4.9.2: IM is set on reset, so no fault event goes out before software programs one.
+    Stored::reg32(regs::FECTL, ectl::IM.mask(), ectl::IM.mask(), 0),
+    Stored::reg32(regs::FEDATA, 0, edata::IMD.mask() | edata::EIMD.mask(), 0),
+    Stored::reg32(regs::FEADDR, 0, eaddr::MA.mask(), 0),
+    // The upper address bits 63:32, all writable.
+    Stored::reg32(regs::FEUADDR, 0, low_mask(32), 0),
+];
+
+/// The stored register words.
+#[derive(Debug)]
+pub(super) struct RegFile {
+    words: [u32; STORED.len()],
+}
+
+impl RegFile {
+    /// Every stored register at its reset value.
+    pub(super) fn reset() -> Self {
+        let mut words = [0; STORED.len()];
+        for (w, s) in words.iter_mut().zip(STORED.iter()) {
+            *w = s.reset;
+        }
+        Self { words }
+    }
+
+    fn slot(&mut self, off: u64) -> Option<(&mut u32, Stored)> {
+        self.words.iter_mut().zip(STORED.iter()).find(|(_, s)| s.off == off).map(|(w, s)| (w, *s))
+    }
+
+    fn get(&self, off: u64) -> Option<u32> {
+        self.words.iter().zip(STORED.iter()).find(|(_, s)| s.off == off).map(|(w, _)| *w)
+    }
+
+    /// RTADDR_REG as software last wrote it.
+    fn rtaddr(&self) -> u64 {
+        let lo = self.get(regs::RTADDR.0).unwrap_or(0);
+        let hi = self.get(regs::RTADDR.0 + 4).unwrap_or(0);
+        (u64::from(hi) << 32) | u64::from(lo)
+    }
+
+    /// Sets write-1-to-clear status bits in FSTS (the hardware side of RW1C). Steps (d) and (e)
+    /// latch IQE/ICE/ITE and PFO through here.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn latch_fsts(&mut self, bits: u32) {
+        if let Some((w, s)) = self.slot(regs::FSTS.0) {
+            *w |= bits & s.w1c;
+        }
+    }
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    /// Reads `size` bytes (4 or 8) at `offset` of the unit's register page. Undefined offsets,
+    /// other sizes and misaligned accesses read 0.
+    pub fn mmio_read(&self, offset: u64, size: u8) -> u64 {
+        match size {
+            4 if offset % 4 == 0 => u64::from(self.read32(offset)),
+            8 if offset % 8 == 0 => {
+                let hi = offset.checked_add(4).map_or(0, |o| self.read32(o));
+                (u64::from(hi) << 32) | u64::from(self.read32(offset))
+            }
+            _ => 0,
+        }
+    }
+
+    /// Writes `size` bytes (4 or 8) of `value` at `offset`. Writes to undefined offsets or
+    /// read-only bits, other sizes and misaligned writes are ignored.
+    pub fn mmio_write(&self, offset: u64, size: u8, value: u64) {
+        match size {
+            4 if offset % 4 == 0 => self.write32(offset, lo32(value)),
+            8 if offset % 8 == 0 => {
+                self.write32(offset, lo32(value));
+                if let Some(o) = offset.checked_add(4) {
+                    self.write32(o, hi32(value));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn read32(&self, off: u64) -> u32 {
+        let p = &self.params;
+        match off {
+            o if o == regs::VER.0 => p.ver,
+            o if o == regs::CAP.0 => lo32(p.cap),
+            o if o == regs::CAP.0 + 4 => hi32(p.cap),
+            o if o == regs::ECAP.0 => lo32(p.ecap),
+            o if o == regs::ECAP.0 + 4 => hi32(p.ecap),
+            // §11.4.4: GCMD_REG is write-only.
+            o if o == regs::GCMD.0 => 0,
+            o if o == regs::GSTS.0 => self.gsts.load(Ordering::Acquire),
+            o => self.regs.lock().unwrap_or_else(PoisonError::into_inner).get(o).unwrap_or(0),
+        }
+    }
+
+    fn write32(&self, off: u64, value: u32) {
+        let mut regs = self.regs.lock().unwrap_or_else(PoisonError::into_inner);
+        if off == regs::GCMD.0 {
+            self.global_command(&regs, value);
+        } else if let Some((w, s)) = regs.slot(off) {
+            *w = ((*w & !s.rw) | (value & s.rw)) & !(value & s.w1c);
+        }
+    }
+
+    /// §11.4.4 GCMD_REG. Software writes the enables it wants kept (TE, QIE, IRE, CFI) as they
+    /// are in GSTS and changes one field per write: one enable toggled or one one-shot command
+    /// (SRTP, SIRTP, WBF, SFL) set. The model acts on TE and SRTP and reports them in GSTS at
+    /// once; commands for features it does not advertise are ignored.
+    ///
+    /// IMPDEF: a write that asks for more than one command (both SRTP and a TE change) is
+    /// ignored whole; the spec leaves it undefined, and a driver that does it has a bug its
+    /// users want to see.
+    fn global_command(&self, regs: &RegFile, value: u32) {
+        let value = u64::from(value);
+        let status = self.gsts();
+        let set_root = gcmd::SRTP.is_set(value);
+        let te = gcmd::TE.is_set(value);
+        let toggle_te = te != gsts::TES.is_set(status);
+        if set_root && toggle_te {
+            return;
+        }
+        if set_root {
+            // §11.4.4 SRTP: latch RTADDR_REG (address and TTM) and report it through RTPS.
+            // The pointer is stored before RTPS, so a translation that sees RTPS sees it too.
+            self.root.store(regs.rtaddr(), Ordering::Release);
+            self.gsts.fetch_or(lo32(gsts::RTPS.mask()), Ordering::AcqRel);
+        } else if toggle_te {
+            // §11.4.4 TE: translation starts (or stops) for requests that arrive from now on.
+            if te {
+                self.gsts.fetch_or(lo32(gsts::TES.mask()), Ordering::AcqRel);
+            } else {
+                self.gsts.fetch_and(!lo32(gsts::TES.mask()), Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether the capability field `f` (a one-bit field of CAP_REG) is set.
+    pub(super) fn cap_has(&self, f: crate::spec::Field) -> bool {
+        f.is_set(self.params.cap)
+    }
+
+    /// Whether the capability field `f` (a one-bit field of ECAP_REG) is set.
+    pub(super) fn ecap_has(&self, f: crate::spec::Field) -> bool {
+        f.is_set(self.params.ecap)
+    }
+
+    /// CAP.MGAW + 1, the maximum guest address width in bits.
+    pub(super) fn mgaw_bits(&self) -> u8 {
+        u8::try_from(cap::mgaw_bits(self.params.cap)).unwrap_or(u8::MAX)
+    }
+
+    /// CAP.SSLPS, the second-stage large page sizes.
+    pub(super) fn sslps(&self) -> u8 {
+        u8::try_from(cap::SSLPS.get(self.params.cap)).unwrap_or(0)
+    }
+
+    /// Whether AW encoding `aw` is advertised in CAP.SAGAW.
+    pub(super) fn sagaw_has(&self, aw: crate::spec::Aw) -> bool {
+        cap::SAGAW.get(self.params.cap) & aw.sagaw_bit() != 0
+    }
+
+    /// ECAP.PSS + 1, the PASID width in bits.
+    pub(super) fn pasid_bits(&self) -> u64 {
+        ecap::pasid_bits(self.params.ecap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sviommu_memory::{HostMemory, Hpa};
+
+    use super::*;
+    use crate::hw::VtdParams;
+
+    #[test]
+    fn fsts_status_bits_clear_only_when_written_with_one() {
+        let mem = HostMemory::new(&[(Hpa(0), 0x1000)]).unwrap();
+        let vtd = Vtd::new(&mem, VtdParams::default());
+        let all = lo32(FSTS_W1C);
+        vtd.regs.lock().unwrap().latch_fsts(all | lo32(fsts::PPF.mask() | fsts::FRI.mask()));
+        let fsts = regs::FSTS.0;
+        assert_eq!(
+            u64::from(lo32(vtd.mmio_read(fsts, 4))),
+            FSTS_W1C,
+            "PPF and FRI are not latched"
+        );
+        // Writing 0s changes nothing; writing 1 to IQE clears only IQE.
+        vtd.mmio_write(fsts, 4, 0);
+        assert_eq!(vtd.mmio_read(fsts, 4), FSTS_W1C);
+        vtd.mmio_write(fsts, 4, fsts::IQE.mask());
+        assert_eq!(vtd.mmio_read(fsts, 4), FSTS_W1C & !fsts::IQE.mask());
+        // PFO, ICE and ITE together.
+        vtd.mmio_write(fsts, 4, u64::from(u32::MAX));
+        assert_eq!(vtd.mmio_read(fsts, 4), 0);
+    }
+}

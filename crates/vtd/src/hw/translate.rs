@@ -1,0 +1,498 @@
+//! The request path (§3.4 to §3.8): the latched root table, the context entry, in scalable mode
+//! the PASID directory and PASID-table entry, then the walk its translation type selects.
+//!
+//! Every structure is read whole, as one counted read, into a stack buffer; every check raises
+//! the reason Appendix A names for it, in the order the structures are used. Nothing here
+//! allocates or takes a lock.
+
+use std::sync::atomic::Ordering;
+
+use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
+use sviommu_pgtable::x86::{self, X86Paging};
+use sviommu_pgtable::{Access, Direct, Leaf, Perms, Stage, Walk, WalkCtx};
+
+use super::fetch::ThroughSecondStage;
+use super::reasons::{walk_reason, WalkKind};
+use super::{DmaRequest, Fault, Translation, Vtd};
+use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
+use crate::spec::regs::{ecap, gsts, rtaddr, rtaddr::Ttm};
+use crate::spec::root::{
+    self, ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry, TranslationType,
+};
+use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
+
+/// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
+/// disabled for it.
+#[derive(Clone, Copy, Debug)]
+struct Blocked {
+    reason: FaultReason,
+    fpd: bool,
+}
+
+/// Blocked for `reason`, with the FPD state gathered so far.
+fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
+    Blocked { reason, fpd }
+}
+
+type Cx<'m, M> = WalkCtx<'m, M, ()>;
+
+/// IMPDEF: the page size reported when nothing was walked (pass-through, translation disabled,
+/// interrupt requests).
+const UNWALKED_PAGE_LG2: u8 = 12;
+
+/// Reads the `N`-word structure at `addr` as one counted read. `None` if any byte of it is
+/// outside memory (or the address overflows).
+fn fetch<M: PhysMemory<Addr = Hpa>, const N: usize>(
+    cx: &mut Cx<'_, M>,
+    addr: u64,
+) -> Option<[u64; N]> {
+    let mut bytes = [0u8; 64];
+    let buf = bytes.get_mut(..N * 8)?;
+    cx.reader.read_block(Hpa(addr), buf).ok()?;
+    let mut words = [0u64; N];
+    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
+        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+    }
+    Some(words)
+}
+
+/// `base + index * size`, the address of a table's entry; `None` on overflow (read as an access
+/// error, like an address outside memory).
+fn entry_addr(base: u64, index: u64, size: u64) -> Option<u64> {
+    base.checked_add(index.checked_mul(size)?)
+}
+
+/// Removes what the PASID-table entry withholds from every translation through it: supervisor
+/// rights without SRE, execute rights without ERE.
+fn restrict(perms: Perms, pe: &PasidEntry) -> Perms {
+    let mut p = perms;
+    if !pe.sre() {
+        p = p.without(Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X));
+    }
+    if !pe.ere() {
+        p = p.without(Perms::PRIV_X.union(Perms::USER_X));
+    }
+    p
+}
+
+const fn ss_levels(aw: Aw) -> vtd_ss::Levels {
+    match aw {
+        Aw::Bits39 => vtd_ss::Levels::Three,
+        Aw::Bits48 => vtd_ss::Levels::Four,
+        Aw::Bits57 => vtd_ss::Levels::Five,
+    }
+}
+
+/// The spec level of a table with `levels` levels' root.
+fn top_level(levels: usize) -> i8 {
+    i8::try_from(levels).unwrap_or(i8::MAX)
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    /// Translates one untranslated DMA request, or blocks it with its architected fault reason.
+    ///
+    /// §3.14: a request without PASID to the interrupt address range is an interrupt request
+    /// and is not remapped ([`Translation::interrupt`]). With translation disabled (GSTS.TES
+    /// clear) every request passes untranslated. Otherwise the root table latched by the last
+    /// SRTP, in the mode its TTM selects, decides.
+    pub fn translate(&self, req: &DmaRequest) -> Result<Translation, Fault> {
+        self.translate_inner(req).map_err(|b| self.fault(req, b.reason, b.fpd))
+    }
+
+    fn translate_inner(&self, req: &DmaRequest) -> Result<Translation, Blocked> {
+        // §3.14: not DMA, whatever the tables say (and whether or not translation is enabled).
+        if req.pasid.is_none() && is_interrupt_address(req.addr) {
+            return Ok(Translation {
+                output: req.addr,
+                page_lg2: UNWALKED_PAGE_LG2,
+                perms: Perms::PRIV_W.union(Perms::USER_W),
+                reads: 0,
+                interrupt: true,
+            });
+        }
+        // §11.4.4 TE = 0: DMA remapping is disabled and requests are not translated.
+        // IMPDEF: a request with PASID passes as well, its prefix ignored.
+        if !gsts::TES.is_set(self.gsts()) {
+            return Ok(self.untranslated(req.addr, Perms::ALL, 0));
+        }
+        let root = self.root.load(Ordering::Acquire);
+        let rta = rtaddr::RTA.in_place(root);
+        let mut cx = WalkCtx::new(&self.mem, ());
+        // §11.4.6: TTM must name a mode the unit supports, and RTA lie below HAW.
+        let rta_valid = rta & bits_from(self.params.haw) == 0;
+        match Ttm::try_from(rtaddr::TTM.get(root)) {
+            Ok(Ttm::Legacy) if rta_valid => self.legacy(&mut cx, rta, req),
+            Ok(Ttm::Scalable) if rta_valid && self.ecap_has(ecap::SMTS) => {
+                self.scalable(&mut cx, rta, req)
+            }
+            // IMPDEF: abort-DMA mode blocks every request as if no root entry were present
+            // (the mode exists to spare software a table of not-present entries).
+            Ok(Ttm::AbortDma) if self.ecap_has(ecap::ADMS) => {
+                Err(blocked(FaultReason::RootEntryNotPresent, false))
+            }
+            // IMPDEF: 30h in legacy mode too; it is the only reason for a bad RTADDR_REG.
+            _ => Err(blocked(FaultReason::SmRootTableAddressInvalid, false)),
+        }
+    }
+
+    /// A request that is not translated: the output is the input.
+    fn untranslated(&self, addr: u64, perms: Perms, reads: u32) -> Translation {
+        Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms, reads, interrupt: false }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Legacy mode (§3.4.2, §9.1, §9.3)
+    // -----------------------------------------------------------------------------------------
+
+    fn legacy(
+        &self,
+        cx: &mut Cx<'_, M>,
+        rta: u64,
+        req: &DmaRequest,
+    ) -> Result<Translation, Blocked> {
+        use FaultReason as R;
+        let haw = self.params.haw;
+        // Legacy mode has no PASID-granular translation.
+        if req.pasid.is_some() {
+            return Err(blocked(R::SmLegacyRequestWithPasid, false)); // 31h
+        }
+        let [bus, devfn] = req.rid.to_be_bytes();
+
+        let at = entry_addr(rta, bus.into(), RootEntry::BYTES);
+        let re = at.and_then(|a| fetch(cx, a)).map(RootEntry::from_words);
+        let re = re.ok_or(blocked(R::RootTableAccess, false))?; // 08h
+        if !re.p() {
+            return Err(blocked(R::RootEntryNotPresent, false)); // 01h
+        }
+        if re.reserved_bits_set(haw) {
+            return Err(blocked(R::RootEntryReserved, false)); // 0Ah
+        }
+
+        let at = entry_addr(re.ctp(), devfn.into(), ContextEntry::BYTES);
+        let ce = at.and_then(|a| fetch(cx, a)).map(ContextEntry::from_words);
+        let ce = ce.ok_or(blocked(R::ContextTableAccess, false))?; // 09h
+                                                                   // §9.3: FPD is evaluated whether or not the entry is present.
+        let fpd = ce.fpd();
+        if !ce.p() {
+            return Err(blocked(R::ContextEntryNotPresent, fpd)); // 02h
+        }
+        if ce.reserved_bits_set(haw) {
+            return Err(blocked(R::ContextEntryReserved, fpd)); // 0Bh
+        }
+        let invalid = blocked(R::ContextEntryInvalid, fpd); // 03h
+        let tt = ce.tt().map_err(|_| invalid)?;
+        // Execute and privilege ride on the PASID prefix; a request without one has neither.
+        let access = Access { write: req.access.write, exec: false, privileged: false };
+        match tt {
+            TranslationType::PassThrough => {
+                if !self.ecap_has(ecap::PT) {
+                    return Err(invalid);
+                }
+                // IMPDEF: an address the host cannot hold is beyond the (largest) AGAW that
+                // pass-through entries are programmed with.
+                if req.addr & bits_from(haw) != 0 {
+                    return Err(blocked(R::AddressBeyondAgaw, fpd)); // 04h
+                }
+                Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()))
+            }
+            TranslationType::UntranslatedOnly | TranslationType::All => {
+                // TT = 01b allows a device-TLB, which needs ECAP.DT.
+                if tt == TranslationType::All && !self.ecap_has(ecap::DT) {
+                    return Err(invalid);
+                }
+                let aw = ce.aw().map_err(|_| invalid)?;
+                if !self.sagaw_has(aw) {
+                    return Err(invalid);
+                }
+                let ss = VtdSecondStage {
+                    root: ce.ssptptr(),
+                    levels: ss_levels(aw),
+                    mgaw: self.mgaw_bits(),
+                    haw,
+                    sllps: self.sslps(),
+                    execute: false,
+                    snoop: self.ecap_has(ecap::SC),
+                    ad: false,
+                };
+                let leaf = ss
+                    .walk(cx, &Direct, req.addr, access)
+                    .map_err(|f| blocked(walk_reason(WalkKind::Legacy, &f, access, None), fpd))?;
+                if is_interrupt_address(leaf.output) {
+                    return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
+                }
+                Ok(self.walked(leaf, leaf.perms, cx))
+            }
+        }
+    }
+
+    fn walked(&self, leaf: Leaf, perms: Perms, cx: &Cx<'_, M>) -> Translation {
+        Translation {
+            output: leaf.output,
+            page_lg2: leaf.page_lg2,
+            perms,
+            reads: cx.reader.reads(),
+            interrupt: false,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Scalable mode (§3.4.3, §9.2, §9.4–§9.6)
+    // -----------------------------------------------------------------------------------------
+
+    fn scalable(
+        &self,
+        cx: &mut Cx<'_, M>,
+        rta: u64,
+        req: &DmaRequest,
+    ) -> Result<Translation, Blocked> {
+        use FaultReason as R;
+        let haw = self.params.haw;
+        let [bus, devfn] = req.rid.to_be_bytes();
+
+        let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
+        let re = at.and_then(|a| fetch(cx, a)).map(ScalableRootEntry::from_words);
+        let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
+                                                                  // §9.2: each half serves half the devfns and is checked on its own.
+        if !re.present_for(devfn) {
+            return Err(blocked(R::SmRootEntryNotPresent, false)); // 39h
+        }
+        if re.reserved_bits_set_for(devfn, haw) {
+            return Err(blocked(R::SmRootEntryReserved, false)); // 3Ah
+        }
+
+        let index = root::scalable_context_index(devfn);
+        let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
+        let ce = at.and_then(|a| fetch(cx, a)).map(ScalableContextEntry::from_words);
+        let ce = ce.ok_or(blocked(R::SmContextEntryAccess, false))?; // 40h
+                                                                     // §9.4: FPD is evaluated whether or not the entry is present, here and below.
+        let mut fpd = ce.fpd();
+        if !ce.p() {
+            return Err(blocked(R::SmContextEntryNotPresent, fpd)); // 41h
+        }
+        if ce.reserved_bits_set(haw) {
+            return Err(blocked(R::SmContextEntryReserved, fpd)); // 42h
+        }
+        // §9.4: a feature enabled that the unit does not advertise.
+        let unsupported = (ce.dte() && !self.ecap_has(ecap::DT))
+            || (ce.paside() && !self.ecap_has(ecap::PASID))
+            || (ce.pre() && !self.ecap_has(ecap::PRS))
+            || (ce.rid_priv() && !self.ecap_has(ecap::RPRIVS));
+        if unsupported {
+            return Err(blocked(R::SmContextEntryInvalid, fpd)); // 43h
+        }
+
+        // §3.4.3: a request without PASID is translated with the context entry's RID_PASID,
+        // at the privilege RID_PRIV gives it, never as an execute request.
+        let (pasid, access) = match req.pasid {
+            Some(p) => {
+                if !ce.paside() {
+                    return Err(blocked(R::SmContextPasideClear, fpd)); // 45h
+                }
+                (p, req.access)
+            }
+            None => {
+                let p = ce.rid_pasid();
+                // §9.4: RID_PASID must be 0 unless ECAP.RPS, and a PASID the unit supports.
+                if (p != 0 && !self.ecap_has(ecap::RPS)) || u64::from(p) >> self.pasid_bits() != 0 {
+                    return Err(blocked(R::SmRidPasidInvalid, fpd)); // 48h
+                }
+                let privileged = ce.rid_priv() && self.ecap_has(ecap::RPRIVS);
+                (p, Access { write: req.access.write, exec: false, privileged })
+            }
+        };
+
+        // §9.4: the directory has 2^(PDTS + 7) entries. IMPDEF: a PASID wider than the 20 bits
+        // a PASID prefix carries is beyond any directory.
+        let dir_index = pasid::dir_index(pasid);
+        if pasid >> pasid::PASID_BITS != 0 || dir_index >= ce.pasid_dir_entries() {
+            return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
+        }
+        let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
+        let de = at.and_then(|a| fetch(cx, a)).map(PasidDirEntry::from_words);
+        let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
+        fpd |= de.fpd();
+        if !de.p() {
+            return Err(blocked(R::SmPasidDirEntryNotPresent, fpd)); // 51h
+        }
+        if de.reserved_bits_set(haw) {
+            return Err(blocked(R::SmPasidDirEntryReserved, fpd)); // 52h
+        }
+
+        let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
+        let pe = at.and_then(|a| fetch(cx, a)).map(PasidEntry::from_words);
+        let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
+        fpd |= pe.fpd();
+        if !pe.p() {
+            return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
+        }
+        if pe.reserved_bits_set(haw) {
+            return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
+        }
+        let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
+        let pgtt = self.check_pasid_entry(&pe).ok_or(invalid)?;
+        if access.exec && !pe.ere() {
+            return Err(blocked(R::SmPasidEreClear, fpd)); // 5Ch
+        }
+        if access.privileged && !pe.sre() {
+            return Err(blocked(R::SmPasidSreClear, fpd)); // 5Dh
+        }
+
+        let out = match pgtt {
+            Pgtt::PassThrough => {
+                // IMPDEF: the output must be a host address; beyond HAW it is beyond what the
+                // translation supports.
+                if req.addr & bits_from(haw) != 0 {
+                    return Err(blocked(R::SmAddressBeyondMgaw, fpd)); // 83h
+                }
+                self.untranslated(req.addr, restrict(Perms::ALL, &pe), cx.reader.reads())
+            }
+            Pgtt::SecondStage => {
+                let ss = self.second_stage(&pe).ok_or(invalid)?;
+                let kind = WalkKind::SecondStage { ss_top: top_level(ss.levels.count()) };
+                let leaf = ss
+                    .walk(cx, &Direct, req.addr, access)
+                    .map_err(|f| blocked(walk_reason(kind, &f, access, None), fpd))?;
+                self.walked(leaf, restrict(leaf.perms, &pe), cx)
+            }
+            Pgtt::FirstStage => {
+                let fs = self.first_stage(&pe).ok_or(invalid)?;
+                let kind = WalkKind::FirstStage { fs_top: top_level(fs.levels.count()) };
+                let leaf = fs.walk(cx, &Direct, req.addr, access).map_err(|f| {
+                    let perms = self.fs_perms_after(&f, &fs, None, req.addr);
+                    blocked(walk_reason(kind, &f, access, perms), fpd)
+                })?;
+                self.walked(leaf, restrict(leaf.perms, &pe), cx)
+            }
+            Pgtt::Nested => {
+                let fs = self.first_stage(&pe).ok_or(invalid)?;
+                let ss = self.second_stage(&pe).ok_or(invalid)?;
+                // A nested FSPTPTR is a guest address (not a reserved-bit check); first-stage
+                // table addresses end at bit 51, so one above is beyond the second stage.
+                // DEVIATION: with a 57-bit AGAW and MGAW the spec would walk the second stage
+                // for a root between 2^52 and 2^57; the first-stage format cannot name one.
+                if pe.fsptptr() & !x86::ADDR.mask() != 0 {
+                    return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
+                }
+                let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
+                let through = ThroughSecondStage::new(&ss);
+                let kind = |fs_read_failed| WalkKind::Nested { fs_top, ss_top, fs_read_failed };
+                let s1 = fs.walk(cx, &through, req.addr, access).map_err(|f| {
+                    let perms = self.fs_perms_after(&f, &fs, Some(&ss), req.addr);
+                    blocked(walk_reason(kind(through.read_failed()), &f, access, perms), fpd)
+                })?;
+                // §3.8: the first stage's output is a guest physical address, which the second
+                // stage translates for the request's own access.
+                let s2 = ss
+                    .walk(cx, &Direct, s1.output, access)
+                    .map_err(|f| blocked(walk_reason(kind(false), &f, access, None), fpd))?;
+                let leaf = Leaf { page_lg2: s1.page_lg2.min(s2.page_lg2), ..s2 };
+                self.walked(leaf, restrict(s1.perms.intersect(s2.perms), &pe), cx)
+            }
+        };
+        // §3.14: a translation into the interrupt address range is blocked.
+        if is_interrupt_address(out.output) {
+            return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
+        }
+        Ok(out)
+    }
+
+    /// §9.6: the PGTT of a PASID-table entry the unit can run, or `None` (5Bh): a reserved PGTT
+    /// or one the unit does not advertise; AW outside CAP.SAGAW or FSPM reserved or
+    /// unsupported, for the stages PGTT uses; a feature enabled that the unit does not
+    /// advertise.
+    fn check_pasid_entry(&self, pe: &PasidEntry) -> Option<Pgtt> {
+        let pgtt = pe.pgtt().ok()?;
+        let supported = match pgtt {
+            Pgtt::FirstStage => self.ecap_has(ecap::FSTS),
+            Pgtt::SecondStage => self.ecap_has(ecap::SSTS),
+            Pgtt::Nested => {
+                self.ecap_has(ecap::NEST) && self.ecap_has(ecap::FSTS) && self.ecap_has(ecap::SSTS)
+            }
+            Pgtt::PassThrough => self.ecap_has(ecap::PT),
+        };
+        if !supported {
+            return None;
+        }
+        if pgtt.uses_second_stage() && !self.sagaw_has(pe.aw().ok()?) {
+            return None;
+        }
+        if pgtt.uses_first_stage() {
+            match pe.fspm().ok()? {
+                Fspm::FourLevel => {}
+                Fspm::FiveLevel if self.cap_has(crate::spec::regs::cap::FS5LP) => {}
+                Fspm::FiveLevel => return None,
+            }
+        }
+        let unsupported = (pe.sre() && !self.ecap_has(ecap::SRS))
+            || ((pe.ere() || pe.ssee()) && !self.ecap_has(ecap::ERS))
+            || (pe.ssade() && !self.ecap_has(ecap::SSADS))
+            || (pe.eafe() && !self.ecap_has(ecap::EAFS));
+        (!unsupported).then_some(pgtt)
+    }
+
+    /// The second-stage tables a checked PASID-table entry names.
+    fn second_stage(&self, pe: &PasidEntry) -> Option<VtdSecondStage> {
+        let aw = pe.aw().ok()?;
+        Some(VtdSecondStage {
+            root: pe.ssptptr(),
+            levels: ss_levels(aw),
+            mgaw: self.mgaw_bits(),
+            haw: self.params.haw,
+            sllps: self.sslps(),
+            // §9.6 SSEE: the second stage's X bit governs execute requests.
+            execute: self.ecap_has(ecap::ERS) && pe.ssee(),
+            // Scalable mode always has SNP in second-stage leaves.
+            snoop: true,
+            ad: pe.ssade(),
+        })
+    }
+
+    /// The first-stage tables a checked PASID-table entry names.
+    fn first_stage(&self, pe: &PasidEntry) -> Option<X86Paging> {
+        let levels = match pe.fspm().ok()? {
+            Fspm::FourLevel => x86::Levels::Four,
+            Fspm::FiveLevel => x86::Levels::Five,
+        };
+        Some(X86Paging {
+            root: pe.fsptptr(),
+            levels,
+            phys_bits: self.params.haw,
+            page_1g: self.cap_has(crate::spec::regs::cap::FS1GP),
+            nxe: pe.nxe(),
+            wp: pe.wpe(),
+            smep: pe.smep(),
+            // §3.6.2: the unit sets A in every first-stage entry it uses, D in the leaf on a
+            // write.
+            set_ad: true,
+        })
+    }
+
+    /// For a first-stage permission fault, what the first stage grants at `input`: the walker
+    /// reports that the access was refused, not which right was missing, and 81h, 82h and 85h
+    /// depend on it. Read back by a walk that changes nothing and is not counted (it is the
+    /// model's bookkeeping, not a hardware read), on the fault path only.
+    fn fs_perms_after(
+        &self,
+        f: &sviommu_pgtable::Fault,
+        fs: &X86Paging,
+        ss: Option<&VtdSecondStage>,
+        input: u64,
+    ) -> Option<Perms> {
+        if f.stage != Stage::S1 || f.kind != sviommu_pgtable::FaultKind::Permission {
+            return None;
+        }
+        let quiet_fs = X86Paging { set_ad: false, ..*fs };
+        let mut cx = WalkCtx::new(&self.mem, ());
+        // Every present first-stage leaf grants a supervisor read.
+        let read = Access::READ.privileged();
+        let leaf = match ss {
+            None => quiet_fs.walk(&mut cx, &Direct, input, read),
+            Some(ss) => {
+                let quiet_ss = VtdSecondStage { ad: false, ..*ss };
+                quiet_fs.walk(&mut cx, &ThroughSecondStage::new(&quiet_ss), input, read)
+            }
+        };
+        leaf.ok().map(|l| l.perms)
+    }
+}

@@ -1,0 +1,205 @@
+//! What the hw tests share: a machine (host memory, a frame allocator, a unit), structures
+//! written into memory word by word, and the MMIO sequence that turns translation on. Nothing
+//! here goes through a driver: the tests write tables and registers as raw data.
+
+#![allow(dead_code)]
+
+use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory};
+use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
+use sviommu_pgtable::x86::{self, X86Paging};
+use sviommu_pgtable::Build;
+use sviommu_vtd::hw::{DmaRequest, Fault, Translation, Vtd, VtdParams};
+use sviommu_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry};
+use sviommu_vtd::spec::regs::{self, gcmd, gsts, rtaddr, rtaddr::Ttm};
+use sviommu_vtd::spec::root::{
+    self, ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry,
+};
+use sviommu_vtd::spec::FaultReason;
+
+/// Host memory the tables come from.
+pub const TABLES_HPA: u64 = 0x10_0000;
+/// Bytes of it.
+pub const TABLES_LEN: u64 = 0x80_0000;
+/// Where the guest's RAM (GPA 0 up) sits in host memory.
+pub const GUEST_RAM_HPA: u64 = 0x1000_0000;
+/// Bytes of guest RAM.
+pub const GUEST_RAM_LEN: u64 = 0x100_0000;
+/// A host address no memory backs (between the two regions), below every HAW used here.
+pub const HOLE: u64 = 0x0800_0000;
+
+/// Host memory, its allocator, and a guest's view of its RAM for first-stage tables it owns.
+pub struct Machine {
+    pub mem: HostMemory,
+    pub frames: FrameAllocator<Hpa>,
+    pub guest_frames: FrameAllocator<Gpa>,
+}
+
+impl Machine {
+    pub fn new() -> Self {
+        let mem =
+            HostMemory::new(&[(Hpa(TABLES_HPA), TABLES_LEN), (Hpa(GUEST_RAM_HPA), GUEST_RAM_LEN)])
+                .unwrap();
+        let frames = FrameAllocator::new(&[(Hpa(TABLES_HPA), TABLES_LEN)]);
+        // The guest's tables come from the low 4M of its RAM.
+        let guest_frames = FrameAllocator::new(&[(Gpa(0), 0x40_0000)]);
+        Self { mem, frames, guest_frames }
+    }
+
+    /// A zeroed 4K page of host memory.
+    pub fn page(&mut self) -> u64 {
+        self.frames.alloc(&self.mem, 12).unwrap().0
+    }
+
+    /// The guest's RAM, as the guest writes it.
+    pub fn guest_ram(&self) -> GuestRam<&HostMemory> {
+        guest_ram(&self.mem)
+    }
+
+    pub fn write<const N: usize>(&self, addr: u64, words: [u64; N]) {
+        for (i, w) in words.iter().enumerate() {
+            self.mem.write_u64(Hpa(addr + 8 * i as u64), *w).unwrap();
+        }
+    }
+
+    pub fn read(&self, addr: u64) -> u64 {
+        self.mem.read_u64(Hpa(addr)).unwrap()
+    }
+
+    // --- legacy mode -------------------------------------------------------------------------
+
+    /// Writes `ce` as `rid`'s legacy context entry, making a context table for the bus if the
+    /// root entry has none. Returns the context entry's address.
+    pub fn legacy_context(&mut self, rta: u64, rid: u16, ce: ContextEntry) -> u64 {
+        let [bus, devfn] = rid.to_be_bytes();
+        let re_at = rta + 16 * u64::from(bus);
+        let mut re = RootEntry::from_words([self.read(re_at), self.read(re_at + 8)]);
+        if !re.p() {
+            let ctp = self.page();
+            re.set_p(true);
+            re.set_ctp(ctp);
+            self.write(re_at, re.words());
+        }
+        let at = re.ctp() + 16 * u64::from(devfn);
+        self.write(at, ce.words());
+        at
+    }
+
+    // --- scalable mode -----------------------------------------------------------------------
+
+    /// Writes `ce` as `rid`'s scalable-mode context entry, making the context table (lower or
+    /// upper) if the root entry has none. Returns the context entry's address.
+    pub fn sm_context(&mut self, rta: u64, rid: u16, ce: ScalableContextEntry) -> u64 {
+        let [bus, devfn] = rid.to_be_bytes();
+        let re_at = rta + 16 * u64::from(bus);
+        let mut re = ScalableRootEntry::from_words([self.read(re_at), self.read(re_at + 8)]);
+        if !re.present_for(devfn) {
+            let ctp = self.page();
+            if ScalableRootEntry::is_upper(devfn) {
+                re.set_up(true);
+                re.set_uctp(ctp);
+            } else {
+                re.set_lp(true);
+                re.set_lctp(ctp);
+            }
+            self.write(re_at, re.words());
+        }
+        let at = re.ctp_for(devfn) + 32 * u64::from(root::scalable_context_index(devfn));
+        self.write(at, ce.words());
+        at
+    }
+
+    /// Writes `pe` as `pasid`'s PASID-table entry under the directory at `dir`, making the
+    /// PASID table if the directory entry has none. Returns the PASID entry's address.
+    pub fn pasid_entry(&mut self, dir: u64, pasid: u32, pe: PasidEntry) -> u64 {
+        let de_at = dir + 8 * u64::from(pasid::dir_index(pasid));
+        let mut de = PasidDirEntry::from_words([self.read(de_at)]);
+        if !de.p() {
+            let table = self.page();
+            de.set_p(true);
+            de.set_smptblptr(table);
+            self.write(de_at, de.words());
+        }
+        let at = de.smptblptr() + 64 * u64::from(pasid::table_index(pasid));
+        self.write(at, pe.words());
+        at
+    }
+
+    /// Second-stage tables in host memory.
+    pub fn ss(&mut self, levels: vtd_ss::Levels) -> VtdSecondStage {
+        VtdSecondStage::create(&self.mem, &mut self.frames, levels).unwrap()
+    }
+
+    /// First-stage tables in host memory (PGTT first-stage only).
+    pub fn fs(&mut self, levels: x86::Levels) -> X86Paging {
+        X86Paging::create(&self.mem, &mut self.frames, levels).unwrap()
+    }
+
+    /// First-stage tables in guest RAM (PGTT nested): their addresses are GPAs.
+    pub fn guest_fs(&mut self, levels: x86::Levels) -> X86Paging {
+        let ram = guest_ram(&self.mem);
+        X86Paging::create(&ram, &mut self.guest_frames, levels).unwrap()
+    }
+
+    /// Maps the whole of guest RAM in `ss` (GPA -> GUEST_RAM_HPA + GPA) with 2M pages.
+    pub fn map_guest_ram(&mut self, ss: &VtdSecondStage, attrs: vtd_ss::VtdSsAttrs) {
+        let mut gpa = 0;
+        while gpa < GUEST_RAM_LEN {
+            ss.map(&self.mem, &mut self.frames, gpa, GUEST_RAM_HPA + gpa, 21, attrs).unwrap();
+            gpa += 1 << 21;
+        }
+    }
+}
+
+/// The guest's RAM over `mem`: GPA [0, GUEST_RAM_LEN) at GUEST_RAM_HPA.
+pub fn guest_ram(mem: &HostMemory) -> GuestRam<&HostMemory> {
+    GuestRam::new(
+        mem,
+        vec![GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_RAM_LEN, hpa: Hpa(GUEST_RAM_HPA) }],
+    )
+}
+
+/// A unit with `params` over `m`'s memory.
+pub fn unit(m: &Machine, params: VtdParams) -> Vtd<&HostMemory> {
+    Vtd::new(&m.mem, params)
+}
+
+/// The MMIO sequence that turns translation on: RTADDR, GCMD.SRTP (wait for GSTS.RTPS), then
+/// GCMD.TE (wait for GSTS.TES), as a driver would do it.
+pub fn enable(vtd: &Vtd<&HostMemory>, rta: u64, ttm: Ttm) {
+    let value = rtaddr::TTM.set(rtaddr::RTA.in_place(rta), u64::from(ttm));
+    vtd.mmio_write(regs::RTADDR.0, 8, value);
+    vtd.mmio_write(regs::GCMD.0, 4, gcmd::SRTP.mask());
+    assert!(gsts::RTPS.is_set(vtd.mmio_read(regs::GSTS.0, 4)), "RTPS after SRTP");
+    vtd.mmio_write(regs::GCMD.0, 4, gcmd::TE.mask());
+    assert!(gsts::TES.is_set(vtd.mmio_read(regs::GSTS.0, 4)), "TES after TE");
+}
+
+/// The fault reason of a request that must fault.
+#[track_caller]
+pub fn reason(vtd: &Vtd<&HostMemory>, req: DmaRequest) -> FaultReason {
+    match vtd.translate(&req) {
+        Err(f) => {
+            assert_eq!(
+                (f.rid, f.pasid, f.addr, f.access),
+                (req.rid, req.pasid, req.addr, req.access)
+            );
+            f.reason
+        }
+        Ok(t) => panic!("expected a fault, got {t:?}"),
+    }
+}
+
+/// The fault of a request that must fault.
+#[track_caller]
+pub fn fault(vtd: &Vtd<&HostMemory>, req: DmaRequest) -> Fault {
+    vtd.translate(&req).expect_err("expected a fault")
+}
+
+/// The translation of a request that must translate.
+#[track_caller]
+pub fn ok(vtd: &Vtd<&HostMemory>, req: DmaRequest) -> Translation {
+    match vtd.translate(&req) {
+        Ok(t) => t,
+        Err(f) => panic!("expected a translation, got {:?} ({})", f, f.reason),
+    }
+}
