@@ -998,3 +998,37 @@ fn fpd_in_the_pasid_entry_covers_walk_faults() {
     let f = fault(&vtd, read(0x7000_0000));
     assert_eq!((f.reason, f.fpd), (R::SmFsEntryNotPresent, true));
 }
+
+/// What `inspect --walk` builds on: every structure and entry read, in order, and as many as
+/// the translation's read count says.
+#[test]
+fn translate_observed_reports_each_structure_and_entry_it_reads() {
+    #[derive(Default)]
+    struct Seen {
+        structures: Vec<&'static str>,
+        entries: u32,
+    }
+    impl sviommu_pgtable::WalkObserver for Seen {
+        fn step(&mut self, _step: sviommu_pgtable::WalkStep) {
+            self.entries += 1;
+        }
+        fn structure(&mut self, what: &'static str, _mem_addr: u64, words: &[u64]) {
+            assert!(!words.is_empty());
+            self.structures.push(what);
+        }
+    }
+    let t = sm();
+    let vtd = t.with(Pgtt::Nested);
+    let (tr, seen) = vtd.translate_observed(&write(VA + 0x123), Seen::default());
+    let tr = tr.unwrap();
+    assert_eq!(
+        seen.structures,
+        [
+            "scalable-mode root entry",
+            "scalable-mode context entry",
+            "PASID directory entry",
+            "PASID-table entry"
+        ]
+    );
+    assert_eq!(seen.entries + 4, tr.reads);
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
 use sviommu_pgtable::x86::{self, X86Paging};
-use sviommu_pgtable::{Access, Direct, Leaf, Perms, Stage, Walk, WalkCtx};
+use sviommu_pgtable::{Access, Direct, Leaf, Perms, Stage, Walk, WalkCtx, WalkObserver};
 
 use super::fetch::ThroughSecondStage;
 use super::reasons::{walk_reason, WalkKind};
@@ -35,16 +35,15 @@ fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
     Blocked { reason, fpd }
 }
 
-type Cx<'m, M> = WalkCtx<'m, M, ()>;
-
 /// IMPDEF: the page size reported when nothing was walked (pass-through, translation disabled,
 /// interrupt requests).
 const UNWALKED_PAGE_LG2: u8 = 12;
 
 /// Reads the `N`-word structure at `addr` as one counted read. `None` if any byte of it is
 /// outside memory (or the address overflows).
-fn fetch<M: PhysMemory<Addr = Hpa>, const N: usize>(
-    cx: &mut Cx<'_, M>,
+fn fetch<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
+    cx: &mut WalkCtx<'_, M, O>,
+    what: &'static str,
     addr: u64,
 ) -> Option<[u64; N]> {
     let mut bytes = [0u8; 64];
@@ -54,6 +53,7 @@ fn fetch<M: PhysMemory<Addr = Hpa>, const N: usize>(
     for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
         *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
     }
+    cx.observer.structure(what, addr, &words);
     Some(words)
 }
 
@@ -97,10 +97,27 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// clear) every request passes untranslated. Otherwise the root table latched by the last
     /// SRTP, in the mode its TTM selects, decides.
     pub fn translate(&self, req: &DmaRequest) -> Result<Translation, Fault> {
-        self.translate_inner(req).map_err(|b| self.fault(req, b.reason, b.fpd))
+        self.translate_observed(req, ()).0
     }
 
-    fn translate_inner(&self, req: &DmaRequest) -> Result<Translation, Blocked> {
+    /// [`translate`](Self::translate), reporting every configuration structure and table entry
+    /// the model reads to `observer` (what `sviommu inspect --walk` prints).
+    pub fn translate_observed<O: WalkObserver>(
+        &self,
+        req: &DmaRequest,
+        observer: O,
+    ) -> (Result<Translation, Fault>, O) {
+        let mut cx = WalkCtx::new(&self.mem, observer);
+        let result =
+            self.translate_inner(&mut cx, req).map_err(|b| self.fault(req, b.reason, b.fpd));
+        (result, cx.observer)
+    }
+
+    fn translate_inner<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &DmaRequest,
+    ) -> Result<Translation, Blocked> {
         // §3.14: not DMA, whatever the tables say (and whether or not translation is enabled).
         if req.pasid.is_none() && is_interrupt_address(req.addr) {
             return Ok(Translation {
@@ -118,13 +135,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
         let root = self.root.load(Ordering::Acquire);
         let rta = rtaddr::RTA.in_place(root);
-        let mut cx = WalkCtx::new(&self.mem, ());
         // §11.4.6: TTM must name a mode the unit supports, and RTA lie below HAW.
         let rta_valid = rta & bits_from(self.params.haw) == 0;
         match Ttm::try_from(rtaddr::TTM.get(root)) {
-            Ok(Ttm::Legacy) if rta_valid => self.legacy(&mut cx, rta, req),
+            Ok(Ttm::Legacy) if rta_valid => self.legacy(cx, rta, req),
             Ok(Ttm::Scalable) if rta_valid && self.ecap_has(ecap::SMTS) => {
-                self.scalable(&mut cx, rta, req)
+                self.scalable(cx, rta, req)
             }
             // IMPDEF: abort-DMA mode blocks every request as if no root entry were present
             // (the mode exists to spare software a table of not-present entries).
@@ -145,9 +161,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     // Legacy mode (§3.4.2, §9.1, §9.3)
     // -----------------------------------------------------------------------------------------
 
-    fn legacy(
+    fn legacy<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
     ) -> Result<Translation, Blocked> {
@@ -160,7 +176,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let [bus, devfn] = req.rid.to_be_bytes();
 
         let at = entry_addr(rta, bus.into(), RootEntry::BYTES);
-        let re = at.and_then(|a| fetch(cx, a)).map(RootEntry::from_words);
+        let re = at.and_then(|a| fetch(cx, "root entry", a)).map(RootEntry::from_words);
         let re = re.ok_or(blocked(R::RootTableAccess, false))?; // 08h
         if !re.p() {
             return Err(blocked(R::RootEntryNotPresent, false)); // 01h
@@ -170,7 +186,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
 
         let at = entry_addr(re.ctp(), devfn.into(), ContextEntry::BYTES);
-        let ce = at.and_then(|a| fetch(cx, a)).map(ContextEntry::from_words);
+        let ce = at.and_then(|a| fetch(cx, "context entry", a)).map(ContextEntry::from_words);
         let ce = ce.ok_or(blocked(R::ContextTableAccess, false))?; // 09h
                                                                    // §9.3: FPD is evaluated whether or not the entry is present.
         let fpd = ce.fpd();
@@ -226,7 +242,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
-    fn walked(&self, leaf: Leaf, perms: Perms, cx: &Cx<'_, M>) -> Translation {
+    fn walked<O: WalkObserver>(
+        &self,
+        leaf: Leaf,
+        perms: Perms,
+        cx: &WalkCtx<'_, M, O>,
+    ) -> Translation {
         Translation {
             output: leaf.output,
             page_lg2: leaf.page_lg2,
@@ -240,9 +261,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     // Scalable mode (§3.4.3, §9.2, §9.4–§9.6)
     // -----------------------------------------------------------------------------------------
 
-    fn scalable(
+    fn scalable<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
     ) -> Result<Translation, Blocked> {
@@ -251,7 +272,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let [bus, devfn] = req.rid.to_be_bytes();
 
         let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
-        let re = at.and_then(|a| fetch(cx, a)).map(ScalableRootEntry::from_words);
+        let re = at
+            .and_then(|a| fetch(cx, "scalable-mode root entry", a))
+            .map(ScalableRootEntry::from_words);
         let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
                                                                   // §9.2: each half serves half the devfns and is checked on its own.
         if !re.present_for(devfn) {
@@ -263,7 +286,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
         let index = root::scalable_context_index(devfn);
         let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
-        let ce = at.and_then(|a| fetch(cx, a)).map(ScalableContextEntry::from_words);
+        let ce = at
+            .and_then(|a| fetch(cx, "scalable-mode context entry", a))
+            .map(ScalableContextEntry::from_words);
         let ce = ce.ok_or(blocked(R::SmContextEntryAccess, false))?; // 40h
                                                                      // §9.4: FPD is evaluated whether or not the entry is present, here and below.
         let mut fpd = ce.fpd();
@@ -309,7 +334,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
         }
         let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
-        let de = at.and_then(|a| fetch(cx, a)).map(PasidDirEntry::from_words);
+        let de =
+            at.and_then(|a| fetch(cx, "PASID directory entry", a)).map(PasidDirEntry::from_words);
         let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
         fpd |= de.fpd();
         if !de.p() {
@@ -320,7 +346,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
 
         let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
-        let pe = at.and_then(|a| fetch(cx, a)).map(PasidEntry::from_words);
+        let pe = at.and_then(|a| fetch(cx, "PASID-table entry", a)).map(PasidEntry::from_words);
         let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
         fpd |= pe.fpd();
         if !pe.p() {
