@@ -23,7 +23,7 @@
 //! does, because two masters the SMMU cannot tell apart are one group whatever the driver does.
 //!
 //! Groups never span IOMMU units: a description whose rules join devices behind two units is
-//! refused ([`TopologyError::GroupSpansUnits`](super::TopologyError::GroupSpansUnits)).
+//! refused ([`TopologyError::GroupSpansUnits`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
