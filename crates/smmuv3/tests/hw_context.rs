@@ -201,6 +201,9 @@ fn epd_ttb1_and_tbi() {
     assert_eq!(s.translate(&t(tagged, Access::READ)).unwrap().output, PA);
 }
 
+/// A named change to a structure.
+type Edit<T> = Box<dyn Fn(&mut T)>;
+
 // ---- C_BAD_CD ----------------------------------------------------------------------------------
 
 #[test]
@@ -242,7 +245,7 @@ fn c_bad_cd_for_bad_fields() {
     let s1 = s1_tables(&mem, &mut fr, PtGranule::K4, 25, PA);
     let (_, cd_addr) = stage1_stream(&mem, &mut fr, &s, &s1);
     let good = cd_for(&s1, 1);
-    let bads: Vec<(&str, Box<dyn Fn(&mut Cd)>)> = vec![
+    let bads: Vec<(&str, Edit<Cd>)> = vec![
         ("T0SZ below 16 (4K)", Box::new(|c: &mut Cd| c.set_t0sz(15))),
         ("T0SZ above 39 (no STT)", Box::new(|c: &mut Cd| c.set_t0sz(40))),
         ("TG0 Reserved", Box::new(|c: &mut Cd| c.set_tg0_raw(0b11))),

@@ -207,6 +207,9 @@ fn f_ste_fetch_for_an_l1std_or_level_2_array_outside_memory() {
     assert_eq!((e.id, e.fetch_addr, e.record), (EventId::FSteFetch, Some(HOLE + 5 * 64), true));
 }
 
+/// A named change to a structure.
+type Edit<T> = Box<dyn Fn(&mut T)>;
+
 // ---- C_BAD_STE ---------------------------------------------------------------------------------
 
 #[test]
@@ -256,7 +259,7 @@ fn c_bad_ste_for_bad_stage_2_configurations() {
     let s2 = s2_4k(&mem, &mut fr);
     let good = ste_s2(&s2);
     let base = single_ste(&mem, &mut fr, &s, &good);
-    let bads: Vec<(&str, Box<dyn Fn(&mut Ste)>)> = vec![
+    let bads: Vec<(&str, Edit<Ste>)> = vec![
         ("S2TG Reserved", Box::new(|x: &mut Ste| x.set_s2tg_raw(0b11))),
         ("S2T0SZ below 16", Box::new(|x: &mut Ste| x.set_s2t0sz(15))),
         ("S2T0SZ above 39 (no STT)", Box::new(|x: &mut Ste| x.set_s2t0sz(40))),
