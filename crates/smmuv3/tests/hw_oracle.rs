@@ -168,7 +168,8 @@ impl Oracle<'_> {
                 }
                 return self.stage2(t.addr, access);
             }
-            let use_cd = match (t.ssid, c.cdmax) {
+            // Which CD: Some(index), or None for S1DSS bypass.
+            let cd = match (t.ssid, c.cdmax) {
                 (Some(_), 0) => return Err(Want::Event(EventId::CBadSubstreamid, false, None)),
                 (Some(x), m) if u64::from(x) >> m != 0 => {
                     return Err(Want::Event(EventId::CBadSubstreamid, false, None));
@@ -176,19 +177,24 @@ impl Oracle<'_> {
                 (Some(0), _) if c.s1dss == S1Dss::Substream0 as u8 => {
                     return Err(Want::Event(EventId::FStreamDisabled, false, None));
                 }
-                (Some(_), _) | (None, 0) => true,
+                (Some(x), _) => Some(x),
+                (None, 0) => Some(0),
                 (None, _) => match c.s1dss {
-                    0b01 => false,
-                    0b10 => true,
+                    0b01 => None,
+                    0b10 => Some(0),
                     _ => return Err(Want::Event(EventId::FStreamDisabled, false, None)),
                 },
             };
-            if !use_cd {
+            let Some(cd) = cd else {
                 // S1DSS bypass: the address is the IPA.
                 if t.addr >> 52 != 0 {
                     return Err(fault(EventId::FAddrSize, false));
                 }
                 return self.stage2(t.addr, access);
+            };
+            // CD 1 disables both halves (EPD0, EPD1): every walk is a Translation fault.
+            if cd == 1 {
+                return Err(fault(EventId::FTranslation, false));
             }
             if t.addr >> self.s1_ia_bits != 0 {
                 return Err(fault(EventId::FTranslation, false));
@@ -280,8 +286,10 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
             }
             s1_flat.pages.insert(va, (out, s1_perms(attrs)));
         }
-        // One CD, or a table of two (different ASIDs, the same tables).
-        let cds = [cd_for(&s1, 1), cd_for(&s1, 2)];
+        // One CD, or a table of two: CD 1 has both halves disabled (EPD0, EPD1).
+        let mut cd1 = cd_for(&s1, 2);
+        cd1.set_epd0(true);
+        let cds = [cd_for(&s1, 1), cd1];
         if case.kind == Kind::Nested {
             cd_ptr = guest.alloc(&ram, 12).unwrap().raw();
             for (i, cd) in cds.iter().enumerate() {
