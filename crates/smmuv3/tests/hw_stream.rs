@@ -511,3 +511,25 @@ fn the_starting_table_beyond_memory_is_f_walk_eabt_not_an_ste_error() {
     let e = event(s.translate(&read(0, 0x4000_0000)));
     assert_eq!((e.id, e.fetch_addr), (EventId::FWalkEabt, Some(HOLE + 8)));
 }
+
+#[test]
+fn many_threads_translate_while_registers_are_read() {
+    let mem = memory();
+    let mut fr = frames();
+    let s = smmu(&mem);
+    let ste = ste_s2(&s2_4k(&mem, &mut fr));
+    single_ste(&mem, &mut fr, &s, &ste);
+    std::thread::scope(|scope| {
+        for i in 0..4u64 {
+            let s = &s;
+            scope.spawn(move || {
+                for n in 0..200u64 {
+                    let off = (n * 8 + i) % 0x1000;
+                    let tr = s.translate(&read(0, 0x4000_0000 + off)).unwrap();
+                    assert_eq!(tr.output, 0x8000_0000 + off);
+                    let _ = s.mmio_read(regs::CR0ACK.0, 4);
+                }
+            });
+        }
+    });
+}

@@ -19,6 +19,13 @@
 //! queue (step d); the event queue, the stall model, PRI and ATS (step e). `translate` already
 //! returns every event as data, and every termination passes through one function
 //! (`Smmu::report`), which step (e) makes write the Event queue.
+//!
+//! DEVIATION: not modelled at all: memory types and attributes (MAIR, MemAttr, SHCFG,
+//! ALLOCCFG, GBPA's attribute fields, so also STE.S2PTW's Device-memory check), Secure and
+//! Realm state, EL2/EL3 StreamWorlds (SMMU_IDR0.HYP is not advertised), VMSAv8-32 LPAE and
+//! VMSAv9-128 tables, big-endian tables, FEAT_LPA2 (DS), small translation tables (STT),
+//! FEAT_HAFT, permission indirection and overlays, MPAM, DPT, event merging (never merged, as
+//! permitted) and the IMPLEMENTATION DEFINED Reason fields (zero).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -501,7 +508,16 @@ impl<M: PhysMemory<Addr = Hpa>> fmt::Debug for Smmu<M> {
 
 #[cfg(test)]
 mod tests {
+    use sviommu_memory::HostMemory;
+
     use super::*;
+
+    #[test]
+    fn the_model_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Smmu<HostMemory>>();
+        send_sync::<Smmu<&HostMemory>>();
+    }
 
     #[test]
     fn default_params_decode_to_what_the_model_does() {

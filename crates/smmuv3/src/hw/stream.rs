@@ -210,6 +210,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !(min..=39).contains(&t0sz) {
             return None;
         }
+        // DEVIATION: S2PTW is ignored: the model has no memory types, so no stage-2 page is
+        // Device memory.
         // S2ENDI against SMMU_IDR0.TTENDIAN (big-endian tables are not implemented).
         if (c.ttendian == 0b10 && ste.s2endi()) || (c.ttendian == 0b11 && !ste.s2endi()) {
             return None;
