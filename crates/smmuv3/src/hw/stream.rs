@@ -144,14 +144,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if c.ats && config != StreamConfig::Bypass {
             let illegal = match ste.eats() {
                 Eats::SplitStage => config != StreamConfig::Nested || ste.s2s() || c.ns1ats,
-                Eats::Full | Eats::FullDpt => ste.s2s() && config.stage2(),
-                Eats::Abort => false,
+                Eats::Full => ste.s2s() && config.stage2(),
+                // 0b11 needs SMMU_IDR3.DPT (not implemented): Reserved, behaves as 0b00.
+                Eats::Abort | Eats::FullDpt => false,
             };
             if illegal {
                 return Err(bad());
             }
         }
         // IgnoreSTESTRW: STRW is used only for stage-1-only streams when EL2 is implemented.
+        // DEVIATION: with SMMU_IDR0.HYP advertised (not by default), an EL2 StreamWorld is
+        // accepted but translated as NS-EL1.
         let strw_used = c.s1p && c.hyp && config == StreamConfig::Stage1;
         if strw_used && ste.strw_raw() & 1 != 0 {
             return Err(bad());
