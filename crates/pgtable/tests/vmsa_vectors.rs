@@ -494,3 +494,53 @@ fn s2_4k_output_beyond_ps_is_an_address_size_fault() {
     let pt = VmsaS2 { ps: Ps::Bits42, ..pt };
     assert_eq!(pt.translate(&mem, IPA | 0x8000, Access::READ).outcome.unwrap().output, 1 << 40);
 }
+
+#[test]
+fn s1_4k_affd_takes_af_as_set_without_writing_it() {
+    let mem = memory();
+    // L3[5] has AF = 0.
+    let pt = VmsaS1 { ha: false, affd: true, ..s1_4k(&mem) };
+    let w = pt.translate(&mem, 0x5000, Access::READ.privileged());
+    assert_eq!(w.outcome.unwrap().output, 0x50_4000);
+    assert_eq!((w.updates, get(&mem, 0x10_3028)), (0, 0x0000_0000_0050_4303));
+    // With HA, AFFD is ignored: the flag is set.
+    let pt = VmsaS1 { ha: true, ..pt };
+    let w = pt.translate(&mem, 0x5000, Access::READ.privileged());
+    assert_eq!((w.updates, get(&mem, 0x10_3028)), (1, 0x0000_0000_0050_4703));
+}
+
+#[test]
+fn s1_4k_pan_denies_privileged_data_access_to_el0_pages() {
+    let mem = memory();
+    let pt = VmsaS1 { pan: true, ..s1_4k(&mem) };
+    // L3[3]: AP = 01, EL0 RW: privileged reads and writes fault, EL0 ones do not.
+    assert_eq!(
+        pt.translate(&mem, 0x3008, Access::READ.privileged()).outcome,
+        Err(s1f(3, FaultKind::Permission, 0x3008))
+    );
+    assert_eq!(
+        pt.translate(&mem, 0x3008, Access::WRITE.privileged()).outcome,
+        Err(s1f(3, FaultKind::Permission, 0x3008))
+    );
+    let leaf = pt.translate(&mem, 0x3008, Access::WRITE).outcome.unwrap();
+    assert_eq!(leaf.perms, USER_RW.union(Perms::USER_X));
+    // L3[1]: AP = 00, EL1 only: PAN does not apply.
+    assert!(pt.translate(&mem, 0x1abc, Access::WRITE.privileged()).outcome.is_ok());
+}
+
+#[test]
+fn s2_4k_affd_takes_af_as_set() {
+    let mem = memory();
+    // T0SZ 34 (30-bit IPA), SL0 0: a two-level walk from level 2.
+    // L2 0x100000[0] -> L3 0x101000; L3[0] page with AF = 0, S2AP RW.
+    put(&mem, 0x10_0000, 0x0000_0000_0010_1003);
+    put(&mem, 0x10_1000, 0x0000_0000_0050_03c3);
+    let pt = VmsaS2 { ha: false, ..VmsaS2::new(TABLES, Granule::K4, 34, 0) };
+    assert_eq!(
+        pt.translate(&mem, 0x123, Access::READ).outcome,
+        Err(s2f(3, FaultKind::AccessFlag, 0x123))
+    );
+    let pt = VmsaS2 { affd: true, ..pt };
+    let w = pt.translate(&mem, 0x123, Access::READ);
+    assert_eq!((w.outcome.unwrap().output, w.updates), (0x50_0123, 0));
+}

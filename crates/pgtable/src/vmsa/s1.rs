@@ -59,6 +59,12 @@ pub struct VmsaS1 {
     pub hpd: bool,
     /// SCTLR.WXN (SMMU CD.WXN): a region writable at a privilege level is execute-never there.
     pub wxn: bool,
+    /// SCTLR.nAFFD inverted (SMMU CD.AFFD): without `ha`, an AF = 0 leaf is taken as AF = 1
+    /// instead of an Access flag fault (and is not written).
+    pub affd: bool,
+    /// PSTATE.PAN (SMMU CD.PAN), D8.4.1.4 "Privileged Access Never": a privileged data access
+    /// to a page EL0 may access for data is a Permission fault.
+    pub pan: bool,
     /// These tables are TTB1's: inputs are the top of the address space (bits 63 down to the
     /// input size all ones) rather than the bottom. A CD with both halves is two of these.
     pub ttb1: bool,
@@ -77,6 +83,8 @@ impl VmsaS1 {
             hd: true,
             hpd: false,
             wxn: false,
+            affd: false,
+            pan: false,
             ttb1: false,
         }
     }
@@ -165,14 +173,18 @@ impl VmsaS1 {
         let dirty_ok = self.hd_effective() && DBM.is_set(raw);
         let writable = (ap & AP_RO == 0 || dirty_ok) && !acc.no_write;
         let el0 = ap & AP_EL0 != 0 && !acc.no_el0;
-        let priv_w = writable;
+        // PAN takes away privileged data access (not execution) where EL0 has data access
+        // (D8.4.1.4).
+        let pan = self.pan && el0;
+        let priv_w = writable && !pan;
         let user_w = el0 && writable;
         // D8.4 "Execute-never controls": EL1 may not execute what EL0 may write (in a regime
         // with two privilege levels); WXN makes what a level may write execute-never for it.
         let user_xn = UXN.is_set(raw) || acc.uxn || (self.wxn && user_w);
-        let priv_xn = PXN.is_set(raw) || acc.pxn || user_w || (self.wxn && priv_w);
-        let mut p = Perms::PRIV_R;
+        let priv_xn = PXN.is_set(raw) || acc.pxn || user_w || (self.wxn && writable);
+        let mut p = Perms::NONE;
         for (granted, perm) in [
+            (!pan, Perms::PRIV_R),
             (priv_w, Perms::PRIV_W),
             (!priv_xn, Perms::PRIV_X),
             (el0, Perms::USER_R),
@@ -319,18 +331,20 @@ impl Format for VmsaS1 {
         })
     }
 
-    /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault; a write to a DBM = 1
-    /// leaf clears `AP[2]` with HD. Table descriptors are not updated (no FEAT_HAFT).
+    /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault (unless AFFD takes it
+    /// as 1); a write to a DBM = 1 leaf clears `AP[2]` with HD. Table descriptors are not
+    /// updated (no FEAT_HAFT).
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);
         }
         let mut new = raw;
         if !AF.is_set(raw) {
-            if !self.ha {
+            if self.ha {
+                new = AF.with(new, true);
+            } else if !self.affd {
                 return Err(FaultKind::AccessFlag);
             }
-            new = AF.with(new, true);
         }
         if access.write && self.hd_effective() && DBM.is_set(raw) {
             new = AP.set(new, AP.get(new) & !AP_RO);

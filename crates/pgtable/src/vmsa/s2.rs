@@ -44,12 +44,25 @@ pub struct VmsaS2 {
     pub ha: bool,
     /// S2HD: hardware dirty-state management through DBM (needs `ha`).
     pub hd: bool,
+    /// S2AFFD: without `ha`, an AF = 0 leaf is taken as AF = 1 instead of an Access flag fault
+    /// (and is not written).
+    pub affd: bool,
 }
 
 impl VmsaS2 {
     /// Tables rooted at `ttb`: 48-bit output, hardware AF and dirty state.
     pub const fn new(ttb: u64, tg: Granule, t0sz: u8, sl0: u8) -> Self {
-        Self { ttb, tg, t0sz, sl0, ps: Ps::Bits48, oa_52: Oa52::Off, ha: true, hd: true }
+        Self {
+            ttb,
+            tg,
+            t0sz,
+            sl0,
+            ps: Ps::Bits48,
+            oa_52: Oa52::Off,
+            ha: true,
+            hd: true,
+            affd: false,
+        }
     }
 
     /// Allocates an empty starting table for `config`: up to 16 concatenated tables, aligned to
@@ -233,18 +246,19 @@ impl Format for VmsaS2 {
         })
     }
 
-    /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault; a write to a DBM = 1
-    /// leaf sets `S2AP[1]` with HD.
+    /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault (unless AFFD takes it
+    /// as 1); a write to a DBM = 1 leaf sets `S2AP[1]` with HD.
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);
         }
         let mut new = raw;
         if !AF.is_set(raw) {
-            if !self.ha {
+            if self.ha {
+                new = AF.with(new, true);
+            } else if !self.affd {
                 return Err(FaultKind::AccessFlag);
             }
-            new = AF.with(new, true);
         }
         if access.write && self.hd_effective() && DBM.is_set(raw) {
             new = S2AP.set(new, S2AP.get(new) | S2AP_W);

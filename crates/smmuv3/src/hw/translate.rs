@@ -1,0 +1,288 @@
+//! The transaction path (§3.3, §3.4): the enable and GBPA, the STE, the substream and its CD,
+//! then the walks the STE's Config selects.
+//!
+//! Every structure is read whole, as one counted read, into a stack buffer; every check raises
+//! the event §5.2.2, §5.4.2 and §7.3 name for it, in the order the structures are used. Nothing
+//! here allocates or takes a lock: the registers translate needs are atomics.
+
+use std::sync::atomic::Ordering;
+
+use sviommu_memory::bits::low_mask;
+use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
+use sviommu_pgtable::{Access, Direct, Leaf, Perms, Walk, WalkCtx};
+
+use super::context::Context;
+use super::events::{walk_event, WalkEvent, WalkFor};
+use super::fetch::ThroughStage2;
+use super::stream::Stream;
+use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
+use crate::spec::regs::{cr0, gbpa};
+use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
+
+type Cx<'m, M> = WalkCtx<'m, M, ()>;
+
+/// IMPDEF: the page size reported when nothing was walked (bypass).
+const UNWALKED_PAGE_LG2: u8 = 12;
+
+/// The transaction with its attributes after the STE's overrides.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Req<'t> {
+    pub t: &'t Transaction,
+    pub access: Access,
+}
+
+impl Req<'_> {
+    /// An event of `id` for this transaction.
+    pub fn event(&self, id: EventId) -> Event {
+        Event::new(id, self.t, self.access)
+    }
+
+    /// The event for a walk fault. `r` is CD.R, `s2r` STE.S2R: they decide whether a
+    /// Translation-related fault of that stage is recorded (§5.5).
+    pub fn walk_abort(&self, w: &WalkEvent, r: bool, s2r: bool) -> Abort {
+        let mut e = self.event(w.id);
+        e.s2 = w.s2;
+        e.class = w.class;
+        e.ipa = w.ipa;
+        e.fetch_addr = w.fetch_addr;
+        e.ttrnw = w.ttrnw;
+        if w.translation_related() {
+            e.record = if w.s2 { s2r } else { r };
+        }
+        Abort::Event(e)
+    }
+}
+
+/// Reads the `N`-word structure at physical address `addr` as one counted read; `None` if any
+/// byte of it is outside memory.
+pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, const N: usize>(
+    cx: &mut Cx<'_, M>,
+    addr: u64,
+) -> Option<[u64; N]> {
+    let mut bytes = [0u8; 64];
+    let buf = bytes.get_mut(..N * 8)?;
+    cx.reader.read_block(Hpa(addr), buf).ok()?;
+    let mut words = [0u64; N];
+    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
+        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+    }
+    Some(words)
+}
+
+/// The pgtable granule of a spec granule.
+pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
+    match g {
+        Granule::Size4K => vmsa::Granule::K4,
+        Granule::Size16K => vmsa::Granule::K16,
+        Granule::Size64K => vmsa::Granule::K64,
+    }
+}
+
+/// A transaction that bypasses translation.
+fn bypass(addr: u64, reads: u32) -> Translation {
+    Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms: Perms::ALL, reads }
+}
+
+/// A translation from its final leaf (and the stage-1 leaf when nested).
+fn translated(leaf: Leaf, s1: Option<Leaf>, reads: u32) -> Translation {
+    let (page_lg2, perms) = match s1 {
+        Some(s1) => (s1.page_lg2.min(leaf.page_lg2), s1.perms.intersect(leaf.perms)),
+        None => (leaf.page_lg2, leaf.perms),
+    };
+    Translation { output: leaf.output, page_lg2, perms, reads }
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
+    /// Translates one transaction, or terminates it: with the architected event (§7.3), or
+    /// silently where the architecture records nothing ([`Abort::Silent`]).
+    ///
+    /// With SMMU_CR0.SMMUEN == 0 the transaction follows SMMU_GBPA. Otherwise the Stream table
+    /// SMMU_STRTAB_BASE(_CFG) describe (fixed while SMMUEN == 1) gives its STE, whose Config
+    /// selects bypass, stage 1, stage 2 or both.
+    pub fn translate(&self, t: &Transaction) -> Result<Translation, Abort> {
+        self.translate_inner(t).map_err(|a| self.report(a))
+    }
+
+    fn translate_inner(&self, t: &Transaction) -> Result<Translation, Abort> {
+        if !cr0::SMMUEN.is_set(self.cr0ack()) {
+            return self.disabled(t);
+        }
+        let mut cx = WalkCtx::new(&self.mem, ());
+        // Before the STE is read the attributes are the incoming ones (and no event recorded
+        // before it carries attributes).
+        let pre = Req { t, access: t.access };
+        let ste = self.fetch_ste(&mut cx, &pre)?;
+        let s = self.check_ste(&ste, &pre)?;
+        let req = Req { t, access: self.effective_access(&ste, t.access) };
+        match s.config {
+            // §5.2 S1Fmt: a SubstreamID with stage 1 disabled is C_BAD_SUBSTREAMID.
+            StreamConfig::Bypass | StreamConfig::Stage2 => match t.ssid {
+                Some(ssid) => Err(Self::bad_substreamid(&req, ssid)),
+                None => self.stage1_bypassed(&mut cx, &req, &s),
+            },
+            StreamConfig::Stage1 | StreamConfig::Nested => self.stage1(&mut cx, &req, &s),
+            // check_ste returned the silent abort for these.
+            StreamConfig::Abort => Err(Abort::Silent(Silent::SteAbort)),
+        }
+    }
+
+    /// §6.3.14, §3.4: SMMUEN == 0. GBPA.ABORT terminates everything; otherwise the address
+    /// bypasses, and one beyond the OAS is terminated. No event either way.
+    fn disabled(&self, t: &Transaction) -> Result<Translation, Abort> {
+        let g = u64::from(self.gbpa.load(Ordering::Acquire));
+        if gbpa::ABORT.is_set(g) {
+            return Err(Abort::Silent(Silent::GbpaAbort));
+        }
+        if t.addr >> self.caps.oas_bits != 0 {
+            return Err(Abort::Silent(Silent::DisabledBeyondOas));
+        }
+        Ok(bypass(t.addr, 0))
+    }
+
+    /// §5.2 PRIVCFG, INSTCFG (with SMMU_IDR1.ATTR_PERMS_OVR): the attributes translation
+    /// checks. A write is always data (§13.1.2).
+    fn effective_access(&self, ste: &Ste, a: Access) -> Access {
+        let (mut privileged, mut exec) = (a.privileged, a.exec);
+        if self.caps.attr_perms_ovr {
+            match ste.privcfg() {
+                0b10 => privileged = false,
+                0b11 => privileged = true,
+                _ => {} // 0b00 incoming; Reserved 0b01 behaves as it
+            }
+            match ste.instcfg() {
+                0b10 => exec = false,
+                0b11 => exec = true,
+                _ => {}
+            }
+        }
+        Access { write: a.write, exec: exec && !a.write, privileged }
+    }
+
+    /// Stage 1 bypassed (Config 0b1x0, or S1DSS == 0b01): §3.4, an address beyond the IAS is a
+    /// stage 1 Address Size fault (for Config 0b100, beyond the OAS: the two are equal here);
+    /// then stage 2 translates it as an IPA, if enabled.
+    fn stage1_bypassed(
+        &self,
+        cx: &mut Cx<'_, M>,
+        req: &Req<'_>,
+        s: &Stream,
+    ) -> Result<Translation, Abort> {
+        let addr = req.t.addr;
+        if addr >> self.caps.oas_bits != 0 {
+            // §7.3.14: CLASS == IN, S2 == 0; there is no CD whose R bit could suppress it.
+            let mut e = req.event(EventId::FAddrSize);
+            e.class = Some(Class::In);
+            return Err(Abort::Event(e));
+        }
+        let Some(s2) = &s.s2 else {
+            return Ok(bypass(addr, cx.reader.reads()));
+        };
+        let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input { s1_read: false })?;
+        Ok(translated(leaf, None, cx.reader.reads()))
+    }
+
+    /// Stage 2 of `ipa` for the transaction's access (CLASS == IN).
+    fn walk_s2(
+        &self,
+        cx: &mut Cx<'_, M>,
+        req: &Req<'_>,
+        s: &Stream,
+        s2: &VmsaS2,
+        ipa: u64,
+        walk: WalkFor,
+    ) -> Result<Leaf, Abort> {
+        s2.walk(cx, &Direct, ipa, req.access)
+            .map_err(|f| req.walk_abort(&walk_event(&f, walk), true, s.ste.s2r()))
+    }
+
+    /// Stage 1 enabled (Config 0b1x1): the substream selects a CD (§3.3.2, §5.2 S1CDMax,
+    /// S1DSS), whose tables translate the address, and stage 2 the result when nested.
+    fn stage1(&self, cx: &mut Cx<'_, M>, req: &Req<'_>, s: &Stream) -> Result<Translation, Abort> {
+        let ste = &s.ste;
+        let substreams = self.caps.ssidsize != 0 && ste.s1cdmax() != 0;
+        let stream_disabled = || Abort::Event(req.event(EventId::FStreamDisabled));
+        let index = match req.t.ssid {
+            Some(ssid) => {
+                // §7.3.9: no substreams, or a SubstreamID of 2^S1CDMax or more.
+                if !substreams || u64::from(ssid) >> ste.s1cdmax() != 0 {
+                    return Err(Self::bad_substreamid(req, ssid));
+                }
+                // §5.2 S1DSS 0b10: substream 0 belongs to transactions without one (§7.3.7).
+                if ssid == 0 && ste.s1dss() == Ok(S1Dss::Substream0) {
+                    return Err(stream_disabled());
+                }
+                ssid
+            }
+            None if !substreams => 0,
+            None => match ste.s1dss() {
+                Ok(S1Dss::Bypass) => return self.stage1_bypassed(cx, req, s),
+                Ok(S1Dss::Substream0) => 0,
+                // Terminate; Reserved 0b11 behaves as 0b00.
+                Ok(S1Dss::Terminate) | Err(_) => return Err(stream_disabled()),
+            },
+        };
+        let cd = self.fetch_cd(cx, req, s, index)?;
+        let ctx = self.check_cd(&cd, s, req)?;
+        self.walk_s1(cx, req, s, &ctx)
+    }
+
+    /// The stage-1 walk of the CD's half that VA[55] selects (§3.4.1), then stage 2 of its
+    /// output when nested.
+    fn walk_s1(
+        &self,
+        cx: &mut Cx<'_, M>,
+        req: &Req<'_>,
+        s: &Stream,
+        ctx: &Context,
+    ) -> Result<Translation, Abort> {
+        let va = req.t.addr;
+        let upper = (va >> 55) & 1 == 1;
+        let (half, tbi) = if upper { (&ctx.ttb1, ctx.tbi1) } else { (&ctx.ttb0, ctx.tbi0) };
+        let Some(s1) = half else {
+            // §5.4 EPDx: a walk through a disabled half is a stage-1 Translation fault.
+            let mut e = req.event(EventId::FTranslation);
+            e.class = Some(Class::In);
+            e.record = ctx.record;
+            return Err(Abort::Event(e));
+        };
+        // §3.4.1: with TBI, VA[63:56] are ignored, taken as a sign extension of VA[55]; the
+        // event still reports the address as presented.
+        let top = !low_mask(56);
+        let input = match (tbi, upper) {
+            (false, _) => va,
+            (true, true) => va | top,
+            (true, false) => va & !top,
+        };
+        let s2r = s.ste.s2r();
+        let Some(s2) = &s.s2 else {
+            let leaf = s1.walk(cx, &Direct, input, req.access).map_err(|f| {
+                req.walk_abort(&walk_event(&f, WalkFor::Input { s1_read: true }), ctx.record, s2r)
+            })?;
+            return Ok(translated(leaf, None, cx.reader.reads()));
+        };
+        let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.record, s2r)?;
+        let leaf =
+            self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input { s1_read: false })?;
+        Ok(translated(leaf, Some(s1_leaf), cx.reader.reads()))
+    }
+
+    /// The stage-1 walk of a nested stream: every table read is stage-2 translated.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_nested_s1(
+        &self,
+        cx: &mut Cx<'_, M>,
+        req: &Req<'_>,
+        s1: &VmsaS1,
+        s2: &VmsaS2,
+        input: u64,
+        r: bool,
+        s2r: bool,
+    ) -> Result<Leaf, Abort> {
+        let through = ThroughStage2::new(s2);
+        s1.walk(cx, &through, input, req.access).map_err(|f| {
+            let walk = WalkFor::Input { s1_read: through.read_failed() };
+            req.walk_abort(&walk_event(&f, walk), r, s2r)
+        })
+    }
+}
