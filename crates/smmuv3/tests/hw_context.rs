@@ -54,6 +54,35 @@ fn stage1_stream(
 
 // ---- Stage 1 -----------------------------------------------------------------------------------
 
+/// What `inspect --walk` builds on: the STE, the CD and each table entry, in order, as many as
+/// the translation's read count says.
+#[test]
+fn translate_observed_reports_each_structure_and_entry_it_reads() {
+    #[derive(Default)]
+    struct Seen {
+        structures: Vec<(&'static str, u64)>,
+        entries: u32,
+    }
+    impl sviommu_pgtable::WalkObserver for Seen {
+        fn step(&mut self, _step: sviommu_pgtable::WalkStep) {
+            self.entries += 1;
+        }
+        fn structure(&mut self, what: &'static str, mem_addr: u64, words: &[u64]) {
+            assert_eq!(words.len(), 8, "STEs and CDs are 64 bytes");
+            self.structures.push((what, mem_addr));
+        }
+    }
+    let mem = memory();
+    let mut fr = frames();
+    let s = smmu(&mem);
+    let s1 = s1_tables(&mem, &mut fr, PtGranule::K4, 25, PA);
+    let (ste, cd) = stage1_stream(&mem, &mut fr, &s, &s1);
+    let (tr, seen) = s.translate_observed(&t(VA + 0x18, Access::READ), Seen::default());
+    let tr = tr.unwrap();
+    assert_eq!(seen.structures, [("STE", ste), ("CD", cd)]);
+    assert_eq!(seen.entries + 2, tr.reads);
+}
+
 #[test]
 fn stage_1_translates_with_each_granule() {
     // T0SZ 25 (39-bit VAs): 4K and 16K walk 3 levels, 64K 2.

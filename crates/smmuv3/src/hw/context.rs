@@ -13,7 +13,7 @@
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Ps, VmsaS1};
-use sviommu_pgtable::{Access, Direct, Format, Walk, WalkCtx};
+use sviommu_pgtable::{Access, Direct, Format, Walk, WalkCtx, WalkObserver};
 
 use super::events::{walk_event, WalkFor};
 use super::stream::Stream;
@@ -40,9 +40,9 @@ pub(super) struct Context {
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// The physical address of a CD-table structure at `addr`: itself, or (nested) its IPA
     /// translated by stage 2, a stage-2 fault being reported with CLASS == CD (§7.3.13).
-    fn config_pa(
+    fn config_pa<O: WalkObserver>(
         &self,
-        cx: &mut WalkCtx<'_, M, ()>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
         addr: u64,
@@ -72,9 +72,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// Fetches CD `index` (the SubstreamID, or 0) of stream `s`. `index` is below
     /// 2^STE.S1CDMax, or 0 when substreams are disabled.
-    pub(super) fn fetch_cd(
+    pub(super) fn fetch_cd<O: WalkObserver>(
         &self,
-        cx: &mut WalkCtx<'_, M, ()>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
         index: u32,
@@ -120,7 +120,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
         };
         let pa = self.config_pa(cx, req, s, cd_addr)?;
-        read_words::<M, 8>(cx, pa).map(Cd).ok_or_else(|| Self::cd_fetch_abort(req, pa))
+        read_words::<M, O, 8>(cx, "CD", pa).map(Cd).ok_or_else(|| Self::cd_fetch_abort(req, pa))
     }
 
     /// §5.4.2 CdIllegal for a CD reached from a Non-secure NS-EL1 stream: the stage-1

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Ps, VmsaS2};
-use sviommu_pgtable::{Format, WalkCtx};
+use sviommu_pgtable::{Format, WalkCtx, WalkObserver};
 
 use super::translate::{pt_granule, read_words, Req};
 use super::{Abort, Silent, Smmu};
@@ -55,7 +55,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// The physical address of the transaction's STE (reading its L1STD if the table has two
     /// levels), or the event that ends the transaction.
-    fn locate_ste(&self, cx: &mut WalkCtx<'_, M, ()>, req: &Req<'_>) -> Result<u64, Abort> {
+    fn locate_ste<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &Req<'_>,
+    ) -> Result<u64, Abort> {
         let sid = u64::from(req.t.sid);
         let base_reg = self.strtab_base.load(Ordering::Acquire);
         let cfg = u64::from(self.strtab_base_cfg.load(Ordering::Acquire));
@@ -110,13 +114,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 
     /// Fetches the transaction's STE (one read of 64 bytes).
-    pub(super) fn fetch_ste(
+    pub(super) fn fetch_ste<O: WalkObserver>(
         &self,
-        cx: &mut WalkCtx<'_, M, ()>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
     ) -> Result<Ste, Abort> {
         let addr = self.locate_ste(cx, req)?;
-        read_words::<M, 8>(cx, addr).map(Ste).ok_or_else(|| Self::ste_fetch_abort(req, addr))
+        read_words::<M, O, 8>(cx, "STE", addr)
+            .map(Ste)
+            .ok_or_else(|| Self::ste_fetch_abort(req, addr))
     }
 
     /// §5.2.2 SteIllegal, for a Non-secure STE: the decoded stream, C_BAD_STE, or the silent

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, Direct, Leaf, Perms, Walk, WalkCtx};
+use sviommu_pgtable::{Access, Direct, Leaf, Perms, Walk, WalkCtx, WalkObserver};
 
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
@@ -19,8 +19,6 @@ use super::stream::Stream;
 use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
 use crate::spec::regs::{cr0, gbpa};
 use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
-
-type Cx<'m, M> = WalkCtx<'m, M, ()>;
 
 /// IMPDEF: the page size reported when nothing was walked (bypass).
 const UNWALKED_PAGE_LG2: u8 = 12;
@@ -56,8 +54,9 @@ impl Req<'_> {
 
 /// Reads the `N`-word structure at physical address `addr` as one counted read; `None` if any
 /// byte of it is outside memory.
-pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, const N: usize>(
-    cx: &mut Cx<'_, M>,
+pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
+    cx: &mut WalkCtx<'_, M, O>,
+    what: &'static str,
     addr: u64,
 ) -> Option<[u64; N]> {
     let mut bytes = [0u8; 64];
@@ -67,6 +66,7 @@ pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, const N: usize>(
     for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
         *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
     }
+    cx.observer.structure(what, addr, &words);
     Some(words)
 }
 
@@ -101,27 +101,42 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// SMMU_STRTAB_BASE(_CFG) describe (fixed while SMMUEN == 1) gives its STE, whose Config
     /// selects bypass, stage 1, stage 2 or both.
     pub fn translate(&self, t: &Transaction) -> Result<Translation, Abort> {
-        self.translate_inner(t).map_err(|a| self.report(a))
+        self.translate_observed(t, ()).0
     }
 
-    fn translate_inner(&self, t: &Transaction) -> Result<Translation, Abort> {
+    /// [`translate`](Self::translate), reporting every STE, CD, descriptor and table entry the
+    /// model reads to `observer` (what `sviommu inspect --walk` prints).
+    pub fn translate_observed<O: WalkObserver>(
+        &self,
+        t: &Transaction,
+        observer: O,
+    ) -> (Result<Translation, Abort>, O) {
+        let mut cx = WalkCtx::new(&self.mem, observer);
+        let result = self.translate_inner(&mut cx, t).map_err(|a| self.report(a));
+        (result, cx.observer)
+    }
+
+    fn translate_inner<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        t: &Transaction,
+    ) -> Result<Translation, Abort> {
         if !cr0::SMMUEN.is_set(self.cr0ack()) {
             return self.disabled(t);
         }
-        let mut cx = WalkCtx::new(&self.mem, ());
         // Before the STE is read the attributes are the incoming ones (and no event recorded
         // before it carries attributes).
         let pre = Req { t, access: t.access };
-        let ste = self.fetch_ste(&mut cx, &pre)?;
+        let ste = self.fetch_ste(cx, &pre)?;
         let s = self.check_ste(&ste, &pre)?;
         let req = Req { t, access: self.effective_access(&ste, t.access) };
         match s.config {
             // §5.2 S1Fmt: a SubstreamID with stage 1 disabled is C_BAD_SUBSTREAMID.
             StreamConfig::Bypass | StreamConfig::Stage2 => match t.ssid {
                 Some(ssid) => Err(Self::bad_substreamid(&req, ssid)),
-                None => self.stage1_bypassed(&mut cx, &req, &s),
+                None => self.stage1_bypassed(cx, &req, &s),
             },
-            StreamConfig::Stage1 | StreamConfig::Nested => self.stage1(&mut cx, &req, &s),
+            StreamConfig::Stage1 | StreamConfig::Nested => self.stage1(cx, &req, &s),
             // check_ste returned the silent abort for these.
             StreamConfig::Abort => Err(Abort::Silent(Silent::SteAbort)),
         }
@@ -162,9 +177,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// Stage 1 bypassed (Config 0b1x0, or S1DSS == 0b01): §3.4, an address beyond the IAS is a
     /// stage 1 Address Size fault (for Config 0b100, beyond the OAS: the two are equal here);
     /// then stage 2 translates it as an IPA, if enabled.
-    fn stage1_bypassed(
+    fn stage1_bypassed<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
     ) -> Result<Translation, Abort> {
@@ -183,9 +198,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 
     /// Stage 2 of `ipa` for the transaction's access (CLASS == IN).
-    fn walk_s2(
+    fn walk_s2<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
         s2: &VmsaS2,
@@ -198,7 +213,12 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// Stage 1 enabled (Config 0b1x1): the substream selects a CD (§3.3.2, §5.2 S1CDMax,
     /// S1DSS), whose tables translate the address, and stage 2 the result when nested.
-    fn stage1(&self, cx: &mut Cx<'_, M>, req: &Req<'_>, s: &Stream) -> Result<Translation, Abort> {
+    fn stage1<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &Req<'_>,
+        s: &Stream,
+    ) -> Result<Translation, Abort> {
         let ste = &s.ste;
         let substreams = self.caps.ssidsize != 0 && ste.s1cdmax() != 0;
         let stream_disabled = || Abort::Event(req.event(EventId::FStreamDisabled));
@@ -229,9 +249,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// The stage-1 walk of the CD's half that VA[55] selects (§3.4.1), then stage 2 of its
     /// output when nested.
-    fn walk_s1(
+    fn walk_s1<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
         ctx: &Context,
@@ -269,9 +289,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// The stage-1 walk of a nested stream: every table read is stage-2 translated.
     #[allow(clippy::too_many_arguments)]
-    fn walk_nested_s1(
+    fn walk_nested_s1<O: WalkObserver>(
         &self,
-        cx: &mut Cx<'_, M>,
+        cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s1: &VmsaS1,
         s2: &VmsaS2,
