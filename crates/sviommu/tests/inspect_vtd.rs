@@ -508,6 +508,71 @@ fn reqs_rid(seed: u64) -> u16 {
     (seed >> 12) as u16
 }
 
+/// The binary on random bytes (a fixed seed): requests fault with architected reasons, the
+/// dump finishes, and a file with the ELF magic and garbage after it is refused.
+#[test]
+fn the_binary_on_random_bytes_answers_with_faults() {
+    let dir = scratch_dir("junk");
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let bytes: Vec<u8> = (0..JUNK.1 / 8)
+        .flat_map(|_| {
+            let w = next();
+            // Half the words point back into the image, as table pointers would.
+            let w =
+                if w & 1 == 0 { (JUNK.0 + (w >> 1) % JUNK.1) & !0xfff | (w & 0xff7) } else { w };
+            w.to_le_bytes()
+        })
+        .collect();
+    let junk = dir.join("junk.bin");
+    write_file(&junk, &bytes);
+    let requests = dir.join("requests.txt");
+    write_file(&requests, b"00:00.0,,0x0,read\n00:02.0,1,0x1000,write\nff:1f.7,,0xdead0000,exec\n12:1a.5,99,0x7f0000001000,read+priv\n");
+    for ttm in ["0x100000", "0x100400", "0x100c00", "0x120400"] {
+        let out = bin()
+            .args(["inspect", "vtd", "--image"])
+            .arg(&junk)
+            .args(["--image-base", "0x100000", "--rtaddr", ttm, "--format", "json", "--walk"])
+            .arg("--requests")
+            .arg(&requests)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let lines = json_lines(&out.stdout);
+        assert_eq!(lines.len(), 4);
+        for v in lines {
+            let code = u8::try_from(v["fault"]["code"].as_u64().unwrap()).unwrap();
+            assert_eq!(v["fault"]["name"], FaultReason::from_code(code).unwrap().name());
+        }
+        let out = bin()
+            .args(["inspect", "vtd", "--image"])
+            .arg(&junk)
+            .args(["--image-base", "0x100000", "--rtaddr", ttm, "--dump", "00:02.0"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("device 00:02.0"));
+    }
+    let mut elf = b"\x7fELF".to_vec();
+    elf.extend(&bytes[..4096]);
+    let fake = dir.join("fake.core");
+    write_file(&fake, &elf);
+    let out = bin()
+        .args(["inspect", "vtd", "--image"])
+        .arg(&fake)
+        .args(["--rtaddr", "0x400", "--dump", "00:00.0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a usable ELF core"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Every structure points at its own page, and the first-stage table at a page whose entries
 /// point back at it: the walks end at their fixed depth with a fault or, where x86 paging
 /// allows it (a recursive table), a translation to the table itself; the dump ends too.
