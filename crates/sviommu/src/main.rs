@@ -31,9 +31,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Debug real IOMMU tables offline: load a memory image (raw dump, sparse pieces, or a QEMU
-    /// dump-guest-memory ELF core), point the IOMMU model at the tables a driver programmed,
-    /// and translate requests, see every entry read, or decode a device's structures.
+    /// Debug real IOMMU tables offline, from a memory image, with the hardware model.
+    ///
+    /// Load a memory image (raw dump, sparse pieces, or a QEMU dump-guest-memory ELF core),
+    /// point the IOMMU model at the tables a driver programmed, and translate requests, see
+    /// every entry read, or decode a device's structures.
     Inspect {
         #[command(subcommand)]
         arch: inspect::Arch,

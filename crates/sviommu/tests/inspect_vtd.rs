@@ -966,7 +966,9 @@ fn help_explains_the_anchors_and_the_copy_on_write_image() {
 // ---------------------------------------------------------------------------------------------
 
 /// The README shows `inspect vtd ... --walk` on the demo image; this runs that command line on
-/// the image the example writes and compares the output with the README's, line for line.
+/// the image the example writes and compares the output with the README's, line for line. When
+/// the model's output changes on purpose (a new default CAP/ECAP, a new field), regenerate the
+/// block with the two commands the README shows.
 #[test]
 fn the_readme_walk_example_is_what_the_command_prints() {
     let readme = include_str!("../../../README.md");

@@ -15,9 +15,11 @@ use super::InspectError;
 /// The image options every architecture takes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ImageArgs {
-    /// A memory image. FILE alone is either a raw dump, whose byte at offset N is the physical
-    /// address `--image-base` + N, or an ELF core from QEMU's `dump-guest-memory`, recognised by
-    /// its magic, whose PT_LOAD segments sit at their physical addresses. FILE@ADDR is a raw piece
+    /// A memory image: a raw dump or QEMU ELF core (FILE), or a raw piece at ADDR; repeatable.
+    ///
+    /// FILE alone is either a raw dump, whose byte at offset N is the physical address
+    /// `--image-base` + N, or an ELF core from QEMU's `dump-guest-memory`, recognised by its
+    /// magic, whose PT_LOAD segments sit at their physical addresses. FILE@ADDR is a raw piece
     /// at physical address ADDR. Repeat for sparse captures. What no image covers is a hole: a
     /// table read there is the unit's access fault, never zeros.
     #[arg(long = "image", value_name = "FILE[@ADDR]", required = true, value_parser = image_spec)]

@@ -28,9 +28,11 @@ pub mod vtd;
 /// The architecture to inspect.
 #[derive(Clone, Debug, clap::Subcommand)]
 pub enum Arch {
-    /// Intel VT-d: a remapping unit's root table (RTADDR) in a memory image. Translate one
-    /// request or a file of them through the VT-d model, with every entry it read (--walk), or
-    /// decode one device's root, context and PASID entries (--dump).
+    /// Intel VT-d: translate requests and decode structures from a unit's root table.
+    ///
+    /// Give the memory image and RTADDR as the driver wrote it. Translate one request
+    /// (--device, --addr) or a file of them (--requests) through the VT-d model, with every
+    /// entry it read (--walk), or decode one device's root, context and PASID entries (--dump).
     Vtd(vtd::VtdArgs),
 }
 

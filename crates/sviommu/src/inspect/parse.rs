@@ -16,6 +16,9 @@ pub enum ParseError {
     /// Not `read`, `write` or `exec` (`r`, `w`, `x`), optionally with `+priv`.
     #[error("`{0}` is not an access (read, write, exec; add +priv for a supervisor request)")]
     Access(String),
+    /// A number too large for the field.
+    #[error("`{0}` is too large for a {1}")]
+    TooLarge(String, &'static str),
     /// `FILE@ADDR` with an empty file name.
     #[error("`{0}` names no file (FILE or FILE@ADDR)")]
     Image(String),
@@ -47,6 +50,11 @@ pub fn number(s: &str) -> Result<u64, ParseError> {
         None => t.parse(),
     };
     parsed.map_err(|_| ParseError::Number(s.to_owned()))
+}
+
+/// A PASID (up to 32 bits here: the unit itself faults one wider than it supports).
+pub fn pasid(s: &str) -> Result<u32, ParseError> {
+    u32::try_from(number(s)?).map_err(|_| ParseError::TooLarge(s.to_owned(), "PASID"))
 }
 
 /// A PCI requester ID: `bb:dd.f`, `ssss:bb:dd.f` (segment must be 0 here: one unit per
@@ -158,8 +166,7 @@ pub fn request_lines(text: &str) -> Result<Vec<RequestLine>, ParseError> {
         let pasid = if pasid.is_empty() {
             None
         } else {
-            let n = number(pasid).map_err(|e| at("pasid", e))?;
-            Some(u32::try_from(n).map_err(|_| at("pasid", ParseError::Number((*pasid).into())))?)
+            Some(self::pasid(pasid).map_err(|e| at("pasid", e))?)
         };
         out.push(RequestLine {
             line,
@@ -182,6 +189,10 @@ mod tests {
         assert_eq!(number("4096"), Ok(4096));
         assert_eq!(number("0xffff_0000"), Ok(0xffff_0000));
         assert!(number("12k").is_err());
+        assert_eq!(
+            pasid("0x1000000000").unwrap_err().to_string(),
+            "`0x1000000000` is too large for a PASID"
+        );
         assert_eq!(requester_id("00:1f.2"), Ok(0x00fa));
         assert_eq!(requester_id("0000:3a:00.1"), Ok(0x3a01));
         assert_eq!(requester_id("0x3a01"), Ok(0x3a01));

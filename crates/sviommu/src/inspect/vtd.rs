@@ -33,37 +33,42 @@ pub struct VtdArgs {
     #[command(flatten)]
     pub image: ImageArgs,
 
-    /// RTADDR_REG as the driver wrote it, TTM included: bits 63:12 are the root table's
-    /// address, bits 11:10 the mode (00 legacy, 01 scalable, 11 abort-DMA). For example
-    /// 0x7f3e0400 is a scalable-mode root table at 0x7f3e0000.
+    /// RTADDR_REG as the driver wrote it, TTM bits included.
+    ///
+    /// Bits 63:12 are the root table's address, bits 11:10 (TTM) the mode: 00 legacy,
+    /// 01 scalable, 11 abort-DMA. For example 0x7f3e0400 is a scalable-mode root table at
+    /// 0x7f3e0000.
     #[arg(long, value_name = "VALUE", value_parser = parse::number)]
     pub rtaddr: u64,
 
-    /// CAP_REG of the unit [default: a unit with every mode and width the model has: SAGAW
-    /// 39/48/57-bit, MGAW 57, 2M and 1G second-stage pages, 5-level first stage, 1G first-stage
-    /// pages].
+    /// CAP_REG of the unit [default: every width the model has].
+    ///
+    /// The default unit has SAGAW 39/48/57-bit, MGAW 57, 2M and 1G second-stage pages, 5-level
+    /// first-stage paging and 1G first-stage pages.
     #[arg(long, value_name = "VALUE", value_parser = parse::number)]
     pub cap: Option<u64>,
 
-    /// ECAP_REG of the unit [default: legacy and scalable mode, first and second stage,
-    /// nested, pass-through, 20-bit PASIDs, RID_PASID, RID_PRIV, supervisor and execute
-    /// requests, second-stage A/D].
+    /// ECAP_REG of the unit [default: every mode the model has].
+    ///
+    /// The default unit has legacy and scalable mode, first and second stage, nested,
+    /// pass-through, 20-bit PASIDs, RID_PASID, RID_PRIV, supervisor and execute requests and
+    /// second-stage A/D.
     #[arg(long, value_name = "VALUE", value_parser = parse::number)]
     pub ecap: Option<u64>,
 
-    /// Host address width in bits (the ACPI DMAR table's HAW field + 1): pointer bits at and
-    /// above it are reserved.
+    /// Host address width in bits (the ACPI DMAR table's HAW field + 1).
+    ///
+    /// Pointer bits at and above it are reserved.
     #[arg(long, value_name = "BITS", default_value_t = 52,
           value_parser = clap::value_parser!(u8).range(12..=52))]
     pub haw: u8,
 
-    /// Translate one request from this device: bus:dev.fn (or 0000:bus:dev.fn), or the 16-bit
-    /// requester ID.
+    /// Translate one request from this device: bus:dev.fn, 0000:bus:dev.fn, or a requester ID.
     #[arg(long, value_name = "BDF", value_parser = parse::requester_id, requires = "addr")]
     pub device: Option<u16>,
 
     /// The request's PASID (a PASID TLP prefix); without it the request has none.
-    #[arg(long, value_name = "N", value_parser = pasid, requires = "device")]
+    #[arg(long, value_name = "N", value_parser = parse::pasid, requires = "device")]
     pub pasid: Option<u32>,
 
     /// The request's address (IOVA, or GVA for a PASID with first-stage tables).
@@ -74,29 +79,34 @@ pub struct VtdArgs {
     #[arg(long, value_name = "ACCESS", value_parser = parse::access, requires = "device")]
     pub access: Option<Access>,
 
-    /// A supervisor (privileged) request. VT-d takes privilege and execute from the PASID
-    /// prefix, so a request without PASID ignores both.
+    /// A supervisor (privileged) request.
+    ///
+    /// VT-d takes privilege and execute from the PASID prefix, so the unit ignores both on a
+    /// request without PASID.
     #[arg(long = "priv", requires = "device")]
     pub privileged: bool,
 
-    /// Translate every request in FILE, one per line: `device,pasid-or-empty,addr,access`
-    /// (e.g. `00:02.0,1,0x7f0000001000,write+priv`). Blank lines and lines starting with # are
-    /// skipped; the first malformed line stops the run with its line number.
+    /// Translate every request in FILE, one `device,pasid-or-empty,addr,access` per line.
+    ///
+    /// For example `00:02.0,1,0x7f0000001000,write+priv` (access: read, write or exec, +priv
+    /// for a supervisor request). Blank lines and lines starting with # are skipped; the first
+    /// malformed line stops the run with its line number.
     #[arg(long, value_name = "FILE")]
     pub requests: Option<PathBuf>,
 
-    /// Decode the root, context, PASID-directory and PASID-table entries of this device
-    /// (bus:dev.fn), and list every device with a present context entry.
+    /// Decode this device's root, context and PASID entries, and list the devices present.
+    ///
+    /// Shows the root entry, the context entry and every present PASID-directory and
+    /// PASID-table entry of the device (up to a cap, said when reached), and every device that
+    /// has a present context entry.
     #[arg(long, value_name = "BDF", value_parser = parse::requester_id, conflicts_with = "walk")]
     pub dump: Option<u16>,
 
-    /// With each translation, show every structure and page-table entry the unit read on the
-    /// way, decoded, in the order it read them.
+    /// Show every structure and page-table entry the unit read, decoded, in order.
     #[arg(long)]
     pub walk: bool,
 
-    /// text for people; json for one JSON object per request (JSON lines), or one object for
-    /// --dump.
+    /// text for people; json: one JSON object per request (JSON lines), one for --dump.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -119,11 +129,6 @@ option value, such as a malformed BDF).
 Example:
   sviommu inspect vtd --image guest.core --rtaddr 0x7f3e0400 \\
       --device 00:02.0 --pasid 1 --addr 0x7f0000001040 --access write --walk";
-
-fn pasid(s: &str) -> Result<u32, parse::ParseError> {
-    let n = parse::number(s)?;
-    u32::try_from(n).map_err(|_| parse::ParseError::Number(s.to_owned()))
-}
 
 /// What the unit is told: its registers and its host address width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
