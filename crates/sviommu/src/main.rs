@@ -1,11 +1,14 @@
 //! `sviommu`: the command line. It stays thin: scenarios and reports live in modules that later
-//! move into `sviommu-sim`.
+//! move into `sviommu-sim`, and `inspect` lives in the library (`sviommu::inspect`).
 
 #![forbid(unsafe_code)]
 
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use sviommu::inspect::{self, InspectError};
+use sviommu::Format;
 
 mod report;
 mod scenario;
@@ -28,14 +31,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// Tables for people.
-    Text,
-    /// One JSON document, for scripts.
-    Json,
+    /// Debug real IOMMU tables offline, from a memory image, with the hardware model.
+    ///
+    /// Load a memory image (raw dump, sparse pieces, or a QEMU dump-guest-memory ELF core),
+    /// point the IOMMU model at the tables a driver programmed, and translate requests, see
+    /// every entry read, or decode a device's structures.
+    Inspect {
+        #[command(subcommand)]
+        arch: inspect::Arch,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,5 +58,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inspect { arch } => {
+            let mut out = std::io::stdout().lock();
+            match inspect::run(&arch, &mut out).and_then(|()| Ok(out.flush()?)) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A reader that went away (`| head`) is not an error.
+                Err(InspectError::Output(e)) if e.kind() == ErrorKind::BrokenPipe => {
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sviommu inspect {}: {e}", arch.name());
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
