@@ -5,7 +5,7 @@
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, Ps, VmsaS1, VmsaS2};
-use sviommu_smmuv3::hw::{Abort, Event, Smmu, SmmuParams, Transaction, Translation};
+use sviommu_smmuv3::hw::{Abort, CacheSizes, Event, Smmu, SmmuParams, Transaction, Translation};
 use sviommu_smmuv3::spec::regs::{self, cr0, strtab_base_cfg};
 use sviommu_smmuv3::spec::{Cd, EventId, Granule, L1Cd, L1Std, Ste, StreamConfig};
 
@@ -29,7 +29,14 @@ pub fn alloc(mem: &HostMemory, frames: &mut FrameAllocator<Hpa>, lg2: u8) -> u64
     frames.alloc(mem, lg2).unwrap().0
 }
 
+/// An SMMU without caches: the step (b) and (c) tests rewrite structures between transactions
+/// without invalidating and count every read, which is the uncached path's behaviour.
 pub fn smmu(mem: &HostMemory) -> Smmu<&HostMemory> {
+    Smmu::new(mem, SmmuParams { caches: CacheSizes::NONE, ..SmmuParams::default() })
+}
+
+/// An SMMU with the default caches.
+pub fn cached_smmu(mem: &HostMemory) -> Smmu<&HostMemory> {
     Smmu::new(mem, SmmuParams::default())
 }
 
