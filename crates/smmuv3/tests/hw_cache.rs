@@ -53,11 +53,11 @@ fn stage1(mem: &HostMemory) -> (S1<'_>, Sm<'_>) {
 
 impl S1<'_> {
     fn remap(&mut self, va: u64, pa: u64) {
-        self.s1.unmap(&self.mem, va, 0x1000).unwrap();
-        self.s1.map(&self.mem, &mut self.fr, va, pa, 12, S1Attrs::ALL).unwrap();
+        self.s1.unmap(self.mem, va, 0x1000).unwrap();
+        self.s1.map(self.mem, &mut self.fr, va, pa, 12, S1Attrs::ALL).unwrap();
     }
     fn run(&mut self, smmu: &Sm<'_>, c: Command) {
-        self.q.submit(&self.mem, smmu, &[c, sync()]);
+        self.q.submit(self.mem, smmu, &[c, sync()]);
         assert_eq!(Cmdq::cons(smmu), u64::from(self.q.prod.to_reg(4)), "{c:?} completed");
     }
 }
@@ -127,7 +127,7 @@ fn ste_cache_is_stale_until_cfgi_ste() {
         let mem = memory();
         let (mut s, smmu) = stage1(&mem);
         assert_eq!(out(&smmu, VA).0, PA);
-        write_ste(&s.mem, s.ste, &abort);
+        write_ste(s.mem, s.ste, &abort);
         // A TLB miss (another page) still finds the cached STE, and no STE read.
         assert_eq!(out(&smmu, VA + 0x1000), (PA + 0x1000, 1));
         let mut other_range = cfgi(Opcode::CfgiSteRange, 4, 0);
@@ -151,7 +151,7 @@ fn cd_cache_is_stale_until_cfgi_cd() {
         assert_eq!(out(&smmu, VA).0, PA);
         let mut bad = cd_for(&s.s1, ASID);
         bad.set_v(false);
-        write_cd(&s.mem, s.cd, &bad);
+        write_cd(s.mem, s.cd, &bad);
         assert_eq!(out(&smmu, VA + 0x1000), (PA + 0x1000, 1));
         for narrow in [
             cfgi(Opcode::CfgiCd, 0, 1),
@@ -288,10 +288,10 @@ fn stage_2_tlb_is_stale_until_s2_ipa_or_s12_vmall() {
             tlbi(Opcode::TlbiNhVaa, VMID, 0, IPA, false),
         ] {
             let q = &mut s.q;
-            q.submit(&s.mem, &smmu, &[narrow, sync()]);
+            q.submit(s.mem, &smmu, &[narrow, sync()]);
             assert_eq!(out(&smmu, IPA + 4).0, PA + 4, "{narrow:?} must not remove it");
         }
-        s.q.submit(&s.mem, &smmu, &[remover, sync()]);
+        s.q.submit(s.mem, &smmu, &[remover, sync()]);
         assert_eq!(out(&smmu, IPA + 4).0, NEW_PA + 4, "{remover:?}");
     }
 }
