@@ -319,3 +319,77 @@ fn a_write_hit_on_a_clean_entry_walks_again() {
     assert_eq!((first_write.output, first_write.reads), (PA, 1), "walked again (resumed)");
     assert_eq!(smmu.translate(&w).unwrap().reads, 0, "dirty now: a hit");
 }
+
+/// Nested: the stage-2 leaf cache serves the stage-1 table and CD fetches, and the walk caches
+/// resume both stages. Combined entries are tagged by VA: CMD_TLBI_S2_IPA leaves them (software
+/// follows it with CMD_TLBI_S12_VMALL), and it does remove the stage-2 leaf that served the
+/// stage-1 table fetches.
+#[test]
+fn nested_walks_use_the_stage_2_leaf_cache_and_s2_ipa_leaves_combined_entries() {
+    use sviommu_memory::{Address, Gpa, GuestRam, GuestRamRegion, PhysMemory};
+    const GUEST_HPA: u64 = 0x80_0000;
+    const GUEST_LEN: u64 = 0x40_0000;
+    const DATA_IPA: u64 = 0x4000_0000;
+    let mem = memory();
+    let mut hf = FrameAllocator::new(&[(Hpa(FRAMES), GUEST_HPA - FRAMES)]);
+    let s2 = VmsaS2::create(&mem, &mut hf, VmsaS2::new(0, PtGranule::K4, 25, 1)).unwrap();
+    for page in (0..GUEST_LEN).step_by(0x1000) {
+        s2.map(&mem, &mut hf, page, GUEST_HPA + page, 12, S2Attrs::ALL).unwrap();
+    }
+    for p in 0..4u64 {
+        s2.map(&mem, &mut hf, DATA_IPA + (p << 12), PA + (p << 12), 12, S2Attrs::ALL).unwrap();
+    }
+    let ram = GuestRam::new(
+        &mem,
+        vec![GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_LEN, hpa: Hpa(GUEST_HPA) }],
+    );
+    let mut gf = FrameAllocator::new(&[(Gpa(0x1000), GUEST_LEN - 0x1000)]);
+    let s1 = VmsaS1::create(&ram, &mut gf, VmsaS1::new(0, PtGranule::K4, 25)).unwrap();
+    for p in 0..4u64 {
+        s1.map(&ram, &mut gf, VA + (p << 12), DATA_IPA + (p << 12), 12, S1Attrs::ALL).unwrap();
+    }
+    let cd_ipa = gf.alloc(&ram, 12).unwrap().raw();
+    for (i, w) in cd_for(&s1, ASID).words().iter().enumerate() {
+        ram.write_u64(Gpa(cd_ipa + 8 * i as u64), *w).unwrap();
+    }
+    let smmu = Smmu::new(&mem, Default::default());
+    let ste = alloc(&mem, &mut hf, 12);
+    write_ste(&mem, ste, &ste_s1(cd_ipa, 0, Some(&s2)));
+    enable_linear(&smmu, ste, 0);
+    let mut q = Cmdq::enable(&smmu, alloc(&mem, &mut hf, 12), 4);
+    let uncached = {
+        let s = smmu_without_caches(&mem);
+        let st = alloc(&mem, &mut hf, 12);
+        write_ste(&mem, st, &ste_s1(cd_ipa, 0, Some(&s2)));
+        enable_linear(&s, st, 0);
+        s.translate(&t(VA)).unwrap().reads
+    };
+    // Without caches: STE 1; CD 3 + 1; stage 1: 3 x (3 + 1); output 3 = 20.
+    assert_eq!(uncached, 20);
+    // Cold with caches: the CD's and the tables' IPAs share stage-2 tables, so later stage-2
+    // walks resume: fewer than 20.
+    // STE 1; CD: stage 2 (3) + 1; stage 1: the first table's IPA shares the CD's stage-2
+    // level-3 table, so each level costs 1 + 1; output (another 1G region at stage 2): 3.
+    let cold = out(&smmu, VA);
+    assert_eq!(cold, (PA, 1 + 4 + 3 * 2 + 3));
+    assert_eq!(out(&smmu, VA + 8), (PA + 8, 0), "TLB hit");
+    // Another page: STE and CD cached; the stage-1 walk resumes at its level-3 table, whose
+    // IPA the stage-2 leaf cache translates; the output IPA's stage-2 walk resumes too.
+    let warm = out(&smmu, VA + 0x1000);
+    assert_eq!(warm, (PA + 0x1000, 2), "stage-1 PTE + output's stage-2 PTE");
+    // Remap the data IPA at stage 2: the combined entry is stale, S2_IPA leaves it (it is
+    // tagged by VA), S12_VMALL removes it.
+    s2.unmap(&mem, DATA_IPA, 0x1000).unwrap();
+    s2.map(&mem, &mut hf, DATA_IPA, NEW_PA, 12, S2Attrs::ALL).unwrap();
+    let mut ipa = Command::new(Opcode::TlbiS2Ipa);
+    ipa.set_vmid(1);
+    ipa.set_ipa(DATA_IPA);
+    q.submit(&mem, &smmu, &[ipa, sync()]);
+    assert_eq!(out(&smmu, VA), (PA, 0), "combined entry survives S2_IPA");
+    let mut all = Command::new(Opcode::TlbiS12Vmall);
+    all.set_vmid(1);
+    q.submit(&mem, &smmu, &[all, sync()]);
+    // STE and CD still cached; stage 1: the first table fetch walks stage 2 in full (3 + 1),
+    // the next two resume (1 + 1 each); output: 3.
+    assert_eq!(out(&smmu, VA), (NEW_PA, 4 + 2 * 2 + 3));
+}

@@ -260,3 +260,8 @@ impl Cmdq {
 pub fn sync() -> sviommu_smmuv3::spec::Command {
     sviommu_smmuv3::spec::Command::new(sviommu_smmuv3::spec::Opcode::Sync)
 }
+
+/// The same as [`smmu`]; named for tests that compare with a cached SMMU.
+pub fn smmu_without_caches(mem: &HostMemory) -> Smmu<&HostMemory> {
+    smmu(mem)
+}
