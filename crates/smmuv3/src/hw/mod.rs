@@ -14,9 +14,11 @@
 //! | `translate` | §3.3, §3.4: the transaction path, bypass, stage 1, stage 2 and nested walks |
 //! | `fetch` | nested: every stage-1 table read translated by stage 2, remembering read or write |
 //! | `events` | pgtable faults onto event numbers, S2 and CLASS (§7.3): the one table to review |
+//! | `cache` | §16.2: STE and CD caches, TLB, stage-1/stage-2 walk caches, stage-2 leaf cache; the epochs |
+//! | `cmdq` | §3.5, §4, §7.1: the Command queue, every Non-secure command, CMD_SYNC, CERROR |
 //!
-//! Not modelled yet (later steps of issue 5): the configuration cache and TLBs and the command
-//! queue (step d); the event queue, the stall model, PRI and ATS (step e). `translate` already
+//! Not modelled yet (later steps of issue 5): the event queue, the stall model, PRI and ATS
+//! (step e). `translate` already
 //! returns every event as data, and every termination passes through one function
 //! (`Smmu::report`), which step (e) makes write the Event queue.
 //!
@@ -453,7 +455,7 @@ pub enum Output {
     /// An MSI: a 32-bit write of `data` to `addr` (CMD_SYNC with CS == SIG_IRQ and a non-zero
     /// MSIAddress, §4.7.3).
     Msi {
-        /// The doorbell address (MSIAddress[55:2], in place).
+        /// The doorbell address (`MSIAddress[55:2]`, in place).
         addr: u64,
         /// The payload.
         data: u32,
