@@ -186,7 +186,7 @@ impl Caches {
 /// levels up (§3.4; larger blocks need FEAT_LPA2 or the 64K level-1 block, both included).
 pub(super) const fn granule_sizes(lg2: u8) -> [u8; 3] {
     let stride = lg2.saturating_sub(3);
-    [lg2, lg2 + stride, lg2 + 2 * stride]
+    [lg2, lg2.saturating_add(stride), lg2.saturating_add(stride.saturating_mul(2))]
 }
 
 /// The tags a walk's hints use, set as the translation learns them (VMID from the STE, ASID

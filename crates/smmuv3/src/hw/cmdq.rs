@@ -64,7 +64,10 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         while rd != prod && steps < bound {
             steps += 1;
             let addr = base.saturating_add(u64::from(rd.index) * CMD_BYTES);
-            let cmd = match (self.mem.read_u64(Hpa(addr)), self.mem.read_u64(Hpa(addr + 8))) {
+            let cmd = match (
+                self.mem.read_u64(Hpa(addr)),
+                self.mem.read_u64(Hpa(addr.saturating_add(8))),
+            ) {
                 (Ok(w0), Ok(w1)) => Command::from_words([w0, w1]),
                 // §7.1: an abort on the command fetch.
                 _ => {
@@ -81,7 +84,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let mut c = cons::RD.set(u64::from(r.cmdq_cons), u64::from(rd.to_reg(qs)));
         if let Some(e) = err {
             // §7.1: CONS.ERR says why, CONS.RD stays at the command; GERROR.CMDQ_ERR toggles.
-            c = cons::ERR.set(c, e as u64);
+            c = cons::ERR.set(c, u64::from(e as u8));
             r.gerror = low32(g ^ gerror::CMDQ_ERR.mask());
         }
         r.cmdq_cons = low32(c);
