@@ -190,7 +190,8 @@ fn atc_inv_and_pri_resp_reach_the_device_when_advertised() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Hostile commands (any opcode byte, any bits) never panic (no command reads memory
-    /// besides its own fetch from the queue): every batch ends with CONS at PROD, or stopped with CERROR_ILL at a command.
+    /// besides its own fetch from the queue): every batch ends with CONS at PROD, or stopped
+    /// with CERROR_ILL at the command.
     #[test]
     fn hostile_commands_give_cerrors_or_effects(
         cmds in prop::collection::vec(
