@@ -35,6 +35,8 @@ pub(super) struct Context {
     pub tbi1: bool,
     /// CD.R: stage-1 Translation-related faults are recorded.
     pub record: bool,
+    /// CD.ASID: the TLB and walk-cache tag.
+    pub asid: u16,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -164,7 +166,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         // §5.4.1.1: validity checks are not made on a half EPDx disables.
         let ttb0 = if epd0 { None } else { Some(self.cd_half(cd, false).ok_or_else(bad)?) };
         let ttb1 = if epd1 { None } else { Some(self.cd_half(cd, true).ok_or_else(bad)?) };
-        Ok(Context { ttb0, ttb1, tbi0: cd.tbi0(), tbi1: cd.tbi1(), record: cd.r() })
+        Ok(Context {
+            ttb0,
+            ttb1,
+            tbi0: cd.tbi0(),
+            tbi1: cd.tbi1(),
+            record: cd.r(),
+            asid: cd.asid(),
+        })
     }
 
     /// The tables of one half of a CD (TTB1 if `upper`), or `None` if its TxSZ, TGx or TTBx

@@ -28,22 +28,22 @@ use crate::spec::regs::{
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct RegFile {
     cr0: u32,
-    cr0ack: u32,
+    pub(super) cr0ack: u32,
     cr1: u32,
     cr2: u32,
     pub(super) gbpa: u32,
     irq_ctrl: u32,
     irq_ctrlack: u32,
-    gerror: u32,
-    gerrorn: u32,
+    pub(super) gerror: u32,
+    pub(super) gerrorn: u32,
     gerror_irq_cfg0: u64,
     gerror_irq_cfg1: u32,
     gerror_irq_cfg2: u32,
     strtab_base: u64,
     strtab_base_cfg: u32,
-    cmdq_base: u64,
-    cmdq_prod: u32,
-    cmdq_cons: u32,
+    pub(super) cmdq_base: u64,
+    pub(super) cmdq_prod: u32,
+    pub(super) cmdq_cons: u32,
     eventq_base: u64,
     eventq_prod: u32,
     eventq_cons: u32,
@@ -166,6 +166,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
             (4, 0 | 4) => self.write32(&mut r, offset, low32(value)),
             _ => {}
+        }
+        // The Command queue runs when software gives it something to do: new commands, the
+        // queue enabled, or a command error acknowledged.
+        if matches!(offset, off::CMDQ_PROD | off::CR0 | off::GERRORN) {
+            self.process_cmdq(&mut r);
         }
     }
 

@@ -14,9 +14,11 @@
 //! | `translate` | §3.3, §3.4: the transaction path, bypass, stage 1, stage 2 and nested walks |
 //! | `fetch` | nested: every stage-1 table read translated by stage 2, remembering read or write |
 //! | `events` | pgtable faults onto event numbers, S2 and CLASS (§7.3): the one table to review |
+//! | `cache` | §16.2: STE and CD caches, TLB, stage-1/stage-2 walk caches, stage-2 leaf cache; the epochs |
+//! | `cmdq` | §3.5, §4, §7.1: the Command queue, every Non-secure command, CMD_SYNC, CERROR |
 //!
-//! Not modelled yet (later steps of issue 5): the configuration cache and TLBs and the command
-//! queue (step d); the event queue, the stall model, PRI and ATS (step e). `translate` already
+//! Not modelled yet (later steps of issue 5): the event queue, the stall model, PRI and ATS
+//! (step e). `translate` already
 //! returns every event as data, and every termination passes through one function
 //! (`Smmu::report`), which step (e) makes write the Event queue.
 //!
@@ -38,10 +40,14 @@ pub use sviommu_pgtable::{Access, Perms};
 use crate::spec::regs::{aidr, idr0, idr1, idr3, idr5, StallModel};
 use crate::spec::{address_size_bits, Class, EventId, EventRecord, Granule};
 
+mod cache;
+mod cmdq;
 mod context;
 mod events;
 mod fetch;
 mod mmio;
+
+pub use cache::CacheSizes;
 mod stream;
 mod translate;
 
@@ -67,6 +73,8 @@ pub struct SmmuParams {
     /// SMMU_GBPA.ABORT out of reset (§6.3.14: IMPLEMENTATION DEFINED; 1 is a default-deny
     /// policy).
     pub gbpa_abort_at_reset: bool,
+    /// IMPDEF: the sizes of the configuration caches, the TLB and the walk caches.
+    pub caches: CacheSizes,
 }
 
 /// 16-bit StreamIDs: the default SMMU's SIDSIZE.
@@ -83,9 +91,12 @@ impl Default for SmmuParams {
     /// attribute overrides of PRIVCFG/INSTCFG, the terminate model only (stall comes with step
     /// e), coherent table walks.
     ///
+    /// A Command queue of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
+    ///
     /// Not advertised until the steps that model them: ATS, PRI, MSIs, SEV, broadcast TLB
-    /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, the stall model, and queue
-    /// sizes (CMDQS/EVENTQS/PRIQS are 0). Never: Secure state, VMSAv8-32 LPAE, VMSAv9-128,
+    /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, the stall model, and the
+    /// Event and PRI queue sizes (EVENTQS/PRIQS are 0). (A test may advertise MSI, SEV, ATS or
+    /// PRI: the Command queue then produces their [`Output`]s.) Never: Secure state, VMSAv8-32 LPAE, VMSAv9-128,
     /// FEAT_LPA2 (IDR5.DS), small translation tables (STT), MPAM, RME, DPT, permission
     /// indirection and overlays, memory-type overrides (ATTR_TYPES_OVR).
     fn default() -> Self {
@@ -107,8 +118,11 @@ impl Default for SmmuParams {
         i1 = idr1::SIDSIZE.set(i1, DEFAULT_SIDSIZE);
         i1 = idr1::SSIDSIZE.set(i1, DEFAULT_SSIDSIZE);
         i1 = idr1::ATTR_PERMS_OVR.with(i1, true);
+        // IMPDEF: the largest Command queue (2^19 entries).
+        i1 = idr1::CMDQS.set(i1, 19);
 
-        let i3 = idr3::HAD.with(0, true);
+        // Range invalidation and TTL hints (§4.4.1.1).
+        let i3 = idr3::RIL.with(idr3::HAD.with(0, true), true);
 
         let mut i5 = 0;
         i5 = idr5::OAS.set(i5, 0b110); // 52 bits
@@ -131,6 +145,7 @@ impl Default for SmmuParams {
             aidr: low32(a),
             // IMPDEF: bypass out of reset, as QEMU's SMMU does.
             gbpa_abort_at_reset: false,
+            caches: CacheSizes::default(),
         }
     }
 }
@@ -169,6 +184,7 @@ struct Caps {
     ns1ats: bool,
     pri: bool,
     msi: bool,
+    sev: bool,
     btm: bool,
     vmw: bool,
     asid16: bool,
@@ -182,6 +198,8 @@ struct Caps {
     ssidsize: u8,
     attr_perms_ovr: bool,
     had: bool,
+    /// SMMU_IDR3.RIL: range invalidations.
+    ril: bool,
     /// OAS in bits (also the IAS: there is no VMSAv8-32 LPAE, §3.4).
     oas_bits: u8,
     /// The 3-bit encoding of `oas_bits`, the cap of CD.IPS and STE.S2PS.
@@ -213,6 +231,7 @@ impl Caps {
             ns1ats: idr0::NS1ATS.is_set(i0),
             pri: idr0::PRI.is_set(i0),
             msi: idr0::MSI.is_set(i0),
+            sev: idr0::SEV.is_set(i0),
             btm: idr0::BTM.is_set(i0),
             vmw: idr0::VMW.is_set(i0),
             asid16: idr0::ASID16.is_set(i0),
@@ -227,6 +246,7 @@ impl Caps {
             ssidsize: field_u8(idr1::SSIDSIZE.get(i1)).min(20),
             attr_perms_ovr: idr1::ATTR_PERMS_OVR.is_set(i1),
             had: idr3::HAD.is_set(i3),
+            ril: idr3::RIL.is_set(i3),
             oas_bits,
             oas_enc: field_u8(oas_enc),
             oa52: if oas_bits == 52 { Oa52::Lpa } else { Oa52::Off },
@@ -428,6 +448,49 @@ pub enum Silent {
     SteAbort,
 }
 
+/// What the SMMU sends that is not a memory write of its own structures: the embedder drains
+/// these with [`Smmu::drain_outputs`] and delivers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// An MSI: a 32-bit write of `data` to `addr` (CMD_SYNC with CS == SIG_IRQ and a non-zero
+    /// MSIAddress, §4.7.3).
+    Msi {
+        /// The doorbell address (`MSIAddress[55:2]`, in place).
+        addr: u64,
+        /// The payload.
+        data: u32,
+    },
+    /// The wired CMD_SYNC completion interrupt (CS == SIG_IRQ without SMMU_IDR0.MSI).
+    CmdSyncIrq,
+    /// A WFE wake-up event (CMD_SYNC with CS == SIG_SEV and SMMU_IDR0.SEV).
+    Sev,
+    /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). Completion is
+    /// assumed (IMPDEF: no CERROR_ATC_INV_SYNC until step e models ATS).
+    AtcInvalidate {
+        /// The device's StreamID.
+        sid: u32,
+        /// The PASID, when SSV == 1.
+        ssid: Option<u32>,
+        /// Global: every PASID's global entries too.
+        global: bool,
+        /// The address, `Address[63:12]` in place.
+        addr: u64,
+        /// The span is 4K << `size_lg2` bytes, aligned; 52 is everything.
+        size_lg2: u8,
+    },
+    /// A PRG Response message to the device (CMD_PRI_RESP, §4.5.2, §8.3).
+    PriResponse {
+        /// The device's StreamID.
+        sid: u32,
+        /// The PASID, when SSV == 1.
+        ssid: Option<u32>,
+        /// The Page Request Group index.
+        prg_index: u16,
+        /// The PCIe Response Code.
+        response_code: u8,
+    },
+}
+
 /// One SMMUv3 over host memory `M`.
 ///
 /// `Send + Sync`: [`translate`](Self::translate) takes `&self` and reads the enable bits, GBPA
@@ -449,6 +512,10 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     strtab_base: AtomicU64,
     /// SMMU_STRTAB_BASE_CFG, lock-free.
     strtab_base_cfg: AtomicU32,
+    /// The configuration caches, TLB and walk caches.
+    caches: cache::Caches,
+    /// What the embedder drains (MMIO side only; translate never writes it).
+    outbox: Mutex<Vec<Output>>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -467,7 +534,18 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             gbpa: AtomicU32::new(gbpa),
             strtab_base: AtomicU64::new(0),
             strtab_base_cfg: AtomicU32::new(0),
+            caches: cache::Caches::new(&params.caches),
+            outbox: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Takes everything the SMMU has sent since the last call, oldest first.
+    pub fn drain_outputs(&self) -> Vec<Output> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn push(&self, o: Output) {
+        self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(o);
     }
 
     /// The SMMU's parameters.

@@ -5,6 +5,7 @@
 //! the event §5.2.2, §5.4.2 and §7.3 name for it, in the order the structures are used. Nothing
 //! here allocates or takes a lock: the registers translate needs are atomics.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use sviommu_memory::bits::low_mask;
@@ -12,6 +13,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, Walk, WalkCtx, WalkObserver};
 
+use super::cache::{granule_sizes, low_mask as mask, Epochs, Hints, Tags, TlbEntry, TlbKey};
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
 use super::fetch::ThroughStage2;
@@ -79,6 +81,44 @@ pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
     }
 }
 
+/// One translation's cache state: its tags (filled in as the STE and CD are known) and the
+/// epochs it read before reading anything.
+pub(super) struct Tr<'a> {
+    tags: &'a Cell<Tags>,
+    epochs: Epochs,
+}
+
+/// The TLB tags of one lookup.
+#[derive(Clone, Copy, Debug)]
+struct TlbTag {
+    vmid: u16,
+    asid: Option<u16>,
+    va: bool,
+}
+
+/// The page sizes a lookup probes: each the stages' granules allow, smallest first, 0-ended.
+fn probe_sizes(s1_granule: u8, s2_granule: u8) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    let mut n = 0;
+    for g in [s1_granule, s2_granule] {
+        if g == 0 {
+            continue;
+        }
+        for size in granule_sizes(g) {
+            if !out.iter().take(n).any(|&s| s == size) {
+                if let Some(slot) = out.get_mut(n) {
+                    *slot = size;
+                    n += 1;
+                }
+            }
+        }
+    }
+    if let Some(used) = out.get_mut(..n) {
+        used.sort_unstable();
+    }
+    out
+}
+
 /// A transaction that bypasses translation.
 fn bypass(addr: u64, reads: u32) -> Translation {
     Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms: Perms::ALL, reads }
@@ -111,8 +151,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         t: &Transaction,
         observer: O,
     ) -> (Result<Translation, Abort>, O) {
-        let mut cx = WalkCtx::new(&self.mem, observer);
-        let result = self.translate_inner(&mut cx, t).map_err(|a| self.report(a));
+        // The invalidation epochs, before any structure or table is read: whatever this
+        // translation reads, it may insert only if no invalidation completed since.
+        let epochs = self.caches.epochs();
+        let tags = Cell::new(Tags::default());
+        let mut hints = Hints { caches: &self.caches, tags: &tags, epochs };
+        let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
+        let tr = Tr { tags: &tags, epochs };
+        let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(a));
         (result, cx.observer)
     }
 
@@ -120,6 +166,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         t: &Transaction,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         if !cr0::SMMUEN.is_set(self.cr0ack()) {
             return self.disabled(t);
@@ -127,16 +174,21 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         // Before the STE is read the attributes are the incoming ones (and no event recorded
         // before it carries attributes).
         let pre = Req { t, access: t.access };
-        let ste = self.fetch_ste(cx, &pre)?;
-        let s = self.check_ste(&ste, &pre)?;
+        let s = self.stream(cx, &pre, tr)?;
+        let ste = s.ste;
+        let mut tags = tr.tags.get();
+        // IMPDEF: stage-1-only streams are tagged with S2VMID too when stage 2 exists.
+        tags.vmid = if self.caps.s2p { ste.s2vmid() } else { 0 };
+        tags.s2_granule = s.s2.map_or(0, |s2| s2.tg.lg2());
+        tr.tags.set(tags);
         let req = Req { t, access: self.effective_access(&ste, t.access) };
         match s.config {
             // §5.2 S1Fmt: a SubstreamID with stage 1 disabled is C_BAD_SUBSTREAMID.
             StreamConfig::Bypass | StreamConfig::Stage2 => match t.ssid {
                 Some(ssid) => Err(Self::bad_substreamid(&req, ssid)),
-                None => self.stage1_bypassed(cx, &req, &s),
+                None => self.stage1_bypassed(cx, &req, &s, tr),
             },
-            StreamConfig::Stage1 | StreamConfig::Nested => self.stage1(cx, &req, &s),
+            StreamConfig::Stage1 | StreamConfig::Nested => self.stage1(cx, &req, &s, tr),
             // check_ste returned the silent abort for these.
             StreamConfig::Abort => Err(Abort::Silent(Silent::SteAbort)),
         }
@@ -182,6 +234,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let addr = req.t.addr;
         if addr >> self.caps.oas_bits != 0 {
@@ -193,8 +246,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let Some(s2) = &s.s2 else {
             return Ok(bypass(addr, cx.reader.reads()));
         };
+        let tags = tr.tags.get();
+        let key = TlbTag { vmid: tags.vmid, asid: None, va: false };
+        let sizes = probe_sizes(0, tags.s2_granule);
+        if let Some(hit) = self.tlb_hit(cx, req, key, addr, &sizes) {
+            return Ok(hit);
+        }
         let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input { s1_read: false })?;
-        Ok(translated(leaf, None, cx.reader.reads()))
+        let out = translated(leaf, None, cx.reader.reads());
+        self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
+        Ok(out)
     }
 
     /// Stage 2 of `ipa` for the transaction's access (CLASS == IN).
@@ -218,6 +279,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let ste = &s.ste;
         let substreams = self.caps.ssidsize != 0 && ste.s1cdmax() != 0;
@@ -236,15 +298,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
             None if !substreams => 0,
             None => match ste.s1dss() {
-                Ok(S1Dss::Bypass) => return self.stage1_bypassed(cx, req, s),
+                Ok(S1Dss::Bypass) => return self.stage1_bypassed(cx, req, s, tr),
                 Ok(S1Dss::Substream0) => 0,
                 // Terminate; Reserved 0b11 behaves as 0b00.
                 Ok(S1Dss::Terminate) | Err(_) => return Err(stream_disabled()),
             },
         };
-        let cd = self.fetch_cd(cx, req, s, index)?;
-        let ctx = self.check_cd(&cd, s, req)?;
-        self.walk_s1(cx, req, s, &ctx)
+        let ctx = self.context(cx, req, s, index, tr)?;
+        self.walk_s1(cx, req, s, &ctx, tr)
     }
 
     /// The stage-1 walk of the CD's half that VA[55] selects (§3.4.1), then stage 2 of its
@@ -255,6 +316,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
         s: &Stream,
         ctx: &Context,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let va = req.t.addr;
         let upper = (va >> 55) & 1 == 1;
@@ -274,17 +336,116 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             (true, true) => va | top,
             (true, false) => va & !top,
         };
+        let mut tags = tr.tags.get();
+        tags.asid = ctx.asid;
+        tags.s1_granule = s1.tg.lg2();
+        tr.tags.set(tags);
+        let key = TlbTag { vmid: tags.vmid, asid: Some(ctx.asid), va: true };
+        let sizes = probe_sizes(tags.s1_granule, tags.s2_granule);
+        if let Some(hit) = self.tlb_hit(cx, req, key, input, &sizes) {
+            return Ok(hit);
+        }
         let s2r = s.ste.s2r();
         let Some(s2) = &s.s2 else {
             let leaf = s1.walk(cx, &Direct, input, req.access).map_err(|f| {
                 req.walk_abort(&walk_event(&f, WalkFor::Input { s1_read: true }), ctx.record, s2r)
             })?;
-            return Ok(translated(leaf, None, cx.reader.reads()));
+            let out = translated(leaf, None, cx.reader.reads());
+            let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
+            self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
+            return Ok(out);
         };
         let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.record, s2r)?;
         let leaf =
             self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input { s1_read: false })?;
-        Ok(translated(leaf, Some(s1_leaf), cx.reader.reads()))
+        let out = translated(leaf, Some(s1_leaf), cx.reader.reads());
+        let key = TlbTag { asid: key.asid.filter(|_| !s1_leaf.global), ..key };
+        self.tlb_fill(key, input, &out, leaf.dirty && s1_leaf.dirty, tr.epochs.tlb);
+        Ok(out)
+    }
+
+    /// The stream's decoded STE: from the STE cache, or fetched, checked and cached (§16.2:
+    /// only valid structures are cached here).
+    fn stream<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        pre: &Req<'_>,
+        tr: &Tr<'_>,
+    ) -> Result<Stream, Abort> {
+        let cache = self.caches.ste.as_ref();
+        if let Some(s) = cache.and_then(|c| c.get(&pre.t.sid)) {
+            return Ok(s);
+        }
+        let ste = self.fetch_ste(cx, pre)?;
+        let s = self.check_ste(&ste, pre)?;
+        if let Some(c) = cache {
+            c.insert(pre.t.sid, s, tr.epochs.ste);
+        }
+        Ok(s)
+    }
+
+    /// CD `index` of the stream, decoded: from the CD cache, or fetched, checked and cached.
+    fn context<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &Req<'_>,
+        s: &Stream,
+        index: u32,
+        tr: &Tr<'_>,
+    ) -> Result<Context, Abort> {
+        let cache = self.caches.cd.as_ref();
+        let key = (req.t.sid, index);
+        if let Some(ctx) = cache.and_then(|c| c.get(&key)) {
+            return Ok(ctx);
+        }
+        let cd = self.fetch_cd(cx, req, s, index)?;
+        let ctx = self.check_cd(&cd, s, req)?;
+        if let Some(c) = cache {
+            c.insert(key, ctx, tr.epochs.cd);
+        }
+        Ok(ctx)
+    }
+
+    /// A TLB hit that serves `req`: it allows the access and, for a write, is dirty already
+    /// (otherwise the walk runs again, as §3.13 hardware dirty-state update requires).
+    fn tlb_hit<O: WalkObserver>(
+        &self,
+        cx: &WalkCtx<'_, M, O>,
+        req: &Req<'_>,
+        key: TlbTag,
+        input: u64,
+        sizes: &[u8; 6],
+    ) -> Option<Translation> {
+        let (e, page_lg2) = self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
+        // IMPDEF: a hit that does not allow the access walks again rather than faulting from
+        // the TLB, so the fault reported is the tables' current one.
+        if !e.perms.allows(req.access) || (req.access.write && !e.dirty) {
+            return None;
+        }
+        Some(Translation {
+            output: e.out_page | (input & mask(page_lg2)),
+            page_lg2,
+            perms: e.perms,
+            reads: cx.reader.reads(),
+        })
+    }
+
+    /// Caches a walked translation under `key`, unless an invalidation completed since `epoch`.
+    fn tlb_fill(&self, key: TlbTag, input: u64, out: &Translation, dirty: bool, epoch: u64) {
+        let Some(tlb) = self.caches.tlb.as_ref() else { return };
+        let page_lg2 = out.page_lg2;
+        if page_lg2 >= 64 {
+            return;
+        }
+        let k = TlbKey {
+            vmid: key.vmid,
+            asid: key.asid,
+            va: key.va,
+            page: input >> page_lg2,
+            page_lg2,
+        };
+        let e = TlbEntry { out_page: out.output & !mask(page_lg2), perms: out.perms, dirty };
+        tlb.insert(k, e, epoch);
     }
 
     /// The stage-1 walk of a nested stream: every table read is stage-2 translated.

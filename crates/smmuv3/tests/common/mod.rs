@@ -5,7 +5,7 @@
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, Ps, VmsaS1, VmsaS2};
-use sviommu_smmuv3::hw::{Abort, Event, Smmu, SmmuParams, Transaction, Translation};
+use sviommu_smmuv3::hw::{Abort, CacheSizes, Event, Smmu, SmmuParams, Transaction, Translation};
 use sviommu_smmuv3::spec::regs::{self, cr0, strtab_base_cfg};
 use sviommu_smmuv3::spec::{Cd, EventId, Granule, L1Cd, L1Std, Ste, StreamConfig};
 
@@ -29,7 +29,14 @@ pub fn alloc(mem: &HostMemory, frames: &mut FrameAllocator<Hpa>, lg2: u8) -> u64
     frames.alloc(mem, lg2).unwrap().0
 }
 
+/// An SMMU without caches: the step (b) and (c) tests rewrite structures between transactions
+/// without invalidating and count every read, which is the uncached path's behaviour.
 pub fn smmu(mem: &HostMemory) -> Smmu<&HostMemory> {
+    Smmu::new(mem, SmmuParams { caches: CacheSizes::NONE, ..SmmuParams::default() })
+}
+
+/// An SMMU with the default caches.
+pub fn cached_smmu(mem: &HostMemory) -> Smmu<&HostMemory> {
     Smmu::new(mem, SmmuParams::default())
 }
 
@@ -198,4 +205,63 @@ pub fn id(r: Result<Translation, Abort>) -> EventId {
 
 pub fn read(sid: u32, addr: u64) -> Transaction {
     Transaction::new(sid, addr, sviommu_smmuv3::hw::Access::READ)
+}
+
+/// A Command queue of 2^`log2size` entries at `base`, programmed by raw register writes, and
+/// the producer index software keeps.
+pub struct Cmdq {
+    pub base: u64,
+    pub log2size: u8,
+    pub prod: sviommu_smmuv3::spec::regs::QueuePointer,
+}
+
+impl Cmdq {
+    /// Programs SMMU_CMDQ_BASE and sets SMMU_CR0.CMDQEN.
+    pub fn enable<M: PhysMemory<Addr = Hpa>>(smmu: &Smmu<M>, base: u64, log2size: u8) -> Self {
+        use sviommu_smmuv3::spec::regs::queue_base;
+        let mut b = queue_base::ADDR.set(0, base >> 5);
+        b = queue_base::LOG2SIZE.set(b, u64::from(log2size));
+        smmu.mmio_write(regs::CMDQ_BASE.0, 8, b);
+        let v = smmu.mmio_read(regs::CR0.0, 4);
+        smmu.mmio_write(regs::CR0.0, 4, cr0::CMDQEN.with(v, true));
+        Self { base, log2size, prod: Default::default() }
+    }
+
+    /// Writes `cmds` at PROD and publishes them with one SMMU_CMDQ_PROD write.
+    pub fn submit<M: PhysMemory<Addr = Hpa>>(
+        &mut self,
+        mem: &HostMemory,
+        smmu: &Smmu<M>,
+        cmds: &[sviommu_smmuv3::spec::Command],
+    ) {
+        for c in cmds {
+            self.put(mem, c);
+        }
+        self.publish(smmu);
+    }
+
+    /// Writes one command at PROD and advances PROD (not yet published).
+    pub fn put(&mut self, mem: &HostMemory, c: &sviommu_smmuv3::spec::Command) {
+        write_words(mem, self.base + 16 * u64::from(self.prod.index), &c.words());
+        self.prod = self.prod.next(self.log2size);
+    }
+
+    pub fn publish<M: PhysMemory<Addr = Hpa>>(&self, smmu: &Smmu<M>) {
+        smmu.mmio_write(regs::CMDQ_PROD.0, 4, u64::from(self.prod.to_reg(self.log2size)));
+    }
+
+    /// SMMU_CMDQ_CONS.
+    pub fn cons<M: PhysMemory<Addr = Hpa>>(smmu: &Smmu<M>) -> u64 {
+        smmu.mmio_read(regs::CMDQ_CONS.0, 4)
+    }
+}
+
+/// CMD_SYNC with CS = SIG_NONE.
+pub fn sync() -> sviommu_smmuv3::spec::Command {
+    sviommu_smmuv3::spec::Command::new(sviommu_smmuv3::spec::Opcode::Sync)
+}
+
+/// The same as [`smmu`]; named for tests that compare with a cached SMMU.
+pub fn smmu_without_caches(mem: &HostMemory) -> Smmu<&HostMemory> {
+    smmu(mem)
 }

@@ -1,0 +1,299 @@
+//! The SMMU's caches (§16.2 "Caching", §3.21 structure and TLB invalidation), all bounded
+//! `sviommu_tlb::Cache`s:
+//!
+//! | cache | key | value | invalidated by |
+//! |---|---|---|---|
+//! | STE | StreamID | the decoded, valid STE (L1STD included) | CMD_CFGI_STE(_RANGE), CMD_CFGI_ALL |
+//! | CD | (StreamID, CD index) | the decoded, valid CD and its ASID | CMD_CFGI_CD(_ALL), CMD_CFGI_STE of the StreamID, CMD_CFGI_ALL |
+//! | TLB | VMID, ASID (none: stage 2 only or nG == 0), VA or IPA, page, page size | output page, perms, dirty | CMD_TLBI_* |
+//! | stage-1 walk cache | VMID, ASID, table span, input bits above it | a [`ResumePoint`] | NH_ALL/ASID/VA(A) (Leaf == 0), S12_VMALL, NSNH_ALL |
+//! | stage-2 walk cache | VMID, span, IPA bits above it | a [`ResumePoint`] | S2_IPA (Leaf == 0), S12_VMALL, NSNH_ALL |
+//! | stage-2 leaf cache | VMID, IPA page, page size | a stage-2 [`Leaf`] (serves nested table and CD fetches) | S2_IPA, S12_VMALL, NSNH_ALL |
+//!
+//! Entries leave by eviction or invalidation only: a driver that changes tables in memory and
+//! does not invalidate keeps seeing the cached result, as on the silicon.
+//!
+//! Concurrency: a translation reads every cache's invalidation epoch ([`Epochs::read`]) before
+//! it reads any structure or table, and inserts with those epochs; `Cache::insert` refuses a
+//! value that an invalidation completed in the meantime has made stale. Hits take one set's
+//! read lock and allocate nothing.
+//!
+//! IMPDEF: the VMID tag is STE.S2VMID whenever stage 2 is implemented, also for stage-1-only
+//! streams (§5.2 S2VMID); 0 when it is not.
+
+use std::cell::Cell;
+
+use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
+use sviommu_tlb::Cache;
+
+use super::context::Context;
+use super::stream::Stream;
+
+/// Sizes of the caches, in entries (rounded up to whole sets of [`CacheSizes::WAYS`] ways).
+/// 0 disables a cache: every lookup misses, as in an SMMU without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSizes {
+    /// STE cache entries.
+    pub ste: usize,
+    /// CD cache entries.
+    pub cd: usize,
+    /// TLB entries (combined stage-1 + stage-2, or single stage).
+    pub tlb: usize,
+    /// Stage-1 walk cache entries (tables below the root).
+    pub s1_walk: usize,
+    /// Stage-2 walk cache entries.
+    pub s2_walk: usize,
+    /// Stage-2 leaf cache entries (nested table and CD fetches).
+    pub s2_leaf: usize,
+}
+
+impl CacheSizes {
+    /// Ways per set (IMPDEF).
+    pub const WAYS: usize = 4;
+
+    /// Every cache disabled.
+    pub const NONE: Self = Self { ste: 0, cd: 0, tlb: 0, s1_walk: 0, s2_walk: 0, s2_leaf: 0 };
+}
+
+impl Default for CacheSizes {
+    /// IMPDEF: sizes of a small SMMU (QEMU's IOTLB holds 256 entries).
+    fn default() -> Self {
+        Self { ste: 64, cd: 64, tlb: 256, s1_walk: 64, s2_walk: 64, s2_leaf: 64 }
+    }
+}
+
+/// TLB tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct TlbKey {
+    pub vmid: u16,
+    /// `None`: not tagged by ASID (stage 2 only, or a global stage-1 entry).
+    pub asid: Option<u16>,
+    /// The input is a VA (stage 1 or nested) rather than an IPA (stage 2 only).
+    pub va: bool,
+    /// Input address >> `page_lg2`.
+    pub page: u64,
+    pub page_lg2: u8,
+}
+
+/// What a TLB hit needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TlbEntry {
+    /// Output address of the page (low `page_lg2` bits zero).
+    pub out_page: u64,
+    pub perms: Perms,
+    /// A write needs no table update (see [`Leaf::dirty`]).
+    pub dirty: bool,
+}
+
+/// Walk-cache tag: stage-1 entries have an ASID, stage-2 entries do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct WalkKey {
+    pub vmid: u16,
+    pub asid: Option<u16>,
+    pub span_lg2: u8,
+    /// Input bits above `span_lg2`.
+    pub prefix: u64,
+}
+
+/// Stage-2 leaf cache tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct S2LeafKey {
+    pub vmid: u16,
+    pub page: u64,
+    pub page_lg2: u8,
+}
+
+/// Every cache of one SMMU.
+#[derive(Debug)]
+pub(super) struct Caches {
+    pub ste: Option<Cache<u32, Stream>>,
+    pub cd: Option<Cache<(u32, u32), Context>>,
+    pub tlb: Option<Cache<TlbKey, TlbEntry>>,
+    pub s1_walk: Option<Cache<WalkKey, ResumePoint>>,
+    pub s2_walk: Option<Cache<WalkKey, ResumePoint>>,
+    pub s2_leaf: Option<Cache<S2LeafKey, Leaf>>,
+}
+
+fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(entries: usize) -> Option<Cache<K, V>> {
+    (entries != 0).then(|| Cache::new(entries.div_ceil(CacheSizes::WAYS), CacheSizes::WAYS))
+}
+
+fn epoch<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Cache<K, V>>) -> u64 {
+    c.as_ref().map_or(0, Cache::epoch)
+}
+
+/// Every cache's invalidation epoch, read before a translation reads anything.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Epochs {
+    pub ste: u64,
+    pub cd: u64,
+    pub tlb: u64,
+    pub s1_walk: u64,
+    pub s2_walk: u64,
+    pub s2_leaf: u64,
+}
+
+impl Caches {
+    pub fn new(s: &CacheSizes) -> Self {
+        Self {
+            ste: make(s.ste),
+            cd: make(s.cd),
+            tlb: make(s.tlb),
+            s1_walk: make(s.s1_walk),
+            s2_walk: make(s.s2_walk),
+            s2_leaf: make(s.s2_leaf),
+        }
+    }
+
+    pub fn epochs(&self) -> Epochs {
+        Epochs {
+            ste: epoch(&self.ste),
+            cd: epoch(&self.cd),
+            tlb: epoch(&self.tlb),
+            s1_walk: epoch(&self.s1_walk),
+            s2_walk: epoch(&self.s2_walk),
+            s2_leaf: epoch(&self.s2_leaf),
+        }
+    }
+
+    /// A cached TLB entry for `input` under `vmid` and (for stage-1 inputs) `asid`, probing
+    /// each page size in `sizes` (0 ends the list), ASID-tagged before global.
+    pub fn tlb_lookup(
+        &self,
+        vmid: u16,
+        asid: Option<u16>,
+        va: bool,
+        input: u64,
+        sizes: &[u8; 6],
+    ) -> Option<(TlbEntry, u8)> {
+        let tlb = self.tlb.as_ref()?;
+        for &page_lg2 in sizes.iter().take_while(|&&s| s != 0) {
+            let page = input >> page_lg2;
+            let tags = [asid, None];
+            let n = if asid.is_some() { 2 } else { 1 };
+            for &a in tags.iter().take(n) {
+                let key = TlbKey { vmid, asid: a, va, page, page_lg2 };
+                if let Some(e) = tlb.get(&key) {
+                    return Some((e, page_lg2));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The leaf and table sizes of a granule of `lg2` bytes: the page, and blocks one and two
+/// levels up (§3.4; larger blocks need FEAT_LPA2 or the 64K level-1 block, both included).
+pub(super) const fn granule_sizes(lg2: u8) -> [u8; 3] {
+    let stride = lg2.saturating_sub(3);
+    [lg2, lg2.saturating_add(stride), lg2.saturating_add(stride.saturating_mul(2))]
+}
+
+/// The tags a walk's hints use, set as the translation learns them (VMID from the STE, ASID
+/// from the CD).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Tags {
+    pub vmid: u16,
+    pub asid: u16,
+    /// Stage-1 granule log2 (0 until the CD is known).
+    pub s1_granule: u8,
+    /// Stage-2 granule log2 (0 when stage 2 is off).
+    pub s2_granule: u8,
+}
+
+/// The model's [`WalkHints`]: the walk caches and the stage-2 leaf cache, under one
+/// translation's tags and epochs.
+pub(super) struct Hints<'a> {
+    pub caches: &'a Caches,
+    pub tags: &'a Cell<Tags>,
+    pub epochs: Epochs,
+}
+
+impl Hints<'_> {
+    fn walk_cache(&self, stage: Stage) -> Option<(&Cache<WalkKey, ResumePoint>, Option<u16>, u8)> {
+        let t = self.tags.get();
+        match stage {
+            Stage::S1 => Some((self.caches.s1_walk.as_ref()?, Some(t.asid), t.s1_granule)),
+            Stage::S2 => Some((self.caches.s2_walk.as_ref()?, None, t.s2_granule)),
+        }
+    }
+}
+
+impl WalkHints for Hints<'_> {
+    fn leaf(&mut self, stage: Stage, input: u64) -> Option<Leaf> {
+        if stage != Stage::S2 {
+            return None;
+        }
+        let cache = self.caches.s2_leaf.as_ref()?;
+        let t = self.tags.get();
+        if t.s2_granule == 0 {
+            return None;
+        }
+        for page_lg2 in granule_sizes(t.s2_granule) {
+            let key = S2LeafKey { vmid: t.vmid, page: input >> page_lg2, page_lg2 };
+            if let Some(l) = cache.get(&key) {
+                let offset = input & low_mask(page_lg2);
+                return Some(Leaf { output: (l.output & !low_mask(page_lg2)) | offset, ..l });
+            }
+        }
+        None
+    }
+
+    fn resume(&mut self, stage: Stage, input: u64) -> Option<ResumePoint> {
+        let (cache, asid, granule) = self.walk_cache(stage)?;
+        if granule == 0 {
+            return None;
+        }
+        let vmid = self.tags.get().vmid;
+        let stride = granule.saturating_sub(3);
+        // The deepest table first: it covers granule + stride bits.
+        (1..=4u8).find_map(|k| {
+            let span_lg2 = granule.saturating_add(stride.saturating_mul(k));
+            if span_lg2 >= 64 {
+                return None;
+            }
+            cache.get(&WalkKey { vmid, asid, span_lg2, prefix: input >> span_lg2 })
+        })
+    }
+
+    fn learned_table(&mut self, stage: Stage, input: u64, point: ResumePoint) {
+        let epoch = match stage {
+            Stage::S1 => self.epochs.s1_walk,
+            Stage::S2 => self.epochs.s2_walk,
+        };
+        if let Some((cache, asid, _)) = self.walk_cache(stage) {
+            if point.span_lg2 < 64 {
+                let key = WalkKey {
+                    vmid: self.tags.get().vmid,
+                    asid,
+                    span_lg2: point.span_lg2,
+                    prefix: input >> point.span_lg2,
+                };
+                cache.insert(key, point, epoch);
+            }
+        }
+    }
+
+    fn learned_leaf(&mut self, stage: Stage, input: u64, leaf: &Leaf) {
+        if stage != Stage::S2 || leaf.page_lg2 >= 64 {
+            return;
+        }
+        if let Some(cache) = self.caches.s2_leaf.as_ref() {
+            let key = S2LeafKey {
+                vmid: self.tags.get().vmid,
+                page: input >> leaf.page_lg2,
+                page_lg2: leaf.page_lg2,
+            };
+            cache.insert(key, *leaf, self.epochs.s2_leaf);
+        }
+    }
+}
+
+/// Bits `[n-1:0]` set (all 64 for n >= 64).
+pub(super) const fn low_mask(n: u8) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}

@@ -1,0 +1,348 @@
+//! The Command queue (§3.5, §4, §7.1): SMMU_CMDQ_BASE/PROD/CONS with wrap flags, every
+//! Non-secure command, CMD_SYNC completion and CERROR.
+//!
+//! IMPDEF: commands are consumed synchronously. A write to SMMU_CMDQ_PROD (or an enable of
+//! CMDQEN, or an acknowledgement of CMDQ_ERR through GERRORN) processes every command from
+//! CONS to PROD before the write returns, so every invalidation has completed when its
+//! command is consumed, and CMD_SYNC completes as soon as it is read. The §3.21 contract
+//! follows: once CONS has passed a CMD_SYNC, no translation that starts afterwards returns a
+//! mapping invalidated before it (the caches' epochs, see `cache`).
+//!
+//! IMPDEF choices, each also marked where it is made:
+//! - RES0 bits set in a command (§4.1.5) make it CERROR_ILL.
+//! - Invalidations may remove more than they select (§3.21 permits it): TTL hints are
+//!   ignored, CMD_CFGI_STE also drops the StreamID's cached CDs (the CD cache is tagged by
+//!   StreamID, not by the CD table's address), EL2 TLBIs (only with SMMU_IDR0.HYP) invalidate
+//!   every TLB and walk-cache entry.
+//! - CMD_PREFETCH_* prefetch nothing.
+//! - CMD_TLBI_S2_IPA does not remove combined stage-1 + stage-2 TLB entries (tagged by VA):
+//!   as on the CPU, software follows it with CMD_TLBI_NH_ALL or CMD_TLBI_S12_VMALL (§4.4.3.1).
+//!
+//! Step (e): CMD_RESUME and CMD_STALL_TERM are CERROR_ILL with the terminate-only stall model
+//! (the default, §6.3.1 STALL_MODEL == 0b01); with a stall model advertised they are accepted
+//! and do nothing, which is exact while no transaction can stall (stalls come with step e).
+//! CMD_PRI_RESP is CERROR_ILL without SMMU_IDR0.PRI, and otherwise sends the PRG response to
+//! the device ([`Output::PriResponse`]); CMD_ATC_INV is CERROR_ILL without SMMU_IDR0.ATS and
+//! otherwise goes to the device ([`Output::AtcInvalidate`]).
+
+use sviommu_memory::bits::low_mask;
+use sviommu_memory::{Hpa, PhysMemory};
+
+use super::cache::low_mask as mask64;
+use super::mmio::RegFile;
+use super::{low32, Output, Smmu};
+use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
+use crate::spec::{CError, Command, Opcode, SyncCs};
+
+/// Bytes per command.
+const CMD_BYTES: u64 = 16;
+
+impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
+    /// Consumes commands from CONS to PROD while the queue is enabled and no command error is
+    /// active (§7.1: a CERROR stops the queue with CONS at the bad command until software
+    /// acknowledges GERROR.CMDQ_ERR through GERRORN).
+    pub(super) fn process_cmdq(&self, r: &mut RegFile) {
+        if !cr0::CMDQEN.is_set(u64::from(r.cr0ack)) {
+            return;
+        }
+        let (g, n) = (u64::from(r.gerror), u64::from(r.gerrorn));
+        if gerror::CMDQ_ERR.get(g) != gerror::CMDQ_ERR.get(n) {
+            return;
+        }
+        // §6.3.26: LOG2SIZE is capped at SMMU_IDR1.CMDQS; the base is aligned to the queue's
+        // size, at least 32 bytes.
+        let cmdqs = idr1::CMDQS.get(u64::from(self.params.idr1));
+        let qs64 = queue_base::LOG2SIZE.get(r.cmdq_base).min(cmdqs);
+        let qs = u8::try_from(qs64).unwrap_or(QueuePointer::MAX_LOG2SIZE);
+        let base = queue_base::ADDR.in_place(r.cmdq_base) & !low_mask(qs.saturating_add(4).max(5));
+        let prod = QueuePointer::from_reg(low32(prod::WR.get(u64::from(r.cmdq_prod))), qs);
+        let mut rd = QueuePointer::from_reg(low32(cons::RD.get(u64::from(r.cmdq_cons))), qs);
+        let mut err = None;
+        // At most every entry twice round (inconsistent pointers included): bounded.
+        let bound = 2u64 << qs;
+        let mut steps = 0;
+        while rd != prod && steps < bound {
+            steps += 1;
+            let addr = base.saturating_add(u64::from(rd.index) * CMD_BYTES);
+            let cmd = match (
+                self.mem.read_u64(Hpa(addr)),
+                self.mem.read_u64(Hpa(addr.saturating_add(8))),
+            ) {
+                (Ok(w0), Ok(w1)) => Command::from_words([w0, w1]),
+                // §7.1: an abort on the command fetch.
+                _ => {
+                    err = Some(CError::Abt);
+                    break;
+                }
+            };
+            if let Err(e) = self.execute(&cmd) {
+                err = Some(e);
+                break;
+            }
+            rd = rd.next(qs);
+        }
+        let mut c = cons::RD.set(u64::from(r.cmdq_cons), u64::from(rd.to_reg(qs)));
+        if let Some(e) = err {
+            // §7.1: CONS.ERR says why, CONS.RD stays at the command; GERROR.CMDQ_ERR toggles.
+            c = cons::ERR.set(c, u64::from(e as u8));
+            r.gerror = low32(g ^ gerror::CMDQ_ERR.mask());
+        }
+        r.cmdq_cons = low32(c);
+    }
+
+    /// Executes one command, or says why it is illegal.
+    fn execute(&self, c: &Command) -> Result<(), CError> {
+        let caps = &self.caps;
+        let op = c.opcode().map_err(|_| CError::Ill)?;
+        // IMPDEF: RES0 bits set are CERROR_ILL (§4.1.5 permits either); a layout the spec
+        // module does not know is illegal too (Secure-only and DPT commands).
+        if c.res0_set() != Some([0, 0]) {
+            return Err(CError::Ill);
+        }
+        let ch = &self.caches;
+        match op {
+            // IMPDEF: nothing is prefetched. StreamID and SubstreamID are hints, unchecked.
+            Opcode::PrefetchConfig | Opcode::PrefetchAddr => {}
+            // §4.3.1.
+            Opcode::CfgiSte => {
+                let sid = c.sid();
+                self.sid_in_range(sid)?;
+                inval(&ch.ste, |&k, _| k == sid);
+                inval(&ch.cd, |&(k, _), _| k == sid);
+            }
+            // §4.3.2, §4.3.6: 2^(Range + 1) StreamIDs from StreamID aligned down; 31 is all.
+            Opcode::CfgiSteRange => {
+                let span = c.range().saturating_add(1);
+                let first = u64::from(c.sid()) >> span;
+                let sel = |k: u32| span >= 32 || u64::from(k) >> span == first;
+                inval(&ch.ste, |&k, _| sel(k));
+                inval(&ch.cd, |&(k, _), _| sel(k));
+            }
+            // §4.3.3: one CD (L1CD too, Leaf == 0; the model caches no L1CD apart).
+            Opcode::CfgiCd => {
+                let (sid, ssid) = (c.sid(), c.ssid());
+                self.sid_in_range(sid)?;
+                if u64::from(ssid) >> caps.ssidsize != 0 {
+                    return Err(CError::Ill);
+                }
+                inval(&ch.cd, |&k, _| k == (sid, ssid));
+            }
+            // §4.3.4.
+            Opcode::CfgiCdAll => {
+                let sid = c.sid();
+                self.sid_in_range(sid)?;
+                inval(&ch.cd, |&(k, _), _| k == sid);
+            }
+            // §4.4.2.1: every stage-1 entry of the VMID (combined ones too).
+            Opcode::TlbiNhAll => {
+                let vmid = self.vmid_of(c)?;
+                inval(&ch.tlb, |k, _| k.va && k.vmid == vmid);
+                inval(&ch.s1_walk, |k, _| k.vmid == vmid);
+            }
+            // §4.4.2.2: non-global stage-1 entries of the ASID.
+            Opcode::TlbiNhAsid => {
+                let vmid = self.vmid_of(c)?;
+                let asid = self.asid_of(c)?;
+                inval(&ch.tlb, |k, _| k.va && k.vmid == vmid && k.asid == Some(asid));
+                inval(&ch.s1_walk, |k, _| k.vmid == vmid && k.asid == Some(asid));
+            }
+            // §4.4.2.4 (ASID and global entries), §4.4.2.3 (every ASID).
+            Opcode::TlbiNhVa | Opcode::TlbiNhVaa => {
+                let vmid = self.vmid_of(c)?;
+                let asid = if op == Opcode::TlbiNhVa { Some(self.asid_of(c)?) } else { None };
+                let (lo, hi) = self.tlbi_range(c, c.address())?;
+                let asid_ok = |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
+                inval(&ch.tlb, |k, _| {
+                    k.va && k.vmid == vmid && asid_ok(k.asid) && hits(k.page, k.page_lg2, lo, hi)
+                });
+                if !c.leaf() {
+                    inval(&ch.s1_walk, |k, _| {
+                        k.vmid == vmid && asid_ok(k.asid) && hits(k.prefix, k.span_lg2, lo, hi)
+                    });
+                }
+            }
+            // §4.4.3.2: everything of the VMID, both stages.
+            Opcode::TlbiS12Vmall => {
+                let vmid = self.vmid_of(c)?;
+                inval(&ch.tlb, |k, _| k.vmid == vmid);
+                inval(&ch.s1_walk, |k, _| k.vmid == vmid);
+                inval(&ch.s2_walk, |k, _| k.vmid == vmid);
+                inval(&ch.s2_leaf, |k, _| k.vmid == vmid);
+            }
+            // §4.4.3.1: stage-2 entries of the IPA range.
+            Opcode::TlbiS2Ipa => {
+                if !caps.s2p {
+                    return Err(CError::Ill);
+                }
+                let vmid = self.vmid_of(c)?;
+                let (lo, hi) = self.tlbi_range(c, c.ipa())?;
+                inval(&ch.tlb, |k, _| !k.va && k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
+                inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
+                if !c.leaf() {
+                    inval(&ch.s2_walk, |k, _| k.vmid == vmid && hits(k.prefix, k.span_lg2, lo, hi));
+                }
+            }
+            // §4.4.4.1: every Non-secure non-hypervisor entry: all of them here.
+            Opcode::TlbiNsnhAll => self.invalidate_all_tlbs(),
+            // §4.4.2.7 to §4.4.2.10: only with EL2 (IMPDEF: everything, see the module doc).
+            Opcode::TlbiEl2All | Opcode::TlbiEl2Asid | Opcode::TlbiEl2Va | Opcode::TlbiEl2Vaa => {
+                if !caps.hyp {
+                    return Err(CError::Ill);
+                }
+                self.invalidate_all_tlbs();
+            }
+            // §4.5.1: to the device's ATC; ILLEGAL without ATS.
+            Opcode::AtcInv => {
+                if !caps.ats {
+                    return Err(CError::Ill);
+                }
+                self.sid_in_range(c.sid())?;
+                self.push(Output::AtcInvalidate {
+                    sid: c.sid(),
+                    ssid: c.ssv().then_some(c.ssid()),
+                    global: c.global(),
+                    addr: c.address(),
+                    size_lg2: c.atc_size(),
+                });
+            }
+            // §4.5.2: the PRG response to the device; ILLEGAL without PRI or with Resp 0b11.
+            Opcode::PriResp => {
+                if !caps.pri {
+                    return Err(CError::Ill);
+                }
+                let resp = c.resp().map_err(|_| CError::Ill)?;
+                self.push(Output::PriResponse {
+                    sid: c.sid(),
+                    ssid: c.ssv().then_some(c.ssid()),
+                    prg_index: c.prgindex(),
+                    response_code: resp.response_code(),
+                });
+            }
+            // §4.7.1, §4.7.2, §6.3.1: ILLEGAL with the terminate-only model; otherwise no
+            // transaction is stalled (step e), so nothing matches.
+            Opcode::Resume | Opcode::StallTerm => {
+                if caps.stall_model == StallModel::TerminateOnly as u64 {
+                    return Err(CError::Ill);
+                }
+            }
+            // §4.7.3: everything before it has completed already (processing is synchronous).
+            Opcode::Sync => match c.cs().map_err(|_| CError::Ill)? {
+                SyncCs::SigNone => {}
+                SyncCs::SigIrq => {
+                    let addr = c.msiaddress();
+                    if caps.msi {
+                        // MSIAddress == 0: no MSI.
+                        if addr != 0 {
+                            self.push(Output::Msi { addr, data: c.msidata() });
+                        }
+                    } else {
+                        self.push(Output::CmdSyncIrq);
+                    }
+                }
+                // SIG_SEV is SIG_NONE without SMMU_IDR0.SEV.
+                SyncCs::SigSev => {
+                    if caps.sev {
+                        self.push(Output::Sev);
+                    }
+                }
+            },
+            // Secure-only and EL3 commands on the Non-secure queue, VMS and DPT (not
+            // implemented): ILLEGAL.
+            Opcode::CfgiVmsPidm
+            | Opcode::TlbiEl3All
+            | Opcode::TlbiEl3Va
+            | Opcode::TlbiSEl2All
+            | Opcode::TlbiSEl2Asid
+            | Opcode::TlbiSEl2Va
+            | Opcode::TlbiSEl2Vaa
+            | Opcode::TlbiSS12Vmall
+            | Opcode::TlbiSS2Ipa
+            | Opcode::TlbiSnhAll
+            | Opcode::DptiAll
+            | Opcode::DptiPa => return Err(CError::Ill),
+        }
+        Ok(())
+    }
+
+    /// IMPDEF: a StreamID beyond SMMU_IDR1.SIDSIZE is CERROR_ILL.
+    fn sid_in_range(&self, sid: u32) -> Result<(), CError> {
+        if u64::from(sid) >> self.caps.sidsize != 0 {
+            return Err(CError::Ill);
+        }
+        Ok(())
+    }
+
+    /// The VMID of a TLBI: VMID[15:8] must be zero with 8-bit VMIDs (IMPDEF: CERROR_ILL);
+    /// IGNORED (taken as 0) without stage 2.
+    fn vmid_of(&self, c: &Command) -> Result<u16, CError> {
+        if !self.caps.s2p {
+            return Ok(0);
+        }
+        let v = c.vmid();
+        if !self.caps.vmid16 && v >> 8 != 0 {
+            return Err(CError::Ill);
+        }
+        Ok(v)
+    }
+
+    /// The ASID of a TLBI, checked against 8-bit ASIDs as the VMID is.
+    fn asid_of(&self, c: &Command) -> Result<u16, CError> {
+        let a = c.asid();
+        if !self.caps.asid16 && a >> 8 != 0 {
+            return Err(CError::Ill);
+        }
+        Ok(a)
+    }
+
+    /// The input range `[lo, hi]` a VA or IPA TLBI selects (§4.4.1.1): one address, or with
+    /// SMMU_IDR3.RIL and TG != 0, (NUM + 1) * 2^SCALE granules from the address aligned down.
+    fn tlbi_range(&self, c: &Command, addr: u64) -> Result<(u64, u64), CError> {
+        // SCALE[5] needs SMMU_IDR5.DS (not implemented); TTL128 needs 128-bit descriptors.
+        if c.scale() >> 5 != 0 || c.ttl128() {
+            return Err(CError::Ill);
+        }
+        let granule = match c.tg() {
+            Ok(Some(g)) if self.caps.ril => g,
+            _ => return Ok((addr, addr)),
+        };
+        let g_lg2 = granule_lg2(granule);
+        let lo = addr & !mask64(g_lg2);
+        let pages = (u64::from(c.num()) + 1) << c.scale();
+        let len = pages.checked_shl(u32::from(g_lg2)).unwrap_or(u64::MAX);
+        Ok((lo, lo.saturating_add(len.saturating_sub(1))))
+    }
+
+    /// Every TLB and walk-cache entry.
+    fn invalidate_all_tlbs(&self) {
+        let ch = &self.caches;
+        inval(&ch.tlb, |_, _| true);
+        inval(&ch.s1_walk, |_, _| true);
+        inval(&ch.s2_walk, |_, _| true);
+        inval(&ch.s2_leaf, |_, _| true);
+    }
+}
+
+fn granule_lg2(g: crate::spec::Granule) -> u8 {
+    match g {
+        crate::spec::Granule::Size4K => 12,
+        crate::spec::Granule::Size16K => 14,
+        crate::spec::Granule::Size64K => 16,
+    }
+}
+
+/// Whether the block `prefix << lg2 .. + 2^lg2` meets `[lo, hi]`.
+fn hits(prefix: u64, lg2: u8, lo: u64, hi: u64) -> bool {
+    let start = prefix.checked_shl(u32::from(lg2)).unwrap_or(0);
+    let end = start | mask64(lg2);
+    start <= hi && lo <= end
+}
+
+/// Invalidates what `sel` selects, if the cache exists.
+fn inval<K: Copy + Eq + std::hash::Hash, V: Copy>(
+    c: &Option<sviommu_tlb::Cache<K, V>>,
+    sel: impl Fn(&K, &V) -> bool,
+) {
+    if let Some(c) = c {
+        c.invalidate(sel);
+    }
+}
