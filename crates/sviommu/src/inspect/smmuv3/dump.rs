@@ -113,7 +113,12 @@ fn cds(insp: &SmmuInspector, sid: u32, ste: &Ste, d: &mut Dump) {
     let mut invalid = 0u32;
     for i in 0..tried {
         let ssid = (cdmax != 0).then_some(i);
-        let o = probe(insp, sid, ssid);
+        let mut o = probe(insp, sid, ssid);
+        // §5.2 S1DSS == 0b10: SubstreamID 0 is refused, and CD 0 serves transactions without
+        // a SubstreamID; ask for it that way.
+        if i == 0 && ssid.is_some() && !o.structures.iter().any(|(w, ..)| *w == decode::CD) {
+            o = probe(insp, sid, None);
+        }
         match o.structures.iter().find(|(w, ..)| *w == decode::CD) {
             Some(&(_, addr, words)) if Cd::from_words(words).v() => {
                 d.entries.push(entry(decode::CD, ssid, addr, words));
