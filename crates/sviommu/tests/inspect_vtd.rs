@@ -15,7 +15,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::Value;
 use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
-use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Translated};
+use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
 use sviommu::inspect::vtd::{self, dump, Anchors, Request, VtdInspector};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
@@ -56,8 +56,8 @@ fn ok(r: &RequestRecord) -> Translated {
 #[track_caller]
 fn fault(r: &RequestRecord) -> FaultInfo {
     match r.result {
-        Err(f) => f,
-        Ok(t) => panic!("{}: expected a fault, got {t:?}", r.request_text()),
+        Err(Stop::Fault(f)) => f,
+        other => panic!("{}: expected a fault, got {other:?}", r.request_text()),
     }
 }
 

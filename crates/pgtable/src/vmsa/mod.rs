@@ -19,8 +19,8 @@
 //! in table descriptors) and the contiguous hint are not modelled; the contiguous bit and every
 //! RES0 bit are ignored (see [`Granule`] for the address fields).
 
-mod s1;
-mod s2;
+pub mod s1;
+pub mod s2;
 
 pub use s1::{S1Acc, S1Attrs, VmsaS1};
 pub use s2::{S2Attrs, VmsaS2};

@@ -11,9 +11,7 @@
 //! | [`parse`] | numbers, BDFs, accesses, request files (with line numbers) |
 //! | [`record`] | the report every architecture shares: one record per request, as text or JSON lines |
 //! | [`vtd`] | Intel VT-d: `--rtaddr`, `--cap`, `--ecap`; decoding through `sviommu_vtd::spec` |
-//!
-//! SMMUv3 (`inspect smmuv3`, `--strtab-base`) slots in beside [`vtd`] when its model lands: its
-//! own arguments and decoding, the same images, parser and records.
+//! | [`smmuv3`] | Arm SMMUv3: `--strtab-base`, `--strtab-base-cfg`, `--idrN`; decoding through `sviommu_smmuv3::spec` |
 
 use std::path::PathBuf;
 
@@ -23,6 +21,7 @@ use sviommu_memory::ImageError;
 pub mod image;
 pub mod parse;
 pub mod record;
+pub mod smmuv3;
 pub mod vtd;
 
 /// The architecture to inspect.
@@ -34,6 +33,13 @@ pub enum Arch {
     /// (--device, --addr) or a file of them (--requests) through the VT-d model, with every
     /// entry it read (--walk), or decode one device's root, context and PASID entries (--dump).
     Vtd(vtd::VtdArgs),
+    /// Arm SMMUv3: translate transactions and decode STEs and CDs from a Stream table.
+    ///
+    /// Give the memory image and SMMU_STRTAB_BASE / SMMU_STRTAB_BASE_CFG as the driver wrote
+    /// them. Translate one transaction (--device SID, --addr) or a file of them (--requests)
+    /// through the SMMUv3 model, with every STE, CD and descriptor it read (--walk), or decode
+    /// one stream's STE and CDs (--dump).
+    Smmuv3(smmuv3::SmmuArgs),
 }
 
 impl Arch {
@@ -41,6 +47,7 @@ impl Arch {
     pub fn name(&self) -> &'static str {
         match self {
             Arch::Vtd(_) => "vtd",
+            Arch::Smmuv3(_) => "smmuv3",
         }
     }
 }
@@ -88,6 +95,7 @@ pub enum InspectError {
 pub fn run(arch: &Arch, out: &mut dyn std::io::Write) -> Result<(), InspectError> {
     match arch {
         Arch::Vtd(args) => vtd::run(args, out),
+        Arch::Smmuv3(args) => smmuv3::run(args, out),
     }
 }
 
@@ -95,13 +103,20 @@ pub fn run(arch: &Arch, out: &mut dyn std::io::Write) -> Result<(), InspectError
 pub fn requests_table(records: &[record::RequestRecord]) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["line", "device", "pasid", "access", "address", "result", "reads"]);
+    let (device, sub) = match records.first().map(|r| r.requester) {
+        Some(record::Requester::Stream { .. }) => ("sid", "ssid"),
+        _ => ("device", "pasid"),
+    };
+    table.set_header(["line", device, sub, "access", "address", "result", "reads"]);
     for r in records {
         table.add_row([
             Cell::new(r.line.map_or("-".into(), |l| l.to_string()))
                 .set_alignment(CellAlignment::Right),
-            Cell::new(&r.device),
-            Cell::new(r.pasid.map_or("-".into(), |p| p.to_string())),
+            Cell::new(match r.requester {
+                record::Requester::Pci { rid, .. } => parse::Bdf(rid).to_string(),
+                record::Requester::Stream { sid, .. } => sid.to_string(),
+            }),
+            Cell::new(r.requester.sub().map_or("-".into(), |p| p.to_string())),
             Cell::new(parse::access_name(r.access)),
             Cell::new(format!("{:#x}", r.addr)),
             Cell::new(r.result_text()),

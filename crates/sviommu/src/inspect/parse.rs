@@ -57,6 +57,23 @@ pub fn pasid(s: &str) -> Result<u32, ParseError> {
     u32::try_from(number(s)?).map_err(|_| ParseError::TooLarge(s.to_owned(), "PASID"))
 }
 
+/// An SMMUv3 StreamID: a number (decimal or `0x` hex) up to 32 bits (the SMMU itself reports
+/// one beyond SMMU_IDR1.SIDSIZE or the Stream table as C_BAD_STREAMID).
+pub fn stream_id(s: &str) -> Result<u32, ParseError> {
+    u32::try_from(number(s)?).map_err(|_| ParseError::TooLarge(s.to_owned(), "StreamID"))
+}
+
+/// An SMMUv3 SubstreamID (a PCIe PASID), up to 32 bits here: the SMMU itself reports one
+/// beyond SSIDSIZE or the STE's S1CDMax as C_BAD_SUBSTREAMID.
+pub fn substream_id(s: &str) -> Result<u32, ParseError> {
+    u32::try_from(number(s)?).map_err(|_| ParseError::TooLarge(s.to_owned(), "SubstreamID"))
+}
+
+/// A 32-bit register value (SMMU_IDRn, SMMU_STRTAB_BASE_CFG).
+pub fn reg32(s: &str) -> Result<u32, ParseError> {
+    u32::try_from(number(s)?).map_err(|_| ParseError::TooLarge(s.to_owned(), "32-bit register"))
+}
+
 /// A PCI requester ID: `bb:dd.f`, `ssss:bb:dd.f` (segment must be 0 here: one unit per
 /// segment) or a plain 16-bit number. Returns the 16-bit RID `bus << 8 | dev << 3 | fn`.
 pub fn requester_id(s: &str) -> Result<u16, ParseError> {

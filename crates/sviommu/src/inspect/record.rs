@@ -57,6 +57,9 @@ impl std::fmt::Display for Value {
     }
 }
 
+/// Above this many fields a structure's text shows only the non-zero ones.
+pub const MANY_FIELDS: usize = 32;
+
 /// Decoded fields, in the order the spec lists them; a JSON object keyed by the spec mnemonic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fields(pub Vec<(&'static str, Value)>);
@@ -76,6 +79,28 @@ impl Fields {
             }
             let _ = write!(s, "{name}={value}");
         }
+        s
+    }
+
+    /// A structure's fields for a person: every field (`text_all`) when there are few, as in
+    /// VT-d's entries; only the non-zero ones when there are many (an STE has over 80 fields,
+    /// a CD over 40). The JSON always has every field.
+    pub fn text_structure(&self) -> String {
+        if self.0.len() <= MANY_FIELDS {
+            return self.text_all();
+        }
+        let nonzero = self
+            .0
+            .iter()
+            .filter(|(_, v)| !matches!(v, Value::Flag(false) | Value::Num(0) | Value::Hex(0)));
+        let mut s = String::new();
+        for (name, value) in nonzero {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            let _ = write!(s, "{name}={value}");
+        }
+        s.push_str(" (others 0)");
         s
     }
 
@@ -163,7 +188,7 @@ pub struct Translated {
 }
 
 /// An architected fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FaultInfo {
     /// The code hardware records (VT-d fault reason, SMMUv3 event number).
     pub code: u8,
@@ -173,6 +198,83 @@ pub struct FaultInfo {
     /// record it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fpd: Option<bool>,
+    /// SMMUv3: whether the SMMU records the event in the Event queue (CD.R, STE.S2R,
+    /// CR2.RECINVSID); the transaction is terminated either way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
+    /// SMMUv3: the event record's S2 field (the fault happened at stage 2), where it has one.
+    #[serde(rename = "S2", skip_serializing_if = "Option::is_none")]
+    pub s2: Option<bool>,
+    /// SMMUv3: the event record's CLASS (`CD`, `TT`, `IN`), where it has one.
+    #[serde(rename = "CLASS", skip_serializing_if = "Option::is_none")]
+    pub class: Option<&'static str>,
+    /// SMMUv3: the event record's IPA, where it has one.
+    #[serde(rename = "IPA", skip_serializing_if = "Option::is_none")]
+    pub ipa: Option<Hex>,
+    /// SMMUv3: the event record's FetchAddr (the physical address whose fetch aborted).
+    #[serde(rename = "FetchAddr", skip_serializing_if = "Option::is_none")]
+    pub fetch_addr: Option<Hex>,
+}
+
+/// Why the unit did not translate a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// An architected fault (VT-d fault reason, SMMUv3 event).
+    Fault(FaultInfo),
+    /// Terminated without any fault record (SMMUv3: STE.Config abort, GBPA.ABORT).
+    Abort(&'static str),
+}
+
+/// Who made a request, as the architecture names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// VT-d: a PCI requester ID, with the PASID prefix if any.
+    Pci {
+        /// bus << 8 | devfn.
+        rid: u16,
+        /// PASID prefix.
+        pasid: Option<u32>,
+    },
+    /// SMMUv3: a StreamID, with the SubstreamID if any.
+    Stream {
+        /// StreamID.
+        sid: u32,
+        /// SubstreamID (SSV == 1).
+        ssid: Option<u32>,
+    },
+}
+
+impl Requester {
+    /// The device as a person writes it: `00:02.0`, `sid 5`.
+    pub fn device_text(&self) -> String {
+        match self {
+            Requester::Pci { rid, .. } => super::parse::Bdf(*rid).to_string(),
+            Requester::Stream { sid, .. } => format!("sid {sid}"),
+        }
+    }
+
+    /// The PASID / SubstreamID.
+    pub fn sub(&self) -> Option<u32> {
+        match *self {
+            Requester::Pci { pasid, .. } => pasid,
+            Requester::Stream { ssid, .. } => ssid,
+        }
+    }
+
+    /// The architecture's name for the sub-identifier: `pasid`, `ssid`.
+    pub fn sub_name(&self) -> &'static str {
+        match self {
+            Requester::Pci { .. } => "pasid",
+            Requester::Stream { .. } => "ssid",
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RequesterJson {
+    Pci { device: String, pasid: Option<u32> },
+    Stream { sid: u32, ssid: Option<u32> },
 }
 
 /// One request and what the unit did with it.
@@ -180,16 +282,14 @@ pub struct FaultInfo {
 pub struct RequestRecord {
     /// The request file's line, when it came from one.
     pub line: Option<usize>,
-    /// The requester, as the architecture writes it (`00:02.0`).
-    pub device: String,
-    /// PASID / SubstreamID.
-    pub pasid: Option<u32>,
+    /// The requester and its PASID / SubstreamID.
+    pub requester: Requester,
     /// The input address.
     pub addr: u64,
     /// The access asked for.
     pub access: Access,
-    /// The translation or the fault.
-    pub result: Result<Translated, FaultInfo>,
+    /// The translation, or the fault or abort that stopped it.
+    pub result: Result<Translated, Stop>,
     /// Memory reads the unit made: structures, table entries, and failed attempts.
     pub reads: u32,
     /// Every read, when asked for.
@@ -200,8 +300,8 @@ pub struct RequestRecord {
 struct RequestJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<usize>,
-    device: &'a str,
-    pasid: Option<u32>,
+    #[serde(flatten)]
+    requester: RequesterJson,
     addr: Hex,
     access: &'static str,
     #[serde(rename = "priv")]
@@ -216,6 +316,8 @@ struct RequestJson<'a> {
     interrupt: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fault: Option<FaultInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abort: Option<&'static str>,
     reads: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     walk: Option<&'a [Step]>,
@@ -232,8 +334,12 @@ impl RequestRecord {
         let ok = self.result.as_ref().ok();
         let j = RequestJson {
             line: self.line,
-            device: &self.device,
-            pasid: self.pasid,
+            requester: match self.requester {
+                Requester::Pci { rid, pasid } => {
+                    RequesterJson::Pci { device: super::parse::Bdf(rid).to_string(), pasid }
+                }
+                Requester::Stream { sid, ssid } => RequesterJson::Stream { sid, ssid },
+            },
             addr: Hex(self.addr),
             access: kind_name(self.access),
             privileged: self.access.privileged,
@@ -241,7 +347,14 @@ impl RequestRecord {
             page_size: ok.map(|t| t.page_size),
             perms: ok.map(|t| t.perms.to_string()),
             interrupt: ok.map(|t| t.interrupt),
-            fault: self.result.err(),
+            fault: match self.result {
+                Err(Stop::Fault(f)) => Some(f),
+                _ => None,
+            },
+            abort: match self.result {
+                Err(Stop::Abort(a)) => Some(a),
+                _ => None,
+            },
             reads: self.reads,
             walk: self.walk.as_deref(),
         };
@@ -250,9 +363,9 @@ impl RequestRecord {
 
     /// The request as a person writes it: `00:02.0 pasid 1 write 0x1000`.
     pub fn request_text(&self) -> String {
-        let mut s = self.device.clone();
-        if let Some(p) = self.pasid {
-            let _ = write!(s, " pasid {p}");
+        let mut s = self.requester.device_text();
+        if let Some(p) = self.requester.sub() {
+            let _ = write!(s, " {} {p}", self.requester.sub_name());
         }
         let _ = write!(s, " {} {:#x}", access_name(self.access), self.addr);
         s
@@ -266,13 +379,29 @@ impl RequestRecord {
                 format!("{:#x}, interrupt request (not remapped)", t.output)
             }
             Ok(t) => format!("{:#x}, {} page, {}", t.output, size_name(t.page_size), t.perms),
-            Err(f) => {
+            Err(Stop::Fault(f)) => {
                 let mut s = format!("fault {:#04x} ({})", f.code, f.name);
+                if let Some(s2) = f.s2 {
+                    let _ = write!(s, " S2={}", u8::from(s2));
+                }
+                if let Some(class) = f.class {
+                    let _ = write!(s, " CLASS={class}");
+                }
+                if let Some(ipa) = f.ipa {
+                    let _ = write!(s, " IPA={:#x}", ipa.0);
+                }
+                if let Some(fetch) = f.fetch_addr {
+                    let _ = write!(s, " FetchAddr={:#x}", fetch.0);
+                }
                 if f.fpd == Some(true) {
                     s.push_str(", FPD set: not recorded");
                 }
+                if f.record == Some(false) {
+                    s.push_str(", not recorded (CD.R / STE.S2R / CR2.RECINVSID clear)");
+                }
                 s
             }
+            Err(Stop::Abort(why)) => format!("abort, no event ({why})"),
         }
     }
 
@@ -336,7 +465,7 @@ fn step_text(step: &Step, table_space: &dyn Fn(&str) -> &'static str) -> String 
         Step::Structure { what, mem_addr, words, fields, reserved_bits } => {
             let mut s = format!("  {what} @ {:#x}:\n", mem_addr.0);
             s.push_str(&wrap(&words_text(words), "      ", TEXT_WIDTH));
-            s.push_str(&wrap(&fields.text_all(), "      ", TEXT_WIDTH));
+            s.push_str(&wrap(&fields.text_structure(), "      ", TEXT_WIDTH));
             if *reserved_bits {
                 s.push_str("      (reserved bits set)\n");
             }
@@ -348,7 +477,13 @@ fn step_text(step: &Step, table_space: &dyn Fn(&str) -> &'static str) -> String 
             } else {
                 format!("{} {:#x} = {:#x}", table_space(stage), table_addr.0, mem_addr.0)
             };
-            format!("  {stage} stage L{level} @ {at}: {:016x}  {}\n", raw.0, fields.text_set())
+            // VT-d names its stages (`first stage`), SMMUv3 numbers them (`stage 1`).
+            let stage = if stage.starts_with(|c: char| c.is_ascii_digit()) {
+                format!("stage {stage}")
+            } else {
+                format!("{stage} stage")
+            };
+            format!("  {stage} L{level} @ {at}: {:016x}  {}\n", raw.0, fields.text_set())
         }
         Step::Outside { mem_addr, bytes } => {
             format!("  read of {bytes} bytes @ {:#x}: outside the image\n", mem_addr.0)
@@ -360,11 +495,10 @@ fn step_text(step: &Step, table_space: &dyn Fn(&str) -> &'static str) -> String 
 mod tests {
     use super::*;
 
-    fn record(result: Result<Translated, FaultInfo>) -> RequestRecord {
+    fn record(result: Result<Translated, Stop>) -> RequestRecord {
         RequestRecord {
             line: None,
-            device: "00:02.0".into(),
-            pasid: Some(1),
+            requester: Requester::Pci { rid: 0x10, pasid: Some(1) },
             addr: 0x1000,
             access: Access::WRITE.privileged(),
             result,
@@ -387,8 +521,9 @@ mod tests {
             (&v["access"], &v["priv"], &v["output"]),
             (&"write".into(), &true.into(), &"0x5000".into())
         );
-        let f = FaultInfo { code: 0x71, name: "x", fpd: Some(false) };
-        let v: serde_json::Value = serde_json::from_str(&record(Err(f)).json()).unwrap();
+        let f = FaultInfo { code: 0x71, name: "x", fpd: Some(false), ..FaultInfo::default() };
+        let v: serde_json::Value =
+            serde_json::from_str(&record(Err(Stop::Fault(f))).json()).unwrap();
         assert_eq!(v["fault"], serde_json::json!({"code": 0x71, "name": "x", "fpd": false}));
         assert!(v.get("output").is_none() && v.get("walk").is_none());
     }

@@ -15,8 +15,8 @@ use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::regs::{self, gcmd, gsts, rtaddr, rtaddr::Ttm};
 
 use super::image::{self, ImageArgs, ImageMemory, Piece};
-use super::parse::{self, Bdf};
-use super::record::{FaultInfo, Hex, RequestRecord, Step, Translated};
+use super::parse;
+use super::record::{FaultInfo, Hex, RequestRecord, Requester, Step, Stop, Translated};
 use super::InspectError;
 use crate::Format;
 
@@ -308,14 +308,18 @@ impl VtdInspector {
                 t.reads,
             ),
             Err(f) => (
-                Err(FaultInfo { code: f.reason.code(), name: f.reason.name(), fpd: Some(f.fpd) }),
+                Err(Stop::Fault(FaultInfo {
+                    code: f.reason.code(),
+                    name: f.reason.name(),
+                    fpd: Some(f.fpd),
+                    ..FaultInfo::default()
+                })),
                 recorder.reads.saturating_add(failed),
             ),
         };
         RequestRecord {
             line: req.line,
-            device: Bdf(req.rid).to_string(),
-            pasid: req.pasid,
+            requester: Requester::Pci { rid: req.rid, pasid: req.pasid },
             addr: req.addr,
             access: req.access,
             result,

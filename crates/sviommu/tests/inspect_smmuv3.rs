@@ -1,0 +1,553 @@
+//! `sviommu inspect smmuv3` against tables other code wrote: stage-1 tables the
+//! `aarch64-paging` crate builds at physical addresses this test chooses (its own walk is the
+//! expected answer), with STEs and CDs around them written with the smmuv3 spec setters; the
+//! same memory as a QEMU-layout ELF core; hostile images (random bytes, random anchors); the
+//! JSON contract and the errors, through the binary.
+
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use aarch64_paging::descriptor::{El1Attributes as E1, PagingAttributes, PhysicalAddress};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, PageTable, Translation, VaRange};
+use aarch64_paging::Mapping;
+use assert_cmd::Command;
+use common::*;
+use proptest::prelude::*;
+use serde_json::Value;
+use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
+use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
+use sviommu::inspect::smmuv3::{self, dump, Anchors, Request, SmmuInspector};
+use sviommu_memory::{HostMemory, Hpa, PhysMemory};
+use sviommu_pgtable::{Access, Perms};
+use sviommu_smmuv3::hw::SmmuParams;
+use sviommu_smmuv3::spec::{Cd, EventId, Granule, S1Dss, Ste, StreamConfig};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Where the crate's table pages go: 256 pages from 1M.
+const TABLES: u64 = 0x10_0000;
+const TABLE_PAGES: u64 = 256;
+/// Where the Stream table and CDs go.
+const STRUCTS: u64 = 0x30_0000;
+const STRTAB: u64 = STRUCTS;
+const CDS: u64 = STRUCTS + 0x1000;
+/// The stream with stage-1 tables, its SubstreamID, and a bypass and an abort stream.
+const SID: u32 = 3;
+const SSID: u32 = 1;
+const BYPASS_SID: u32 = 5;
+const ABORT_SID: u32 = 6;
+/// STRTAB_BASE_CFG: a linear table of 16 STEs.
+const CFG: u32 = 4;
+
+fn bin() -> Command {
+    Command::cargo_bin("sviommu").unwrap()
+}
+
+/// Hands out table pages at the physical addresses in `free` (last first), and remembers where
+/// each one lives on the heap.
+struct ChosenAddresses<A: PagingAttributes> {
+    free: Vec<u64>,
+    tables: Vec<(u64, NonNull<PageTable<A>>)>,
+}
+
+impl<A: PagingAttributes> ChosenAddresses<A> {
+    /// Copies every table page into `mem` at its chosen address.
+    fn copy_into(&self, mem: &HostMemory) {
+        let mut page = vec![0u8; 4096];
+        for &(pa, table) in &self.tables {
+            // SAFETY: `table` came from `Box::leak` in `allocate_table` and is freed only by
+            // `deallocate_table`, which also drops it from `tables`; the crate is not mutating
+            // it while we hold `&self`.
+            let table = unsafe { table.as_ref() };
+            table.write_to(&mut page).unwrap();
+            mem.write(Hpa(pa), &page).unwrap();
+        }
+    }
+}
+
+impl<A: PagingAttributes> Translation<A> for ChosenAddresses<A> {
+    fn allocate_table(&mut self) -> (NonNull<PageTable<A>>, PhysicalAddress) {
+        let pa = self.free.pop().expect("out of chosen table pages");
+        let table = NonNull::from(Box::leak(Box::new(PageTable::<A>::EMPTY)));
+        self.tables.push((pa, table));
+        (table, PhysicalAddress(usize::try_from(pa).unwrap()))
+    }
+
+    unsafe fn deallocate_table(&mut self, page_table: NonNull<PageTable<A>>) {
+        self.tables.retain(|&(_, t)| t != page_table);
+        // SAFETY: the caller promises `page_table` came from `allocate_table` (a leaked Box)
+        // and is not yet freed; it is no longer in `tables`, so nothing reads it after this.
+        unsafe { drop(Box::from_raw(page_table.as_ptr())) };
+    }
+
+    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<A>> {
+        self.tables
+            .iter()
+            .find(|&&(p, _)| p == pa.0 as u64)
+            .map(|&(_, t)| t)
+            .expect("a table address the crate never allocated")
+    }
+}
+
+/// What the crate's walk finds for `va`: `(output, page_lg2, flags)`, or `None` if unmapped.
+fn their_walk(m: &Mapping<ChosenAddresses<E1>, El1And0>, va: u64) -> Option<(u64, u8, E1)> {
+    let page = usize::try_from(va & !0xfff).unwrap();
+    let mut found = None;
+    m.walk_range(&MemoryRegion::new(page, page + 1), &mut |_, desc, level| {
+        if desc.is_valid() {
+            let lg2 = 12 + 9 * (3 - level as u8);
+            let base = desc.output_address().0 as u64;
+            found = Some((base + (va & ((1 << lg2) - 1)), lg2, desc.flags()));
+        }
+        Ok(())
+    })
+    .unwrap();
+    found
+}
+
+/// D8.4, stage 1 of EL1&0, from the crate's flag names.
+fn s1_perms(f: E1) -> Perms {
+    let (ro, user) = (f.contains(E1::READ_ONLY), f.contains(E1::USER));
+    let mut p = Perms::PRIV_R;
+    if !ro {
+        p = p.union(Perms::PRIV_W);
+    }
+    if user {
+        p = p.union(Perms::USER_R);
+        if !ro {
+            p = p.union(Perms::USER_W);
+        }
+    }
+    if !f.contains(E1::UXN) {
+        p = p.union(Perms::USER_X);
+    }
+    let el0_writable = user && !ro;
+    if !f.contains(E1::PXN) && !el0_writable {
+        p = p.union(Perms::PRIV_X);
+    }
+    p
+}
+
+/// The mappings the crate is asked for: `(va, len, pa, extra flags)`.
+const MAPS: [(u64, u64, u64, E1); 5] = [
+    (0x7f00_0000_1000, 0x3000, 0x80_4000_0000, E1::USER),
+    (0x7f00_0020_0000, 0x20_0000, 0x80_8000_0000, E1::READ_ONLY),
+    (0x4000_0000, 0x4000_0000, 0x40_0000_0000, E1::UXN),
+    (0x1000, 0x1000, 0x9000, E1::PXN.union(E1::NON_GLOBAL)),
+    (0xffff_f000, 0x1000, 0x5000, E1::USER.union(E1::READ_ONLY)),
+];
+
+/// Addresses to translate: each mapping's edges, middle and just past it, and an unmapped one.
+fn probes() -> Vec<u64> {
+    let mut v = vec![0x5555_0000_0000];
+    for (va, len, ..) in MAPS {
+        v.extend([va, va + len - 1, va + len / 2, va + len]);
+    }
+    v
+}
+
+/// The image: the crate's tables, a linear Stream table with a stage-1 stream (SID 3, CDs 0 and
+/// 1 over the same tables), a bypass stream and an abort stream. Regions: the tables, then the
+/// structures, with a hole between them.
+struct Fixture {
+    img: Image,
+    mapping: Mapping<ChosenAddresses<E1>, El1And0>,
+    ste_at: u64,
+}
+
+fn fixture() -> Fixture {
+    // Table pages in a scrambled order, so the walk cannot be right by accident.
+    let mut pages: Vec<u64> = (0..TABLE_PAGES).map(|i| TABLES + i * 0x1000).collect();
+    pages.reverse();
+    pages.swap(3, 200);
+    let mut m = Mapping::with_asid_and_va_range(
+        ChosenAddresses { free: pages, tables: Vec::new() },
+        1,
+        0,
+        El1And0,
+        VaRange::Lower,
+    );
+    let base = E1::VALID | E1::ACCESSED | E1::INNER_SHAREABLE | E1::ATTRIBUTE_INDEX_1;
+    for (va, len, pa, extra) in MAPS {
+        let range = MemoryRegion::new(va as usize, (va + len) as usize);
+        m.map_range(&range, PhysicalAddress(pa as usize), base | extra, Constraints::empty())
+            .unwrap();
+    }
+    let img = Image::new(&[(TABLES, TABLE_PAGES * 0x1000), (STRUCTS, 0x1_0000)], (STRUCTS, 0));
+    m.translation().copy_into(&img.mem);
+    let root = m.root_address().0 as u64;
+
+    let mut cd = Cd::default();
+    cd.set_v(true);
+    cd.set_aa64(true);
+    cd.set_a(true);
+    cd.set_r(true);
+    cd.set_asid(1);
+    cd.set_t0sz(16);
+    cd.set_tg0(Granule::Size4K);
+    cd.set_ips(0b101);
+    cd.set_ttb0(root);
+    cd.set_epd1(true);
+    img.write(CDS + 64 * u64::from(SSID), &cd.words());
+    img.write(CDS, &cd.words());
+
+    let mut ste = Ste::default();
+    ste.set_v(true);
+    ste.set_config(StreamConfig::Stage1);
+    ste.set_s1contextptr(CDS);
+    ste.set_s1cdmax(1);
+    // Transactions without a SubstreamID use CD 0.
+    ste.set_s1dss(S1Dss::Substream0);
+    let ste_at = STRTAB + 64 * u64::from(SID);
+    img.write(ste_at, &ste.words());
+    let mut bypass = Ste::default();
+    bypass.set_v(true);
+    bypass.set_config(StreamConfig::Bypass);
+    img.write(STRTAB + 64 * u64::from(BYPASS_SID), &bypass.words());
+    let mut abort = Ste::default();
+    abort.set_v(true);
+    abort.set_config(StreamConfig::Abort);
+    img.write(STRTAB + 64 * u64::from(ABORT_SID), &abort.words());
+    Fixture { img, mapping: m, ste_at }
+}
+
+/// The fixture as a raw pieces and as an ELF core in a scratch directory.
+fn files(name: &str) -> (Fixture, PathBuf, Vec<String>) {
+    let f = fixture();
+    let dir = scratch_dir(name);
+    let core = dir.join("guest.core");
+    f.img.write_elf_core(&core);
+    let pieces = f.img.write_pieces(&dir);
+    (f, core, pieces)
+}
+
+fn inspector(images: &[ImageSpec], anchors: Anchors) -> SmmuInspector {
+    let args = ImageArgs { images: images.to_vec(), image_base: 0 };
+    let (mem, _) = image::load(&args).unwrap();
+    SmmuInspector::new(mem, anchors).unwrap()
+}
+
+fn anchors() -> Anchors {
+    Anchors { strtab_base: STRTAB, strtab_base_cfg: CFG, params: SmmuParams::default() }
+}
+
+fn spec(path: &Path) -> ImageSpec {
+    ImageSpec { path: path.to_owned(), at: None }
+}
+
+fn req(sid: u32, ssid: Option<u32>, addr: u64, access: Access) -> Request {
+    Request { line: None, sid, ssid, addr, access }
+}
+
+#[track_caller]
+fn ok(r: &RequestRecord) -> Translated {
+    match r.result {
+        Ok(t) => t,
+        Err(e) => panic!("{}: expected a translation, got {e:?}", r.request_text()),
+    }
+}
+
+#[track_caller]
+fn fault(r: &RequestRecord) -> FaultInfo {
+    match r.result {
+        Err(Stop::Fault(f)) => f,
+        other => panic!("{}: expected a fault, got {other:?}", r.request_text()),
+    }
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn anchor_args(cmd: &mut Command) -> &mut Command {
+    cmd.args(["inspect", "smmuv3", "--strtab-base", &format!("{STRTAB:#x}")])
+        .args(["--strtab-base-cfg", &CFG.to_string()])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables built by aarch64-paging, from an ELF core
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn aarch64_paging_stage_1_tables_translate_as_the_crate_walks_them_from_an_elf_core() {
+    let (f, core, _) = files("smmu-a64p");
+    let insp = inspector(&[spec(&core)], anchors());
+    let mut mapped = 0;
+    for va in probes() {
+        for ssid in [Some(SSID), None] {
+            let r = insp.translate(&req(SID, ssid, va, Access::READ.privileged()), true);
+            match their_walk(&f.mapping, va) {
+                Some((out, lg2, flags)) => {
+                    mapped += 1;
+                    let t = ok(&r);
+                    assert_eq!((t.output, t.page_size), (out, 1 << lg2), "{va:#x}");
+                    assert_eq!(t.perms, s1_perms(flags), "{va:#x}");
+                    // The walk shows the STE, the CD, then one descriptor per level.
+                    let walk = r.walk.as_ref().unwrap();
+                    assert!(matches!(walk[0], Step::Structure { what: "STE", .. }));
+                    assert!(matches!(walk[1], Step::Structure { what: "CD", .. }));
+                    let levels = walk.iter().filter(|s| matches!(s, Step::Entry { .. })).count();
+                    assert_eq!(levels, usize::from(4 - (lg2 - 12) / 9), "{va:#x}");
+                    let Step::Entry { fields, .. } = walk.last().unwrap() else { panic!() };
+                    let want = out & !((1 << lg2) - 1);
+                    assert_eq!(
+                        fields.get("ADDR").map(ToString::to_string),
+                        Some(format!("{want:#x}"))
+                    );
+                    if flags.contains(E1::READ_ONLY) {
+                        let w =
+                            insp.translate(&req(SID, ssid, va, Access::WRITE.privileged()), false);
+                        assert_eq!(fault(&w).code, EventId::FPermission.code());
+                    }
+                }
+                None => {
+                    let e = fault(&r);
+                    assert_eq!((e.code, e.name), (0x10, "F_TRANSLATION"), "{va:#x}");
+                    assert_eq!((e.s2, e.class, e.record), (Some(false), Some("IN"), Some(true)));
+                }
+            }
+        }
+    }
+    assert!(mapped >= 20, "the probes must hit mappings: {mapped}");
+    // The raw pieces give the same answers as the core.
+    let dir = scratch_dir("smmu-a64p-pieces");
+    let pieces: Vec<ImageSpec> = f
+        .img
+        .write_pieces(&dir)
+        .iter()
+        .map(|s| {
+            let (p, at) = s.rsplit_once('@').unwrap();
+            ImageSpec { path: p.into(), at: Some(u64::from_str_radix(&at[2..], 16).unwrap()) }
+        })
+        .collect();
+    let raw = inspector(&pieces, anchors());
+    for va in probes() {
+        let r = req(SID, Some(SSID), va, Access::READ);
+        assert_eq!(raw.translate(&r, true), insp.translate(&r, true));
+    }
+}
+
+#[test]
+fn terminations_are_events_with_their_fields_or_silent_aborts() {
+    let (f, core, _) = files("smmu-events");
+    let insp = inspector(&[spec(&core)], anchors());
+    // A StreamID beyond the 16-entry table.
+    let r = insp.translate(&req(16, None, 0, Access::READ), false);
+    assert_eq!(fault(&r).name, "C_BAD_STREAMID");
+    // An invalid STE.
+    assert_eq!(fault(&insp.translate(&req(0, None, 0, Access::READ), false)).name, "C_BAD_STE");
+    // A SubstreamID beyond S1CDMax.
+    let r = insp.translate(&req(SID, Some(2), 0x1000, Access::READ), false);
+    assert_eq!(fault(&r).name, "C_BAD_SUBSTREAMID");
+    // Bypass and abort.
+    let t = ok(&insp.translate(&req(BYPASS_SID, None, 0x1234_5000, Access::WRITE), false));
+    assert_eq!(t.output, 0x1234_5000);
+    let r = insp.translate(&req(ABORT_SID, None, 0, Access::READ), false);
+    assert!(matches!(r.result, Err(Stop::Abort(a)) if a.contains("Config")), "{r:?}");
+    assert!(r.json().contains(r#""abort":"STE.Config is abort"#), "{}", r.json());
+    // A Stream table in the hole: F_STE_FETCH with its FetchAddr, the missed read in the walk.
+    let hole = Anchors { strtab_base: 0x20_0000, ..anchors() };
+    let r = inspector(&[spec(&core)], hole).translate(&req(SID, None, 0, Access::READ), true);
+    let e = fault(&r);
+    assert_eq!((e.name, e.fetch_addr.map(|h| h.0)), ("F_STE_FETCH", Some(0x20_0000 + 64 * 3)));
+    assert!(matches!(r.walk.as_deref(), Some([Step::Outside { .. }])), "{r:?}");
+    drop(f);
+}
+
+#[test]
+fn dump_shows_the_ste_the_valid_cds_and_the_valid_stream_ids() {
+    let (f, core, _) = files("smmu-dump");
+    let insp = inspector(&[spec(&core)], anchors());
+    let d = dump::dump(&insp, SID);
+    let what: Vec<_> = d.entries.iter().map(|e| (e.what, e.ssid, e.mem_addr.0)).collect();
+    assert_eq!(what, [("STE", None, f.ste_at), ("CD", Some(0), CDS), ("CD", Some(1), CDS + 64)]);
+    assert_eq!(d.stream_ids, [SID, BYPASS_SID, ABORT_SID]);
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    let t = d.text();
+    assert!(t.contains("Config=stage 1") && t.contains("S1ContextPtr=0x301000"), "{t}");
+    let v: Value = serde_json::from_str(&d.json()).unwrap();
+    assert_eq!(v["entries"][1]["fields"]["TTB0"], format!("{:#x}", f.mapping.root_address().0));
+    // A stream whose STE is out of range says why.
+    let d = dump::dump(&insp, 99);
+    assert!(d.entries.is_empty() && d.notes[0].contains("C_BAD_STREAMID"), "{:?}", d.notes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile images
+// ---------------------------------------------------------------------------------------------
+
+fn junk_image(words: &[u64]) -> HostMemory {
+    // 64K of junk at 0, repeated pattern: table pointers into it are likely.
+    let mem = HostMemory::new(&[(Hpa(0), 0x1_0000)]).unwrap();
+    for i in 0..0x2000u64 {
+        let w = words[(i as usize) % words.len()];
+        mem.write_u64(Hpa(i * 8), w).unwrap();
+    }
+    mem
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_bytes_with_random_anchors_finish_with_events_or_aborts(
+        words in prop::collection::vec(
+            prop_oneof![any::<u64>(), (0u64..0x1_0000).prop_map(|a| a | 0x1 | 1 << 31)], 1..64),
+        base in prop_oneof![0u64..0x1_0000, any::<u64>()],
+        cfg in any::<u32>(),
+        small_cfg in 0u32..8,
+        sid in 0u32..64,
+        ssid in prop::option::of(0u32..8),
+        addr in any::<u64>(),
+        write in any::<bool>(),
+    ) {
+        let start = Instant::now();
+        let a = Anchors { strtab_base: base, strtab_base_cfg: cfg, params: SmmuParams::default() };
+        let insp = SmmuInspector::new(junk_image(&words), a).unwrap();
+        let access = if write { Access::WRITE } else { Access::READ };
+        let r = insp.translate(&req(sid, ssid, addr, access), true);
+        prop_assert!(r.walk.as_ref().is_some_and(|w| w.len() < 64));
+        prop_assert!(!r.text(&smmuv3::table_space).is_empty());
+        prop_assert!(serde_json::from_str::<Value>(&r.json()).is_ok());
+        // --dump over a small table (the scan is 2^LOG2SIZE transactions).
+        let a = Anchors { strtab_base_cfg: small_cfg | (cfg & 0x3_07c0), ..a };
+        let insp = SmmuInspector::new(junk_image(&words), a).unwrap();
+        let d = dump::dump(&insp, sid);
+        prop_assert!(d.stream_ids.len() <= dump::MAX_STREAMS);
+        prop_assert!(d.entries.len() <= 1 + dump::MAX_CDS as usize);
+        prop_assert!(!d.text().is_empty());
+        prop_assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary: JSON contract, README example, errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn json_lines_follow_the_documented_contract() {
+    let (_f, core, _) = files("smmu-json");
+    let dir = scratch_dir("smmu-json-reqs");
+    let reqs = dir.join("reqs.csv");
+    std::fs::write(
+        &reqs,
+        format!("# sid,ssid,addr,access\n{SID},{SSID},0x7f0000001040,write\n{SID},,0x5555000000000,read+priv\n{ABORT_SID},,0,read\n"),
+    )
+    .unwrap();
+    let out = anchor_args(&mut bin())
+        .args(["--image", core.to_str().unwrap(), "--requests", reqs.to_str().unwrap()])
+        .args(["--format", "json", "--walk"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v = json_lines(&out);
+    assert_eq!(v.len(), 3);
+    let keys = |o: &Value| o.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let mut want = ["line", "sid", "ssid", "addr", "access", "priv", "output", "page_size"]
+        .map(String::from)
+        .to_vec();
+    want.extend(["perms", "interrupt", "reads", "walk"].map(String::from));
+    want.sort();
+    let mut got = keys(&v[0]);
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        (&v[0]["line"], &v[0]["sid"], &v[0]["ssid"]),
+        (&2.into(), &SID.into(), &SSID.into())
+    );
+    assert_eq!(
+        (&v[0]["output"], &v[0]["perms"]),
+        (&"0x8040000040".into(), &"priv:rw- user:rwx".into())
+    );
+    let walk = v[0]["walk"].as_array().unwrap();
+    assert_eq!((&walk[0]["kind"], &walk[0]["what"]), (&"structure".into(), &"STE".into()));
+    assert_eq!(walk[0]["fields"]["Config"], "stage 1");
+    assert_eq!(walk[1]["what"], "CD");
+    assert_eq!(
+        (&walk[2]["kind"], &walk[2]["stage"], &walk[2]["level"]),
+        (&"entry".into(), &"1".into(), &0.into())
+    );
+    assert_eq!(walk[5]["fields"]["AF"], true);
+    assert_eq!(
+        v[1]["fault"],
+        serde_json::json!({"code": 16, "name": "F_TRANSLATION", "record": true, "S2": false, "CLASS": "IN"})
+    );
+    assert!(v[1].get("output").is_none() && v[1]["ssid"].is_null());
+    assert_eq!(v[2]["abort"], "STE.Config is abort: no traffic, no event");
+    assert!(v[2].get("fault").is_none());
+    // --dump as one object.
+    let out = anchor_args(&mut bin())
+        .args(["--image", core.to_str().unwrap(), "--dump", "3", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let d = &json_lines(&out)[0];
+    assert_eq!(d["stream_ids"], serde_json::json!([3, 5, 6]));
+    assert_eq!(d["entries"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_with_exit_codes() {
+    let (_f, core, _) = files("smmu-errors");
+    let core = core.to_str().unwrap().to_owned();
+    // Usage: a StreamID that is not a number, a missing anchor, no query.
+    let a = anchor_args(&mut bin())
+        .args(["--image", &core, "--device", "00:01.0", "--addr", "0"])
+        .assert()
+        .code(2);
+    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("is not a number"));
+    bin()
+        .args(["inspect", "smmuv3", "--image", &core, "--strtab-base", "0", "--dump", "1"])
+        .assert()
+        .code(2);
+    anchor_args(&mut bin()).args(["--image", &core]).assert().code(2);
+    anchor_args(&mut bin())
+        .args(["--image", &core, "--strtab-base-cfg", "0x100000000"])
+        .assert()
+        .code(2);
+    // Unusable input: a missing image, a malformed request line (with its number).
+    anchor_args(&mut bin()).args(["--image", "/nonexistent/x.img", "--dump", "1"]).assert().code(1);
+    let dir = scratch_dir("smmu-errors-reqs");
+    let reqs = dir.join("bad.csv");
+    std::fs::write(&reqs, "3,,0x1000,read\n00:01.0,,0x1000,read\n").unwrap();
+    let a = anchor_args(&mut bin())
+        .args(["--image", &core, "--requests", reqs.to_str().unwrap()])
+        .assert()
+        .code(1);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("sviommu inspect smmuv3:") && err.contains("line 2: sid:"), "{err}");
+    // A fault is an answer.
+    anchor_args(&mut bin())
+        .args(["--image", &core, "--device", "0", "--addr", "0"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn help_explains_the_anchors() {
+    let out =
+        bin().args(["inspect", "smmuv3", "--help"]).assert().success().get_output().stdout.clone();
+    let help = String::from_utf8(out).unwrap();
+    for s in [
+        "STRTAB_BASE",
+        "LOG2SIZE",
+        "SMMUEN",
+        "copy-on-write",
+        "F_STE_FETCH",
+        "Exit status",
+        "--idr5",
+    ] {
+        assert!(help.contains(s), "help lacks {s}:\n{help}");
+    }
+}
