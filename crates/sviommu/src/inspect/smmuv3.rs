@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use sviommu_memory::HostMemory;
 use sviommu_pgtable::{Access, Stage, WalkObserver, WalkStep};
-use sviommu_smmuv3::hw::{Abort, Silent, Smmu, SmmuParams, Transaction};
+use sviommu_smmuv3::hw::{Abort, CacheSizes, Silent, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::regs::{self, cr0, strtab_base, strtab_base_cfg};
 use sviommu_smmuv3::spec::{Cd, Granule, Ste};
 
@@ -318,7 +318,10 @@ impl SmmuInspector {
     /// An SMMU over `mem`, its registers set from `anchors` through MMIO as a driver sets them,
     /// then enabled.
     pub fn new(mem: HostMemory, anchors: Anchors) -> Result<Self, InspectError> {
-        let smmu = Smmu::new(ImageMemory::new(mem), anchors.params);
+        // Every request is answered from the image, as a cold unit would: a cached STE, CD or
+        // translation would hide the reads `--walk` is there to show.
+        let params = SmmuParams { caches: CacheSizes::NONE, ..anchors.params };
+        let smmu = Smmu::new(ImageMemory::new(mem), params);
         smmu.mmio_write(regs::STRTAB_BASE.0, 8, anchors.strtab_base);
         smmu.mmio_write(regs::STRTAB_BASE_CFG.0, 4, u64::from(anchors.strtab_base_cfg));
         smmu.mmio_write(regs::CR0.0, 4, cr0::SMMUEN.mask());
