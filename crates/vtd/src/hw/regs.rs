@@ -10,12 +10,20 @@
 //! | GCMD | write-only (reads 0); each write is a command, see `global_command` |
 //! | GSTS | read-only status |
 //! | RTADDR | RTA and TTM read-write; bits 9:0 reserved (read 0); latched by SRTP |
-//! | FSTS | PFO, IQE, ICE, ITE write-1-to-clear; PPF and FRI read-only |
+//! | CCMD | a write of the upper half with ICC set runs the context-cache invalidation (`inval`) |
+//! | IVA, IOTLB (at ECAP.IRO) | a write of IOTLB's upper half with IVT set runs the IOTLB invalidation |
+//! | FSTS | PFO, IQE, ICE, ITE write-1-to-clear; PPF and FRI read-only; clearing IQE restarts the queue |
 //! | FECTL, FEDATA, FEADDR, FEUADDR | stored (FECTL.IM resets to 1); step (e) gives them effect |
+//! | IQH, IQER | read-only (hardware's) |
+//! | IQT | QT read-write; a write of the lower half runs the queue (`inval`) |
+//! | IQA | IQA (below HAW), DW (with ECAP.SMTS) and QS; ignored while GSTS.QIES |
+//! | ICS | IWC write-1-to-clear (clearing it clears IECTL.IP) |
+//! | IECTL, IEDATA, IEADDR, IEUADDR | the invalidation event (IECTL.IM resets to 1; clearing IM with IP set sends the held message) |
 //!
-//! Every other offset reads 0 and ignores writes: the fault recording registers, CCMD, the IOTLB
-//! registers and the queue registers come with the steps that model them (d, e, f), and the
-//! interrupt-remapping, protected-memory and MTRR registers are not modelled.
+//! The queue registers exist only with ECAP.QI. Every other offset reads 0 and ignores writes:
+//! the fault recording registers and page request registers come with the steps that model
+//! them (e, f), and the interrupt-remapping, protected-memory and MTRR registers are not
+//! modelled.
 
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
@@ -24,8 +32,11 @@ use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::Vtd;
-use crate::spec::regs::{self, cap, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, rtaddr};
-use crate::spec::Reg32;
+use crate::spec::regs::{
+    self, cap, ccmd, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, ics, iotlb_reg, iqa, iqt, iva_reg,
+    rtaddr,
+};
+use crate::spec::{bits_from, Reg32};
 
 /// The low 32 bits of `v`.
 const fn lo32(v: u64) -> u32 {
@@ -65,7 +76,7 @@ const RTADDR_RW: u64 = rtaddr::RTA.mask() | rtaddr::TTM.mask();
 const FSTS_W1C: u64 = fsts::PFO.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
 
 /// The registers the model stores, in 32-bit halves.
-const STORED: [Stored; 7] = [
+const STORED: [Stored; 12] = [
     Stored { off: regs::RTADDR.0, reset: 0, rw: lo32(RTADDR_RW), w1c: 0 },
     Stored { off: regs::RTADDR.0 + 4, reset: 0, rw: hi32(RTADDR_RW), w1c: 0 },
     // PPF and FRI are computed from the fault recording registers in step (e); read 0 until then.
@@ -76,12 +87,74 @@ const STORED: [Stored; 7] = [
     Stored::reg32(regs::FEADDR, 0, eaddr::MA.mask(), 0),
     // The upper address bits 63:32, all writable.
     Stored::reg32(regs::FEUADDR, 0, low_mask(32), 0),
+    // §11.4.10: the invalidation event registers, laid out as the fault event's.
+    Stored::reg32(regs::ICS, 0, 0, ics::IWC.mask()),
+    Stored::reg32(regs::IECTL, ectl::IM.mask(), ectl::IM.mask(), 0),
+    Stored::reg32(regs::IEDATA, 0, edata::IMD.mask() | edata::EIMD.mask(), 0),
+    Stored::reg32(regs::IEADDR, 0, eaddr::MA.mask(), 0),
+    Stored::reg32(regs::IEUADDR, 0, low_mask(32), 0),
 ];
+
+/// CCMD_REG's software-written bits (CAIG is hardware's).
+const CCMD_RW: u64 =
+    ccmd::DID.mask() | ccmd::SID.mask() | ccmd::FM.mask() | ccmd::CIRG.mask() | ccmd::ICC.mask();
+/// IOTLB_REG's software-written bits (IAIG is hardware's).
+const IOTLB_RW: u64 = iotlb_reg::DID.mask()
+    | iotlb_reg::DW.mask()
+    | iotlb_reg::DR.mask()
+    | iotlb_reg::IIRG.mask()
+    | iotlb_reg::IVT.mask();
+/// IVA_REG's bits.
+const IVA_RW: u64 = iva_reg::AM.mask() | iva_reg::IH.mask() | iva_reg::ADDR.mask();
+
+/// The 64-bit registers held whole, with side effects or hardware-written fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wide {
+    Ccmd,
+    Iva,
+    Iotlb,
+    Iqh,
+    Iqt,
+    Iqa,
+    Iqer,
+}
 
 /// The stored register words.
 #[derive(Debug)]
 pub(super) struct RegFile {
     words: [u32; STORED.len()],
+    /// CCMD_REG.
+    pub(super) ccmd: u64,
+    /// IVA_REG.
+    pub(super) iva: u64,
+    /// IOTLB_REG.
+    pub(super) iotlb: u64,
+    /// IQA_REG.
+    pub(super) iqa: u64,
+    /// IQH_REG: the byte offset of the next descriptor the unit fetches.
+    pub(super) iqh: u64,
+    /// IQT_REG.
+    pub(super) iqt: u64,
+    /// IQER_REG.
+    pub(super) iqer: u64,
+}
+
+/// Half `hi` of `v`.
+const fn half(v: u64, hi: bool) -> u32 {
+    if hi {
+        hi32(v)
+    } else {
+        lo32(v)
+    }
+}
+
+/// `v` with half `hi` replaced by `x`.
+const fn with_half(v: u64, hi: bool, x: u32) -> u64 {
+    if hi {
+        (v & low_mask(32)) | ((x as u64) << 32)
+    } else {
+        (v & !low_mask(32)) | x as u64
+    }
 }
 
 impl RegFile {
@@ -91,7 +164,38 @@ impl RegFile {
         for (w, s) in words.iter_mut().zip(STORED.iter()) {
             *w = s.reset;
         }
-        Self { words }
+        Self { words, ccmd: 0, iva: 0, iotlb: 0, iqa: 0, iqh: 0, iqt: 0, iqer: 0 }
+    }
+
+    fn wide(&self, w: Wide) -> u64 {
+        match w {
+            Wide::Ccmd => self.ccmd,
+            Wide::Iva => self.iva,
+            Wide::Iotlb => self.iotlb,
+            Wide::Iqh => self.iqh,
+            Wide::Iqt => self.iqt,
+            Wide::Iqa => self.iqa,
+            Wide::Iqer => self.iqer,
+        }
+    }
+
+    /// The 32-bit register at `off` (0 if the model does not store it).
+    pub(super) fn reg32(&self, off: Reg32) -> u32 {
+        self.get(off.0).unwrap_or(0)
+    }
+
+    /// Sets `bits` of the stored 32-bit register `off` (hardware's side: read-only bits too).
+    pub(super) fn set_bits(&mut self, off: Reg32, bits: u32) {
+        if let Some((w, _)) = self.slot(off.0) {
+            *w |= bits;
+        }
+    }
+
+    /// Clears `bits` of the stored 32-bit register `off` (hardware's side).
+    pub(super) fn clear_bits(&mut self, off: Reg32, bits: u32) {
+        if let Some((w, _)) = self.slot(off.0) {
+            *w &= !bits;
+        }
     }
 
     fn slot(&mut self, off: u64) -> Option<(&mut u32, Stored)> {
@@ -109,9 +213,8 @@ impl RegFile {
         (u64::from(hi) << 32) | u64::from(lo)
     }
 
-    /// Sets write-1-to-clear status bits in FSTS (the hardware side of RW1C). Steps (d) and (e)
-    /// latch IQE/ICE/ITE and PFO through here.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Sets write-1-to-clear status bits in FSTS (the hardware side of RW1C): IQE/ICE/ITE and
+    /// (step e) PFO.
     pub(super) fn latch_fsts(&mut self, bits: u32) {
         if let Some((w, s)) = self.slot(regs::FSTS.0) {
             *w |= bits & s.w1c;
@@ -159,37 +262,150 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // §11.4.4: GCMD_REG is write-only.
             o if o == regs::GCMD.0 => 0,
             o if o == regs::GSTS.0 => self.gsts.load(Ordering::Acquire),
-            o => self.regs.lock().unwrap_or_else(PoisonError::into_inner).get(o).unwrap_or(0),
+            o => {
+                let regs = self.regs.lock().unwrap_or_else(PoisonError::into_inner);
+                match self.wide_at(o) {
+                    Some((w, hi)) => half(regs.wide(w), hi),
+                    None if self.queue_event_reg(o) && !self.ecap_has(ecap::QI) => 0,
+                    None => regs.get(o).unwrap_or(0),
+                }
+            }
         }
+    }
+
+    /// The whole 64-bit register `off` is half of, and whether it is the upper half.
+    fn wide_at(&self, off: u64) -> Option<(Wide, bool)> {
+        let e = self.params.ecap;
+        let queue = self.ecap_has(ecap::QI);
+        let table = [
+            (regs::CCMD.0, Wide::Ccmd, true),
+            (regs::iva(e).0, Wide::Iva, true),
+            (regs::iotlb(e).0, Wide::Iotlb, true),
+            (regs::IQH.0, Wide::Iqh, queue),
+            (regs::IQT.0, Wide::Iqt, queue),
+            (regs::IQA.0, Wide::Iqa, queue),
+            (regs::IQER.0, Wide::Iqer, queue),
+        ];
+        table.iter().find_map(|&(at, w, present)| {
+            if !present {
+                None
+            } else if off == at {
+                Some((w, false))
+            } else if Some(off) == at.checked_add(4) {
+                Some((w, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Whether `off` is one of the invalidation event registers (present with ECAP.QI).
+    fn queue_event_reg(&self, off: u64) -> bool {
+        [regs::ICS, regs::IECTL, regs::IEDATA, regs::IEADDR, regs::IEUADDR]
+            .iter()
+            .any(|r| r.0 == off)
     }
 
     fn write32(&self, off: u64, value: u32) {
         let mut regs = self.regs.lock().unwrap_or_else(PoisonError::into_inner);
         if off == regs::GCMD.0 {
-            self.global_command(&regs, value);
+            self.global_command(&mut regs, value);
+        } else if let Some((w, hi)) = self.wide_at(off) {
+            self.write_wide(&mut regs, w, hi, value);
+        } else if self.queue_event_reg(off) && !self.ecap_has(ecap::QI) {
+            // Reserved without queued invalidation.
         } else if let Some((w, s)) = regs.slot(off) {
+            let before = *w;
             *w = ((*w & !s.rw) | (value & s.rw)) & !(value & s.w1c);
+            let after = *w;
+            self.after_write(&mut regs, off, before, after);
+        }
+    }
+
+    /// What a write of half `hi` of a whole 64-bit register does.
+    fn write_wide(&self, regs: &mut RegFile, w: Wide, hi: bool, value: u32) {
+        let store = |old: u64, rw: u64| {
+            let merged = with_half(old, hi, value);
+            (old & !rw) | (merged & rw)
+        };
+        match w {
+            Wide::Ccmd => {
+                regs.ccmd = store(regs.ccmd, CCMD_RW);
+                // ICC is bit 63: the command runs when the upper half is written.
+                if hi && ccmd::ICC.is_set(regs.ccmd) {
+                    self.context_command(regs);
+                }
+            }
+            Wide::Iva => regs.iva = store(regs.iva, IVA_RW),
+            Wide::Iotlb => {
+                regs.iotlb = store(regs.iotlb, IOTLB_RW);
+                if hi && iotlb_reg::IVT.is_set(regs.iotlb) {
+                    self.iotlb_command(regs);
+                }
+            }
+            // Hardware's.
+            Wide::Iqh | Wide::Iqer => {}
+            Wide::Iqt => {
+                regs.iqt = store(regs.iqt, iqt::QT.mask());
+                // QT is in the lower half (the upper half is reserved).
+                if !hi {
+                    self.run_queue(regs);
+                }
+            }
+            Wide::Iqa => {
+                // IMPDEF: software must not change the queue while it is enabled (§6.5.2); the
+                // unit ignores such writes.
+                if gsts::QIES.is_set(self.gsts()) {
+                    return;
+                }
+                // §11.4 IQA_REG: hardware ignores address bits at and above HAW; DW exists only
+                // with scalable-mode support.
+                let mut rw = (iqa::IQA.mask() & !bits_from(self.params.haw)) | iqa::QS.mask();
+                if self.ecap_has(ecap::SMTS) {
+                    rw |= iqa::DW.mask();
+                }
+                regs.iqa = store(regs.iqa, rw);
+            }
+        }
+    }
+
+    /// Side effects of a write to a stored 32-bit register, given its value before and after.
+    fn after_write(&self, regs: &mut RegFile, off: u64, before: u32, after: u32) {
+        let cleared = |f: crate::spec::Field| {
+            u64::from(before) & f.mask() != 0 && u64::from(after) & f.mask() == 0
+        };
+        if off == regs::FSTS.0 && cleared(fsts::IQE) {
+            // §6.5.2.10: the unit resumes fetching at IQH once software clears IQE.
+            self.run_queue(regs);
+        } else if off == regs::ICS.0 && cleared(ics::IWC) {
+            self.iwc_cleared(regs);
+        } else if off == regs::IECTL.0 && cleared(ectl::IM) {
+            self.iectl_unmasked(regs);
         }
     }
 
     /// §11.4.4 GCMD_REG. Software writes the enables it wants kept (TE, QIE, IRE, CFI) as they
     /// are in GSTS and changes one field per write: one enable toggled or one one-shot command
-    /// (SRTP, SIRTP, WBF, SFL) set. The model acts on TE and SRTP and reports them in GSTS at
-    /// once; commands for features it does not advertise are ignored.
+    /// (SRTP, SIRTP, WBF, SFL) set. The model acts on TE, QIE and SRTP and reports them in GSTS
+    /// at once; commands for features it does not advertise are ignored.
     ///
     /// IMPDEF: a write that asks for more than one command (both SRTP and a TE change) is
     /// ignored whole; the spec leaves it undefined, and a driver that does it has a bug its
     /// users want to see.
-    fn global_command(&self, regs: &RegFile, value: u32) {
+    fn global_command(&self, regs: &mut RegFile, value: u32) {
         let value = u64::from(value);
         let status = self.gsts();
         let set_root = gcmd::SRTP.is_set(value);
         let te = gcmd::TE.is_set(value);
         let toggle_te = te != gsts::TES.is_set(status);
-        if set_root && toggle_te {
+        let qie = gcmd::QIE.is_set(value);
+        let toggle_qie = qie != gsts::QIES.is_set(status) && self.ecap_has(ecap::QI);
+        if [set_root, toggle_te, toggle_qie].iter().filter(|&&c| c).count() > 1 {
             return;
         }
-        if set_root {
+        if toggle_qie {
+            self.queue_enable(regs, qie);
+        } else if set_root {
             // §11.4.4 SRTP: latch RTADDR_REG (address and TTM) and report it through RTPS.
             // The pointer is stored before RTPS, so a translation that sees RTPS sees it too.
             self.root.store(regs.rtaddr(), Ordering::Release);

@@ -9,8 +9,12 @@ use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
 use sviommu_pgtable::x86::{self, X86Paging};
 use sviommu_pgtable::Build;
 use sviommu_vtd::hw::{DmaRequest, Fault, Translation, Vtd, VtdParams};
+use sviommu_vtd::spec::inv::{
+    CcGranularity, ContextCacheInv, InvWait, IotlbGranularity, IotlbInv, PasidCacheGranularity,
+    PasidCacheInv,
+};
 use sviommu_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry};
-use sviommu_vtd::spec::regs::{self, gcmd, gsts, rtaddr, rtaddr::Ttm};
+use sviommu_vtd::spec::regs::{self, ecap, gcmd, gsts, iqa, iqt, rtaddr, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{
     self, ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry,
 };
@@ -26,6 +30,11 @@ pub const GUEST_RAM_HPA: u64 = 0x1000_0000;
 pub const GUEST_RAM_LEN: u64 = 0x100_0000;
 /// A host address no memory backs (between the two regions), below every HAW used here.
 pub const HOLE: u64 = 0x0800_0000;
+/// The invalidation queue the helpers below use: the top 16K of the tables region, kept out of
+/// the frame allocator (two pages of queue, a page of status words).
+pub const QUEUE_HPA: u64 = TABLES_HPA + TABLES_LEN - 0x4000;
+/// Where the helpers' wait descriptors write their status.
+pub const STATUS_HPA: u64 = TABLES_HPA + TABLES_LEN - 0x1000;
 
 /// Host memory, its allocator, and a guest's view of its RAM for first-stage tables it owns.
 pub struct Machine {
@@ -39,7 +48,7 @@ impl Machine {
         let mem =
             HostMemory::new(&[(Hpa(TABLES_HPA), TABLES_LEN), (Hpa(GUEST_RAM_HPA), GUEST_RAM_LEN)])
                 .unwrap();
-        let frames = FrameAllocator::new(&[(Hpa(TABLES_HPA), TABLES_LEN)]);
+        let frames = FrameAllocator::new(&[(Hpa(TABLES_HPA), TABLES_LEN - 0x4000)]);
         // The guest's tables come from the low 4M of its RAM.
         let guest_frames = FrameAllocator::new(&[(Gpa(0), 0x40_0000)]);
         Self { mem, frames, guest_frames }
@@ -202,4 +211,82 @@ pub fn ok(vtd: &Vtd<&HostMemory>, req: DmaRequest) -> Translation {
         Ok(t) => t,
         Err(f) => panic!("expected a translation, got {:?} ({})", f, f.reason),
     }
+}
+
+// --- invalidation ----------------------------------------------------------------------------
+
+/// GCMD bits that keep the enables software wants kept (what a driver ORs into each command).
+fn kept_enables(vtd: &Vtd<&HostMemory>) -> u64 {
+    let status = vtd.mmio_read(regs::GSTS.0, 4);
+    status & (gsts::TES.mask() | gsts::QIES.mask())
+}
+
+/// Enables the invalidation queue at QUEUE_HPA (one page; 256-bit descriptors when the unit has
+/// scalable mode), as a driver does: IQT = 0, IQA, then GCMD.QIE and wait for GSTS.QIES. Does
+/// nothing if it is already enabled.
+pub fn enable_queue(vtd: &Vtd<&HostMemory>) {
+    if gsts::QIES.is_set(vtd.mmio_read(regs::GSTS.0, 4)) {
+        return;
+    }
+    let dw = ecap::SMTS.is_set(vtd.params().ecap);
+    vtd.mmio_write(regs::IQT.0, 8, 0);
+    vtd.mmio_write(regs::IQA.0, 8, iqa::DW.with(iqa::IQA.in_place(QUEUE_HPA), dw));
+    vtd.mmio_write(regs::GCMD.0, 4, kept_enables(vtd) | gcmd::QIE.mask());
+    assert!(gsts::QIES.is_set(vtd.mmio_read(regs::GSTS.0, 4)), "QIES after QIE");
+}
+
+/// Writes `descs` at the queue's tail and moves IQT past them (256- or 128-bit, as IQA says).
+pub fn submit(vtd: &Vtd<&HostMemory>, descs: &[[u64; 4]]) {
+    let a = vtd.mmio_read(regs::IQA.0, 8);
+    let width = if iqa::DW.is_set(a) { 32 } else { 16 };
+    let size = iqa::queue_bytes(a);
+    let base = iqa::IQA.in_place(a);
+    let mut tail = iqt::QT.in_place(vtd.mmio_read(regs::IQT.0, 8));
+    for d in descs {
+        let words = if width == 32 { &d[..] } else { &d[..2] };
+        for (i, w) in words.iter().enumerate() {
+            vtd.memory().write_u64(Hpa(base + tail + 8 * i as u64), *w).unwrap();
+        }
+        tail = (tail + width) % size;
+    }
+    vtd.mmio_write(regs::IQT.0, 8, tail);
+}
+
+/// Submits `descs` and a wait descriptor with a status write, and checks that the status was
+/// written (the queue ran to its end without an error).
+#[track_caller]
+pub fn submit_and_wait(vtd: &Vtd<&HostMemory>, descs: &[[u64; 4]]) {
+    vtd.memory().write_u64(Hpa(STATUS_HPA), 0).unwrap();
+    let mut wait = InvWait::new();
+    wait.set_sw(true);
+    wait.set_fn(true);
+    wait.set_status_data(0x600d);
+    wait.set_status_addr(STATUS_HPA);
+    let mut all = descs.to_vec();
+    all.push(wait.words());
+    submit(vtd, &all);
+    assert_eq!(vtd.memory().read_u64(Hpa(STATUS_HPA)).unwrap(), 0x600d, "wait status written");
+    assert_eq!(
+        vtd.mmio_read(regs::IQH.0, 8),
+        vtd.mmio_read(regs::IQT.0, 8),
+        "the queue ran to its tail"
+    );
+}
+
+/// Global context-cache, PASID-cache (scalable units) and IOTLB invalidation through the
+/// queue, then a wait: what a driver does after changing tables wholesale.
+pub fn invalidate_all(vtd: &Vtd<&HostMemory>) {
+    enable_queue(vtd);
+    let mut cc = ContextCacheInv::new();
+    cc.set_g(CcGranularity::Global);
+    let mut iotlb = IotlbInv::new();
+    iotlb.set_g(IotlbGranularity::Global);
+    let mut descs = vec![cc.words()];
+    if ecap::SMTS.is_set(vtd.params().ecap) {
+        let mut pc = PasidCacheInv::new();
+        pc.set_g(PasidCacheGranularity::Global);
+        descs.push(pc.words());
+    }
+    descs.push(iotlb.words());
+    submit_and_wait(vtd, &descs);
 }
