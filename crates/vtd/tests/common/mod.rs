@@ -11,7 +11,7 @@ use sviommu_pgtable::Build;
 use sviommu_vtd::hw::{DmaRequest, Fault, Translation, Vtd, VtdParams};
 use sviommu_vtd::spec::inv::{
     CcGranularity, ContextCacheInv, InvWait, IotlbGranularity, IotlbInv, PasidCacheGranularity,
-    PasidCacheInv,
+    PasidCacheInv, PasidIotlbGranularity, PasidIotlbInv,
 };
 use sviommu_vtd::spec::pasid::{self, PasidDirEntry, PasidEntry};
 use sviommu_vtd::spec::regs::{self, ecap, gcmd, gsts, iqa, iqt, rtaddr, rtaddr::Ttm};
@@ -289,4 +289,134 @@ pub fn invalidate_all(vtd: &Vtd<&HostMemory>) {
     }
     descs.push(iotlb.words());
     submit_and_wait(vtd, &descs);
+}
+
+/// Descriptor words, one function per granularity, for tests that name what they invalidate.
+pub mod desc {
+    use super::*;
+
+    pub fn cc_global() -> [u64; 4] {
+        let mut d = ContextCacheInv::new();
+        d.set_g(CcGranularity::Global);
+        d.words()
+    }
+
+    pub fn cc_domain(did: u16) -> [u64; 4] {
+        let mut d = ContextCacheInv::new();
+        d.set_g(CcGranularity::Domain);
+        d.set_did(did);
+        d.words()
+    }
+
+    pub fn cc_device(did: u16, sid: u16, fm: u8) -> [u64; 4] {
+        let mut d = ContextCacheInv::new();
+        d.set_g(CcGranularity::Device);
+        d.set_did(did);
+        d.set_sid(sid);
+        d.set_fm(fm);
+        d.words()
+    }
+
+    pub fn iotlb_global() -> [u64; 4] {
+        let mut d = IotlbInv::new();
+        d.set_g(IotlbGranularity::Global);
+        d.words()
+    }
+
+    pub fn iotlb_domain(did: u16) -> [u64; 4] {
+        let mut d = IotlbInv::new();
+        d.set_g(IotlbGranularity::Domain);
+        d.set_did(did);
+        d.words()
+    }
+
+    pub fn iotlb_pages(did: u16, addr: u64, am: u8, ih: bool) -> [u64; 4] {
+        let mut d = IotlbInv::new();
+        d.set_g(IotlbGranularity::Page);
+        d.set_did(did);
+        d.set_addr(addr);
+        d.set_am(am);
+        d.set_ih(ih);
+        d.words()
+    }
+
+    pub fn pc_global() -> [u64; 4] {
+        let mut d = PasidCacheInv::new();
+        d.set_g(PasidCacheGranularity::Global);
+        d.words()
+    }
+
+    pub fn pc_domain(did: u16) -> [u64; 4] {
+        let mut d = PasidCacheInv::new();
+        d.set_g(PasidCacheGranularity::Domain);
+        d.set_did(did);
+        d.words()
+    }
+
+    pub fn pc_pasid(did: u16, pasid: u32) -> [u64; 4] {
+        let mut d = PasidCacheInv::new();
+        d.set_g(PasidCacheGranularity::Pasid);
+        d.set_did(did);
+        d.set_pasid(pasid);
+        d.words()
+    }
+
+    pub fn piotlb_pasid(did: u16, pasid: u32) -> [u64; 4] {
+        let mut d = PasidIotlbInv::new();
+        d.set_g(PasidIotlbGranularity::Pasid);
+        d.set_did(did);
+        d.set_pasid(pasid);
+        d.words()
+    }
+
+    pub fn piotlb_pages(did: u16, pasid: u32, addr: u64, am: u8, ih: bool) -> [u64; 4] {
+        let mut d = PasidIotlbInv::new();
+        d.set_g(PasidIotlbGranularity::Page);
+        d.set_did(did);
+        d.set_pasid(pasid);
+        d.set_addr(addr);
+        d.set_am(am);
+        d.set_ih(ih);
+        d.words()
+    }
+}
+
+// --- tables as raw entries -------------------------------------------------------------------
+
+/// Address bits of a 4K-granule table or leaf entry (both VT-d formats and x86).
+pub const ENTRY_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// The host address of the entry at `depth` (0: the root table's) on `input`'s path through a
+/// 4-level table rooted at `root`; `to_host` turns a table pointer into a host address (the
+/// identity for host tables, + GUEST_RAM_HPA for a guest's).
+pub fn entry_at(m: &Machine, root: u64, input: u64, depth: u32, to_host: fn(u64) -> u64) -> u64 {
+    let index = |d: u32| (input >> (39 - 9 * d)) & 0x1ff;
+    let mut table = to_host(root);
+    for d in 0..depth {
+        table = to_host(m.read(table + 8 * index(d)) & ENTRY_ADDR);
+    }
+    table + 8 * index(depth)
+}
+
+/// Host tables' pointers are host addresses.
+pub fn host(a: u64) -> u64 {
+    a
+}
+
+/// A guest's table pointers are guest-physical: guest RAM sits at GUEST_RAM_HPA.
+pub fn guest(a: u64) -> u64 {
+    a + GUEST_RAM_HPA
+}
+
+/// Points the entry at `at` elsewhere, keeping its flags (a driver's in-place remap).
+pub fn repoint(m: &Machine, at: u64, to: u64) {
+    let old = m.read(at);
+    m.write(at, [(old & !ENTRY_ADDR) | to]);
+}
+
+/// Copies the 4K page at host address `from` to `to`.
+pub fn copy_page(m: &Machine, from: u64, to: u64) {
+    for i in 0..512 {
+        m.write(to + 8 * i, [m.read(from + 8 * i)]);
+    }
 }
