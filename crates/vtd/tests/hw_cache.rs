@@ -7,12 +7,13 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use common::*;
 use sviommu_memory::HostMemory;
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, Build};
+use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
 use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
@@ -649,33 +650,79 @@ fn register_invalidation_is_refused_while_the_queue_is_enabled() {
 // Concurrency: translations never see a mapping older than the last completed invalidation
 // ---------------------------------------------------------------------------------------------
 
+/// Holds a walk after it has read the first-stage PTE until the invalidator has completed the
+/// next round: the walk that read the old mapping then tries to cache it after the invalidation
+/// that removed it, which the epoch must refuse.
+struct Stall<'a> {
+    done: &'a AtomicU64,
+    attempted: &'a AtomicU64,
+    seen: u64,
+    /// The last round: nothing comes after it to wait for.
+    last: u64,
+}
+
+impl WalkObserver for Stall<'_> {
+    fn step(&mut self, step: WalkStep) {
+        if step.level != 1 || self.seen >= self.last {
+            return;
+        }
+        self.attempted.store(self.seen + 1, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.done.load(Ordering::Acquire) == self.seen && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+}
+
 #[test]
 fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
-    const ROUNDS: u64 = 300;
+    const ROUNDS: u64 = 100;
     let t = sm();
     let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
     let pte_at = entry_at(&t.m, t.fs.root, VA, 3, host);
     let out = |round: u64| FS_OUT + (round << 12);
     // Round r's mapping is out(r); `done` is the last round whose invalidation completed.
     let done = AtomicU64::new(0);
+    // The stalling translator's last attempt: it started in round `attempted - 1` and has read
+    // its PTE (or finished).
+    let attempted = AtomicU64::new(0);
+    let check = |seen: u64, output: u64| {
+        // The mapping when the translation started, or a newer one the driver wrote since.
+        assert!(output >= out(seen), "round {seen}: stale {output:#x}");
+        assert_eq!(output & 0xfff, 0);
+    };
     std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let seen = done.load(Ordering::Acquire);
-                let tr = ok(&vtd, read(VA));
-                // The mapping at the start, or a newer one the driver has written since.
-                assert!(tr.output >= out(seen), "round {seen}: stale {:#x}", tr.output);
-                assert_eq!(tr.output & 0xfff, 0);
-                if seen == ROUNDS {
-                    break;
-                }
-            });
-        }
+        // A translator that stalls mid-walk.
+        s.spawn(|| loop {
+            let seen = done.load(Ordering::Acquire);
+            let stall = Stall { done: &done, attempted: &attempted, seen, last: ROUNDS };
+            let (tr, _) = vtd.translate_observed(&read(VA), stall);
+            check(seen, tr.unwrap().output);
+            attempted.store(seen + 1, Ordering::Release);
+            if seen == ROUNDS {
+                break;
+            }
+        });
+        // One that does not.
+        s.spawn(|| loop {
+            let seen = done.load(Ordering::Acquire);
+            check(seen, ok(&vtd, read(VA)).output);
+            if seen == ROUNDS {
+                break;
+            }
+        });
         for round in 1..=ROUNDS {
+            // Let the stalling translator get into (or through) a walk of this round.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while attempted.load(Ordering::Acquire) < round && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
             repoint(&t.m, pte_at, out(round));
             submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, VA, 0, true)]);
             done.store(round, Ordering::Release);
         }
     });
     assert_eq!(ok(&vtd, read(VA)).output, out(ROUNDS));
+    let stale = vtd.cache_stats().iotlb.stale_inserts;
+    assert!(stale > 0, "some walks finished after an invalidation and were refused");
 }
