@@ -674,6 +674,15 @@ impl WalkObserver for Stall<'_> {
     }
 }
 
+/// Stores `value` into the atomic when dropped: a thread that panics still releases the others.
+struct OnExit<'a>(&'a AtomicU64, u64);
+
+impl Drop for OnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::Release);
+    }
+}
+
 #[test]
 fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
     const ROUNDS: u64 = 100;
@@ -693,15 +702,9 @@ fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
     };
     std::thread::scope(|s| {
         // A translator that stalls mid-walk.
-        s.spawn(|| loop {
-            let seen = done.load(Ordering::Acquire);
-            let stall = Stall { done: &done, attempted: &attempted, seen, last: ROUNDS };
-            let (tr, _) = vtd.translate_observed(&read(VA), stall);
-            check(seen, tr.unwrap().output);
-            attempted.store(seen + 1, Ordering::Release);
-            if seen == ROUNDS {
-                break;
-            }
+        s.spawn(|| {
+            let _release = OnExit(&attempted, u64::MAX);
+            stalling(&done, &attempted, ROUNDS, &vtd, check);
         });
         // One that does not.
         s.spawn(|| loop {
@@ -711,6 +714,7 @@ fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
                 break;
             }
         });
+        let _release = OnExit(&done, ROUNDS);
         for round in 1..=ROUNDS {
             // Let the stalling translator get into (or through) a walk of this round.
             let deadline = Instant::now() + Duration::from_secs(1);
@@ -725,4 +729,24 @@ fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
     assert_eq!(ok(&vtd, read(VA)).output, out(ROUNDS));
     let stale = vtd.cache_stats().iotlb.stale_inserts;
     assert!(stale > 0, "some walks finished after an invalidation and were refused");
+}
+
+/// The stalling translator's loop.
+fn stalling(
+    done: &AtomicU64,
+    attempted: &AtomicU64,
+    rounds: u64,
+    vtd: &Vtd<&HostMemory>,
+    check: impl Fn(u64, u64),
+) {
+    loop {
+        let seen = done.load(Ordering::Acquire);
+        let stall = Stall { done, attempted, seen, last: rounds };
+        let (tr, _) = vtd.translate_observed(&read(VA), stall);
+        check(seen, tr.unwrap().output);
+        attempted.store(seen + 1, Ordering::Release);
+        if seen >= rounds {
+            break;
+        }
+    }
 }
