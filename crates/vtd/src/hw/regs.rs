@@ -149,11 +149,11 @@ const fn half(v: u64, hi: bool) -> u32 {
 }
 
 /// `v` with half `hi` replaced by `x`.
-const fn with_half(v: u64, hi: bool, x: u32) -> u64 {
+fn with_half(v: u64, hi: bool, x: u32) -> u64 {
     if hi {
-        (v & low_mask(32)) | ((x as u64) << 32)
+        (v & low_mask(32)) | (u64::from(x) << 32)
     } else {
-        (v & !low_mask(32)) | x as u64
+        (v & !low_mask(32)) | u64::from(x)
     }
 }
 
