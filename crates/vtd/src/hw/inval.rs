@@ -208,8 +208,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// §6.5.2.10 an invalidation queue error: FSTS.IQE, the reason in IQER.IQEI. The queue
     /// stops until software clears IQE.
     fn queue_error(&self, regs: &mut RegFile, why: Iqei) {
+        let before = u64::from(regs.reg32(regs::FSTS));
         regs.iqer = iqer::IQEI.set(regs.iqer, u64::from(why));
         regs.latch_fsts(u32::try_from(fsts::IQE.mask()).unwrap_or(0));
+        // §7.3: IQE is a fault event condition.
+        self.fault_event(regs, before);
     }
 
     /// Fetches the descriptor at `base + head` and runs it.

@@ -13,14 +13,17 @@
 //! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
 //! | `cache` | §6.2 context, PASID, IOTLB, paging-structure and second-stage leaf caches |
 //! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor |
+//! | `record` | §7.2 fault recording registers, §7.3 the fault event |
 //!
 //! Outputs that are not memory writes (interrupt messages, messages to devices) go to an outbox
 //! the embedder drains ([`Vtd::drain_outputs`], [`Output`]).
 //!
-//! Not modelled yet (later steps of issue 4): fault recording and fault events (step e:
-//! [`Vtd::translate`] already returns every fault as data, and one function makes them, see
-//! `Vtd::fault`), ATS and page requests (step f). Not modelled at all: interrupt remapping
-//! (the interrupt entry cache invalidation is accepted and has nothing to invalidate).
+//! Every fault [`Vtd::translate`] returns is also recorded in the fault recording registers
+//! (unless its FPD says not to), and raises the fault event.
+//!
+//! Not modelled yet (later steps of issue 4): ATS and page requests (step f). Not modelled at
+//! all: interrupt remapping (the interrupt entry cache invalidation is accepted and has nothing
+//! to invalidate), advanced fault logging (deprecated), fault compression.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -36,6 +39,7 @@ mod cache;
 mod fetch;
 mod inval;
 mod reasons;
+mod record;
 mod regs;
 mod translate;
 
@@ -188,7 +192,7 @@ pub struct Fault {
     /// Fault processing is disabled for this fault: the FPD bit of a context, PASID-directory
     /// or PASID-table entry the request used was set (each is evaluated even when the entry is
     /// not present). Faults found while reading an entry (access errors) are not covered by
-    /// that entry's FPD, which could not be read. Step (e) suppresses recording with it.
+    /// that entry's FPD, which could not be read. Such a fault is not recorded (§7.2).
     pub fpd: bool,
 }
 
@@ -278,7 +282,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         Self {
             mem,
             params,
-            regs: Mutex::new(regs::RegFile::reset()),
+            regs: Mutex::new(regs::RegFile::reset(
+                usize::try_from(cap::nfr_count(params.cap)).unwrap_or(1),
+            )),
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),
             caches: cache::Caches::new(&params.caches, large, ss),
@@ -316,10 +322,26 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         &self.mem
     }
 
-    /// The one place a fault is made. Step (e) makes it record the fault (FRCD, FSTS, the fault
-    /// event) unless `fpd`.
+    /// The one place a fault is made: recorded (FRCD, FSTS, the fault event, `record`) unless
+    /// fault processing is disabled for it.
     fn fault(&self, req: &DmaRequest, reason: FaultReason, fpd: bool) -> Fault {
-        Fault { reason, rid: req.rid, pasid: req.pasid, addr: req.addr, access: req.access, fpd }
+        let f = Fault {
+            reason,
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            fpd,
+        };
+        if !fpd {
+            self.record(&f);
+        }
+        f
+    }
+
+    /// The register file, locked (MMIO, the queue, fault recording).
+    fn lock_regs(&self) -> std::sync::MutexGuard<'_, regs::RegFile> {
+        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn gsts(&self) -> u64 {

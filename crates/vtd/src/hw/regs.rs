@@ -12,8 +12,9 @@
 //! | RTADDR | RTA and TTM read-write; bits 9:0 reserved (read 0); latched by SRTP |
 //! | CCMD | a write of the upper half with ICC set runs the context-cache invalidation (`inval`) |
 //! | IVA, IOTLB (at ECAP.IRO) | a write of IOTLB's upper half with IVT set runs the IOTLB invalidation |
-//! | FSTS | PFO, IQE, ICE, ITE write-1-to-clear; PPF and FRI read-only; clearing IQE restarts the queue |
-//! | FECTL, FEDATA, FEADDR, FEUADDR | stored (FECTL.IM resets to 1); step (e) gives them effect |
+//! | FSTS | PFO, IQE, ICE, ITE write-1-to-clear; PPF (any record's F) and FRI read-only; clearing IQE restarts the queue |
+//! | FECTL, FEDATA, FEADDR, FEUADDR | the fault event (FECTL.IM resets to 1; clearing IM with IP set sends the held message; `record`) |
+//! | FRCD (at CAP.FRO) | the fault records (`record`): read-only but F, write-1-to-clear |
 //! | IQH, IQER | read-only (hardware's) |
 //! | IQT | QT read-write; a write of the lower half runs the queue (`inval`) |
 //! | IQA | IQA (below HAW), DW (with ECAP.SMTS) and QS; ignored while GSTS.QIES |
@@ -21,12 +22,10 @@
 //! | IECTL, IEDATA, IEADDR, IEUADDR | the invalidation event (IECTL.IM resets to 1; clearing IM with IP set sends the held message) |
 //!
 //! The queue registers exist only with ECAP.QI. Every other offset reads 0 and ignores writes:
-//! the fault recording registers and page request registers come with the steps that model
-//! them (e, f), and the interrupt-remapping, protected-memory and MTRR registers are not
-//! modelled.
+//! the page request registers come with the step that models them (f), and the
+//! interrupt-remapping, protected-memory and MTRR registers are not modelled.
 
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
 
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
@@ -36,7 +35,7 @@ use crate::spec::regs::{
     self, cap, ccmd, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, ics, iotlb_reg, iqa, iqt, iva_reg,
     rtaddr,
 };
-use crate::spec::{bits_from, Reg32};
+use crate::spec::{bits_from, FaultRecord, Reg32};
 
 /// The low 32 bits of `v`.
 const fn lo32(v: u64) -> u32 {
@@ -119,6 +118,19 @@ enum Wide {
     Iqer,
 }
 
+/// What an offset holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// A stored 32-bit register (or half).
+    Stored,
+    /// Half of a whole 64-bit register; `true` for the upper half.
+    Wide(Wide, bool),
+    /// Dword `1` of fault record `0`.
+    Frcd(usize, u64),
+    /// Nothing the model has (reads 0, writes ignored).
+    Nothing,
+}
+
 /// The stored register words.
 #[derive(Debug)]
 pub(super) struct RegFile {
@@ -137,6 +149,10 @@ pub(super) struct RegFile {
     pub(super) iqt: u64,
     /// IQER_REG.
     pub(super) iqer: u64,
+    /// The fault recording registers (CAP.NFR + 1 of them), as 128-bit records.
+    pub(super) frcd: Vec<[u64; 2]>,
+    /// §7.2.1: the internal index of the fault recording register the next fault goes to.
+    pub(super) fault_index: usize,
 }
 
 /// Half `hi` of `v`.
@@ -158,13 +174,24 @@ fn with_half(v: u64, hi: bool, x: u32) -> u64 {
 }
 
 impl RegFile {
-    /// Every stored register at its reset value.
-    pub(super) fn reset() -> Self {
+    /// Every stored register at its reset value, with `records` fault recording registers.
+    pub(super) fn reset(records: usize) -> Self {
         let mut words = [0; STORED.len()];
         for (w, s) in words.iter_mut().zip(STORED.iter()) {
             *w = s.reset;
         }
-        Self { words, ccmd: 0, iva: 0, iotlb: 0, iqa: 0, iqh: 0, iqt: 0, iqer: 0 }
+        Self {
+            words,
+            ccmd: 0,
+            iva: 0,
+            iotlb: 0,
+            iqa: 0,
+            iqh: 0,
+            iqt: 0,
+            iqer: 0,
+            frcd: vec![[0; 2]; records.max(1)],
+            fault_index: 0,
+        }
     }
 
     fn wide(&self, w: Wide) -> u64 {
@@ -263,28 +290,54 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             o if o == regs::GCMD.0 => 0,
             o if o == regs::GSTS.0 => self.gsts.load(Ordering::Acquire),
             o => {
-                let regs = self.regs.lock().unwrap_or_else(PoisonError::into_inner);
-                match self.wide_at(o) {
-                    Some((w, hi)) => half(regs.wide(w), hi),
-                    None if self.queue_event_reg(o) && !self.ecap_has(ecap::QI) => 0,
-                    None => regs.get(o).unwrap_or(0),
+                let regs = self.lock_regs();
+                match self.classify(o) {
+                    At::Stored => regs.get(o).unwrap_or(0),
+                    At::Wide(w, hi) => half(regs.wide(w), hi),
+                    At::Frcd(index, dword) => {
+                        let [lo, hi] = regs.frcd.get(index).copied().unwrap_or_default();
+                        half(if dword >= 2 { hi } else { lo }, dword % 2 == 1)
+                    }
+                    At::Nothing => 0,
                 }
             }
         }
     }
 
-    /// The whole 64-bit register `off` is half of, and whether it is the upper half.
-    fn wide_at(&self, off: u64) -> Option<(Wide, bool)> {
+    /// What the 32-bit register (or half) at `off` is. The fixed registers come first; the
+    /// floating blocks (IOTLB registers at ECAP.IRO, fault records at CAP.FRO) only where no
+    /// fixed register is, so capability values that make them overlap cannot hide one.
+    fn classify(&self, off: u64) -> At {
+        let fixed =
+            regs::FIXED.iter().any(|&(_, at, width)| off >= at && off < at + u64::from(width));
+        if fixed {
+            if self.queue_event_reg(off) && !self.ecap_has(ecap::QI) {
+                return At::Nothing;
+            }
+            if STORED.iter().any(|s| s.off == off) {
+                return At::Stored;
+            }
+            return self.wide_at(off, true).map_or(At::Nothing, |(w, hi)| At::Wide(w, hi));
+        }
+        if let Some((w, hi)) = self.wide_at(off, false) {
+            return At::Wide(w, hi);
+        }
+        self.frcd_at(off).map_or(At::Nothing, |(i, d)| At::Frcd(i, d))
+    }
+
+    /// The whole 64-bit register `off` is half of, and whether it is the upper half: among the
+    /// fixed ones (`fixed`) or the floating IOTLB registers.
+    fn wide_at(&self, off: u64, fixed: bool) -> Option<(Wide, bool)> {
         let e = self.params.ecap;
         let queue = self.ecap_has(ecap::QI);
         let table = [
-            (regs::CCMD.0, Wide::Ccmd, true),
-            (regs::iva(e).0, Wide::Iva, true),
-            (regs::iotlb(e).0, Wide::Iotlb, true),
-            (regs::IQH.0, Wide::Iqh, queue),
-            (regs::IQT.0, Wide::Iqt, queue),
-            (regs::IQA.0, Wide::Iqa, queue),
-            (regs::IQER.0, Wide::Iqer, queue),
+            (regs::CCMD.0, Wide::Ccmd, fixed),
+            (regs::iva(e).0, Wide::Iva, !fixed),
+            (regs::iotlb(e).0, Wide::Iotlb, !fixed),
+            (regs::IQH.0, Wide::Iqh, fixed && queue),
+            (regs::IQT.0, Wide::Iqt, fixed && queue),
+            (regs::IQA.0, Wide::Iqa, fixed && queue),
+            (regs::IQER.0, Wide::Iqer, fixed && queue),
         ];
         table.iter().find_map(|&(at, w, present)| {
             if !present {
@@ -299,6 +352,17 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         })
     }
 
+    /// The fault recording register `off` is in (§11.4 FRCD_REG at CAP.FRO), and which of its
+    /// four dwords.
+    fn frcd_at(&self, off: u64) -> Option<(usize, u64)> {
+        let first = cap::fro_bytes(self.params.cap);
+        let rel = off.checked_sub(first)?;
+        let index = rel / regs::FRCD_BYTES;
+        (index < cap::nfr_count(self.params.cap))
+            .then(|| (usize::try_from(index).ok(), (rel % regs::FRCD_BYTES) / 4))
+            .and_then(|(i, d)| Some((i?, d)))
+    }
+
     /// Whether `off` is one of the invalidation event registers (present with ECAP.QI).
     fn queue_event_reg(&self, off: u64) -> bool {
         [regs::ICS, regs::IECTL, regs::IEDATA, regs::IEADDR, regs::IEUADDR]
@@ -307,18 +371,32 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     fn write32(&self, off: u64, value: u32) {
-        let mut regs = self.regs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut regs = self.lock_regs();
         if off == regs::GCMD.0 {
             self.global_command(&mut regs, value);
-        } else if let Some((w, hi)) = self.wide_at(off) {
-            self.write_wide(&mut regs, w, hi, value);
-        } else if self.queue_event_reg(off) && !self.ecap_has(ecap::QI) {
-            // Reserved without queued invalidation.
-        } else if let Some((w, s)) = regs.slot(off) {
-            let before = *w;
-            *w = ((*w & !s.rw) | (value & s.rw)) & !(value & s.w1c);
-            let after = *w;
-            self.after_write(&mut regs, off, before, after);
+            return;
+        }
+        match self.classify(off) {
+            At::Stored => {
+                if let Some((w, s)) = regs.slot(off) {
+                    let before = *w;
+                    *w = ((*w & !s.rw) | (value & s.rw)) & !(value & s.w1c);
+                    let after = *w;
+                    self.after_write(&mut regs, off, before, after);
+                }
+            }
+            At::Wide(w, hi) => self.write_wide(&mut regs, w, hi, value),
+            At::Frcd(index, dword) => {
+                // Every field is read-only but F (bit 127), which a written 1 clears.
+                let f = (u64::from(value) << 32) & FaultRecord::F.field.mask();
+                if let (3, Some(r)) = (dword, regs.frcd.get_mut(index)) {
+                    if f != 0 {
+                        FaultRecord::F.set(r, 0);
+                    }
+                    self.fault_status_changed(&mut regs);
+                }
+            }
+            At::Nothing => {}
         }
     }
 
@@ -374,9 +452,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let cleared = |f: crate::spec::Field| {
             u64::from(before) & f.mask() != 0 && u64::from(after) & f.mask() == 0
         };
-        if off == regs::FSTS.0 && cleared(fsts::IQE) {
-            // §6.5.2.10: the unit resumes fetching at IQH once software clears IQE.
-            self.run_queue(regs);
+        if off == regs::FSTS.0 {
+            self.fault_status_changed(regs);
+            if cleared(fsts::IQE) {
+                // §6.5.2.10: the unit resumes fetching at IQH once software clears IQE.
+                self.run_queue(regs);
+            }
+        } else if off == regs::FECTL.0 {
+            self.fault_status_changed(regs);
         } else if off == regs::ICS.0 && cleared(ics::IWC) {
             self.iwc_cleared(regs);
         } else if off == regs::IECTL.0 && cleared(ectl::IM) {
@@ -416,6 +499,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 self.gsts.fetch_or(lo32(gsts::TES.mask()), Ordering::AcqRel);
             } else {
                 self.gsts.fetch_and(!lo32(gsts::TES.mask()), Ordering::AcqRel);
+                // §7.2.1: the internal fault recording index resets when remapping is disabled
+                // (interrupt remapping is never enabled here).
+                regs.fault_index = 0;
             }
         }
     }

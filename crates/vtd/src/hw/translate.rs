@@ -5,8 +5,9 @@
 //! the reason Appendix A names for it, in the order the structures are used. The caches come
 //! first, as on the silicon: the context cache by source-id, the PASID cache by source-id and
 //! PASID, then the IOTLB by DID, PASID and page; a walk resumes from the paging-structure
-//! caches and, nested, finds second-stage translations in the leaf cache. Nothing here
-//! allocates; a hit takes only read locks, and no lock is held across a table read.
+//! caches and, nested, finds second-stage translations in the leaf cache. A translation
+//! allocates nothing and a hit takes only read locks; no lock is held across a table read. A
+//! fault is recorded (`record`) under the register lock, after the walk.
 //!
 //! Every cache's invalidation epoch is read before the first table read, and every insert
 //! carries it: a translation that began before an invalidation completed cannot insert what it
