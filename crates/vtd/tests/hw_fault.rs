@@ -1,4 +1,4 @@
-//! Fault recording (§7.2) and the fault event (§7.3) through raw MMIO: every fault translate
+//! Fault recording (§7.2) and the fault event through raw MMIO: every fault translate
 //! returns lands in the next fault recording register (FRCD at CAP.FRO) with its fields, FSTS
 //! reports PPF and FRI, a full set of records overflows into PFO, FPD suppresses recording, and
 //! the fault event goes out as an MSI from FEDATA/FEADDR unless FECTL.IM holds it as IP.

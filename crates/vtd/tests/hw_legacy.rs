@@ -151,7 +151,7 @@ fn a_new_root_table_takes_effect_only_at_srtp() {
     vtd.mmio_write(regs::RTADDR.0, 8, empty_rta);
     assert_eq!(ok(&vtd, read(IOVA)).output, HPA_4K);
     // SRTP, TE kept as it is. Without ESRTPS the caches still hold what the old table gave,
-    // until software invalidates them globally (§6.5.3).
+    // until software invalidates them globally (§6.5).
     vtd.mmio_write(regs::GCMD.0, 4, gcmd::SRTP.mask() | gcmd::TE.mask());
     assert_eq!(ok(&vtd, read(IOVA)).output, HPA_4K);
     invalidate_all(&vtd);

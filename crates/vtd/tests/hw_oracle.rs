@@ -705,7 +705,7 @@ fn apply(c: &mut Case, b: &mut Live<'_>, ch: &Change) -> Vec<[u64; 4]> {
             for (i, w) in pe.words().iter().enumerate() {
                 b.mem.write_u64(Hpa(b.pe_at + 8 * i as u64), *w).unwrap();
             }
-            // §6.5.3: the PASID cache, then the IOTLB of the translations the entry made.
+            // §6.5: the PASID cache, then the IOTLB of the translations the entry made.
             let iotlb = match c.pgtt {
                 Pgtt::FirstStage => desc::piotlb_pasid(DID, PASID),
                 _ => desc::iotlb_domain(DID),

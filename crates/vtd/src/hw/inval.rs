@@ -40,7 +40,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     // What each granularity does (both interfaces)
     // -----------------------------------------------------------------------------------------
 
-    /// §6.5.1.1 / §6.5.2.1 context-cache invalidation; returns the granularity performed.
+    /// §6.5.1 / §6.5.2.1 context-cache invalidation; returns the granularity performed.
     ///
     /// Scalable-mode context entries carry no DID. IMPDEF: a domain-selective invalidation
     /// removes every scalable-mode entry (and reports global granularity while the latched
@@ -71,7 +71,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
-    /// §6.5.1.2 / §6.5.2.3 IOTLB invalidation (with the paging-structure and leaf caches);
+    /// §6.5.1 / §6.5.2.3 IOTLB invalidation (with the paging-structure and leaf caches);
     /// returns the granularity performed, or `None` if the request is invalid (an address mask
     /// above CAP.MAMV).
     fn invalidate_iotlb(
@@ -211,7 +211,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let before = u64::from(regs.reg32(regs::FSTS));
         regs.iqer = iqer::IQEI.set(regs.iqer, u64::from(why));
         regs.latch_fsts(u32::try_from(fsts::IQE.mask()).unwrap_or(0));
-        // §7.3: IQE is a fault event condition.
+        // IQE is a fault event condition (FSTS, §11.4.9.1).
         self.fault_event(regs, before);
     }
 

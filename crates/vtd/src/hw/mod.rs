@@ -13,7 +13,7 @@
 //! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
 //! | `cache` | §6.2 context, PASID, IOTLB, paging-structure and second-stage leaf caches |
 //! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor |
-//! | `record` | §7.2 fault recording registers, §7.3 the fault event |
+//! | `record` | §7.2 fault recording registers and the fault event |
 //!
 //! Outputs that are not memory writes (interrupt messages, messages to devices) go to an outbox
 //! the embedder drains ([`Vtd::drain_outputs`], [`Output`]).

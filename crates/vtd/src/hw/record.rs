@@ -1,4 +1,4 @@
-//! §7.2 primary fault logging and §7.3 the fault event.
+//! §7.2 primary fault logging and the fault event (FECTL, §11.4.9.2).
 //!
 //! Every fault `translate` returns is recorded, unless fault processing is disabled for it
 //! (`Fault::fpd`): in the fault recording register the unit's internal index names, if its F
@@ -19,7 +19,7 @@ use super::{Fault, MsiSource, Output, Vtd};
 use crate::spec::fault::{AddressType, FaultRecord, RequestType};
 use crate::spec::regs::{self, ectl, fsts};
 
-/// FSTS bits that are interrupt conditions of the fault event (§7.3): a pending fault, an
+/// FSTS bits that are interrupt conditions of the fault event (§7.2): a pending fault, an
 /// overflow, an invalidation error.
 pub(super) const EVENT_CONDITIONS: u64 =
     fsts::PFO.mask() | fsts::PPF.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
@@ -49,7 +49,7 @@ pub(super) fn fault_record(f: &Fault) -> FaultRecord {
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
-    /// §7.2.1: records `f` in the next fault recording register, or sets PFO.
+    /// §7.2: records `f` in the next fault recording register, or sets PFO.
     pub(super) fn record(&self, f: &Fault) {
         let mut regs = self.lock_regs();
         let before = u64::from(regs.reg32(regs::FSTS));
@@ -75,7 +75,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         self.fault_event(&mut regs, before);
     }
 
-    /// §7.3: an event condition was just raised, with FSTS `before` it as it was. Unless an
+    /// §7.2, FECTL: an event condition was just raised, with FSTS `before` it as it was. Unless an
     /// earlier condition is still pending, the event goes out (FECTL.IM clear) or is held as
     /// FECTL.IP.
     pub(super) fn fault_event(&self, regs: &mut RegFile, before: u64) {

@@ -78,7 +78,7 @@ const FSTS_W1C: u64 = fsts::PFO.mask() | fsts::IQE.mask() | fsts::ICE.mask() | f
 const STORED: [Stored; 12] = [
     Stored { off: regs::RTADDR.0, reset: 0, rw: lo32(RTADDR_RW), w1c: 0 },
     Stored { off: regs::RTADDR.0 + 4, reset: 0, rw: hi32(RTADDR_RW), w1c: 0 },
-    // PPF and FRI are computed from the fault recording registers in step (e); read 0 until then.
+    // PPF and FRI are hardware-written (`record`): software can neither set nor clear them.
     Stored::reg32(regs::FSTS, 0, 0, FSTS_W1C),
     // §11.4.9.2: IM is set on reset, so no fault event goes out before software programs one.
     Stored::reg32(regs::FECTL, ectl::IM.mask(), ectl::IM.mask(), 0),
@@ -86,7 +86,7 @@ const STORED: [Stored; 12] = [
     Stored::reg32(regs::FEADDR, 0, eaddr::MA.mask(), 0),
     // The upper address bits 63:32, all writable.
     Stored::reg32(regs::FEUADDR, 0, low_mask(32), 0),
-    // §11.4.10: the invalidation event registers, laid out as the fault event's.
+    // §11.4 ICS, IECTL, IEDATA, IEADDR, IEUADDR: the invalidation event registers, laid out as the fault event's.
     Stored::reg32(regs::ICS, 0, 0, ics::IWC.mask()),
     Stored::reg32(regs::IECTL, ectl::IM.mask(), ectl::IM.mask(), 0),
     Stored::reg32(regs::IEDATA, 0, edata::IMD.mask() | edata::EIMD.mask(), 0),
@@ -151,7 +151,7 @@ pub(super) struct RegFile {
     pub(super) iqer: u64,
     /// The fault recording registers (CAP.NFR + 1 of them), as 128-bit records.
     pub(super) frcd: Vec<[u64; 2]>,
-    /// §7.2.1: the internal index of the fault recording register the next fault goes to.
+    /// §7.2: the internal index of the fault recording register the next fault goes to.
     pub(super) fault_index: usize,
 }
 
@@ -499,7 +499,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 self.gsts.fetch_or(lo32(gsts::TES.mask()), Ordering::AcqRel);
             } else {
                 self.gsts.fetch_and(!lo32(gsts::TES.mask()), Ordering::AcqRel);
-                // §7.2.1: the internal fault recording index resets when remapping is disabled
+                // §7.2: the internal fault recording index resets when remapping is disabled
                 // (interrupt remapping is never enabled here).
                 regs.fault_index = 0;
             }

@@ -220,7 +220,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
         let cm = self.caching_mode();
         // IMPDEF: a cached scalable-mode entry (software changed modes without the global
-        // invalidation §6.5.3 asks for) is not used; the legacy entry is read instead.
+        // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
             Some(CachedContext::Legacy(ce)) => Some(ce),
             _ => None,
