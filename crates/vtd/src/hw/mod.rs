@@ -202,7 +202,8 @@ pub enum MsiSource {
     /// The invalidation completion event (§6.5.2.9, IECTL/IEDATA/IEADDR/IEUADDR): a wait
     /// descriptor with IF completed.
     InvalidationCompletion,
-    /// The fault event (§7.4, FECTL/FEDATA/FEADDR/FEUADDR).
+    /// The fault event (§7.2, FECTL/FEDATA/FEADDR/FEUADDR): a fault recorded, an overflow, an
+    /// invalidation queue error.
     Fault,
 }
 
