@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use sviommu_pgtable::vtd_ss::{Levels, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::{Access, Build, Perms};
-use sviommu_vtd::hw::{DmaRequest, VtdParams};
+use sviommu_vtd::hw::{CacheParams, DmaRequest, VtdParams};
 use sviommu_vtd::spec::regs::{self, cap, ecap, gcmd, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{ContextEntry, RootEntry, TranslationType};
 use sviommu_vtd::spec::{Aw, FaultReason as R};
@@ -82,7 +82,8 @@ impl Legacy {
 #[test]
 fn second_stage_translates_and_counts_every_read() {
     let t = legacy();
-    let vtd = t.on(VtdParams::default());
+    // Without caches, so every translation reads everything (cached counts: hw_cache).
+    let vtd = t.on(VtdParams { caches: CacheParams::NONE, ..VtdParams::default() });
     let tr = ok(&vtd, write(IOVA + 0x123));
     assert_eq!((tr.output, tr.page_lg2, tr.interrupt), (HPA_4K + 0x123, 12, false));
     // Root entry, context entry, three second-stage entries.
@@ -149,8 +150,12 @@ fn a_new_root_table_takes_effect_only_at_srtp() {
     // RTADDR written, not latched: the old table still translates.
     vtd.mmio_write(regs::RTADDR.0, 8, empty_rta);
     assert_eq!(ok(&vtd, read(IOVA)).output, HPA_4K);
-    // SRTP, TE kept as it is: the empty table now decides.
+    // SRTP, TE kept as it is. Without ESRTPS the caches still hold what the old table gave,
+    // until software invalidates them globally (§6.5).
     vtd.mmio_write(regs::GCMD.0, 4, gcmd::SRTP.mask() | gcmd::TE.mask());
+    assert_eq!(ok(&vtd, read(IOVA)).output, HPA_4K);
+    invalidate_all(&vtd);
+    // The empty table now decides.
     assert_eq!(reason(&vtd, read(IOVA)), R::RootEntryNotPresent);
 }
 

@@ -13,10 +13,11 @@ use std::collections::BTreeMap;
 
 use common::*;
 use proptest::prelude::*;
+use sviommu_memory::{FrameAllocator, Gpa, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, Perms};
-use sviommu_vtd::hw::{DmaRequest, VtdParams};
+use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::rtaddr::Ttm;
 use sviommu_vtd::spec::root::ScalableContextEntry;
@@ -300,7 +301,17 @@ impl Oracle {
 // Building the configuration in memory
 // ---------------------------------------------------------------------------------------------
 
-fn build(c: &Case) -> (Machine, u64, Oracle) {
+/// A configuration in memory, with what later changes need.
+struct Built {
+    m: Machine,
+    rta: u64,
+    oracle: Oracle,
+    fs: X86Paging,
+    ss: VtdSecondStage,
+    pe_at: u64,
+}
+
+fn build(c: &Case) -> Built {
     let mut m = Machine::new();
     let mut o = Oracle::default();
     let rta = m.page();
@@ -405,8 +416,41 @@ fn build(c: &Case) -> (Machine, u64, Oracle) {
         pe.set_aw(Aw::Bits48);
         pe.set_ssptptr(ss.root);
     }
-    m.pasid_entry(dir, PASID, pe);
-    (m, rta, o)
+    let pe_at = m.pasid_entry(dir, PASID, pe);
+    Built { m, rta, oracle: o, fs, ss, pe_at }
+}
+
+/// The PASID-table entry `c` describes, over the tables at `fs_root` and `ss_root`.
+fn pasid_entry(c: &Case, fs_root: u64, ss_root: u64) -> PasidEntry {
+    let mut pe = PasidEntry::default();
+    pe.set_p(true);
+    pe.set_pgtt(c.pgtt);
+    pe.set_sre(c.sre);
+    pe.set_ere(c.ere);
+    pe.set_wpe(c.wpe);
+    pe.set_nxe(c.nxe);
+    pe.set_smep(c.smep);
+    pe.set_ssee(c.ssee);
+    if c.pgtt.uses_first_stage() {
+        pe.set_fspm(Fspm::FourLevel);
+        pe.set_fsptptr(fs_root);
+    }
+    if c.pgtt.uses_second_stage() {
+        pe.set_aw(Aw::Bits48);
+        pe.set_ssptptr(ss_root);
+    }
+    pe
+}
+
+/// A live configuration's parts while a unit translates over its memory.
+struct Live<'a> {
+    mem: &'a HostMemory,
+    frames: &'a mut FrameAllocator<Hpa>,
+    guest_frames: &'a mut FrameAllocator<Gpa>,
+    oracle: &'a mut Oracle,
+    fs: &'a mut X86Paging,
+    ss: &'a VtdSecondStage,
+    pe_at: u64,
 }
 
 fn request(c: &Case, r: &Req) -> DmaRequest {
@@ -451,21 +495,222 @@ proptest! {
 
     #[test]
     fn hw_agrees_with_two_composed_oracle_maps(c in case()) {
-        let (m, rta, oracle) = build(&c);
-        let vtd = unit(&m, VtdParams::default());
+        let b = build(&c);
+        let vtd = unit(&b.m, VtdParams::default());
+        enable(&vtd, b.rta, Ttm::Scalable);
+        check_requests(&vtd, &c, &b.oracle)?;
+    }
+
+    /// With the caches warm, random changes to both stages' tables (leaves and whole tables)
+    /// and to the PASID-table entry, each followed by the invalidation a driver must issue for
+    /// it (the narrowest that covers it, through the queue): after each, the unit agrees with
+    /// the oracle on every request.
+    #[test]
+    fn cached_translations_agree_after_every_matching_invalidation(
+        c in case(),
+        changes in prop::collection::vec(change(), 1..10),
+    ) {
+        let mut c = c;
+        let Built { m, rta, mut oracle, mut fs, ss, pe_at } = build(&c);
+        let Machine { mem, mut frames, mut guest_frames } = m;
+        let vtd = Vtd::new(&mem, VtdParams::default());
         enable(&vtd, rta, Ttm::Scalable);
-        for r in &c.reqs {
-            let req = request(&c, r);
-            let want = oracle.expect(&c, &req);
-            let got = match vtd.translate(&req) {
-                Ok(t) if t.interrupt => Expect::Interrupt,
-                Ok(t) => Expect::Translated { output: t.output, page_lg2: t.page_lg2, perms: t.perms },
-                Err(f) => {
-                    prop_assert_eq!((f.rid, f.pasid, f.addr, f.access, f.fpd), (req.rid, req.pasid, req.addr, req.access, false));
-                    Expect::Fault(f.reason)
-                }
+        enable_queue(&vtd);
+        check_requests(&vtd, &c, &oracle)?;
+        for ch in &changes {
+            let mut live = Live {
+                mem: &mem,
+                frames: &mut frames,
+                guest_frames: &mut guest_frames,
+                oracle: &mut oracle,
+                fs: &mut fs,
+                ss: &ss,
+                pe_at,
             };
-            prop_assert_eq!(got, want, "{:?} {:?}", c.pgtt, req);
+            let inv = apply(&mut c, &mut live, ch);
+            submit_and_wait(&vtd, &inv);
+            check_requests(&vtd, &c, &oracle)?;
+        }
+    }
+}
+
+/// Every request of `c` translated by `vtd` matches `oracle`.
+fn check_requests(vtd: &Vtd<&HostMemory>, c: &Case, oracle: &Oracle) -> Result<(), TestCaseError> {
+    for r in &c.reqs {
+        let req = request(c, r);
+        let want = oracle.expect(c, &req);
+        let got = match vtd.translate(&req) {
+            Ok(t) if t.interrupt => Expect::Interrupt,
+            Ok(t) => Expect::Translated { output: t.output, page_lg2: t.page_lg2, perms: t.perms },
+            Err(f) => {
+                prop_assert_eq!(
+                    (f.rid, f.pasid, f.addr, f.access, f.fpd),
+                    (req.rid, req.pasid, req.addr, req.access, false)
+                );
+                Expect::Fault(f.reason)
+            }
+        };
+        prop_assert_eq!(got, want, "{:?} {:?}", c.pgtt, req);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changes and the invalidations they need
+// ---------------------------------------------------------------------------------------------
+
+/// One change a driver makes to a live configuration.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Remap (or, with `None`, unmap) a first-stage slot: the `pick`-th of the case's maps
+    /// (the pages requests use), or any.
+    Fs { pick: Option<u8>, slot: u8, out: u8, big: bool, attrs: Option<X86Attrs> },
+    /// Remap (or unmap) a second-stage slot: the one the `pick`-th first-stage map sends its
+    /// page to (nested) or the `pick`-th second-stage map, or any.
+    Ss { pick: Option<u8>, slot: u8, out: u8, big: bool, attrs: Option<VtdSsAttrs> },
+    /// Replace the 4K slots' whole 2M region of the first stage with one 2M block (freeing its
+    /// page table) or, with `None`, unmap it: a change to the tables, not only to leaves.
+    FsArea { out: u8, attrs: Option<X86Attrs> },
+    /// The same for the second stage's 4K slots.
+    SsArea { out: u8, attrs: Option<VtdSsAttrs> },
+    /// New PASID-table entry controls: SRE, ERE, WPE, SMEP. (NXE and SSEE stay: they change
+    /// what the existing entries' bits mean, which the oracle does not model.)
+    Pe([bool; 4]),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    let x86 = (any::<bool>(), prop::bool::weighted(0.8), any::<bool>())
+        .prop_map(|(w, u, x)| X86Attrs { writable: w, user: u, exec: x, global: false });
+    let pick = prop::option::weighted(0.7, any::<u8>());
+    let big = prop::bool::weighted(0.2);
+    prop_oneof![
+        3 => (pick.clone(), 0u8..16, 0u8..16, big, prop::option::weighted(0.8, x86.clone()))
+            .prop_map(|(pick, slot, out, big, attrs)| Change::Fs { pick, slot, out, big, attrs }),
+        3 => (pick, 0u8..16, 0u8..16, big, prop::option::weighted(0.8, ss_attrs()))
+            .prop_map(|(pick, slot, out, big, attrs)| Change::Ss { pick, slot, out, big, attrs }),
+        1 => (0u8..16, prop::option::weighted(0.7, x86))
+            .prop_map(|(out, attrs)| Change::FsArea { out, attrs }),
+        1 => (0u8..16, prop::option::weighted(0.7, ss_attrs()))
+            .prop_map(|(out, attrs)| Change::SsArea { out, attrs }),
+        1 => any::<[bool; 4]>().prop_map(Change::Pe),
+    ]
+}
+
+/// The PASID-table entry's DID (build leaves it 0).
+const DID: u16 = 0;
+
+/// Unmaps `[at, at + 2^lg2)` from `fmt`'s tables and from `map` if every leaf there lies
+/// inside it (a partial block cannot be unmapped), then maps `to` there. Returns whether
+/// anything changed.
+fn remap<T: Copy, F: Build, M: PhysMemory>(
+    fmt: &F,
+    mem: &M,
+    frames: &mut FrameAllocator<M::Addr>,
+    map: &mut BTreeMap<u64, (u64, u8, T)>,
+    at: u64,
+    lg2: u8,
+    to: Option<(u64, F::Attrs, T)>,
+) -> bool {
+    let last = at + (1 << lg2) - 1;
+    let hit: Vec<u64> = map
+        .iter()
+        .filter(|(&base, &(_, l, _))| base <= last && at < base + (1 << l))
+        .map(|(&base, _)| base)
+        .collect();
+    if hit.iter().any(|&base| base < at || base + (1 << map[&base].1) - 1 > last) {
+        return false;
+    }
+    if fmt.unmap(mem, at, 1 << lg2).is_err() {
+        return false;
+    }
+    for base in hit {
+        map.remove(&base);
+    }
+    if let Some((out, attrs, o)) = to {
+        if fmt.map(mem, frames, at, out, lg2, attrs).is_ok() {
+            map.insert(at, (out, lg2, o));
+        }
+    }
+    true
+}
+
+/// Remaps `[va, va + 2^lg2)` of the first stage (in guest RAM when nested).
+fn remap_fs(c: &Case, b: &mut Live<'_>, va: u64, lg2: u8, to: Option<(u64, X86Attrs)>) -> bool {
+    let target = to.map(|(out, a)| (out, a, a));
+    if c.pgtt == Pgtt::Nested {
+        let ram = guest_ram(b.mem);
+        remap(&*b.fs, &ram, b.guest_frames, &mut b.oracle.fs, va, lg2, target)
+    } else {
+        remap(&*b.fs, b.mem, b.frames, &mut b.oracle.fs, va, lg2, target)
+    }
+}
+
+/// Applies `ch` to the tables, the oracle and the case; returns the invalidations a driver
+/// issues for it.
+fn apply(c: &mut Case, b: &mut Live<'_>, ch: &Change) -> Vec<[u64; 4]> {
+    let nested = c.pgtt == Pgtt::Nested;
+    let fs_base = if nested { GPA_BASE } else { HPA_BASE };
+    // IH clear throughout: a map may free tables (a block over emptied ones) or add them.
+    let fs_inv = |changed: bool, va: u64, lg2: u8| match (changed, c.pgtt.uses_first_stage()) {
+        (true, true) => vec![desc::piotlb_pages(DID, PASID, va, lg2 - 12, false)],
+        _ => vec![],
+    };
+    let ss_inv = |changed: bool, gpa: u64, lg2: u8| match (changed, c.pgtt.uses_second_stage()) {
+        (true, true) => vec![desc::iotlb_pages(DID, gpa, lg2 - 12, false)],
+        _ => vec![],
+    };
+    match *ch {
+        Change::Fs { pick, slot, out, big, attrs } => {
+            let picked = pick.and_then(|i| c.fs.get(usize::from(i) % c.fs.len().max(1)));
+            let (slot, big) = picked.map_or((slot, big), |f| (f.slot, f.big));
+            let (va, lg2) = slot_addr(VA_BASE, slot, big);
+            let (to, _) = slot_addr(fs_base, out, big);
+            let changed = remap_fs(c, b, va, lg2, attrs.map(|a| (to, a)));
+            fs_inv(changed, va, lg2)
+        }
+        Change::Ss { pick, slot, out, big, attrs } => {
+            let i = pick.map(usize::from);
+            let (slot, big) = match (nested, i) {
+                (true, Some(i)) if !c.fs.is_empty() => {
+                    let f = c.fs[i % c.fs.len()];
+                    (f.out, f.big)
+                }
+                (false, Some(i)) if !c.ss.is_empty() => {
+                    let m = c.ss[i % c.ss.len()];
+                    (m.slot, m.big)
+                }
+                _ => (slot, big),
+            };
+            let (gpa, lg2) = slot_addr(GPA_BASE, slot, big);
+            let (to, _) = slot_addr(SS_OUT_BASE, out, big);
+            let target = attrs.map(|a| (to, a, a));
+            let changed = remap(b.ss, b.mem, b.frames, &mut b.oracle.ss, gpa, lg2, target);
+            ss_inv(changed, gpa, lg2)
+        }
+        Change::FsArea { out, attrs } => {
+            let (to, _) = slot_addr(fs_base, out, true);
+            let changed = remap_fs(c, b, VA_BASE, 21, attrs.map(|a| (to, a)));
+            fs_inv(changed, VA_BASE, 21)
+        }
+        Change::SsArea { out, attrs } => {
+            let (to, _) = slot_addr(SS_OUT_BASE, out, true);
+            let target = attrs.map(|a| (to, a, a));
+            let changed = remap(b.ss, b.mem, b.frames, &mut b.oracle.ss, GPA_BASE, 21, target);
+            ss_inv(changed, GPA_BASE, 21)
+        }
+        Change::Pe([sre, ere, wpe, smep]) => {
+            (c.sre, c.ere, c.wpe, c.smep) = (sre, ere, wpe, smep);
+            *b.fs = X86Paging { wp: wpe, smep, ..*b.fs };
+            let pe = pasid_entry(c, b.fs.root, b.ss.root);
+            for (i, w) in pe.words().iter().enumerate() {
+                b.mem.write_u64(Hpa(b.pe_at + 8 * i as u64), *w).unwrap();
+            }
+            // §6.5: the PASID cache, then the IOTLB of the translations the entry made.
+            let iotlb = match c.pgtt {
+                Pgtt::FirstStage => desc::piotlb_pasid(DID, PASID),
+                _ => desc::iotlb_domain(DID),
+            };
+            vec![desc::pc_pasid(DID, PASID), iotlb]
         }
     }
 }

@@ -10,7 +10,7 @@ use sviommu_memory::{Gpa, HostMemory, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, Perms, Walk};
-use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
+use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidDirEntry, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{cap, ecap, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{ScalableContextEntry, ScalableRootEntry};
@@ -177,6 +177,13 @@ impl Sm {
         self.on(VtdParams::default())
     }
 
+    /// A unit without caches, so every translation reads every structure and entry (the
+    /// cached counts are hw_cache's).
+    fn cold(&self, pgtt: Pgtt) -> Vtd<&HostMemory> {
+        self.set_pe(self.pe(pgtt));
+        self.on(VtdParams { caches: CacheParams::NONE, ..VtdParams::default() })
+    }
+
     fn root_entry_at(&self) -> u64 {
         self.rta + 16 * 3
     }
@@ -211,7 +218,7 @@ fn write(addr: u64) -> DmaRequest {
 #[test]
 fn first_stage_only_translates_and_counts_every_read() {
     let t = sm();
-    let vtd = t.with(Pgtt::FirstStage);
+    let vtd = t.cold(Pgtt::FirstStage);
     let tr = ok(&vtd, write(VA + 0x123));
     assert_eq!((tr.output, tr.page_lg2, tr.interrupt), (FS_OUT + 0x123, 12, false));
     // Root, context, PASID directory and PASID-table entries, then PML4E, PDPTE, PDE, PTE.
@@ -252,7 +259,7 @@ fn first_stage_five_level() {
 #[test]
 fn second_stage_only_translates() {
     let t = sm();
-    let vtd = t.with(Pgtt::SecondStage);
+    let vtd = t.cold(Pgtt::SecondStage);
     let tr = ok(&vtd, write(GPA_OUT + 0x10));
     assert_eq!((tr.output, tr.page_lg2), (GUEST_RAM_HPA + GPA_OUT + 0x10, 21));
     // Four structure reads and three second-stage entries (a 2M page).
@@ -265,7 +272,7 @@ fn second_stage_only_translates() {
 #[test]
 fn nested_reads_every_first_stage_table_through_the_second_stage() {
     let t = sm();
-    let vtd = t.with(Pgtt::Nested);
+    let vtd = t.cold(Pgtt::Nested);
     let tr = ok(&vtd, write(VA + 0x123));
     assert_eq!((tr.output, tr.page_lg2), (GUEST_RAM_HPA + GPA_OUT + 0x123, 12));
     // Four structures; each of the four first-stage entries costs a three-entry second-stage
@@ -317,6 +324,8 @@ fn requests_without_pasid_use_rid_pasid() {
     ce.set_rid_pasid(PASID);
     ce.set_paside(false);
     t.set_ce(ce);
+    // The unit caches context and PASID entries: software invalidates after changing them.
+    invalidate_all(&vtd);
     let tr = ok(&vtd, DmaRequest::new(RID, VA, Access::WRITE));
     assert_eq!(tr.output, FS_OUT);
     // A request without PASID is a user request: the supervisor page is out of reach...
@@ -327,6 +336,7 @@ fn requests_without_pasid_use_rid_pasid() {
     // RID_PRIV makes it a supervisor request.
     ce.set_rid_priv(true);
     t.set_ce(ce);
+    invalidate_all(&vtd);
     assert_eq!(ok(&vtd, DmaRequest::new(RID, VA_SUP, Access::READ)).output, FS_OUT + 0x2000);
 }
 
@@ -342,6 +352,7 @@ fn supervisor_requests_reach_supervisor_pages() {
     let mut pe = t.pe(Pgtt::FirstStage);
     pe.set_wpe(false);
     t.set_pe(pe);
+    invalidate_all(&vtd);
     assert_eq!(ok(&vtd, req(VA_RO, Access::WRITE.privileged())).output, FS_OUT + 0x1000);
 }
 
@@ -366,6 +377,7 @@ fn execute_requests_where_the_entry_allows_them() {
     let mut pe = t.pe(Pgtt::FirstStage);
     pe.set_nxe(false);
     t.set_pe(pe);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, req(VA_NX, Access::EXEC)), R::SmFsEntryReserved);
 }
 
@@ -518,10 +530,12 @@ fn fault_46_pasid_beyond_directory() {
     let mut ce = context(t.dir);
     ce.set_rid_pasid(0x2000);
     t.set_ce(ce);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, DmaRequest::new(RID, VA, Access::READ)), R::SmPasidBeyondDirectory);
     // PDTS = 1 doubles the directory: 0x2000 reaches a (not present) directory entry.
     ce.set_pdts(1);
     t.set_ce(ce);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, read(VA).with_pasid(0x2000)), R::SmPasidDirEntryNotPresent);
 }
 
@@ -700,6 +714,7 @@ fn fault_5d_pasid_entry_sre_clear() {
     ce.set_rid_pasid(PASID);
     ce.set_rid_priv(true);
     t.set_ce(ce);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, DmaRequest::new(RID, GPA_OUT, Access::READ)), R::SmPasidSreClear);
 }
 
@@ -928,14 +943,17 @@ fn fault_82_execute_denied() {
     let mut pe = t.pe(Pgtt::FirstStage);
     pe.set_smep(true);
     t.set_pe(pe);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, req(VA, Access::EXEC.privileged())), R::SmExecuteDenied);
     // Second stage: X clear with SSEE.
     let mut pe = t.pe(Pgtt::SecondStage);
     pe.set_ssee(true);
     t.set_pe(pe);
+    invalidate_all(&vtd);
     assert_eq!(reason(&vtd, req(GPA_OUT, Access::EXEC)), R::SmExecuteDenied);
     // Without SSEE the second stage's X bit is not consulted.
     t.set_pe(t.pe(Pgtt::SecondStage));
+    invalidate_all(&vtd);
     assert_eq!(ok(&vtd, req(GPA_OUT, Access::EXEC)).output, GUEST_RAM_HPA + GPA_OUT);
 }
 
@@ -992,9 +1010,11 @@ fn fpd_in_the_pasid_entry_covers_walk_faults() {
     let mut pe = t.pe(Pgtt::FirstStage);
     let vtd = t.on(VtdParams::default());
     t.set_pe(pe);
+    invalidate_all(&vtd);
     assert!(!fault(&vtd, read(0x7000_0000)).fpd);
     pe.set_fpd(true);
     t.set_pe(pe);
+    invalidate_all(&vtd);
     let f = fault(&vtd, read(0x7000_0000));
     assert_eq!((f.reason, f.fpd), (R::SmFsEntryNotPresent, true));
 }

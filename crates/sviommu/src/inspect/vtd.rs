@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use sviommu_memory::HostMemory;
 use sviommu_pgtable::{Access, Stage, WalkObserver, WalkStep};
-use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
+use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::regs::{self, gcmd, gsts, rtaddr, rtaddr::Ttm};
 
 use super::image::{self, ImageArgs, ImageMemory, Piece};
@@ -236,7 +236,10 @@ impl VtdInspector {
     /// A unit over `mem`, its registers set from `anchors` through MMIO as a driver sets them,
     /// translation enabled.
     pub fn new(mem: HostMemory, anchors: Anchors) -> Result<Self, InspectError> {
-        let vtd = Vtd::new(ImageMemory::new(mem), anchors.params);
+        // Every request is answered from the image, as a cold unit would: a cached context
+        // entry or translation would hide the reads `--walk` is there to show.
+        let params = VtdParams { caches: CacheParams::NONE, ..anchors.params };
+        let vtd = Vtd::new(ImageMemory::new(mem), params);
         vtd.mmio_write(regs::RTADDR.0, 8, anchors.rtaddr);
         vtd.mmio_write(regs::GCMD.0, 4, gcmd::SRTP.mask());
         if !gsts::RTPS.is_set(vtd.mmio_read(regs::GSTS.0, 4)) {

@@ -11,26 +11,39 @@
 //! | `translate` | §3.4–§3.8 the request path: root, context, PASID directory and table, then the walks |
 //! | `fetch` | §3.8 nested: every first-stage table read translated by the second stage |
 //! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
+//! | `cache` | §6.2 context, PASID, IOTLB, paging-structure and second-stage leaf caches |
+//! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor |
+//! | `record` | §7.2 fault recording registers and the fault event |
 //!
-//! Not modelled yet (later steps of issue 4): the context cache, PASID cache, IOTLB and
-//! paging-structure caches and every invalidation interface (step d), fault recording and fault
-//! events (step e: [`Vtd::translate`] already returns every fault as data, and one function makes
-//! them, see `Vtd::fault`), ATS and page requests (step f).
+//! Outputs that are not memory writes (interrupt messages, messages to devices) go to an outbox
+//! the embedder drains ([`Vtd::drain_outputs`], [`Output`]).
+//!
+//! Every fault [`Vtd::translate`] returns is also recorded in the fault recording registers
+//! (unless its FPD says not to), and raises the fault event.
+//!
+//! Not modelled yet (later steps of issue 4): ATS and page requests (step f). Not modelled at
+//! all: interrupt remapping (the interrupt entry cache invalidation is accepted and has nothing
+//! to invalidate), advanced fault logging (deprecated), fault compression.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use sviommu_memory::{Hpa, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
 
 use crate::spec::regs::{cap, ecap, ver};
-use crate::spec::{Aw, FaultReason};
+use crate::spec::{Aw, FaultReason, PageGroupResponse};
 
+mod cache;
 mod fetch;
+mod inval;
 mod reasons;
+mod record;
 mod regs;
 mod translate;
+
+pub use cache::{CacheGeometry, CacheParams, VtdCacheStats};
 
 /// What the unit is: its capability registers, its host address width and its version. The
 /// model honours what these advertise (an AW outside SAGAW is an invalid entry, PGTT nested
@@ -46,6 +59,8 @@ pub struct VtdParams {
     pub haw: u8,
     /// VER_REG (§11.4.1).
     pub ver: u32,
+    /// The sizes of the unit's caches.
+    pub caches: CacheParams,
 }
 
 /// Byte offset of the first fault recording register the default unit places (CAP.FRO).
@@ -62,8 +77,10 @@ impl Default for VtdParams {
     /// nested and pass-through; 20-bit PASIDs, RID_PASID and RID_PRIV; supervisor and execute
     /// requests; second-stage A/D; snoop control and coherent page walks; 2^16 domain IDs.
     ///
-    /// Queued invalidation, device-TLBs and page requests (QI, DT, PRS) are not advertised
-    /// until the steps that model them land. Caching mode is off (a vIOMMU turns it on).
+    /// Queued invalidation with 256-bit descriptors, page-selective invalidation up to 2^18
+    /// pages (MAMV); the caches of [`CacheParams::default`]. Device-TLBs and page requests (DT,
+    /// PRS) are not advertised until the steps that model them land. Caching mode is off (a
+    /// vIOMMU turns it on).
     fn default() -> Self {
         let sagaw = Aw::Bits39.sagaw_bit() | Aw::Bits48.sagaw_bit() | Aw::Bits57.sagaw_bit();
         let mut c = 0;
@@ -75,9 +92,13 @@ impl Default for VtdParams {
         c = cap::SSLPS.set(c, cap::SSLPS_2M | cap::SSLPS_1G);
         c = cap::FS1GP.with(c, true);
         c = cap::FS5LP.with(c, true);
+        c = cap::PSI.with(c, true);
+        // IMPDEF: up to 2^18 pages (1G) in one page-selective invalidation.
+        c = cap::MAMV.set(c, 18);
 
         let mut e = 0;
         e = ecap::C.with(e, true);
+        e = ecap::QI.with(e, true);
         e = ecap::PT.with(e, true);
         e = ecap::SC.with(e, true);
         e = ecap::IRO.set(e, DEFAULT_IOTLB_OFFSET / 16);
@@ -96,7 +117,13 @@ impl Default for VtdParams {
 
         // IMPDEF: version 1.0, what most units report.
         let v = ver::MIN.set(ver::MAX.set(0, 1), 0);
-        Self { cap: c, ecap: e, haw: 52, ver: u32::try_from(v).unwrap_or_default() }
+        Self {
+            cap: c,
+            ecap: e,
+            haw: 52,
+            ver: u32::try_from(v).unwrap_or_default(),
+            caches: CacheParams::default(),
+        }
     }
 }
 
@@ -165,8 +192,62 @@ pub struct Fault {
     /// Fault processing is disabled for this fault: the FPD bit of a context, PASID-directory
     /// or PASID-table entry the request used was set (each is evaluated even when the entry is
     /// not present). Faults found while reading an entry (access errors) are not covered by
-    /// that entry's FPD, which could not be read. Step (e) suppresses recording with it.
+    /// that entry's FPD, which could not be read. Such a fault is not recorded (§7.2).
     pub fpd: bool,
+}
+
+/// Where an interrupt message comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MsiSource {
+    /// The invalidation completion event (§6.5.2.9, IECTL/IEDATA/IEADDR/IEUADDR): a wait
+    /// descriptor with IF completed.
+    InvalidationCompletion,
+    /// The fault event (§7.2, FECTL/FEDATA/FEADDR/FEUADDR): a fault recorded, an overflow, an
+    /// invalidation queue error.
+    Fault,
+}
+
+/// A device-TLB invalidation the unit sends to a device: an ATS Invalidate Request (PCIe
+/// §10.3.1), from a device-TLB (§6.5.2.5) or PASID-based device-TLB (§6.5.2.6) descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DevTlbInvalidation {
+    /// The device (SID).
+    pub sid: u16,
+    /// Its SR-IOV physical function (PFSID).
+    pub pfsid: u16,
+    /// The PASID the invalidation is for (PASID-based descriptors), or `None`.
+    pub pasid: Option<u32>,
+    /// PASID-based: the device's global translations go too, for every PASID (G).
+    pub global: bool,
+    /// First byte of the range.
+    pub addr: u64,
+    /// log2 of the range's size (12 for one page; 64 for everything).
+    pub size_lg2: u8,
+    /// The device's maximum outstanding invalidations (MIP), as the descriptor gave it.
+    pub mip: u8,
+}
+
+/// What the unit sends that is not a memory write. The embedder drains these with
+/// [`Vtd::drain_outputs`], in the order the unit produced them, and delivers them: MSIs to the
+/// interrupt controller, messages to the devices they name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// An interrupt message: a 32-bit write of `data` to `addr`, from the event registers of
+    /// `source`.
+    Msi {
+        /// Which event.
+        source: MsiSource,
+        /// The message address (the upper and lower address registers).
+        addr: u64,
+        /// The message data (the data register).
+        data: u32,
+    },
+    /// An invalidation for a device's TLB. The model treats it as completed when it is put
+    /// here (IMPDEF: no device answers late, so there are no invalidation time-outs, ITE).
+    DevTlbInvalidation(DevTlbInvalidation),
+    /// A page group response (§7.7.1) for the device its RID names, as software queued it
+    /// (only with ECAP.PRS; page requests themselves come with ATS, step f).
+    PageGroupResponse(PageGroupResponse),
 }
 
 /// One VT-d remapping unit over host memory `M`.
@@ -183,6 +264,10 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     gsts: AtomicU32,
     /// The root-table pointer and TTM latched by the last SRTP (§11.4.4, §11.4.6).
     root: AtomicU64,
+    /// Context, PASID, IOTLB, paging-structure and leaf caches.
+    caches: cache::Caches,
+    /// Outputs that are not memory writes, until the embedder drains them.
+    outbox: Mutex<Vec<Output>>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -190,13 +275,42 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// can hold.
     pub fn new(mem: M, params: VtdParams) -> Self {
         let params = VtdParams { haw: params.haw.clamp(12, 52), ..params };
+        let sslps = cap::SSLPS.get(params.cap);
+        let ss = (sslps & cap::SSLPS_2M != 0, sslps & cap::SSLPS_1G != 0);
+        // x86 first-stage paging always has 2M pages; 1G with CAP.FS1GP.
+        let fs = ecap::FSTS.is_set(params.ecap) && ecap::SMTS.is_set(params.ecap);
+        let large = (ss.0 || fs, ss.1 || (fs && cap::FS1GP.is_set(params.cap)));
         Self {
             mem,
             params,
-            regs: Mutex::new(regs::RegFile::reset()),
+            regs: Mutex::new(regs::RegFile::reset(
+                usize::try_from(cap::nfr_count(params.cap)).unwrap_or(1),
+            )),
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),
+            caches: cache::Caches::new(&params.caches, large, ss),
+            outbox: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Takes every output the unit has produced since the last call, oldest first.
+    pub fn drain_outputs(&self) -> Vec<Output> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// What each cache has done so far.
+    pub fn cache_stats(&self) -> VtdCacheStats {
+        self.caches.stats()
+    }
+
+    /// Puts `o` in the outbox.
+    fn send(&self, o: Output) {
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner).push(o);
+    }
+
+    /// Whether CAP.CM is set: not-present entries may be cached.
+    fn caching_mode(&self) -> bool {
+        cap::CM.is_set(self.params.cap)
     }
 
     /// The unit's parameters (HAW clamped as [`new`](Self::new) says).
@@ -209,10 +323,26 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         &self.mem
     }
 
-    /// The one place a fault is made. Step (e) makes it record the fault (FRCD, FSTS, the fault
-    /// event) unless `fpd`.
+    /// The one place a fault is made: recorded (FRCD, FSTS, the fault event, `record`) unless
+    /// fault processing is disabled for it.
     fn fault(&self, req: &DmaRequest, reason: FaultReason, fpd: bool) -> Fault {
-        Fault { reason, rid: req.rid, pasid: req.pasid, addr: req.addr, access: req.access, fpd }
+        let f = Fault {
+            reason,
+            rid: req.rid,
+            pasid: req.pasid,
+            addr: req.addr,
+            access: req.access,
+            fpd,
+        };
+        if !fpd {
+            self.record(&f);
+        }
+        f
+    }
+
+    /// The register file, locked (MMIO, the queue, fault recording).
+    fn lock_regs(&self) -> std::sync::MutexGuard<'_, regs::RegFile> {
+        self.regs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn gsts(&self) -> u64 {

@@ -2,9 +2,18 @@
 //! the PASID directory and PASID-table entry, then the walk its translation type selects.
 //!
 //! Every structure is read whole, as one counted read, into a stack buffer; every check raises
-//! the reason Appendix A names for it, in the order the structures are used. Nothing here
-//! allocates or takes a lock.
+//! the reason Appendix A names for it, in the order the structures are used. The caches come
+//! first, as on the silicon: the context cache by source-id, the PASID cache by source-id and
+//! PASID, then the IOTLB by DID, PASID and page; a walk resumes from the paging-structure
+//! caches and, nested, finds second-stage translations in the leaf cache. A translation
+//! allocates nothing and a hit takes only read locks; no lock is held across a table read. A
+//! fault is recorded (`record`) under the register lock, after the walk.
+//!
+//! Every cache's invalidation epoch is read before the first table read, and every insert
+//! carries it: a translation that began before an invalidation completed cannot insert what it
+//! read (`sviommu_tlb::Cache::insert` refuses it).
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use sviommu_memory::{Hpa, PhysMemory};
@@ -12,6 +21,9 @@ use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
 use sviommu_pgtable::x86::{self, X86Paging};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, Stage, Walk, WalkCtx, WalkObserver};
 
+use super::cache::{
+    CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbResult, Kind, PasidKey, WalkTags,
+};
 use super::fetch::ThroughSecondStage;
 use super::reasons::{walk_reason, WalkKind};
 use super::{DmaRequest, Fault, Translation, Vtd};
@@ -89,6 +101,32 @@ fn top_level(levels: usize) -> i8 {
     i8::try_from(levels).unwrap_or(i8::MAX)
 }
 
+/// A level count as the cache tags hold it.
+fn level_count(levels: usize) -> u8 {
+    u8::try_from(levels).unwrap_or(u8::MAX)
+}
+
+/// What a translation shares with the caches while it runs: the epochs read when it began, and
+/// the tags of the walk it is about to run (which the walk's cache hints read).
+struct Pass<'a> {
+    epochs: Epochs,
+    tags: &'a Cell<Option<WalkTags>>,
+}
+
+/// Where a translation's IOTLB entry lives and what kind of walk makes it.
+#[derive(Clone, Copy)]
+struct Slot {
+    did: u16,
+    pasid: Option<u32>,
+    kind: Kind,
+}
+
+/// A first-stage or second-stage fault of kind "not present" that caching mode caches, as the
+/// stage it happened at.
+fn not_present(f: &sviommu_pgtable::Fault) -> Option<Stage> {
+    (f.kind == sviommu_pgtable::FaultKind::Translation).then_some(f.stage)
+}
+
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// Translates one untranslated DMA request, or blocks it with its architected fault reason.
     ///
@@ -107,9 +145,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         req: &DmaRequest,
         observer: O,
     ) -> (Result<Translation, Fault>, O) {
-        let mut cx = WalkCtx::new(&self.mem, observer);
+        // Before any table read: the epochs every insert of this translation carries.
+        let epochs = self.caches.epochs();
+        let tags = Cell::new(None);
+        let mut hints = Hints::new(&self.caches, &tags, epochs);
+        let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
+        let pass = Pass { epochs, tags: &tags };
         let result =
-            self.translate_inner(&mut cx, req).map_err(|b| self.fault(req, b.reason, b.fpd));
+            self.translate_inner(&mut cx, req, &pass).map_err(|b| self.fault(req, b.reason, b.fpd));
         (result, cx.observer)
     }
 
@@ -117,6 +160,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         req: &DmaRequest,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         // §3.14: not DMA, whatever the tables say (and whether or not translation is enabled).
         if req.pasid.is_none() && is_interrupt_address(req.addr) {
@@ -138,9 +182,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         // §11.4.6: TTM must name a mode the unit supports, and RTA lie below HAW.
         let rta_valid = rta & bits_from(self.params.haw) == 0;
         match Ttm::try_from(rtaddr::TTM.get(root)) {
-            Ok(Ttm::Legacy) if rta_valid => self.legacy(cx, rta, req),
+            Ok(Ttm::Legacy) if rta_valid => self.legacy(cx, rta, req, pass),
             Ok(Ttm::Scalable) if rta_valid && self.ecap_has(ecap::SMTS) => {
-                self.scalable(cx, rta, req)
+                self.scalable(cx, rta, req, pass)
             }
             // IMPDEF: abort-DMA mode blocks every request as if no root entry were present
             // (the mode exists to spare software a table of not-present entries).
@@ -166,6 +210,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let haw = self.params.haw;
@@ -173,73 +218,181 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if req.pasid.is_some() {
             return Err(blocked(R::SmLegacyRequestWithPasid, false)); // 31h
         }
-        let [bus, devfn] = req.rid.to_be_bytes();
+        let cm = self.caching_mode();
+        // IMPDEF: a cached scalable-mode entry (software changed modes without the global
+        // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
+        let cached = match self.caches.context.get(&req.rid) {
+            Some(CachedContext::Legacy(ce)) => Some(ce),
+            _ => None,
+        };
+        let fresh = cached.is_none();
+        let ce = match cached {
+            Some(ce) => ce,
+            None => self.read_legacy_context(cx, rta, req.rid)?,
+        };
+        // §6.1: under caching mode not-present (and erroneous) entries may be cached too.
+        if fresh && cm {
+            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
+        }
+        // §9.3: FPD is evaluated whether or not the entry is present.
+        let fpd = ce.fpd();
+        let aw = self.check_legacy_context(&ce).map_err(|r| blocked(r, fpd))?;
+        if fresh && !cm {
+            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
+        }
+        // Execute and privilege ride on the PASID prefix; a request without one has neither.
+        let access = Access { write: req.access.write, exec: false, privileged: false };
+        let Some(aw) = aw else {
+            // Pass-through. IMPDEF: an address the host cannot hold is beyond the (largest)
+            // AGAW that pass-through entries are programmed with.
+            if req.addr & bits_from(haw) != 0 {
+                return Err(blocked(R::AddressBeyondAgaw, fpd)); // 04h
+            }
+            return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
+        };
+        let slot = Slot { did: ce.did(), pasid: None, kind: Kind::Legacy };
+        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
+            return hit.map_err(|r| blocked(r, fpd));
+        }
+        let ss = VtdSecondStage {
+            root: ce.ssptptr(),
+            levels: ss_levels(aw),
+            mgaw: self.mgaw_bits(),
+            haw,
+            sllps: self.sslps(),
+            execute: false,
+            snoop: self.ecap_has(ecap::SC),
+            ad: false,
+        };
+        pass.tags.set(Some(WalkTags {
+            did: slot.did,
+            pasid: None,
+            fs_levels: 0,
+            ss_levels: level_count(ss.levels.count()),
+            nested: false,
+        }));
+        let leaf = ss.walk(cx, &Direct, req.addr, access).map_err(|f| {
+            self.cache_not_present(slot, req.addr, &f, pass);
+            blocked(walk_reason(WalkKind::Legacy, &f, access, None), fpd)
+        })?;
+        if is_interrupt_address(leaf.output) {
+            return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
+        }
+        self.cache_translation(slot, req.addr, &leaf, leaf.perms, pass);
+        Ok(self.walked(leaf, leaf.perms, cx))
+    }
 
+    /// Reads `rid`'s legacy root and context entries.
+    fn read_legacy_context<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        rta: u64,
+        rid: u16,
+    ) -> Result<ContextEntry, Blocked> {
+        use FaultReason as R;
+        let [bus, devfn] = rid.to_be_bytes();
         let at = entry_addr(rta, bus.into(), RootEntry::BYTES);
         let re = at.and_then(|a| fetch(cx, "root entry", a)).map(RootEntry::from_words);
         let re = re.ok_or(blocked(R::RootTableAccess, false))?; // 08h
         if !re.p() {
             return Err(blocked(R::RootEntryNotPresent, false)); // 01h
         }
-        if re.reserved_bits_set(haw) {
+        if re.reserved_bits_set(self.params.haw) {
             return Err(blocked(R::RootEntryReserved, false)); // 0Ah
         }
-
         let at = entry_addr(re.ctp(), devfn.into(), ContextEntry::BYTES);
         let ce = at.and_then(|a| fetch(cx, "context entry", a)).map(ContextEntry::from_words);
-        let ce = ce.ok_or(blocked(R::ContextTableAccess, false))?; // 09h
-                                                                   // §9.3: FPD is evaluated whether or not the entry is present.
-        let fpd = ce.fpd();
+        ce.ok_or(blocked(R::ContextTableAccess, false)) // 09h
+    }
+
+    /// The checks of a legacy context entry (§9.3): the AW its second stage uses, or `None` for
+    /// pass-through; else the reason.
+    fn check_legacy_context(&self, ce: &ContextEntry) -> Result<Option<Aw>, FaultReason> {
+        use FaultReason as R;
         if !ce.p() {
-            return Err(blocked(R::ContextEntryNotPresent, fpd)); // 02h
+            return Err(R::ContextEntryNotPresent); // 02h
         }
-        if ce.reserved_bits_set(haw) {
-            return Err(blocked(R::ContextEntryReserved, fpd)); // 0Bh
+        if ce.reserved_bits_set(self.params.haw) {
+            return Err(R::ContextEntryReserved); // 0Bh
         }
-        let invalid = blocked(R::ContextEntryInvalid, fpd); // 03h
-        let tt = ce.tt().map_err(|_| invalid)?;
-        // Execute and privilege ride on the PASID prefix; a request without one has neither.
-        let access = Access { write: req.access.write, exec: false, privileged: false };
-        match tt {
-            TranslationType::PassThrough => {
-                if !self.ecap_has(ecap::PT) {
-                    return Err(invalid);
-                }
-                // IMPDEF: an address the host cannot hold is beyond the (largest) AGAW that
-                // pass-through entries are programmed with.
-                if req.addr & bits_from(haw) != 0 {
-                    return Err(blocked(R::AddressBeyondAgaw, fpd)); // 04h
-                }
-                Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()))
-            }
+        let invalid = R::ContextEntryInvalid; // 03h
+        match ce.tt().map_err(|_| invalid)? {
+            TranslationType::PassThrough if self.ecap_has(ecap::PT) => Ok(None),
+            TranslationType::PassThrough => Err(invalid),
+            // TT = 01b allows a device-TLB, which needs ECAP.DT.
+            TranslationType::All if !self.ecap_has(ecap::DT) => Err(invalid),
             TranslationType::UntranslatedOnly | TranslationType::All => {
-                // TT = 01b allows a device-TLB, which needs ECAP.DT.
-                if tt == TranslationType::All && !self.ecap_has(ecap::DT) {
-                    return Err(invalid);
-                }
                 let aw = ce.aw().map_err(|_| invalid)?;
-                if !self.sagaw_has(aw) {
-                    return Err(invalid);
+                if self.sagaw_has(aw) {
+                    Ok(Some(aw))
+                } else {
+                    Err(invalid)
                 }
-                let ss = VtdSecondStage {
-                    root: ce.ssptptr(),
-                    levels: ss_levels(aw),
-                    mgaw: self.mgaw_bits(),
-                    haw,
-                    sllps: self.sslps(),
-                    execute: false,
-                    snoop: self.ecap_has(ecap::SC),
-                    ad: false,
-                };
-                let leaf = ss
-                    .walk(cx, &Direct, req.addr, access)
-                    .map_err(|f| blocked(walk_reason(WalkKind::Legacy, &f, access, None), fpd))?;
-                if is_interrupt_address(leaf.output) {
-                    return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
-                }
-                Ok(self.walked(leaf, leaf.perms, cx))
             }
         }
+    }
+
+    /// The IOTLB's answer for `addr`, if it has one that serves `access`: a translation that
+    /// allows it (and, for a write, is dirty: otherwise the walk runs again to set D), or under
+    /// caching mode a cached not-present result.
+    ///
+    /// IMPDEF: an entry that does not allow the access is not reported from the IOTLB; the walk
+    /// runs and reports the architected reason from the tables.
+    fn iotlb_hit<O: WalkObserver>(
+        &self,
+        slot: Slot,
+        addr: u64,
+        access: Access,
+        cx: &WalkCtx<'_, M, O>,
+    ) -> Option<Result<Translation, FaultReason>> {
+        let (e, lg2) = self.caches.iotlb_lookup(slot.did, slot.pasid, addr)?;
+        match e.result {
+            IotlbResult::Mapped { out_page, perms, dirty } => {
+                if !perms.allows(access) || (access.write && !dirty) {
+                    return None;
+                }
+                Some(Ok(Translation {
+                    output: out_page | (addr & sviommu_memory::bits::low_mask(lg2)),
+                    page_lg2: lg2,
+                    perms,
+                    reads: cx.reader.reads(),
+                    interrupt: false,
+                }))
+            }
+            IotlbResult::NotPresent(stage) => Some(Err(match (slot.kind, stage) {
+                (Kind::Legacy, _) if access.write => FaultReason::WriteDenied, // 05h
+                (Kind::Legacy, _) => FaultReason::ReadDenied,                  // 06h
+                (_, Stage::S1) => FaultReason::SmFsEntryNotPresent,            // 71h
+                (_, Stage::S2) => FaultReason::SmSsEntryNotPresent,            // 79h
+            })),
+        }
+    }
+
+    /// Caches a walk's translation (`perms`: what it allows after the PASID-table entry's
+    /// restrictions).
+    fn cache_translation(&self, slot: Slot, addr: u64, leaf: &Leaf, perms: Perms, pass: &Pass<'_>) {
+        let lg2 = leaf.page_lg2;
+        let out_page = leaf.output & !sviommu_memory::bits::low_mask(lg2);
+        let entry = IotlbEntry {
+            kind: slot.kind,
+            global: leaf.global,
+            result: IotlbResult::Mapped { out_page, perms, dirty: leaf.dirty },
+        };
+        self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
+    }
+
+    /// §6.1: under caching mode, a not-present result is cached too (as one 4K page).
+    fn cache_not_present(
+        &self,
+        slot: Slot,
+        addr: u64,
+        f: &sviommu_pgtable::Fault,
+        pass: &Pass<'_>,
+    ) {
+        let Some(stage) = not_present(f).filter(|_| self.caching_mode()) else { return };
+        let entry =
+            IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent(stage) };
+        self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
     }
 
     fn walked<O: WalkObserver>(
@@ -266,45 +419,31 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let haw = self.params.haw;
-        let [bus, devfn] = req.rid.to_be_bytes();
+        let cm = self.caching_mode();
 
-        let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
-        let re = at
-            .and_then(|a| fetch(cx, "scalable-mode root entry", a))
-            .map(ScalableRootEntry::from_words);
-        let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
-                                                                  // §9.2: each half serves half the devfns and is checked on its own.
-        if !re.present_for(devfn) {
-            return Err(blocked(R::SmRootEntryNotPresent, false)); // 39h
+        // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
+        // used; the scalable-mode entry is read instead.
+        let cached = match self.caches.context.get(&req.rid) {
+            Some(CachedContext::Scalable(ce)) => Some(ce),
+            _ => None,
+        };
+        let fresh = cached.is_none();
+        let ce = match cached {
+            Some(ce) => ce,
+            None => self.read_scalable_context(cx, rta, req.rid)?,
+        };
+        if fresh && cm {
+            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
         }
-        if re.reserved_bits_set_for(devfn, haw) {
-            return Err(blocked(R::SmRootEntryReserved, false)); // 3Ah
-        }
-
-        let index = root::scalable_context_index(devfn);
-        let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
-        let ce = at
-            .and_then(|a| fetch(cx, "scalable-mode context entry", a))
-            .map(ScalableContextEntry::from_words);
-        let ce = ce.ok_or(blocked(R::SmContextEntryAccess, false))?; // 40h
-                                                                     // §9.4: FPD is evaluated whether or not the entry is present, here and below.
+        // §9.4: FPD is evaluated whether or not the entry is present, here and below.
         let mut fpd = ce.fpd();
-        if !ce.p() {
-            return Err(blocked(R::SmContextEntryNotPresent, fpd)); // 41h
-        }
-        if ce.reserved_bits_set(haw) {
-            return Err(blocked(R::SmContextEntryReserved, fpd)); // 42h
-        }
-        // §9.4: a feature enabled that the unit does not advertise.
-        let unsupported = (ce.dte() && !self.ecap_has(ecap::DT))
-            || (ce.paside() && !self.ecap_has(ecap::PASID))
-            || (ce.pre() && !self.ecap_has(ecap::PRS))
-            || (ce.rid_priv() && !self.ecap_has(ecap::RPRIVS));
-        if unsupported {
-            return Err(blocked(R::SmContextEntryInvalid, fpd)); // 43h
+        self.check_scalable_context(&ce).map_err(|r| blocked(r, fpd))?;
+        if fresh && !cm {
+            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
         }
 
         // §3.4.3: a request without PASID is translated with the context entry's RID_PASID,
@@ -333,22 +472,17 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if pasid >> pasid::PASID_BITS != 0 || dir_index >= ce.pasid_dir_entries() {
             return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
         }
-        let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
-        let de =
-            at.and_then(|a| fetch(cx, "PASID directory entry", a)).map(PasidDirEntry::from_words);
-        let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
-        fpd |= de.fpd();
-        if !de.p() {
-            return Err(blocked(R::SmPasidDirEntryNotPresent, fpd)); // 51h
+        let key = PasidKey { rid: req.rid, pasid };
+        let cached = self.caches.pasid.get(&key);
+        let fresh = cached.is_none();
+        let CachedPasid { pe, dir_fpd } = match cached {
+            Some(c) => c,
+            None => self.read_pasid_entry(cx, &ce, pasid, fpd)?,
+        };
+        if fresh && cm {
+            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
         }
-        if de.reserved_bits_set(haw) {
-            return Err(blocked(R::SmPasidDirEntryReserved, fpd)); // 52h
-        }
-
-        let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
-        let pe = at.and_then(|a| fetch(cx, "PASID-table entry", a)).map(PasidEntry::from_words);
-        let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
-        fpd |= pe.fpd();
+        fpd |= dir_fpd | pe.fpd();
         if !pe.p() {
             return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
         }
@@ -357,6 +491,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
         let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
         let pgtt = self.check_pasid_entry(&pe).ok_or(invalid)?;
+        if fresh && !cm {
+            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
+        }
         if access.exec && !pe.ere() {
             return Err(blocked(R::SmPasidEreClear, fpd)); // 5Ch
         }
@@ -364,33 +501,64 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::SmPasidSreClear, fpd)); // 5Dh
         }
 
-        let out = match pgtt {
+        let kind = match pgtt {
             Pgtt::PassThrough => {
                 // IMPDEF: the output must be a host address; beyond HAW it is beyond what the
                 // translation supports.
                 if req.addr & bits_from(haw) != 0 {
                     return Err(blocked(R::SmAddressBeyondMgaw, fpd)); // 83h
                 }
-                self.untranslated(req.addr, restrict(Perms::ALL, &pe), cx.reader.reads())
+                // §3.14: a translation into the interrupt address range is blocked.
+                if is_interrupt_address(req.addr) {
+                    return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
+                }
+                return Ok(self.untranslated(
+                    req.addr,
+                    restrict(Perms::ALL, &pe),
+                    cx.reader.reads(),
+                ));
             }
+            Pgtt::FirstStage => Kind::FirstStage,
+            Pgtt::SecondStage => Kind::SecondStage,
+            Pgtt::Nested => Kind::Nested,
+        };
+        let slot = Slot { did: pe.did(), pasid: Some(pasid), kind };
+        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
+            return hit.map_err(|r| blocked(r, fpd));
+        }
+        let tags = |fs: Option<&X86Paging>, ss: Option<&VtdSecondStage>| WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: fs.map_or(0, |fs| level_count(fs.levels.count())),
+            ss_levels: ss.map_or(0, |ss| level_count(ss.levels.count())),
+            nested: fs.is_some() && ss.is_some(),
+        };
+        let walk_fault = |f: &sviommu_pgtable::Fault, reason| {
+            self.cache_not_present(slot, req.addr, f, pass);
+            blocked(reason, fpd)
+        };
+        let (leaf, perms) = match pgtt {
             Pgtt::SecondStage => {
                 let ss = self.second_stage(&pe).ok_or(invalid)?;
+                pass.tags.set(Some(tags(None, Some(&ss))));
                 let kind = WalkKind::SecondStage { ss_top: top_level(ss.levels.count()) };
                 let leaf = ss
                     .walk(cx, &Direct, req.addr, access)
-                    .map_err(|f| blocked(walk_reason(kind, &f, access, None), fpd))?;
-                self.walked(leaf, restrict(leaf.perms, &pe), cx)
+                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
+                (leaf, restrict(leaf.perms, &pe))
             }
             Pgtt::FirstStage => {
                 let fs = self.first_stage(&pe).ok_or(invalid)?;
+                pass.tags.set(Some(tags(Some(&fs), None)));
                 let kind = WalkKind::FirstStage { fs_top: top_level(fs.levels.count()) };
                 let leaf = fs.walk(cx, &Direct, req.addr, access).map_err(|f| {
                     let perms = self.fs_perms_after(&f, &fs, None, req.addr);
-                    blocked(walk_reason(kind, &f, access, perms), fpd)
+                    walk_fault(&f, walk_reason(kind, &f, access, perms))
                 })?;
-                self.walked(leaf, restrict(leaf.perms, &pe), cx)
+                (leaf, restrict(leaf.perms, &pe))
             }
-            Pgtt::Nested => {
+            // Pass-through returned above.
+            Pgtt::Nested | Pgtt::PassThrough => {
                 let fs = self.first_stage(&pe).ok_or(invalid)?;
                 let ss = self.second_stage(&pe).ok_or(invalid)?;
                 // A nested FSPTPTR is a guest address (not a reserved-bit check); first-stage
@@ -400,27 +568,113 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 if pe.fsptptr() & !x86::ADDR.mask() != 0 {
                     return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
                 }
+                pass.tags.set(Some(tags(Some(&fs), Some(&ss))));
                 let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
                 let through = ThroughSecondStage::new(&ss);
                 let kind = |fs_read_failed| WalkKind::Nested { fs_top, ss_top, fs_read_failed };
                 let s1 = fs.walk(cx, &through, req.addr, access).map_err(|f| {
                     let perms = self.fs_perms_after(&f, &fs, Some(&ss), req.addr);
-                    blocked(walk_reason(kind(through.read_failed()), &f, access, perms), fpd)
+                    walk_fault(&f, walk_reason(kind(through.read_failed()), &f, access, perms))
                 })?;
                 // §3.8: the first stage's output is a guest physical address, which the second
                 // stage translates for the request's own access.
                 let s2 = ss
                     .walk(cx, &Direct, s1.output, access)
-                    .map_err(|f| blocked(walk_reason(kind(false), &f, access, None), fpd))?;
-                let leaf = Leaf { page_lg2: s1.page_lg2.min(s2.page_lg2), ..s2 };
-                self.walked(leaf, restrict(s1.perms.intersect(s2.perms), &pe), cx)
+                    .map_err(|f| walk_fault(&f, walk_reason(kind(false), &f, access, None)))?;
+                // A write needs no table update only if neither stage needs one; the G bit is
+                // the first stage's.
+                let leaf = Leaf {
+                    page_lg2: s1.page_lg2.min(s2.page_lg2),
+                    dirty: s1.dirty && s2.dirty,
+                    global: s1.global,
+                    ..s2
+                };
+                (leaf, restrict(s1.perms.intersect(s2.perms), &pe))
             }
         };
         // §3.14: a translation into the interrupt address range is blocked.
-        if is_interrupt_address(out.output) {
+        if is_interrupt_address(leaf.output) {
             return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
         }
-        Ok(out)
+        self.cache_translation(slot, req.addr, &leaf, perms, pass);
+        Ok(self.walked(leaf, perms, cx))
+    }
+
+    /// Reads `rid`'s scalable-mode root and context entries (§9.2, §9.4).
+    fn read_scalable_context<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        rta: u64,
+        rid: u16,
+    ) -> Result<ScalableContextEntry, Blocked> {
+        use FaultReason as R;
+        let [bus, devfn] = rid.to_be_bytes();
+        let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
+        let re = at
+            .and_then(|a| fetch(cx, "scalable-mode root entry", a))
+            .map(ScalableRootEntry::from_words);
+        let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
+                                                                  // §9.2: each half serves half the devfns and is checked on its own.
+        if !re.present_for(devfn) {
+            return Err(blocked(R::SmRootEntryNotPresent, false)); // 39h
+        }
+        if re.reserved_bits_set_for(devfn, self.params.haw) {
+            return Err(blocked(R::SmRootEntryReserved, false)); // 3Ah
+        }
+        let index = root::scalable_context_index(devfn);
+        let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
+        let ce = at
+            .and_then(|a| fetch(cx, "scalable-mode context entry", a))
+            .map(ScalableContextEntry::from_words);
+        ce.ok_or(blocked(R::SmContextEntryAccess, false)) // 40h
+    }
+
+    /// The checks of a scalable-mode context entry itself (§9.4).
+    fn check_scalable_context(&self, ce: &ScalableContextEntry) -> Result<(), FaultReason> {
+        use FaultReason as R;
+        if !ce.p() {
+            return Err(R::SmContextEntryNotPresent); // 41h
+        }
+        if ce.reserved_bits_set(self.params.haw) {
+            return Err(R::SmContextEntryReserved); // 42h
+        }
+        // §9.4: a feature enabled that the unit does not advertise.
+        let unsupported = (ce.dte() && !self.ecap_has(ecap::DT))
+            || (ce.paside() && !self.ecap_has(ecap::PASID))
+            || (ce.pre() && !self.ecap_has(ecap::PRS))
+            || (ce.rid_priv() && !self.ecap_has(ecap::RPRIVS));
+        if unsupported {
+            return Err(R::SmContextEntryInvalid); // 43h
+        }
+        Ok(())
+    }
+
+    /// Reads `pasid`'s PASID-directory and PASID-table entries under `ce` (§9.5, §9.6); `fpd`
+    /// is the FPD state so far.
+    fn read_pasid_entry<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        ce: &ScalableContextEntry,
+        pasid: u32,
+        fpd: bool,
+    ) -> Result<CachedPasid, Blocked> {
+        use FaultReason as R;
+        let dir_index = pasid::dir_index(pasid);
+        let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
+        let de =
+            at.and_then(|a| fetch(cx, "PASID directory entry", a)).map(PasidDirEntry::from_words);
+        let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
+        let fpd = fpd | de.fpd();
+        if !de.p() {
+            return Err(blocked(R::SmPasidDirEntryNotPresent, fpd)); // 51h
+        }
+        if de.reserved_bits_set(self.params.haw) {
+            return Err(blocked(R::SmPasidDirEntryReserved, fpd)); // 52h
+        }
+        let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
+        let pe = at.and_then(|a| fetch(cx, "PASID-table entry", a)).map(PasidEntry::from_words);
+        let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
+        Ok(CachedPasid { pe, dir_fpd: de.fpd() })
     }
 
     /// §9.6: the PGTT of a PASID-table entry the unit can run, or `None` (5Bh): a reserved PGTT

@@ -47,6 +47,54 @@ spec_enum! {
     }
 }
 
+impl DescriptorType {
+    /// Whether the type is a scalable-mode descriptor, which a queue of 128-bit descriptors
+    /// cannot carry (§6.5.2: scalable mode uses 256-bit descriptors). The PASID-granular
+    /// descriptors and the page group response (whose private data sits in bits 255:128).
+    #[must_use]
+    pub const fn scalable_only(self) -> bool {
+        matches!(
+            self,
+            DescriptorType::PasidIotlb
+                | DescriptorType::PasidCache
+                | DescriptorType::PasidDevTlb
+                | DescriptorType::PageGroupResponse
+        )
+    }
+}
+
+/// The SID bits a context-cache invalidation with function mask `fm` compares (§6.5.2.1 FM;
+/// CCMD_REG.FM): 00b all of them, 01b all but bit 2 of the function number, 10b all but bits
+/// 2:1, 11b all but bits 2:0.
+#[must_use]
+pub const fn fm_sid_mask(fm: u8) -> u16 {
+    match fm & 3 {
+        0 => 0xffff,
+        1 => !0b100,
+        2 => !0b110,
+        _ => !0b111,
+    }
+}
+
+/// The range of an address with the ATS size bit `s` (PCIe ATS Invalidate Request, as the
+/// device-TLB descriptors carry it, §6.5.2.5): without S the 4 KiB page at `addr`; with S, the
+/// lowest clear bit of `addr[63:12]` at position `12 + n` makes it a `2^(13 + n)`-byte range.
+/// Returns the first byte and log2 of the size (64 when every address bit is set: everything).
+#[must_use]
+pub fn ats_range(addr: u64, s: bool) -> (u64, u8) {
+    let page = addr >> 12;
+    if !s {
+        return (page << 12, 12);
+    }
+    let ones = page.trailing_ones();
+    if ones >= 51 {
+        return (0, 64);
+    }
+    // ones <= 50, so the size is at most 2^63.
+    let lg2 = u8::try_from(13 + ones).unwrap_or(64);
+    (addr & !sviommu_memory::bits::low_mask(lg2), lg2)
+}
+
 /// The queue's descriptor width (IQA_REG.DW).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DescWidth {
@@ -957,6 +1005,28 @@ mod tests {
         }
         assert_eq!(IotlbInv::new().type_raw(), 2);
         assert_eq!(DescWidth::from_dw(true).bytes(), 32);
+    }
+
+    #[test]
+    fn ats_size_encoding() {
+        assert_eq!(ats_range(0x1234_5fff, false), (0x1234_5000, 12));
+        // Bit 12 clear: 8K.
+        assert_eq!(ats_range(0x1234_4000, true), (0x1234_4000, 13));
+        // Bits 13:12 = 01b: 16K; bits 14:12 = 011b: 32K.
+        assert_eq!(ats_range(0x1234_5000, true), (0x1234_4000, 14));
+        assert_eq!(ats_range(0x1234_3000, true), (0x1234_0000, 15));
+        // Every address bit set: the whole space.
+        assert_eq!(ats_range(u64::MAX, true), (0, 64));
+        assert_eq!(ats_range(u64::MAX >> 2, true), (0, 63));
+    }
+
+    #[test]
+    fn function_masks() {
+        assert_eq!(fm_sid_mask(0), 0xffff);
+        assert_eq!(0x0312 & fm_sid_mask(1), 0x0312 & 0xfffb);
+        assert_eq!(0x0317 & fm_sid_mask(3), 0x0310);
+        assert!(DescriptorType::PasidCache.scalable_only());
+        assert!(!DescriptorType::Wait.scalable_only());
     }
 
     #[test]

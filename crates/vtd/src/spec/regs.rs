@@ -665,6 +665,26 @@ pub mod iqer {
     pub const ICESID: Field = Field::bits(63, 48);
     /// Every field.
     pub const FIELDS: &[(&str, Field)] = &[("IQEI", IQEI), ("ITESID", ITESID), ("ICESID", ICESID)];
+
+    spec_enum! {
+        /// IQEI: why FSTS.IQE was set. Valid only while IQE is set.
+        pub enum Iqei {
+            /// 0h: no information (older implementations).
+            NotAvailable = 0,
+            /// 1h: an invalid tail pointer (beyond the queue, or bit 4 set with 256-bit
+            /// descriptors).
+            TailPointer = 1,
+            /// 2h: fetching the descriptor failed.
+            Fetch = 2,
+            /// 3h: an invalid (reserved or unsupported) descriptor type.
+            DescriptorType = 3,
+            /// 4h: a reserved field of a valid descriptor type is set (or holds a reserved
+            /// encoding).
+            ReservedField = 4,
+            /// 5h: the descriptor width IQA_REG.DW programs is invalid for the descriptor.
+            DescriptorWidth = 5,
+        }
+    }
 }
 
 /// Page Request Queue Head Register fields.

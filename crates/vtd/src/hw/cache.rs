@@ -1,0 +1,594 @@
+//! The unit's caches (§6.2): context cache, PASID cache, IOTLB, first- and second-stage
+//! paging-structure caches and a second-stage leaf cache, each a bounded `sviommu_tlb::Cache`.
+//!
+//! | cache | key | tags invalidations select on | value |
+//! |---|---|---|---|
+//! | context | source-id | DID (legacy entries) | the context entry as read |
+//! | PASID | source-id, PASID | DID (of the entry), PASID | the PASID-table entry, the directory entry's FPD |
+//! | IOTLB | DID, PASID (none in legacy mode), page number, page size | + the walk kind, the G bit | output page, rights, dirty; or "not present" (CM) |
+//! | FS paging-structure | DID, PASID, depth, input bits above the table's span | DID, PASID, span | resume point |
+//! | SS paging-structure | DID, depth, input bits above the table's span | DID, span | resume point |
+//! | SS leaf | DID, page number, page size | DID, page | second-stage leaf |
+//!
+//! An entry leaves by eviction or by invalidation and is never changed in place, so a driver
+//! that forgets to invalidate keeps seeing what was cached. Every insert carries the epoch its
+//! cache had when the translation began (read before any table read), so a walk that began
+//! before an invalidation completed cannot insert what it read.
+//!
+//! IMPDEF: entries are not shared between PASIDs (a global first-stage mapping is cached per
+//! PASID, and found by PASID), and pass-through translations are not cached in the IOTLB (they
+//! read nothing once the context and PASID entries are cached).
+
+use std::cell::Cell;
+
+use sviommu_memory::bits::low_mask;
+use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
+use sviommu_tlb::{Cache, CacheStats};
+
+use crate::spec::root::{ContextEntry, ScalableContextEntry};
+use crate::spec::PasidEntry;
+
+/// The shape of one cache: `sets` sets of `ways` ways. Zero in either means the unit has no
+/// such cache (everything it would hold is read again), for measuring what the caches save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheGeometry {
+    /// Sets (rounded up to a power of two).
+    pub sets: usize,
+    /// Ways per set.
+    pub ways: usize,
+}
+
+impl CacheGeometry {
+    /// No cache.
+    pub const NONE: Self = Self { sets: 0, ways: 0 };
+
+    /// `sets` sets of `ways` ways.
+    #[must_use]
+    pub const fn new(sets: usize, ways: usize) -> Self {
+        Self { sets, ways }
+    }
+}
+
+/// The sizes of the unit's caches (part of [`VtdParams`](super::VtdParams)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheParams {
+    /// Context cache (one entry per source-id).
+    pub context: CacheGeometry,
+    /// PASID cache (one entry per source-id and PASID).
+    pub pasid: CacheGeometry,
+    /// IOTLB (one entry per domain, PASID and page).
+    pub iotlb: CacheGeometry,
+    /// First-stage paging-structure cache.
+    pub fs_psc: CacheGeometry,
+    /// Second-stage paging-structure cache.
+    pub ss_psc: CacheGeometry,
+    /// Second-stage leaf cache: the second-stage translations of nested walks (first-stage
+    /// table fetches and the final output).
+    pub ss_leaf: CacheGeometry,
+}
+
+impl Default for CacheParams {
+    /// IMPDEF: sizes of the order of a server part's: 256 context and PASID entries, a
+    /// 1024-entry 8-way IOTLB, 256-entry paging-structure and leaf caches.
+    fn default() -> Self {
+        Self {
+            context: CacheGeometry::new(64, 4),
+            pasid: CacheGeometry::new(64, 4),
+            iotlb: CacheGeometry::new(128, 8),
+            fs_psc: CacheGeometry::new(64, 4),
+            ss_psc: CacheGeometry::new(64, 4),
+            ss_leaf: CacheGeometry::new(64, 4),
+        }
+    }
+}
+
+impl CacheParams {
+    /// A unit without caches: every translation reads every structure and table entry.
+    pub const NONE: Self = Self {
+        context: CacheGeometry::NONE,
+        pasid: CacheGeometry::NONE,
+        iotlb: CacheGeometry::NONE,
+        fs_psc: CacheGeometry::NONE,
+        ss_psc: CacheGeometry::NONE,
+        ss_leaf: CacheGeometry::NONE,
+    };
+}
+
+/// What each cache has done so far (`sviommu_tlb::CacheStats`: hits, misses, evictions,
+/// refused stale inserts, invalidated entries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VtdCacheStats {
+    /// Context cache.
+    pub context: CacheStats,
+    /// PASID cache.
+    pub pasid: CacheStats,
+    /// IOTLB.
+    pub iotlb: CacheStats,
+    /// First-stage paging-structure cache.
+    pub fs_psc: CacheStats,
+    /// Second-stage paging-structure cache.
+    pub ss_psc: CacheStats,
+    /// Second-stage leaf cache.
+    pub ss_leaf: CacheStats,
+}
+
+/// A cache the unit may not have.
+#[derive(Debug)]
+pub(super) struct Maybe<K, V>(Option<Cache<K, V>>);
+
+impl<K: Copy + Eq + std::hash::Hash, V: Copy> Maybe<K, V> {
+    fn new(g: CacheGeometry) -> Self {
+        Self((g.sets > 0 && g.ways > 0).then(|| Cache::new(g.sets, g.ways)))
+    }
+
+    fn epoch(&self) -> u64 {
+        self.0.as_ref().map_or(0, Cache::epoch)
+    }
+
+    pub(super) fn get(&self, key: &K) -> Option<V> {
+        self.0.as_ref()?.get(key)
+    }
+
+    pub(super) fn insert(&self, key: K, value: V, epoch: u64) {
+        if let Some(c) = &self.0 {
+            c.insert(key, value, epoch);
+        }
+    }
+
+    pub(super) fn invalidate(&self, selects: impl Fn(&K, &V) -> bool) {
+        if let Some(c) = &self.0 {
+            c.invalidate(selects);
+        }
+    }
+
+    fn stats(&self) -> CacheStats {
+        self.0.as_ref().map(Cache::stats).unwrap_or_default()
+    }
+}
+
+/// A context entry as the context cache holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CachedContext {
+    /// A legacy-mode context entry.
+    Legacy(ContextEntry),
+    /// A scalable-mode context entry.
+    Scalable(ScalableContextEntry),
+}
+
+impl CachedContext {
+    /// The DID a domain-selective invalidation selects the entry by. §6.1 (CAP.CM): a
+    /// not-present entry cached under caching mode is tagged with DID 0. Scalable-mode
+    /// context entries have no DID.
+    pub(super) fn did(&self) -> Option<u16> {
+        match self {
+            CachedContext::Legacy(ce) if ce.p() => Some(ce.did()),
+            CachedContext::Legacy(_) => Some(0),
+            CachedContext::Scalable(_) => None,
+        }
+    }
+}
+
+/// PASID-cache key: the requester and the PASID (RID_PASID for requests without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct PasidKey {
+    pub(super) rid: u16,
+    pub(super) pasid: u32,
+}
+
+/// A PASID-table entry as the PASID cache holds it, with the FPD of the directory entry that
+/// led to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct CachedPasid {
+    pub(super) pe: PasidEntry,
+    pub(super) dir_fpd: bool,
+}
+
+/// Which walk made an IOTLB entry: which invalidations reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Legacy mode, second stage.
+    Legacy,
+    /// Scalable mode, PGTT first-stage only.
+    FirstStage,
+    /// Scalable mode, PGTT second-stage only.
+    SecondStage,
+    /// Scalable mode, PGTT nested.
+    Nested,
+}
+
+/// IOTLB key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct IotlbKey {
+    pub(super) did: u16,
+    /// `None` in legacy mode; the request's PASID (or RID_PASID) in scalable mode.
+    pub(super) pasid: Option<u32>,
+    /// Input address >> `lg2`.
+    pub(super) page: u64,
+    pub(super) lg2: u8,
+}
+
+/// What an IOTLB entry says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IotlbResult {
+    /// A translation: the output page (its first byte), what it allows, and whether a write
+    /// needs no table update (`Leaf::dirty`).
+    Mapped { out_page: u64, perms: Perms, dirty: bool },
+    /// CAP.CM = 1 only: the page was not present at this stage.
+    NotPresent(Stage),
+}
+
+/// An IOTLB entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IotlbEntry {
+    pub(super) kind: Kind,
+    /// The first-stage G bit: PASID-selective invalidations keep it.
+    pub(super) global: bool,
+    pub(super) result: IotlbResult,
+}
+
+/// Paging-structure cache key: the table at `depth` on the path of every input whose bits above
+/// the table's span are `prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct PscKey {
+    pub(super) did: u16,
+    /// First stage: the PASID. Second stage: `None` (its tables belong to the domain).
+    pub(super) pasid: Option<u32>,
+    pub(super) depth: u8,
+    pub(super) prefix: u64,
+}
+
+/// Second-stage leaf cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct LeafKey {
+    pub(super) did: u16,
+    pub(super) page: u64,
+    pub(super) lg2: u8,
+}
+
+/// An inclusive range of input addresses an invalidation names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Span {
+    pub(super) first: u64,
+    pub(super) last: u64,
+}
+
+impl Span {
+    /// The naturally aligned `2^(12 + am)` bytes around `addr` (§6.5.2.3 AM: software aligns
+    /// ADDR to the range; the unit ignores the low bits).
+    pub(super) fn pages(addr: u64, am: u8) -> Self {
+        let mask = low_mask(am.saturating_add(12));
+        Self { first: addr & !mask, last: addr | mask }
+    }
+
+    /// Whether the `2^lg2` bytes at `index << lg2` meet the span.
+    fn meets(self, index: u64, lg2: u8) -> bool {
+        let first = if lg2 >= 64 { 0 } else { index << lg2 };
+        let last = first | low_mask(lg2);
+        first <= self.last && self.first <= last
+    }
+}
+
+/// Every cache of the unit.
+#[derive(Debug)]
+pub(super) struct Caches {
+    pub(super) context: Maybe<u16, CachedContext>,
+    pub(super) pasid: Maybe<PasidKey, CachedPasid>,
+    pub(super) iotlb: Maybe<IotlbKey, IotlbEntry>,
+    pub(super) fs_psc: Maybe<PscKey, ResumePoint>,
+    pub(super) ss_psc: Maybe<PscKey, ResumePoint>,
+    pub(super) ss_leaf: Maybe<LeafKey, Leaf>,
+    /// Page sizes (log2) a translation can have, smallest first: what an IOTLB lookup probes.
+    iotlb_sizes: [Option<u8>; 3],
+    /// Second-stage leaf sizes the unit supports (CAP.SSLPS).
+    ss_sizes: [Option<u8>; 3],
+}
+
+/// The epoch of every cache, read when a translation begins.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Epochs {
+    context: u64,
+    pasid: u64,
+    iotlb: u64,
+    fs_psc: u64,
+    ss_psc: u64,
+    ss_leaf: u64,
+}
+
+impl Caches {
+    /// Caches of the sizes `p` gives. `large_2m` / `large_1g`: whether any translation (first
+    /// or second stage) can be 2M / 1G; `ss_2m` / `ss_1g`: whether the second stage can.
+    pub(super) fn new(p: &CacheParams, large: (bool, bool), ss: (bool, bool)) -> Self {
+        let sizes = |(m2, g1): (bool, bool)| [Some(12), m2.then_some(21), g1.then_some(30)];
+        Self {
+            context: Maybe::new(p.context),
+            pasid: Maybe::new(p.pasid),
+            iotlb: Maybe::new(p.iotlb),
+            fs_psc: Maybe::new(p.fs_psc),
+            ss_psc: Maybe::new(p.ss_psc),
+            ss_leaf: Maybe::new(p.ss_leaf),
+            iotlb_sizes: sizes(large),
+            ss_sizes: sizes(ss),
+        }
+    }
+
+    /// Every cache's epoch, read before any table read.
+    pub(super) fn epochs(&self) -> Epochs {
+        Epochs {
+            context: self.context.epoch(),
+            pasid: self.pasid.epoch(),
+            iotlb: self.iotlb.epoch(),
+            fs_psc: self.fs_psc.epoch(),
+            ss_psc: self.ss_psc.epoch(),
+            ss_leaf: self.ss_leaf.epoch(),
+        }
+    }
+
+    pub(super) fn stats(&self) -> VtdCacheStats {
+        VtdCacheStats {
+            context: self.context.stats(),
+            pasid: self.pasid.stats(),
+            iotlb: self.iotlb.stats(),
+            fs_psc: self.fs_psc.stats(),
+            ss_psc: self.ss_psc.stats(),
+            ss_leaf: self.ss_leaf.stats(),
+        }
+    }
+
+    pub(super) fn insert_context(&self, rid: u16, ce: CachedContext, e: &Epochs) {
+        self.context.insert(rid, ce, e.context);
+    }
+
+    pub(super) fn insert_pasid(&self, key: PasidKey, value: CachedPasid, e: &Epochs) {
+        self.pasid.insert(key, value, e.pasid);
+    }
+
+    /// The IOTLB entry for `addr` in (`did`, `pasid`), probing each page size. Allocates
+    /// nothing; takes only read locks.
+    pub(super) fn iotlb_lookup(
+        &self,
+        did: u16,
+        pasid: Option<u32>,
+        addr: u64,
+    ) -> Option<(IotlbEntry, u8)> {
+        self.iotlb_sizes.iter().flatten().find_map(|&lg2| {
+            let key = IotlbKey { did, pasid, page: addr >> lg2, lg2 };
+            self.iotlb.get(&key).map(|e| (e, lg2))
+        })
+    }
+
+    /// Caches a translation (or, under CM, a not-present result) of `addr` as one `2^lg2` page.
+    pub(super) fn insert_iotlb(
+        &self,
+        did: u16,
+        pasid: Option<u32>,
+        addr: u64,
+        lg2: u8,
+        entry: IotlbEntry,
+        e: &Epochs,
+    ) {
+        if lg2 >= 64 {
+            return;
+        }
+        self.iotlb.insert(IotlbKey { did, pasid, page: addr >> lg2, lg2 }, entry, e.iotlb);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Invalidations (§6.5): what each granularity removes. Each goes through
+    // `Cache::invalidate`, which advances the epoch before removing.
+    // -----------------------------------------------------------------------------------------
+
+    /// Context-cache entries `selects` picks (by source-id and the entry).
+    pub(super) fn invalidate_context(&self, selects: impl Fn(u16, &CachedContext) -> bool) {
+        self.context.invalidate(|&rid, ce| selects(rid, ce));
+    }
+
+    /// PASID-cache entries `selects` picks (by PASID and the entry's DID). §6.1: a not-present
+    /// entry cached under caching mode has no meaningful DID; IMPDEF: it is selected by any DID.
+    pub(super) fn invalidate_pasid(&self, selects: impl Fn(u32, Option<u16>) -> bool) {
+        self.pasid.invalidate(|k, v| selects(k.pasid, v.pe.p().then(|| v.pe.did())));
+    }
+
+    /// Everything the IOTLB, paging-structure and leaf caches hold (global IOTLB invalidation).
+    pub(super) fn invalidate_translations(&self) {
+        self.iotlb.invalidate(|_, _| true);
+        self.fs_psc.invalidate(|_, _| true);
+        self.ss_psc.invalidate(|_, _| true);
+        self.ss_leaf.invalidate(|_, _| true);
+    }
+
+    /// Domain-selective IOTLB invalidation: every translation of `did`, whatever its PASID.
+    pub(super) fn invalidate_domain(&self, did: u16) {
+        self.iotlb.invalidate(|k, _| k.did == did);
+        self.fs_psc.invalidate(|k, _| k.did == did);
+        self.ss_psc.invalidate(|k, _| k.did == did);
+        self.ss_leaf.invalidate(|k, _| k.did == did);
+    }
+
+    /// Page-selective-within-domain IOTLB invalidation (§6.5.2.3): the address is a
+    /// second-stage input. Second-stage and legacy translations and second-stage leaves in the
+    /// span go; nested translations of the domain go whatever their input (the unit cannot tell
+    /// which went through the span); second-stage paging-structure entries on the span's path
+    /// go unless `ih` (only leaves changed).
+    ///
+    /// IMPDEF: the first-stage paging-structure cache holds guest-physical table addresses,
+    /// which a second-stage change does not make stale, so it is kept; first-stage-only
+    /// translations do not use the second stage and are kept.
+    pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool) {
+        self.iotlb.invalidate(|k, e| {
+            k.did == did
+                && match e.kind {
+                    Kind::Legacy | Kind::SecondStage => span.meets(k.page, k.lg2),
+                    Kind::Nested => true,
+                    Kind::FirstStage => false,
+                }
+        });
+        self.ss_leaf.invalidate(|k, _| k.did == did && span.meets(k.page, k.lg2));
+        if !ih {
+            self.ss_psc.invalidate(|k, p| k.did == did && span.meets(k.prefix, p.span_lg2));
+        }
+    }
+
+    /// PASID-selective PASID-based IOTLB invalidation (§6.5.2.4, G = 10b): the first-stage and
+    /// nested translations of (`did`, `pasid`) except global ones, and the first-stage
+    /// paging-structure entries of (`did`, `pasid`).
+    pub(super) fn invalidate_pasid_translations(&self, did: u16, pasid: u32) {
+        self.iotlb.invalidate(|k, e| {
+            k.did == did
+                && k.pasid == Some(pasid)
+                && matches!(e.kind, Kind::FirstStage | Kind::Nested)
+                && !e.global
+        });
+        self.fs_psc.invalidate(|k, _| k.did == did && k.pasid == Some(pasid));
+    }
+
+    /// Page-selective PASID-based IOTLB invalidation (§6.5.2.4, G = 11b): the first-stage and
+    /// nested translations of (`did`, `pasid`) in the span, global ones too; the first-stage
+    /// paging-structure entries on the span's path unless `ih`.
+    pub(super) fn invalidate_pasid_pages(&self, did: u16, pasid: u32, span: Span, ih: bool) {
+        self.iotlb.invalidate(|k, e| {
+            k.did == did
+                && k.pasid == Some(pasid)
+                && matches!(e.kind, Kind::FirstStage | Kind::Nested)
+                && span.meets(k.page, k.lg2)
+        });
+        if !ih {
+            self.fs_psc.invalidate(|k, p| {
+                k.did == did && k.pasid == Some(pasid) && span.meets(k.prefix, p.span_lg2)
+            });
+        }
+    }
+}
+
+/// The tags of the walk a translation is about to run, set once its DID and PASID are known.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WalkTags {
+    pub(super) did: u16,
+    pub(super) pasid: Option<u32>,
+    /// Levels of the first-stage table (0: none).
+    pub(super) fs_levels: u8,
+    /// Levels of the second-stage table (0: none).
+    pub(super) ss_levels: u8,
+    /// Nested: the second-stage leaf cache serves the walk.
+    pub(super) nested: bool,
+}
+
+/// The span (log2) of the table at `depth` of a `levels`-level table with 9 index bits per level
+/// over 4K pages (both VT-d formats).
+fn table_span(levels: u8, depth: u8) -> Option<u8> {
+    let below = levels.checked_sub(depth)?;
+    below.checked_mul(9)?.checked_add(12)
+}
+
+/// The caches a walk consults and fills, through pgtable's `WalkHints`: paging-structure
+/// caches of both stages and, for nested walks, the second-stage leaf cache. Does nothing until
+/// the translation has set the walk's tags.
+pub(super) struct Hints<'a> {
+    caches: &'a Caches,
+    tags: &'a Cell<Option<WalkTags>>,
+    epochs: Epochs,
+}
+
+impl<'a> Hints<'a> {
+    pub(super) fn new(
+        caches: &'a Caches,
+        tags: &'a Cell<Option<WalkTags>>,
+        epochs: Epochs,
+    ) -> Self {
+        Self { caches, tags, epochs }
+    }
+
+    /// The paging-structure cache of `stage`, the key's PASID and the table's levels.
+    fn psc(
+        &self,
+        stage: Stage,
+        t: &WalkTags,
+    ) -> (&'a Maybe<PscKey, ResumePoint>, Option<u32>, u8, u64) {
+        match stage {
+            Stage::S1 => (&self.caches.fs_psc, t.pasid, t.fs_levels, self.epochs.fs_psc),
+            Stage::S2 => (&self.caches.ss_psc, None, t.ss_levels, self.epochs.ss_psc),
+        }
+    }
+}
+
+impl WalkHints for Hints<'_> {
+    fn leaf(&mut self, stage: Stage, input: u64) -> Option<Leaf> {
+        let t = self.tags.get()?;
+        if stage != Stage::S2 || !t.nested {
+            return None;
+        }
+        self.caches.ss_sizes.iter().flatten().find_map(|&lg2| {
+            let key = LeafKey { did: t.did, page: input >> lg2, lg2 };
+            let l = self.caches.ss_leaf.get(&key)?;
+            Some(Leaf { output: l.output | (input & low_mask(lg2)), ..l })
+        })
+    }
+
+    fn resume(&mut self, stage: Stage, input: u64) -> Option<ResumePoint> {
+        let t = self.tags.get()?;
+        let (cache, pasid, levels, _) = self.psc(stage, &t);
+        // The deepest cached table first.
+        (1..levels).rev().find_map(|depth| {
+            let span = table_span(levels, depth)?;
+            let prefix = input.checked_shr(u32::from(span)).unwrap_or(0);
+            let p = cache.get(&PscKey { did: t.did, pasid, depth, prefix })?;
+            (p.span_lg2 == span && p.depth == depth).then_some(p)
+        })
+    }
+
+    fn learned_table(&mut self, stage: Stage, input: u64, point: ResumePoint) {
+        let Some(t) = self.tags.get() else { return };
+        let (cache, pasid, _, epoch) = self.psc(stage, &t);
+        let prefix = input.checked_shr(u32::from(point.span_lg2)).unwrap_or(0);
+        cache.insert(PscKey { did: t.did, pasid, depth: point.depth, prefix }, point, epoch);
+    }
+
+    fn learned_leaf(&mut self, stage: Stage, input: u64, leaf: &Leaf) {
+        let Some(t) = self.tags.get() else { return };
+        if stage != Stage::S2 || !t.nested || leaf.page_lg2 >= 64 {
+            return;
+        }
+        let lg2 = leaf.page_lg2;
+        let key = LeafKey { did: t.did, page: input >> lg2, lg2 };
+        let value = Leaf { output: leaf.output & !low_mask(lg2), ..*leaf };
+        self.caches.ss_leaf.insert(key, value, self.epochs.ss_leaf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_meet_what_they_overlap() {
+        let s = Span::pages(0x20_3000, 0);
+        assert_eq!((s.first, s.last), (0x20_3000, 0x20_3fff));
+        assert!(s.meets(0x203, 12));
+        assert!(!s.meets(0x204, 12));
+        // The 2M page around it, and the 1G one.
+        assert!(s.meets(1, 21) && s.meets(0, 30));
+        assert!(!s.meets(2, 21));
+        // AM = 9: a 2M span.
+        let s = Span::pages(0x20_0000, 9);
+        assert_eq!((s.first, s.last), (0x20_0000, 0x3f_ffff));
+        assert!(s.meets(0x3ff, 12) && !s.meets(0x400, 12));
+        // An absurd AM covers everything.
+        let s = Span::pages(0x1234, 63);
+        assert_eq!((s.first, s.last), (0, u64::MAX));
+    }
+
+    #[test]
+    fn table_spans() {
+        assert_eq!(table_span(4, 1), Some(39));
+        assert_eq!(table_span(4, 3), Some(21));
+        assert_eq!(table_span(5, 1), Some(48));
+        assert_eq!(table_span(3, 4), None);
+    }
+
+    #[test]
+    fn a_unit_may_have_no_cache() {
+        let c: Maybe<u64, u64> = Maybe::new(CacheGeometry::NONE);
+        c.insert(1, 1, c.epoch());
+        assert_eq!(c.get(&1), None);
+        assert_eq!(c.stats(), CacheStats::default());
+    }
+}

@@ -1,0 +1,417 @@
+//! §6.5 cache invalidation: register-based (§6.5.1: CCMD_REG, IOTLB_REG and IVA_REG) and queued
+//! (§6.5.2: the invalidation queue and every descriptor type).
+//!
+//! IMPDEF: the queue is processed synchronously, when software writes IQT_REG (or enables the
+//! queue, or clears FSTS.IQE): every descriptor from IQH to IQT has been executed, in order, by
+//! the time the write returns. So every invalidation wait descriptor (with or without FN) is a
+//! fence: everything before it has completed when its status write or interrupt happens, and
+//! nothing after it has started.
+//!
+//! What each invalidation removes is `cache`'s business; here are the interfaces, the
+//! granularities they accept and the errors they report: CAIG / IAIG 00b for a request the
+//! unit ignored (§11.4.7, §11.4.8.2), FSTS.IQE with IQER.IQEI for a descriptor it cannot
+//! process, with IQH left pointing at it and the queue stopped until software clears IQE.
+//!
+//! Not produced: ITE (device-TLB invalidation time-out) and ICE (invalidation completion
+//! error). A device-TLB invalidation goes to the outbox and counts as completed there; no
+//! device answers late or wrongly until ATS is modelled (step f).
+
+use sviommu_memory::{Hpa, PhysMemory};
+
+use super::cache::Span;
+use super::regs::RegFile;
+use super::{DevTlbInvalidation, MsiSource, Output, Vtd};
+use crate::spec::inv::{
+    ats_range, fm_sid_mask, CcGranularity, DescWidth, DescriptorType, InvDesc, InvWait,
+    Invalidation, IotlbGranularity, PasidCacheGranularity, PasidIotlbGranularity,
+};
+use crate::spec::regs::iqer::Iqei;
+use crate::spec::regs::rtaddr::Ttm;
+use crate::spec::regs::{
+    self, cap, ccmd, ecap, ectl, fsts, gsts, ics, iotlb_reg, iqa, iqer, iqt, iva_reg, rtaddr,
+};
+use crate::spec::{bits_from, narrow};
+
+/// How many times the status write retries its compare-exchange before writing plainly.
+const STATUS_RETRIES: u32 = 8;
+
+impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    // -----------------------------------------------------------------------------------------
+    // What each granularity does (both interfaces)
+    // -----------------------------------------------------------------------------------------
+
+    /// §6.5.1 / §6.5.2.1 context-cache invalidation; returns the granularity performed.
+    ///
+    /// Scalable-mode context entries carry no DID. IMPDEF: a domain-selective invalidation
+    /// removes every scalable-mode entry (and reports global granularity while the latched
+    /// root table is in scalable mode), and a device-selective one removes the device's
+    /// scalable-mode entry whatever the DID.
+    fn invalidate_context(&self, g: CcGranularity, did: u16, sid: u16, fm: u8) -> CcGranularity {
+        match g {
+            CcGranularity::Global => {
+                self.caches.invalidate_context(|_, _| true);
+                CcGranularity::Global
+            }
+            CcGranularity::Domain => {
+                self.caches.invalidate_context(|_, ce| ce.did().is_none_or(|d| d == did));
+                let ttm = rtaddr::TTM.get(self.root.load(std::sync::atomic::Ordering::Acquire));
+                if Ttm::try_from(ttm) == Ok(Ttm::Scalable) {
+                    CcGranularity::Global
+                } else {
+                    CcGranularity::Domain
+                }
+            }
+            CcGranularity::Device => {
+                let mask = fm_sid_mask(fm);
+                self.caches.invalidate_context(|rid, ce| {
+                    rid & mask == sid & mask && ce.did().is_none_or(|d| d == did)
+                });
+                CcGranularity::Device
+            }
+        }
+    }
+
+    /// §6.5.1 / §6.5.2.3 IOTLB invalidation (with the paging-structure and leaf caches);
+    /// returns the granularity performed, or `None` if the request is invalid (an address mask
+    /// above CAP.MAMV).
+    fn invalidate_iotlb(
+        &self,
+        g: IotlbGranularity,
+        did: u16,
+        addr: u64,
+        am: u8,
+        ih: bool,
+    ) -> Option<IotlbGranularity> {
+        match g {
+            IotlbGranularity::Global => {
+                self.caches.invalidate_translations();
+                Some(IotlbGranularity::Global)
+            }
+            IotlbGranularity::Domain => {
+                self.caches.invalidate_domain(did);
+                Some(IotlbGranularity::Domain)
+            }
+            IotlbGranularity::Page if !self.cap_has(cap::PSI) => {
+                // §11.4.8.2: without page-selective support the unit invalidates the domain.
+                self.caches.invalidate_domain(did);
+                Some(IotlbGranularity::Domain)
+            }
+            IotlbGranularity::Page => {
+                if u64::from(am) > cap::MAMV.get(self.params.cap) {
+                    return None;
+                }
+                self.caches.invalidate_ss_pages(did, Span::pages(addr, am), ih);
+                Some(IotlbGranularity::Page)
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // §6.5.1 register-based invalidation
+    // -----------------------------------------------------------------------------------------
+
+    /// Whether queued invalidation is enabled: §6.5.2, software must not use the
+    /// register-based interface then.
+    fn queue_enabled(&self) -> bool {
+        gsts::QIES.is_set(self.gsts())
+    }
+
+    /// §11.4.7 CCMD_REG written with ICC set: invalidate, then clear ICC and report CAIG.
+    /// CAIG 00b: the request was ignored (a reserved CIRG, or the queue is enabled).
+    ///
+    /// IMPDEF: while queued invalidation is enabled the request is ignored (reported as
+    /// CAIG = 00b, so a driver polling ICC sees it finish and can tell); the spec leaves it to
+    /// the implementation. Register-based invalidation also acts in scalable mode, where
+    /// software is expected to use the queue.
+    pub(super) fn context_command(&self, regs: &mut RegFile) {
+        let v = regs.ccmd;
+        let actual = CcGranularity::try_from(ccmd::CIRG.get(v))
+            .ok()
+            .filter(|_| !self.queue_enabled())
+            .map(|g| {
+                let (did, sid, fm) =
+                    (narrow(ccmd::DID.get(v)), narrow(ccmd::SID.get(v)), narrow(ccmd::FM.get(v)));
+                self.invalidate_context(g, did, sid, fm)
+            });
+        regs.ccmd = ccmd::CAIG.set(ccmd::ICC.with(v, false), actual.map_or(0, u64::from));
+    }
+
+    /// §11.4.8.2 IOTLB_REG written with IVT set (page-selective takes ADDR, AM and IH from
+    /// IVA_REG): invalidate, then clear IVT and report IAIG. IAIG 00b: the request was ignored
+    /// (a reserved IIRG, AM above CAP.MAMV, or the queue is enabled, IMPDEF as for CCMD).
+    /// DR and DW ask for draining, which a synchronous model has nothing to drain for.
+    pub(super) fn iotlb_command(&self, regs: &mut RegFile) {
+        let v = regs.iotlb;
+        let iva = regs.iva;
+        let actual = IotlbGranularity::try_from(iotlb_reg::IIRG.get(v))
+            .ok()
+            .filter(|_| !self.queue_enabled())
+            .and_then(|g| {
+                let did = narrow(iotlb_reg::DID.get(v));
+                let addr = iva_reg::ADDR.in_place(iva);
+                let am = narrow(iva_reg::AM.get(iva));
+                self.invalidate_iotlb(g, did, addr, am, iva_reg::IH.is_set(iva))
+            });
+        regs.iotlb =
+            iotlb_reg::IAIG.set(iotlb_reg::IVT.with(v, false), actual.map_or(0, u64::from));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // §6.5.2 the invalidation queue
+    // -----------------------------------------------------------------------------------------
+
+    /// GCMD.QIE: enabling reports QIES and processes what is already queued; disabling clears
+    /// QIES and resets IQH to 0 (§11.4 IQH_REG).
+    pub(super) fn queue_enable(&self, regs: &mut RegFile, on: bool) {
+        let bit = u32::try_from(gsts::QIES.mask()).unwrap_or(0);
+        if on {
+            self.gsts.fetch_or(bit, std::sync::atomic::Ordering::AcqRel);
+            self.run_queue(regs);
+        } else {
+            // IMPDEF: descriptors still queued (software must wait until IQH = IQT first) are
+            // dropped.
+            self.gsts.fetch_and(!bit, std::sync::atomic::Ordering::AcqRel);
+            regs.iqh = 0;
+        }
+    }
+
+    /// Processes descriptors from IQH up to IQT, unless the queue is disabled or stopped by an
+    /// error. Bounded by the queue's size.
+    pub(super) fn run_queue(&self, regs: &mut RegFile) {
+        let iqe = u64::from(regs.reg32(regs::FSTS)) & fsts::IQE.mask() != 0;
+        if !self.queue_enabled() || iqe {
+            return;
+        }
+        let width = DescWidth::from_dw(iqa::DW.is_set(regs.iqa));
+        let size = iqa::queue_bytes(regs.iqa);
+        let base = iqa::IQA.in_place(regs.iqa);
+        let tail = iqt::QT.in_place(regs.iqt);
+        // §11.4 IQT_REG: with 256-bit descriptors bit 4 must be 0; the tail lies in the queue.
+        if tail >= size || tail % width.bytes() != 0 {
+            self.queue_error(regs, Iqei::TailPointer);
+            return;
+        }
+        for _ in 0..size / width.bytes() {
+            let head = regs.iqh % size;
+            if head == tail {
+                return;
+            }
+            if let Err(e) = self.fetch_and_run(regs, base, head, width) {
+                // IQH stays at the descriptor that failed.
+                self.queue_error(regs, e);
+                return;
+            }
+            regs.iqh = (head + width.bytes()) % size;
+        }
+    }
+
+    /// §6.5.2.10 an invalidation queue error: FSTS.IQE, the reason in IQER.IQEI. The queue
+    /// stops until software clears IQE.
+    fn queue_error(&self, regs: &mut RegFile, why: Iqei) {
+        let before = u64::from(regs.reg32(regs::FSTS));
+        regs.iqer = iqer::IQEI.set(regs.iqer, u64::from(why));
+        regs.latch_fsts(u32::try_from(fsts::IQE.mask()).unwrap_or(0));
+        // IQE is a fault event condition (FSTS, §11.4.9.1).
+        self.fault_event(regs, before);
+    }
+
+    /// Fetches the descriptor at `base + head` and runs it.
+    fn fetch_and_run(
+        &self,
+        regs: &mut RegFile,
+        base: u64,
+        head: u64,
+        width: DescWidth,
+    ) -> Result<(), Iqei> {
+        let at = base.checked_add(head).ok_or(Iqei::Fetch)?;
+        let mut bytes = [0u8; 32];
+        let len = usize::try_from(width.bytes()).unwrap_or(32);
+        let buf = bytes.get_mut(..len).ok_or(Iqei::Fetch)?;
+        self.mem.read(Hpa(at), buf).map_err(|_| Iqei::Fetch)?;
+        let mut words = [0u64; 4];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(b);
+        }
+        // A 128-bit descriptor's upper words read as zero (the buffer beyond `len` is).
+        self.run_descriptor(regs, InvDesc::from_words(words), width)
+    }
+
+    /// Whether the unit supports descriptors of type `t` (an unsupported type is an invalid
+    /// type, IQEI 3h). IMPDEF: the interrupt entry cache invalidation is accepted whether or
+    /// not interrupt remapping is advertised; it has nothing to invalidate.
+    fn descriptor_supported(&self, t: DescriptorType) -> bool {
+        let dt = self.ecap_has(ecap::DT);
+        let sm = self.ecap_has(ecap::SMTS);
+        match t {
+            DescriptorType::ContextCache
+            | DescriptorType::Iotlb
+            | DescriptorType::Wait
+            | DescriptorType::InterruptEntryCache => true,
+            DescriptorType::DevTlb => dt,
+            DescriptorType::PasidIotlb | DescriptorType::PasidCache => sm,
+            DescriptorType::PasidDevTlb => sm && dt,
+            DescriptorType::PageGroupResponse => self.ecap_has(ecap::PRS),
+        }
+    }
+
+    /// Runs one descriptor, or says why it is invalid.
+    fn run_descriptor(&self, regs: &mut RegFile, d: InvDesc, width: DescWidth) -> Result<(), Iqei> {
+        let inv = d.decode().map_err(|_| Iqei::DescriptorType)?;
+        let t = d.desc_type().map_err(|_| Iqei::DescriptorType)?;
+        if !self.descriptor_supported(t) {
+            return Err(Iqei::DescriptorType);
+        }
+        // IMPDEF: a scalable-mode descriptor in a queue of 128-bit descriptors is reported as
+        // an invalid descriptor width (IQEI 5h).
+        if width == DescWidth::W128 && t.scalable_only() {
+            return Err(Iqei::DescriptorWidth);
+        }
+        if inv.reserved_bits_set(width) {
+            return Err(Iqei::ReservedField);
+        }
+        let reserved = |_| Iqei::ReservedField;
+        match inv {
+            Invalidation::ContextCache(c) => {
+                self.invalidate_context(c.g().map_err(reserved)?, c.did(), c.sid(), c.fm());
+            }
+            Invalidation::Iotlb(c) => {
+                // IMPDEF: AM above CAP.MAMV is a reserved-field error.
+                let g = c.g().map_err(reserved)?;
+                self.invalidate_iotlb(g, c.did(), c.addr(), c.am(), c.ih())
+                    .ok_or(Iqei::ReservedField)?;
+            }
+            Invalidation::DevTlb(c) => {
+                let (addr, size_lg2) = ats_range(c.addr(), c.s());
+                self.send(Output::DevTlbInvalidation(DevTlbInvalidation {
+                    sid: c.sid(),
+                    pfsid: c.pfsid(),
+                    pasid: None,
+                    global: false,
+                    addr,
+                    size_lg2,
+                    mip: c.mip(),
+                }));
+            }
+            // Interrupt remapping is not modelled: nothing is cached, nothing to do.
+            Invalidation::InterruptEntryCache(_) => {}
+            Invalidation::Wait(w) => self.wait(regs, &w)?,
+            Invalidation::PasidIotlb(c) => match c.g().map_err(reserved)? {
+                PasidIotlbGranularity::Pasid => {
+                    self.caches.invalidate_pasid_translations(c.did(), c.pasid());
+                }
+                PasidIotlbGranularity::Page => {
+                    if u64::from(c.am()) > cap::MAMV.get(self.params.cap) {
+                        return Err(Iqei::ReservedField);
+                    }
+                    let span = Span::pages(c.addr(), c.am());
+                    self.caches.invalidate_pasid_pages(c.did(), c.pasid(), span, c.ih());
+                }
+            },
+            Invalidation::PasidCache(c) => {
+                let (did, pasid) = (c.did(), c.pasid());
+                let same_did = move |d: Option<u16>| d.is_none_or(|d| d == did);
+                match c.g().map_err(reserved)? {
+                    PasidCacheGranularity::Domain => {
+                        self.caches.invalidate_pasid(|_, d| same_did(d));
+                    }
+                    PasidCacheGranularity::Pasid => {
+                        self.caches.invalidate_pasid(|p, d| p == pasid && same_did(d));
+                    }
+                    PasidCacheGranularity::Global => self.caches.invalidate_pasid(|_, _| true),
+                }
+            }
+            Invalidation::PasidDevTlb(c) => {
+                let (addr, size_lg2) = ats_range(c.addr(), c.s());
+                self.send(Output::DevTlbInvalidation(DevTlbInvalidation {
+                    sid: c.sid(),
+                    pfsid: c.pfsid(),
+                    pasid: Some(c.pasid()),
+                    global: c.g(),
+                    addr,
+                    size_lg2,
+                    mip: c.mip(),
+                }));
+            }
+            Invalidation::PageGroupResponse(r) => self.send(Output::PageGroupResponse(r)),
+        }
+        Ok(())
+    }
+
+    /// §6.5.2.8 invalidation wait: every earlier descriptor has completed (processing is
+    /// synchronous), so the status write and the completion event happen now.
+    ///
+    /// IMPDEF: a status address at or above HAW is a reserved-field error; a status write to
+    /// an address no memory backs is dropped, as the fabric would drop it. PD (drain page
+    /// requests) has nothing to drain until page requests are modelled (step f).
+    fn wait(&self, regs: &mut RegFile, w: &InvWait) -> Result<(), Iqei> {
+        if w.sw() {
+            let addr = w.status_addr();
+            if addr & bits_from(self.params.haw) != 0 {
+                return Err(Iqei::ReservedField);
+            }
+            self.status_write(addr, w.status_data());
+        }
+        if w.if_() {
+            self.invalidation_event(regs);
+        }
+        Ok(())
+    }
+
+    /// Writes the 32-bit `data` at the dword-aligned `addr` as a release store (a
+    /// compare-exchange of the quadword holding it), so software that sees it also sees every
+    /// invalidation before it.
+    fn status_write(&self, addr: u64, data: u32) {
+        let word = Hpa(addr & !7);
+        let shift = if addr & 4 != 0 { 32 } else { 0 };
+        let mask = u64::from(u32::MAX) << shift;
+        let value = u64::from(data) << shift;
+        for _ in 0..STATUS_RETRIES {
+            let Ok(old) = self.mem.read_u64(word) else { return };
+            match self.mem.compare_exchange_u64(word, old, (old & !mask) | value) {
+                Ok(Ok(_)) | Err(_) => return,
+                Ok(Err(_)) => {}
+            }
+        }
+        // Software kept changing the other half of the quadword: write the dword plainly.
+        let _ = self.mem.write(Hpa(addr), &data.to_le_bytes());
+    }
+
+    /// §6.5.2.8 IF: the invalidation completion event. ICS.IWC is set; if it was clear, the
+    /// interrupt message goes out (IECTL.IM clear) or is held as IECTL.IP until software
+    /// unmasks it. While IWC stays set, later completions raise no new message.
+    fn invalidation_event(&self, regs: &mut RegFile) {
+        let iwc = u32::try_from(ics::IWC.mask()).unwrap_or(0);
+        if regs.reg32(regs::ICS) & iwc != 0 {
+            return;
+        }
+        regs.set_bits(regs::ICS, iwc);
+        if u64::from(regs.reg32(regs::IECTL)) & ectl::IM.mask() != 0 {
+            regs.set_bits(regs::IECTL, u32::try_from(ectl::IP.mask()).unwrap_or(0));
+        } else {
+            self.send_invalidation_msi(regs);
+        }
+    }
+
+    /// Software cleared ICS.IWC: a held message is no longer pending.
+    pub(super) fn iwc_cleared(&self, regs: &mut RegFile) {
+        regs.clear_bits(regs::IECTL, u32::try_from(ectl::IP.mask()).unwrap_or(0));
+    }
+
+    /// Software cleared IECTL.IM: a held message goes out now.
+    pub(super) fn iectl_unmasked(&self, regs: &mut RegFile) {
+        let ip = u32::try_from(ectl::IP.mask()).unwrap_or(0);
+        if regs.reg32(regs::IECTL) & ip != 0 {
+            regs.clear_bits(regs::IECTL, ip);
+            self.send_invalidation_msi(regs);
+        }
+    }
+
+    fn send_invalidation_msi(&self, regs: &RegFile) {
+        let addr =
+            (u64::from(regs.reg32(regs::IEUADDR)) << 32) | u64::from(regs.reg32(regs::IEADDR));
+        let data = regs.reg32(regs::IEDATA);
+        self.send(Output::Msi { source: MsiSource::InvalidationCompletion, addr, data });
+    }
+}

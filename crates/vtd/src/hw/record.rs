@@ -1,0 +1,119 @@
+//! §7.2 primary fault logging and the fault event (FECTL, §11.4.9.2).
+//!
+//! Every fault `translate` returns is recorded, unless fault processing is disabled for it
+//! (`Fault::fpd`): in the fault recording register the unit's internal index names, if its F
+//! bit is clear; otherwise the fault is dropped and FSTS.PFO set. While PFO is set nothing is
+//! recorded. The fault event (an interrupt message from FEDATA / FEADDR / FEUADDR) is raised when
+//! a fault is recorded, PFO is set, or an invalidation error (IQE, ICE, ITE) is latched, unless
+//! an earlier condition is still pending software's attention. With FECTL.IM set it is held as
+//! FECTL.IP until software unmasks it or services every condition.
+//!
+//! IMPDEF: no fault compression (a second fault from the same requester is recorded too).
+//! Recording takes the register lock, on the fault path only: a translation that succeeds
+//! never does.
+
+use sviommu_memory::{Hpa, PhysMemory};
+
+use super::regs::RegFile;
+use super::{Fault, MsiSource, Output, Vtd};
+use crate::spec::fault::{AddressType, FaultRecord, RequestType};
+use crate::spec::regs::{self, ectl, fsts};
+
+/// FSTS bits that are interrupt conditions of the fault event (§7.2): a pending fault, an
+/// overflow, an invalidation error.
+pub(super) const EVENT_CONDITIONS: u64 =
+    fsts::PFO.mask() | fsts::PPF.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
+
+/// The low 32 bits of a mask (every FSTS and FECTL field sits there).
+fn bits32(mask: u64) -> u32 {
+    u32::try_from(mask & u64::from(u32::MAX)).unwrap_or(0)
+}
+
+/// The record for `f`: §9.9 / §11.4 FRCD_REG. PRIV and EXE are meaningful with a PASID only
+/// (they come from the PASID prefix); AT is untranslated (the only requests the model takes).
+pub(super) fn fault_record(f: &Fault) -> FaultRecord {
+    let mut r = FaultRecord::default();
+    r.set_f(true);
+    r.set_fi(f.addr);
+    r.set_sid(f.rid);
+    r.set_fr(f.reason);
+    r.set_at(AddressType::Untranslated);
+    r.set_request_type(if f.access.write { RequestType::Write } else { RequestType::Read });
+    if let Some(pasid) = f.pasid {
+        r.set_pp(true);
+        r.set_pv(pasid);
+        r.set_priv(f.access.privileged);
+        r.set_exe(f.access.exec);
+    }
+    r
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    /// §7.2: records `f` in the next fault recording register, or sets PFO.
+    pub(super) fn record(&self, f: &Fault) {
+        let mut regs = self.lock_regs();
+        let before = u64::from(regs.reg32(regs::FSTS));
+        if fsts::PFO.is_set(before) {
+            // An overflow software has not cleared: the fault is not recorded.
+            return;
+        }
+        let index = regs.fault_index;
+        let Some(slot) = regs.frcd.get_mut(index) else { return };
+        if FaultRecord::F.is_set(slot) {
+            regs.latch_fsts(bits32(fsts::PFO.mask()));
+            self.fault_event(&mut regs, before);
+            return;
+        }
+        *slot = fault_record(f).words();
+        if !fsts::PPF.is_set(before) {
+            // The first pending fault: FRI names it.
+            let fri = fsts::FRI.set(0, u64::try_from(index).unwrap_or(0));
+            regs.clear_bits(regs::FSTS, bits32(fsts::FRI.mask()));
+            regs.set_bits(regs::FSTS, bits32(fri | fsts::PPF.mask()));
+        }
+        regs.fault_index = (index + 1) % regs.frcd.len().max(1);
+        self.fault_event(&mut regs, before);
+    }
+
+    /// §7.2, FECTL: an event condition was just raised, with FSTS `before` it as it was. Unless an
+    /// earlier condition is still pending, the event goes out (FECTL.IM clear) or is held as
+    /// FECTL.IP.
+    pub(super) fn fault_event(&self, regs: &mut RegFile, before: u64) {
+        if before & EVENT_CONDITIONS != 0 {
+            return;
+        }
+        if ectl::IM.is_set(u64::from(regs.reg32(regs::FECTL))) {
+            regs.set_bits(regs::FECTL, bits32(ectl::IP.mask()));
+        } else {
+            self.send_fault_msi(regs);
+        }
+    }
+
+    /// Software changed FSTS, FECTL or a fault record: recompute PPF from the F bits, send a
+    /// held message if FECTL.IM is now clear, and drop it if every condition is serviced.
+    pub(super) fn fault_status_changed(&self, regs: &mut RegFile) {
+        let pending = regs.frcd.iter().any(|r| FaultRecord::F.is_set(r));
+        if pending {
+            regs.set_bits(regs::FSTS, bits32(fsts::PPF.mask()));
+        } else {
+            regs.clear_bits(regs::FSTS, bits32(fsts::PPF.mask()));
+        }
+        let fectl = u64::from(regs.reg32(regs::FECTL));
+        if !ectl::IP.is_set(fectl) {
+            return;
+        }
+        if u64::from(regs.reg32(regs::FSTS)) & EVENT_CONDITIONS == 0 {
+            regs.clear_bits(regs::FECTL, bits32(ectl::IP.mask()));
+        } else if !ectl::IM.is_set(fectl) {
+            regs.clear_bits(regs::FECTL, bits32(ectl::IP.mask()));
+            self.send_fault_msi(regs);
+        }
+    }
+
+    fn send_fault_msi(&self, regs: &RegFile) {
+        let addr =
+            (u64::from(regs.reg32(regs::FEUADDR)) << 32) | u64::from(regs.reg32(regs::FEADDR));
+        let data = regs.reg32(regs::FEDATA);
+        self.send(Output::Msi { source: MsiSource::Fault, addr, data });
+    }
+}

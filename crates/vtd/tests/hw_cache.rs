@@ -1,0 +1,752 @@
+//! The caches (§6.2), one test per cache: change the tables in memory, see the old result (the
+//! hardware keeps what it cached), check that invalidations that do not match leave it, and
+//! that the narrowest matching one removes it. Then what caches save (exact read counts, cold
+//! and warm), caching mode (§6.1: not-present results cached only with CAP.CM), dirty entries,
+//! and threads translating while another invalidates.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sviommu_memory::HostMemory;
+use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
+use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
+use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
+use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
+use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
+use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
+use sviommu_vtd::spec::root::{ContextEntry, ScalableContextEntry, TranslationType};
+use sviommu_vtd::spec::{Aw, FaultReason as R};
+
+/// Bus 3, device 2, function 0; and function 1 of the same device.
+const RID: u16 = 0x0310;
+const RID_FN1: u16 = 0x0311;
+const PASID: u32 = 0x345;
+const OTHER_PASID: u32 = 0x346;
+const DID: u16 = 9;
+const OTHER_DID: u16 = 10;
+
+/// First-stage inputs: eight 4K pages under one page table.
+const VA: u64 = 0x4000_0000;
+/// First-stage outputs (host addresses; nothing reads them) and where remaps send them.
+const FS_OUT: u64 = 0x5000_0000;
+const MOVED: u64 = 0x5800_0000;
+/// Second-stage inputs: eight 4K pages under one page table (PGTT second-stage and legacy).
+const GPA: u64 = 0x200_0000;
+const SS_OUT: u64 = 0x6000_0000;
+/// Nested: the first stage sends VA here (guest RAM), which the second stage maps.
+const GPA_OUT: u64 = 0x80_0000;
+/// A guest page no table uses: where a test builds a moved copy of a guest table.
+const GPA_SPARE: u64 = 0x30_0000;
+
+fn params(f: impl FnOnce(&mut VtdParams)) -> VtdParams {
+    let mut p = VtdParams::default();
+    f(&mut p);
+    p
+}
+
+fn caching_mode() -> VtdParams {
+    params(|p| p.cap = cap::CM.with(p.cap, true))
+}
+
+fn req(addr: u64, access: Access) -> DmaRequest {
+    DmaRequest::new(RID, addr, access).with_pasid(PASID)
+}
+
+fn read(addr: u64) -> DmaRequest {
+    req(addr, Access::READ)
+}
+
+fn write(addr: u64) -> DmaRequest {
+    req(addr, Access::WRITE)
+}
+
+/// Scalable mode: host first stage (VA + i*4K -> FS_OUT + i*4K), guest first stage (VA + i*4K
+/// -> GPA_OUT + i*4K), second stage (GPA + i*4K -> SS_OUT + i*4K; guest RAM's first 4M with
+/// 4K pages, the rest with 2M pages).
+struct Sm {
+    m: Machine,
+    rta: u64,
+    pe_at: u64,
+    fs: X86Paging,
+    gfs: X86Paging,
+    ss: VtdSecondStage,
+}
+
+fn sm() -> Sm {
+    let mut m = Machine::new();
+    let rta = m.page();
+    let dir = m.page();
+    let ss = m.ss(vtd_ss::Levels::Four);
+    let rw = VtdSsAttrs { exec: false, ..VtdSsAttrs::ALL };
+    for i in 0..1024 {
+        ss.map(&m.mem, &mut m.frames, i << 12, GUEST_RAM_HPA + (i << 12), 12, rw).unwrap();
+    }
+    for gpa in (0x40_0000..GUEST_RAM_LEN).step_by(1 << 21) {
+        ss.map(&m.mem, &mut m.frames, gpa, GUEST_RAM_HPA + gpa, 21, rw).unwrap();
+    }
+    for i in 0..8 {
+        ss.map(&m.mem, &mut m.frames, GPA + (i << 12), SS_OUT + (i << 12), 12, rw).unwrap();
+    }
+    let fs = m.fs(x86::Levels::Four);
+    let gfs = m.guest_fs(x86::Levels::Four);
+    let ram = guest_ram(&m.mem);
+    for i in 0..8 {
+        let va = VA + (i << 12);
+        fs.map(&m.mem, &mut m.frames, va, FS_OUT + (i << 12), 12, X86Attrs::ALL).unwrap();
+        gfs.map(&ram, &mut m.guest_frames, va, GPA_OUT + (i << 12), 12, X86Attrs::ALL).unwrap();
+    }
+    drop(ram);
+    let mut ce = ScalableContextEntry::default();
+    ce.set_p(true);
+    ce.set_paside(true);
+    ce.set_pasiddirptr(dir);
+    ce.set_rid_pasid(PASID);
+    m.sm_context(rta, RID, ce);
+    let mut t = Sm { m, rta, pe_at: 0, fs, gfs, ss };
+    let pe = t.pe(Pgtt::FirstStage);
+    t.pe_at = t.m.pasid_entry(dir, PASID, pe);
+    // A second PASID with an entry of its own (the same tables).
+    t.m.pasid_entry(dir, OTHER_PASID, pe);
+    t
+}
+
+impl Sm {
+    fn pe(&self, pgtt: Pgtt) -> PasidEntry {
+        let mut pe = PasidEntry::default();
+        pe.set_p(true);
+        pe.set_pgtt(pgtt);
+        pe.set_did(DID);
+        pe.set_fspm(Fspm::FourLevel);
+        pe.set_aw(Aw::Bits48);
+        pe.set_ssptptr(self.ss.root);
+        pe.set_fsptptr(if pgtt == Pgtt::Nested { self.gfs.root } else { self.fs.root });
+        pe
+    }
+
+    fn set_pe(&self, pe: PasidEntry) {
+        self.m.write(self.pe_at, pe.words());
+    }
+
+    /// A unit with `params` translating with PGTT `pgtt`, its queue enabled.
+    fn unit(&self, pgtt: Pgtt, params: VtdParams) -> Vtd<&HostMemory> {
+        self.set_pe(self.pe(pgtt));
+        start(&self.m.mem, self.rta, Ttm::Scalable, params)
+    }
+}
+
+/// A unit over `mem` translating with the root table at `rta`, its queue enabled. (A function
+/// of the memory alone, so a test can still allocate tables while the unit lives.)
+fn start(mem: &HostMemory, rta: u64, ttm: Ttm, params: VtdParams) -> Vtd<&HostMemory> {
+    let vtd = Vtd::new(mem, params);
+    enable(&vtd, rta, ttm);
+    enable_queue(&vtd);
+    vtd
+}
+
+/// A zeroed page from `m`'s allocator.
+fn page(m: &mut sviommu_memory::FrameAllocator<sviommu_memory::Hpa>, mem: &HostMemory) -> u64 {
+    m.alloc(mem, 12).unwrap().0
+}
+
+/// Legacy mode: a 4-level second stage (GPA + i*4K -> SS_OUT + i*4K) in domain DID.
+struct Legacy {
+    m: Machine,
+    rta: u64,
+    ce_at: u64,
+    ss: VtdSecondStage,
+}
+
+fn legacy_context(ss: &VtdSecondStage) -> ContextEntry {
+    let mut ce = ContextEntry::default();
+    ce.set_p(true);
+    ce.set_tt(TranslationType::UntranslatedOnly);
+    ce.set_ssptptr(ss.root);
+    ce.set_aw(Aw::Bits48);
+    ce.set_did(DID);
+    ce
+}
+
+fn legacy() -> Legacy {
+    let mut m = Machine::new();
+    let rta = m.page();
+    let ss = m.ss(vtd_ss::Levels::Four);
+    let rw = VtdSsAttrs { exec: false, ..VtdSsAttrs::ALL };
+    for i in 0..8 {
+        ss.map(&m.mem, &mut m.frames, GPA + (i << 12), SS_OUT + (i << 12), 12, rw).unwrap();
+    }
+    let ce_at = m.legacy_context(rta, RID, legacy_context(&ss));
+    Legacy { m, rta, ce_at, ss }
+}
+
+impl Legacy {
+    /// A unit with `params` over these tables (its queue disabled: legacy drivers use the
+    /// registers).
+    fn unit(&self, params: VtdParams) -> Vtd<&HostMemory> {
+        let vtd = unit(&self.m, params);
+        enable(&vtd, self.rta, Ttm::Legacy);
+        vtd
+    }
+}
+
+fn legacy_read(addr: u64) -> DmaRequest {
+    DmaRequest::new(RID, addr, Access::READ)
+}
+
+/// §11.4.7: a register-based context-cache invalidation; returns CAIG once ICC has cleared.
+fn ccmd(vtd: &Vtd<&HostMemory>, cirg: u64, did: u16, sid: u16, fm: u8) -> u64 {
+    let mut v = ccmd::ICC.with(0, true);
+    v = ccmd::CIRG.set(v, cirg);
+    v = ccmd::DID.set(v, did.into());
+    v = ccmd::SID.set(v, sid.into());
+    v = ccmd::FM.set(v, fm.into());
+    vtd.mmio_write(regs::CCMD.0, 8, v);
+    let back = vtd.mmio_read(regs::CCMD.0, 8);
+    assert!(!ccmd::ICC.is_set(back), "ICC clears when the invalidation is done");
+    ccmd::CAIG.get(back)
+}
+
+/// §11.4.8: a register-based IOTLB invalidation (IVA for page-selective); returns IAIG once
+/// IVT has cleared. Written as two 32-bit halves, as a 32-bit driver would.
+fn iotlb_reg(vtd: &Vtd<&HostMemory>, iirg: u64, did: u16, addr: u64, am: u8, ih: bool) -> u64 {
+    let e = vtd.params().ecap;
+    let iva = iva_reg::IH.with(iva_reg::AM.set(iva_reg::ADDR.in_place(addr), am.into()), ih);
+    vtd.mmio_write(regs::iva(e).0, 8, iva);
+    let v = iotlb_reg::DID.set(iotlb_reg::IIRG.set(iotlb_reg::IVT.with(0, true), iirg), did.into());
+    vtd.mmio_write(regs::iotlb(e).0, 4, v & 0xffff_ffff);
+    vtd.mmio_write(regs::iotlb(e).0 + 4, 4, v >> 32);
+    let back = vtd.mmio_read(regs::iotlb(e).0, 8);
+    assert!(!iotlb_reg::IVT.is_set(back), "IVT clears when the invalidation is done");
+    iotlb_reg::IAIG.get(back)
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per cache: stale until the narrowest matching invalidation
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn context_cache_keeps_a_changed_entry_until_a_device_selective_invalidation() {
+    let t = legacy();
+    let vtd = t.unit(VtdParams::default());
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    // The driver makes the context entry not present and forgets to invalidate.
+    let mut ce = legacy_context(&t.ss);
+    ce.set_p(false);
+    t.m.write(t.ce_at, ce.words());
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT, "stale: the context cache holds it");
+    // Invalidations that do not select it.
+    assert_eq!(ccmd(&vtd, 3, DID, RID_FN1, 0), 3, "another function");
+    assert_eq!(ccmd(&vtd, 3, OTHER_DID, RID, 0), 3, "the device, another domain");
+    assert_eq!(ccmd(&vtd, 2, OTHER_DID, 0, 0), 2, "another domain");
+    assert_eq!(iotlb_reg(&vtd, 1, 0, 0, 0, false), 1, "the IOTLB, globally");
+    let tr = ok(&vtd, legacy_read(GPA));
+    assert_eq!(tr.output, SS_OUT, "still the cached context entry");
+    assert_eq!(tr.reads, 4, "the IOTLB went: the walk ran, with the cached context entry");
+    // The narrowest that selects it: this device in this domain.
+    assert_eq!(ccmd(&vtd, 3, DID, RID, 0), 3);
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent);
+}
+
+#[test]
+fn a_function_mask_widens_device_selective_context_invalidation() {
+    let t = legacy();
+    let vtd = t.unit(VtdParams::default());
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    let mut ce = legacy_context(&t.ss);
+    ce.set_p(false);
+    t.m.write(t.ce_at, ce.words());
+    // FM = 00b compares the whole SID: function 1 is not function 0.
+    assert_eq!(ccmd(&vtd, 3, DID, RID_FN1, 0), 3);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    // FM = 01b ignores function bit 2 only: 0x0314 still is not 0x0310's function 1.
+    assert_eq!(ccmd(&vtd, 3, DID, RID_FN1, 1), 3);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    // FM = 11b ignores the whole function number: every function of device 2.
+    assert_eq!(ccmd(&vtd, 3, DID, RID_FN1, 3), 3);
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent);
+}
+
+#[test]
+fn pasid_cache_keeps_a_changed_entry_until_a_pasid_selective_invalidation() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
+    let mut pe = t.pe(Pgtt::FirstStage);
+    pe.set_p(false);
+    t.set_pe(pe);
+    assert_eq!(ok(&vtd, read(VA)).output, FS_OUT, "stale");
+    submit_and_wait(
+        &vtd,
+        &[
+            desc::pc_pasid(DID, OTHER_PASID),
+            desc::pc_pasid(OTHER_DID, PASID),
+            desc::pc_domain(OTHER_DID),
+            // The IOTLB and the context cache: the walk runs again from the cached entry.
+            desc::piotlb_pasid(DID, PASID),
+            desc::cc_global(),
+        ],
+    );
+    let tr = ok(&vtd, read(VA));
+    assert_eq!(tr.output, FS_OUT, "the PASID cache still holds the entry");
+    // Root and context entries, then the first-stage walk (its paging-structure entries went).
+    assert_eq!(tr.reads, 2 + 4);
+    submit_and_wait(&vtd, &[desc::pc_pasid(DID, PASID)]);
+    assert_eq!(reason(&vtd, read(VA)), R::SmPasidEntryNotPresent);
+}
+
+#[test]
+fn iotlb_keeps_a_remapped_page_until_a_page_selective_invalidation() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    let page = VA + 0x3000;
+    let cold = ok(&vtd, write(page + 0x10));
+    assert_eq!(cold.output, FS_OUT + 0x3010);
+    // The driver remaps the page and does not invalidate.
+    repoint(&t.m, entry_at(&t.m, t.fs.root, page, 3, host), MOVED);
+    let warm = ok(&vtd, write(page + 0x20));
+    assert_eq!((warm.output, warm.reads), (FS_OUT + 0x3020, 0), "stale, from the IOTLB");
+    submit_and_wait(
+        &vtd,
+        &[
+            desc::piotlb_pages(DID, PASID, page + 0x1000, 0, true),
+            desc::piotlb_pages(DID, OTHER_PASID, page, 0, false),
+            desc::piotlb_pages(OTHER_DID, PASID, page, 0, false),
+            desc::piotlb_pasid(DID, OTHER_PASID),
+            // A second-stage page-selective invalidation does not reach first-stage-only
+            // translations.
+            desc::iotlb_pages(DID, page, 0, false),
+            desc::pc_pasid(DID, PASID),
+        ],
+    );
+    assert_eq!(ok(&vtd, write(page)).output, FS_OUT + 0x3000, "still cached");
+    // The narrowest that selects it: this page, leaves only.
+    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, true)]);
+    let fresh = ok(&vtd, write(page + 0x30));
+    assert_eq!(fresh.output, MOVED + 0x30);
+    assert_eq!(fresh.reads, 1, "the paging-structure cache kept the page table: one PTE read");
+}
+
+#[test]
+fn first_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear() {
+    let mut t = sm();
+    t.set_pe(t.pe(Pgtt::FirstStage));
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, VtdParams::default());
+    assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
+    // The driver replaces the page table under VA's 2M region with a copy in which VA + 5000h
+    // goes elsewhere, and invalidates nothing.
+    let pde_at = entry_at(&t.m, t.fs.root, VA, 2, host);
+    let old_pt = t.m.read(pde_at) & ENTRY_ADDR;
+    let new_pt = page(&mut t.m.frames, &t.m.mem);
+    copy_page(&t.m, old_pt, new_pt);
+    repoint(&t.m, new_pt + 8 * 5, MOVED);
+    repoint(&t.m, pde_at, new_pt);
+    let page = VA + 0x5000;
+    let tr = ok(&vtd, read(page));
+    assert_eq!((tr.output, tr.reads), (FS_OUT + 0x5000, 1), "resumed at the old page table");
+    submit_and_wait(
+        &vtd,
+        &[
+            // Leaves only: the paging-structure entries stay.
+            desc::piotlb_pages(DID, PASID, page, 0, true),
+            // Another 2M region, another PASID, another domain.
+            desc::piotlb_pages(DID, PASID, VA + (1 << 21), 0, false),
+            desc::piotlb_pages(DID, OTHER_PASID, page, 0, false),
+            desc::piotlb_pages(OTHER_DID, PASID, page, 0, false),
+            // The second stage's.
+            desc::iotlb_pages(DID, page, 0, false),
+        ],
+    );
+    assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x5000, "still the old table");
+    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, false)]);
+    let tr = ok(&vtd, read(page));
+    assert_eq!(tr.output, MOVED);
+    // Every table on the path went (their spans meet the page): a walk from the root.
+    assert_eq!(tr.reads, 4);
+}
+
+#[test]
+fn second_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear() {
+    let mut t = legacy();
+    let vtd = Vtd::new(&t.m.mem, VtdParams::default());
+    enable(&vtd, t.rta, Ttm::Legacy);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    let pde_at = entry_at(&t.m, t.ss.root, GPA, 2, host);
+    let old_pt = t.m.read(pde_at) & ENTRY_ADDR;
+    let new_pt = page(&mut t.m.frames, &t.m.mem);
+    copy_page(&t.m, old_pt, new_pt);
+    let index = (GPA >> 12) & 0x1ff;
+    repoint(&t.m, new_pt + 8 * (index + 5), MOVED);
+    repoint(&t.m, pde_at, new_pt);
+    let page = GPA + 0x5000;
+    let tr = ok(&vtd, legacy_read(page));
+    assert_eq!((tr.output, tr.reads), (SS_OUT + 0x5000, 1), "resumed at the old page table");
+    // Register-based, page-selective with IH (leaves only); another domain; another range.
+    assert_eq!(iotlb_reg(&vtd, 3, DID, page, 0, true), 3);
+    assert_eq!(iotlb_reg(&vtd, 3, OTHER_DID, page, 0, false), 3);
+    assert_eq!(iotlb_reg(&vtd, 3, DID, GPA + (1 << 21), 0, false), 3);
+    assert_eq!(iotlb_reg(&vtd, 2, OTHER_DID, 0, 0, false), 2);
+    assert_eq!(ok(&vtd, legacy_read(page)).output, SS_OUT + 0x5000, "still the old table");
+    assert_eq!(iotlb_reg(&vtd, 3, DID, page, 0, false), 3);
+    let tr = ok(&vtd, legacy_read(page));
+    assert_eq!((tr.output, tr.reads), (MOVED, 4));
+}
+
+#[test]
+fn second_stage_leaf_cache_keeps_a_moved_guest_table_until_its_gpa_is_invalidated() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::Nested, VtdParams::default());
+    assert_eq!(ok(&vtd, read(VA)).output, GUEST_RAM_HPA + GPA_OUT);
+    // The host moves the guest's page table to another host page (a copy, in which VA + 5000h
+    // goes to another GPA) by changing the second stage, and invalidates nothing.
+    let pt_gpa = t.m.read(entry_at(&t.m, t.gfs.root, VA, 2, guest)) & ENTRY_ADDR;
+    let spare = GUEST_RAM_HPA + GPA_SPARE;
+    copy_page(&t.m, guest(pt_gpa), spare);
+    repoint(&t.m, spare + 8 * 5, GPA_OUT + 0x10_0000);
+    repoint(&t.m, entry_at(&t.m, t.ss.root, pt_gpa, 3, host), spare);
+    let page = VA + 0x5000;
+    let tr = ok(&vtd, read(page));
+    assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x5000, "the cached second-stage leaf");
+    assert_eq!(tr.reads, 1, "one first-stage PTE, read through the cached leaf");
+    submit_and_wait(
+        &vtd,
+        &[
+            // Another GPA (this takes the domain's nested translations with it), another
+            // domain, the first stage's caches of this PASID.
+            desc::iotlb_pages(DID, GPA_SPARE + 0x1000, 0, true),
+            desc::iotlb_pages(OTHER_DID, pt_gpa, 0, false),
+            desc::piotlb_pasid(DID, PASID),
+        ],
+    );
+    let tr = ok(&vtd, read(page));
+    assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x5000, "still the old host page");
+    // The narrowest that selects it: the table's GPA, a leaf change.
+    submit_and_wait(&vtd, &[desc::iotlb_pages(DID, pt_gpa, 0, true)]);
+    let tr = ok(&vtd, read(page));
+    assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x10_0000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the caches save
+// ---------------------------------------------------------------------------------------------
+
+/// Reads of a translation of `r` that must succeed.
+fn reads(vtd: &Vtd<&HostMemory>, r: DmaRequest) -> u32 {
+    ok(vtd, r).reads
+}
+
+#[test]
+fn warm_translations_read_less_than_cold_ones() {
+    let t = sm();
+    let none = VtdParams { caches: CacheParams::NONE, ..VtdParams::default() };
+
+    // First stage only: 4 structures + 4 entries cold; then nothing; then the PTE alone.
+    let cold = t.unit(Pgtt::FirstStage, none);
+    assert_eq!([reads(&cold, read(VA)), reads(&cold, read(VA))], [8, 8]);
+    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    assert_eq!(reads(&vtd, read(VA)), 8);
+    assert_eq!(reads(&vtd, read(VA + 0x10)), 0, "IOTLB hit");
+    assert_eq!(reads(&vtd, read(VA + 0x1000)), 1, "paging-structure cache hit");
+
+    // Second stage only: the same shape.
+    let vtd = t.unit(Pgtt::SecondStage, VtdParams::default());
+    assert_eq!(reads(&vtd, read(GPA)), 8);
+    assert_eq!(reads(&vtd, read(GPA + 0x10)), 0);
+    assert_eq!(reads(&vtd, read(GPA + 0x1000)), 1);
+
+    // Nested: 4 structures, 4 x (4 + 1) for the first-stage entries (the guest's tables sit
+    // under 4K second-stage pages here), 3 for the output (a 2M second-stage page): 27 without
+    // caches.
+    let cold = t.unit(Pgtt::Nested, none);
+    assert_eq!(reads(&cold, read(VA)), 4 + 4 * (4 + 1) + 3);
+    // With caches even the first walk profits: after the first second-stage walk (4) the
+    // other table fetches resume at the second-stage page table (1 each), and the output's
+    // second-stage walk at the page directory it shares (1).
+    let vtd = t.unit(Pgtt::Nested, VtdParams::default());
+    assert_eq!(reads(&vtd, read(VA)), 4 + (4 + 1) + 3 * (1 + 1) + 1);
+    assert_eq!(reads(&vtd, read(VA + 0x10)), 0, "IOTLB hit");
+    // Another page under the same first-stage table: the first-stage paging-structure cache
+    // gives the table's GPA, the second-stage leaf cache its host page; the output's GPA is in
+    // the same 2M second-stage page. One read: the first-stage PTE.
+    assert_eq!(reads(&vtd, read(VA + 0x1000)), 1);
+
+    let s = vtd.cache_stats();
+    assert!(s.iotlb.hits >= 1 && s.fs_psc.hits >= 1 && s.ss_leaf.hits >= 1, "{s:?}");
+    assert_eq!(cold.cache_stats(), Default::default(), "a unit without caches counts nothing");
+}
+
+#[test]
+fn legacy_warm_translations() {
+    let t = legacy();
+    let vtd = t.unit(VtdParams::default());
+    assert_eq!(reads(&vtd, legacy_read(GPA)), 2 + 4);
+    assert_eq!(reads(&vtd, legacy_read(GPA + 8)), 0);
+    assert_eq!(reads(&vtd, legacy_read(GPA + 0x1000)), 1);
+}
+
+#[test]
+fn a_write_to_a_clean_cached_page_walks_again_to_set_d() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    let pte_at = entry_at(&t.m, t.fs.root, VA, 3, host);
+    assert_eq!(reads(&vtd, read(VA)), 8);
+    assert_eq!(t.m.read(pte_at) & 0x40, 0, "a read leaves D clear");
+    // The cached entry is not dirty: the write walks (from the paging-structure cache) and
+    // sets D; after that a write hits.
+    assert_eq!(reads(&vtd, write(VA)), 1);
+    assert_eq!(t.m.read(pte_at) & 0x40, 0x40, "D set by the write's walk");
+    assert_eq!(reads(&vtd, write(VA)), 0);
+    assert_eq!(reads(&vtd, read(VA)), 0);
+}
+
+#[test]
+fn every_cache_can_be_left_out() {
+    let t = sm();
+    for (name, p) in [
+        ("context", params(|p| p.caches.context = CacheParams::NONE.context)),
+        ("pasid", params(|p| p.caches.pasid = CacheParams::NONE.pasid)),
+        ("iotlb", params(|p| p.caches.iotlb = CacheParams::NONE.iotlb)),
+    ] {
+        let vtd = t.unit(Pgtt::FirstStage, p);
+        assert_eq!(reads(&vtd, read(VA)), 8, "{name}");
+        let warm = reads(&vtd, read(VA));
+        let expect = match name {
+            "context" | "pasid" => 2,
+            _ => 1,
+        };
+        assert_eq!(warm, expect, "{name}: what a warm translation reads without it");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caching mode (§6.1, CAP.CM)
+// ---------------------------------------------------------------------------------------------
+
+/// PASID 0x347: in PASID's PASID table, two entries on; not present until a test writes it.
+const ABSENT: u32 = 0x347;
+
+impl Sm {
+    /// Writes ABSENT's PASID-table entry (a first-stage one, like PASID's).
+    fn make_absent_present(&self) {
+        self.m.write(self.pe_at + 2 * 64, self.pe(Pgtt::FirstStage).words());
+    }
+}
+
+#[test]
+fn without_caching_mode_not_present_results_are_not_cached() {
+    let mut t = sm();
+    t.set_pe(t.pe(Pgtt::FirstStage));
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, VtdParams::default());
+    let hole = VA + 0x10_0000;
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    // Not present to present needs no invalidation without caching mode...
+    t.fs.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, X86Attrs::ALL).unwrap();
+    assert_eq!(ok(&vtd, read(hole)).output, MOVED);
+    // ...for a PASID-table entry too.
+    assert_eq!(reason(&vtd, read(VA).with_pasid(ABSENT)), R::SmPasidEntryNotPresent);
+    t.make_absent_present();
+    assert_eq!(ok(&vtd, read(VA).with_pasid(ABSENT)).output, FS_OUT);
+}
+
+#[test]
+fn with_caching_mode_not_present_results_are_cached_until_invalidated() {
+    let mut t = sm();
+    t.set_pe(t.pe(Pgtt::FirstStage));
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, caching_mode());
+    let hole = VA + 0x10_0000;
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    t.fs.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, X86Attrs::ALL).unwrap();
+    let f = fault(&vtd, read(hole));
+    assert_eq!((f.reason, f.fpd), (R::SmFsEntryNotPresent, false), "the cached not-present");
+    // Another page is not selected; the page is.
+    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, hole + 0x1000, 0, true)]);
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, hole, 0, true)]);
+    assert_eq!(ok(&vtd, read(hole)).output, MOVED);
+
+    // A not-present PASID-table entry: cached; another PASID does not select it; its own
+    // PASID does, with the DID of the entry software makes present (the cached entry's DID
+    // field means nothing).
+    assert_eq!(reason(&vtd, read(VA).with_pasid(ABSENT)), R::SmPasidEntryNotPresent);
+    t.make_absent_present();
+    assert_eq!(reason(&vtd, read(VA).with_pasid(ABSENT)), R::SmPasidEntryNotPresent);
+    submit_and_wait(&vtd, &[desc::pc_pasid(DID, OTHER_PASID)]);
+    assert_eq!(reason(&vtd, read(VA).with_pasid(ABSENT)), R::SmPasidEntryNotPresent);
+    submit_and_wait(&vtd, &[desc::pc_pasid(DID, ABSENT)]);
+    assert_eq!(ok(&vtd, read(VA).with_pasid(ABSENT)).output, FS_OUT);
+}
+
+#[test]
+fn with_caching_mode_a_not_present_context_entry_is_tagged_with_domain_0() {
+    let t = legacy();
+    let mut ce = legacy_context(&t.ss);
+    ce.set_p(false);
+    t.m.write(t.ce_at, ce.words());
+    let vtd = t.unit(caching_mode());
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent);
+    t.m.write(t.ce_at, legacy_context(&t.ss).words());
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent, "cached");
+    // The domain the entry now names does not select it; domain 0 does (§6.1).
+    assert_eq!(ccmd(&vtd, 3, DID, RID, 0), 3);
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent);
+    assert_eq!(ccmd(&vtd, 3, 0, RID, 0), 3);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+
+    // Without caching mode the same change needs no invalidation.
+    t.m.write(t.ce_at, ce.words());
+    let vtd = t.unit(VtdParams::default());
+    assert_eq!(reason(&vtd, legacy_read(GPA)), R::ContextEntryNotPresent);
+    t.m.write(t.ce_at, legacy_context(&t.ss).words());
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Register-based invalidation (§6.5.1)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn register_invalidation_reports_what_it_did() {
+    let t = legacy();
+    let vtd = t.unit(VtdParams::default());
+    // CAIG / IAIG: the granularity performed; 00b for a request ignored.
+    assert_eq!(ccmd(&vtd, 1, 0, 0, 0), 1);
+    assert_eq!(ccmd(&vtd, 2, DID, 0, 0), 2);
+    assert_eq!(ccmd(&vtd, 3, DID, RID, 0), 3);
+    assert_eq!(ccmd(&vtd, 0, DID, RID, 0), 0, "CIRG 00b is reserved");
+    assert_eq!(iotlb_reg(&vtd, 1, 0, 0, 0, false), 1);
+    assert_eq!(iotlb_reg(&vtd, 2, DID, 0, 0, false), 2);
+    assert_eq!(iotlb_reg(&vtd, 3, DID, GPA, 18, false), 3, "AM = MAMV");
+    assert_eq!(iotlb_reg(&vtd, 0, DID, 0, 0, false), 0, "IIRG 00b is reserved");
+
+    // AM above CAP.MAMV: ignored, and the page stays cached.
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    repoint(&t.m, entry_at(&t.m, t.ss.root, GPA, 3, host), MOVED);
+    assert_eq!(iotlb_reg(&vtd, 3, DID, GPA, 19, false), 0);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    // AM = 1: the two pages at GPA (ADDR's low bit below the mask ignored).
+    assert_eq!(iotlb_reg(&vtd, 3, DID, GPA + 0x1000, 1, false), 3);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, MOVED);
+}
+
+#[test]
+fn register_invalidation_is_refused_while_the_queue_is_enabled() {
+    let t = legacy();
+    let vtd = t.unit(VtdParams::default());
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT);
+    repoint(&t.m, entry_at(&t.m, t.ss.root, GPA, 3, host), MOVED);
+    enable_queue(&vtd);
+    assert_eq!(ccmd(&vtd, 1, 0, 0, 0), 0, "ignored while QIES");
+    assert_eq!(iotlb_reg(&vtd, 1, 0, 0, 0, false), 0);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, SS_OUT, "nothing was invalidated");
+    // Queue off (GCMD.QIE clear, TE kept): registers work again.
+    vtd.mmio_write(regs::GCMD.0, 4, gcmd::TE.mask());
+    assert!(!gsts::QIES.is_set(vtd.mmio_read(regs::GSTS.0, 4)));
+    assert_eq!(iotlb_reg(&vtd, 1, 0, 0, 0, false), 1);
+    assert_eq!(ok(&vtd, legacy_read(GPA)).output, MOVED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency: translations never see a mapping older than the last completed invalidation
+// ---------------------------------------------------------------------------------------------
+
+/// Holds a walk after it has read the first-stage PTE until the invalidator has completed the
+/// next round: the walk that read the old mapping then tries to cache it after the invalidation
+/// that removed it, which the epoch must refuse.
+struct Stall<'a> {
+    done: &'a AtomicU64,
+    attempted: &'a AtomicU64,
+    seen: u64,
+    /// The last round: nothing comes after it to wait for.
+    last: u64,
+}
+
+impl WalkObserver for Stall<'_> {
+    fn step(&mut self, step: WalkStep) {
+        if step.level != 1 || self.seen >= self.last {
+            return;
+        }
+        self.attempted.store(self.seen + 1, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.done.load(Ordering::Acquire) == self.seen && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Stores `value` into the atomic when dropped: a thread that panics still releases the others.
+struct OnExit<'a>(&'a AtomicU64, u64);
+
+impl Drop for OnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(self.1, Ordering::Release);
+    }
+}
+
+#[test]
+fn translations_racing_queued_invalidations_never_see_an_invalidated_mapping() {
+    const ROUNDS: u64 = 100;
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    let pte_at = entry_at(&t.m, t.fs.root, VA, 3, host);
+    let out = |round: u64| FS_OUT + (round << 12);
+    // Round r's mapping is out(r); `done` is the last round whose invalidation completed.
+    let done = AtomicU64::new(0);
+    // The stalling translator's last attempt: it started in round `attempted - 1` and has read
+    // its PTE (or finished).
+    let attempted = AtomicU64::new(0);
+    let check = |seen: u64, output: u64| {
+        // The mapping when the translation started, or a newer one the driver wrote since.
+        assert!(output >= out(seen), "round {seen}: stale {output:#x}");
+        assert_eq!(output & 0xfff, 0);
+    };
+    std::thread::scope(|s| {
+        // A translator that stalls mid-walk.
+        s.spawn(|| {
+            let _release = OnExit(&attempted, u64::MAX);
+            stalling(&done, &attempted, ROUNDS, &vtd, check);
+        });
+        // One that does not.
+        s.spawn(|| loop {
+            let seen = done.load(Ordering::Acquire);
+            check(seen, ok(&vtd, read(VA)).output);
+            if seen == ROUNDS {
+                break;
+            }
+        });
+        let _release = OnExit(&done, ROUNDS);
+        for round in 1..=ROUNDS {
+            // Let the stalling translator get into (or through) a walk of this round.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while attempted.load(Ordering::Acquire) < round && Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            repoint(&t.m, pte_at, out(round));
+            submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, VA, 0, true)]);
+            done.store(round, Ordering::Release);
+        }
+    });
+    assert_eq!(ok(&vtd, read(VA)).output, out(ROUNDS));
+    let stale = vtd.cache_stats().iotlb.stale_inserts;
+    assert!(stale > 0, "some walks finished after an invalidation and were refused");
+}
+
+/// The stalling translator's loop.
+fn stalling(
+    done: &AtomicU64,
+    attempted: &AtomicU64,
+    rounds: u64,
+    vtd: &Vtd<&HostMemory>,
+    check: impl Fn(u64, u64),
+) {
+    loop {
+        let seen = done.load(Ordering::Acquire);
+        let stall = Stall { done, attempted, seen, last: rounds };
+        let (tr, _) = vtd.translate_observed(&read(VA), stall);
+        check(seen, tr.unwrap().output);
+        attempted.store(seen + 1, Ordering::Release);
+        if seen >= rounds {
+            break;
+        }
+    }
+}
