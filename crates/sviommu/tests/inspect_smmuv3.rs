@@ -551,3 +551,96 @@ fn help_explains_the_anchors() {
         assert!(help.contains(s), "help lacks {s}:\n{help}");
     }
 }
+
+/// Stage-2-only streams: tables the `aarch64-paging` crate built for its Stage2 regime, behind
+/// an STE with Config = S2, translate as the crate's own walk says; what they refuse is an
+/// F_PERMISSION or F_TRANSLATION with S2 = 1.
+#[test]
+fn aarch64_paging_stage_2_tables_translate_as_the_crate_walks_them() {
+    use aarch64_paging::descriptor::Stage2Attributes as S2;
+    use aarch64_paging::paging::Stage2;
+
+    const S2_SID: u32 = 9;
+    let mut pages: Vec<u64> = (0..64).map(|i| TABLES + i * 0x1000).collect();
+    pages.reverse();
+    pages.swap(1, 40);
+    let mut m = Mapping::new(ChosenAddresses::<S2> { free: pages, tables: Vec::new() }, 1, Stage2);
+    let base = S2::VALID | S2::ACCESS_FLAG | S2::SH_INNER | S2::MEMATTR_NORMAL_INNER_WB;
+    let rw = S2::S2AP_ACCESS_RW;
+    let maps: [(u64, u64, u64, S2); 4] = [
+        (0x1000, 0x1000, 0x9000, rw),
+        (0x20_0000, 0x20_0000, 0x80_0000, S2::S2AP_ACCESS_RO),
+        (0x4000_0000, 0x4000_0000, 0x1_0000_0000, rw | S2::XN),
+        (0x7f_ffff_f000, 0x1000, 0x5000, rw),
+    ];
+    for (ipa, len, pa, f) in maps {
+        let range = MemoryRegion::new(ipa as usize, (ipa + len) as usize);
+        m.map_range(&range, PhysicalAddress(pa as usize), base | f, Constraints::empty()).unwrap();
+    }
+    let img = Image::new(&[(TABLES, TABLE_PAGES * 0x1000), (STRUCTS, 0x1_0000)], (STRUCTS, 0));
+    m.translation().copy_into(&img.mem);
+    let mut ste = Ste::default();
+    ste.set_v(true);
+    ste.set_config(StreamConfig::Stage2);
+    ste.set_s2vmid(1);
+    // A 39-bit IPA space starting at level 1 (SL0 = 1), the crate's root level.
+    ste.set_s2t0sz(25);
+    ste.set_s2sl0(1);
+    ste.set_s2tg(Granule::Size4K);
+    ste.set_s2ps(0b101);
+    ste.set_s2aa64(true);
+    ste.set_s2r(true);
+    ste.set_s2ttb(m.root_address().0 as u64);
+    img.write(STRTAB + 64 * u64::from(S2_SID), &ste.words());
+    let dir = scratch_dir("smmu-a64p-s2");
+    let core = dir.join("guest.core");
+    img.write_elf_core(&core);
+    let insp = inspector(&[spec(&core)], anchors());
+
+    let mut mapped = 0;
+    for (ipa, len, ..) in maps {
+        for probe in [ipa, ipa + len / 2 + 8, ipa + len - 8, ipa + len] {
+            let page = usize::try_from(probe & !0xfff).unwrap();
+            let mut theirs = None;
+            // Beyond the 39-bit IPA space the crate has nothing to say (and the SMMU faults).
+            let in_range = probe < 1 << 39;
+            m.walk_range(
+                &MemoryRegion::new(page, page + usize::from(in_range)),
+                &mut |_, desc, level| {
+                    if desc.is_valid() {
+                        let lg2 = 12 + 9 * (3 - level as u8);
+                        let out = desc.output_address().0 as u64 + (probe & ((1 << lg2) - 1));
+                        theirs = Some((out, lg2, desc.flags()));
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+            let r = insp.translate(&req(S2_SID, None, probe, Access::READ), true);
+            match theirs {
+                Some((out, lg2, flags)) => {
+                    mapped += 1;
+                    let t = ok(&r);
+                    assert_eq!((t.output, t.page_size), (out, 1 << lg2), "{probe:#x}");
+                    let walk = r.walk.as_ref().unwrap();
+                    assert!(matches!(walk[0], Step::Structure { what: "STE", .. }));
+                    let levels = walk.iter().filter(|s| matches!(s, Step::Entry { .. })).count();
+                    // The walk starts at level 1: a 4K page is three levels down.
+                    assert_eq!(levels, usize::from(3 - (lg2 - 12) / 9), "{probe:#x}");
+                    let write = insp.translate(&req(S2_SID, None, probe, Access::WRITE), false);
+                    if flags.contains(S2::S2AP_ACCESS_WO) {
+                        assert!(write.result.is_ok(), "{probe:#x}");
+                    } else {
+                        let e = fault(&write);
+                        assert_eq!((e.code, e.s2), (EventId::FPermission.code(), Some(true)));
+                    }
+                }
+                None => {
+                    let e = fault(&r);
+                    assert_eq!((e.code, e.s2), (EventId::FTranslation.code(), Some(true)));
+                }
+            }
+        }
+    }
+    assert!(mapped >= 10, "the probes must hit mappings: {mapped}");
+}
