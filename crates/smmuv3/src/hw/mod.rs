@@ -17,10 +17,11 @@
 //! | `cache` | §16.2: STE and CD caches, TLB, stage-1/stage-2 walk caches, stage-2 leaf cache; the epochs |
 //! | `cmdq` | §3.5, §4, §7.1: the Command queue, every Non-secure command, CMD_SYNC, CERROR |
 //! | `eventq` | §3.5, §7.2, §7.4: the Event queue, overflow, EVENTQ_ABT_ERR, its interrupt; [`QueueStats`] |
+//! | `pri` | §3.9.1, §8: ATS Translation Requests ([`Smmu::translation_request`]), the PRI queue ([`Smmu::page_request`]), auto-responses |
 //!
 //! `translate` returns every event as data, and every termination passes through one function
 //! (`Smmu::report`), which writes the recorded ones to the Event queue. Not modelled yet (the
-//! rest of step e of issue 5): the stall model, PRI and ATS.
+//! rest of step e of issue 5): the stall model, ATS Translated transactions (ATSCHK).
 //!
 //! DEVIATION: not modelled at all: memory types and attributes (MAIR, MemAttr, SHCFG,
 //! ALLOCCFG, GBPA's attribute fields, so also STE.S2PTW's Device-memory check), Secure and
@@ -47,9 +48,11 @@ mod eventq;
 mod events;
 mod fetch;
 mod mmio;
+mod pri;
 
 pub use cache::CacheSizes;
 pub use eventq::QueueStats;
+pub use pri::{AtsResult, AtsTranslation};
 mod stream;
 mod translate;
 
