@@ -7,9 +7,8 @@
 //! pages and the OPTIONAL page 0 aliases of the page 1 queue registers.
 //!
 //! Reserved bits read as zero: every write is masked to the fields the register has, and to the
-//! features SMMU_IDR0 advertises (PRIQEN without PRI is RES0, and so on). Registers whose
-//! behaviour belongs to later steps (the queues, MSI configuration) are storage here, with
-//! their guards: a Guarded register ignores writes while its enable is set (§6.3.24: the
+//! features SMMU_IDR0 advertises (PRIQEN without PRI is RES0, and so on). The queue and MSI
+//! configuration registers are storage here, with their guards (`cmdq` and `eventq` use them): a Guarded register ignores writes while its enable is set (§6.3.24: the
 //! SMMUv3.2 rule, one of the permitted SMMUv3.1 behaviours).
 
 use std::sync::atomic::Ordering;
@@ -33,7 +32,7 @@ pub(super) struct RegFile {
     cr2: u32,
     pub(super) gbpa: u32,
     irq_ctrl: u32,
-    irq_ctrlack: u32,
+    pub(super) irq_ctrlack: u32,
     pub(super) gerror: u32,
     pub(super) gerrorn: u32,
     gerror_irq_cfg0: u64,
@@ -44,18 +43,18 @@ pub(super) struct RegFile {
     pub(super) cmdq_base: u64,
     pub(super) cmdq_prod: u32,
     pub(super) cmdq_cons: u32,
-    eventq_base: u64,
-    eventq_prod: u32,
-    eventq_cons: u32,
-    eventq_irq_cfg0: u64,
-    eventq_irq_cfg1: u32,
+    pub(super) eventq_base: u64,
+    pub(super) eventq_prod: u32,
+    pub(super) eventq_cons: u32,
+    pub(super) eventq_irq_cfg0: u64,
+    pub(super) eventq_irq_cfg1: u32,
     eventq_irq_cfg2: u32,
-    priq_base: u64,
-    priq_prod: u32,
-    priq_cons: u32,
-    priq_irq_cfg0: u64,
-    priq_irq_cfg1: u32,
-    priq_irq_cfg2: u32,
+    pub(super) priq_base: u64,
+    pub(super) priq_prod: u32,
+    pub(super) priq_cons: u32,
+    pub(super) priq_irq_cfg0: u64,
+    pub(super) priq_irq_cfg1: u32,
+    pub(super) priq_irq_cfg2: u32,
 }
 
 impl RegFile {
@@ -131,7 +130,7 @@ const REG64: [u64; 7] = [
 ];
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
-    fn lock(&self) -> MutexGuard<'_, RegFile> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, RegFile> {
         // A panic while holding the lock cannot leave a register half-written (every update is
         // one assignment), so a poisoned lock is still a consistent register file.
         self.regs.lock().unwrap_or_else(PoisonError::into_inner)
@@ -243,7 +242,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     (c.vmw, cr0::VMW),
                 ]);
                 // §6.3.10: CR0ACK follows CR0 once the change has taken effect. IMPDEF: at
-                // once; the queues' enables take effect with the steps that model them.
+                // once.
                 r.cr0ack = r.cr0;
                 self.cr0ack.store(r.cr0ack, Ordering::Release);
             }
@@ -376,7 +375,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// §6.3.19: makes the global error `bit` active by toggling its GERROR bit, unless it is
     /// active already (GERROR differs from GERRORN). Returns whether it became active.
-    /// Step (d) raises CMDQ_ERR through this, step (e) the queue and MSI aborts.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn raise_gerror(&self, bit: Field) -> bool {
         let mut r = self.lock();
@@ -384,7 +382,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if bit.get(g) != bit.get(n) {
             return false;
         }
-        r.gerror = low32(g ^ bit.mask());
+        super::eventq::raise(&mut r, bit);
         true
     }
 }

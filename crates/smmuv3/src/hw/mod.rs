@@ -16,11 +16,12 @@
 //! | `events` | pgtable faults onto event numbers, S2 and CLASS (§7.3): the one table to review |
 //! | `cache` | §16.2: STE and CD caches, TLB, stage-1/stage-2 walk caches, stage-2 leaf cache; the epochs |
 //! | `cmdq` | §3.5, §4, §7.1: the Command queue, every Non-secure command, CMD_SYNC, CERROR |
+//! | `eventq` | §3.5, §7.2, §7.4: the Event queue, overflow, EVENTQ_ABT_ERR, its interrupt; [`QueueStats`] |
+//! | `pri` | §3.9.1, §8: ATS Translation Requests ([`Smmu::translation_request`]), the PRI queue ([`Smmu::page_request`]), auto-responses |
 //!
-//! Not modelled yet (later steps of issue 5): the event queue, the stall model, PRI and ATS
-//! (step e). `translate` already
-//! returns every event as data, and every termination passes through one function
-//! (`Smmu::report`), which step (e) makes write the Event queue.
+//! `translate` returns every event as data, and every termination passes through one function
+//! (`Smmu::report`), which writes the recorded ones to the Event queue. Not modelled yet (the
+//! rest of step e of issue 5): the stall model, ATS Translated transactions (ATSCHK).
 //!
 //! DEVIATION: not modelled at all: memory types and attributes (MAIR, MemAttr, SHCFG,
 //! ALLOCCFG, GBPA's attribute fields, so also STE.S2PTW's Device-memory check), Secure and
@@ -43,11 +44,15 @@ use crate::spec::{address_size_bits, Class, EventId, EventRecord, Granule};
 mod cache;
 mod cmdq;
 mod context;
+mod eventq;
 mod events;
 mod fetch;
 mod mmio;
+mod pri;
 
 pub use cache::CacheSizes;
+pub use eventq::QueueStats;
+pub use pri::{AtsResult, AtsTranslation};
 mod stream;
 mod translate;
 
@@ -91,11 +96,11 @@ impl Default for SmmuParams {
     /// attribute overrides of PRIVCFG/INSTCFG, the terminate model only (stall comes with step
     /// e), coherent table walks.
     ///
-    /// A Command queue of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
+    /// Command and Event queues of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
     ///
     /// Not advertised until the steps that model them: ATS, PRI, MSIs, SEV, broadcast TLB
     /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, the stall model, and the
-    /// Event and PRI queue sizes (EVENTQS/PRIQS are 0). (A test may advertise MSI, SEV, ATS or
+    /// PRI queue size (PRIQS is 0). (A test may advertise MSI, SEV, ATS or
     /// PRI: the Command queue then produces their [`Output`]s.) Never: Secure state, VMSAv8-32 LPAE, VMSAv9-128,
     /// FEAT_LPA2 (IDR5.DS), small translation tables (STT), MPAM, RME, DPT, permission
     /// indirection and overlays, memory-type overrides (ATTR_TYPES_OVR).
@@ -118,8 +123,9 @@ impl Default for SmmuParams {
         i1 = idr1::SIDSIZE.set(i1, DEFAULT_SIDSIZE);
         i1 = idr1::SSIDSIZE.set(i1, DEFAULT_SSIDSIZE);
         i1 = idr1::ATTR_PERMS_OVR.with(i1, true);
-        // IMPDEF: the largest Command queue (2^19 entries).
+        // IMPDEF: the largest Command and Event queues (2^19 entries).
         i1 = idr1::CMDQS.set(i1, 19);
+        i1 = idr1::EVENTQS.set(i1, 19);
 
         // Range invalidation and TTL hints (§4.4.1.1).
         let i3 = idr3::RIL.with(idr3::HAD.with(0, true), true);
@@ -453,7 +459,7 @@ pub enum Silent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     /// An MSI: a 32-bit write of `data` to `addr` (CMD_SYNC with CS == SIG_IRQ and a non-zero
-    /// MSIAddress, §4.7.3).
+    /// MSIAddress, §4.7.3; a queue interrupt from its IRQ_CFG0/1, §3.18).
     Msi {
         /// The doorbell address (`MSIAddress[55:2]`, in place).
         addr: u64,
@@ -462,6 +468,10 @@ pub enum Output {
     },
     /// The wired CMD_SYNC completion interrupt (CS == SIG_IRQ without SMMU_IDR0.MSI).
     CmdSyncIrq,
+    /// The wired Event queue interrupt (§3.18; without SMMU_IDR0.MSI).
+    EventqIrq,
+    /// The wired PRI queue interrupt (§3.18; without SMMU_IDR0.MSI).
+    PriqIrq,
     /// A WFE wake-up event (CMD_SYNC with CS == SIG_SEV and SMMU_IDR0.SEV).
     Sev,
     /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). Completion is
@@ -514,8 +524,10 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     strtab_base_cfg: AtomicU32,
     /// The configuration caches, TLB and walk caches.
     caches: cache::Caches,
-    /// What the embedder drains (MMIO side only; translate never writes it).
+    /// What the embedder drains: MMIO side, and the fault path (queue interrupts).
     outbox: Mutex<Vec<Output>>,
+    /// What the Event and PRI queues wrote, discarded and lost.
+    counters: eventq::Counters,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -536,6 +548,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             strtab_base_cfg: AtomicU32::new(0),
             caches: cache::Caches::new(&params.caches),
             outbox: Mutex::new(Vec::new()),
+            counters: eventq::Counters::default(),
         }
     }
 
@@ -558,9 +571,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self.mem
     }
 
-    /// The one place every termination passes. Step (e) makes it write the event to the Event
-    /// queue when `record` (and the queue is enabled), and hold stalled transactions.
+    /// The one place every termination passes: a recorded event goes to the Event queue
+    /// (§7.2; `eventq`).
     fn report(&self, abort: Abort) -> Abort {
+        if let Abort::Event(e) = &abort {
+            if e.record {
+                self.record_event(e);
+            }
+        }
         abort
     }
 

@@ -88,6 +88,13 @@ pub(super) struct Tr<'a> {
     epochs: Epochs,
 }
 
+impl<'a> Tr<'a> {
+    /// A translation's state: `tags` filled in as it goes, `epochs` read before anything.
+    pub(super) fn new(tags: &'a Cell<Tags>, epochs: Epochs) -> Self {
+        Self { tags, epochs }
+    }
+}
+
 /// The TLB tags of one lookup.
 #[derive(Clone, Copy, Debug)]
 struct TlbTag {
@@ -162,7 +169,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         (result, cx.observer)
     }
 
-    fn translate_inner<O: WalkObserver>(
+    pub(super) fn translate_inner<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         t: &Transaction,
@@ -366,7 +373,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// The stream's decoded STE: from the STE cache, or fetched, checked and cached (§16.2:
     /// only valid structures are cached here).
-    fn stream<O: WalkObserver>(
+    pub(super) fn stream<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         pre: &Req<'_>,
