@@ -99,6 +99,40 @@ pub fn run(arch: &Arch, out: &mut dyn std::io::Write) -> Result<(), InspectError
     }
 }
 
+/// How the requests were asked and are to be answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Answering {
+    /// Text for people (else JSON lines).
+    pub text: bool,
+    /// Every read shown.
+    pub walk: bool,
+    /// The requests came from a file.
+    pub from_file: bool,
+}
+
+/// Answers each request in turn, the same way for every architecture: one record per request
+/// (text or a JSON line), or, for a request file in text without `--walk`, one table.
+pub fn answer<R>(
+    requests: &[R],
+    translate: impl Fn(&R, bool) -> record::RequestRecord,
+    table_space: &dyn Fn(&str) -> &'static str,
+    how: Answering,
+    out: &mut dyn std::io::Write,
+) -> Result<(), InspectError> {
+    if how.text && how.from_file && !how.walk {
+        let records: Vec<record::RequestRecord> =
+            requests.iter().map(|r| translate(r, false)).collect();
+        out.write_all(requests_table(&records).as_bytes())?;
+        return Ok(());
+    }
+    for r in requests {
+        let record = translate(r, how.walk);
+        let s = if how.text { record.text(table_space) } else { format!("{}\n", record.json()) };
+        out.write_all(s.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// Many requests as one table (text, without --walk).
 pub fn requests_table(records: &[record::RequestRecord]) -> String {
     let mut table = Table::new();

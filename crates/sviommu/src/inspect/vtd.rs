@@ -377,18 +377,8 @@ pub fn run(args: &VtdArgs, out: &mut dyn std::io::Write) -> Result<(), InspectEr
         }
         _ => return Err(InspectError::NoQuery),
     };
-    if text && args.requests.is_some() && !args.walk {
-        let records: Vec<RequestRecord> =
-            requests.iter().map(|r| inspector.translate(r, false)).collect();
-        out.write_all(super::requests_table(&records).as_bytes())?;
-        return Ok(());
-    }
-    for r in &requests {
-        let record = inspector.translate(r, args.walk);
-        let s = if text { record.text(&table_space) } else { format!("{}\n", record.json()) };
-        out.write_all(s.as_bytes())?;
-    }
-    Ok(())
+    let how = super::Answering { text, walk: args.walk, from_file: args.requests.is_some() };
+    super::answer(&requests, |r, walk| inspector.translate(r, walk), &table_space, how, out)
 }
 
 /// Reads and parses a request file; every device field must be a BDF.
