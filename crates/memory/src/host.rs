@@ -85,29 +85,38 @@ fn write_prefix<M: PhysMemory + ?Sized>(
     mem.write(at, chunk.get(..len).unwrap_or(chunk))
 }
 
-impl<M: PhysMemory + ?Sized> PhysMemory for &M {
-    type Addr = M::Addr;
-    fn read_u64(&self, addr: Self::Addr) -> Result<u64, MemoryError> {
-        (**self).read_u64(addr)
-    }
-    fn write_u64(&self, addr: Self::Addr, value: u64) -> Result<(), MemoryError> {
-        (**self).write_u64(addr, value)
-    }
-    fn compare_exchange_u64(
-        &self,
-        addr: Self::Addr,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        (**self).compare_exchange_u64(addr, current, new)
-    }
-    fn read(&self, addr: Self::Addr, buf: &mut [u8]) -> Result<(), MemoryError> {
-        (**self).read(addr, buf)
-    }
-    fn write(&self, addr: Self::Addr, buf: &[u8]) -> Result<(), MemoryError> {
-        (**self).write(addr, buf)
-    }
+/// Forwards every access of a pointer type to the memory it points at.
+macro_rules! forward_phys_memory {
+    ($($ptr:ty),*) => {$(
+        impl<M: PhysMemory + ?Sized> PhysMemory for $ptr {
+            type Addr = M::Addr;
+            fn read_u64(&self, addr: Self::Addr) -> Result<u64, MemoryError> {
+                (**self).read_u64(addr)
+            }
+            fn write_u64(&self, addr: Self::Addr, value: u64) -> Result<(), MemoryError> {
+                (**self).write_u64(addr, value)
+            }
+            fn compare_exchange_u64(
+                &self,
+                addr: Self::Addr,
+                current: u64,
+                new: u64,
+            ) -> Result<Result<u64, u64>, MemoryError> {
+                (**self).compare_exchange_u64(addr, current, new)
+            }
+            fn read(&self, addr: Self::Addr, buf: &mut [u8]) -> Result<(), MemoryError> {
+                (**self).read(addr, buf)
+            }
+            fn write(&self, addr: Self::Addr, buf: &[u8]) -> Result<(), MemoryError> {
+                (**self).write(addr, buf)
+            }
+        }
+    )*};
 }
+
+// A reference lends memory to one walk; an `Arc` lets a unit and the driver programming it
+// share one memory, as the silicon and the OS do.
+forward_phys_memory!(&M, std::sync::Arc<M>);
 
 /// The host's physical memory: `vm-memory` regions, with holes wherever no region is.
 #[derive(Debug)]
