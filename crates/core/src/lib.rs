@@ -21,4 +21,15 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod domain;
+pub mod driver;
+pub mod error;
+mod iommu;
+pub mod pasid_alloc;
 pub mod topology;
+
+pub use domain::{AddressSpaceId, Domain, DomainId, DomainKind, FlushPolicy};
+pub use driver::{IommuDriver, Model, PasidTableConfig, Stage1Config, Stage1Format};
+pub use error::CoreError;
+pub use iommu::{Iommu, Reached, Target};
+pub use pasid_alloc::Pasid;
