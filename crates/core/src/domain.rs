@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::driver::{HwDomain, Stage1Config};
 use crate::pasid_alloc::Pasid;
-use crate::topology::{GroupId, UnitId};
+use crate::topology::{DeviceId, GroupId, UnitId};
 
 /// Names a domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -140,6 +140,9 @@ pub struct Domain {
     pub groups: BTreeSet<GroupId>,
     /// (group, PASID) pairs whose requests with that PASID it translates.
     pub pasids: BTreeSet<(GroupId, Pasid)>,
+    /// The devices a call named (with the PASID it named): the audit's `explicit` reach. The
+    /// other members of their groups are reached too, as `same_group`.
+    pub named: BTreeSet<(DeviceId, Option<Pasid>)>,
     /// What the core mapped (paging domains), by IOVA.
     pub(crate) mappings: BTreeMap<u64, Mapping>,
     /// Unmapped ranges waiting for the flush queue.
@@ -155,6 +158,7 @@ impl Domain {
             hw,
             groups: BTreeSet::new(),
             pasids: BTreeSet::new(),
+            named: BTreeSet::new(),
             mappings: BTreeMap::new(),
             pending_flush: Vec::new(),
         }

@@ -386,6 +386,13 @@ pub trait IommuDriver: Send {
         config: &PasidTableConfig,
     ) -> Result<Reach, DriverError>;
 
+    /// The request IDs whose requests with a PASID use the same PASID (CD) table as those of
+    /// `ids`, `ids` included. A per-device table reaches only its device; an SMMUv3 CD table
+    /// kept per domain reaches every device attached to that domain.
+    fn pasid_table_sharers(&self, ids: &RequestIds) -> Vec<u32> {
+        ids.to_vec()
+    }
+
     /// Turns one checked guest invalidation into the unit's commands, and waits for them.
     fn invalidate(&mut self, inv: &HwInvalidation) -> Result<(), DriverError>;
 

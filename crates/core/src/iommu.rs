@@ -60,6 +60,14 @@ pub struct Iommu {
     /// blocked (Linux's blocking domain is the default here: nothing is reachable until
     /// attached).
     pub(crate) group_domain: BTreeMap<GroupId, DomainId>,
+    /// PASIDs, one global number space.
+    pub(crate) pasids: crate::pasid_alloc::PasidAllocator,
+    /// Guest PASID tables bound with `bind_pasid_table`, by group.
+    pub(crate) pasid_tables: BTreeMap<GroupId, crate::bind::BoundPasidTable>,
+    /// Process address spaces bound with `sva_bind`.
+    pub(crate) spaces: BTreeMap<crate::AddressSpaceId, crate::bind::SvaSpace>,
+    /// Faults and page requests on their way to the devices' handlers.
+    pub(crate) faults: crate::fault::FaultState,
 }
 
 impl std::fmt::Debug for Iommu {
@@ -81,6 +89,10 @@ impl Iommu {
             domains: BTreeMap::new(),
             next_domain: 1,
             group_domain: BTreeMap::new(),
+            pasids: crate::pasid_alloc::PasidAllocator::default(),
+            pasid_tables: BTreeMap::new(),
+            spaces: BTreeMap::new(),
+            faults: crate::fault::FaultState::default(),
         }
     }
 
@@ -377,13 +389,12 @@ impl Iommu {
         for g in &groups {
             let r = self.program_group(*g, None, hw)?;
             reach.request_ids.extend(r.request_ids);
-            if let Some(old) = self.group_domain.insert(*g, domain) {
-                if let Some(o) = self.domains.get_mut(&old) {
-                    o.groups.remove(g);
-                }
-            }
+            self.forget_group(*g, None);
+            self.group_domain.insert(*g, domain);
+            let named = self.named_in(target, *g)?;
             if let Some(d) = self.domains.get_mut(&domain) {
                 d.groups.insert(*g);
+                d.named.extend(named.into_iter().map(|n| (n, None)));
             }
         }
         Ok(self.reached(unit, &groups, &reach))
@@ -402,11 +413,7 @@ impl Iommu {
         for g in &groups {
             let r = self.program_group(*g, None, HwTarget::Blocked)?;
             reach.request_ids.extend(r.request_ids);
-            if let Some(old) = self.group_domain.remove(g) {
-                if let Some(o) = self.domains.get_mut(&old) {
-                    o.groups.remove(g);
-                }
-            }
+            self.forget_group(*g, None);
         }
         Ok(match unit {
             Some(u) => self.reached(u, &groups, &reach),
@@ -444,6 +451,40 @@ impl Iommu {
             }
         }
         Ok(reach)
+    }
+
+    /// Removes `group` (with `pasid`, or without) from whatever domain had it.
+    pub(crate) fn forget_group(&mut self, group: GroupId, pasid: Option<crate::Pasid>) {
+        let members = self.group(group).map(|g| g.members.clone()).unwrap_or_default();
+        match pasid {
+            None => {
+                if let Some(old) = self.group_domain.remove(&group) {
+                    if let Some(o) = self.domains.get_mut(&old) {
+                        o.groups.remove(&group);
+                        o.named.retain(|(d, p)| p.is_some() || !members.contains(d));
+                    }
+                }
+            }
+            Some(p) => {
+                for o in self.domains.values_mut() {
+                    if o.pasids.remove(&(group, p)) {
+                        o.named.retain(|(d, q)| *q != Some(p) || !members.contains(d));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The members of `group` that `target` named: one device, or all of them.
+    pub(crate) fn named_in(
+        &self,
+        target: &Target,
+        group: GroupId,
+    ) -> Result<Vec<DeviceId>, CoreError> {
+        Ok(match target {
+            Target::Device(d) => vec![d.clone()],
+            Target::Group(_) | Target::Domain(_) => self.group(group)?.members.clone(),
+        })
     }
 
     /// What the core has `group`'s requests (with `pasid`, or without) pointed at.

@@ -21,15 +21,21 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod bind;
 pub mod domain;
 pub mod driver;
 pub mod error;
+pub mod fault;
+pub mod invalidate;
 mod iommu;
 pub mod pasid_alloc;
 pub mod topology;
 
+pub use bind::AddressSpace;
 pub use domain::{AddressSpaceId, Domain, DomainId, DomainKind, FlushPolicy};
 pub use driver::{IommuDriver, Model, PasidTableConfig, Stage1Config, Stage1Format};
 pub use error::CoreError;
+pub use fault::{FaultEvent, FaultHandler};
+pub use invalidate::{Granularity, InvalidateInfo};
 pub use iommu::{Iommu, Reached, Target};
 pub use pasid_alloc::Pasid;
