@@ -21,6 +21,7 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod audit;
 pub mod bind;
 pub mod domain;
 pub mod driver;
@@ -31,6 +32,7 @@ mod iommu;
 pub mod pasid_alloc;
 pub mod topology;
 
+pub use audit::{AuditReport, ReachReason, Sentinel, SpaceKey};
 pub use bind::AddressSpace;
 pub use domain::{AddressSpaceId, Domain, DomainId, DomainKind, FlushPolicy};
 pub use driver::{IommuDriver, Model, PasidTableConfig, Stage1Config, Stage1Format};
