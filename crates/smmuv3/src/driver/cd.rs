@@ -79,18 +79,6 @@ pub(super) enum CdEntry {
     Sva(SvaContext),
 }
 
-impl CdEntry {
-    fn asid(&self, domains: &BTreeMap<DomainId, super::domain::Domain>) -> Option<u16> {
-        match self {
-            CdEntry::Domain(d) => match domains.get(d).map(|d| &d.kind) {
-                Some(DomainKind::S1 { asid, .. }) => Some(*asid),
-                _ => None,
-            },
-            CdEntry::Sva(s) => Some(s.asid),
-        }
-    }
-}
-
 /// One CD table.
 #[derive(Debug)]
 pub(super) struct CdTable {
@@ -481,15 +469,6 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
             .cd_table()
             .and_then(|t| self.cd_tables.get(&t))
             .map(|t| t.sids.iter().copied().collect())
-            .unwrap_or_default()
-    }
-
-    /// The ASIDs valid CDs of `table` use (for TLB maintenance).
-    #[allow(dead_code)]
-    pub(super) fn table_asids(&self, table: u64) -> Vec<u16> {
-        self.cd_tables
-            .get(&table)
-            .map(|t| t.entries.values().filter_map(|e| e.asid(&self.domains)).collect())
             .unwrap_or_default()
     }
 }

@@ -31,7 +31,7 @@ impl Cmdq {
         config: &DriverConfig,
     ) -> Result<Self, DriverError> {
         // §6.3.26: at most SMMU_IDR1.CMDQS; a CMD_SYNC needs a second slot.
-        let log2size = config.cmdq_log2.min(caps.cmdqs).min(QueuePointer::MAX_LOG2SIZE).max(1);
+        let log2size = config.cmdq_log2.min(caps.cmdqs).clamp(1, QueuePointer::MAX_LOG2SIZE);
         let bytes_lg2 = (log2size + 4).max(12);
         let base = frames.alloc(mem, bytes_lg2)?.raw();
         let msi_word = match config.sync {
@@ -99,8 +99,11 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         Ok(())
     }
 
-    /// Issues `cmds` followed by one CMD_SYNC and waits for it.
-    pub(super) fn submit(&mut self, cmds: &[Command]) -> Result<(), DriverError> {
+    /// Issues `cmds` as given, followed by one CMD_SYNC, and waits for it. For commands the
+    /// driver has no method for, such as a guest's already checked and translated (the
+    /// iommufd way of passing SMMUv3 invalidations); a command the SMMU refuses comes back as
+    /// [`DriverError::Command`].
+    pub fn submit(&mut self, cmds: &[Command]) -> Result<(), DriverError> {
         let result = self.issue(cmds);
         let synced = self.sync();
         result.and(synced)
