@@ -21,11 +21,11 @@ const B: u32 = 0x11;
 const PASID: u32 = 7;
 const S1: DomainConfig = DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 39 };
 
+/// A CD table as `cd_tables()` reports it: owner, StreamIDs, SubstreamIDs.
+type Reach = (CdTableOwner, Vec<u32>, Vec<u32>);
+
 /// Two StreamIDs attached to one stage-1 domain, a second domain bound at PASID for A.
-fn pasid_for_one(
-    policy: CdTablePolicy,
-    ssid_bits: u8,
-) -> (Vec<u32>, Vec<(CdTableOwner, Vec<u32>, Vec<u32>)>, [bool; 2]) {
+fn pasid_for_one(policy: CdTablePolicy, ssid_bits: u8) -> (Vec<u32>, Vec<Reach>, [bool; 2]) {
     let mem = memory();
     let smmu = Smmu::new(&mem, SmmuParams::default());
     let config = DriverConfig { cd_table_policy: policy, ssid_bits, ..Default::default() };
