@@ -1,5 +1,5 @@
-//! Arm SMMUv3: the architecture's bits ([`spec`]) and the hardware model ([`hw`]); its driver
-//! (`driver`) comes in a later step of the SMMUv3 issue.
+//! Arm SMMUv3: the architecture's bits ([`spec`]), the hardware model ([`hw`]) and the driver
+//! that programs it through registers and memory only ([`driver`]).
 //!
 //! Arm IHI 0070 G.b, "Arm System Memory Management Unit Architecture Specification, SMMU
 //! architecture version 3", is the issue followed throughout.
@@ -13,5 +13,6 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod driver;
 pub mod hw;
 pub mod spec;
