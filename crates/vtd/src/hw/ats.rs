@@ -197,7 +197,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let result = match first {
             Err(b)
                 if !req.no_write
-                    && matches!(b.reason, FaultReason::WriteDenied | FaultReason::SmWriteDenied) =>
+                    && matches!(
+                        b.reason,
+                        FaultReason::WriteDenied | FaultReason::SmWriteDenied
+                    ) =>
             {
                 self.walked_for(req, false)
             }
@@ -225,9 +228,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     }
                     AtsAnswer::Abort => {
                         bump(&c.translation_aborted);
-                        TranslationCompletion::CompleterAbort(self.fault(
-                            &walked, kind, b.reason, b.fpd,
-                        ))
+                        TranslationCompletion::CompleterAbort(
+                            self.fault(&walked, kind, b.reason, b.fpd),
+                        )
                     }
                 }
             }

@@ -663,7 +663,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// The checks of a scalable-mode context entry itself (§9.4).
-    pub(super) fn check_scalable_context(&self, ce: &ScalableContextEntry) -> Result<(), FaultReason> {
+    pub(super) fn check_scalable_context(
+        &self,
+        ce: &ScalableContextEntry,
+    ) -> Result<(), FaultReason> {
         use FaultReason as R;
         if !ce.p() {
             return Err(R::SmContextEntryNotPresent); // 41h
