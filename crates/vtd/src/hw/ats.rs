@@ -122,9 +122,8 @@ pub enum TranslationCompletion {
     /// A successful completion with R = W = 0: the page is not there (or not for this device's
     /// privilege). Nothing is recorded; the device may send a page request.
     NoAccess,
-    /// Unsupported Request: the unit has no device-TLB support or translation disabled, or the
-    /// structures block the request (recorded, with the reason [`Vtd::translation_request`]
-    /// returns in [`TranslationCompletion::fault`]).
+    /// Unsupported Request: the structures block the request (with the fault recorded), or
+    /// the unit has no device-TLB support or translation disabled (no fault: `None`).
     UnsupportedRequest(Option<Fault>),
     /// Completer Abort: the structures are in error (recorded).
     CompleterAbort(Fault),
@@ -142,8 +141,10 @@ impl TranslationCompletion {
     }
 }
 
-/// The completion's permission bits for a translation that grants `perms`, for `req`'s
-/// privilege level.
+/// The completion's permission bits for translation `t`, at `req`'s privilege level.
+///
+/// DEVIATION: a request without PASID is answered with the user rights even where the context
+/// entry's RID_PRIV makes its untranslated requests supervisor requests.
 fn completion(t: &Translation, req: &TranslationRequest) -> TranslationCompletion {
     let privileged = req.pasid.is_some() && req.privileged;
     let (r, w, x) = if privileged {
