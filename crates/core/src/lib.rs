@@ -21,6 +21,7 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod arch;
 pub mod audit;
 pub mod bind;
 pub mod domain;
