@@ -51,7 +51,7 @@ impl Oracle {
     fn overlapping(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
         self.0
             .iter()
-            .filter(|(&a, &(s, _, _))| a <= last && first <= a + s - 1)
+            .filter(|(&a, &(s, _, _))| a <= last && first < a + s)
             .map(|(&a, &(s, _, _))| (a, s))
             .collect()
     }
