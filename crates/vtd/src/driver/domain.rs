@@ -179,7 +179,7 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
                 let root = self.frames.alloc(&self.mem, 12)?.raw();
                 let mut tables = X86Paging::new(root, fs_levels(levels));
                 tables.phys_bits = self.config.haw;
-                tables.page_1g = self.caps.fs_page_sizes & (1 << 30) != 0;
+                tables.page_1g = crate::spec::regs::cap::FS1GP.is_set(self.caps.cap);
                 Tables::Fs { tables, levels }
             }
             _ => Tables::External,
