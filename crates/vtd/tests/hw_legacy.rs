@@ -247,7 +247,11 @@ fn fault_03_context_entry_invalid() {
                 c.set_tt(TranslationType::All);
                 c
             },
-            VtdParams::default(),
+            {
+                let mut p = VtdParams::default();
+                p.ecap = ecap::DT.with(p.ecap, false);
+                p
+            },
         ),
         (
             "pass-through without PT",
@@ -268,16 +272,14 @@ fn fault_03_context_entry_invalid() {
         let vtd = t.on(params);
         assert_eq!(reason(&vtd, read(IOVA)), R::ContextEntryInvalid, "{what}");
     }
-    // With DT advertised, TT = 01b translates untranslated requests as TT = 00b does.
+    // With DT advertised (the default unit), TT = 01b translates untranslated requests as
+    // TT = 00b does.
     t.set_context({
         let mut c = base;
         c.set_tt(TranslationType::All);
         c
     });
-    let vtd = t.on(VtdParams {
-        ecap: ecap::DT.with(VtdParams::default().ecap, true),
-        ..VtdParams::default()
-    });
+    let vtd = t.on(VtdParams::default());
     assert_eq!(ok(&vtd, read(IOVA)).output, HPA_4K);
 }
 

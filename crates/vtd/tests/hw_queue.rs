@@ -264,7 +264,8 @@ fn device_tlb_descriptors_go_to_the_device() {
     );
     assert!(vtd.drain_outputs().is_empty(), "drained");
     // Without ECAP.DT the type is not supported: an invalid descriptor type.
-    let vtd = t.unit(VtdParams::default());
+    let p = VtdParams::default();
+    let vtd = t.unit(VtdParams { ecap: ecap::DT.with(p.ecap, false), ..p });
     submit(&vtd, &[d.words()]);
     assert_eq!((fsts(&vtd) & fsts::IQE.mask(), iqei(&vtd)), (fsts::IQE.mask(), 3));
 }
@@ -312,7 +313,8 @@ fn page_group_responses_go_to_the_device_with_ecap_prs() {
     let vtd = t.unit(with_ecap(ecap::PRS));
     submit_and_wait(&vtd, &[r.words()]);
     assert_eq!(vtd.drain_outputs(), [Output::PageGroupResponse(r)]);
-    let vtd = t.unit(VtdParams::default());
+    let p = VtdParams::default();
+    let vtd = t.unit(VtdParams { ecap: ecap::PRS.with(p.ecap, false), ..p });
     submit(&vtd, &[r.words()]);
     assert_eq!(iqei(&vtd), 3);
 }

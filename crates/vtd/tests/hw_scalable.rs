@@ -493,8 +493,16 @@ fn fault_43_context_entry_invalid() {
         c
     };
     let cases = [
-        ("PRE without ECAP.PRS", with(|c| c.set_pre(true)), VtdParams::default()),
-        ("DTE without ECAP.DT", with(|c| c.set_dte(true)), VtdParams::default()),
+        (
+            "PRE without ECAP.PRS",
+            with(|c| c.set_pre(true)),
+            params(|p| p.ecap = ecap::PRS.with(p.ecap, false)),
+        ),
+        (
+            "DTE without ECAP.DT",
+            with(|c| c.set_dte(true)),
+            params(|p| p.ecap = ecap::DT.with(p.ecap, false)),
+        ),
         (
             "RID_PRIV without ECAP.RPRIVS",
             with(|c| c.set_rid_priv(true)),

@@ -13,8 +13,10 @@
 //! process, with IQH left pointing at it and the queue stopped until software clears IQE.
 //!
 //! Not produced: ITE (device-TLB invalidation time-out) and ICE (invalidation completion
-//! error). A device-TLB invalidation goes to the outbox and counts as completed there; no
-//! device answers late or wrongly until ATS is modelled (step f).
+//! error). IMPDEF: a device-TLB invalidation goes to the outbox and counts as completed there:
+//! the model has no device that answers an ATS Invalidate Request late or wrongly (the
+//! embedder plays the device, after the queue has run), so the conditions §6.5.2.10 stops the
+//! queue for never arise.
 
 use sviommu_memory::{Hpa, PhysMemory};
 
@@ -334,7 +336,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     mip: c.mip(),
                 }));
             }
-            Invalidation::PageGroupResponse(r) => self.send(Output::PageGroupResponse(r)),
+            Invalidation::PageGroupResponse(r) => {
+                // §7.7.1: RC 2h–Eh are reserved. IMPDEF: reported as a reserved field.
+                r.rc().map_err(reserved)?;
+                self.send(Output::PageGroupResponse(r));
+            }
         }
         Ok(())
     }
@@ -344,7 +350,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ///
     /// IMPDEF: a status address at or above HAW is a reserved-field error; a status write to
     /// an address no memory backs is dropped, as the fabric would drop it. PD (drain page
-    /// requests) has nothing to drain until page requests are modelled (step f).
+    /// requests, ECAP.PDS) has nothing to wait for: the unit writes every page request into
+    /// the page request queue before the request returns (`prq`).
     fn wait(&self, regs: &mut RegFile, w: &InvWait) -> Result<(), Iqei> {
         if w.sw() {
             let addr = w.status_addr();

@@ -14,16 +14,24 @@
 //! | `cache` | §6.2 context, PASID, IOTLB, paging-structure and second-stage leaf caches |
 //! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor |
 //! | `record` | §7.2 fault recording registers and the fault event |
+//! | `ats` | §4.2 ATS: translation requests ([`Vtd::translation_request`]) and translated requests ([`Vtd::translated_request`]) |
+//! | `prq` | §7.5–§7.7 page requests ([`Vtd::page_request`]): the page request queue, overflow, auto-responses, the page request event |
 //!
 //! Outputs that are not memory writes (interrupt messages, messages to devices) go to an outbox
 //! the embedder drains ([`Vtd::drain_outputs`], [`Output`]).
 //!
 //! Every fault [`Vtd::translate`] returns is also recorded in the fault recording registers
-//! (unless its FPD says not to), and raises the fault event.
+//! (unless its FPD says not to), and raises the fault event. The recoverable path (§7.5) is the
+//! device's: a translation request that fails gets a completion with no access
+//! ([`TranslationCompletion::NoAccess`], nothing recorded), the device sends a page request
+//! that lands in the page request queue, software answers with a page group response descriptor
+//! that the unit forwards to the device ([`Output::PageGroupResponse`]), and the device retries.
+//! Everything the unit refuses or drops on that path is counted ([`Vtd::ats_stats`]).
 //!
-//! Not modelled yet (later steps of issue 4): ATS and page requests (step f). Not modelled at
-//! all: interrupt remapping (the interrupt entry cache invalidation is accepted and has nothing
-//! to invalidate), advanced fault logging (deprecated), fault compression.
+//! Not modelled at all: interrupt remapping (the interrupt entry cache invalidation is accepted
+//! and has nothing to invalidate), advanced fault logging (deprecated), fault compression,
+//! device-TLB invalidation time-outs and completion errors (IMPDEF: the device answers every
+//! ATS Invalidate Request at once, so ITE and ICE are never latched; see `inval`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -33,17 +41,21 @@ use sviommu_memory::{Hpa, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
 
 use crate::spec::regs::{cap, ecap, ver};
-use crate::spec::{Aw, FaultReason, PageGroupResponse};
+use crate::spec::{AddressType, Aw, FaultReason, PageGroupResponse, RequestType};
 
+mod ats;
 mod cache;
 mod fetch;
 mod inval;
+mod prq;
 mod reasons;
 mod record;
 mod regs;
 mod translate;
 
+pub use ats::{AtsTranslation, TranslationCompletion, TranslationRequest};
 pub use cache::{CacheGeometry, CacheParams, VtdCacheStats};
+pub use prq::{AtsStats, PageRequestMsg, PageRequestOutcome};
 
 /// What the unit is: its capability registers, its host address width and its version. The
 /// model honours what these advertise (an AW outside SAGAW is an invalid entry, PGTT nested
@@ -78,9 +90,9 @@ impl Default for VtdParams {
     /// requests; second-stage A/D; snoop control and coherent page walks; 2^16 domain IDs.
     ///
     /// Queued invalidation with 256-bit descriptors, page-selective invalidation up to 2^18
-    /// pages (MAMV); the caches of [`CacheParams::default`]. Device-TLBs and page requests (DT,
-    /// PRS) are not advertised until the steps that model them land. Caching mode is off (a
-    /// vIOMMU turns it on).
+    /// pages (MAMV); the caches of [`CacheParams::default`]. Device-TLBs (DT: translation and
+    /// translated requests), page requests (PRS) and page request draining (PDS). Caching mode
+    /// is off (a vIOMMU turns it on).
     fn default() -> Self {
         let sagaw = Aw::Bits39.sagaw_bit() | Aw::Bits48.sagaw_bit() | Aw::Bits57.sagaw_bit();
         let mut c = 0;
@@ -99,14 +111,18 @@ impl Default for VtdParams {
         let mut e = 0;
         e = ecap::C.with(e, true);
         e = ecap::QI.with(e, true);
+        e = ecap::DT.with(e, true);
         e = ecap::PT.with(e, true);
         e = ecap::SC.with(e, true);
         e = ecap::IRO.set(e, DEFAULT_IOTLB_OFFSET / 16);
         e = ecap::NEST.with(e, true);
+        e = ecap::PRS.with(e, true);
         e = ecap::ERS.with(e, true);
         e = ecap::SRS.with(e, true);
         e = ecap::PSS.set(e, u64::from(crate::spec::pasid::PASID_BITS) - 1);
         e = ecap::PASID.with(e, true);
+        // The model writes page requests synchronously, so a drain has nothing to wait for.
+        e = ecap::PDS.with(e, true);
         e = ecap::SMTS.with(e, true);
         e = ecap::SSADS.with(e, true);
         e = ecap::SSTS.with(e, true);
@@ -127,8 +143,8 @@ impl Default for VtdParams {
     }
 }
 
-/// A DMA request as it arrives at the unit (untranslated; translation requests and translated
-/// requests come with ATS in a later step).
+/// A DMA request as it arrives at the unit: untranslated ([`Vtd::translate`]) or, from a device
+/// with a device-TLB, translated ([`Vtd::translated_request`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DmaRequest {
     /// Requester ID: bus in bits 15:8, device and function (devfn) in bits 7:0.
@@ -194,6 +210,47 @@ pub struct Fault {
     /// not present). Faults found while reading an entry (access errors) are not covered by
     /// that entry's FPD, which could not be read. Such a fault is not recorded (§7.2).
     pub fpd: bool,
+    /// What kind of request faulted: the record's AT and T2/T1 fields.
+    pub kind: RequestKind,
+}
+
+/// The kinds of request the unit takes from a device (§4.1, §7.5): what a fault record's AT
+/// and T2/T1 fields say about the faulted request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    /// An untranslated read or write (AT = 00b).
+    #[default]
+    Untranslated,
+    /// An ATS translation request (AT = 01b).
+    TranslationRequest,
+    /// A translated read or write, from a device's TLB (AT = 10b).
+    Translated,
+    /// A page request message (T2 = 1, T1 = 0).
+    PageRequest,
+}
+
+impl RequestKind {
+    /// The AT field of a fault record for this kind (a page request has none: 00b).
+    #[must_use]
+    pub const fn address_type(self) -> AddressType {
+        match self {
+            Self::Untranslated | Self::PageRequest => AddressType::Untranslated,
+            Self::TranslationRequest => AddressType::TranslationRequest,
+            Self::Translated => AddressType::Translated,
+        }
+    }
+
+    /// The T2/T1 request type of a fault record for this kind and a write (`write`) or read.
+    #[must_use]
+    pub const fn request_type(self, write: bool) -> RequestType {
+        match self {
+            Self::PageRequest => RequestType::PageRequest,
+            // A translation request is a read of the translation, whatever it asks for.
+            Self::TranslationRequest => RequestType::Read,
+            Self::Untranslated | Self::Translated if write => RequestType::Write,
+            Self::Untranslated | Self::Translated => RequestType::Read,
+        }
+    }
 }
 
 /// Where an interrupt message comes from.
@@ -205,6 +262,9 @@ pub enum MsiSource {
     /// The fault event (§7.2, FECTL/FEDATA/FEADDR/FEUADDR): a fault recorded, an overflow, an
     /// invalidation queue error.
     Fault,
+    /// The page request event (§7.6, PECTL/PEDATA/PEADDR/PEUADDR): a page request written to
+    /// the page request queue (PRS.PPR) or dropped by its overflow (PRS.PRO).
+    PageRequest,
 }
 
 /// A device-TLB invalidation the unit sends to a device: an ATS Invalidate Request (PCIe
@@ -245,8 +305,8 @@ pub enum Output {
     /// An invalidation for a device's TLB. The model treats it as completed when it is put
     /// here (IMPDEF: no device answers late, so there are no invalidation time-outs, ITE).
     DevTlbInvalidation(DevTlbInvalidation),
-    /// A page group response (§7.7.1) for the device its RID names, as software queued it
-    /// (only with ECAP.PRS; page requests themselves come with ATS, step f).
+    /// A page group response (§7.7.1) for the device its RID names: as software queued it, or
+    /// one the unit made itself for a page request it could not queue (`prq`).
     PageGroupResponse(PageGroupResponse),
 }
 
@@ -268,6 +328,8 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     caches: cache::Caches,
     /// Outputs that are not memory writes, until the embedder drains them.
     outbox: Mutex<Vec<Output>>,
+    /// What the ATS and page request paths refused, dropped or answered by themselves.
+    ats_counters: prq::Counters,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -290,6 +352,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             root: AtomicU64::new(0),
             caches: cache::Caches::new(&params.caches, large, ss),
             outbox: Mutex::new(Vec::new()),
+            ats_counters: prq::Counters::default(),
         }
     }
 
@@ -325,7 +388,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// The one place a fault is made: recorded (FRCD, FSTS, the fault event, `record`) unless
     /// fault processing is disabled for it.
-    fn fault(&self, req: &DmaRequest, reason: FaultReason, fpd: bool) -> Fault {
+    fn fault(&self, req: &DmaRequest, kind: RequestKind, reason: FaultReason, fpd: bool) -> Fault {
         let f = Fault {
             reason,
             rid: req.rid,
@@ -333,6 +396,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             addr: req.addr,
             access: req.access,
             fpd,
+            kind,
         };
         if !fpd {
             self.record(&f);

@@ -5,6 +5,9 @@
 //! (`translate`); this module covers what a page-table walk finds. A walk fault says which stage
 //! faulted, at which level, why, and (nested) which first-stage level was being fetched when the
 //! second stage faulted.
+//!
+//! [`ats_answer`] is the second table: what an ATS translation request that meets each reason
+//! gets back (§4.2.3), and whether the reason is recorded.
 
 use sviommu_pgtable::{Access, Fault, FaultKind, Perms, Stage};
 
@@ -116,6 +119,66 @@ fn first_stage_permission(access: Access, fs_perms: Option<Perms>) -> FaultReaso
     }
 }
 
+/// How the unit answers a translation request that met a fault condition (§4.2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AtsAnswer {
+    /// The translation structures block the request or do not exist for it (not present, TT or
+    /// DTE, PASIDE, legacy mode with a PASID): Unsupported Request, and the fault is recorded.
+    Unsupported,
+    /// The structures are in error (access errors, reserved bits, invalid programming, an
+    /// output in the interrupt range): Completer Abort, and the fault is recorded.
+    Abort,
+    /// A translation fault the device may recover from with a page request (not present, no
+    /// permission, address out of range): a successful completion with R = W = 0, and nothing
+    /// recorded.
+    NoAccess,
+}
+
+/// §4.2.3: what a translation request meeting `reason` gets. The split follows the spec's three
+/// groups; where a reason is not named there, its kind decides (IMPDEF, tagged below).
+pub(super) fn ats_answer(reason: FaultReason) -> AtsAnswer {
+    use AtsAnswer as A;
+    use FaultReason as R;
+    match reason {
+        R::RootEntryNotPresent
+        | R::ContextEntryNotPresent
+        | R::TranslationBlocked
+        | R::SmLegacyRequestWithPasid
+        | R::SmRootEntryNotPresent
+        | R::SmContextEntryNotPresent
+        | R::SmContextDteClear
+        | R::SmContextPasideClear
+        | R::SmPasidBeyondDirectory
+        // IMPDEF: a missing PASID directory or table entry blocks the PASID like a missing
+        // context entry blocks the device, rather than asking for a page request.
+        | R::SmPasidDirEntryNotPresent
+        | R::SmPasidEntryNotPresent => A::Unsupported,
+        // Page-table faults: the device may ask software for the page (§7.5). Nested, the
+        // second stage's faults while fetching a first-stage table are the host's to fix.
+        R::AddressBeyondAgaw
+        | R::WriteDenied
+        | R::ReadDenied
+        | R::SmPasidEreClear
+        | R::SmPasidSreClear
+        | R::SmFsEntryNotPresent
+        | R::SmNestedFsAddressBeyondSs
+        | R::SmNestedFsRootReadDenied
+        | R::SmNestedFsEntryReadDenied
+        | R::SmNestedFsEntryWriteDenied
+        | R::SmSsEntryNotPresent
+        | R::SmNonCanonical
+        | R::SmUserAccessDenied
+        | R::SmExecuteDenied
+        | R::SmAddressBeyondMgaw
+        | R::SmWriteDenied
+        | R::SmReadDenied => A::NoAccess,
+        // Everything else is an error in the structures (access, reserved, invalid,
+        // interrupt-range output, A/D update failures) or a reason a translation request
+        // cannot meet (interrupt remapping, page requests).
+        _ => A::Abort,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +197,15 @@ mod tests {
         assert_eq!(perm(Some(2), true), FaultReason::SmNestedFsEntryReadDenied);
         assert_eq!(perm(Some(4), false), FaultReason::SmNestedFsEntryWriteDenied);
         assert_eq!(perm(None, false), FaultReason::SmReadDenied);
+    }
+
+    #[test]
+    fn ats_answers_for_the_reasons_translation_requests_add() {
+        assert_eq!(ats_answer(FaultReason::TranslationBlocked), AtsAnswer::Unsupported);
+        assert_eq!(ats_answer(FaultReason::SmContextDteClear), AtsAnswer::Unsupported);
+        assert_eq!(ats_answer(FaultReason::SmFsEntryNotPresent), AtsAnswer::NoAccess);
+        assert_eq!(ats_answer(FaultReason::SsEntryReserved), AtsAnswer::Abort);
+        assert_eq!(ats_answer(FaultReason::SmContextEntryAccess), AtsAnswer::Abort);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 
 use super::regs::RegFile;
 use super::{Fault, MsiSource, Output, Vtd};
-use crate::spec::fault::{AddressType, FaultRecord, RequestType};
+use crate::spec::fault::FaultRecord;
 use crate::spec::regs::{self, ectl, fsts};
 
 /// FSTS bits that are interrupt conditions of the fault event (§7.2): a pending fault, an
@@ -30,15 +30,15 @@ fn bits32(mask: u64) -> u32 {
 }
 
 /// The record for `f`: §9.9 / §11.4 FRCD_REG. PRIV and EXE are meaningful with a PASID only
-/// (they come from the PASID prefix); AT is untranslated (the only requests the model takes).
+/// (they come from the PASID prefix); AT and T2/T1 say which kind of request faulted.
 pub(super) fn fault_record(f: &Fault) -> FaultRecord {
     let mut r = FaultRecord::default();
     r.set_f(true);
     r.set_fi(f.addr);
     r.set_sid(f.rid);
     r.set_fr(f.reason);
-    r.set_at(AddressType::Untranslated);
-    r.set_request_type(if f.access.write { RequestType::Write } else { RequestType::Read });
+    r.set_at(f.kind.address_type());
+    r.set_request_type(f.kind.request_type(f.access.write));
     if let Some(pasid) = f.pasid {
         r.set_pp(true);
         r.set_pv(pasid);

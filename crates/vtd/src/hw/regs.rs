@@ -20,10 +20,15 @@
 //! | IQA | IQA (below HAW), DW (with ECAP.SMTS) and QS; ignored while GSTS.QIES |
 //! | ICS | IWC write-1-to-clear (clearing it clears IECTL.IP) |
 //! | IECTL, IEDATA, IEADDR, IEUADDR | the invalidation event (IECTL.IM resets to 1; clearing IM with IP set sends the held message) |
+//! | PQH | PQH read-write (software consumes) |
+//! | PQT | PQT read-write (software initialises it; the unit advances it, `prq`) |
+//! | PQA | PQA (below HAW) and PQS |
+//! | PRS | PPR and PRO write-1-to-clear; clearing both drops a held page request event |
+//! | PECTL, PEDATA, PEADDR, PEUADDR | the page request event (PECTL.IM resets to 1; clearing IM with IP set sends the held message) |
 //!
-//! The queue registers exist only with ECAP.QI. Every other offset reads 0 and ignores writes:
-//! the page request registers come with the step that models them (f), and the
-//! interrupt-remapping, protected-memory and MTRR registers are not modelled.
+//! The queue registers exist only with ECAP.QI, the page request registers only with ECAP.PRS.
+//! Every other offset reads 0 and ignores writes: the interrupt-remapping, protected-memory and
+//! MTRR registers are not modelled.
 
 use std::sync::atomic::Ordering;
 
@@ -33,7 +38,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 use super::Vtd;
 use crate::spec::regs::{
     self, cap, ccmd, eaddr, ecap, ectl, edata, fsts, gcmd, gsts, ics, iotlb_reg, iqa, iqt, iva_reg,
-    rtaddr,
+    pqa, pqh, pqt, prs, rtaddr,
 };
 use crate::spec::{bits_from, FaultRecord, Reg32};
 
@@ -75,7 +80,7 @@ const RTADDR_RW: u64 = rtaddr::RTA.mask() | rtaddr::TTM.mask();
 const FSTS_W1C: u64 = fsts::PFO.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
 
 /// The registers the model stores, in 32-bit halves.
-const STORED: [Stored; 12] = [
+const STORED: [Stored; 17] = [
     Stored { off: regs::RTADDR.0, reset: 0, rw: lo32(RTADDR_RW), w1c: 0 },
     Stored { off: regs::RTADDR.0 + 4, reset: 0, rw: hi32(RTADDR_RW), w1c: 0 },
     // PPF and FRI are hardware-written (`record`): software can neither set nor clear them.
@@ -92,6 +97,12 @@ const STORED: [Stored; 12] = [
     Stored::reg32(regs::IEDATA, 0, edata::IMD.mask() | edata::EIMD.mask(), 0),
     Stored::reg32(regs::IEADDR, 0, eaddr::MA.mask(), 0),
     Stored::reg32(regs::IEUADDR, 0, low_mask(32), 0),
+    // §11.4 PRS, PECTL, PEDATA, PEADDR, PEUADDR: the page request status and event registers.
+    Stored::reg32(regs::PRS, 0, 0, prs::PPR.mask() | prs::PRO.mask()),
+    Stored::reg32(regs::PECTL, ectl::IM.mask(), ectl::IM.mask(), 0),
+    Stored::reg32(regs::PEDATA, 0, edata::IMD.mask() | edata::EIMD.mask(), 0),
+    Stored::reg32(regs::PEADDR, 0, eaddr::MA.mask(), 0),
+    Stored::reg32(regs::PEUADDR, 0, low_mask(32), 0),
 ];
 
 /// CCMD_REG's software-written bits (CAIG is hardware's).
@@ -116,6 +127,9 @@ enum Wide {
     Iqt,
     Iqa,
     Iqer,
+    Pqh,
+    Pqt,
+    Pqa,
 }
 
 /// What an offset holds.
@@ -149,6 +163,12 @@ pub(super) struct RegFile {
     pub(super) iqt: u64,
     /// IQER_REG.
     pub(super) iqer: u64,
+    /// PQH_REG: the byte offset of the next page request software reads.
+    pub(super) pqh: u64,
+    /// PQT_REG: the byte offset where the unit writes the next page request.
+    pub(super) pqt: u64,
+    /// PQA_REG.
+    pub(super) pqa: u64,
     /// The fault recording registers (CAP.NFR + 1 of them), as 128-bit records.
     pub(super) frcd: Vec<[u64; 2]>,
     /// §7.2: the internal index of the fault recording register the next fault goes to.
@@ -189,6 +209,9 @@ impl RegFile {
             iqh: 0,
             iqt: 0,
             iqer: 0,
+            pqh: 0,
+            pqt: 0,
+            pqa: 0,
             frcd: vec![[0; 2]; records.max(1)],
             fault_index: 0,
         }
@@ -203,6 +226,9 @@ impl RegFile {
             Wide::Iqt => self.iqt,
             Wide::Iqa => self.iqa,
             Wide::Iqer => self.iqer,
+            Wide::Pqh => self.pqh,
+            Wide::Pqt => self.pqt,
+            Wide::Pqa => self.pqa,
         }
     }
 
@@ -314,6 +340,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             if self.queue_event_reg(off) && !self.ecap_has(ecap::QI) {
                 return At::Nothing;
             }
+            if self.page_request_reg(off) && !self.ecap_has(ecap::PRS) {
+                return At::Nothing;
+            }
             if STORED.iter().any(|s| s.off == off) {
                 return At::Stored;
             }
@@ -330,6 +359,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     fn wide_at(&self, off: u64, fixed: bool) -> Option<(Wide, bool)> {
         let e = self.params.ecap;
         let queue = self.ecap_has(ecap::QI);
+        let prq = self.ecap_has(ecap::PRS);
         let table = [
             (regs::CCMD.0, Wide::Ccmd, fixed),
             (regs::iva(e).0, Wide::Iva, !fixed),
@@ -338,6 +368,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             (regs::IQT.0, Wide::Iqt, fixed && queue),
             (regs::IQA.0, Wide::Iqa, fixed && queue),
             (regs::IQER.0, Wide::Iqer, fixed && queue),
+            (regs::PQH.0, Wide::Pqh, fixed && prq),
+            (regs::PQT.0, Wide::Pqt, fixed && prq),
+            (regs::PQA.0, Wide::Pqa, fixed && prq),
         ];
         table.iter().find_map(|&(at, w, present)| {
             if !present {
@@ -366,6 +399,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// Whether `off` is one of the invalidation event registers (present with ECAP.QI).
     fn queue_event_reg(&self, off: u64) -> bool {
         [regs::ICS, regs::IECTL, regs::IEDATA, regs::IEADDR, regs::IEUADDR]
+            .iter()
+            .any(|r| r.0 == off)
+    }
+
+    /// Whether `off` is one of the page request status and event registers (present with
+    /// ECAP.PRS).
+    fn page_request_reg(&self, off: u64) -> bool {
+        [regs::PRS, regs::PECTL, regs::PEDATA, regs::PEADDR, regs::PEUADDR]
             .iter()
             .any(|r| r.0 == off)
     }
@@ -444,6 +485,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 }
                 regs.iqa = store(regs.iqa, rw);
             }
+            Wide::Pqh => regs.pqh = store(regs.pqh, pqh::PQH.mask()),
+            Wide::Pqt => regs.pqt = store(regs.pqt, pqt::PQT.mask()),
+            Wide::Pqa => {
+                // §11.4 PQA_REG: as IQA, hardware ignores address bits at and above HAW.
+                let rw = (pqa::PQA.mask() & !bits_from(self.params.haw)) | pqa::PQS.mask();
+                regs.pqa = store(regs.pqa, rw);
+            }
         }
     }
 
@@ -464,6 +512,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             self.iwc_cleared(regs);
         } else if off == regs::IECTL.0 && cleared(ectl::IM) {
             self.iectl_unmasked(regs);
+        } else if off == regs::PRS.0 || off == regs::PECTL.0 {
+            self.page_request_status_changed(regs);
         }
     }
 

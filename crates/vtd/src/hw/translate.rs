@@ -26,7 +26,7 @@ use super::cache::{
 };
 use super::fetch::ThroughSecondStage;
 use super::reasons::{walk_reason, WalkKind};
-use super::{DmaRequest, Fault, Translation, Vtd};
+use super::{DmaRequest, Fault, RequestKind, Translation, Vtd};
 use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
 use crate::spec::regs::{ecap, gsts, rtaddr, rtaddr::Ttm};
 use crate::spec::root::{
@@ -37,9 +37,9 @@ use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
 /// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
 /// disabled for it.
 #[derive(Clone, Copy, Debug)]
-struct Blocked {
-    reason: FaultReason,
-    fpd: bool,
+pub(super) struct Blocked {
+    pub(super) reason: FaultReason,
+    pub(super) fpd: bool,
 }
 
 /// Blocked for `reason`, with the FPD state gathered so far.
@@ -111,6 +111,9 @@ fn level_count(levels: usize) -> u8 {
 struct Pass<'a> {
     epochs: Epochs,
     tags: &'a Cell<Option<WalkTags>>,
+    /// What kind of request this is: translation and translated requests need the context
+    /// entry's permission for a device-TLB, and a translated request is not walked.
+    kind: RequestKind,
 }
 
 /// Where a translation's IOTLB entry lives and what kind of walk makes it.
@@ -145,14 +148,26 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         req: &DmaRequest,
         observer: O,
     ) -> (Result<Translation, Fault>, O) {
+        let kind = RequestKind::Untranslated;
+        let (result, observer) = self.run(req, kind, observer);
+        (result.map_err(|b| self.fault(req, kind, b.reason, b.fpd)), observer)
+    }
+
+    /// Runs `req` as a request of `kind` through the caches and tables; a block is returned,
+    /// not recorded (the caller decides: ATS does not record every block).
+    pub(super) fn run<O: WalkObserver>(
+        &self,
+        req: &DmaRequest,
+        kind: RequestKind,
+        observer: O,
+    ) -> (Result<Translation, Blocked>, O) {
         // Before any table read: the epochs every insert of this translation carries.
         let epochs = self.caches.epochs();
         let tags = Cell::new(None);
         let mut hints = Hints::new(&self.caches, &tags, epochs);
         let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
-        let pass = Pass { epochs, tags: &tags };
-        let result =
-            self.translate_inner(&mut cx, req, &pass).map_err(|b| self.fault(req, b.reason, b.fpd));
+        let pass = Pass { epochs, tags: &tags, kind };
+        let result = self.translate_inner(&mut cx, req, &pass);
         (result, cx.observer)
     }
 
@@ -239,6 +254,15 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let aw = self.check_legacy_context(&ce).map_err(|r| blocked(r, fpd))?;
         if fresh && !cm {
             self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
+        }
+        // §9.3 TT: only 01b lets a device-TLB ask for translations and use them; 00b and 10b
+        // block translation and translated requests (0Dh).
+        if pass.kind != RequestKind::Untranslated && ce.tt() != Ok(TranslationType::All) {
+            return Err(blocked(R::TranslationBlocked, fpd)); // 0Dh
+        }
+        // §4.2.4: a translated request's address is already a host address.
+        if pass.kind == RequestKind::Translated {
+            return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
         }
         // Execute and privilege ride on the PASID prefix; a request without one has neither.
         let access = Access { write: req.access.write, exec: false, privileged: false };
@@ -445,6 +469,15 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if fresh && !cm {
             self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
         }
+        // §9.4 DTE: translation and translated requests need the device-TLB enabled (44h).
+        if pass.kind != RequestKind::Untranslated && !ce.dte() {
+            return Err(blocked(R::SmContextDteClear, fpd)); // 44h
+        }
+        // §4.2.4: a translated request's address is already a host address. DEVIATION: its
+        // PASID (if any) is not checked against the PASID table.
+        if pass.kind == RequestKind::Translated {
+            return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
+        }
 
         // §3.4.3: a request without PASID is translated with the context entry's RID_PASID,
         // at the privilege RID_PRIV gives it, never as an execute request.
@@ -601,7 +634,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// Reads `rid`'s scalable-mode root and context entries (§9.2, §9.4).
-    fn read_scalable_context<O: WalkObserver>(
+    pub(super) fn read_scalable_context<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
@@ -630,7 +663,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// The checks of a scalable-mode context entry itself (§9.4).
-    fn check_scalable_context(&self, ce: &ScalableContextEntry) -> Result<(), FaultReason> {
+    pub(super) fn check_scalable_context(
+        &self,
+        ce: &ScalableContextEntry,
+    ) -> Result<(), FaultReason> {
         use FaultReason as R;
         if !ce.p() {
             return Err(R::SmContextEntryNotPresent); // 41h
