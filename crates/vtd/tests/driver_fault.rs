@@ -2,10 +2,10 @@
 //! recording registers with their reasons and source-ids, overflow reported, the fault event's
 //! message; page requests drained from the queue and answered.
 //!
-//! The model has no page request queue registers yet (they come with ATS on another branch), so
-//! the page request tests put a register shim in front of the unit: it keeps PQH, PQT, PQA and
-//! PRS as the spec lays them out and passes every other access to the unit, and the test writes
-//! page requests into the queue as the unit would.
+//! Page requests come from the model's own queue in one test; the others put a register shim in
+//! front of the unit, which keeps PQH, PQT, PQA and PRS itself and passes every other access on,
+//! so the test can place requests where the model would not (wrapping at the queue's end) and
+//! hand the driver a tail outside the queue.
 
 mod driver_common;
 
@@ -203,4 +203,54 @@ fn page_requests_are_drained_and_answered() {
         (resp.rid(), resp.pp(), resp.pasid(), resp.prgi(), resp.rc()),
         (0x0310, true, 5, 3, Ok(ResponseCode::Success))
     );
+}
+
+/// The model's own page request queue (ECAP.PRS): a device's page requests reach the driver's
+/// drain, overflow is reported, and the answer reaches the device.
+#[test]
+fn page_requests_from_the_model_round_trip() {
+    use sviommu_vtd::driver::{DeviceFeatures, DomainConfig, PasidConfig};
+    use sviommu_vtd::hw::{PageRequestMsg, PageRequestOutcome};
+    use sviommu_vtd::spec::Fspm;
+    let mut r = rig();
+    assert!(r.drv.capabilities().page_requests, "the default unit has page requests");
+    r.drv.set_device_features(0x0310, DeviceFeatures { ats: true, page_requests: true }).unwrap();
+    let dom = r.drv.alloc_domain(DomainConfig::FirstStage { levels: Fspm::FourLevel }).unwrap();
+    r.drv.attach(0x0310, Some(5), PasidConfig::FirstStage { did: dom }).unwrap();
+    let msg = |prgi: u16| PageRequestMsg {
+        rid: 0x0310,
+        pasid: Some(5),
+        addr: 0x7000_0000,
+        read: true,
+        write: true,
+        exec: false,
+        privileged: false,
+        prgi,
+        lpig: true,
+        private_data: None,
+    };
+    assert_eq!(r.vtd.page_request(&msg(3)), PageRequestOutcome::Queued);
+    let drain = r.drv.drain_page_requests().unwrap();
+    assert_eq!(drain.requests, [msg(3).descriptor()]);
+    assert!(!drain.overflow);
+    r.vtd.drain_outputs();
+    r.drv.page_group_response(0x0310, Some(5), 3, ResponseCode::Success).unwrap();
+    let outs = r.vtd.drain_outputs();
+    assert!(
+        matches!(outs.as_slice(), [Output::PageGroupResponse(p)] if p.prgi() == 3 && p.rc() == Ok(ResponseCode::Success)),
+        "{outs:?}"
+    );
+    // Fill the one-page queue (128 entries, one kept empty) and one more.
+    let mut queued = 0;
+    for i in 0..130u16 {
+        if r.vtd.page_request(&msg(i % 512)) == PageRequestOutcome::Queued {
+            queued += 1;
+        }
+    }
+    assert_eq!(queued, 127);
+    let drain = r.drv.drain_page_requests().unwrap();
+    assert_eq!(drain.requests.len(), 127);
+    assert!(drain.overflow);
+    assert_eq!(r.drv.stats().page_request_overflows, 1);
+    assert_eq!(r.vtd.page_request(&msg(1)), PageRequestOutcome::Queued, "room again");
 }

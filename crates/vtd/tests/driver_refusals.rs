@@ -59,9 +59,17 @@ fn populated(params: VtdParams) -> (Rig, [sviommu_vtd::driver::Did; 3]) {
     (r, [ss, ext, fs])
 }
 
+/// The default unit without device-TLBs and page requests.
+fn without_ats() -> VtdParams {
+    let mut p = VtdParams::default();
+    p.ecap = ecap::DT.with(p.ecap, false);
+    p.ecap = ecap::PRS.with(p.ecap, false);
+    p
+}
+
 #[test]
 fn bad_input_is_refused_without_a_trace() {
-    let (mut r, [ss, ext, fs]) = populated(VtdParams::default());
+    let (mut r, [ss, ext, fs]) = populated(without_ats());
     let nested = |parent, fs_root_gpa| PasidConfig::Nested {
         parent,
         s1_did: None,
@@ -149,7 +157,7 @@ fn bad_input_is_refused_without_a_trace() {
 
 #[test]
 fn what_the_unit_does_not_advertise_is_refused() {
-    let mut p = VtdParams::default();
+    let mut p = without_ats();
     p.ecap = ecap::NEST.with(p.ecap, false);
     p.ecap = ecap::PT.with(p.ecap, false);
     p.ecap = ecap::SRS.with(p.ecap, false);
@@ -220,11 +228,12 @@ fn what_the_unit_does_not_advertise_is_refused() {
 
 #[test]
 fn running_out_of_frames_mid_attach_gives_back_what_it_took() {
-    // 24K of table memory: bring-up takes 12K (root, queue, status), the domain 4K; a new
+    // 24K of table memory: bring-up takes 12K (root, queue, status; no page request queue on
+    // this unit), the domain 4K; a new
     // device then needs a context table (4K, there), a PASID directory (128K for 20-bit
     // PASIDs, not there) and a PASID table.
     let mem = memory();
-    let vtd = std::sync::Arc::new(sviommu_vtd::hw::Vtd::new(mem.clone(), VtdParams::default()));
+    let vtd = std::sync::Arc::new(sviommu_vtd::hw::Vtd::new(mem.clone(), without_ats()));
     let frames = sviommu_memory::FrameAllocator::new(&[(sviommu_memory::Hpa(TABLES_HPA), 0x6000)]);
     let drv = sviommu_vtd::driver::VtdDriver::new(
         vtd.clone(),
@@ -241,7 +250,7 @@ fn running_out_of_frames_mid_attach_gives_back_what_it_took() {
     });
     // A driver whose directories cover 6-bit PASIDs needs only 4K for one: 32K is all it takes.
     let mem = memory();
-    let vtd = std::sync::Arc::new(sviommu_vtd::hw::Vtd::new(mem.clone(), VtdParams::default()));
+    let vtd = std::sync::Arc::new(sviommu_vtd::hw::Vtd::new(mem.clone(), without_ats()));
     let frames = sviommu_memory::FrameAllocator::new(&[(sviommu_memory::Hpa(TABLES_HPA), 0x8000)]);
     let config = DriverConfig { pasid_bits: 6, ..Default::default() };
     let drv =
