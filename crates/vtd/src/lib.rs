@@ -4,9 +4,10 @@
 //! |---|---|
 //! | [`spec`] | register offsets and fields, root/context/PASID structures, invalidation and page-request descriptors, fault records and fault reasons: the one place that knows VT-d's bits |
 //! | [`hw`] | the hardware model: registers through MMIO, tables in memory, DMA requests translated or blocked with their fault reason |
+//! | [`driver`] | programs a unit as an OS does, through MMIO ([`driver::Mmio`]) and memory only: tables, domains, attach, the invalidation queue, faults and page requests |
 //!
-//! The driver (`driver`) builds on [`spec`] and comes in a later step; it never calls [`hw`]
-//! except through MMIO and memory.
+//! The driver builds on [`spec`]; it reaches [`hw`] only through MMIO and memory (the one
+//! `hw` item it names is [`hw::Vtd`], to forward [`driver::Mmio`] to its registers).
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -17,5 +18,6 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod driver;
 pub mod hw;
 pub mod spec;

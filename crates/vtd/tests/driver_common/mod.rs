@@ -1,0 +1,111 @@
+//! What the driver tests share: host memory shared (through `Arc`) by a unit and the driver that
+//! programs it, and the device's side: requests sent to the unit's `translate`, never a look at
+//! the driver's own state.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory};
+use sviommu_vtd::driver::{DriverConfig, VtdDriver};
+use sviommu_vtd::hw::{Access, DmaRequest, Translation, Vtd, VtdParams};
+use sviommu_vtd::spec::FaultReason;
+
+/// The driver's table memory.
+pub const TABLES_HPA: u64 = 0x10_0000;
+/// Bytes of it.
+pub const TABLES_LEN: u64 = 0x80_0000;
+/// A guest's RAM (GPA 0 up) in host memory.
+pub const GUEST_RAM_HPA: u64 = 0x1000_0000;
+/// Bytes of guest RAM.
+pub const GUEST_RAM_LEN: u64 = 0x100_0000;
+
+pub type Mem = Arc<HostMemory>;
+pub type Unit = Arc<Vtd<Mem>>;
+pub type Driver = VtdDriver<Unit, Mem>;
+
+/// A unit and the driver that brought it up, over one memory.
+pub struct Rig {
+    pub mem: Mem,
+    pub vtd: Unit,
+    pub drv: Driver,
+}
+
+pub fn memory() -> Mem {
+    Arc::new(
+        HostMemory::new(&[(Hpa(TABLES_HPA), TABLES_LEN), (Hpa(GUEST_RAM_HPA), GUEST_RAM_LEN)])
+            .unwrap(),
+    )
+}
+
+pub fn frames() -> FrameAllocator<Hpa> {
+    FrameAllocator::new(&[(Hpa(TABLES_HPA), TABLES_LEN)])
+}
+
+/// A unit with `params` and a driver brought up on it with `config`.
+pub fn rig_with(params: VtdParams, config: DriverConfig) -> Rig {
+    let mem = memory();
+    let vtd = Arc::new(Vtd::new(mem.clone(), params));
+    let drv = VtdDriver::new(vtd.clone(), mem.clone(), frames(), config).unwrap();
+    Rig { mem, vtd, drv }
+}
+
+/// The default unit (scalable mode) and driver.
+pub fn rig() -> Rig {
+    rig_with(VtdParams::default(), DriverConfig::default())
+}
+
+/// The default unit, driven in legacy mode.
+pub fn legacy_rig() -> Rig {
+    let config =
+        DriverConfig { mode: sviommu_vtd::driver::ModeChoice::Legacy, ..Default::default() };
+    rig_with(VtdParams::default(), config)
+}
+
+pub fn read(rid: u16, addr: u64) -> DmaRequest {
+    DmaRequest::new(rid, addr, Access::READ)
+}
+
+pub fn write(rid: u16, addr: u64) -> DmaRequest {
+    DmaRequest::new(rid, addr, Access::WRITE)
+}
+
+/// The translation of a request that must translate.
+#[track_caller]
+pub fn ok(vtd: &Unit, req: DmaRequest) -> Translation {
+    match vtd.translate(&req) {
+        Ok(t) => t,
+        Err(f) => panic!("expected a translation of {req:?}, got {} ", f.reason),
+    }
+}
+
+/// The output address of a request that must translate.
+#[track_caller]
+pub fn out(vtd: &Unit, req: DmaRequest) -> u64 {
+    ok(vtd, req).output
+}
+
+/// The fault reason of a request that must fault.
+#[track_caller]
+pub fn reason(vtd: &Unit, req: DmaRequest) -> FaultReason {
+    match vtd.translate(&req) {
+        Err(f) => f.reason,
+        Ok(t) => panic!("expected a fault for {req:?}, got {t:?}"),
+    }
+}
+
+/// Every byte of the driver's table memory and the allocator's free bytes: what a refused
+/// call must leave as it was.
+pub fn snapshot(r: &Rig) -> (Vec<u8>, u64) {
+    let mut bytes = vec![0u8; TABLES_LEN as usize];
+    r.mem.read(Hpa(TABLES_HPA), &mut bytes).unwrap();
+    (bytes, r.drv.frames().free_bytes())
+}
+
+/// The guest's RAM over `mem`: GPA [0, GUEST_RAM_LEN) at GUEST_RAM_HPA.
+pub fn guest_ram(mem: &HostMemory) -> GuestRam<&HostMemory> {
+    GuestRam::new(
+        mem,
+        vec![GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_RAM_LEN, hpa: Hpa(GUEST_RAM_HPA) }],
+    )
+}
