@@ -159,13 +159,20 @@ pub enum HwTarget {
     Paging(HwDomain),
     /// A stage 1 someone else owns over a paging parent's stage 2.
     Nested {
+        /// The nested domain's own tag (from [`IommuDriver::alloc_tag`]).
+        tag: HwDomain,
         /// The stage-2 parent.
         parent: HwDomain,
         /// The guest's stage 1.
         s1: Stage1Config,
     },
     /// A process's CPU page table, used directly (shared virtual addressing).
-    Sva(Stage1Config),
+    Sva {
+        /// The SVA domain's tag (from [`IommuDriver::alloc_tag`]).
+        tag: HwDomain,
+        /// The process's page table.
+        s1: Stage1Config,
+    },
 }
 
 /// The request IDs a unit sees one device's requests under: on VT-d its Requester IDs (its own
@@ -343,8 +350,12 @@ pub trait IommuDriver: Send {
     /// stage-2 table a nested domain can sit on.
     fn alloc_paging(&mut self, nesting_parent: bool) -> Result<HwDomain, DriverError>;
 
-    /// A hardware tag (DID, ASID) for a stage 1 the driver does not own: a nested or SVA domain.
-    fn alloc_tag(&mut self, target: &HwTarget) -> Result<HwDomain, DriverError>;
+    /// A hardware tag (DID) for a stage 1 the driver does not own: a nested or SVA domain.
+    fn alloc_tag(&mut self, s1: &Stage1Config) -> Result<HwDomain, DriverError>;
+
+    /// Tells the driver what a device behind the unit can do, before anything is attached
+    /// for it (Linux `probe_device`): ATS, and page requests.
+    fn probe_device(&mut self, ids: &RequestIds, ats: bool, pri: bool) -> Result<(), DriverError>;
 
     /// Gives back a domain's tables and tags. Called only when nothing uses it.
     fn free(&mut self, domain: HwDomain) -> Result<(), DriverError>;

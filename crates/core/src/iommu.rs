@@ -108,6 +108,20 @@ impl Iommu {
         if unit_model != driver_model {
             return Err(CoreError::ModelMismatch { unit, unit_model, config: driver_model });
         }
+        let mut driver = driver;
+        // Linux's probe_device: the driver learns each device's ATS and PRI before any attach.
+        for dev in self.topology.devices().iter().filter(|d| d.unit == unit) {
+            let (ats, pri) = match &dev.kind {
+                DeviceKind::Pci(f) => (f.ats, f.pri),
+                DeviceKind::Platform(_) => (false, false),
+            };
+            if ats || pri {
+                let ids = self.request_ids(&dev.id)?;
+                driver
+                    .probe_device(&ids, ats, pri)
+                    .map_err(|source| CoreError::Driver { unit, source })?;
+            }
+        }
         self.units.insert(unit, UnitState { driver });
         Ok(())
     }
@@ -176,14 +190,8 @@ impl Iommu {
             DomainKind::Paging { nesting_parent, .. } => {
                 Some(self.driver_op(unit, |d| d.alloc_paging(nesting_parent))?)
             }
-            DomainKind::Nested { parent, s1 } => {
-                let parent_hw = self.hw_of(parent)?;
-                Some(self.driver_op(unit, |d| {
-                    d.alloc_tag(&HwTarget::Nested { parent: parent_hw, s1 })
-                })?)
-            }
-            DomainKind::Sva { s1, .. } => {
-                Some(self.driver_op(unit, |d| d.alloc_tag(&HwTarget::Sva(s1)))?)
+            DomainKind::Nested { s1, .. } | DomainKind::Sva { s1, .. } => {
+                Some(self.driver_op(unit, |d| d.alloc_tag(&s1))?)
             }
         };
         let id = DomainId(self.next_domain);
@@ -275,9 +283,9 @@ impl Iommu {
             DomainKind::Identity => HwTarget::Identity,
             DomainKind::Paging { .. } => HwTarget::Paging(self.hw_of(id)?),
             DomainKind::Nested { parent, s1 } => {
-                HwTarget::Nested { parent: self.hw_of(parent)?, s1 }
+                HwTarget::Nested { tag: self.hw_of(id)?, parent: self.hw_of(parent)?, s1 }
             }
-            DomainKind::Sva { s1, .. } => HwTarget::Sva(s1),
+            DomainKind::Sva { s1, .. } => HwTarget::Sva { tag: self.hw_of(id)?, s1 },
         })
     }
 

@@ -3,3 +3,4 @@
 //! registers and memory only; the model answers the DMA that devices (and the audit) issue.
 
 pub mod smmuv3;
+pub mod vtd;

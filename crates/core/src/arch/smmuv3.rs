@@ -20,8 +20,8 @@ use sviommu_smmuv3::spec::{EventId, Granule, PriResp, S1Dss, S1Fmt};
 
 use crate::driver::{
     CacheKind, DmaAccess, DmaResult, DriverCounters, DriverError, DriverErrorKind, FaultReason,
-    HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode,
-    PasidTableConfig, PasidTableFormat, Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
+    HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode, PasidTableConfig,
+    PasidTableFormat, Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
 };
 use crate::pasid_alloc::Pasid;
 
@@ -50,6 +50,8 @@ pub struct SmmuUnit {
     caps: UnitCaps,
     tags: BTreeMap<u32, Tag>,
     next_tag: u32,
+    /// StreamIDs of devices with ATS: enabled in their STE once they translate.
+    ats: std::collections::BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for SmmuUnit {
@@ -74,7 +76,8 @@ impl SmmuUnit {
         let mut stage1_formats = Vec::new();
         for (ok, g) in [(c.gran4k, 12u8), (c.gran16k, 14), (c.gran64k, 16)] {
             if ok {
-                stage1_formats.push(Stage1Format::Vmsa { granule_lg2: g, ias_bits: DOMAIN_IAS_BITS });
+                stage1_formats
+                    .push(Stage1Format::Vmsa { granule_lg2: g, ias_bits: DOMAIN_IAS_BITS });
             }
         }
         if c.gran4k {
@@ -96,7 +99,7 @@ impl SmmuUnit {
             pasid_table_bind: c.s1p && c.s2p,
             page_requests: c.pri,
         };
-        Ok(Self { hw, driver, caps, tags: BTreeMap::new(), next_tag: 1 })
+        Ok(Self { hw, driver, caps, tags: BTreeMap::new(), next_tag: 1, ats: Default::default() })
     }
 
     /// The hardware model (to play devices, as tests and the simulator do).
@@ -200,8 +203,15 @@ impl IommuDriver for SmmuUnit {
         Ok(self.new_tag(Tag::Paging(id)))
     }
 
-    fn alloc_tag(&mut self, _target: &HwTarget) -> Result<HwDomain, DriverError> {
+    fn alloc_tag(&mut self, _s1: &Stage1Config) -> Result<HwDomain, DriverError> {
         Ok(self.new_tag(Tag::Foreign))
+    }
+
+    fn probe_device(&mut self, ids: &RequestIds, ats: bool, _pri: bool) -> Result<(), DriverError> {
+        if ats && self.driver.capabilities().ats {
+            self.ats.extend(ids.iter().copied());
+        }
+        Ok(())
     }
 
     fn free(&mut self, domain: HwDomain) -> Result<(), DriverError> {
@@ -272,7 +282,7 @@ impl IommuDriver for SmmuUnit {
                     reach.request_ids.extend(r.map_err(err)?);
                     continue;
                 }
-                (Some(p), HwTarget::Sva(s1)) => {
+                (Some(p), HwTarget::Sva { s1, .. }) => {
                     let ctx = Self::sva_context(s1, self.caps.oas_bits)?;
                     let r = self.driver.attach_pasid(sid, p.0, PasidAttach::Sva(ctx));
                     reach.request_ids.extend(r.map_err(err)?);
@@ -290,6 +300,10 @@ impl IommuDriver for SmmuUnit {
                         "bypass for one SubstreamID",
                     ))
                 }
+            }
+            if self.ats.contains(&sid) && matches!(target, HwTarget::Paging(_)) {
+                // EATS needs a translating STE; ATS follows the attach (Linux enables it after).
+                self.driver.set_ats(sid, true).map_err(err)?;
             }
             reach.request_ids.push(sid);
         }
@@ -309,7 +323,9 @@ impl IommuDriver for SmmuUnit {
             PasidTableFormat::SmmuLinear => S1Fmt::Linear,
             PasidTableFormat::SmmuTwoLevel { leaf_lg2: 12 } => S1Fmt::TwoLevel4K,
             PasidTableFormat::SmmuTwoLevel { leaf_lg2: 16 } => S1Fmt::TwoLevel64K,
-            _ => return Err(DriverError::new(DriverErrorKind::Unsupported, "this CD table format")),
+            _ => {
+                return Err(DriverError::new(DriverErrorKind::Unsupported, "this CD table format"))
+            }
         };
         let guest = GuestCdTable {
             s1_context_ptr_ipa: config.base,
@@ -430,7 +446,13 @@ impl IommuDriver for SmmuUnit {
         }
     }
 
-    fn dma(&self, request_id: u32, pasid: Option<Pasid>, addr: u64, access: DmaAccess) -> DmaResult {
+    fn dma(
+        &self,
+        request_id: u32,
+        pasid: Option<Pasid>,
+        addr: u64,
+        access: DmaAccess,
+    ) -> DmaResult {
         let access = match access {
             DmaAccess::Read => Access::READ,
             DmaAccess::Write => Access::WRITE,
