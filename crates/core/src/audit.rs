@@ -133,7 +133,10 @@ impl Iommu {
                 DomainKind::Blocked | DomainKind::Identity => continue,
             };
             let set = out.entry(key).or_default();
-            let attachments = d.groups.iter().map(|g| (*g, None));
+            // A group whose guest PASID table is bound reaches its domain only through the
+            // guest's tables: that reach is the PASID table's, below.
+            let attachments =
+                d.groups.iter().filter(|g| !self.pasid_tables.contains_key(g)).map(|g| (*g, None));
             let attachments = attachments.chain(d.pasids.iter().map(|(g, p)| (*g, Some(*p))));
             for (g, pasid) in attachments {
                 let Ok(group) = self.group(g) else { continue };

@@ -224,20 +224,16 @@ impl Iommu {
         let parent_hw = self.hw_of(parent)?;
         let mut reach = Reach::default();
         for g in &groups {
-            let members = self.group(*g)?.members.clone();
             let mut done = Vec::new();
-            for dev in &members {
-                let ids = self.request_ids(dev)?;
-                match self.driver_op(unit, |d| d.bind_pasid_table(&ids, parent_hw, &config)) {
+            for id in self.group_request_ids(*g)? {
+                match self.driver_op(unit, |d| d.bind_pasid_table(&[id], parent_hw, &config)) {
                     Ok(r) => {
                         reach.request_ids.extend(r.request_ids);
-                        done.push(ids);
+                        done.push(id);
                     }
                     Err(e) => {
                         let previous = self.current_target(*g, None)?;
-                        for ids in done {
-                            let _ = self.driver_op(unit, |d| d.attach(&ids, None, previous));
-                        }
+                        let _ = self.driver_op(unit, |d| d.attach(&done, None, previous));
                         return Err(e);
                     }
                 }

@@ -339,6 +339,10 @@ impl DriverError {
 /// a call that reaches the driver is well-formed and any refusal it returns must leave the
 /// unit as it was.
 pub trait IommuDriver: Send {
+    /// The adapter itself, for callers that know which one it is (tests, `inspect`, the
+    /// simulator reaching the unit's hardware model).
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// What the unit can do.
     fn caps(&self) -> &UnitCaps;
 

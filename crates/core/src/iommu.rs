@@ -437,28 +437,37 @@ impl Iommu {
         pasid: Option<crate::Pasid>,
         target: HwTarget,
     ) -> Result<Reach, CoreError> {
-        let g = self.group(group)?.clone();
+        let unit = self.group(group)?.unit;
         let previous = self.current_target(group, pasid)?;
         let mut reach = Reach::default();
-        let mut done: Vec<Vec<u32>> = Vec::new();
-        for dev in &g.members {
-            let ids = self.request_ids(dev)?;
-            match self.driver_op(g.unit, |d| d.attach(&ids, pasid, target)) {
+        let mut done: Vec<u32> = Vec::new();
+        // Each request ID once: members the unit cannot tell apart share theirs.
+        for id in self.group_request_ids(group)? {
+            match self.driver_op(unit, |d| d.attach(&[id], pasid, target)) {
                 Ok(r) => {
                     reach.request_ids.extend(r.request_ids);
-                    done.push(ids);
+                    done.push(id);
                 }
                 Err(e) => {
-                    for ids in done {
-                        // Best effort: the driver refused a well-formed call (out of memory,
-                        // a unit that stopped); put the others back.
-                        let _ = self.driver_op(g.unit, |d| d.attach(&ids, pasid, previous));
-                    }
+                    // Best effort: the driver refused a well-formed call (out of memory, a
+                    // unit that stopped); put the others back.
+                    let _ = self.driver_op(unit, |d| d.attach(&done, pasid, previous));
                     return Err(e);
                 }
             }
         }
         Ok(reach)
+    }
+
+    /// Every request ID the unit sees `group`'s members under, each once.
+    pub(crate) fn group_request_ids(&self, group: GroupId) -> Result<Vec<u32>, CoreError> {
+        let mut ids = Vec::new();
+        for dev in &self.group(group)?.members {
+            ids.extend(self.request_ids(dev)?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Removes `group` (with `pasid`, or without) from whatever domain had it.

@@ -184,6 +184,10 @@ fn reason(id: EventId) -> FaultReason {
 }
 
 impl IommuDriver for SmmuUnit {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn caps(&self) -> &UnitCaps {
         &self.caps
     }

@@ -60,7 +60,7 @@ impl VtdUnit {
     ) -> Result<Self, VtdError> {
         let hw = Arc::new(Vtd::new(Arc::clone(&mem), params));
         let driver = VtdDriver::new(Arc::clone(&hw), mem, frames, config)?;
-        let c = driver.capabilities().clone();
+        let c = *driver.capabilities();
         let scalable = driver.mode() == Mode::Scalable;
         let mut stage1_formats = Vec::new();
         if scalable && c.first_stage {
@@ -162,6 +162,10 @@ fn span(r: &Range<u64>) -> (u64, u64) {
 }
 
 impl IommuDriver for VtdUnit {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn caps(&self) -> &UnitCaps {
         &self.caps
     }

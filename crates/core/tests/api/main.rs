@@ -1,0 +1,492 @@
+//! One API suite, run per driver: VT-d, and SMMUv3 with each CD table policy. Expectations
+//! differ only where the architecture does, and say so. Every check of reach goes through the
+//! hardware model's `translate`, never through the core's own bookkeeping.
+
+mod rig;
+
+use std::collections::BTreeMap;
+
+use rig::{seed, Arch, Rig, GUEST, UNIT};
+use sviommu_core::audit::{ReachReason, Sentinel, SpaceKey};
+use sviommu_core::driver::{CacheKind, PageResponseCode, PasidTableFormat};
+use sviommu_core::{
+    CoreError, DomainKind, FlushPolicy, Granularity, InvalidateInfo, Model, Pasid,
+    PasidTableConfig, Stage1Config, Stage1Format, Target,
+};
+use sviommu_smmuv3::driver::CdTablePolicy;
+
+const STRICT: DomainKind = DomainKind::Paging { nesting_parent: false, flush: FlushPolicy::Strict };
+const PARENT: DomainKind = DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict };
+
+fn dev(t: &Target) -> &sviommu_core::topology::DeviceId {
+    match t {
+        Target::Device(d) => d,
+        _ => unreachable!(),
+    }
+}
+
+/// Map, translate, unmap: strict domains invalidate before `unmap` returns.
+fn map_translate_unmap_strict(arch: Arch) {
+    let (t, [a, b, c, _]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    let reached = r.iommu.attach(d, &Target::Device(a.clone())).unwrap();
+    // Attaching A attached its group: B is reached too, and said to be.
+    assert_eq!(reached.devices, [a.clone(), b.clone()]);
+    r.iommu.map(d, 0x10_0000, 0x3000_0000, 0x4000, true).unwrap();
+    assert_eq!(r.dma(&a, None, 0x10_2345, true), Ok(0x3000_2345));
+    assert_eq!(r.dma(&b, None, 0x10_0010, false), Ok(0x3000_0010));
+    assert!(r.dma(&c, None, 0x10_0010, false).is_err(), "C is attached to nothing");
+    assert_eq!(r.iommu.unmap(d, 0x10_0000, 0x4000).unwrap(), 0x4000);
+    assert!(r.dma(&a, None, 0x10_2345, false).is_err(), "strict: gone at once");
+}
+
+/// A flush-queue domain keeps unmapped IOVAs in the IOTLB until the batch is flushed: the
+/// window Linux's lazy mode accepts, made visible.
+fn flush_queue_leaves_a_visible_window(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let lazy =
+        DomainKind::Paging { nesting_parent: false, flush: FlushPolicy::FlushQueue { batch: 3 } };
+    let d = r.iommu.alloc_domain(UNIT, lazy).unwrap();
+    r.iommu.attach(d, &Target::Device(a.clone())).unwrap();
+    for i in 0..3u64 {
+        r.iommu.map(d, 0x10_0000 + i * 0x1000, 0x3000_0000 + i * 0x1000, 0x1000, false).unwrap();
+        // Warm the IOTLB.
+        assert!(r.dma(&a, None, 0x10_0000 + i * 0x1000, false).is_ok());
+    }
+    r.iommu.unmap(d, 0x10_0000, 0x1000).unwrap();
+    assert_eq!(r.iommu.domain(d).unwrap().pending_flush().len(), 1);
+    assert_eq!(r.dma(&a, None, 0x10_0000, false), Ok(0x3000_0000), "stale until the flush");
+    r.iommu.unmap(d, 0x10_1000, 0x1000).unwrap();
+    r.iommu.unmap(d, 0x10_2000, 0x1000).unwrap();
+    // The third range filled the batch: everything was flushed.
+    assert!(r.iommu.domain(d).unwrap().pending_flush().is_empty());
+    for i in 0..3u64 {
+        assert!(r.dma(&a, None, 0x10_0000 + i * 0x1000, false).is_err());
+    }
+}
+
+/// Reserved regions are reported and enforced; usable ranges leave them out.
+fn reserved_regions_are_enforced(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(d, &Target::Device(a.clone())).unwrap();
+    let regions = r.iommu.reserved_regions(&a).unwrap();
+    let (window, _) = regions.first().cloned().unwrap();
+    match arch {
+        Arch::Vtd => assert_eq!(window, 0xfee0_0000..0xff00_0000),
+        Arch::Smmu(_) => assert_eq!(window, 0x0800_0000..0x0810_0000),
+    }
+    let before = r.table_bytes();
+    let err = r.iommu.map(d, window.start, 0x3000_0000, 0x1000, true).unwrap_err();
+    assert!(matches!(err, CoreError::Reserved { .. }), "{err}");
+    assert_eq!(r.table_bytes(), before, "a refused map writes nothing");
+    let ranges = r.iommu.iova_ranges(d).unwrap();
+    assert!(ranges.iter().all(|x| x.end <= window.start || x.start >= window.end));
+    assert_eq!(ranges.first().map(|x| x.start), Some(0));
+}
+
+/// The seed's model check: a configuration for the other architecture is refused, typed, and
+/// changes nothing; VT-d refuses a whole guest PASID table and names the per-PASID path.
+fn model_check_refuses_the_other_architecture(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+    r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
+    let (mine, theirs) = match arch {
+        Arch::Vtd => (Model::Vtd, Model::Smmuv3),
+        Arch::Smmu(_) => (Model::Smmuv3, Model::Vtd),
+    };
+    let foreign_s1 = Stage1Config {
+        format: match arch {
+            Arch::Vtd => Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 },
+            Arch::Smmu(_) => Stage1Format::X86 { levels: 4 },
+        },
+        root: 0x1000,
+        asid: 1,
+    };
+    let before = r.table_bytes();
+    let e = r.iommu.alloc_domain(UNIT, DomainKind::Nested { parent, s1: foreign_s1 }).unwrap_err();
+    assert_eq!(e, CoreError::ModelMismatch { unit: UNIT, unit_model: mine, config: theirs });
+    let foreign_table = PasidTableConfig {
+        model: theirs,
+        base: 0x2000,
+        pasid_bits: 4,
+        format: match arch {
+            Arch::Vtd => PasidTableFormat::SmmuLinear,
+            Arch::Smmu(_) => PasidTableFormat::VtdScalable,
+        },
+    };
+    let e =
+        r.iommu.bind_pasid_table(&Target::Device(a.clone()), parent, foreign_table).unwrap_err();
+    assert_eq!(e, CoreError::ModelMismatch { unit: UNIT, unit_model: mine, config: theirs });
+    if arch == Arch::Vtd {
+        let own = PasidTableConfig {
+            model: Model::Vtd,
+            base: 0x2000,
+            pasid_bits: 4,
+            format: PasidTableFormat::VtdScalable,
+        };
+        let e = r.iommu.bind_pasid_table(&Target::Device(a.clone()), parent, own).unwrap_err();
+        assert_eq!(e, CoreError::PasidTableInHostMemory { unit: UNIT });
+        assert!(e.to_string().contains("attach a nested domain to (device, PASID)"));
+    }
+    let space = rig_process_of_other_arch(&r);
+    let e = r.iommu.sva_bind(&Target::Device(a.clone()), &space).unwrap_err();
+    assert!(matches!(e, CoreError::ModelMismatch { .. }), "{e}");
+    assert_eq!(r.table_bytes(), before);
+    assert!(r.iommu.pasid_tables().is_empty());
+}
+
+fn rig_process_of_other_arch(r: &Rig) -> sviommu_core::AddressSpace {
+    let format = match r.arch {
+        Arch::Vtd => Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 },
+        Arch::Smmu(_) => Stage1Format::X86 { levels: 4 },
+    };
+    sviommu_core::AddressSpace {
+        id: sviommu_core::AddressSpaceId(99),
+        s1: Stage1Config { format, root: rig::CPU, asid: 9 },
+    }
+}
+
+/// SVA: one PASID per address space, the same one when bound again; unbind blocks it, and the
+/// last unbind frees the PASID for reuse.
+fn sva_bind_and_unbind(arch: Arch) {
+    let (t, [a, _, c, d]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    // SMMUv3 with per-domain CD tables binds PASIDs into a stage-1 domain's table.
+    for x in [&a, &c, &d] {
+        let dom = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+        r.iommu.attach(dom, &Target::Device(x.clone())).unwrap();
+    }
+    let task = r.process(1, &[(0x7f00_0000, 0x3100_0000)]);
+    let p = r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap();
+    assert_eq!(p, Pasid(1));
+    assert_eq!(r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap(), p);
+    assert_eq!(r.dma(&a, Some(p.0), 0x7f00_0010, true), Ok(0x3100_0010));
+    // Bound to D too: the same PASID, D's own table.
+    assert_eq!(r.iommu.sva_bind(&Target::Device(d.clone()), &task).unwrap(), p);
+    assert_eq!(r.dma(&d, Some(p.0), 0x7f00_0010, false), Ok(0x3100_0010));
+    // A second process gets the next PASID.
+    let other = r.process(2, &[(0x7f00_0000, 0x3200_0000)]);
+    assert_eq!(r.iommu.sva_bind(&Target::Device(c.clone()), &other).unwrap(), Pasid(2));
+    assert_eq!(r.dma(&c, Some(2), 0x7f00_0010, false), Ok(0x3200_0010));
+
+    // Two binds to A: the first unbind keeps it.
+    r.iommu.sva_unbind(&a, task.id).unwrap();
+    assert_eq!(r.dma(&a, Some(p.0), 0x7f00_0010, false), Ok(0x3100_0010));
+    r.iommu.sva_unbind(&a, task.id).unwrap();
+    assert!(r.dma(&a, Some(p.0), 0x7f00_0010, false).is_err());
+    assert_eq!(r.iommu.sva_pasid(task.id), Some(p), "D still holds it");
+    r.iommu.sva_unbind(&d, task.id).unwrap();
+    assert_eq!(r.iommu.sva_pasid(task.id), None);
+    assert!(matches!(r.iommu.sva_unbind(&d, task.id), Err(CoreError::NotBound { .. })));
+    // The PASID is free again.
+    let third = r.process(3, &[(0x7f00_0000, 0x3300_0000)]);
+    assert_eq!(r.iommu.sva_bind(&Target::Device(a.clone()), &third).unwrap(), p);
+}
+
+/// A device that may not use PASIDs is refused, typed, and nothing changes.
+fn sva_refuses_devices_without_pasid(arch: Arch) {
+    let mut b = rig::builder(arch);
+    let e = match arch {
+        Arch::Vtd => {
+            b.endpoint("00:05.0");
+            sviommu_core::topology::DeviceId::pci("00:05.0").unwrap()
+        }
+        Arch::Smmu(_) => {
+            b.platform("E").stream_id(0x20);
+            sviommu_core::topology::DeviceId::platform("E")
+        }
+    };
+    let mut r = Rig::new(arch, b.build().unwrap());
+    let dom = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(dom, &Target::Device(e.clone())).unwrap();
+    let task = r.process(1, &[(0x7f00_0000, 0x3100_0000)]);
+    let before = r.table_bytes();
+    let err = r.iommu.sva_bind(&Target::Device(e.clone()), &task).unwrap_err();
+    assert!(matches!(err, CoreError::PasidRefused(_)), "{err}");
+    assert_eq!(r.table_bytes(), before);
+    assert_eq!(r.iommu.sva_pasid(task.id), None, "no PASID was kept");
+}
+
+/// An unrecoverable fault reaches the device's handler with its architected reason; a page
+/// response for a group nobody waits on is an error.
+fn faults_reach_the_handler(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(d, &Target::Device(a.clone())).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    r.iommu.set_fault_handler(&a, Box::new(move |e| sink.lock().unwrap().push(e.clone()))).unwrap();
+    let reason = r.dma(&a, None, 0x50_0000, true).unwrap_err();
+    let events = r.iommu.process_faults();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let got = seen.lock().unwrap().clone();
+    match &got[..] {
+        [sviommu_core::FaultEvent::Unrecoverable { device, addr, reason: rr, pasid: None }] => {
+            assert_eq!(device, &a);
+            assert_eq!(*addr & !0xfff, 0x50_0000);
+            assert_eq!(*rr, reason, "the handler sees what translate returned");
+        }
+        other => panic!("{other:?}"),
+    }
+    match arch {
+        // Second-stage entry not present (scalable mode, §7.1.3 Table 30: 0x5A? the model's).
+        Arch::Vtd => assert!(reason.name.contains("not present") || reason.code > 0, "{reason:?}"),
+        Arch::Smmu(_) => assert_eq!(reason.name, "F_TRANSLATION"),
+    }
+    let e = r.iommu.page_response(&a, None, 7, PageResponseCode::Success).unwrap_err();
+    assert!(matches!(e, CoreError::UnknownPageGroup { group: 7, .. }), "{e}");
+}
+
+/// Guest invalidations: a guest changes its stage 1; the stale translation stays until the
+/// guest's invalidation is passed down. Bad combinations are refused before any driver call.
+fn invalidate_passes_guest_invalidations_down(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+    r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
+    r.map_guest_ram(parent);
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    let target = Target::Domain(d);
+    let bad = InvalidateInfo {
+        cache: CacheKind::Pasid,
+        granularity: Granularity::Addr { range: 0..0x1000, leaf: true },
+        pasid: Some(Pasid(1)),
+    };
+    assert!(matches!(r.iommu.invalidate(&target, &bad), Err(CoreError::BadInvalidation(_))));
+    let bad = InvalidateInfo {
+        cache: CacheKind::Iotlb,
+        granularity: Granularity::Domain,
+        pasid: Some(Pasid(1)),
+    };
+    assert!(matches!(r.iommu.invalidate(&target, &bad), Err(CoreError::BadInvalidation(_))));
+    // A domain with nothing attached: the invalidation reaches no device, and that is fine.
+    let ok =
+        InvalidateInfo { cache: CacheKind::Iotlb, granularity: Granularity::Domain, pasid: None };
+    assert!(r.iommu.invalidate(&target, &ok).unwrap().devices.is_empty());
+    let _ = dev(&Target::Device(a));
+}
+
+/// The seed's picture, audited: B reaches Task 1 through its group on both architectures; C
+/// through the shared CD table on SMMUv3 with per-domain tables only; D never. The dynamic
+/// audit (DMA through the model) agrees.
+fn seed_audit(arch: Arch) {
+    let (t, [a, b, c, d]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let shared = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(shared, &Target::Device(a.clone())).unwrap();
+    r.iommu.attach(shared, &Target::Device(c.clone())).unwrap();
+    r.iommu.map(shared, 0x10_0000, 0x3000_0000, 0x1000, true).unwrap();
+    let other = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(other, &Target::Device(d.clone())).unwrap();
+    r.iommu.map(other, 0x10_0000, 0x3010_0000, 0x1000, true).unwrap();
+    let task = r.process(1, &[(0x7f00_0000, 0x3100_0000)]);
+    let p = r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap();
+
+    let mut sentinels = BTreeMap::new();
+    sentinels.insert(
+        SpaceKey::Sva(task.id),
+        Sentinel { pasid: None, input: 0x7f00_0000, hpa: 0x3100_0000 },
+    );
+    let report = r.iommu.audit(&sentinels);
+    assert!(report.agrees(), "{report:#?}");
+    let sva = report.space("sva 1").unwrap();
+    let reach: Vec<(String, ReachReason)> =
+        sva.reachable_by.iter().map(|e| (e.device.to_string(), e.reason)).collect();
+    let mut want =
+        vec![(a.to_string(), ReachReason::Explicit), (b.to_string(), ReachReason::SameGroup)];
+    if arch == Arch::Smmu(CdTablePolicy::PerDomain) {
+        want.push((c.to_string(), ReachReason::SharedDomainTable));
+    }
+    assert_eq!(reach, want);
+    assert!(sva.reachable_by.iter().all(|e| e.pasid == Some(p)));
+    // What the CLI prints.
+    let json = serde_json::to_value(&report).unwrap();
+    let unit = &json["audits"][0];
+    assert_eq!(unit["iommu"], if arch == Arch::Vtd { "vtd" } else { "smmuv3" });
+    assert_eq!(unit["agrees_with_dma"], true);
+    let spaces = unit["address_spaces"].as_array().unwrap();
+    assert!(spaces
+        .iter()
+        .any(|s| s["kind"] == "sva" && s["reachable_by"][0]["reason"] == "explicit"));
+    assert!(spaces.iter().any(|s| s["kind"] == "domain"));
+
+    // Tamper: copy A's PASID-p entry into D's table behind the core's back. D now reaches
+    // Task 1 by DMA, which the static audit cannot know: the two disagree.
+    tamper_copy_pasid_entry(&r, &a, &d, p);
+    let report = r.iommu.audit(&sentinels);
+    assert!(!report.agrees(), "{report:#?}");
+    let sva = report.space("sva 1").unwrap();
+    let by_dma = sva.reached_by_dma.as_ref().unwrap();
+    assert!(by_dma.contains(&(d.clone(), Some(p))), "{by_dma:?}");
+}
+
+/// Writes, with plain memory writes, `from`'s translation entry for `pasid` over `to`'s.
+fn tamper_copy_pasid_entry(
+    r: &Rig,
+    from: &sviommu_core::topology::DeviceId,
+    to: &sviommu_core::topology::DeviceId,
+    pasid: Pasid,
+) {
+    use sviommu_memory::{Hpa, PhysMemory};
+    let id = |x| r.iommu.request_ids(x).unwrap()[0];
+    let (src, dst, len) = match r.arch {
+        Arch::Vtd => {
+            let drv = r.vtd().driver();
+            let s = drv.pasid_entry_addr(id(from) as u16, Some(pasid.0)).unwrap().0;
+            let d = drv.pasid_entry_addr(id(to) as u16, Some(pasid.0)).unwrap().0;
+            (s, d, 64)
+        }
+        Arch::Smmu(_) => {
+            let tables = r.smmu().driver().cd_tables();
+            let of = |sid| tables.iter().find(|t| t.sids.contains(&sid)).unwrap().table;
+            let off = 64 * u64::from(pasid.0);
+            (of(id(from)) + off, of(id(to)) + off, 64)
+        }
+    };
+    let mut buf = vec![0u8; len];
+    r.mem.read(Hpa(src), &mut buf).unwrap();
+    r.mem.write(Hpa(dst), &buf).unwrap();
+}
+
+/// A guest's stage 1 over the host's stage 2, per PASID (VT-d) or as the guest's whole CD
+/// table (SMMUv3, the seed's bind_pasid_table).
+fn nesting(arch: Arch) {
+    let (t, [a, b, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+    r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
+    r.map_guest_ram(parent);
+    let (s1, table) = r.guest_stage1(&[(0x4000_0000, 0x30_0000)]);
+    match arch {
+        Arch::Vtd => {
+            let nested = r.iommu.alloc_domain(UNIT, DomainKind::Nested { parent, s1 }).unwrap();
+            let reached =
+                r.iommu.attach_pasid(nested, &Target::Device(a.clone()), Pasid(5)).unwrap();
+            assert_eq!(reached.devices, [a.clone(), b.clone()]);
+            assert_eq!(r.dma(&a, Some(5), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
+            // Requests without PASID still go to the parent (GPA -> HPA).
+            assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
+            // The guest unmaps its page; stale until it invalidates that PASID.
+            table.unmap(&r.guest_ram(), 0x4000_0000, 0x1000);
+            assert_eq!(r.dma(&a, Some(5), 0x4000_0123, false), Ok(GUEST + 0x30_0123));
+            let inv = InvalidateInfo {
+                cache: CacheKind::Iotlb,
+                granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
+                pasid: Some(Pasid(5)),
+            };
+            r.iommu.invalidate(&Target::Domain(nested), &inv).unwrap();
+            assert!(r.dma(&a, Some(5), 0x4000_0123, false).is_err());
+            r.iommu.detach_pasid(&Target::Device(a.clone()), Pasid(5)).unwrap();
+            r.iommu.free_domain(nested).unwrap();
+        }
+        Arch::Smmu(_) => {
+            // The guest's CD table, in guest RAM: CD 3 points at its stage 1.
+            let cd_table = 0x20_0000u64;
+            write_guest_cd(&r, cd_table, 3, &s1);
+            assert_eq!(table.root(), s1.root);
+            let config = PasidTableConfig {
+                model: Model::Smmuv3,
+                base: cd_table,
+                pasid_bits: 4,
+                format: PasidTableFormat::SmmuLinear,
+            };
+            let reached =
+                r.iommu.bind_pasid_table(&Target::Device(a.clone()), parent, config).unwrap();
+            assert_eq!(reached.devices, [a.clone(), b.clone()]);
+            assert_eq!(r.dma(&a, Some(3), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
+            assert_eq!(r.dma(&b, Some(3), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
+            let mut sentinels = BTreeMap::new();
+            let g = r.iommu.topology().group_of(&a).unwrap().id;
+            sentinels.insert(
+                SpaceKey::PasidTable(g),
+                Sentinel { pasid: Some(Pasid(3)), input: 0x4000_0000, hpa: GUEST + 0x30_0000 },
+            );
+            let report = r.iommu.audit(&sentinels);
+            assert!(report.agrees(), "{report:#?}");
+            r.iommu.unbind_pasid_table(&Target::Device(a.clone())).unwrap();
+            assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
+            assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
+        }
+    }
+}
+
+/// A CD for `s1` (VMSA, 4K granule, 48-bit) at index `ssid` of a linear CD table in guest RAM,
+/// written through the spec's view as a guest kernel would.
+fn write_guest_cd(r: &Rig, table: u64, ssid: u64, s1: &Stage1Config) {
+    use sviommu_memory::{Gpa, PhysMemory};
+    use sviommu_smmuv3::spec::Cd;
+    let mut cd = Cd::default();
+    cd.set_v(true);
+    cd.set_t0sz(16);
+    cd.set_tg0(sviommu_smmuv3::spec::Granule::Size4K);
+    cd.set_ips(5);
+    cd.set_aa64(true);
+    cd.set_r(true);
+    cd.set_a(true);
+    cd.set_asid(s1.asid);
+    cd.set_ttb0(s1.root);
+    cd.set_epd1(true);
+    let ram = r.guest_ram();
+    for (i, w) in (0u64..).zip(cd.0) {
+        ram.write_u64(Gpa(table + 64 * ssid + 8 * i), w).unwrap();
+    }
+}
+
+macro_rules! suite {
+    ($name:ident, $arch:expr) => {
+        mod $name {
+            use super::*;
+            const ARCH: Arch = $arch;
+            #[test]
+            fn map_translate_unmap_strict() {
+                super::map_translate_unmap_strict(ARCH)
+            }
+            #[test]
+            fn flush_queue_leaves_a_visible_window() {
+                super::flush_queue_leaves_a_visible_window(ARCH)
+            }
+            #[test]
+            fn reserved_regions_are_enforced() {
+                super::reserved_regions_are_enforced(ARCH)
+            }
+            #[test]
+            fn model_check_refuses_the_other_architecture() {
+                super::model_check_refuses_the_other_architecture(ARCH)
+            }
+            #[test]
+            fn sva_bind_and_unbind() {
+                super::sva_bind_and_unbind(ARCH)
+            }
+            #[test]
+            fn sva_refuses_devices_without_pasid() {
+                super::sva_refuses_devices_without_pasid(ARCH)
+            }
+            #[test]
+            fn faults_reach_the_handler() {
+                super::faults_reach_the_handler(ARCH)
+            }
+            #[test]
+            fn invalidate_passes_guest_invalidations_down() {
+                super::invalidate_passes_guest_invalidations_down(ARCH)
+            }
+            #[test]
+            fn seed_audit() {
+                super::seed_audit(ARCH)
+            }
+            #[test]
+            fn nesting() {
+                super::nesting(ARCH)
+            }
+        }
+    };
+}
+
+suite!(vtd, Arch::Vtd);
+suite!(smmu_per_domain, Arch::Smmu(CdTablePolicy::PerDomain));
+suite!(smmu_per_device, Arch::Smmu(CdTablePolicy::PerDevice));
