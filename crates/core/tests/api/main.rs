@@ -438,6 +438,201 @@ fn write_guest_cd(r: &Rig, table: u64, ssid: u64, s1: &Stage1Config) {
     }
 }
 
+/// Every refused call leaves every table byte, the unit's caches and the core's lists as they
+/// were.
+fn refusals_change_nothing(arch: Arch) {
+    let (t, [a, b, c, d]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let dom = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(dom, &Target::Device(a.clone())).unwrap();
+    r.iommu.attach(dom, &Target::Device(c.clone())).unwrap();
+    r.iommu.map(dom, 0x10_0000, 0x3000_0000, 0x2000, true).unwrap();
+    let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+    r.iommu.attach(parent, &Target::Device(d.clone())).unwrap();
+    let task = r.process(1, &[(0x7f00_0000, 0x3100_0000)]);
+    let p = r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap();
+    let sva = r.iommu.current_domain(r.iommu.topology().group_of(&a).unwrap().id, Some(p)).unwrap();
+    assert!(r.dma(&a, None, 0x10_0000, false).is_ok());
+
+    let snapshot = |r: &Rig| {
+        let caches = match r.arch {
+            Arch::Vtd => format!("{:?}", r.vtd().hw().cache_stats()),
+            Arch::Smmu(_) => format!("{:?}", r.smmu().hw().stats()),
+        };
+        (r.table_bytes(), caches, format!("{:?}", r.iommu))
+    };
+    let before = snapshot(&r);
+    let inv = |cache, granularity, pasid: Option<u32>| InvalidateInfo {
+        cache,
+        granularity,
+        pasid: pasid.map(Pasid),
+    };
+    let attempts: Vec<(&str, Result<(), CoreError>)> = vec![
+        (
+            "attach to no domain",
+            r.iommu.attach(sviommu_core::DomainId(99), &Target::Device(b.clone())).map(drop),
+        ),
+        (
+            "attach an SVA domain without PASID",
+            r.iommu.attach(sva, &Target::Device(d.clone())).map(drop),
+        ),
+        ("map over a mapping", r.iommu.map(dom, 0x10_1000, 0x3000_0000, 0x1000, true)),
+        ("map unaligned", r.iommu.map(dom, 0x20_0800, 0x3000_0000, 0x1000, true)),
+        ("map zero bytes", r.iommu.map(dom, 0x20_0000, 0x3000_0000, 0, true)),
+        ("map beyond the aperture", r.iommu.map(dom, 1 << 60, 0x3000_0000, 0x1000, true)),
+        (
+            "map a nested-parent-less SVA domain",
+            r.iommu.map(sva, 0x20_0000, 0x3000_0000, 0x1000, true),
+        ),
+        ("unmap an SVA domain", r.iommu.unmap(sva, 0x20_0000, 0x1000).map(drop)),
+        ("free a domain in use", r.iommu.free_domain(dom)),
+        ("PASID 0", r.iommu.attach_pasid(dom, &Target::Device(a.clone()), Pasid(0)).map(drop)),
+        (
+            "a PASID wider than D sends",
+            r.iommu.attach_pasid(dom, &Target::Device(d.clone()), Pasid(1 << 16)).map(drop),
+        ),
+        (
+            "detach a PASID nothing uses",
+            r.iommu.detach_pasid(&Target::Device(c.clone()), Pasid(9)).map(drop),
+        ),
+        ("unbind what is not bound", r.iommu.sva_unbind(&d, task.id)),
+        (
+            "a response nobody waits for",
+            r.iommu.page_response(&a, Some(p), 3, PageResponseCode::Success),
+        ),
+        (
+            "invalidate PASID cache by address",
+            r.iommu
+                .invalidate(
+                    &Target::Device(a.clone()),
+                    &inv(
+                        CacheKind::Pasid,
+                        Granularity::Addr { range: 0..0x1000, leaf: false },
+                        Some(1),
+                    ),
+                )
+                .map(drop),
+        ),
+        (
+            "invalidate an unaligned range",
+            r.iommu
+                .invalidate(
+                    &Target::Device(a.clone()),
+                    &inv(
+                        CacheKind::Iotlb,
+                        Granularity::Addr { range: 0x800..0x1000, leaf: false },
+                        None,
+                    ),
+                )
+                .map(drop),
+        ),
+        (
+            "bind a PASID table over a non-parent",
+            r.iommu
+                .bind_pasid_table(
+                    &Target::Device(b.clone()),
+                    dom,
+                    PasidTableConfig {
+                        model: Model::Smmuv3,
+                        base: 0,
+                        pasid_bits: 4,
+                        format: PasidTableFormat::SmmuLinear,
+                    },
+                )
+                .map(drop),
+        ),
+    ];
+    for (what, result) in &attempts {
+        assert!(result.is_err(), "{what} was accepted");
+    }
+    assert!(snapshot(&r) == before, "a refused call changed something");
+}
+
+/// Recoverable faults end to end (VT-d, whose default unit has ATS and PRI): the device's
+/// translation request fails, it sends a page request, the group reaches the handler, the
+/// page is mapped, the response reaches the device, and its retry translates.
+#[test]
+fn page_requests_round_trip_through_the_core() {
+    use sviommu_vtd::hw::{Output, PageRequestMsg, TranslationCompletion, TranslationRequest};
+    let (t, [a, ..]) = seed(Arch::Vtd);
+    let mut r = Rig::new(Arch::Vtd, t);
+    let (task, table) = r.process_with_table(1, &[]);
+    let p = r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap();
+    let rid = r.iommu.request_ids(&a).unwrap()[0] as u16;
+    let treq = TranslationRequest { pasid: Some(p.0), ..TranslationRequest::new(rid, 0x7f00_0000) };
+    assert_eq!(r.vtd().hw().translation_request(&treq), TranslationCompletion::NoAccess);
+    let msg = PageRequestMsg {
+        rid,
+        pasid: Some(p.0),
+        addr: 0x7f00_0000,
+        read: true,
+        write: true,
+        exec: false,
+        privileged: false,
+        prgi: 5,
+        lpig: true,
+        private_data: None,
+    };
+    r.vtd().hw().page_request(&msg);
+    let events = r.iommu.process_faults();
+    assert_eq!(
+        events,
+        [sviommu_core::FaultEvent::PageRequestGroup {
+            device: a.clone(),
+            pasid: Some(p),
+            group: 5,
+            pages: vec![sviommu_core::fault::PageRequest { addr: 0x7f00_0000, write: true }],
+        }]
+    );
+    assert_eq!(r.iommu.unanswered_page_groups(), [(a.clone(), Some(p), 5)]);
+    r.cpu_map(&table, 0x7f00_0000, 0x3400_0000);
+    r.iommu.page_response(&a, Some(p), 5, PageResponseCode::Success).unwrap();
+    assert!(r.iommu.unanswered_page_groups().is_empty());
+    let delivered = r.vtd().hw().drain_outputs();
+    assert!(
+        delivered.iter().any(|o| matches!(o, Output::PageGroupResponse(g) if g.prgi() == 5)),
+        "{delivered:?}"
+    );
+    match r.vtd().hw().translation_request(&treq) {
+        TranslationCompletion::Translated(t) => assert_eq!(t.output & !0xfff, 0x3400_0000),
+        other => panic!("{other:?}"),
+    }
+    // Answering twice is an error: nobody waits any more.
+    let e = r.iommu.page_response(&a, Some(p), 5, PageResponseCode::Success).unwrap_err();
+    assert!(matches!(e, CoreError::UnknownPageGroup { .. }));
+}
+
+/// Unbind drains: a page request group outstanding for the PASID is answered (Invalid) before
+/// the PASID can be reused.
+#[test]
+fn sva_unbind_drains_outstanding_page_requests() {
+    use sviommu_vtd::hw::{Output, PageRequestMsg};
+    let (t, [a, ..]) = seed(Arch::Vtd);
+    let mut r = Rig::new(Arch::Vtd, t);
+    let task = r.process(1, &[]);
+    let p = r.iommu.sva_bind(&Target::Device(a.clone()), &task).unwrap();
+    let rid = r.iommu.request_ids(&a).unwrap()[0] as u16;
+    let msg = PageRequestMsg {
+        rid,
+        pasid: Some(p.0),
+        addr: 0x7f00_0000,
+        read: true,
+        write: false,
+        exec: false,
+        privileged: false,
+        prgi: 9,
+        lpig: true,
+        private_data: None,
+    };
+    r.vtd().hw().page_request(&msg);
+    r.iommu.sva_unbind(&a, task.id).unwrap();
+    assert_eq!(r.iommu.fault_counters().drained, 1);
+    assert!(r.iommu.unanswered_page_groups().is_empty());
+    let delivered = r.vtd().hw().drain_outputs();
+    assert!(delivered.iter().any(|o| matches!(o, Output::PageGroupResponse(g) if g.prgi() == 9)));
+    assert_eq!(r.iommu.sva_pasid(task.id), None);
+}
+
 macro_rules! suite {
     ($name:ident, $arch:expr) => {
         mod $name {
@@ -482,6 +677,10 @@ macro_rules! suite {
             #[test]
             fn nesting() {
                 super::nesting(ARCH)
+            }
+            #[test]
+            fn refusals_change_nothing() {
+                super::refusals_change_nothing(ARCH)
             }
         }
     };

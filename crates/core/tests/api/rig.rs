@@ -178,9 +178,24 @@ impl Rig {
 
     /// A process with `pages` (VA, HPA) mapped in a CPU page table of this architecture.
     pub fn process(&mut self, id: u32, pages: &[(u64, u64)]) -> AddressSpace {
-        let root = Self::stage1(self.arch, &*self.mem, &mut self.cpu_frames, pages).root();
-        let s1 = Stage1Config { format: self.cpu_format(), root, asid: 0x100 + id as u16 };
-        AddressSpace { id: AddressSpaceId(id), s1 }
+        self.process_with_table(id, pages).0
+    }
+
+    /// A process and its CPU page table, which the test maps into later (a page fault served).
+    pub fn process_with_table(&mut self, id: u32, pages: &[(u64, u64)]) -> (AddressSpace, Table) {
+        let table = Self::stage1(self.arch, &*self.mem, &mut self.cpu_frames, pages);
+        let asid = 0x100 + u16::try_from(id).unwrap();
+        let s1 = Stage1Config { format: self.cpu_format(), root: table.root(), asid };
+        (AddressSpace { id: AddressSpaceId(id), s1 }, table)
+    }
+
+    /// Maps one 4K page into a process's table, as its kernel would on a fault.
+    pub fn cpu_map(&mut self, table: &Table, va: u64, pa: u64) {
+        match table {
+            Table::X86(t) => t.map(&*self.mem, &mut self.cpu_frames, va, pa, 12, X86Attrs::ALL),
+            Table::Vmsa(t) => t.map(&*self.mem, &mut self.cpu_frames, va, pa, 12, S1Attrs::ALL),
+        }
+        .unwrap();
     }
 
     /// The guest's RAM as the guest sees it.
