@@ -12,7 +12,7 @@ use sviommu_smmuv3::hw::{
     Abort, Access, AtsResult, Event, Output, PageInHint, Smmu, SmmuParams, StallResult, Transaction,
 };
 use sviommu_smmuv3::spec::regs::{
-    self, cons, cr0, gerror, idr0, irq_ctrl, prod, queue_base, QueuePointer, StallModel,
+    self, cons, cr0, gerror, idr0, irq_ctrl, prod, queue_base, StallModel,
 };
 use sviommu_smmuv3::spec::{
     CError, Class, Command, Eats, EventId, EventRecord, Opcode, ResumeAction, StreamConfig,
@@ -109,22 +109,7 @@ impl Rig<'_> {
 
     /// Every record from CONS to PROD, consumed (CONS written, which may retry stalls).
     fn events(&self) -> Vec<EventRecord> {
-        let qs = self.eq_log2;
-        let p = self.s.mmio_read(regs::EVENTQ_PROD.0, 4);
-        let c = self.s.mmio_read(regs::EVENTQ_CONS.0, 4);
-        let wr = QueuePointer::from_reg(u32::try_from(prod::WR.get(p)).unwrap(), qs);
-        let mut rd = QueuePointer::from_reg(u32::try_from(cons::RD.get(c)).unwrap(), qs);
-        let mut out = Vec::new();
-        while rd != wr {
-            let at = EQ + 32 * u64::from(rd.index);
-            let w: [u64; 4] =
-                std::array::from_fn(|i| self.mem.read_u64(Hpa(at + 8 * i as u64)).unwrap());
-            out.push(EventRecord::from_words(w));
-            rd = rd.next(qs);
-        }
-        let c = cons::OVACKFLG.set(u64::from(rd.to_reg(qs)), prod::OVFLG.get(p));
-        self.s.mmio_write(regs::EVENTQ_CONS.0, 4, c);
-        out
+        consume_events(self.mem, &self.s, EQ, self.eq_log2, true)
     }
 
     fn cmd_error(&self) -> u64 {
@@ -209,7 +194,7 @@ fn resume_terminate_aborts_and_a_resume_that_matches_nothing_is_ignored() {
     let stag = e.stag.unwrap();
     // §4.7.1: the STAG of another StreamID, or a STAG holding nothing: no effect, no error.
     r.submit(&[
-        resume(SID_S1_TERM, stag, ResumeAction::Retry),
+        resume(SID_S1_TERM, stag, ResumeAction::TerminateAbort),
         resume(SID_S1_STALL, stag + 5, ResumeAction::TerminateAbort),
     ]);
     assert_eq!(r.cmd_error(), 0);

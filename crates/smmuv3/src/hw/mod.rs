@@ -553,8 +553,9 @@ pub enum Output {
     },
     /// A WFE wake-up event (CMD_SYNC with CS == SIG_SEV and SMMU_IDR0.SEV).
     Sev,
-    /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). Completion is
-    /// assumed (IMPDEF: no CERROR_ATC_INV_SYNC until step e models ATS).
+    /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). IMPDEF: the
+    /// device's completion is assumed, so CMD_SYNC never raises CERROR_ATC_INV_SYNC
+    /// (§3.9.1.4).
     AtcInvalidate {
         /// The device's StreamID.
         sid: u32,
