@@ -13,7 +13,7 @@ use sviommu_memory::HostMemory;
 use sviommu_pgtable::vmsa::{Granule as PtGranule, S1Attrs, VmsaS1};
 use sviommu_pgtable::Build;
 use sviommu_smmuv3::hw::{Access, Output, Smmu, SmmuParams, Transaction};
-use sviommu_smmuv3::spec::regs::{self, cons, gerror, idr0, queue_base};
+use sviommu_smmuv3::spec::regs::{self, cons, gerror, idr0, queue_base, StallModel};
 use sviommu_smmuv3::spec::{CError, Command, Opcode, SyncCs};
 
 const QBASE: u64 = 0x8000;
@@ -92,7 +92,7 @@ fn commands_wait_for_cmdqen() {
 #[test]
 fn an_illegal_command_stops_the_queue_until_acknowledged() {
     let mem = memory();
-    let s = Smmu::new(&mem, params_with(&[idr0::MSI]));
+    let s = Smmu::new(&mem, params_with(&[idr0::MSI]).with_stall_model(StallModel::TerminateOnly));
     let mut q = Cmdq::enable(&s, QBASE, 3);
     let mut res0 = sync();
     res0.0[1] |= 1; // RES0 bit 64 of CMD_SYNC

@@ -12,7 +12,7 @@ use sviommu_memory::{
 use sviommu_pgtable::vmsa::{Granule as PtGranule, Oa52, Ps, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Build, Perms, Walk, WalkStep};
 use sviommu_smmuv3::hw::{Access, Smmu, SmmuParams, Transaction};
-use sviommu_smmuv3::spec::regs::{idr0, idr1, idr5};
+use sviommu_smmuv3::spec::regs::{idr0, idr1, idr5, StallModel};
 use sviommu_smmuv3::spec::{Cd, Class, EventId, Granule, L1Cd, S1Dss, S1Fmt, Ste};
 
 /// Stage-1 VAs and their outputs: VA 0x40_0000 -> 0x9000_0000 (everything), VA 0x40_0000 + one
@@ -294,7 +294,6 @@ fn c_bad_cd_for_bad_fields() {
         ),
         ("AA64 == 0 (no VMSAv8-32 LPAE)", Box::new(|c: &mut Cd| c.set_aa64(false))),
         ("A == 0 with TERM_MODEL", Box::new(|c: &mut Cd| c.set_a(false))),
-        ("S == 1 with the terminate model only", Box::new(|c: &mut Cd| c.set_s(true))),
         ("ENDI with little-endian tables only", Box::new(|c: &mut Cd| c.set_endi(true))),
         (
             "T1SZ checked when EPD1 == 0",
@@ -380,7 +379,13 @@ fn c_bad_cd_and_c_bad_ste_for_features_the_id_registers_do_not_advertise() {
             ste_s1(cd_addr, 0, None),
             EventId::CBadCd,
         ),
-        ("S1STALLD without the stall model", d, cd_for(&s1, 1), stalld, EventId::CBadSte),
+        (
+            "S1STALLD without the stall model",
+            d.with_stall_model(StallModel::TerminateOnly),
+            cd_for(&s1, 1),
+            stalld,
+            EventId::CBadSte,
+        ),
         ("S1CDMax beyond SSIDSIZE", d, cd_for(&s1, 1), cdmax, EventId::CBadSte),
     ];
     for (what, params, cd, ste, want) in cases {

@@ -6,12 +6,10 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
+use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, VmsaS1};
 use sviommu_smmuv3::hw::{Abort, Access, Output, QueueStats, Smmu, SmmuParams, Transaction};
-use sviommu_smmuv3::spec::regs::{
-    self, cons, cr0, cr2, gerror, idr0, irq_ctrl, prod, queue_base, QueuePointer,
-};
+use sviommu_smmuv3::spec::regs::{self, cons, cr0, cr2, gerror, idr0, irq_ctrl, prod, queue_base};
 use sviommu_smmuv3::spec::{Class, EventId, EventRecord, StreamConfig};
 
 /// The Event queue lives below the frames the tables come from.
@@ -77,27 +75,9 @@ fn cons_reg(s: &Smmu<&HostMemory>) -> u64 {
     s.mmio_read(regs::EVENTQ_CONS.0, 4)
 }
 
-/// What software does: reads every record from CONS to PROD, then writes CONS (copying
-/// PROD.OVFLG into OVACKFLG when `ack`).
+/// What software does: reads every record from CONS to PROD, then writes CONS.
 fn consume(mem: &HostMemory, s: &Smmu<&HostMemory>, log2size: u8, ack: bool) -> Vec<EventRecord> {
-    let p = prod_reg(s);
-    let c = cons_reg(s);
-    let wr = QueuePointer::from_reg(u32::try_from(prod::WR.get(p)).unwrap(), log2size);
-    let mut rd = QueuePointer::from_reg(u32::try_from(cons::RD.get(c)).unwrap(), log2size);
-    let mut out = Vec::new();
-    while rd != wr {
-        let at = EQ + 32 * u64::from(rd.index);
-        let words: [u64; 4] =
-            std::array::from_fn(|i| mem.read_u64(Hpa(at + 8 * i as u64)).unwrap());
-        out.push(EventRecord::from_words(words));
-        rd = rd.next(log2size);
-    }
-    let mut v = cons::RD.set(c, u64::from(rd.to_reg(log2size)));
-    if ack {
-        v = cons::OVACKFLG.set(v, prod::OVFLG.get(p));
-    }
-    s.mmio_write(regs::EVENTQ_CONS.0, 4, v);
-    out
+    consume_events(mem, s, EQ, log2size, ack)
 }
 
 fn tx(sid: u32, addr: u64) -> Transaction {

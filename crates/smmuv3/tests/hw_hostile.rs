@@ -159,7 +159,13 @@ fn run(
         match s.translate(&t) {
             Ok(tr) => prop_assert!(tr.reads <= 64, "{} reads", tr.reads),
             Err(Abort::Silent(_)) => {}
+            // CD.S or STE.S2S: only the four Translation-related faults stall, always recorded.
+            Err(Abort::Stalled(e)) => {
+                prop_assert!(e.id.can_stall() && e.record && e.stag.is_some(), "{:?}", e);
+                prop_assert!(e.to_record().stall());
+            }
             Err(Abort::Event(e)) => {
+                prop_assert!(e.stag.is_none());
                 prop_assert!(PRODUCED.contains(&e.id), "{:?}", e.id);
                 let walk = matches!(
                     e.id,

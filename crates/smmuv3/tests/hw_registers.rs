@@ -54,11 +54,11 @@ fn id_registers_advertise_the_default_smmu() {
     assert_eq!((idr5::OAS.get(i5), idr5::VAX.get(i5)), (0b110, 0b01));
     assert!(idr5::GRAN4K.is_set(i5) && idr5::GRAN16K.is_set(i5) && idr5::GRAN64K.is_set(i5));
     // Hand-typed: the whole IDR0 and IDR5 words of the default SMMU.
-    // IDR0: ST_LEVEL 01 (27), TERM_MODEL (26), STALL_MODEL 01 (24), TTENDIAN 10 (22:21),
+    // IDR0: ST_LEVEL 01 (27), TERM_MODEL (26), STALL_MODEL 00 (25:24), TTENDIAN 10 (22:21),
     // CD2L (19), VMID16 (18), ASID16 (12), HTTU 10 (7:6), COHACC (4), TTF 10 (3:2), S1P, S2P.
-    assert_eq!(i0, 0x0d4c_109b);
-    // IDR5: VAX 01 (11:10), GRAN64K/16K/4K (6:4), OAS 0b110.
-    assert_eq!(i5, 0x0476);
+    assert_eq!(i0, 0x0c4c_109b);
+    // IDR5: STALL_MAX 64 (31:16), VAX 01 (11:10), GRAN64K/16K/4K (6:4), OAS 0b110.
+    assert_eq!(i5, 0x0040_0476);
     // ID registers are read-only.
     s.mmio_write(regs::IDR0.0, 4, 0);
     assert_eq!(r32(&s, regs::IDR0.0), i0);

@@ -281,7 +281,6 @@ fn c_bad_ste_for_bad_stage_2_configurations() {
             }),
         ),
         ("S2AA64 == 0 (no VMSAv8-32 LPAE)", Box::new(|x: &mut Ste| x.set_s2aa64(false))),
-        ("S2S with the terminate model only", Box::new(|x: &mut Ste| x.set_s2s(true))),
         ("S2ENDI with little-endian tables only", Box::new(|x: &mut Ste| x.set_s2endi(true))),
         (
             "S2HD without S2HA behaves as neither: fine",

@@ -18,9 +18,9 @@
 //! - CMD_TLBI_S2_IPA does not remove combined stage-1 + stage-2 TLB entries (tagged by VA):
 //!   as on the CPU, software follows it with CMD_TLBI_NH_ALL or CMD_TLBI_S12_VMALL (§4.4.3.1).
 //!
-//! Step (e): CMD_RESUME and CMD_STALL_TERM are CERROR_ILL with the terminate-only stall model
-//! (the default, §6.3.1 STALL_MODEL == 0b01); with a stall model advertised they are accepted
-//! and do nothing, which is exact while no transaction can stall (stalls come with step e).
+//! CMD_RESUME and CMD_STALL_TERM are CERROR_ILL with the terminate-only stall model (§6.3.1
+//! STALL_MODEL == 0b01); otherwise they resolve stalled transactions (`stall`). A CMD_RESUME
+//! that matches no stalled transaction of its StreamID does nothing (§4.7.1).
 //! CMD_PRI_RESP is CERROR_ILL without SMMU_IDR0.PRI, and otherwise sends the PRG response to
 //! the device ([`Output::PriResponse`]); CMD_ATC_INV is CERROR_ILL without SMMU_IDR0.ATS and
 //! otherwise goes to the device ([`Output::AtcInvalidate`]).
@@ -45,8 +45,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !cr0::CMDQEN.is_set(u64::from(r.cr0ack)) {
             return;
         }
-        let (g, n) = (u64::from(r.gerror), u64::from(r.gerrorn));
-        if gerror::CMDQ_ERR.get(g) != gerror::CMDQ_ERR.get(n) {
+        if super::eventq::active(r, gerror::CMDQ_ERR) {
             return;
         }
         // §6.3.26: LOG2SIZE is capped at SMMU_IDR1.CMDQS; the base is aligned to the queue's
@@ -75,7 +74,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     break;
                 }
             };
-            if let Err(e) = self.execute(&cmd) {
+            if let Err(e) = self.execute(r, &cmd) {
                 err = Some(e);
                 break;
             }
@@ -85,13 +84,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if let Some(e) = err {
             // §7.1: CONS.ERR says why, CONS.RD stays at the command; GERROR.CMDQ_ERR toggles.
             c = cons::ERR.set(c, u64::from(e as u8));
-            r.gerror = low32(g ^ gerror::CMDQ_ERR.mask());
+            self.raise_locked(r, gerror::CMDQ_ERR);
         }
         r.cmdq_cons = low32(c);
     }
 
-    /// Executes one command, or says why it is illegal.
-    fn execute(&self, c: &Command) -> Result<(), CError> {
+    /// Executes one command, or says why it is illegal. `r` is the register file, held.
+    fn execute(&self, r: &mut RegFile, c: &Command) -> Result<(), CError> {
         let caps = &self.caps;
         let op = c.opcode().map_err(|_| CError::Ill)?;
         // IMPDEF: RES0 bits set are CERROR_ILL (§4.1.5 permits either); a layout the spec
@@ -218,12 +217,19 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     response_code: resp.response_code(),
                 });
             }
-            // §4.7.1, §4.7.2, §6.3.1: ILLEGAL with the terminate-only model; otherwise no
-            // transaction is stalled (step e), so nothing matches.
-            Opcode::Resume | Opcode::StallTerm => {
+            // §4.7.1, §4.7.2: ILLEGAL with the terminate-only model (SMMU_IDR0.STALL_MODEL ==
+            // 0b01). Both complete when consumed (§4.7.3: CMD_SYNC adds nothing for them).
+            Opcode::Resume => {
                 if caps.stall_model == StallModel::TerminateOnly as u64 {
                     return Err(CError::Ill);
                 }
+                self.resume(r, c.sid(), c.stag(), c.resume_action());
+            }
+            Opcode::StallTerm => {
+                if caps.stall_model == StallModel::TerminateOnly as u64 {
+                    return Err(CError::Ill);
+                }
+                self.stall_term(c.sid());
             }
             // §4.7.3: everything before it has completed already (processing is synchronous).
             Opcode::Sync => match c.cs().map_err(|_| CError::Ill)? {

@@ -17,7 +17,7 @@ use sviommu_pgtable::{Access, Direct, Format, Walk, WalkCtx, WalkObserver};
 
 use super::events::{walk_event, WalkFor};
 use super::stream::Stream;
-use super::translate::{pt_granule, read_words, Req};
+use super::translate::{pt_granule, read_words, Faults, Req};
 use super::{Abort, Smmu};
 use crate::spec::cd::{CD_BYTES, L1CD_BYTES};
 use crate::spec::{Cd, EventId, Granule, L1Cd, S1Fmt};
@@ -33,8 +33,8 @@ pub(super) struct Context {
     pub tbi0: bool,
     /// TBI1.
     pub tbi1: bool,
-    /// CD.R: stage-1 Translation-related faults are recorded.
-    pub record: bool,
+    /// CD.R and CD.S: what stage-1 Translation-related faults do.
+    pub faults: Faults,
     /// CD.ASID: the TLB and walk-cache tag.
     pub asid: u16,
 }
@@ -53,9 +53,10 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             return Ok(addr);
         };
         // §7.3.16: a CD fetch is implicitly a data read.
-        s2.walk(cx, &Direct, addr, Access::READ.privileged())
-            .map(|leaf| leaf.output)
-            .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Cd), true, s.ste.s2r()))
+        s2.walk(cx, &Direct, addr, Access::READ.privileged()).map(|leaf| leaf.output).map_err(|f| {
+            // §3.12: a stage-2 fault fetching a CD stalls as STE.S2S says.
+            req.walk_abort(&walk_event(&f, WalkFor::Cd), Faults::RECORD, Faults::stage2(&s.ste))
+        })
     }
 
     /// §7.3.10 F_CD_FETCH for a fetch (of the CD or its L1CD) at physical address `pa`.
@@ -171,7 +172,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             ttb1,
             tbi0: cd.tbi0(),
             tbi1: cd.tbi1(),
-            record: cd.r(),
+            // §5.5: CD.S is ILLEGAL unless the stall model allows it (checked above).
+            faults: Faults { record: cd.r(), stall: cd.s() },
             asid: cd.asid(),
         })
     }

@@ -2,7 +2,7 @@
 //! SMMU_EVENTQ_PROD, the overflow flag, queue access aborts, and the queue interrupt.
 //!
 //! Every termination passes through `Smmu::report`, which hands the events the SMMU records
-//! ([`Event::record`]) to [`Smmu::record_event`]. This is the fault path, not the hot path: it
+//! ([`super::Event::record`]) to `Smmu::record_locked`. This is the fault path, not the hot path: it
 //! takes the register-file lock.
 //!
 //! - §3.5.1, §6.3.29: the queue holds 2^LOG2SIZE entries (LOG2SIZE capped at SMMU_IDR1.EVENTQS)
@@ -12,9 +12,15 @@
 //!   toggle it again. The queue keeps accepting records once software frees entries, whether
 //!   or not it has acknowledged the overflow (the Event queue, unlike the PRI queue, does not
 //!   stop). Every discarded record is counted ([`QueueStats`]).
-//! - §7.2: a record write that aborts activates GERROR.EVENTQ_ABT_ERR; the record is lost and
-//!   PROD does not move. IMPDEF: the queue stays enabled, and later records are attempted.
+//! - §7.2.2: a record write that aborts activates GERROR.EVENTQ_ABT_ERR; the record is lost and
+//!   PROD does not move (IMPDEF: the abort is synchronous). §7.2.1, §7.5: while the error is
+//!   active the queue is not writable, so later records are discarded (counted with the
+//!   aborted ones) until software acknowledges it through GERRORN.
 //! - With SMMU_CR0.EVENTQEN == 0 events are not recorded (§6.3.9); they are counted too.
+//! - §7.2.1: the record of a stall is never discarded. If the queue is not writable (disabled,
+//!   full, or EVENTQ_ABT_ERR active) the transaction stays stalled without a record, and is
+//!   retried as though it had just arrived once the queue is writable again (`stall`); a full
+//!   queue does not enter overflow for it.
 //! - §3.18: the Event queue interrupt fires when a record makes the queue non-empty and
 //!   SMMU_IRQ_CTRL.EVENTQ_IRQEN is set: an MSI from EVENTQ_IRQ_CFG0/1 with SMMU_IDR0.MSI (none
 //!   while the address is 0), otherwise the wired interrupt ([`Output::EventqIrq`]).
@@ -27,11 +33,12 @@ use sviommu_memory::bits::{low_mask, Field};
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::mmio::RegFile;
-use super::{low32, Event, Output, Smmu};
+use super::{low32, Output, Smmu};
 use crate::spec::event::EVENT_BYTES;
 use crate::spec::regs::{
-    cons, cr0, gerror, irq_cfg0, irq_cfg1, irq_ctrl, prod, queue_base, QueuePointer,
+    cons, cr0, gerror, idr1, irq_cfg0, irq_cfg1, irq_ctrl, prod, queue_base, QueuePointer,
 };
+use crate::spec::EventRecord;
 
 /// What happened to the events and page requests the SMMU had to record, since reset. Nothing
 /// the SMMU should have recorded disappears without being counted here.
@@ -51,6 +58,21 @@ pub struct QueueStats {
     pub page_requests_dropped: u64,
     /// Page requests lost because the entry write aborted (GERROR.PRIQ_ABT_ERR).
     pub page_requests_aborted: u64,
+    /// Transactions stalled (a retry that stalls again counts again).
+    pub stalls: u64,
+    /// Faults configured to stall that were terminated instead because every STAG
+    /// (SMMU_IDR5.STALL_MAX) held a stalled transaction; recorded with Stall == 0.
+    pub stalls_refused: u64,
+    /// Stall records not written because the Event queue was not writable (§7.2.1): the
+    /// transaction stayed stalled and is retried once the queue is writable.
+    pub stall_records_deferred: u64,
+    /// Stalled transactions retried (CMD_RESUME Retry, or a deferred record's retry).
+    pub stalls_retried: u64,
+    /// Stalled transactions terminated: CMD_RESUME Terminate, CMD_STALL_TERM, SMMUEN cleared.
+    pub stalls_terminated: u64,
+    /// E_PAGE_REQUEST hints ignored because the SMMU was disabled (§3.12.4.1: a hint may be
+    /// dropped).
+    pub page_in_hints_dropped: u64,
 }
 
 /// The counters behind [`QueueStats`].
@@ -63,6 +85,12 @@ pub(super) struct Counters {
     pub(super) page_requests_written: AtomicU64,
     pub(super) page_requests_dropped: AtomicU64,
     pub(super) page_requests_aborted: AtomicU64,
+    pub(super) stalls: AtomicU64,
+    pub(super) stalls_refused: AtomicU64,
+    pub(super) stall_records_deferred: AtomicU64,
+    pub(super) stalls_retried: AtomicU64,
+    pub(super) stalls_terminated: AtomicU64,
+    pub(super) page_in_hints_dropped: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -116,38 +144,71 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             page_requests_written: ld(&c.page_requests_written),
             page_requests_dropped: ld(&c.page_requests_dropped),
             page_requests_aborted: ld(&c.page_requests_aborted),
+            stalls: ld(&c.stalls),
+            stalls_refused: ld(&c.stalls_refused),
+            stall_records_deferred: ld(&c.stall_records_deferred),
+            stalls_retried: ld(&c.stalls_retried),
+            stalls_terminated: ld(&c.stalls_terminated),
+            page_in_hints_dropped: ld(&c.page_in_hints_dropped),
         }
     }
 
-    /// Records `e` in the Event queue (the caller has checked [`Event::record`]).
-    pub(super) fn record_event(&self, e: &Event) {
-        let mut r = self.lock();
+    /// The Event queue's place and size.
+    fn eventq_geometry(&self, r: &RegFile) -> QueueGeometry {
+        let eventqs = idr1::EVENTQS.get(u64::from(self.params.idr1));
+        QueueGeometry::from_base(r.eventq_base, eventqs, 5)
+    }
+
+    /// §7.2.1: the Event queue is writable: enabled, not full, no EVENTQ_ABT_ERR active.
+    pub(super) fn eventq_writable(&self, r: &RegFile) -> bool {
+        let qs = self.eventq_geometry(r).log2size;
+        let wr = QueuePointer::from_reg(low32(prod::WR.get(u64::from(r.eventq_prod))), qs);
+        let rd = QueuePointer::from_reg(low32(cons::RD.get(u64::from(r.eventq_cons))), qs);
+        cr0::EVENTQEN.is_set(u64::from(r.cr0ack))
+            && !active(r, gerror::EVENTQ_ABT_ERR)
+            && !QueuePointer::is_full(wr, rd)
+    }
+
+    /// Writes `rec` to the Event queue, with the register file held; whether it was written.
+    /// A record that is not written is counted, except a stall's (`stall`), which the caller
+    /// keeps (§7.2.1: stall records are not discarded).
+    pub(super) fn record_locked(&self, r: &mut RegFile, rec: &EventRecord, stall: bool) -> bool {
         let c = &self.counters;
         if !cr0::EVENTQEN.is_set(u64::from(r.cr0ack)) {
-            bump(&c.events_disabled);
-            return;
+            if !stall {
+                bump(&c.events_disabled);
+            }
+            return false;
         }
-        let eventqs = crate::spec::regs::idr1::EVENTQS.get(u64::from(self.params.idr1));
-        let geo = QueueGeometry::from_base(r.eventq_base, eventqs, 5);
-        let words = e.to_record().words();
+        if active(r, gerror::EVENTQ_ABT_ERR) {
+            if !stall {
+                bump(&c.events_aborted);
+            }
+            return false;
+        }
+        if stall && !self.eventq_writable(r) {
+            // Full: no overflow for a record that is kept.
+            return false;
+        }
+        let geo = self.eventq_geometry(r);
         let cons_reg = r.eventq_cons;
-        let put = self.put_entry(geo, &mut r.eventq_prod, cons_reg, &words, EVENT_BYTES);
+        let put = self.put_entry(geo, &mut r.eventq_prod, cons_reg, &rec.words(), EVENT_BYTES);
         match put {
             Put::Written { was_empty } => {
                 bump(&c.events_written);
                 if was_empty {
-                    self.queue_irq(
-                        &r,
-                        irq_ctrl::EVENTQ_IRQEN,
-                        r.eventq_irq_cfg0,
-                        r.eventq_irq_cfg1,
-                    );
+                    self.queue_irq(r, irq_ctrl::EVENTQ_IRQEN, r.eventq_irq_cfg0, r.eventq_irq_cfg1);
                 }
+                true
             }
-            Put::Overflowed => bump(&c.events_overflowed),
+            Put::Overflowed => {
+                bump(&c.events_overflowed);
+                false
+            }
             Put::Aborted => {
                 bump(&c.events_aborted);
-                raise(&mut r, gerror::EVENTQ_ABT_ERR);
+                self.raise_locked(r, gerror::EVENTQ_ABT_ERR);
+                false
             }
         }
     }
@@ -206,10 +267,33 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 }
 
-/// §6.3.19: activates the global error `bit` unless it is active already.
-pub(super) fn raise(r: &mut RegFile, bit: Field) {
-    let (g, n) = (u64::from(r.gerror), u64::from(r.gerrorn));
-    if bit.get(g) == bit.get(n) {
-        r.gerror = low32(g ^ bit.mask());
+/// §6.3.19: whether the global error `bit` is active (GERROR differs from GERRORN).
+pub(super) fn active(r: &RegFile, bit: Field) -> bool {
+    bit.get(u64::from(r.gerror)) != bit.get(u64::from(r.gerrorn))
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
+    /// §6.3.19: activates the global error `bit` unless it is active already; returns whether
+    /// it became active. §7.5.1: activating any error but MSI_GERROR_ABT_ERR raises the GERROR
+    /// interrupt when SMMU_IRQ_CTRL.GERROR_IRQEN is set: the MSI SMMU_GERROR_IRQ_CFG0/1
+    /// describe (none while the address is 0), or the wired interrupt without SMMU_IDR0.MSI.
+    pub(super) fn raise_locked(&self, r: &mut RegFile, bit: Field) -> bool {
+        if active(r, bit) {
+            return false;
+        }
+        r.gerror = low32(u64::from(r.gerror) ^ bit.mask());
+        let irqen = irq_ctrl::GERROR_IRQEN.is_set(u64::from(r.irq_ctrlack));
+        if irqen && bit != gerror::MSI_GERROR_ABT_ERR {
+            if self.caps.msi {
+                let addr = irq_cfg0::ADDR.in_place(r.gerror_irq_cfg0);
+                if addr != 0 {
+                    let data = low32(irq_cfg1::DATA.get(u64::from(r.gerror_irq_cfg1)));
+                    self.push(Output::Msi { addr, data });
+                }
+            } else {
+                self.push(Output::GerrorIrq);
+            }
+        }
+        true
     }
 }

@@ -35,8 +35,8 @@ pub(super) struct RegFile {
     pub(super) irq_ctrlack: u32,
     pub(super) gerror: u32,
     pub(super) gerrorn: u32,
-    gerror_irq_cfg0: u64,
-    gerror_irq_cfg1: u32,
+    pub(super) gerror_irq_cfg0: u64,
+    pub(super) gerror_irq_cfg1: u32,
     gerror_irq_cfg2: u32,
     strtab_base: u64,
     strtab_base_cfg: u32,
@@ -151,6 +151,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// A register write of `size` bytes (4 or 8) at `offset` from the SMMU's base.
     pub fn mmio_write(&self, offset: u64, size: u8, value: u64) {
         let mut r = self.lock();
+        let was_enabled = cr0::SMMUEN.is_set(u64::from(r.cr0ack));
         match (size, offset % 8) {
             (8, 0) if REG64.contains(&offset) => self.write64(&mut r, offset, value),
             (4, 0) if REG64.contains(&offset) => {
@@ -170,6 +171,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         // queue enabled, or a command error acknowledged.
         if matches!(offset, off::CMDQ_PROD | off::CR0 | off::GERRORN) {
             self.process_cmdq(&mut r);
+        }
+        // §6.3.9.6: clearing SMMUEN terminates every stalled transaction.
+        if was_enabled && !cr0::SMMUEN.is_set(u64::from(r.cr0ack)) {
+            self.terminate_all_stalls();
+        }
+        // §7.2.1: stalls whose record was not written retry once the Event queue is writable
+        // again: entries consumed, the queue enabled, or EVENTQ_ABT_ERR acknowledged.
+        if matches!(offset, off::EVENTQ_CONS | off::CR0 | off::GERRORN) {
+            self.retry_unrecorded_stalls(&mut r);
         }
     }
 
@@ -378,12 +388,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn raise_gerror(&self, bit: Field) -> bool {
         let mut r = self.lock();
-        let (g, n) = (u64::from(r.gerror), u64::from(r.gerrorn));
-        if bit.get(g) != bit.get(n) {
-            return false;
-        }
-        super::eventq::raise(&mut r, bit);
-        true
+        self.raise_locked(&mut r, bit)
     }
 }
 

@@ -18,10 +18,19 @@
 //! | `cmdq` | §3.5, §4, §7.1: the Command queue, every Non-secure command, CMD_SYNC, CERROR |
 //! | `eventq` | §3.5, §7.2, §7.4: the Event queue, overflow, EVENTQ_ABT_ERR, its interrupt; [`QueueStats`] |
 //! | `pri` | §3.9.1, §8: ATS Translation Requests ([`Smmu::translation_request`]), the PRI queue ([`Smmu::page_request`]), auto-responses |
+//! | `stall` | §3.12.2, §4.7.1, §4.7.2: the stall model, the table of stalled transactions, CMD_RESUME, CMD_STALL_TERM |
+//! | `translated` | §3.9.1.3: ATS Translated transactions ([`Transaction::translated`]) and SMMU_CR0.ATSCHK |
 //!
 //! `translate` returns every event as data, and every termination passes through one function
-//! (`Smmu::report`), which writes the recorded ones to the Event queue. Not modelled yet (the
-//! rest of step e of issue 5): the stall model, ATS Translated transactions (ATSCHK).
+//! (`Smmu::report`), which writes the recorded ones to the Event queue and turns a fault whose
+//! stage is configured to stall (CD.S, STE.S2S) into a stalled transaction
+//! ([`Abort::Stalled`]); its outcome reaches the device later as
+//! [`Output::StallResolved`]. A global error becoming active raises the GERROR interrupt (an
+//! MSI from SMMU_GERROR_IRQ_CFG0/1, or [`Output::GerrorIrq`]); E_PAGE_REQUEST hints arrive
+//! through [`Smmu::page_in_hint`].
+//!
+//! IMPDEF: MSIs are [`Output`]s, not memory writes, so they never abort:
+//! GERROR.MSI_*_ABT_ERR are never activated.
 //!
 //! DEVIATION: not modelled at all: memory types and attributes (MAIR, MemAttr, SHCFG,
 //! ALLOCCFG, GBPA's attribute fields, so also STE.S2PTW's Device-memory check), Secure and
@@ -53,8 +62,11 @@ mod pri;
 pub use cache::CacheSizes;
 pub use eventq::QueueStats;
 pub use pri::{AtsResult, AtsTranslation};
+pub use stall::{PageInHint, StallResult};
+mod stall;
 mod stream;
 mod translate;
+mod translated;
 
 /// What the SMMU is: the ID register values it advertises, and the IMPLEMENTATION DEFINED
 /// reset state. The model honours what these advertise (a Config needing an unadvertised
@@ -86,6 +98,8 @@ pub struct SmmuParams {
 const DEFAULT_SIDSIZE: u64 = 16;
 /// 20-bit SubstreamIDs (PCIe PASIDs): the default SMMU's SSIDSIZE.
 const DEFAULT_SSIDSIZE: u64 = 20;
+/// IMPDEF: the default SMMU holds up to 64 stalled transactions (SMMU_IDR5.STALL_MAX).
+pub const DEFAULT_STALL_MAX: u16 = 64;
 
 impl Default for SmmuParams {
     /// An SMMUv3.1 with everything the model does: stage 1 and stage 2 (VMSAv8-64 only,
@@ -93,14 +107,15 @@ impl Default for SmmuParams {
     /// 16-bit StreamIDs, 20-bit SubstreamIDs, 16-bit ASIDs and VMIDs, hardware Access flag and
     /// dirty state (HTTU 0b10), hierarchical attribute disables, the 4K/16K/64K granules, a
     /// 52-bit OAS (FEAT_LPA with the 64K granule) and 52-bit VAs with the 64K granule (VAX),
-    /// attribute overrides of PRIVCFG/INSTCFG, the terminate model only (stall comes with step
-    /// e), coherent table walks.
+    /// attribute overrides of PRIVCFG/INSTCFG, both the stall and the terminate fault models
+    /// (SMMU_IDR0.STALL_MODEL == 0b00) with up to [`DEFAULT_STALL_MAX`] stalled transactions,
+    /// terminated transactions always aborted (TERM_MODEL == 1), coherent table walks.
     ///
     /// Command and Event queues of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
     ///
     /// Not advertised until the steps that model them: ATS, PRI, MSIs, SEV, broadcast TLB
-    /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, the stall model, and the
-    /// PRI queue size (PRIQS is 0). (A test may advertise MSI, SEV, ATS or
+    /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, and the PRI queue size
+    /// (PRIQS is 0). (A test may advertise MSI, SEV, ATS or
     /// PRI: the Command queue then produces their [`Output`]s.) Never: Secure state, VMSAv8-32 LPAE, VMSAv9-128,
     /// FEAT_LPA2 (IDR5.DS), small translation tables (STT), MPAM, RME, DPT, permission
     /// indirection and overlays, memory-type overrides (ATTR_TYPES_OVR).
@@ -115,7 +130,7 @@ impl Default for SmmuParams {
         i0 = idr0::VMID16.with(i0, true);
         i0 = idr0::CD2L.with(i0, true);
         i0 = idr0::TTENDIAN.set(i0, 0b10); // little-endian tables only
-        i0 = idr0::STALL_MODEL.set(i0, StallModel::TerminateOnly as u64);
+        i0 = idr0::STALL_MODEL.set(i0, StallModel::StallAndTerminate as u64);
         i0 = idr0::TERM_MODEL.with(i0, true); // terminated transactions always abort
         i0 = idr0::ST_LEVEL.set(i0, 0b01); // two-level Stream tables
 
@@ -136,6 +151,7 @@ impl Default for SmmuParams {
         i5 = idr5::GRAN16K.with(i5, true);
         i5 = idr5::GRAN64K.with(i5, true);
         i5 = idr5::VAX.set(i5, 0b01); // 52-bit VAs (64K granule)
+        i5 = idr5::STALL_MAX.set(i5, u64::from(DEFAULT_STALL_MAX));
 
         // SMMUv3.1: 52-bit addresses; out-of-range S2T0SZ/TxSZ, S1ContextPtr and L2Ptr values
         // are ILLEGAL rather than CONSTRAINED UNPREDICTABLE (§5.2.2, §5.4.2, §3.4.3).
@@ -170,6 +186,29 @@ impl SmmuParams {
         i5 = idr5::VAX.set(i5, u64::from(bits == 52));
         Self { idr5: low32(i5), ..self }
     }
+
+    /// The same SMMU with another fault model (SMMU_IDR0.STALL_MODEL, §3.12): stall and
+    /// terminate, terminate only, or stall forced. SMMU_IDR5.STALL_MAX follows: RES0 without
+    /// the stall model, [`DEFAULT_STALL_MAX`] if it was 0.
+    #[must_use]
+    pub fn with_stall_model(self, model: StallModel) -> Self {
+        let i0 = idr0::STALL_MODEL.set(u64::from(self.idr0), model as u64);
+        let mut i5 = u64::from(self.idr5);
+        if model == StallModel::TerminateOnly {
+            i5 = idr5::STALL_MAX.set(i5, 0);
+        } else if idr5::STALL_MAX.get(i5) == 0 {
+            i5 = idr5::STALL_MAX.set(i5, u64::from(DEFAULT_STALL_MAX));
+        }
+        Self { idr0: low32(i0), idr5: low32(i5), ..self }
+    }
+
+    /// The same SMMU holding at most `n` stalled transactions (SMMU_IDR5.STALL_MAX, §6.3.6;
+    /// IMPDEF, ignored with the terminate-only model).
+    #[must_use]
+    pub fn with_stall_max(self, n: u16) -> Self {
+        let i5 = idr5::STALL_MAX.set(u64::from(self.idr5), u64::from(n));
+        Self { idr5: low32(i5), ..self }
+    }
 }
 
 /// Bits 31:0 of a 32-bit register value built in a `u64` (the register fields fit).
@@ -199,6 +238,8 @@ struct Caps {
     two_level_st: bool,
     ttendian: u64,
     stall_model: u64,
+    /// SMMU_IDR5.STALL_MAX: the size of the stalled-transaction table (0 without stalls).
+    stall_max: u16,
     term_model: bool,
     sidsize: u8,
     ssidsize: u8,
@@ -246,6 +287,11 @@ impl Caps {
             two_level_st: idr0::ST_LEVEL.get(i0) != 0,
             ttendian: idr0::TTENDIAN.get(i0),
             stall_model: idr0::STALL_MODEL.get(i0),
+            stall_max: if idr0::STALL_MODEL.get(i0) == StallModel::TerminateOnly as u64 {
+                0
+            } else {
+                u16::try_from(idr5::STALL_MAX.get(i5)).unwrap_or(u16::MAX)
+            },
             term_model: idr0::TERM_MODEL.is_set(i0),
             // §6.3.2: SIDSIZE is at most 32, SSIDSIZE at most 20.
             sidsize: field_u8(idr1::SIDSIZE.get(i1)).min(32),
@@ -275,8 +321,9 @@ impl Caps {
     }
 }
 
-/// A transaction as it arrives at the SMMU from a client device (untranslated; ATS requests and
-/// Translated transactions come with step e).
+/// A transaction as it arrives at the SMMU from a client device: Untranslated, or an ATS
+/// Translated transaction (`translated`). ATS Translation Requests are
+/// [`Smmu::translation_request`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Transaction {
     /// StreamID.
@@ -288,13 +335,22 @@ pub struct Transaction {
     /// Write or read, instruction or data, privileged or not, before the STE's PRIVCFG and
     /// INSTCFG overrides. A write is always data (§13.1.2).
     pub access: Access,
+    /// An ATS Translated transaction (PCIe AT == 0b10): `addr` is what an earlier Translation
+    /// Completion returned (§3.9.1.3).
+    pub translated: bool,
 }
 
 impl Transaction {
     /// A transaction without a SubstreamID.
     #[must_use]
     pub const fn new(sid: u32, addr: u64, access: Access) -> Self {
-        Self { sid, ssid: None, addr, access }
+        Self { sid, ssid: None, addr, access, translated: false }
+    }
+
+    /// An ATS Translated transaction without a PASID.
+    #[must_use]
+    pub const fn translated(sid: u32, addr: u64, access: Access) -> Self {
+        Self { sid, ssid: None, addr, access, translated: true }
     }
 
     /// The same transaction with a SubstreamID.
@@ -305,7 +361,7 @@ impl Transaction {
 }
 
 /// A transaction the SMMU let through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Translation {
     /// The output (physical) address of the transaction's address.
     pub output: u64,
@@ -358,8 +414,12 @@ pub struct Event {
     pub fetch_addr: Option<u64>,
     /// Whether the SMMU records this event in the Event queue: CD.R for stage-1
     /// Translation-related faults, STE.S2R for stage-2 ones (§5.5), SMMU_CR2.RECINVSID for
-    /// C_BAD_STREAMID (§7.3.3); always otherwise. The transaction is terminated either way.
+    /// C_BAD_STREAMID (§7.3.3); always otherwise. The transaction is terminated either way,
+    /// unless it stalls: a stall is always recorded (§5.5 S).
     pub record: bool,
+    /// STAG, with Stall == 1 in the record: the transaction is stalled, and CMD_RESUME with this
+    /// StreamID and STAG resolves it (§3.12.2). `None` for a terminated transaction.
+    pub stag: Option<u16>,
 }
 
 impl Event {
@@ -382,6 +442,7 @@ impl Event {
             ipa: None,
             fetch_addr: None,
             record: true,
+            stag: None,
         }
     }
 
@@ -407,8 +468,10 @@ impl Event {
                 "InputAddr" => rec.set_input_addr(self.addr),
                 "IPA" => rec.set_ipa(self.ipa.unwrap_or(0)),
                 "FetchAddr" => rec.set_fetch_addr(self.fetch_addr.unwrap_or(0)),
-                // Reason, GPCF, STAG, Stall, NSIPA: zero in this model (no IMPDEF reasons, no
-                // GPC, no stalls, Non-secure only).
+                "STAG" => rec.set_stag(self.stag.unwrap_or(0)),
+                "Stall" => rec.set_stall(self.stag.is_some()),
+                // Reason, GPCF, NSIPA: zero in this model (no IMPDEF reasons, no GPC,
+                // Non-secure only).
                 _ => {}
             }
         }
@@ -416,14 +479,18 @@ impl Event {
     }
 }
 
-/// Why a transaction was terminated: an architected event, or one of the cases the
-/// architecture terminates without recording anything.
+/// Why a transaction did not complete: terminated with an architected event, terminated where
+/// the architecture records nothing, or stalled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Abort {
     /// Terminated with an abort and the event (recorded when [`Event::record`]).
     Event(Event),
     /// Terminated with an abort, no event recorded.
     Silent(Silent),
+    /// Not terminated: stalled (§3.12.2), the event (with its STAG) recorded. No response
+    /// goes to the device until software resolves the stall; the device then receives
+    /// [`Output::StallResolved`] with the same StreamID and STAG.
+    Stalled(Event),
 }
 
 impl Abort {
@@ -431,7 +498,7 @@ impl Abort {
     #[must_use]
     pub fn event(&self) -> Option<&Event> {
         match self {
-            Abort::Event(e) => Some(e),
+            Abort::Event(e) | Abort::Stalled(e) => Some(e),
             Abort::Silent(_) => None,
         }
     }
@@ -472,10 +539,23 @@ pub enum Output {
     EventqIrq,
     /// The wired PRI queue interrupt (§3.18; without SMMU_IDR0.MSI).
     PriqIrq,
+    /// The wired global error interrupt (§7.5.1; without SMMU_IDR0.MSI).
+    GerrorIrq,
+    /// The response to a stalled transaction, once software resolved it (CMD_RESUME,
+    /// CMD_STALL_TERM, SMMUEN cleared) or a retry completed it (§3.12.2).
+    StallResolved {
+        /// The transaction's StreamID.
+        sid: u32,
+        /// The STAG [`Abort::Stalled`] carried.
+        stag: u16,
+        /// What the device gets.
+        result: StallResult,
+    },
     /// A WFE wake-up event (CMD_SYNC with CS == SIG_SEV and SMMU_IDR0.SEV).
     Sev,
-    /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). Completion is
-    /// assumed (IMPDEF: no CERROR_ATC_INV_SYNC until step e models ATS).
+    /// An ATS Invalidate Request to the device's ATC (CMD_ATC_INV, §4.5.1). IMPDEF: the
+    /// device's completion is assumed, so CMD_SYNC never raises CERROR_ATC_INV_SYNC
+    /// (§3.9.1.4).
     AtcInvalidate {
         /// The device's StreamID.
         sid: u32,
@@ -526,8 +606,10 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     caches: cache::Caches,
     /// What the embedder drains: MMIO side, and the fault path (queue interrupts).
     outbox: Mutex<Vec<Output>>,
-    /// What the Event and PRI queues wrote, discarded and lost.
+    /// What the Event and PRI queues wrote, discarded and lost, and what became of stalls.
     counters: eventq::Counters,
+    /// The stalled transactions, by STAG (taken after `regs` when both are held).
+    stalls: Mutex<stall::Table>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -549,6 +631,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             caches: cache::Caches::new(&params.caches),
             outbox: Mutex::new(Vec::new()),
             counters: eventq::Counters::default(),
+            stalls: Mutex::new(stall::Table::default()),
         }
     }
 
@@ -572,14 +655,28 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 
     /// The one place every termination passes: a recorded event goes to the Event queue
-    /// (§7.2; `eventq`).
-    fn report(&self, abort: Abort) -> Abort {
-        if let Abort::Event(e) = &abort {
-            if e.record {
-                self.record_event(e);
+    /// (§7.2; `eventq`), a fault configured to stall becomes a stalled transaction (`stall`).
+    fn report(&self, t: &Transaction, abort: Abort) -> Abort {
+        match abort {
+            Abort::Event(e) if !e.record => abort,
+            Abort::Silent(_) => abort,
+            Abort::Event(_) | Abort::Stalled(_) => {
+                let mut r = self.lock();
+                self.report_locked(&mut r, t, abort)
             }
         }
-        abort
+    }
+
+    /// [`report`](Self::report) with the register file held.
+    fn report_locked(&self, r: &mut mmio::RegFile, t: &Transaction, abort: Abort) -> Abort {
+        match abort {
+            Abort::Event(e) if e.record => {
+                self.record_locked(r, &e.to_record(), false);
+                abort
+            }
+            Abort::Stalled(e) => self.stall_locked(r, t, e, None),
+            Abort::Event(_) | Abort::Silent(_) => abort,
+        }
     }
 
     fn cr0ack(&self) -> u64 {
@@ -620,11 +717,21 @@ mod tests {
         let c = Caps::new(&SmmuParams::default());
         assert!(c.s1p && c.s2p && c.aa64 && c.cd2l && c.two_level_st && c.asid16 && c.vmid16);
         assert_eq!((c.sidsize, c.ssidsize, c.oas_bits, c.oas_enc), (16, 20, 52, 0b110));
-        assert_eq!((c.httu, c.ttendian, c.stall_model), (0b10, 0b10, 0b01));
+        assert_eq!((c.httu, c.ttendian, c.stall_model, c.stall_max), (0b10, 0b10, 0b00, 64));
+        let t = Caps::new(&SmmuParams::default().with_stall_model(StallModel::TerminateOnly));
+        assert_eq!((t.stall_model, t.stall_max), (0b01, 0));
+        let f = Caps::new(&t_params_forced());
+        assert_eq!((f.stall_model, f.stall_max), (0b10, 64));
         assert!(c.term_model && c.had && c.vax52 && c.attr_perms_ovr);
         assert!(!c.ats && !c.pri && !c.msi && !c.hyp);
         let c48 = Caps::new(&SmmuParams::default().with_oas_bits(48));
         assert_eq!((c48.oas_bits, c48.oa52, c48.vax52), (48, Oa52::Off, false));
+    }
+
+    fn t_params_forced() -> SmmuParams {
+        SmmuParams::default()
+            .with_stall_model(StallModel::TerminateOnly)
+            .with_stall_model(StallModel::StallForced)
     }
 
     #[test]

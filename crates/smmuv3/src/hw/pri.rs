@@ -29,7 +29,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::{Perms, WalkCtx};
 
 use super::cache::{low_mask, Hints, Tags};
-use super::eventq::{bump, raise, Put, QueueGeometry};
+use super::eventq::{bump, Put, QueueGeometry};
 use super::translate::{Req, Tr};
 use super::{Abort, Event, Output, Smmu, Transaction};
 use crate::spec::priq::PRIQ_ENTRY_BYTES;
@@ -65,6 +65,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// A device's ATS Translation Request for `t` (its StreamID, PASID, address and the access
     /// it wants), answered as §3.9.1 says.
     pub fn translation_request(&self, t: &Transaction) -> AtsResult {
+        // A request carries an Untranslated address, whatever `t.translated` says.
+        let t = &Transaction { translated: false, ..*t };
         if !self.caps.ats || !cr0::SMMUEN.is_set(self.cr0ack()) {
             return AtsResult::UnsupportedRequest;
         }
@@ -77,12 +79,12 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let s = match self.stream(&mut cx, &pre, &tr) {
             Ok(s) => s,
             Err(a) => {
-                self.report(a);
+                self.report(t, a);
                 return AtsResult::CompleterAbort;
             }
         };
         if s.ste.eats() != Eats::Full {
-            self.report(Abort::Event(Event::new(EventId::FBadAtsTreq, t, t.access)));
+            self.report(t, Abort::Event(Event::new(EventId::FBadAtsTreq, t, t.access)));
             return AtsResult::UnsupportedRequest;
         }
         match self.translate_inner(&mut cx, t, &tr) {
@@ -91,6 +93,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 size_lg2: x.page_lg2,
                 perms: x.perms,
             }),
+            // §5.5 S: a translation request never stalls.
+            Err(Abort::Stalled(_)) => AtsResult::NoAccess,
             Err(Abort::Event(e))
                 if matches!(
                     e.id,
@@ -103,7 +107,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 AtsResult::NoAccess
             }
             Err(a) => {
-                self.report(a);
+                self.report(t, a);
                 AtsResult::CompleterAbort
             }
         }
@@ -161,7 +165,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
             Put::Aborted => {
                 bump(&c.page_requests_aborted);
-                raise(&mut r, gerror::PRIQ_ABT_ERR);
+                self.raise_locked(&mut r, gerror::PRIQ_ABT_ERR);
                 auto(PriResp::ResponseFailure, false);
             }
         }

@@ -38,9 +38,10 @@ impl Req<'_> {
         Event::new(id, self.t, self.access)
     }
 
-    /// The event for a walk fault. `r` is CD.R, `s2r` STE.S2R: they decide whether a
-    /// Translation-related fault of that stage is recorded (§5.5).
-    pub fn walk_abort(&self, w: &WalkEvent, r: bool, s2r: bool) -> Abort {
+    /// The event for a walk fault. `s1` is the CD's fault configuration, `s2` the STE's: they
+    /// decide whether a Translation-related fault of that stage stalls or is terminated, and
+    /// whether a terminated one is recorded (§3.12, §5.5).
+    pub fn walk_abort(&self, w: &WalkEvent, s1: Faults, s2: Faults) -> Abort {
         let mut e = self.event(w.id);
         e.s2 = w.s2;
         e.class = w.class;
@@ -48,8 +49,39 @@ impl Req<'_> {
         e.fetch_addr = w.fetch_addr;
         e.ttrnw = w.ttrnw;
         if w.translation_related() {
-            e.record = if w.s2 { s2r } else { r };
+            return (if w.s2 { s2 } else { s1 }).abort(e);
         }
+        Abort::Event(e)
+    }
+}
+
+/// One stage's configuration for its Translation-related faults (§5.5): stage 1 CD.R and
+/// CD.S, stage 2 STE.S2R and STE.S2S.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Faults {
+    /// R: a terminated fault is recorded.
+    pub record: bool,
+    /// S: the transaction stalls (and the fault is always recorded).
+    pub stall: bool,
+}
+
+impl Faults {
+    /// Where no CD configures stage 1 (a stage-2 fault fetching a CD cannot be a stage-1 one).
+    pub const RECORD: Self = Self { record: true, stall: false };
+
+    /// Stage 2's configuration in `ste`.
+    pub fn stage2(ste: &Ste) -> Self {
+        Self { record: ste.s2r(), stall: ste.s2s() }
+    }
+
+    /// What a Translation-related fault of this stage becomes: stalled (recorded whatever R
+    /// says), or terminated and recorded as R says.
+    pub fn abort(self, mut e: Event) -> Abort {
+        if self.stall {
+            e.record = true;
+            return Abort::Stalled(e);
+        }
+        e.record = self.record;
         Abort::Event(e)
     }
 }
@@ -127,7 +159,7 @@ fn probe_sizes(s1_granule: u8, s2_granule: u8) -> [u8; 6] {
 }
 
 /// A transaction that bypasses translation.
-fn bypass(addr: u64, reads: u32) -> Translation {
+pub(super) fn bypass(addr: u64, reads: u32) -> Translation {
     Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms: Perms::ALL, reads }
 }
 
@@ -165,7 +197,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let mut hints = Hints { caches: &self.caches, tags: &tags, epochs };
         let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
         let tr = Tr { tags: &tags, epochs };
-        let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(a));
+        let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
         (result, cx.observer)
     }
 
@@ -175,6 +207,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         t: &Transaction,
         tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
+        if t.translated {
+            return self.translated_transaction(cx, t, tr);
+        }
         if !cr0::SMMUEN.is_set(self.cr0ack()) {
             return self.disabled(t);
         }
@@ -183,11 +218,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let pre = Req { t, access: t.access };
         let s = self.stream(cx, &pre, tr)?;
         let ste = s.ste;
-        let mut tags = tr.tags.get();
-        // IMPDEF: stage-1-only streams are tagged with S2VMID too when stage 2 exists.
-        tags.vmid = if self.caps.s2p { ste.s2vmid() } else { 0 };
-        tags.s2_granule = s.s2.map_or(0, |s2| s2.tg.lg2());
-        tr.tags.set(tags);
+        self.stream_tags(tr, &s);
         let req = Req { t, access: self.effective_access(&ste, t.access) };
         match s.config {
             // §5.2 S1Fmt: a SubstreamID with stage 1 disabled is C_BAD_SUBSTREAMID.
@@ -201,9 +232,18 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         }
     }
 
+    /// The TLB tags the stream decides.
+    pub(super) fn stream_tags(&self, tr: &Tr<'_>, s: &Stream) {
+        let mut tags = tr.tags.get();
+        // IMPDEF: stage-1-only streams are tagged with S2VMID too when stage 2 exists.
+        tags.vmid = if self.caps.s2p { s.ste.s2vmid() } else { 0 };
+        tags.s2_granule = s.s2.map_or(0, |s2| s2.tg.lg2());
+        tr.tags.set(tags);
+    }
+
     /// §6.3.14, §3.4: SMMUEN == 0. GBPA.ABORT terminates everything; otherwise the address
     /// bypasses, and one beyond the OAS is terminated. No event either way.
-    fn disabled(&self, t: &Transaction) -> Result<Translation, Abort> {
+    pub(super) fn disabled(&self, t: &Transaction) -> Result<Translation, Abort> {
         let g = u64::from(self.gbpa.load(Ordering::Acquire));
         if gbpa::ABORT.is_set(g) {
             return Err(Abort::Silent(Silent::GbpaAbort));
@@ -216,7 +256,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// §5.2 PRIVCFG, INSTCFG (with SMMU_IDR1.ATTR_PERMS_OVR): the attributes translation
     /// checks. A write is always data (§13.1.2).
-    fn effective_access(&self, ste: &Ste, a: Access) -> Access {
+    pub(super) fn effective_access(&self, ste: &Ste, a: Access) -> Access {
         let (mut privileged, mut exec) = (a.privileged, a.exec);
         if self.caps.attr_perms_ovr {
             match ste.privcfg() {
@@ -236,7 +276,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// Stage 1 bypassed (Config 0b1x0, or S1DSS == 0b01): §3.4, an address beyond the IAS is a
     /// stage 1 Address Size fault (for Config 0b100, beyond the OAS: the two are equal here);
     /// then stage 2 translates it as an IPA, if enabled.
-    fn stage1_bypassed<O: WalkObserver>(
+    pub(super) fn stage1_bypassed<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
@@ -275,8 +315,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         ipa: u64,
         walk: WalkFor,
     ) -> Result<Leaf, Abort> {
-        s2.walk(cx, &Direct, ipa, req.access)
-            .map_err(|f| req.walk_abort(&walk_event(&f, walk), true, s.ste.s2r()))
+        s2.walk(cx, &Direct, ipa, req.access).map_err(|f| {
+            req.walk_abort(&walk_event(&f, walk), Faults::RECORD, Faults::stage2(&s.ste))
+        })
     }
 
     /// Stage 1 enabled (Config 0b1x1): the substream selects a CD (§3.3.2, §5.2 S1CDMax,
@@ -332,8 +373,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             // §5.4 EPDx: a walk through a disabled half is a stage-1 Translation fault.
             let mut e = req.event(EventId::FTranslation);
             e.class = Some(Class::In);
-            e.record = ctx.record;
-            return Err(Abort::Event(e));
+            return Err(ctx.faults.abort(e));
         };
         // §3.4.1: with TBI, VA[63:56] are ignored, taken as a sign extension of VA[55]; the
         // event still reports the address as presented.
@@ -352,17 +392,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if let Some(hit) = self.tlb_hit(cx, req, key, input, &sizes) {
             return Ok(hit);
         }
-        let s2r = s.ste.s2r();
+        let s2f = Faults::stage2(&s.ste);
         let Some(s2) = &s.s2 else {
             let leaf = s1.walk(cx, &Direct, input, req.access).map_err(|f| {
-                req.walk_abort(&walk_event(&f, WalkFor::Input { s1_read: true }), ctx.record, s2r)
+                req.walk_abort(&walk_event(&f, WalkFor::Input { s1_read: true }), ctx.faults, s2f)
             })?;
             let out = translated(leaf, None, cx.reader.reads());
             let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
             self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
             return Ok(out);
         };
-        let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.record, s2r)?;
+        let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
         let leaf =
             self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input { s1_read: false })?;
         let out = translated(leaf, Some(s1_leaf), cx.reader.reads());
@@ -464,13 +504,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         s1: &VmsaS1,
         s2: &VmsaS2,
         input: u64,
-        r: bool,
-        s2r: bool,
+        s1f: Faults,
+        s2f: Faults,
     ) -> Result<Leaf, Abort> {
         let through = ThroughStage2::new(s2);
         s1.walk(cx, &through, input, req.access).map_err(|f| {
             let walk = WalkFor::Input { s1_read: through.read_failed() };
-            req.walk_abort(&walk_event(&f, walk), r, s2r)
+            req.walk_abort(&walk_event(&f, walk), s1f, s2f)
         })
     }
 }

@@ -265,3 +265,33 @@ pub fn sync() -> sviommu_smmuv3::spec::Command {
 pub fn smmu_without_caches(mem: &HostMemory) -> Smmu<&HostMemory> {
     smmu(mem)
 }
+
+/// What software does with the Event queue at `base` of 2^`log2size` records: reads every record
+/// from CONS to PROD, then writes CONS (copying PROD.OVFLG into OVACKFLG when `ack`).
+pub fn consume_events<M: PhysMemory<Addr = Hpa>>(
+    mem: &HostMemory,
+    s: &Smmu<M>,
+    base: u64,
+    log2size: u8,
+    ack: bool,
+) -> Vec<sviommu_smmuv3::spec::EventRecord> {
+    use sviommu_smmuv3::spec::regs::{cons, prod, QueuePointer};
+    let p = s.mmio_read(regs::EVENTQ_PROD.0, 4);
+    let c = s.mmio_read(regs::EVENTQ_CONS.0, 4);
+    let wr = QueuePointer::from_reg(u32::try_from(prod::WR.get(p)).unwrap(), log2size);
+    let mut rd = QueuePointer::from_reg(u32::try_from(cons::RD.get(c)).unwrap(), log2size);
+    let mut out = Vec::new();
+    while rd != wr {
+        let at = base + 32 * u64::from(rd.index);
+        let words: [u64; 4] =
+            std::array::from_fn(|i| mem.read_u64(Hpa(at + 8 * i as u64)).unwrap());
+        out.push(sviommu_smmuv3::spec::EventRecord::from_words(words));
+        rd = rd.next(log2size);
+    }
+    let mut v = cons::RD.set(c, u64::from(rd.to_reg(log2size)));
+    if ack {
+        v = cons::OVACKFLG.set(v, prod::OVFLG.get(p));
+    }
+    s.mmio_write(regs::EVENTQ_CONS.0, 4, v);
+    out
+}
