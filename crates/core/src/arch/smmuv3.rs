@@ -467,7 +467,8 @@ impl IommuDriver for SmmuUnit {
         }
         match self.hw.translate(&t) {
             Ok(tr) => Ok(tr.output),
-            Err(Abort::Event(e)) => Err(reason(e.id)),
+            // A stalled probe is a fault to the audit: it did not reach the page.
+            Err(Abort::Event(e) | Abort::Stalled(e)) => Err(reason(e.id)),
             Err(Abort::Silent(_)) => Err(FaultReason { code: 0, name: "terminated (no event)" }),
         }
     }

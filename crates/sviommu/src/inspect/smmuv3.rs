@@ -292,7 +292,7 @@ pub fn silent_name(s: Silent) -> &'static str {
 pub fn stop(a: &Abort) -> Stop {
     match a {
         Abort::Silent(s) => Stop::Abort(silent_name(*s)),
-        Abort::Event(e) => {
+        Abort::Event(e) | Abort::Stalled(e) => {
             let has = |name: &str| e.id.layout().iter().any(|f| f.name == name);
             Stop::Fault(FaultInfo {
                 code: e.id.code(),
