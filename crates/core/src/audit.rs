@@ -196,7 +196,7 @@ impl Iommu {
         let mut out: Vec<DeviceId> = driver
             .pasid_table_sharers(&ids)
             .into_iter()
-            .filter_map(|id| self.device_of(unit, id))
+            .flat_map(|id| self.devices_with(unit, id))
             .collect();
         out.sort();
         out.dedup();

@@ -355,6 +355,18 @@ impl Iommu {
         alias_owner
     }
 
+    /// Every device on `unit` that sends requests with `request_id` (as its own or as an alias):
+    /// masters the unit cannot tell apart all do.
+    pub fn devices_with(&self, unit: UnitId, request_id: u32) -> Vec<DeviceId> {
+        self.topology
+            .devices()
+            .iter()
+            .filter(|d| d.unit == unit)
+            .filter(|d| self.request_ids(&d.id).is_ok_and(|ids| ids.contains(&request_id)))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
     /// Turns a driver's reach (request IDs) into devices, with the groups they are in.
     pub(crate) fn reached(&self, unit: UnitId, groups: &[GroupId], reach: &Reach) -> Reached {
         let mut out = Reached { groups: groups.to_vec(), devices: Vec::new() };
@@ -364,9 +376,7 @@ impl Iommu {
             }
         }
         for id in &reach.request_ids {
-            if let Some(dev) = self.device_of(unit, *id) {
-                out.devices.push(dev);
-            }
+            out.devices.extend(self.devices_with(unit, *id));
         }
         out.devices.sort();
         out.devices.dedup();

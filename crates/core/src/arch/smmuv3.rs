@@ -39,8 +39,14 @@ const SW_MSI: Range<u64> = 0x0800_0000..0x0810_0000;
 enum Tag {
     /// A driver domain: stage 1 or (a nesting parent) stage 2.
     Paging(DomainId),
-    /// A stage 1 the driver does not own (nested or SVA), used at attach time.
-    Foreign,
+    /// A stage 1 the driver does not own (nested or SVA), tagged in the TLB by its owner's
+    /// ASID (and, nested, by the parent's VMID, learnt at attach).
+    Foreign {
+        /// The owner's ASID.
+        asid: u16,
+        /// The nesting parent, once attached nested.
+        parent: Option<DomainId>,
+    },
 }
 
 /// One SMMUv3 under the core.
@@ -207,8 +213,8 @@ impl IommuDriver for SmmuUnit {
         Ok(self.new_tag(Tag::Paging(id)))
     }
 
-    fn alloc_tag(&mut self, _s1: &Stage1Config) -> Result<HwDomain, DriverError> {
-        Ok(self.new_tag(Tag::Foreign))
+    fn alloc_tag(&mut self, s1: &Stage1Config) -> Result<HwDomain, DriverError> {
+        Ok(self.new_tag(Tag::Foreign { asid: s1.asid, parent: None }))
     }
 
     fn probe_device(&mut self, ids: &RequestIds, ats: bool, _pri: bool) -> Result<(), DriverError> {
@@ -364,13 +370,21 @@ impl IommuDriver for SmmuUnit {
                         let range = inv.range.as_ref().map(|r| (r.start, r.end - r.start));
                         return self.driver.flush_tlb(id, range).map_err(err);
                     }
-                    // A foreign stage 1 is tagged by its owner's ASID: the core does not keep
-                    // it per domain, so invalidate by the ASIDs the StreamIDs' CDs hold.
-                    _ => {
-                        return Err(DriverError::new(
-                            DriverErrorKind::Unsupported,
-                            "TLB invalidation of a foreign stage 1 without its ASID",
-                        ))
+                    // A foreign stage 1 is tagged by its owner's ASID (under the parent's VMID
+                    // when nested).
+                    Some(Tag::Foreign { asid, parent }) => cmds.push(match &inv.range {
+                        Some(r) => Invalidation::NhVa {
+                            parent,
+                            asid,
+                            iova: r.start,
+                            size: r.end - r.start,
+                            granule: self.granule(),
+                            leaf: inv.leaf,
+                        },
+                        None => Invalidation::NhAsid { parent, asid },
+                    }),
+                    None => {
+                        return Err(DriverError::new(DriverErrorKind::Invalid, "no such domain"))
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! differ only where the architecture does, and say so. Every check of reach goes through the
 //! hardware model's `translate`, never through the core's own bookkeeping.
 
+mod props;
 mod rig;
 
 use std::collections::BTreeMap;
