@@ -319,8 +319,8 @@ pub enum DriverErrorKind {
     /// Out of table memory, DIDs, ASIDs or VMIDs.
     #[error("out of resources")]
     NoResources,
-    /// The range is already mapped.
-    #[error("already mapped")]
+    /// The range is already mapped, or the tag (ASID, PASID) already in use.
+    #[error("already in use")]
     Busy,
     /// The unit did not complete a command in time, or reported a queue error.
     #[error("the unit failed")]

@@ -10,6 +10,7 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod audit;
 pub mod inspect;
 
 /// How a command prints its report.

@@ -31,6 +31,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The seed's isolation picture, audited on both architectures: A and B in one IOMMU
+    /// group, C in the same domain as A, D in another, a process (Task 1) bound to A. Lists who
+    /// can reach each address space and why, and checks it by issuing DMA from every device
+    /// through the hardware models.
+    Audit {
+        /// The SMMUv3 driver's CD table policy.
+        #[arg(long, value_enum, default_value_t = sviommu::audit::CdTables::PerDomain)]
+        cd_tables: sviommu::audit::CdTables,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Debug real IOMMU tables offline, from a memory image, with the hardware model.
     ///
     /// Load a memory image (raw dump, sparse pieces, or a QEMU dump-guest-memory ELF core),
@@ -55,6 +67,23 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("sviommu run: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Audit { cd_tables, format } => match sviommu::audit::seed(cd_tables) {
+            Ok(audits) => {
+                match format {
+                    Format::Text => print!("{}", sviommu::audit::text(&audits)),
+                    Format::Json => println!("{}", sviommu::audit::json(&audits)),
+                }
+                if audits.iter().all(|a| a.audit.agrees_with_dma) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("sviommu audit: {e}");
                 ExitCode::FAILURE
             }
         },
