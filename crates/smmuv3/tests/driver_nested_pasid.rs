@@ -16,7 +16,7 @@ use sviommu_smmuv3::driver::{
     Invalidation, Mmio, NestedCd, PasidAttach, Prot, SmmuDriver, StreamTableFormat,
 };
 use sviommu_smmuv3::hw::{Abort, Smmu, SmmuParams};
-use sviommu_smmuv3::spec::regs::{idr5, STRTAB_BASE};
+use sviommu_smmuv3::spec::regs::{idr5, strtab_base, STRTAB_BASE};
 use sviommu_smmuv3::spec::{Class, EventId, Granule, S1Dss, S1Fmt, Ste};
 
 const A: u32 = 0x10;
@@ -244,7 +244,8 @@ fn stage_2_faults_of_table_and_cd_fetches_are_reported_as_such() {
 
     // The window page holding the CD table's level 1 leaves stage 2 (the test plays a host
     // whose stage 2 lost it: the driver refuses to unmap it), then TLBs and CDs are flushed.
-    let ste_addr = (smmu.mmio_read(STRTAB_BASE.0, 8) & !0x3f & ((1 << 52) - 1)) + 64 * u64::from(A);
+    let base = strtab_base::ADDR.get(smmu.mmio_read(STRTAB_BASE.0, 8)) << strtab_base::ADDR.lo;
+    let ste_addr = base + 64 * u64::from(A);
     let mut words = [0u64; 8];
     for (i, w) in (0u64..).zip(words.iter_mut()) {
         *w = mem.read_u64(Hpa(ste_addr + 8 * i)).unwrap();

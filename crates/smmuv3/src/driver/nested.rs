@@ -112,7 +112,8 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     /// to a guest's whole CD table ([`bind_pasid_table`](Self::bind_pasid_table)); a PASID
     /// already attached; a context the SMMU could not use; a TTB0 outside the parent's IPA
     /// space or inside its window; or an ASID another nested PASID over the same parent uses
-    /// with other tables.
+    /// with other tables. A Command queue failure after the table was made leaves it listed
+    /// in [`cd_tables`](Self::cd_tables), since the SMMU may have seen it.
     pub fn attach_nested_pasid(
         &mut self,
         sid: u32,
