@@ -11,7 +11,7 @@ pub struct Capabilities {
     pub s1p: bool,
     /// IDR0.S2P: stage-2 translation.
     pub s2p: bool,
-    /// IDR0.TTF[1]: VMSAv8-64 translation tables.
+    /// IDR0.TTF\[1\]: VMSAv8-64 translation tables.
     pub ttf_aa64: bool,
     /// IDR0.COHACC: coherent table and queue accesses.
     pub cohacc: bool,

@@ -15,7 +15,7 @@ use crate::spec::cd::{CD_BYTES, L1CD_BYTES};
 use crate::spec::{address_size_bits, Cd, Command, Granule, L1Cd, Opcode, S1Dss, S1Fmt};
 
 /// SubstreamID bits of a 4KB level-2 CD table (§5.2 S1Fmt 0b01: 64 CDs).
-const L2_BITS: u8 = 6;
+pub(super) const L2_BITS: u8 = 6;
 /// IMPDEF (driver choice): a linear CD table without CD2L is capped at 2^10 CDs (64KB).
 const LINEAR_MAX_BITS: u8 = 10;
 
@@ -26,6 +26,15 @@ pub enum CdTableOwner {
     Domain(DomainId),
     /// One StreamID's own table (PerDevice).
     Device(u32),
+    /// The table of a stream with nested PASIDs, reached by the SMMU through `parent`'s
+    /// stage 2 at an IPA in the window the driver reserves there (one table per StreamID,
+    /// whatever the [`CdTablePolicy`]).
+    Nested {
+        /// The StreamID.
+        sid: u32,
+        /// The nesting parent (stage-2 domain).
+        parent: DomainId,
+    },
 }
 
 /// One CD table and the StreamIDs that reach it: a PASID bound in it is bound for all of them.
@@ -77,6 +86,8 @@ pub enum PasidAttach {
 pub(super) enum CdEntry {
     Domain(DomainId),
     Sva(SvaContext),
+    /// A guest's stage 1 (TTB0 an IPA), under the table's nesting parent.
+    Nested(super::NestedCd),
 }
 
 /// One CD table.
@@ -91,6 +102,11 @@ pub(super) struct CdTable {
     pub base_lg2: u8,
     /// Two-level: level-2 tables by level-1 index.
     pub l2: BTreeMap<u64, u64>,
+    /// log2 of the bytes of each level-2 table's block.
+    pub l2_lg2: u8,
+    /// Where the SMMU finds the table's blocks when it is reached through a nesting parent's
+    /// stage 2 (the block's IPA in the parent's reserved window, by its address).
+    pub window: Option<super::nested::Window>,
     /// The CDs that are valid, by SubstreamID.
     pub entries: BTreeMap<u32, CdEntry>,
     /// The StreamIDs whose STE points here.
@@ -100,7 +116,7 @@ pub(super) struct CdTable {
 impl CdTable {
     pub fn blocks(&self) -> Vec<Block> {
         let mut out = vec![Block { addr: self.base, size_lg2: self.base_lg2 }];
-        out.extend(self.l2.values().map(|&addr| Block { addr, size_lg2: L2_BITS + 6 }));
+        out.extend(self.l2.values().map(|&addr| Block { addr, size_lg2: self.l2_lg2 }));
         out
     }
 
@@ -126,16 +142,22 @@ impl CdTable {
 }
 
 impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
-    /// A new, empty CD table sized for the driver's SubstreamID bits.
-    pub(super) fn new_cd_table(&mut self, owner: CdTableOwner) -> Result<u64, DriverError> {
+    /// The geometry of the CD tables the driver makes: S1CDMax, S1Fmt and log2 of the bytes
+    /// at S1ContextPtr.
+    pub(super) fn cd_table_geometry(&self) -> (u8, S1Fmt, u8) {
         let bits = self.ssid_bits;
-        let (cdmax, fmt, base_lg2) = if bits > L2_BITS && self.caps.cd2l {
+        if bits > L2_BITS && self.caps.cd2l {
             // §5.2 S1Fmt 0b01: 2^(S1CDMax - 6) L1CDs, each for a 4KB table of 64 CDs.
             (bits, S1Fmt::TwoLevel4K, (bits - L2_BITS + 3).max(12))
         } else {
             let b = bits.min(LINEAR_MAX_BITS);
             (b, S1Fmt::Linear, (b + 6).max(12))
-        };
+        }
+    }
+
+    /// A new, empty CD table sized for the driver's SubstreamID bits.
+    pub(super) fn new_cd_table(&mut self, owner: CdTableOwner) -> Result<u64, DriverError> {
+        let (cdmax, fmt, base_lg2) = self.cd_table_geometry();
         let base = self.frames.alloc(&self.mem, base_lg2)?.raw();
         self.cd_tables.insert(
             base,
@@ -146,6 +168,8 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
                 fmt,
                 base_lg2,
                 l2: BTreeMap::new(),
+                l2_lg2: L2_BITS + 6,
+                window: None,
                 entries: BTreeMap::new(),
                 sids: BTreeSet::new(),
             },
@@ -200,7 +224,7 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     }
 
     /// The CD of a process address space, refused if the SMMU could not use it.
-    fn sva_cd(&self, s: &SvaContext) -> Result<Cd, DriverError> {
+    pub(super) fn sva_cd(&self, s: &SvaContext) -> Result<Cd, DriverError> {
         let c = &self.caps;
         if !c.granule(s.granule) {
             return Err(DriverError::Granule(s.granule));
@@ -313,23 +337,42 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
             return Ok((None, false));
         }
         let l1_index = u64::from(ssid) >> bits;
-        let l2 = self.frames.alloc(&self.mem, bits + 6)?.raw();
+        let (l2_lg2, parent) = (t.l2_lg2, t.window.as_ref().map(|w| w.parent));
+        let l2 = self.frames.alloc(&self.mem, l2_lg2)?.raw();
+        // §3.4.3: with stage 2 enabled, L1CD.L2Ptr is an IPA too.
+        let l2ptr = match parent {
+            None => l2,
+            Some(p) => match self.window_map(p, l2, l2_lg2) {
+                Ok(ipa) => ipa,
+                Err(e) => {
+                    let _ = self.frames.free(M::Addr::new(l2), l2_lg2);
+                    return Err(e);
+                }
+            },
+        };
         let mut d = L1Cd::default();
         d.set_v(true);
-        d.set_l2ptr(l2);
+        d.set_l2ptr(l2ptr);
         // The level-2 table (all CDs invalid, as allocated) exists before its L1CD.
         if let Err(e) = write_words(&self.mem, table + l1_index * L1CD_BYTES, &[d.word()]) {
-            let _ = self.frames.free(M::Addr::new(l2), bits + 6);
+            if let Some(p) = parent {
+                // Nothing reached the new IPA yet: no L1CD names it.
+                let _ = self.window_unmap(p, &[(l2ptr, l2_lg2)]);
+            }
+            let _ = self.frames.free(M::Addr::new(l2), l2_lg2);
             return Err(e.into());
         }
         if let Some(t) = self.cd_tables.get_mut(&table) {
             t.l2.insert(l1_index, l2);
+            if let Some(w) = t.window.as_mut() {
+                w.ipa.insert(l2, l2ptr);
+            }
         }
         let addr = l2 + (u64::from(ssid) & ((1 << bits) - 1)) * CD_BYTES;
         Ok((Some(addr), true))
     }
 
-    fn check_ssid(&self, ssid: u32) -> Result<(), DriverError> {
+    pub(super) fn check_ssid(&self, ssid: u32) -> Result<(), DriverError> {
         let bits = self.ssid_bits_in_use();
         if ssid == 0 || u64::from(ssid) >> bits != 0 {
             return Err(DriverError::SsidOutOfRange { ssid, ssid_bits: bits });
@@ -397,7 +440,9 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         let table = match state {
             StreamState::S1 { table, .. } => Some(table),
             StreamState::Abort | StreamState::Bypass => None,
-            StreamState::S2 { .. } | StreamState::Nested { .. } => {
+            StreamState::S2 { .. }
+            | StreamState::Nested { .. }
+            | StreamState::NestedPasid { .. } => {
                 return Err(DriverError::WrongStreamConfig {
                     sid,
                     reason: "its stage 1 is not the host's",
@@ -433,6 +478,12 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         self.check_sid(sid)?;
         self.check_ssid(ssid)?;
         let state = self.stream(sid);
+        if matches!(state, StreamState::NestedPasid { .. }) {
+            return Err(DriverError::WrongStreamConfig {
+                sid,
+                reason: "its PASIDs are nested (detach_nested_pasid)",
+            });
+        }
         let entry = state
             .cd_table()
             .and_then(|t| self.cd_tables.get(&t))

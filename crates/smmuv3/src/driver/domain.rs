@@ -6,7 +6,6 @@ use sviommu_memory::{Address, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, Oa52, Ps, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Build, Format};
 
-use super::stream::StreamState;
 use super::{Block, DriverError, Mmio, SmmuDriver};
 use crate::spec::{Command, Granule, Opcode};
 
@@ -270,7 +269,8 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
 
     /// Maps `[iova, iova + size)` to `pa` with one leaf; `size` must be a page or block size
     /// of the domain's granule. Stage 1 cannot refuse reads: `prot.read == false` is refused
-    /// there. Nothing is flushed (a new mapping replaces no valid entry).
+    /// there. Nothing is flushed (a new mapping replaces no valid entry). A range that
+    /// touches a stage-2 domain's [reserved IPA window](Self::reserved_ipa_window) is refused.
     pub fn map(
         &mut self,
         d: DomainId,
@@ -280,6 +280,7 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         prot: Prot,
     ) -> Result<(), DriverError> {
         let kind = self.domain(d)?.kind;
+        self.check_outside_window(d, iova, size)?;
         if !size.is_power_of_two() {
             return Err(sviommu_pgtable::MapError::PageSize { size_lg2: 0 }.into());
         }
@@ -310,9 +311,12 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     }
 
     /// Unmaps every leaf in `[iova, iova + size)` and returns the bytes unmapped. The SMMU's
-    /// TLBs still hold what they cached until [`flush_tlb`](Self::flush_tlb).
+    /// TLBs still hold what they cached until [`flush_tlb`](Self::flush_tlb). The reserved
+    /// IPA window is the driver's: a range that touches it is refused.
     pub fn unmap(&mut self, d: DomainId, iova: u64, size: u64) -> Result<u64, DriverError> {
-        let u = match self.domain(d)?.kind {
+        let kind = self.domain(d)?.kind;
+        self.check_outside_window(d, iova, size)?;
+        let u = match kind {
             DomainKind::S1 { pt, .. } => pt.unmap(&self.mem, iova, size)?,
             DomainKind::S2 { pt, .. } => pt.unmap(&self.mem, iova, size)?,
         };
@@ -347,9 +351,8 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
                     Some(mut v) => {
                         v.iter_mut().for_each(|c| c.set_vmid(vmid));
                         cmds.extend(v);
-                        let nested = self.streams.values().any(
-                            |s| matches!(s, StreamState::Nested { parent, .. } if *parent == d),
-                        );
+                        let nested =
+                            self.streams.values().any(|s| s.nested() && s.domain() == Some(d));
                         if nested {
                             let mut c = Command::new(Opcode::TlbiNhAll);
                             c.set_vmid(vmid);
@@ -371,7 +374,12 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     /// The TLBI commands (opcode `op`, address fields only) that cover `(iova, size)`, or
     /// `None` when the range is better flushed whole. With SMMU_IDR3.RIL, ranges of
     /// (NUM + 1) * 2^SCALE granules (§4.4.1.1); otherwise one command per granule.
-    fn range_cmds(&self, op: Opcode, g: Granule, (iova, size): (u64, u64)) -> Option<Vec<Command>> {
+    pub(super) fn range_cmds(
+        &self,
+        op: Opcode,
+        g: Granule,
+        (iova, size): (u64, u64),
+    ) -> Option<Vec<Command>> {
         let g_lg2 = g.lg2();
         let start = iova >> g_lg2;
         let end = iova.checked_add(size)?.checked_add((1 << g_lg2) - 1)? >> g_lg2;
@@ -414,9 +422,16 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     /// PASID).
     fn atc_cmds_for(&self, d: DomainId, range: Option<(u64, u64)>) -> Vec<Command> {
         let mut targets: Vec<(u32, Option<u32>)> = Vec::new();
+        let mut cmds = Vec::new();
         for (&sid, s) in &self.streams {
             if self.ats.contains(&sid) && s.domain() == Some(d) {
-                targets.push((sid, None));
+                if s.nested() {
+                    // The ATC holds stage-1 inputs (guest VAs) a stage-2 range cannot name:
+                    // everything goes, every PASID included (SSV == 0, §4.5.1).
+                    cmds.push(atc_inv(sid, None, None));
+                } else {
+                    targets.push((sid, None));
+                }
             }
         }
         for t in self.cd_tables.values() {
@@ -428,7 +443,8 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
                 }
             }
         }
-        targets.into_iter().map(|(sid, ssid)| atc_inv(sid, ssid, range)).collect()
+        cmds.extend(targets.into_iter().map(|(sid, ssid)| atc_inv(sid, ssid, range)));
+        cmds
     }
 }
 

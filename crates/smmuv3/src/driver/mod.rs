@@ -16,6 +16,7 @@
 //! | `cd` | §3.3.2, §5.3, §5.4: CD tables (linear or two-level), the CD update sequence, reach |
 //! | `domain` | stage-1 / stage-2 domains over pgtable's VMSA builders, map / unmap / TLB flush |
 //! | `events` | draining events and page requests, PRI responses, guest invalidations |
+//! | `nested` | per-PASID nesting: a host CD table reached through the parent's stage 2 |
 //!
 //! The CD table policy ([`CdTablePolicy`]) decides who shares a CD table. With `PerDomain`
 //! (the 2017 seed's arm-smmu-v3) every StreamID attached to a stage-1 domain points at the
@@ -36,6 +37,7 @@ mod cd;
 mod cmdq;
 mod domain;
 mod events;
+mod nested;
 mod queues;
 mod stream;
 
@@ -43,6 +45,7 @@ pub use caps::Capabilities;
 pub use cd::{CdTableOwner, CdTableReach, PasidAttach, SvaContext};
 pub use domain::{DomainConfig, DomainId, Prot};
 pub use events::{DrainedEvent, Invalidation};
+pub use nested::NestedCd;
 pub use stream::{Attach, GuestCdTable};
 
 /// The driver's only way to the SMMU's registers: 4- or 8-byte accesses at offsets from its
@@ -254,6 +257,17 @@ pub enum DriverError {
     /// A field of a caller-supplied configuration is out of range.
     #[error("{0} is out of range")]
     OutOfRange(&'static str),
+    /// A map or unmap touching the IPA window the driver reserves in a nesting parent
+    /// ([`SmmuDriver::reserved_ipa_window`]).
+    #[error("domain {domain:?} reserves IPA [{start:#x}, +{size:#x}) for the driver")]
+    ReservedWindow {
+        /// The stage-2 domain.
+        domain: DomainId,
+        /// The window's first IPA.
+        start: u64,
+        /// The window's size in bytes.
+        size: u64,
+    },
     /// pgtable refused a map or unmap (bad size, alignment, overlap, ...).
     #[error(transparent)]
     Map(#[from] MapError),

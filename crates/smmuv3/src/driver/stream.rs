@@ -162,6 +162,13 @@ pub(super) enum StreamState {
         parent: DomainId,
         guest: GuestCdTable,
     },
+    /// Nested over `parent`, through the host's CD table at `table` (mapped in the parent's
+    /// reserved window), whose CDs hold guests' stage-1 tables; S1DSS = Bypass, so
+    /// transactions without a SubstreamID get `parent`'s stage 2 alone.
+    NestedPasid {
+        parent: DomainId,
+        table: u64,
+    },
 }
 
 impl StreamState {
@@ -171,13 +178,19 @@ impl StreamState {
             Self::Abort | Self::Bypass => None,
             Self::S2 { domain } => Some(domain),
             Self::S1 { domain, .. } => domain,
-            Self::Nested { parent, .. } => Some(parent),
+            Self::Nested { parent, .. } | Self::NestedPasid { parent, .. } => Some(parent),
         }
+    }
+
+    /// Whether the STE enables both stages (a TLB entry of the stream may be tagged by a VA
+    /// that stage 2 flushes cannot name).
+    pub fn nested(&self) -> bool {
+        matches!(self, Self::Nested { .. } | Self::NestedPasid { .. })
     }
 
     pub fn cd_table(&self) -> Option<u64> {
         match *self {
-            Self::S1 { table, .. } => Some(table),
+            Self::S1 { table, .. } | Self::NestedPasid { table, .. } => Some(table),
             _ => None,
         }
     }
@@ -227,6 +240,22 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
                 ste.set_s1cdmax(guest.s1cdmax);
                 ste.set_s1fmt(guest.s1fmt);
                 ste.set_s1dss(guest.s1dss);
+                set_s1_walk_attrs(&mut ste);
+                self.set_s2_fields(&mut ste, parent);
+                ste.set_eats(eats);
+            }
+            StreamState::NestedPasid { parent, table } => {
+                ste.set_config(StreamConfig::Nested);
+                if let Some(t) = self.cd_tables.get(&table) {
+                    // §5.2 S1ContextPtr: with stage 2 enabled, an IPA.
+                    let ipa = t.window.as_ref().and_then(|w| w.ipa.get(&t.base));
+                    ste.set_s1contextptr(ipa.copied().unwrap_or_default());
+                    ste.set_s1cdmax(t.cdmax);
+                    ste.set_s1fmt(t.fmt);
+                }
+                // §5.2 S1DSS 0b01: no SubstreamID, stage 1 bypassed as though Config were
+                // 0b110; stage 2 still translates.
+                ste.set_s1dss(S1Dss::Bypass);
                 set_s1_walk_attrs(&mut ste);
                 self.set_s2_fields(&mut ste, parent);
                 ste.set_eats(eats);
@@ -302,7 +331,22 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         let old = Ste::from_words(super::read_words::<M, 8>(&self.mem, addr)?);
         let mut cfgi = Command::new(Opcode::CfgiSte);
         cfgi.set_sid(sid);
-        if old != new {
+        if old != new && hitless(&old, &new) {
+            // Only word 0 and stage-1 fields change between stage 2 and nested with the same
+            // stage 2: the fields the new Config adds are written while the old one ignores
+            // them, and word 0 switches in one 64-bit write, so transactions without a
+            // SubstreamID never stop getting stage 2.
+            let words = new.words();
+            let (w0, rest) = (words.get(..1).unwrap_or(&[]), words.get(1..).unwrap_or(&[]));
+            if matches!(new.config(), Ok(StreamConfig::Nested)) {
+                write_words(&self.mem, addr + 8, rest)?;
+                write_words(&self.mem, addr, w0)?;
+            } else {
+                write_words(&self.mem, addr, w0)?;
+                write_words(&self.mem, addr + 8, rest)?;
+            }
+            self.submit(&[cfgi])?;
+        } else if old != new {
             let live = old.v() && !matches!(old.config(), Ok(StreamConfig::Abort) | Err(_));
             if live {
                 write_words(&self.mem, addr, &abort_ste().words()[..1])?;
@@ -326,6 +370,12 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
     pub fn attach(&mut self, sid: u32, target: Attach) -> Result<(), DriverError> {
         self.check_sid(sid)?;
         let old = self.stream(sid);
+        if let StreamState::NestedPasid { .. } = old {
+            return Err(DriverError::WrongStreamConfig {
+                sid,
+                reason: "nested PASIDs are attached",
+            });
+        }
         // With PerDevice, a stream's own CD table carries its PASIDs across a change of its
         // default domain.
         let own_table = old
@@ -461,6 +511,12 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
             return Err(DriverError::OutOfRange("S1ContextPtr"));
         }
         let old = self.stream(sid);
+        if let StreamState::NestedPasid { .. } = old {
+            return Err(DriverError::WrongStreamConfig {
+                sid,
+                reason: "nested PASIDs are attached",
+            });
+        }
         if old.cd_table().is_some_and(|t| {
             self.cd_tables.get(&t).is_some_and(|t| t.owned_by_device(sid) && t.has_pasids())
         }) {
@@ -504,4 +560,22 @@ fn set_s1_walk_attrs(ste: &mut Ste) {
     ste.set_s1cir(attrs::WB);
     ste.set_s1cor(attrs::WB);
     ste.set_s1csh(attrs::INNER_SHAREABLE);
+}
+
+/// Whether `old` can become `new` without passing through abort (§3.21.3.1): both valid, one
+/// stage 2 and the other nested, with the same stage-2 words and a word 1 that differs only in
+/// fields stage 2 alone ignores (S1DSS, S1CIR, S1COR, S1CSH). Then one of the two Configs
+/// ignores every stage-1 field while the others are written.
+fn hitless(old: &Ste, new: &Ste) -> bool {
+    let (s2, nested) = (Ok(StreamConfig::Stage2), Ok(StreamConfig::Nested));
+    let configs = (old.config(), new.config());
+    if !(old.v() && new.v() && (configs == (s2, nested) || configs == (nested, s2))) {
+        return false;
+    }
+    let mut probe = *old;
+    probe.set_s1dss_raw(new.s1dss_raw());
+    probe.set_s1cir(new.s1cir());
+    probe.set_s1cor(new.s1cor());
+    probe.set_s1csh(new.s1csh());
+    probe.words().get(1..) == new.words().get(1..)
 }
