@@ -13,7 +13,7 @@ use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
 use sviommu_pgtable::Access;
 use sviommu_smmuv3::driver::{
     Attach, DomainConfig, DomainId, DriverConfig, DriverError as SmmuError, GuestCdTable,
-    Invalidation, PasidAttach, Prot, SmmuDriver, SvaContext,
+    Invalidation, NestedCd, PasidAttach, Prot, SmmuDriver, SvaContext,
 };
 use sviommu_smmuv3::hw::{Abort, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::{EventId, Granule, PriResp, S1Dss, S1Fmt};
@@ -58,6 +58,10 @@ pub struct SmmuUnit {
     next_tag: u32,
     /// StreamIDs of devices with ATS: enabled in their STE once they translate.
     ats: std::collections::BTreeSet<u32>,
+    /// The domain each StreamID's requests without a SubstreamID are attached to.
+    attached: BTreeMap<u32, DomainId>,
+    /// (StreamID, SubstreamID) pairs nested over a parent (the host CD table in the window).
+    nested: std::collections::BTreeSet<(u32, u32)>,
 }
 
 impl std::fmt::Debug for SmmuUnit {
@@ -105,7 +109,16 @@ impl SmmuUnit {
             pasid_table_bind: c.s1p && c.s2p,
             page_requests: c.pri,
         };
-        Ok(Self { hw, driver, caps, tags: BTreeMap::new(), next_tag: 1, ats: Default::default() })
+        Ok(Self {
+            hw,
+            driver,
+            caps,
+            tags: BTreeMap::new(),
+            next_tag: 1,
+            ats: Default::default(),
+            attached: BTreeMap::new(),
+            nested: Default::default(),
+        })
     }
 
     /// The hardware model (to play devices, as tests and the simulator do).
@@ -139,6 +152,21 @@ impl SmmuUnit {
         self.next_tag += 1;
         self.tags.insert(h.0, tag);
         h
+    }
+
+    /// A guest's stage 1 as the CD of per-PASID nesting holds it: its root is an IPA.
+    fn nested_cd(s1: Stage1Config) -> Result<NestedCd, DriverError> {
+        let c = Self::sva_context(s1, DOMAIN_IAS_BITS)?;
+        Ok(NestedCd {
+            asid: c.asid,
+            ttb0_ipa: c.ttb0,
+            t0sz: c.t0sz,
+            granule: c.granule,
+            ips_bits: c.ips_bits,
+            mair: c.mair,
+            ha: c.ha,
+            hd: c.hd,
+        })
     }
 
     fn sva_context(s1: Stage1Config, oas_bits: u8) -> Result<SvaContext, DriverError> {
@@ -198,8 +226,18 @@ impl IommuDriver for SmmuUnit {
         &self.caps
     }
 
-    fn reserved_regions(&self, _ids: &RequestIds) -> Vec<(Range<u64>, &'static str)> {
-        vec![(SW_MSI, "software MSI window")]
+    fn reserved_regions(&self, ids: &RequestIds) -> Vec<(Range<u64>, &'static str)> {
+        let mut out = vec![(SW_MSI, "software MSI window")];
+        // A nesting parent's IPA window holding the host CD tables of per-PASID nesting.
+        for sid in ids {
+            let window = self.attached.get(sid).and_then(|d| self.driver.reserved_ipa_window(*d));
+            if let Some((start, size)) = window {
+                out.push((start..start + size, "nested CD table window"));
+            }
+        }
+        out.sort_by_key(|(r, _)| r.start);
+        out.dedup();
+        out
     }
 
     fn alloc_paging(&mut self, nesting_parent: bool) -> Result<HwDomain, DriverError> {
@@ -264,19 +302,30 @@ impl IommuDriver for SmmuUnit {
         let mut reach = Reach::default();
         for &sid in ids {
             match (pasid, target) {
-                (None, HwTarget::Blocked) => self.driver.attach(sid, Attach::Abort).map_err(err)?,
+                (None, HwTarget::Blocked) => {
+                    self.driver.attach(sid, Attach::Abort).map_err(err)?;
+                    self.attached.remove(&sid);
+                }
                 (None, HwTarget::Identity) => {
                     self.driver.attach(sid, Attach::Bypass).map_err(err)?;
+                    self.attached.remove(&sid);
                 }
                 (None, HwTarget::Paging(d)) => {
                     let id = self.paging(d)?;
                     self.driver.attach(sid, Attach::Domain(id)).map_err(err)?;
+                    self.attached.insert(sid, id);
                 }
                 (None, _) => {
                     return Err(DriverError::new(
                         DriverErrorKind::Unsupported,
                         "a foreign stage 1 for requests without a SubstreamID",
                     ))
+                }
+                (Some(p), HwTarget::Blocked) if self.nested.contains(&(sid, p.0)) => {
+                    let r = self.driver.detach_nested_pasid(sid, p.0).map_err(err)?;
+                    self.nested.remove(&(sid, p.0));
+                    reach.request_ids.extend(r);
+                    continue;
                 }
                 (Some(p), HwTarget::Blocked) => {
                     match self.driver.detach_pasid(sid, p.0) {
@@ -298,11 +347,16 @@ impl IommuDriver for SmmuUnit {
                     reach.request_ids.extend(r.map_err(err)?);
                     continue;
                 }
-                (Some(_), HwTarget::Nested { .. }) => {
-                    return Err(DriverError::new(
-                        DriverErrorKind::Unsupported,
-                        "per-PASID nesting (the whole CD table nests: bind_pasid_table)",
-                    ))
+                (Some(p), HwTarget::Nested { tag, parent, s1 }) => {
+                    let parent = self.paging(parent)?;
+                    let cd = Self::nested_cd(s1)?;
+                    let r = self.driver.attach_nested_pasid(sid, p.0, parent, cd).map_err(err)?;
+                    self.nested.insert((sid, p.0));
+                    if let Some(Tag::Foreign { parent: at, .. }) = self.tags.get_mut(&tag.0) {
+                        *at = Some(parent);
+                    }
+                    reach.request_ids.extend(r);
+                    continue;
                 }
                 (Some(_), HwTarget::Identity) => {
                     return Err(DriverError::new(

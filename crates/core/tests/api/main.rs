@@ -355,8 +355,8 @@ fn tamper_copy_pasid_entry(
     r.mem.write(Hpa(dst), &buf).unwrap();
 }
 
-/// A guest's stage 1 over the host's stage 2, per PASID (VT-d) or as the guest's whole CD
-/// table (SMMUv3, the seed's bind_pasid_table).
+/// A guest's stage 1 over the host's stage 2, per PASID on both architectures; then, on
+/// SMMUv3, the guest's whole CD table (the seed's bind_pasid_table).
 fn nesting(arch: Arch) {
     let (t, [a, b, ..]) = seed(arch);
     let mut r = Rig::new(arch, t);
@@ -364,57 +364,57 @@ fn nesting(arch: Arch) {
     r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
     r.map_guest_ram(parent);
     let (s1, table) = r.guest_stage1(&[(0x4000_0000, 0x30_0000)]);
-    match arch {
-        Arch::Vtd => {
-            let nested = r.iommu.alloc_domain(UNIT, DomainKind::Nested { parent, s1 }).unwrap();
-            let reached =
-                r.iommu.attach_pasid(nested, &Target::Device(a.clone()), Pasid(5)).unwrap();
-            assert_eq!(reached.devices, [a.clone(), b.clone()]);
-            assert_eq!(r.dma(&a, Some(5), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
-            // Requests without PASID still go to the parent (GPA -> HPA).
-            assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
-            // The guest unmaps its page; stale until it invalidates that PASID.
-            table.unmap(&r.guest_ram(), 0x4000_0000, 0x1000);
-            assert_eq!(r.dma(&a, Some(5), 0x4000_0123, false), Ok(GUEST + 0x30_0123));
-            let inv = InvalidateInfo {
-                cache: CacheKind::Iotlb,
-                granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
-                pasid: Some(Pasid(5)),
-            };
-            r.iommu.invalidate(&Target::Domain(nested), &inv).unwrap();
-            assert!(r.dma(&a, Some(5), 0x4000_0123, false).is_err());
-            r.iommu.detach_pasid(&Target::Device(a.clone()), Pasid(5)).unwrap();
-            r.iommu.free_domain(nested).unwrap();
-        }
-        Arch::Smmu(_) => {
-            // The guest's CD table, in guest RAM: CD 3 points at its stage 1.
-            let cd_table = 0x20_0000u64;
-            write_guest_cd(&r, cd_table, 3, &s1);
-            assert_eq!(table.root(), s1.root);
-            let config = PasidTableConfig {
-                model: Model::Smmuv3,
-                base: cd_table,
-                pasid_bits: 4,
-                format: PasidTableFormat::SmmuLinear,
-            };
-            let reached =
-                r.iommu.bind_pasid_table(&Target::Device(a.clone()), parent, config).unwrap();
-            assert_eq!(reached.devices, [a.clone(), b.clone()]);
-            assert_eq!(r.dma(&a, Some(3), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
-            assert_eq!(r.dma(&b, Some(3), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
-            let mut sentinels = BTreeMap::new();
-            let g = r.iommu.topology().group_of(&a).unwrap().id;
-            sentinels.insert(
-                SpaceKey::PasidTable(g),
-                Sentinel { pasid: Some(Pasid(3)), input: 0x4000_0000, hpa: GUEST + 0x30_0000 },
-            );
-            let report = r.iommu.audit(&sentinels);
-            assert!(report.agrees(), "{report:#?}");
-            r.iommu.unbind_pasid_table(&Target::Device(a.clone())).unwrap();
-            assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
-            assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
-        }
+    let nested = r.iommu.alloc_domain(UNIT, DomainKind::Nested { parent, s1 }).unwrap();
+    let reached = r.iommu.attach_pasid(nested, &Target::Device(a.clone()), Pasid(5)).unwrap();
+    assert_eq!(reached.devices, [a.clone(), b.clone()]);
+    assert_eq!(r.dma(&a, Some(5), 0x4000_0123, true), Ok(GUEST + 0x30_0123));
+    // Requests without PASID still go to the parent (GPA -> HPA).
+    assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
+    // The guest unmaps its page; stale until it invalidates that PASID.
+    table.unmap(&r.guest_ram(), 0x4000_0000, 0x1000);
+    assert_eq!(r.dma(&a, Some(5), 0x4000_0123, false), Ok(GUEST + 0x30_0123));
+    let inv = InvalidateInfo {
+        cache: CacheKind::Iotlb,
+        granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
+        pasid: Some(Pasid(5)),
+    };
+    r.iommu.invalidate(&Target::Domain(nested), &inv).unwrap();
+    assert!(r.dma(&a, Some(5), 0x4000_0123, false).is_err());
+    // The parent's usable IOVA ranges leave out whatever the unit reserves for nesting (the
+    // SMMU's host CD table window), and a map there is refused.
+    for (window, _) in r.iommu.reserved_regions(&a).unwrap() {
+        let e = r.iommu.map(parent, window.start, 0x3000_0000, 0x1000, true).unwrap_err();
+        assert!(matches!(e, CoreError::Reserved { .. }), "{e}");
     }
+    r.iommu.detach_pasid(&Target::Device(a.clone()), Pasid(5)).unwrap();
+    assert!(r.dma(&a, Some(5), 0x4000_0123, false).is_err());
+    r.iommu.free_domain(nested).unwrap();
+    if arch == Arch::Vtd {
+        return;
+    }
+    // The guest's whole CD table, in guest RAM: CD 3 points at a stage 1 of its own.
+    let (s1, _) = r.guest_stage1(&[(0x4000_0000, 0x31_0000)]);
+    let cd_table = 0x20_0000u64;
+    write_guest_cd(&r, cd_table, 3, &s1);
+    let config = PasidTableConfig {
+        model: Model::Smmuv3,
+        base: cd_table,
+        pasid_bits: 4,
+        format: PasidTableFormat::SmmuLinear,
+    };
+    let reached = r.iommu.bind_pasid_table(&Target::Device(a.clone()), parent, config).unwrap();
+    assert_eq!(reached.devices, [a.clone(), b.clone()]);
+    assert_eq!(r.dma(&a, Some(3), 0x4000_0123, true), Ok(GUEST + 0x31_0123));
+    assert_eq!(r.dma(&b, Some(3), 0x4000_0123, true), Ok(GUEST + 0x31_0123));
+    let mut sentinels = BTreeMap::new();
+    let g = r.iommu.topology().group_of(&a).unwrap().id;
+    let probe = Sentinel { pasid: Some(Pasid(3)), input: 0x4000_0000, hpa: GUEST + 0x31_0000 };
+    sentinels.insert(SpaceKey::PasidTable(g), probe);
+    let report = r.iommu.audit(&sentinels);
+    assert!(report.agrees(), "{report:#?}");
+    r.iommu.unbind_pasid_table(&Target::Device(a.clone())).unwrap();
+    assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
+    assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
 }
 
 /// A CD for `s1` (VMSA, 4K granule, 48-bit) at index `ssid` of a linear CD table in guest RAM,
