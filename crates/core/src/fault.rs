@@ -198,6 +198,14 @@ impl Iommu {
         self.faults.counters
     }
 
+    /// What every unit's driver counted (queue overflows: fault records and page requests the
+    /// hardware had to drop; invalidations and waits), by unit.
+    pub fn unit_counters(
+        &self,
+    ) -> std::collections::BTreeMap<UnitId, crate::driver::DriverCounters> {
+        self.units.iter().map(|(u, s)| (*u, s.driver.counters())).collect()
+    }
+
     /// Before `pasid` leaves `group`: collects what the units hold and answers every group of
     /// the group's devices on that PASID as Invalid, so the PASID can be reused safely.
     pub(crate) fn drain_page_requests(

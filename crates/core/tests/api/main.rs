@@ -244,6 +244,28 @@ fn faults_reach_the_handler(arch: Arch) {
     assert!(matches!(e, CoreError::UnknownPageGroup { group: 7, .. }), "{e}");
 }
 
+/// Nothing is lost silently: faults the unit could not record (a full fault log or event
+/// queue) are counted by the driver and reported by the core.
+fn fault_overflow_is_counted(arch: Arch) {
+    let (t, [a, ..]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(d, &Target::Device(a.clone())).unwrap();
+    // More faults than VT-d's 8 fault recording registers or the SMMU's 128-entry event queue.
+    for i in 0..300u64 {
+        assert!(r.dma(&a, None, 0x100_0000 + (i << 12), false).is_err());
+    }
+    let delivered = r.iommu.process_faults().len() as u64;
+    let counted = r.iommu.fault_counters().unrecoverable;
+    assert_eq!(delivered, counted);
+    assert!(counted > 0 && counted < 300, "{counted} of 300 recorded");
+    let units = r.iommu.unit_counters();
+    assert!(units[&UNIT].faults_overflowed >= 1, "{units:?}");
+    // After the drain the unit records again.
+    assert!(r.dma(&a, None, 0x900_0000, false).is_err());
+    assert_eq!(r.iommu.process_faults().len(), 1);
+}
+
 /// Guest invalidations: a guest changes its stage 1; the stale translation stays until the
 /// guest's invalidation is passed down. Bad combinations are refused before any driver call.
 fn invalidate_passes_guest_invalidations_down(arch: Arch) {
@@ -678,6 +700,10 @@ macro_rules! suite {
             #[test]
             fn nesting() {
                 super::nesting(ARCH)
+            }
+            #[test]
+            fn fault_overflow_is_counted() {
+                super::fault_overflow_is_counted(ARCH)
             }
             #[test]
             fn refusals_change_nothing() {
