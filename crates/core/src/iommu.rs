@@ -403,6 +403,18 @@ impl Iommu {
             self.check_reserved_unmapped(domain, *g)?;
         }
         let hw = self.hw_target(domain)?;
+        if matches!(self.domain(domain)?.kind, DomainKind::Paging { .. }) {
+            // The firmware's DMA must keep working the moment the device is switched over.
+            for g in &groups {
+                for dev in self.group(*g)?.members.clone() {
+                    for r in self.direct_regions(&dev) {
+                        if self.domain(domain)?.mapped_in(&r).is_none() {
+                            self.map_pages(domain, r.start, r.start, r.end - r.start, true)?;
+                        }
+                    }
+                }
+            }
+        }
         let mut reach = Reach::default();
         for g in &groups {
             let r = self.program_group(*g, None, hw)?;
@@ -553,7 +565,12 @@ impl Iommu {
         }
         for dev in &self.group(group)?.members {
             for (reserved, why) in self.reserved_regions(dev)? {
-                if d.mapped_in(&reserved).is_some() {
+                let identity = why == RMRR
+                    && d.mappings
+                        .range(..=reserved.start)
+                        .next_back()
+                        .is_some_and(|(iova, m)| *iova == m.pa && *iova + m.len >= reserved.end);
+                if d.mapped_in(&reserved).is_some() && !identity {
                     return Err(CoreError::ReservedMapped {
                         device: dev.clone(),
                         domain,
@@ -574,7 +591,19 @@ impl Iommu {
         let dev =
             self.topology.device(device).ok_or_else(|| CoreError::NoSuchDevice(device.clone()))?;
         let ids = self.request_ids(device)?;
-        Ok(self.driver(dev.unit)?.reserved_regions(&ids))
+        let mut out = self.driver(dev.unit)?.reserved_regions(&ids);
+        out.extend(self.direct_regions(device).into_iter().map(|r| (r, RMRR)));
+        Ok(out)
+    }
+
+    /// A device's firmware DMA ranges (RMRRs): mapped one to one in every paging domain it is
+    /// attached to (Linux `iommu_create_device_direct_mappings()`).
+    pub fn direct_regions(&self, device: &DeviceId) -> Vec<Range<u64>> {
+        self.topology
+            .device(device)
+            .and_then(|d| d.pci())
+            .map(|f| f.rmrrs.clone())
+            .unwrap_or_default()
     }
 
     /// The IOVA ranges a paging domain can map now: its input range less the reserved regions
@@ -634,10 +663,22 @@ impl Iommu {
         write: bool,
     ) -> Result<(), CoreError> {
         let range = self.check_map_range(domain, iova, pa, len)?;
-        let d = self.domain(domain)?;
-        if let Some(at) = d.mapped_in(&range) {
+        if let Some(at) = self.domain(domain)?.mapped_in(&range) {
             return Err(CoreError::AlreadyMapped { iova: at });
         }
+        self.map_pages(domain, iova, pa, len, write)
+    }
+
+    /// Maps a checked range with the largest pages that fit, undoing it all on a failure.
+    fn map_pages(
+        &mut self,
+        domain: DomainId,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<(), CoreError> {
+        let d = self.domain(domain)?;
         let (unit, hw) = (d.unit, self.hw_of(domain)?);
         let sizes = self.driver(unit)?.caps().page_sizes;
         let mut done = 0;
@@ -753,6 +794,9 @@ impl Iommu {
         Ok(())
     }
 }
+
+/// What a firmware DMA range is called among a device's reserved regions.
+pub const RMRR: &str = "RMRR: firmware DMA, identity-mapped";
 
 /// The architecture a unit kind implements.
 pub(crate) fn model_of(kind: crate::topology::UnitKind) -> Model {

@@ -159,6 +159,16 @@ pub enum TopologyError {
         /// The alias's function number.
         alias_function: u8,
     },
+    /// An RMRR that is empty, wraps, or is not 4K aligned.
+    #[error("{device}: RMRR {base:#x} + {len_bytes:#x} is not a 4K-aligned range")]
+    BadRmrr {
+        /// The function.
+        device: Bdf,
+        /// Its base.
+        base: u64,
+        /// Its length.
+        len_bytes: u64,
+    },
     /// A PASID width outside 1..=20.
     #[error("{device}: PASID width {bits} is outside 1..=20")]
     BadPasidWidth {
@@ -301,9 +311,18 @@ pub struct FunctionSpec {
     multifunction: bool,
     unit: Option<UnitId>,
     pci_x: bool,
+    rmrrs: Vec<(u64, u64)>,
 }
 
 impl FunctionSpec {
+    /// A firmware DMA range the platform names for this function (an ACPI DMAR RMRR, an IORT
+    /// RMR): the device may DMA there at any time, so every domain it is attached to maps the
+    /// range one to one, and nothing else may be mapped there.
+    pub fn rmrr(&mut self, base: u64, len_bytes: u64) -> &mut Self {
+        self.rmrrs.push((base, len_bytes));
+        self
+    }
+
     /// Gives it an ACS Extended Capability (without one it has none).
     pub fn acs(&mut self, acs: Acs) -> &mut Self {
         self.acs = Some(acs);
@@ -461,6 +480,7 @@ impl TopologyBuilder {
             multifunction: false,
             unit: None,
             pci_x: false,
+            rmrrs: Vec::new(),
         })
     }
 
@@ -686,6 +706,15 @@ impl TopologyBuilder {
                     dma_alias_devfns.push(devfn);
                 }
             }
+            let mut rmrrs = Vec::new();
+            for &(base, len_bytes) in &spec.rmrrs {
+                let bad = TopologyError::BadRmrr { device: *bdf, base, len_bytes };
+                let end = base.checked_add(len_bytes).ok_or(bad.clone())?;
+                if len_bytes == 0 || (base | len_bytes) & 0xfff != 0 {
+                    return Err(bad);
+                }
+                rmrrs.push(base..end);
+            }
             let pasid = match spec.pasid_bits {
                 None => None,
                 Some(bits) => Some(
@@ -713,6 +742,7 @@ impl TopologyBuilder {
                 ee_tlp_prefix: pci_type.is_pcie() && !spec.no_tlp_prefix,
                 secondary_bus: spec.secondary_bus,
                 secondary_interface,
+                rmrrs,
             };
             devices.push(Device { id, unit, kind: DeviceKind::Pci(function) });
         }

@@ -104,6 +104,9 @@ pub struct PciFunction {
     pub secondary_bus: Option<u8>,
     /// A PCIe-to-PCI bridge's secondary interface.
     pub secondary_interface: Option<SecondaryInterface>,
+    /// Firmware DMA ranges (RMRRs) naming it: identity-mapped in every domain it is attached
+    /// to.
+    pub rmrrs: Vec<std::ops::Range<u64>>,
 }
 
 /// One platform master behind an SMMUv3.

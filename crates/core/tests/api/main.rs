@@ -656,6 +656,42 @@ fn sva_unbind_drains_outstanding_page_requests() {
     assert_eq!(r.iommu.sva_pasid(task.id), None);
 }
 
+/// An RMRR (VT-d firmware DMA range) is reported, mapped one to one in every paging domain the
+/// device is attached to before the switch, and closed to other mappings.
+#[test]
+fn rmrr_ranges_are_identity_mapped_and_reserved() {
+    let mut b = rig::builder(Arch::Vtd);
+    b.endpoint("00:02.0").rmrr(0xe000_0000, 0x2_0000);
+    let dev = sviommu_core::topology::DeviceId::pci("00:02.0").unwrap();
+    let mut r = Rig::new(Arch::Vtd, b.build().unwrap());
+    let regions = r.iommu.reserved_regions(&dev).unwrap();
+    assert!(regions
+        .iter()
+        .any(|(x, why)| *x == (0xe000_0000..0xe002_0000) && why.starts_with("RMRR")));
+    let d = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.attach(d, &Target::Device(dev.clone())).unwrap();
+    assert_eq!(r.dma(&dev, None, 0xe001_0040, true), Ok(0xe001_0040));
+    let e = r.iommu.map(d, 0xe000_0000, 0x3000_0000, 0x1000, true).unwrap_err();
+    assert!(matches!(e, CoreError::Reserved { .. }), "{e}");
+    assert!(r
+        .iommu
+        .iova_ranges(d)
+        .unwrap()
+        .iter()
+        .all(|x| x.end <= 0xe000_0000 || x.start >= 0xe002_0000));
+    // A second domain gets the same identity map when the device moves to it.
+    let d2 = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.map(d2, 0x10_0000, 0x3000_0000, 0x1000, true).unwrap();
+    r.iommu.attach(d2, &Target::Device(dev.clone())).unwrap();
+    assert_eq!(r.dma(&dev, None, 0xe000_0000, false), Ok(0xe000_0000));
+    // A domain that maps something else there cannot take the device.
+    let d3 = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+    r.iommu.map(d3, 0xe000_0000, 0x3000_0000, 0x1000, true).unwrap();
+    let e = r.iommu.attach(d3, &Target::Device(dev.clone())).unwrap_err();
+    assert!(matches!(e, CoreError::ReservedMapped { .. }), "{e}");
+    assert_eq!(r.dma(&dev, None, 0xe000_0000, false), Ok(0xe000_0000), "still on d2");
+}
+
 macro_rules! suite {
     ($name:ident, $arch:expr) => {
         mod $name {
