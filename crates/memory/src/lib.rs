@@ -22,6 +22,7 @@ mod frame;
 mod guest;
 mod host;
 pub mod image;
+mod mmio;
 mod reader;
 
 pub use addr::{Address, Gpa, Hpa, Iova};
@@ -29,6 +30,7 @@ pub use frame::{FrameAllocator, FrameError};
 pub use guest::{GuestRam, GuestRamRegion};
 pub use host::{HostMemory, MemoryError, PhysMemory};
 pub use image::{ImageError, ImageKind, ImagePiece};
+pub use mmio::Mmio;
 pub use reader::TableReader;
 
 /// 4 KiB, the smallest table page of every format here.

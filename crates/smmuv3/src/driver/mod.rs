@@ -24,7 +24,6 @@
 //! that reach as data ([`SmmuDriver::cd_tables`], and the StreamIDs every CD write reached).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use sviommu_memory::{Address, FrameAllocator, FrameError, Hpa, MemoryError, PhysMemory};
 use sviommu_pgtable::MapError;
@@ -48,14 +47,7 @@ pub use events::{DrainedEvent, Invalidation};
 pub use nested::NestedCd;
 pub use stream::{Attach, GuestCdTable};
 
-/// The driver's only way to the SMMU's registers: 4- or 8-byte accesses at offsets from its
-/// base (§6.2).
-pub trait Mmio {
-    /// Reads `size` bytes at `offset`.
-    fn read(&self, offset: u64, size: u8) -> u64;
-    /// Writes `size` bytes of `value` at `offset`.
-    fn write(&self, offset: u64, size: u8, value: u64);
-}
+pub use sviommu_memory::Mmio;
 
 impl<M: PhysMemory<Addr = Hpa>> Mmio for Smmu<M> {
     fn read(&self, offset: u64, size: u8) -> u64 {
@@ -64,26 +56,6 @@ impl<M: PhysMemory<Addr = Hpa>> Mmio for Smmu<M> {
 
     fn write(&self, offset: u64, size: u8, value: u64) {
         self.mmio_write(offset, size, value);
-    }
-}
-
-impl<T: Mmio + ?Sized> Mmio for &T {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        (**self).read(offset, size)
-    }
-
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        (**self).write(offset, size, value);
-    }
-}
-
-impl<T: Mmio + ?Sized> Mmio for Arc<T> {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        (**self).read(offset, size)
-    }
-
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        (**self).write(offset, size, value);
     }
 }
 

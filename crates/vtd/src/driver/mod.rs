@@ -25,7 +25,6 @@
 //! [`DriverError`] and writes and allocates nothing.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use sviommu_memory::{Address, FrameAllocator, FrameError, Hpa, MemoryError, PhysMemory};
 use sviommu_pgtable::MapError;
@@ -52,14 +51,7 @@ use domain::Domain;
 use pasid::Attached;
 use queue::Queue;
 
-/// The driver's only way to the unit: 4- and 8-byte register accesses at byte offsets of its
-/// register page.
-pub trait Mmio {
-    /// Reads `size` bytes (4 or 8) at `offset`.
-    fn read(&self, offset: u64, size: u8) -> u64;
-    /// Writes the low `size` bytes (4 or 8) of `value` at `offset`.
-    fn write(&self, offset: u64, size: u8, value: u64);
-}
+pub use sviommu_memory::Mmio;
 
 impl<M: PhysMemory<Addr = Hpa>> Mmio for Vtd<M> {
     fn read(&self, offset: u64, size: u8) -> u64 {
@@ -67,24 +59,6 @@ impl<M: PhysMemory<Addr = Hpa>> Mmio for Vtd<M> {
     }
     fn write(&self, offset: u64, size: u8, value: u64) {
         self.mmio_write(offset, size, value);
-    }
-}
-
-impl<T: Mmio + ?Sized> Mmio for &T {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        (**self).read(offset, size)
-    }
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        (**self).write(offset, size, value);
-    }
-}
-
-impl<T: Mmio + ?Sized> Mmio for Arc<T> {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        (**self).read(offset, size)
-    }
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        (**self).write(offset, size, value);
     }
 }
 
