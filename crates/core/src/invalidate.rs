@@ -54,10 +54,7 @@ impl Iommu {
             let unit = self.group(*g)?.unit;
             let domain = self.invalidated_domain(target, *g, info.pasid)?;
             let hw = self.hw_of(domain)?;
-            let mut request_ids = Vec::new();
-            for dev in &self.group(*g)?.members {
-                request_ids.extend(self.request_ids(dev)?);
-            }
+            let request_ids = self.group_request_ids(*g)?;
             let (range, leaf) = match &info.granularity {
                 Granularity::Addr { range, leaf } => (Some(range.clone()), *leaf),
                 _ => (None, false),
@@ -73,7 +70,11 @@ impl Iommu {
             // One invalidation per domain and unit: a domain named through several groups is
             // invalidated once, with every group's devices for the device TLBs.
             match work.iter_mut().find(|(u, w)| *u == unit && w.domain == hw) {
-                Some((_, w)) => w.request_ids.extend(inv.request_ids),
+                Some((_, w)) => {
+                    w.request_ids.extend(inv.request_ids);
+                    w.request_ids.sort_unstable();
+                    w.request_ids.dedup();
+                }
                 None => work.push((unit, inv)),
             }
         }

@@ -41,6 +41,8 @@ pub struct VtdUnit {
     caps: UnitCaps,
     /// The driver's DID behind each domain handle (the handle is the DID).
     owned: BTreeMap<u32, bool>,
+    /// Requester IDs of devices with a device-TLB (ATS enabled at probe).
+    ats: std::collections::BTreeSet<u16>,
 }
 
 impl std::fmt::Debug for VtdUnit {
@@ -82,7 +84,7 @@ impl VtdUnit {
             pasid_table_bind: false,
             page_requests: scalable && c.page_requests,
         };
-        Ok(Self { hw, driver, caps, owned: BTreeMap::new() })
+        Ok(Self { hw, driver, caps, owned: BTreeMap::new(), ats: Default::default() })
     }
 
     /// The hardware model (to play devices, as tests and the simulator do).
@@ -198,6 +200,10 @@ impl IommuDriver for VtdUnit {
         for &id in ids {
             self.driver.set_device_features(rid(id)?, features).map_err(err)?;
         }
+        // The device-TLB belongs to the device, whose own Requester ID comes first.
+        if let Some(&own) = ids.first() {
+            self.ats.insert(rid(own)?);
+        }
         Ok(())
     }
 
@@ -273,13 +279,17 @@ impl IommuDriver for VtdUnit {
                 reqs.push(InvalidateRequest::PasidCache { did, pasid: inv.pasid.map(|p| p.0) });
             }
             CacheKind::DevIotlb => {
+                // Only devices with a device-TLB get an ATS invalidation (Linux sends them only
+                // where ATS is enabled).
                 for &id in &inv.request_ids {
                     let sid = rid(id)?;
-                    reqs.push(InvalidateRequest::DevTlb {
-                        sid,
-                        pasid: inv.pasid.map(|p| p.0),
-                        range,
-                    });
+                    if self.ats.contains(&sid) {
+                        let pasid = inv.pasid.map(|p| p.0);
+                        reqs.push(InvalidateRequest::DevTlb { sid, pasid, range });
+                    }
+                }
+                if reqs.is_empty() {
+                    return Ok(());
                 }
             }
         }

@@ -692,6 +692,42 @@ fn rmrr_ranges_are_identity_mapped_and_reserved() {
     assert_eq!(r.dma(&dev, None, 0xe000_0000, false), Ok(0xe000_0000), "still on d2");
 }
 
+/// A guest's device-TLB invalidation reaches the device as an ATS invalidation (VT-d: A has
+/// ATS), for every request ID of its group and the PASID named.
+#[test]
+fn device_tlb_invalidations_reach_the_devices() {
+    use sviommu_vtd::hw::Output;
+    let (t, [a, ..]) = seed(Arch::Vtd);
+    let mut r = Rig::new(Arch::Vtd, t);
+    let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+    r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
+    r.map_guest_ram(parent);
+    let (s1, _) = r.guest_stage1(&[(0x4000_0000, 0x30_0000)]);
+    let nested = r.iommu.alloc_domain(UNIT, DomainKind::Nested { parent, s1 }).unwrap();
+    r.iommu.attach_pasid(nested, &Target::Device(a.clone()), Pasid(5)).unwrap();
+    r.vtd().hw().drain_outputs();
+    let inv = InvalidateInfo {
+        cache: CacheKind::DevIotlb,
+        granularity: Granularity::Addr { range: 0x4000_0000..0x4000_2000, leaf: true },
+        pasid: Some(Pasid(5)),
+    };
+    let reached = r.iommu.invalidate(&Target::Device(a.clone()), &inv).unwrap();
+    assert_eq!(reached.groups.len(), 1);
+    let sent: Vec<_> = r
+        .vtd()
+        .hw()
+        .drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::DevTlbInvalidation(d) => Some((d.sid, d.pasid, d.addr, d.size_lg2)),
+            _ => None,
+        })
+        .collect();
+    // Only A has a device-TLB (B, in its group, has no ATS): one invalidation, 8K at the
+    // address, for A's Requester ID.
+    assert_eq!(sent, [(0x0010, Some(5), 0x4000_0000, 13)]);
+}
+
 macro_rules! suite {
     ($name:ident, $arch:expr) => {
         mod $name {
