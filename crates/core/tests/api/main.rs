@@ -42,6 +42,26 @@ fn map_translate_unmap_strict(arch: Arch) {
     assert!(r.dma(&a, None, 0x10_2345, false).is_err(), "strict: gone at once");
 }
 
+/// Identity lets requests through untranslated; blocked stops them; detach is blocked.
+fn identity_and_blocked_domains(arch: Arch) {
+    let (t, [a, b, c, _]) = seed(arch);
+    let mut r = Rig::new(arch, t);
+    let identity = r.iommu.alloc_domain(UNIT, DomainKind::Identity).unwrap();
+    let blocked = r.iommu.alloc_domain(UNIT, DomainKind::Blocked).unwrap();
+    let reached = r.iommu.attach(identity, &Target::Device(a.clone())).unwrap();
+    assert_eq!(reached.devices, [a.clone(), b.clone()]);
+    assert_eq!(r.dma(&a, None, 0x1234_5678, true), Ok(0x1234_5678));
+    assert_eq!(r.dma(&b, None, 0x1234_5678, false), Ok(0x1234_5678));
+    r.iommu.attach(blocked, &Target::Device(b.clone())).unwrap();
+    assert!(r.dma(&a, None, 0x1234_5678, false).is_err(), "B's group is A's");
+    assert!(r.iommu.map(blocked, 0x10_0000, 0x3000_0000, 0x1000, true).is_err());
+    r.iommu.attach(identity, &Target::Device(c.clone())).unwrap();
+    assert_eq!(r.dma(&c, None, 0x42_0000, false), Ok(0x42_0000));
+    r.iommu.detach(&Target::Device(c.clone())).unwrap();
+    assert!(r.dma(&c, None, 0x42_0000, false).is_err());
+    assert_eq!(r.iommu.free_domain(blocked), Err(CoreError::DomainInUse(blocked)));
+}
+
 /// A flush-queue domain keeps unmapped IOVAs in the IOTLB until the batch is flushed: the
 /// window Linux's lazy mode accepts, made visible.
 fn flush_queue_leaves_a_visible_window(arch: Arch) {
@@ -736,6 +756,10 @@ macro_rules! suite {
             #[test]
             fn map_translate_unmap_strict() {
                 super::map_translate_unmap_strict(ARCH)
+            }
+            #[test]
+            fn identity_and_blocked_domains() {
+                super::identity_and_blocked_domains(ARCH)
             }
             #[test]
             fn flush_queue_leaves_a_visible_window() {
