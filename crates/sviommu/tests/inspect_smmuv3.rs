@@ -171,6 +171,23 @@ fn probes() -> Vec<u64> {
     v
 }
 
+/// A valid CD whose TTB0 half is the crate's 48-bit, 4K-granule tables at `ttb0` (TTB1's half
+/// disabled; faults recorded, terminated).
+fn ttb0_cd(asid: u16, ttb0: u64) -> Cd {
+    let mut cd = Cd::default();
+    cd.set_v(true);
+    cd.set_aa64(true);
+    cd.set_a(true);
+    cd.set_r(true);
+    cd.set_asid(asid);
+    cd.set_t0sz(16);
+    cd.set_tg0(Granule::Size4K);
+    cd.set_ips(0b101);
+    cd.set_ttb0(ttb0);
+    cd.set_epd1(true);
+    cd
+}
+
 /// The image: the crate's tables, a linear Stream table with a stage-1 stream (SID 3, CDs 0 and
 /// 1 over the same tables), a bypass stream and an abort stream. Regions: the tables, then the
 /// structures, with a hole between them.
@@ -202,17 +219,7 @@ fn fixture() -> Fixture {
     m.translation().copy_into(&img.mem);
     let root = m.root_address().0 as u64;
 
-    let mut cd = Cd::default();
-    cd.set_v(true);
-    cd.set_aa64(true);
-    cd.set_a(true);
-    cd.set_r(true);
-    cd.set_asid(1);
-    cd.set_t0sz(16);
-    cd.set_tg0(Granule::Size4K);
-    cd.set_ips(0b101);
-    cd.set_ttb0(root);
-    cd.set_epd1(true);
+    let cd = ttb0_cd(1, root);
     img.write(CDS + 64 * u64::from(SSID), &cd.words());
     img.write(CDS, &cd.words());
 
@@ -683,13 +690,10 @@ fn aarch64_paging_ttb1_tables_translate_upper_addresses_as_the_crate_walks_them(
     }
     let img = Image::new(&[(TABLES, TABLE_PAGES * 0x1000), (STRUCTS, 0x1_0000)], (STRUCTS, 0));
     m.translation().copy_into(&img.mem);
-    let mut cd = Cd::default();
-    cd.set_v(true);
-    cd.set_aa64(true);
-    cd.set_a(true);
-    cd.set_r(true);
-    cd.set_asid(2);
+    // TTB1 only: TTB0's half disabled.
+    let mut cd = ttb0_cd(2, 0);
     cd.set_epd0(true);
+    cd.set_epd1(false);
     cd.set_t1sz(25);
     cd.set_tg1(Granule::Size4K);
     cd.set_ips(0b101);
@@ -824,17 +828,7 @@ fn aarch64_paging_nested_stages_translate_as_the_composition_of_the_crates_walks
     );
     s2.translation().copy_into(&img.mem);
     s1.translation().copy_into_at(&img.mem, ipa_to_pa);
-    let mut cd = Cd::default();
-    cd.set_v(true);
-    cd.set_aa64(true);
-    cd.set_a(true);
-    cd.set_r(true);
-    cd.set_asid(1);
-    cd.set_t0sz(16);
-    cd.set_tg0(Granule::Size4K);
-    cd.set_ips(0b101);
-    cd.set_ttb0(s1.root_address().0 as u64);
-    cd.set_epd1(true);
+    let cd = ttb0_cd(1, s1.root_address().0 as u64);
     img.write(ipa_to_pa(cd_ipa), &cd.words());
     let mut ste = Ste::default();
     ste.set_v(true);
@@ -1114,4 +1108,47 @@ fn two_level_walk_prints_the_level_1_descriptors_as_text_and_json() {
     }
     assert!(text.find("L1STD").unwrap() < text.find("L1CD").unwrap());
     assert!(text.contains("two-level Stream table at 0x302000, LOG2SIZE 16, SPLIT 8"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README's example is real.
+// ---------------------------------------------------------------------------------------------
+
+#[allow(dead_code)]
+#[path = "../examples/smmuv3_demo_image.rs"]
+mod smmuv3_demo;
+
+/// The README shows `inspect smmuv3 ... --walk` on the demo image the `smmuv3_demo_image`
+/// example writes (a two-level Stream table, a nested stream with a two-level CD table); this
+/// runs that command line on that image and compares the output with the README's block, line
+/// for line. When the output changes on purpose, regenerate the block with the two commands
+/// the README shows.
+#[test]
+fn the_readme_smmuv3_walk_example_is_what_the_command_prints() {
+    let readme = include_str!("../../../README.md");
+    assert!(
+        readme.contains("cargo run -p sviommu --example smmuv3_demo_image -- /tmp/smmuv3-demo.img")
+    );
+    let args = "--strtab-base-cfg 0x10210 --device 16 --ssid 1 --addr 0x7f0000001040 --access \
+                write --walk";
+    let cmd = format!(
+        "inspect smmuv3 --image /tmp/smmuv3-demo.img --strtab-base 0x100000 \\\n    {args}"
+    );
+    let shown = readme_block(readme, &cmd);
+
+    let demo = smmuv3_demo::build();
+    assert_eq!((demo.strtab_base, demo.strtab_base_cfg), (0x10_0000, 0x10210));
+    let dir = scratch_dir("smmu-readme");
+    let path = dir.join("smmuv3-demo.img");
+    demo.write_raw(&path);
+    let out = bin()
+        .args(["inspect", "smmuv3", "--image"])
+        .arg(&path)
+        .args(["--strtab-base", "0x100000"])
+        .args(args.split(' '))
+        .output()
+        .unwrap();
+    let printed = output_as_shown(out, &path, "/tmp/smmuv3-demo.img");
+    assert_eq!(shown, printed);
+    let _ = std::fs::remove_dir_all(dir);
 }
