@@ -570,6 +570,7 @@ fn help_explains_the_anchors() {
         "SMMUEN",
         "copy-on-write",
         "F_STE_FETCH",
+        "L1STD, L1CD",
         "Exit status",
         "--idr5",
     ] {
