@@ -975,11 +975,7 @@ fn the_readme_walk_example_is_what_the_command_prints() {
     let args = "--device 00:02.0 --pasid 1 --addr 0x7f0000001040 --access write --walk";
     assert!(readme.contains("cargo run -p sviommu --example vtd_demo_image -- /tmp/vtd-demo.img"));
     let cmd = format!("inspect vtd --image /tmp/vtd-demo.img --rtaddr 0x100400 \\\n    {args}");
-    assert!(readme.contains(&cmd), "the README's command line changed");
-    let start = readme.find(&cmd).unwrap();
-    let block = &readme[start..];
-    let text_start = block.find("```text\n").unwrap() + "```text\n".len();
-    let shown = &block[text_start..text_start + block[text_start..].find("```").unwrap()];
+    let shown = readme_block(readme, &cmd);
 
     let dir = scratch_dir("readme");
     let (d, path) = demo_file(&dir);
@@ -991,10 +987,7 @@ fn the_readme_walk_example_is_what_the_command_prints() {
         .args(args.split(' '))
         .output()
         .unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(&path.display().to_string(), "/tmp/vtd-demo.img");
+    let printed = output_as_shown(out, &path, "/tmp/vtd-demo.img");
     assert_eq!(shown, printed);
     let _ = std::fs::remove_dir_all(dir);
 }

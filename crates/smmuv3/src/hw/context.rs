@@ -108,6 +108,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     .reader
                     .read_entry(Hpa(l1_pa))
                     .map_err(|_| Self::cd_fetch_abort(req, l1_pa))?;
+                // §5.3: the L1CD is shown to the observer as a one-word structure (the
+                // reader has counted the read).
+                cx.observer.structure("L1CD", l1_pa, &[raw]);
                 let l1 = L1Cd::from_word(raw);
                 if !l1.v() {
                     return Err(Self::bad_substreamid(req, index));

@@ -95,6 +95,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 let l1_addr =
                     l1_base.checked_add((sid >> split) * 8).ok_or_else(|| fetch_abort(l1_base))?;
                 let raw = cx.reader.read_entry(Hpa(l1_addr)).map_err(|_| fetch_abort(l1_addr))?;
+                // §5.1: the L1STD is shown to the observer as a one-word structure (the
+                // reader has counted the read).
+                cx.observer.structure("L1STD", l1_addr, &[raw]);
                 let l1 = L1Std::from_word(raw);
                 // §7.3.3: Span 0, Reserved (12 to 31), beyond SPLIT + 1, or a StreamID beyond
                 // the level-2 array are out of range.

@@ -103,7 +103,8 @@ pub struct SmmuArgs {
     #[arg(long, value_name = "SID", value_parser = parse::stream_id, conflicts_with = "walk")]
     pub dump: Option<u32>,
 
-    /// Show every STE, CD and translation table descriptor the SMMU read, decoded, in order.
+    /// Show every structure (L1STD, STE, L1CD, CD) and translation table descriptor the SMMU
+    /// read, decoded, in order.
     #[arg(long)]
     pub walk: bool,
 
@@ -126,7 +127,8 @@ A transaction that faults is an answer, not an error: it prints the event (numbe
 with S2, CLASS and IPA where the record has them) and exits 0; one terminated without an event \
 (STE.Config abort) prints the abort. A table read outside every image is the fetch abort the \
 architecture names (F_STE_FETCH, F_CD_FETCH, F_WALK_EABT), shown with --walk as the read that \
-missed. Level-1 descriptors (L1STD, L1CD) are read but not shown.
+missed. With --walk, the level-1 descriptors of two-level Stream and CD tables (L1STD, L1CD) \
+are shown before the STE and CD they lead to.
 
 Exit status: 0 answered; 1 an input could not be used (image, request file); 2 usage (a bad \
 option value).
@@ -198,7 +200,7 @@ struct Recorder {
     s2_granule: Option<Granule>,
     reads: u32,
     steps: Vec<Step>,
-    /// The structures seen, kept even without `keep` (for `--dump`).
+    /// The STEs and CDs seen, kept even without `keep` (for `--dump`).
     structures: Vec<(&'static str, u64, [u64; 8])>,
 }
 
@@ -251,19 +253,20 @@ impl WalkObserver for Recorder {
 
     fn structure(&mut self, what: &'static str, mem_addr: u64, words: &[u64]) {
         self.reads = self.reads.saturating_add(1);
-        let Ok(w) = <[u64; 8]>::try_from(words) else {
-            return;
-        };
-        match what {
-            decode::STE => self.s2_granule = Ste::from_words(w).s2tg().ok(),
-            decode::CD => {
-                let cd = Cd::from_words(w);
-                self.s1_granule = if self.upper { cd.tg1() } else { cd.tg0() }.ok();
+        // STEs and CDs (eight words) select the granules and are kept for `--dump`; the
+        // one-word level-1 descriptors (L1STD, L1CD) are only shown.
+        if let Ok(w) = <[u64; 8]>::try_from(words) {
+            match what {
+                decode::STE => self.s2_granule = Ste::from_words(w).s2tg().ok(),
+                decode::CD => {
+                    let cd = Cd::from_words(w);
+                    self.s1_granule = if self.upper { cd.tg1() } else { cd.tg0() }.ok();
+                }
+                _ => {}
             }
-            _ => {}
-        }
-        if self.structures.len() < 8 {
-            self.structures.push((what, mem_addr, w));
+            if self.structures.len() < 8 {
+                self.structures.push((what, mem_addr, w));
+            }
         }
         if self.keep {
             let (fields, reserved_bits) = decode::structure(what, words).unwrap_or_default();

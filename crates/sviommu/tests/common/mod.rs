@@ -317,3 +317,17 @@ pub fn demo() -> Demo {
 
     Demo { image, rtaddr: rtaddr_of(rta, Ttm::Scalable), fs_pasid_entry }
 }
+
+/// The `text` block the README shows after the command line `cmd` (which it must contain).
+pub fn readme_block<'r>(readme: &'r str, cmd: &str) -> &'r str {
+    let start = readme.find(cmd).expect("the README's command line changed");
+    let block = &readme[start..];
+    let text_start = block.find("```text\n").unwrap() + "```text\n".len();
+    &block[text_start..text_start + block[text_start..].find("```").unwrap()]
+}
+
+/// A successful run's standard output, with the image `path` shown as `shown_path`.
+pub fn output_as_shown(out: std::process::Output, path: &Path, shown_path: &str) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().replace(&path.display().to_string(), shown_path)
+}

@@ -5,7 +5,9 @@
 
 use sviommu_pgtable::vmsa::{self, s1, s2};
 use sviommu_pgtable::{Field, Stage};
-use sviommu_smmuv3::spec::{Cd, Class, FieldAccess, Granule, Reserved, Ste, StreamConfig};
+use sviommu_smmuv3::spec::{
+    Cd, Class, FieldAccess, Granule, L1Cd, L1Std, Reserved, Ste, StreamConfig,
+};
 
 use crate::inspect::record::{Fields, Value};
 
@@ -13,6 +15,10 @@ use crate::inspect::record::{Fields, Value};
 pub const STE: &str = "STE";
 /// Context descriptor.
 pub const CD: &str = "CD";
+/// §5.1 Level 1 Stream Table Descriptor (a two-level Stream table's level-1 entry).
+pub const L1STD: &str = "L1STD";
+/// §5.3 Level 1 Context Descriptor (a two-level CD table's level-1 entry).
+pub const L1CD: &str = "L1CD";
 
 /// Every field a view's `FIELDS` table declares, in spec order, read through its getter: a
 /// one-bit field as a flag, an address field as hex, anything else as a number.
@@ -60,6 +66,16 @@ pub fn cd(e: &Cd) -> Fields {
     view_fields(e, Cd::FIELDS)
 }
 
+/// §5.1 L1STD: every field (`Span`, `L2Ptr`).
+pub fn l1std(e: &L1Std) -> Fields {
+    view_fields(e, L1Std::FIELDS)
+}
+
+/// §5.3 L1CD: every field (`V`, `L2Ptr`).
+pub fn l1cd(e: &L1Cd) -> Fields {
+    view_fields(e, L1Cd::FIELDS)
+}
+
 /// CLASS (§7.3) by its spec name.
 pub fn class_name(c: Class) -> &'static str {
     match c {
@@ -73,15 +89,25 @@ pub fn class_name(c: Class) -> &'static str {
 /// bit the spec marks Reserved, RES0 is set. `None` for a name or length this module does not
 /// know (shown raw).
 pub fn structure(what: &str, words: &[u64]) -> Option<(Fields, bool)> {
-    let words = <[u64; 8]>::try_from(words).ok()?;
+    fn view<const N: usize>(words: &[u64]) -> Option<[u64; N]> {
+        <[u64; N]>::try_from(words).ok()
+    }
     Some(match what {
         STE => {
-            let e = Ste::from_words(words);
+            let e = Ste::from_words(view(words)?);
             (ste(&e), e.has_res0_set())
         }
         CD => {
-            let e = Cd::from_words(words);
+            let e = Cd::from_words(view(words)?);
             (cd(&e), e.has_res0_set())
+        }
+        L1STD => {
+            let e = L1Std(view(words)?);
+            (l1std(&e), e.res0_set().iter().any(|&w| w != 0))
+        }
+        L1CD => {
+            let e = L1Cd(view(words)?);
+            (l1cd(&e), e.res0_set().iter().any(|&w| w != 0))
         }
         _ => return None,
     })
@@ -150,6 +176,35 @@ mod tests {
         assert_eq!(names(&ste(&Ste::default())), ste_names);
         let cd_names: Vec<_> = Cd::FIELDS.iter().map(|a| a.named.name).collect();
         assert_eq!(names(&cd(&Cd::default())), cd_names);
+        let l1std_names: Vec<_> = L1Std::FIELDS.iter().map(|a| a.named.name).collect();
+        assert_eq!(names(&l1std(&L1Std::default())), l1std_names);
+        let l1cd_names: Vec<_> = L1Cd::FIELDS.iter().map(|a| a.named.name).collect();
+        assert_eq!(names(&l1cd(&L1Cd::default())), l1cd_names);
+    }
+
+    /// The level-1 descriptors decode from one word through their views; a set RES0 bit is
+    /// reported, the wrong length is not decoded.
+    #[test]
+    fn level_1_descriptors_decode_through_their_views() {
+        let mut d = L1Std::default();
+        d.set_span(9);
+        d.set_l2ptr(0x8_0004_0000);
+        let (f, reserved) = structure(L1STD, &[d.word()]).unwrap();
+        assert_eq!(f.get("Span"), Some(&Value::Num(9)));
+        assert_eq!(f.get("L2Ptr"), Some(&Value::Hex(0x8_0004_0000)));
+        assert!(!reserved);
+        let (_, reserved) = structure(L1STD, &[d.word() | L1Std::RES0[0]]).unwrap();
+        assert!(reserved);
+        let mut d = L1Cd::default();
+        d.set_v(true);
+        d.set_l2ptr(0x4_5000);
+        let (f, reserved) = structure(L1CD, &[d.word()]).unwrap();
+        assert_eq!(f.get("V"), Some(&Value::Flag(true)));
+        assert_eq!(f.get("L2Ptr"), Some(&Value::Hex(0x4_5000)));
+        assert!(!reserved);
+        assert!(structure(L1CD, &[d.word() | 1 << 1]).unwrap().1, "bit 1 is RES0");
+        assert!(structure(L1CD, &[0; 8]).is_none(), "wrong length");
+        assert!(structure(STE, &[0; 1]).is_none(), "wrong length");
     }
 
     #[test]
