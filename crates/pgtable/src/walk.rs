@@ -228,7 +228,8 @@ pub trait WalkObserver {
     /// Called after each successful entry read.
     fn step(&mut self, step: WalkStep);
     /// Called by a hardware model after it reads a configuration structure (a root, context
-    /// or PASID entry; an STE or CD) as one block: its name, where it was read, its words.
+    /// or PASID entry; an STE or CD, and the L1STD / L1CD before them in two-level tables) as
+    /// one block: its name, where it was read, its words.
     fn structure(&mut self, _what: &'static str, _mem_addr: u64, _words: &[u64]) {}
 }
 
