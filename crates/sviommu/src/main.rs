@@ -31,10 +31,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// The seed's isolation picture, audited on both architectures: A and B in one IOMMU
-    /// group, C in the same domain as A, D in another, a process (Task 1) bound to A. Lists who
-    /// can reach each address space and why, and checks it by issuing DMA from every device
-    /// through the hardware models.
+    /// Show who can reach each address space and why, checked by DMA through the models.
+    ///
+    /// Builds the seed thread's picture on VT-d and on SMMUv3 through the IOMMU API: A and B in
+    /// one IOMMU group, C in the same domain as A, D in another, a process (Task 1) bound to A
+    /// with sva_bind. Exits non-zero if the static audit and the DMA probes disagree.
     Audit {
         /// The SMMUv3 driver's CD table policy.
         #[arg(long, value_enum, default_value_t = sviommu::audit::CdTables::PerDomain)]
