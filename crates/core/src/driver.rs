@@ -212,6 +212,8 @@ pub struct HwInvalidation {
     pub range: Option<Range<u64>>,
     /// Only leaf entries changed (the walk caches may stay).
     pub leaf: bool,
+    /// The guest's own tag for its tables (its ASID on SMMUv3), when it named one.
+    pub arch_id: Option<u32>,
     /// The request IDs of the devices behind it (for device-TLB and PASID-cache invalidation).
     pub request_ids: Vec<u32>,
 }

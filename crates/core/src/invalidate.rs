@@ -37,6 +37,10 @@ pub struct InvalidateInfo {
     pub granularity: Granularity,
     /// The PASID (for `Pasid` granularity, and optionally `Addr`).
     pub pasid: Option<Pasid>,
+    /// The tag the guest's own tables are cached under, where the architecture has one the
+    /// host cannot know (Linux's `archid`): the guest's ASID on SMMUv3 under a bound CD table.
+    /// `None` invalidates every tag the target has. VT-d tags by domain and PASID and ignores it.
+    pub arch_id: Option<u32>,
 }
 
 impl Iommu {
@@ -65,6 +69,7 @@ impl Iommu {
                 pasid: info.pasid,
                 range,
                 leaf,
+                arch_id: info.arch_id,
                 request_ids,
             };
             // One invalidation per domain and unit: a domain named through several groups is
@@ -154,7 +159,7 @@ mod tests {
     use super::*;
 
     fn info(cache: CacheKind, granularity: Granularity, pasid: Option<u32>) -> InvalidateInfo {
-        InvalidateInfo { cache, granularity, pasid: pasid.map(Pasid) }
+        InvalidateInfo { cache, granularity, pasid: pasid.map(Pasid), arch_id: None }
     }
 
     #[test]

@@ -420,6 +420,23 @@ impl IommuDriver for SmmuUnit {
         match inv.cache {
             CacheKind::Iotlb => {
                 match tag {
+                    // A guest's ASID under a nesting parent's VMID: its CD table is the
+                    // guest's own (bind_pasid_table), so only the guest knows the tag.
+                    Some(Tag::Paging(parent)) if inv.arch_id.is_some() => {
+                        let asid = u16::try_from(inv.arch_id.unwrap_or_default())
+                            .map_err(|_| DriverError::new(DriverErrorKind::Invalid, "ASID"))?;
+                        cmds.push(match &inv.range {
+                            Some(r) => Invalidation::NhVa {
+                                parent: Some(parent),
+                                asid,
+                                iova: r.start,
+                                size: r.end - r.start,
+                                granule: self.granule(),
+                                leaf: inv.leaf,
+                            },
+                            None => Invalidation::NhAsid { parent: Some(parent), asid },
+                        });
+                    }
                     Some(Tag::Paging(id)) => {
                         let range = inv.range.as_ref().map(|r| (r.start, r.end - r.start));
                         return self.driver.flush_tlb(id, range).map_err(err);

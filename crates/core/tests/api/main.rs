@@ -300,17 +300,23 @@ fn invalidate_passes_guest_invalidations_down(arch: Arch) {
         cache: CacheKind::Pasid,
         granularity: Granularity::Addr { range: 0..0x1000, leaf: true },
         pasid: Some(Pasid(1)),
+        arch_id: None,
     };
     assert!(matches!(r.iommu.invalidate(&target, &bad), Err(CoreError::BadInvalidation(_))));
     let bad = InvalidateInfo {
         cache: CacheKind::Iotlb,
         granularity: Granularity::Domain,
         pasid: Some(Pasid(1)),
+        arch_id: None,
     };
     assert!(matches!(r.iommu.invalidate(&target, &bad), Err(CoreError::BadInvalidation(_))));
     // A domain with nothing attached: the invalidation reaches no device, and that is fine.
-    let ok =
-        InvalidateInfo { cache: CacheKind::Iotlb, granularity: Granularity::Domain, pasid: None };
+    let ok = InvalidateInfo {
+        cache: CacheKind::Iotlb,
+        granularity: Granularity::Domain,
+        pasid: None,
+        arch_id: None,
+    };
     assert!(r.iommu.invalidate(&target, &ok).unwrap().devices.is_empty());
     let _ = dev(&Target::Device(a));
 }
@@ -419,6 +425,7 @@ fn nesting(arch: Arch) {
         cache: CacheKind::Iotlb,
         granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
         pasid: Some(Pasid(5)),
+        arch_id: None,
     };
     r.iommu.invalidate(&Target::Domain(nested), &inv).unwrap();
     assert!(r.dma(&a, Some(5), 0x4000_0123, false).is_err());
@@ -435,7 +442,7 @@ fn nesting(arch: Arch) {
         return;
     }
     // The guest's whole CD table, in guest RAM: CD 3 points at a stage 1 of its own.
-    let (s1, _) = r.guest_stage1(&[(0x4000_0000, 0x31_0000)]);
+    let (s1, t2) = r.guest_stage1(&[(0x4000_0000, 0x31_0000), (0x4000_1000, 0x31_1000)]);
     let cd_table = 0x20_0000u64;
     write_guest_cd(&r, cd_table, 3, &s1);
     let config = PasidTableConfig {
@@ -454,6 +461,20 @@ fn nesting(arch: Arch) {
     sentinels.insert(SpaceKey::PasidTable(g), probe);
     let report = r.iommu.audit(&sentinels);
     assert!(report.agrees(), "{report:#?}");
+    // The guest unmaps a page of its own table and invalidates by its own ASID (which only it
+    // knows: the CD is in its table); the other page stays cached.
+    assert_eq!(r.dma(&a, Some(3), 0x4000_1000, false), Ok(GUEST + 0x31_1000));
+    t2.unmap(&r.guest_ram(), 0x4000_0000, 0x2000);
+    assert_eq!(r.dma(&a, Some(3), 0x4000_0123, false), Ok(GUEST + 0x31_0123), "stale");
+    let inv = InvalidateInfo {
+        cache: CacheKind::Iotlb,
+        granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
+        pasid: Some(Pasid(3)),
+        arch_id: Some(u32::from(s1.asid)),
+    };
+    r.iommu.invalidate(&Target::Device(a.clone()), &inv).unwrap();
+    assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
+    assert_eq!(r.dma(&a, Some(3), 0x4000_1000, false), Ok(GUEST + 0x31_1000), "not selected");
     r.iommu.unbind_pasid_table(&Target::Device(a.clone())).unwrap();
     assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
     assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));
@@ -509,6 +530,7 @@ fn refusals_change_nothing(arch: Arch) {
         cache,
         granularity,
         pasid: pasid.map(Pasid),
+        arch_id: None,
     };
     let attempts: Vec<(&str, Result<(), CoreError>)> = vec![
         (
@@ -730,6 +752,7 @@ fn device_tlb_invalidations_reach_the_devices() {
         cache: CacheKind::DevIotlb,
         granularity: Granularity::Addr { range: 0x4000_0000..0x4000_2000, leaf: true },
         pasid: Some(Pasid(5)),
+        arch_id: None,
     };
     let reached = r.iommu.invalidate(&Target::Device(a.clone()), &inv).unwrap();
     assert_eq!(reached.groups.len(), 1);
