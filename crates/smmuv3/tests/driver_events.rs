@@ -89,3 +89,25 @@ fn pri_round_trip_through_the_driver() {
     );
     assert_eq!(smmu.translation_request(&t), AtsResult::NoAccess);
 }
+
+/// Unbinding a PASID reaches the device's ATC: a translation it was given for that PASID must
+/// not outlive the CD (§3.9.1.2).
+#[test]
+fn detaching_a_pasid_invalidates_the_devices_atc_for_it() {
+    let mem = memory();
+    let smmu = Smmu::new(&mem, ats_pri_params());
+    let mut drv = driver(&smmu, &mem, DriverConfig::default());
+    let dom = drv.alloc_domain(S1).unwrap();
+    let other = drv.alloc_domain(S1).unwrap();
+    drv.attach(SID, Attach::Domain(dom)).unwrap();
+    drv.set_ats(SID, true).unwrap();
+    let pasid = sviommu_smmuv3::driver::PasidAttach::Domain(other);
+    drv.attach_pasid(SID, 3, pasid).unwrap();
+    smmu.drain_outputs();
+    drv.detach_pasid(SID, 3).unwrap();
+    let atc = smmu.drain_outputs();
+    assert!(
+        matches!(atc.as_slice(), [Output::AtcInvalidate { sid: SID, ssid: Some(3), .. }]),
+        "{atc:?}"
+    );
+}

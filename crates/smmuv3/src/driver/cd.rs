@@ -491,12 +491,24 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
             .ok_or(DriverError::PasidNotBound { sid, ssid })?;
         let table = state.cd_table().unwrap_or_default();
         let reached = self.write_cd(table, ssid, None)?;
+        let mut cmds = Vec::new();
         if let CdEntry::Sva(s) = entry {
             if !self.asid_users().contains_key(&s.asid) {
                 let mut c = Command::new(Opcode::TlbiNhAsid);
                 c.set_asid(s.asid);
-                self.submit(&[c])?;
+                cmds.push(c);
             }
+        }
+        // §3.9.1.2: the devices' ATCs may hold translations of the PASID too; every StreamID the
+        // CD reached with ATS gets a CMD_ATC_INV for it.
+        cmds.extend(
+            reached
+                .iter()
+                .filter(|s| self.ats.contains(s))
+                .map(|&s| super::domain::atc_inv(s, Some(ssid), None)),
+        );
+        if !cmds.is_empty() {
+            self.submit(&cmds)?;
         }
         Ok(reached)
     }
