@@ -1,16 +1,22 @@
 //! The IOMMU API of the seed thread ("iommu: Introduce bind_pasid_table API function"), built
 //! on the sviommu hardware models.
 //!
-//! This first piece is [`topology`]: the system the API works on (IOMMU units, the PCI
-//! hierarchy with its ACS, DMA alias and PASID capabilities, platform masters with StreamIDs)
-//! and the IOMMU groups computed from it. Groups come first because they decide what every
-//! later call reaches: a bind, an attach or an invalidation that names one device reaches its
-//! whole group, and the API reports that rather than hiding it.
+//! | module | what |
+//! |---|---|
+//! | [`topology`] | the system: units, the PCI hierarchy (ACS, aliases, PASID), platform masters; IOMMU groups computed from it, each with the reasons its devices cannot be separated |
+//! | [`driver`] | [`IommuDriver`], the one interface down, and the data it answers with |
+//! | [`arch`] | the two thin adapters over `sviommu_vtd::driver` and `sviommu_smmuv3::driver` |
+//! | `iommu` | [`Iommu`]: domains, attach by group, map/unmap, reserved regions, flush policy |
+//! | [`bind`] | per-PASID attach (nesting, SVA), `bind_pasid_table`, `sva_bind` / `sva_unbind` |
+//! | [`invalidate`] | guests' invalidations, with the uAPI's refusals |
+//! | [`fault`] | fault handlers per device, page request groups and responses, counters |
+//! | [`audit`] | who can reach each address space and why, checked by DMA through the models |
 //!
-//! Domains, attach, map/unmap, `bind_pasid_table`, `sva_bind`, `invalidate`, faults and the
-//! isolation audit follow, with the `IommuDriver` trait through which the core drives the VT-d
-//! and SMMUv3 models. The core knows no architecture bits; PCI(e) facts such as ACS are not
-//! IOMMU architecture and live here.
+//! Groups decide what every call reaches: a bind, an attach or an invalidation that names one
+//! device reaches its whole group (and, on SMMUv3 with one CD table per domain, every device of
+//! the domain), and the API reports that rather than hiding it. The core knows no architecture
+//! bits; PCI(e) facts such as ACS are not IOMMU architecture and live in `topology`. Every call
+//! checks what the core knows before its first driver call, so a refused call changes nothing.
 
 #![forbid(unsafe_code)]
 #![warn(
