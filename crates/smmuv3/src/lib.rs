@@ -2,7 +2,7 @@
 //! that programs it through registers and memory only ([`driver`]).
 //!
 //! Arm IHI 0070 G.b, "Arm System Memory Management Unit Architecture Specification, SMMU
-//! architecture version 3", is the issue followed throughout.
+//! architecture version 3", is the edition followed throughout.
 
 #![forbid(unsafe_code)]
 #![warn(

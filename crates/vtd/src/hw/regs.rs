@@ -267,7 +267,7 @@ impl RegFile {
     }
 
     /// Sets write-1-to-clear status bits in FSTS (the hardware side of RW1C): IQE/ICE/ITE and
-    /// (step e) PFO.
+    /// PFO.
     pub(super) fn latch_fsts(&mut self, bits: u32) {
         if let Some((w, s)) = self.slot(regs::FSTS.0) {
             *w |= bits & s.w1c;
