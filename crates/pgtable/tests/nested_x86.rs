@@ -89,6 +89,7 @@ fn stage_2_hole_under_a_stage_1_table_names_the_stage_1_level() {
         (f.kind, f.level, f.s1_fetch, f.input),
         (FaultKind::Translation, 1, Some(S1Fetch { level: 2, write: false }), pd_entry_gpa)
     );
+    assert!(f.to_string().ends_with("(fetching the stage-1 level-2 table)"), "{f}");
     // Stage-1 PML4E, PDPTE walks (5 reads each) and the failed stage-2 walk of the PD entry (4).
     assert_eq!(w.reads, 14);
 }
@@ -114,4 +115,5 @@ fn read_only_stage_2_table_page_refuses_the_accessed_flag_update() {
         (f.kind, f.s1_fetch, f.stage),
         (FaultKind::Permission, Some(S1Fetch { level: 4, write: true }), Stage::S2)
     );
+    assert!(f.to_string().ends_with("(updating the stage-1 level-4 table entry)"), "{f}");
 }
