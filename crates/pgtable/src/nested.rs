@@ -47,8 +47,9 @@ pub struct Nested<'a, S1: ?Sized, S2: ?Sized> {
 /// Stage 2 sees every stage-1 table read as a privileged data read (VT-d §3.8: supervisor
 /// data reads; SMMU §7.3.16: "When CLASS == TT, the access is implicitly Data", and stage 2 has
 /// no privilege distinction). The stage-2 walk reads through the same [`WalkCtx`], so its
-/// reads are counted and observed and it consults and fills the context's [`WalkHints`]
-/// (stage-2 TLB and paging-structure caches) like any other stage-2 walk.
+/// reads are counted and observed, and it consults and fills the context's
+/// [`WalkHints`](crate::WalkHints) (stage-2 TLB and paging-structure caches) like any other
+/// stage-2 walk.
 ///
 /// A fault here carries [`Fault::s1_fetch`]: `write == false` when stage 2 could not translate
 /// or refused the read of the entry, `write == true` when it refuses the write that updates
