@@ -33,10 +33,10 @@ pub mod vtd_ss;
 mod walk;
 pub mod x86;
 
-pub use nested::Nested;
+pub use nested::{Nested, ThroughStage2};
 pub use radix::{Build, Entry, Format, MapError, Unmapped};
 pub use sviommu_memory::bits::Field;
 pub use walk::{
-    AccBits, Access, Direct, Fault, FaultKind, Leaf, Located, Perms, ResumePoint, Stage,
+    AccBits, Access, Direct, Fault, FaultKind, Leaf, Located, Perms, ResumePoint, S1Fetch, Stage,
     TableFetch, Walk, WalkCtx, WalkHints, WalkObserver, WalkStep, Walked,
 };

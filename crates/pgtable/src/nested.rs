@@ -4,7 +4,8 @@ use sviommu_memory::{Address, PhysMemory};
 
 use crate::radix::{self, Format};
 use crate::walk::{
-    Access, Fault, FaultKind, Leaf, Located, Stage, TableFetch, Walk, WalkCtx, WalkObserver,
+    Access, Fault, FaultKind, Leaf, Located, S1Fetch, Stage, TableFetch, Walk, WalkCtx,
+    WalkObserver,
 };
 
 impl<Fm: Format> Walk for Fm {
@@ -38,10 +39,33 @@ pub struct Nested<'a, S1: ?Sized, S2: ?Sized> {
     pub s2: &'a S2,
 }
 
-/// Finds stage-1 table entries by walking stage 2 for their addresses.
-struct ThroughStage2<'a, S2: ?Sized, F> {
+/// Finds stage-1 table entries by walking stage 2 for their addresses: the fetch [`Nested`]
+/// walks its stage 1 with, public for hardware models that walk the two stages themselves
+/// (to tell a stage-1 fault from a stage-2 fault on the request's own IPA, or to keep the
+/// stage-1 leaf).
+///
+/// Stage 2 sees every stage-1 table read as a privileged data read (VT-d §3.8: supervisor
+/// data reads; SMMU §7.3.16: "When CLASS == TT, the access is implicitly Data", and stage 2 has
+/// no privilege distinction). The stage-2 walk reads through the same [`WalkCtx`], so its
+/// reads are counted and observed, and it consults and fills the context's
+/// [`WalkHints`](crate::WalkHints) (stage-2 TLB and paging-structure caches) like any other
+/// stage-2 walk.
+///
+/// A fault here carries [`Fault::s1_fetch`]: `write == false` when stage 2 could not translate
+/// or refused the read of the entry, `write == true` when it refuses the write that updates
+/// the entry's flags (raised by the stage-1 walk only if that update is needed).
+#[derive(Debug)]
+pub struct ThroughStage2<'a, S2: ?Sized, F> {
     s2: &'a S2,
     fetch: &'a F,
+}
+
+impl<'a, S2: ?Sized, F> ThroughStage2<'a, S2, F> {
+    /// Stage-1 table addresses translated by `s2`, whose own tables are found by `fetch`
+    /// ([`Direct`](crate::Direct) when they are in memory at the addresses they name).
+    pub fn new(s2: &'a S2, fetch: &'a F) -> Self {
+        Self { s2, fetch }
+    }
 }
 
 impl<M, S2, F> TableFetch<M> for ThroughStage2<'_, S2, F>
@@ -56,18 +80,18 @@ where
         table_addr: u64,
         level: i8,
     ) -> Result<Located<M::Addr>, Fault> {
-        // A table fetch is a privileged data read as far as stage 2 is concerned.
         let read = Access::READ.privileged();
         let leaf = self
             .s2
             .walk(cx, self.fetch, table_addr, read)
-            .map_err(|f| Fault { s1_table_level: Some(level), ..f })?;
+            .map_err(|f| Fault { s1_fetch: Some(S1Fetch { level, write: false }), ..f })?;
+        // Setting the entry's flags is a write, which stage 2 may not grant.
         let write_fault = (!leaf.perms.allows(Access::WRITE.privileged())).then_some(Fault {
             stage: Stage::S2,
             level: leaf.level,
             kind: FaultKind::Permission,
             input: table_addr,
-            s1_table_level: Some(level),
+            s1_fetch: Some(S1Fetch { level, write: true }),
         });
         Ok(Located { addr: M::Addr::new(leaf.output), write_fault })
     }
@@ -88,7 +112,7 @@ impl<S1: Walk + ?Sized, S2: Walk + ?Sized> Nested<'_, S1, S2> {
         F: TableFetch<M>,
         O: WalkObserver,
     {
-        let through = ThroughStage2 { s2: self.s2, fetch };
+        let through = ThroughStage2::new(self.s2, fetch);
         let s1 = self.s1.walk(cx, &through, input, access)?;
         let s2 = self.s2.walk(cx, fetch, s1.output, access)?;
         let combined = Leaf {

@@ -108,8 +108,7 @@ where
     O: WalkObserver,
 {
     let stage = fmt.stage();
-    let fault =
-        |d: usize, kind| Fault { stage, level: fmt.level(d), kind, input, s1_table_level: None };
+    let fault = |d: usize, kind| Fault { stage, level: fmt.level(d), kind, input, s1_fetch: None };
     fmt.check_config().map_err(|k| fault(0, k))?;
     fmt.check_input(input).map_err(|k| fault(0, k))?;
     let depth = fmt.depth();

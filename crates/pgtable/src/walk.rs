@@ -189,9 +189,22 @@ pub struct Fault {
     pub kind: FaultKind,
     /// The address that stage was translating (an IPA/GPA for stage 2).
     pub input: u64,
-    /// `Some(level)` when a stage-2 fault happened while fetching the stage-1 table entry of
-    /// that level (SMMU `S2` + `CLASS=TT`; VT-d's first-stage-table fetch faults).
-    pub s1_table_level: Option<i8>,
+    /// Set when a stage-2 fault happened while accessing a stage-1 table entry (SMMU `S2` +
+    /// `CLASS=TT`; VT-d's nested first-stage-table faults): which entry, and which access.
+    pub s1_fetch: Option<S1Fetch>,
+}
+
+/// The stage-1 table entry access a nested walk was making when stage 2 faulted.
+///
+/// The architectures name the two apart: VT-d reports a refused read of a first-stage entry
+/// (75h, 76h) differently from a refused A/D write-back to it (77h), and an SMMU
+/// `F_PERMISSION` with `CLASS == TT` says which in `TTRnW`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct S1Fetch {
+    /// Spec level number of the stage-1 entry.
+    pub level: i8,
+    /// The write that sets the entry's flags (A/D, AF, dirty state) rather than its read.
+    pub write: bool,
 }
 
 impl fmt::Display for Fault {
@@ -201,8 +214,14 @@ impl fmt::Display for Fault {
             "{:?} {:?} fault at level {} translating {:#x}",
             self.stage, self.kind, self.level, self.input
         )?;
-        if let Some(level) = self.s1_table_level {
-            write!(f, " (fetching the stage-1 level-{level} table)")?;
+        match self.s1_fetch {
+            Some(S1Fetch { level, write: false }) => {
+                write!(f, " (fetching the stage-1 level-{level} table)")?;
+            }
+            Some(S1Fetch { level, write: true }) => {
+                write!(f, " (updating the stage-1 level-{level} table entry)")?;
+            }
+            None => {}
         }
         Ok(())
     }
@@ -349,7 +368,7 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
                 level,
                 kind: FaultKind::ExternalAbort { addr: memory_error_addr(e, at.raw()) },
                 input,
-                s1_table_level: None,
+                s1_fetch: None,
             }),
         }
     }

@@ -3,7 +3,7 @@
 
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
 use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
-use sviommu_pgtable::{Access, Build, FaultKind, Nested, Stage, Walk, WalkStep};
+use sviommu_pgtable::{Access, Build, FaultKind, Nested, S1Fetch, Stage, Walk, WalkStep};
 
 const GUEST_RAM_HPA: u64 = 0x1000_0000;
 const GUEST_RAM_LEN: u64 = 0x100_0000;
@@ -86,9 +86,10 @@ fn stage_2_hole_under_a_stage_1_table_names_the_stage_1_level() {
     let w = Nested { s1: &t.s1, s2: &t.s2 }.translate(&t.host, 0x4000_0000, Access::READ);
     let f = w.outcome.unwrap_err();
     assert_eq!(
-        (f.kind, f.level, f.s1_table_level, f.input),
-        (FaultKind::Translation, 1, Some(2), pd_entry_gpa)
+        (f.kind, f.level, f.s1_fetch, f.input),
+        (FaultKind::Translation, 1, Some(S1Fetch { level: 2, write: false }), pd_entry_gpa)
     );
+    assert!(f.to_string().ends_with("(fetching the stage-1 level-2 table)"), "{f}");
     // Stage-1 PML4E, PDPTE walks (5 reads each) and the failed stage-2 walk of the PD entry (4).
     assert_eq!(w.reads, 14);
 }
@@ -110,5 +111,9 @@ fn read_only_stage_2_table_page_refuses_the_accessed_flag_update() {
     .unwrap();
     let w = Nested { s1: &t.s1, s2: &t.s2 }.translate(&t.host, 0x4000_0000, Access::READ);
     let f = w.outcome.unwrap_err();
-    assert_eq!((f.kind, f.s1_table_level, f.stage), (FaultKind::Permission, Some(4), Stage::S2));
+    assert_eq!(
+        (f.kind, f.s1_fetch, f.stage),
+        (FaultKind::Permission, Some(S1Fetch { level: 4, write: true }), Stage::S2)
+    );
+    assert!(f.to_string().ends_with("(updating the stage-1 level-4 table entry)"), "{f}");
 }

@@ -3,7 +3,7 @@
 
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, Build, FaultKind, Nested, Stage, Walk, WalkStep};
+use sviommu_pgtable::{Access, Build, FaultKind, Nested, S1Fetch, Stage, Walk, WalkStep};
 
 /// Host tables live at HPA 1M..2M; guest RAM is IPA [0, 16M) at HPA 256M.
 const HOST_TABLES: u64 = 0x10_0000;
@@ -96,8 +96,8 @@ fn stage_2_fault_on_a_stage_1_table_names_its_level() {
     let w = nested(&t).translate(&t.host, VA, Access::READ);
     let f = w.outcome.unwrap_err();
     assert_eq!(
-        (f.stage, f.kind, f.level, f.s1_table_level, f.input),
-        (Stage::S2, FaultKind::Translation, 3, Some(2), l2_ipa)
+        (f.stage, f.kind, f.level, f.s1_fetch, f.input),
+        (Stage::S2, FaultKind::Translation, 3, Some(S1Fetch { level: 2, write: false }), l2_ipa)
     );
     // Levels 0 and 1 (5 reads each), then the failing 4-read stage-2 walk.
     assert_eq!(w.reads, 14);
@@ -129,7 +129,10 @@ fn stage_2_read_only_table_page_refuses_the_access_flag_update() {
     )
     .unwrap();
     let f = nested(&t).translate(&t.host, VA, Access::READ).outcome.unwrap_err();
-    assert_eq!((f.stage, f.kind, f.s1_table_level), (Stage::S2, FaultKind::Permission, Some(3)));
+    assert_eq!(
+        (f.stage, f.kind, f.s1_fetch),
+        (Stage::S2, FaultKind::Permission, Some(S1Fetch { level: 3, write: true }))
+    );
     // Without hardware AF management the stage-1 walk reports the flag itself.
     let s1 = VmsaS1 { ha: false, ..t.s1 };
     let f = Nested { s1: &s1, s2: &t.s2 }.translate(&t.host, VA, Access::READ).outcome.unwrap_err();

@@ -25,7 +25,7 @@ fn get(mem: &HostMemory, addr: u64) -> u64 {
 }
 
 fn fault(stage: Stage, level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage, level, kind, input, s1_table_level: None }
+    Fault { stage, level, kind, input, s1_fetch: None }
 }
 
 fn s1f(level: i8, kind: FaultKind, input: u64) -> Fault {

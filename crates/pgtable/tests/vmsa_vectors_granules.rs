@@ -21,7 +21,7 @@ fn put(mem: &HostMemory, addr: u64, raw: u64) {
 }
 
 fn fault(stage: Stage, level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage, level, kind, input, s1_table_level: None }
+    Fault { stage, level, kind, input, s1_fetch: None }
 }
 
 const R: Access = Access::READ.privileged();

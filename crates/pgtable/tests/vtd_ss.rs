@@ -10,7 +10,8 @@ use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, 
 use sviommu_pgtable::vtd_ss::{Levels, VtdSecondStage, VtdSsAttrs, SLLPS_1G, SLLPS_2M};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{
-    radix, Access, Build, Fault, FaultKind, Leaf, MapError, Nested, Perms, Stage, Walk, WalkStep,
+    radix, Access, Build, Fault, FaultKind, Leaf, MapError, Nested, Perms, S1Fetch, Stage, Walk,
+    WalkStep,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -35,7 +36,7 @@ fn word(mem: &HostMemory, addr: u64) -> u64 {
 }
 
 fn s2_fault(level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage: Stage::S2, level, kind, input, s1_table_level: None }
+    Fault { stage: Stage::S2, level, kind, input, s1_fetch: None }
 }
 
 fn leaf(output: u64, page_lg2: u8, level: i8, perms: Perms) -> Leaf {
@@ -615,7 +616,7 @@ fn nested_second_stage_fault_on_a_first_stage_table_fetch() {
                 level: 1,
                 kind: FaultKind::Translation,
                 input: entry,
-                s1_table_level: Some(s1_level),
+                s1_fetch: Some(S1Fetch { level: s1_level, write: false }),
             }),
             "first-stage level {s1_level}"
         );
@@ -639,7 +640,7 @@ fn nested_read_only_second_stage_blocks_first_stage_accessed_updates() {
             level: 1,
             kind: FaultKind::Permission,
             input: pml4e,
-            s1_table_level: Some(4),
+            s1_fetch: Some(S1Fetch { level: 4, write: true }),
         })
     );
     // A first stage that sets no A/D bits only reads its tables, which is allowed.
@@ -1144,7 +1145,7 @@ proptest! {
                 }
                 Err(f) => {
                     prop_assert_eq!(f.stage, Stage::S2);
-                    prop_assert_eq!(f.s1_table_level, None);
+                    prop_assert_eq!(f.s1_fetch, None);
                     prop_assert_eq!(f.input, input);
                     prop_assert!((1..=top).contains(&f.level), "{:?}", f);
                     match f.kind {

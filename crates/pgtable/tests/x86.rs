@@ -20,7 +20,7 @@ fn put(mem: &HostMemory, addr: u64, raw: u64) {
 }
 
 fn fault(level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage: Stage::S1, level, kind, input, s1_table_level: None }
+    Fault { stage: Stage::S1, level, kind, input, s1_fetch: None }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ impl Row {
                     level: f.level,
                     kind: format!("{:?}", f.kind),
                     address: Hex(f.input),
-                    stage1_table_level: f.s1_table_level,
+                    stage1_table_level: f.s1_fetch.map(|s| s.level),
                 });
             }
         }

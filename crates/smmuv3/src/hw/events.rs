@@ -15,9 +15,8 @@ use crate::spec::{Class, EventId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum WalkFor {
     /// Translating the transaction's address: stage 1, or stage 2 of the transaction's IPA
-    /// (or, nested, of a stage-1 table address: `s1_read` says whether stage 2 refused the
-    /// table read itself rather than an Access flag or dirty state write to it).
-    Input { s1_read: bool },
+    /// (or, nested, of a stage-1 table address: the fault's `s1_fetch`).
+    Input,
     /// Stage 2 translating the IPA of a CD or L1CD (nested only).
     Cd,
 }
@@ -74,28 +73,32 @@ pub(super) fn walk_event(f: &Fault, walk: WalkFor) -> WalkEvent {
         (false, _) => Class::In,
         // §7.3.13: stage 2 while fetching a CD, a stage-1 descriptor, or for the input.
         (true, WalkFor::Cd) => Class::Cd,
-        (true, WalkFor::Input { .. }) if f.s1_table_level.is_some() => Class::Tt,
-        (true, WalkFor::Input { .. }) => Class::In,
+        (true, WalkFor::Input) if f.s1_fetch.is_some() => Class::Tt,
+        (true, WalkFor::Input) => Class::In,
     };
     // §7.3.13: the IPA is the CD address, the stage-1 descriptor address or the IPA, which is
     // what stage 2 was translating. F_WALK_EABT has no IPA field, only FetchAddr.
     let ipa = (s2 && id != EventId::FWalkEabt).then_some(f.input);
-    // §7.3.16: TTRnW says whether the stage-1 table access stage 2 refused was a read.
+    // §7.3.16: TTRnW says whether the stage-1 table access stage 2 refused was a read (rather
+    // than the write that sets its Access flag or dirty state).
     let ttrnw = id == EventId::FPermission
         && class == Class::Tt
-        && matches!(walk, WalkFor::Input { s1_read: true });
+        && f.s1_fetch.is_some_and(|fetch| !fetch.write);
     WalkEvent { id, s2, class: Some(class), ipa, fetch_addr, ttrnw }
 }
 
 #[cfg(test)]
 mod tests {
+    use sviommu_pgtable::S1Fetch;
+
     use super::*;
 
     fn fault(stage: Stage, kind: FaultKind, s1: Option<i8>) -> Fault {
-        Fault { stage, level: 2, kind, input: 0x4000_1000, s1_table_level: s1 }
+        let s1_fetch = s1.map(|level| S1Fetch { level, write: false });
+        Fault { stage, level: 2, kind, input: 0x4000_1000, s1_fetch }
     }
 
-    const IN: WalkFor = WalkFor::Input { s1_read: true };
+    const IN: WalkFor = WalkFor::Input;
 
     #[test]
     fn every_kind_at_each_stage_and_class() {
@@ -117,11 +120,12 @@ mod tests {
         );
         let e = walk_event(&fault(Stage::S2, K::Permission, Some(1)), IN);
         assert_eq!((e.id, e.class, e.ttrnw), (EventId::FPermission, Some(Class::Tt), true));
+        let update = S1Fetch { level: 3, write: true };
         let e = walk_event(
-            &fault(Stage::S2, K::Permission, Some(3)),
-            WalkFor::Input { s1_read: false },
+            &Fault { s1_fetch: Some(update), ..fault(Stage::S2, K::Permission, None) },
+            IN,
         );
-        assert!(!e.ttrnw);
+        assert_eq!((e.id, e.class, e.ttrnw), (EventId::FPermission, Some(Class::Tt), false));
         let e = walk_event(&fault(Stage::S2, K::AddressSize, None), IN);
         assert_eq!((e.id, e.class), (EventId::FAddrSize, Some(Class::In)));
         let e = walk_event(&fault(Stage::S2, K::AccessFlag, None), IN);

@@ -55,7 +55,6 @@ mod cmdq;
 mod context;
 mod eventq;
 mod events;
-mod fetch;
 mod mmio;
 mod pri;
 

@@ -11,12 +11,11 @@ use std::sync::atomic::Ordering;
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, Direct, Leaf, Perms, Walk, WalkCtx, WalkObserver};
+use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
 use super::cache::{granule_sizes, low_mask as mask, Epochs, Hints, Tags, TlbEntry, TlbKey};
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
-use super::fetch::ThroughStage2;
 use super::stream::Stream;
 use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
 use crate::spec::regs::{cr0, gbpa};
@@ -299,7 +298,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if let Some(hit) = self.tlb_hit(cx, req, key, addr, &sizes) {
             return Ok(hit);
         }
-        let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input { s1_read: false })?;
+        let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input)?;
         let out = translated(leaf, None, cx.reader.reads());
         self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
@@ -394,17 +393,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         }
         let s2f = Faults::stage2(&s.ste);
         let Some(s2) = &s.s2 else {
-            let leaf = s1.walk(cx, &Direct, input, req.access).map_err(|f| {
-                req.walk_abort(&walk_event(&f, WalkFor::Input { s1_read: true }), ctx.faults, s2f)
-            })?;
+            let leaf = s1
+                .walk(cx, &Direct, input, req.access)
+                .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), ctx.faults, s2f))?;
             let out = translated(leaf, None, cx.reader.reads());
             let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
             self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
             return Ok(out);
         };
         let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
-        let leaf =
-            self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input { s1_read: false })?;
+        let leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
         let out = translated(leaf, Some(s1_leaf), cx.reader.reads());
         let key = TlbTag { asid: key.asid.filter(|_| !s1_leaf.global), ..key };
         self.tlb_fill(key, input, &out, leaf.dirty && s1_leaf.dirty, tr.epochs.tlb);
@@ -507,10 +505,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         s1f: Faults,
         s2f: Faults,
     ) -> Result<Leaf, Abort> {
-        let through = ThroughStage2::new(s2);
-        s1.walk(cx, &through, input, req.access).map_err(|f| {
-            let walk = WalkFor::Input { s1_read: through.read_failed() };
-            req.walk_abort(&walk_event(&f, walk), s1f, s2f)
-        })
+        // §3.3.3, §5.4: "The translation table walks performed from TTB0 or TTB1 are always
+        // performed in IPA space if stage 2 translations are enabled". pgtable's fetch reads each
+        // descriptor as a data read through stage 2 (§7.3.16: "When CLASS == TT, the access is
+        // implicitly Data") and, when stage 2 refuses a descriptor update (§3.13.5), says so
+        // in the fault, which gives TTRnW.
+        let through = ThroughStage2::new(s2, &Direct);
+        s1.walk(cx, &through, input, req.access)
+            .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), s1f, s2f))
     }
 }

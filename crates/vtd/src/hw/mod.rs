@@ -45,7 +45,6 @@ use crate::spec::{AddressType, Aw, FaultReason, PageGroupResponse, RequestType};
 
 mod ats;
 mod cache;
-mod fetch;
 mod inval;
 mod prq;
 mod reasons;

@@ -9,7 +9,7 @@
 //! [`ats_answer`] is the second table: what an ATS translation request that meets each reason
 //! gets back (§4.2.3), and whether the reason is recorded.
 
-use sviommu_pgtable::{Access, Fault, FaultKind, Perms, Stage};
+use sviommu_pgtable::{Access, Fault, FaultKind, Perms, S1Fetch, Stage};
 
 use crate::spec::FaultReason;
 
@@ -24,9 +24,8 @@ pub(super) enum WalkKind {
     /// Scalable mode, PGTT second-stage only. `ss_top` is the level of the table SSPTPTR names
     /// (3, 4 or 5).
     SecondStage { ss_top: i8 },
-    /// Scalable mode, PGTT nested. `fs_read_failed`: the second stage refused or could not
-    /// translate a first-stage table read (as opposed to a first-stage A/D write-back).
-    Nested { fs_top: i8, ss_top: i8, fs_read_failed: bool },
+    /// Scalable mode, PGTT nested.
+    Nested { fs_top: i8, ss_top: i8 },
 }
 
 /// The fault reason for a walk fault.
@@ -41,13 +40,13 @@ pub(super) fn walk_reason(
 ) -> FaultReason {
     use FaultKind as K;
     use FaultReason as R;
-    let (fs_top, ss_top, fs_read_failed) = match walk {
+    let (fs_top, ss_top) = match walk {
         WalkKind::Legacy => return legacy(f, access),
-        WalkKind::FirstStage { fs_top } => (fs_top, 0, false),
-        WalkKind::SecondStage { ss_top } => (0, ss_top, false),
-        WalkKind::Nested { fs_top, ss_top, fs_read_failed } => (fs_top, ss_top, fs_read_failed),
+        WalkKind::FirstStage { fs_top } => (fs_top, 0),
+        WalkKind::SecondStage { ss_top } => (0, ss_top),
+        WalkKind::Nested { fs_top, ss_top } => (fs_top, ss_top),
     };
-    match (f.stage, f.s1_table_level, f.kind) {
+    match (f.stage, f.s1_fetch, f.kind) {
         // First stage (§3.6, §9.7).
         (Stage::S1, _, K::InputRange) => R::SmNonCanonical, // 80h
         (Stage::S1, _, K::Translation) => R::SmFsEntryNotPresent, // 71h
@@ -61,11 +60,15 @@ pub(super) fn walk_reason(
 
         // Second stage while fetching a first-stage table (nested, §3.8).
         (Stage::S2, Some(_), K::InputRange) => R::SmNestedFsAddressBeyondSs, // 74h
-        (Stage::S2, Some(l), K::Permission) if fs_read_failed && l == fs_top => {
+        // The read of the table FSPTPTR names (75h) or of one below it (76h), or the write that
+        // sets a first-stage entry's A/D bits (77h).
+        (Stage::S2, Some(S1Fetch { write: true, .. }), K::Permission) => {
+            R::SmNestedFsEntryWriteDenied // 77h
+        }
+        (Stage::S2, Some(S1Fetch { level, .. }), K::Permission) if level == fs_top => {
             R::SmNestedFsRootReadDenied // 75h
         }
-        (Stage::S2, Some(_), K::Permission) if fs_read_failed => R::SmNestedFsEntryReadDenied, // 76h
-        (Stage::S2, Some(_), K::Permission) => R::SmNestedFsEntryWriteDenied, // 77h
+        (Stage::S2, Some(_), K::Permission) => R::SmNestedFsEntryReadDenied, // 76h
 
         // Second stage (§3.7, §9.8), for a first-stage table fetch or for the request itself.
         (Stage::S2, Some(_), K::Translation | K::AccessFlag) => R::SmSsEntryNotPresent, // 79h
@@ -183,20 +186,24 @@ pub(super) fn ats_answer(reason: FaultReason) -> AtsAnswer {
 mod tests {
     use super::*;
 
-    fn fault(stage: Stage, level: i8, kind: FaultKind, s1: Option<i8>) -> Fault {
-        Fault { stage, level, kind, input: 0, s1_table_level: s1 }
-    }
-
     #[test]
     fn nested_fetch_faults_tell_root_read_entry_read_and_write_apart() {
-        let perm = |s1, read_failed| {
-            let w = WalkKind::Nested { fs_top: 4, ss_top: 4, fs_read_failed: read_failed };
-            walk_reason(w, &fault(Stage::S2, 1, FaultKind::Permission, s1), Access::READ, None)
+        let perm = |s1_fetch| {
+            let w = WalkKind::Nested { fs_top: 4, ss_top: 4 };
+            let f = Fault {
+                stage: Stage::S2,
+                level: 1,
+                kind: FaultKind::Permission,
+                input: 0,
+                s1_fetch,
+            };
+            walk_reason(w, &f, Access::READ, None)
         };
-        assert_eq!(perm(Some(4), true), FaultReason::SmNestedFsRootReadDenied);
-        assert_eq!(perm(Some(2), true), FaultReason::SmNestedFsEntryReadDenied);
-        assert_eq!(perm(Some(4), false), FaultReason::SmNestedFsEntryWriteDenied);
-        assert_eq!(perm(None, false), FaultReason::SmReadDenied);
+        let fetch = |level, write| Some(S1Fetch { level, write });
+        assert_eq!(perm(fetch(4, false)), FaultReason::SmNestedFsRootReadDenied);
+        assert_eq!(perm(fetch(2, false)), FaultReason::SmNestedFsEntryReadDenied);
+        assert_eq!(perm(fetch(4, true)), FaultReason::SmNestedFsEntryWriteDenied);
+        assert_eq!(perm(None), FaultReason::SmReadDenied);
     }
 
     #[test]

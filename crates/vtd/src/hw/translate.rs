@@ -19,12 +19,13 @@ use std::sync::atomic::Ordering;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
 use sviommu_pgtable::x86::{self, X86Paging};
-use sviommu_pgtable::{Access, Direct, Leaf, Perms, Stage, Walk, WalkCtx, WalkObserver};
+use sviommu_pgtable::{
+    Access, Direct, Leaf, Perms, Stage, ThroughStage2, Walk, WalkCtx, WalkObserver,
+};
 
 use super::cache::{
     CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbResult, Kind, PasidKey, WalkTags,
 };
-use super::fetch::ThroughSecondStage;
 use super::reasons::{walk_reason, WalkKind};
 use super::{DmaRequest, Fault, RequestKind, Translation, Vtd};
 use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
@@ -603,17 +604,20 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 }
                 pass.tags.set(Some(tags(Some(&fs), Some(&ss))));
                 let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
-                let through = ThroughSecondStage::new(&ss);
-                let kind = |fs_read_failed| WalkKind::Nested { fs_top, ss_top, fs_read_failed };
+                let kind = WalkKind::Nested { fs_top, ss_top };
+                // §3.8: every first-stage table read is a supervisor data read of a guest
+                // physical address, translated by the second stage; the fault says whether the
+                // second stage refused the read or the A/D write-back (75h/76h or 77h).
+                let through = ThroughStage2::new(&ss, &Direct);
                 let s1 = fs.walk(cx, &through, req.addr, access).map_err(|f| {
                     let perms = self.fs_perms_after(&f, &fs, Some(&ss), req.addr);
-                    walk_fault(&f, walk_reason(kind(through.read_failed()), &f, access, perms))
+                    walk_fault(&f, walk_reason(kind, &f, access, perms))
                 })?;
                 // §3.8: the first stage's output is a guest physical address, which the second
                 // stage translates for the request's own access.
                 let s2 = ss
                     .walk(cx, &Direct, s1.output, access)
-                    .map_err(|f| walk_fault(&f, walk_reason(kind(false), &f, access, None)))?;
+                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
                 // A write needs no table update only if neither stage needs one; the G bit is
                 // the first stage's.
                 let leaf = Leaf {
@@ -806,7 +810,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             None => quiet_fs.walk(&mut cx, &Direct, input, read),
             Some(ss) => {
                 let quiet_ss = VtdSecondStage { ad: false, ..*ss };
-                quiet_fs.walk(&mut cx, &ThroughSecondStage::new(&quiet_ss), input, read)
+                quiet_fs.walk(&mut cx, &ThroughStage2::new(&quiet_ss, &Direct), input, read)
             }
         };
         leaf.ok().map(|l| l.perms)
