@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::domain::{AddressSpaceId, DomainId, DomainKind};
 use crate::driver::{DmaAccess, Model};
-use crate::iommu::{model_of, Iommu};
+use crate::iommu::Iommu;
 use crate::pasid_alloc::Pasid;
 use crate::topology::{DeviceId, GroupId, UnitId};
 
@@ -105,7 +105,7 @@ impl AuditReport {
         self.audits.iter().all(|a| a.agrees_with_dma)
     }
 
-    /// The space `key`'s audit, if any unit has it.
+    /// The audit of the space named `id` (as [`SpaceKey::name`] names it), if any unit has it.
     pub fn space(&self, id: &str) -> Option<&SpaceAudit> {
         self.audits.iter().flat_map(|a| &a.address_spaces).find(|s| s.id == id)
     }
@@ -271,7 +271,7 @@ impl Iommu {
             // The probes' own faults are the audit's, not the devices'.
             let probe_faults =
                 self.units.get_mut(&unit).map(|u| u.driver.poll_faults().len()).unwrap_or(0);
-            let iommu = self.topology.unit(unit).map(|u| model_of(u.kind)).unwrap_or(Model::Vtd);
+            let iommu = self.driver(unit).map_or(Model::Vtd, |d| d.caps().model);
             audits.push(UnitAudit {
                 iommu,
                 unit,

@@ -70,14 +70,17 @@ pub struct FaultCounters {
     pub unknown_requester: u64,
 }
 
+/// A page request group: (device, PASID, group index).
+type GroupKey = (DeviceId, Option<Pasid>, u16);
+
 /// Where the fault path stands.
 #[derive(Default)]
 pub(crate) struct FaultState {
     handlers: BTreeMap<DeviceId, FaultHandler>,
-    /// Groups whose last request has not come yet, by (device, PASID, group index).
-    partial: BTreeMap<(DeviceId, Option<Pasid>, u16), Vec<PageRequest>>,
+    /// Groups whose last request has not come yet.
+    partial: BTreeMap<GroupKey, Vec<PageRequest>>,
     /// Complete groups waiting for a response, with the unit and request ID to answer on.
-    waiting: BTreeMap<(DeviceId, Option<Pasid>, u16), (UnitId, u32)>,
+    waiting: BTreeMap<GroupKey, (UnitId, u32)>,
     /// Events for devices without a handler.
     undelivered: Vec<FaultEvent>,
     counters: FaultCounters,
@@ -170,15 +173,19 @@ impl Iommu {
         group: u16,
         code: PageResponseCode,
     ) -> Result<(), CoreError> {
-        let key = (device.clone(), pasid, group);
-        let (unit, rid) = *self
-            .faults
-            .waiting
-            .get(&key)
-            .ok_or_else(|| CoreError::UnknownPageGroup { device: device.clone(), pasid, group })?;
-        self.driver_op(unit, |d| d.page_response(rid, pasid, group, code))?;
-        self.faults.waiting.remove(&key);
+        self.answer(&(device.clone(), pasid, group), code)?;
         self.faults.counters.responses += 1;
+        Ok(())
+    }
+
+    /// Sends `code` for a waiting group and forgets it.
+    fn answer(&mut self, key: &GroupKey, code: PageResponseCode) -> Result<(), CoreError> {
+        let (device, pasid, group) = key;
+        let (unit, rid) = *self.faults.waiting.get(key).ok_or_else(|| {
+            CoreError::UnknownPageGroup { device: device.clone(), pasid: *pasid, group: *group }
+        })?;
+        self.driver_op(unit, |d| d.page_response(rid, *pasid, *group, code))?;
+        self.faults.waiting.remove(key);
         Ok(())
     }
 
@@ -222,9 +229,8 @@ impl Iommu {
             .filter(|(d, p, _)| *p == Some(pasid) && members.contains(d))
             .cloned()
             .collect();
-        for (device, p, g) in keys {
-            self.page_response(&device, p, g, PageResponseCode::Invalid)?;
-            self.faults.counters.responses -= 1;
+        for key in keys {
+            self.answer(&key, PageResponseCode::Invalid)?;
             self.faults.counters.drained += 1;
         }
         self.faults.partial.retain(|(d, p, _), _| *p != Some(pasid) || !members.contains(d));

@@ -186,7 +186,7 @@ impl SmmuUnit {
             granule,
             ips_bits: oas_bits,
             // Normal write-back memory at index 0, as the driver's own stage-1 tables use.
-            mair: 0xff,
+            mair: sviommu_smmuv3::driver::MAIR_NORMAL_WB,
             ha: false,
             hd: false,
         })

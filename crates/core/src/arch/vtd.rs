@@ -6,7 +6,6 @@
 //! the driver does not own. PASID tables are per device and live in host memory, so a guest's
 //! whole PASID table is never bound (`pasid_table_bind: false`).
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -39,8 +38,6 @@ pub struct VtdUnit {
     hw: Arc<HostVtd>,
     driver: VtdDriver<Arc<HostVtd>, Arc<HostMemory>>,
     caps: UnitCaps,
-    /// The driver's DID behind each domain handle (the handle is the DID).
-    owned: BTreeMap<u32, bool>,
     /// Requester IDs of devices with a device-TLB (ATS enabled at probe).
     ats: std::collections::BTreeSet<u16>,
 }
@@ -84,7 +81,7 @@ impl VtdUnit {
             pasid_table_bind: false,
             page_requests: scalable && c.page_requests,
         };
-        Ok(Self { hw, driver, caps, owned: BTreeMap::new(), ats: Default::default() })
+        Ok(Self { hw, driver, caps, ats: Default::default() })
     }
 
     /// The hardware model (to play devices, as tests and the simulator do).
@@ -178,13 +175,11 @@ impl IommuDriver for VtdUnit {
 
     fn alloc_paging(&mut self, _nesting_parent: bool) -> Result<HwDomain, DriverError> {
         let did = self.driver.alloc_domain(DomainConfig::SecondStage { aw: None }).map_err(err)?;
-        self.owned.insert(u32::from(did.0), true);
         Ok(HwDomain(u32::from(did.0)))
     }
 
     fn alloc_tag(&mut self, _s1: &Stage1Config) -> Result<HwDomain, DriverError> {
         let did = self.driver.alloc_domain(DomainConfig::External).map_err(err)?;
-        self.owned.insert(u32::from(did.0), false);
         Ok(HwDomain(u32::from(did.0)))
     }
 
@@ -209,7 +204,6 @@ impl IommuDriver for VtdUnit {
 
     fn free(&mut self, domain: HwDomain) -> Result<(), DriverError> {
         self.driver.free_domain(Self::did(domain)?).map_err(err)?;
-        self.owned.remove(&domain.0);
         Ok(())
     }
 

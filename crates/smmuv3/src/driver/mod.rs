@@ -40,6 +40,7 @@ mod nested;
 mod queues;
 mod stream;
 
+pub use attrs::MAIR_NORMAL_WB;
 pub use caps::Capabilities;
 pub use cd::{CdTableOwner, CdTableReach, PasidAttach, SvaContext};
 pub use domain::{DomainConfig, DomainId, Prot};
