@@ -17,7 +17,9 @@ use sviommu_vtd::driver::{
 };
 use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::prq::ResponseCode;
-use sviommu_vtd::spec::{FaultReason as VtdReason, Fspm};
+use sviommu_vtd::spec::{
+    FaultReason as VtdReason, Fspm, INTERRUPT_ADDR_FIRST, INTERRUPT_ADDR_LAST,
+};
 
 use crate::driver::{
     CacheKind, DmaAccess, DmaResult, DriverCounters, DriverError, DriverErrorKind, FaultReason,
@@ -31,7 +33,7 @@ pub type HostVtd = Vtd<Arc<HostMemory>>;
 
 /// §3.14: requests without PASID to FEEx_xxxxh are interrupts, never DMA, so no domain may map
 /// that window (Linux reserves it as `IOMMU_RESV_MSI`).
-const INTERRUPT_WINDOW: Range<u64> = 0xfee0_0000..0xff00_0000;
+const INTERRUPT_WINDOW: Range<u64> = INTERRUPT_ADDR_FIRST..INTERRUPT_ADDR_LAST + 1;
 
 /// One VT-d remapping unit under the core.
 pub struct VtdUnit {
