@@ -93,11 +93,7 @@ impl Iommu {
         let mut unit = None;
         for g in &groups {
             if self.current_domain(*g, Some(pasid)).is_none() {
-                let device = self.group(*g)?.members.first().cloned();
-                return Err(CoreError::PasidNotAttached {
-                    device: device.unwrap_or_else(|| DeviceId::platform("?")),
-                    pasid,
-                });
+                return Err(CoreError::PasidNotAttached { device: self.group_device(*g), pasid });
             }
             unit = Some(self.group(*g)?.unit);
         }
@@ -130,16 +126,7 @@ impl Iommu {
         if pasid.0 == 0 {
             return Err(CoreError::PasidZero);
         }
-        let g = self.group(group)?;
-        if g.unit != unit {
-            let device = g.members.first().cloned().unwrap_or_else(|| DeviceId::platform("?"));
-            return Err(CoreError::WrongUnit {
-                domain: DomainId(0),
-                domain_unit: unit,
-                device,
-                device_unit: g.unit,
-            });
-        }
+        self.check_group_unit(group, unit)?;
         let unit_bits = self.driver(unit)?.caps().pasid_bits;
         for dev in self.named_in(target, group)? {
             let width = self.topology.pasid_allowed(&dev)?;
@@ -199,17 +186,7 @@ impl Iommu {
             });
         }
         for g in &groups {
-            let grp = self.group(*g)?;
-            if grp.unit != unit {
-                let device =
-                    grp.members.first().cloned().unwrap_or_else(|| DeviceId::platform("?"));
-                return Err(CoreError::WrongUnit {
-                    domain: parent,
-                    domain_unit: unit,
-                    device,
-                    device_unit: grp.unit,
-                });
-            }
+            self.check_group_unit(*g, unit)?;
             for dev in self.named_in(target, *g)? {
                 self.topology.pasid_allowed(&dev)?;
             }
@@ -319,9 +296,8 @@ impl Iommu {
             match self.current_domain(*g, Some(pasid)) {
                 Some(d) if d == domain => {}
                 Some(_) => {
-                    let device = self.group(*g)?.members.first().cloned();
                     return Err(CoreError::PasidNotAttached {
-                        device: device.unwrap_or_else(|| DeviceId::platform("?")),
+                        device: self.group_device(*g),
                         pasid,
                     });
                 }

@@ -22,13 +22,12 @@ pub enum CoreError {
     /// No unit of that number, or no driver for it.
     #[error("no driver for {0}")]
     NoSuchUnit(UnitId),
-    /// A domain belongs to one unit; the device is behind another.
-    #[error("{domain} belongs to {domain_unit}, but {device} is behind {device_unit}")]
+    /// The call works on one unit (its domain's, or its first group's); the device is behind
+    /// another.
+    #[error("{device} is behind {device_unit}, not {unit}")]
     WrongUnit {
-        /// The domain.
-        domain: DomainId,
-        /// Its unit.
-        domain_unit: UnitId,
+        /// The unit the call works on.
+        unit: UnitId,
         /// The device.
         device: DeviceId,
         /// The device's unit.

@@ -532,10 +532,7 @@ impl Iommu {
         group: GroupId,
         pasid: Option<crate::Pasid>,
     ) -> Result<HwTarget, CoreError> {
-        let dom = match pasid {
-            None => self.group_domain.get(&group).copied(),
-            Some(p) => self.domains.values().find(|d| d.pasids.contains(&(group, p))).map(|d| d.id),
-        };
+        let dom = self.current_domain(group, pasid);
         match dom {
             Some(d) => self.hw_target(d),
             None => Ok(HwTarget::Blocked),
@@ -543,18 +540,25 @@ impl Iommu {
     }
 
     fn check_group_on_unit(&self, domain: DomainId, group: GroupId) -> Result<(), CoreError> {
-        let d = self.domain(domain)?;
+        self.check_group_unit(group, self.domain(domain)?.unit)
+    }
+
+    /// `group` is behind `unit`.
+    pub(crate) fn check_group_unit(&self, group: GroupId, unit: UnitId) -> Result<(), CoreError> {
         let g = self.group(group)?;
-        if g.unit != d.unit {
-            let device = g.members.first().cloned().unwrap_or_else(|| DeviceId::platform("?"));
-            return Err(CoreError::WrongUnit {
-                domain,
-                domain_unit: d.unit,
-                device,
-                device_unit: g.unit,
-            });
+        if g.unit != unit {
+            let device = self.group_device(group);
+            return Err(CoreError::WrongUnit { unit, device, device_unit: g.unit });
         }
         Ok(())
+    }
+
+    /// A device to name a group by in an error: its first member (groups are never empty).
+    pub(crate) fn group_device(&self, group: GroupId) -> DeviceId {
+        self.group(group)
+            .ok()
+            .and_then(|g| g.members.first().cloned())
+            .unwrap_or_else(|| DeviceId::platform("?"))
     }
 
     /// A paging domain may not be attached where a device's reserved region is mapped.
