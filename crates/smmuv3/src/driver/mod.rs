@@ -2,8 +2,8 @@
 //! the memory it reads (Arm IHI 0070 G.b).
 //!
 //! The driver's only ways to the unit are [`Mmio`] (register reads and writes) and the memory
-//! `M` it writes structures and queues into. It knows nothing of `hw` beyond that (the [`Mmio`]
-//! impl for [`crate::hw::Smmu`] forwards to its `mmio_read` / `mmio_write`), so the same driver
+//! `M` it writes structures and queues into. It knows nothing of `hw` (which implements [`Mmio`]
+//! for [`crate::hw::Smmu`]), so the same driver
 //! runs against any SMMU that answers those, and, generic over `M::Addr`, a guest OS can run it
 //! over its own guest-physical memory.
 //!
@@ -25,10 +25,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sviommu_memory::{Address, FrameAllocator, FrameError, Hpa, MemoryError, PhysMemory};
+use sviommu_memory::{Address, FrameAllocator, FrameError, MemoryError, PhysMemory};
 use sviommu_pgtable::MapError;
 
-use crate::hw::Smmu;
 use crate::spec::{CError, Command, Granule};
 
 mod caps;
@@ -48,17 +47,8 @@ pub use events::{DrainedEvent, Invalidation};
 pub use nested::NestedCd;
 pub use stream::{Attach, GuestCdTable};
 
+/// The register window the driver programs an SMMU through; `hw::Smmu` implements it.
 pub use sviommu_memory::Mmio;
-
-impl<M: PhysMemory<Addr = Hpa>> Mmio for Smmu<M> {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        self.mmio_read(offset, size)
-    }
-
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        self.mmio_write(offset, size, value);
-    }
-}
 
 /// Who shares a CD table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

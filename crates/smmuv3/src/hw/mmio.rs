@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError};
 
 use sviommu_memory::bits::Field;
-use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_memory::{Hpa, Mmio, PhysMemory};
 
 use super::{low32, Smmu, SmmuParams};
 use crate::spec::regs::{
@@ -404,6 +404,17 @@ fn gerrorn_fields() -> [Field; 8] {
         gerror::MSI_GERROR_ABT_ERR,
         gerror::SFM_ERR,
     ]
+}
+
+/// A driver's way to the SMMU: its register pages ([`Smmu::mmio_read`], [`Smmu::mmio_write`]).
+impl<M: PhysMemory<Addr = Hpa>> Mmio for Smmu<M> {
+    fn read(&self, offset: u64, size: u8) -> u64 {
+        self.mmio_read(offset, size)
+    }
+
+    fn write(&self, offset: u64, size: u8, value: u64) {
+        self.mmio_write(offset, size, value);
+    }
 }
 
 #[cfg(test)]

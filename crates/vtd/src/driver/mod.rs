@@ -26,10 +26,9 @@
 
 use std::collections::BTreeMap;
 
-use sviommu_memory::{Address, FrameAllocator, FrameError, Hpa, MemoryError, PhysMemory};
+use sviommu_memory::{Address, FrameAllocator, FrameError, MemoryError, PhysMemory};
 use sviommu_pgtable::MapError;
 
-use crate::hw::Vtd;
 use crate::spec::regs::{self, eaddr, ectl, edata, gcmd, gsts, rtaddr, rtaddr::Ttm};
 use crate::spec::{Aw, Reg32, Reg64};
 
@@ -51,16 +50,8 @@ use domain::Domain;
 use pasid::Attached;
 use queue::Queue;
 
+/// The register window the driver programs a unit through; `hw::Vtd` implements it.
 pub use sviommu_memory::Mmio;
-
-impl<M: PhysMemory<Addr = Hpa>> Mmio for Vtd<M> {
-    fn read(&self, offset: u64, size: u8) -> u64 {
-        self.mmio_read(offset, size)
-    }
-    fn write(&self, offset: u64, size: u8, value: u64) {
-        self.mmio_write(offset, size, value);
-    }
-}
 
 /// A domain ID (the DID field of context and PASID-table entries, §9.3, §9.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

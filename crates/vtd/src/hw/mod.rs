@@ -37,7 +37,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_memory::{Hpa, Mmio, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
 
 use crate::spec::regs::{cap, ecap, ver};
@@ -410,6 +410,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     fn gsts(&self) -> u64 {
         u64::from(self.gsts.load(Ordering::Acquire))
+    }
+}
+
+/// A driver's way to the unit: its register page (`regs`: [`Vtd::mmio_read`],
+/// [`Vtd::mmio_write`]).
+impl<M: PhysMemory<Addr = Hpa>> Mmio for Vtd<M> {
+    fn read(&self, offset: u64, size: u8) -> u64 {
+        self.mmio_read(offset, size)
+    }
+
+    fn write(&self, offset: u64, size: u8, value: u64) {
+        self.mmio_write(offset, size, value);
     }
 }
 
