@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
-use sviommu_pgtable::Access;
+use sviommu_pgtable::{vmsa, Access, Format};
 use sviommu_smmuv3::driver::{
     Attach, DomainConfig, DomainId, DriverConfig, DriverError as SmmuError, GuestCdTable,
     Invalidation, NestedCd, PasidAttach, Prot, SmmuDriver, SvaContext,
@@ -33,6 +33,24 @@ const DOMAIN_IAS_BITS: u8 = 48;
 /// Linux's software MSI window (`MSI_IOVA_BASE`, `MSI_IOVA_LENGTH` in arm-smmu-v3): IOVAs where
 /// the kernel maps MSI doorbells, so DMA mappings must stay out.
 const SW_MSI: Range<u64> = 0x0800_0000..0x0810_0000;
+
+/// The granule whose pages are 2^`lg2` bytes.
+fn granule_of(lg2: u8) -> Option<Granule> {
+    [Granule::Size4K, Granule::Size16K, Granule::Size64K].into_iter().find(|g| g.lg2() == lg2)
+}
+
+/// The sizes a leaf of a domain's tables can map with granule `g` (a bit per size): what
+/// pgtable's VMSAv8-64 stage-1 format allows at each level of a `DOMAIN_IAS_BITS` table
+/// (D8.2; no FEAT_LPA(2) blocks: the domains' output is 48 bits).
+fn leaf_sizes(g: Granule) -> u64 {
+    let tg = match g {
+        Granule::Size4K => vmsa::Granule::K4,
+        Granule::Size16K => vmsa::Granule::K16,
+        Granule::Size64K => vmsa::Granule::K64,
+    };
+    let f = vmsa::VmsaS1::new(0, tg, 64 - DOMAIN_IAS_BITS);
+    (0..f.depth()).filter(|&d| f.leaf_allowed(d)).fold(0, |sizes, d| sizes | 1 << f.shift(d))
+}
 
 /// What an adapter domain handle stands for.
 #[derive(Clone, Copy, Debug)]
@@ -82,21 +100,16 @@ impl SmmuUnit {
         let hw = Arc::new(Smmu::new(Arc::clone(&mem), params));
         let driver = SmmuDriver::new(Arc::clone(&hw), mem, frames, config)?;
         let c = *driver.capabilities();
-        let mut page_sizes = 0;
-        let mut stage1_formats = Vec::new();
-        for (ok, g) in [(c.gran4k, 12u8), (c.gran16k, 14), (c.gran64k, 16)] {
-            if ok {
-                stage1_formats
-                    .push(Stage1Format::Vmsa { granule_lg2: g, ias_bits: DOMAIN_IAS_BITS });
-            }
-        }
-        if c.gran4k {
-            page_sizes = (1 << 12) | (1 << 21) | (1 << 30);
-        } else if c.gran16k {
-            page_sizes = (1 << 14) | (1 << 25);
-        } else if c.gran64k {
-            page_sizes = (1 << 16) | (1 << 29);
-        }
+        let advertised = [(c.gran4k, Granule::Size4K), (c.gran16k, Granule::Size16K)]
+            .into_iter()
+            .chain([(c.gran64k, Granule::Size64K)])
+            .filter_map(|(ok, g)| ok.then_some(g));
+        let stage1_formats: Vec<_> = advertised
+            .clone()
+            .map(|g| Stage1Format::Vmsa { granule_lg2: g.lg2(), ias_bits: DOMAIN_IAS_BITS })
+            .collect();
+        // Domains use the smallest granule the SMMU has.
+        let page_sizes = advertised.map(leaf_sizes).next().unwrap_or(0);
         let caps = UnitCaps {
             model: crate::Model::Smmuv3,
             page_sizes,
@@ -133,11 +146,7 @@ impl SmmuUnit {
 
     fn granule(&self) -> Granule {
         let lg2 = self.caps.page_sizes.trailing_zeros();
-        match lg2 {
-            14 => Granule::Size16K,
-            16 => Granule::Size64K,
-            _ => Granule::Size4K,
-        }
+        u8::try_from(lg2).ok().and_then(granule_of).unwrap_or(Granule::Size4K)
     }
 
     fn paging(&self, d: HwDomain) -> Result<DomainId, DriverError> {
@@ -173,12 +182,8 @@ impl SmmuUnit {
         let Stage1Format::Vmsa { granule_lg2, ias_bits } = s1.format else {
             return Err(DriverError::new(DriverErrorKind::Unsupported, "an x86 stage 1"));
         };
-        let granule = match granule_lg2 {
-            12 => Granule::Size4K,
-            14 => Granule::Size16K,
-            16 => Granule::Size64K,
-            _ => return Err(DriverError::new(DriverErrorKind::Invalid, "granule")),
-        };
+        let granule = granule_of(granule_lg2)
+            .ok_or_else(|| DriverError::new(DriverErrorKind::Invalid, "granule"))?;
         Ok(SvaContext {
             asid: s1.asid,
             ttb0: s1.root,
@@ -556,5 +561,19 @@ impl IommuDriver for SmmuUnit {
             Err(Abort::Event(e) | Abort::Stalled(e)) => Err(reason(e.id)),
             Err(Abort::Silent(_)) => Err(FaultReason { code: 0, name: "terminated (no event)" }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_sizes_per_granule_are_the_vmsa_levels() {
+        assert_eq!(leaf_sizes(Granule::Size4K), (1 << 12) | (1 << 21) | (1 << 30));
+        assert_eq!(leaf_sizes(Granule::Size16K), (1 << 14) | (1 << 25));
+        assert_eq!(leaf_sizes(Granule::Size64K), (1 << 16) | (1 << 29));
+        assert_eq!(granule_of(14), Some(Granule::Size16K));
+        assert_eq!(granule_of(13), None);
     }
 }
