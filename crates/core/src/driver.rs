@@ -237,8 +237,30 @@ pub struct FaultReason {
     pub name: &'static str,
 }
 
-/// What a DMA the audit issued came back as.
-pub type DmaResult = Result<u64, FaultReason>;
+/// Why a DMA the audit issued reached no memory. Only [`DmaFault::Fault`] has an architected
+/// code: the others say what happened instead of inventing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DmaFault {
+    /// The unit faulted the request with an architected reason (recorded unless the
+    /// configuration says not to).
+    Fault(FaultReason),
+    /// The unit terminated the request where the architecture defines no fault record (SMMUv3:
+    /// STE.Config abort, SMMU_GBPA.ABORT): what terminated it.
+    Terminated {
+        /// The configuration that terminated it, in the spec's words.
+        by: &'static str,
+    },
+    /// The request never reaches the unit as such: its request ID is not one the unit's
+    /// requests can carry (wider than a PCI requester ID on VT-d).
+    NotSeen {
+        /// Why the unit cannot see it.
+        why: &'static str,
+    },
+}
+
+/// What a DMA the audit issued came back as: the output address, or why it got none.
+pub type DmaResult = Result<u64, DmaFault>;
 
 /// A fault or page request the driver collected from the unit.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -15,13 +15,13 @@ use sviommu_smmuv3::driver::{
     Attach, DomainConfig, DomainId, DriverConfig, DriverError as SmmuError, GuestCdTable,
     Invalidation, NestedCd, PasidAttach, Prot, SmmuDriver, SvaContext,
 };
-use sviommu_smmuv3::hw::{Abort, Smmu, SmmuParams, Transaction};
+use sviommu_smmuv3::hw::{Abort, Silent, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::{EventId, Granule, PriResp, S1Dss, S1Fmt};
 
 use crate::driver::{
-    CacheKind, DmaAccess, DmaResult, DriverCounters, DriverError, DriverErrorKind, FaultReason,
-    HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode, PasidTableConfig,
-    PasidTableFormat, Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
+    CacheKind, DmaAccess, DmaFault, DmaResult, DriverCounters, DriverError, DriverErrorKind,
+    FaultReason, HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode,
+    PasidTableConfig, PasidTableFormat, Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
 };
 use crate::pasid_alloc::Pasid;
 
@@ -220,6 +220,15 @@ fn err(e: SmmuError) -> DriverError {
 
 fn reason(id: EventId) -> FaultReason {
     FaultReason { code: u16::from(id.code()), name: id.name() }
+}
+
+/// What terminated a transaction the SMMU records no event for.
+fn silent(s: Silent) -> &'static str {
+    match s {
+        Silent::GbpaAbort => "SMMU_GBPA.ABORT (SMMUEN == 0)",
+        Silent::DisabledBeyondOas => "bypass beyond the OAS (SMMUEN == 0)",
+        Silent::SteAbort => "STE.Config abort",
+    }
 }
 
 impl IommuDriver for SmmuUnit {
@@ -558,8 +567,8 @@ impl IommuDriver for SmmuUnit {
         match self.hw.translate(&t) {
             Ok(tr) => Ok(tr.output),
             // A stalled probe is a fault to the audit: it did not reach the page.
-            Err(Abort::Event(e) | Abort::Stalled(e)) => Err(reason(e.id)),
-            Err(Abort::Silent(_)) => Err(FaultReason { code: 0, name: "terminated (no event)" }),
+            Err(Abort::Event(e) | Abort::Stalled(e)) => Err(DmaFault::Fault(reason(e.id))),
+            Err(Abort::Silent(s)) => Err(DmaFault::Terminated { by: silent(s) }),
         }
     }
 }

@@ -22,9 +22,9 @@ use sviommu_vtd::spec::{
 };
 
 use crate::driver::{
-    CacheKind, DmaAccess, DmaResult, DriverCounters, DriverError, DriverErrorKind, FaultReason,
-    HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode, PasidTableConfig,
-    Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
+    CacheKind, DmaAccess, DmaFault, DmaResult, DriverCounters, DriverError, DriverErrorKind,
+    FaultReason, HwDomain, HwFault, HwInvalidation, HwTarget, IommuDriver, PageResponseCode,
+    PasidTableConfig, Reach, RequestIds, Stage1Config, Stage1Format, UnitCaps,
 };
 use crate::pasid_alloc::Pasid;
 
@@ -363,12 +363,12 @@ impl IommuDriver for VtdUnit {
             DmaAccess::Write => Access::WRITE,
         };
         let Ok(r) = u16::try_from(request_id) else {
-            return Err(FaultReason { code: 0, name: "not a requester ID" });
+            return Err(DmaFault::NotSeen { why: "wider than a 16-bit requester ID" });
         };
         let mut req = DmaRequest::new(r, addr, access);
         if let Some(p) = pasid {
             req = req.with_pasid(p.0);
         }
-        self.hw.translate(&req).map(|t| t.output).map_err(|f| reason(f.reason))
+        self.hw.translate(&req).map(|t| t.output).map_err(|f| DmaFault::Fault(reason(f.reason)))
     }
 }
