@@ -23,6 +23,7 @@ mod guest;
 mod host;
 pub mod image;
 mod mmio;
+mod outbox;
 mod reader;
 
 pub use addr::{Address, Gpa, Hpa, Iova};
@@ -31,6 +32,7 @@ pub use guest::{GuestRam, GuestRamRegion};
 pub use host::{HostMemory, MemoryError, PhysMemory};
 pub use image::{ImageError, ImageKind, ImagePiece};
 pub use mmio::Mmio;
+pub use outbox::{Outbox, OutboxStats, Reservation};
 pub use reader::TableReader;
 
 /// 4 KiB, the smallest table page of every format here.

@@ -24,18 +24,35 @@
 //! CMD_PRI_RESP is CERROR_ILL without SMMU_IDR0.PRI, and otherwise sends the PRG response to
 //! the device ([`Output::PriResponse`]); CMD_ATC_INV is CERROR_ILL without SMMU_IDR0.ATS and
 //! otherwise goes to the device ([`Output::AtcInvalidate`]).
+//!
+//! IMPDEF: the outbox is bounded, and a command whose device message (ATC invalidation, PRG
+//! response, stall response, CMD_SYNC's MSI write) finds it full waits, as the SMMU waits for
+//! a device slow to take a message: the queue stops with CONS on that command, no CERROR,
+//! and goes on when the embedder drains the outbox ([`Smmu::drain_outputs`]) or software
+//! writes CMDQ_PROD again. §3.5 and §4.7.3 let the SMMU consume commands at its own pace; a
+//! CMD_SYNC behind a waiting command does not complete until the messages before it were
+//! sent, so software that sees it complete knows the devices have them.
 
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::cache::low_mask as mask64;
 use super::mmio::RegFile;
-use super::{low32, Output, Smmu};
+use super::{low32, Irq, Output, Smmu};
 use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
 use crate::spec::{CError, Command, Opcode, SyncCs};
 
 /// Bytes per command.
 const CMD_BYTES: u64 = 16;
+
+/// What became of a command that is not illegal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Executed: CONS moves past it.
+    Done,
+    /// Not executed: a message it sends finds the outbox full. CONS stays on it.
+    Waiting,
+}
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// Consumes commands from CONS to PROD while the queue is enabled and no command error is
@@ -74,11 +91,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     break;
                 }
             };
-            if let Err(e) = self.execute(r, &cmd) {
-                err = Some(e);
-                break;
+            match self.execute(r, &cmd) {
+                Ok(Step::Done) => rd = rd.next(qs),
+                // CONS stays on the command that waits for the outbox, without error.
+                Ok(Step::Waiting) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
             }
-            rd = rd.next(qs);
         }
         let mut c = cons::RD.set(u64::from(r.cmdq_cons), u64::from(rd.to_reg(qs)));
         if let Some(e) = err {
@@ -89,19 +110,55 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         r.cmdq_cons = low32(c);
     }
 
-    /// Executes one command, or says why it is illegal. `r` is the register file, held.
-    fn execute(&self, r: &mut RegFile, c: &Command) -> Result<(), CError> {
-        let caps = &self.caps;
+    /// Executes one command (or finds that it must wait for room in the outbox), or says why
+    /// it is illegal. `r` is the register file, held.
+    fn execute(&self, r: &mut RegFile, c: &Command) -> Result<Step, CError> {
         let op = c.opcode().map_err(|_| CError::Ill)?;
         // IMPDEF: RES0 bits set are CERROR_ILL (§4.1.5 permits either); a layout the spec
         // module does not know is illegal too (Secure-only and DPT commands).
         if c.res0_set() != Some([0, 0]) {
             return Err(CError::Ill);
         }
-        let ch = &self.caches;
+        let done = |()| Step::Done;
         match op {
             // IMPDEF: nothing is prefetched. StreamID and SubstreamID are hints, unchecked.
-            Opcode::PrefetchConfig | Opcode::PrefetchAddr => {}
+            Opcode::PrefetchConfig | Opcode::PrefetchAddr => Ok(Step::Done),
+            Opcode::CfgiSte | Opcode::CfgiSteRange | Opcode::CfgiCd | Opcode::CfgiCdAll => {
+                self.cfgi(op, c).map(done)
+            }
+            Opcode::TlbiNhAll | Opcode::TlbiNhAsid | Opcode::TlbiNhVa | Opcode::TlbiNhVaa => {
+                self.tlbi_s1(op, c).map(done)
+            }
+            Opcode::TlbiS12Vmall | Opcode::TlbiS2Ipa => self.tlbi_s2(op, c).map(done),
+            Opcode::TlbiNsnhAll
+            | Opcode::TlbiEl2All
+            | Opcode::TlbiEl2Asid
+            | Opcode::TlbiEl2Va
+            | Opcode::TlbiEl2Vaa => self.tlbi_all(op).map(done),
+            Opcode::AtcInv | Opcode::PriResp => self.to_device(op, c),
+            Opcode::Resume | Opcode::StallTerm => self.resolve_stalls(r, op, c),
+            Opcode::Sync => self.sync(c),
+            // Secure-only and EL3 commands on the Non-secure queue, VMS and DPT (not
+            // implemented): ILLEGAL.
+            Opcode::CfgiVmsPidm
+            | Opcode::TlbiEl3All
+            | Opcode::TlbiEl3Va
+            | Opcode::TlbiSEl2All
+            | Opcode::TlbiSEl2Asid
+            | Opcode::TlbiSEl2Va
+            | Opcode::TlbiSEl2Vaa
+            | Opcode::TlbiSS12Vmall
+            | Opcode::TlbiSS2Ipa
+            | Opcode::TlbiSnhAll
+            | Opcode::DptiAll
+            | Opcode::DptiPa => Err(CError::Ill),
+        }
+    }
+
+    /// §4.3: the configuration invalidations (STE and CD caches).
+    fn cfgi(&self, op: Opcode, c: &Command) -> Result<(), CError> {
+        let ch = &self.caches;
+        match op {
             // §4.3.1.
             Opcode::CfgiSte => {
                 let sid = c.sid();
@@ -121,33 +178,39 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             Opcode::CfgiCd => {
                 let (sid, ssid) = (c.sid(), c.ssid());
                 self.sid_in_range(sid)?;
-                if u64::from(ssid) >> caps.ssidsize != 0 {
+                if u64::from(ssid) >> self.caps.ssidsize != 0 {
                     return Err(CError::Ill);
                 }
                 inval(&ch.cd, |&k, _| k == (sid, ssid));
             }
             // §4.3.4.
-            Opcode::CfgiCdAll => {
+            _ => {
                 let sid = c.sid();
                 self.sid_in_range(sid)?;
                 inval(&ch.cd, |&(k, _), _| k == sid);
             }
-            // §4.4.2.1: every stage-1 entry of the VMID (combined ones too).
+        }
+        Ok(())
+    }
+
+    /// §4.4.2: the stage-1 TLB invalidations of a VMID (combined stage-1+2 entries too).
+    fn tlbi_s1(&self, op: Opcode, c: &Command) -> Result<(), CError> {
+        let ch = &self.caches;
+        let vmid = self.vmid_of(c)?;
+        match op {
+            // §4.4.2.1: every stage-1 entry of the VMID.
             Opcode::TlbiNhAll => {
-                let vmid = self.vmid_of(c)?;
                 inval(&ch.tlb, |k, _| k.va && k.vmid == vmid);
                 inval(&ch.s1_walk, |k, _| k.vmid == vmid);
             }
             // §4.4.2.2: non-global stage-1 entries of the ASID.
             Opcode::TlbiNhAsid => {
-                let vmid = self.vmid_of(c)?;
                 let asid = self.asid_of(c)?;
                 inval(&ch.tlb, |k, _| k.va && k.vmid == vmid && k.asid == Some(asid));
                 inval(&ch.s1_walk, |k, _| k.vmid == vmid && k.asid == Some(asid));
             }
             // §4.4.2.4 (ASID and global entries), §4.4.2.3 (every ASID).
-            Opcode::TlbiNhVa | Opcode::TlbiNhVaa => {
-                let vmid = self.vmid_of(c)?;
+            _ => {
                 let asid = if op == Opcode::TlbiNhVa { Some(self.asid_of(c)?) } else { None };
                 let (lo, hi) = self.tlbi_range(c, c.address())?;
                 let asid_ok = |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
@@ -160,114 +223,106 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     });
                 }
             }
-            // §4.4.3.2: everything of the VMID, both stages.
-            Opcode::TlbiS12Vmall => {
-                let vmid = self.vmid_of(c)?;
-                inval(&ch.tlb, |k, _| k.vmid == vmid);
-                inval(&ch.s1_walk, |k, _| k.vmid == vmid);
-                inval(&ch.s2_walk, |k, _| k.vmid == vmid);
-                inval(&ch.s2_leaf, |k, _| k.vmid == vmid);
-            }
-            // §4.4.3.1: stage-2 entries of the IPA range.
-            Opcode::TlbiS2Ipa => {
-                if !caps.s2p {
-                    return Err(CError::Ill);
-                }
-                let vmid = self.vmid_of(c)?;
-                let (lo, hi) = self.tlbi_range(c, c.ipa())?;
-                inval(&ch.tlb, |k, _| !k.va && k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
-                inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
-                if !c.leaf() {
-                    inval(&ch.s2_walk, |k, _| k.vmid == vmid && hits(k.prefix, k.span_lg2, lo, hi));
-                }
-            }
-            // §4.4.4.1: every Non-secure non-hypervisor entry: all of them here.
-            Opcode::TlbiNsnhAll => self.invalidate_all_tlbs(),
-            // §4.4.2.7 to §4.4.2.10: only with EL2 (IMPDEF: everything, see the module doc).
-            Opcode::TlbiEl2All | Opcode::TlbiEl2Asid | Opcode::TlbiEl2Va | Opcode::TlbiEl2Vaa => {
-                if !caps.hyp {
-                    return Err(CError::Ill);
-                }
-                self.invalidate_all_tlbs();
-            }
-            // §4.5.1: to the device's ATC; ILLEGAL without ATS.
-            Opcode::AtcInv => {
-                if !caps.ats {
-                    return Err(CError::Ill);
-                }
-                self.sid_in_range(c.sid())?;
-                self.push(Output::AtcInvalidate {
-                    sid: c.sid(),
-                    ssid: c.ssv().then_some(c.ssid()),
-                    global: c.global(),
-                    addr: c.address(),
-                    size_lg2: c.atc_size(),
-                });
-            }
-            // §4.5.2: the PRG response to the device; ILLEGAL without PRI or with Resp 0b11.
-            Opcode::PriResp => {
-                if !caps.pri {
-                    return Err(CError::Ill);
-                }
-                let resp = c.resp().map_err(|_| CError::Ill)?;
-                self.push(Output::PriResponse {
-                    sid: c.sid(),
-                    ssid: c.ssv().then_some(c.ssid()),
-                    prg_index: c.prgindex(),
-                    response_code: resp.response_code(),
-                });
-            }
-            // §4.7.1, §4.7.2: ILLEGAL with the terminate-only model (SMMU_IDR0.STALL_MODEL ==
-            // 0b01). Both complete when consumed (§4.7.3: CMD_SYNC adds nothing for them).
-            Opcode::Resume => {
-                if caps.stall_model == StallModel::TerminateOnly as u64 {
-                    return Err(CError::Ill);
-                }
-                self.resume(r, c.sid(), c.stag(), c.resume_action());
-            }
-            Opcode::StallTerm => {
-                if caps.stall_model == StallModel::TerminateOnly as u64 {
-                    return Err(CError::Ill);
-                }
-                self.stall_term(c.sid());
-            }
-            // §4.7.3: everything before it has completed already (processing is synchronous).
-            Opcode::Sync => match c.cs().map_err(|_| CError::Ill)? {
-                SyncCs::SigNone => {}
-                SyncCs::SigIrq => {
-                    let addr = c.msiaddress();
-                    if caps.msi {
-                        // MSIAddress == 0: no MSI.
-                        if addr != 0 {
-                            self.push(Output::Msi { addr, data: c.msidata() });
-                        }
-                    } else {
-                        self.push(Output::CmdSyncIrq);
-                    }
-                }
-                // SIG_SEV is SIG_NONE without SMMU_IDR0.SEV.
-                SyncCs::SigSev => {
-                    if caps.sev {
-                        self.push(Output::Sev);
-                    }
-                }
-            },
-            // Secure-only and EL3 commands on the Non-secure queue, VMS and DPT (not
-            // implemented): ILLEGAL.
-            Opcode::CfgiVmsPidm
-            | Opcode::TlbiEl3All
-            | Opcode::TlbiEl3Va
-            | Opcode::TlbiSEl2All
-            | Opcode::TlbiSEl2Asid
-            | Opcode::TlbiSEl2Va
-            | Opcode::TlbiSEl2Vaa
-            | Opcode::TlbiSS12Vmall
-            | Opcode::TlbiSS2Ipa
-            | Opcode::TlbiSnhAll
-            | Opcode::DptiAll
-            | Opcode::DptiPa => return Err(CError::Ill),
         }
         Ok(())
+    }
+
+    /// §4.4.3: the stage-2 TLB invalidations of a VMID.
+    fn tlbi_s2(&self, op: Opcode, c: &Command) -> Result<(), CError> {
+        let ch = &self.caches;
+        if op == Opcode::TlbiS12Vmall {
+            // §4.4.3.2: everything of the VMID, both stages.
+            let vmid = self.vmid_of(c)?;
+            inval(&ch.tlb, |k, _| k.vmid == vmid);
+            inval(&ch.s1_walk, |k, _| k.vmid == vmid);
+            inval(&ch.s2_walk, |k, _| k.vmid == vmid);
+            inval(&ch.s2_leaf, |k, _| k.vmid == vmid);
+            return Ok(());
+        }
+        // §4.4.3.1: stage-2 entries of the IPA range.
+        if !self.caps.s2p {
+            return Err(CError::Ill);
+        }
+        let vmid = self.vmid_of(c)?;
+        let (lo, hi) = self.tlbi_range(c, c.ipa())?;
+        inval(&ch.tlb, |k, _| !k.va && k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
+        inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
+        if !c.leaf() {
+            inval(&ch.s2_walk, |k, _| k.vmid == vmid && hits(k.prefix, k.span_lg2, lo, hi));
+        }
+        Ok(())
+    }
+
+    /// §4.4.4.1 CMD_TLBI_NSNH_ALL: every Non-secure non-hypervisor entry, all of them here;
+    /// §4.4.2.7 to §4.4.2.10 the EL2 TLBIs, only with EL2 (IMPDEF: everything, see the
+    /// module doc).
+    fn tlbi_all(&self, op: Opcode) -> Result<(), CError> {
+        if op != Opcode::TlbiNsnhAll && !self.caps.hyp {
+            return Err(CError::Ill);
+        }
+        self.invalidate_all_tlbs();
+        Ok(())
+    }
+
+    /// §4.5: the commands that send a message to a device: CMD_ATC_INV (§4.5.1, ILLEGAL
+    /// without ATS) and CMD_PRI_RESP (§4.5.2, ILLEGAL without PRI or with Resp 0b11). Each
+    /// waits while the outbox is full (the module doc).
+    fn to_device(&self, op: Opcode, c: &Command) -> Result<Step, CError> {
+        let ssid = c.ssv().then_some(c.ssid());
+        let o = if op == Opcode::AtcInv {
+            if !self.caps.ats {
+                return Err(CError::Ill);
+            }
+            self.sid_in_range(c.sid())?;
+            let (global, addr, size_lg2) = (c.global(), c.address(), c.atc_size());
+            Output::AtcInvalidate { sid: c.sid(), ssid, global, addr, size_lg2 }
+        } else {
+            if !self.caps.pri {
+                return Err(CError::Ill);
+            }
+            let response_code = c.resp().map_err(|_| CError::Ill)?.response_code();
+            Output::PriResponse { sid: c.sid(), ssid, prg_index: c.prgindex(), response_code }
+        };
+        Ok(if self.message(o) { Step::Done } else { Step::Waiting })
+    }
+
+    /// §4.7.1 CMD_RESUME, §4.7.2 CMD_STALL_TERM: ILLEGAL with the terminate-only model
+    /// (SMMU_IDR0.STALL_MODEL == 0b01). Both complete when consumed (§4.7.3: CMD_SYNC adds
+    /// nothing for them), which is once the responses they make are in the outbox.
+    fn resolve_stalls(&self, r: &mut RegFile, op: Opcode, c: &Command) -> Result<Step, CError> {
+        if self.caps.stall_model == StallModel::TerminateOnly as u64 {
+            return Err(CError::Ill);
+        }
+        Ok(if op == Opcode::Resume {
+            self.resume(r, c.sid(), c.stag(), c.resume_action())
+        } else {
+            self.stall_term(c.sid())
+        })
+    }
+
+    /// §4.7.3 CMD_SYNC: everything before it has completed already (processing is
+    /// synchronous, and a command whose message waited stopped the queue before it). Its MSI
+    /// is the completion write the command names, so it is a message that waits for room,
+    /// never coalesced; the wired interrupt and SEV coalesce.
+    fn sync(&self, c: &Command) -> Result<Step, CError> {
+        match c.cs().map_err(|_| CError::Ill)? {
+            SyncCs::SigNone => {}
+            // MSIAddress == 0: no MSI.
+            SyncCs::SigIrq if self.caps.msi => {
+                let addr = c.msiaddress();
+                if addr != 0 && !self.message(Output::Msi { addr, data: c.msidata() }) {
+                    return Ok(Step::Waiting);
+                }
+            }
+            SyncCs::SigIrq => self.interrupt(Irq::CmdSync, Output::CmdSyncIrq),
+            // SIG_SEV is SIG_NONE without SMMU_IDR0.SEV.
+            SyncCs::SigSev => {
+                if self.caps.sev {
+                    self.interrupt(Irq::Sev, Output::Sev);
+                }
+            }
+        }
+        Ok(Step::Done)
     }
 
     /// IMPDEF: a StreamID beyond SMMU_IDR1.SIDSIZE is CERROR_ILL.

@@ -33,7 +33,7 @@ use sviommu_memory::bits::{low_mask, Field};
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::mmio::RegFile;
-use super::{low32, Output, Smmu};
+use super::{low32, Irq, Output, Smmu};
 use crate::spec::event::EVENT_BYTES;
 use crate::spec::regs::{
     cons, cr0, gerror, idr1, irq_cfg0, irq_cfg1, irq_ctrl, prod, queue_base, QueuePointer,
@@ -58,6 +58,9 @@ pub struct QueueStats {
     pub page_requests_dropped: u64,
     /// Page requests lost because the entry write aborted (GERROR.PRIQ_ABT_ERR).
     pub page_requests_aborted: u64,
+    /// Page requests not taken because the outbox had no room for an answer the SMMU might
+    /// owe (the device sends them again).
+    pub page_requests_busy: u64,
     /// Transactions stalled (a retry that stalls again counts again).
     pub stalls: u64,
     /// Faults configured to stall that were terminated instead because every STAG
@@ -85,6 +88,7 @@ pub(super) struct Counters {
     pub(super) page_requests_written: AtomicU64,
     pub(super) page_requests_dropped: AtomicU64,
     pub(super) page_requests_aborted: AtomicU64,
+    pub(super) page_requests_busy: AtomicU64,
     pub(super) stalls: AtomicU64,
     pub(super) stalls_refused: AtomicU64,
     pub(super) stall_records_deferred: AtomicU64,
@@ -144,6 +148,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             page_requests_written: ld(&c.page_requests_written),
             page_requests_dropped: ld(&c.page_requests_dropped),
             page_requests_aborted: ld(&c.page_requests_aborted),
+            page_requests_busy: ld(&c.page_requests_busy),
             stalls: ld(&c.stalls),
             stalls_refused: ld(&c.stalls_refused),
             stall_records_deferred: ld(&c.stall_records_deferred),
@@ -253,16 +258,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !irqen.is_set(u64::from(r.irq_ctrlack)) {
             return;
         }
+        let source = if irqen == irq_ctrl::EVENTQ_IRQEN { Irq::Eventq } else { Irq::Priq };
         if self.caps.msi {
             let addr = irq_cfg0::ADDR.in_place(cfg0);
             if addr != 0 {
                 let data = low32(irq_cfg1::DATA.get(u64::from(cfg1)));
-                self.push(Output::Msi { addr, data });
+                self.interrupt(source, Output::Msi { addr, data });
             }
-        } else if irqen == irq_ctrl::EVENTQ_IRQEN {
-            self.push(Output::EventqIrq);
+        } else if source == Irq::Eventq {
+            self.interrupt(source, Output::EventqIrq);
         } else {
-            self.push(Output::PriqIrq);
+            self.interrupt(source, Output::PriqIrq);
         }
     }
 }
@@ -288,10 +294,10 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 let addr = irq_cfg0::ADDR.in_place(r.gerror_irq_cfg0);
                 if addr != 0 {
                     let data = low32(irq_cfg1::DATA.get(u64::from(r.gerror_irq_cfg1)));
-                    self.push(Output::Msi { addr, data });
+                    self.interrupt(Irq::Gerror, Output::Msi { addr, data });
                 }
             } else {
-                self.push(Output::GerrorIrq);
+                self.interrupt(Irq::Gerror, Output::GerrorIrq);
             }
         }
         true

@@ -43,7 +43,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_memory::{Hpa, Outbox, PhysMemory};
 use sviommu_pgtable::vmsa::Oa52;
 pub use sviommu_pgtable::{Access, Perms};
 
@@ -62,6 +62,7 @@ pub use cache::CacheSizes;
 pub use eventq::QueueStats;
 pub use pri::{AtsResult, AtsTranslation};
 pub use stall::{PageInHint, StallResult};
+pub use sviommu_memory::OutboxStats;
 mod stall;
 mod stream;
 mod translate;
@@ -91,7 +92,14 @@ pub struct SmmuParams {
     pub gbpa_abort_at_reset: bool,
     /// IMPDEF: the sizes of the configuration caches, the TLB and the walk caches.
     pub caches: CacheSizes,
+    /// IMPDEF: how many device messages (ATC invalidations, PRG responses, stall responses,
+    /// CMD_SYNC MSI writes) the SMMU holds until the embedder delivers them
+    /// ([`Smmu::drain_outputs`]); interrupts coalesce and need no room.
+    pub outbox_capacity: usize,
 }
+
+/// Device messages the default SMMU holds before its Command queue waits (IMPDEF).
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 64;
 
 /// 16-bit StreamIDs: the default SMMU's SIDSIZE.
 const DEFAULT_SIDSIZE: u64 = 16;
@@ -111,6 +119,7 @@ impl Default for SmmuParams {
     /// terminated transactions always aborted (TERM_MODEL == 1), coherent table walks.
     ///
     /// Command and Event queues of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
+    /// An outbox of [`DEFAULT_OUTBOX_CAPACITY`] device messages.
     ///
     /// Not advertised until the steps that model them: ATS, PRI, MSIs, SEV, broadcast TLB
     /// maintenance, VMID wildcards, hypervisor (EL2) StreamWorlds, and the PRI queue size
@@ -167,6 +176,7 @@ impl Default for SmmuParams {
             // IMPDEF: bypass out of reset, as QEMU's SMMU does.
             gbpa_abort_at_reset: false,
             caches: CacheSizes::default(),
+            outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
         }
     }
 }
@@ -522,6 +532,12 @@ pub enum Silent {
 
 /// What the SMMU sends that is not a memory write of its own structures: the embedder drains
 /// these with [`Smmu::drain_outputs`] and delivers them.
+///
+/// The outbox is bounded ([`SmmuParams::outbox_capacity`]). An interrupt (a queue's or
+/// GERROR's MSI or wired interrupt, the wired CMD_SYNC interrupt, SEV) is pending at most once
+/// per source, a repeat counted in [`Smmu::outbox_stats`]. Every other output is a device
+/// message, never dropped: one that finds the outbox full waits where it was made (the Command
+/// queue at its command, a page request at the port, a stall response in its STAG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     /// An MSI: a 32-bit write of `data` to `addr` (CMD_SYNC with CS == SIG_IRQ and a non-zero
@@ -580,6 +596,21 @@ pub enum Output {
     },
 }
 
+/// The SMMU's interrupt sources: at most one interrupt of each is pending in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Irq {
+    /// The Event queue's MSI or wired interrupt.
+    Eventq,
+    /// The PRI queue's MSI or wired interrupt.
+    Priq,
+    /// The GERROR MSI or wired interrupt.
+    Gerror,
+    /// The wired CMD_SYNC completion interrupt.
+    CmdSync,
+    /// The WFE wake-up event.
+    Sev,
+}
+
 /// One SMMUv3 over host memory `M`.
 ///
 /// `Send + Sync`: [`translate`](Self::translate) takes `&self` and reads the enable bits, GBPA
@@ -604,7 +635,7 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     /// The configuration caches, TLB and walk caches.
     caches: cache::Caches,
     /// What the embedder drains: MMIO side, and the fault path (queue interrupts).
-    outbox: Mutex<Vec<Output>>,
+    outbox: Outbox<Output, Irq>,
     /// What the Event and PRI queues wrote, discarded and lost, and what became of stalls.
     counters: eventq::Counters,
     /// The stalled transactions, by STAG (taken after `regs` when both are held).
@@ -628,19 +659,48 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             strtab_base: AtomicU64::new(0),
             strtab_base_cfg: AtomicU32::new(0),
             caches: cache::Caches::new(&params.caches),
-            outbox: Mutex::new(Vec::new()),
+            outbox: Outbox::new(params.outbox_capacity),
             counters: eventq::Counters::default(),
             stalls: Mutex::new(stall::Table::default()),
         }
     }
 
-    /// Takes everything the SMMU has sent since the last call, oldest first.
+    /// Takes everything the SMMU has sent since the last call, oldest first: the devices and
+    /// the interrupt controller have taken them. What waited for room goes on now (stall
+    /// responses, stalls to retry, the Command queue), so the outbox may hold new outputs when
+    /// this returns.
     pub fn drain_outputs(&self) -> Vec<Output> {
-        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        let (out, waiting) = self.outbox.drain();
+        if waiting {
+            let mut r = self.lock();
+            self.send_stall_responses();
+            self.retry_unrecorded_stalls(&mut r);
+            self.process_cmdq(&mut r);
+        }
+        out
     }
 
-    fn push(&self, o: Output) {
-        self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(o);
+    /// What the outbox has sent, coalesced and waited for so far.
+    pub fn outbox_stats(&self) -> OutboxStats {
+        self.outbox.stats()
+    }
+
+    /// Sends interrupt `o` of `source`: coalesced with one still pending.
+    fn interrupt(&self, source: Irq, o: Output) {
+        self.outbox.interrupt(source, o);
+    }
+
+    /// Whether the outbox has room for a device message now (it stays there while the
+    /// register file is held).
+    fn room_for_message(&self) -> bool {
+        self.outbox.room() > 0
+    }
+
+    /// Sends a device message if the outbox has room; `false` if it is full (the caller
+    /// waits, and goes on at the next drain). Every caller holds the register file, so room
+    /// it has seen stays there.
+    fn message(&self, o: Output) -> bool {
+        self.outbox.message(o).is_ok()
     }
 
     /// The SMMU's parameters.

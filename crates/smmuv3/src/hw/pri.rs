@@ -114,17 +114,24 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 
     /// A PCIe Page Request (or Stop Marker) from a device, as the 16-byte PRI queue entry it
-    /// becomes (§8). Ignored without SMMU_IDR0.PRI.
-    pub fn page_request(&self, req: &PageRequest) {
+    /// becomes (§8). Ignored without SMMU_IDR0.PRI. `false`: not taken, because the outbox
+    /// has no room for the answer the SMMU might owe (IMPDEF: the port withholds flow-control
+    /// credits; nothing changed, and the device sends the request again after a drain).
+    pub fn page_request(&self, req: &PageRequest) -> bool {
         if !self.caps.pri {
-            return;
+            return true;
         }
         let c = &self.counters;
         let mut r = self.lock();
+        let answered = req.last() && !req.is_stop_marker();
+        if answered && !self.room_for_message() {
+            bump(&c.page_requests_busy);
+            return false;
+        }
         let auto = |resp: PriResp, pasid: bool| {
             // §8.2: no response to Stop Markers; §8.1: only Last == 1 requests get one.
-            if req.last() && !req.is_stop_marker() {
-                self.push(Output::PriResponse {
+            if answered {
+                self.message(Output::PriResponse {
                     sid: req.sid(),
                     ssid: (pasid && req.ssv()).then_some(req.ssid()),
                     prg_index: req.prgindex(),
@@ -139,7 +146,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !cr0::PRIQEN.is_set(ack) || !cr0::SMMUEN.is_set(ack) || abt {
             bump(&c.page_requests_dropped);
             auto(PriResp::ResponseFailure, false);
-            return;
+            return true;
         }
         let pps = idr3::PPS.is_set(u64::from(self.params.idr3));
         let (p, cn) = (u64::from(r.priq_prod), u64::from(r.priq_cons));
@@ -147,7 +154,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if prod::OVFLG.get(p) != cons::OVACKFLG.get(cn) {
             bump(&c.page_requests_dropped);
             auto(PriResp::Success, pps);
-            return;
+            return true;
         }
         let priqs = idr1::PRIQS.get(u64::from(self.params.idr1));
         let geo = QueueGeometry::from_base(r.priq_base, priqs, 4);
@@ -169,5 +176,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 auto(PriResp::ResponseFailure, false);
             }
         }
+        true
     }
 }

@@ -23,6 +23,12 @@
 //!   and recorded with Stall == 0, as §3.12 permits for streams an implementation treats as
 //!   terminating, and counted ([`super::QueueStats::stalls_refused`]).
 //!
+//! - A response to a device is a device message in the bounded outbox, never dropped. CMD_RESUME
+//!   and CMD_STALL_TERM wait in the Command queue while the outbox is full (`cmdq`); a retry
+//!   of an unrecorded stall waits until the next drain; the responses of stalls that clearing
+//!   SMMUEN terminated wait in their STAGs (still in use, §3.12.2, until the device has its
+//!   response) and go out as the embedder drains.
+//!
 //! E_PAGE_REQUEST (§3.12.4.1, §7.3.19) is a hint a client device sends through an
 //! IMPLEMENTATION DEFINED mechanism, here [`Smmu::page_in_hint`].
 
@@ -34,6 +40,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::WalkCtx;
 
 use super::cache::{Hints, Tags};
+use super::cmdq::Step;
 use super::eventq::bump;
 use super::mmio::RegFile;
 use super::translate::Tr;
@@ -62,6 +69,15 @@ pub(super) struct Stalled {
     t: Transaction,
     /// Whether its stall record reached the Event queue.
     recorded: bool,
+    /// Resolved, with this response waiting for room in the outbox: no longer stalled.
+    answer: Option<StallResult>,
+}
+
+impl Stalled {
+    /// Still stalled (not resolved with its response waiting).
+    fn stalled(&self) -> bool {
+        self.answer.is_none()
+    }
 }
 
 /// The stalled transactions, one slot per STAG.
@@ -95,26 +111,35 @@ impl Table {
     /// checked against the StreamID).
     fn take(&mut self, sid: u32, stag: u16) -> Option<Stalled> {
         let slot = self.slots.get_mut(usize::from(stag))?;
-        if slot.is_some_and(|s| s.t.sid == sid) {
+        if slot.is_some_and(|s| s.stalled() && s.t.sid == sid) {
             return slot.take();
         }
         None
+    }
+
+    /// Whether a transaction of StreamID `sid` is stalled with `stag`.
+    fn holds(&self, sid: u32, stag: u16) -> bool {
+        let slot = self.slots.get(usize::from(stag));
+        slot.is_some_and(|s| s.is_some_and(|s| s.stalled() && s.t.sid == sid))
     }
 
     /// Takes the transaction at `stag` if its record was not written.
     fn take_unrecorded(&mut self, stag: u16) -> Option<Stalled> {
         let slot = self.slots.get_mut(usize::from(stag))?;
-        if slot.is_some_and(|s| !s.recorded) {
+        if slot.is_some_and(|s| s.stalled() && !s.recorded) {
             return slot.take();
         }
         None
     }
 
-    /// Takes every transaction `sel` selects, with its STAG.
-    fn take_where(&mut self, sel: impl Fn(&Stalled) -> bool) -> Vec<(u16, Stalled)> {
+    /// Takes up to `max` stalled transactions `sel` selects, with their STAGs.
+    fn take_where(&mut self, max: usize, sel: impl Fn(&Stalled) -> bool) -> Vec<(u16, Stalled)> {
         let mut out = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.is_some_and(|s| sel(&s)) {
+            if out.len() >= max {
+                break;
+            }
+            if slot.is_some_and(|s| s.stalled() && sel(&s)) {
                 if let (Ok(stag), Some(s)) = (u16::try_from(i), slot.take()) {
                     out.push((stag, s));
                 }
@@ -123,17 +148,17 @@ impl Table {
         out
     }
 
-    /// The STAGs of the stalls whose record was not written.
-    fn unrecorded(&self) -> Vec<u16> {
-        let unrec = |(i, s): (usize, &Option<Stalled>)| {
-            s.filter(|s| !s.recorded).and_then(|_| u16::try_from(i).ok())
+    /// The STAGs of the stalls `sel` selects.
+    fn stags(&self, sel: impl Fn(&Stalled) -> bool) -> Vec<u16> {
+        let pick = |(i, s): (usize, &Option<Stalled>)| {
+            s.filter(|s| sel(s)).and_then(|_| u16::try_from(i).ok())
         };
-        self.slots.iter().enumerate().filter_map(unrec).collect()
+        self.slots.iter().enumerate().filter_map(pick).collect()
     }
 
     /// How many transactions are stalled.
     fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.slots.iter().flatten().filter(|s| s.stalled()).count()
     }
 }
 
@@ -224,15 +249,29 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !recorded {
             bump(&c.stall_records_deferred);
         }
-        table.put(stag, Stalled { t: *t, recorded });
+        table.put(stag, Stalled { t: *t, recorded, answer: None });
         Abort::Stalled(e)
     }
 
     /// CMD_RESUME (§4.7.1): retries or terminates the transaction stalled with `stag` on
-    /// StreamID `sid`; nothing if there is none. The register file is held.
-    pub(super) fn resume(&self, r: &mut RegFile, sid: u32, stag: u16, action: ResumeAction) {
+    /// StreamID `sid`; nothing if there is none. It waits while the outbox has no room for the
+    /// response. The register file is held.
+    pub(super) fn resume(
+        &self,
+        r: &mut RegFile,
+        sid: u32,
+        stag: u16,
+        action: ResumeAction,
+    ) -> Step {
+        if !self.stall_table().holds(sid, stag) {
+            return Step::Done;
+        }
+        if !self.room_for_message() {
+            self.outbox.wait();
+            return Step::Waiting;
+        }
         let Some(s) = self.stall_table().take(sid, stag) else {
-            return;
+            return Step::Done;
         };
         match action {
             ResumeAction::Retry => {
@@ -244,41 +283,79 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 // §4.7.1: Ab is IGNORED with TERM_MODEL == 1: always an abort.
                 let razwi = action == ResumeAction::TerminateRazWi && !self.caps.term_model;
                 let result = if razwi { StallResult::RazWi } else { StallResult::Aborted };
-                self.push(Output::StallResolved { sid, stag, result });
+                self.respond(sid, stag, result);
+            }
+        }
+        Step::Done
+    }
+
+    /// CMD_STALL_TERM (§4.7.2): terminates every transaction stalled on StreamID `sid`, as
+    /// many as the outbox has room to answer; it waits for the rest.
+    pub(super) fn stall_term(&self, sid: u32) -> Step {
+        let room = self.outbox.room();
+        let taken = self.stall_table().take_where(room, |s| s.t.sid == sid);
+        for (stag, _) in &taken {
+            bump(&self.counters.stalls_terminated);
+            self.respond(sid, *stag, StallResult::Aborted);
+        }
+        if self.stall_table().stags(|s| s.stalled() && s.t.sid == sid).is_empty() {
+            Step::Done
+        } else {
+            self.outbox.wait();
+            Step::Waiting
+        }
+    }
+
+    /// §6.3.9.6: SMMUEN cleared terminates every stalled transaction. Responses the outbox
+    /// has no room for wait in their STAGs until a drain ([`Self::send_stall_responses`]).
+    pub(super) fn terminate_all_stalls(&self) {
+        let mut table = self.stall_table();
+        for slot in table.slots.iter_mut().flatten().filter(|s| s.stalled()) {
+            bump(&self.counters.stalls_terminated);
+            slot.answer = Some(StallResult::Aborted);
+        }
+        drop(table);
+        self.send_stall_responses();
+    }
+
+    /// Sends the responses that wait in their STAGs, in STAG order, while the outbox has room;
+    /// each STAG is free once its response is sent.
+    pub(super) fn send_stall_responses(&self) {
+        let mut table = self.stall_table();
+        for stag in table.stags(|s| !s.stalled()) {
+            if !self.room_for_message() {
+                self.outbox.wait();
+                return;
+            }
+            let slot = table.slots.get_mut(usize::from(stag)).and_then(Option::take);
+            if let Some(Stalled { t, answer: Some(result), .. }) = slot {
+                self.respond(t.sid, stag, result);
             }
         }
     }
 
-    /// CMD_STALL_TERM (§4.7.2): terminates every transaction stalled on StreamID `sid`.
-    pub(super) fn stall_term(&self, sid: u32) {
-        let taken = self.stall_table().take_where(|s| s.t.sid == sid);
-        self.abort_stalls(&taken);
-    }
-
-    /// §6.3.9.6: SMMUEN cleared terminates every stalled transaction.
-    pub(super) fn terminate_all_stalls(&self) {
-        let taken = self.stall_table().take_where(|_| true);
-        self.abort_stalls(&taken);
-    }
-
-    fn abort_stalls(&self, taken: &[(u16, Stalled)]) {
-        for (stag, s) in taken {
-            bump(&self.counters.stalls_terminated);
-            let (sid, stag) = (s.t.sid, *stag);
-            self.push(Output::StallResolved { sid, stag, result: StallResult::Aborted });
-        }
+    /// Sends a stalled transaction's response; every caller has made sure of room in the
+    /// outbox with the register file held.
+    fn respond(&self, sid: u32, stag: u16, result: StallResult) {
+        let sent = self.message(Output::StallResolved { sid, stag, result });
+        debug_assert!(sent, "a stall response without room in the outbox");
     }
 
     /// §7.2.1: while the Event queue is writable, retries the stalls whose record it could
-    /// not take, as though they had just arrived. The register file is held.
+    /// not take, as though they had just arrived; each waits for room for its response in
+    /// the outbox. The register file is held.
     pub(super) fn retry_unrecorded_stalls(&self, r: &mut RegFile) {
         if !self.eventq_writable(r) || !cr0::SMMUEN.is_set(u64::from(r.cr0ack)) {
             return;
         }
         // Each stall once, in STAG order; each retry may fill the queue again.
-        let stags = self.stall_table().unrecorded();
+        let stags = self.stall_table().stags(|s| s.stalled() && !s.recorded);
         for stag in stags {
             if !self.eventq_writable(r) {
+                break;
+            }
+            if !self.room_for_message() {
+                self.outbox.wait();
                 break;
             }
             let taken = self.stall_table().take_unrecorded(stag);
@@ -311,7 +388,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 StallResult::Aborted
             }
         };
-        self.push(Output::StallResolved { sid, stag, result });
+        self.respond(sid, stag, result);
     }
 
     /// An E_PAGE_REQUEST hint from a client device (§3.12.4.1): recorded in the Event queue

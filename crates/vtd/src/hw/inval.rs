@@ -17,6 +17,14 @@
 //! the model has no device that answers an ATS Invalidate Request late or wrongly (the
 //! embedder plays the device, after the queue has run), so the conditions §6.5.2.10 stops the
 //! queue for never arise.
+//!
+//! IMPDEF: the outbox is bounded, and a descriptor whose message (device-TLB invalidation,
+//! page group response) finds it full waits, as the unit waits for a device slow to take an
+//! ATS Invalidate Request: the queue stops with IQH on that descriptor, no error latched,
+//! and goes on when the embedder drains the outbox ([`Vtd::drain_outputs`]) or software
+//! writes IQT again. §6.5.2 leaves the pace of fetching to hardware; a wait descriptor behind
+//! it completes only once the messages before it were sent (§6.5.2.8), so software polling
+//! its status sees the invalidations as done only when the devices have them.
 
 use sviommu_memory::{Hpa, PhysMemory};
 
@@ -36,6 +44,15 @@ use crate::spec::{bits_from, narrow};
 
 /// How many times the status write retries its compare-exchange before writing plainly.
 const STATUS_RETRIES: u32 = 8;
+
+/// What became of a descriptor that is not in error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Executed.
+    Done,
+    /// Not executed: its message finds the outbox full. The queue waits on it.
+    Waiting,
+}
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     // -----------------------------------------------------------------------------------------
@@ -178,7 +195,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// Processes descriptors from IQH up to IQT, unless the queue is disabled or stopped by an
-    /// error. Bounded by the queue's size.
+    /// error, or until a descriptor waits for room in the outbox. Bounded by the queue's size.
     pub(super) fn run_queue(&self, regs: &mut RegFile) {
         let iqe = u64::from(regs.reg32(regs::FSTS)) & fsts::IQE.mask() != 0;
         if !self.queue_enabled() || iqe {
@@ -198,12 +215,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             if head == tail {
                 return;
             }
-            if let Err(e) = self.fetch_and_run(regs, base, head, width) {
-                // IQH stays at the descriptor that failed.
-                self.queue_error(regs, e);
-                return;
+            match self.fetch_and_run(regs, base, head, width) {
+                Ok(Step::Done) => regs.iqh = (head + width.bytes()) % size,
+                // IQH stays at the descriptor that waits (see the module doc), without error.
+                Ok(Step::Waiting) => return,
+                Err(e) => {
+                    // IQH stays at the descriptor that failed.
+                    self.queue_error(regs, e);
+                    return;
+                }
             }
-            regs.iqh = (head + width.bytes()) % size;
         }
     }
 
@@ -224,7 +245,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         base: u64,
         head: u64,
         width: DescWidth,
-    ) -> Result<(), Iqei> {
+    ) -> Result<Step, Iqei> {
         let at = base.checked_add(head).ok_or(Iqei::Fetch)?;
         let mut bytes = [0u8; 32];
         let len = usize::try_from(width.bytes()).unwrap_or(32);
@@ -258,8 +279,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
-    /// Runs one descriptor, or says why it is invalid.
-    fn run_descriptor(&self, regs: &mut RegFile, d: InvDesc, width: DescWidth) -> Result<(), Iqei> {
+    /// Runs one descriptor (or finds that its message has to wait), or says why it is invalid.
+    fn run_descriptor(
+        &self,
+        regs: &mut RegFile,
+        d: InvDesc,
+        width: DescWidth,
+    ) -> Result<Step, Iqei> {
         let inv = d.decode().map_err(|_| Iqei::DescriptorType)?;
         let t = d.desc_type().map_err(|_| Iqei::DescriptorType)?;
         if !self.descriptor_supported(t) {
@@ -286,7 +312,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::DevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                self.send(Output::DevTlbInvalidation(DevTlbInvalidation {
+                return Ok(self.send_or_wait(Output::DevTlbInvalidation(DevTlbInvalidation {
                     sid: c.sid(),
                     pfsid: c.pfsid(),
                     pasid: None,
@@ -294,7 +320,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     addr,
                     size_lg2,
                     mip: c.mip(),
-                }));
+                })));
             }
             // Interrupt remapping is not modelled: nothing is cached, nothing to do.
             Invalidation::InterruptEntryCache(_) => {}
@@ -326,7 +352,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::PasidDevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                self.send(Output::DevTlbInvalidation(DevTlbInvalidation {
+                return Ok(self.send_or_wait(Output::DevTlbInvalidation(DevTlbInvalidation {
                     sid: c.sid(),
                     pfsid: c.pfsid(),
                     pasid: Some(c.pasid()),
@@ -334,15 +360,24 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     addr,
                     size_lg2,
                     mip: c.mip(),
-                }));
+                })));
             }
             Invalidation::PageGroupResponse(r) => {
                 // §7.7.1: RC 2h–Eh are reserved. IMPDEF: reported as a reserved field.
                 r.rc().map_err(reserved)?;
-                self.send(Output::PageGroupResponse(r));
+                return Ok(self.send_or_wait(Output::PageGroupResponse(r)));
             }
         }
-        Ok(())
+        Ok(Step::Done)
+    }
+
+    /// Sends a descriptor's message to its device, or waits for room (the module doc).
+    fn send_or_wait(&self, o: Output) -> Step {
+        if self.send_message(o) {
+            Step::Done
+        } else {
+            Step::Waiting
+        }
     }
 
     /// §6.5.2.8 invalidation wait: every earlier descriptor has completed (processing is
@@ -419,6 +454,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let addr =
             (u64::from(regs.reg32(regs::IEUADDR)) << 32) | u64::from(regs.reg32(regs::IEADDR));
         let data = regs.reg32(regs::IEDATA);
-        self.send(Output::Msi { source: MsiSource::InvalidationCompletion, addr, data });
+        self.send_msi(MsiSource::InvalidationCompletion, addr, data);
     }
 }

@@ -37,7 +37,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use sviommu_memory::{Hpa, Mmio, PhysMemory};
+use sviommu_memory::{Hpa, Mmio, Outbox, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
 
 use crate::spec::regs::{cap, ecap, ver};
@@ -55,6 +55,7 @@ mod translate;
 pub use ats::{AtsTranslation, TranslationCompletion, TranslationRequest};
 pub use cache::{CacheGeometry, CacheParams, VtdCacheStats};
 pub use prq::{AtsStats, PageRequestMsg, PageRequestOutcome};
+pub use sviommu_memory::OutboxStats;
 
 /// What the unit is: its capability registers, its host address width and its version. The
 /// model honours what these advertise (an AW outside SAGAW is an invalid entry, PGTT nested
@@ -72,7 +73,14 @@ pub struct VtdParams {
     pub ver: u32,
     /// The sizes of the unit's caches.
     pub caches: CacheParams,
+    /// IMPDEF: how many device messages (device-TLB invalidations, page group responses) the
+    /// unit holds until the embedder delivers them ([`Vtd::drain_outputs`]); interrupt
+    /// messages coalesce and need no room.
+    pub outbox_capacity: usize,
 }
+
+/// Device messages the default unit holds before its queue waits (IMPDEF).
+pub const DEFAULT_OUTBOX_CAPACITY: usize = 64;
 
 /// Byte offset of the first fault recording register the default unit places (CAP.FRO).
 // IMPDEF: FRO and IRO are the implementation's; these leave room after the fixed registers.
@@ -91,7 +99,7 @@ impl Default for VtdParams {
     /// Queued invalidation with 256-bit descriptors, page-selective invalidation up to 2^18
     /// pages (MAMV); the caches of [`CacheParams::default`]. Device-TLBs (DT: translation and
     /// translated requests), page requests (PRS) and page request draining (PDS). Caching mode
-    /// is off (a vIOMMU turns it on).
+    /// is off (a vIOMMU turns it on). An outbox of [`DEFAULT_OUTBOX_CAPACITY`] device messages.
     fn default() -> Self {
         let sagaw = Aw::Bits39.sagaw_bit() | Aw::Bits48.sagaw_bit() | Aw::Bits57.sagaw_bit();
         let mut c = 0;
@@ -138,6 +146,7 @@ impl Default for VtdParams {
             haw: 52,
             ver: u32::try_from(v).unwrap_or_default(),
             caches: CacheParams::default(),
+            outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
         }
     }
 }
@@ -289,6 +298,11 @@ pub struct DevTlbInvalidation {
 /// What the unit sends that is not a memory write. The embedder drains these with
 /// [`Vtd::drain_outputs`], in the order the unit produced them, and delivers them: MSIs to the
 /// interrupt controller, messages to the devices they name.
+///
+/// The outbox is bounded ([`VtdParams::outbox_capacity`]): an interrupt message is pending at
+/// most once per [`MsiSource`] (a repeat is counted in [`Vtd::outbox_stats`]), and a device
+/// message that finds it full waits where it was made: the invalidation queue stops at its
+/// descriptor (`inval`), a page request that may need an answer is not taken (`prq`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     /// An interrupt message: a 32-bit write of `data` to `addr`, from the event registers of
@@ -326,7 +340,7 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     /// Context, PASID, IOTLB, paging-structure and leaf caches.
     caches: cache::Caches,
     /// Outputs that are not memory writes, until the embedder drains them.
-    outbox: Mutex<Vec<Output>>,
+    outbox: Outbox<Output, MsiSource>,
     /// What the ATS and page request paths refused, dropped or answered by themselves.
     ats_counters: prq::Counters,
 }
@@ -350,14 +364,27 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),
             caches: cache::Caches::new(&params.caches, large, ss),
-            outbox: Mutex::new(Vec::new()),
+            outbox: Outbox::new(params.outbox_capacity),
             ats_counters: prq::Counters::default(),
         }
     }
 
-    /// Takes every output the unit has produced since the last call, oldest first.
+    /// Takes every output the unit has produced since the last call, oldest first: the
+    /// devices and the interrupt controller have taken them. If the invalidation queue was
+    /// waiting for room, it goes on now (`inval`), so the outbox may hold new outputs when
+    /// this returns.
     pub fn drain_outputs(&self) -> Vec<Output> {
-        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner))
+        let (out, waiting) = self.outbox.drain();
+        if waiting {
+            let mut regs = self.lock_regs();
+            self.run_queue(&mut regs);
+        }
+        out
+    }
+
+    /// What the outbox has sent, coalesced and waited for so far.
+    pub fn outbox_stats(&self) -> OutboxStats {
+        self.outbox.stats()
     }
 
     /// What each cache has done so far.
@@ -365,9 +392,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         self.caches.stats()
     }
 
-    /// Puts `o` in the outbox.
-    fn send(&self, o: Output) {
-        self.outbox.lock().unwrap_or_else(PoisonError::into_inner).push(o);
+    /// Sends the interrupt message of `source`, `data` to `addr`: coalesced with one still
+    /// pending.
+    fn send_msi(&self, source: MsiSource, addr: u64, data: u32) {
+        self.outbox.interrupt(source, Output::Msi { source, addr, data });
+    }
+
+    /// Sends a device message if the outbox has room; `false` if it is full (the caller
+    /// waits, and is resumed by the next drain).
+    fn send_message(&self, o: Output) -> bool {
+        self.outbox.message(o).is_ok()
     }
 
     /// Whether CAP.CM is set: not-present entries may be cached.

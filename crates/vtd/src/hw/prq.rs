@@ -18,6 +18,13 @@
 //! interrupt message from PEDATA / PEADDR / PEUADDR, or held as PECTL.IP while PECTL.IM is set,
 //! sent when software clears IM, dropped when software clears both PPR and PRO.
 //!
+//! IMPDEF: the unit's answers are device messages in its bounded outbox, and it never drops
+//! one. So a page request that waits for an answer (LPIG or PDP) is taken only while the outbox
+//! has room for the answer the unit may have to make itself: otherwise it is refused at the
+//! port ([`PageRequestOutcome::Busy`], as a root port withholds flow-control credits), nothing
+//! changes, it is counted, and the device sends it again once the embedder has drained the
+//! outbox.
+//!
 //! IMPDEF: PQH and PQT are taken modulo the queue's size (the unit implements the offset bits
 //! PQS needs); a descriptor write to an address no memory backs is dropped as the fabric drops
 //! it, PQT advances all the same, and the loss is counted. Without ECAP.PRS the unit knows no
@@ -132,6 +139,9 @@ pub enum PageRequestOutcome {
     Disabled,
     /// Discarded: the unit does not support page requests (ECAP.PRS clear).
     Unsupported,
+    /// Not taken: the request waits for an answer and the outbox has no room for one the unit
+    /// might make (see the module doc). Nothing changed; the device sends it again later.
+    Busy,
 }
 
 /// What the ATS and page request paths have done since reset: everything refused, dropped or
@@ -160,6 +170,8 @@ pub struct AtsStats {
     pub page_requests_lost: u64,
     /// Page group responses the unit sent on its own (for dropped or refused requests).
     pub auto_responses: u64,
+    /// Page requests not taken because the outbox had no room for an answer.
+    pub page_requests_busy: u64,
 }
 
 /// The counters behind [`AtsStats`].
@@ -176,6 +188,7 @@ pub(super) struct Counters {
     page_requests_unsupported: AtomicU64,
     page_requests_lost: AtomicU64,
     auto_responses: AtomicU64,
+    page_requests_busy: AtomicU64,
 }
 
 /// Counts one.
@@ -208,6 +221,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             page_requests_unsupported: ld(&c.page_requests_unsupported),
             page_requests_lost: ld(&c.page_requests_lost),
             auto_responses: ld(&c.auto_responses),
+            page_requests_busy: ld(&c.page_requests_busy),
         }
     }
 
@@ -218,23 +232,45 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             bump(&c.page_requests_unsupported);
             return PageRequestOutcome::Unsupported;
         }
+        // Room for the answer the unit may owe, before anything changes (the module doc).
+        let answer = if msg.needs_response() {
+            let Some(room) = self.outbox.reserve() else {
+                bump(&c.page_requests_busy);
+                return PageRequestOutcome::Busy;
+            };
+            Some(room)
+        } else {
+            None
+        };
+        let (outcome, rc) = self.take_page_request(msg);
+        if let (Some(rc), Some(room)) = (rc, answer) {
+            bump(&c.auto_responses);
+            room.send(Output::PageGroupResponse(msg.auto_response(rc)));
+        }
+        outcome
+    }
+
+    /// What becomes of a page request the unit takes, and the answer it makes itself, if any
+    /// (sent only if the device waits for one).
+    fn take_page_request(
+        &self,
+        msg: &PageRequestMsg,
+    ) -> (PageRequestOutcome, Option<ResponseCode>) {
+        let c = &self.ats_counters;
         if !gsts::TES.is_set(self.gsts()) {
             bump(&c.page_requests_refused);
-            self.auto_respond(msg, ResponseCode::InvalidRequest);
-            return PageRequestOutcome::Disabled;
+            return (PageRequestOutcome::Disabled, Some(ResponseCode::InvalidRequest));
         }
         if let Err(f) = self.page_request_allowed(msg) {
             bump(&c.page_requests_refused);
-            self.auto_respond(msg, ResponseCode::InvalidRequest);
-            return PageRequestOutcome::Blocked(f);
+            return (PageRequestOutcome::Blocked(f), Some(ResponseCode::InvalidRequest));
         }
         let mut regs = self.lock_regs();
         let before = u64::from(regs.reg32(regs::PRS));
         if prs::PRO.is_set(before) {
             drop(regs);
             bump(&c.page_requests_overflowed);
-            self.auto_respond(msg, ResponseCode::Success);
-            return PageRequestOutcome::Overflow;
+            return (PageRequestOutcome::Overflow, Some(ResponseCode::Success));
         }
         let size = pqa::queue_bytes(regs.pqa);
         let head = pqh::PQH.in_place(regs.pqh) % size;
@@ -246,8 +282,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             self.page_request_event(&mut regs, before);
             drop(regs);
             bump(&c.page_requests_overflowed);
-            self.auto_respond(msg, ResponseCode::Success);
-            return PageRequestOutcome::Overflow;
+            return (PageRequestOutcome::Overflow, Some(ResponseCode::Success));
         }
         let at = pqa::PQA.in_place(regs.pqa).checked_add(tail);
         let mut bytes = [0u8; 32];
@@ -261,7 +296,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         regs.set_bits(regs::PRS, bits32(prs::PPR.mask()));
         self.page_request_event(&mut regs, before);
         bump(&c.page_requests_queued);
-        PageRequestOutcome::Queued
+        (PageRequestOutcome::Queued, None)
     }
 
     /// §7.5.1: whether `msg`'s device may send page requests; else the fault, recorded.
@@ -301,14 +336,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
-    /// Sends the unit's own response to `msg`, if the device waits for one.
-    fn auto_respond(&self, msg: &PageRequestMsg, rc: ResponseCode) {
-        if msg.needs_response() {
-            bump(&self.ats_counters.auto_responses);
-            self.send(Output::PageGroupResponse(msg.auto_response(rc)));
-        }
-    }
-
     /// §7.6: PPR or PRO was just set, PRS being `before` it. Unless one was already set, the
     /// event goes out (PECTL.IM clear) or is held as PECTL.IP.
     fn page_request_event(&self, regs: &mut RegFile, before: u64) {
@@ -341,6 +368,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let addr =
             (u64::from(regs.reg32(regs::PEUADDR)) << 32) | u64::from(regs.reg32(regs::PEADDR));
         let data = regs.reg32(regs::PEDATA);
-        self.send(Output::Msi { source: MsiSource::PageRequest, addr, data });
+        self.send_msi(MsiSource::PageRequest, addr, data);
     }
 }

@@ -15,7 +15,7 @@
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::regs::RegFile;
-use super::{Fault, MsiSource, Output, Vtd};
+use super::{Fault, MsiSource, Vtd};
 use crate::spec::fault::FaultRecord;
 use crate::spec::regs::{self, ectl, fsts};
 
@@ -114,6 +114,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let addr =
             (u64::from(regs.reg32(regs::FEUADDR)) << 32) | u64::from(regs.reg32(regs::FEADDR));
         let data = regs.reg32(regs::FEDATA);
-        self.send(Output::Msi { source: MsiSource::Fault, addr, data });
+        self.send_msi(MsiSource::Fault, addr, data);
     }
 }
