@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use sviommu_memory::HostMemory;
-use sviommu_smmuv3::hw::{Output, Smmu, SmmuParams, DEFAULT_OUTBOX_CAPACITY};
+use sviommu_smmuv3::hw::{Abort, Output, Smmu, SmmuParams, DEFAULT_OUTBOX_CAPACITY};
 use sviommu_smmuv3::spec::regs::{self, cons, gerror, idr0};
 use sviommu_smmuv3::spec::{Command, Opcode, PageRequest, SyncCs};
 
@@ -172,4 +172,66 @@ fn a_page_request_waiting_for_an_answer_is_not_taken_without_room() {
     let out = s.drain_outputs();
     assert!(matches!(out.as_slice(), [Output::PriResponse { prg_index: 3, .. }]), "{out:?}");
     assert_eq!(SmmuParams::default().outbox_capacity, DEFAULT_OUTBOX_CAPACITY);
+}
+
+/// An SMMU holding `capacity` device messages whose StreamID 0 stalls its stage-1 faults
+/// (CD.S, empty tables), with the Event queue and the Command queue enabled.
+fn stalling(mem: &HostMemory, capacity: usize) -> (Smmu<&HostMemory>, Cmdq) {
+    use sviommu_pgtable::vmsa::{Granule as PtGranule, VmsaS1};
+    let s = Smmu::new(mem, params(capacity));
+    let mut fr = frames();
+    let s1 = VmsaS1::create(mem, &mut fr, VmsaS1::new(0, PtGranule::K4, 25)).unwrap();
+    let cd_at = alloc(mem, &mut fr, 12);
+    let mut cd = cd_for(&s1, 1);
+    cd.set_s(true);
+    write_cd(mem, cd_at, &cd);
+    let eq = alloc(mem, &mut fr, 12);
+    single_ste(mem, &mut fr, &s, &ste_s1(cd_at, 0, None));
+    let b = regs::queue_base::ADDR.set(0, eq >> 5);
+    s.mmio_write(regs::EVENTQ_BASE.0, 8, regs::queue_base::LOG2SIZE.set(b, 7));
+    let v = s.mmio_read(regs::CR0.0, 4);
+    s.mmio_write(regs::CR0.0, 4, regs::cr0::EVENTQEN.with(v, true));
+    let q = Cmdq::enable(&s, QBASE, QLOG2);
+    (s, q)
+}
+
+fn stall_three(s: &Smmu<&HostMemory>) {
+    for va in [0x1000, 0x2000, 0x3000] {
+        assert!(matches!(s.translate(&read(0, va)), Err(Abort::Stalled(_))));
+    }
+}
+
+fn stall_responses(out: &[Output]) -> usize {
+    out.iter().filter(|o| matches!(o, Output::StallResolved { .. })).count()
+}
+
+#[test]
+fn stall_responses_wait_for_room_and_none_is_lost() {
+    let mem = memory();
+    let (s, mut q) = stalling(&mem, 1);
+    stall_three(&s);
+    // CMD_STALL_TERM answers as many stalls as the outbox has room for and waits on the rest.
+    let mut term = Command::new(Opcode::StallTerm);
+    term.set_sid(0);
+    q.submit(&mem, &s, &[term, msi_sync(1)]);
+    let mut answered = 0;
+    let mut synced = false;
+    for _ in 0..8 {
+        let out = s.drain_outputs();
+        answered += stall_responses(&out);
+        synced |= out.contains(&Output::Msi { addr: SYNC_WORD, data: 1 });
+        // CONS stays on CMD_STALL_TERM until its last response is in the outbox.
+        assert!(answered + 1 >= 3 || Cmdq::cons(&s) == 0, "{answered}");
+    }
+    assert_eq!((answered, synced, s.stalled_transactions()), (3, true, 0));
+    // Clearing SMMUEN terminates every stall; responses without room wait in their STAGs.
+    stall_three(&s);
+    q.submit(&mem, &s, &[atc_inv(1)]);
+    let v = s.mmio_read(regs::CR0.0, 4);
+    s.mmio_write(regs::CR0.0, 4, regs::cr0::SMMUEN.with(v, false));
+    assert_eq!(s.stalled_transactions(), 0);
+    let answered: usize = (0..8).map(|_| stall_responses(&s.drain_outputs())).sum();
+    assert_eq!(answered, 3, "every terminated stall answered once");
+    assert_eq!(s.stats().stalls_terminated, 6);
+    assert!(s.outbox_stats().max_messages <= 1);
 }
