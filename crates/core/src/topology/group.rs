@@ -285,194 +285,231 @@ impl Dsu {
     }
 }
 
-/// The groups of `topo` and, per device index, the index of its group.
+/// The groups of `topo` and, per device index, the index of its group: every rule's edges
+/// (in this order, so each group lists its reasons in it), then the connected components.
 pub(crate) fn compute(topo: &Topology) -> Result<(Vec<Group>, Vec<usize>), TopologyError> {
-    let n = topo.devices.len();
-    let mut dsu = Dsu::new(n);
-    // (a device the reason joins, the reason)
-    let mut reasons: Vec<(usize, Reason)> = Vec::new();
-    let ids = |v: &[usize]| -> Vec<DeviceId> { v.iter().map(|&i| topo.id_at(i)).collect() };
+    let mut e = Edges { topo, dsu: Dsu::new(topo.devices.len()), reasons: Vec::new() };
+    e.bridge_aliases_and_acs_paths();
+    e.switches_not_isolated();
+    e.multifunction_without_acs();
+    e.dma_alias_quirks();
+    e.shared_stream_ids();
+    e.into_groups()
+}
 
-    // Bridge aliases, then the ACS walk: pci_device_group() first follows the DMA alias walk;
-    // only a device no bridge aliases starts the ACS loop from its own bus.
-    let mut behind_bridge: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    let mut below_port: BTreeMap<usize, (usize, super::AcsLack, Vec<usize>)> = BTreeMap::new();
-    for i in 0..n {
-        if topo.pci_at(i).is_none() {
-            continue;
-        }
-        let aliasing = topo.ancestors(i).find(|&a| topo.pci_at(a).and_then(bridge_alias).is_some());
-        if let Some(bridge) = aliasing {
-            behind_bridge.entry(bridge).or_default().push(i);
-            dsu.union(i, bridge);
-        } else if let Some(port) = topo.upstream_at(i) {
-            if let Err((at, lack)) = topo.acs_path_at(port, AcsFlags::ISOLATED) {
-                below_port.entry(port).or_insert_with(|| (at, lack, Vec::new())).2.push(i);
-                dsu.union(i, port);
+/// The edges found so far: who is joined to whom, and why.
+struct Edges<'t> {
+    topo: &'t Topology,
+    dsu: Dsu,
+    /// (a device the reason joins, the reason)
+    reasons: Vec<(usize, Reason)>,
+}
+
+impl Edges<'_> {
+    fn ids(&self, v: &[usize]) -> Vec<DeviceId> {
+        v.iter().map(|&i| self.topo.id_at(i)).collect()
+    }
+
+    /// Bridge aliases, then the ACS walk: pci_device_group() first follows the DMA alias walk;
+    /// only a device no bridge aliases starts the ACS loop from its own bus.
+    fn bridge_aliases_and_acs_paths(&mut self) {
+        let topo = self.topo;
+        let mut behind_bridge: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut below_port: BTreeMap<usize, (usize, super::AcsLack, Vec<usize>)> = BTreeMap::new();
+        for i in 0..topo.devices.len() {
+            if topo.pci_at(i).is_none() {
+                continue;
+            }
+            let aliasing =
+                topo.ancestors(i).find(|&a| topo.pci_at(a).and_then(bridge_alias).is_some());
+            if let Some(bridge) = aliasing {
+                behind_bridge.entry(bridge).or_default().push(i);
+                self.dsu.union(i, bridge);
+            } else if let Some(port) = topo.upstream_at(i) {
+                if let Err((at, lack)) = topo.acs_path_at(port, AcsFlags::ISOLATED) {
+                    below_port.entry(port).or_insert_with(|| (at, lack, Vec::new())).2.push(i);
+                    self.dsu.union(i, port);
+                }
             }
         }
-    }
-    for (bridge, devices) in behind_bridge {
-        let alias = topo.pci_at(bridge).and_then(bridge_alias);
-        if let Some(alias) = alias {
+        for (bridge, devices) in behind_bridge {
+            if let Some(alias) = topo.pci_at(bridge).and_then(bridge_alias) {
+                let (bridge_id, devices) = (topo.id_at(bridge), self.ids(&devices));
+                let reason = Reason::BridgeAlias { bridge: bridge_id, alias, devices };
+                self.reasons.push((bridge, reason));
+            }
+        }
+        for (port, (at, lack, devices)) in below_port {
+            let lacking = AcsShortfall { device: topo.id_at(at), lack };
             let reason =
-                Reason::BridgeAlias { bridge: topo.id_at(bridge), alias, devices: ids(&devices) };
-            reasons.push((bridge, reason));
+                Reason::AcsPath { port: topo.id_at(port), lacking, devices: self.ids(&devices) };
+            self.reasons.push((port, reason));
         }
-    }
-    for (port, (at, lack, devices)) in below_port {
-        let lacking = AcsShortfall { device: topo.id_at(at), lack };
-        reasons.push((
-            port,
-            Reason::AcsPath { port: topo.id_at(port), lacking, devices: ids(&devices) },
-        ));
     }
 
-    // Switch internal buses (linux-next pcie_switch_isolated()).
-    for u in 0..n {
-        if topo.pci_at(u).map(|f| f.pci_type) != Some(PciType::SwitchUpstream) {
-            continue;
-        }
-        let lacking: Vec<AcsShortfall> = (0..n)
-            .filter(|&d| topo.upstream_at(d) == Some(u))
-            .filter_map(|d| {
-                topo.acs_enabled_at(d, AcsFlags::ISOLATED)
-                    .err()
-                    .map(|lack| AcsShortfall { device: topo.id_at(d), lack })
-            })
-            .collect();
-        if lacking.is_empty() {
-            continue;
-        }
-        let below: Vec<usize> = (0..n).filter(|&d| topo.ancestors(d).any(|a| a == u)).collect();
-        if let Some(&first) = below.first() {
-            for &d in &below {
-                dsu.union(first, d);
+    /// Switch internal buses (linux-next pcie_switch_isolated()).
+    fn switches_not_isolated(&mut self) {
+        let topo = self.topo;
+        let n = topo.devices.len();
+        for u in 0..n {
+            if topo.pci_at(u).map(|f| f.pci_type) != Some(PciType::SwitchUpstream) {
+                continue;
             }
-            let reason = Reason::SwitchNotIsolated {
-                upstream_port: topo.id_at(u),
-                lacking,
-                devices: ids(&below),
-            };
-            reasons.push((first, reason));
+            let lacking: Vec<AcsShortfall> = (0..n)
+                .filter(|&d| topo.upstream_at(d) == Some(u))
+                .filter_map(|d| {
+                    topo.acs_enabled_at(d, AcsFlags::ISOLATED)
+                        .err()
+                        .map(|lack| AcsShortfall { device: topo.id_at(d), lack })
+                })
+                .collect();
+            if lacking.is_empty() {
+                continue;
+            }
+            let below: Vec<usize> = (0..n).filter(|&d| topo.ancestors(d).any(|a| a == u)).collect();
+            if let Some(&first) = below.first() {
+                for &d in &below {
+                    self.dsu.union(first, d);
+                }
+                let reason = Reason::SwitchNotIsolated {
+                    upstream_port: topo.id_at(u),
+                    lacking,
+                    devices: self.ids(&below),
+                };
+                self.reasons.push((first, reason));
+            }
         }
     }
 
-    // Multifunction devices (get_pci_function_alias_group()).
-    let mut slots: BTreeMap<(u16, u8, u8), Vec<usize>> = BTreeMap::new();
-    for i in 0..n {
-        if let Some(f) = topo.pci_at(i) {
-            if f.multifunction {
+    /// Multifunction devices (get_pci_function_alias_group()).
+    fn multifunction_without_acs(&mut self) {
+        let topo = self.topo;
+        let mut slots: BTreeMap<(u16, u8, u8), Vec<usize>> = BTreeMap::new();
+        for i in 0..topo.devices.len() {
+            if let Some(f) = topo.pci_at(i).filter(|f| f.multifunction) {
                 slots.entry(f.bdf.slot()).or_default().push(i);
             }
         }
-    }
-    for functions in slots.values() {
-        let lacking: Vec<(usize, super::AcsLack)> = functions
-            .iter()
-            .filter_map(|&i| topo.acs_enabled_at(i, AcsFlags::ISOLATED).err().map(|l| (i, l)))
-            .collect();
-        if let [(first, _), _, ..] = lacking.as_slice() {
-            for &(i, _) in &lacking {
-                dsu.union(*first, i);
-            }
-            let functions = lacking
+        for functions in slots.values() {
+            let lacking: Vec<(usize, super::AcsLack)> = functions
                 .iter()
-                .map(|&(i, lack)| AcsShortfall { device: topo.id_at(i), lack })
+                .filter_map(|&i| topo.acs_enabled_at(i, AcsFlags::ISOLATED).err().map(|l| (i, l)))
                 .collect();
-            reasons.push((*first, Reason::MultifunctionNoAcs { functions }));
-        }
-    }
-
-    // DMA alias quirks (get_pci_alias_group(), pci_devs_are_dma_aliases()).
-    for i in 0..n {
-        let Some(f) = topo.pci_at(i) else { continue };
-        for &devfn in &f.dma_alias_devfns {
-            let alias = Bdf::new(f.bdf.segment, f.bdf.bus, devfn);
-            let Some(&j) = topo.index.get(&DeviceId::Pci(alias)) else { continue };
-            if j != i {
-                dsu.union(i, j);
-                let reason =
-                    Reason::DmaAlias { device: topo.id_at(i), alias, aliased: topo.id_at(j) };
-                reasons.push((i, reason));
+            if let [(first, _), _, ..] = lacking.as_slice() {
+                for &(i, _) in &lacking {
+                    self.dsu.union(*first, i);
+                }
+                let functions = lacking
+                    .iter()
+                    .map(|&(i, lack)| AcsShortfall { device: topo.id_at(i), lack })
+                    .collect();
+                self.reasons.push((*first, Reason::MultifunctionNoAcs { functions }));
             }
         }
     }
 
-    // Platform masters the SMMU cannot tell apart (arm-smmu arm_smmu_device_group()).
-    let mut by_stream: BTreeMap<(UnitId, u32), Vec<usize>> = BTreeMap::new();
-    for (i, d) in topo.devices.iter().enumerate() {
-        if let DeviceKind::Platform(p) = &d.kind {
-            let sids: BTreeSet<u32> = p.stream_ids.iter().copied().collect();
-            for sid in sids {
-                by_stream.entry((d.unit, sid)).or_default().push(i);
+    /// DMA alias quirks (get_pci_alias_group(), pci_devs_are_dma_aliases()).
+    fn dma_alias_quirks(&mut self) {
+        let topo = self.topo;
+        for i in 0..topo.devices.len() {
+            let Some(f) = topo.pci_at(i) else { continue };
+            for &devfn in &f.dma_alias_devfns {
+                let alias = Bdf::new(f.bdf.segment, f.bdf.bus, devfn);
+                let Some(&j) = topo.index.get(&DeviceId::Pci(alias)) else { continue };
+                if j != i {
+                    self.dsu.union(i, j);
+                    let reason =
+                        Reason::DmaAlias { device: topo.id_at(i), alias, aliased: topo.id_at(j) };
+                    self.reasons.push((i, reason));
+                }
             }
         }
     }
-    for ((_, stream_id), masters) in by_stream {
-        let [first, _, ..] = masters.as_slice() else { continue };
-        for &m in &masters {
-            dsu.union(*first, m);
-        }
-        let merged_by = |i: &usize| {
-            topo.devices.get(*i).and_then(|d| d.platform()).and_then(|p| p.interconnect.clone())
-        };
-        let interconnects: BTreeSet<_> =
-            masters.iter().map(|i| merged_by(i).map(|ic| (ic.name, ic.stream_id))).collect();
-        let reason = match interconnects.into_iter().collect::<Vec<_>>().as_slice() {
-            [Some((name, sid))] if *sid == stream_id => Reason::MergedByInterconnect {
-                interconnect: name.clone(),
-                stream_id,
-                masters: ids(&masters),
-            },
-            _ => Reason::SharedStreamId { stream_id, masters: ids(&masters) },
-        };
-        reasons.push((*first, reason));
-    }
 
-    // Components, checked to stay behind one unit.
-    let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..n {
-        components.entry(dsu.find(i)).or_default().push(i);
-    }
-    let unit_at = |i: usize| topo.devices.get(i).map(|d| d.unit);
-    let mut ordered: Vec<(UnitId, Vec<usize>)> = Vec::new();
-    for members in components.into_values() {
-        let Some(&first) = members.first() else { continue };
-        let Some(unit) = unit_at(first) else { continue };
-        if let Some(&other) = members.iter().find(|&&m| unit_at(m) != Some(unit)) {
-            return Err(TopologyError::GroupSpansUnits {
-                first: topo.id_at(first),
-                first_unit: unit,
-                second: topo.id_at(other),
-                second_unit: unit_at(other).unwrap_or(unit),
-            });
-        }
-        ordered.push((unit, members));
-    }
-    // Members are sorted and device indices follow ids, so this orders by unit, first member.
-    ordered.sort();
-
-    let mut group_index = vec![0; n];
-    let mut root_to_group = BTreeMap::new();
-    let mut groups = Vec::with_capacity(ordered.len());
-    for (g, (unit, members)) in ordered.into_iter().enumerate() {
-        for &m in &members {
-            if let Some(slot) = group_index.get_mut(m) {
-                *slot = g;
+    /// Platform masters the SMMU cannot tell apart (arm-smmu arm_smmu_device_group()).
+    fn shared_stream_ids(&mut self) {
+        let topo = self.topo;
+        let mut by_stream: BTreeMap<(UnitId, u32), Vec<usize>> = BTreeMap::new();
+        for (i, d) in topo.devices.iter().enumerate() {
+            if let DeviceKind::Platform(p) = &d.kind {
+                let sids: BTreeSet<u32> = p.stream_ids.iter().copied().collect();
+                for sid in sids {
+                    by_stream.entry((d.unit, sid)).or_default().push(i);
+                }
             }
         }
-        if let Some(&first) = members.first() {
-            root_to_group.insert(dsu.find(first), g);
+        for ((_, stream_id), masters) in by_stream {
+            let [first, _, ..] = masters.as_slice() else { continue };
+            for &m in &masters {
+                self.dsu.union(*first, m);
+            }
+            let merged_by = |i: &usize| {
+                let p = topo.devices.get(*i).and_then(|d| d.platform());
+                p.and_then(|p| p.interconnect.clone())
+            };
+            let interconnects: BTreeSet<_> =
+                masters.iter().map(|i| merged_by(i).map(|ic| (ic.name, ic.stream_id))).collect();
+            let masters_ids = self.ids(&masters);
+            let reason = match interconnects.into_iter().collect::<Vec<_>>().as_slice() {
+                [Some((name, sid))] if *sid == stream_id => Reason::MergedByInterconnect {
+                    interconnect: name.clone(),
+                    stream_id,
+                    masters: masters_ids,
+                },
+                _ => Reason::SharedStreamId { stream_id, masters: masters_ids },
+            };
+            self.reasons.push((*first, reason));
         }
-        let id = GroupId(u32::try_from(g).unwrap_or(u32::MAX));
-        groups.push(Group { id, unit, members: ids(&members), reasons: Vec::new() });
     }
-    for (anchor, reason) in reasons {
-        let root = dsu.find(anchor);
-        if let Some(group) = root_to_group.get(&root).and_then(|&g| groups.get_mut(g)) {
-            group.reasons.push(reason);
+
+    /// The connected components as groups, each behind one unit, ordered by unit and first
+    /// member, with their reasons; and each device's group index.
+    fn into_groups(mut self) -> Result<(Vec<Group>, Vec<usize>), TopologyError> {
+        let topo = self.topo;
+        let n = topo.devices.len();
+        let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            components.entry(self.dsu.find(i)).or_default().push(i);
         }
+        let unit_at = |i: usize| topo.devices.get(i).map(|d| d.unit);
+        let mut ordered: Vec<(UnitId, Vec<usize>)> = Vec::new();
+        for members in components.into_values() {
+            let Some(&first) = members.first() else { continue };
+            let Some(unit) = unit_at(first) else { continue };
+            if let Some(&other) = members.iter().find(|&&m| unit_at(m) != Some(unit)) {
+                return Err(TopologyError::GroupSpansUnits {
+                    first: topo.id_at(first),
+                    first_unit: unit,
+                    second: topo.id_at(other),
+                    second_unit: unit_at(other).unwrap_or(unit),
+                });
+            }
+            ordered.push((unit, members));
+        }
+        // Members are sorted and device indices follow ids, so this orders by unit, first member.
+        ordered.sort();
+
+        let mut group_index = vec![0; n];
+        let mut root_to_group = BTreeMap::new();
+        let mut groups = Vec::with_capacity(ordered.len());
+        for (g, (unit, members)) in ordered.into_iter().enumerate() {
+            for &m in &members {
+                if let Some(slot) = group_index.get_mut(m) {
+                    *slot = g;
+                }
+            }
+            if let Some(&first) = members.first() {
+                root_to_group.insert(self.dsu.find(first), g);
+            }
+            let id = GroupId(u32::try_from(g).unwrap_or(u32::MAX));
+            groups.push(Group { id, unit, members: self.ids(&members), reasons: Vec::new() });
+        }
+        for (anchor, reason) in std::mem::take(&mut self.reasons) {
+            let root = self.dsu.find(anchor);
+            if let Some(group) = root_to_group.get(&root).and_then(|&g| groups.get_mut(g)) {
+                group.reasons.push(reason);
+            }
+        }
+        Ok((groups, group_index))
     }
-    Ok((groups, group_index))
 }
