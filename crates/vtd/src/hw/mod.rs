@@ -17,8 +17,9 @@
 //! | `ats` | §4.2 ATS: translation requests ([`Vtd::translation_request`]) and translated requests ([`Vtd::translated_request`]) |
 //! | `prq` | §7.5–§7.7 page requests ([`Vtd::page_request`]): the page request queue, overflow, auto-responses, the page request event |
 //!
-//! Outputs that are not memory writes (interrupt messages, messages to devices) go to an outbox
-//! the embedder drains ([`Vtd::drain_outputs`], [`Output`]).
+//! Outputs that are not memory writes (interrupt messages, messages to devices) go to a bounded
+//! outbox the embedder drains ([`Vtd::drain_outputs`], [`Output`]): interrupt messages
+//! coalesce per source, and a device message that finds it full waits where it was made.
 //!
 //! Every fault [`Vtd::translate`] returns is also recorded in the fault recording registers
 //! (unless its FPD says not to), and raises the fault event. The recoverable path (§7.5) is the
