@@ -349,3 +349,13 @@ impl Dump {
         s
     }
 }
+
+impl crate::inspect::run::Report for Dump {
+    fn text(&self) -> String {
+        Dump::text(self)
+    }
+
+    fn json(&self) -> String {
+        Dump::json(self)
+    }
+}
