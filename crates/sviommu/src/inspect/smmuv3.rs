@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 
 use sviommu_memory::HostMemory;
+use sviommu_pgtable::vmsa;
 use sviommu_pgtable::{Access, Stage, WalkObserver, WalkStep};
 use sviommu_smmuv3::hw::{Abort, CacheSizes, Silent, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::regs::{self, cr0, strtab_base, strtab_base_cfg};
@@ -206,7 +207,7 @@ struct Recorder {
 impl Recorder {
     fn new(keep: bool, addr: u64, oa52: bool) -> Self {
         Self {
-            upper: addr >> 55 & 1 == 1,
+            upper: vmsa::s1::selects_ttb1(addr),
             oa52,
             s1_granule: None,
             s2_granule: None,
