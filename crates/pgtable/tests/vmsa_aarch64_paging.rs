@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use sviommu_memory::{HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, FaultKind, Leaf, Perms, Walk};
-use sviommu_testsupport::aarch64::{crate_walk, ChosenAddresses};
+use sviommu_testsupport::aarch64::{crate_walk, s1_perms, s2_perms, ChosenAddresses};
 
 const TABLES: u64 = 0x10_0000;
 const TABLE_PAGES: u64 = 256;
@@ -100,35 +100,6 @@ fn s2_flags(bits: usize) -> S2 {
         }
     }
     f
-}
-
-/// D8.4, stage 1 of EL1&0, from the crate's flag names.
-fn s1_perms(f: E1) -> Perms {
-    let ro = f.contains(E1::READ_ONLY);
-    let user = f.contains(E1::USER);
-    let mut p = Perms::PRIV_R;
-    if !ro {
-        p = p.union(Perms::PRIV_W);
-    }
-    if user {
-        p = p.union(Perms::USER_R);
-        if !ro {
-            p = p.union(Perms::USER_W);
-        }
-    }
-    if !f.contains(E1::UXN) {
-        p = p.union(Perms::USER_X);
-    }
-    // EL1 never executes what EL0 may write.
-    let el0_writable = user && !ro;
-    if !f.contains(E1::PXN) && !el0_writable {
-        p = p.union(Perms::PRIV_X);
-    }
-    p
-}
-
-fn s2_perms(f: S2) -> Perms {
-    Perms::rwx(f.contains(S2::S2AP_ACCESS_RO), f.contains(S2::S2AP_ACCESS_WO), !f.contains(S2::XN))
 }
 
 /// Addresses to compare: the edges and middle of every op, just past it, and `extra`; all

@@ -257,7 +257,7 @@ fn exhausted_allocator_leaves_tables_unchanged() {
 mod other_crate {
     use sviommu_testsupport::x86::{flags, X86Tables};
     use x86_64::structures::paging::mapper::TranslateResult;
-    use x86_64::structures::paging::{PageTableFlags as F, Size1GiB, Size2MiB, Size4KiB};
+    use x86_64::structures::paging::PageTableFlags as F;
 
     use super::*;
 
@@ -280,24 +280,7 @@ mod other_crate {
             let mut mapper = X86Tables::new(root_pa);
             let mut touched = Vec::new();
             for (kind, gig, slot, (w, u, x)) in maps {
-                let f = flags(w, u, x);
-                let va = gig << 30;
-                match kind {
-                    0 => {
-                        let v = va | slot << 12;
-                        touched.push(v);
-                        mapper.map::<Size4KiB>(v, 0x1_0000_0000 + (slot << 12), f);
-                    }
-                    1 | 2 => {
-                        let v = va | (slot % 512) << 21;
-                        touched.push(v);
-                        mapper.map::<Size2MiB>(v, 0x2_0000_0000 + ((slot % 512) << 21), f);
-                    }
-                    _ => {
-                        touched.push(va);
-                        mapper.map::<Size1GiB>(va, gig << 30, f);
-                    }
-                }
+                touched.push(mapper.map_kind(kind, gig, slot, flags(w, u, x)));
             }
             let mem = memory();
             copy_into(&mapper, &mem);

@@ -18,13 +18,14 @@ use proptest::prelude::*;
 use serde_json::Value;
 use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
 use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
+use sviommu::inspect::run::Report as _;
 use sviommu::inspect::smmuv3::{self, dump, Anchors, Request, SmmuInspector};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
-use sviommu_pgtable::{Access, Perms};
+use sviommu_pgtable::Access;
 use sviommu_smmuv3::hw::SmmuParams;
 use sviommu_smmuv3::spec::regs::strtab_base_cfg;
 use sviommu_smmuv3::spec::{Cd, EventId, Granule, L1Cd, L1Std, S1Dss, S1Fmt, Ste, StreamConfig};
-use sviommu_testsupport::aarch64::{self, ChosenAddresses};
+use sviommu_testsupport::aarch64::{self, s1_perms, s2_perms, ChosenAddresses};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -61,29 +62,6 @@ fn crate_walk<R: TranslationRegime>(
 /// The crate's stage-1 walk of `va`: `(output, page_lg2, flags)`.
 fn their_walk(m: &Mapping<ChosenAddresses<E1>, El1And0>, va: u64) -> Option<(u64, u8, E1)> {
     crate_walk(m, va).map(|(out, lg2, flags, _)| (out, lg2, flags))
-}
-
-/// D8.4, stage 1 of EL1&0, from the crate's flag names.
-fn s1_perms(f: E1) -> Perms {
-    let (ro, user) = (f.contains(E1::READ_ONLY), f.contains(E1::USER));
-    let mut p = Perms::PRIV_R;
-    if !ro {
-        p = p.union(Perms::PRIV_W);
-    }
-    if user {
-        p = p.union(Perms::USER_R);
-        if !ro {
-            p = p.union(Perms::USER_W);
-        }
-    }
-    if !f.contains(E1::UXN) {
-        p = p.union(Perms::USER_X);
-    }
-    let el0_writable = user && !ro;
-    if !f.contains(E1::PXN) && !el0_writable {
-        p = p.union(Perms::PRIV_X);
-    }
-    p
 }
 
 /// The mappings the crate is asked for: `(va, len, pa, extra flags)`.
@@ -672,13 +650,6 @@ fn aarch64_paging_ttb1_tables_translate_upper_addresses_as_the_crate_walks_them(
         }
     }
     assert!(mapped >= 10, "the probes must hit mappings: {mapped}");
-}
-
-/// Stage-2 permissions of a crate-built descriptor: S2AP read and write, XN, the same for both
-/// privilege levels.
-fn s2_perms(f: aarch64_paging::descriptor::Stage2Attributes) -> Perms {
-    use aarch64_paging::descriptor::Stage2Attributes as S2;
-    Perms::rwx(f.contains(S2::S2AP_ACCESS_RO), f.contains(S2::S2AP_ACCESS_WO), !f.contains(S2::XN))
 }
 
 /// Nested (STE.Config = S1+S2), both stages built by `aarch64-paging`: the guest's stage-1

@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
 use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
+use sviommu::inspect::run::Report as _;
 use sviommu::inspect::vtd::{self, dump, Anchors, Request, VtdInspector};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
@@ -80,7 +81,7 @@ fn demo_file(dir: &Path) -> (Demo, PathBuf) {
 mod other_crate {
     use sviommu_testsupport::x86::{flags, X86Tables};
     use x86_64::structures::paging::mapper::TranslateResult;
-    use x86_64::structures::paging::{PageTableFlags as F, Size1GiB, Size2MiB, Size4KiB};
+    use x86_64::structures::paging::{PageTableFlags as F, Size2MiB, Size4KiB};
 
     use super::*;
 
@@ -124,20 +125,9 @@ mod other_crate {
                         touched.push(v + 0x1234);
                         mapper.map::<Size2MiB>(v, 0, f);
                     }
-                    0 => {
-                        let v = va | slot << 12;
-                        touched.push(v);
-                        mapper.map::<Size4KiB>(v, 0x1_0000_0000 + (slot << 12), f);
-                    }
-                    1 | 2 => {
-                        let v = va | (slot % 512) << 21;
-                        touched.push(v + 0x1234);
-                        mapper.map::<Size2MiB>(v, 0x2_0000_0000 + ((slot % 512) << 21), f);
-                    }
-                    _ => {
-                        touched.push(va + 0x12_3456);
-                        mapper.map::<Size1GiB>(va, gig << 30, f);
-                    }
+                    0 => touched.push(mapper.map_kind(kind, gig, slot, f)),
+                    1 | 2 => touched.push(mapper.map_kind(kind, gig, slot, f) + 0x1234),
+                    _ => touched.push(mapper.map_kind(kind, gig, slot, f) + 0x12_3456),
                 }
             }
 

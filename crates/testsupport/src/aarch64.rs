@@ -5,10 +5,13 @@
 
 use std::ptr::NonNull;
 
-use aarch64_paging::descriptor::{PagingAttributes, PhysicalAddress};
+use aarch64_paging::descriptor::{
+    El1Attributes as E1, PagingAttributes, PhysicalAddress, Stage2Attributes as S2,
+};
 use aarch64_paging::paging::{MemoryRegion, PageTable, Translation, TranslationRegime};
 use aarch64_paging::{MapError, Mapping};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
+use sviommu_pgtable::Perms;
 
 /// Hands out table pages at the physical addresses in `free` (last first), and remembers where
 /// each one lives on the heap.
@@ -86,4 +89,34 @@ pub fn crate_walk<T: Translation<R::Attributes>, R: TranslationRegime>(
         Ok(())
     })?;
     Ok(found)
+}
+
+/// D8.4, stage 1 of EL1&0: what a leaf with the crate's flags grants.
+pub fn s1_perms(f: E1) -> Perms {
+    let ro = f.contains(E1::READ_ONLY);
+    let user = f.contains(E1::USER);
+    let mut p = Perms::PRIV_R;
+    if !ro {
+        p = p.union(Perms::PRIV_W);
+    }
+    if user {
+        p = p.union(Perms::USER_R);
+        if !ro {
+            p = p.union(Perms::USER_W);
+        }
+    }
+    if !f.contains(E1::UXN) {
+        p = p.union(Perms::USER_X);
+    }
+    // EL1 never executes what EL0 may write.
+    let el0_writable = user && !ro;
+    if !f.contains(E1::PXN) && !el0_writable {
+        p = p.union(Perms::PRIV_X);
+    }
+    p
+}
+
+/// D8.4, stage 2: what a leaf with the crate's flags grants (S2AP read, write; XN).
+pub fn s2_perms(f: S2) -> Perms {
+    Perms::rwx(f.contains(S2::S2AP_ACCESS_RO), f.contains(S2::S2AP_ACCESS_WO), !f.contains(S2::XN))
 }

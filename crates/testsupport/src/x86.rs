@@ -12,7 +12,7 @@ use x86_64::structures::paging::mapper::{
 };
 use x86_64::structures::paging::{
     FrameAllocator as X86FrameAllocator, Page, PageSize, PageTable, PageTableFlags as F, PhysFrame,
-    Size4KiB, Translate,
+    Size1GiB, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -90,6 +90,29 @@ impl X86Tables {
         };
         if let Ok(flush) = mapped {
             flush.ignore();
+        }
+    }
+
+    /// One mapping of a random case, by `kind`: a 4K page (0) `slot` pages into GB `gig`, to
+    /// 4G up; a 2M page (1 or 2) `slot % 512` blocks into it, to 8G up; a 1G page (any other)
+    /// at GB `gig`, to itself. Returns the page's address.
+    pub fn map_kind(&mut self, kind: u64, gig: u64, slot: u64, flags: F) -> u64 {
+        let va = gig << 30;
+        match kind {
+            0 => {
+                let v = va | slot << 12;
+                self.map::<Size4KiB>(v, 0x1_0000_0000 + (slot << 12), flags);
+                v
+            }
+            1 | 2 => {
+                let v = va | (slot % 512) << 21;
+                self.map::<Size2MiB>(v, 0x2_0000_0000 + ((slot % 512) << 21), flags);
+                v
+            }
+            _ => {
+                self.map::<Size1GiB>(va, va, flags);
+                va
+            }
         }
     }
 

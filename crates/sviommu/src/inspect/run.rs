@@ -48,11 +48,14 @@ pub fn access(access: Option<Access>, privileged: bool) -> Access {
 }
 
 /// A report that is shown as text or as one JSON object (what `--dump` prints).
-pub trait Report {
+pub trait Report: serde::Serialize {
     /// For people.
     fn text(&self) -> String;
+
     /// One JSON object, without a newline.
-    fn json(&self) -> String;
+    fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
 }
 
 /// One architecture's front end: what the shared loop ([`run`]) asks of it.
