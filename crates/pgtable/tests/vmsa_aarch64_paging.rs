@@ -3,74 +3,17 @@
 //! are copied into our memory at those addresses, and our walker must give the answers the
 //! crate's own walk gives (and the mapping that was asked of it).
 
-#![allow(unsafe_code)]
-
-use std::ptr::NonNull;
-
-use aarch64_paging::descriptor::{
-    El1Attributes as E1, PagingAttributes, PhysicalAddress, Stage2Attributes as S2,
-};
-use aarch64_paging::paging::{
-    Constraints, El1And0, MemoryRegion, PageTable, Stage2, Translation, VaRange,
-};
+use aarch64_paging::descriptor::{El1Attributes as E1, PhysicalAddress, Stage2Attributes as S2};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, Stage2, Translation, VaRange};
 use aarch64_paging::Mapping;
 use proptest::prelude::*;
-use sviommu_memory::{HostMemory, Hpa, PhysMemory};
+use sviommu_memory::{HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, FaultKind, Leaf, Perms, Walk};
+use sviommu_testsupport::aarch64::{crate_walk, s1_perms, s2_perms, ChosenAddresses};
 
 const TABLES: u64 = 0x10_0000;
 const TABLE_PAGES: u64 = 256;
-
-/// Hands out table pages at the physical addresses in `free` (last first), and remembers where
-/// each one lives on the heap.
-struct ChosenAddresses<A: PagingAttributes> {
-    free: Vec<u64>,
-    tables: Vec<(u64, NonNull<PageTable<A>>)>,
-}
-
-impl<A: PagingAttributes> ChosenAddresses<A> {
-    fn new(free: Vec<u64>) -> Self {
-        Self { free, tables: Vec::new() }
-    }
-
-    /// Copies every table page into `mem` at its chosen address.
-    fn copy_into(&self, mem: &HostMemory) {
-        let mut page = vec![0u8; 4096];
-        for &(pa, table) in &self.tables {
-            // SAFETY: `table` came from `Box::leak` in `allocate_table` and is freed only by
-            // `deallocate_table`, which also drops it from `tables`; the crate is not mutating
-            // it while we hold `&self` through `Mapping::translation`.
-            let table = unsafe { table.as_ref() };
-            table.write_to(&mut page).unwrap();
-            mem.write(Hpa(pa), &page).unwrap();
-        }
-    }
-}
-
-impl<A: PagingAttributes> Translation<A> for ChosenAddresses<A> {
-    fn allocate_table(&mut self) -> (NonNull<PageTable<A>>, PhysicalAddress) {
-        let pa = self.free.pop().expect("out of chosen table pages");
-        let table = NonNull::from(Box::leak(Box::new(PageTable::<A>::EMPTY)));
-        self.tables.push((pa, table));
-        (table, PhysicalAddress(usize::try_from(pa).unwrap()))
-    }
-
-    unsafe fn deallocate_table(&mut self, page_table: NonNull<PageTable<A>>) {
-        self.tables.retain(|&(_, t)| t != page_table);
-        // SAFETY: the caller promises `page_table` came from `allocate_table` (a leaked Box)
-        // and is not yet freed; it is no longer in `tables`, so nothing reads it after this.
-        unsafe { drop(Box::from_raw(page_table.as_ptr())) };
-    }
-
-    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<A>> {
-        self.tables
-            .iter()
-            .find(|&&(p, _)| p == pa.0 as u64)
-            .map(|&(_, t)| t)
-            .expect("a table address the crate never allocated")
-    }
-}
 
 fn memory() -> HostMemory {
     HostMemory::new(&[(Hpa(TABLES), TABLE_PAGES * 0x1000)]).unwrap()
@@ -87,18 +30,7 @@ fn their_walk<T: Translation<R::Attributes>, R: aarch64_paging::paging::Translat
     va: u64,
     bits: impl Fn(&R::Attributes) -> usize,
 ) -> Option<(u64, u8, usize)> {
-    let page = usize::try_from(va & !0xfff).unwrap();
-    let mut found = None;
-    m.walk_range(&MemoryRegion::new(page, page + 1), &mut |_, desc, level| {
-        if desc.is_valid() {
-            let lg2 = 12 + 9 * (3 - level as u8);
-            let base = desc.output_address().0 as u64;
-            found = Some((base + (va & ((1 << lg2) - 1)), lg2, bits(&desc.flags())));
-        }
-        Ok(())
-    })
-    .unwrap();
-    found
+    crate_walk(m, va).unwrap().map(|(output, lg2, flags, _)| (output, lg2, bits(&flags)))
 }
 
 /// One `map_range` call: `[va, va + len)` to `pa`, or an unmap when `flags` is `None`.
@@ -168,35 +100,6 @@ fn s2_flags(bits: usize) -> S2 {
         }
     }
     f
-}
-
-/// D8.4, stage 1 of EL1&0, from the crate's flag names.
-fn s1_perms(f: E1) -> Perms {
-    let ro = f.contains(E1::READ_ONLY);
-    let user = f.contains(E1::USER);
-    let mut p = Perms::PRIV_R;
-    if !ro {
-        p = p.union(Perms::PRIV_W);
-    }
-    if user {
-        p = p.union(Perms::USER_R);
-        if !ro {
-            p = p.union(Perms::USER_W);
-        }
-    }
-    if !f.contains(E1::UXN) {
-        p = p.union(Perms::USER_X);
-    }
-    // EL1 never executes what EL0 may write.
-    let el0_writable = user && !ro;
-    if !f.contains(E1::PXN) && !el0_writable {
-        p = p.union(Perms::PRIV_X);
-    }
-    p
-}
-
-fn s2_perms(f: S2) -> Perms {
-    Perms::rwx(f.contains(S2::S2AP_ACCESS_RO), f.contains(S2::S2AP_ACCESS_WO), !f.contains(S2::XN))
 }
 
 /// Addresses to compare: the edges and middle of every op, just past it, and `extra`; all

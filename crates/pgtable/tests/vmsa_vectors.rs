@@ -544,3 +544,29 @@ fn s2_4k_affd_takes_af_as_set() {
     let w = pt.translate(&mem, 0x123, Access::READ);
     assert_eq!((w.outcome.unwrap().output, w.updates), (0x50_0123, 0));
 }
+
+/// D8.3 "Output address fields", read without a walk (as a debugger shows a descriptor): bits
+/// 47 down to the granule's page bits, plus `OA[51:48]` from bits 15:12 with the 64K granule
+/// under FEAT_LPA, or `OA[51:50]` from bits 9:8 with 4K/16K under FEAT_LPA2.
+#[test]
+fn descriptor_addresses_read_without_a_walk() {
+    use sviommu_pgtable::vmsa::{descriptor_addr, Oa52};
+    let raw = 0x0000_f123_4567_f743;
+    assert_eq!(descriptor_addr(raw, Granule::K4, Oa52::Off), 0x0000_f123_4567_f000);
+    assert_eq!(descriptor_addr(raw, Granule::K16, Oa52::Lpa), 0x0000_f123_4567_c000);
+    assert_eq!(descriptor_addr(raw, Granule::K64, Oa52::Off), 0x0000_f123_4567_0000);
+    assert_eq!(descriptor_addr(raw, Granule::K64, Oa52::Lpa), 0x000f_f123_4567_0000);
+    // LPA2: bits 49:48 are address bits too, bits 9:8 (0b11 here) are OA[51:50].
+    let raw = 0x0003_0000_4000_0343;
+    assert_eq!(descriptor_addr(raw, Granule::K4, Oa52::Lpa2), 0x000f_0000_4000_0000);
+}
+
+/// D8.2: VA[55] picks TTB1's tables, whatever bits 63:56 hold.
+#[test]
+fn va_bit_55_selects_ttb1() {
+    use sviommu_pgtable::vmsa::s1::selects_ttb1;
+    assert!(selects_ttb1(0xffff_8000_0000_0000));
+    assert!(selects_ttb1(0x0080_0000_0000_0000));
+    assert!(!selects_ttb1(0xff7f_ffff_ffff_ffff));
+    assert!(!selects_ttb1(0x0000_7fff_ffff_f000));
+}

@@ -255,92 +255,18 @@ fn exhausted_allocator_leaves_tables_unchanged() {
 // ---------------------------------------------------------------------------------------------
 
 mod other_crate {
-    #![allow(unsafe_code)]
-
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::rc::Rc;
-
-    use x86_64::structures::paging::mapper::{
-        MappedPageTable, Mapper, PageTableFrameMapping, TranslateResult,
-    };
-    use x86_64::structures::paging::{
-        FrameAllocator as X86FrameAllocator, Page, PageTable, PageTableFlags as F, PhysFrame,
-        Size1GiB, Size2MiB, Size4KiB, Translate,
-    };
-    use x86_64::{PhysAddr, VirtAddr};
+    use sviommu_testsupport::x86::{flags, X86Tables};
+    use x86_64::structures::paging::mapper::TranslateResult;
+    use x86_64::structures::paging::PageTableFlags as F;
 
     use super::*;
 
-    /// Page tables the `x86_64` crate writes, each at a physical address we chose.
-    #[derive(Default)]
-    struct Frames {
-        tables: RefCell<HashMap<u64, Box<PageTable>>>,
-        next: RefCell<u64>,
-    }
-
-    struct Mapping(Rc<Frames>);
-
-    // SAFETY: every frame maps to its own boxed, 4K-aligned `PageTable`, which lives as long as
-    // `Frames` and is never moved (the Box owns it).
-    unsafe impl PageTableFrameMapping for Mapping {
-        fn frame_to_pointer(&self, frame: PhysFrame) -> *mut PageTable {
-            let mut tables = self.0.tables.borrow_mut();
-            let table = tables
-                .entry(frame.start_address().as_u64())
-                .or_insert_with(|| Box::new(PageTable::new()));
-            &mut **table as *mut PageTable
-        }
-    }
-
-    struct Alloc(Rc<Frames>);
-
-    // SAFETY: each frame is handed out once, never reused, and is 4K aligned.
-    unsafe impl X86FrameAllocator<Size4KiB> for Alloc {
-        fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-            let mut next = self.0.next.borrow_mut();
-            let frame = PhysFrame::from_start_address(PhysAddr::new(*next)).ok()?;
-            *next += 0x1000;
-            Some(frame)
-        }
-    }
-
-    fn copy_into(frames: &Frames, mem: &HostMemory) {
-        for (&pa, table) in frames.tables.borrow().iter() {
-            for (i, e) in table.iter().enumerate() {
-                let raw = e.addr().as_u64() | e.flags().bits();
+    fn copy_into(tables: &X86Tables, mem: &HostMemory) {
+        for (pa, words) in tables.tables() {
+            for (i, raw) in words.into_iter().enumerate() {
                 mem.write_u64(Hpa(pa + 8 * i as u64), raw).unwrap();
             }
         }
-    }
-
-    /// Maps one page with the crate's own mapper; a refused map (overlap) is simply skipped.
-    fn map_one<S: x86_64::structures::paging::PageSize>(
-        mapper: &mut MappedPageTable<'_, Mapping>,
-        alloc: &mut Alloc,
-        va: u64,
-        pa: u64,
-        flags: F,
-    ) where
-        for<'a> MappedPageTable<'a, Mapping>: Mapper<S>,
-    {
-        let parent = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
-        let page = Page::<S>::containing_address(VirtAddr::new(va));
-        let frame = PhysFrame::<S>::containing_address(PhysAddr::new(pa));
-        // SAFETY: the mapped frames are never accessed; only the tables are, and they are
-        // owned by `Frames`.
-        let mapped = unsafe { mapper.map_to_with_table_flags(page, frame, flags, parent, alloc) };
-        if let Ok(flush) = mapped {
-            flush.ignore();
-        }
-    }
-
-    fn flags(writable: bool, user: bool, exec: bool) -> F {
-        let mut f = F::PRESENT;
-        f.set(F::WRITABLE, writable);
-        f.set(F::USER_ACCESSIBLE, user);
-        f.set(F::NO_EXECUTE, !exec);
-        f
     }
 
     proptest! {
@@ -350,40 +276,17 @@ mod other_crate {
             maps in prop::collection::vec((0u64..4, 0u64..8, 0u64..512, any::<(bool, bool, bool)>()), 1..24),
             probes in prop::collection::vec(0u64..(1 << 33), 32),
         ) {
-            let frames = Rc::new(Frames::default());
-            *frames.next.borrow_mut() = TABLES + 0x1000;
             let root_pa = TABLES;
-            let root = Mapping(frames.clone()).frame_to_pointer(PhysFrame::containing_address(PhysAddr::new(root_pa)));
-            // SAFETY: `root` points at a boxed table owned by `frames`, alive for this scope,
-            // and nothing else holds a reference to it.
-            let mut mapper = unsafe { MappedPageTable::new(&mut *root, Mapping(frames.clone())) };
-            let mut alloc = Alloc(frames.clone());
+            let mut mapper = X86Tables::new(root_pa);
             let mut touched = Vec::new();
             for (kind, gig, slot, (w, u, x)) in maps {
-                let f = flags(w, u, x);
-                let va = gig << 30;
-                match kind {
-                    0 => {
-                        let v = va | slot << 12;
-                        touched.push(v);
-                        map_one::<Size4KiB>(&mut mapper, &mut alloc, v, 0x1_0000_0000 + (slot << 12), f);
-                    }
-                    1 | 2 => {
-                        let v = va | (slot % 512) << 21;
-                        touched.push(v);
-                        map_one::<Size2MiB>(&mut mapper, &mut alloc, v, 0x2_0000_0000 + ((slot % 512) << 21), f);
-                    }
-                    _ => {
-                        touched.push(va);
-                        map_one::<Size1GiB>(&mut mapper, &mut alloc, va, gig << 30, f);
-                    }
-                }
+                touched.push(mapper.map_kind(kind, gig, slot, flags(w, u, x)));
             }
             let mem = memory();
-            copy_into(&frames, &mem);
+            copy_into(&mapper, &mem);
             let ours = X86Paging::new(root_pa, Levels::Four);
             for va in touched.into_iter().chain(probes) {
-                let theirs = mapper.translate(VirtAddr::new(va));
+                let theirs = mapper.translate(va);
                 let walked = ours.translate(&mem, va, Access::READ.privileged()).outcome;
                 match theirs {
                     TranslateResult::Mapped { frame, offset, flags } => {

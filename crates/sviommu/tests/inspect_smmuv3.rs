@@ -4,18 +4,13 @@
 //! same memory as a QEMU-layout ELF core; hostile images (random bytes, random anchors); the
 //! JSON contract and the errors, through the binary.
 
-#![allow(unsafe_code)]
-
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use aarch64_paging::descriptor::{El1Attributes as E1, PagingAttributes, PhysicalAddress};
-use aarch64_paging::paging::{
-    Constraints, El1And0, MemoryRegion, PageTable, Translation, TranslationRegime, VaRange,
-};
+use aarch64_paging::descriptor::{El1Attributes as E1, PhysicalAddress};
+use aarch64_paging::paging::{Constraints, El1And0, MemoryRegion, TranslationRegime, VaRange};
 use aarch64_paging::Mapping;
 use assert_cmd::Command;
 use common::*;
@@ -23,12 +18,14 @@ use proptest::prelude::*;
 use serde_json::Value;
 use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
 use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
+use sviommu::inspect::run::Report as _;
 use sviommu::inspect::smmuv3::{self, dump, Anchors, Request, SmmuInspector};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
-use sviommu_pgtable::{Access, Perms};
+use sviommu_pgtable::Access;
 use sviommu_smmuv3::hw::SmmuParams;
 use sviommu_smmuv3::spec::regs::strtab_base_cfg;
 use sviommu_smmuv3::spec::{Cd, EventId, Granule, L1Cd, L1Std, S1Dss, S1Fmt, Ste, StreamConfig};
+use sviommu_testsupport::aarch64::{self, s1_perms, s2_perms, ChosenAddresses};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -53,104 +50,18 @@ fn bin() -> Command {
     Command::cargo_bin("sviommu").unwrap()
 }
 
-/// Hands out table pages at the physical addresses in `free` (last first), and remembers where
-/// each one lives on the heap.
-struct ChosenAddresses<A: PagingAttributes> {
-    free: Vec<u64>,
-    tables: Vec<(u64, NonNull<PageTable<A>>)>,
-}
-
-impl<A: PagingAttributes> ChosenAddresses<A> {
-    /// Copies every table page into `mem` at its chosen address.
-    fn copy_into(&self, mem: &HostMemory) {
-        self.copy_into_at(mem, |pa| pa);
-    }
-
-    /// Copies every table page into `mem` at `to_pa` of its chosen address (an IPA, for tables
-    /// a stage 2 places).
-    fn copy_into_at(&self, mem: &HostMemory, to_pa: impl Fn(u64) -> u64) {
-        let mut page = vec![0u8; 4096];
-        for &(pa, table) in &self.tables {
-            // SAFETY: `table` came from `Box::leak` in `allocate_table` and is freed only by
-            // `deallocate_table`, which also drops it from `tables`; the crate is not mutating
-            // it while we hold `&self`.
-            let table = unsafe { table.as_ref() };
-            table.write_to(&mut page).unwrap();
-            mem.write(Hpa(to_pa(pa)), &page).unwrap();
-        }
-    }
-}
-
-impl<A: PagingAttributes> Translation<A> for ChosenAddresses<A> {
-    fn allocate_table(&mut self) -> (NonNull<PageTable<A>>, PhysicalAddress) {
-        let pa = self.free.pop().expect("out of chosen table pages");
-        let table = NonNull::from(Box::leak(Box::new(PageTable::<A>::EMPTY)));
-        self.tables.push((pa, table));
-        (table, PhysicalAddress(usize::try_from(pa).unwrap()))
-    }
-
-    unsafe fn deallocate_table(&mut self, page_table: NonNull<PageTable<A>>) {
-        self.tables.retain(|&(_, t)| t != page_table);
-        // SAFETY: the caller promises `page_table` came from `allocate_table` (a leaked Box)
-        // and is not yet freed; it is no longer in `tables`, so nothing reads it after this.
-        unsafe { drop(Box::from_raw(page_table.as_ptr())) };
-    }
-
-    fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<A>> {
-        self.tables
-            .iter()
-            .find(|&&(p, _)| p == pa.0 as u64)
-            .map(|&(_, t)| t)
-            .expect("a table address the crate never allocated")
-    }
-}
-
 /// What the crate's walk finds for `va`: `(output, page_lg2, flags, leaf level)`, or `None` if
 /// unmapped or outside the range its root level covers.
 fn crate_walk<R: TranslationRegime>(
     m: &Mapping<ChosenAddresses<R::Attributes>, R>,
     va: u64,
 ) -> Option<(u64, u8, R::Attributes, usize)> {
-    let page = usize::try_from(va & !0xfff).unwrap();
-    let mut found = None;
-    m.walk_range(&MemoryRegion::new(page, page + 1), &mut |_, desc, level| {
-        if desc.is_valid() {
-            let lg2 = 12 + 9 * (3 - level as u8);
-            let base = desc.output_address().0 as u64;
-            found = Some((base + (va & ((1 << lg2) - 1)), lg2, desc.flags(), level));
-        }
-        Ok(())
-    })
-    .ok()?;
-    found
+    aarch64::crate_walk(m, va).ok().flatten()
 }
 
 /// The crate's stage-1 walk of `va`: `(output, page_lg2, flags)`.
 fn their_walk(m: &Mapping<ChosenAddresses<E1>, El1And0>, va: u64) -> Option<(u64, u8, E1)> {
     crate_walk(m, va).map(|(out, lg2, flags, _)| (out, lg2, flags))
-}
-
-/// D8.4, stage 1 of EL1&0, from the crate's flag names.
-fn s1_perms(f: E1) -> Perms {
-    let (ro, user) = (f.contains(E1::READ_ONLY), f.contains(E1::USER));
-    let mut p = Perms::PRIV_R;
-    if !ro {
-        p = p.union(Perms::PRIV_W);
-    }
-    if user {
-        p = p.union(Perms::USER_R);
-        if !ro {
-            p = p.union(Perms::USER_W);
-        }
-    }
-    if !f.contains(E1::UXN) {
-        p = p.union(Perms::USER_X);
-    }
-    let el0_writable = user && !ro;
-    if !f.contains(E1::PXN) && !el0_writable {
-        p = p.union(Perms::PRIV_X);
-    }
-    p
 }
 
 /// The mappings the crate is asked for: `(va, len, pa, extra flags)`.
@@ -202,13 +113,8 @@ fn fixture() -> Fixture {
     let mut pages: Vec<u64> = (0..TABLE_PAGES).map(|i| TABLES + i * 0x1000).collect();
     pages.reverse();
     pages.swap(3, 200);
-    let mut m = Mapping::with_asid_and_va_range(
-        ChosenAddresses { free: pages, tables: Vec::new() },
-        1,
-        0,
-        El1And0,
-        VaRange::Lower,
-    );
+    let mut m =
+        Mapping::with_asid_and_va_range(ChosenAddresses::new(pages), 1, 0, El1And0, VaRange::Lower);
     let base = E1::VALID | E1::ACCESSED | E1::INNER_SHAREABLE | E1::ATTRIBUTE_INDEX_1;
     for (va, len, pa, extra) in MAPS {
         let range = MemoryRegion::new(va as usize, (va + len) as usize);
@@ -590,7 +496,7 @@ fn aarch64_paging_stage_2_tables_translate_as_the_crate_walks_them() {
     let mut pages: Vec<u64> = (0..64).map(|i| TABLES + i * 0x1000).collect();
     pages.reverse();
     pages.swap(1, 40);
-    let mut m = Mapping::new(ChosenAddresses::<S2> { free: pages, tables: Vec::new() }, 1, Stage2);
+    let mut m = Mapping::new(ChosenAddresses::<S2>::new(pages), 1, Stage2);
     let base = S2::VALID | S2::ACCESS_FLAG | S2::SH_INNER | S2::MEMATTR_NORMAL_INNER_WB;
     let rw = S2::S2AP_ACCESS_RW;
     let maps: [(u64, u64, u64, S2); 4] = [
@@ -670,7 +576,7 @@ fn aarch64_paging_ttb1_tables_translate_upper_addresses_as_the_crate_walks_them(
     let mut pages: Vec<u64> = (0..64).map(|i| TABLES + i * 0x1000).collect();
     pages.swap(0, 17);
     let mut m = Mapping::with_asid_and_va_range(
-        ChosenAddresses::<E1> { free: pages, tables: Vec::new() },
+        ChosenAddresses::<E1>::new(pages),
         2,
         1,
         El1And0,
@@ -746,13 +652,6 @@ fn aarch64_paging_ttb1_tables_translate_upper_addresses_as_the_crate_walks_them(
     assert!(mapped >= 10, "the probes must hit mappings: {mapped}");
 }
 
-/// Stage-2 permissions of a crate-built descriptor: S2AP read and write, XN, the same for both
-/// privilege levels.
-fn s2_perms(f: aarch64_paging::descriptor::Stage2Attributes) -> Perms {
-    use aarch64_paging::descriptor::Stage2Attributes as S2;
-    Perms::rwx(f.contains(S2::S2AP_ACCESS_RO), f.contains(S2::S2AP_ACCESS_WO), !f.contains(S2::XN))
-}
-
 /// Nested (STE.Config = S1+S2), both stages built by `aarch64-paging`: the guest's stage-1
 /// tables and CD at IPAs in guest RAM (the crate's EL1&0 regime), the host's stage 2 mapping
 /// guest RAM (4K pages, then a 2M block) and two more IPA ranges (read-only, execute-never)
@@ -782,8 +681,7 @@ fn aarch64_paging_nested_stages_translate_as_the_composition_of_the_crates_walks
     // Stage 2, from level 1 (39-bit IPAs).
     let mut s2_pages: Vec<u64> = (0..TABLE_PAGES).map(|i| TABLES + i * 0x1000).collect();
     s2_pages.reverse();
-    let mut s2 =
-        Mapping::new(ChosenAddresses::<S2> { free: s2_pages, tables: Vec::new() }, 1, Stage2);
+    let mut s2 = Mapping::new(ChosenAddresses::<S2>::new(s2_pages), 1, Stage2);
     let s2_base = S2::VALID | S2::ACCESS_FLAG | S2::SH_INNER | S2::MEMATTR_NORMAL_INNER_WB;
     let rw = S2::S2AP_ACCESS_RW;
     let s2_maps: [(u64, u64, u64, S2, Constraints); 4] = [
@@ -799,7 +697,7 @@ fn aarch64_paging_nested_stages_translate_as_the_composition_of_the_crates_walks
 
     // Stage 1, from level 0 (48-bit VAs), outputs are IPAs.
     let mut s1 = Mapping::with_asid_and_va_range(
-        ChosenAddresses::<E1> { free: s1_pages, tables: Vec::new() },
+        ChosenAddresses::<E1>::new(s1_pages),
         1,
         0,
         El1And0,

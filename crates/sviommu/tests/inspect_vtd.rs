@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use sviommu::inspect::image::{self, ImageArgs, ImageSpec};
 use sviommu::inspect::record::{FaultInfo, RequestRecord, Step, Stop, Translated};
+use sviommu::inspect::run::Report as _;
 use sviommu::inspect::vtd::{self, dump, Anchors, Request, VtdInspector};
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
@@ -78,83 +79,11 @@ fn demo_file(dir: &Path) -> (Demo, PathBuf) {
 // ---------------------------------------------------------------------------------------------
 
 mod other_crate {
-    #![allow(unsafe_code)]
-
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::rc::Rc;
-
-    use x86_64::structures::paging::mapper::{
-        MappedPageTable, Mapper, PageTableFrameMapping, TranslateResult,
-    };
-    use x86_64::structures::paging::{
-        FrameAllocator as X86FrameAllocator, Page, PageSize, PageTable, PageTableFlags as F,
-        PhysFrame, Size1GiB, Size2MiB, Size4KiB, Translate,
-    };
-    use x86_64::{PhysAddr, VirtAddr};
+    use sviommu_testsupport::x86::{flags, X86Tables};
+    use x86_64::structures::paging::mapper::TranslateResult;
+    use x86_64::structures::paging::{PageTableFlags as F, Size2MiB, Size4KiB};
 
     use super::*;
-
-    /// Page tables the `x86_64` crate writes, each at a (table-space) address we chose.
-    #[derive(Default)]
-    struct Frames {
-        tables: RefCell<HashMap<u64, Box<PageTable>>>,
-        next: RefCell<u64>,
-    }
-
-    struct Mapping(Rc<Frames>);
-
-    // SAFETY: every frame maps to its own boxed, 4K-aligned `PageTable`, which lives as long as
-    // `Frames` and is never moved (the Box owns it).
-    unsafe impl PageTableFrameMapping for Mapping {
-        fn frame_to_pointer(&self, frame: PhysFrame) -> *mut PageTable {
-            let mut tables = self.0.tables.borrow_mut();
-            let table = tables
-                .entry(frame.start_address().as_u64())
-                .or_insert_with(|| Box::new(PageTable::new()));
-            &mut **table as *mut PageTable
-        }
-    }
-
-    struct Alloc(Rc<Frames>);
-
-    // SAFETY: each frame is handed out once, never reused, and is 4K aligned.
-    unsafe impl X86FrameAllocator<Size4KiB> for Alloc {
-        fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-            let mut next = self.0.next.borrow_mut();
-            let frame = PhysFrame::from_start_address(PhysAddr::new(*next)).ok()?;
-            *next += 0x1000;
-            Some(frame)
-        }
-    }
-
-    fn map_one<S: PageSize>(
-        mapper: &mut MappedPageTable<'_, Mapping>,
-        alloc: &mut Alloc,
-        va: u64,
-        pa: u64,
-        flags: F,
-    ) where
-        for<'a> MappedPageTable<'a, Mapping>: Mapper<S>,
-    {
-        let parent = F::PRESENT | F::WRITABLE | F::USER_ACCESSIBLE;
-        let page = Page::<S>::containing_address(VirtAddr::new(va));
-        let frame = PhysFrame::<S>::containing_address(PhysAddr::new(pa));
-        // SAFETY: the mapped frames are never accessed; only the tables are, and they are
-        // owned by `Frames`.
-        let mapped = unsafe { mapper.map_to_with_table_flags(page, frame, flags, parent, alloc) };
-        if let Ok(flush) = mapped {
-            flush.ignore();
-        }
-    }
-
-    fn flags(writable: bool, user: bool, exec: bool) -> F {
-        let mut f = F::PRESENT;
-        f.set(F::WRITABLE, writable);
-        f.set(F::USER_ACCESSIBLE, user);
-        f.set(F::NO_EXECUTE, !exec);
-        f
-    }
 
     /// Host memory: structures and (first-stage only) tables at 1 MiB, 1 MiB long.
     const HOST: (u64, u64) = (0x10_0000, 0x10_0000);
@@ -177,15 +106,8 @@ mod other_crate {
             maps in prop::collection::vec((0u64..4, 0u64..8, 0u64..256, any::<(bool, bool, bool)>()), 1..16),
             probes in prop::collection::vec(0u64..(1 << 33), 16),
         ) {
-            let frames = Rc::new(Frames::default());
             let root_at = if nested { FS_FRAMES_GUEST } else { FS_FRAMES_HOST };
-            *frames.next.borrow_mut() = root_at + 0x1000;
-            let root = Mapping(frames.clone())
-                .frame_to_pointer(PhysFrame::containing_address(PhysAddr::new(root_at)));
-            // SAFETY: `root` points at a boxed table owned by `frames`, alive for this scope,
-            // and nothing else holds a reference to it.
-            let mut mapper = unsafe { MappedPageTable::new(&mut *root, Mapping(frames.clone())) };
-            let mut alloc = Alloc(frames.clone());
+            let mut mapper = X86Tables::new(root_at);
             let mut touched = Vec::new();
             for (kind, gig, slot, (w, u, x)) in maps {
                 let f = flags(w, u, x);
@@ -196,36 +118,23 @@ mod other_crate {
                     0 | 3 if nested => {
                         let v = va | slot << 12;
                         touched.push(v);
-                        map_one::<Size4KiB>(&mut mapper, &mut alloc, v, slot << 12, f);
+                        mapper.map::<Size4KiB>(v, slot << 12, f);
                     }
                     1 | 2 if nested => {
                         let v = va | (slot % 512) << 21;
                         touched.push(v + 0x1234);
-                        map_one::<Size2MiB>(&mut mapper, &mut alloc, v, 0, f);
+                        mapper.map::<Size2MiB>(v, 0, f);
                     }
-                    0 => {
-                        let v = va | slot << 12;
-                        touched.push(v);
-                        map_one::<Size4KiB>(&mut mapper, &mut alloc, v, 0x1_0000_0000 + (slot << 12), f);
-                    }
-                    1 | 2 => {
-                        let v = va | (slot % 512) << 21;
-                        touched.push(v + 0x1234);
-                        map_one::<Size2MiB>(&mut mapper, &mut alloc, v, 0x2_0000_0000 + ((slot % 512) << 21), f);
-                    }
-                    _ => {
-                        touched.push(va + 0x12_3456);
-                        map_one::<Size1GiB>(&mut mapper, &mut alloc, va, gig << 30, f);
-                    }
+                    0 => touched.push(mapper.map_kind(kind, gig, slot, f)),
+                    1 | 2 => touched.push(mapper.map_kind(kind, gig, slot, f) + 0x1234),
+                    _ => touched.push(mapper.map_kind(kind, gig, slot, f) + 0x12_3456),
                 }
             }
 
             // The image: structures from the spec's setters, the crate's tables copied in.
             let mut img = Image::new(&[HOST, GUEST], (HOST.0, 0x8_0000));
             let to_mem = |table_addr: u64| if nested { GUEST.0 + table_addr } else { table_addr };
-            for (&pa, table) in frames.tables.borrow().iter() {
-                let words: Vec<u64> =
-                    table.iter().map(|e| e.addr().as_u64() | e.flags().bits()).collect();
+            for (pa, words) in mapper.tables() {
                 img.write(to_mem(pa), &words);
             }
             let rta = img.page();
@@ -267,7 +176,7 @@ mod other_crate {
 
             for va in touched.into_iter().chain(probes) {
                 let record = insp.translate(&req(0x0300, Some(7), va, Access::READ.privileged()), false);
-                match mapper.translate(VirtAddr::new(va)) {
+                match mapper.translate(va) {
                     TranslateResult::Mapped { frame, offset, flags } => {
                         let t = ok(&record);
                         let gpa = frame.start_address().as_u64() + offset;

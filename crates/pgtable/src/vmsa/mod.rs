@@ -164,6 +164,15 @@ pub enum Oa52 {
     Lpa2,
 }
 
+/// D8.3 "Output address fields": the output (or next-table) address a block, page or table
+/// descriptor holds under granule `tg` and 52-bit extension `oa_52`, taking the output size at
+/// its largest (PS of 52 bits), as a reader without the TCR's PS (a debugger) sees it. The
+/// walker decodes with the same rule.
+pub fn descriptor_addr(raw: u64, tg: Granule, oa_52: Oa52) -> u64 {
+    let oa_bits = Regime::oa_bits(tg, Ps::Bits52, oa_52);
+    Regime { tg, oa_52, start: 3, ia_bits: tg.lg2(), oa_bits }.addr(raw)
+}
+
 /// Where a descriptor keeps its output address (D8.3, "Output address fields").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OaLayout {

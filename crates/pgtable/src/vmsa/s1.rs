@@ -26,6 +26,16 @@ pub const UXN_TABLE: Field = Field::bit(60);
 /// `APTable[0]` (bit 61) denies EL0 data access below; `APTable[1]` (bit 62) denies writes below.
 pub const AP_TABLE: Field = Field::bits(62, 61);
 
+/// D8.2 (two VA ranges): `VA[55]` selects the range, and so the tables, of a regime with two:
+/// TTB1's when set, TTB0's when clear, whatever TBI makes of bits 63:56 (SMMUv3 §3.4.1 applies
+/// it to a CD's TTB0 and TTB1).
+pub const VA_RANGE_SELECT: Field = Field::bit(55);
+
+/// Whether `va` is in the upper VA range, the one TTB1's tables translate ([`VA_RANGE_SELECT`]).
+pub fn selects_ttb1(va: u64) -> bool {
+    VA_RANGE_SELECT.is_set(va)
+}
+
 /// `AP[1]`: EL0 has access.
 const AP_EL0: u64 = 0b01;
 /// `AP[2]`: read-only.

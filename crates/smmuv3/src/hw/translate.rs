@@ -366,7 +366,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let va = req.t.addr;
-        let upper = (va >> 55) & 1 == 1;
+        let upper = vmsa::s1::selects_ttb1(va);
         let (half, tbi) = if upper { (&ctx.ttb1, ctx.tbi1) } else { (&ctx.ttb0, ctx.tbi0) };
         let Some(s1) = half else {
             // §5.4 EPDx: a walk through a disabled half is a stage-1 Translation fault.

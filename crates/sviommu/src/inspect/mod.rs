@@ -10,17 +10,18 @@
 //! | [`image`] | the `--image` options, loading, and the view of memory that remembers reads that hit a hole |
 //! | [`parse`] | numbers, BDFs, accesses, request files (with line numbers) |
 //! | [`record`] | the report every architecture shares: one record per request, as text or JSON lines |
+//! | [`run`] | the one run loop: image, model, then `--dump` or each request; request files; what a record counts |
 //! | [`vtd`] | Intel VT-d: `--rtaddr`, `--cap`, `--ecap`; decoding through `sviommu_vtd::spec` |
 //! | [`smmuv3`] | Arm SMMUv3: `--strtab-base`, `--strtab-base-cfg`, `--idrN`; decoding through `sviommu_smmuv3::spec` |
 
 use std::path::PathBuf;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use sviommu_memory::ImageError;
 
 pub mod image;
 pub mod parse;
 pub mod record;
+pub mod run;
 pub mod smmuv3;
 pub mod vtd;
 
@@ -94,68 +95,7 @@ pub enum InspectError {
 /// Runs `sviommu inspect ARCH ...`, writing the report to `out`.
 pub fn run(arch: &Arch, out: &mut dyn std::io::Write) -> Result<(), InspectError> {
     match arch {
-        Arch::Vtd(args) => vtd::run(args, out),
-        Arch::Smmuv3(args) => smmuv3::run(args, out),
+        Arch::Vtd(args) => run::run::<vtd::VtdInspector>(args, out),
+        Arch::Smmuv3(args) => run::run::<smmuv3::SmmuInspector>(args, out),
     }
-}
-
-/// How the requests were asked and are to be answered.
-#[derive(Clone, Copy, Debug)]
-pub struct Answering {
-    /// Text for people (else JSON lines).
-    pub text: bool,
-    /// Every read shown.
-    pub walk: bool,
-    /// The requests came from a file.
-    pub from_file: bool,
-}
-
-/// Answers each request in turn, the same way for every architecture: one record per request
-/// (text or a JSON line), or, for a request file in text without `--walk`, one table.
-pub fn answer<R>(
-    requests: &[R],
-    translate: impl Fn(&R, bool) -> record::RequestRecord,
-    table_space: &dyn Fn(&str) -> &'static str,
-    how: Answering,
-    out: &mut dyn std::io::Write,
-) -> Result<(), InspectError> {
-    if how.text && how.from_file && !how.walk {
-        let records: Vec<record::RequestRecord> =
-            requests.iter().map(|r| translate(r, false)).collect();
-        out.write_all(requests_table(&records).as_bytes())?;
-        return Ok(());
-    }
-    for r in requests {
-        let record = translate(r, how.walk);
-        let s = if how.text { record.text(table_space) } else { format!("{}\n", record.json()) };
-        out.write_all(s.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// Many requests as one table (text, without --walk).
-pub fn requests_table(records: &[record::RequestRecord]) -> String {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    let (device, sub) = match records.first().map(|r| r.requester) {
-        Some(record::Requester::Stream { .. }) => ("sid", "ssid"),
-        _ => ("device", "pasid"),
-    };
-    table.set_header(["line", device, sub, "access", "address", "result", "reads"]);
-    for r in records {
-        table.add_row([
-            Cell::new(r.line.map_or("-".into(), |l| l.to_string()))
-                .set_alignment(CellAlignment::Right),
-            Cell::new(match r.requester {
-                record::Requester::Pci { rid, .. } => parse::Bdf(rid).to_string(),
-                record::Requester::Stream { sid, .. } => sid.to_string(),
-            }),
-            Cell::new(r.requester.sub().map_or("-".into(), |p| p.to_string())),
-            Cell::new(parse::access_name(r.access)),
-            Cell::new(format!("{:#x}", r.addr)),
-            Cell::new(r.result_text()),
-            Cell::new(r.reads).set_alignment(CellAlignment::Right),
-        ]);
-    }
-    format!("{table}\n")
 }

@@ -10,14 +10,16 @@
 use std::path::PathBuf;
 
 use sviommu_memory::HostMemory;
+use sviommu_pgtable::vmsa;
 use sviommu_pgtable::{Access, Stage, WalkObserver, WalkStep};
 use sviommu_smmuv3::hw::{Abort, CacheSizes, Silent, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::regs::{self, cr0, strtab_base, strtab_base_cfg};
 use sviommu_smmuv3::spec::{Cd, Granule, Ste};
 
-use super::image::{self, ImageArgs, ImageMemory, Piece};
+use super::image::{ImageArgs, ImageMemory, Piece};
 use super::parse;
-use super::record::{FaultInfo, Hex, RequestRecord, Requester, Step, Stop, Translated};
+use super::record::{FaultInfo, Hex, RequestRecord, Requester, Stop};
+use super::run::{self, Asked, Front, Query, Steps};
 use super::InspectError;
 use crate::Format;
 
@@ -192,28 +194,24 @@ pub struct SmmuInspector {
 /// Sees what the model reads: counts it, and records it decoded when the walk is wanted. It
 /// remembers the granules the STE and CD select, to decode descriptors' addresses.
 struct Recorder {
-    keep: bool,
-    /// The transaction's address bit 55 (TTB1 rather than TTB0).
+    /// The transaction's address selects TTB1 rather than TTB0.
     upper: bool,
     oa52: bool,
     s1_granule: Option<Granule>,
     s2_granule: Option<Granule>,
-    reads: u32,
-    steps: Vec<Step>,
-    /// The STEs and CDs seen, kept even without `keep` (for `--dump`).
+    steps: Steps,
+    /// The STEs and CDs seen, kept even when the walk is not (for `--dump`).
     structures: Vec<(&'static str, u64, [u64; 8])>,
 }
 
 impl Recorder {
     fn new(keep: bool, addr: u64, oa52: bool) -> Self {
         Self {
-            keep,
-            upper: addr >> 55 & 1 == 1,
+            upper: vmsa::s1::selects_ttb1(addr),
             oa52,
             s1_granule: None,
             s2_granule: None,
-            reads: 0,
-            steps: Vec::new(),
+            steps: Steps::new(keep),
             structures: Vec::new(),
         }
     }
@@ -234,25 +232,15 @@ pub fn table_space(_stage: &str) -> &'static str {
 
 impl WalkObserver for Recorder {
     fn step(&mut self, s: WalkStep) {
-        self.reads = self.reads.saturating_add(1);
-        if self.keep {
-            let granule = match s.stage {
-                Stage::S1 => self.s1_granule,
-                Stage::S2 => self.s2_granule,
-            };
-            self.steps.push(Step::Entry {
-                stage: stage_name(s.stage),
-                level: s.level,
-                table_addr: Hex(s.table_addr),
-                mem_addr: Hex(s.mem_addr),
-                raw: Hex(s.raw),
-                fields: decode::entry(s.stage, s.raw, granule, self.oa52),
-            });
-        }
+        let granule = match s.stage {
+            Stage::S1 => self.s1_granule,
+            Stage::S2 => self.s2_granule,
+        };
+        let oa52 = self.oa52;
+        self.steps.entry(stage_name(s.stage), s, || decode::entry(s.stage, s.raw, granule, oa52));
     }
 
     fn structure(&mut self, what: &'static str, mem_addr: u64, words: &[u64]) {
-        self.reads = self.reads.saturating_add(1);
         // STEs and CDs (eight words) select the granules and are kept for `--dump`; the
         // one-word level-1 descriptors (L1STD, L1CD) are only shown.
         if let Ok(w) = <[u64; 8]>::try_from(words) {
@@ -268,16 +256,7 @@ impl WalkObserver for Recorder {
                 self.structures.push((what, mem_addr, w));
             }
         }
-        if self.keep {
-            let (fields, reserved_bits) = decode::structure(what, words).unwrap_or_default();
-            self.steps.push(Step::Structure {
-                what,
-                mem_addr: Hex(mem_addr),
-                words: words.iter().map(|&w| Hex(w)).collect(),
-                fields,
-                reserved_bits,
-            });
-        }
+        self.steps.structure(what, mem_addr, words, || decode::structure(what, words));
     }
 }
 
@@ -369,37 +348,27 @@ impl SmmuInspector {
         if let Some(s) = req.ssid {
             t = t.with_ssid(s);
         }
-        drop(self.memory().take_misses());
         let recorder = Recorder::new(walk, req.addr, self.oa52());
-        let (result, mut recorder) = self.smmu.translate_observed(&t, recorder);
-        let misses = self.memory().take_misses();
-        let failed = u32::try_from(misses.len()).unwrap_or(u32::MAX);
-        if walk {
-            recorder.steps.extend(
-                misses.iter().map(|m| Step::Outside { mem_addr: Hex(m.addr), bytes: m.len }),
-            );
-        }
-        let (result, reads) = match result {
-            Ok(t) => (
-                Ok(Translated {
-                    output: t.output,
-                    page_size: 1u64.checked_shl(t.page_lg2.into()).unwrap_or(0),
-                    perms: t.perms,
-                    interrupt: false,
-                }),
-                t.reads,
-            ),
-            Err(a) => (Err(stop(&a)), recorder.reads.saturating_add(failed)),
-        };
-        let record = RequestRecord {
+        let asked = Asked {
             line: req.line,
             requester: Requester::Stream { sid: req.sid, ssid: req.ssid },
             addr: req.addr,
             access: req.access,
-            result,
-            reads,
-            walk: walk.then_some(recorder.steps),
         };
+        let (record, recorder) = run::record(
+            self.memory(),
+            asked,
+            walk,
+            || {
+                let (result, recorder) = self.smmu.translate_observed(&t, recorder);
+                let answer = match result {
+                    Ok(t) => Ok((run::translated(t.output, t.page_lg2, t.perms, false), t.reads)),
+                    Err(a) => Err(stop(&a)),
+                };
+                (answer, recorder)
+            },
+            |r| &mut r.steps,
+        );
         Outcome { record, structures: recorder.structures }
     }
 
@@ -431,63 +400,63 @@ impl SmmuInspector {
             p.idr3,
             p.idr5
         );
-        for piece in pieces {
-            let end = piece.addr.0.saturating_add(piece.len);
-            s.push_str(&format!(
-                "image: {:#x}..{:#x} from {} ({})\n",
-                piece.addr.0, end, piece.file, piece.kind
-            ));
-        }
+        s.push_str(&run::pieces_text(pieces));
         s
     }
 }
 
-/// Runs `sviommu inspect smmuv3`, writing the report to `out`.
-pub fn run(args: &SmmuArgs, out: &mut dyn std::io::Write) -> Result<(), InspectError> {
-    let (mem, pieces) = image::load(&args.image)?;
-    let inspector = SmmuInspector::new(mem, Anchors::from_args(args))?;
-    let text = args.format == Format::Text;
-    if text {
-        out.write_all(inspector.header(&pieces).as_bytes())?;
+impl Front for SmmuInspector {
+    type Args = SmmuArgs;
+    type Id = u32;
+    type Request = Request;
+    type Dump = dump::Dump;
+
+    const ID_FIELD: &'static str = "sid";
+
+    fn parse_id(s: &str) -> Result<u32, parse::ParseError> {
+        parse::stream_id(s)
     }
-    if let Some(sid) = args.dump {
-        let d = dump::dump(&inspector, sid);
-        let s = if text { d.text() } else { format!("{}\n", d.json()) };
-        out.write_all(s.as_bytes())?;
-        return Ok(());
+
+    fn request(
+        line: Option<usize>,
+        sid: u32,
+        ssid: Option<u32>,
+        addr: u64,
+        access: Access,
+    ) -> Request {
+        Request { line, sid, ssid, addr, access }
     }
-    let requests = match (&args.requests, args.device, args.addr) {
-        (Some(path), _, _) => read_requests(path)?,
-        (None, Some(sid), Some(addr)) => {
-            let access = args.access.unwrap_or(Access::READ);
-            let access = if args.privileged { access.privileged() } else { access };
-            vec![Request { line: None, sid, ssid: args.ssid, addr, access }]
+
+    fn query(args: &SmmuArgs) -> Query<'_, u32, Request> {
+        let access = run::access(args.access, args.privileged);
+        let one = args.device.zip(args.addr);
+        Query {
+            image: &args.image,
+            requests: args.requests.as_deref(),
+            one: one.map(|(sid, addr)| Request { line: None, sid, ssid: args.ssid, addr, access }),
+            dump: args.dump,
+            walk: args.walk,
+            format: args.format,
         }
-        _ => return Err(InspectError::NoQuery),
-    };
-    let how = super::Answering { text, walk: args.walk, from_file: args.requests.is_some() };
-    super::answer(&requests, |r, walk| inspector.translate(r, walk), &table_space, how, out)
-}
+    }
 
-/// Reads and parses a request file; every device field must be a StreamID.
-pub fn read_requests(path: &std::path::Path) -> Result<Vec<Request>, InspectError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| InspectError::Requests { path: path.to_owned(), source })?;
-    parse_requests(&text)
-        .map_err(|error| InspectError::RequestLine { path: path.to_owned(), error })
-}
+    fn open(mem: HostMemory, args: &SmmuArgs) -> Result<Self, InspectError> {
+        Self::new(mem, Anchors::from_args(args))
+    }
 
-/// Parses request lines; every device field must be a StreamID.
-pub fn parse_requests(text: &str) -> Result<Vec<Request>, parse::ParseError> {
-    parse::request_lines(text)?
-        .into_iter()
-        .map(|l| {
-            let sid = parse::stream_id(&l.device).map_err(|e| parse::ParseError::Line {
-                line: l.line,
-                field: "sid",
-                error: Box::new(e),
-            })?;
-            Ok(Request { line: Some(l.line), sid, ssid: l.pasid, addr: l.addr, access: l.access })
-        })
-        .collect()
+    fn header(&self, pieces: &[Piece]) -> String {
+        SmmuInspector::header(self, pieces)
+    }
+
+    fn dump(&self, sid: u32) -> dump::Dump {
+        dump::dump(self, sid)
+    }
+
+    fn translate(&self, req: &Request, walk: bool) -> RequestRecord {
+        SmmuInspector::translate(self, req, walk)
+    }
+
+    fn table_space(stage: &str) -> &'static str {
+        table_space(stage)
+    }
 }

@@ -14,9 +14,10 @@ use sviommu_pgtable::{Access, Stage, WalkObserver, WalkStep};
 use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::regs::{self, gcmd, gsts, rtaddr, rtaddr::Ttm};
 
-use super::image::{self, ImageArgs, ImageMemory, Piece};
+use super::image::{ImageArgs, ImageMemory, Piece};
 use super::parse;
-use super::record::{FaultInfo, Hex, RequestRecord, Requester, Step, Stop, Translated};
+use super::record::{FaultInfo, RequestRecord, Requester, Stop};
+use super::run::{self, Asked, Front, Query, Steps};
 use super::InspectError;
 use crate::Format;
 
@@ -182,9 +183,7 @@ pub struct VtdInspector {
 struct Recorder {
     haw: u8,
     devfn: u8,
-    keep: bool,
-    reads: u32,
-    steps: Vec<Step>,
+    steps: Steps,
 }
 
 /// VT-d's names for the stages.
@@ -203,32 +202,12 @@ pub fn table_space(_stage: &str) -> &'static str {
 
 impl WalkObserver for Recorder {
     fn step(&mut self, s: WalkStep) {
-        self.reads = self.reads.saturating_add(1);
-        if self.keep {
-            self.steps.push(Step::Entry {
-                stage: stage_name(s.stage),
-                level: s.level,
-                table_addr: Hex(s.table_addr),
-                mem_addr: Hex(s.mem_addr),
-                raw: Hex(s.raw),
-                fields: decode::entry(s.stage, s.raw),
-            });
-        }
+        self.steps.entry(stage_name(s.stage), s, || decode::entry(s.stage, s.raw));
     }
 
     fn structure(&mut self, what: &'static str, mem_addr: u64, words: &[u64]) {
-        self.reads = self.reads.saturating_add(1);
-        if self.keep {
-            let (fields, reserved_bits) =
-                decode::structure(what, words, self.haw, self.devfn).unwrap_or_default();
-            self.steps.push(Step::Structure {
-                what,
-                mem_addr: Hex(mem_addr),
-                words: words.iter().map(|&w| Hex(w)).collect(),
-                fields,
-                reserved_bits,
-            });
-        }
+        let (haw, devfn) = (self.haw, self.devfn);
+        self.steps.structure(what, mem_addr, words, || decode::structure(what, words, haw, devfn));
     }
 }
 
@@ -289,46 +268,35 @@ impl VtdInspector {
             dma = dma.with_pasid(p);
         }
         let [_, devfn] = req.rid.to_be_bytes();
-        let recorder =
-            Recorder { haw: self.params().haw, devfn, keep: walk, reads: 0, steps: Vec::new() };
-        drop(self.memory().take_misses());
-        let (result, mut recorder) = self.vtd.translate_observed(&dma, recorder);
-        let misses = self.memory().take_misses();
-        let failed = u32::try_from(misses.len()).unwrap_or(u32::MAX);
-        if walk {
-            recorder.steps.extend(
-                misses.iter().map(|m| Step::Outside { mem_addr: Hex(m.addr), bytes: m.len }),
-            );
-        }
-        let (result, reads) = match result {
-            Ok(t) => (
-                Ok(Translated {
-                    output: t.output,
-                    page_size: 1u64.checked_shl(t.page_lg2.into()).unwrap_or(0),
-                    perms: t.perms,
-                    interrupt: t.interrupt,
-                }),
-                t.reads,
-            ),
-            Err(f) => (
-                Err(Stop::Fault(FaultInfo {
-                    code: f.reason.code(),
-                    name: f.reason.name(),
-                    fpd: Some(f.fpd),
-                    ..FaultInfo::default()
-                })),
-                recorder.reads.saturating_add(failed),
-            ),
-        };
-        RequestRecord {
+        let recorder = Recorder { haw: self.params().haw, devfn, steps: Steps::new(walk) };
+        let asked = Asked {
             line: req.line,
             requester: Requester::Pci { rid: req.rid, pasid: req.pasid },
             addr: req.addr,
             access: req.access,
-            result,
-            reads,
-            walk: walk.then_some(recorder.steps),
-        }
+        };
+        let (record, _) = run::record(
+            self.memory(),
+            asked,
+            walk,
+            || {
+                let (result, recorder) = self.vtd.translate_observed(&dma, recorder);
+                let answer = match result {
+                    Ok(t) => {
+                        Ok((run::translated(t.output, t.page_lg2, t.perms, t.interrupt), t.reads))
+                    }
+                    Err(f) => Err(Stop::Fault(FaultInfo {
+                        code: f.reason.code(),
+                        name: f.reason.name(),
+                        fpd: Some(f.fpd),
+                        ..FaultInfo::default()
+                    })),
+                };
+                (answer, recorder)
+            },
+            |r| &mut r.steps,
+        );
+        record
     }
 
     /// The header a text report starts with.
@@ -343,63 +311,69 @@ impl VtdInspector {
             p.ecap,
             p.haw
         );
-        for piece in pieces {
-            let end = piece.addr.0.saturating_add(piece.len);
-            s.push_str(&format!(
-                "image: {:#x}..{:#x} from {} ({})\n",
-                piece.addr.0, end, piece.file, piece.kind
-            ));
-        }
+        s.push_str(&run::pieces_text(pieces));
         s
     }
 }
 
-/// Runs `sviommu inspect vtd`, writing the report to `out`.
-pub fn run(args: &VtdArgs, out: &mut dyn std::io::Write) -> Result<(), InspectError> {
-    let (mem, pieces) = image::load(&args.image)?;
-    let inspector = VtdInspector::new(mem, Anchors::from_args(args))?;
-    let text = args.format == Format::Text;
-    if text {
-        out.write_all(inspector.header(&pieces).as_bytes())?;
+impl Front for VtdInspector {
+    type Args = VtdArgs;
+    type Id = u16;
+    type Request = Request;
+    type Dump = dump::Dump;
+
+    const ID_FIELD: &'static str = "device";
+
+    fn parse_id(s: &str) -> Result<u16, parse::ParseError> {
+        parse::requester_id(s)
     }
-    if let Some(rid) = args.dump {
-        let d = dump::dump(&inspector, rid);
-        let s = if text { d.text() } else { format!("{}\n", d.json()) };
-        out.write_all(s.as_bytes())?;
-        return Ok(());
+
+    fn request(
+        line: Option<usize>,
+        rid: u16,
+        pasid: Option<u32>,
+        addr: u64,
+        access: Access,
+    ) -> Request {
+        Request { line, rid, pasid, addr, access }
     }
-    let requests = match (&args.requests, args.device, args.addr) {
-        (Some(path), _, _) => read_requests(path)?,
-        (None, Some(rid), Some(addr)) => {
-            let access = args.access.unwrap_or(Access::READ);
-            let access = if args.privileged { access.privileged() } else { access };
-            vec![Request { line: None, rid, pasid: args.pasid, addr, access }]
+
+    fn query(args: &VtdArgs) -> Query<'_, u16, Request> {
+        let access = run::access(args.access, args.privileged);
+        let one = args.device.zip(args.addr);
+        Query {
+            image: &args.image,
+            requests: args.requests.as_deref(),
+            one: one.map(|(rid, addr)| Request {
+                line: None,
+                rid,
+                pasid: args.pasid,
+                addr,
+                access,
+            }),
+            dump: args.dump,
+            walk: args.walk,
+            format: args.format,
         }
-        _ => return Err(InspectError::NoQuery),
-    };
-    let how = super::Answering { text, walk: args.walk, from_file: args.requests.is_some() };
-    super::answer(&requests, |r, walk| inspector.translate(r, walk), &table_space, how, out)
-}
+    }
 
-/// Reads and parses a request file; every device field must be a BDF.
-pub fn read_requests(path: &std::path::Path) -> Result<Vec<Request>, InspectError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| InspectError::Requests { path: path.to_owned(), source })?;
-    parse_requests(&text)
-        .map_err(|error| InspectError::RequestLine { path: path.to_owned(), error })
-}
+    fn open(mem: HostMemory, args: &VtdArgs) -> Result<Self, InspectError> {
+        Self::new(mem, Anchors::from_args(args))
+    }
 
-/// Parses request lines; every device field must be a BDF.
-pub fn parse_requests(text: &str) -> Result<Vec<Request>, parse::ParseError> {
-    parse::request_lines(text)?
-        .into_iter()
-        .map(|l| {
-            let rid = parse::requester_id(&l.device).map_err(|e| parse::ParseError::Line {
-                line: l.line,
-                field: "device",
-                error: Box::new(e),
-            })?;
-            Ok(Request { line: Some(l.line), rid, pasid: l.pasid, addr: l.addr, access: l.access })
-        })
-        .collect()
+    fn header(&self, pieces: &[Piece]) -> String {
+        VtdInspector::header(self, pieces)
+    }
+
+    fn dump(&self, rid: u16) -> dump::Dump {
+        dump::dump(self, rid)
+    }
+
+    fn translate(&self, req: &Request, walk: bool) -> RequestRecord {
+        VtdInspector::translate(self, req, walk)
+    }
+
+    fn table_space(stage: &str) -> &'static str {
+        table_space(stage)
+    }
 }

@@ -115,9 +115,9 @@ pub fn structure(what: &str, words: &[u64]) -> Option<(Fields, bool)> {
 
 /// The fields of a VMSAv8-64 descriptor (Arm ARM D8.3), by the format's `Field` consts: the
 /// one-bit fields as flags, the multi-bit ones as numbers, then the output (or next-table)
-/// address for `granule`, with `OA[51:48]` from bits 15:12 for the 64K granule when the SMMU's
-/// output size is 52 bits (FEAT_LPA). Without a known granule (the walk's STE or CD was not
-/// seen) the 4K layout is used.
+/// address for `granule` as `pgtable::vmsa` decodes it, with `OA[51:48]` from bits 15:12 for
+/// the 64K granule when the SMMU's output size is 52 bits (FEAT_LPA). Without a known granule
+/// (the walk's STE or CD was not seen) the 4K layout is used.
 pub fn entry(stage: Stage, raw: u64, granule: Option<Granule>, oa52: bool) -> Fields {
     let common: [(&'static str, Field); 6] = [
         ("VALID", vmsa::VALID),
@@ -152,12 +152,14 @@ pub fn entry(stage: Stage, raw: u64, granule: Option<Granule>, oa52: bool) -> Fi
             (name, v)
         })
         .collect();
-    let lg2 = granule.map_or(12, Granule::lg2);
-    let mut addr = Field::bits(47, lg2).in_place(raw);
-    if lg2 == 16 && oa52 {
-        addr |= vmsa::OA_HI_LPA.get(raw) << 48;
-    }
-    fields.push(("ADDR", Value::Hex(addr)));
+    let granule = match granule {
+        None | Some(Granule::Size4K) => vmsa::Granule::K4,
+        Some(Granule::Size16K) => vmsa::Granule::K16,
+        Some(Granule::Size64K) => vmsa::Granule::K64,
+    };
+    // The SMMU model takes FEAT_LPA with a 52-bit OAS.
+    let oa_52 = if oa52 { vmsa::Oa52::Lpa } else { vmsa::Oa52::Off };
+    fields.push(("ADDR", Value::Hex(vmsa::descriptor_addr(raw, granule, oa_52))));
     Fields(fields)
 }
 

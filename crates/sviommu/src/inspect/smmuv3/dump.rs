@@ -16,6 +16,7 @@ use sviommu_smmuv3::spec::{Cd, Ste};
 
 use super::{decode, Request, SmmuInspector};
 use crate::inspect::record::{wrap, Fields, Hex, RequestRecord, Stop, TEXT_WIDTH};
+use crate::inspect::run::Report;
 
 /// SubstreamIDs whose CDs are looked at, at most.
 pub const MAX_CDS: u32 = 256;
@@ -173,14 +174,8 @@ fn streams(insp: &SmmuInspector, d: &mut Dump) {
     }
 }
 
-impl Dump {
-    /// As one JSON object.
-    pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
-    /// As text.
-    pub fn text(&self) -> String {
+impl Report for Dump {
+    fn text(&self) -> String {
         let mut s = format!("sid {}\n", self.sid);
         for e in &self.entries {
             let label = e.ssid.map(|n| format!(" [SubstreamID {n}]")).unwrap_or_default();

@@ -20,6 +20,7 @@ use super::decode::{self, CONTEXT, PASID_DIR, PASID_ENTRY, ROOT, SM_CONTEXT, SM_
 use super::VtdInspector;
 use crate::inspect::parse::Bdf;
 use crate::inspect::record::{wrap, Fields, Hex, TEXT_WIDTH};
+use crate::inspect::run::Report;
 
 /// Devices listed at most (of 65536 possible).
 pub const MAX_DEVICES: usize = 1024;
@@ -312,14 +313,8 @@ impl Lister {
     }
 }
 
-impl Dump {
-    /// As one JSON object.
-    pub fn json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-
-    /// As text.
-    pub fn text(&self) -> String {
+impl Report for Dump {
+    fn text(&self) -> String {
         let mut s = format!("device {}\n", self.device);
         for e in &self.entries {
             let _ = write!(s, "  {} {} @ {:#x}", e.what, e.label(), e.mem_addr.0);
