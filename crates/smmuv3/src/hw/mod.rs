@@ -58,7 +58,7 @@ mod events;
 mod mmio;
 mod pri;
 
-pub use cache::CacheSizes;
+pub use cache::{CacheSizes, SmmuCacheStats};
 pub use eventq::QueueStats;
 pub use pri::{AtsResult, AtsTranslation};
 pub use stall::{PageInHint, StallResult};
@@ -641,6 +641,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     fn push(&self, o: Output) {
         self.outbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(o);
+    }
+
+    /// What each cache has done so far.
+    pub fn cache_stats(&self) -> SmmuCacheStats {
+        self.caches.stats()
     }
 
     /// The SMMU's parameters.
