@@ -24,7 +24,9 @@ use sviommu_smmuv3::hw::SmmuParams;
 use sviommu_vtd::driver::DriverConfig as VtdConfig;
 use sviommu_vtd::hw::VtdParams;
 
-use crate::scenario::{Arch, CdTables, PortKind, Process, Scenario, ScenarioError, Source};
+use crate::scenario::{
+    Arch, CdTables, DomainRange, Flush, PortKind, Process, Scenario, ScenarioError, Source, Step,
+};
 
 /// IOMMU structures and tables: the unit's driver allocates from here.
 const TABLES: Range<u64> = 0x100_0000..0x200_0000;
@@ -37,6 +39,8 @@ const GUESTS: Range<u64> = 0x4000_0000..0x5000_0000;
 /// The one unit every device is behind.
 pub const UNIT: UnitId = UnitId(0);
 const PAGE_LG2: u8 = 12;
+/// Ranges a lazy domain's flush queue holds before it invalidates them.
+const LAZY_BATCH: usize = 16;
 
 /// The hardware model a device's DMA goes to.
 #[derive(Clone, Debug)]
@@ -79,6 +83,10 @@ pub struct DomainRecord {
     /// Devices the scenario named in attaches.
     pub named: Vec<String>,
 }
+
+/// The data page allocator of a built machine, for later maps.
+#[derive(Debug)]
+pub struct DataPool(DataPages);
 
 /// The scenario built on one architecture.
 #[derive(Debug)]
@@ -136,6 +144,7 @@ impl Machine {
 }
 
 /// Host pages for mappings, handed out in order so a scenario's addresses are repeatable.
+#[derive(Debug)]
 struct DataPages(FrameAllocator<Hpa>);
 
 impl DataPages {
@@ -146,7 +155,12 @@ impl DataPages {
 }
 
 /// Builds `scenario` on `arch`. Scenario mistakes name their place in `source`.
-pub fn build(scenario: &Scenario, source: &Source, arch: Arch) -> Result<Machine, ScenarioError> {
+pub fn build(
+    scenario: &Scenario,
+    source: &Source,
+    arch: Arch,
+) -> Result<(Machine, DataPool), ScenarioError> {
+    check_steps(scenario, source)?;
     let mem = Arc::new(
         HostMemory::new(&[
             (Hpa(TABLES.start), TABLES.end - TABLES.start),
@@ -197,7 +211,7 @@ pub fn build(scenario: &Scenario, source: &Source, arch: Arch) -> Result<Machine
     domains(&mut m, scenario, source, &mut data)?;
     binds(&mut m, scenario, source)?;
     guests(&mut m, scenario, source)?;
-    Ok(m)
+    Ok((m, DataPool(data)))
 }
 
 /// A failure that is not the scenario's fault (memory sizes, a driver that did not come up).
@@ -440,8 +454,12 @@ fn domains(
     source: &Source,
     data: &mut DataPages,
 ) -> Result<(), ScenarioError> {
-    let paging = DomainKind::Paging { nesting_parent: false, flush: FlushPolicy::Strict };
     for d in &s.domains {
+        let flush = match d.flush {
+            Flush::Strict => FlushPolicy::Strict,
+            Flush::Lazy => FlushPolicy::FlushQueue { batch: LAZY_BATCH },
+        };
+        let paging = DomainKind::Paging { nesting_parent: false, flush };
         let name = d.name.get_ref().clone();
         let refused = |e: sviommu_core::CoreError| {
             source.error(d.name.span(), "domain", format!("the IOMMU API refused: {e}"))
@@ -619,6 +637,86 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             processes,
             binds,
         });
+    }
+    Ok(())
+}
+
+/// A domain by scenario name.
+fn domain_ref(
+    m: &Machine,
+    source: &Source,
+    name: &toml::Spanned<String>,
+    field: &str,
+) -> Result<DomainId, ScenarioError> {
+    m.domains.iter().find(|d| d.name == *name.get_ref()).map(|d| d.id).ok_or_else(|| {
+        let known: Vec<&str> = m.domains.iter().map(|d| d.name.as_str()).collect();
+        source.error(
+            name.span(),
+            field,
+            format!("no domain `{}` (domains: {})", name.get_ref(), known.join(", ")),
+        )
+    })
+}
+
+/// Carries out a step that is a host action (not DMA); returns what it did, for the report.
+pub fn act(
+    m: &mut Machine,
+    source: &Source,
+    pool: &mut DataPool,
+    step: &toml::Spanned<Step>,
+) -> Result<Option<String>, ScenarioError> {
+    let s = step.get_ref();
+    let refused = |field: &str, e: sviommu_core::CoreError| {
+        source.error(step.span(), field, format!("the IOMMU API refused: {e}"))
+    };
+    let range = |r: &DomainRange, field: &str| -> Result<DomainId, ScenarioError> {
+        check_page(source, step.span(), field, r.iova, r.size)?;
+        domain_ref(m, source, &r.domain, field)
+    };
+    if let Some(r) = &s.map {
+        let d = range(r, "step.map")?;
+        let hpa =
+            pool.0.take(&m.mem, r.size).map_err(|e| source.error(step.span(), "step.map", e))?;
+        m.iommu
+            .map(d, r.iova, hpa, r.size, r.perms.writable())
+            .map_err(|e| refused("step.map", e))?;
+        return Ok(Some(format!(
+            "map {} {:#x}+{:#x} -> {hpa:#x}",
+            r.domain.get_ref(),
+            r.iova,
+            r.size
+        )));
+    }
+    if let Some(r) = &s.unmap {
+        let d = range(r, "step.unmap")?;
+        let bytes = m.iommu.unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
+        let queued = m.iommu.domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
+        let note = if queued { ", invalidation queued (lazy)" } else { " (invalidated)" };
+        return Ok(Some(format!("unmap {} {:#x}+{bytes:#x}{note}", r.domain.get_ref(), r.iova)));
+    }
+    if let Some(name) = &s.flush {
+        let d = domain_ref(m, source, name, "step.flush")?;
+        m.iommu.flush(d).map_err(|e| refused("step.flush", e))?;
+        return Ok(Some(format!("flush {}", name.get_ref())));
+    }
+    Ok(None)
+}
+
+/// Checks that every step has exactly one key.
+pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    for step in &s.steps {
+        let st = step.get_ref();
+        let n = [st.dma.is_some(), st.map.is_some(), st.unmap.is_some(), st.flush.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if n != 1 {
+            return Err(source.error(
+                step.span(),
+                "step",
+                "a step is exactly one of `dma`, `map`, `unmap`, `flush`",
+            ));
+        }
     }
     Ok(())
 }

@@ -31,6 +31,14 @@ fn page_size(lg2: u8) -> String {
     }
 }
 
+/// A host action between DMA rows: in the result column, so it does not widen the others.
+fn action_row(what: &str) -> [String; 8] {
+    let mut row: [String; 8] = Default::default();
+    row[0] = "host:".to_owned();
+    row[5] = what.to_owned();
+    row
+}
+
 /// The report as text.
 pub fn text(r: &Report) -> String {
     let mut s = String::new();
@@ -84,7 +92,10 @@ fn arch(s: &mut String, a: &ArchReport) {
     }
     let _ = writeln!(s, "DMA, each answered by the {} model's translate", a.arch);
     let mut t = table(["device", "ID", "PASID", "address", "access", "result", "page", "reads"]);
-    for d in &a.dma {
+    for (i, d) in a.dma.iter().enumerate() {
+        for act in a.actions.iter().filter(|x| x.before_dma == i) {
+            t.add_row(action_row(&act.what));
+        }
         let (result, page, reads) = match &d.result {
             DmaResult::Translated { output, page_lg2, reads } => {
                 (format!("-> {output:#x}"), page_size(*page_lg2), reads.to_string())
@@ -106,6 +117,9 @@ fn arch(s: &mut String, a: &ArchReport) {
             page,
             reads,
         ]);
+    }
+    for act in a.actions.iter().filter(|x| x.before_dma == a.dma.len()) {
+        t.add_row(action_row(&act.what));
     }
     if let Some(c) = t.column_mut(7) {
         c.set_cell_alignment(CellAlignment::Right);

@@ -46,6 +46,8 @@ pub struct ArchReport {
     pub guests: Vec<GuestRow>,
     /// Every DMA, in the order sent.
     pub dma: Vec<DmaRow>,
+    /// The host's actions between DMA.
+    pub actions: Vec<ActionRow>,
     /// Who reaches each address space and why, static beside DMA.
     pub audit: UnitAudit,
     /// What the scenario calls each address space of the audit (`domain 1` -> `shared`).
@@ -130,6 +132,16 @@ pub struct GuestPasidRow {
     pub domain: u32,
     /// The guest-physical address of the process's stage-1 root table.
     pub stage1_root_gpa: u64,
+}
+
+/// A host action, between DMA.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionRow {
+    /// It came before the DMA with this index in `dma` (after all of them when it equals the
+    /// number of DMA).
+    pub before_dma: usize,
+    /// What was done.
+    pub what: String,
 }
 
 /// One DMA request and the unit's answer.
@@ -236,14 +248,15 @@ pub fn run_source(source: &Source) -> Result<Report, ScenarioError> {
 pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError> {
     let mut runs = Vec::new();
     for &arch in &scenario.architectures {
-        let mut m = machine::build(scenario, source, arch)?;
-        runs.push(run_on(&mut m, scenario, source)?);
+        let (mut m, mut pool) = machine::build(scenario, source, arch)?;
+        runs.push(run_on(&mut m, &mut pool, scenario, source)?);
     }
     Ok(Report { title: scenario.title.clone(), source: source.name.clone(), runs })
 }
 
 fn run_on(
     m: &mut Machine,
+    pool: &mut machine::DataPool,
     scenario: &Scenario,
     source: &Source,
 ) -> Result<ArchReport, ScenarioError> {
@@ -251,7 +264,13 @@ fn run_on(
     let name = |d: &DeviceId| names.get(d).cloned().unwrap_or_else(|| d.to_string());
     let mut dma = Vec::new();
     let mut faults_recorded = 0;
-    for set in &scenario.dma {
+    let mut actions = Vec::new();
+    for step in &scenario.steps {
+        if let Some(what) = machine::act(m, source, pool, step)? {
+            actions.push(ActionRow { before_dma: dma.len(), what });
+            continue;
+        }
+        let Some(set) = &step.get_ref().dma else { continue };
         let devices = machine::select_devices(m, source, &set.devices)?;
         let mut bound: Vec<u32> = m.binds.iter().map(|b| b.pasid.0).collect();
         bound.extend(m.guests.iter().flat_map(|g| g.binds.iter().map(|b| b.2 .0)));
@@ -417,6 +436,7 @@ fn run_on(
         binds,
         guests,
         dma,
+        actions,
         audit,
         labels,
         stats,

@@ -46,9 +46,39 @@ pub struct Scenario {
     /// host's stage 2.
     #[serde(default, rename = "guest")]
     pub guests: Vec<Guest>,
-    /// DMA to issue.
-    #[serde(default, rename = "dma")]
-    pub dma: Vec<Dma>,
+    /// What happens, in order: DMA, and changes the host makes between them.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Spanned<Step>>,
+}
+
+/// One step: exactly one of its keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Devices send DMA.
+    pub dma: Option<Dma>,
+    /// The host maps more of a domain.
+    pub map: Option<DomainRange>,
+    /// The host unmaps part of a domain (invalidating as the domain's flush policy says).
+    pub unmap: Option<DomainRange>,
+    /// The host invalidates what a lazy domain's flush queue holds.
+    pub flush: Option<Spanned<String>>,
+}
+
+/// A range of a domain's IOVAs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainRange {
+    /// The domain.
+    pub domain: Spanned<String>,
+    /// First IOVA (4K-aligned).
+    pub iova: u64,
+    /// Bytes (a multiple of 4K).
+    #[serde(default = "page_bytes")]
+    pub size: u64,
+    /// Access, for a map.
+    #[serde(default)]
+    pub perms: Perms,
 }
 
 fn both_architectures() -> Vec<Arch> {
@@ -259,6 +289,21 @@ pub struct Domain {
     /// Mappings, each backed by fresh host memory.
     #[serde(default)]
     pub map: Vec<Spanned<Mapping>>,
+    /// When unmapped IOVAs leave the IOTLB.
+    #[serde(default)]
+    pub flush: Flush,
+}
+
+/// A domain's invalidation policy (Linux `iommu.strict`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flush {
+    /// Before an unmap returns.
+    #[default]
+    Strict,
+    /// Queued, invalidated in batches of 16 ranges or by a `flush` step: until then the
+    /// IOTLB may still hold unmapped pages.
+    Lazy,
 }
 
 /// A domain mapping.

@@ -202,3 +202,16 @@ fn a_bind_the_api_refuses_names_the_bind() {
     assert_eq!((line, field.as_str()), (10, "bind"), "{message}");
     assert!(message.contains("sva_bind"), "{message}");
 }
+
+#[test]
+fn a_step_is_exactly_one_thing() {
+    let text =
+        "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n[[domain]]\nname = \"d\"\n\
+                [[step]]\nflush = \"d\"\nunmap = { domain = \"d\", iova = 0 }\n";
+    let (line, _, field, message) = error(text);
+    assert_eq!((line, field.as_str()), (8, "step"), "{message}");
+    let unknown = "title = \"x\"\n[[step]]\nflush = \"nowhere\"\n";
+    let (line, _, field, message) = error(unknown);
+    assert_eq!((line, field.as_str()), (3, "step.flush"), "{message}");
+    assert!(message.contains("no domain `nowhere`"), "{message}");
+}

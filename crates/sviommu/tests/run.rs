@@ -109,3 +109,51 @@ fn the_readme_shows_the_real_output() {
 fn unknown_command_is_a_usage_error() {
     Command::cargo_bin("sviommu").unwrap().arg("frobnicate").assert().failure().code(2);
 }
+
+fn example(name: &str) -> Value {
+    let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    run_json(&[&path])
+}
+
+fn cache<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["stats"]["caches"].as_array().unwrap().iter().find(|c| c["cache"] == name).unwrap()
+}
+
+#[test]
+fn lazy_unmap_leaves_a_stale_translation_until_the_flush() {
+    let r = example("lazy-unmap.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x79), (&r["runs"][1], "TLB", 0x10)] {
+        let rows = run["dma"].as_array().unwrap();
+        let first = &rows[0]["result"];
+        let stale = &rows[2]["result"];
+        // After the unmap, before the flush: the same page, from the IOTLB, no table read.
+        assert_eq!(rows[2]["addr"], 0x10_0000);
+        assert_eq!((&stale["output"], &stale["reads"]), (&first["output"], &0.into()), "{stale}");
+        assert_eq!(stale["output"], 0x3000_0000u64);
+        // After the flush: the architected fault (VT-d 79h, SMMUv3 F_TRANSLATION).
+        let last = &rows[4]["result"];
+        assert_eq!((&last["kind"], &last["code"]), (&"fault".into(), &fault.into()), "{last}");
+        assert_eq!(cache(run, iotlb)["invalidated"], 1, "the flush removed the one entry");
+        assert_eq!(run["actions"][0]["before_dma"], 2);
+    }
+}
+
+#[test]
+fn a_switch_without_acs_is_one_group() {
+    let r = example("acs-switch.toml");
+    for (run, fault) in [(&r["runs"][0], 0x39), (&r["runs"][1], 0x02)] {
+        let groups = run["groups"].as_array().unwrap();
+        let nics = groups.iter().find(|g| g["members"].to_string().contains("NIC0")).unwrap();
+        assert!(nics["members"].to_string().contains("NIC1"), "{nics}");
+        assert!(!nics["reasons"].as_array().unwrap().is_empty());
+        // NIC1 was not named but shares NIC0's page; GPU1 (ACS on its port) was never attached.
+        let nic1 = &dma(run, "NIC1", None, 0x10_0000)["result"];
+        assert_eq!(nic1["output"], dma(run, "NIC0", None, 0x10_0000)["result"]["output"]);
+        let gpu1 = &dma(run, "GPU1", None, 0x10_0000)["result"];
+        // VT-d: no root entry for its bus (39h); SMMUv3: no STE for its StreamID (C_BAD_STREAMID).
+        assert_eq!(gpu1["code"], fault, "{gpu1}");
+        assert!(
+            cache(run, if fault == 0x39 { "IOTLB" } else { "TLB" })["hits"].as_u64().unwrap() > 0
+        );
+    }
+}
