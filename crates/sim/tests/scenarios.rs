@@ -209,7 +209,7 @@ fn a_step_is_exactly_one_thing() {
         "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n[[domain]]\nname = \"d\"\n\
                 [[step]]\nflush = \"d\"\nunmap = { domain = \"d\", iova = 0 }\n";
     let (line, _, field, message) = error(text);
-    assert_eq!((line, field.as_str()), (8, "step"), "{message}");
+    assert_eq!((line, field.as_str()), (7, "step"), "the step's header: {message}");
     let unknown = "title = \"x\"\n[[step]]\nflush = \"nowhere\"\n";
     let (line, _, field, message) = error(unknown);
     assert_eq!((line, field.as_str()), (3, "step.flush"), "{message}");
