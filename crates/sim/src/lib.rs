@@ -9,6 +9,7 @@
 //! | [`machine`] | a scenario built on one architecture |
 //! | [`run`] | DMA through the models, the audit, the statistics the models counted |
 //! | [`report`] | text and JSON |
+//! | [`topology`] | groups and domains as a tree, with their reasons and PASID eligibility |
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod machine;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod topology;
 
 pub use run::{run, run_source, Report};
 pub use scenario::{Scenario, ScenarioError, Source};

@@ -349,21 +349,7 @@ fn run_on(
             reasons: g.reasons.iter().map(Reason::to_string).collect(),
         })
         .collect();
-    let mut domains = Vec::new();
-    for d in &m.domains {
-        let mut attached = Vec::new();
-        for g in m.iommu.topology().groups() {
-            if m.iommu.group_domain(g.id) == Some(d.id) {
-                attached.extend(g.members.iter().map(&name));
-            }
-        }
-        domains.push(DomainRow {
-            name: d.name.clone(),
-            id: d.id.0,
-            named: d.named.clone(),
-            attached,
-        });
-    }
+    let domains = domain_rows(m);
     let guests = m
         .guests
         .iter()
@@ -546,4 +532,24 @@ fn stats(hw: &Hw, dma: &[DmaRow], faults_recorded: u64, faults_overflowed: u64) 
 /// A PASID as the report prints it.
 pub fn pasid_text(p: Option<Pasid>) -> String {
     p.map_or_else(|| "-".to_owned(), |p| p.0.to_string())
+}
+
+/// The scenario's domains with every device attached (the named ones' whole groups).
+pub fn domain_rows(m: &Machine) -> Vec<DomainRow> {
+    let names = machine::names(m);
+    let name = |d: &DeviceId| names.get(d).cloned().unwrap_or_else(|| d.to_string());
+    m.domains
+        .iter()
+        .map(|d| {
+            let attached = m
+                .iommu
+                .topology()
+                .groups()
+                .iter()
+                .filter(|g| m.iommu.group_domain(g.id) == Some(d.id))
+                .flat_map(|g| g.members.iter().map(&name))
+                .collect();
+            DomainRow { name: d.name.clone(), id: d.id.0, named: d.named.clone(), attached }
+        })
+        .collect()
 }

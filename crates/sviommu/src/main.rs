@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Show a scenario's IOMMU groups and domains as a tree: why each group is one (the
+    /// isolation rules the core applied to the PCI topology) and which devices may use PASIDs,
+    /// or why not. Without a file: the built-in default.
+    Topology {
+        /// A scenario file (TOML).
+        scenario: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Show who can reach each address space and why, checked by DMA through the models.
     ///
     /// Builds the seed thread's picture on VT-d and on SMMUv3 through the IOMMU API: A and B in
@@ -76,6 +86,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Topology { scenario, format } => {
+            match sviommu::run::source(scenario.as_deref())
+                .and_then(|s| sviommu_sim::topology::topology(&s))
+            {
+                Ok(t) => {
+                    match format {
+                        Format::Text => print!("{}", sviommu_sim::topology::text(&t)),
+                        Format::Json => println!("{}", sviommu_sim::topology::json(&t)),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sviommu topology: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit { cd_tables, format } => match sviommu::audit::seed(cd_tables) {
             Ok(audits) => {
                 match format {

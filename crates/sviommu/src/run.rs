@@ -1,4 +1,5 @@
-//! `sviommu run [SCENARIO]`: a scenario file, or the built-in default, through `sviommu-sim`.
+//! `sviommu run [SCENARIO]` and `sviommu topology [SCENARIO]`: a scenario file, or the built-in
+//! default, through `sviommu-sim`.
 
 use std::path::Path;
 
@@ -7,7 +8,12 @@ use sviommu_sim::{Report, ScenarioError};
 
 /// Reads the scenario at `path` (the built-in default when `None`) and runs it.
 pub fn run(path: Option<&Path>) -> Result<Report, ScenarioError> {
-    let source = match path {
+    sviommu_sim::run_source(&source(path)?)
+}
+
+/// The scenario at `path`, or the built-in default when `None`.
+pub fn source(path: Option<&Path>) -> Result<Source, ScenarioError> {
+    Ok(match path {
         None => {
             Source { name: "<built-in: examples/seed.toml>".to_owned(), text: DEFAULT.to_owned() }
         }
@@ -17,6 +23,5 @@ pub fn run(path: Option<&Path>) -> Result<Report, ScenarioError> {
                 .map_err(|source| ScenarioError::Read { file: name.clone(), source })?;
             Source { name, text }
         }
-    };
-    sviommu_sim::run_source(&source)
+    })
 }

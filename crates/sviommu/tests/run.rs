@@ -157,3 +157,31 @@ fn a_switch_without_acs_is_one_group() {
         );
     }
 }
+
+#[test]
+fn topology_shows_groups_reasons_and_pasid_eligibility() {
+    let path = format!("{}/../../examples/acs-switch.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = sviommu(&["topology", &path, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for unit in v["units"].as_array().unwrap() {
+        let member = |name: &str| {
+            unit["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["members"].as_array().unwrap().iter().map(move |m| (g, m)))
+                .find(|(_, m)| m["name"] == name)
+                .unwrap()
+        };
+        let (group, nic0) = member("NIC0");
+        assert_eq!(group["domain"], "vfio");
+        assert!(group["reasons"].to_string().contains("does not isolate its downstream ports"));
+        // Behind the switch without ACS a PASID request could be routed peer to peer.
+        assert!(nic0["pasid"]["Err"].as_str().unwrap().contains("ACS"), "{nic0}");
+        let (_, gpu0) = member("GPU0");
+        assert_eq!(gpu0["pasid"]["Ok"], 20, "{gpu0}");
+    }
+    let text = String::from_utf8(sviommu(&["topology"]).stdout).unwrap();
+    assert!(text.contains("a DMA alias quirk"), "{text}");
+}
