@@ -465,6 +465,12 @@ impl Iommu {
         let mut done: Vec<u32> = Vec::new();
         // Each request ID once: members the unit cannot tell apart share theirs.
         for id in self.group_request_ids(group)? {
+            // A PASID change the unit made through a table shared with an earlier ID (one
+            // SMMUv3 CD table per domain) has reached this ID already; writing it again would
+            // find the PASID taken.
+            if pasid.is_some() && reach.request_ids.contains(&id) {
+                continue;
+            }
             match self.driver_op(unit, |d| d.attach(&[id], pasid, target)) {
                 Ok(r) => {
                     reach.request_ids.extend(r.request_ids);

@@ -1,17 +1,15 @@
-//! `sviommu`: the command line. It stays thin: scenarios and reports live in modules that later
-//! move into `sviommu-sim`, and `inspect` lives in the library (`sviommu::inspect`).
+//! `sviommu`: the command line. It stays thin: scenarios, runs and reports live in
+//! `sviommu-sim`, `audit` and `inspect` in the library (`sviommu::audit`, `sviommu::inspect`).
 
 #![forbid(unsafe_code)]
 
 use std::io::{ErrorKind, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sviommu::inspect::{self, InspectError};
 use sviommu::Format;
-
-mod report;
-mod scenario;
 
 /// A software IOMMU stack for shared virtual memory and nested (two-stage) DMA translation.
 #[derive(Debug, Parser)]
@@ -23,10 +21,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the built-in default scenario: build a guest's stage-1 tables and the host's stage-2
-    /// tables, translate a handful of DMA addresses through both, and show each translation with
-    /// the page-table reads it cost.
+    /// Run a scenario through the IOMMU API, the drivers and the hardware models.
+    ///
+    /// Builds the scenario's machine on each architecture it names (VT-d, SMMUv3): IOMMU groups
+    /// computed from the PCI topology, domains, processes bound with sva_bind, guests whose
+    /// stage-1 tables nest over the host's stage 2. Every DMA is answered by the hardware model:
+    /// the output address or the architected fault, the page size, and the table and structure
+    /// reads it cost. Then who reaches each address space and why, and the caches' statistics.
+    /// Without a file: the built-in default, the seed thread's picture (examples/seed.toml).
     Run {
+        /// A scenario file (TOML); see examples/ for commented ones.
+        scenario: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a scenario's IOMMU groups and domains as a tree: why each group is one (the
+    /// isolation rules the core applied to the PCI topology) and which devices may use PASIDs,
+    /// or why not. Without a file: the built-in default.
+    Topology {
+        /// A scenario file (TOML).
+        scenario: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -58,11 +73,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { format } => match scenario::default_scenario() {
+        Command::Run { scenario, format } => match sviommu::run::run(scenario.as_deref()) {
             Ok(report) => {
                 match format {
-                    Format::Text => print!("{}", report::text(&report)),
-                    Format::Json => println!("{}", report::json(&report)),
+                    Format::Text => print!("{}", sviommu_sim::report::text(&report)),
+                    Format::Json => println!("{}", sviommu_sim::report::json(&report)),
                 }
                 ExitCode::SUCCESS
             }
@@ -71,6 +86,23 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Topology { scenario, format } => {
+            match sviommu::run::source(scenario.as_deref())
+                .and_then(|s| sviommu_sim::topology::topology(&s))
+            {
+                Ok(t) => {
+                    match format {
+                        Format::Text => print!("{}", sviommu_sim::topology::text(&t)),
+                        Format::Json => println!("{}", sviommu_sim::topology::json(&t)),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sviommu topology: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Audit { cd_tables, format } => match sviommu::audit::seed(cd_tables) {
             Ok(audits) => {
                 match format {

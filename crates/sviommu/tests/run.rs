@@ -1,93 +1,187 @@
-//! `sviommu run` end to end: the JSON report's numbers and the text a person reads.
+//! `sviommu run` end to end: the built-in scenario and scenario files through the binary.
 
 use assert_cmd::Command;
 use serde_json::Value;
 
-fn run_json() -> Value {
-    let out =
-        Command::cargo_bin("sviommu").unwrap().args(["run", "--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+fn sviommu(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("sviommu").unwrap().args(args).output().unwrap()
 }
 
-fn row<'a>(section: &'a Value, what: &str) -> &'a Value {
-    section["translations"]
+fn run_json(args: &[&str]) -> Value {
+    let out = sviommu(&[&["run"], args, &["--format", "json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
+}
+
+fn dma<'a>(run: &'a Value, device: &str, pasid: Option<u32>, addr: u64) -> &'a Value {
+    run["dma"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["what"] == what)
-        .unwrap_or_else(|| panic!("no row {what}"))
+        .find(|d| {
+            d["device"] == device && d["pasid"] == serde_json::json!(pasid) && d["addr"] == addr
+        })
+        .unwrap_or_else(|| panic!("no DMA from {device}"))
 }
 
 #[test]
-fn vtd_rows_cost_24_reads_cold_and_name_the_faulting_stage() {
-    let report = run_json();
-    let vtd = &report["sections"][0];
-    assert!(vtd["title"].as_str().unwrap().starts_with("Intel VT-d"));
-    let code = row(vtd, "code fetch");
-    assert_eq!(
-        (&code["intermediate"], &code["output"]),
-        (&"0x1000123".into(), &"0x41000123".into())
-    );
-    assert_eq!(code["reads"], 24);
-    let buffer = row(vtd, "buffer write (2M page)");
-    assert_eq!(buffer["reads"], 19, "a 2M stage-1 page skips one level and its stage-2 walk");
-    assert_eq!(buffer["page_size"], 4096, "stage 2 maps guest RAM in 4K pages");
-    let bad = row(vtd, "write to code");
-    assert_eq!(
-        (&bad["fault"]["stage"], &bad["fault"]["kind"]),
-        (&"stage 1".into(), &"Permission".into())
-    );
-    assert!(bad.get("output").is_none() && bad.get("intermediate").is_none());
-    let range = row(vtd, "beyond the input range");
-    assert_eq!((&range["fault"]["kind"], &range["reads"]), (&"InputRange".into(), &0.into()));
-    // Stage 1 alone is happy with these two; only stage 2 refuses them.
-    let beyond = row(vtd, "read beyond guest RAM");
-    assert_eq!(beyond["intermediate"], "0x80000040");
-    assert_eq!(
-        (&beyond["fault"]["stage"], &beyond["fault"]["kind"]),
-        (&"stage 2".into(), &"Translation".into())
-    );
-    assert_eq!(beyond["fault"]["address"], "0x80000040");
-    let protected = row(vtd, "write, page write-protected by host");
-    assert_eq!(protected["intermediate"], "0x1103008");
-    assert_eq!(
-        (&protected["fault"]["stage"], &protected["fault"]["kind"]),
-        (&"stage 2".into(), &"Permission".into())
-    );
+fn the_default_runs_both_architectures_through_the_models() {
+    let r = run_json(&[]);
+    assert_eq!(r["runs"][0]["arch"], "vtd");
+    assert_eq!(r["runs"][1]["arch"], "smmuv3");
+    let (vtd, smmu) = (&r["runs"][0], &r["runs"][1]);
+    // C shares A's domain: on VT-d its own PASID table has no PASID 1 (fault reason 59h); on
+    // SMMUv3 the domain's one CD table gives it Task 1's page.
+    let c_vtd = &dma(vtd, "C", Some(1), 0x7f00_0000)["result"];
+    assert_eq!((&c_vtd["kind"], &c_vtd["code"]), (&"fault".into(), &0x59.into()));
+    let a = &dma(smmu, "A", Some(1), 0x7f00_0000)["result"]["output"];
+    assert_eq!(&dma(smmu, "C", Some(1), 0x7f00_0000)["result"]["output"], a);
+    for run in [vtd, smmu] {
+        assert_eq!(run["audit"]["agrees_with_dma"], true);
+        let nested = &dma(run, "E", Some(5), 0x5555_0000_1000)["result"];
+        assert_eq!(nested["output"], 0x4000_1000u64, "{nested}");
+        assert!(run["stats"]["caches"][0]["hits"].as_u64().unwrap() > 0);
+    }
 }
 
 #[test]
-fn smmuv3_rows_walk_a_3_level_concatenated_stage_2() {
-    let report = run_json();
-    let smmu = &report["sections"][1];
-    assert!(smmu["title"].as_str().unwrap().starts_with("Arm SMMUv3"));
-    let code = row(smmu, "code fetch");
-    assert_eq!(code["output"], "0x41000123");
-    // 4 stage-1 levels, each a 3-level stage-2 walk plus itself, then the output: 4 x 4 + 3.
-    assert_eq!(code["reads"], 19);
-    assert_eq!(code["perms"], "priv:r-- user:r-x", "PXN set, UXN clear");
-    let range = row(smmu, "beyond the input range");
-    assert_eq!(range["fault"]["kind"], "InputRange");
-    let protected = row(smmu, "write, page write-protected by host");
-    assert_eq!(
-        (&protected["fault"]["stage"], &protected["fault"]["kind"]),
-        (&"stage 2".into(), &"Permission".into())
-    );
+fn a_scenario_file_gives_the_same_report_as_the_default() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/seed.toml");
+    let mut from_file = run_json(&[file]);
+    let mut default = run_json(&[]);
+    from_file["source"] = Value::Null;
+    default["source"] = Value::Null;
+    assert_eq!(from_file, default);
 }
 
 #[test]
-fn text_report_names_stages_and_reads() {
-    let out = Command::cargo_bin("sviommu").unwrap().arg("run").output().unwrap();
+fn text_shows_groups_dma_reach_and_statistics() {
+    let out = sviommu(&["run"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("first stage:  the guest's x86-64 4-level tables"), "{text}");
-    assert!(text.contains("2 concatenated level-1 tables"), "{text}");
-    assert!(text.contains("stage 1 Permission fault, level 1"), "{text}");
-    assert!(text.contains("a cold 4-level over 4-level walk of a 4K page reads 24"), "{text}");
+    for want in [
+        "== Intel VT-d, scalable mode",
+        "== Arm SMMUv3, one CD table per domain",
+        "sva_bind(A, Task 1) -> PASID 1",
+        "fault 59h SM: PASID entry not present",
+        "fault 0Ah C_BAD_CD",
+        "shared_domain_table",
+        "Task 2 on E at PASID 5",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert_eq!(text.matches("static audit and DMA agree: yes").count(), 2, "{text}");
+}
+
+#[test]
+fn a_bad_scenario_names_file_line_and_field_and_runs_nothing() {
+    let dir = std::env::temp_dir().join(format!("sviommu-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(
+        &path,
+        "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\npasid = 20\n",
+    )
+    .unwrap();
+    let out = sviommu(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing runs");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml:5:1: device.pasid: unknown field `pasid`"), "{err}");
+    assert!(err.contains("pasid_bits"), "says what was expected: {err}");
+}
+
+/// The README's excerpt is what the command prints.
+#[test]
+fn the_readme_shows_the_real_output() {
+    let out = sviommu(&["run"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("== Intel VT-d, scalable mode").unwrap();
+    let block = &readme[start..];
+    let block = &block[..block.find("```").unwrap()];
+    for line in block.lines().filter(|l| !l.trim().is_empty() && !l.contains("...")) {
+        assert!(text.contains(line.trim_end()), "README line not in the output: {line:?}");
+    }
 }
 
 #[test]
 fn unknown_command_is_a_usage_error() {
     Command::cargo_bin("sviommu").unwrap().arg("frobnicate").assert().failure().code(2);
+}
+
+fn example(name: &str) -> Value {
+    let path = format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    run_json(&[&path])
+}
+
+fn cache<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["stats"]["caches"].as_array().unwrap().iter().find(|c| c["cache"] == name).unwrap()
+}
+
+#[test]
+fn lazy_unmap_leaves_a_stale_translation_until_the_flush() {
+    let r = example("lazy-unmap.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x79), (&r["runs"][1], "TLB", 0x10)] {
+        let rows = run["dma"].as_array().unwrap();
+        let first = &rows[0]["result"];
+        let stale = &rows[2]["result"];
+        // After the unmap, before the flush: the same page, from the IOTLB, no table read.
+        assert_eq!(rows[2]["addr"], 0x10_0000);
+        assert_eq!((&stale["output"], &stale["reads"]), (&first["output"], &0.into()), "{stale}");
+        assert_eq!(stale["output"], 0x3000_0000u64);
+        // After the flush: the architected fault (VT-d 79h, SMMUv3 F_TRANSLATION).
+        let last = &rows[4]["result"];
+        assert_eq!((&last["kind"], &last["code"]), (&"fault".into(), &fault.into()), "{last}");
+        assert_eq!(cache(run, iotlb)["invalidated"], 1, "the flush removed the one entry");
+        assert_eq!(run["actions"][0]["before_dma"], 2);
+    }
+}
+
+#[test]
+fn a_switch_without_acs_is_one_group() {
+    let r = example("acs-switch.toml");
+    for (run, fault) in [(&r["runs"][0], 0x39), (&r["runs"][1], 0x02)] {
+        let groups = run["groups"].as_array().unwrap();
+        let nics = groups.iter().find(|g| g["members"].to_string().contains("NIC0")).unwrap();
+        assert!(nics["members"].to_string().contains("NIC1"), "{nics}");
+        assert!(!nics["reasons"].as_array().unwrap().is_empty());
+        // NIC1 was not named but shares NIC0's page; GPU1 (ACS on its port) was never attached.
+        let nic1 = &dma(run, "NIC1", None, 0x10_0000)["result"];
+        assert_eq!(nic1["output"], dma(run, "NIC0", None, 0x10_0000)["result"]["output"]);
+        let gpu1 = &dma(run, "GPU1", None, 0x10_0000)["result"];
+        // VT-d: no root entry for its bus (39h); SMMUv3: no STE for its StreamID (C_BAD_STREAMID).
+        assert_eq!(gpu1["code"], fault, "{gpu1}");
+        assert!(
+            cache(run, if fault == 0x39 { "IOTLB" } else { "TLB" })["hits"].as_u64().unwrap() > 0
+        );
+    }
+}
+
+#[test]
+fn topology_shows_groups_reasons_and_pasid_eligibility() {
+    let path = format!("{}/../../examples/acs-switch.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = sviommu(&["topology", &path, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for unit in v["units"].as_array().unwrap() {
+        let member = |name: &str| {
+            unit["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["members"].as_array().unwrap().iter().map(move |m| (g, m)))
+                .find(|(_, m)| m["name"] == name)
+                .unwrap()
+        };
+        let (group, nic0) = member("NIC0");
+        assert_eq!(group["domain"], "vfio");
+        assert!(group["reasons"].to_string().contains("does not isolate its downstream ports"));
+        // Behind the switch without ACS a PASID request could be routed peer to peer.
+        assert!(nic0["pasid"]["Err"].as_str().unwrap().contains("ACS"), "{nic0}");
+        let (_, gpu0) = member("GPU0");
+        assert_eq!(gpu0["pasid"]["Ok"], 20, "{gpu0}");
+    }
+    let text = String::from_utf8(sviommu(&["topology"]).stdout).unwrap();
+    assert!(text.contains("a DMA alias quirk"), "{text}");
 }

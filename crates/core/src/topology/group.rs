@@ -209,7 +209,7 @@ impl fmt::Display for Reason {
                 write!(f, "functions of one device without ACS: {}", List(functions))
             }
             Self::DmaAlias { device, alias, aliased } => {
-                write!(f, "{device} also sends requests as {alias}, which is {aliased}")
+                write!(f, "{device} also sends requests as {aliased} (requester ID {:#06x}, a DMA alias quirk)", alias.rid())
             }
             Self::SharedStreamId { stream_id, masters } => {
                 write!(f, "{} share StreamID {stream_id:#x}", List(masters))

@@ -24,7 +24,7 @@
 use std::cell::Cell;
 
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
-use sviommu_tlb::Cache;
+use sviommu_tlb::{Cache, CacheStats};
 
 use super::context::Context;
 use super::stream::Stream;
@@ -295,5 +295,41 @@ pub(super) const fn low_mask(n: u8) -> u64 {
         u64::MAX
     } else {
         (1u64 << n) - 1
+    }
+}
+
+/// What each cache has done so far (`sviommu_tlb::CacheStats`: hits, misses, evictions,
+/// refused stale inserts, invalidated entries); a disabled cache reads all zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SmmuCacheStats {
+    /// STE cache.
+    pub ste: CacheStats,
+    /// CD cache.
+    pub cd: CacheStats,
+    /// TLB.
+    pub tlb: CacheStats,
+    /// Stage-1 walk cache.
+    pub s1_walk: CacheStats,
+    /// Stage-2 walk cache.
+    pub s2_walk: CacheStats,
+    /// Stage-2 leaf cache.
+    pub s2_leaf: CacheStats,
+}
+
+fn stats_of<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Cache<K, V>>) -> CacheStats {
+    c.as_ref().map(Cache::stats).unwrap_or_default()
+}
+
+impl Caches {
+    /// Every cache's figures.
+    pub fn stats(&self) -> SmmuCacheStats {
+        SmmuCacheStats {
+            ste: stats_of(&self.ste),
+            cd: stats_of(&self.cd),
+            tlb: stats_of(&self.tlb),
+            s1_walk: stats_of(&self.s1_walk),
+            s2_walk: stats_of(&self.s2_walk),
+            s2_leaf: stats_of(&self.s2_leaf),
+        }
     }
 }

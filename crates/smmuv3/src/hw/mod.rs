@@ -58,7 +58,7 @@ mod events;
 mod mmio;
 mod pri;
 
-pub use cache::CacheSizes;
+pub use cache::{CacheSizes, SmmuCacheStats};
 pub use eventq::QueueStats;
 pub use pri::{AtsResult, AtsTranslation};
 pub use stall::{PageInHint, StallResult};
@@ -701,6 +701,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// it has seen stays there.
     fn message(&self, o: Output) -> bool {
         self.outbox.message(o).is_ok()
+    }
+
+    /// What each cache has done so far.
+    pub fn cache_stats(&self) -> SmmuCacheStats {
+        self.caches.stats()
     }
 
     /// The SMMU's parameters.

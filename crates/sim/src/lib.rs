@@ -1,0 +1,23 @@
+//! Scenarios for sviommu: a machine described in a TOML file (a PCI hierarchy, processes,
+//! domains, binds, DMA), built on each IOMMU architecture through the IOMMU API
+//! (`sviommu_core::Iommu` over the real drivers and hardware models), with devices whose DMA goes
+//! to the hardware model's `translate` as a VMM's device models send it.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`scenario`] | the file format, checked field by field, errors with file, line and column |
+//! | [`machine`] | a scenario built on one architecture |
+//! | [`run`] | DMA through the models, the audit, the statistics the models counted |
+//! | [`report`] | text and JSON |
+//! | [`topology`] | groups and domains as a tree, with their reasons and PASID eligibility |
+
+#![forbid(unsafe_code)]
+
+pub mod machine;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod topology;
+
+pub use run::{run, run_source, Report};
+pub use scenario::{Scenario, ScenarioError, Source};

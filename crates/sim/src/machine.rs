@@ -1,0 +1,722 @@
+//! A scenario built on one architecture: host memory, the topology, one IOMMU unit (the
+//! hardware model, its driver, the core's adapter) under the IOMMU API, processes with real CPU
+//! page tables, domains, attaches and binds, all through `sviommu_core::Iommu` as a host kernel
+//! makes them.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
+use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
+use sviommu_core::topology::{Acs, AcsFlags, DeviceId, Scope, Topology, UnitId, UnitKind};
+use sviommu_core::{
+    AddressSpace, AddressSpaceId, DomainId, DomainKind, FlushPolicy, Iommu, Pasid, Stage1Config,
+    Stage1Format, Target,
+};
+use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory};
+use sviommu_pgtable::vmsa::s1::{S1Attrs, VmsaS1};
+use sviommu_pgtable::vmsa::Granule;
+use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
+use sviommu_pgtable::{Build, MapError};
+use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
+use sviommu_smmuv3::hw::SmmuParams;
+use sviommu_vtd::driver::DriverConfig as VtdConfig;
+use sviommu_vtd::hw::VtdParams;
+
+use crate::scenario::{
+    Arch, CdTables, DomainRange, Flush, PortKind, Process, Scenario, ScenarioError, Source, Step,
+};
+
+/// IOMMU structures and tables: the unit's driver allocates from here.
+const TABLES: Range<u64> = 0x100_0000..0x200_0000;
+/// Processes' CPU page tables.
+const CPU_TABLES: Range<u64> = 0x400_0000..0x480_0000;
+/// Pages that domains and processes map: what DMA reaches.
+const DATA: Range<u64> = 0x3000_0000..0x3400_0000;
+/// Guests' RAM.
+const GUESTS: Range<u64> = 0x4000_0000..0x5000_0000;
+/// The one unit every device is behind.
+pub const UNIT: UnitId = UnitId(0);
+const PAGE_LG2: u8 = 12;
+/// Ranges a lazy domain's flush queue holds before it invalidates them.
+const LAZY_BATCH: usize = 16;
+
+/// The hardware model a device's DMA goes to.
+#[derive(Clone, Debug)]
+pub enum Hw {
+    /// Intel VT-d.
+    Vtd(Arc<HostVtd>),
+    /// Arm SMMUv3.
+    Smmu(Arc<HostSmmu>),
+}
+
+/// A process: its address space and the host pages behind its virtual pages.
+#[derive(Clone, Debug)]
+pub struct ProcessSpace {
+    /// Its scenario name.
+    pub name: String,
+    /// The address space `sva_bind` takes.
+    pub space: AddressSpace,
+    /// `(va, hpa)` of its first page, the audit's sentinel.
+    pub first_page: Option<(u64, u64)>,
+}
+
+/// A bind the scenario made.
+#[derive(Clone, Debug)]
+pub struct BindRecord {
+    /// Process name.
+    pub process: String,
+    /// Device named in the call.
+    pub device: String,
+    /// The PASID it returned.
+    pub pasid: Pasid,
+}
+
+/// A domain the scenario made.
+#[derive(Clone, Debug)]
+pub struct DomainRecord {
+    /// Its scenario name.
+    pub name: String,
+    /// The core's id.
+    pub id: DomainId,
+    /// Devices the scenario named in attaches.
+    pub named: Vec<String>,
+}
+
+/// The data page allocator of a built machine, for later maps.
+#[derive(Debug)]
+pub struct DataPool(DataPages);
+
+/// The scenario built on one architecture.
+#[derive(Debug)]
+pub struct Machine {
+    /// Which architecture.
+    pub arch: Arch,
+    /// Host memory.
+    pub mem: Arc<HostMemory>,
+    /// The IOMMU API, owning the unit's adapter.
+    pub iommu: Iommu,
+    /// The unit's hardware model, where devices send DMA.
+    pub hw: Hw,
+    /// Device names to ids, in scenario order.
+    pub devices: Vec<(String, DeviceId)>,
+    /// Processes, in scenario order.
+    pub processes: Vec<ProcessSpace>,
+    /// Domains, in scenario order.
+    pub domains: Vec<DomainRecord>,
+    /// Binds, in scenario order.
+    pub binds: Vec<BindRecord>,
+    /// Guests, in scenario order.
+    pub guests: Vec<GuestRecord>,
+}
+
+/// A guest the scenario made.
+#[derive(Clone, Debug)]
+pub struct GuestRecord {
+    /// Its scenario name.
+    pub name: String,
+    /// Its RAM: guest-physical 0 up, at this host address.
+    pub ram: GuestRamRegion,
+    /// The host's stage-2 domain over its RAM (a nesting parent).
+    pub stage2: DomainId,
+    /// Assigned devices.
+    pub devices: Vec<String>,
+    /// Its processes (stage-1 roots are guest-physical).
+    pub processes: Vec<ProcessSpace>,
+    /// Its PASIDs: process, device, PASID, the nested domain.
+    pub binds: Vec<(String, String, Pasid, DomainId)>,
+}
+
+impl Machine {
+    /// The scenario name of `id`, or its address.
+    pub fn name_of(&self, id: &DeviceId) -> String {
+        self.devices
+            .iter()
+            .find(|(_, d)| d == id)
+            .map_or_else(|| id.to_string(), |(n, _)| n.clone())
+    }
+
+    /// The device called `name`.
+    pub fn device(&self, name: &str) -> Option<&DeviceId> {
+        self.devices.iter().find(|(n, _)| n == name).map(|(_, d)| d)
+    }
+}
+
+/// Host pages for mappings, handed out in order so a scenario's addresses are repeatable.
+#[derive(Debug)]
+struct DataPages(FrameAllocator<Hpa>);
+
+impl DataPages {
+    fn take(&mut self, mem: &HostMemory, bytes: u64) -> Result<u64, String> {
+        let lg2 = u8::try_from(bytes.next_power_of_two().trailing_zeros()).unwrap_or(u8::MAX);
+        self.0.alloc(mem, lg2.max(PAGE_LG2)).map(|h| h.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Builds `scenario` on `arch`. Scenario mistakes name their place in `source`.
+pub fn build(
+    scenario: &Scenario,
+    source: &Source,
+    arch: Arch,
+) -> Result<(Machine, DataPool), ScenarioError> {
+    check_steps(scenario, source)?;
+    let mem = Arc::new(
+        HostMemory::new(&[
+            (Hpa(TABLES.start), TABLES.end - TABLES.start),
+            (Hpa(CPU_TABLES.start), CPU_TABLES.end - CPU_TABLES.start),
+            (Hpa(DATA.start), DATA.end - DATA.start),
+            (Hpa(GUESTS.start), GUESTS.end - GUESTS.start),
+        ])
+        .map_err(|e| internal(source, format!("host memory: {e}")))?,
+    );
+    let (topology, devices) = topology(scenario, source, arch)?;
+    let mut iommu = Iommu::new(topology);
+    let frames = FrameAllocator::new(&[(Hpa(TABLES.start), TABLES.end - TABLES.start)]);
+    let hw = match arch {
+        Arch::Vtd => {
+            let config = VtdConfig { haw: 48, ..VtdConfig::default() };
+            let unit = VtdUnit::new(Arc::clone(&mem), VtdParams::default(), frames, config)
+                .map_err(|e| internal(source, format!("VT-d driver bring-up: {e}")))?;
+            let hw = Hw::Vtd(Arc::clone(unit.hw()));
+            iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
+            hw
+        }
+        Arch::Smmuv3 => {
+            let cd_table_policy = match scenario.smmuv3.cd_tables {
+                CdTables::PerDomain => CdTablePolicy::PerDomain,
+                CdTables::PerDevice => CdTablePolicy::PerDevice,
+            };
+            let config = SmmuConfig { cd_table_policy, ..SmmuConfig::default() };
+            let unit = SmmuUnit::new(Arc::clone(&mem), SmmuParams::default(), frames, config)
+                .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
+            let hw = Hw::Smmu(Arc::clone(unit.hw()));
+            iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
+            hw
+        }
+    };
+    let mut m = Machine {
+        arch,
+        mem,
+        iommu,
+        hw,
+        devices,
+        processes: Vec::new(),
+        domains: Vec::new(),
+        binds: Vec::new(),
+        guests: Vec::new(),
+    };
+    let mut data = DataPages(FrameAllocator::new(&[(Hpa(DATA.start), DATA.end - DATA.start)]));
+    processes(&mut m, scenario, source, &mut data)?;
+    domains(&mut m, scenario, source, &mut data)?;
+    binds(&mut m, scenario, source)?;
+    guests(&mut m, scenario, source)?;
+    Ok((m, DataPool(data)))
+}
+
+/// A failure that is not the scenario's fault (memory sizes, a driver that did not come up).
+fn internal(source: &Source, message: String) -> ScenarioError {
+    source.error(0..0, "(machine)", message)
+}
+
+fn acs(
+    source: &Source,
+    flags: &[toml::Spanned<String>],
+    field: &str,
+) -> Result<Option<Acs>, ScenarioError> {
+    if flags.is_empty() {
+        return Ok(None);
+    }
+    let mut set = AcsFlags::NONE;
+    for f in flags {
+        let one = match f.get_ref().as_str() {
+            "isolated" => AcsFlags::ISOLATED,
+            "SV" => AcsFlags::SV,
+            "TB" => AcsFlags::TB,
+            "RR" => AcsFlags::RR,
+            "CR" => AcsFlags::CR,
+            "UF" => AcsFlags::UF,
+            "EC" => AcsFlags::EC,
+            "DT" => AcsFlags::DT,
+            other => {
+                return Err(source.error(
+                    f.span(),
+                    field,
+                    format!("unknown ACS control `{other}`: expected SV, TB, RR, CR, UF, EC, DT or isolated"),
+                ))
+            }
+        };
+        set = set | one;
+    }
+    Ok(Some(Acs::enabled(set)))
+}
+
+/// The topology and the device names, checked.
+fn topology(
+    s: &Scenario,
+    source: &Source,
+    arch: Arch,
+) -> Result<(Topology, Vec<(String, DeviceId)>), ScenarioError> {
+    let mut b = Topology::builder();
+    let kind = match arch {
+        Arch::Vtd => UnitKind::VtdDrhd,
+        Arch::Smmuv3 => UnitKind::SmmuV3,
+    };
+    b.unit(UNIT, kind).scope(Scope::Segment(0));
+    if s.root_buses.is_empty() {
+        b.root_bus(0, 0);
+    }
+    for r in &s.root_buses {
+        b.root_bus(r.segment, r.bus);
+    }
+    for p in &s.ports {
+        let bdf = p.bdf.get_ref().as_str();
+        let f = match p.kind {
+            PortKind::Root => b.root_port(bdf, p.secondary_bus),
+            PortKind::SwitchUpstream => b.switch_upstream(bdf, p.secondary_bus),
+            PortKind::SwitchDownstream => b.switch_downstream(bdf, p.secondary_bus),
+            PortKind::PcieToPciBridge => b.pcie_to_pci_bridge(bdf, p.secondary_bus),
+            PortKind::PciBridge => b.pci_bridge(bdf, p.secondary_bus),
+        };
+        if let Some(a) = acs(source, &p.acs, "port.acs")? {
+            f.acs(a);
+        }
+    }
+    let mut names: Vec<(String, DeviceId)> = Vec::new();
+    for d in &s.devices {
+        let name = d.name.get_ref();
+        if names.iter().any(|(n, _)| n == name) || name == "all" {
+            return Err(source.error(
+                d.name.span(),
+                "device.name",
+                format!("`{name}` is used twice or reserved"),
+            ));
+        }
+        let id = DeviceId::pci(d.bdf.get_ref())
+            .map_err(|e| source.error(d.bdf.span(), "device.bdf", e.to_string()))?;
+        let f = b.endpoint(d.bdf.get_ref().as_str());
+        if let Some(bits) = &d.pasid_bits {
+            f.pasid(*bits.get_ref());
+        }
+        if d.ats {
+            f.ats();
+        }
+        if d.pri {
+            f.pri();
+        }
+        if let Some(alias) = &d.dma_alias {
+            let bad = || {
+                source.error(
+                    alias.span(),
+                    "device.dma_alias",
+                    "expected `device.function`, e.g. `02.0`",
+                )
+            };
+            let (dev, func) = alias.get_ref().split_once('.').ok_or_else(bad)?;
+            let dev = u8::from_str_radix(dev, 16).map_err(|_| bad())?;
+            let func = func.parse::<u8>().map_err(|_| bad())?;
+            f.dma_alias(dev, func);
+        }
+        if let Some(a) = acs(source, &d.acs, "device.acs")? {
+            f.acs(a);
+        }
+        names.push((name.clone(), id));
+    }
+    let topology = b
+        .build()
+        .map_err(|e| source.error(0..0, "port/device", format!("the topology is refused: {e}")))?;
+    Ok((topology, names))
+}
+
+fn check_page(
+    source: &Source,
+    span: Range<usize>,
+    field: &str,
+    start: u64,
+    size: u64,
+) -> Result<(), ScenarioError> {
+    let mask = (1u64 << PAGE_LG2) - 1;
+    if start & mask != 0 || size & mask != 0 || size == 0 {
+        return Err(source.error(span, field, "addresses and sizes must be whole 4K pages"));
+    }
+    Ok(())
+}
+
+/// A process's CPU page table in `mem` (host memory, or a guest's RAM), in the stage-1 format
+/// of `arch`, mapping each `(va, pa, writable)` 4K page. Returns its format and root.
+fn stage1_tables<M: PhysMemory + ?Sized>(
+    arch: Arch,
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    pages: &[(u64, u64, bool)],
+) -> Result<(Stage1Format, u64), String> {
+    let e = |e: MapError| e.to_string();
+    match arch {
+        Arch::Vtd => {
+            let pt = X86Paging::create(mem, alloc, Levels::Four).map_err(e)?;
+            for &(va, pa, w) in pages {
+                let attrs = if w { X86Attrs::ALL } else { X86Attrs::READ_ONLY };
+                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
+            }
+            Ok((Stage1Format::X86 { levels: 4 }, pt.root))
+        }
+        Arch::Smmuv3 => {
+            let pt = VmsaS1::create(mem, alloc, VmsaS1::new(0, Granule::K4, 16)).map_err(e)?;
+            for &(va, pa, w) in pages {
+                let attrs = S1Attrs { writable: w, ..S1Attrs::ALL };
+                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
+            }
+            Ok((Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 }, pt.ttb))
+        }
+    }
+}
+
+/// The 4K pages of `p`, each `(va, backing, writable)`, with backing from `take`.
+fn process_pages(
+    source: &Source,
+    p: &Process,
+    field: &str,
+    mut take: impl FnMut(u64) -> Result<u64, String>,
+) -> Result<Vec<(u64, u64, bool)>, ScenarioError> {
+    let mut out = Vec::new();
+    for page in &p.pages {
+        let g = page.get_ref();
+        check_page(source, page.span(), field, g.va, g.size)?;
+        let base = take(g.size).map_err(|e| source.error(page.span(), field, e))?;
+        for off in (0..g.size).step_by(1 << PAGE_LG2) {
+            out.push((g.va + off, base + off, g.perms.writable()));
+        }
+    }
+    Ok(out)
+}
+
+fn unique(
+    source: &Source,
+    seen: &mut Vec<String>,
+    name: &toml::Spanned<String>,
+    field: &str,
+) -> Result<(), ScenarioError> {
+    if seen.contains(name.get_ref()) {
+        return Err(source.error(
+            name.span(),
+            field,
+            format!("`{}` is used twice", name.get_ref()),
+        ));
+    }
+    seen.push(name.get_ref().clone());
+    Ok(())
+}
+
+fn processes(
+    m: &mut Machine,
+    s: &Scenario,
+    source: &Source,
+    data: &mut DataPages,
+) -> Result<(), ScenarioError> {
+    let mut cpu =
+        FrameAllocator::new(&[(Hpa(CPU_TABLES.start), CPU_TABLES.end - CPU_TABLES.start)]);
+    let mut seen = Vec::new();
+    for p in &s.processes {
+        unique(source, &mut seen, &p.name, "process.name")?;
+        let mem = Arc::clone(&m.mem);
+        let pages = process_pages(source, p, "process.pages", |bytes| data.take(&mem, bytes))?;
+        let (format, root) = stage1_tables(m.arch, &*mem, &mut cpu, &pages)
+            .map_err(|e| source.error(p.name.span(), "process", e))?;
+        let id = AddressSpaceId(u32::try_from(m.processes.len() + 1).unwrap_or(u32::MAX));
+        // ASIDs from 0x100 up, apart from those a driver hands out for its own domains.
+        let asid = u16::try_from(0x100 + m.processes.len()).unwrap_or(u16::MAX);
+        let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
+        let first_page = pages.first().map(|&(va, hpa, _)| (va, hpa));
+        m.processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+    }
+    Ok(())
+}
+
+fn device_ref<'m>(
+    m: &'m Machine,
+    source: &Source,
+    name: &toml::Spanned<String>,
+    field: &str,
+) -> Result<&'m DeviceId, ScenarioError> {
+    m.device(name.get_ref()).ok_or_else(|| {
+        let known: Vec<&str> = m.devices.iter().map(|(n, _)| n.as_str()).collect();
+        source.error(
+            name.span(),
+            field,
+            format!("no device `{}` (devices: {})", name.get_ref(), known.join(", ")),
+        )
+    })
+}
+
+fn domains(
+    m: &mut Machine,
+    s: &Scenario,
+    source: &Source,
+    data: &mut DataPages,
+) -> Result<(), ScenarioError> {
+    for d in &s.domains {
+        let flush = match d.flush {
+            Flush::Strict => FlushPolicy::Strict,
+            Flush::Lazy => FlushPolicy::FlushQueue { batch: LAZY_BATCH },
+        };
+        let paging = DomainKind::Paging { nesting_parent: false, flush };
+        let name = d.name.get_ref().clone();
+        let refused = |e: sviommu_core::CoreError| {
+            source.error(d.name.span(), "domain", format!("the IOMMU API refused: {e}"))
+        };
+        let id = m.iommu.alloc_domain(UNIT, paging).map_err(refused)?;
+        for mp in &d.map {
+            let g = mp.get_ref();
+            check_page(source, mp.span(), "domain.map", g.iova, g.size)?;
+            let hpa =
+                data.take(&m.mem, g.size).map_err(|e| source.error(mp.span(), "domain.map", e))?;
+            m.iommu.map(id, g.iova, hpa, g.size, g.perms.writable()).map_err(|e| {
+                source.error(mp.span(), "domain.map", format!("the IOMMU API refused: {e}"))
+            })?;
+        }
+        let mut named = Vec::new();
+        for a in &d.attach {
+            let dev = device_ref(m, source, a, "domain.attach")?.clone();
+            m.iommu.attach(id, &Target::Device(dev)).map_err(|e| {
+                source.error(a.span(), "domain.attach", format!("the IOMMU API refused: {e}"))
+            })?;
+            named.push(a.get_ref().clone());
+        }
+        m.domains.push(DomainRecord { name, id, named });
+    }
+    Ok(())
+}
+
+fn binds(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    for b in &s.binds {
+        let space = m
+            .processes
+            .iter()
+            .find(|p| p.name == *b.process.get_ref())
+            .map(|p| p.space)
+            .ok_or_else(|| {
+                source.error(
+                    b.process.span(),
+                    "bind.process",
+                    format!("no process `{}`", b.process.get_ref()),
+                )
+            })?;
+        let dev = device_ref(m, source, &b.device, "bind.device")?.clone();
+        let pasid = m.iommu.sva_bind(&Target::Device(dev), &space).map_err(|e| {
+            source.error(b.device.span(), "bind", format!("the IOMMU API refused sva_bind: {e}"))
+        })?;
+        m.binds.push(BindRecord {
+            process: b.process.get_ref().clone(),
+            device: b.device.get_ref().clone(),
+            pasid,
+        });
+    }
+    Ok(())
+}
+
+/// Every device name in a scenario, checked against its devices (`all` expands).
+pub fn select_devices(
+    m: &Machine,
+    source: &Source,
+    names: &[toml::Spanned<String>],
+) -> Result<Vec<(String, DeviceId)>, ScenarioError> {
+    if names.len() == 1 && names.first().is_some_and(|n| n.get_ref() == "all") {
+        return Ok(m.devices.clone());
+    }
+    names
+        .iter()
+        .map(|n| Ok((n.get_ref().clone(), device_ref(m, source, n, "dma.devices")?.clone())))
+        .collect()
+}
+
+/// Scenario names by device, for reports.
+pub fn names(m: &Machine) -> BTreeMap<DeviceId, String> {
+    m.devices.iter().map(|(n, d)| (d.clone(), n.clone())).collect()
+}
+
+fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    let mut ram_pool = FrameAllocator::new(&[(Hpa(GUESTS.start), GUESTS.end - GUESTS.start)]);
+    let mut seen = Vec::new();
+    for (gi, g) in s.guests.iter().enumerate() {
+        unique(source, &mut seen, &g.name, "guest.name")?;
+        let mib = *g.ram_mib.get_ref();
+        if !mib.is_power_of_two() || mib > 64 {
+            return Err(source.error(
+                g.ram_mib.span(),
+                "guest.ram_mib",
+                "a power of two from 1 to 64",
+            ));
+        }
+        let bytes = u64::from(mib) << 20;
+        let lg2 = u8::try_from(bytes.trailing_zeros()).unwrap_or(u8::MAX);
+        let hpa = ram_pool.alloc(&*m.mem, lg2).map_err(|e| {
+            source.error(
+                g.name.span(),
+                "guest.ram_mib",
+                format!("no host memory left for guests: {e}"),
+            )
+        })?;
+        let ram = GuestRamRegion { gpa: Gpa(0), len_bytes: bytes, hpa };
+        // The host's side, as a VMM does it: a stage-2 domain mapping all of guest RAM, to
+        // which the assigned devices are attached and over which guest stage 1s nest.
+        let refused = |span: Range<usize>, field: &str, e: sviommu_core::CoreError| {
+            source.error(span, field, format!("the IOMMU API refused: {e}"))
+        };
+        let parent = m
+            .iommu
+            .alloc_domain(
+                UNIT,
+                DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict },
+            )
+            .map_err(|e| refused(g.name.span(), "guest", e))?;
+        m.iommu
+            .map(parent, 0, hpa.0, bytes, true)
+            .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
+        let mut devices = Vec::new();
+        for d in &g.devices {
+            let dev = device_ref(m, source, d, "guest.devices")?.clone();
+            m.iommu
+                .attach(parent, &Target::Device(dev))
+                .map_err(|e| refused(d.span(), "guest.devices", e))?;
+            devices.push(d.get_ref().clone());
+        }
+        // The guest's side: its page tables and pages in its own RAM.
+        let gram = GuestRam::new(Arc::clone(&m.mem), vec![ram]);
+        let mut galloc = FrameAllocator::new(&[(Gpa(0), bytes)]);
+        let mut processes = Vec::new();
+        let mut pseen = Vec::new();
+        for p in &g.processes {
+            unique(source, &mut pseen, &p.name, "guest.process.name")?;
+            let pages = process_pages(source, p, "guest.process.pages", |len| {
+                let lg2 = u8::try_from(len.next_power_of_two().trailing_zeros()).unwrap_or(u8::MAX);
+                galloc.alloc(&gram, lg2.max(PAGE_LG2)).map(|a| a.0).map_err(|e| e.to_string())
+            })?;
+            let (format, root) = stage1_tables(m.arch, &gram, &mut galloc, &pages)
+                .map_err(|e| source.error(p.name.span(), "guest.process", e))?;
+            let id = AddressSpaceId(
+                u32::try_from(1000 * (gi + 1) + processes.len()).unwrap_or(u32::MAX),
+            );
+            // The guest's own ASIDs; the host tags them with the stage-2 domain's VMID / DID.
+            let asid = u16::try_from(1 + processes.len()).unwrap_or(u16::MAX);
+            let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
+            let first_page = pages.first().map(|&(va, gpa, _)| (va, hpa.0 + gpa));
+            processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+        }
+        let mut binds = Vec::new();
+        for b in &g.binds {
+            let p = processes.iter().find(|p| p.name == *b.process.get_ref()).ok_or_else(|| {
+                source.error(
+                    b.process.span(),
+                    "guest.bind.process",
+                    format!("no process `{}` in this guest", b.process.get_ref()),
+                )
+            })?;
+            if !devices.contains(b.device.get_ref()) {
+                return Err(source.error(
+                    b.device.span(),
+                    "guest.bind.device",
+                    format!("`{}` is not assigned to this guest", b.device.get_ref()),
+                ));
+            }
+            let dev = device_ref(m, source, &b.device, "guest.bind.device")?.clone();
+            let nested = m
+                .iommu
+                .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
+                .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
+            let pasid = Pasid(*b.pasid.get_ref());
+            m.iommu
+                .attach_pasid(nested, &Target::Device(dev), pasid)
+                .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
+            binds.push((p.name.clone(), b.device.get_ref().clone(), pasid, nested));
+        }
+        m.guests.push(GuestRecord {
+            name: g.name.get_ref().clone(),
+            ram,
+            stage2: parent,
+            devices,
+            processes,
+            binds,
+        });
+    }
+    Ok(())
+}
+
+/// A domain by scenario name.
+fn domain_ref(
+    m: &Machine,
+    source: &Source,
+    name: &toml::Spanned<String>,
+    field: &str,
+) -> Result<DomainId, ScenarioError> {
+    m.domains.iter().find(|d| d.name == *name.get_ref()).map(|d| d.id).ok_or_else(|| {
+        let known: Vec<&str> = m.domains.iter().map(|d| d.name.as_str()).collect();
+        source.error(
+            name.span(),
+            field,
+            format!("no domain `{}` (domains: {})", name.get_ref(), known.join(", ")),
+        )
+    })
+}
+
+/// Carries out a step that is a host action (not DMA); returns what it did, for the report.
+pub fn act(
+    m: &mut Machine,
+    source: &Source,
+    pool: &mut DataPool,
+    step: &toml::Spanned<Step>,
+) -> Result<Option<String>, ScenarioError> {
+    let s = step.get_ref();
+    let refused = |field: &str, e: sviommu_core::CoreError| {
+        source.error(step.span(), field, format!("the IOMMU API refused: {e}"))
+    };
+    let range = |r: &DomainRange, field: &str| -> Result<DomainId, ScenarioError> {
+        check_page(source, step.span(), field, r.iova, r.size)?;
+        domain_ref(m, source, &r.domain, field)
+    };
+    if let Some(r) = &s.map {
+        let d = range(r, "step.map")?;
+        let hpa =
+            pool.0.take(&m.mem, r.size).map_err(|e| source.error(step.span(), "step.map", e))?;
+        m.iommu
+            .map(d, r.iova, hpa, r.size, r.perms.writable())
+            .map_err(|e| refused("step.map", e))?;
+        return Ok(Some(format!(
+            "map {} {:#x}+{:#x} -> {hpa:#x}",
+            r.domain.get_ref(),
+            r.iova,
+            r.size
+        )));
+    }
+    if let Some(r) = &s.unmap {
+        let d = range(r, "step.unmap")?;
+        let bytes = m.iommu.unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
+        let queued = m.iommu.domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
+        let note = if queued { ", invalidation queued (lazy)" } else { " (invalidated)" };
+        return Ok(Some(format!("unmap {} {:#x}+{bytes:#x}{note}", r.domain.get_ref(), r.iova)));
+    }
+    if let Some(name) = &s.flush {
+        let d = domain_ref(m, source, name, "step.flush")?;
+        m.iommu.flush(d).map_err(|e| refused("step.flush", e))?;
+        return Ok(Some(format!("flush {}", name.get_ref())));
+    }
+    Ok(None)
+}
+
+/// Checks that every step has exactly one key.
+pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    for step in &s.steps {
+        let st = step.get_ref();
+        let n = [st.dma.is_some(), st.map.is_some(), st.unmap.is_some(), st.flush.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if n != 1 {
+            return Err(source.error(
+                step.span(),
+                "step",
+                "a step is exactly one of `dma`, `map`, `unmap`, `flush`",
+            ));
+        }
+    }
+    Ok(())
+}

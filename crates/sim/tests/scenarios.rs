@@ -1,0 +1,217 @@
+//! Scenarios through the whole stack: the built-in default gives the seed's answer on both
+//! architectures, every DMA answered by the hardware model; bad files name their place.
+
+use sviommu_sim::run::{ArchReport, DmaResult};
+use sviommu_sim::scenario::{Arch, Source, DEFAULT};
+use sviommu_sim::{run_source, Report, ScenarioError};
+
+fn source(text: &str) -> Source {
+    Source { name: "test.toml".to_owned(), text: text.to_owned() }
+}
+
+fn default_report() -> Report {
+    run_source(&Source { name: "seed.toml".to_owned(), text: DEFAULT.to_owned() }).unwrap()
+}
+
+fn arch(r: &Report, a: Arch) -> &ArchReport {
+    r.runs.iter().find(|x| x.arch == a).unwrap()
+}
+
+fn answer<'a>(a: &'a ArchReport, device: &str, pasid: Option<u32>, addr: u64) -> &'a DmaResult {
+    &a.dma
+        .iter()
+        .find(|d| d.device == device && d.pasid == pasid && d.addr == addr)
+        .unwrap_or_else(|| panic!("no DMA from {device} {pasid:?} {addr:#x}"))
+        .result
+}
+
+fn output(r: &DmaResult) -> Option<u64> {
+    match r {
+        DmaResult::Translated { output, .. } => Some(*output),
+        _ => None,
+    }
+}
+
+fn fault(r: &DmaResult) -> Option<u8> {
+    match r {
+        DmaResult::Fault { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Who reaches the space the scenario calls `label`, as (device address, PASID, reason).
+fn reach(a: &ArchReport, label: &str) -> Vec<(String, Option<u32>, String)> {
+    let id = a.labels.iter().find(|(_, v)| v.starts_with(label)).map(|(k, _)| k.clone()).unwrap();
+    let space = a.audit.address_spaces.iter().find(|s| s.id == id).unwrap();
+    space
+        .reachable_by
+        .iter()
+        .map(|e| {
+            let why = serde_json::to_value(e.reason).unwrap().as_str().unwrap().to_owned();
+            (e.device.to_string(), e.pasid.map(|p| p.0), why)
+        })
+        .collect()
+}
+
+const TASK1: u64 = 0x7f00_0000;
+const TASK2: u64 = 0x5555_0000_1000;
+
+#[test]
+fn the_default_scenario_gives_the_seeds_answer_on_vtd() {
+    let r = default_report();
+    let v = arch(&r, Arch::Vtd);
+    assert!(v.audit.agrees_with_dma);
+    // The bind reaches A's group: A named, B because it cannot be told apart.
+    assert_eq!(
+        reach(v, "Task 1"),
+        vec![
+            ("0000:00:02.0".to_owned(), Some(1), "explicit".to_owned()),
+            ("0000:00:03.0".to_owned(), Some(1), "same_group".to_owned()),
+        ]
+    );
+    // PASID tables are per device on VT-d: C's has no PASID 1 (59h), though it shares A's
+    // domain.
+    assert_eq!(output(answer(v, "A", Some(1), TASK1)), output(answer(v, "B", Some(1), TASK1)));
+    assert_eq!(fault(answer(v, "C", Some(1), TASK1)), Some(0x59));
+    assert_eq!(fault(answer(v, "D", Some(1), TASK1)), Some(0x59));
+}
+
+#[test]
+fn the_default_scenario_gives_the_seeds_answer_on_smmuv3() {
+    let r = default_report();
+    let s = arch(&r, Arch::Smmuv3);
+    assert!(s.audit.agrees_with_dma);
+    // One CD table per domain: C reaches Task 1 through the table it shares with A.
+    assert_eq!(
+        reach(s, "Task 1"),
+        vec![
+            ("0000:00:02.0".to_owned(), Some(1), "explicit".to_owned()),
+            ("0000:00:03.0".to_owned(), Some(1), "same_group".to_owned()),
+            ("0000:00:04.0".to_owned(), Some(1), "shared_domain_table".to_owned()),
+        ]
+    );
+    let a = output(answer(s, "A", Some(1), TASK1)).unwrap();
+    assert_eq!(output(answer(s, "C", Some(1), TASK1)), Some(a));
+    // D's domain has its own CD table, with no CD at SubstreamID 1: C_BAD_CD (§7.3.9).
+    assert_eq!(fault(answer(s, "D", Some(1), TASK1)), Some(0x0a));
+}
+
+#[test]
+fn the_guests_pasid_nests_its_stage_1_over_the_hosts_stage_2() {
+    let r = default_report();
+    for a in &r.runs {
+        let g = &a.guests[0];
+        assert_eq!((g.ram_hpa, g.ram_bytes), (0x4000_0000, 16 << 20));
+        // The guest's first data page is GPA 0 (its allocator's first block, taken before its
+        // tables), so Task 2's second page is GPA 0x1000: the host stage 2 maps guest RAM
+        // linearly at 0x4000_0000.
+        let nested = answer(a, "E", Some(5), TASK2);
+        let DmaResult::Translated { output: hpa, page_lg2, reads } = *nested else {
+            panic!("{:?}: {nested:?}", a.arch)
+        };
+        assert_eq!((hpa, page_lg2), (g.ram_hpa + 0x1000, 12), "{:?}", a.arch);
+        // Cold: each of the 4 stage-1 tables and the output need a stage-2 walk, but stage 2
+        // maps guest RAM with 2M blocks (3 levels), and the unit's caches share what one walk
+        // of the same block learned. More than the 4 stage-1 reads alone, fewer than 24.
+        assert!((5..=28).contains(&reads), "{:?}: {reads}", a.arch);
+        // A has no PASID 5: VT-d 59h (PASID entry not present), SMMUv3 C_BAD_CD.
+        let expected = if a.arch == Arch::Vtd { 0x59 } else { 0x0a };
+        assert_eq!(fault(answer(a, "A", Some(5), TASK2)), Some(expected));
+        // E without a PASID is in the guest's stage 2: GPA 0x100000 is guest RAM.
+        assert_eq!(output(answer(a, "E", None, 0x10_0000)), Some(g.ram_hpa + 0x10_0000));
+    }
+}
+
+#[test]
+fn statistics_are_the_models_own() {
+    let r = default_report();
+    for a in &r.runs {
+        let st = &a.stats;
+        assert_eq!(st.requests, a.dma.len() as u64);
+        assert_eq!(st.translated + st.blocked, st.requests);
+        assert_eq!(st.faults_recorded, st.blocked, "every fault reached the IOMMU API");
+        assert_eq!(st.faults_overflowed, 0);
+        // The first cache of each model (context / STE) looked up once per request that got
+        // past the root table: hits and misses together are at least the requests.
+        let first = &st.caches[0];
+        assert!(first.hits + first.misses >= st.requests, "{:?}", a.arch);
+        assert!(first.hits > 0, "devices send more than once: {:?}", a.arch);
+    }
+}
+
+#[test]
+fn per_device_cd_tables_keep_c_out() {
+    let text = DEFAULT.replace("cd_tables = \"per-domain\"", "cd_tables = \"per-device\"");
+    let r = run_source(&source(&text)).unwrap();
+    let s = arch(&r, Arch::Smmuv3);
+    assert_eq!(reach(s, "Task 1").len(), 2);
+    assert_eq!(fault(answer(s, "C", Some(1), TASK1)), Some(0x0a));
+}
+
+fn error(text: &str) -> (usize, usize, String, String) {
+    match run_source(&source(text)) {
+        Err(ScenarioError::Invalid { file, line, column, field, message }) => {
+            assert_eq!(file, "test.toml");
+            (line, column, field, message)
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_field_names_its_line_and_column() {
+    let (line, column, _, message) =
+        error("title = \"x\"\n\n[[device]]\nname = \"A\"\nbfd = \"00:02.0\"\n");
+    assert_eq!((line, column), (5, 1), "{message}");
+    assert!(message.contains("unknown field `bfd`"), "{message}");
+}
+
+#[test]
+fn a_name_that_names_nothing_is_refused_where_it_is_written() {
+    let text = "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n\n[[domain]]\nname = \"d\"\nattach = [\"A\", \"Z\"]\n";
+    let (line, column, field, message) = error(text);
+    assert_eq!((line, column, field.as_str()), (8, 16, "domain.attach"), "{message}");
+    assert!(message.contains("no device `Z`"), "{message}");
+}
+
+#[test]
+fn malformed_values_are_refused_with_what_was_expected() {
+    let bdf = error("title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:2\"\n");
+    assert_eq!((bdf.0, bdf.2.as_str()), (4, "device.bdf"), "{bdf:?}");
+    let acs = error(
+        "title = \"x\"\n[[port]]\nbdf = \"00:1c.0\"\nkind = \"root\"\nsecondary_bus = 1\nacs = [\"XX\"]\n",
+    );
+    assert_eq!((acs.0, acs.2.as_str()), (6, "port.acs"), "{acs:?}");
+    let ram = error("title = \"x\"\n[[guest]]\nname = \"g\"\nram_mib = 3\n");
+    assert_eq!((ram.0, ram.2.as_str()), (4, "guest.ram_mib"), "{ram:?}");
+    let kind =
+        error("title = \"x\"\n[[port]]\nbdf = \"00:1c.0\"\nkind = \"rooot\"\nsecondary_bus = 1\n");
+    assert_eq!(kind.0, 4, "{kind:?}");
+    assert!(kind.3.contains("root"), "names what was expected: {kind:?}");
+    let page = error("title = \"x\"\n[[process]]\nname = \"p\"\npages = [{ va = 0x1001 }]\n");
+    assert_eq!((page.0, page.2.as_str()), (4, "process.pages"), "{page:?}");
+}
+
+#[test]
+fn a_bind_the_api_refuses_names_the_bind() {
+    // A device without a PASID capability cannot be bound.
+    let text =
+        "title = \"x\"\narchitectures = [\"vtd\"]\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n\
+                [[process]]\nname = \"p\"\n[[bind]]\nprocess = \"p\"\ndevice = \"A\"\n";
+    let (line, _, field, message) = error(text);
+    assert_eq!((line, field.as_str()), (10, "bind"), "{message}");
+    assert!(message.contains("sva_bind"), "{message}");
+}
+
+#[test]
+fn a_step_is_exactly_one_thing() {
+    let text =
+        "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n[[domain]]\nname = \"d\"\n\
+                [[step]]\nflush = \"d\"\nunmap = { domain = \"d\", iova = 0 }\n";
+    let (line, _, field, message) = error(text);
+    assert_eq!((line, field.as_str()), (7, "step"), "the step's header: {message}");
+    let unknown = "title = \"x\"\n[[step]]\nflush = \"nowhere\"\n";
+    let (line, _, field, message) = error(unknown);
+    assert_eq!((line, field.as_str()), (3, "step.flush"), "{message}");
+    assert!(message.contains("no domain `nowhere`"), "{message}");
+}
