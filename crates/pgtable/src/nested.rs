@@ -92,6 +92,7 @@ where
             kind: FaultKind::Permission,
             input: table_addr,
             s1_fetch: Some(S1Fetch { level, write: true }),
+            granted: Some(leaf.perms),
         });
         Ok(Located { addr: M::Addr::new(leaf.output), write_fault })
     }

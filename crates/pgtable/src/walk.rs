@@ -192,6 +192,11 @@ pub struct Fault {
     /// Set when a stage-2 fault happened while accessing a stage-1 table entry (SMMU `S2` +
     /// `CLASS=TT`; VT-d's nested first-stage-table faults): which entry, and which access.
     pub s1_fetch: Option<S1Fetch>,
+    /// For a [`FaultKind::Permission`] fault: what the entry the walk checked granted, with the
+    /// restrictions of the tables above it, as the walk read it. The missing right is the one
+    /// the access asked for; architectures that name it (VT-d 81h/82h/85h/86h) decide from
+    /// this, never from a second read of tables the guest may have changed since.
+    pub granted: Option<Perms>,
 }
 
 /// The stage-1 table entry access a nested walk was making when stage 2 faulted.
@@ -369,6 +374,7 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
                 kind: FaultKind::ExternalAbort { addr: memory_error_addr(e, at.raw()) },
                 input,
                 s1_fetch: None,
+                granted: None,
             }),
         }
     }

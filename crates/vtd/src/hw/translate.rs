@@ -298,7 +298,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }));
         let leaf = ss.walk(cx, &Direct, req.addr, access).map_err(|f| {
             self.cache_not_present(slot, req.addr, &f, pass);
-            blocked(walk_reason(WalkKind::Legacy, &f, access, None), fpd)
+            blocked(walk_reason(WalkKind::Legacy, &f, access), fpd)
         })?;
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
@@ -567,28 +567,25 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             ss_levels: ss.map_or(0, |ss| level_count(ss.levels.count())),
             nested: fs.is_some() && ss.is_some(),
         };
-        let walk_fault = |f: &sviommu_pgtable::Fault, reason| {
-            self.cache_not_present(slot, req.addr, f, pass);
-            blocked(reason, fpd)
+        let walk_fault = |kind, f: sviommu_pgtable::Fault| {
+            self.cache_not_present(slot, req.addr, &f, pass);
+            blocked(walk_reason(kind, &f, access), fpd)
         };
         let (leaf, perms) = match pgtt {
             Pgtt::SecondStage => {
                 let ss = self.second_stage(&pe).ok_or(invalid)?;
                 pass.tags.set(Some(tags(None, Some(&ss))));
                 let kind = WalkKind::SecondStage { ss_top: top_level(ss.levels.count()) };
-                let leaf = ss
-                    .walk(cx, &Direct, req.addr, access)
-                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
+                let leaf =
+                    ss.walk(cx, &Direct, req.addr, access).map_err(|f| walk_fault(kind, f))?;
                 (leaf, restrict(leaf.perms, &pe))
             }
             Pgtt::FirstStage => {
                 let fs = self.first_stage(&pe).ok_or(invalid)?;
                 pass.tags.set(Some(tags(Some(&fs), None)));
                 let kind = WalkKind::FirstStage { fs_top: top_level(fs.levels.count()) };
-                let leaf = fs.walk(cx, &Direct, req.addr, access).map_err(|f| {
-                    let perms = self.fs_perms_after(&f, &fs, None, req.addr);
-                    walk_fault(&f, walk_reason(kind, &f, access, perms))
-                })?;
+                let leaf =
+                    fs.walk(cx, &Direct, req.addr, access).map_err(|f| walk_fault(kind, f))?;
                 (leaf, restrict(leaf.perms, &pe))
             }
             // Pass-through returned above.
@@ -609,15 +606,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 // physical address, translated by the second stage; the fault says whether the
                 // second stage refused the read or the A/D write-back (75h/76h or 77h).
                 let through = ThroughStage2::new(&ss, &Direct);
-                let s1 = fs.walk(cx, &through, req.addr, access).map_err(|f| {
-                    let perms = self.fs_perms_after(&f, &fs, Some(&ss), req.addr);
-                    walk_fault(&f, walk_reason(kind, &f, access, perms))
-                })?;
+                let s1 =
+                    fs.walk(cx, &through, req.addr, access).map_err(|f| walk_fault(kind, f))?;
                 // §3.8: the first stage's output is a guest physical address, which the second
                 // stage translates for the request's own access.
-                let s2 = ss
-                    .walk(cx, &Direct, s1.output, access)
-                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
+                let s2 =
+                    ss.walk(cx, &Direct, s1.output, access).map_err(|f| walk_fault(kind, f))?;
                 // A write needs no table update only if neither stage needs one; the G bit is
                 // the first stage's.
                 let leaf = Leaf {
@@ -786,33 +780,5 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // write.
             set_ad: true,
         })
-    }
-
-    /// For a first-stage permission fault, what the first stage grants at `input`: the walker
-    /// reports that the access was refused, not which right was missing, and 81h, 82h and 85h
-    /// depend on it. Read back by a walk that changes nothing and is not counted (it is the
-    /// model's bookkeeping, not a hardware read), on the fault path only.
-    fn fs_perms_after(
-        &self,
-        f: &sviommu_pgtable::Fault,
-        fs: &X86Paging,
-        ss: Option<&VtdSecondStage>,
-        input: u64,
-    ) -> Option<Perms> {
-        if f.stage != Stage::S1 || f.kind != sviommu_pgtable::FaultKind::Permission {
-            return None;
-        }
-        let quiet_fs = X86Paging { set_ad: false, ..*fs };
-        let mut cx = WalkCtx::new(&self.mem, ());
-        // Every present first-stage leaf grants a supervisor read.
-        let read = Access::READ.privileged();
-        let leaf = match ss {
-            None => quiet_fs.walk(&mut cx, &Direct, input, read),
-            Some(ss) => {
-                let quiet_ss = VtdSecondStage { ad: false, ..*ss };
-                quiet_fs.walk(&mut cx, &ThroughStage2::new(&quiet_ss, &Direct), input, read)
-            }
-        };
-        leaf.ok().map(|l| l.perms)
     }
 }
