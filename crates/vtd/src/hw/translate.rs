@@ -125,10 +125,12 @@ struct Slot {
     kind: Kind,
 }
 
-/// A first-stage or second-stage fault of kind "not present" that caching mode caches, as the
-/// stage it happened at.
-fn not_present(f: &sviommu_pgtable::Fault) -> Option<Stage> {
-    (f.kind == sviommu_pgtable::FaultKind::Translation).then_some(f.stage)
+/// Whether caching mode caches this walk fault (§6.1): a not-present second-stage entry, for
+/// the request's own address or for a first-stage table fetch. Software need not invalidate
+/// after making a first-stage entry present ("other than first-stage" entries), so a
+/// first-stage not-present result is never cached.
+fn cm_caches(f: &sviommu_pgtable::Fault) -> bool {
+    f.kind == sviommu_pgtable::FaultKind::Translation && f.stage == Stage::S2
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -384,11 +386,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     interrupt: false,
                 }))
             }
-            IotlbResult::NotPresent(stage) => Some(Err(match (slot.kind, stage) {
-                (Kind::Legacy, _) if access.write => FaultReason::WriteDenied, // 05h
-                (Kind::Legacy, _) => FaultReason::ReadDenied,                  // 06h
-                (_, Stage::S1) => FaultReason::SmFsEntryNotPresent,            // 71h
-                (_, Stage::S2) => FaultReason::SmSsEntryNotPresent,            // 79h
+            IotlbResult::NotPresent => Some(Err(match slot.kind {
+                Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
+                Kind::Legacy => FaultReason::ReadDenied,                  // 06h
+                _ => FaultReason::SmSsEntryNotPresent,                    // 79h
             })),
         }
     }
@@ -406,7 +407,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
     }
 
-    /// §6.1: under caching mode, a not-present result is cached too (as one 4K page).
+    /// §6.1: under caching mode, a second-stage not-present result is cached too (as one 4K
+    /// page).
     fn cache_not_present(
         &self,
         slot: Slot,
@@ -414,9 +416,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         f: &sviommu_pgtable::Fault,
         pass: &Pass<'_>,
     ) {
-        let Some(stage) = not_present(f).filter(|_| self.caching_mode()) else { return };
-        let entry =
-            IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent(stage) };
+        if !self.caching_mode() || !cm_caches(f) {
+            return;
+        }
+        let entry = IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
     }
 
