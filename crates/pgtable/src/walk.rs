@@ -353,6 +353,20 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
         Self { reader: TableReader::new(mem), observer, hints: Some(hints) }
     }
 
+    /// Reads a configuration structure of `N` words (a root, context or PASID entry; an STE,
+    /// CD, L1STD or L1CD) at physical address `addr` as one counted read, and shows it to the
+    /// observer as `what`. `None` if any byte of it is outside memory: each model raises its
+    /// own architected fault for that.
+    pub fn read_structure<const N: usize>(
+        &mut self,
+        what: &'static str,
+        addr: u64,
+    ) -> Option<[u64; N]> {
+        let words = self.reader.read_words::<N>(M::Addr::new(addr)).ok()?;
+        self.observer.structure(what, addr, &words);
+        Some(words)
+    }
+
     /// Reads one entry, reports it to the observer, and turns a bad address into an
     /// external-abort fault of this stage and level.
     pub fn read_entry(

@@ -85,24 +85,6 @@ impl Faults {
     }
 }
 
-/// Reads the `N`-word structure at physical address `addr` as one counted read; `None` if any
-/// byte of it is outside memory.
-pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
-    cx: &mut WalkCtx<'_, M, O>,
-    what: &'static str,
-    addr: u64,
-) -> Option<[u64; N]> {
-    let mut bytes = [0u8; 64];
-    let buf = bytes.get_mut(..N * 8)?;
-    cx.reader.read_block(Hpa(addr), buf).ok()?;
-    let mut words = [0u64; N];
-    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
-        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    }
-    cx.observer.structure(what, addr, &words);
-    Some(words)
-}
-
 /// The pgtable granule of a spec granule.
 pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
     match g {

@@ -52,24 +52,6 @@ fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
 /// interrupt requests).
 const UNWALKED_PAGE_LG2: u8 = 12;
 
-/// Reads the `N`-word structure at `addr` as one counted read. `None` if any byte of it is
-/// outside memory (or the address overflows).
-fn fetch<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
-    cx: &mut WalkCtx<'_, M, O>,
-    what: &'static str,
-    addr: u64,
-) -> Option<[u64; N]> {
-    let mut bytes = [0u8; 64];
-    let buf = bytes.get_mut(..N * 8)?;
-    cx.reader.read_block(Hpa(addr), buf).ok()?;
-    let mut words = [0u64; N];
-    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
-        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    }
-    cx.observer.structure(what, addr, &words);
-    Some(words)
-}
-
 /// `base + index * size`, the address of a table's entry; `None` on overflow (read as an access
 /// error, like an address outside memory).
 fn entry_addr(base: u64, index: u64, size: u64) -> Option<u64> {
@@ -319,7 +301,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         use FaultReason as R;
         let [bus, devfn] = rid.to_be_bytes();
         let at = entry_addr(rta, bus.into(), RootEntry::BYTES);
-        let re = at.and_then(|a| fetch(cx, "root entry", a)).map(RootEntry::from_words);
+        let re = at.and_then(|a| cx.read_structure("root entry", a)).map(RootEntry::from_words);
         let re = re.ok_or(blocked(R::RootTableAccess, false))?; // 08h
         if !re.p() {
             return Err(blocked(R::RootEntryNotPresent, false)); // 01h
@@ -328,7 +310,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::RootEntryReserved, false)); // 0Ah
         }
         let at = entry_addr(re.ctp(), devfn.into(), ContextEntry::BYTES);
-        let ce = at.and_then(|a| fetch(cx, "context entry", a)).map(ContextEntry::from_words);
+        let ce =
+            at.and_then(|a| cx.read_structure("context entry", a)).map(ContextEntry::from_words);
         ce.ok_or(blocked(R::ContextTableAccess, false)) // 09h
     }
 
@@ -645,7 +628,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let [bus, devfn] = rid.to_be_bytes();
         let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
         let re = at
-            .and_then(|a| fetch(cx, "scalable-mode root entry", a))
+            .and_then(|a| cx.read_structure("scalable-mode root entry", a))
             .map(ScalableRootEntry::from_words);
         let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
                                                                   // §9.2: each half serves half the devfns and is checked on its own.
@@ -658,7 +641,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let index = root::scalable_context_index(devfn);
         let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
         let ce = at
-            .and_then(|a| fetch(cx, "scalable-mode context entry", a))
+            .and_then(|a| cx.read_structure("scalable-mode context entry", a))
             .map(ScalableContextEntry::from_words);
         ce.ok_or(blocked(R::SmContextEntryAccess, false)) // 40h
     }
@@ -698,8 +681,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         use FaultReason as R;
         let dir_index = pasid::dir_index(pasid);
         let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
-        let de =
-            at.and_then(|a| fetch(cx, "PASID directory entry", a)).map(PasidDirEntry::from_words);
+        let de = at
+            .and_then(|a| cx.read_structure("PASID directory entry", a))
+            .map(PasidDirEntry::from_words);
         let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
         let fpd = fpd | de.fpd();
         if !de.p() {
@@ -709,7 +693,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::SmPasidDirEntryReserved, fpd)); // 52h
         }
         let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
-        let pe = at.and_then(|a| fetch(cx, "PASID-table entry", a)).map(PasidEntry::from_words);
+        let pe =
+            at.and_then(|a| cx.read_structure("PASID-table entry", a)).map(PasidEntry::from_words);
         let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
         Ok(CachedPasid { pe, dir_fpd: de.fpd() })
     }
