@@ -153,6 +153,23 @@ pub struct Leaf {
     pub dirty: bool,
 }
 
+impl Leaf {
+    /// The translation of two stages in sequence: `s1`, whose output `s2` translated (`s2`'s
+    /// input is `s1.output`). The output is the second stage's; the page is the smaller of the
+    /// two; the rights are what both allow; a write needs no table update only if neither stage
+    /// needs one; the level and the global bit are the first stage's (VT-d's G bit, VMSA nG).
+    pub fn nested(s1: &Leaf, s2: &Leaf) -> Leaf {
+        Leaf {
+            output: s2.output,
+            page_lg2: s1.page_lg2.min(s2.page_lg2),
+            level: s1.level,
+            perms: s1.perms.intersect(s2.perms),
+            global: s1.global,
+            dirty: s1.dirty && s2.dirty,
+        }
+    }
+}
+
 /// Why a walk failed, in terms every format shares. The IOMMU crates map these onto their
 /// architected codes (VT-d fault reasons, SMMU event ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

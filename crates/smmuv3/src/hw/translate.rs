@@ -144,13 +144,9 @@ pub(super) fn bypass(addr: u64, reads: u32) -> Translation {
     Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms: Perms::ALL, reads }
 }
 
-/// A translation from its final leaf (and the stage-1 leaf when nested).
-fn translated(leaf: Leaf, s1: Option<Leaf>, reads: u32) -> Translation {
-    let (page_lg2, perms) = match s1 {
-        Some(s1) => (s1.page_lg2.min(leaf.page_lg2), s1.perms.intersect(leaf.perms)),
-        None => (leaf.page_lg2, leaf.perms),
-    };
-    Translation { output: leaf.output, page_lg2, perms, reads }
+/// A translation from its leaf (both stages' combined, when nested).
+fn translated(leaf: &Leaf, reads: u32) -> Translation {
+    Translation { output: leaf.output, page_lg2: leaf.page_lg2, perms: leaf.perms, reads }
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -281,7 +277,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             return Ok(hit);
         }
         let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input)?;
-        let out = translated(leaf, None, cx.reader.reads());
+        let out = translated(&leaf, cx.reader.reads());
         self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
     }
@@ -378,16 +374,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             let leaf = s1
                 .walk(cx, &Direct, input, req.access)
                 .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), ctx.faults, s2f))?;
-            let out = translated(leaf, None, cx.reader.reads());
+            let out = translated(&leaf, cx.reader.reads());
             let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
             self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
             return Ok(out);
         };
         let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
-        let leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
-        let out = translated(leaf, Some(s1_leaf), cx.reader.reads());
-        let key = TlbTag { asid: key.asid.filter(|_| !s1_leaf.global), ..key };
-        self.tlb_fill(key, input, &out, leaf.dirty && s1_leaf.dirty, tr.epochs.tlb);
+        let s2_leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
+        let leaf = Leaf::nested(&s1_leaf, &s2_leaf);
+        let out = translated(&leaf, cx.reader.reads());
+        let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
+        self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
     }
 

@@ -598,15 +598,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 // stage translates for the request's own access.
                 let s2 =
                     ss.walk(cx, &Direct, s1.output, access).map_err(|f| walk_fault(kind, f))?;
-                // A write needs no table update only if neither stage needs one; the G bit is
-                // the first stage's.
-                let leaf = Leaf {
-                    page_lg2: s1.page_lg2.min(s2.page_lg2),
-                    dirty: s1.dirty && s2.dirty,
-                    global: s1.global,
-                    ..s2
-                };
-                (leaf, restrict(s1.perms.intersect(s2.perms), &pe))
+                let leaf = Leaf::nested(&s1, &s2);
+                (leaf, restrict(leaf.perms, &pe))
             }
         };
         // §3.14: a translation into the interrupt address range is blocked.
