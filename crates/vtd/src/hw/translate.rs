@@ -115,6 +115,87 @@ fn cm_caches(f: &sviommu_pgtable::Fault) -> bool {
     f.kind == sviommu_pgtable::FaultKind::Translation && f.stage == Stage::S2
 }
 
+/// The configuration-cache sequence (§6.1): the entry `cached` holds, else the one `read`
+/// fetches, which is inserted before its checks under caching mode (not-present and erroneous
+/// entries may be cached then), and only once `check` accepts it otherwise. Returns the entry
+/// and what `check` made of it.
+fn cached_or_read<V: Copy, T>(
+    cm: bool,
+    cached: Option<V>,
+    read: impl FnOnce() -> Result<V, Blocked>,
+    check: impl FnOnce(&V) -> Result<T, Blocked>,
+    insert: impl Fn(V),
+) -> Result<(V, T), Blocked> {
+    let fresh = cached.is_none();
+    let v = match cached {
+        Some(v) => v,
+        None => read()?,
+    };
+    if fresh && cm {
+        insert(v);
+    }
+    let checked = check(&v)?;
+    if fresh && !cm {
+        insert(v);
+    }
+    Ok((v, checked))
+}
+
+/// What the context entry selected for a scalable-mode request: the PASID it is translated
+/// with, the access it is checked as, and the FPD state so far.
+#[derive(Clone, Copy)]
+struct Selected {
+    pasid: u32,
+    access: Access,
+    fpd: bool,
+}
+
+/// One stage's walk to run: its tables, how `reasons` names its faults, the caches' tags.
+struct Planned<'t, W> {
+    tables: &'t W,
+    kind: WalkKind,
+    tags: WalkTags,
+}
+
+impl<'t> Planned<'t, VtdSecondStage> {
+    /// The second stage alone (legacy mode with `legacy`, else PGTT second-stage only).
+    fn second_stage_of(slot: Slot, ss: &'t VtdSecondStage, legacy: bool) -> Self {
+        let levels = ss.levels.count();
+        let kind = if legacy {
+            WalkKind::Legacy
+        } else {
+            WalkKind::SecondStage { ss_top: top_level(levels) }
+        };
+        let tags = WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: 0,
+            ss_levels: level_count(levels),
+            nested: false,
+        };
+        Self { tables: ss, kind, tags }
+    }
+
+    fn second_stage(slot: Slot, ss: &'t VtdSecondStage) -> Self {
+        Self::second_stage_of(slot, ss, false)
+    }
+}
+
+impl<'t> Planned<'t, X86Paging> {
+    /// PGTT first-stage only.
+    fn first_stage(slot: Slot, fs: &'t X86Paging) -> Self {
+        let levels = fs.levels.count();
+        let tags = WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: level_count(levels),
+            ss_levels: 0,
+            nested: false,
+        };
+        Self { tables: fs, kind: WalkKind::FirstStage { fs_top: top_level(levels) }, tags }
+    }
+}
+
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// Translates one untranslated DMA request, or blocks it with its architected fault reason.
     ///
@@ -218,28 +299,21 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if req.pasid.is_some() {
             return Err(blocked(R::SmLegacyRequestWithPasid, false)); // 31h
         }
-        let cm = self.caching_mode();
         // IMPDEF: a cached scalable-mode entry (software changed modes without the global
         // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
             Some(CachedContext::Legacy(ce)) => Some(ce),
             _ => None,
         };
-        let fresh = cached.is_none();
-        let ce = match cached {
-            Some(ce) => ce,
-            None => self.read_legacy_context(cx, rta, req.rid)?,
-        };
-        // §6.1: under caching mode not-present (and erroneous) entries may be cached too.
-        if fresh && cm {
-            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
-        }
         // §9.3: FPD is evaluated whether or not the entry is present.
+        let (ce, aw) = cached_or_read(
+            self.caching_mode(),
+            cached,
+            || self.read_legacy_context(cx, rta, req.rid),
+            |ce| self.check_legacy_context(ce).map_err(|r| blocked(r, ce.fpd())),
+            |ce| self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs),
+        )?;
         let fpd = ce.fpd();
-        let aw = self.check_legacy_context(&ce).map_err(|r| blocked(r, fpd))?;
-        if fresh && !cm {
-            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
-        }
         // §9.3 TT: only 01b lets a device-TLB ask for translations and use them; 00b and 10b
         // block translation and translated requests (0Dh).
         if pass.kind != RequestKind::Untranslated && ce.tt() != Ok(TranslationType::All) {
@@ -273,17 +347,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             snoop: self.ecap_has(ecap::SC),
             ad: false,
         };
-        pass.tags.set(Some(WalkTags {
-            did: slot.did,
-            pasid: None,
-            fs_levels: 0,
-            ss_levels: level_count(ss.levels.count()),
-            nested: false,
-        }));
-        let leaf = ss.walk(cx, &Direct, req.addr, access).map_err(|f| {
-            self.cache_not_present(slot, req.addr, &f, pass);
-            blocked(walk_reason(WalkKind::Legacy, &f, access), fpd)
-        })?;
+        let plan = Planned::second_stage_of(slot, &ss, true);
+        let leaf = self.walk_one(cx, slot, plan, req.addr, access, pass);
+        let leaf = leaf.map_err(|r| blocked(r, fpd))?;
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
         }
@@ -433,29 +499,21 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
-        let haw = self.params.haw;
-        let cm = self.caching_mode();
-
         // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
         // used; the scalable-mode entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
             Some(CachedContext::Scalable(ce)) => Some(ce),
             _ => None,
         };
-        let fresh = cached.is_none();
-        let ce = match cached {
-            Some(ce) => ce,
-            None => self.read_scalable_context(cx, rta, req.rid)?,
-        };
-        if fresh && cm {
-            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
-        }
         // §9.4: FPD is evaluated whether or not the entry is present, here and below.
-        let mut fpd = ce.fpd();
-        self.check_scalable_context(&ce).map_err(|r| blocked(r, fpd))?;
-        if fresh && !cm {
-            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
-        }
+        let (ce, ()) = cached_or_read(
+            self.caching_mode(),
+            cached,
+            || self.read_scalable_context(cx, rta, req.rid),
+            |ce| self.check_scalable_context(ce).map_err(|r| blocked(r, ce.fpd())),
+            |ce| self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs),
+        )?;
+        let fpd = ce.fpd();
         // §9.4 DTE: translation and translated requests need the device-TLB enabled (44h).
         if pass.kind != RequestKind::Untranslated && !ce.dte() {
             return Err(blocked(R::SmContextDteClear, fpd)); // 44h
@@ -465,7 +523,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if pass.kind == RequestKind::Translated {
             return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
         }
-
         // §3.4.3: a request without PASID is translated with the context entry's RID_PASID,
         // at the privilege RID_PRIV gives it, never as an execute request.
         let (pasid, access) = match req.pasid {
@@ -485,58 +542,82 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 (p, Access { write: req.access.write, exec: false, privileged })
             }
         };
+        let sel = Selected { pasid, access, fpd };
+        let (pe, pgtt, sel) = self.scalable_pasid(cx, &ce, req.rid, sel, pass)?;
+        self.scalable_walk(cx, req, (&pe, pgtt), sel, pass)
+    }
 
+    /// The PASID-table entry `sel.pasid` selects under `ce` (§9.5, §9.6), from the PASID cache
+    /// or read and checked; with the FPD state it adds.
+    fn scalable_pasid<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        ce: &ScalableContextEntry,
+        rid: u16,
+        sel: Selected,
+        pass: &Pass<'_>,
+    ) -> Result<(PasidEntry, Pgtt, Selected), Blocked> {
+        use FaultReason as R;
+        let Selected { pasid, access, fpd } = sel;
         // §9.4: the directory has 2^(PDTS + 7) entries. IMPDEF: a PASID wider than the 20 bits
         // a PASID prefix carries is beyond any directory.
-        let dir_index = pasid::dir_index(pasid);
-        if pasid >> pasid::PASID_BITS != 0 || dir_index >= ce.pasid_dir_entries() {
+        if pasid >> pasid::PASID_BITS != 0 || pasid::dir_index(pasid) >= ce.pasid_dir_entries() {
             return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
         }
-        let key = PasidKey { rid: req.rid, pasid };
-        let cached = self.caches.pasid.get(&key);
-        let fresh = cached.is_none();
-        let CachedPasid { pe, dir_fpd } = match cached {
-            Some(c) => c,
-            None => self.read_pasid_entry(cx, &ce, pasid, fpd)?,
+        let key = PasidKey { rid, pasid };
+        let check = |c: &CachedPasid| {
+            let fpd = fpd | c.dir_fpd | c.pe.fpd();
+            if !c.pe.p() {
+                return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
+            }
+            if c.pe.reserved_bits_set(self.params.haw) {
+                return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
+            }
+            self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd))
+            // 5Bh
         };
-        if fresh && cm {
-            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
-        }
-        fpd |= dir_fpd | pe.fpd();
-        if !pe.p() {
-            return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
-        }
-        if pe.reserved_bits_set(haw) {
-            return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
-        }
-        let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
-        let pgtt = self.check_pasid_entry(&pe).ok_or(invalid)?;
-        if fresh && !cm {
-            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
-        }
+        let (CachedPasid { pe, dir_fpd }, pgtt) = cached_or_read(
+            self.caching_mode(),
+            self.caches.pasid.get(&key),
+            || self.read_pasid_entry(cx, ce, pasid, fpd),
+            check,
+            |v| self.caches.insert_pasid(key, v, &pass.epochs),
+        )?;
+        let fpd = fpd | dir_fpd | pe.fpd();
         if access.exec && !pe.ere() {
             return Err(blocked(R::SmPasidEreClear, fpd)); // 5Ch
         }
         if access.privileged && !pe.sre() {
             return Err(blocked(R::SmPasidSreClear, fpd)); // 5Dh
         }
+        Ok((pe, pgtt, Selected { fpd, ..sel }))
+    }
 
+    /// The translation a checked PASID-table entry's PGTT selects (§9.6): pass-through, or the
+    /// IOTLB, else a first-stage, second-stage or nested walk.
+    fn scalable_walk<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &DmaRequest,
+        (pe, pgtt): (&PasidEntry, Pgtt),
+        sel: Selected,
+        pass: &Pass<'_>,
+    ) -> Result<Translation, Blocked> {
+        use FaultReason as R;
+        let Selected { pasid, access, fpd } = sel;
         let kind = match pgtt {
             Pgtt::PassThrough => {
                 // IMPDEF: the output must be a host address; beyond HAW it is beyond what the
                 // translation supports.
-                if req.addr & bits_from(haw) != 0 {
+                if req.addr & bits_from(self.params.haw) != 0 {
                     return Err(blocked(R::SmAddressBeyondMgaw, fpd)); // 83h
                 }
                 // §3.14: a translation into the interrupt address range is blocked.
                 if is_interrupt_address(req.addr) {
                     return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
                 }
-                return Ok(self.untranslated(
-                    req.addr,
-                    restrict(Perms::ALL, &pe),
-                    cx.reader.reads(),
-                ));
+                let perms = restrict(Perms::ALL, pe);
+                return Ok(self.untranslated(req.addr, perms, cx.reader.reads()));
             }
             Pgtt::FirstStage => Kind::FirstStage,
             Pgtt::SecondStage => Kind::SecondStage,
@@ -546,38 +627,19 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
             return hit.map_err(|r| blocked(r, fpd));
         }
-        let tags = |fs: Option<&X86Paging>, ss: Option<&VtdSecondStage>| WalkTags {
-            did: slot.did,
-            pasid: slot.pasid,
-            fs_levels: fs.map_or(0, |fs| level_count(fs.levels.count())),
-            ss_levels: ss.map_or(0, |ss| level_count(ss.levels.count())),
-            nested: fs.is_some() && ss.is_some(),
-        };
-        let walk_fault = |kind, f: sviommu_pgtable::Fault| {
-            self.cache_not_present(slot, req.addr, &f, pass);
-            blocked(walk_reason(kind, &f, access), fpd)
-        };
-        let (leaf, perms) = match pgtt {
-            Pgtt::SecondStage => {
-                let ss = self.second_stage(&pe).ok_or(invalid)?;
-                pass.tags.set(Some(tags(None, Some(&ss))));
-                let kind = WalkKind::SecondStage { ss_top: top_level(ss.levels.count()) };
-                let leaf =
-                    ss.walk(cx, &Direct, req.addr, access).map_err(|f| walk_fault(kind, f))?;
-                (leaf, restrict(leaf.perms, &pe))
+        let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
+        let walked = match kind {
+            Kind::SecondStage => {
+                let ss = self.second_stage(pe).ok_or(invalid)?;
+                self.walk_one(cx, slot, Planned::second_stage(slot, &ss), req.addr, access, pass)
             }
-            Pgtt::FirstStage => {
-                let fs = self.first_stage(&pe).ok_or(invalid)?;
-                pass.tags.set(Some(tags(Some(&fs), None)));
-                let kind = WalkKind::FirstStage { fs_top: top_level(fs.levels.count()) };
-                let leaf =
-                    fs.walk(cx, &Direct, req.addr, access).map_err(|f| walk_fault(kind, f))?;
-                (leaf, restrict(leaf.perms, &pe))
+            Kind::FirstStage => {
+                let fs = self.first_stage(pe).ok_or(invalid)?;
+                self.walk_one(cx, slot, Planned::first_stage(slot, &fs), req.addr, access, pass)
             }
-            // Pass-through returned above.
-            Pgtt::Nested | Pgtt::PassThrough => {
-                let fs = self.first_stage(&pe).ok_or(invalid)?;
-                let ss = self.second_stage(&pe).ok_or(invalid)?;
+            Kind::Nested | Kind::Legacy => {
+                let fs = self.first_stage(pe).ok_or(invalid)?;
+                let ss = self.second_stage(pe).ok_or(invalid)?;
                 // A nested FSPTPTR is a guest address (not a reserved-bit check); first-stage
                 // table addresses end at bit 51, so one above is beyond the second stage.
                 // DEVIATION: with a 57-bit AGAW and MGAW the spec would walk the second stage
@@ -585,29 +647,68 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 if pe.fsptptr() & !x86::ADDR.mask() != 0 {
                     return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
                 }
-                pass.tags.set(Some(tags(Some(&fs), Some(&ss))));
-                let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
-                let kind = WalkKind::Nested { fs_top, ss_top };
-                // §3.8: every first-stage table read is a supervisor data read of a guest
-                // physical address, translated by the second stage; the fault says whether the
-                // second stage refused the read or the A/D write-back (75h/76h or 77h).
-                let through = ThroughStage2::new(&ss, &Direct);
-                let s1 =
-                    fs.walk(cx, &through, req.addr, access).map_err(|f| walk_fault(kind, f))?;
-                // §3.8: the first stage's output is a guest physical address, which the second
-                // stage translates for the request's own access.
-                let s2 =
-                    ss.walk(cx, &Direct, s1.output, access).map_err(|f| walk_fault(kind, f))?;
-                let leaf = Leaf::nested(&s1, &s2);
-                (leaf, restrict(leaf.perms, &pe))
+                self.walk_nested(cx, slot, (&fs, &ss), req.addr, access, pass)
             }
         };
+        let leaf = walked.map_err(|r| blocked(r, fpd))?;
+        let perms = restrict(leaf.perms, pe);
         // §3.14: a translation into the interrupt address range is blocked.
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
         }
         self.cache_translation(slot, req.addr, &leaf, perms, pass);
         Ok(self.walked(leaf, perms, cx))
+    }
+
+    /// One stage's walk of `addr` in `slot` (legacy, first-stage only or second-stage only).
+    fn walk_one<O: WalkObserver, W: Walk>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        slot: Slot,
+        plan: Planned<'_, W>,
+        addr: u64,
+        access: Access,
+        pass: &Pass<'_>,
+    ) -> Result<Leaf, FaultReason> {
+        pass.tags.set(Some(plan.tags));
+        plan.tables.walk(cx, &Direct, addr, access).map_err(|f| {
+            self.cache_not_present(slot, addr, &f, pass);
+            walk_reason(plan.kind, &f, access)
+        })
+    }
+
+    /// A nested walk (§3.8) of `addr` in `slot`: the first stage through the second, then the
+    /// second stage of its output.
+    fn walk_nested<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        slot: Slot,
+        (fs, ss): (&X86Paging, &VtdSecondStage),
+        addr: u64,
+        access: Access,
+        pass: &Pass<'_>,
+    ) -> Result<Leaf, FaultReason> {
+        let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
+        let kind = WalkKind::Nested { fs_top, ss_top };
+        pass.tags.set(Some(WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: level_count(fs.levels.count()),
+            ss_levels: level_count(ss.levels.count()),
+            nested: true,
+        }));
+        let fault = |f: sviommu_pgtable::Fault| {
+            self.cache_not_present(slot, addr, &f, pass);
+            walk_reason(kind, &f, access)
+        };
+        // §3.8: every first-stage table read is a supervisor data read of a guest physical
+        // address, translated by the second stage; the fault says whether the second stage
+        // refused the read or the A/D write-back (75h/76h or 77h).
+        let s1 = fs.walk(cx, &ThroughStage2::new(ss, &Direct), addr, access).map_err(fault)?;
+        // §3.8: the first stage's output is a guest physical address, which the second stage
+        // translates for the request's own access.
+        let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
+        Ok(Leaf::nested(&s1, &s2))
     }
 
     /// Reads `rid`'s scalable-mode root and context entries (§9.2, §9.4).
