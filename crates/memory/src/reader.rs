@@ -33,6 +33,22 @@ impl<'m, M: PhysMemory + ?Sized> TableReader<'m, M> {
         self.mem.read(addr, buf)
     }
 
+    /// Reads the `N`-word structure at `addr` (`N` at most 8: the widest, an STE, a CD or a
+    /// PASID-table entry, is 64 bytes) as one counted block read, as little-endian words.
+    pub fn read_words<const N: usize>(&mut self, addr: M::Addr) -> Result<[u64; N], MemoryError> {
+        const { assert!(N <= 8, "a structure is at most 64 bytes") };
+        let mut bytes = [0u8; 64];
+        let (buf, _) = bytes.split_at_mut(N * 8);
+        self.read_block(addr, buf)?;
+        let mut words = [0u64; N];
+        for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(chunk);
+            *w = u64::from_le_bytes(le);
+        }
+        Ok(words)
+    }
+
     /// Atomically sets bits in an entry (A/D, AF, DBM dirty state) if it still holds
     /// `expected`. Returns whether the update took; a lost race means the walk must re-read.
     pub fn update_entry(
@@ -82,6 +98,11 @@ mod tests {
         assert!(rd.update_entry(Hpa(8), 0, 0x20).unwrap());
         assert!(!rd.update_entry(Hpa(8), 0, 0x40).unwrap());
         assert_eq!((rd.reads(), rd.updates()), (3, 2));
+        // A structure is one read, its words little-endian; one running off memory counts too.
+        mem.write_u64(Hpa(0x48), 0x1122).unwrap();
+        assert_eq!(rd.read_words::<2>(Hpa(0x40)), Ok([0, 0x1122]));
+        assert!(rd.read_words::<8>(Hpa(0xfe0)).is_err());
+        assert_eq!(rd.reads(), 5);
         assert_eq!(mem.read_u64(Hpa(8)), Ok(0x20));
     }
 }

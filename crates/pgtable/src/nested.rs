@@ -92,6 +92,7 @@ where
             kind: FaultKind::Permission,
             input: table_addr,
             s1_fetch: Some(S1Fetch { level, write: true }),
+            granted: Some(leaf.perms),
         });
         Ok(Located { addr: M::Addr::new(leaf.output), write_fault })
     }
@@ -115,15 +116,7 @@ impl<S1: Walk + ?Sized, S2: Walk + ?Sized> Nested<'_, S1, S2> {
         let through = ThroughStage2::new(self.s2, fetch);
         let s1 = self.s1.walk(cx, &through, input, access)?;
         let s2 = self.s2.walk(cx, fetch, s1.output, access)?;
-        let combined = Leaf {
-            output: s2.output,
-            page_lg2: s1.page_lg2.min(s2.page_lg2),
-            level: s1.level,
-            perms: s1.perms.intersect(s2.perms),
-            global: s1.global,
-            dirty: s1.dirty && s2.dirty,
-        };
-        Ok((s1, combined))
+        Ok((s1, Leaf::nested(&s1, &s2)))
     }
 }
 

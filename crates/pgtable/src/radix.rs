@@ -108,7 +108,14 @@ where
     O: WalkObserver,
 {
     let stage = fmt.stage();
-    let fault = |d: usize, kind| Fault { stage, level: fmt.level(d), kind, input, s1_fetch: None };
+    let fault = |d: usize, kind| Fault {
+        stage,
+        level: fmt.level(d),
+        kind,
+        input,
+        s1_fetch: None,
+        granted: None,
+    };
     fmt.check_config().map_err(|k| fault(0, k))?;
     fmt.check_input(input).map_err(|k| fault(0, k))?;
     let depth = fmt.depth();
@@ -152,7 +159,9 @@ where
             let new = fmt.update(d, raw, is_leaf, access).map_err(|k| fault(d, k))?;
             if let Next::Leaf { perms, .. } = next {
                 if !perms.allows(access) {
-                    return Err(fault(d, FaultKind::Permission));
+                    // The rights this read found go with the fault: they decide its reason.
+                    let f = fault(d, FaultKind::Permission);
+                    return Err(Fault { granted: Some(perms), ..f });
                 }
             }
             if new != raw {

@@ -153,6 +153,23 @@ pub struct Leaf {
     pub dirty: bool,
 }
 
+impl Leaf {
+    /// The translation of two stages in sequence: `s1`, whose output `s2` translated (`s2`'s
+    /// input is `s1.output`). The output is the second stage's; the page is the smaller of the
+    /// two; the rights are what both allow; a write needs no table update only if neither stage
+    /// needs one; the level and the global bit are the first stage's (VT-d's G bit, VMSA nG).
+    pub fn nested(s1: &Leaf, s2: &Leaf) -> Leaf {
+        Leaf {
+            output: s2.output,
+            page_lg2: s1.page_lg2.min(s2.page_lg2),
+            level: s1.level,
+            perms: s1.perms.intersect(s2.perms),
+            global: s1.global,
+            dirty: s1.dirty && s2.dirty,
+        }
+    }
+}
+
 /// Why a walk failed, in terms every format shares. The IOMMU crates map these onto their
 /// architected codes (VT-d fault reasons, SMMU event ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,6 +209,11 @@ pub struct Fault {
     /// Set when a stage-2 fault happened while accessing a stage-1 table entry (SMMU `S2` +
     /// `CLASS=TT`; VT-d's nested first-stage-table faults): which entry, and which access.
     pub s1_fetch: Option<S1Fetch>,
+    /// For a [`FaultKind::Permission`] fault: what the entry the walk checked granted, with the
+    /// restrictions of the tables above it, as the walk read it. The missing right is the one
+    /// the access asked for; architectures that name it (VT-d 81h/82h/85h/86h) decide from
+    /// this, never from a second read of tables the guest may have changed since.
+    pub granted: Option<Perms>,
 }
 
 /// The stage-1 table entry access a nested walk was making when stage 2 faulted.
@@ -348,6 +370,20 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
         Self { reader: TableReader::new(mem), observer, hints: Some(hints) }
     }
 
+    /// Reads a configuration structure of `N` words (a root, context or PASID entry; an STE,
+    /// CD, L1STD or L1CD) at physical address `addr` as one counted read, and shows it to the
+    /// observer as `what`. `None` if any byte of it is outside memory: each model raises its
+    /// own architected fault for that.
+    pub fn read_structure<const N: usize>(
+        &mut self,
+        what: &'static str,
+        addr: u64,
+    ) -> Option<[u64; N]> {
+        let words = self.reader.read_words::<N>(M::Addr::new(addr)).ok()?;
+        self.observer.structure(what, addr, &words);
+        Some(words)
+    }
+
     /// Reads one entry, reports it to the observer, and turns a bad address into an
     /// external-abort fault of this stage and level.
     pub fn read_entry(
@@ -369,6 +405,7 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
                 kind: FaultKind::ExternalAbort { addr: memory_error_addr(e, at.raw()) },
                 input,
                 s1_fetch: None,
+                granted: None,
             }),
         }
     }

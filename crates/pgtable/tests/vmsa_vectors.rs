@@ -25,7 +25,7 @@ fn get(mem: &HostMemory, addr: u64) -> u64 {
 }
 
 fn fault(stage: Stage, level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage, level, kind, input, s1_fetch: None }
+    Fault { stage, level, kind, input, s1_fetch: None, granted: None }
 }
 
 fn s1f(level: i8, kind: FaultKind, input: u64) -> Fault {
@@ -84,7 +84,10 @@ fn s1_4k_page_walk_from_level_0() {
     assert!(leaf.global);
     assert_eq!(
         pt.translate(&mem, 0x1abc, Access::READ).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x1abc))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x1abc),
+            Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X).union(Perms::USER_X)
+        ))
     );
     assert!(pt.translate(&mem, 0x1abc, Access::EXEC).outcome.is_ok());
 }
@@ -99,7 +102,7 @@ fn s1_4k_ap_uxn_pxn() {
     assert_eq!(leaf.perms, Perms::PRIV_R.union(Perms::USER_R));
     assert_eq!(
         pt.translate(&mem, 0x2000, Access::WRITE.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x2000))
+        Err(granting(s1f(3, FaultKind::Permission, 0x2000), Perms::rwx(true, false, false)))
     );
     // AP = 01: EL0 read/write, so EL1 may not execute it although PXN is clear.
     let leaf = pt.translate(&mem, 0x3008, Access::WRITE).outcome.unwrap();
@@ -107,7 +110,14 @@ fn s1_4k_ap_uxn_pxn() {
     assert_eq!(leaf.perms, Perms::PRIV_R.union(Perms::PRIV_W).union(USER_RW).union(Perms::USER_X));
     assert_eq!(
         pt.translate(&mem, 0x3008, Access::EXEC.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x3008))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x3008),
+            Perms::PRIV_R
+                .union(Perms::PRIV_W)
+                .union(Perms::USER_R)
+                .union(Perms::USER_W)
+                .union(Perms::USER_X)
+        ))
     );
     // nG: not global.
     let leaf = pt.translate(&mem, 0x4000, Access::READ.privileged()).outcome.unwrap();
@@ -172,7 +182,7 @@ fn s1_4k_hierarchical_permissions_and_hpd() {
     );
     assert_eq!(
         pt.translate(&mem, va, Access::WRITE.privileged()).outcome,
-        Err(s1f(2, FaultKind::Permission, va))
+        Err(granting(s1f(2, FaultKind::Permission, va), Perms::rwx(true, false, true)))
     );
     // APTable[0], UXNTable, PXNTable: EL1 read/write only.
     let va = 0xc000_0000;
@@ -210,7 +220,10 @@ fn s1_4k_dirty_state_with_hd() {
     // Without HD, DBM is ignored: AP[2] = 1 is read-only.
     assert_eq!(
         pt.translate(&mem, 0x6000, Access::WRITE.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x6000))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x6000),
+            Perms::PRIV_R.union(Perms::PRIV_X).union(Perms::USER_X)
+        ))
     );
     // A read with HD changes nothing.
     let pt = VmsaS1 { hd: true, ..pt };
@@ -220,7 +233,10 @@ fn s1_4k_dirty_state_with_hd() {
     // EL0 has no access (AP[1] = 0): its write faults and dirties nothing.
     assert_eq!(
         pt.translate(&mem, 0x6000, Access::WRITE).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x6000))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x6000),
+            Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X).union(Perms::USER_X)
+        ))
     );
     assert_eq!(get(&mem, 0x10_3030), 0x0008_0000_0050_5783);
     // A write clears AP[2].
@@ -232,7 +248,10 @@ fn s1_4k_dirty_state_with_hd() {
     let no_ha = VmsaS1 { ha: false, ..pt };
     assert_eq!(
         no_ha.translate(&mem, 0x6000, Access::WRITE.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x6000))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x6000),
+            Perms::PRIV_R.union(Perms::PRIV_X).union(Perms::USER_X)
+        ))
     );
 }
 
@@ -371,7 +390,7 @@ fn s2_4k_concatenated_start_and_s2ap() {
     assert_eq!(leaf.perms, Perms::rwx(true, false, true));
     assert_eq!(
         pt.translate(&mem, IPA | 0x1000, Access::WRITE.privileged()).outcome,
-        Err(s2f(3, FaultKind::Permission, IPA | 0x1000))
+        Err(granting(s2f(3, FaultKind::Permission, IPA | 0x1000), Perms::rwx(true, false, true)))
     );
     // XN[1], and (DEVIATION: no FEAT_XNX split) XN[0] alone: no execution at either level.
     for off in [0x2000, 0x6000] {
@@ -379,13 +398,13 @@ fn s2_4k_concatenated_start_and_s2ap() {
         assert_eq!(leaf.perms, Perms::rwx(true, true, false));
         assert_eq!(
             pt.translate(&mem, IPA | off, Access::EXEC.privileged()).outcome,
-            Err(s2f(3, FaultKind::Permission, IPA | off))
+            Err(granting(s2f(3, FaultKind::Permission, IPA | off), Perms::rwx(true, true, false)))
         );
     }
     // S2AP = 00: no access.
     assert_eq!(
         pt.translate(&mem, IPA | 0x3000, Access::READ).outcome,
-        Err(s2f(3, FaultKind::Permission, IPA | 0x3000))
+        Err(granting(s2f(3, FaultKind::Permission, IPA | 0x3000), Perms::rwx(false, false, true)))
     );
     // Reserved level-3 encoding.
     assert_eq!(
@@ -423,7 +442,7 @@ fn s2_4k_access_flag_and_dirty_state() {
     );
     assert_eq!(
         pt.translate(&mem, IPA | 0x4000, Access::WRITE).outcome,
-        Err(s2f(3, FaultKind::Permission, IPA | 0x4000))
+        Err(granting(s2f(3, FaultKind::Permission, IPA | 0x4000), Perms::rwx(true, false, true)))
     );
     let pt = VmsaS2 { ha: true, hd: true, ..pt };
     assert!(pt.translate(&mem, IPA | 0x5000, Access::READ).outcome.is_ok());
@@ -516,11 +535,17 @@ fn s1_4k_pan_denies_privileged_data_access_to_el0_pages() {
     // L3[3]: AP = 01, EL0 RW: privileged reads and writes fault, EL0 ones do not.
     assert_eq!(
         pt.translate(&mem, 0x3008, Access::READ.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x3008))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x3008),
+            Perms::USER_R.union(Perms::USER_W).union(Perms::USER_X)
+        ))
     );
     assert_eq!(
         pt.translate(&mem, 0x3008, Access::WRITE.privileged()).outcome,
-        Err(s1f(3, FaultKind::Permission, 0x3008))
+        Err(granting(
+            s1f(3, FaultKind::Permission, 0x3008),
+            Perms::USER_R.union(Perms::USER_W).union(Perms::USER_X)
+        ))
     );
     let leaf = pt.translate(&mem, 0x3008, Access::WRITE).outcome.unwrap();
     assert_eq!(leaf.perms, USER_RW.union(Perms::USER_X));
@@ -569,4 +594,9 @@ fn va_bit_55_selects_ttb1() {
     assert!(selects_ttb1(0x0080_0000_0000_0000));
     assert!(!selects_ttb1(0xff7f_ffff_ffff_ffff));
     assert!(!selects_ttb1(0x0000_7fff_ffff_f000));
+}
+
+/// `f` with the rights its permission check found.
+fn granting(f: Fault, granted: Perms) -> Fault {
+    Fault { granted: Some(granted), ..f }
 }

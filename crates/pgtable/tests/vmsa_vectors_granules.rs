@@ -8,7 +8,7 @@
 
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule, Oa52, Ps, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Access, Build, Fault, FaultKind, Stage, Walk};
+use sviommu_pgtable::{Access, Build, Fault, FaultKind, Perms, Stage, Walk};
 
 const TABLES: u64 = 0x10_0000;
 
@@ -21,7 +21,7 @@ fn put(mem: &HostMemory, addr: u64, raw: u64) {
 }
 
 fn fault(stage: Stage, level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage, level, kind, input, s1_fetch: None }
+    Fault { stage, level, kind, input, s1_fetch: None, granted: None }
 }
 
 const R: Access = Access::READ.privileged();
@@ -454,6 +454,17 @@ mod builders {
         // APTable[1] is bit 62 of the level-1 descriptor.
         assert_eq!(raws(&pt, &mem, 0x20_1000)[0] >> 61, 0b10);
         let w = pt.translate(&mem, 0x20_1000, Access::WRITE.privileged());
-        assert_eq!(w.outcome, Err(fault(Stage::S1, 3, FaultKind::Permission, 0x20_1000)));
+        assert_eq!(
+            w.outcome,
+            Err(granting(
+                fault(Stage::S1, 3, FaultKind::Permission, 0x20_1000),
+                Perms::rwx(true, false, true)
+            ))
+        );
     }
+}
+
+/// `f` with the rights its permission check found.
+fn granting(f: Fault, granted: Perms) -> Fault {
+    Fault { granted: Some(granted), ..f }
 }

@@ -36,7 +36,7 @@ fn word(mem: &HostMemory, addr: u64) -> u64 {
 }
 
 fn s2_fault(level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage: Stage::S2, level, kind, input, s1_fetch: None }
+    Fault { stage: Stage::S2, level, kind, input, s1_fetch: None, granted: None }
 }
 
 fn leaf(output: u64, page_lg2: u8, level: i8, perms: Perms) -> Leaf {
@@ -177,7 +177,10 @@ fn vector_read_only_and_write_only_pages() {
     let w = ss.translate(&mem, IN4, Access::READ);
     assert_eq!(w.outcome, Ok(leaf(0xabcd_e123, 12, 1, ro)));
     let w = ss.translate(&mem, IN4, Access::WRITE);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(true, false, true)))
+    );
     assert_eq!(w.reads, 4);
 
     // SS-PTE R=0 W=1: second stage allows write-only pages (§9.8 has no R-implies rule).
@@ -186,7 +189,10 @@ fn vector_read_only_and_write_only_pages() {
     let w = ss.translate(&mem, IN4, Access::WRITE);
     assert_eq!(w.outcome, Ok(leaf(0xabcd_e123, 12, 1, wo)));
     let w = ss.translate(&mem, IN4, Access::READ);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(false, true, false)))
+    );
 }
 
 #[test]
@@ -196,13 +202,19 @@ fn vector_table_entries_restrict_everything_below() {
     // SS-PDE W=0: the RW page below it is read-only.
     put(&mem, &[(PDE4, 0x0000_0000_0010_3001)]);
     let w = ss.translate(&mem, IN4, Access::WRITE);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(true, false, true)))
+    );
     let w = ss.translate(&mem, IN4, Access::READ);
     assert_eq!(w.outcome, Ok(leaf(0xabcd_e123, 12, 1, Perms::rwx(true, false, true))));
     // SS-PML4E R=0 as well: nothing below is readable.
     put(&mem, &[(PML4E4, 0x0000_0000_0010_1002)]);
     let w = ss.translate(&mem, IN4, Access::READ);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(false, false, false)))
+    );
 }
 
 #[test]
@@ -376,7 +388,10 @@ fn vector_access_and_dirty_flags_only_with_ssade() {
     let mut ss = four_level(&mem, 0x0000_0000_abcd_e001);
     ss.ad = true;
     let w = ss.translate(&mem, IN4, Access::WRITE);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(true, false, true)))
+    );
     assert_eq!(word(&mem, PDE4), 0x0000_0000_0010_3103);
     assert_eq!(word(&mem, PTE4), 0x0000_0000_abcd_e001);
 }
@@ -401,7 +416,10 @@ fn vector_x_is_honoured_only_with_execute_support() {
 
     ss.execute = true;
     let w = ss.translate(&mem, IN4, Access::EXEC);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(true, true, false)))
+    );
     let w = ss.translate(&mem, IN4, Access::READ);
     let rw = Perms::rwx(true, true, false);
     assert_eq!(w.outcome, Ok(leaf(0xabcd_e123, 12, 1, rw)));
@@ -415,7 +433,10 @@ fn vector_x_is_honoured_only_with_execute_support() {
     let xo = Perms::rwx(false, false, true);
     assert_eq!(w.outcome, Ok(leaf(0xabcd_e123, 12, 1, xo)));
     let w = ss.translate(&mem, IN4, Access::READ);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(false, false, true)))
+    );
     ss.execute = false;
     let w = ss.translate(&mem, IN4, Access::EXEC);
     assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Translation, IN4)));
@@ -483,7 +504,10 @@ fn restrict_clears_bits_and_can_make_a_table_not_present() {
     let pdpt = word(&mem, ss.root + 8) & !0xfff;
     assert_eq!(word(&mem, pdpt + 8) & 0xfff, 0x001);
     let w = ss.translate(&mem, IN4, Access::WRITE);
-    assert_eq!(w.outcome, Err(s2_fault(1, FaultKind::Permission, IN4)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(s2_fault(1, FaultKind::Permission, IN4), Perms::rwx(true, false, true)))
+    );
     // The leaf level and levels that do not exist are not table entries.
     assert_eq!(ss.restrict(&mem, IN4, 1, keep_r), Ok(false));
     assert_eq!(ss.restrict(&mem, IN4, 5, keep_r), Ok(false));
@@ -617,6 +641,7 @@ fn nested_second_stage_fault_on_a_first_stage_table_fetch() {
                 kind: FaultKind::Translation,
                 input: entry,
                 s1_fetch: Some(S1Fetch { level: s1_level, write: false }),
+                granted: None,
             }),
             "first-stage level {s1_level}"
         );
@@ -641,6 +666,7 @@ fn nested_read_only_second_stage_blocks_first_stage_accessed_updates() {
             kind: FaultKind::Permission,
             input: pml4e,
             s1_fetch: Some(S1Fetch { level: 4, write: true }),
+            granted: Some(Perms::rwx(true, false, true)),
         })
     );
     // A first stage that sets no A/D bits only reads its tables, which is allowed.
@@ -840,21 +866,17 @@ impl Oracle {
         true
     }
 
-    /// `Ok((output, level, page_lg2, perms))` or `Err((kind, level))`.
-    fn translate(
-        &self,
-        addr: u64,
-        access: Access,
-    ) -> Result<(u64, i8, u8, Perms), (FaultKind, i8)> {
+    /// `Ok((output, level, page_lg2, perms))` or `Err((kind, level, granted))`.
+    fn translate(&self, addr: u64, access: Access) -> Result<(u64, i8, u8, Perms), OracleFault> {
         if addr >> self.input_bits != 0 {
-            return Err((FaultKind::InputRange, self.levels));
+            return Err((FaultKind::InputRange, self.levels, None));
         }
         let mut above = Cleared::default();
         for level in (1..=self.levels).rev() {
             let b = align(addr, span_lg2(level));
             if let Some(&c) = self.tables.get(&(level, b)) {
                 if !self.present(c) {
-                    return Err((FaultKind::Translation, level));
+                    return Err((FaultKind::Translation, level, None));
                 }
                 above.r |= c.r;
                 above.w |= c.w;
@@ -862,7 +884,7 @@ impl Oracle {
                 continue;
             }
             let Some(leaf) = self.leaves.get(&b) else {
-                return Err((FaultKind::Translation, level));
+                return Err((FaultKind::Translation, level, None));
             };
             assert_eq!(leaf.size_lg2, span_lg2(level), "oracle invariant");
             let r = leaf.r && !above.r;
@@ -876,13 +898,16 @@ impl Oracle {
                 r
             };
             if !allowed {
-                return Err((FaultKind::Permission, level));
+                return Err((FaultKind::Permission, level, Some(Perms::rwx(r, w, x))));
             }
             return Ok((leaf.output + (addr - b), level, leaf.size_lg2, Perms::rwx(r, w, x)));
         }
         unreachable!("level 1 is always a leaf or a hole")
     }
 }
+
+/// What the oracle expects of a walk that faults: the kind, the level, the rights found.
+type OracleFault = (FaultKind, i8, Option<Perms>);
 
 /// Table indices per level (index 0 = level 1), from a few values so that paths collide.
 type Spot = [u64; 5];
@@ -945,10 +970,10 @@ fn check_walks(
                     let want = Leaf { dirty, ..leaf(output, page_lg2, level, perms) };
                     (Ok(want), oracle.levels - level + 1)
                 }
-                Err((kind, level)) => {
+                Err((kind, level, granted)) => {
                     let reads =
                         if kind == FaultKind::InputRange { 0 } else { oracle.levels - level + 1 };
-                    (Err(s2_fault(level, kind, addr)), reads)
+                    (Err(Fault { granted, ..s2_fault(level, kind, addr) }), reads)
                 }
             };
             prop_assert_eq!(w.outcome, want, "{:#x} {:?}", addr, access);
@@ -1163,4 +1188,9 @@ proptest! {
             prop_assert_eq!(again.outcome, w.outcome);
         }
     }
+}
+
+/// `f` with the rights its permission check found.
+fn granting(f: Fault, granted: Perms) -> Fault {
+    Fault { granted: Some(granted), ..f }
 }

@@ -20,7 +20,7 @@ fn put(mem: &HostMemory, addr: u64, raw: u64) {
 }
 
 fn fault(level: i8, kind: FaultKind, input: u64) -> Fault {
-    Fault { stage: Stage::S1, level, kind, input, s1_fetch: None }
+    Fault { stage: Stage::S1, level, kind, input, s1_fetch: None, granted: None }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -52,7 +52,13 @@ fn vector_4k_page_supervisor_only() {
     assert_eq!(leaf.perms, Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X));
     // U/S = 0 in the PTE: a user access faults at the leaf.
     let w = pt.translate(&mem, 0x1abc, Access::READ);
-    assert_eq!(w.outcome, Err(fault(1, FaultKind::Permission, 0x1abc)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(
+            fault(1, FaultKind::Permission, 0x1abc),
+            Perms::PRIV_R.union(Perms::PRIV_W).union(Perms::PRIV_X)
+        ))
+    );
 }
 
 #[test]
@@ -70,7 +76,10 @@ fn vector_accessed_and_dirty_are_set_by_the_walk() {
     assert_eq!(mem.read_u64(Hpa(0x10_3008)).unwrap(), 0x0000_0000_0050_0063);
     // A faulting write sets no D.
     let w = pt.translate(&mem, 0x2000, Access::WRITE);
-    assert_eq!(w.outcome, Err(fault(1, FaultKind::Permission, 0x2000)));
+    assert_eq!(
+        w.outcome,
+        Err(granting(fault(1, FaultKind::Permission, 0x2000), Perms::rwx(true, false, false)))
+    );
     assert_eq!(mem.read_u64(Hpa(0x10_3010)).unwrap() & 0x40, 0);
     // With A/D management off (an offline observer) nothing is written.
     let quiet = X86Paging { set_ad: false, ..pt };
@@ -88,7 +97,7 @@ fn vector_xd_and_read_only() {
     assert_eq!(leaf.perms, Perms::PRIV_R.union(Perms::USER_R));
     assert_eq!(
         pt.translate(&mem, 0x2010, Access::EXEC).outcome,
-        Err(fault(1, FaultKind::Permission, 0x2010))
+        Err(granting(fault(1, FaultKind::Permission, 0x2010), Perms::rwx(true, false, false)))
     );
     // CR0.WP = 0: supervisor writes ignore R/W.
     let no_wp = X86Paging { wp: false, ..pt };
@@ -512,4 +521,9 @@ proptest! {
             }
         }
     }
+}
+
+/// `f` with the rights its permission check found.
+fn granting(f: Fault, granted: Perms) -> Fault {
+    Fault { granted: Some(granted), ..f }
 }

@@ -552,17 +552,18 @@ fn without_caching_mode_not_present_results_are_not_cached() {
 #[test]
 fn with_caching_mode_not_present_results_are_cached_until_invalidated() {
     let mut t = sm();
-    t.set_pe(t.pe(Pgtt::FirstStage));
+    t.set_pe(t.pe(Pgtt::SecondStage));
     let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, caching_mode());
-    let hole = VA + 0x10_0000;
-    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
-    t.fs.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, X86Attrs::ALL).unwrap();
+    let hole = GPA + 0x10_0000;
+    assert_eq!(reason(&vtd, read(hole)), R::SmSsEntryNotPresent);
+    let rw = VtdSsAttrs { exec: false, ..VtdSsAttrs::ALL };
+    t.ss.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, rw).unwrap();
     let f = fault(&vtd, read(hole));
-    assert_eq!((f.reason, f.fpd), (R::SmFsEntryNotPresent, false), "the cached not-present");
+    assert_eq!((f.reason, f.fpd), (R::SmSsEntryNotPresent, false), "the cached not-present");
     // Another page is not selected; the page is.
-    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, hole + 0x1000, 0, true)]);
-    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
-    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, hole, 0, true)]);
+    submit_and_wait(&vtd, &[desc::iotlb_pages(DID, hole + 0x1000, 0, true)]);
+    assert_eq!(reason(&vtd, read(hole)), R::SmSsEntryNotPresent);
+    submit_and_wait(&vtd, &[desc::iotlb_pages(DID, hole, 0, true)]);
     assert_eq!(ok(&vtd, read(hole)).output, MOVED);
 
     // A not-present PASID-table entry: cached; another PASID does not select it; its own
@@ -575,6 +576,30 @@ fn with_caching_mode_not_present_results_are_cached_until_invalidated() {
     assert_eq!(reason(&vtd, read(VA).with_pasid(ABSENT)), R::SmPasidEntryNotPresent);
     submit_and_wait(&vtd, &[desc::pc_pasid(DID, ABSENT)]);
     assert_eq!(ok(&vtd, read(VA).with_pasid(ABSENT)).output, FS_OUT);
+}
+
+/// §6.1: caching mode asks software to invalidate after changing not-present entries "other
+/// than first-stage" ones, and Linux maps into a first-stage domain without flushing: a
+/// first-stage not-present result is never cached, so the next DMA finds the new entry.
+#[test]
+fn with_caching_mode_first_stage_not_present_results_are_not_cached() {
+    let mut t = sm();
+    let hole = VA + 0x10_0000;
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, caching_mode());
+    t.set_pe(t.pe(Pgtt::FirstStage));
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    t.fs.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, X86Attrs::ALL).unwrap();
+    assert_eq!(ok(&vtd, read(hole)).output, MOVED, "no invalidation needed");
+
+    // Nested: the same for the guest's first stage (the second stage maps GPA_SPARE).
+    let hole = hole + 0x1000;
+    t.set_pe(t.pe(Pgtt::Nested));
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, caching_mode());
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    let ram = guest_ram(&t.m.mem);
+    t.gfs.map(&ram, &mut t.m.guest_frames, hole, GPA_SPARE, 12, X86Attrs::ALL).unwrap();
+    let out = ok(&vtd, read(hole)).output;
+    assert_eq!(out, GUEST_RAM_HPA + GPA_SPARE, "no invalidation needed");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use sviommu_pgtable::{Access, Direct, Format, Walk, WalkCtx, WalkObserver};
 
 use super::events::{walk_event, WalkFor};
 use super::stream::Stream;
-use super::translate::{pt_granule, read_words, Faults, Req};
+use super::translate::{pt_granule, Faults, Req};
 use super::{Abort, Smmu};
 use crate::spec::cd::{CD_BYTES, L1CD_BYTES};
 use crate::spec::{Cd, EventId, Granule, L1Cd, S1Fmt};
@@ -126,7 +126,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
         };
         let pa = self.config_pa(cx, req, s, cd_addr)?;
-        read_words::<M, O, 8>(cx, "CD", pa).map(Cd).ok_or_else(|| Self::cd_fetch_abort(req, pa))
+        cx.read_structure::<8>("CD", pa).map(Cd).ok_or_else(|| Self::cd_fetch_abort(req, pa))
     }
 
     /// §5.4.2 CdIllegal for a CD reached from a Non-secure NS-EL1 stream: the stage-1

@@ -95,7 +95,7 @@ mod tests {
 
     fn fault(stage: Stage, kind: FaultKind, s1: Option<i8>) -> Fault {
         let s1_fetch = s1.map(|level| S1Fetch { level, write: false });
-        Fault { stage, level: 2, kind, input: 0x4000_1000, s1_fetch }
+        Fault { stage, level: 2, kind, input: 0x4000_1000, s1_fetch, granted: None }
     }
 
     const IN: WalkFor = WalkFor::Input;

@@ -15,7 +15,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{Ps, VmsaS2};
 use sviommu_pgtable::{Format, WalkCtx, WalkObserver};
 
-use super::translate::{pt_granule, read_words, Req};
+use super::translate::{pt_granule, Req};
 use super::{Abort, Silent, Smmu};
 use crate::spec::regs::{cr2, strtab_base, strtab_base_cfg, StrtabFmt};
 use crate::spec::ste::STE_BYTES;
@@ -123,9 +123,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
     ) -> Result<Ste, Abort> {
         let addr = self.locate_ste(cx, req)?;
-        read_words::<M, O, 8>(cx, "STE", addr)
-            .map(Ste)
-            .ok_or_else(|| Self::ste_fetch_abort(req, addr))
+        cx.read_structure::<8>("STE", addr).map(Ste).ok_or_else(|| Self::ste_fetch_abort(req, addr))
     }
 
     /// §5.2.2 SteIllegal, for a Non-secure STE: the decoded stream, C_BAD_STE, or the silent

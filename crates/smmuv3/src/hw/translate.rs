@@ -85,24 +85,6 @@ impl Faults {
     }
 }
 
-/// Reads the `N`-word structure at physical address `addr` as one counted read; `None` if any
-/// byte of it is outside memory.
-pub(super) fn read_words<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
-    cx: &mut WalkCtx<'_, M, O>,
-    what: &'static str,
-    addr: u64,
-) -> Option<[u64; N]> {
-    let mut bytes = [0u8; 64];
-    let buf = bytes.get_mut(..N * 8)?;
-    cx.reader.read_block(Hpa(addr), buf).ok()?;
-    let mut words = [0u64; N];
-    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
-        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    }
-    cx.observer.structure(what, addr, &words);
-    Some(words)
-}
-
 /// The pgtable granule of a spec granule.
 pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
     match g {
@@ -162,13 +144,9 @@ pub(super) fn bypass(addr: u64, reads: u32) -> Translation {
     Translation { output: addr, page_lg2: UNWALKED_PAGE_LG2, perms: Perms::ALL, reads }
 }
 
-/// A translation from its final leaf (and the stage-1 leaf when nested).
-fn translated(leaf: Leaf, s1: Option<Leaf>, reads: u32) -> Translation {
-    let (page_lg2, perms) = match s1 {
-        Some(s1) => (s1.page_lg2.min(leaf.page_lg2), s1.perms.intersect(leaf.perms)),
-        None => (leaf.page_lg2, leaf.perms),
-    };
-    Translation { output: leaf.output, page_lg2, perms, reads }
+/// A translation from its leaf (both stages' combined, when nested).
+fn translated(leaf: &Leaf, reads: u32) -> Translation {
+    Translation { output: leaf.output, page_lg2: leaf.page_lg2, perms: leaf.perms, reads }
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -299,7 +277,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             return Ok(hit);
         }
         let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input)?;
-        let out = translated(leaf, None, cx.reader.reads());
+        let out = translated(&leaf, cx.reader.reads());
         self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
     }
@@ -396,16 +374,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             let leaf = s1
                 .walk(cx, &Direct, input, req.access)
                 .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), ctx.faults, s2f))?;
-            let out = translated(leaf, None, cx.reader.reads());
+            let out = translated(&leaf, cx.reader.reads());
             let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
             self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
             return Ok(out);
         };
         let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
-        let leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
-        let out = translated(leaf, Some(s1_leaf), cx.reader.reads());
-        let key = TlbTag { asid: key.asid.filter(|_| !s1_leaf.global), ..key };
-        self.tlb_fill(key, input, &out, leaf.dirty && s1_leaf.dirty, tr.epochs.tlb);
+        let s2_leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
+        let leaf = Leaf::nested(&s1_leaf, &s2_leaf);
+        let out = translated(&leaf, cx.reader.reads());
+        let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
+        self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
     }
 

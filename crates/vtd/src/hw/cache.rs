@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | context | source-id | DID (legacy entries) | the context entry as read |
 //! | PASID | source-id, PASID | DID (of the entry), PASID | the PASID-table entry, the directory entry's FPD |
-//! | IOTLB | DID, PASID (none in legacy mode), page number, page size | + the walk kind, the G bit | output page, rights, dirty; or "not present" (CM) |
+//! | IOTLB | DID, PASID (none in legacy mode), page number, page size | + the walk kind, the G bit | output page, rights, dirty; or "second stage not present" (CM) |
 //! | FS paging-structure | DID, PASID, depth, input bits above the table's span | DID, PASID, span | resume point |
 //! | SS paging-structure | DID, depth, input bits above the table's span | DID, span | resume point |
 //! | SS leaf | DID, page number, page size | DID, page | second-stage leaf |
@@ -213,8 +213,9 @@ pub(super) enum IotlbResult {
     /// A translation: the output page (its first byte), what it allows, and whether a write
     /// needs no table update (`Leaf::dirty`).
     Mapped { out_page: u64, perms: Perms, dirty: bool },
-    /// CAP.CM = 1 only: the page was not present at this stage.
-    NotPresent(Stage),
+    /// CAP.CM = 1 only: a second-stage entry for the page was not present (§6.1: first-stage
+    /// not-present results are never cached).
+    NotPresent,
 }
 
 /// An IOTLB entry.

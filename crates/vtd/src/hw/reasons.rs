@@ -28,16 +28,9 @@ pub(super) enum WalkKind {
     Nested { fs_top: i8, ss_top: i8 },
 }
 
-/// The fault reason for a walk fault.
-///
-/// `fs_perms` is what the first-stage translation grants, for a first-stage permission fault
-/// (the walker reports that the access was refused, not which right was missing).
-pub(super) fn walk_reason(
-    walk: WalkKind,
-    f: &Fault,
-    access: Access,
-    fs_perms: Option<Perms>,
-) -> FaultReason {
+/// The fault reason for a walk fault. A first-stage permission fault's reason comes from the
+/// rights the faulting walk found ([`Fault::granted`]), not from reading the tables again.
+pub(super) fn walk_reason(walk: WalkKind, f: &Fault, access: Access) -> FaultReason {
     use FaultKind as K;
     use FaultReason as R;
     let (fs_top, ss_top) = match walk {
@@ -56,7 +49,7 @@ pub(super) fn walk_reason(
         // The read of the table FSPTPTR names (after second-stage translation, when nested).
         (Stage::S1, _, K::ExternalAbort { .. }) if f.level == fs_top => R::SmFsptptrAccess, // 73h
         (Stage::S1, _, K::ExternalAbort { .. } | K::AddressSize) => R::SmFsEntryAccess,     // 70h
-        (Stage::S1, _, K::Permission) => first_stage_permission(access, fs_perms),
+        (Stage::S1, _, K::Permission) => first_stage_permission(access, f.granted),
 
         // Second stage while fetching a first-stage table (nested, §3.8).
         (Stage::S2, Some(_), K::InputRange) => R::SmNestedFsAddressBeyondSs, // 74h
@@ -106,11 +99,12 @@ fn legacy(f: &Fault, access: Access) -> FaultReason {
     }
 }
 
-/// A first-stage permission fault: which right the translation lacks (§3.6.1). A user request
-/// to a supervisor-only page is 81h whatever it asked for; then execute (82h), write (85h),
-/// read (86h).
-fn first_stage_permission(access: Access, fs_perms: Option<Perms>) -> FaultReason {
-    let user_page = fs_perms.is_none_or(|p| p.contains(Perms::USER_R));
+/// A first-stage permission fault: which right the translation lacks (§3.6.1), from `granted`,
+/// what the faulting walk found. A user request to a supervisor-only page is 81h whatever it
+/// asked for; then execute (82h), write (85h), read (86h).
+fn first_stage_permission(access: Access, granted: Option<Perms>) -> FaultReason {
+    // Every present first-stage leaf grants a supervisor read; user rights come with U/S.
+    let user_page = granted.is_none_or(|p| p.contains(Perms::USER_R));
     if !access.privileged && !user_page {
         FaultReason::SmUserAccessDenied
     } else if access.exec {
@@ -196,8 +190,9 @@ mod tests {
                 kind: FaultKind::Permission,
                 input: 0,
                 s1_fetch,
+                granted: Some(Perms::NONE),
             };
-            walk_reason(w, &f, Access::READ, None)
+            walk_reason(w, &f, Access::READ)
         };
         let fetch = |level, write| Some(S1Fetch { level, write });
         assert_eq!(perm(fetch(4, false)), FaultReason::SmNestedFsRootReadDenied);

@@ -52,24 +52,6 @@ fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
 /// interrupt requests).
 const UNWALKED_PAGE_LG2: u8 = 12;
 
-/// Reads the `N`-word structure at `addr` as one counted read. `None` if any byte of it is
-/// outside memory (or the address overflows).
-fn fetch<M: PhysMemory<Addr = Hpa>, O: WalkObserver, const N: usize>(
-    cx: &mut WalkCtx<'_, M, O>,
-    what: &'static str,
-    addr: u64,
-) -> Option<[u64; N]> {
-    let mut bytes = [0u8; 64];
-    let buf = bytes.get_mut(..N * 8)?;
-    cx.reader.read_block(Hpa(addr), buf).ok()?;
-    let mut words = [0u64; N];
-    for (w, chunk) in words.iter_mut().zip(buf.chunks_exact(8)) {
-        *w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
-    }
-    cx.observer.structure(what, addr, &words);
-    Some(words)
-}
-
 /// `base + index * size`, the address of a table's entry; `None` on overflow (read as an access
 /// error, like an address outside memory).
 fn entry_addr(base: u64, index: u64, size: u64) -> Option<u64> {
@@ -125,10 +107,93 @@ struct Slot {
     kind: Kind,
 }
 
-/// A first-stage or second-stage fault of kind "not present" that caching mode caches, as the
-/// stage it happened at.
-fn not_present(f: &sviommu_pgtable::Fault) -> Option<Stage> {
-    (f.kind == sviommu_pgtable::FaultKind::Translation).then_some(f.stage)
+/// Whether caching mode caches this walk fault (§6.1): a not-present second-stage entry, for
+/// the request's own address or for a first-stage table fetch. Software need not invalidate
+/// after making a first-stage entry present ("other than first-stage" entries), so a
+/// first-stage not-present result is never cached.
+fn cm_caches(f: &sviommu_pgtable::Fault) -> bool {
+    f.kind == sviommu_pgtable::FaultKind::Translation && f.stage == Stage::S2
+}
+
+/// The configuration-cache sequence (§6.1): the entry `cached` holds, else the one `read`
+/// fetches, which is inserted before its checks under caching mode (not-present and erroneous
+/// entries may be cached then), and only once `check` accepts it otherwise. Returns the entry
+/// and what `check` made of it.
+fn cached_or_read<V: Copy, T>(
+    cm: bool,
+    cached: Option<V>,
+    read: impl FnOnce() -> Result<V, Blocked>,
+    check: impl FnOnce(&V) -> Result<T, Blocked>,
+    insert: impl Fn(V),
+) -> Result<(V, T), Blocked> {
+    let fresh = cached.is_none();
+    let v = match cached {
+        Some(v) => v,
+        None => read()?,
+    };
+    if fresh && cm {
+        insert(v);
+    }
+    let checked = check(&v)?;
+    if fresh && !cm {
+        insert(v);
+    }
+    Ok((v, checked))
+}
+
+/// What the context entry selected for a scalable-mode request: the PASID it is translated
+/// with, the access it is checked as, and the FPD state so far.
+#[derive(Clone, Copy)]
+struct Selected {
+    pasid: u32,
+    access: Access,
+    fpd: bool,
+}
+
+/// One stage's walk to run: its tables, how `reasons` names its faults, the caches' tags.
+struct Planned<'t, W> {
+    tables: &'t W,
+    kind: WalkKind,
+    tags: WalkTags,
+}
+
+impl<'t> Planned<'t, VtdSecondStage> {
+    /// The second stage alone (legacy mode with `legacy`, else PGTT second-stage only).
+    fn second_stage_of(slot: Slot, ss: &'t VtdSecondStage, legacy: bool) -> Self {
+        let levels = ss.levels.count();
+        let kind = if legacy {
+            WalkKind::Legacy
+        } else {
+            WalkKind::SecondStage { ss_top: top_level(levels) }
+        };
+        let tags = WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: 0,
+            ss_levels: level_count(levels),
+            nested: false,
+        };
+        Self { tables: ss, kind, tags }
+    }
+
+    fn second_stage(slot: Slot, ss: &'t VtdSecondStage) -> Self {
+        Self::second_stage_of(slot, ss, false)
+    }
+}
+
+impl<'t> Planned<'t, X86Paging> {
+    /// PGTT first-stage only.
+    fn first_stage(slot: Slot, fs: &'t X86Paging) -> Self {
+        let levels = fs.levels.count();
+        let tags = WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: level_count(levels),
+            ss_levels: 0,
+            nested: false,
+        };
+        Self { tables: fs, kind: WalkKind::FirstStage { fs_top: top_level(levels) }, tags }
+    }
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -234,28 +299,21 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if req.pasid.is_some() {
             return Err(blocked(R::SmLegacyRequestWithPasid, false)); // 31h
         }
-        let cm = self.caching_mode();
         // IMPDEF: a cached scalable-mode entry (software changed modes without the global
         // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
             Some(CachedContext::Legacy(ce)) => Some(ce),
             _ => None,
         };
-        let fresh = cached.is_none();
-        let ce = match cached {
-            Some(ce) => ce,
-            None => self.read_legacy_context(cx, rta, req.rid)?,
-        };
-        // §6.1: under caching mode not-present (and erroneous) entries may be cached too.
-        if fresh && cm {
-            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
-        }
         // §9.3: FPD is evaluated whether or not the entry is present.
+        let (ce, aw) = cached_or_read(
+            self.caching_mode(),
+            cached,
+            || self.read_legacy_context(cx, rta, req.rid),
+            |ce| self.check_legacy_context(ce).map_err(|r| blocked(r, ce.fpd())),
+            |ce| self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs),
+        )?;
         let fpd = ce.fpd();
-        let aw = self.check_legacy_context(&ce).map_err(|r| blocked(r, fpd))?;
-        if fresh && !cm {
-            self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs);
-        }
         // §9.3 TT: only 01b lets a device-TLB ask for translations and use them; 00b and 10b
         // block translation and translated requests (0Dh).
         if pass.kind != RequestKind::Untranslated && ce.tt() != Ok(TranslationType::All) {
@@ -289,17 +347,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             snoop: self.ecap_has(ecap::SC),
             ad: false,
         };
-        pass.tags.set(Some(WalkTags {
-            did: slot.did,
-            pasid: None,
-            fs_levels: 0,
-            ss_levels: level_count(ss.levels.count()),
-            nested: false,
-        }));
-        let leaf = ss.walk(cx, &Direct, req.addr, access).map_err(|f| {
-            self.cache_not_present(slot, req.addr, &f, pass);
-            blocked(walk_reason(WalkKind::Legacy, &f, access, None), fpd)
-        })?;
+        let plan = Planned::second_stage_of(slot, &ss, true);
+        let leaf = self.walk_one(cx, slot, plan, req.addr, access, pass);
+        let leaf = leaf.map_err(|r| blocked(r, fpd))?;
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
         }
@@ -317,7 +367,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         use FaultReason as R;
         let [bus, devfn] = rid.to_be_bytes();
         let at = entry_addr(rta, bus.into(), RootEntry::BYTES);
-        let re = at.and_then(|a| fetch(cx, "root entry", a)).map(RootEntry::from_words);
+        let re = at.and_then(|a| cx.read_structure("root entry", a)).map(RootEntry::from_words);
         let re = re.ok_or(blocked(R::RootTableAccess, false))?; // 08h
         if !re.p() {
             return Err(blocked(R::RootEntryNotPresent, false)); // 01h
@@ -326,7 +376,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::RootEntryReserved, false)); // 0Ah
         }
         let at = entry_addr(re.ctp(), devfn.into(), ContextEntry::BYTES);
-        let ce = at.and_then(|a| fetch(cx, "context entry", a)).map(ContextEntry::from_words);
+        let ce =
+            at.and_then(|a| cx.read_structure("context entry", a)).map(ContextEntry::from_words);
         ce.ok_or(blocked(R::ContextTableAccess, false)) // 09h
     }
 
@@ -384,11 +435,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     interrupt: false,
                 }))
             }
-            IotlbResult::NotPresent(stage) => Some(Err(match (slot.kind, stage) {
-                (Kind::Legacy, _) if access.write => FaultReason::WriteDenied, // 05h
-                (Kind::Legacy, _) => FaultReason::ReadDenied,                  // 06h
-                (_, Stage::S1) => FaultReason::SmFsEntryNotPresent,            // 71h
-                (_, Stage::S2) => FaultReason::SmSsEntryNotPresent,            // 79h
+            IotlbResult::NotPresent => Some(Err(match slot.kind {
+                Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
+                Kind::Legacy => FaultReason::ReadDenied,                  // 06h
+                _ => FaultReason::SmSsEntryNotPresent,                    // 79h
             })),
         }
     }
@@ -406,7 +456,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
     }
 
-    /// §6.1: under caching mode, a not-present result is cached too (as one 4K page).
+    /// §6.1: under caching mode, a second-stage not-present result is cached too (as one 4K
+    /// page).
     fn cache_not_present(
         &self,
         slot: Slot,
@@ -414,9 +465,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         f: &sviommu_pgtable::Fault,
         pass: &Pass<'_>,
     ) {
-        let Some(stage) = not_present(f).filter(|_| self.caching_mode()) else { return };
-        let entry =
-            IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent(stage) };
+        if !self.caching_mode() || !cm_caches(f) {
+            return;
+        }
+        let entry = IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
     }
 
@@ -447,29 +499,21 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
-        let haw = self.params.haw;
-        let cm = self.caching_mode();
-
         // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
         // used; the scalable-mode entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
             Some(CachedContext::Scalable(ce)) => Some(ce),
             _ => None,
         };
-        let fresh = cached.is_none();
-        let ce = match cached {
-            Some(ce) => ce,
-            None => self.read_scalable_context(cx, rta, req.rid)?,
-        };
-        if fresh && cm {
-            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
-        }
         // §9.4: FPD is evaluated whether or not the entry is present, here and below.
-        let mut fpd = ce.fpd();
-        self.check_scalable_context(&ce).map_err(|r| blocked(r, fpd))?;
-        if fresh && !cm {
-            self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs);
-        }
+        let (ce, ()) = cached_or_read(
+            self.caching_mode(),
+            cached,
+            || self.read_scalable_context(cx, rta, req.rid),
+            |ce| self.check_scalable_context(ce).map_err(|r| blocked(r, ce.fpd())),
+            |ce| self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs),
+        )?;
+        let fpd = ce.fpd();
         // §9.4 DTE: translation and translated requests need the device-TLB enabled (44h).
         if pass.kind != RequestKind::Untranslated && !ce.dte() {
             return Err(blocked(R::SmContextDteClear, fpd)); // 44h
@@ -479,7 +523,6 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if pass.kind == RequestKind::Translated {
             return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
         }
-
         // §3.4.3: a request without PASID is translated with the context entry's RID_PASID,
         // at the privilege RID_PRIV gives it, never as an execute request.
         let (pasid, access) = match req.pasid {
@@ -499,58 +542,82 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 (p, Access { write: req.access.write, exec: false, privileged })
             }
         };
+        let sel = Selected { pasid, access, fpd };
+        let (pe, pgtt, sel) = self.scalable_pasid(cx, &ce, req.rid, sel, pass)?;
+        self.scalable_walk(cx, req, (&pe, pgtt), sel, pass)
+    }
 
+    /// The PASID-table entry `sel.pasid` selects under `ce` (§9.5, §9.6), from the PASID cache
+    /// or read and checked; with the FPD state it adds.
+    fn scalable_pasid<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        ce: &ScalableContextEntry,
+        rid: u16,
+        sel: Selected,
+        pass: &Pass<'_>,
+    ) -> Result<(PasidEntry, Pgtt, Selected), Blocked> {
+        use FaultReason as R;
+        let Selected { pasid, access, fpd } = sel;
         // §9.4: the directory has 2^(PDTS + 7) entries. IMPDEF: a PASID wider than the 20 bits
         // a PASID prefix carries is beyond any directory.
-        let dir_index = pasid::dir_index(pasid);
-        if pasid >> pasid::PASID_BITS != 0 || dir_index >= ce.pasid_dir_entries() {
+        if pasid >> pasid::PASID_BITS != 0 || pasid::dir_index(pasid) >= ce.pasid_dir_entries() {
             return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
         }
-        let key = PasidKey { rid: req.rid, pasid };
-        let cached = self.caches.pasid.get(&key);
-        let fresh = cached.is_none();
-        let CachedPasid { pe, dir_fpd } = match cached {
-            Some(c) => c,
-            None => self.read_pasid_entry(cx, &ce, pasid, fpd)?,
+        let key = PasidKey { rid, pasid };
+        let check = |c: &CachedPasid| {
+            let fpd = fpd | c.dir_fpd | c.pe.fpd();
+            if !c.pe.p() {
+                return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
+            }
+            if c.pe.reserved_bits_set(self.params.haw) {
+                return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
+            }
+            self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd))
+            // 5Bh
         };
-        if fresh && cm {
-            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
-        }
-        fpd |= dir_fpd | pe.fpd();
-        if !pe.p() {
-            return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
-        }
-        if pe.reserved_bits_set(haw) {
-            return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
-        }
-        let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
-        let pgtt = self.check_pasid_entry(&pe).ok_or(invalid)?;
-        if fresh && !cm {
-            self.caches.insert_pasid(key, CachedPasid { pe, dir_fpd }, &pass.epochs);
-        }
+        let (CachedPasid { pe, dir_fpd }, pgtt) = cached_or_read(
+            self.caching_mode(),
+            self.caches.pasid.get(&key),
+            || self.read_pasid_entry(cx, ce, pasid, fpd),
+            check,
+            |v| self.caches.insert_pasid(key, v, &pass.epochs),
+        )?;
+        let fpd = fpd | dir_fpd | pe.fpd();
         if access.exec && !pe.ere() {
             return Err(blocked(R::SmPasidEreClear, fpd)); // 5Ch
         }
         if access.privileged && !pe.sre() {
             return Err(blocked(R::SmPasidSreClear, fpd)); // 5Dh
         }
+        Ok((pe, pgtt, Selected { fpd, ..sel }))
+    }
 
+    /// The translation a checked PASID-table entry's PGTT selects (§9.6): pass-through, or the
+    /// IOTLB, else a first-stage, second-stage or nested walk.
+    fn scalable_walk<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        req: &DmaRequest,
+        (pe, pgtt): (&PasidEntry, Pgtt),
+        sel: Selected,
+        pass: &Pass<'_>,
+    ) -> Result<Translation, Blocked> {
+        use FaultReason as R;
+        let Selected { pasid, access, fpd } = sel;
         let kind = match pgtt {
             Pgtt::PassThrough => {
                 // IMPDEF: the output must be a host address; beyond HAW it is beyond what the
                 // translation supports.
-                if req.addr & bits_from(haw) != 0 {
+                if req.addr & bits_from(self.params.haw) != 0 {
                     return Err(blocked(R::SmAddressBeyondMgaw, fpd)); // 83h
                 }
                 // §3.14: a translation into the interrupt address range is blocked.
                 if is_interrupt_address(req.addr) {
                     return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
                 }
-                return Ok(self.untranslated(
-                    req.addr,
-                    restrict(Perms::ALL, &pe),
-                    cx.reader.reads(),
-                ));
+                let perms = restrict(Perms::ALL, pe);
+                return Ok(self.untranslated(req.addr, perms, cx.reader.reads()));
             }
             Pgtt::FirstStage => Kind::FirstStage,
             Pgtt::SecondStage => Kind::SecondStage,
@@ -560,41 +627,19 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
             return hit.map_err(|r| blocked(r, fpd));
         }
-        let tags = |fs: Option<&X86Paging>, ss: Option<&VtdSecondStage>| WalkTags {
-            did: slot.did,
-            pasid: slot.pasid,
-            fs_levels: fs.map_or(0, |fs| level_count(fs.levels.count())),
-            ss_levels: ss.map_or(0, |ss| level_count(ss.levels.count())),
-            nested: fs.is_some() && ss.is_some(),
-        };
-        let walk_fault = |f: &sviommu_pgtable::Fault, reason| {
-            self.cache_not_present(slot, req.addr, f, pass);
-            blocked(reason, fpd)
-        };
-        let (leaf, perms) = match pgtt {
-            Pgtt::SecondStage => {
-                let ss = self.second_stage(&pe).ok_or(invalid)?;
-                pass.tags.set(Some(tags(None, Some(&ss))));
-                let kind = WalkKind::SecondStage { ss_top: top_level(ss.levels.count()) };
-                let leaf = ss
-                    .walk(cx, &Direct, req.addr, access)
-                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
-                (leaf, restrict(leaf.perms, &pe))
+        let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
+        let walked = match kind {
+            Kind::SecondStage => {
+                let ss = self.second_stage(pe).ok_or(invalid)?;
+                self.walk_one(cx, slot, Planned::second_stage(slot, &ss), req.addr, access, pass)
             }
-            Pgtt::FirstStage => {
-                let fs = self.first_stage(&pe).ok_or(invalid)?;
-                pass.tags.set(Some(tags(Some(&fs), None)));
-                let kind = WalkKind::FirstStage { fs_top: top_level(fs.levels.count()) };
-                let leaf = fs.walk(cx, &Direct, req.addr, access).map_err(|f| {
-                    let perms = self.fs_perms_after(&f, &fs, None, req.addr);
-                    walk_fault(&f, walk_reason(kind, &f, access, perms))
-                })?;
-                (leaf, restrict(leaf.perms, &pe))
+            Kind::FirstStage => {
+                let fs = self.first_stage(pe).ok_or(invalid)?;
+                self.walk_one(cx, slot, Planned::first_stage(slot, &fs), req.addr, access, pass)
             }
-            // Pass-through returned above.
-            Pgtt::Nested | Pgtt::PassThrough => {
-                let fs = self.first_stage(&pe).ok_or(invalid)?;
-                let ss = self.second_stage(&pe).ok_or(invalid)?;
+            Kind::Nested | Kind::Legacy => {
+                let fs = self.first_stage(pe).ok_or(invalid)?;
+                let ss = self.second_stage(pe).ok_or(invalid)?;
                 // A nested FSPTPTR is a guest address (not a reserved-bit check); first-stage
                 // table addresses end at bit 51, so one above is beyond the second stage.
                 // DEVIATION: with a 57-bit AGAW and MGAW the spec would walk the second stage
@@ -602,39 +647,68 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 if pe.fsptptr() & !x86::ADDR.mask() != 0 {
                     return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
                 }
-                pass.tags.set(Some(tags(Some(&fs), Some(&ss))));
-                let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
-                let kind = WalkKind::Nested { fs_top, ss_top };
-                // §3.8: every first-stage table read is a supervisor data read of a guest
-                // physical address, translated by the second stage; the fault says whether the
-                // second stage refused the read or the A/D write-back (75h/76h or 77h).
-                let through = ThroughStage2::new(&ss, &Direct);
-                let s1 = fs.walk(cx, &through, req.addr, access).map_err(|f| {
-                    let perms = self.fs_perms_after(&f, &fs, Some(&ss), req.addr);
-                    walk_fault(&f, walk_reason(kind, &f, access, perms))
-                })?;
-                // §3.8: the first stage's output is a guest physical address, which the second
-                // stage translates for the request's own access.
-                let s2 = ss
-                    .walk(cx, &Direct, s1.output, access)
-                    .map_err(|f| walk_fault(&f, walk_reason(kind, &f, access, None)))?;
-                // A write needs no table update only if neither stage needs one; the G bit is
-                // the first stage's.
-                let leaf = Leaf {
-                    page_lg2: s1.page_lg2.min(s2.page_lg2),
-                    dirty: s1.dirty && s2.dirty,
-                    global: s1.global,
-                    ..s2
-                };
-                (leaf, restrict(s1.perms.intersect(s2.perms), &pe))
+                self.walk_nested(cx, slot, (&fs, &ss), req.addr, access, pass)
             }
         };
+        let leaf = walked.map_err(|r| blocked(r, fpd))?;
+        let perms = restrict(leaf.perms, pe);
         // §3.14: a translation into the interrupt address range is blocked.
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
         }
         self.cache_translation(slot, req.addr, &leaf, perms, pass);
         Ok(self.walked(leaf, perms, cx))
+    }
+
+    /// One stage's walk of `addr` in `slot` (legacy, first-stage only or second-stage only).
+    fn walk_one<O: WalkObserver, W: Walk>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        slot: Slot,
+        plan: Planned<'_, W>,
+        addr: u64,
+        access: Access,
+        pass: &Pass<'_>,
+    ) -> Result<Leaf, FaultReason> {
+        pass.tags.set(Some(plan.tags));
+        plan.tables.walk(cx, &Direct, addr, access).map_err(|f| {
+            self.cache_not_present(slot, addr, &f, pass);
+            walk_reason(plan.kind, &f, access)
+        })
+    }
+
+    /// A nested walk (§3.8) of `addr` in `slot`: the first stage through the second, then the
+    /// second stage of its output.
+    fn walk_nested<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        slot: Slot,
+        (fs, ss): (&X86Paging, &VtdSecondStage),
+        addr: u64,
+        access: Access,
+        pass: &Pass<'_>,
+    ) -> Result<Leaf, FaultReason> {
+        let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
+        let kind = WalkKind::Nested { fs_top, ss_top };
+        pass.tags.set(Some(WalkTags {
+            did: slot.did,
+            pasid: slot.pasid,
+            fs_levels: level_count(fs.levels.count()),
+            ss_levels: level_count(ss.levels.count()),
+            nested: true,
+        }));
+        let fault = |f: sviommu_pgtable::Fault| {
+            self.cache_not_present(slot, addr, &f, pass);
+            walk_reason(kind, &f, access)
+        };
+        // §3.8: every first-stage table read is a supervisor data read of a guest physical
+        // address, translated by the second stage; the fault says whether the second stage
+        // refused the read or the A/D write-back (75h/76h or 77h).
+        let s1 = fs.walk(cx, &ThroughStage2::new(ss, &Direct), addr, access).map_err(fault)?;
+        // §3.8: the first stage's output is a guest physical address, which the second stage
+        // translates for the request's own access.
+        let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
+        Ok(Leaf::nested(&s1, &s2))
     }
 
     /// Reads `rid`'s scalable-mode root and context entries (§9.2, §9.4).
@@ -648,7 +722,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let [bus, devfn] = rid.to_be_bytes();
         let at = entry_addr(rta, bus.into(), ScalableRootEntry::BYTES);
         let re = at
-            .and_then(|a| fetch(cx, "scalable-mode root entry", a))
+            .and_then(|a| cx.read_structure("scalable-mode root entry", a))
             .map(ScalableRootEntry::from_words);
         let re = re.ok_or(blocked(R::SmRootEntryAccess, false))?; // 38h
                                                                   // §9.2: each half serves half the devfns and is checked on its own.
@@ -661,7 +735,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let index = root::scalable_context_index(devfn);
         let at = entry_addr(re.ctp_for(devfn), index.into(), ScalableContextEntry::BYTES);
         let ce = at
-            .and_then(|a| fetch(cx, "scalable-mode context entry", a))
+            .and_then(|a| cx.read_structure("scalable-mode context entry", a))
             .map(ScalableContextEntry::from_words);
         ce.ok_or(blocked(R::SmContextEntryAccess, false)) // 40h
     }
@@ -701,8 +775,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         use FaultReason as R;
         let dir_index = pasid::dir_index(pasid);
         let at = entry_addr(ce.pasiddirptr(), dir_index.into(), PasidDirEntry::BYTES);
-        let de =
-            at.and_then(|a| fetch(cx, "PASID directory entry", a)).map(PasidDirEntry::from_words);
+        let de = at
+            .and_then(|a| cx.read_structure("PASID directory entry", a))
+            .map(PasidDirEntry::from_words);
         let de = de.ok_or(blocked(R::SmPasidDirEntryAccess, fpd))?; // 50h
         let fpd = fpd | de.fpd();
         if !de.p() {
@@ -712,7 +787,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Err(blocked(R::SmPasidDirEntryReserved, fpd)); // 52h
         }
         let at = entry_addr(de.smptblptr(), pasid::table_index(pasid).into(), PasidEntry::BYTES);
-        let pe = at.and_then(|a| fetch(cx, "PASID-table entry", a)).map(PasidEntry::from_words);
+        let pe =
+            at.and_then(|a| cx.read_structure("PASID-table entry", a)).map(PasidEntry::from_words);
         let pe = pe.ok_or(blocked(R::SmPasidEntryAccess, fpd))?; // 58h
         Ok(CachedPasid { pe, dir_fpd: de.fpd() })
     }
@@ -786,33 +862,5 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // write.
             set_ad: true,
         })
-    }
-
-    /// For a first-stage permission fault, what the first stage grants at `input`: the walker
-    /// reports that the access was refused, not which right was missing, and 81h, 82h and 85h
-    /// depend on it. Read back by a walk that changes nothing and is not counted (it is the
-    /// model's bookkeeping, not a hardware read), on the fault path only.
-    fn fs_perms_after(
-        &self,
-        f: &sviommu_pgtable::Fault,
-        fs: &X86Paging,
-        ss: Option<&VtdSecondStage>,
-        input: u64,
-    ) -> Option<Perms> {
-        if f.stage != Stage::S1 || f.kind != sviommu_pgtable::FaultKind::Permission {
-            return None;
-        }
-        let quiet_fs = X86Paging { set_ad: false, ..*fs };
-        let mut cx = WalkCtx::new(&self.mem, ());
-        // Every present first-stage leaf grants a supervisor read.
-        let read = Access::READ.privileged();
-        let leaf = match ss {
-            None => quiet_fs.walk(&mut cx, &Direct, input, read),
-            Some(ss) => {
-                let quiet_ss = VtdSecondStage { ad: false, ..*ss };
-                quiet_fs.walk(&mut cx, &ThroughStage2::new(&quiet_ss, &Direct), input, read)
-            }
-        };
-        leaf.ok().map(|l| l.perms)
     }
 }

@@ -174,7 +174,7 @@ pub fn unit(m: &Machine, params: VtdParams) -> Vtd<&HostMemory> {
 
 /// The MMIO sequence that turns translation on: RTADDR, GCMD.SRTP (wait for GSTS.RTPS), then
 /// GCMD.TE (wait for GSTS.TES), as a driver would do it.
-pub fn enable(vtd: &Vtd<&HostMemory>, rta: u64, ttm: Ttm) {
+pub fn enable<M: PhysMemory<Addr = Hpa>>(vtd: &Vtd<M>, rta: u64, ttm: Ttm) {
     let value = rtaddr::TTM.set(rtaddr::RTA.in_place(rta), u64::from(ttm));
     vtd.mmio_write(regs::RTADDR.0, 8, value);
     vtd.mmio_write(regs::GCMD.0, 4, gcmd::SRTP.mask());
