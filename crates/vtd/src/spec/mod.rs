@@ -30,78 +30,7 @@
 //! * Nothing here panics, whatever the input: getters mask, setters drop excess bits.
 
 use sviommu_memory::bits::low_mask;
-pub use sviommu_memory::bits::{Field, Reg32, Reg64, WideField};
-
-/// Getter/setter pairs for one-bit fields of a view whose words are `self.0`.
-macro_rules! flag_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> bool {
-            $f.is_set(&self.0)
-        }
-        #[doc = concat!("Sets or clears the bit [`Self::", stringify!($get), "`] reads.")]
-        pub fn $set(&mut self, on: bool) {
-            $f.set(&mut self.0, u64::from(on));
-        }
-    )* };
-}
-
-/// Getter/setter pairs for numeric fields; the type is at least as wide as the field, and a
-/// setter drops bits the field cannot hold.
-macro_rules! int_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident: $t:ty = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> $t {
-            $crate::spec::narrow($f.get(&self.0))
-        }
-        #[doc = concat!("Sets the field [`Self::", stringify!($get), "`] reads (excess bits dropped).")]
-        pub fn $set(&mut self, value: $t) {
-            $f.set(&mut self.0, u64::from(value));
-        }
-    )* };
-}
-
-/// Getter/setter pairs for address fields: the value stays in place (a `63:12` pointer reads as
-/// a 4 KiB-aligned address), and the setter drops the address bits the field does not hold.
-macro_rules! addr_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> u64 {
-            $f.in_place(&self.0)
-        }
-        #[doc = concat!("Sets the address [`Self::", stringify!($get), "`] reads (bits outside the field dropped).")]
-        pub fn $set(&mut self, addr: u64) {
-            $f.set(&mut self.0, addr >> $f.field.lo);
-        }
-    )* };
-}
-
-/// Typed getter/setter plus raw getter/setter for fields whose encodings include reserved
-/// values.
-macro_rules! enum_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident, $get_raw:ident, $set_raw:ident: $t:ty = $f:expr; )*) => { $(
-        $(#[$doc])*
-        pub fn $get(&self) -> Result<$t, $crate::spec::Reserved> {
-            <$t>::try_from($f.get(&self.0))
-        }
-        #[doc = concat!("Sets the field [`Self::", stringify!($get), "`] reads.")]
-        pub fn $set(&mut self, value: $t) {
-            $f.set(&mut self.0, u64::from(value));
-        }
-        #[doc = concat!("The raw encoding of the field [`Self::", stringify!($get), "`] decodes.")]
-        #[must_use]
-        pub fn $get_raw(&self) -> u64 {
-            $f.get(&self.0)
-        }
-        #[doc = concat!("Writes any encoding, reserved ones included, into the field [`Self::", stringify!($get), "`] decodes.")]
-        pub fn $set_raw(&mut self, raw: u64) {
-            $f.set(&mut self.0, raw);
-        }
-    )* };
-}
+pub use sviommu_memory::bits::{Field, Field32, FieldAccess, NamedField, Reg32, Reg64, WideField};
 
 /// An enum whose discriminants are a field's spec encodings; every other value is
 /// `Err(Reserved(v))`.
@@ -182,6 +111,16 @@ macro_rules! view_words {
             #[must_use]
             pub fn fixed_reserved_mask() -> [u64; $n] {
                 $crate::spec::mask_of(Self::RESERVED)
+            }
+
+            /// The always-reserved bits this structure sets, per word.
+            #[must_use]
+            pub fn reserved_set(&self) -> [u64; $n] {
+                let mut set = Self::fixed_reserved_mask();
+                for (s, w) in set.iter_mut().zip(self.0.iter()) {
+                    *s &= w;
+                }
+                set
             }
         }
     };
