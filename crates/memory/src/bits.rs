@@ -427,6 +427,10 @@ pub fn debug_view<T>(
 /// `reg32` declares [`Field32`]s (the constructor refuses bits above 31 at compile time) and
 /// `reg64` [`Field`]s; both add `FIELDS: &[(&str, _)]`, every field by name.
 ///
+/// **A view's plumbing**: `bitfields!(words View, N);` gives `WORDS`, `BYTES`, `from_words`,
+/// `words`, `from_le_bytes` and `to_le_bytes`; `bitfields!(res0 View);` gives `res0_set` and
+/// `has_res0_set` from the view's `RES0: [u64; WORDS]` mask.
+///
 /// A getter type narrower than its field does not compile:
 ///
 /// ```compile_fail
@@ -467,6 +471,70 @@ macro_rules! bitfields {
         }
         $( $( $crate::bitfields!(@check $view, $c, $kind $(($ety))?); )? )*
         $( $crate::bitfields!(@debug $view, $dbg $(, $res0)?); )?
+    };
+
+    (words $view:ident, $n:literal) => {
+        impl $view {
+            /// Number of 64-bit words in the structure.
+            pub const WORDS: usize = $n;
+            /// Size of the structure in bytes.
+            pub const BYTES: u64 = $n * 8;
+
+            /// The view over `words` (word 0 holds bits 63:0), as read from memory.
+            #[must_use]
+            pub const fn from_words(words: [u64; $n]) -> Self {
+                Self(words)
+            }
+
+            /// The raw words, to be written little-endian.
+            #[must_use]
+            pub const fn words(&self) -> [u64; $n] {
+                self.0
+            }
+
+            /// The view over `N * 8` little-endian bytes, as the structure sits in memory.
+            #[must_use]
+            pub fn from_le_bytes(bytes: [u8; $n * 8]) -> Self {
+                let mut words = [0u64; $n];
+                for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(chunk);
+                    *w = u64::from_le_bytes(b);
+                }
+                Self(words)
+            }
+
+            /// The structure as it sits in memory.
+            #[must_use]
+            pub fn to_le_bytes(&self) -> [u8; $n * 8] {
+                let mut bytes = [0u8; $n * 8];
+                for (chunk, w) in bytes.chunks_exact_mut(8).zip(self.0.iter()) {
+                    chunk.copy_from_slice(&w.to_le_bytes());
+                }
+                bytes
+            }
+        }
+    };
+
+    (res0 $view:ident) => {
+        impl $view {
+            /// The bits of `RES0` this structure sets, per word (all zero when well formed).
+            #[must_use]
+            pub fn res0_set(&self) -> [u64; Self::WORDS] {
+                let mut set = Self::RES0;
+                for (s, w) in set.iter_mut().zip(self.0.iter()) {
+                    *s &= w;
+                }
+                set
+            }
+
+            /// Whether any `RES0` bit is set (the model may then treat the structure as
+            /// ILLEGAL).
+            #[must_use]
+            pub fn has_res0_set(&self) -> bool {
+                self.res0_set().iter().any(|&w| w != 0)
+            }
+        }
     };
 
     (reg32; $( $(#[$m:meta])* $c:ident = $at:expr; )*) => {

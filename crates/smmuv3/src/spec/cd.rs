@@ -11,7 +11,7 @@
 
 use sviommu_memory::bits::bitfields;
 
-use super::{masked, Granule, Reserved};
+use super::{Granule, Reserved};
 
 /// IHI 0070 G.b §5.4 CD, Context Descriptor: 64 bytes, eight little-endian words.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -172,6 +172,9 @@ bitfields! {
     }
 }
 
+bitfields!(words Cd, 8);
+bitfields!(res0 Cd);
+
 impl Cd {
     /// The bits §5.4 marks "Reserved, RES0" in every configuration, per word: `[121:120]`,
     /// `[185:184]`, `[383:376]`, `[447:432]`, `[511:496]`.
@@ -185,16 +188,6 @@ impl Cd {
         0xffff_0000_0000_0000,
         0xffff_0000_0000_0000,
     ];
-
-    /// Wraps eight little-endian words as read from the CD table.
-    pub const fn from_words(words: [u64; 8]) -> Self {
-        Self(words)
-    }
-
-    /// The eight words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 8] {
-        self.0
-    }
 
     /// CD.TG0 decoded; 0b11 is Reserved (ILLEGAL unless EPD0 makes TG0 IGNORED).
     pub fn tg0(&self) -> Result<Granule, Reserved> {
@@ -226,16 +219,6 @@ impl Cd {
         Cd::MAIR0.set(&mut self.0, mair);
         Cd::MAIR1.set(&mut self.0, mair >> 32);
     }
-
-    /// The RES0 bits this CD sets, per word.
-    pub fn res0_set(&self) -> [u64; 8] {
-        masked(&self.0, &Self::RES0)
-    }
-
-    /// Whether any always-RES0 bit is set (the model may then treat the CD as ILLEGAL).
-    pub fn has_res0_set(&self) -> bool {
-        self.res0_set().iter().any(|&w| w != 0)
-    }
 }
 
 // ---- §5.3 L1CD ----------------------------------------------------------------------------
@@ -259,6 +242,9 @@ bitfields! {
     }
 }
 
+bitfields!(words L1Cd, 1);
+bitfields!(res0 L1Cd);
+
 impl L1Cd {
     /// Bits `[11:1]` and `[63:56]` are RES0 (§5.3).
     pub const RES0: [u64; 1] = [0xff00_0000_0000_0ffe];
@@ -272,11 +258,6 @@ impl L1Cd {
     pub const fn word(&self) -> u64 {
         self.0[0]
     }
-
-    /// The RES0 bits this descriptor sets.
-    pub fn res0_set(&self) -> [u64; 1] {
-        masked(&self.0, &Self::RES0)
-    }
 }
 
 #[cfg(test)]
@@ -288,15 +269,8 @@ mod tests {
 
     #[test]
     fn fields_are_disjoint_fit_and_res0_is_their_complement() {
-        assert_disjoint(Cd::FIELDS);
-        assert_widths(Cd::FIELDS);
-        let cd_defined: [u64; 8] = defined(Cd::FIELDS);
-        for (w, (d, r)) in cd_defined.iter().zip(Cd::RES0.iter()).enumerate() {
-            assert_eq!(!d, *r, "word {w}");
-        }
-        assert_disjoint(L1Cd::FIELDS);
-        let l1_defined: [u64; 1] = defined(L1Cd::FIELDS);
-        assert_eq!(!l1_defined[0], L1Cd::RES0[0]);
+        assert_layout(Cd::FIELDS, &Cd::RES0);
+        assert_layout(L1Cd::FIELDS, &L1Cd::RES0);
     }
 
     #[test]

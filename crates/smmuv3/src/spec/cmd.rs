@@ -348,6 +348,8 @@ bitfields! {
     }
 }
 
+bitfields!(words Command, 2);
+
 impl Command {
     /// A command with the given opcode and every other field zero.
     pub fn new(opcode: Opcode) -> Self {
@@ -361,16 +363,6 @@ impl Command {
         let mut cmd = Self::new(Opcode::CfgiSteRange);
         cmd.set_range(31);
         cmd
-    }
-
-    /// Wraps the two words as read from the Command queue.
-    pub const fn from_words(words: [u64; 2]) -> Self {
-        Self(words)
-    }
-
-    /// The two words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 2] {
-        self.0
     }
 
     /// The opcode; a Reserved or IMPLEMENTATION DEFINED opcode is CERROR_ILL.

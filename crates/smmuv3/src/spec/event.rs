@@ -333,22 +333,14 @@ bitfields! {
     }
 }
 
+bitfields!(words EventRecord, 4);
+
 impl EventRecord {
     /// A record of the given event with every other field zero.
     pub fn new(id: EventId) -> Self {
         let mut rec = Self::default();
         rec.set_id_raw(id.code());
         rec
-    }
-
-    /// Wraps the four words as read from the Event queue.
-    pub const fn from_words(words: [u64; 4]) -> Self {
-        Self(words)
-    }
-
-    /// The four words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 4] {
-        self.0
     }
 
     /// The event; IMPLEMENTATION DEFINED and Reserved numbers are `Err`.

@@ -14,9 +14,13 @@
 //! | [`priq`] | the 16-byte PRI queue entry (page request) | §8 |
 //!
 //! Conventions:
+//! - Every layout is declared once with [`bitfields!`](sviommu_memory::bitfields), the same
+//!   macro VT-d's `spec` uses: one line per field gives its name, its bits and its accessors, and
+//!   the macro makes the field const, the getter and setter, the `FIELDS` table and `Debug`.
 //! - Structures are little-endian 64-bit words viewed through `#[repr(transparent)]` types.
-//!   Fields are [`WideField`]s numbered as the spec numbers the bits of the whole structure
-//!   (STE.S2T0SZ is bits `[165:160]`), so a declaration can be checked against the spec by eye.
+//!   Fields are associated [`WideField`]s (`Ste::S2T0SZ`) numbered as the spec numbers the bits
+//!   of the whole structure (bits `[165:160]`), so a declaration can be checked against the spec
+//!   by eye. A 32-bit register's fields are [`Field32`](sviommu_memory::bits::Field32)s.
 //! - Getters and setters are named for the spec mnemonic, lowercased. A field whose encodings
 //!   include Reserved values has a typed getter returning `Result<_, Reserved>`, so `hw` can raise
 //!   the architected error (C_BAD_STE, C_BAD_CD, CERROR_ILL) instead of guessing; its raw bits are
@@ -49,15 +53,6 @@ pub use ste::{Eats, L1Std, S1Dss, S1Fmt, Ste, StreamConfig, Strw};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("reserved encoding {0:#x}")]
 pub struct Reserved(pub u64);
-
-/// `words` with every bit outside `mask` cleared: the RES0 bits a structure sets.
-pub(crate) fn masked<const N: usize>(words: &[u64; N], mask: &[u64; N]) -> [u64; N] {
-    let mut out = [0; N];
-    for ((o, w), m) in out.iter_mut().zip(words).zip(mask) {
-        *o = w & m;
-    }
-    out
-}
 
 /// A translation granule, as selected by CD.TG0/TG1, STE.S2TG and the TLBI commands' TG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -190,6 +185,16 @@ pub(crate) mod test_support {
                     b.named.name
                 );
             }
+        }
+    }
+
+    /// The fields are disjoint, fit their getters, and `res0` is exactly the bits they leave.
+    pub fn assert_layout<T, const N: usize>(fields: &[FieldAccess<T>], res0: &[u64; N]) {
+        assert_disjoint(fields);
+        assert_widths(fields);
+        let d: [u64; N] = defined(fields);
+        for (w, (d, r)) in d.iter().zip(res0.iter()).enumerate() {
+            assert_eq!(!d, *r, "word {w}");
         }
     }
 

@@ -43,19 +43,11 @@ bitfields! {
     }
 }
 
+bitfields!(words PageRequest, 2);
+
 impl PageRequest {
     /// Bits no field covers, `[57:52]` and `[75:73]` (software should ignore them).
     pub const UNUSED: [u64; 2] = [0x03f0_0000_0000_0000, 0x0000_0000_0000_0e00];
-
-    /// Wraps the two words as read from the PRI queue.
-    pub const fn from_words(words: [u64; 2]) -> Self {
-        Self(words)
-    }
-
-    /// The two words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 2] {
-        self.0
-    }
 
     /// A PCIe Stop PASID marker: SSV == 1 and {Last, W, R} == 0b100 (§8). A request without a
     /// PASID and the same bits is an ordinary page request.
@@ -73,10 +65,7 @@ mod tests {
 
     #[test]
     fn fields_are_disjoint_and_unused_is_their_complement() {
-        assert_disjoint(PageRequest::FIELDS);
-        assert_widths(PageRequest::FIELDS);
-        let d: [u64; 2] = defined(PageRequest::FIELDS);
-        assert_eq!([!d[0], !d[1]], PageRequest::UNUSED);
+        assert_layout(PageRequest::FIELDS, &PageRequest::UNUSED);
     }
 
     proptest! {

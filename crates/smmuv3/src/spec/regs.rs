@@ -8,7 +8,9 @@
 //! the model implements the alias is an IMPLEMENTATION DEFINED choice for `hw`.
 //!
 //! Each register is a typed offset ([`Reg32`] or [`Reg64`], so the type checks the access
-//! width) and each field a [`Field`] in a module named after the register. Registers that
+//! width) and each field, declared with `bitfields!` in a module named after the register, a
+//! [`Field32`](sviommu_memory::bits::Field32) of a 32-bit register or a
+//! [`Field`](sviommu_memory::bits::Field) of a 64-bit one. Registers that
 //! share a layout share a module: [`cr0`] is also CR0ACK, [`irq_ctrl`] also IRQ_CTRLACK,
 //! [`gerror`] also GERRORN, [`queue_base`] is CMDQ/EVENTQ/PRIQ_BASE, [`irq_cfg0`] to
 //! [`irq_cfg2`] are GERROR/EVENTQ/PRIQ_IRQ_CFGn, [`prod`] and [`cons`] the queue indices.

@@ -8,7 +8,7 @@
 
 use sviommu_memory::bits::bitfields;
 
-use super::{masked, Granule, Reserved};
+use super::{Granule, Reserved};
 
 /// IHI 0070 G.b §5.2 STE, Stream Table Entry: 64 bytes, eight little-endian words. One per
 /// StreamID, found through SMMU_STRTAB_BASE (linearly or through an [`L1Std`]).
@@ -227,6 +227,9 @@ bitfields! {
     }
 }
 
+bitfields!(words Ste, 8);
+bitfields!(res0 Ste);
+
 impl Ste {
     /// The bits §5.2 marks "Reserved, RES0" in every configuration, per word: `[58:56]`,
     /// `[107:105]`, `[252:248]`, `[255]`, `[301:296]`, `[383:376]`, `[387]`, `[444:440]`, `[447]`.
@@ -240,16 +243,6 @@ impl Ste {
         0x9f00_0000_0000_0008,
         0,
     ];
-
-    /// Wraps eight little-endian words as read from the Stream table.
-    pub const fn from_words(words: [u64; 8]) -> Self {
-        Self(words)
-    }
-
-    /// The eight words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 8] {
-        self.0
-    }
 
     /// STE.Config decoded; 0b001..=0b011 are Reserved ("behave as 0b000").
     pub fn config(&self) -> Result<StreamConfig, Reserved> {
@@ -309,16 +302,6 @@ impl Ste {
     /// Sets STE.S2TG.
     pub fn set_s2tg(&mut self, granule: Granule) {
         self.set_s2tg_raw(granule.tg0());
-    }
-
-    /// The RES0 bits this STE sets, per word (all zero for a well-formed STE).
-    pub fn res0_set(&self) -> [u64; 8] {
-        masked(&self.0, &Self::RES0)
-    }
-
-    /// Whether any always-RES0 bit is set (the model may then treat the STE as ILLEGAL).
-    pub fn has_res0_set(&self) -> bool {
-        self.res0_set().iter().any(|&w| w != 0)
     }
 }
 
@@ -500,6 +483,9 @@ bitfields! {
     }
 }
 
+bitfields!(words L1Std, 1);
+bitfields!(res0 L1Std);
+
 impl L1Std {
     /// Bit 5 and bits `[63:56]` are RES0 (§5.1).
     pub const RES0: [u64; 1] = [0xff00_0000_0000_0020];
@@ -522,11 +508,6 @@ impl L1Std {
             _ => None,
         }
     }
-
-    /// The RES0 bits this descriptor sets.
-    pub fn res0_set(&self) -> [u64; 1] {
-        masked(&self.0, &Self::RES0)
-    }
 }
 
 #[cfg(test)]
@@ -538,15 +519,8 @@ mod tests {
 
     #[test]
     fn fields_are_disjoint_fit_and_res0_is_their_complement() {
-        assert_disjoint(Ste::FIELDS);
-        assert_widths(Ste::FIELDS);
-        let ste_defined: [u64; 8] = defined(Ste::FIELDS);
-        for (w, (d, r)) in ste_defined.iter().zip(Ste::RES0.iter()).enumerate() {
-            assert_eq!(!d, *r, "word {w}");
-        }
-        assert_disjoint(L1Std::FIELDS);
-        let l1_defined: [u64; 1] = defined(L1Std::FIELDS);
-        assert_eq!(!l1_defined[0], L1Std::RES0[0]);
+        assert_layout(Ste::FIELDS, &Ste::RES0);
+        assert_layout(L1Std::FIELDS, &L1Std::RES0);
     }
 
     #[test]

@@ -17,16 +17,20 @@
 //! | [`prq`] | §7.5 page request descriptor, §7.7 page group response descriptor |
 //!
 //! Conventions:
+//! * Every layout is declared once with [`bitfields!`](sviommu_memory::bitfields), the same
+//!   macro SMMUv3's `spec` uses: one line per field gives its name, its bits and its accessors.
 //! * A memory structure is a typed view, `#[repr(transparent)]` over its little-endian 64-bit
 //!   words. Its fields are associated [`WideField`] consts named after the spec mnemonic
 //!   (`PasidEntry::PGTT`), and the getter/setter pair is the mnemonic lowercased (`pgtt()`,
 //!   `set_pgtt()`). Bit numbers are the spec's, counted across the whole structure.
-//! * A register's fields live in a module named after the register (`regs::cap::SAGAW`).
+//! * A register's fields live in a module named after the register (`regs::cap::SAGAW`): a
+//!   32-bit register's are [`Field32`]s, which cannot name a bit above 31.
 //! * A field whose encodings include reserved values reads as `Result<_, Reserved>`; a raw
 //!   getter and setter (`pgtt_raw()`, `set_pgtt_raw()`) reach every encoding, so a test or a
 //!   hostile guest can write a reserved one and the model can raise the architected fault.
-//! * Each structure lists its named fields (`FIELDS`) and its always-reserved bits (`RESERVED`);
-//!   `reserved_bits_set` adds the bits the spec reserves relative to the host address width.
+//! * Each structure lists its named fields with their accessors (`FIELDS`, made by the macro,
+//!   which also makes `Debug`) and its always-reserved bits (`RESERVED`); `reserved_bits_set`
+//!   adds the bits the spec reserves relative to the host address width.
 //! * Nothing here panics, whatever the input: getters mask, setters drop excess bits.
 
 use sviommu_memory::bits::low_mask;
@@ -67,46 +71,9 @@ macro_rules! spec_enum {
 /// Construction and raw access shared by every view over `[u64; N]`.
 macro_rules! view_words {
     ($name:ident, $n:literal) => {
+        sviommu_memory::bitfields!(words $name, $n);
+
         impl $name {
-            /// Number of 64-bit words in the structure.
-            pub const WORDS: usize = $n;
-            /// Size of the structure in bytes.
-            pub const BYTES: u64 = $n * 8;
-
-            /// The view over `words` (word 0 holds bits 63:0).
-            #[must_use]
-            pub const fn from_words(words: [u64; $n]) -> Self {
-                Self(words)
-            }
-
-            /// The raw words.
-            #[must_use]
-            pub const fn words(&self) -> [u64; $n] {
-                self.0
-            }
-
-            /// The view over `N * 8` little-endian bytes, as the structure sits in memory.
-            #[must_use]
-            pub fn from_le_bytes(bytes: [u8; $n * 8]) -> Self {
-                let mut words = [0u64; $n];
-                for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(chunk);
-                    *w = u64::from_le_bytes(b);
-                }
-                Self(words)
-            }
-
-            /// The structure as it sits in memory.
-            #[must_use]
-            pub fn to_le_bytes(&self) -> [u8; $n * 8] {
-                let mut bytes = [0u8; $n * 8];
-                for (chunk, w) in bytes.chunks_exact_mut(8).zip(self.0.iter()) {
-                    chunk.copy_from_slice(&w.to_le_bytes());
-                }
-                bytes
-            }
-
             /// The always-reserved bits ([`Self::RESERVED`]) as a mask per word.
             #[must_use]
             pub fn fixed_reserved_mask() -> [u64; $n] {

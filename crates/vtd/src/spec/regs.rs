@@ -1,9 +1,11 @@
 //! §11.4 Register Descriptions: the remapping unit's MMIO registers.
 //!
 //! Each register is a typed offset ([`Reg32`] or [`Reg64`], so the type checks the access
-//! width) and a module of the same name, lowercased, holding its fields as [`Field`]s named
-//! after the spec mnemonics, plus a `FIELDS` list. Two register blocks float: the fault recording
-//! registers start at `CAP.FRO * 16` and the IOTLB registers at `ECAP.IRO * 16`; [`frcd`],
+//! width) and a module of the same name, lowercased, holding its fields named after the spec
+//! mnemonics and a `FIELDS` list, both from one `bitfields!` declaration:
+//! [`Field32`](super::Field32)s for a 32-bit register, [`Field`](super::Field)s for a 64-bit
+//! one. Two register blocks float: the fault recording registers start at `CAP.FRO * 16` and
+//! the IOTLB registers at `ECAP.IRO * 16`; [`frcd`],
 //! [`iva`] and [`iotlb`] compute them from the capability values.
 //!
 //! Not declared: the advanced fault log (AFLOG_REG, deprecated), the MTRR registers (memory
