@@ -18,7 +18,7 @@ use sviommu_smmuv3::spec::{CError, Command, Opcode, SyncCs};
 
 const QBASE: u64 = 0x8000;
 
-fn params_with(idr0_bits: &[sviommu_memory::bits::Field]) -> SmmuParams {
+fn params_with(idr0_bits: &[sviommu_memory::bits::Field32]) -> SmmuParams {
     let d = SmmuParams::default();
     let i0 = idr0_bits.iter().fold(u64::from(d.idr0), |v, f| f.with(v, true));
     SmmuParams { idr0: u32::try_from(i0).unwrap(), ..d }

@@ -38,7 +38,7 @@ const SID_NO_ATS: u32 = 4;
 /// STE.Config == bypass.
 const SID_BYPASS: u32 = 5;
 
-fn with_idr0(p: SmmuParams, fields: &[sviommu_memory::bits::Field]) -> SmmuParams {
+fn with_idr0(p: SmmuParams, fields: &[sviommu_memory::bits::Field32]) -> SmmuParams {
     let i0 = fields.iter().fold(u64::from(p.idr0), |v, f| f.with(v, true));
     SmmuParams { idr0: u32::try_from(i0).unwrap(), ..p }
 }
@@ -91,7 +91,7 @@ fn rig(mem: &HostMemory, params: SmmuParams, eq_log2: u8) -> Rig<'_> {
     Rig { mem, s, s1, s2, fr, q, eq_log2 }
 }
 
-fn set_cr0(s: &Smmu<&HostMemory>, f: sviommu_memory::bits::Field, on: bool) {
+fn set_cr0(s: &Smmu<&HostMemory>, f: sviommu_memory::bits::Field32, on: bool) {
     let v = s.mmio_read(regs::CR0.0, 4);
     s.mmio_write(regs::CR0.0, 4, f.with(v, on));
 }

@@ -17,15 +17,15 @@ use sviommu_vtd::spec::regs;
 use sviommu_vtd::spec::root::{
     ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry, TranslationType,
 };
-use sviommu_vtd::spec::{mask_of, Aw, Field, WideField};
+use sviommu_vtd::spec::{mask_of, Aw, Field, Field32, FieldAccess, WideField};
 
 // ---------------------------------------------------------------------------------------------
 // Coverage: every bit is named or reserved, once.
 // ---------------------------------------------------------------------------------------------
 
-fn covers<const N: usize>(name: &str, fields: &[(&str, WideField)], reserved: [u64; N]) {
+fn covers<T, const N: usize>(name: &str, fields: &[FieldAccess<T>], reserved: [u64; N]) {
     let mut seen = [0u64; N];
-    for (fname, f) in fields {
+    for (fname, f) in fields.iter().map(|a| (a.named.name, &a.named.field)) {
         assert!(f.word < N, "{name}.{fname} is outside the structure");
         let m: [u64; N] = mask_of(&[*f]);
         for (i, (s, m)) in seen.iter_mut().zip(m).enumerate() {
@@ -72,38 +72,45 @@ fn every_bit_is_named_or_reserved_once() {
 
 #[test]
 fn register_fields_do_not_overlap() {
-    let all: &[(&str, &[(&str, Field)])] = &[
-        ("VER", regs::ver::FIELDS),
-        ("CAP", regs::cap::FIELDS),
-        ("ECAP", regs::ecap::FIELDS),
-        ("GCMD", regs::gcmd::FIELDS),
-        ("GSTS", regs::gsts::FIELDS),
-        ("RTADDR", regs::rtaddr::FIELDS),
-        ("CCMD", regs::ccmd::FIELDS),
-        ("FSTS", regs::fsts::FIELDS),
-        ("FECTL", regs::fectl::FIELDS),
-        ("IECTL", regs::iectl::FIELDS),
-        ("PECTL", regs::pectl::FIELDS),
-        ("xEDATA", regs::edata::FIELDS),
-        ("xEADDR", regs::eaddr::FIELDS),
-        ("PMEN", regs::pmen::FIELDS),
-        ("IVA", regs::iva_reg::FIELDS),
-        ("IOTLB", regs::iotlb_reg::FIELDS),
-        ("IQH", regs::iqh::FIELDS),
-        ("IQT", regs::iqt::FIELDS),
-        ("IQA", regs::iqa::FIELDS),
-        ("ICS", regs::ics::FIELDS),
-        ("IQER", regs::iqer::FIELDS),
-        ("PQH", regs::pqh::FIELDS),
-        ("PQT", regs::pqt::FIELDS),
-        ("PQA", regs::pqa::FIELDS),
-        ("PRS", regs::prs::FIELDS),
+    // A register's fields by name and mask, whichever the register's width.
+    fn r32<'a>(fields: &[(&'a str, Field32)]) -> Vec<(&'a str, u64)> {
+        fields.iter().map(|(n, f)| (*n, f.mask())).collect()
+    }
+    fn r64<'a>(fields: &[(&'a str, Field)]) -> Vec<(&'a str, u64)> {
+        fields.iter().map(|(n, f)| (*n, f.mask())).collect()
+    }
+    let all = [
+        ("VER", r32(regs::ver::FIELDS)),
+        ("CAP", r64(regs::cap::FIELDS)),
+        ("ECAP", r64(regs::ecap::FIELDS)),
+        ("GCMD", r32(regs::gcmd::FIELDS)),
+        ("GSTS", r32(regs::gsts::FIELDS)),
+        ("RTADDR", r64(regs::rtaddr::FIELDS)),
+        ("CCMD", r64(regs::ccmd::FIELDS)),
+        ("FSTS", r32(regs::fsts::FIELDS)),
+        ("FECTL", r32(regs::fectl::FIELDS)),
+        ("IECTL", r32(regs::iectl::FIELDS)),
+        ("PECTL", r32(regs::pectl::FIELDS)),
+        ("xEDATA", r32(regs::edata::FIELDS)),
+        ("xEADDR", r32(regs::eaddr::FIELDS)),
+        ("PMEN", r32(regs::pmen::FIELDS)),
+        ("IVA", r64(regs::iva_reg::FIELDS)),
+        ("IOTLB", r64(regs::iotlb_reg::FIELDS)),
+        ("IQH", r64(regs::iqh::FIELDS)),
+        ("IQT", r64(regs::iqt::FIELDS)),
+        ("IQA", r64(regs::iqa::FIELDS)),
+        ("ICS", r32(regs::ics::FIELDS)),
+        ("IQER", r64(regs::iqer::FIELDS)),
+        ("PQH", r64(regs::pqh::FIELDS)),
+        ("PQT", r64(regs::pqt::FIELDS)),
+        ("PQA", r64(regs::pqa::FIELDS)),
+        ("PRS", r32(regs::prs::FIELDS)),
     ];
-    for (reg, fields) in all {
+    for (reg, fields) in &all {
         let mut seen = 0u64;
-        for (name, f) in *fields {
-            assert_eq!(seen & f.mask(), 0, "{reg}.{name} overlaps");
-            seen |= f.mask();
+        for (name, mask) in fields {
+            assert_eq!(seen & mask, 0, "{reg}.{name} overlaps");
+            seen |= mask;
         }
     }
     // 32-bit registers keep their fields in the low 32 bits.

@@ -29,7 +29,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sviommu_memory::bits::{low_mask, Field};
+use sviommu_memory::bits::{low_mask, Field32};
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::mmio::RegFile;
@@ -254,7 +254,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// A queue's interrupt, if `irqen` is set in SMMU_IRQ_CTRLACK: the MSI its IRQ_CFG0/1
     /// describe (none while the address is 0), or the wired interrupt without SMMU_IDR0.MSI.
-    pub(super) fn queue_irq(&self, r: &RegFile, irqen: Field, cfg0: u64, cfg1: u32) {
+    pub(super) fn queue_irq(&self, r: &RegFile, irqen: Field32, cfg0: u64, cfg1: u32) {
         if !irqen.is_set(u64::from(r.irq_ctrlack)) {
             return;
         }
@@ -274,7 +274,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 }
 
 /// §6.3.19: whether the global error `bit` is active (GERROR differs from GERRORN).
-pub(super) fn active(r: &RegFile, bit: Field) -> bool {
+pub(super) fn active(r: &RegFile, bit: Field32) -> bool {
     bit.get(u64::from(r.gerror)) != bit.get(u64::from(r.gerrorn))
 }
 
@@ -283,7 +283,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// it became active. §7.5.1: activating any error but MSI_GERROR_ABT_ERR raises the GERROR
     /// interrupt when SMMU_IRQ_CTRL.GERROR_IRQEN is set: the MSI SMMU_GERROR_IRQ_CFG0/1
     /// describe (none while the address is 0), or the wired interrupt without SMMU_IDR0.MSI.
-    pub(super) fn raise_locked(&self, r: &mut RegFile, bit: Field) -> bool {
+    pub(super) fn raise_locked(&self, r: &mut RegFile, bit: Field32) -> bool {
         if active(r, bit) {
             return false;
         }

@@ -14,7 +14,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError};
 
-use sviommu_memory::bits::Field;
+use sviommu_memory::bits::{Field, Field32};
 use sviommu_memory::{Hpa, Mmio, PhysMemory};
 
 use super::{low32, Smmu, SmmuParams};
@@ -72,9 +72,14 @@ fn mask(fields: &[Field]) -> u64 {
     fields.iter().fold(0, |m, f| m | f.mask())
 }
 
-/// The mask of the given fields that are present.
-fn mask_present(fields: &[(bool, Field)]) -> u64 {
-    fields.iter().filter(|(present, _)| *present).fold(0, |m, (_, f)| m | f.mask())
+/// The mask of the given fields of a 32-bit register.
+fn mask32(fields: &[Field32]) -> u32 {
+    fields.iter().fold(0, |m, f| m | f.mask32())
+}
+
+/// The mask of the given fields of a 32-bit register that are present.
+fn mask_present(fields: &[(bool, Field32)]) -> u32 {
+    fields.iter().filter(|(present, _)| *present).fold(0, |m, (_, f)| m | f.mask32())
 }
 
 /// Register offsets as patterns.
@@ -239,8 +244,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let ack = u64::from(r.cr0ack);
         let irq_ack = u64::from(r.irq_ctrlack);
         // Only the fields a register has (and the features it depends on) are stored.
-        let masked = |fields: &[Field]| low32(v & mask(fields));
-        let masked_present = |fields: &[(bool, Field)]| low32(v & mask_present(fields));
+        let masked = |fields: &[Field32]| value & mask32(fields);
+        let masked_present = |fields: &[(bool, Field32)]| value & mask_present(fields);
         match offset {
             off::CR0 => {
                 r.cr0 = masked_present(&[
@@ -353,7 +358,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let ack = u64::from(r.cr0ack);
         let cr0v = u64::from(r.cr0);
         let irq_ack = u64::from(r.irq_ctrlack);
-        let disabled = |f: Field| !f.is_set(cr0v) && !f.is_set(ack);
+        let disabled = |f: Field32| !f.is_set(cr0v) && !f.is_set(ack);
         let base = v & mask(&[queue_base::LOG2SIZE, queue_base::ADDR, queue_base::RA]);
         match offset {
             off::GERROR_IRQ_CFG0 if c.msi && !irq_ctrl::GERROR_IRQEN.is_set(irq_ack) => {
@@ -386,14 +391,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// §6.3.19: makes the global error `bit` active by toggling its GERROR bit, unless it is
     /// active already (GERROR differs from GERRORN). Returns whether it became active.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(super) fn raise_gerror(&self, bit: Field) -> bool {
+    pub(super) fn raise_gerror(&self, bit: Field32) -> bool {
         let mut r = self.lock();
         self.raise_locked(&mut r, bit)
     }
 }
 
 /// The GERRORN fields: GERROR's, except CMDQP_ERR (GERROR only) and DPT_ERR (no DPT).
-fn gerrorn_fields() -> [Field; 8] {
+fn gerrorn_fields() -> [Field32; 8] {
     [
         gerror::CMDQ_ERR,
         gerror::EVENTQ_ABT_ERR,

@@ -16,71 +16,9 @@
 
 use std::fmt;
 
-use sviommu_memory::bits::WideField;
+use sviommu_memory::bits::bitfields;
 
-use super::{accessors, debug_fields, Granule, NamedField, Reserved};
-
-/// Command opcode.
-pub const OPCODE: WideField = WideField::bits(7, 0);
-/// SSec: the StreamID is Secure (only on the Secure Command queue).
-pub const SSEC: WideField = WideField::bit(10);
-/// SSV: SubstreamID is supplied.
-pub const SSV: WideField = WideField::bit(11);
-/// SubstreamID.
-pub const SUBSTREAMID: WideField = WideField::bits(31, 12);
-/// StreamID.
-pub const STREAMID: WideField = WideField::bits(63, 32);
-/// Range invalidation: granule multiplier NUM (§4.4.1.1).
-pub const NUM: WideField = WideField::bits(16, 12);
-/// Range invalidation: SCALE; bit 25 only with SMMU_IDR5.DS (§4.4.1.1).
-pub const SCALE: WideField = WideField::bits(25, 20);
-/// VMID of TLB invalidations.
-pub const VMID: WideField = WideField::bits(47, 32);
-/// ASID of TLB invalidations.
-pub const ASID: WideField = WideField::bits(63, 48);
-/// Leaf: only last-level entries (TLBI), or not the intermediate descriptors (CFGI).
-pub const LEAF: WideField = WideField::bit(64);
-/// TTL128: the TTL hint is for 128-bit descriptors (§4.4.1.1).
-pub const TTL128: WideField = WideField::bit(71);
-/// TTL: level hint of the leaf entries (§4.4.1.1).
-pub const TTL: WideField = WideField::bits(73, 72);
-/// TG: granule of the entries to invalidate, 0b00 any (§4.4.1.1).
-pub const TG: WideField = WideField::bits(75, 74);
-/// Virtual address parameter, `Address[63:12]` in place (§4.1.6).
-pub const ADDRESS: WideField = WideField::bits(127, 76);
-/// Physical or IPA address parameter, `Address[55:12]` in place (§4.1.6).
-pub const IPA: WideField = WideField::bits(119, 76);
-/// CMD_CFGI_STE_RANGE: invalidate 2^(Range+1) StreamIDs; 31 is CMD_CFGI_ALL.
-pub const RANGE: WideField = WideField::bits(68, 64);
-/// CMD_PREFETCH_ADDR: prefetch 2^Size translations.
-pub const PREFETCH_SIZE: WideField = WideField::bits(68, 64);
-/// CMD_PREFETCH_ADDR: prefetch stride 2^(12+Stride) bytes (position not checked against G.b
-/// text, see the module documentation).
-pub const PREFETCH_STRIDE: WideField = WideField::bits(73, 69);
-/// CMD_ATC_INV: Global invalidate flag (with SSV == 1).
-pub const GLOBAL: WideField = WideField::bit(9);
-/// CMD_ATC_INV: span of 4096 * 2^Size bytes; 52 means everything.
-pub const ATC_SIZE: WideField = WideField::bits(69, 64);
-/// CMD_PRI_RESP: Page Request Group index.
-pub const PRGINDEX: WideField = WideField::bits(72, 64);
-/// CMD_PRI_RESP: response, see [`PriResp`].
-pub const RESP: WideField = WideField::bits(77, 76);
-/// CMD_RESUME: Action, 1 retry, 0 terminate (see [`ResumeAction`]).
-pub const AC: WideField = WideField::bit(12);
-/// CMD_RESUME: Abort, for a terminate: 1 abort, 0 RAZ/WI.
-pub const AB: WideField = WideField::bit(13);
-/// CMD_RESUME: the stall tag from the event record.
-pub const STAG: WideField = WideField::bits(79, 64);
-/// CMD_SYNC: ComplSignal, see [`SyncCs`].
-pub const CS: WideField = WideField::bits(13, 12);
-/// CMD_SYNC: shareability of the MSI write.
-pub const MSH: WideField = WideField::bits(23, 22);
-/// CMD_SYNC: memory attributes of the MSI write (STE.MemAttr encoding).
-pub const MSIATTR: WideField = WideField::bits(27, 24);
-/// CMD_SYNC: the 32-bit MSI payload.
-pub const MSIDATA: WideField = WideField::bits(63, 32);
-/// CMD_SYNC: MSI address bits `[55:2]` in place; 0 means no MSI.
-pub const MSIADDRESS: WideField = WideField::bits(119, 66);
+use super::{debug_fields, Granule, NamedField, Reserved};
 
 /// Bytes in a command.
 pub const CMD_BYTES: u64 = 16;
@@ -295,36 +233,36 @@ impl TryFrom<u8> for Opcode {
 mod layout {
     use super::*;
 
-    pub const F_SSEC: NamedField = NamedField::value("SSec", SSEC);
-    pub const F_SSV: NamedField = NamedField::value("SSV", SSV);
-    pub const F_SSID: NamedField = NamedField::value("SubstreamID", SUBSTREAMID);
-    pub const F_SID: NamedField = NamedField::value("StreamID", STREAMID);
-    pub const F_NUM: NamedField = NamedField::value("NUM", NUM);
-    pub const F_SCALE: NamedField = NamedField::value("SCALE", SCALE);
-    pub const F_VMID: NamedField = NamedField::value("VMID", VMID);
-    pub const F_ASID: NamedField = NamedField::value("ASID", ASID);
-    pub const F_LEAF: NamedField = NamedField::value("Leaf", LEAF);
-    pub const F_TTL128: NamedField = NamedField::value("TTL128", TTL128);
-    pub const F_TTL: NamedField = NamedField::value("TTL", TTL);
-    pub const F_TG: NamedField = NamedField::value("TG", TG);
-    pub const F_ADDRESS: NamedField = NamedField::address("Address", ADDRESS);
-    pub const F_ADDR: NamedField = NamedField::address("Addr", ADDRESS);
-    pub const F_IPA: NamedField = NamedField::address("Address", IPA);
-    pub const F_RANGE: NamedField = NamedField::value("Range", RANGE);
-    pub const F_SIZE: NamedField = NamedField::value("Size", PREFETCH_SIZE);
-    pub const F_STRIDE: NamedField = NamedField::value("Stride", PREFETCH_STRIDE);
-    pub const F_GLOBAL: NamedField = NamedField::value("Global", GLOBAL);
-    pub const F_ATC_SIZE: NamedField = NamedField::value("Size", ATC_SIZE);
-    pub const F_PRGINDEX: NamedField = NamedField::value("PRGIndex", PRGINDEX);
-    pub const F_RESP: NamedField = NamedField::value("Resp", RESP);
-    pub const F_AC: NamedField = NamedField::value("Ac", AC);
-    pub const F_AB: NamedField = NamedField::value("Ab", AB);
-    pub const F_STAG: NamedField = NamedField::value("STAG", STAG);
-    pub const F_CS: NamedField = NamedField::value("CS", CS);
-    pub const F_MSH: NamedField = NamedField::value("MSH", MSH);
-    pub const F_MSIATTR: NamedField = NamedField::value("MSIAttr", MSIATTR);
-    pub const F_MSIDATA: NamedField = NamedField::value("MSIData", MSIDATA);
-    pub const F_MSIADDRESS: NamedField = NamedField::address("MSIAddress", MSIADDRESS);
+    pub const F_SSEC: NamedField = NamedField::value("SSec", Command::SSEC);
+    pub const F_SSV: NamedField = NamedField::value("SSV", Command::SSV);
+    pub const F_SSID: NamedField = NamedField::value("SubstreamID", Command::SUBSTREAMID);
+    pub const F_SID: NamedField = NamedField::value("StreamID", Command::STREAMID);
+    pub const F_NUM: NamedField = NamedField::value("NUM", Command::NUM);
+    pub const F_SCALE: NamedField = NamedField::value("SCALE", Command::SCALE);
+    pub const F_VMID: NamedField = NamedField::value("VMID", Command::VMID);
+    pub const F_ASID: NamedField = NamedField::value("ASID", Command::ASID);
+    pub const F_LEAF: NamedField = NamedField::value("Leaf", Command::LEAF);
+    pub const F_TTL128: NamedField = NamedField::value("TTL128", Command::TTL128);
+    pub const F_TTL: NamedField = NamedField::value("TTL", Command::TTL);
+    pub const F_TG: NamedField = NamedField::value("TG", Command::TG);
+    pub const F_ADDRESS: NamedField = NamedField::address("Address", Command::ADDRESS);
+    pub const F_ADDR: NamedField = NamedField::address("Addr", Command::ADDRESS);
+    pub const F_IPA: NamedField = NamedField::address("Address", Command::IPA);
+    pub const F_RANGE: NamedField = NamedField::value("Range", Command::RANGE);
+    pub const F_SIZE: NamedField = NamedField::value("Size", Command::PREFETCH_SIZE);
+    pub const F_STRIDE: NamedField = NamedField::value("Stride", Command::PREFETCH_STRIDE);
+    pub const F_GLOBAL: NamedField = NamedField::value("Global", Command::GLOBAL);
+    pub const F_ATC_SIZE: NamedField = NamedField::value("Size", Command::ATC_SIZE);
+    pub const F_PRGINDEX: NamedField = NamedField::value("PRGIndex", Command::PRGINDEX);
+    pub const F_RESP: NamedField = NamedField::value("Resp", Command::RESP);
+    pub const F_AC: NamedField = NamedField::value("Ac", Command::AC);
+    pub const F_AB: NamedField = NamedField::value("Ab", Command::AB);
+    pub const F_STAG: NamedField = NamedField::value("STAG", Command::STAG);
+    pub const F_CS: NamedField = NamedField::value("CS", Command::CS);
+    pub const F_MSH: NamedField = NamedField::value("MSH", Command::MSH);
+    pub const F_MSIATTR: NamedField = NamedField::value("MSIAttr", Command::MSIATTR);
+    pub const F_MSIDATA: NamedField = NamedField::value("MSIData", Command::MSIDATA);
+    pub const F_MSIADDRESS: NamedField = NamedField::address("MSIAddress", Command::MSIADDRESS);
 }
 
 /// One Command queue entry (IHI 0070 G.b §4.1.1): 16 bytes, two little-endian words. The accessors
@@ -333,68 +271,84 @@ mod layout {
 #[repr(transparent)]
 pub struct Command(pub [u64; 2]);
 
-accessors!(Command {
-    /// The opcode byte; see [`Command::opcode`].
-    "Opcode" => opcode_raw, set_opcode_raw: OPCODE as u8;
-    /// SSec.
-    "SSec" => ssec, set_ssec: SSEC as bool;
-    /// SSV.
-    "SSV" => ssv, set_ssv: SSV as bool;
-    /// SubstreamID.
-    "SubstreamID" => ssid, set_ssid: SUBSTREAMID as u32;
-    /// StreamID.
-    "StreamID" => sid, set_sid: STREAMID as u32;
-    /// NUM.
-    "NUM" => num, set_num: NUM as u8;
-    /// SCALE.
-    "SCALE" => scale, set_scale: SCALE as u8;
-    /// VMID.
-    "VMID" => vmid, set_vmid: VMID as u16;
-    /// ASID.
-    "ASID" => asid, set_asid: ASID as u16;
-    /// Leaf.
-    "Leaf" => leaf, set_leaf: LEAF as bool;
-    /// TTL128.
-    "TTL128" => ttl128, set_ttl128: TTL128 as bool;
-    /// TTL.
-    "TTL" => ttl, set_ttl: TTL as u8;
-    /// TG raw bits; see [`Command::tg`].
-    "TG" => tg_raw, set_tg_raw: TG as u8;
-    /// Address: the virtual address parameter (`Address[63:12]`).
-    "Address" => address, set_address: ADDRESS as addr;
-    /// The IPA or PA address parameter (`Address[55:12]`) of CMD_TLBI_S2_IPA.
-    "Address[55:12]" => ipa, set_ipa: IPA as addr;
-    /// CMD_CFGI_STE_RANGE Range.
-    "Range" => range, set_range: RANGE as u8;
-    /// CMD_PREFETCH_ADDR Size.
-    "Size (prefetch)" => prefetch_size, set_prefetch_size: PREFETCH_SIZE as u8;
-    /// CMD_PREFETCH_ADDR Stride.
-    "Stride" => prefetch_stride, set_prefetch_stride: PREFETCH_STRIDE as u8;
-    /// CMD_ATC_INV Global.
-    "Global" => global, set_global: GLOBAL as bool;
-    /// CMD_ATC_INV Size.
-    "Size (ATC)" => atc_size, set_atc_size: ATC_SIZE as u8;
-    /// CMD_PRI_RESP PRGIndex.
-    "PRGIndex" => prgindex, set_prgindex: PRGINDEX as u16;
-    /// CMD_PRI_RESP Resp raw bits; see [`Command::resp`].
-    "Resp" => resp_raw, set_resp_raw: RESP as u8;
-    /// CMD_RESUME Ac.
-    "Ac" => ac, set_ac: AC as bool;
-    /// CMD_RESUME Ab.
-    "Ab" => ab, set_ab: AB as bool;
-    /// CMD_RESUME STAG.
-    "STAG" => stag, set_stag: STAG as u16;
-    /// CMD_SYNC CS raw bits; see [`Command::cs`].
-    "CS" => cs_raw, set_cs_raw: CS as u8;
-    /// CMD_SYNC MSH.
-    "MSH" => msh, set_msh: MSH as u8;
-    /// CMD_SYNC MSIAttr.
-    "MSIAttr" => msiattr, set_msiattr: MSIATTR as u8;
-    /// CMD_SYNC MSIData.
-    "MSIData" => msidata, set_msidata: MSIDATA as u32;
-    /// CMD_SYNC MSIAddress.
-    "MSIAddress" => msiaddress, set_msiaddress: MSIADDRESS as addr;
-});
+bitfields! {
+    impl Command {
+        /// Command opcode.
+        ///
+        /// The opcode byte; see [`Command::opcode`].
+        OPCODE "Opcode" = bits(7, 0) => opcode_raw, set_opcode_raw: u8;
+        /// SSec: the StreamID is Secure (only on the Secure Command queue).
+        SSEC "SSec" = bit(10) => ssec, set_ssec: bool;
+        /// SSV: SubstreamID is supplied.
+        SSV = bit(11) => ssv, set_ssv: bool;
+        /// SubstreamID.
+        SUBSTREAMID "SubstreamID" = bits(31, 12) => ssid, set_ssid: u32;
+        /// StreamID.
+        STREAMID "StreamID" = bits(63, 32) => sid, set_sid: u32;
+        /// Range invalidation: granule multiplier NUM (§4.4.1.1).
+        NUM = bits(16, 12) => num, set_num: u8;
+        /// Range invalidation: SCALE; bit 25 only with SMMU_IDR5.DS (§4.4.1.1).
+        SCALE = bits(25, 20) => scale, set_scale: u8;
+        /// VMID of TLB invalidations.
+        VMID = bits(47, 32) => vmid, set_vmid: u16;
+        /// ASID of TLB invalidations.
+        ASID = bits(63, 48) => asid, set_asid: u16;
+        /// Leaf: only last-level entries (TLBI), or not the intermediate descriptors (CFGI).
+        LEAF "Leaf" = bit(64) => leaf, set_leaf: bool;
+        /// TTL128: the TTL hint is for 128-bit descriptors (§4.4.1.1).
+        TTL128 = bit(71) => ttl128, set_ttl128: bool;
+        /// TTL: level hint of the leaf entries (§4.4.1.1).
+        TTL = bits(73, 72) => ttl, set_ttl: u8;
+        /// TG: granule of the entries to invalidate, 0b00 any (§4.4.1.1).
+        ///
+        /// TG raw bits; see [`Command::tg`].
+        TG = bits(75, 74) => tg_raw, set_tg_raw: u8;
+        /// Virtual address parameter, `Address[63:12]` in place (§4.1.6): the virtual address
+        /// parameter (`Address[63:12]`).
+        ADDRESS "Address" = bits(127, 76) => address, set_address: addr;
+        /// Physical or IPA address parameter, `Address[55:12]` in place (§4.1.6).
+        ///
+        /// The IPA or PA address parameter (`Address[55:12]`) of CMD_TLBI_S2_IPA.
+        IPA "Address[55:12]" = bits(119, 76) => ipa, set_ipa: addr;
+        /// CMD_CFGI_STE_RANGE: invalidate 2^(Range+1) StreamIDs; 31 is CMD_CFGI_ALL.
+        RANGE "Range" = bits(68, 64) => range, set_range: u8;
+        /// CMD_PREFETCH_ADDR: prefetch 2^Size translations.
+        PREFETCH_SIZE "Size (prefetch)" = bits(68, 64) => prefetch_size, set_prefetch_size: u8;
+        /// CMD_PREFETCH_ADDR: prefetch stride 2^(12+Stride) bytes (position not checked against G.b
+        /// text, see the module documentation).
+        PREFETCH_STRIDE "Stride" = bits(73, 69) => prefetch_stride, set_prefetch_stride: u8;
+        /// CMD_ATC_INV: Global invalidate flag (with SSV == 1).
+        GLOBAL "Global" = bit(9) => global, set_global: bool;
+        /// CMD_ATC_INV: span of 4096 * 2^Size bytes; 52 means everything.
+        ATC_SIZE "Size (ATC)" = bits(69, 64) => atc_size, set_atc_size: u8;
+        /// CMD_PRI_RESP: Page Request Group index.
+        PRGINDEX "PRGIndex" = bits(72, 64) => prgindex, set_prgindex: u16;
+        /// CMD_PRI_RESP: response, see [`PriResp`].
+        ///
+        /// CMD_PRI_RESP Resp raw bits; see [`Command::resp`].
+        RESP "Resp" = bits(77, 76) => resp_raw, set_resp_raw: u8;
+        /// CMD_RESUME: Action, 1 retry, 0 terminate (see [`ResumeAction`]).
+        AC "Ac" = bit(12) => ac, set_ac: bool;
+        /// CMD_RESUME: Abort, for a terminate: 1 abort, 0 RAZ/WI.
+        AB "Ab" = bit(13) => ab, set_ab: bool;
+        /// CMD_RESUME: the stall tag from the event record.
+        STAG = bits(79, 64) => stag, set_stag: u16;
+        /// CMD_SYNC: ComplSignal, see [`SyncCs`].
+        ///
+        /// CMD_SYNC CS raw bits; see [`Command::cs`].
+        CS = bits(13, 12) => cs_raw, set_cs_raw: u8;
+        /// CMD_SYNC: shareability of the MSI write.
+        MSH = bits(23, 22) => msh, set_msh: u8;
+        /// CMD_SYNC: memory attributes of the MSI write (STE.MemAttr encoding).
+        MSIATTR "MSIAttr" = bits(27, 24) => msiattr, set_msiattr: u8;
+        /// CMD_SYNC: the 32-bit MSI payload.
+        MSIDATA "MSIData" = bits(63, 32) => msidata, set_msidata: u32;
+        /// CMD_SYNC: MSI address bits `[55:2]` in place; 0 means no MSI.
+        MSIADDRESS "MSIAddress" = bits(119, 66) => msiaddress, set_msiaddress: addr;
+    }
+}
+
+bitfields!(words Command, 2);
 
 impl Command {
     /// A command with the given opcode and every other field zero.
@@ -409,16 +363,6 @@ impl Command {
         let mut cmd = Self::new(Opcode::CfgiSteRange);
         cmd.set_range(31);
         cmd
-    }
-
-    /// Wraps the two words as read from the Command queue.
-    pub const fn from_words(words: [u64; 2]) -> Self {
-        Self(words)
-    }
-
-    /// The two words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 2] {
-        self.0
     }
 
     /// The opcode; a Reserved or IMPLEMENTATION DEFINED opcode is CERROR_ILL.
@@ -487,7 +431,7 @@ impl Command {
     /// Reserved or its layout is not declared here.
     pub fn res0_set(&self) -> Option<[u64; 2]> {
         let layout = self.opcode().ok()?.layout()?;
-        let mut defined = [OPCODE.field.mask(), 0];
+        let mut defined = [Command::OPCODE.field.mask(), 0];
         for nf in layout {
             if let Some(w) = defined.get_mut(nf.field.word) {
                 *w |= nf.field.field.mask();
@@ -511,13 +455,7 @@ impl fmt::Debug for Command {
         let mut s = f.debug_struct(name);
         match op.layout() {
             Some(layout) => {
-                debug_fields(
-                    &mut s,
-                    &self.0,
-                    layout.iter(),
-                    &[],
-                    &self.res0_set().unwrap_or([0; 2]),
-                );
+                debug_fields(&mut s, &self.0, layout.iter(), &self.res0_set().unwrap_or([0; 2]));
             }
             None => {
                 s.field("words", &format_args!("{:#018x?}", self.0));
@@ -692,7 +630,9 @@ mod tests {
         for op in Opcode::ALL {
             let Some(layout) = op.layout() else { continue };
             for (i, a) in layout.iter().enumerate() {
-                assert!(a.field.word != 0 || a.field.field.mask() & OPCODE.field.mask() == 0);
+                assert!(
+                    a.field.word != 0 || a.field.field.mask() & Command::OPCODE.field.mask() == 0
+                );
                 for b in layout.iter().skip(i + 1) {
                     assert!(
                         a.field.word != b.field.word

@@ -16,64 +16,12 @@
 
 use std::fmt;
 
-use sviommu_memory::bits::WideField;
+use sviommu_memory::bits::{bitfields, WideField};
 
-use super::{accessors, debug_fields, NamedField, Reserved};
+use super::{debug_fields, NamedField, Reserved};
 
-/// The event number.
-pub const EVENT: WideField = WideField::bits(7, 0);
-/// SSV: the transaction had a SubstreamID.
-pub const SSV: WideField = WideField::bit(11);
-/// SubstreamID (valid when SSV == 1, or always in C_BAD_SUBSTREAMID).
-pub const SUBSTREAMID: WideField = WideField::bits(31, 12);
-/// StreamID.
-pub const STREAMID: WideField = WideField::bits(63, 32);
-/// STAG: the token CMD_RESUME uses to find a stalled transaction.
-pub const STAG: WideField = WideField::bits(79, 64);
-/// IMPLEMENTATION DEFINED Reason of F_UUT, F_STE_FETCH, F_CD_FETCH, F_WALK_EABT, F_VMS_FETCH.
-pub const REASON: WideField = WideField::bits(79, 64);
-/// GPCF: the fetch abort arose from a Granule Protection Check fault.
-pub const GPCF: WideField = WideField::bit(80);
-/// Stall: the transaction is stalled, waiting for CMD_RESUME or CMD_STALL_TERM.
-pub const STALL: WideField = WideField::bit(95);
-/// IMPLEMENTATION DEFINED Reason of F_CFG_CONFLICT.
-pub const CONFLICT_REASON: WideField = WideField::bits(95, 64);
-/// PnU: privileged (1) or unprivileged.
-pub const PNU: WideField = WideField::bit(97);
-/// InD: instruction (1) or data.
-pub const IND: WideField = WideField::bit(98);
-/// RnW: read (1) or write.
-pub const RNW: WideField = WideField::bit(99);
-/// NSIPA: the IPA is Non-secure (Secure Event queue, stage 2 faults only).
-pub const NSIPA: WideField = WideField::bit(100);
-/// S2: the fault happened at stage 2.
-pub const S2: WideField = WideField::bit(103);
-/// CLASS of the access that faulted, see [`Class`].
-pub const CLASS: WideField = WideField::bits(105, 104);
-/// TTRnW (F_PERMISSION with CLASS == TT): the stage 1 walk access was a read (1) or a write.
-pub const TTRNW: WideField = WideField::bit(108);
-/// E_PAGE_REQUEST: unprivileged execute anticipated.
-pub const UX: WideField = WideField::bit(97);
-/// E_PAGE_REQUEST: unprivileged write anticipated.
-pub const UW: WideField = WideField::bit(98);
-/// E_PAGE_REQUEST: unprivileged read anticipated.
-pub const UR: WideField = WideField::bit(99);
-/// E_PAGE_REQUEST: privileged execute anticipated.
-pub const PX: WideField = WideField::bit(101);
-/// E_PAGE_REQUEST: privileged write anticipated.
-pub const PW: WideField = WideField::bit(102);
-/// E_PAGE_REQUEST: privileged read anticipated.
-pub const PR: WideField = WideField::bit(103);
-/// E_PAGE_REQUEST: the span is Span * 4096 bytes (position unchecked, see module docs).
-pub const SPAN: WideField = WideField::bits(115, 108);
-/// InputAddr: the 64-bit address the transaction presented.
-pub const INPUTADDR: WideField = WideField::bits(191, 128);
 /// `InputAddr[63:12]` of E_PAGE_REQUEST.
 pub const PAGE_INPUTADDR: WideField = WideField::bits(191, 140);
-/// IPA bits `[55:12]` in place (stage 2 faults).
-pub const IPA: WideField = WideField::bits(247, 204);
-/// FetchAddr bits `[55:3]` in place: the structure or descriptor whose fetch aborted.
-pub const FETCHADDR: WideField = WideField::bits(247, 195);
 
 /// Bytes in an event record.
 pub const EVENT_BYTES: u64 = 32;
@@ -249,32 +197,33 @@ impl fmt::Display for EventId {
 mod layout {
     use super::*;
 
-    pub const F_SSV: NamedField = NamedField::value("SSV", SSV);
-    pub const F_SSID: NamedField = NamedField::value("SubstreamID", SUBSTREAMID);
-    pub const F_SID: NamedField = NamedField::value("StreamID", STREAMID);
-    pub const F_STAG: NamedField = NamedField::value("STAG", STAG);
-    pub const F_REASON: NamedField = NamedField::value("Reason", REASON);
-    pub const F_GPCF: NamedField = NamedField::value("GPCF", GPCF);
-    pub const F_STALL: NamedField = NamedField::value("Stall", STALL);
-    pub const F_CONFLICT_REASON: NamedField = NamedField::value("Reason", CONFLICT_REASON);
-    pub const F_PNU: NamedField = NamedField::value("PnU", PNU);
-    pub const F_IND: NamedField = NamedField::value("InD", IND);
-    pub const F_RNW: NamedField = NamedField::value("RnW", RNW);
-    pub const F_NSIPA: NamedField = NamedField::value("NSIPA", NSIPA);
-    pub const F_S2: NamedField = NamedField::value("S2", S2);
-    pub const F_CLASS: NamedField = NamedField::value("CLASS", CLASS);
-    pub const F_TTRNW: NamedField = NamedField::value("TTRnW", TTRNW);
-    pub const F_UX: NamedField = NamedField::value("uX", UX);
-    pub const F_UW: NamedField = NamedField::value("uW", UW);
-    pub const F_UR: NamedField = NamedField::value("uR", UR);
-    pub const F_PX: NamedField = NamedField::value("pX", PX);
-    pub const F_PW: NamedField = NamedField::value("pW", PW);
-    pub const F_PR: NamedField = NamedField::value("pR", PR);
-    pub const F_SPAN: NamedField = NamedField::value("Span", SPAN);
-    pub const F_INPUTADDR: NamedField = NamedField::value("InputAddr", INPUTADDR);
+    pub const F_SSV: NamedField = NamedField::value("SSV", EventRecord::SSV);
+    pub const F_SSID: NamedField = NamedField::value("SubstreamID", EventRecord::SUBSTREAMID);
+    pub const F_SID: NamedField = NamedField::value("StreamID", EventRecord::STREAMID);
+    pub const F_STAG: NamedField = NamedField::value("STAG", EventRecord::STAG);
+    pub const F_REASON: NamedField = NamedField::value("Reason", EventRecord::REASON);
+    pub const F_GPCF: NamedField = NamedField::value("GPCF", EventRecord::GPCF);
+    pub const F_STALL: NamedField = NamedField::value("Stall", EventRecord::STALL);
+    pub const F_CONFLICT_REASON: NamedField =
+        NamedField::value("Reason", EventRecord::CONFLICT_REASON);
+    pub const F_PNU: NamedField = NamedField::value("PnU", EventRecord::PNU);
+    pub const F_IND: NamedField = NamedField::value("InD", EventRecord::IND);
+    pub const F_RNW: NamedField = NamedField::value("RnW", EventRecord::RNW);
+    pub const F_NSIPA: NamedField = NamedField::value("NSIPA", EventRecord::NSIPA);
+    pub const F_S2: NamedField = NamedField::value("S2", EventRecord::S2);
+    pub const F_CLASS: NamedField = NamedField::value("CLASS", EventRecord::CLASS);
+    pub const F_TTRNW: NamedField = NamedField::value("TTRnW", EventRecord::TTRNW);
+    pub const F_UX: NamedField = NamedField::value("uX", EventRecord::UX);
+    pub const F_UW: NamedField = NamedField::value("uW", EventRecord::UW);
+    pub const F_UR: NamedField = NamedField::value("uR", EventRecord::UR);
+    pub const F_PX: NamedField = NamedField::value("pX", EventRecord::PX);
+    pub const F_PW: NamedField = NamedField::value("pW", EventRecord::PW);
+    pub const F_PR: NamedField = NamedField::value("pR", EventRecord::PR);
+    pub const F_SPAN: NamedField = NamedField::value("Span", EventRecord::SPAN);
+    pub const F_INPUTADDR: NamedField = NamedField::value("InputAddr", EventRecord::INPUTADDR);
     pub const F_PAGE_INPUTADDR: NamedField = NamedField::address("InputAddr", PAGE_INPUTADDR);
-    pub const F_IPA: NamedField = NamedField::address("IPA", IPA);
-    pub const F_FETCHADDR: NamedField = NamedField::address("FetchAddr", FETCHADDR);
+    pub const F_IPA: NamedField = NamedField::address("IPA", EventRecord::IPA);
+    pub const F_FETCHADDR: NamedField = NamedField::address("FetchAddr", EventRecord::FETCHADDR);
 }
 
 /// CLASS (§7.3): which access of the transaction faulted.
@@ -308,60 +257,83 @@ impl TryFrom<u8> for Class {
 #[repr(transparent)]
 pub struct EventRecord(pub [u64; 4]);
 
-accessors!(EventRecord {
-    /// The event number; see [`EventRecord::id`].
-    "Event number" => id_raw, set_id_raw: EVENT as u8;
-    /// SSV.
-    "SSV" => ssv, set_ssv: SSV as bool;
-    /// SubstreamID.
-    "SubstreamID" => ssid, set_ssid: SUBSTREAMID as u32;
-    /// StreamID.
-    "StreamID" => sid, set_sid: STREAMID as u32;
-    /// STAG (F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION).
-    "STAG" => stag, set_stag: STAG as u16;
-    /// Reason `[79:64]` (F_UUT and the fetch aborts); same bits as STAG.
-    "Reason" => reason, set_reason: REASON as u16;
-    /// GPCF.
-    "GPCF" => gpcf, set_gpcf: GPCF as bool;
-    /// Stall.
-    "Stall" => stall, set_stall: STALL as bool;
-    /// Reason `[95:64]` of F_CFG_CONFLICT.
-    "Reason (F_CFG_CONFLICT)" => conflict_reason, set_conflict_reason: CONFLICT_REASON as u32;
-    /// PnU.
-    "PnU" => pnu, set_pnu: PNU as bool;
-    /// InD.
-    "InD" => ind, set_ind: IND as bool;
-    /// RnW.
-    "RnW" => rnw, set_rnw: RNW as bool;
-    /// NSIPA.
-    "NSIPA" => nsipa, set_nsipa: NSIPA as bool;
-    /// S2.
-    "S2" => s2, set_s2: S2 as bool;
-    /// CLASS raw bits; see [`EventRecord::class`].
-    "CLASS" => class_raw, set_class_raw: CLASS as u8;
-    /// TTRnW.
-    "TTRnW" => ttrnw, set_ttrnw: TTRNW as bool;
-    /// E_PAGE_REQUEST uX.
-    "uX" => ux, set_ux: UX as bool;
-    /// E_PAGE_REQUEST uW.
-    "uW" => uw, set_uw: UW as bool;
-    /// E_PAGE_REQUEST uR.
-    "uR" => ur, set_ur: UR as bool;
-    /// E_PAGE_REQUEST pX.
-    "pX" => px, set_px: PX as bool;
-    /// E_PAGE_REQUEST pW.
-    "pW" => pw, set_pw: PW as bool;
-    /// E_PAGE_REQUEST pR.
-    "pR" => pr, set_pr: PR as bool;
-    /// E_PAGE_REQUEST Span (in 4KB units).
-    "Span" => span, set_span: SPAN as u8;
-    /// InputAddr.
-    "InputAddr" => input_addr, set_input_addr: INPUTADDR as u64;
-    /// IPA (stage 2 faults).
-    "IPA" => ipa, set_ipa: IPA as addr;
-    /// FetchAddr (F_STE_FETCH, F_CD_FETCH, F_WALK_EABT, F_VMS_FETCH).
-    "FetchAddr" => fetch_addr, set_fetch_addr: FETCHADDR as addr;
-});
+bitfields! {
+    impl EventRecord {
+        /// The event number.
+        ///
+        /// The event number; see [`EventRecord::id`].
+        EVENT "Event number" = bits(7, 0) => id_raw, set_id_raw: u8;
+        /// SSV: the transaction had a SubstreamID.
+        SSV = bit(11) => ssv, set_ssv: bool;
+        /// SubstreamID (valid when SSV == 1, or always in C_BAD_SUBSTREAMID).
+        SUBSTREAMID "SubstreamID" = bits(31, 12) => ssid, set_ssid: u32;
+        /// StreamID.
+        STREAMID "StreamID" = bits(63, 32) => sid, set_sid: u32;
+        /// STAG: the token CMD_RESUME uses to find a stalled transaction.
+        ///
+        /// STAG (F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION).
+        STAG = bits(79, 64) => stag, set_stag: u16;
+        /// IMPLEMENTATION DEFINED Reason of F_UUT, F_STE_FETCH, F_CD_FETCH, F_WALK_EABT,
+        /// F_VMS_FETCH.
+        ///
+        /// Reason `[79:64]` (F_UUT and the fetch aborts); same bits as STAG.
+        REASON "Reason" = bits(79, 64) => reason, set_reason: u16;
+        /// GPCF: the fetch abort arose from a Granule Protection Check fault.
+        GPCF = bit(80) => gpcf, set_gpcf: bool;
+        /// Stall: the transaction is stalled, waiting for CMD_RESUME or CMD_STALL_TERM.
+        STALL "Stall" = bit(95) => stall, set_stall: bool;
+        /// IMPLEMENTATION DEFINED Reason of F_CFG_CONFLICT.
+        ///
+        /// Reason `[95:64]` of F_CFG_CONFLICT.
+        CONFLICT_REASON "Reason (F_CFG_CONFLICT)" = bits(95, 64)
+            => conflict_reason, set_conflict_reason: u32;
+        /// PnU: privileged (1) or unprivileged.
+        PNU "PnU" = bit(97) => pnu, set_pnu: bool;
+        /// InD: instruction (1) or data.
+        IND "InD" = bit(98) => ind, set_ind: bool;
+        /// RnW: read (1) or write.
+        RNW "RnW" = bit(99) => rnw, set_rnw: bool;
+        /// NSIPA: the IPA is Non-secure (Secure Event queue, stage 2 faults only).
+        NSIPA = bit(100) => nsipa, set_nsipa: bool;
+        /// S2: the fault happened at stage 2.
+        S2 = bit(103) => s2, set_s2: bool;
+        /// CLASS of the access that faulted, see [`Class`].
+        ///
+        /// CLASS raw bits; see [`EventRecord::class`].
+        CLASS = bits(105, 104) => class_raw, set_class_raw: u8;
+        /// TTRnW (F_PERMISSION with CLASS == TT): the stage 1 walk access was a read (1) or a
+        /// write.
+        TTRNW "TTRnW" = bit(108) => ttrnw, set_ttrnw: bool;
+        /// E_PAGE_REQUEST: unprivileged execute anticipated.
+        UX "uX" = bit(97) => ux, set_ux: bool;
+        /// E_PAGE_REQUEST: unprivileged write anticipated.
+        UW "uW" = bit(98) => uw, set_uw: bool;
+        /// E_PAGE_REQUEST: unprivileged read anticipated.
+        UR "uR" = bit(99) => ur, set_ur: bool;
+        /// E_PAGE_REQUEST: privileged execute anticipated.
+        PX "pX" = bit(101) => px, set_px: bool;
+        /// E_PAGE_REQUEST: privileged write anticipated.
+        PW "pW" = bit(102) => pw, set_pw: bool;
+        /// E_PAGE_REQUEST: privileged read anticipated.
+        PR "pR" = bit(103) => pr, set_pr: bool;
+        /// E_PAGE_REQUEST: the span is Span * 4096 bytes (position unchecked, see module docs).
+        ///
+        /// E_PAGE_REQUEST Span (in 4KB units).
+        SPAN "Span" = bits(115, 108) => span, set_span: u8;
+        /// InputAddr: the 64-bit address the transaction presented.
+        INPUTADDR "InputAddr" = bits(191, 128) => input_addr, set_input_addr: u64;
+        /// IPA bits `[55:12]` in place (stage 2 faults).
+        ///
+        /// IPA (stage 2 faults).
+        IPA = bits(247, 204) => ipa, set_ipa: addr;
+        /// FetchAddr bits `[55:3]` in place: the structure or descriptor whose fetch aborted.
+        ///
+        /// FetchAddr (F_STE_FETCH, F_CD_FETCH, F_WALK_EABT, F_VMS_FETCH).
+        FETCHADDR "FetchAddr" = bits(247, 195) => fetch_addr, set_fetch_addr: addr;
+    }
+}
+
+bitfields!(words EventRecord, 4);
 
 impl EventRecord {
     /// A record of the given event with every other field zero.
@@ -369,16 +341,6 @@ impl EventRecord {
         let mut rec = Self::default();
         rec.set_id_raw(id.code());
         rec
-    }
-
-    /// Wraps the four words as read from the Event queue.
-    pub const fn from_words(words: [u64; 4]) -> Self {
-        Self(words)
-    }
-
-    /// The four words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 4] {
-        self.0
     }
 
     /// The event; IMPLEMENTATION DEFINED and Reserved numbers are `Err`.
@@ -403,7 +365,7 @@ impl fmt::Debug for EventRecord {
             return write!(f, "EventRecord(event {:#04x}, {:#018x?})", self.id_raw(), self.0);
         };
         let mut s = f.debug_struct(id.name());
-        debug_fields(&mut s, &self.0, id.layout().iter(), &[], &[]);
+        debug_fields(&mut s, &self.0, id.layout().iter(), &[]);
         s.finish()
     }
 }
@@ -433,7 +395,10 @@ mod tests {
         for id in EventId::ALL {
             let layout = id.layout();
             for (i, a) in layout.iter().enumerate() {
-                assert!(a.field.word != 0 || a.field.field.mask() & EVENT.field.mask() == 0);
+                assert!(
+                    a.field.word != 0
+                        || a.field.field.mask() & EventRecord::EVENT.field.mask() == 0
+                );
                 for b in layout.iter().skip(i + 1) {
                     assert!(
                         a.field.word != b.field.word

@@ -14,9 +14,13 @@
 //! | [`priq`] | the 16-byte PRI queue entry (page request) | §8 |
 //!
 //! Conventions:
+//! - Every layout is declared once with [`bitfields!`](sviommu_memory::bitfields), the same
+//!   macro VT-d's `spec` uses: one line per field gives its name, its bits and its accessors, and
+//!   the macro makes the field const, the getter and setter, the `FIELDS` table and `Debug`.
 //! - Structures are little-endian 64-bit words viewed through `#[repr(transparent)]` types.
-//!   Fields are [`WideField`]s numbered as the spec numbers the bits of the whole structure
-//!   (STE.S2T0SZ is bits `[165:160]`), so a declaration can be checked against the spec by eye.
+//!   Fields are associated [`WideField`]s (`Ste::S2T0SZ`) numbered as the spec numbers the bits
+//!   of the whole structure (bits `[165:160]`), so a declaration can be checked against the spec
+//!   by eye. A 32-bit register's fields are [`Field32`](sviommu_memory::bits::Field32)s.
 //! - Getters and setters are named for the spec mnemonic, lowercased. A field whose encodings
 //!   include Reserved values has a typed getter returning `Result<_, Reserved>`, so `hw` can raise
 //!   the architected error (C_BAD_STE, C_BAD_CD, CERROR_ILL) instead of guessing; its raw bits are
@@ -36,9 +40,7 @@ pub mod priq;
 pub mod regs;
 pub mod ste;
 
-use std::fmt;
-
-use sviommu_memory::bits::WideField;
+pub use sviommu_memory::bits::{debug_fields, FieldAccess, NamedField, WideField};
 
 pub use cd::{Cd, L1Cd};
 pub use cmd::{CError, Command, Opcode, PriResp, ResumeAction, SyncCs};
@@ -51,193 +53,6 @@ pub use ste::{Eats, L1Std, S1Dss, S1Fmt, Ste, StreamConfig, Strw};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[error("reserved encoding {0:#x}")]
 pub struct Reserved(pub u64);
-
-/// A field of a multi-word structure with its spec name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NamedField {
-    /// The spec mnemonic, as the spec spells it (`S2T0SZ`, `InputAddr`).
-    pub name: &'static str,
-    /// Where it is, in whole-structure bit numbers.
-    pub field: WideField,
-    /// The field holds address bits in place (`S2TTB` holds address bits `[55:4]` in bits
-    /// `[55:4]` of its word), so it reads as an address rather than a shifted-down number.
-    pub address: bool,
-}
-
-impl NamedField {
-    /// A numeric field.
-    pub const fn value(name: &'static str, field: WideField) -> Self {
-        Self { name, field, address: false }
-    }
-
-    /// An address field, read in place.
-    pub const fn address(name: &'static str, field: WideField) -> Self {
-        Self { name, field, address: true }
-    }
-
-    /// The field's value in `words`: shifted down, or in place for an address field.
-    pub fn read(&self, words: &[u64]) -> u64 {
-        if self.address {
-            self.field.in_place(words)
-        } else {
-            self.field.get(words)
-        }
-    }
-}
-
-/// A named field of a view `T` together with its typed getter and setter, both seen through
-/// `u64` (a one-bit field reads 0 or 1; an address field reads in place). Generic code uses
-/// these: `Debug`, inspection tools, and the round-trip tests over every accessor.
-pub struct FieldAccess<T> {
-    /// Name and position.
-    pub named: NamedField,
-    /// Calls the field's getter.
-    pub get: fn(&T) -> u64,
-    /// Calls the field's setter.
-    pub set: fn(&mut T, u64),
-    /// Bits in the getter's return type (1 for `bool`); the field is never wider.
-    pub value_bits: u32,
-}
-
-impl<T> Clone for FieldAccess<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for FieldAccess<T> {}
-
-impl<T> fmt::Debug for FieldAccess<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FieldAccess")
-            .field("named", &self.named)
-            .field("value_bits", &self.value_bits)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How a field's shifted-down bits become a getter's value and back. The field widths are
-/// checked against `BITS` by the unit tests, so `from_raw` never loses bits in practice.
-pub(crate) trait FieldValue: Copy {
-    const BITS: u32;
-    fn from_raw(raw: u64) -> Self;
-    fn into_raw(self) -> u64;
-}
-
-impl FieldValue for bool {
-    const BITS: u32 = 1;
-    fn from_raw(raw: u64) -> Self {
-        raw != 0
-    }
-    fn into_raw(self) -> u64 {
-        u64::from(self)
-    }
-}
-
-macro_rules! field_value_int {
-    ($($ty:ty),*) => {$(
-        impl FieldValue for $ty {
-            const BITS: u32 = <$ty>::BITS;
-            fn from_raw(raw: u64) -> Self {
-                // The field is at most BITS wide (unit-tested), so this never saturates.
-                <$ty>::try_from(raw).unwrap_or(<$ty>::MAX)
-            }
-            fn into_raw(self) -> u64 {
-                u64::from(self)
-            }
-        }
-    )*};
-}
-field_value_int!(u8, u16, u32, u64);
-
-/// Declares a getter and a setter for each listed field of a `[u64; N]` view, and the view's
-/// `FIELDS` table. An entry is
-/// `"Spec name" => getter, setter: FIELD_CONST as type;` where `type` is `bool`, `u8`, `u16`,
-/// `u32`, `u64`, or `addr` (an address field read and written in place).
-macro_rules! accessors {
-    ($view:ty {
-        $( $(#[$doc:meta])* $name:literal => $get:ident, $set:ident : $field:ident as $kind:tt ; )*
-    }) => {
-        impl $view {
-            $( accessors!(@one $(#[$doc])* $name, $get, $set, $field, $kind); )*
-
-            /// Every named field of this structure in spec order, with its getter and setter.
-            pub const FIELDS: &'static [$crate::spec::FieldAccess<Self>] = &[
-                $( accessors!(@entry $name, $get, $set, $field, $kind) ),*
-            ];
-        }
-    };
-    (@one $(#[$doc:meta])* $name:literal, $get:ident, $set:ident, $field:ident, addr) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> u64 {
-            $field.in_place(&self.0)
-        }
-        #[doc = concat!(
-            "Sets `", $name, "` from an address; address bits the field does not hold are dropped."
-        )]
-        pub fn $set(&mut self, addr: u64) {
-            $field.set(&mut self.0, addr >> $field.field.lo)
-        }
-    };
-    (@one $(#[$doc:meta])* $name:literal, $get:ident, $set:ident, $field:ident, $ty:ty) => {
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> $ty {
-            <$ty as $crate::spec::FieldValue>::from_raw($field.get(&self.0))
-        }
-        #[doc = concat!("Sets `", $name, "`; bits beyond the field's width are dropped.")]
-        pub fn $set(&mut self, value: $ty) {
-            $field.set(&mut self.0, $crate::spec::FieldValue::into_raw(value))
-        }
-    };
-    (@entry $name:literal, $get:ident, $set:ident, $field:ident, addr) => {
-        $crate::spec::FieldAccess {
-            named: $crate::spec::NamedField::address($name, $field),
-            get: |v: &Self| v.$get(),
-            set: |v: &mut Self, raw: u64| v.$set(raw),
-            value_bits: 64,
-        }
-    };
-    (@entry $name:literal, $get:ident, $set:ident, $field:ident, $ty:ty) => {
-        $crate::spec::FieldAccess {
-            named: $crate::spec::NamedField::value($name, $field),
-            get: |v: &Self| $crate::spec::FieldValue::into_raw(v.$get()),
-            set: |v: &mut Self, raw: u64| v.$set(<$ty as $crate::spec::FieldValue>::from_raw(raw)),
-            value_bits: <$ty as $crate::spec::FieldValue>::BITS,
-        }
-    };
-}
-pub(crate) use accessors;
-
-/// `words` with every bit outside `mask` cleared: the RES0 bits a structure sets.
-pub(crate) fn masked<const N: usize>(words: &[u64; N], mask: &[u64; N]) -> [u64; N] {
-    let mut out = [0; N];
-    for ((o, w), m) in out.iter_mut().zip(words).zip(mask) {
-        *o = w & m;
-    }
-    out
-}
-
-/// Prints the non-zero fields of `words` named in `fields` (after whatever the caller printed
-/// first), then any set RES0 bits.
-pub(crate) fn debug_fields<'a>(
-    s: &mut fmt::DebugStruct<'_, '_>,
-    words: &[u64],
-    fields: impl Iterator<Item = &'a NamedField>,
-    skip: &[&str],
-    res0: &[u64],
-) {
-    for nf in fields.filter(|nf| !skip.contains(&nf.name)) {
-        let v = nf.read(words);
-        if v != 0 {
-            s.field(nf.name, &format_args!("{v:#x}"));
-        }
-    }
-    if res0.iter().any(|&w| w != 0) {
-        s.field("RES0 set", &format_args!("{res0:#x?}"));
-    }
-}
 
 /// A translation granule, as selected by CD.TG0/TG1, STE.S2TG and the TLBI commands' TG.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -370,6 +185,16 @@ pub(crate) mod test_support {
                     b.named.name
                 );
             }
+        }
+    }
+
+    /// The fields are disjoint, fit their getters, and `res0` is exactly the bits they leave.
+    pub fn assert_layout<T, const N: usize>(fields: &[FieldAccess<T>], res0: &[u64; N]) {
+        assert_disjoint(fields);
+        assert_widths(fields);
+        let d: [u64; N] = defined(fields);
+        for (w, (d, r)) in d.iter().zip(res0.iter()).enumerate() {
+            assert_eq!(!d, *r, "word {w}");
         }
     }
 

@@ -8,12 +8,14 @@
 //! the model implements the alias is an IMPLEMENTATION DEFINED choice for `hw`.
 //!
 //! Each register is a typed offset ([`Reg32`] or [`Reg64`], so the type checks the access
-//! width) and each field a [`Field`] in a module named after the register. Registers that
+//! width) and each field, declared with `bitfields!` in a module named after the register, a
+//! [`Field32`](sviommu_memory::bits::Field32) of a 32-bit register or a
+//! [`Field`](sviommu_memory::bits::Field) of a 64-bit one. Registers that
 //! share a layout share a module: [`cr0`] is also CR0ACK, [`irq_ctrl`] also IRQ_CTRLACK,
 //! [`gerror`] also GERRORN, [`queue_base`] is CMDQ/EVENTQ/PRIQ_BASE, [`irq_cfg0`] to
 //! [`irq_cfg2`] are GERROR/EVENTQ/PRIQ_IRQ_CFGn, [`prod`] and [`cons`] the queue indices.
 
-use sviommu_memory::bits::{Field, Reg32, Reg64};
+use sviommu_memory::bits::{Reg32, Reg64};
 
 use super::Reserved;
 
@@ -109,394 +111,394 @@ pub const PRIQ_IRQ_CFG2: Reg32 = Reg32(0x00dc);
 
 /// SMMU_IDR0 fields (§6.3.1).
 pub mod idr0 {
-    use super::Field;
-
-    /// Stage 2 translation supported.
-    pub const S2P: Field = Field::bit(0);
-    /// Stage 1 translation supported.
-    pub const S1P: Field = Field::bit(1);
-    /// Translation table formats: 0b01 VMSAv8-32 LPAE, 0b10 VMSAv8-64, 0b11 both.
-    pub const TTF: Field = Field::bits(3, 2);
-    /// Coherent access to translations, structures and queues.
-    pub const COHACC: Field = Field::bit(4);
-    /// Broadcast TLB maintenance.
-    pub const BTM: Field = Field::bit(5);
-    /// Hardware table updates: 0b00 none, 0b01 AF, 0b10 AF and dirty, 0b11 also table AF.
-    pub const HTTU: Field = Field::bits(7, 6);
-    /// Dormant hint (SMMU_STATUSR.DORMANT).
-    pub const DORMHINT: Field = Field::bit(8);
-    /// Hypervisor stage 1 contexts (EL2 StreamWorld).
-    pub const HYP: Field = Field::bit(9);
-    /// PCIe ATS.
-    pub const ATS: Field = Field::bit(10);
-    /// Split-stage (stage 1 only) ATS not supported.
-    pub const NS1ATS: Field = Field::bit(11);
-    /// 16-bit ASIDs.
-    pub const ASID16: Field = Field::bit(12);
-    /// Message-signalled interrupts.
-    pub const MSI: Field = Field::bit(13);
-    /// WFE wake-up events.
-    pub const SEV: Field = Field::bit(14);
-    /// Address Translation Operations.
-    pub const ATOS: Field = Field::bit(15);
-    /// PCIe PRI.
-    pub const PRI: Field = Field::bit(16);
-    /// VMID wildcard matching.
-    pub const VMW: Field = Field::bit(17);
-    /// 16-bit VMIDs.
-    pub const VMID16: Field = Field::bit(18);
-    /// Two-level CD tables.
-    pub const CD2L: Field = Field::bit(19);
-    /// Virtual ATOS page.
-    pub const VATOS: Field = Field::bit(20);
-    /// Endianness of table walks: 0b00 mixed, 0b10 little, 0b11 big.
-    pub const TTENDIAN: Field = Field::bits(22, 21);
-    /// ATS Translation Request error recording.
-    pub const ATSRECERR: Field = Field::bit(23);
-    /// Stall model, see [`super::StallModel`].
-    pub const STALL_MODEL: Field = Field::bits(25, 24);
-    /// Terminate model: 1 means terminated transactions always abort (CD.A must be 1).
-    pub const TERM_MODEL: Field = Field::bit(26);
-    /// Stream table levels: 0b00 linear, 0b01 two-level too.
-    pub const ST_LEVEL: Field = Field::bits(28, 27);
-    /// RME implemented.
-    pub const RME_IMPL: Field = Field::bit(30);
+    sviommu_memory::bitfields! { reg32;
+        /// Stage 2 translation supported.
+        S2P = bit(0);
+        /// Stage 1 translation supported.
+        S1P = bit(1);
+        /// Translation table formats: 0b01 VMSAv8-32 LPAE, 0b10 VMSAv8-64, 0b11 both.
+        TTF = bits(3, 2);
+        /// Coherent access to translations, structures and queues.
+        COHACC = bit(4);
+        /// Broadcast TLB maintenance.
+        BTM = bit(5);
+        /// Hardware table updates: 0b00 none, 0b01 AF, 0b10 AF and dirty, 0b11 also table AF.
+        HTTU = bits(7, 6);
+        /// Dormant hint (SMMU_STATUSR.DORMANT).
+        DORMHINT = bit(8);
+        /// Hypervisor stage 1 contexts (EL2 StreamWorld).
+        HYP = bit(9);
+        /// PCIe ATS.
+        ATS = bit(10);
+        /// Split-stage (stage 1 only) ATS not supported.
+        NS1ATS = bit(11);
+        /// 16-bit ASIDs.
+        ASID16 = bit(12);
+        /// Message-signalled interrupts.
+        MSI = bit(13);
+        /// WFE wake-up events.
+        SEV = bit(14);
+        /// Address Translation Operations.
+        ATOS = bit(15);
+        /// PCIe PRI.
+        PRI = bit(16);
+        /// VMID wildcard matching.
+        VMW = bit(17);
+        /// 16-bit VMIDs.
+        VMID16 = bit(18);
+        /// Two-level CD tables.
+        CD2L = bit(19);
+        /// Virtual ATOS page.
+        VATOS = bit(20);
+        /// Endianness of table walks: 0b00 mixed, 0b10 little, 0b11 big.
+        TTENDIAN = bits(22, 21);
+        /// ATS Translation Request error recording.
+        ATSRECERR = bit(23);
+        /// Stall model, see [`super::StallModel`].
+        STALL_MODEL = bits(25, 24);
+        /// Terminate model: 1 means terminated transactions always abort (CD.A must be 1).
+        TERM_MODEL = bit(26);
+        /// Stream table levels: 0b00 linear, 0b01 two-level too.
+        ST_LEVEL = bits(28, 27);
+        /// RME implemented.
+        RME_IMPL = bit(30);
+    }
 }
 
 /// SMMU_IDR1 fields (§6.3.2). The `*S` and `*SIZE` fields are log2 of a maximum.
 pub mod idr1 {
-    use super::Field;
-
-    /// Bits of StreamID.
-    pub const SIDSIZE: Field = Field::bits(5, 0);
-    /// Bits of SubstreamID.
-    pub const SSIDSIZE: Field = Field::bits(10, 6);
-    /// log2 of the largest PRI queue.
-    pub const PRIQS: Field = Field::bits(15, 11);
-    /// log2 of the largest Event queue.
-    pub const EVENTQS: Field = Field::bits(20, 16);
-    /// log2 of the largest Command queue.
-    pub const CMDQS: Field = Field::bits(25, 21);
-    /// Incoming permission attributes can be overridden (PRIVCFG, INSTCFG, NSCFG).
-    pub const ATTR_PERMS_OVR: Field = Field::bit(26);
-    /// Incoming memory attributes can be overridden (MTCFG, MemAttr, ALLOCCFG, SHCFG).
-    pub const ATTR_TYPES_OVR: Field = Field::bit(27);
-    /// Base addresses are relative (embedded implementations).
-    pub const REL: Field = Field::bit(28);
-    /// Queue base registers are fixed.
-    pub const QUEUES_PRESET: Field = Field::bit(29);
-    /// Table base registers are fixed.
-    pub const TABLES_PRESET: Field = Field::bit(30);
-    /// Enhanced Command queue interfaces.
-    pub const ECMDQ: Field = Field::bit(31);
+    sviommu_memory::bitfields! { reg32;
+        /// Bits of StreamID.
+        SIDSIZE = bits(5, 0);
+        /// Bits of SubstreamID.
+        SSIDSIZE = bits(10, 6);
+        /// log2 of the largest PRI queue.
+        PRIQS = bits(15, 11);
+        /// log2 of the largest Event queue.
+        EVENTQS = bits(20, 16);
+        /// log2 of the largest Command queue.
+        CMDQS = bits(25, 21);
+        /// Incoming permission attributes can be overridden (PRIVCFG, INSTCFG, NSCFG).
+        ATTR_PERMS_OVR = bit(26);
+        /// Incoming memory attributes can be overridden (MTCFG, MemAttr, ALLOCCFG, SHCFG).
+        ATTR_TYPES_OVR = bit(27);
+        /// Base addresses are relative (embedded implementations).
+        REL = bit(28);
+        /// Queue base registers are fixed.
+        QUEUES_PRESET = bit(29);
+        /// Table base registers are fixed.
+        TABLES_PRESET = bit(30);
+        /// Enhanced Command queue interfaces.
+        ECMDQ = bit(31);
+    }
 }
 
 /// SMMU_IDR2 fields (§6.3.3).
 pub mod idr2 {
-    use super::Field;
-
-    /// Offset of the VATOS page, in 64KB units.
-    pub const BA_VATOS: Field = Field::bits(9, 0);
+    sviommu_memory::bitfields! { reg32;
+        /// Offset of the VATOS page, in 64KB units.
+        BA_VATOS = bits(9, 0);
+    }
 }
 
 /// SMMU_IDR3 fields (§6.3.4).
 pub mod idr3 {
-    use super::Field;
-
-    /// Hierarchical attribute disables (CD.HAD0/1).
-    pub const HAD: Field = Field::bit(2);
-    /// Page-based hardware attributes (STE.S2HWU*, CD.HWU*).
-    pub const PBHA: Field = Field::bit(3);
-    /// EL0/EL1 execute-never distinction at stage 2.
-    pub const XNX: Field = Field::bit(4);
-    /// PRI auto-responses always carry a PASID.
-    pub const PPS: Field = Field::bit(5);
-    /// MPAM.
-    pub const MPAM: Field = Field::bit(7);
-    /// Stage 2 forced write-back (STE.S2FWB).
-    pub const FWB: Field = Field::bit(8);
-    /// Small translation tables (TxSZ up to 48).
-    pub const STT: Field = Field::bit(9);
-    /// Range-based invalidation and the TTL hint.
-    pub const RIL: Field = Field::bit(10);
-    /// Break-before-make level.
-    pub const BBML: Field = Field::bits(12, 11);
-    /// E0PD.
-    pub const E0PD: Field = Field::bit(13);
-    /// Table walks to Device memory behave as Normal Non-cacheable.
-    pub const PTWNNC: Field = Field::bit(14);
-    /// Device Permission Table.
-    pub const DPT: Field = Field::bit(15);
-    /// PASIDs on ATS Translated transactions.
-    pub const PASIDTT: Field = Field::bit(16);
-    /// Enhanced PAN.
-    pub const EPAN: Field = Field::bit(17);
-    /// Stage 1 permission indirection.
-    pub const S1PI: Field = Field::bit(18);
-    /// Stage 2 permission indirection.
-    pub const S2PI: Field = Field::bit(19);
-    /// Stage 2 permission overlay.
-    pub const S2PO: Field = Field::bit(20);
-    /// Translation hardening.
-    pub const THE: Field = Field::bit(21);
-    /// FEAT_MTE_PERM.
-    pub const MTEPERM: Field = Field::bit(22);
-    /// Attribute index enhancement.
-    pub const AIE: Field = Field::bit(23);
+    sviommu_memory::bitfields! { reg32;
+        /// Hierarchical attribute disables (CD.HAD0/1).
+        HAD = bit(2);
+        /// Page-based hardware attributes (STE.S2HWU*, CD.HWU*).
+        PBHA = bit(3);
+        /// EL0/EL1 execute-never distinction at stage 2.
+        XNX = bit(4);
+        /// PRI auto-responses always carry a PASID.
+        PPS = bit(5);
+        /// MPAM.
+        MPAM = bit(7);
+        /// Stage 2 forced write-back (STE.S2FWB).
+        FWB = bit(8);
+        /// Small translation tables (TxSZ up to 48).
+        STT = bit(9);
+        /// Range-based invalidation and the TTL hint.
+        RIL = bit(10);
+        /// Break-before-make level.
+        BBML = bits(12, 11);
+        /// E0PD.
+        E0PD = bit(13);
+        /// Table walks to Device memory behave as Normal Non-cacheable.
+        PTWNNC = bit(14);
+        /// Device Permission Table.
+        DPT = bit(15);
+        /// PASIDs on ATS Translated transactions.
+        PASIDTT = bit(16);
+        /// Enhanced PAN.
+        EPAN = bit(17);
+        /// Stage 1 permission indirection.
+        S1PI = bit(18);
+        /// Stage 2 permission indirection.
+        S2PI = bit(19);
+        /// Stage 2 permission overlay.
+        S2PO = bit(20);
+        /// Translation hardening.
+        THE = bit(21);
+        /// FEAT_MTE_PERM.
+        MTEPERM = bit(22);
+        /// Attribute index enhancement.
+        AIE = bit(23);
+    }
 }
 
 /// SMMU_IDR5 fields (§6.3.6).
 pub mod idr5 {
-    use super::Field;
-
-    /// Output address size (see [`crate::spec::address_size_bits`]).
-    pub const OAS: Field = Field::bits(2, 0);
-    /// 4KB granule.
-    pub const GRAN4K: Field = Field::bit(4);
-    /// 16KB granule.
-    pub const GRAN16K: Field = Field::bit(5);
-    /// 64KB granule.
-    pub const GRAN64K: Field = Field::bit(6);
-    /// 52-bit addresses with 4KB and 16KB granules (FEAT_LPA2).
-    pub const DS: Field = Field::bit(7);
-    /// 128-bit descriptors.
-    pub const D128: Field = Field::bit(8);
-    /// Virtual address extend: 0b00 48-bit, 0b01 52-bit, 0b10 56-bit VAs.
-    pub const VAX: Field = Field::bits(11, 10);
-    /// Maximum number of outstanding stalled transactions.
-    pub const STALL_MAX: Field = Field::bits(31, 16);
+    sviommu_memory::bitfields! { reg32;
+        /// Output address size (see [`crate::spec::address_size_bits`]).
+        OAS = bits(2, 0);
+        /// 4KB granule.
+        GRAN4K = bit(4);
+        /// 16KB granule.
+        GRAN16K = bit(5);
+        /// 64KB granule.
+        GRAN64K = bit(6);
+        /// 52-bit addresses with 4KB and 16KB granules (FEAT_LPA2).
+        DS = bit(7);
+        /// 128-bit descriptors.
+        D128 = bit(8);
+        /// Virtual address extend: 0b00 48-bit, 0b01 52-bit, 0b10 56-bit VAs.
+        VAX = bits(11, 10);
+        /// Maximum number of outstanding stalled transactions.
+        STALL_MAX = bits(31, 16);
+    }
 }
 
 /// SMMU_IIDR fields (§6.3.7).
 pub mod iidr {
-    use super::Field;
-
-    /// JEP106 implementer code.
-    pub const IMPLEMENTER: Field = Field::bits(11, 0);
-    /// Minor revision.
-    pub const REVISION: Field = Field::bits(15, 12);
-    /// Major revision.
-    pub const VARIANT: Field = Field::bits(19, 16);
-    /// Product.
-    pub const PRODUCTID: Field = Field::bits(31, 20);
+    sviommu_memory::bitfields! { reg32;
+        /// JEP106 implementer code.
+        IMPLEMENTER = bits(11, 0);
+        /// Minor revision.
+        REVISION = bits(15, 12);
+        /// Major revision.
+        VARIANT = bits(19, 16);
+        /// Product.
+        PRODUCTID = bits(31, 20);
+    }
 }
 
 /// SMMU_AIDR fields (§6.3.8): SMMUv3.x is ArchMajorRev 0, ArchMinorRev x.
 pub mod aidr {
-    use super::Field;
-
-    /// Minor architecture revision.
-    pub const ARCHMINORREV: Field = Field::bits(3, 0);
-    /// Major architecture revision.
-    pub const ARCHMAJORREV: Field = Field::bits(7, 4);
+    sviommu_memory::bitfields! { reg32;
+        /// Minor architecture revision.
+        ARCHMINORREV = bits(3, 0);
+        /// Major architecture revision.
+        ARCHMAJORREV = bits(7, 4);
+    }
 }
 
 /// SMMU_CR0 and SMMU_CR0ACK fields (§6.3.9, §6.3.10).
 pub mod cr0 {
-    use super::Field;
-
-    /// SMMU enable (translation and configuration structures in use).
-    pub const SMMUEN: Field = Field::bit(0);
-    /// PRI queue enable.
-    pub const PRIQEN: Field = Field::bit(1);
-    /// Event queue enable.
-    pub const EVENTQEN: Field = Field::bit(2);
-    /// Command queue enable.
-    pub const CMDQEN: Field = Field::bit(3);
-    /// ATS Translated traffic is checked against the STE.
-    pub const ATSCHK: Field = Field::bit(4);
-    /// VMID wildcard width for TLB invalidations.
-    pub const VMW: Field = Field::bits(8, 6);
-    /// DPT walks enabled.
-    pub const DPT_WALK_EN: Field = Field::bit(10);
+    sviommu_memory::bitfields! { reg32;
+        /// SMMU enable (translation and configuration structures in use).
+        SMMUEN = bit(0);
+        /// PRI queue enable.
+        PRIQEN = bit(1);
+        /// Event queue enable.
+        EVENTQEN = bit(2);
+        /// Command queue enable.
+        CMDQEN = bit(3);
+        /// ATS Translated traffic is checked against the STE.
+        ATSCHK = bit(4);
+        /// VMID wildcard width for TLB invalidations.
+        VMW = bits(8, 6);
+        /// DPT walks enabled.
+        DPT_WALK_EN = bit(10);
+    }
 }
 
 /// SMMU_CR1 fields (§6.3.11): cacheability (0b00 NC, 0b01 WB, 0b10 WT) and shareability of
 /// table and queue accesses.
 pub mod cr1 {
-    use super::Field;
-
-    /// Queue inner cacheability.
-    pub const QUEUE_IC: Field = Field::bits(1, 0);
-    /// Queue outer cacheability.
-    pub const QUEUE_OC: Field = Field::bits(3, 2);
-    /// Queue shareability.
-    pub const QUEUE_SH: Field = Field::bits(5, 4);
-    /// Table inner cacheability.
-    pub const TABLE_IC: Field = Field::bits(7, 6);
-    /// Table outer cacheability.
-    pub const TABLE_OC: Field = Field::bits(9, 8);
-    /// Table shareability.
-    pub const TABLE_SH: Field = Field::bits(11, 10);
+    sviommu_memory::bitfields! { reg32;
+        /// Queue inner cacheability.
+        QUEUE_IC = bits(1, 0);
+        /// Queue outer cacheability.
+        QUEUE_OC = bits(3, 2);
+        /// Queue shareability.
+        QUEUE_SH = bits(5, 4);
+        /// Table inner cacheability.
+        TABLE_IC = bits(7, 6);
+        /// Table outer cacheability.
+        TABLE_OC = bits(9, 8);
+        /// Table shareability.
+        TABLE_SH = bits(11, 10);
+    }
 }
 
 /// SMMU_CR2 fields (§6.3.12).
 pub mod cr2 {
-    use super::Field;
-
-    /// EL2-E2H translation regime for STRW == EL2.
-    pub const E2H: Field = Field::bit(0);
-    /// Record C_BAD_STREAMID for invalid StreamIDs.
-    pub const RECINVSID: Field = Field::bit(1);
-    /// Private TLB maintenance: ignore broadcast invalidations.
-    pub const PTM: Field = Field::bit(2);
-    /// Record configuration errors of ATS Translated transactions.
-    pub const REC_CFG_ATS: Field = Field::bit(3);
+    sviommu_memory::bitfields! { reg32;
+        /// EL2-E2H translation regime for STRW == EL2.
+        E2H = bit(0);
+        /// Record C_BAD_STREAMID for invalid StreamIDs.
+        RECINVSID = bit(1);
+        /// Private TLB maintenance: ignore broadcast invalidations.
+        PTM = bit(2);
+        /// Record configuration errors of ATS Translated transactions.
+        REC_CFG_ATS = bit(3);
+    }
 }
 
 /// SMMU_STATUSR fields (§6.3.13).
 pub mod statusr {
-    use super::Field;
-
-    /// The SMMU and its caches are dormant.
-    pub const DORMANT: Field = Field::bit(0);
+    sviommu_memory::bitfields! { reg32;
+        /// The SMMU and its caches are dormant.
+        DORMANT = bit(0);
+    }
 }
 
 /// SMMU_GBPA fields (§6.3.14): the attributes of bypassing transactions while SMMUEN == 0.
 pub mod gbpa {
-    use super::Field;
-
-    /// Memory type override value.
-    pub const MEMATTR: Field = Field::bits(3, 0);
-    /// Override the memory type with MemAttr.
-    pub const MTCFG: Field = Field::bit(4);
-    /// Allocation hints override.
-    pub const ALLOCCFG: Field = Field::bits(11, 8);
-    /// Shareability override.
-    pub const SHCFG: Field = Field::bits(13, 12);
-    /// Privilege override.
-    pub const PRIVCFG: Field = Field::bits(17, 16);
-    /// Instruction/data override.
-    pub const INSTCFG: Field = Field::bits(19, 18);
-    /// Abort all incoming transactions.
-    pub const ABORT: Field = Field::bit(20);
-    /// Written 1 with the new value; reads 1 until the update has taken effect.
-    pub const UPDATE: Field = Field::bit(31);
+    sviommu_memory::bitfields! { reg32;
+        /// Memory type override value.
+        MEMATTR = bits(3, 0);
+        /// Override the memory type with MemAttr.
+        MTCFG = bit(4);
+        /// Allocation hints override.
+        ALLOCCFG = bits(11, 8);
+        /// Shareability override.
+        SHCFG = bits(13, 12);
+        /// Privilege override.
+        PRIVCFG = bits(17, 16);
+        /// Instruction/data override.
+        INSTCFG = bits(19, 18);
+        /// Abort all incoming transactions.
+        ABORT = bit(20);
+        /// Written 1 with the new value; reads 1 until the update has taken effect.
+        UPDATE = bit(31);
+    }
 }
 
 /// SMMU_IRQ_CTRL and SMMU_IRQ_CTRLACK fields (§6.3.16, §6.3.18).
 pub mod irq_ctrl {
-    use super::Field;
-
-    /// Global error interrupt enable.
-    pub const GERROR_IRQEN: Field = Field::bit(0);
-    /// PRI queue interrupt enable.
-    pub const PRIQ_IRQEN: Field = Field::bit(1);
-    /// Event queue interrupt enable.
-    pub const EVENTQ_IRQEN: Field = Field::bit(2);
+    sviommu_memory::bitfields! { reg32;
+        /// Global error interrupt enable.
+        GERROR_IRQEN = bit(0);
+        /// PRI queue interrupt enable.
+        PRIQ_IRQEN = bit(1);
+        /// Event queue interrupt enable.
+        EVENTQ_IRQEN = bit(2);
+    }
 }
 
 /// SMMU_GERROR and SMMU_GERRORN fields (§6.3.19, §6.3.20): an error is active while its GERROR
 /// bit differs from its GERRORN bit.
 pub mod gerror {
-    use super::Field;
-
-    /// Command queue error (reason in SMMU_CMDQ_CONS.ERR).
-    pub const CMDQ_ERR: Field = Field::bit(0);
-    /// Event queue access aborted.
-    pub const EVENTQ_ABT_ERR: Field = Field::bit(2);
-    /// PRI queue access aborted.
-    pub const PRIQ_ABT_ERR: Field = Field::bit(3);
-    /// CMD_SYNC MSI write aborted.
-    pub const MSI_CMDQ_ABT_ERR: Field = Field::bit(4);
-    /// Event queue MSI write aborted.
-    pub const MSI_EVENTQ_ABT_ERR: Field = Field::bit(5);
-    /// PRI queue MSI write aborted.
-    pub const MSI_PRIQ_ABT_ERR: Field = Field::bit(6);
-    /// GERROR MSI write aborted.
-    pub const MSI_GERROR_ABT_ERR: Field = Field::bit(7);
-    /// Service Failure Mode entered.
-    pub const SFM_ERR: Field = Field::bit(8);
-    /// ECMDQ error (GERROR only; not in GERRORN).
-    pub const CMDQP_ERR: Field = Field::bit(9);
-    /// DPT error.
-    pub const DPT_ERR: Field = Field::bit(10);
+    sviommu_memory::bitfields! { reg32;
+        /// Command queue error (reason in SMMU_CMDQ_CONS.ERR).
+        CMDQ_ERR = bit(0);
+        /// Event queue access aborted.
+        EVENTQ_ABT_ERR = bit(2);
+        /// PRI queue access aborted.
+        PRIQ_ABT_ERR = bit(3);
+        /// CMD_SYNC MSI write aborted.
+        MSI_CMDQ_ABT_ERR = bit(4);
+        /// Event queue MSI write aborted.
+        MSI_EVENTQ_ABT_ERR = bit(5);
+        /// PRI queue MSI write aborted.
+        MSI_PRIQ_ABT_ERR = bit(6);
+        /// GERROR MSI write aborted.
+        MSI_GERROR_ABT_ERR = bit(7);
+        /// Service Failure Mode entered.
+        SFM_ERR = bit(8);
+        /// ECMDQ error (GERROR only; not in GERRORN).
+        CMDQP_ERR = bit(9);
+        /// DPT error.
+        DPT_ERR = bit(10);
+    }
 }
 
 /// SMMU_*_IRQ_CFG0 fields (§6.3.21, §6.3.30, §6.3.34): the MSI address.
 pub mod irq_cfg0 {
-    use super::Field;
-
-    /// MSI address bits `[55:2]` in place; 0 disables the MSI.
-    pub const ADDR: Field = Field::bits(55, 2);
+    sviommu_memory::bitfields! { reg64;
+        /// MSI address bits `[55:2]` in place; 0 disables the MSI.
+        ADDR = bits(55, 2);
+    }
 }
 
 /// SMMU_*_IRQ_CFG1 fields (§6.3.22, §6.3.31, §6.3.35): the MSI payload.
 pub mod irq_cfg1 {
-    use super::Field;
-
-    /// MSI data.
-    pub const DATA: Field = Field::bits(31, 0);
+    sviommu_memory::bitfields! { reg32;
+        /// MSI data.
+        DATA = bits(31, 0);
+    }
 }
 
 /// SMMU_*_IRQ_CFG2 fields (§6.3.23, §6.3.32, §6.3.36): the MSI write's attributes.
 pub mod irq_cfg2 {
-    use super::Field;
-
-    /// Memory type (STE.MemAttr encoding).
-    pub const MEMATTR: Field = Field::bits(3, 0);
-    /// Shareability.
-    pub const SH: Field = Field::bits(5, 4);
-    /// PRIQ_IRQ_CFG2 only: interrupt on a request with Last set rather than on non-empty.
-    pub const LO: Field = Field::bit(31);
+    sviommu_memory::bitfields! { reg32;
+        /// Memory type (STE.MemAttr encoding).
+        MEMATTR = bits(3, 0);
+        /// Shareability.
+        SH = bits(5, 4);
+        /// PRIQ_IRQ_CFG2 only: interrupt on a request with Last set rather than on non-empty.
+        LO = bit(31);
+    }
 }
 
 /// SMMU_STRTAB_BASE fields (§6.3.24).
 pub mod strtab_base {
-    use super::Field;
-
-    /// Stream table base, address bits `[55:6]` in place.
-    pub const ADDR: Field = Field::bits(55, 6);
-    /// Read-allocate hint.
-    pub const RA: Field = Field::bit(62);
+    sviommu_memory::bitfields! { reg64;
+        /// Stream table base, address bits `[55:6]` in place.
+        ADDR = bits(55, 6);
+        /// Read-allocate hint.
+        RA = bit(62);
+    }
 }
 
 /// SMMU_STRTAB_BASE_CFG fields (§6.3.25).
 pub mod strtab_base_cfg {
-    use super::Field;
-
-    /// log2 of the number of StreamIDs the table covers.
-    pub const LOG2SIZE: Field = Field::bits(5, 0);
-    /// Two-level tables: StreamID bits below SPLIT index the level-2 array.
-    pub const SPLIT: Field = Field::bits(10, 6);
-    /// Format, see [`super::StrtabFmt`].
-    pub const FMT: Field = Field::bits(17, 16);
+    sviommu_memory::bitfields! { reg32;
+        /// log2 of the number of StreamIDs the table covers.
+        LOG2SIZE = bits(5, 0);
+        /// Two-level tables: StreamID bits below SPLIT index the level-2 array.
+        SPLIT = bits(10, 6);
+        /// Format, see [`super::StrtabFmt`].
+        FMT = bits(17, 16);
+    }
 }
 
 /// SMMU_CMDQ_BASE, SMMU_EVENTQ_BASE and SMMU_PRIQ_BASE fields (§6.3.26, §6.3.29, §6.3.33).
 pub mod queue_base {
-    use super::Field;
-
-    /// log2 of the number of entries (capped at IDR1.CMDQS/EVENTQS/PRIQS).
-    pub const LOG2SIZE: Field = Field::bits(4, 0);
-    /// Queue base, address bits `[55:5]` in place.
-    pub const ADDR: Field = Field::bits(55, 5);
-    /// CMDQ_BASE: read-allocate hint.
-    pub const RA: Field = Field::bit(62);
-    /// EVENTQ_BASE, PRIQ_BASE: write-allocate hint.
-    pub const WA: Field = Field::bit(62);
+    sviommu_memory::bitfields! { reg64;
+        /// log2 of the number of entries (capped at IDR1.CMDQS/EVENTQS/PRIQS).
+        LOG2SIZE = bits(4, 0);
+        /// Queue base, address bits `[55:5]` in place.
+        ADDR = bits(55, 5);
+        /// CMDQ_BASE: read-allocate hint.
+        RA = bit(62);
+        /// EVENTQ_BASE, PRIQ_BASE: write-allocate hint.
+        WA = bit(62);
+    }
 }
 
 /// SMMU_CMDQ_PROD, SMMU_EVENTQ_PROD, SMMU_PRIQ_PROD fields (§6.3.27, §6.3.95, §6.3.97).
 pub mod prod {
-    use super::Field;
-
-    /// Write index and its wrap flag; see [`super::QueuePointer`].
-    pub const WR: Field = Field::bits(19, 0);
-    /// EVENTQ_PROD, PRIQ_PROD: the queue has overflowed (toggles; acknowledged through CONS).
-    pub const OVFLG: Field = Field::bit(31);
+    sviommu_memory::bitfields! { reg32;
+        /// Write index and its wrap flag; see [`super::QueuePointer`].
+        WR = bits(19, 0);
+        /// EVENTQ_PROD, PRIQ_PROD: the queue has overflowed (toggles; acknowledged through CONS).
+        OVFLG = bit(31);
+    }
 }
 
 /// SMMU_CMDQ_CONS, SMMU_EVENTQ_CONS, SMMU_PRIQ_CONS fields (§6.3.28, §6.3.96, §6.3.98).
 pub mod cons {
-    use super::Field;
-
-    /// Read index and its wrap flag; see [`super::QueuePointer`].
-    pub const RD: Field = Field::bits(19, 0);
-    /// CMDQ_CONS: the CERROR code of the command at RD ([`crate::spec::CError`]).
-    pub const ERR: Field = Field::bits(30, 24);
-    /// EVENTQ_CONS, PRIQ_CONS: overflow acknowledged (software copies OVFLG).
-    pub const OVACKFLG: Field = Field::bit(31);
+    sviommu_memory::bitfields! { reg32;
+        /// Read index and its wrap flag; see [`super::QueuePointer`].
+        RD = bits(19, 0);
+        /// CMDQ_CONS: the CERROR code of the command at RD ([`crate::spec::CError`]).
+        ERR = bits(30, 24);
+        /// EVENTQ_CONS, PRIQ_CONS: overflow acknowledged (software copies OVFLG).
+        OVACKFLG = bit(31);
+    }
 }
 
 /// SMMU_IDR0.STALL_MODEL (§6.3.1).

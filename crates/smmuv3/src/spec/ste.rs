@@ -6,192 +6,9 @@
 //! MPAM-, DPT- and permission-indirection fields this model does not implement: declaring them
 //! is what makes [`Ste::RES0`] exactly the bits §5.2 marks "Reserved, RES0".
 
-use std::fmt;
+use sviommu_memory::bits::bitfields;
 
-use sviommu_memory::bits::WideField;
-
-use super::{accessors, debug_fields, masked, Granule, Reserved};
-
-// ---- Word 0 -------------------------------------------------------------------------------
-
-/// STE Valid.
-pub const V: WideField = WideField::bit(0);
-/// Stream configuration, see [`StreamConfig`].
-pub const CONFIG: WideField = WideField::bits(3, 1);
-/// Stage 1 format of the CD table, see [`S1Fmt`].
-pub const S1FMT: WideField = WideField::bits(5, 4);
-/// Pointer to the CD or CD table, address bits `[55:6]` (an IPA when stage 2 is enabled).
-pub const S1CONTEXTPTR: WideField = WideField::bits(55, 6);
-/// log2 of the number of CDs at S1ContextPtr; 0 disables substreams.
-pub const S1CDMAX: WideField = WideField::bits(63, 59);
-
-// ---- Word 1 -------------------------------------------------------------------------------
-
-/// Default substream behaviour for transactions without a SubstreamID, see [`S1Dss`].
-pub const S1DSS: WideField = WideField::bits(65, 64);
-/// Inner cacheability of CD and L1CD fetches.
-pub const S1CIR: WideField = WideField::bits(67, 66);
-/// Outer cacheability of CD and L1CD fetches.
-pub const S1COR: WideField = WideField::bits(69, 68);
-/// Shareability of CD and L1CD fetches.
-pub const S1CSH: WideField = WideField::bits(71, 70);
-/// Stage 2 descriptor bit 59 has IMPLEMENTATION DEFINED hardware use (PBHA).
-pub const S2HWU59: WideField = WideField::bit(72);
-/// Stage 2 descriptor bit 60 has IMPLEMENTATION DEFINED hardware use (PBHA).
-pub const S2HWU60: WideField = WideField::bit(73);
-/// Stage 2 descriptor bit 61 has IMPLEMENTATION DEFINED hardware use (PBHA).
-pub const S2HWU61: WideField = WideField::bit(74);
-/// Stage 2 descriptor bit 62 has IMPLEMENTATION DEFINED hardware use (PBHA).
-pub const S2HWU62: WideField = WideField::bit(75);
-/// Destructive Read Enable.
-pub const DRE: WideField = WideField::bit(76);
-/// Contiguous hint: this STE is identical to its neighbours in a span of 2^CONT StreamIDs.
-pub const CONT: WideField = WideField::bits(80, 77);
-/// Directed Cache Prefetch.
-pub const DCP: WideField = WideField::bit(81);
-/// PRI Page request Auto Responses carry a PASID.
-pub const PPAR: WideField = WideField::bit(82);
-/// Merge Events from this stream may be merged.
-pub const MEV: WideField = WideField::bit(83);
-/// Reserved for software use; IGNORED by the SMMU.
-pub const SW_RESERVED: WideField = WideField::bits(87, 84);
-/// Stage 1 permission indirection enable.
-pub const S1PIE: WideField = WideField::bit(88);
-/// Stage 2 forced write-back (HCR_EL2.FWB behaviour).
-pub const S2FWB: WideField = WideField::bit(89);
-/// MPAM IDs come from the CD.
-pub const S1MPAM: WideField = WideField::bit(90);
-/// Stage 1 Stall Disable: CDs may not select the stall fault model.
-pub const S1STALLD: WideField = WideField::bit(91);
-/// Enable PCIe ATS translation and traffic, see [`Eats`].
-pub const EATS: WideField = WideField::bits(93, 92);
-/// StreamWorld control, see [`Strw`].
-pub const STRW: WideField = WideField::bits(95, 94);
-/// Memory attribute override value (VMSAv8-64 stage 2 MemAttr encoding).
-pub const MEMATTR: WideField = WideField::bits(99, 96);
-/// Memory type configuration: replace the incoming type with MemAttr.
-pub const MTCFG: WideField = WideField::bit(100);
-/// Allocation hints override.
-pub const ALLOCCFG: WideField = WideField::bits(104, 101);
-/// Shareability configuration.
-pub const SHCFG: WideField = WideField::bits(109, 108);
-/// Non-secure attribute configuration (Secure and Realm streams).
-pub const NSCFG: WideField = WideField::bits(111, 110);
-/// User/privileged attribute configuration: 0b00 incoming, 0b10 unprivileged, 0b11 privileged.
-pub const PRIVCFG: WideField = WideField::bits(113, 112);
-/// Inst/Data attribute configuration: 0b00 incoming, 0b10 data, 0b11 instruction.
-pub const INSTCFG: WideField = WideField::bits(115, 114);
-/// IMPLEMENTATION DEFINED per-stream configuration.
-pub const IMPDEF_127_116: WideField = WideField::bits(127, 116);
-
-// ---- Word 2 -------------------------------------------------------------------------------
-
-/// Virtual Machine Identifier tagging this stream's TLB entries.
-pub const S2VMID: WideField = WideField::bits(143, 128);
-/// IMPLEMENTATION DEFINED.
-pub const IMPDEF_159_144: WideField = WideField::bits(159, 144);
-/// Size of the IPA input region of stage 2 (VTCR_EL2.T0SZ).
-pub const S2T0SZ: WideField = WideField::bits(165, 160);
-/// Starting level of the stage 2 walk (VTCR_EL2.SL0).
-pub const S2SL0: WideField = WideField::bits(167, 166);
-/// Inner cacheability of stage 2 table walks.
-pub const S2IR0: WideField = WideField::bits(169, 168);
-/// Outer cacheability of stage 2 table walks.
-pub const S2OR0: WideField = WideField::bits(171, 170);
-/// Shareability of stage 2 table walks.
-pub const S2SH0: WideField = WideField::bits(173, 172);
-/// Stage 2 translation granule, TG0 encoding (see [`Granule::from_tg0`]).
-pub const S2TG: WideField = WideField::bits(175, 174);
-/// Stage 2 physical address size (see [`super::address_size_bits`]).
-pub const S2PS: WideField = WideField::bits(178, 176);
-/// Stage 2 tables are VMSAv8-64 (1) rather than VMSAv8-32 LPAE or VMSAv9-128 (0).
-pub const S2AA64: WideField = WideField::bit(179);
-/// Stage 2 table endianness: 1 big-endian.
-pub const S2ENDI: WideField = WideField::bit(180);
-/// Stage 2 Access Flag Fault Disable.
-pub const S2AFFD: WideField = WideField::bit(181);
-/// Protected Table Walk: stage 1 walks and CD fetches to stage 2 Device memory fault.
-pub const S2PTW: WideField = WideField::bit(182);
-/// Hardware update of stage 2 dirty state.
-pub const S2HD: WideField = WideField::bit(183);
-/// Hardware update of stage 2 Access flags.
-pub const S2HA: WideField = WideField::bit(184);
-/// Stage 2 fault behaviour: Stall.
-pub const S2S: WideField = WideField::bit(185);
-/// Stage 2 fault behaviour: Record.
-pub const S2R: WideField = WideField::bit(186);
-/// Hardware update of the Access flag in stage 2 table descriptors.
-pub const S2HAFT: WideField = WideField::bit(187);
-/// Stage 2 permission indirection enable.
-pub const S2PIE: WideField = WideField::bit(188);
-/// Stage 2 permission overlay enable.
-pub const S2POE: WideField = WideField::bit(189);
-/// VMID matching requirement for DPT checks.
-pub const DPT_VMATCH: WideField = WideField::bits(191, 190);
-
-// ---- Word 3 -------------------------------------------------------------------------------
-
-/// NS bit of stage 2 walks through S2TTB (Secure STEs).
-pub const S2NSW: WideField = WideField::bit(192);
-/// NS bit output for Secure-stream Non-secure IPA translations (Secure STEs).
-pub const S2NSA: WideField = WideField::bit(193);
-/// Bit `[2]` of S2SL0 (FEAT_LPA2).
-pub const S2SL0_2: WideField = WideField::bit(194);
-/// 52-bit addresses with 4KB and 16KB granules (VTCR_EL2.DS).
-pub const S2DS: WideField = WideField::bit(195);
-/// Stage 2 translation table base, address bits `[55:4]` (`[51:4]` in SMMUv3.1 to v3.3 with
-/// VMSAv8-64 tables, bits above RES0).
-pub const S2TTB: WideField = WideField::bits(247, 196);
-/// Skip-level for the initial stage 2 lookup (VMSAv9-128).
-pub const S2SKL: WideField = WideField::bits(254, 253);
-
-// ---- Word 4 -------------------------------------------------------------------------------
-
-/// IMPLEMENTATION DEFINED.
-pub const IMPDEF_271_256: WideField = WideField::bits(271, 256);
-/// MPAM partition ID.
-pub const PARTID: WideField = WideField::bits(287, 272);
-/// Secure stage 2 T0SZ (Secure IPA space).
-pub const S_S2T0SZ: WideField = WideField::bits(293, 288);
-/// Secure stage 2 SL0.
-pub const S_S2SL0: WideField = WideField::bits(295, 294);
-/// Secure stage 2 granule.
-pub const S_S2TG: WideField = WideField::bits(303, 302);
-/// Memory Encryption Context identifier (Realm).
-pub const MECID: WideField = WideField::bits(319, 304);
-
-// ---- Word 5 -------------------------------------------------------------------------------
-
-/// MPAM performance monitoring group.
-pub const PMG: WideField = WideField::bits(327, 320);
-/// MPAM_NS: the MPAM PARTID space of this stream's accesses.
-pub const MPAM_NS: WideField = WideField::bit(328);
-/// Stage 2 AssuredOnly behaviour enable.
-pub const ASSUREDONLY: WideField = WideField::bit(329);
-/// Stage 2 TopLevel 0 check enable (VTCR_EL2.TL0).
-pub const TL0: WideField = WideField::bit(330);
-/// Stage 2 TopLevel 1 check enable (VTCR_EL2.TL1).
-pub const TL1: WideField = WideField::bit(331);
-/// Pointer to the Virtual Machine Structure, address bits `[55:12]`.
-pub const VMSPTR: WideField = WideField::bits(375, 332);
-
-// ---- Word 6 -------------------------------------------------------------------------------
-
-/// Secure stage 2 walks through S_S2TTB are Secure.
-pub const S2SW: WideField = WideField::bit(384);
-/// Secure stage 2 output is Secure.
-pub const S2SA: WideField = WideField::bit(385);
-/// Bit `[2]` of S_S2SL0.
-pub const S_S2SL0_2: WideField = WideField::bit(386);
-/// Secure stage 2 translation table base, address bits `[55:4]`.
-pub const S_S2TTB: WideField = WideField::bits(439, 388);
-/// Skip-level for the initial Secure stage 2 lookup.
-pub const S_S2SKL: WideField = WideField::bits(446, 445);
-
-// ---- Word 7 -------------------------------------------------------------------------------
-
-/// Stage 2 permission overlay indices `S2POI<p>`, p = 0..15, 4 bits each at `[4p+451:4p+448]`.
-pub const S2POI: WideField = WideField::bits(511, 448);
+use super::{Granule, Reserved};
 
 /// IHI 0070 G.b §5.2 STE, Stream Table Entry: 64 bytes, eight little-endian words. One per
 /// StreamID, found through SMMU_STRTAB_BASE (linearly or through an [`L1Std`]).
@@ -202,164 +19,216 @@ pub struct Ste(pub [u64; 8]);
 /// Bytes in an STE.
 pub const STE_BYTES: u64 = 64;
 
-accessors!(Ste {
-    /// STE.V: the entry is valid (otherwise C_BAD_STE for a transaction).
-    "V" => v, set_v: V as bool;
-    /// STE.Config raw bits; see [`Ste::config`].
-    "Config" => config_raw, set_config_raw: CONFIG as u8;
-    /// STE.S1Fmt raw bits; see [`Ste::s1fmt`].
-    "S1Fmt" => s1fmt_raw, set_s1fmt_raw: S1FMT as u8;
-    /// STE.S1ContextPtr: address of the CD or CD table.
-    "S1ContextPtr" => s1contextptr, set_s1contextptr: S1CONTEXTPTR as addr;
-    /// STE.S1CDMax: log2 of the number of CDs (0: one CD, substreams disabled).
-    "S1CDMax" => s1cdmax, set_s1cdmax: S1CDMAX as u8;
-    /// STE.S1DSS raw bits; see [`Ste::s1dss`].
-    "S1DSS" => s1dss_raw, set_s1dss_raw: S1DSS as u8;
-    /// STE.S1CIR.
-    "S1CIR" => s1cir, set_s1cir: S1CIR as u8;
-    /// STE.S1COR.
-    "S1COR" => s1cor, set_s1cor: S1COR as u8;
-    /// STE.S1CSH.
-    "S1CSH" => s1csh, set_s1csh: S1CSH as u8;
-    /// STE.S2HWU59.
-    "S2HWU59" => s2hwu59, set_s2hwu59: S2HWU59 as bool;
-    /// STE.S2HWU60.
-    "S2HWU60" => s2hwu60, set_s2hwu60: S2HWU60 as bool;
-    /// STE.S2HWU61.
-    "S2HWU61" => s2hwu61, set_s2hwu61: S2HWU61 as bool;
-    /// STE.S2HWU62.
-    "S2HWU62" => s2hwu62, set_s2hwu62: S2HWU62 as bool;
-    /// STE.DRE.
-    "DRE" => dre, set_dre: DRE as bool;
-    /// STE.CONT.
-    "CONT" => cont, set_cont: CONT as u8;
-    /// STE.DCP.
-    "DCP" => dcp, set_dcp: DCP as bool;
-    /// STE.PPAR.
-    "PPAR" => ppar, set_ppar: PPAR as bool;
-    /// STE.MEV.
-    "MEV" => mev, set_mev: MEV as bool;
-    /// STE.SW_RESERVED.
-    "SW_RESERVED" => sw_reserved, set_sw_reserved: SW_RESERVED as u8;
-    /// STE.S1PIE.
-    "S1PIE" => s1pie, set_s1pie: S1PIE as bool;
-    /// STE.S2FWB.
-    "S2FWB" => s2fwb, set_s2fwb: S2FWB as bool;
-    /// STE.S1MPAM.
-    "S1MPAM" => s1mpam, set_s1mpam: S1MPAM as bool;
-    /// STE.S1STALLD.
-    "S1STALLD" => s1stalld, set_s1stalld: S1STALLD as bool;
-    /// STE.EATS raw bits; see [`Ste::eats`].
-    "EATS" => eats_raw, set_eats_raw: EATS as u8;
-    /// STE.STRW raw bits; see [`Ste::strw`].
-    "STRW" => strw_raw, set_strw_raw: STRW as u8;
-    /// STE.MemAttr.
-    "MemAttr" => memattr, set_memattr: MEMATTR as u8;
-    /// STE.MTCFG.
-    "MTCFG" => mtcfg, set_mtcfg: MTCFG as bool;
-    /// STE.ALLOCCFG.
-    "ALLOCCFG" => alloccfg, set_alloccfg: ALLOCCFG as u8;
-    /// STE.SHCFG.
-    "SHCFG" => shcfg, set_shcfg: SHCFG as u8;
-    /// STE.NSCFG.
-    "NSCFG" => nscfg, set_nscfg: NSCFG as u8;
-    /// STE.PRIVCFG.
-    "PRIVCFG" => privcfg, set_privcfg: PRIVCFG as u8;
-    /// STE.INSTCFG.
-    "INSTCFG" => instcfg, set_instcfg: INSTCFG as u8;
-    /// STE bits `[127:116]`, IMPLEMENTATION DEFINED.
-    "IMPLEMENTATION DEFINED [127:116]" => impdef_127_116, set_impdef_127_116: IMPDEF_127_116 as u16;
-    /// STE.S2VMID.
-    "S2VMID" => s2vmid, set_s2vmid: S2VMID as u16;
-    /// STE bits `[159:144]`, IMPLEMENTATION DEFINED.
-    "IMPLEMENTATION DEFINED [159:144]" => impdef_159_144, set_impdef_159_144: IMPDEF_159_144 as u16;
-    /// STE.S2T0SZ.
-    "S2T0SZ" => s2t0sz, set_s2t0sz: S2T0SZ as u8;
-    /// STE.S2SL0.
-    "S2SL0" => s2sl0, set_s2sl0: S2SL0 as u8;
-    /// STE.S2IR0.
-    "S2IR0" => s2ir0, set_s2ir0: S2IR0 as u8;
-    /// STE.S2OR0.
-    "S2OR0" => s2or0, set_s2or0: S2OR0 as u8;
-    /// STE.S2SH0.
-    "S2SH0" => s2sh0, set_s2sh0: S2SH0 as u8;
-    /// STE.S2TG raw bits; see [`Ste::s2tg`].
-    "S2TG" => s2tg_raw, set_s2tg_raw: S2TG as u8;
-    /// STE.S2PS (decode with [`super::address_size_bits`]).
-    "S2PS" => s2ps, set_s2ps: S2PS as u8;
-    /// STE.S2AA64.
-    "S2AA64" => s2aa64, set_s2aa64: S2AA64 as bool;
-    /// STE.S2ENDI.
-    "S2ENDI" => s2endi, set_s2endi: S2ENDI as bool;
-    /// STE.S2AFFD.
-    "S2AFFD" => s2affd, set_s2affd: S2AFFD as bool;
-    /// STE.S2PTW.
-    "S2PTW" => s2ptw, set_s2ptw: S2PTW as bool;
-    /// STE.S2HD.
-    "S2HD" => s2hd, set_s2hd: S2HD as bool;
-    /// STE.S2HA.
-    "S2HA" => s2ha, set_s2ha: S2HA as bool;
-    /// STE.S2S.
-    "S2S" => s2s, set_s2s: S2S as bool;
-    /// STE.S2R.
-    "S2R" => s2r, set_s2r: S2R as bool;
-    /// STE.S2HAFT.
-    "S2HAFT" => s2haft, set_s2haft: S2HAFT as bool;
-    /// STE.S2PIE.
-    "S2PIE" => s2pie, set_s2pie: S2PIE as bool;
-    /// STE.S2POE.
-    "S2POE" => s2poe, set_s2poe: S2POE as bool;
-    /// STE.DPT_VMATCH.
-    "DPT_VMATCH" => dpt_vmatch, set_dpt_vmatch: DPT_VMATCH as u8;
-    /// STE.S2NSW.
-    "S2NSW" => s2nsw, set_s2nsw: S2NSW as bool;
-    /// STE.S2NSA.
-    "S2NSA" => s2nsa, set_s2nsa: S2NSA as bool;
-    /// STE.S2SL0_2.
-    "S2SL0_2" => s2sl0_2, set_s2sl0_2: S2SL0_2 as bool;
-    /// STE.S2DS.
-    "S2DS" => s2ds, set_s2ds: S2DS as bool;
-    /// STE.S2TTB: the stage 2 translation table base address.
-    "S2TTB" => s2ttb, set_s2ttb: S2TTB as addr;
-    /// STE.S2SKL.
-    "S2SKL" => s2skl, set_s2skl: S2SKL as u8;
-    /// STE bits `[271:256]`, IMPLEMENTATION DEFINED.
-    "IMPLEMENTATION DEFINED [271:256]" => impdef_271_256, set_impdef_271_256: IMPDEF_271_256 as u16;
-    /// STE.PARTID.
-    "PARTID" => partid, set_partid: PARTID as u16;
-    /// STE.S_S2T0SZ.
-    "S_S2T0SZ" => s_s2t0sz, set_s_s2t0sz: S_S2T0SZ as u8;
-    /// STE.S_S2SL0.
-    "S_S2SL0" => s_s2sl0, set_s_s2sl0: S_S2SL0 as u8;
-    /// STE.S_S2TG.
-    "S_S2TG" => s_s2tg, set_s_s2tg: S_S2TG as u8;
-    /// STE.MECID.
-    "MECID" => mecid, set_mecid: MECID as u16;
-    /// STE.PMG.
-    "PMG" => pmg, set_pmg: PMG as u8;
-    /// STE.MPAM_NS.
-    "MPAM_NS" => mpam_ns, set_mpam_ns: MPAM_NS as bool;
-    /// STE.AssuredOnly.
-    "AssuredOnly" => assuredonly, set_assuredonly: ASSUREDONLY as bool;
-    /// STE.TL0.
-    "TL0" => tl0, set_tl0: TL0 as bool;
-    /// STE.TL1.
-    "TL1" => tl1, set_tl1: TL1 as bool;
-    /// STE.VMSPtr: the Virtual Machine Structure's address.
-    "VMSPtr" => vmsptr, set_vmsptr: VMSPTR as addr;
-    /// STE.S2SW.
-    "S2SW" => s2sw, set_s2sw: S2SW as bool;
-    /// STE.S2SA.
-    "S2SA" => s2sa, set_s2sa: S2SA as bool;
-    /// STE.S_S2SL0_2.
-    "S_S2SL0_2" => s_s2sl0_2, set_s_s2sl0_2: S_S2SL0_2 as bool;
-    /// STE.S_S2TTB: the Secure stage 2 translation table base address.
-    "S_S2TTB" => s_s2ttb, set_s_s2ttb: S_S2TTB as addr;
-    /// STE.S_S2SKL.
-    "S_S2SKL" => s_s2skl, set_s_s2skl: S_S2SKL as u8;
-    /// STE.`S2POI<15..0>` as one 64-bit value (`S2POI<p>` is bits `[4p+3:4p]`).
-    "S2POI" => s2poi, set_s2poi: S2POI as u64;
-});
+bitfields! {
+    impl Ste: debug(res0_set) {
+        // ---- Word 0
+        /// STE Valid: the entry is valid (otherwise C_BAD_STE for a transaction).
+        V = bit(0) => v, set_v: bool;
+        /// Stream configuration, see [`StreamConfig`].
+        ///
+        /// STE.Config raw bits; see [`Ste::config`].
+        CONFIG "Config" = bits(3, 1) => config_raw, set_config_raw: u8;
+        /// Stage 1 format of the CD table, see [`S1Fmt`].
+        ///
+        /// STE.S1Fmt raw bits; see [`Ste::s1fmt`].
+        S1FMT "S1Fmt" = bits(5, 4) => s1fmt_raw, set_s1fmt_raw: u8;
+        /// Pointer to the CD or CD table, address bits `[55:6]` (an IPA when stage 2 is enabled):
+        /// address of the CD or CD table.
+        S1CONTEXTPTR "S1ContextPtr" = bits(55, 6) => s1contextptr, set_s1contextptr: addr;
+        /// log2 of the number of CDs at S1ContextPtr; 0 disables substreams: log2 of the number of
+        /// CDs (0: one CD, substreams disabled).
+        S1CDMAX "S1CDMax" = bits(63, 59) => s1cdmax, set_s1cdmax: u8;
+
+        // ---- Word 1
+        /// Default substream behaviour for transactions without a SubstreamID, see [`S1Dss`].
+        ///
+        /// STE.S1DSS raw bits; see [`Ste::s1dss`].
+        S1DSS = bits(65, 64) => s1dss_raw, set_s1dss_raw: u8;
+        /// Inner cacheability of CD and L1CD fetches.
+        S1CIR = bits(67, 66) => s1cir, set_s1cir: u8;
+        /// Outer cacheability of CD and L1CD fetches.
+        S1COR = bits(69, 68) => s1cor, set_s1cor: u8;
+        /// Shareability of CD and L1CD fetches.
+        S1CSH = bits(71, 70) => s1csh, set_s1csh: u8;
+        /// Stage 2 descriptor bit 59 has IMPLEMENTATION DEFINED hardware use (PBHA).
+        S2HWU59 = bit(72) => s2hwu59, set_s2hwu59: bool;
+        /// Stage 2 descriptor bit 60 has IMPLEMENTATION DEFINED hardware use (PBHA).
+        S2HWU60 = bit(73) => s2hwu60, set_s2hwu60: bool;
+        /// Stage 2 descriptor bit 61 has IMPLEMENTATION DEFINED hardware use (PBHA).
+        S2HWU61 = bit(74) => s2hwu61, set_s2hwu61: bool;
+        /// Stage 2 descriptor bit 62 has IMPLEMENTATION DEFINED hardware use (PBHA).
+        S2HWU62 = bit(75) => s2hwu62, set_s2hwu62: bool;
+        /// Destructive Read Enable.
+        DRE = bit(76) => dre, set_dre: bool;
+        /// Contiguous hint: this STE is identical to its neighbours in a span of 2^CONT StreamIDs.
+        CONT = bits(80, 77) => cont, set_cont: u8;
+        /// Directed Cache Prefetch.
+        DCP = bit(81) => dcp, set_dcp: bool;
+        /// PRI Page request Auto Responses carry a PASID.
+        PPAR = bit(82) => ppar, set_ppar: bool;
+        /// Merge Events from this stream may be merged.
+        MEV = bit(83) => mev, set_mev: bool;
+        /// Reserved for software use; IGNORED by the SMMU.
+        SW_RESERVED = bits(87, 84) => sw_reserved, set_sw_reserved: u8;
+        /// Stage 1 permission indirection enable.
+        S1PIE = bit(88) => s1pie, set_s1pie: bool;
+        /// Stage 2 forced write-back (HCR_EL2.FWB behaviour).
+        S2FWB = bit(89) => s2fwb, set_s2fwb: bool;
+        /// MPAM IDs come from the CD.
+        S1MPAM = bit(90) => s1mpam, set_s1mpam: bool;
+        /// Stage 1 Stall Disable: CDs may not select the stall fault model.
+        S1STALLD = bit(91) => s1stalld, set_s1stalld: bool;
+        /// Enable PCIe ATS translation and traffic, see [`Eats`].
+        ///
+        /// STE.EATS raw bits; see [`Ste::eats`].
+        EATS = bits(93, 92) => eats_raw, set_eats_raw: u8;
+        /// StreamWorld control, see [`Strw`].
+        ///
+        /// STE.STRW raw bits; see [`Ste::strw`].
+        STRW = bits(95, 94) => strw_raw, set_strw_raw: u8;
+        /// Memory attribute override value (VMSAv8-64 stage 2 MemAttr encoding).
+        MEMATTR "MemAttr" = bits(99, 96) => memattr, set_memattr: u8;
+        /// Memory type configuration: replace the incoming type with MemAttr.
+        MTCFG = bit(100) => mtcfg, set_mtcfg: bool;
+        /// Allocation hints override.
+        ALLOCCFG = bits(104, 101) => alloccfg, set_alloccfg: u8;
+        /// Shareability configuration.
+        SHCFG = bits(109, 108) => shcfg, set_shcfg: u8;
+        /// Non-secure attribute configuration (Secure and Realm streams).
+        NSCFG = bits(111, 110) => nscfg, set_nscfg: u8;
+        /// User/privileged attribute configuration: 0b00 incoming, 0b10 unprivileged, 0b11
+        /// privileged.
+        PRIVCFG = bits(113, 112) => privcfg, set_privcfg: u8;
+        /// Inst/Data attribute configuration: 0b00 incoming, 0b10 data, 0b11 instruction.
+        INSTCFG = bits(115, 114) => instcfg, set_instcfg: u8;
+        /// IMPLEMENTATION DEFINED per-stream configuration.
+        ///
+        /// STE bits `[127:116]`, IMPLEMENTATION DEFINED.
+        IMPDEF_127_116 "IMPLEMENTATION DEFINED [127:116]" = bits(127, 116)
+            => impdef_127_116, set_impdef_127_116: u16;
+
+        // ---- Word 2
+        /// Virtual Machine Identifier tagging this stream's TLB entries.
+        S2VMID = bits(143, 128) => s2vmid, set_s2vmid: u16;
+        /// IMPLEMENTATION DEFINED.
+        ///
+        /// STE bits `[159:144]`, IMPLEMENTATION DEFINED.
+        IMPDEF_159_144 "IMPLEMENTATION DEFINED [159:144]" = bits(159, 144)
+            => impdef_159_144, set_impdef_159_144: u16;
+        /// Size of the IPA input region of stage 2 (VTCR_EL2.T0SZ).
+        S2T0SZ = bits(165, 160) => s2t0sz, set_s2t0sz: u8;
+        /// Starting level of the stage 2 walk (VTCR_EL2.SL0).
+        S2SL0 = bits(167, 166) => s2sl0, set_s2sl0: u8;
+        /// Inner cacheability of stage 2 table walks.
+        S2IR0 = bits(169, 168) => s2ir0, set_s2ir0: u8;
+        /// Outer cacheability of stage 2 table walks.
+        S2OR0 = bits(171, 170) => s2or0, set_s2or0: u8;
+        /// Shareability of stage 2 table walks.
+        S2SH0 = bits(173, 172) => s2sh0, set_s2sh0: u8;
+        /// Stage 2 translation granule, TG0 encoding (see [`Granule::from_tg0`]).
+        ///
+        /// STE.S2TG raw bits; see [`Ste::s2tg`].
+        S2TG = bits(175, 174) => s2tg_raw, set_s2tg_raw: u8;
+        /// Stage 2 physical address size (see [`super::address_size_bits`]).
+        ///
+        /// STE.S2PS (decode with [`super::address_size_bits`]).
+        S2PS = bits(178, 176) => s2ps, set_s2ps: u8;
+        /// Stage 2 tables are VMSAv8-64 (1) rather than VMSAv8-32 LPAE or VMSAv9-128 (0).
+        S2AA64 = bit(179) => s2aa64, set_s2aa64: bool;
+        /// Stage 2 table endianness: 1 big-endian.
+        S2ENDI = bit(180) => s2endi, set_s2endi: bool;
+        /// Stage 2 Access Flag Fault Disable.
+        S2AFFD = bit(181) => s2affd, set_s2affd: bool;
+        /// Protected Table Walk: stage 1 walks and CD fetches to stage 2 Device memory fault.
+        S2PTW = bit(182) => s2ptw, set_s2ptw: bool;
+        /// Hardware update of stage 2 dirty state.
+        S2HD = bit(183) => s2hd, set_s2hd: bool;
+        /// Hardware update of stage 2 Access flags.
+        S2HA = bit(184) => s2ha, set_s2ha: bool;
+        /// Stage 2 fault behaviour: Stall.
+        S2S = bit(185) => s2s, set_s2s: bool;
+        /// Stage 2 fault behaviour: Record.
+        S2R = bit(186) => s2r, set_s2r: bool;
+        /// Hardware update of the Access flag in stage 2 table descriptors.
+        S2HAFT = bit(187) => s2haft, set_s2haft: bool;
+        /// Stage 2 permission indirection enable.
+        S2PIE = bit(188) => s2pie, set_s2pie: bool;
+        /// Stage 2 permission overlay enable.
+        S2POE = bit(189) => s2poe, set_s2poe: bool;
+        /// VMID matching requirement for DPT checks.
+        DPT_VMATCH = bits(191, 190) => dpt_vmatch, set_dpt_vmatch: u8;
+
+        // ---- Word 3
+        /// NS bit of stage 2 walks through S2TTB (Secure STEs).
+        S2NSW = bit(192) => s2nsw, set_s2nsw: bool;
+        /// NS bit output for Secure-stream Non-secure IPA translations (Secure STEs).
+        S2NSA = bit(193) => s2nsa, set_s2nsa: bool;
+        /// Bit `[2]` of S2SL0 (FEAT_LPA2).
+        S2SL0_2 = bit(194) => s2sl0_2, set_s2sl0_2: bool;
+        /// 52-bit addresses with 4KB and 16KB granules (VTCR_EL2.DS).
+        S2DS = bit(195) => s2ds, set_s2ds: bool;
+        /// Stage 2 translation table base, address bits `[55:4]` (`[51:4]` in SMMUv3.1 to v3.3 with
+        /// VMSAv8-64 tables, bits above RES0): the stage 2 translation table base address.
+        S2TTB = bits(247, 196) => s2ttb, set_s2ttb: addr;
+        /// Skip-level for the initial stage 2 lookup (VMSAv9-128).
+        S2SKL = bits(254, 253) => s2skl, set_s2skl: u8;
+
+        // ---- Word 4
+        /// IMPLEMENTATION DEFINED.
+        ///
+        /// STE bits `[271:256]`, IMPLEMENTATION DEFINED.
+        IMPDEF_271_256 "IMPLEMENTATION DEFINED [271:256]" = bits(271, 256)
+            => impdef_271_256, set_impdef_271_256: u16;
+        /// MPAM partition ID.
+        PARTID = bits(287, 272) => partid, set_partid: u16;
+        /// Secure stage 2 T0SZ (Secure IPA space).
+        S_S2T0SZ = bits(293, 288) => s_s2t0sz, set_s_s2t0sz: u8;
+        /// Secure stage 2 SL0.
+        S_S2SL0 = bits(295, 294) => s_s2sl0, set_s_s2sl0: u8;
+        /// Secure stage 2 granule.
+        S_S2TG = bits(303, 302) => s_s2tg, set_s_s2tg: u8;
+        /// Memory Encryption Context identifier (Realm).
+        MECID = bits(319, 304) => mecid, set_mecid: u16;
+
+        // ---- Word 5
+        /// MPAM performance monitoring group.
+        PMG = bits(327, 320) => pmg, set_pmg: u8;
+        /// MPAM_NS: the MPAM PARTID space of this stream's accesses.
+        MPAM_NS = bit(328) => mpam_ns, set_mpam_ns: bool;
+        /// Stage 2 AssuredOnly behaviour enable.
+        ASSUREDONLY "AssuredOnly" = bit(329) => assuredonly, set_assuredonly: bool;
+        /// Stage 2 TopLevel 0 check enable (VTCR_EL2.TL0).
+        TL0 = bit(330) => tl0, set_tl0: bool;
+        /// Stage 2 TopLevel 1 check enable (VTCR_EL2.TL1).
+        TL1 = bit(331) => tl1, set_tl1: bool;
+        /// Pointer to the Virtual Machine Structure, address bits `[55:12]`: the Virtual Machine
+        /// Structure's address.
+        VMSPTR "VMSPtr" = bits(375, 332) => vmsptr, set_vmsptr: addr;
+
+        // ---- Word 6
+        /// Secure stage 2 walks through S_S2TTB are Secure.
+        S2SW = bit(384) => s2sw, set_s2sw: bool;
+        /// Secure stage 2 output is Secure.
+        S2SA = bit(385) => s2sa, set_s2sa: bool;
+        /// Bit `[2]` of S_S2SL0.
+        S_S2SL0_2 = bit(386) => s_s2sl0_2, set_s_s2sl0_2: bool;
+        /// Secure stage 2 translation table base, address bits `[55:4]`: the Secure stage 2
+        /// translation table base address.
+        S_S2TTB = bits(439, 388) => s_s2ttb, set_s_s2ttb: addr;
+        /// Skip-level for the initial Secure stage 2 lookup.
+        S_S2SKL = bits(446, 445) => s_s2skl, set_s_s2skl: u8;
+
+        // ---- Word 7
+        /// Stage 2 permission overlay indices `S2POI<p>`, p = 0..15, 4 bits each at
+        /// `[4p+451:4p+448]`.
+        ///
+        /// STE.`S2POI<15..0>` as one 64-bit value (`S2POI<p>` is bits `[4p+3:4p]`).
+        S2POI = bits(511, 448) => s2poi, set_s2poi: u64;
+    }
+}
+
+bitfields!(words Ste, 8);
+bitfields!(res0 Ste);
 
 impl Ste {
     /// The bits §5.2 marks "Reserved, RES0" in every configuration, per word: `[58:56]`,
@@ -374,16 +243,6 @@ impl Ste {
         0x9f00_0000_0000_0008,
         0,
     ];
-
-    /// Wraps eight little-endian words as read from the Stream table.
-    pub const fn from_words(words: [u64; 8]) -> Self {
-        Self(words)
-    }
-
-    /// The eight words, to be written little-endian.
-    pub const fn words(&self) -> [u64; 8] {
-        self.0
-    }
 
     /// STE.Config decoded; 0b001..=0b011 are Reserved ("behave as 0b000").
     pub fn config(&self) -> Result<StreamConfig, Reserved> {
@@ -443,26 +302,6 @@ impl Ste {
     /// Sets STE.S2TG.
     pub fn set_s2tg(&mut self, granule: Granule) {
         self.set_s2tg_raw(granule.tg0());
-    }
-
-    /// The RES0 bits this STE sets, per word (all zero for a well-formed STE).
-    pub fn res0_set(&self) -> [u64; 8] {
-        masked(&self.0, &Self::RES0)
-    }
-
-    /// Whether any always-RES0 bit is set (the model may then treat the STE as ILLEGAL).
-    pub fn has_res0_set(&self) -> bool {
-        self.res0_set().iter().any(|&w| w != 0)
-    }
-}
-
-impl fmt::Debug for Ste {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("Ste");
-        s.field("V", &self.v()).field("Config", &self.config());
-        let fields = Self::FIELDS.iter().map(|a| &a.named);
-        debug_fields(&mut s, &self.0, fields, &["V", "Config"], &self.res0_set());
-        s.finish()
     }
 }
 
@@ -624,11 +463,6 @@ impl TryFrom<u8> for Strw {
 
 // ---- §5.1 L1STD ---------------------------------------------------------------------------
 
-/// L1STD.Span: size of the level-2 array and validity of L2Ptr.
-pub const L1STD_SPAN: WideField = WideField::bits(4, 0);
-/// L1STD.L2Ptr: address bits `[55:6]` of the level-2 array of STEs.
-pub const L1STD_L2PTR: WideField = WideField::bits(55, 6);
-
 /// IHI 0070 G.b §5.1 L1STD, Level 1 Stream Table Descriptor: 8 bytes, in the level-1 table of a
 /// two-level Stream table (SMMU_STRTAB_BASE_CFG.FMT == 0b01), one per 2^SPLIT StreamIDs.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -638,13 +472,19 @@ pub struct L1Std(pub [u64; 1]);
 /// Bytes in an L1STD.
 pub const L1STD_BYTES: u64 = 8;
 
-accessors!(L1Std {
-    /// L1STD.Span: 0 invalid; 1..=11 the array holds 2^(Span-1) STEs; 12..=31 Reserved
-    /// (behave as 0).
-    "Span" => span, set_span: L1STD_SPAN as u8;
-    /// L1STD.L2Ptr: address of the level-2 array.
-    "L2Ptr" => l2ptr, set_l2ptr: L1STD_L2PTR as addr;
-});
+bitfields! {
+    impl L1Std: debug(res0_set) {
+        /// L1STD.Span: size of the level-2 array and validity of L2Ptr: 0 invalid; 1..=11 the array
+        /// holds 2^(Span-1) STEs; 12..=31 Reserved (behave as 0).
+        SPAN "Span" = bits(4, 0) => span, set_span: u8;
+        /// L1STD.L2Ptr: address bits `[55:6]` of the level-2 array of STEs: address of the level-2
+        /// array.
+        L2PTR "L2Ptr" = bits(55, 6) => l2ptr, set_l2ptr: addr;
+    }
+}
+
+bitfields!(words L1Std, 1);
+bitfields!(res0 L1Std);
 
 impl L1Std {
     /// Bit 5 and bits `[63:56]` are RES0 (§5.1).
@@ -668,20 +508,6 @@ impl L1Std {
             _ => None,
         }
     }
-
-    /// The RES0 bits this descriptor sets.
-    pub fn res0_set(&self) -> [u64; 1] {
-        masked(&self.0, &Self::RES0)
-    }
-}
-
-impl fmt::Debug for L1Std {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("L1Std");
-        let fields = Self::FIELDS.iter().map(|a| &a.named);
-        debug_fields(&mut s, &self.0, fields, &[], &self.res0_set());
-        s.finish()
-    }
 }
 
 #[cfg(test)]
@@ -693,15 +519,8 @@ mod tests {
 
     #[test]
     fn fields_are_disjoint_fit_and_res0_is_their_complement() {
-        assert_disjoint(Ste::FIELDS);
-        assert_widths(Ste::FIELDS);
-        let ste_defined: [u64; 8] = defined(Ste::FIELDS);
-        for (w, (d, r)) in ste_defined.iter().zip(Ste::RES0.iter()).enumerate() {
-            assert_eq!(!d, *r, "word {w}");
-        }
-        assert_disjoint(L1Std::FIELDS);
-        let l1_defined: [u64; 1] = defined(L1Std::FIELDS);
-        assert_eq!(!l1_defined[0], L1Std::RES0[0]);
+        assert_layout(Ste::FIELDS, &Ste::RES0);
+        assert_layout(L1Std::FIELDS, &L1Std::RES0);
     }
 
     #[test]

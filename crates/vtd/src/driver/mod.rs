@@ -418,9 +418,9 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
     /// `status` reads `on`.
     fn command(
         &self,
-        cmd: crate::spec::Field,
+        cmd: crate::spec::Field32,
         on: bool,
-        status: crate::spec::Field,
+        status: crate::spec::Field32,
         what: &'static str,
     ) -> Result<(), DriverError> {
         command(&self.regs, cmd, on, status, what, self.config.poll_limit)
@@ -553,9 +553,9 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
 /// [`VtdDriver::command`] for a register interface alone (the queue uses it too).
 fn command<R: Mmio>(
     regs: &R,
-    cmd: crate::spec::Field,
+    cmd: crate::spec::Field32,
     on: bool,
-    status: crate::spec::Field,
+    status: crate::spec::Field32,
     what: &'static str,
     poll_limit: u32,
 ) -> Result<(), DriverError> {

@@ -182,7 +182,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// GCMD.QIE: enabling reports QIES and processes what is already queued; disabling clears
     /// QIES and resets IQH to 0 (§11.4 IQH_REG).
     pub(super) fn queue_enable(&self, regs: &mut RegFile, on: bool) {
-        let bit = u32::try_from(gsts::QIES.mask()).unwrap_or(0);
+        let bit = gsts::QIES.mask32();
         if on {
             self.gsts.fetch_or(bit, std::sync::atomic::Ordering::AcqRel);
             self.run_queue(regs);
@@ -233,7 +233,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     fn queue_error(&self, regs: &mut RegFile, why: Iqei) {
         let before = u64::from(regs.reg32(regs::FSTS));
         regs.iqer = iqer::IQEI.set(regs.iqer, u64::from(why));
-        regs.latch_fsts(u32::try_from(fsts::IQE.mask()).unwrap_or(0));
+        regs.latch_fsts(fsts::IQE.mask32());
         // IQE is a fault event condition (FSTS, §11.4.9.1).
         self.fault_event(regs, before);
     }
@@ -424,13 +424,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// interrupt message goes out (IECTL.IM clear) or is held as IECTL.IP until software
     /// unmasks it. While IWC stays set, later completions raise no new message.
     fn invalidation_event(&self, regs: &mut RegFile) {
-        let iwc = u32::try_from(ics::IWC.mask()).unwrap_or(0);
+        let iwc = ics::IWC.mask32();
         if regs.reg32(regs::ICS) & iwc != 0 {
             return;
         }
         regs.set_bits(regs::ICS, iwc);
         if u64::from(regs.reg32(regs::IECTL)) & ectl::IM.mask() != 0 {
-            regs.set_bits(regs::IECTL, u32::try_from(ectl::IP.mask()).unwrap_or(0));
+            regs.set_bits(regs::IECTL, ectl::IP.mask32());
         } else {
             self.send_invalidation_msi(regs);
         }
@@ -438,12 +438,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// Software cleared ICS.IWC: a held message is no longer pending.
     pub(super) fn iwc_cleared(&self, regs: &mut RegFile) {
-        regs.clear_bits(regs::IECTL, u32::try_from(ectl::IP.mask()).unwrap_or(0));
+        regs.clear_bits(regs::IECTL, ectl::IP.mask32());
     }
 
     /// Software cleared IECTL.IM: a held message goes out now.
     pub(super) fn iectl_unmasked(&self, regs: &mut RegFile) {
-        let ip = u32::try_from(ectl::IP.mask()).unwrap_or(0);
+        let ip = ectl::IP.mask32();
         if regs.reg32(regs::IECTL) & ip != 0 {
             regs.clear_bits(regs::IECTL, ip);
             self.send_invalidation_msi(regs);

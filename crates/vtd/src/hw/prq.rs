@@ -196,11 +196,6 @@ pub(super) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The low 32 bits of a mask (every PRS and PECTL field sits there).
-fn bits32(mask: u64) -> u32 {
-    u32::try_from(mask & u64::from(u32::MAX)).unwrap_or(0)
-}
-
 /// PRS bits that are conditions of the page request event.
 const EVENT_CONDITIONS: u64 = prs::PPR.mask() | prs::PRO.mask();
 
@@ -278,7 +273,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let next = (tail + PAGE_REQUEST_BYTES) % size;
         if next == head {
             // §7.5.1: the queue is full.
-            regs.set_bits(regs::PRS, bits32(prs::PRO.mask()));
+            regs.set_bits(regs::PRS, prs::PRO.mask32());
             self.page_request_event(&mut regs, before);
             drop(regs);
             bump(&c.page_requests_overflowed);
@@ -293,7 +288,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             bump(&c.page_requests_lost);
         }
         regs.pqt = pqt::PQT.in_place(next);
-        regs.set_bits(regs::PRS, bits32(prs::PPR.mask()));
+        regs.set_bits(regs::PRS, prs::PPR.mask32());
         self.page_request_event(&mut regs, before);
         bump(&c.page_requests_queued);
         (PageRequestOutcome::Queued, None)
@@ -343,7 +338,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return;
         }
         if ectl::IM.is_set(u64::from(regs.reg32(regs::PECTL))) {
-            regs.set_bits(regs::PECTL, bits32(ectl::IP.mask()));
+            regs.set_bits(regs::PECTL, ectl::IP.mask32());
         } else {
             self.send_page_request_msi(regs);
         }
@@ -357,9 +352,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return;
         }
         if u64::from(regs.reg32(regs::PRS)) & EVENT_CONDITIONS == 0 {
-            regs.clear_bits(regs::PECTL, bits32(ectl::IP.mask()));
+            regs.clear_bits(regs::PECTL, ectl::IP.mask32());
         } else if !ectl::IM.is_set(pectl) {
-            regs.clear_bits(regs::PECTL, bits32(ectl::IP.mask()));
+            regs.clear_bits(regs::PECTL, ectl::IP.mask32());
             self.send_page_request_msi(regs);
         }
     }

@@ -24,11 +24,6 @@ use crate::spec::regs::{self, ectl, fsts};
 pub(super) const EVENT_CONDITIONS: u64 =
     fsts::PFO.mask() | fsts::PPF.mask() | fsts::IQE.mask() | fsts::ICE.mask() | fsts::ITE.mask();
 
-/// The low 32 bits of a mask (every FSTS and FECTL field sits there).
-fn bits32(mask: u64) -> u32 {
-    u32::try_from(mask & u64::from(u32::MAX)).unwrap_or(0)
-}
-
 /// The record for `f`: §9.9 / §11.4 FRCD_REG. PRIV and EXE are meaningful with a PASID only
 /// (they come from the PASID prefix); AT and T2/T1 say which kind of request faulted.
 pub(super) fn fault_record(f: &Fault) -> FaultRecord {
@@ -60,16 +55,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let index = regs.fault_index;
         let Some(slot) = regs.frcd.get_mut(index) else { return };
         if FaultRecord::F.is_set(slot) {
-            regs.latch_fsts(bits32(fsts::PFO.mask()));
+            regs.latch_fsts(fsts::PFO.mask32());
             self.fault_event(&mut regs, before);
             return;
         }
         *slot = fault_record(f).words();
         if !fsts::PPF.is_set(before) {
             // The first pending fault: FRI names it.
-            let fri = fsts::FRI.set(0, u64::try_from(index).unwrap_or(0));
-            regs.clear_bits(regs::FSTS, bits32(fsts::FRI.mask()));
-            regs.set_bits(regs::FSTS, bits32(fri | fsts::PPF.mask()));
+            let fri = fsts::FRI.set32(0, u32::try_from(index).unwrap_or(0));
+            regs.clear_bits(regs::FSTS, fsts::FRI.mask32());
+            regs.set_bits(regs::FSTS, fri | fsts::PPF.mask32());
         }
         regs.fault_index = (index + 1) % regs.frcd.len().max(1);
         self.fault_event(&mut regs, before);
@@ -83,7 +78,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return;
         }
         if ectl::IM.is_set(u64::from(regs.reg32(regs::FECTL))) {
-            regs.set_bits(regs::FECTL, bits32(ectl::IP.mask()));
+            regs.set_bits(regs::FECTL, ectl::IP.mask32());
         } else {
             self.send_fault_msi(regs);
         }
@@ -94,18 +89,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     pub(super) fn fault_status_changed(&self, regs: &mut RegFile) {
         let pending = regs.frcd.iter().any(|r| FaultRecord::F.is_set(r));
         if pending {
-            regs.set_bits(regs::FSTS, bits32(fsts::PPF.mask()));
+            regs.set_bits(regs::FSTS, fsts::PPF.mask32());
         } else {
-            regs.clear_bits(regs::FSTS, bits32(fsts::PPF.mask()));
+            regs.clear_bits(regs::FSTS, fsts::PPF.mask32());
         }
         let fectl = u64::from(regs.reg32(regs::FECTL));
         if !ectl::IP.is_set(fectl) {
             return;
         }
         if u64::from(regs.reg32(regs::FSTS)) & EVENT_CONDITIONS == 0 {
-            regs.clear_bits(regs::FECTL, bits32(ectl::IP.mask()));
+            regs.clear_bits(regs::FECTL, ectl::IP.mask32());
         } else if !ectl::IM.is_set(fectl) {
-            regs.clear_bits(regs::FECTL, bits32(ectl::IP.mask()));
+            regs.clear_bits(regs::FECTL, ectl::IP.mask32());
             self.send_fault_msi(regs);
         }
     }

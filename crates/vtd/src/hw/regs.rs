@@ -497,7 +497,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// Side effects of a write to a stored 32-bit register, given its value before and after.
     fn after_write(&self, regs: &mut RegFile, off: u64, before: u32, after: u32) {
-        let cleared = |f: crate::spec::Field| {
+        let cleared = |f: crate::spec::Field32| {
             u64::from(before) & f.mask() != 0 && u64::from(after) & f.mask() == 0
         };
         if off == regs::FSTS.0 {
@@ -542,13 +542,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // §11.4.4 SRTP: latch RTADDR_REG (address and TTM) and report it through RTPS.
             // The pointer is stored before RTPS, so a translation that sees RTPS sees it too.
             self.root.store(regs.rtaddr(), Ordering::Release);
-            self.gsts.fetch_or(lo32(gsts::RTPS.mask()), Ordering::AcqRel);
+            self.gsts.fetch_or(gsts::RTPS.mask32(), Ordering::AcqRel);
         } else if toggle_te {
             // §11.4.4 TE: translation starts (or stops) for requests that arrive from now on.
             if te {
-                self.gsts.fetch_or(lo32(gsts::TES.mask()), Ordering::AcqRel);
+                self.gsts.fetch_or(gsts::TES.mask32(), Ordering::AcqRel);
             } else {
-                self.gsts.fetch_and(!lo32(gsts::TES.mask()), Ordering::AcqRel);
+                self.gsts.fetch_and(!gsts::TES.mask32(), Ordering::AcqRel);
                 // §7.2: the internal fault recording index resets when remapping is disabled
                 // (interrupt remapping is never enabled here).
                 regs.fault_index = 0;

@@ -8,9 +8,9 @@
 
 use core::fmt;
 
-use sviommu_memory::bits::WideField;
+use sviommu_memory::bits::{bitfields, WideField};
 
-use super::{any_set, Hex, Reserved};
+use super::{any_set, Reserved};
 
 spec_enum! {
     /// A non-recoverable fault reason (FR), legacy mode (01h–0Eh), interrupt remapping
@@ -314,76 +314,37 @@ pub struct FaultRecord([u64; 2]);
 
 view_words!(FaultRecord, 2);
 
+bitfields! {
+    impl FaultRecord: debug(reserved_set) {
+        /// Fault information: the page address of the faulted request: the page address of the
+        /// faulted request.
+        FI = bits(63, 12) => fi, set_fi: addr;
+        /// Source identifier (requester ID): the requester ID of the faulted request.
+        SID = bits(79, 64) => sid, set_sid: u16;
+        /// Type bit 2: 0 write/read, 1 page request/AtomicOp: see [`Self::request_type`].
+        T2 = bit(92) => t2, set_t2: bool;
+        /// Privilege mode requested: the faulted request had supervisor privilege.
+        PRIV = bit(93) => priv_, set_priv: bool;
+        /// Execute permission requested: the faulted request asked for execute permission.
+        EXE = bit(94) => exe, set_exe: bool;
+        /// PASID present: the faulted request carried a PASID (PV is valid).
+        PP = bit(95) => pp, set_pp: bool;
+        /// Fault reason: the fault reason.
+        FR = bits(103, 96) => fr, set_fr, fr_raw, set_fr_raw: enum(FaultReason);
+        /// PASID value: the PASID of the faulted request, if PP.
+        PV = bits(123, 104) => pv, set_pv: u32;
+        /// Address type: the faulted request's address type.
+        AT = bits(125, 124) => at, set_at, at_raw, set_at_raw: enum(AddressType);
+        /// Type bit 1: 0 write/page request, 1 read/AtomicOp: see [`Self::request_type`].
+        T1 = bit(126) => t1, set_t1: bool;
+        /// Fault: the record holds a fault (write 1 to clear): the record holds a fault.
+        F = bit(127) => f, set_f: bool;
+    }
+}
+
 impl FaultRecord {
-    /// Fault information: the page address of the faulted request.
-    pub const FI: WideField = WideField::bits(63, 12);
-    /// Source identifier (requester ID).
-    pub const SID: WideField = WideField::bits(79, 64);
-    /// Type bit 2: 0 write/read, 1 page request/AtomicOp.
-    pub const T2: WideField = WideField::bit(92);
-    /// Privilege mode requested.
-    pub const PRIV: WideField = WideField::bit(93);
-    /// Execute permission requested.
-    pub const EXE: WideField = WideField::bit(94);
-    /// PASID present.
-    pub const PP: WideField = WideField::bit(95);
-    /// Fault reason.
-    pub const FR: WideField = WideField::bits(103, 96);
-    /// PASID value.
-    pub const PV: WideField = WideField::bits(123, 104);
-    /// Address type.
-    pub const AT: WideField = WideField::bits(125, 124);
-    /// Type bit 1: 0 write/page request, 1 read/AtomicOp.
-    pub const T1: WideField = WideField::bit(126);
-    /// Fault: the record holds a fault (write 1 to clear).
-    pub const F: WideField = WideField::bit(127);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("FI", Self::FI),
-        ("SID", Self::SID),
-        ("T2", Self::T2),
-        ("PRIV", Self::PRIV),
-        ("EXE", Self::EXE),
-        ("PP", Self::PP),
-        ("FR", Self::FR),
-        ("PV", Self::PV),
-        ("AT", Self::AT),
-        ("T1", Self::T1),
-        ("F", Self::F),
-    ];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] = &[WideField::bits(11, 0), WideField::bits(91, 80)];
-
-    flag_fields! {
-        /// T2: see [`Self::request_type`].
-        t2, set_t2 = Self::T2;
-        /// PRIV: the faulted request had supervisor privilege.
-        priv_, set_priv = Self::PRIV;
-        /// EXE: the faulted request asked for execute permission.
-        exe, set_exe = Self::EXE;
-        /// PP: the faulted request carried a PASID (PV is valid).
-        pp, set_pp = Self::PP;
-        /// T1: see [`Self::request_type`].
-        t1, set_t1 = Self::T1;
-        /// F: the record holds a fault.
-        f, set_f = Self::F;
-    }
-    addr_fields! {
-        /// FI: the page address of the faulted request.
-        fi, set_fi = Self::FI;
-    }
-    int_fields! {
-        /// SID: the requester ID of the faulted request.
-        sid, set_sid: u16 = Self::SID;
-        /// PV: the PASID of the faulted request, if PP.
-        pv, set_pv: u32 = Self::PV;
-    }
-    enum_fields! {
-        /// FR: the fault reason.
-        fr, set_fr, fr_raw, set_fr_raw: FaultReason = Self::FR;
-        /// AT: the faulted request's address type.
-        at, set_at, at_raw, set_at_raw: AddressType = Self::AT;
-    }
 
     /// The faulted request's type (T2, T1).
     #[must_use]
@@ -412,23 +373,6 @@ impl FaultRecord {
     #[must_use]
     pub fn reserved_bits_set(&self) -> bool {
         any_set(&self.0, &Self::fixed_reserved_mask())
-    }
-}
-
-impl fmt::Debug for FaultRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultRecord")
-            .field("f", &self.f())
-            .field("fr", &self.fr())
-            .field("sid", &Hex(self.sid().into()))
-            .field("fi", &Hex(self.fi()))
-            .field("request_type", &self.request_type())
-            .field("at", &self.at())
-            .field("pp", &self.pp())
-            .field("pv", &Hex(self.pv().into()))
-            .field("priv", &self.priv_())
-            .field("exe", &self.exe())
-            .finish()
     }
 }
 

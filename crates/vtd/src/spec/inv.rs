@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use sviommu_memory::bits::WideField;
+use sviommu_memory::bits::{bitfields, WideField};
 
 use super::prq::PageGroupResponse;
 use super::{mask_of, Hex, Reserved};
@@ -156,10 +156,14 @@ pub struct InvDesc([u64; 4]);
 
 view_words!(InvDesc, 4);
 
+bitfields! {
+    impl InvDesc {
+        TYPE_LO = TYPE_LO;
+        TYPE_HI = TYPE_HI;
+    }
+}
+
 impl InvDesc {
-    /// No named fields beyond the type.
-    pub const FIELDS: &'static [(&'static str, WideField)] =
-        &[("TYPE_LO", TYPE_LO), ("TYPE_HI", TYPE_HI)];
     /// Nothing is reserved before the type is known.
     pub const RESERVED: &'static [WideField] = &[];
 
@@ -392,24 +396,23 @@ pub struct ContextCacheInv([u64; 4]);
 
 descriptor!(ContextCacheInv, DescriptorType::ContextCache, upper_used = false);
 
+bitfields! {
+    impl ContextCacheInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Granularity: which entries go.
+        G = bits(5, 4) => g, set_g, g_raw, set_g_raw: enum(CcGranularity);
+        TYPE_HI = TYPE_HI;
+        /// Domain ID: the domain (domain- and device-selective).
+        DID = bits(31, 16) => did, set_did: u16;
+        /// Source ID: the device (device-selective).
+        SID = bits(47, 32) => sid, set_sid: u16;
+        /// Function mask: how many low SID bits to ignore (00b none, 01b bit 2, 10b bits 2:1, 11b
+        /// bits 2:0 of the function number).
+        FM = bits(49, 48) => fm, set_fm: u8;
+    }
+}
+
 impl ContextCacheInv {
-    /// Granularity.
-    pub const G: WideField = WideField::bits(5, 4);
-    /// Domain ID.
-    pub const DID: WideField = WideField::bits(31, 16);
-    /// Source ID.
-    pub const SID: WideField = WideField::bits(47, 32);
-    /// Function mask.
-    pub const FM: WideField = WideField::bits(49, 48);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("G", Self::G),
-        ("TYPE_HI", TYPE_HI),
-        ("DID", Self::DID),
-        ("SID", Self::SID),
-        ("FM", Self::FM),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 6),
@@ -417,31 +420,6 @@ impl ContextCacheInv {
         WideField::bits(63, 50),
         WideField::bits(127, 64),
     ];
-
-    enum_fields! {
-        /// G: which entries go.
-        g, set_g, g_raw, set_g_raw: CcGranularity = Self::G;
-    }
-    int_fields! {
-        /// DID: the domain (domain- and device-selective).
-        did, set_did: u16 = Self::DID;
-        /// SID: the device (device-selective).
-        sid, set_sid: u16 = Self::SID;
-        /// FM: how many low SID bits to ignore (00b none, 01b bit 2, 10b bits 2:1, 11b bits 2:0
-        /// of the function number).
-        fm, set_fm: u8 = Self::FM;
-    }
-}
-
-impl fmt::Debug for ContextCacheInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContextCacheInv")
-            .field("g", &self.g())
-            .field("did", &self.did())
-            .field("sid", &Hex(self.sid().into()))
-            .field("fm", &self.fm())
-            .finish()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,33 +433,29 @@ pub struct IotlbInv([u64; 4]);
 
 descriptor!(IotlbInv, DescriptorType::Iotlb, upper_used = false);
 
+bitfields! {
+    impl IotlbInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Granularity: which entries go.
+        G = bits(5, 4) => g, set_g, g_raw, set_g_raw: enum(IotlbGranularity);
+        /// Drain writes: drain writes before completing.
+        DW = bit(6) => dw, set_dw: bool;
+        /// Drain reads: drain reads before completing.
+        DR = bit(7) => dr, set_dr: bool;
+        TYPE_HI = TYPE_HI;
+        /// Domain ID: the domain.
+        DID = bits(31, 16) => did, set_did: u16;
+        /// Address mask: `2^AM` pages: the range is `2^AM` 4 KiB pages, naturally aligned.
+        AM = bits(69, 64) => am, set_am: u8;
+        /// Invalidation hint: only leaf entries changed: only leaf entries changed;
+        /// paging-structure caches may be kept.
+        IH = bit(70) => ih, set_ih: bool;
+        /// Address: the first page (page-selective).
+        ADDR = bits(127, 76) => addr, set_addr: addr;
+    }
+}
+
 impl IotlbInv {
-    /// Granularity.
-    pub const G: WideField = WideField::bits(5, 4);
-    /// Drain writes.
-    pub const DW: WideField = WideField::bit(6);
-    /// Drain reads.
-    pub const DR: WideField = WideField::bit(7);
-    /// Domain ID.
-    pub const DID: WideField = WideField::bits(31, 16);
-    /// Address mask: `2^AM` pages.
-    pub const AM: WideField = WideField::bits(69, 64);
-    /// Invalidation hint: only leaf entries changed.
-    pub const IH: WideField = WideField::bit(70);
-    /// Address.
-    pub const ADDR: WideField = WideField::bits(127, 76);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("G", Self::G),
-        ("DW", Self::DW),
-        ("DR", Self::DR),
-        ("TYPE_HI", TYPE_HI),
-        ("DID", Self::DID),
-        ("AM", Self::AM),
-        ("IH", Self::IH),
-        ("ADDR", Self::ADDR),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bit(8),
@@ -489,43 +463,6 @@ impl IotlbInv {
         WideField::bits(63, 32),
         WideField::bits(75, 71),
     ];
-
-    enum_fields! {
-        /// G: which entries go.
-        g, set_g, g_raw, set_g_raw: IotlbGranularity = Self::G;
-    }
-    flag_fields! {
-        /// DW: drain writes before completing.
-        dw, set_dw = Self::DW;
-        /// DR: drain reads before completing.
-        dr, set_dr = Self::DR;
-        /// IH: only leaf entries changed; paging-structure caches may be kept.
-        ih, set_ih = Self::IH;
-    }
-    int_fields! {
-        /// DID: the domain.
-        did, set_did: u16 = Self::DID;
-        /// AM: the range is `2^AM` 4 KiB pages, naturally aligned.
-        am, set_am: u8 = Self::AM;
-    }
-    addr_fields! {
-        /// ADDR: the first page (page-selective).
-        addr, set_addr = Self::ADDR;
-    }
-}
-
-impl fmt::Debug for IotlbInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IotlbInv")
-            .field("g", &self.g())
-            .field("did", &self.did())
-            .field("addr", &Hex(self.addr()))
-            .field("am", &self.am())
-            .field("ih", &self.ih())
-            .field("dw", &self.dw())
-            .field("dr", &self.dr())
-            .finish()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,30 +490,27 @@ pub struct DevTlbInv([u64; 4]);
 
 descriptor!(DevTlbInv, DescriptorType::DevTlb, upper_used = false);
 
+bitfields! {
+    impl DevTlbInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        TYPE_HI = TYPE_HI;
+        /// Physical-function source ID, bits 3:0.
+        PFSID_LO = PFSID_LO;
+        /// Maximum invalidations pending: the device's maximum outstanding invalidations.
+        MIP = bits(20, 16) => mip, set_mip: u8;
+        /// Source ID of the device: the device.
+        SID = bits(47, 32) => sid, set_sid: u16;
+        /// Physical-function source ID, bits 15:4.
+        PFSID_HI = PFSID_HI;
+        /// Size: the range is encoded in ADDR's low bits (ATS invalidate request S bit): the
+        /// invalidation covers more than one page, its size encoded in ADDR.
+        S = bit(64) => s, set_s: bool;
+        /// Address: the address (with S, its low bits encode the size).
+        ADDR = bits(127, 76) => addr, set_addr: addr;
+    }
+}
+
 impl DevTlbInv {
-    /// Physical-function source ID, bits 3:0.
-    pub const PFSID_LO: WideField = PFSID_LO;
-    /// Maximum invalidations pending.
-    pub const MIP: WideField = WideField::bits(20, 16);
-    /// Source ID of the device.
-    pub const SID: WideField = WideField::bits(47, 32);
-    /// Physical-function source ID, bits 15:4.
-    pub const PFSID_HI: WideField = PFSID_HI;
-    /// Size: the range is encoded in ADDR's low bits (ATS invalidate request S bit).
-    pub const S: WideField = WideField::bit(64);
-    /// Address.
-    pub const ADDR: WideField = WideField::bits(127, 76);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("TYPE_HI", TYPE_HI),
-        ("PFSID_LO", Self::PFSID_LO),
-        ("MIP", Self::MIP),
-        ("SID", Self::SID),
-        ("PFSID_HI", Self::PFSID_HI),
-        ("S", Self::S),
-        ("ADDR", Self::ADDR),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 4),
@@ -584,21 +518,6 @@ impl DevTlbInv {
         WideField::bits(51, 48),
         WideField::bits(75, 65),
     ];
-
-    flag_fields! {
-        /// S: the invalidation covers more than one page, its size encoded in ADDR.
-        s, set_s = Self::S;
-    }
-    int_fields! {
-        /// MIP: the device's maximum outstanding invalidations.
-        mip, set_mip: u8 = Self::MIP;
-        /// SID: the device.
-        sid, set_sid: u16 = Self::SID;
-    }
-    addr_fields! {
-        /// ADDR: the address (with S, its low bits encode the size).
-        addr, set_addr = Self::ADDR;
-    }
 
     /// PFSID: the SR-IOV physical function's source ID.
     #[must_use]
@@ -609,18 +528,6 @@ impl DevTlbInv {
     /// Sets PFSID.
     pub fn set_pfsid(&mut self, pfsid: u16) {
         set_pfsid(&mut self.0, pfsid);
-    }
-}
-
-impl fmt::Debug for DevTlbInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DevTlbInv")
-            .field("sid", &Hex(self.sid().into()))
-            .field("pfsid", &Hex(self.pfsid().into()))
-            .field("mip", &self.mip())
-            .field("addr", &Hex(self.addr()))
-            .field("s", &self.s())
-            .finish()
     }
 }
 
@@ -636,21 +543,20 @@ pub struct IecInv([u64; 4]);
 
 descriptor!(IecInv, DescriptorType::InterruptEntryCache, upper_used = false);
 
+bitfields! {
+    impl IecInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Granularity: global or index-selective.
+        G = bit(4) => g, set_g, g_raw, set_g_raw: enum(IecGranularity);
+        TYPE_HI = TYPE_HI;
+        /// Index mask: `2^IM` entries: the range is `2^IM` entries.
+        IM = bits(31, 27) => im, set_im: u8;
+        /// Interrupt index: the first interrupt index.
+        IIDX = bits(47, 32) => iidx, set_iidx: u16;
+    }
+}
+
 impl IecInv {
-    /// Granularity.
-    pub const G: WideField = WideField::bit(4);
-    /// Index mask: `2^IM` entries.
-    pub const IM: WideField = WideField::bits(31, 27);
-    /// Interrupt index.
-    pub const IIDX: WideField = WideField::bits(47, 32);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("G", Self::G),
-        ("TYPE_HI", TYPE_HI),
-        ("IM", Self::IM),
-        ("IIDX", Self::IIDX),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 5),
@@ -658,27 +564,6 @@ impl IecInv {
         WideField::bits(63, 48),
         WideField::bits(127, 64),
     ];
-
-    enum_fields! {
-        /// G: global or index-selective.
-        g, set_g, g_raw, set_g_raw: IecGranularity = Self::G;
-    }
-    int_fields! {
-        /// IM: the range is `2^IM` entries.
-        im, set_im: u8 = Self::IM;
-        /// IIDX: the first interrupt index.
-        iidx, set_iidx: u16 = Self::IIDX;
-    }
-}
-
-impl fmt::Debug for IecInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IecInv")
-            .field("g", &self.g())
-            .field("iidx", &self.iidx())
-            .field("im", &self.im())
-            .finish()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,65 +577,32 @@ pub struct InvWait([u64; 4]);
 
 descriptor!(InvWait, DescriptorType::Wait, upper_used = false);
 
-impl InvWait {
-    /// Interrupt flag: raise the invalidation completion event (ICS.IWC).
-    pub const IF: WideField = WideField::bit(4);
-    /// Status write: write STATUS_DATA to STATUS_ADDR.
-    pub const SW: WideField = WideField::bit(5);
-    /// Fence: later descriptors wait for this one.
-    pub const FN: WideField = WideField::bit(6);
-    /// Page-request drain.
-    pub const PD: WideField = WideField::bit(7);
-    /// Status data.
-    pub const STATUS_DATA: WideField = WideField::bits(63, 32);
-    /// Status address (4-byte aligned).
-    pub const STATUS_ADDR: WideField = WideField::bits(127, 66);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("IF", Self::IF),
-        ("SW", Self::SW),
-        ("FN", Self::FN),
-        ("PD", Self::PD),
-        ("TYPE_HI", TYPE_HI),
-        ("STATUS_DATA", Self::STATUS_DATA),
-        ("STATUS_ADDR", Self::STATUS_ADDR),
-    ];
-    /// Always-reserved bits of the 128-bit form.
-    pub const RESERVED: &'static [WideField] =
-        &[WideField::bit(8), WideField::bits(31, 12), WideField::bits(65, 64)];
-
-    flag_fields! {
-        /// IF: signal completion through ICS.IWC and the invalidation event.
-        if_, set_if = Self::IF;
-        /// SW: write STATUS_DATA to STATUS_ADDR on completion.
-        sw, set_sw = Self::SW;
-        /// FN: fence: descriptors after this one wait until it completes.
-        fn_, set_fn = Self::FN;
-        /// PD: drain page requests and responses first (needs ECAP.PDS).
-        pd, set_pd = Self::PD;
-    }
-    int_fields! {
-        /// STATUS_DATA: the 32 bits written with SW.
-        status_data, set_status_data: u32 = Self::STATUS_DATA;
-    }
-    addr_fields! {
-        /// STATUS_ADDR: where SW writes (dword aligned).
-        status_addr, set_status_addr = Self::STATUS_ADDR;
+bitfields! {
+    impl InvWait: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Interrupt flag: raise the invalidation completion event (ICS.IWC): signal completion
+        /// through ICS.IWC and the invalidation event.
+        IF = bit(4) => if_, set_if: bool;
+        /// Status write: write STATUS_DATA to STATUS_ADDR: write STATUS_DATA to STATUS_ADDR on
+        /// completion.
+        SW = bit(5) => sw, set_sw: bool;
+        /// Fence: later descriptors wait for this one: fence: descriptors after this one wait until
+        /// it completes.
+        FN = bit(6) => fn_, set_fn: bool;
+        /// Page-request drain: drain page requests and responses first (needs ECAP.PDS).
+        PD = bit(7) => pd, set_pd: bool;
+        TYPE_HI = TYPE_HI;
+        /// Status data: the 32 bits written with SW.
+        STATUS_DATA = bits(63, 32) => status_data, set_status_data: u32;
+        /// Status address (4-byte aligned): where SW writes (dword aligned).
+        STATUS_ADDR = bits(127, 66) => status_addr, set_status_addr: addr;
     }
 }
 
-impl fmt::Debug for InvWait {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InvWait")
-            .field("if", &self.if_())
-            .field("sw", &self.sw())
-            .field("fn", &self.fn_())
-            .field("pd", &self.pd())
-            .field("status_data", &Hex(self.status_data().into()))
-            .field("status_addr", &Hex(self.status_addr()))
-            .finish()
-    }
+impl InvWait {
+    /// Always-reserved bits of the 128-bit form.
+    pub const RESERVED: &'static [WideField] =
+        &[WideField::bit(8), WideField::bits(31, 12), WideField::bits(65, 64)];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -764,30 +616,26 @@ pub struct PasidIotlbInv([u64; 4]);
 
 descriptor!(PasidIotlbInv, DescriptorType::PasidIotlb, upper_used = false);
 
+bitfields! {
+    impl PasidIotlbInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Granularity: which entries go.
+        G = bits(5, 4) => g, set_g, g_raw, set_g_raw: enum(PasidIotlbGranularity);
+        TYPE_HI = TYPE_HI;
+        /// Domain ID: the domain.
+        DID = bits(31, 16) => did, set_did: u16;
+        /// PASID: the address space.
+        PASID = bits(51, 32) => pasid, set_pasid: u32;
+        /// Address mask: the range is `2^AM` 4 KiB pages.
+        AM = bits(69, 64) => am, set_am: u8;
+        /// Invalidation hint: only leaf entries changed.
+        IH = bit(70) => ih, set_ih: bool;
+        /// Address: the first page (page-selective).
+        ADDR = bits(127, 76) => addr, set_addr: addr;
+    }
+}
+
 impl PasidIotlbInv {
-    /// Granularity.
-    pub const G: WideField = WideField::bits(5, 4);
-    /// Domain ID.
-    pub const DID: WideField = WideField::bits(31, 16);
-    /// PASID.
-    pub const PASID: WideField = WideField::bits(51, 32);
-    /// Address mask.
-    pub const AM: WideField = WideField::bits(69, 64);
-    /// Invalidation hint.
-    pub const IH: WideField = WideField::bit(70);
-    /// Address.
-    pub const ADDR: WideField = WideField::bits(127, 76);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("G", Self::G),
-        ("TYPE_HI", TYPE_HI),
-        ("DID", Self::DID),
-        ("PASID", Self::PASID),
-        ("AM", Self::AM),
-        ("IH", Self::IH),
-        ("ADDR", Self::ADDR),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 6),
@@ -795,40 +643,6 @@ impl PasidIotlbInv {
         WideField::bits(63, 52),
         WideField::bits(75, 71),
     ];
-
-    enum_fields! {
-        /// G: which entries go.
-        g, set_g, g_raw, set_g_raw: PasidIotlbGranularity = Self::G;
-    }
-    flag_fields! {
-        /// IH: only leaf entries changed.
-        ih, set_ih = Self::IH;
-    }
-    int_fields! {
-        /// DID: the domain.
-        did, set_did: u16 = Self::DID;
-        /// PASID: the address space.
-        pasid, set_pasid: u32 = Self::PASID;
-        /// AM: the range is `2^AM` 4 KiB pages.
-        am, set_am: u8 = Self::AM;
-    }
-    addr_fields! {
-        /// ADDR: the first page (page-selective).
-        addr, set_addr = Self::ADDR;
-    }
-}
-
-impl fmt::Debug for PasidIotlbInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasidIotlbInv")
-            .field("g", &self.g())
-            .field("did", &self.did())
-            .field("pasid", &Hex(self.pasid().into()))
-            .field("addr", &Hex(self.addr()))
-            .field("am", &self.am())
-            .field("ih", &self.ih())
-            .finish()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -842,21 +656,20 @@ pub struct PasidCacheInv([u64; 4]);
 
 descriptor!(PasidCacheInv, DescriptorType::PasidCache, upper_used = false);
 
+bitfields! {
+    impl PasidCacheInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Granularity: which entries go.
+        G = bits(5, 4) => g, set_g, g_raw, set_g_raw: enum(PasidCacheGranularity);
+        TYPE_HI = TYPE_HI;
+        /// Domain ID: the domain.
+        DID = bits(31, 16) => did, set_did: u16;
+        /// PASID: the address space (PASID-selective).
+        PASID = bits(51, 32) => pasid, set_pasid: u32;
+    }
+}
+
 impl PasidCacheInv {
-    /// Granularity.
-    pub const G: WideField = WideField::bits(5, 4);
-    /// Domain ID.
-    pub const DID: WideField = WideField::bits(31, 16);
-    /// PASID.
-    pub const PASID: WideField = WideField::bits(51, 32);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("G", Self::G),
-        ("TYPE_HI", TYPE_HI),
-        ("DID", Self::DID),
-        ("PASID", Self::PASID),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 6),
@@ -864,27 +677,6 @@ impl PasidCacheInv {
         WideField::bits(63, 52),
         WideField::bits(127, 64),
     ];
-
-    enum_fields! {
-        /// G: which entries go.
-        g, set_g, g_raw, set_g_raw: PasidCacheGranularity = Self::G;
-    }
-    int_fields! {
-        /// DID: the domain.
-        did, set_did: u16 = Self::DID;
-        /// PASID: the address space (PASID-selective).
-        pasid, set_pasid: u32 = Self::PASID;
-    }
-}
-
-impl fmt::Debug for PasidCacheInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasidCacheInv")
-            .field("g", &self.g())
-            .field("did", &self.did())
-            .field("pasid", &Hex(self.pasid().into()))
-            .finish()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,57 +690,33 @@ pub struct PasidDevTlbInv([u64; 4]);
 
 descriptor!(PasidDevTlbInv, DescriptorType::PasidDevTlb, upper_used = false);
 
+bitfields! {
+    impl PasidDevTlbInv: debug(reserved_set) {
+        TYPE_LO = TYPE_LO;
+        /// Maximum invalidations pending: the device's maximum outstanding invalidations.
+        MIP = bits(8, 4) => mip, set_mip: u8;
+        TYPE_HI = TYPE_HI;
+        /// Physical-function source ID, bits 3:0.
+        PFSID_LO = PFSID_LO;
+        /// Source ID of the device: the device.
+        SID = bits(31, 16) => sid, set_sid: u16;
+        /// PASID: the address space.
+        PASID = bits(51, 32) => pasid, set_pasid: u32;
+        /// Physical-function source ID, bits 15:4.
+        PFSID_HI = PFSID_HI;
+        /// Global: invalidate the device's global translations for every PASID: global translations
+        /// for every PASID go too.
+        G = bit(64) => g, set_g: bool;
+        /// Size: the invalidation covers more than one page, its size encoded in ADDR.
+        S = bit(75) => s, set_s: bool;
+        /// Address: the address (with S, its low bits encode the size).
+        ADDR = bits(127, 76) => addr, set_addr: addr;
+    }
+}
+
 impl PasidDevTlbInv {
-    /// Maximum invalidations pending.
-    pub const MIP: WideField = WideField::bits(8, 4);
-    /// Physical-function source ID, bits 3:0.
-    pub const PFSID_LO: WideField = PFSID_LO;
-    /// Source ID of the device.
-    pub const SID: WideField = WideField::bits(31, 16);
-    /// PASID.
-    pub const PASID: WideField = WideField::bits(51, 32);
-    /// Physical-function source ID, bits 15:4.
-    pub const PFSID_HI: WideField = PFSID_HI;
-    /// Global: invalidate the device's global translations for every PASID.
-    pub const G: WideField = WideField::bit(64);
-    /// Size.
-    pub const S: WideField = WideField::bit(75);
-    /// Address.
-    pub const ADDR: WideField = WideField::bits(127, 76);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("TYPE_LO", TYPE_LO),
-        ("MIP", Self::MIP),
-        ("TYPE_HI", TYPE_HI),
-        ("PFSID_LO", Self::PFSID_LO),
-        ("SID", Self::SID),
-        ("PASID", Self::PASID),
-        ("PFSID_HI", Self::PFSID_HI),
-        ("G", Self::G),
-        ("S", Self::S),
-        ("ADDR", Self::ADDR),
-    ];
     /// Always-reserved bits of the 128-bit form.
     pub const RESERVED: &'static [WideField] = &[WideField::bits(74, 65)];
-
-    flag_fields! {
-        /// G: global translations for every PASID go too.
-        g, set_g = Self::G;
-        /// S: the invalidation covers more than one page, its size encoded in ADDR.
-        s, set_s = Self::S;
-    }
-    int_fields! {
-        /// MIP: the device's maximum outstanding invalidations.
-        mip, set_mip: u8 = Self::MIP;
-        /// SID: the device.
-        sid, set_sid: u16 = Self::SID;
-        /// PASID: the address space.
-        pasid, set_pasid: u32 = Self::PASID;
-    }
-    addr_fields! {
-        /// ADDR: the address (with S, its low bits encode the size).
-        addr, set_addr = Self::ADDR;
-    }
 
     /// PFSID: the SR-IOV physical function's source ID.
     #[must_use]
@@ -959,20 +727,6 @@ impl PasidDevTlbInv {
     /// Sets PFSID.
     pub fn set_pfsid(&mut self, pfsid: u16) {
         set_pfsid(&mut self.0, pfsid);
-    }
-}
-
-impl fmt::Debug for PasidDevTlbInv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasidDevTlbInv")
-            .field("sid", &Hex(self.sid().into()))
-            .field("pfsid", &Hex(self.pfsid().into()))
-            .field("pasid", &Hex(self.pasid().into()))
-            .field("mip", &self.mip())
-            .field("addr", &Hex(self.addr()))
-            .field("s", &self.s())
-            .field("g", &self.g())
-            .finish()
     }
 }
 

@@ -17,91 +17,24 @@
 //! | [`prq`] | §7.5 page request descriptor, §7.7 page group response descriptor |
 //!
 //! Conventions:
+//! * Every layout is declared once with [`bitfields!`](sviommu_memory::bitfields), the same
+//!   macro SMMUv3's `spec` uses: one line per field gives its name, its bits and its accessors.
 //! * A memory structure is a typed view, `#[repr(transparent)]` over its little-endian 64-bit
 //!   words. Its fields are associated [`WideField`] consts named after the spec mnemonic
 //!   (`PasidEntry::PGTT`), and the getter/setter pair is the mnemonic lowercased (`pgtt()`,
 //!   `set_pgtt()`). Bit numbers are the spec's, counted across the whole structure.
-//! * A register's fields live in a module named after the register (`regs::cap::SAGAW`).
+//! * A register's fields live in a module named after the register (`regs::cap::SAGAW`): a
+//!   32-bit register's are [`Field32`]s, which cannot name a bit above 31.
 //! * A field whose encodings include reserved values reads as `Result<_, Reserved>`; a raw
 //!   getter and setter (`pgtt_raw()`, `set_pgtt_raw()`) reach every encoding, so a test or a
 //!   hostile guest can write a reserved one and the model can raise the architected fault.
-//! * Each structure lists its named fields (`FIELDS`) and its always-reserved bits (`RESERVED`);
-//!   `reserved_bits_set` adds the bits the spec reserves relative to the host address width.
+//! * Each structure lists its named fields with their accessors (`FIELDS`, made by the macro,
+//!   which also makes `Debug`) and its always-reserved bits (`RESERVED`); `reserved_bits_set`
+//!   adds the bits the spec reserves relative to the host address width.
 //! * Nothing here panics, whatever the input: getters mask, setters drop excess bits.
 
 use sviommu_memory::bits::low_mask;
-pub use sviommu_memory::bits::{Field, Reg32, Reg64, WideField};
-
-/// Getter/setter pairs for one-bit fields of a view whose words are `self.0`.
-macro_rules! flag_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> bool {
-            $f.is_set(&self.0)
-        }
-        #[doc = concat!("Sets or clears the bit [`Self::", stringify!($get), "`] reads.")]
-        pub fn $set(&mut self, on: bool) {
-            $f.set(&mut self.0, u64::from(on));
-        }
-    )* };
-}
-
-/// Getter/setter pairs for numeric fields; the type is at least as wide as the field, and a
-/// setter drops bits the field cannot hold.
-macro_rules! int_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident: $t:ty = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> $t {
-            $crate::spec::narrow($f.get(&self.0))
-        }
-        #[doc = concat!("Sets the field [`Self::", stringify!($get), "`] reads (excess bits dropped).")]
-        pub fn $set(&mut self, value: $t) {
-            $f.set(&mut self.0, u64::from(value));
-        }
-    )* };
-}
-
-/// Getter/setter pairs for address fields: the value stays in place (a `63:12` pointer reads as
-/// a 4 KiB-aligned address), and the setter drops the address bits the field does not hold.
-macro_rules! addr_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident = $f:expr; )*) => { $(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $get(&self) -> u64 {
-            $f.in_place(&self.0)
-        }
-        #[doc = concat!("Sets the address [`Self::", stringify!($get), "`] reads (bits outside the field dropped).")]
-        pub fn $set(&mut self, addr: u64) {
-            $f.set(&mut self.0, addr >> $f.field.lo);
-        }
-    )* };
-}
-
-/// Typed getter/setter plus raw getter/setter for fields whose encodings include reserved
-/// values.
-macro_rules! enum_fields {
-    ($( $(#[$doc:meta])* $get:ident, $set:ident, $get_raw:ident, $set_raw:ident: $t:ty = $f:expr; )*) => { $(
-        $(#[$doc])*
-        pub fn $get(&self) -> Result<$t, $crate::spec::Reserved> {
-            <$t>::try_from($f.get(&self.0))
-        }
-        #[doc = concat!("Sets the field [`Self::", stringify!($get), "`] reads.")]
-        pub fn $set(&mut self, value: $t) {
-            $f.set(&mut self.0, u64::from(value));
-        }
-        #[doc = concat!("The raw encoding of the field [`Self::", stringify!($get), "`] decodes.")]
-        #[must_use]
-        pub fn $get_raw(&self) -> u64 {
-            $f.get(&self.0)
-        }
-        #[doc = concat!("Writes any encoding, reserved ones included, into the field [`Self::", stringify!($get), "`] decodes.")]
-        pub fn $set_raw(&mut self, raw: u64) {
-            $f.set(&mut self.0, raw);
-        }
-    )* };
-}
+pub use sviommu_memory::bits::{Field, Field32, FieldAccess, NamedField, Reg32, Reg64, WideField};
 
 /// An enum whose discriminants are a field's spec encodings; every other value is
 /// `Err(Reserved(v))`.
@@ -138,50 +71,23 @@ macro_rules! spec_enum {
 /// Construction and raw access shared by every view over `[u64; N]`.
 macro_rules! view_words {
     ($name:ident, $n:literal) => {
+        sviommu_memory::bitfields!(words $name, $n);
+
         impl $name {
-            /// Number of 64-bit words in the structure.
-            pub const WORDS: usize = $n;
-            /// Size of the structure in bytes.
-            pub const BYTES: u64 = $n * 8;
-
-            /// The view over `words` (word 0 holds bits 63:0).
-            #[must_use]
-            pub const fn from_words(words: [u64; $n]) -> Self {
-                Self(words)
-            }
-
-            /// The raw words.
-            #[must_use]
-            pub const fn words(&self) -> [u64; $n] {
-                self.0
-            }
-
-            /// The view over `N * 8` little-endian bytes, as the structure sits in memory.
-            #[must_use]
-            pub fn from_le_bytes(bytes: [u8; $n * 8]) -> Self {
-                let mut words = [0u64; $n];
-                for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(chunk);
-                    *w = u64::from_le_bytes(b);
-                }
-                Self(words)
-            }
-
-            /// The structure as it sits in memory.
-            #[must_use]
-            pub fn to_le_bytes(&self) -> [u8; $n * 8] {
-                let mut bytes = [0u8; $n * 8];
-                for (chunk, w) in bytes.chunks_exact_mut(8).zip(self.0.iter()) {
-                    chunk.copy_from_slice(&w.to_le_bytes());
-                }
-                bytes
-            }
-
             /// The always-reserved bits ([`Self::RESERVED`]) as a mask per word.
             #[must_use]
             pub fn fixed_reserved_mask() -> [u64; $n] {
                 $crate::spec::mask_of(Self::RESERVED)
+            }
+
+            /// The always-reserved bits this structure sets, per word.
+            #[must_use]
+            pub fn reserved_set(&self) -> [u64; $n] {
+                let mut set = Self::fixed_reserved_mask();
+                for (s, w) in set.iter_mut().zip(self.0.iter()) {
+                    *s &= w;
+                }
+                set
             }
         }
     };

@@ -6,11 +6,9 @@
 //! requests are translated (PGTT): first stage only, second stage only, nested, or
 //! pass-through.
 
-use core::fmt;
+use sviommu_memory::bits::{bitfields, WideField};
 
-use sviommu_memory::bits::WideField;
-
-use super::{any_set, bits_from, Aw, Hex};
+use super::{any_set, bits_from, Aw};
 
 /// Entries in one PASID table (one 4 KiB page of 64-byte entries).
 pub const PASID_TABLE_ENTRIES: u32 = 64;
@@ -41,29 +39,20 @@ pub struct PasidDirEntry([u64; 1]);
 
 view_words!(PasidDirEntry, 1);
 
+bitfields! {
+    impl PasidDirEntry: debug(reserved_set) {
+        /// Present: the PASID table is present.
+        P = bit(0) => p, set_p: bool;
+        /// Fault processing disable: faults for requests that use this entry are not recorded.
+        FPD = bit(1) => fpd, set_fpd: bool;
+        /// Scalable-mode PASID-table pointer: the PASID table's address.
+        SMPTBLPTR = bits(63, 12) => smptblptr, set_smptblptr: addr;
+    }
+}
+
 impl PasidDirEntry {
-    /// Present.
-    pub const P: WideField = WideField::bit(0);
-    /// Fault processing disable.
-    pub const FPD: WideField = WideField::bit(1);
-    /// Scalable-mode PASID-table pointer.
-    pub const SMPTBLPTR: WideField = WideField::bits(63, 12);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] =
-        &[("P", Self::P), ("FPD", Self::FPD), ("SMPTBLPTR", Self::SMPTBLPTR)];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] = &[WideField::bits(11, 2)];
-
-    flag_fields! {
-        /// P: the PASID table is present.
-        p, set_p = Self::P;
-        /// FPD: faults for requests that use this entry are not recorded.
-        fpd, set_fpd = Self::FPD;
-    }
-    addr_fields! {
-        /// SMPTBLPTR: the PASID table's address.
-        smptblptr, set_smptblptr = Self::SMPTBLPTR;
-    }
 
     /// Reserved bits for a host address width of `haw` bits.
     #[must_use]
@@ -77,16 +66,6 @@ impl PasidDirEntry {
     #[must_use]
     pub fn reserved_bits_set(&self, haw: u8) -> bool {
         any_set(&self.0, &Self::reserved_mask(haw))
-    }
-}
-
-impl fmt::Debug for PasidDirEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasidDirEntry")
-            .field("p", &self.p())
-            .field("fpd", &self.fpd())
-            .field("smptblptr", &Hex(self.smptblptr()))
-            .finish()
     }
 }
 
@@ -151,87 +130,83 @@ pub struct PasidEntry([u64; 8]);
 
 view_words!(PasidEntry, 8);
 
+bitfields! {
+    impl PasidEntry: debug(reserved_set) {
+        /// Present: the entry is present.
+        P = bit(0) => p, set_p: bool;
+        /// Fault processing disable: faults for requests that use this entry are not recorded.
+        FPD = bit(1) => fpd, set_fpd: bool;
+        /// Address width of the second-stage table: the second-stage table's width (must be
+        /// advertised in CAP.SAGAW).
+        AW = bits(4, 2) => aw, set_aw, aw_raw, set_aw_raw: enum(Aw);
+        /// Second-stage execute enable.
+        #[doc(alias = "SLEE")]
+        ///
+        /// SSEE: the second stage's X bit is honoured for execute requests.
+        SSEE = bit(5) => ssee, set_ssee: bool;
+        /// PASID-granular translation type: how this PASID's requests are translated.
+        PGTT = bits(8, 6) => pgtt, set_pgtt, pgtt_raw, set_pgtt_raw: enum(Pgtt);
+        /// Second-stage accessed/dirty enable.
+        #[doc(alias = "SLADE")]
+        ///
+        /// SSADE: the second stage's accessed/dirty bits are set by hardware (needs ECAP.SSADS).
+        SSADE = bit(9) => ssade, set_ssade: bool;
+        /// Second-stage page-table pointer.
+        #[doc(alias = "SLPTPTR")]
+        ///
+        /// SSPTPTR: the second-stage table's root (a host physical address).
+        SSPTPTR = bits(63, 12) => ssptptr, set_ssptptr: addr;
+        /// Domain identifier: the domain this PASID's translations are tagged with.
+        DID = bits(79, 64) => did, set_did: u16;
+        /// Page-walk snoop: page-walk accesses snoop the processor caches.
+        PWSNP = bit(87) => pwsnp, set_pwsnp: bool;
+        /// Page snoop: every access translated through this entry snoops.
+        PGSNP = bit(88) => pgsnp, set_pgsnp: bool;
+        /// Cache disable: cache disable for first-stage accesses (with ECAP.MTS).
+        CD = bit(89) => cd, set_cd: bool;
+        /// Extended memory type enable: EMT is used for first-stage accesses.
+        EMTE = bit(90) => emte, set_emte: bool;
+        /// Extended memory type: the extended memory type (IA-32 memory type encodings).
+        EMT = bits(93, 91) => emt, set_emt: u8;
+        /// Page-level write-through (of the first-stage table root): page-level write-through for
+        /// the first-stage root table access.
+        PWT = bit(94) => pwt, set_pwt: bool;
+        /// Page-level cache disable (of the first-stage table root): page-level cache disable for
+        /// the first-stage root table access.
+        PCD = bit(95) => pcd, set_pcd: bool;
+        /// Page attribute table: eight 3-bit page attribute entries, one per byte (IA32_PAT
+        /// format).
+        PAT = bits(127, 96) => pat, set_pat: u32;
+        /// Supervisor request enable: requests with supervisor privilege are allowed (needs
+        /// ECAP.SRS).
+        SRE = bit(128) => sre, set_sre: bool;
+        /// Execute request enable: requests with execute permission are allowed (needs ECAP.ERS).
+        ERE = bit(129) => ere, set_ere: bool;
+        /// First-stage paging mode.
+        #[doc(alias = "FLPM")]
+        ///
+        /// FSPM: the first-stage table's depth.
+        FSPM = bits(131, 130) => fspm, set_fspm, fspm_raw, set_fspm_raw: enum(Fspm);
+        /// Write protect enable: supervisor writes honour first-stage read-only pages (CR0.WP).
+        WPE = bit(132) => wpe, set_wpe: bool;
+        /// No-execute enable: the first stage's XD bit is honoured (IA32_EFER.NXE).
+        NXE = bit(133) => nxe, set_nxe: bool;
+        /// Supervisor mode execute prevention: supervisor execute requests to user pages fault
+        /// (CR4.SMEP).
+        SMEP = bit(134) => smep, set_smep: bool;
+        /// Extended accessed flag enable: the first stage's extended accessed flag is set by
+        /// hardware (needs ECAP.EAFS).
+        EAFE = bit(135) => eafe, set_eafe: bool;
+        /// First-stage page-table pointer.
+        #[doc(alias = "FLPTPTR")]
+        ///
+        /// FSPTPTR: the first-stage table's root (host physical when PGTT is first-stage only;
+        /// guest physical, translated by the second stage, when nested).
+        FSPTPTR = bits(191, 140) => fsptptr, set_fsptptr: addr;
+    }
+}
+
 impl PasidEntry {
-    /// Present.
-    pub const P: WideField = WideField::bit(0);
-    /// Fault processing disable.
-    pub const FPD: WideField = WideField::bit(1);
-    /// Address width of the second-stage table.
-    pub const AW: WideField = WideField::bits(4, 2);
-    /// Second-stage execute enable.
-    #[doc(alias = "SLEE")]
-    pub const SSEE: WideField = WideField::bit(5);
-    /// PASID-granular translation type.
-    pub const PGTT: WideField = WideField::bits(8, 6);
-    /// Second-stage accessed/dirty enable.
-    #[doc(alias = "SLADE")]
-    pub const SSADE: WideField = WideField::bit(9);
-    /// Second-stage page-table pointer.
-    #[doc(alias = "SLPTPTR")]
-    pub const SSPTPTR: WideField = WideField::bits(63, 12);
-    /// Domain identifier.
-    pub const DID: WideField = WideField::bits(79, 64);
-    /// Page-walk snoop.
-    pub const PWSNP: WideField = WideField::bit(87);
-    /// Page snoop.
-    pub const PGSNP: WideField = WideField::bit(88);
-    /// Cache disable.
-    pub const CD: WideField = WideField::bit(89);
-    /// Extended memory type enable.
-    pub const EMTE: WideField = WideField::bit(90);
-    /// Extended memory type.
-    pub const EMT: WideField = WideField::bits(93, 91);
-    /// Page-level write-through (of the first-stage table root).
-    pub const PWT: WideField = WideField::bit(94);
-    /// Page-level cache disable (of the first-stage table root).
-    pub const PCD: WideField = WideField::bit(95);
-    /// Page attribute table.
-    pub const PAT: WideField = WideField::bits(127, 96);
-    /// Supervisor request enable.
-    pub const SRE: WideField = WideField::bit(128);
-    /// Execute request enable.
-    pub const ERE: WideField = WideField::bit(129);
-    /// First-stage paging mode.
-    #[doc(alias = "FLPM")]
-    pub const FSPM: WideField = WideField::bits(131, 130);
-    /// Write protect enable.
-    pub const WPE: WideField = WideField::bit(132);
-    /// No-execute enable.
-    pub const NXE: WideField = WideField::bit(133);
-    /// Supervisor mode execute prevention.
-    pub const SMEP: WideField = WideField::bit(134);
-    /// Extended accessed flag enable.
-    pub const EAFE: WideField = WideField::bit(135);
-    /// First-stage page-table pointer.
-    #[doc(alias = "FLPTPTR")]
-    pub const FSPTPTR: WideField = WideField::bits(191, 140);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("P", Self::P),
-        ("FPD", Self::FPD),
-        ("AW", Self::AW),
-        ("SSEE", Self::SSEE),
-        ("PGTT", Self::PGTT),
-        ("SSADE", Self::SSADE),
-        ("SSPTPTR", Self::SSPTPTR),
-        ("DID", Self::DID),
-        ("PWSNP", Self::PWSNP),
-        ("PGSNP", Self::PGSNP),
-        ("CD", Self::CD),
-        ("EMTE", Self::EMTE),
-        ("EMT", Self::EMT),
-        ("PWT", Self::PWT),
-        ("PCD", Self::PCD),
-        ("PAT", Self::PAT),
-        ("SRE", Self::SRE),
-        ("ERE", Self::ERE),
-        ("FSPM", Self::FSPM),
-        ("WPE", Self::WPE),
-        ("NXE", Self::NXE),
-        ("SMEP", Self::SMEP),
-        ("EAFE", Self::EAFE),
-        ("FSPTPTR", Self::FSPTPTR),
-    ];
     /// Always-reserved bits: 11:10, 86:80, 139:136 and everything from bit 192 up.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(11, 10),
@@ -243,64 +218,6 @@ impl PasidEntry {
         WideField::bits(447, 384),
         WideField::bits(511, 448),
     ];
-
-    flag_fields! {
-        /// P: the entry is present.
-        p, set_p = Self::P;
-        /// FPD: faults for requests that use this entry are not recorded.
-        fpd, set_fpd = Self::FPD;
-        /// SSEE: the second stage's X bit is honoured for execute requests.
-        ssee, set_ssee = Self::SSEE;
-        /// SSADE: the second stage's accessed/dirty bits are set by hardware (needs ECAP.SSADS).
-        ssade, set_ssade = Self::SSADE;
-        /// PWSNP: page-walk accesses snoop the processor caches.
-        pwsnp, set_pwsnp = Self::PWSNP;
-        /// PGSNP: every access translated through this entry snoops.
-        pgsnp, set_pgsnp = Self::PGSNP;
-        /// CD: cache disable for first-stage accesses (with ECAP.MTS).
-        cd, set_cd = Self::CD;
-        /// EMTE: EMT is used for first-stage accesses.
-        emte, set_emte = Self::EMTE;
-        /// PWT: page-level write-through for the first-stage root table access.
-        pwt, set_pwt = Self::PWT;
-        /// PCD: page-level cache disable for the first-stage root table access.
-        pcd, set_pcd = Self::PCD;
-        /// SRE: requests with supervisor privilege are allowed (needs ECAP.SRS).
-        sre, set_sre = Self::SRE;
-        /// ERE: requests with execute permission are allowed (needs ECAP.ERS).
-        ere, set_ere = Self::ERE;
-        /// WPE: supervisor writes honour first-stage read-only pages (CR0.WP).
-        wpe, set_wpe = Self::WPE;
-        /// NXE: the first stage's XD bit is honoured (IA32_EFER.NXE).
-        nxe, set_nxe = Self::NXE;
-        /// SMEP: supervisor execute requests to user pages fault (CR4.SMEP).
-        smep, set_smep = Self::SMEP;
-        /// EAFE: the first stage's extended accessed flag is set by hardware (needs ECAP.EAFS).
-        eafe, set_eafe = Self::EAFE;
-    }
-    enum_fields! {
-        /// AW: the second-stage table's width (must be advertised in CAP.SAGAW).
-        aw, set_aw, aw_raw, set_aw_raw: Aw = Self::AW;
-        /// PGTT: how this PASID's requests are translated.
-        pgtt, set_pgtt, pgtt_raw, set_pgtt_raw: Pgtt = Self::PGTT;
-        /// FSPM: the first-stage table's depth.
-        fspm, set_fspm, fspm_raw, set_fspm_raw: Fspm = Self::FSPM;
-    }
-    int_fields! {
-        /// DID: the domain this PASID's translations are tagged with.
-        did, set_did: u16 = Self::DID;
-        /// EMT: the extended memory type (IA-32 memory type encodings).
-        emt, set_emt: u8 = Self::EMT;
-        /// PAT: eight 3-bit page attribute entries, one per byte (IA32_PAT format).
-        pat, set_pat: u32 = Self::PAT;
-    }
-    addr_fields! {
-        /// SSPTPTR: the second-stage table's root (a host physical address).
-        ssptptr, set_ssptptr = Self::SSPTPTR;
-        /// FSPTPTR: the first-stage table's root (host physical when PGTT is first-stage only;
-        /// guest physical, translated by the second stage, when nested).
-        fsptptr, set_fsptptr = Self::FSPTPTR;
-    }
 
     /// Reserved bits for a host address width of `haw` bits. The pointer bits at and above HAW
     /// are reserved only for the pointers the entry's PGTT uses: SSPTPTR for second-stage and
@@ -323,36 +240,5 @@ impl PasidEntry {
     #[must_use]
     pub fn reserved_bits_set(&self, haw: u8) -> bool {
         any_set(&self.0, &self.reserved_mask(haw))
-    }
-}
-
-impl fmt::Debug for PasidEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasidEntry")
-            .field("p", &self.p())
-            .field("fpd", &self.fpd())
-            .field("pgtt", &self.pgtt())
-            .field("did", &self.did())
-            .field("aw", &self.aw())
-            .field("ssptptr", &Hex(self.ssptptr()))
-            .field("ssee", &self.ssee())
-            .field("ssade", &self.ssade())
-            .field("fspm", &self.fspm())
-            .field("fsptptr", &Hex(self.fsptptr()))
-            .field("sre", &self.sre())
-            .field("ere", &self.ere())
-            .field("wpe", &self.wpe())
-            .field("nxe", &self.nxe())
-            .field("smep", &self.smep())
-            .field("eafe", &self.eafe())
-            .field("pwsnp", &self.pwsnp())
-            .field("pgsnp", &self.pgsnp())
-            .field("cd", &self.cd())
-            .field("emte", &self.emte())
-            .field("emt", &self.emt())
-            .field("pwt", &self.pwt())
-            .field("pcd", &self.pcd())
-            .field("pat", &Hex(self.pat().into()))
-            .finish()
     }
 }

@@ -1,15 +1,17 @@
 //! §11.4 Register Descriptions: the remapping unit's MMIO registers.
 //!
 //! Each register is a typed offset ([`Reg32`] or [`Reg64`], so the type checks the access
-//! width) and a module of the same name, lowercased, holding its fields as [`Field`]s named
-//! after the spec mnemonics, plus a `FIELDS` list. Two register blocks float: the fault recording
-//! registers start at `CAP.FRO * 16` and the IOTLB registers at `ECAP.IRO * 16`; [`frcd`],
+//! width) and a module of the same name, lowercased, holding its fields named after the spec
+//! mnemonics and a `FIELDS` list, both from one `bitfields!` declaration:
+//! [`Field32`](super::Field32)s for a 32-bit register, [`Field`](super::Field)s for a 64-bit
+//! one. Two register blocks float: the fault recording registers start at `CAP.FRO * 16` and
+//! the IOTLB registers at `ECAP.IRO * 16`; [`frcd`],
 //! [`iva`] and [`iotlb`] compute them from the capability values.
 //!
 //! Not declared: the advanced fault log (AFLOG_REG, deprecated), the MTRR registers (memory
 //! type support is not modelled), the performance-monitoring and enhanced-command registers.
 
-use super::{Field, Reg32, Reg64};
+use super::{Reg32, Reg64};
 
 /// §11.4.1 Version Register.
 pub const VER: Reg32 = Reg32(0x00);
@@ -146,92 +148,67 @@ pub const fn iotlb(ecap: u64) -> Reg64 {
 
 /// Version Register fields.
 pub mod ver {
-    use super::Field;
-    /// Minor version.
-    pub const MIN: Field = Field::bits(3, 0);
-    /// Major version.
-    pub const MAX: Field = Field::bits(7, 4);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("MIN", MIN), ("MAX", MAX)];
+    sviommu_memory::bitfields! { reg32;
+        /// Minor version.
+        MIN = bits(3, 0);
+        /// Major version.
+        MAX = bits(7, 4);
+    }
 }
 
 /// Capability Register fields.
 pub mod cap {
-    use super::Field;
-    /// Number of domains supported: `2^(4 + 2 * ND)` domain IDs (111b reserved).
-    pub const ND: Field = Field::bits(2, 0);
-    /// Advanced fault logging (deprecated).
-    pub const AFL: Field = Field::bit(3);
-    /// Required write-buffer flushing.
-    pub const RWBF: Field = Field::bit(4);
-    /// Protected low-memory region.
-    pub const PLMR: Field = Field::bit(5);
-    /// Protected high-memory region.
-    pub const PHMR: Field = Field::bit(6);
-    /// Caching mode: not-present and erroneous entries may be cached, so software invalidates
-    /// after making an entry present (what a virtual IOMMU advertises).
-    pub const CM: Field = Field::bit(7);
-    /// Supported adjusted guest address widths: bit `n` set means AW encoding `n`
-    /// ([`Aw::sagaw_bit`](crate::spec::Aw::sagaw_bit)).
-    pub const SAGAW: Field = Field::bits(12, 8);
-    /// Maximum guest address width, minus one.
-    pub const MGAW: Field = Field::bits(21, 16);
-    /// Zero-length read.
-    pub const ZLR: Field = Field::bit(22);
-    /// Fault-recording register offset, in 16-byte units.
-    pub const FRO: Field = Field::bits(33, 24);
-    /// Second-stage large page support: bit 0 2 MiB, bit 1 1 GiB (bits 2 and 3 reserved).
-    #[doc(alias = "SLLPS")]
-    pub const SSLPS: Field = Field::bits(37, 34);
-    /// Page-selective invalidation.
-    pub const PSI: Field = Field::bit(39);
-    /// Number of fault-recording registers, minus one.
-    pub const NFR: Field = Field::bits(47, 40);
-    /// Maximum address mask value for page-selective invalidations.
-    pub const MAMV: Field = Field::bits(53, 48);
-    /// Write draining.
-    pub const DWD: Field = Field::bit(54);
-    /// Read draining.
-    pub const DRD: Field = Field::bit(55);
-    /// First-stage 1 GiB pages.
-    #[doc(alias = "FL1GP")]
-    pub const FS1GP: Field = Field::bit(56);
-    /// Posted interrupts.
-    pub const PI: Field = Field::bit(59);
-    /// First-stage 5-level paging.
-    #[doc(alias = "FL5LP")]
-    pub const FS5LP: Field = Field::bit(60);
-    /// Enhanced command support.
-    pub const ECMDS: Field = Field::bit(61);
-    /// Enhanced set interrupt-remap-table pointer.
-    pub const ESIRTPS: Field = Field::bit(62);
-    /// Enhanced set root-table pointer: SRTP also invalidates the caches.
-    pub const ESRTPS: Field = Field::bit(63);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[
-        ("ND", ND),
-        ("AFL", AFL),
-        ("RWBF", RWBF),
-        ("PLMR", PLMR),
-        ("PHMR", PHMR),
-        ("CM", CM),
-        ("SAGAW", SAGAW),
-        ("MGAW", MGAW),
-        ("ZLR", ZLR),
-        ("FRO", FRO),
-        ("SSLPS", SSLPS),
-        ("PSI", PSI),
-        ("NFR", NFR),
-        ("MAMV", MAMV),
-        ("DWD", DWD),
-        ("DRD", DRD),
-        ("FS1GP", FS1GP),
-        ("PI", PI),
-        ("FS5LP", FS5LP),
-        ("ECMDS", ECMDS),
-        ("ESIRTPS", ESIRTPS),
-        ("ESRTPS", ESRTPS),
-    ];
+    sviommu_memory::bitfields! { reg64;
+        /// Number of domains supported: `2^(4 + 2 * ND)` domain IDs (111b reserved).
+        ND = bits(2, 0);
+        /// Advanced fault logging (deprecated).
+        AFL = bit(3);
+        /// Required write-buffer flushing.
+        RWBF = bit(4);
+        /// Protected low-memory region.
+        PLMR = bit(5);
+        /// Protected high-memory region.
+        PHMR = bit(6);
+        /// Caching mode: not-present and erroneous entries may be cached, so software invalidates
+        /// after making an entry present (what a virtual IOMMU advertises).
+        CM = bit(7);
+        /// Supported adjusted guest address widths: bit `n` set means AW encoding `n`
+        /// ([`Aw::sagaw_bit`](crate::spec::Aw::sagaw_bit)).
+        SAGAW = bits(12, 8);
+        /// Maximum guest address width, minus one.
+        MGAW = bits(21, 16);
+        /// Zero-length read.
+        ZLR = bit(22);
+        /// Fault-recording register offset, in 16-byte units.
+        FRO = bits(33, 24);
+        /// Second-stage large page support: bit 0 2 MiB, bit 1 1 GiB (bits 2 and 3 reserved).
+        #[doc(alias = "SLLPS")]
+        SSLPS = bits(37, 34);
+        /// Page-selective invalidation.
+        PSI = bit(39);
+        /// Number of fault-recording registers, minus one.
+        NFR = bits(47, 40);
+        /// Maximum address mask value for page-selective invalidations.
+        MAMV = bits(53, 48);
+        /// Write draining.
+        DWD = bit(54);
+        /// Read draining.
+        DRD = bit(55);
+        /// First-stage 1 GiB pages.
+        #[doc(alias = "FL1GP")]
+        FS1GP = bit(56);
+        /// Posted interrupts.
+        PI = bit(59);
+        /// First-stage 5-level paging.
+        #[doc(alias = "FL5LP")]
+        FS5LP = bit(60);
+        /// Enhanced command support.
+        ECMDS = bit(61);
+        /// Enhanced set interrupt-remap-table pointer.
+        ESIRTPS = bit(62);
+        /// Enhanced set root-table pointer: SRTP also invalidates the caches.
+        ESRTPS = bit(63);
+    }
 
     /// SSLPS bit for 2 MiB second-stage pages.
     pub const SSLPS_2M: u64 = 1 << 0;
@@ -268,104 +245,72 @@ pub mod cap {
 
 /// Extended Capability Register fields.
 pub mod ecap {
-    use super::Field;
-    /// Page-walk coherency (legacy mode).
-    pub const C: Field = Field::bit(0);
-    /// Queued invalidation.
-    pub const QI: Field = Field::bit(1);
-    /// Device-TLB (ATS).
-    pub const DT: Field = Field::bit(2);
-    /// Interrupt remapping.
-    pub const IR: Field = Field::bit(3);
-    /// Extended interrupt mode (x2APIC).
-    pub const EIM: Field = Field::bit(4);
-    /// Pass-through.
-    pub const PT: Field = Field::bit(6);
-    /// Snoop control.
-    pub const SC: Field = Field::bit(7);
-    /// IOTLB register offset, in 16-byte units.
-    pub const IRO: Field = Field::bits(17, 8);
-    /// Maximum handle mask value (interrupt entry cache invalidation).
-    pub const MHMV: Field = Field::bits(23, 20);
-    /// Memory type support.
-    pub const MTS: Field = Field::bit(25);
-    /// Nested translation.
-    pub const NEST: Field = Field::bit(26);
-    /// Page requests.
-    pub const PRS: Field = Field::bit(29);
-    /// Execute requests.
-    pub const ERS: Field = Field::bit(30);
-    /// Supervisor requests.
-    pub const SRS: Field = Field::bit(31);
-    /// No-write flag.
-    pub const NWFS: Field = Field::bit(33);
-    /// Extended accessed flag.
-    pub const EAFS: Field = Field::bit(34);
-    /// PASID size supported, minus one (bits of PASID).
-    pub const PSS: Field = Field::bits(39, 35);
-    /// PASID support.
-    pub const PASID: Field = Field::bit(40);
-    /// Device-TLB invalidation throttle.
-    pub const DIT: Field = Field::bit(41);
-    /// Page-request drain.
-    pub const PDS: Field = Field::bit(42);
-    /// Scalable-mode translation.
-    pub const SMTS: Field = Field::bit(43);
-    /// Virtual command.
-    pub const VCS: Field = Field::bit(44);
-    /// Second-stage accessed/dirty.
-    #[doc(alias = "SLADS")]
-    pub const SSADS: Field = Field::bit(45);
-    /// Second-stage translation (in scalable mode).
-    #[doc(alias = "SLTS")]
-    pub const SSTS: Field = Field::bit(46);
-    /// First-stage translation.
-    #[doc(alias = "FLTS")]
-    pub const FSTS: Field = Field::bit(47);
-    /// Scalable-mode page-walk coherency.
-    #[doc(alias = "SMPWC")]
-    pub const SMPWCS: Field = Field::bit(48);
-    /// RID_PASID support.
-    pub const RPS: Field = Field::bit(49);
-    /// Performance monitoring.
-    pub const PMS: Field = Field::bit(51);
-    /// Abort-DMA mode (RTADDR.TTM = 11b).
-    pub const ADMS: Field = Field::bit(52);
-    /// RID_PRIV support.
-    pub const RPRIVS: Field = Field::bit(53);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[
-        ("C", C),
-        ("QI", QI),
-        ("DT", DT),
-        ("IR", IR),
-        ("EIM", EIM),
-        ("PT", PT),
-        ("SC", SC),
-        ("IRO", IRO),
-        ("MHMV", MHMV),
-        ("MTS", MTS),
-        ("NEST", NEST),
-        ("PRS", PRS),
-        ("ERS", ERS),
-        ("SRS", SRS),
-        ("NWFS", NWFS),
-        ("EAFS", EAFS),
-        ("PSS", PSS),
-        ("PASID", PASID),
-        ("DIT", DIT),
-        ("PDS", PDS),
-        ("SMTS", SMTS),
-        ("VCS", VCS),
-        ("SSADS", SSADS),
-        ("SSTS", SSTS),
-        ("FSTS", FSTS),
-        ("SMPWCS", SMPWCS),
-        ("RPS", RPS),
-        ("PMS", PMS),
-        ("ADMS", ADMS),
-        ("RPRIVS", RPRIVS),
-    ];
+    sviommu_memory::bitfields! { reg64;
+        /// Page-walk coherency (legacy mode).
+        C = bit(0);
+        /// Queued invalidation.
+        QI = bit(1);
+        /// Device-TLB (ATS).
+        DT = bit(2);
+        /// Interrupt remapping.
+        IR = bit(3);
+        /// Extended interrupt mode (x2APIC).
+        EIM = bit(4);
+        /// Pass-through.
+        PT = bit(6);
+        /// Snoop control.
+        SC = bit(7);
+        /// IOTLB register offset, in 16-byte units.
+        IRO = bits(17, 8);
+        /// Maximum handle mask value (interrupt entry cache invalidation).
+        MHMV = bits(23, 20);
+        /// Memory type support.
+        MTS = bit(25);
+        /// Nested translation.
+        NEST = bit(26);
+        /// Page requests.
+        PRS = bit(29);
+        /// Execute requests.
+        ERS = bit(30);
+        /// Supervisor requests.
+        SRS = bit(31);
+        /// No-write flag.
+        NWFS = bit(33);
+        /// Extended accessed flag.
+        EAFS = bit(34);
+        /// PASID size supported, minus one (bits of PASID).
+        PSS = bits(39, 35);
+        /// PASID support.
+        PASID = bit(40);
+        /// Device-TLB invalidation throttle.
+        DIT = bit(41);
+        /// Page-request drain.
+        PDS = bit(42);
+        /// Scalable-mode translation.
+        SMTS = bit(43);
+        /// Virtual command.
+        VCS = bit(44);
+        /// Second-stage accessed/dirty.
+        #[doc(alias = "SLADS")]
+        SSADS = bit(45);
+        /// Second-stage translation (in scalable mode).
+        #[doc(alias = "SLTS")]
+        SSTS = bit(46);
+        /// First-stage translation.
+        #[doc(alias = "FLTS")]
+        FSTS = bit(47);
+        /// Scalable-mode page-walk coherency.
+        #[doc(alias = "SMPWC")]
+        SMPWCS = bit(48);
+        /// RID_PASID support.
+        RPS = bit(49);
+        /// Performance monitoring.
+        PMS = bit(51);
+        /// Abort-DMA mode (RTADDR.TTM = 11b).
+        ADMS = bit(52);
+        /// RID_PRIV support.
+        RPRIVS = bit(53);
+    }
 
     /// Byte offset of the IOTLB registers.
     #[must_use]
@@ -382,83 +327,60 @@ pub mod ecap {
 
 /// Global Command Register fields (each a one-shot or enable command; GSTS reports it).
 pub mod gcmd {
-    use super::Field;
-    /// Compatibility format interrupt.
-    pub const CFI: Field = Field::bit(23);
-    /// Set interrupt-remap-table pointer.
-    pub const SIRTP: Field = Field::bit(24);
-    /// Interrupt remapping enable.
-    pub const IRE: Field = Field::bit(25);
-    /// Queued invalidation enable.
-    pub const QIE: Field = Field::bit(26);
-    /// Write-buffer flush.
-    pub const WBF: Field = Field::bit(27);
-    /// Enable advanced fault logging (deprecated).
-    pub const EAFL: Field = Field::bit(28);
-    /// Set fault log (deprecated).
-    pub const SFL: Field = Field::bit(29);
-    /// Set root-table pointer: latch RTADDR_REG.
-    pub const SRTP: Field = Field::bit(30);
-    /// Translation enable.
-    pub const TE: Field = Field::bit(31);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[
-        ("CFI", CFI),
-        ("SIRTP", SIRTP),
-        ("IRE", IRE),
-        ("QIE", QIE),
-        ("WBF", WBF),
-        ("EAFL", EAFL),
-        ("SFL", SFL),
-        ("SRTP", SRTP),
-        ("TE", TE),
-    ];
+    sviommu_memory::bitfields! { reg32;
+        /// Compatibility format interrupt.
+        CFI = bit(23);
+        /// Set interrupt-remap-table pointer.
+        SIRTP = bit(24);
+        /// Interrupt remapping enable.
+        IRE = bit(25);
+        /// Queued invalidation enable.
+        QIE = bit(26);
+        /// Write-buffer flush.
+        WBF = bit(27);
+        /// Enable advanced fault logging (deprecated).
+        EAFL = bit(28);
+        /// Set fault log (deprecated).
+        SFL = bit(29);
+        /// Set root-table pointer: latch RTADDR_REG.
+        SRTP = bit(30);
+        /// Translation enable.
+        TE = bit(31);
+    }
 }
 
 /// Global Status Register fields (same bit positions as their GCMD commands).
 pub mod gsts {
-    use super::Field;
-    /// Compatibility format interrupt status.
-    pub const CFIS: Field = Field::bit(23);
-    /// Interrupt-remap-table pointer status.
-    pub const IRTPS: Field = Field::bit(24);
-    /// Interrupt remapping enable status.
-    pub const IRES: Field = Field::bit(25);
-    /// Queued invalidation enable status.
-    pub const QIES: Field = Field::bit(26);
-    /// Write-buffer flush status (1 while a flush is in progress).
-    pub const WBFS: Field = Field::bit(27);
-    /// Advanced fault logging status.
-    pub const AFLS: Field = Field::bit(28);
-    /// Fault log status.
-    pub const FLS: Field = Field::bit(29);
-    /// Root-table pointer status.
-    pub const RTPS: Field = Field::bit(30);
-    /// Translation enable status.
-    pub const TES: Field = Field::bit(31);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[
-        ("CFIS", CFIS),
-        ("IRTPS", IRTPS),
-        ("IRES", IRES),
-        ("QIES", QIES),
-        ("WBFS", WBFS),
-        ("AFLS", AFLS),
-        ("FLS", FLS),
-        ("RTPS", RTPS),
-        ("TES", TES),
-    ];
+    sviommu_memory::bitfields! { reg32;
+        /// Compatibility format interrupt status.
+        CFIS = bit(23);
+        /// Interrupt-remap-table pointer status.
+        IRTPS = bit(24);
+        /// Interrupt remapping enable status.
+        IRES = bit(25);
+        /// Queued invalidation enable status.
+        QIES = bit(26);
+        /// Write-buffer flush status (1 while a flush is in progress).
+        WBFS = bit(27);
+        /// Advanced fault logging status.
+        AFLS = bit(28);
+        /// Fault log status.
+        FLS = bit(29);
+        /// Root-table pointer status.
+        RTPS = bit(30);
+        /// Translation enable status.
+        TES = bit(31);
+    }
 }
 
 /// Root Table Address Register fields.
 pub mod rtaddr {
-    use super::Field;
-    /// Translation table mode.
-    pub const TTM: Field = Field::bits(11, 10);
-    /// Root table address (4 KiB aligned; bits at and above HAW reserved).
-    pub const RTA: Field = Field::bits(63, 12);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("TTM", TTM), ("RTA", RTA)];
+    sviommu_memory::bitfields! { reg64;
+        /// Translation table mode.
+        TTM = bits(11, 10);
+        /// Root table address (4 KiB aligned; bits at and above HAW reserved).
+        RTA = bits(63, 12);
+    }
 
     spec_enum! {
         /// TTM, the translation table mode. 10b (revision 2's extended mode) is reserved.
@@ -475,54 +397,49 @@ pub mod rtaddr {
 
 /// Context Command Register fields (register-based context-cache invalidation).
 pub mod ccmd {
-    use super::Field;
-    /// Domain ID.
-    pub const DID: Field = Field::bits(15, 0);
-    /// Source ID.
-    pub const SID: Field = Field::bits(31, 16);
-    /// Function mask.
-    pub const FM: Field = Field::bits(33, 32);
-    /// Context actual invalidation granularity (written by hardware).
-    pub const CAIG: Field = Field::bits(60, 59);
-    /// Context invalidation request granularity
-    /// ([`CcGranularity`](crate::spec::inv::CcGranularity)).
-    pub const CIRG: Field = Field::bits(62, 61);
-    /// Invalidate context cache: set to request, hardware clears it when done.
-    pub const ICC: Field = Field::bit(63);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] =
-        &[("DID", DID), ("SID", SID), ("FM", FM), ("CAIG", CAIG), ("CIRG", CIRG), ("ICC", ICC)];
+    sviommu_memory::bitfields! { reg64;
+        /// Domain ID.
+        DID = bits(15, 0);
+        /// Source ID.
+        SID = bits(31, 16);
+        /// Function mask.
+        FM = bits(33, 32);
+        /// Context actual invalidation granularity (written by hardware).
+        CAIG = bits(60, 59);
+        /// Context invalidation request granularity
+        /// ([`CcGranularity`](crate::spec::inv::CcGranularity)).
+        CIRG = bits(62, 61);
+        /// Invalidate context cache: set to request, hardware clears it when done.
+        ICC = bit(63);
+    }
 }
 
 /// Fault Status Register fields.
 pub mod fsts {
-    use super::Field;
-    /// Primary fault overflow (write 1 to clear).
-    pub const PFO: Field = Field::bit(0);
-    /// Primary pending fault: some fault recording register has F set.
-    pub const PPF: Field = Field::bit(1);
-    /// Invalidation queue error (write 1 to clear).
-    pub const IQE: Field = Field::bit(4);
-    /// Invalidation completion error (write 1 to clear).
-    pub const ICE: Field = Field::bit(5);
-    /// Invalidation time-out error (write 1 to clear).
-    pub const ITE: Field = Field::bit(6);
-    /// Fault record index: the first pending fault recording register.
-    pub const FRI: Field = Field::bits(15, 8);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] =
-        &[("PFO", PFO), ("PPF", PPF), ("IQE", IQE), ("ICE", ICE), ("ITE", ITE), ("FRI", FRI)];
+    sviommu_memory::bitfields! { reg32;
+        /// Primary fault overflow (write 1 to clear).
+        PFO = bit(0);
+        /// Primary pending fault: some fault recording register has F set.
+        PPF = bit(1);
+        /// Invalidation queue error (write 1 to clear).
+        IQE = bit(4);
+        /// Invalidation completion error (write 1 to clear).
+        ICE = bit(5);
+        /// Invalidation time-out error (write 1 to clear).
+        ITE = bit(6);
+        /// Fault record index: the first pending fault recording register.
+        FRI = bits(15, 8);
+    }
 }
 
 /// Interrupt-message control fields, shared by FECTL, IECTL and PECTL.
 pub mod ectl {
-    use super::Field;
-    /// Interrupt pending (read-only): an event is held back.
-    pub const IP: Field = Field::bit(30);
-    /// Interrupt mask.
-    pub const IM: Field = Field::bit(31);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("IP", IP), ("IM", IM)];
+    sviommu_memory::bitfields! { reg32;
+        /// Interrupt pending (read-only): an event is held back.
+        IP = bit(30);
+        /// Interrupt mask.
+        IM = bit(31);
+    }
 }
 
 /// Fault Event Control Register fields.
@@ -542,101 +459,92 @@ pub mod pectl {
 
 /// Interrupt-message data fields, shared by FEDATA, IEDATA and PEDATA.
 pub mod edata {
-    use super::Field;
-    /// Interrupt message data.
-    pub const IMD: Field = Field::bits(15, 0);
-    /// Extended interrupt message data (with 32-bit message data).
-    pub const EIMD: Field = Field::bits(31, 16);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("IMD", IMD), ("EIMD", EIMD)];
+    sviommu_memory::bitfields! { reg32;
+        /// Interrupt message data.
+        IMD = bits(15, 0);
+        /// Extended interrupt message data (with 32-bit message data).
+        EIMD = bits(31, 16);
+    }
 }
 
 /// Interrupt-message address fields, shared by FEADDR, IEADDR and PEADDR (the upper-address
 /// registers hold bits 63:32 whole).
 pub mod eaddr {
-    use super::Field;
-    /// Message address, bits 31:2.
-    pub const MA: Field = Field::bits(31, 2);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("MA", MA)];
+    sviommu_memory::bitfields! { reg32;
+        /// Message address, bits 31:2.
+        MA = bits(31, 2);
+    }
 }
 
 /// Protected Memory Enable Register fields.
 pub mod pmen {
-    use super::Field;
-    /// Protected region status.
-    pub const PRS: Field = Field::bit(0);
-    /// Enable protected memory.
-    pub const EPM: Field = Field::bit(31);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("PRS", PRS), ("EPM", EPM)];
+    sviommu_memory::bitfields! { reg32;
+        /// Protected region status.
+        PRS = bit(0);
+        /// Enable protected memory.
+        EPM = bit(31);
+    }
 }
 
 /// Invalidate Address Register fields (register-based page-selective IOTLB invalidation).
 pub mod iva_reg {
-    use super::Field;
-    /// Address mask: `2^AM` pages.
-    pub const AM: Field = Field::bits(5, 0);
-    /// Invalidation hint.
-    pub const IH: Field = Field::bit(6);
-    /// Address.
-    pub const ADDR: Field = Field::bits(63, 12);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("AM", AM), ("IH", IH), ("ADDR", ADDR)];
+    sviommu_memory::bitfields! { reg64;
+        /// Address mask: `2^AM` pages.
+        AM = bits(5, 0);
+        /// Invalidation hint.
+        IH = bit(6);
+        /// Address.
+        ADDR = bits(63, 12);
+    }
 }
 
 /// IOTLB Invalidate Register fields.
 pub mod iotlb_reg {
-    use super::Field;
-    /// Domain ID.
-    pub const DID: Field = Field::bits(47, 32);
-    /// Drain writes.
-    pub const DW: Field = Field::bit(48);
-    /// Drain reads.
-    pub const DR: Field = Field::bit(49);
-    /// IOTLB actual invalidation granularity (written by hardware).
-    pub const IAIG: Field = Field::bits(58, 57);
-    /// IOTLB invalidation request granularity
-    /// ([`IotlbGranularity`](crate::spec::inv::IotlbGranularity)).
-    pub const IIRG: Field = Field::bits(61, 60);
-    /// Invalidate IOTLB: set to request, hardware clears it when done.
-    pub const IVT: Field = Field::bit(63);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] =
-        &[("DID", DID), ("DW", DW), ("DR", DR), ("IAIG", IAIG), ("IIRG", IIRG), ("IVT", IVT)];
+    sviommu_memory::bitfields! { reg64;
+        /// Domain ID.
+        DID = bits(47, 32);
+        /// Drain writes.
+        DW = bit(48);
+        /// Drain reads.
+        DR = bit(49);
+        /// IOTLB actual invalidation granularity (written by hardware).
+        IAIG = bits(58, 57);
+        /// IOTLB invalidation request granularity
+        /// ([`IotlbGranularity`](crate::spec::inv::IotlbGranularity)).
+        IIRG = bits(61, 60);
+        /// Invalidate IOTLB: set to request, hardware clears it when done.
+        IVT = bit(63);
+    }
 }
 
 /// Invalidation Queue Head Register fields.
 pub mod iqh {
-    use super::Field;
-    /// Queue head: byte offset of the next descriptor hardware fetches (bit 4 is 0 with
-    /// 256-bit descriptors).
-    pub const QH: Field = Field::bits(18, 4);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("QH", QH)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue head: byte offset of the next descriptor hardware fetches (bit 4 is 0 with
+        /// 256-bit descriptors).
+        QH = bits(18, 4);
+    }
 }
 
 /// Invalidation Queue Tail Register fields.
 pub mod iqt {
-    use super::Field;
-    /// Queue tail: byte offset of the next descriptor software writes (bit 4 set with 256-bit
-    /// descriptors is an invalidation queue error).
-    pub const QT: Field = Field::bits(18, 4);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("QT", QT)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue tail: byte offset of the next descriptor software writes (bit 4 set with 256-bit
+        /// descriptors is an invalidation queue error).
+        QT = bits(18, 4);
+    }
 }
 
 /// Invalidation Queue Address Register fields.
 pub mod iqa {
-    use super::Field;
-    /// Queue size: `2^QS` 4 KiB pages.
-    pub const QS: Field = Field::bits(2, 0);
-    /// Descriptor width: 0 128-bit, 1 256-bit.
-    pub const DW: Field = Field::bit(11);
-    /// Queue base address (4 KiB aligned).
-    pub const IQA: Field = Field::bits(63, 12);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("QS", QS), ("DW", DW), ("IQA", IQA)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue size: `2^QS` 4 KiB pages.
+        QS = bits(2, 0);
+        /// Descriptor width: 0 128-bit, 1 256-bit.
+        DW = bit(11);
+        /// Queue base address (4 KiB aligned).
+        IQA = bits(63, 12);
+    }
 
     /// Bytes in the queue, `4 KiB * 2^QS`.
     #[must_use]
@@ -647,24 +555,22 @@ pub mod iqa {
 
 /// Invalidation Completion Status Register fields.
 pub mod ics {
-    use super::Field;
-    /// Invalidation wait descriptor complete (write 1 to clear).
-    pub const IWC: Field = Field::bit(0);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("IWC", IWC)];
+    sviommu_memory::bitfields! { reg32;
+        /// Invalidation wait descriptor complete (write 1 to clear).
+        IWC = bit(0);
+    }
 }
 
 /// Invalidation Queue Error Record Register fields.
 pub mod iqer {
-    use super::Field;
-    /// Invalidation queue error information.
-    pub const IQEI: Field = Field::bits(3, 0);
-    /// Source ID of the device that timed out (ITE).
-    pub const ITESID: Field = Field::bits(47, 32);
-    /// Source ID of the unexpected completion (ICE).
-    pub const ICESID: Field = Field::bits(63, 48);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("IQEI", IQEI), ("ITESID", ITESID), ("ICESID", ICESID)];
+    sviommu_memory::bitfields! { reg64;
+        /// Invalidation queue error information.
+        IQEI = bits(3, 0);
+        /// Source ID of the device that timed out (ITE).
+        ITESID = bits(47, 32);
+        /// Source ID of the unexpected completion (ICE).
+        ICESID = bits(63, 48);
+    }
 
     spec_enum! {
         /// IQEI: why FSTS.IQE was set. Valid only while IQE is set.
@@ -689,31 +595,28 @@ pub mod iqer {
 
 /// Page Request Queue Head Register fields.
 pub mod pqh {
-    use super::Field;
-    /// Queue head: byte offset of the next request software reads (32-byte entries).
-    pub const PQH: Field = Field::bits(18, 5);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("PQH", PQH)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue head: byte offset of the next request software reads (32-byte entries).
+        PQH = bits(18, 5);
+    }
 }
 
 /// Page Request Queue Tail Register fields.
 pub mod pqt {
-    use super::Field;
-    /// Queue tail: byte offset where hardware writes the next request.
-    pub const PQT: Field = Field::bits(18, 5);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("PQT", PQT)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue tail: byte offset where hardware writes the next request.
+        PQT = bits(18, 5);
+    }
 }
 
 /// Page Request Queue Address Register fields.
 pub mod pqa {
-    use super::Field;
-    /// Queue size: `2^PQS` 4 KiB pages.
-    pub const PQS: Field = Field::bits(2, 0);
-    /// Queue base address (4 KiB aligned).
-    pub const PQA: Field = Field::bits(63, 12);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("PQS", PQS), ("PQA", PQA)];
+    sviommu_memory::bitfields! { reg64;
+        /// Queue size: `2^PQS` 4 KiB pages.
+        PQS = bits(2, 0);
+        /// Queue base address (4 KiB aligned).
+        PQA = bits(63, 12);
+    }
 
     /// Bytes in the queue, `4 KiB * 2^PQS`.
     #[must_use]
@@ -724,13 +627,12 @@ pub mod pqa {
 
 /// Page Request Status Register fields.
 pub mod prs {
-    use super::Field;
-    /// Pending page request (write 1 to clear).
-    pub const PPR: Field = Field::bit(0);
-    /// Page request overflow (write 1 to clear).
-    pub const PRO: Field = Field::bit(1);
-    /// Every field.
-    pub const FIELDS: &[(&str, Field)] = &[("PPR", PPR), ("PRO", PRO)];
+    sviommu_memory::bitfields! { reg32;
+        /// Pending page request (write 1 to clear).
+        PPR = bit(0);
+        /// Page request overflow (write 1 to clear).
+        PRO = bit(1);
+    }
 }
 
 #[cfg(test)]

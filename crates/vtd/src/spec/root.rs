@@ -6,11 +6,9 @@
 //! devfn 0–127 and the upper one for devfn 128–255, each of 128 256-bit scalable-mode context
 //! entries, which point at a PASID directory.
 
-use core::fmt;
+use sviommu_memory::bits::{bitfields, WideField};
 
-use sviommu_memory::bits::WideField;
-
-use super::{any_set, bits_from, Aw, Hex};
+use super::{any_set, bits_from, Aw};
 
 /// Root-table entries per 4 KiB table (one per bus).
 pub const ROOT_ENTRIES: u64 = 256;
@@ -32,25 +30,19 @@ pub struct RootEntry([u64; 2]);
 
 view_words!(RootEntry, 2);
 
+bitfields! {
+    impl RootEntry: debug(reserved_set) {
+        /// Present: the bus has a context table.
+        P = bit(0) => p, set_p: bool;
+        /// Context-table pointer: bits `HAW-1:12` of the bus's context table (bits above HAW
+        /// reserved): the context table's address.
+        CTP = bits(63, 12) => ctp, set_ctp: addr;
+    }
+}
+
 impl RootEntry {
-    /// Present.
-    pub const P: WideField = WideField::bit(0);
-    /// Context-table pointer: bits `HAW-1:12` of the bus's context table (bits above HAW
-    /// reserved).
-    pub const CTP: WideField = WideField::bits(63, 12);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[("P", Self::P), ("CTP", Self::CTP)];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] = &[WideField::bits(11, 1), WideField::bits(127, 64)];
-
-    flag_fields! {
-        /// P: the bus has a context table.
-        p, set_p = Self::P;
-    }
-    addr_fields! {
-        /// CTP: the context table's address.
-        ctp, set_ctp = Self::CTP;
-    }
 
     /// Reserved bits for a host address width of `haw` bits.
     #[must_use]
@@ -67,12 +59,6 @@ impl RootEntry {
     }
 }
 
-impl fmt::Debug for RootEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RootEntry").field("p", &self.p()).field("ctp", &Hex(self.ctp())).finish()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // §9.2 Scalable-Mode Root Entry
 // ---------------------------------------------------------------------------------------------
@@ -85,33 +71,22 @@ pub struct ScalableRootEntry([u64; 2]);
 
 view_words!(ScalableRootEntry, 2);
 
+bitfields! {
+    impl ScalableRootEntry: debug(reserved_set) {
+        /// Lower present: the lower context table (devfn 0–127) is present.
+        LP = bit(0) => lp, set_lp: bool;
+        /// Lower context-table pointer: the lower context table's address.
+        LCTP = bits(63, 12) => lctp, set_lctp: addr;
+        /// Upper present: the upper context table (devfn 128–255) is present.
+        UP = bit(64) => up, set_up: bool;
+        /// Upper context-table pointer: the upper context table's address.
+        UCTP = bits(127, 76) => uctp, set_uctp: addr;
+    }
+}
+
 impl ScalableRootEntry {
-    /// Lower present.
-    pub const LP: WideField = WideField::bit(0);
-    /// Lower context-table pointer.
-    pub const LCTP: WideField = WideField::bits(63, 12);
-    /// Upper present.
-    pub const UP: WideField = WideField::bit(64);
-    /// Upper context-table pointer.
-    pub const UCTP: WideField = WideField::bits(127, 76);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] =
-        &[("LP", Self::LP), ("LCTP", Self::LCTP), ("UP", Self::UP), ("UCTP", Self::UCTP)];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] = &[WideField::bits(11, 1), WideField::bits(75, 65)];
-
-    flag_fields! {
-        /// LP: the lower context table (devfn 0–127) is present.
-        lp, set_lp = Self::LP;
-        /// UP: the upper context table (devfn 128–255) is present.
-        up, set_up = Self::UP;
-    }
-    addr_fields! {
-        /// LCTP: the lower context table's address.
-        lctp, set_lctp = Self::LCTP;
-        /// UCTP: the upper context table's address.
-        uctp, set_uctp = Self::UCTP;
-    }
 
     /// Whether `devfn` uses the upper half.
     #[must_use]
@@ -167,17 +142,6 @@ impl ScalableRootEntry {
     }
 }
 
-impl fmt::Debug for ScalableRootEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScalableRootEntry")
-            .field("lp", &self.lp())
-            .field("lctp", &Hex(self.lctp()))
-            .field("up", &self.up())
-            .field("uctp", &Hex(self.uctp()))
-            .finish()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // §9.3 Context Entry (legacy mode)
 // ---------------------------------------------------------------------------------------------
@@ -204,58 +168,32 @@ pub struct ContextEntry([u64; 2]);
 
 view_words!(ContextEntry, 2);
 
+bitfields! {
+    impl ContextEntry: debug(reserved_set) {
+        /// Present: the entry is present.
+        P = bit(0) => p, set_p: bool;
+        /// Fault processing disable: faults for requests that use this entry are not recorded.
+        FPD = bit(1) => fpd, set_fpd: bool;
+        /// Translation type: the translation type.
+        TT = bits(3, 2) => tt, set_tt, tt_raw, set_tt_raw: enum(TranslationType);
+        /// Second-stage page-table pointer.
+        #[doc(alias = "SLPTPTR")]
+        ///
+        /// SSPTPTR: the second-stage table's root.
+        SSPTPTR = bits(63, 12) => ssptptr, set_ssptptr: addr;
+        /// Address width: the second-stage table's width (must be advertised in CAP.SAGAW).
+        AW = bits(66, 64) => aw, set_aw, aw_raw, set_aw_raw: enum(Aw);
+        /// Ignored by hardware: available to software: software's bits; hardware ignores them.
+        AVAIL = bits(70, 67) => avail, set_avail: u8;
+        /// Domain identifier: the domain this device's translations are tagged with.
+        DID = bits(87, 72) => did, set_did: u16;
+    }
+}
+
 impl ContextEntry {
-    /// Present.
-    pub const P: WideField = WideField::bit(0);
-    /// Fault processing disable.
-    pub const FPD: WideField = WideField::bit(1);
-    /// Translation type.
-    pub const TT: WideField = WideField::bits(3, 2);
-    /// Second-stage page-table pointer.
-    #[doc(alias = "SLPTPTR")]
-    pub const SSPTPTR: WideField = WideField::bits(63, 12);
-    /// Address width.
-    pub const AW: WideField = WideField::bits(66, 64);
-    /// Ignored by hardware: available to software.
-    pub const AVAIL: WideField = WideField::bits(70, 67);
-    /// Domain identifier.
-    pub const DID: WideField = WideField::bits(87, 72);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("P", Self::P),
-        ("FPD", Self::FPD),
-        ("TT", Self::TT),
-        ("SSPTPTR", Self::SSPTPTR),
-        ("AW", Self::AW),
-        ("AVAIL", Self::AVAIL),
-        ("DID", Self::DID),
-    ];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] =
         &[WideField::bits(11, 4), WideField::bit(71), WideField::bits(127, 88)];
-
-    flag_fields! {
-        /// P: the entry is present.
-        p, set_p = Self::P;
-        /// FPD: faults for requests that use this entry are not recorded.
-        fpd, set_fpd = Self::FPD;
-    }
-    enum_fields! {
-        /// TT: the translation type.
-        tt, set_tt, tt_raw, set_tt_raw: TranslationType = Self::TT;
-        /// AW: the second-stage table's width (must be advertised in CAP.SAGAW).
-        aw, set_aw, aw_raw, set_aw_raw: Aw = Self::AW;
-    }
-    addr_fields! {
-        /// SSPTPTR: the second-stage table's root.
-        ssptptr, set_ssptptr = Self::SSPTPTR;
-    }
-    int_fields! {
-        /// AVAIL: software's bits; hardware ignores them.
-        avail, set_avail: u8 = Self::AVAIL;
-        /// DID: the domain this device's translations are tagged with.
-        did, set_did: u16 = Self::DID;
-    }
 
     /// Reserved bits for a host address width of `haw` bits. SSPTPTR's bits at and above HAW are
     /// reserved unless TT is pass-through, where the field is ignored.
@@ -275,19 +213,6 @@ impl ContextEntry {
     }
 }
 
-impl fmt::Debug for ContextEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContextEntry")
-            .field("p", &self.p())
-            .field("fpd", &self.fpd())
-            .field("tt", &self.tt())
-            .field("ssptptr", &Hex(self.ssptptr()))
-            .field("aw", &self.aw())
-            .field("did", &self.did())
-            .finish()
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // §9.4 Scalable-Mode Context-Entry
 // ---------------------------------------------------------------------------------------------
@@ -300,37 +225,32 @@ pub struct ScalableContextEntry([u64; 4]);
 
 view_words!(ScalableContextEntry, 4);
 
+bitfields! {
+    impl ScalableContextEntry: debug(reserved_set) {
+        /// Present: the entry is present.
+        P = bit(0) => p, set_p: bool;
+        /// Fault processing disable: faults for requests that use this entry are not recorded.
+        FPD = bit(1) => fpd, set_fpd: bool;
+        /// Device-TLB enable: translation requests (ATS) and translated requests are allowed.
+        DTE = bit(2) => dte, set_dte: bool;
+        /// PASID enable: requests with PASID are allowed.
+        PASIDE = bit(3) => paside, set_paside: bool;
+        /// Page request enable: page requests are allowed.
+        PRE = bit(4) => pre, set_pre: bool;
+        /// PASID directory size: the PASID directory has `2^(PDTS + 7)` entries.
+        PDTS = bits(11, 9) => pdts, set_pdts: u8;
+        /// PASID directory pointer: the PASID directory's address.
+        PASIDDIRPTR = bits(63, 12) => pasiddirptr, set_pasiddirptr: addr;
+        /// The PASID that requests without PASID use: the PASID that requests without PASID are
+        /// translated with (must be 0 unless ECAP.RPS).
+        RID_PASID = bits(83, 64) => rid_pasid, set_rid_pasid: u32;
+        /// The privilege that requests without PASID use: requests without PASID are treated as
+        /// supervisor requests (needs ECAP.RPRIVS).
+        RID_PRIV = bit(84) => rid_priv, set_rid_priv: bool;
+    }
+}
+
 impl ScalableContextEntry {
-    /// Present.
-    pub const P: WideField = WideField::bit(0);
-    /// Fault processing disable.
-    pub const FPD: WideField = WideField::bit(1);
-    /// Device-TLB enable.
-    pub const DTE: WideField = WideField::bit(2);
-    /// PASID enable.
-    pub const PASIDE: WideField = WideField::bit(3);
-    /// Page request enable.
-    pub const PRE: WideField = WideField::bit(4);
-    /// PASID directory size.
-    pub const PDTS: WideField = WideField::bits(11, 9);
-    /// PASID directory pointer.
-    pub const PASIDDIRPTR: WideField = WideField::bits(63, 12);
-    /// The PASID that requests without PASID use.
-    pub const RID_PASID: WideField = WideField::bits(83, 64);
-    /// The privilege that requests without PASID use.
-    pub const RID_PRIV: WideField = WideField::bit(84);
-    /// Every named field.
-    pub const FIELDS: &'static [(&'static str, WideField)] = &[
-        ("P", Self::P),
-        ("FPD", Self::FPD),
-        ("DTE", Self::DTE),
-        ("PASIDE", Self::PASIDE),
-        ("PRE", Self::PRE),
-        ("PDTS", Self::PDTS),
-        ("PASIDDIRPTR", Self::PASIDDIRPTR),
-        ("RID_PASID", Self::RID_PASID),
-        ("RID_PRIV", Self::RID_PRIV),
-    ];
     /// Always-reserved bits.
     pub const RESERVED: &'static [WideField] = &[
         WideField::bits(8, 5),
@@ -338,33 +258,6 @@ impl ScalableContextEntry {
         WideField::bits(191, 128),
         WideField::bits(255, 192),
     ];
-
-    flag_fields! {
-        /// P: the entry is present.
-        p, set_p = Self::P;
-        /// FPD: faults for requests that use this entry are not recorded.
-        fpd, set_fpd = Self::FPD;
-        /// DTE: translation requests (ATS) and translated requests are allowed.
-        dte, set_dte = Self::DTE;
-        /// PASIDE: requests with PASID are allowed.
-        paside, set_paside = Self::PASIDE;
-        /// PRE: page requests are allowed.
-        pre, set_pre = Self::PRE;
-        /// RID_PRIV: requests without PASID are treated as supervisor requests (needs
-        /// ECAP.RPRIVS).
-        rid_priv, set_rid_priv = Self::RID_PRIV;
-    }
-    int_fields! {
-        /// PDTS: the PASID directory has `2^(PDTS + 7)` entries.
-        pdts, set_pdts: u8 = Self::PDTS;
-        /// RID_PASID: the PASID that requests without PASID are translated with (must be 0
-        /// unless ECAP.RPS).
-        rid_pasid, set_rid_pasid: u32 = Self::RID_PASID;
-    }
-    addr_fields! {
-        /// PASIDDIRPTR: the PASID directory's address.
-        pasiddirptr, set_pasiddirptr = Self::PASIDDIRPTR;
-    }
 
     /// Entries in the PASID directory, `2^(PDTS + 7)`.
     #[must_use]
@@ -384,21 +277,5 @@ impl ScalableContextEntry {
     #[must_use]
     pub fn reserved_bits_set(&self, haw: u8) -> bool {
         any_set(&self.0, &Self::reserved_mask(haw))
-    }
-}
-
-impl fmt::Debug for ScalableContextEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScalableContextEntry")
-            .field("p", &self.p())
-            .field("fpd", &self.fpd())
-            .field("dte", &self.dte())
-            .field("paside", &self.paside())
-            .field("pre", &self.pre())
-            .field("pdts", &self.pdts())
-            .field("pasiddirptr", &Hex(self.pasiddirptr()))
-            .field("rid_pasid", &Hex(self.rid_pasid().into()))
-            .field("rid_priv", &self.rid_priv())
-            .finish()
     }
 }

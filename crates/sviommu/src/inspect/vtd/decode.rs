@@ -234,8 +234,8 @@ mod tests {
         f.0.iter().map(|(n, _)| *n).collect()
     }
 
-    fn spec_names(fields: &[(&'static str, sviommu_vtd::spec::WideField)]) -> Vec<&'static str> {
-        fields.iter().map(|(n, _)| *n).collect()
+    fn spec_names<T>(fields: &[sviommu_vtd::spec::FieldAccess<T>]) -> Vec<&'static str> {
+        fields.iter().map(|a| a.named.name).collect()
     }
 
     /// Every field each view declares is shown, under the spec's name, in the spec's order: a
