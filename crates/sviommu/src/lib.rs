@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod inspect;
+pub mod uapi;
 
 /// How a command prints its report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
