@@ -361,8 +361,10 @@ impl Runner {
 
     fn line(&mut self, line: &Line<'_>) -> Result<(), ScriptError> {
         let outcome = self.call(line)?;
-        if let (Some(name), Outcome::Id { id, .. }) = (line.bind, &outcome) {
-            self.vars.insert(name.to_owned(), *id);
+        if let (Some(name), Outcome::Id { id: v, .. } | Outcome::Iova { iova: v }) =
+            (line.bind, &outcome)
+        {
+            self.vars.insert(name.to_owned(), *v);
         }
         let outcome = match (line.bind, outcome) {
             (Some(name), Outcome::Id { id, .. }) => Outcome::Id { name: Some(name.to_owned()), id },
@@ -515,7 +517,10 @@ impl Runner {
                 id(self.m.fd.veventq_alloc(flags, v, kind, depth))
             }
             "HWPT_INVALIDATE" | "VIOMMU_INVALIDATE" => {
-                self.check_fields(line, &["hwpt_id", "viommu_id", "data_type", "entry", "cmd"])?;
+                self.check_fields(
+                    line,
+                    &["hwpt_id", "viommu_id", "data_type", "entry_len", "entry", "cmd"],
+                )?;
                 let target = match (line.raw("hwpt_id"), line.raw("viommu_id")) {
                     (Some(_), None) => self.need32(line, "hwpt_id", &[])?,
                     (None, Some(_)) => self.need32(line, "viommu_id", &[])?,
@@ -780,6 +785,9 @@ impl Runner {
         };
         if let Some(t) = self.opt32(line, "data_type", &[("VTD_S1", 0), ("ARM_SMMUV3", 1)])? {
             array.data_type = t;
+        }
+        if let Some(len) = self.opt32(line, "entry_len", &[])? {
+            array = array.with_entry_len(len);
         }
         Ok(array)
     }

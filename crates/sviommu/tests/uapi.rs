@@ -104,3 +104,21 @@ fn a_bad_line_names_its_number_and_field() {
     assert!(out.contains("<-- expected EBUSY, got ok"), "{out}");
     assert!(out.contains("   4  IOAS_ALLOC"), "{out}");
 }
+
+/// The selftest ports run with every expectation held, and SELFTESTS.md lists every TEST_F a
+/// script ports.
+#[test]
+fn the_selftest_ports_hold() {
+    let dir = format!("{EXAMPLES}/selftests");
+    let list = std::fs::read_to_string(format!("{dir}/SELFTESTS.md")).unwrap();
+    for name in ["iommufd_ioas.calls", "iommufd_viommu.calls", "iommufd_device_pasid.calls"] {
+        let path = format!("{dir}/{name}");
+        let (code, out, err) = run(&[&path]);
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        let script = std::fs::read_to_string(&path).unwrap();
+        for line in script.lines().filter_map(|l| l.strip_prefix("# TEST_F(")) {
+            let test = line.split(')').next().unwrap().split(", ").nth(1).unwrap();
+            assert!(list.contains(&format!("`{test}`")), "SELFTESTS.md does not list {test}");
+        }
+    }
+}

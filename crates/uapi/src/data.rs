@@ -324,6 +324,25 @@ impl InvalidateArray {
         Self { data_type: invalidate_type::ARM_SMMUV3, entry_len: 16, bytes }
     }
 
+    /// The same entries with each one cut to, or zero-padded to, `entry_len` bytes. With 0
+    /// the bytes stay: a caller passing entries of no length (which iommufd refuses).
+    pub fn with_entry_len(&self, entry_len: u32) -> Self {
+        if entry_len == 0 {
+            return Self { data_type: self.data_type, entry_len, bytes: self.bytes.clone() };
+        }
+        let mut bytes = Vec::new();
+        let old = usize::try_from(self.entry_len).unwrap_or(0);
+        let new = usize::try_from(entry_len).unwrap_or(0);
+        if old > 0 {
+            for e in self.bytes.chunks(old) {
+                let mut e = e.to_vec();
+                e.resize(new, 0);
+                bytes.extend_from_slice(&e);
+            }
+        }
+        Self { data_type: self.data_type, entry_len, bytes }
+    }
+
     /// How many entries (`entry_num`).
     pub fn entry_num(&self) -> u32 {
         match usize::try_from(self.entry_len) {

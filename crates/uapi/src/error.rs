@@ -326,10 +326,7 @@ impl UapiError {
     pub fn errno(&self) -> Errno {
         use Errno::*;
         match self {
-            Self::NoSuchObject { .. }
-            | Self::NotMapped { .. }
-            | Self::NoVdevice { .. }
-            | Self::NotAttached { .. } => ENOENT,
+            Self::NoSuchObject { .. } | Self::NotMapped { .. } | Self::NoVdevice { .. } => ENOENT,
             Self::WrongObject { .. }
             | Self::ShortData { .. }
             | Self::NestedOnNested(_)
@@ -338,6 +335,7 @@ impl UapiError {
             | Self::NotAllowed { .. }
             | Self::Aperture(_)
             | Self::AlreadyAttached { .. }
+            | Self::NotAttached { .. }
             | Self::PasidIncompatible(_)
             | Self::PasidsAttached(_)
             | Self::PasidWidth { .. }

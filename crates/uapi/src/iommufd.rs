@@ -317,12 +317,14 @@ impl Iommufd {
     fn find_iova(&self, ioas: ObjectId, length: u64) -> Result<u64, UapiError> {
         let areas = &self.ioas(ioas)?.areas;
         for (start, last) in self.allowed(ioas, None)? {
-            let mut at = start.checked_next_multiple_of(IOVA_ALIGNMENT).unwrap_or(u64::MAX);
+            // iommufd aligns an automatic IOVA to the length's lowest set bit.
+            let align = (length & length.wrapping_neg()).max(IOVA_ALIGNMENT);
+            let mut at = start.checked_next_multiple_of(align).unwrap_or(u64::MAX);
             while let Some(end) = at.checked_add(length - 1).filter(|e| *e <= last) {
                 match areas.values().find(|a| a.iova <= end && at <= a.iova + (a.length - 1)) {
                     None => return Ok(at),
                     Some(a) => {
-                        at = match (a.iova + a.length).checked_next_multiple_of(IOVA_ALIGNMENT) {
+                        at = match (a.iova + a.length).checked_next_multiple_of(align) {
                             Some(n) => n,
                             None => break,
                         }
@@ -450,7 +452,8 @@ impl Iommufd {
         self.add_area(ioas, Area { iova, length, user_va, write, pieces })
     }
 
-    /// `IOMMU_IOAS_COPY`: maps what `src_iova..+length` of `src` maps (whole areas) into `dst`.
+    /// `IOMMU_IOAS_COPY`: maps what `src_iova..+length` of `src` maps (any part of its
+    /// areas, as long as all of it is mapped) into `dst`.
     pub fn ioas_copy(
         &mut self,
         dst: ObjectId,
@@ -461,8 +464,8 @@ impl Iommufd {
         src_iova: u64,
     ) -> Result<u64, UapiError> {
         self.ioas(dst)?;
-        let src_areas = self.whole_areas(src, src_iova, length)?;
-        if flags & map_flags::WRITEABLE != 0 && src_areas.iter().any(|a| !a.write) {
+        let (src_pieces, write, user_va) = self.mapped_pieces(src, src_iova, length)?;
+        if flags & map_flags::WRITEABLE != 0 && !write {
             return Err(UapiError::Invalid {
                 field: "flags",
                 value: u64::from(flags),
@@ -470,33 +473,47 @@ impl Iommufd {
             });
         }
         let iova = self.check_new_area(dst, flags, length, dst_iova)?;
-        let mut pieces = Vec::new();
-        for a in &src_areas {
-            for p in &a.pieces {
-                pieces.push(Piece { iova: p.iova - src_iova + iova, ..*p });
-            }
-        }
-        let user_va = src_areas.first().map_or(0, |a| a.user_va);
+        let pieces =
+            src_pieces.iter().map(|p| Piece { iova: p.iova - src_iova + iova, ..*p }).collect();
         let write = flags & map_flags::WRITEABLE != 0;
         self.add_area(dst, Area { iova, length, user_va, write, pieces })
     }
 
-    /// The areas that exactly cover `iova..+length` of `ioas`.
-    fn whole_areas(&self, ioas: ObjectId, iova: u64, length: u64) -> Result<Vec<Area>, UapiError> {
+    /// The host pieces behind `iova..+length` of `ioas`, which must all be mapped; whether all
+    /// of it is writable; the user VA it starts at.
+    fn mapped_pieces(
+        &self,
+        ioas: ObjectId,
+        iova: u64,
+        length: u64,
+    ) -> Result<(Vec<Piece>, bool, u64), UapiError> {
         let areas = &self.ioas(ioas)?.areas;
         let not = UapiError::NotMapped { iova, length };
         let end = iova.checked_add(length).ok_or(UapiError::Overflow { start: iova, length })?;
-        let mut out = Vec::new();
-        let mut at = iova;
-        while at < end {
-            let a = areas.get(&at).ok_or_else(|| not.clone())?;
-            out.push(a.clone());
-            at += a.length;
-        }
-        if at != end || out.is_empty() {
+        if length == 0 {
             return Err(not);
         }
-        Ok(out)
+        let mut out = Vec::new();
+        let mut write = true;
+        let mut user_va = None;
+        let mut at = iova;
+        while at < end {
+            let (_, a) = areas
+                .range(..=at)
+                .next_back()
+                .filter(|(_, a)| at - a.iova < a.length)
+                .ok_or_else(|| not.clone())?;
+            write &= a.write;
+            user_va.get_or_insert(a.user_va + (at - a.iova));
+            for p in &a.pieces {
+                let (s, e) = (p.iova.max(at), (p.iova + p.len).min(end));
+                if s < e {
+                    out.push(Piece { iova: s, hpa: p.hpa + (s - p.iova), len: e - s });
+                }
+            }
+            at = a.iova + a.length;
+        }
+        Ok((out, write, user_va.unwrap_or(0)))
     }
 
     /// `IOMMU_IOAS_UNMAP`: unmaps every area inside `iova..+length` (0 and `u64::MAX`:
@@ -511,6 +528,10 @@ impl Iommufd {
             }
             iova.checked_add(length - 1).ok_or(UapiError::Overflow { start: iova, length })?
         };
+        if iova == 0 && length == u64::MAX && areas.is_empty() {
+            // Unmapping everything of an empty IOAS succeeds.
+            return Ok(0);
+        }
         let mut victims = Vec::new();
         for a in areas.values() {
             let a_last = a.iova + (a.length - 1);
@@ -568,6 +589,11 @@ impl Iommufd {
             });
         }
         let dev = self.device(a.dev_id)?.clone();
+        let both = hwpt_flags::NEST_PARENT | hwpt_flags::FAULT_ID_VALID;
+        if a.flags & both == both {
+            // A nesting parent's stage-2 faults are the host's, never a fault queue's.
+            return Err(UapiError::Flags { call: "HWPT_ALLOC", flags: u64::from(a.flags) });
+        }
         let fault = if a.flags & hwpt_flags::FAULT_ID_VALID != 0 {
             match self.get(a.fault_id, "fault queue")? {
                 Object::Fault => Some(a.fault_id),
@@ -1111,14 +1137,13 @@ impl Iommufd {
         Ok(())
     }
 
-    /// Detaches a device (at a PASID): its requests are blocked.
+    /// Detaches a device (at a PASID): its requests are blocked. Detaching what is not
+    /// attached does nothing (VFIO's detach succeeds).
     pub fn detach(&mut self, dev_id: ObjectId, pasid: Option<u32>) -> Result<(), UapiError> {
         let dev = self.device(dev_id)?.clone();
-        let old = self
-            .attached
-            .get(&(dev_id, pasid))
-            .copied()
-            .ok_or_else(|| UapiError::NotAttached { device: dev.id.clone(), pasid })?;
+        let Some(old) = self.attached.get(&(dev_id, pasid)).copied() else {
+            return Ok(());
+        };
         let shared = self
             .group_peers(dev_id, &dev.id)
             .into_iter()
@@ -1140,6 +1165,13 @@ impl Iommufd {
     /// `IOMMU_HWPT_INVALIDATE` on a nested HWPT (VT-d) or a vIOMMU (SMMUv3). Returns how many
     /// entries were handled; a refused entry stops the array (`UapiError::Entry`).
     pub fn invalidate(&mut self, id: ObjectId, array: &InvalidateArray) -> Result<u32, UapiError> {
+        if array.entry_len == 0 && !array.bytes.is_empty() {
+            return Err(UapiError::Invalid {
+                field: "entry_len",
+                value: 0,
+                why: "entries of no length",
+            });
+        }
         match self.get(id, "nested HWPT or vIOMMU")?.clone() {
             Object::HwptNested(HwptNested { domain: Some(domain), .. }) => {
                 if array.data_type != invalidate_type::VTD_S1 {
