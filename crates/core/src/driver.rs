@@ -455,4 +455,30 @@ pub trait IommuDriver: Send {
     /// decides reach by this alone.
     fn dma(&self, request_id: u32, pasid: Option<Pasid>, addr: u64, access: DmaAccess)
         -> DmaResult;
+
+    /// The unit's capability registers as its hardware model reports them through MMIO (what
+    /// iommufd's `IOMMU_GET_HW_INFO` hands a VMM to build a matching vIOMMU).
+    fn hw_info(&self) -> HwInfo;
+}
+
+/// A unit's capability registers, raw: the VMM decodes them with the architecture's spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HwInfo {
+    /// VT-d §11.4.2 CAP_REG and §11.4.3 ECAP_REG.
+    Vtd {
+        /// CAP_REG.
+        cap: u64,
+        /// ECAP_REG.
+        ecap: u64,
+    },
+    /// SMMUv3 §6.3.1-§6.3.8: SMMU_IDR0..5, SMMU_IIDR, SMMU_AIDR.
+    Smmuv3 {
+        /// SMMU_IDR0..SMMU_IDR5.
+        idr: [u32; 6],
+        /// SMMU_IIDR.
+        iidr: u32,
+        /// SMMU_AIDR.
+        aidr: u32,
+    },
 }

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod inspect;
 pub mod run;
+pub mod uapi;
 
 /// How a command prints its report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -68,6 +68,19 @@ enum Command {
         #[command(subcommand)]
         arch: inspect::Arch,
     },
+    /// Run a file of iommufd calls (IOAS_ALLOC, IOAS_MAP, HWPT_ALLOC, VIOMMU_ALLOC, ...)
+    /// against a built-in VT-d or SMMUv3 machine, and print each call's result or errno.
+    ///
+    /// One call per line with its fields as key=value; `name = CALL ...` binds the returned ID;
+    /// `dma DEV [pasid=N] ADDR read|write` sends a request through the hardware model. The
+    /// README documents the format. Exits 1 if an `expect=` does not hold, 2 on a bad line.
+    Uapi {
+        /// The call script.
+        file: std::path::PathBuf,
+        /// Output format: a table, or one JSON object per call.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +133,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Uapi { file, format } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("sviommu uapi: {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            match sviommu::uapi::run(&text) {
+                Ok(run) => {
+                    match format {
+                        Format::Text => print!("{}", sviommu::uapi::text(&run)),
+                        Format::Json => print!("{}", sviommu::uapi::json(&run)),
+                    }
+                    if run.as_expected() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sviommu uapi: {}: {e}", file.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Inspect { arch } => {
             let mut out = std::io::stdout().lock();
             match inspect::run(&arch, &mut out).and_then(|()| Ok(out.flush()?)) {

@@ -571,6 +571,19 @@ impl IommuDriver for SmmuUnit {
             Err(Abort::Silent(s)) => Err(DmaFault::Terminated { by: silent(s) }),
         }
     }
+
+    fn hw_info(&self) -> crate::driver::HwInfo {
+        use sviommu_smmuv3::spec::regs;
+        // A 32-bit register read is at most 32 bits wide.
+        let read = |r: sviommu_memory::bits::Reg32| {
+            u32::try_from(self.hw.mmio_read(r.0, 4)).unwrap_or(u32::MAX)
+        };
+        crate::driver::HwInfo::Smmuv3 {
+            idr: [regs::IDR0, regs::IDR1, regs::IDR2, regs::IDR3, regs::IDR4, regs::IDR5].map(read),
+            iidr: read(regs::IIDR),
+            aidr: read(regs::AIDR),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -371,4 +371,11 @@ impl IommuDriver for VtdUnit {
         }
         self.hw.translate(&req).map(|t| t.output).map_err(|f| DmaFault::Fault(reason(f.reason)))
     }
+
+    fn hw_info(&self) -> crate::driver::HwInfo {
+        crate::driver::HwInfo::Vtd {
+            cap: self.hw.mmio_read(sviommu_vtd::spec::regs::CAP.0, 8),
+            ecap: self.hw.mmio_read(sviommu_vtd::spec::regs::ECAP.0, 8),
+        }
+    }
 }
