@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use sviommu_core::driver::{DmaAccess, DmaResult, HwInfo};
+use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult, HwInfo};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::Model;
 use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
@@ -102,6 +102,12 @@ pub enum Outcome {
         /// Its name.
         name: &'static str,
     },
+    /// Blocked where the architecture records no fault (SMMUv3 STE.Config abort, GBPA.ABORT),
+    /// or never seen by the unit: what happened instead.
+    Blocked {
+        /// What blocked it.
+        why: &'static str,
+    },
     /// Done.
     Ok,
     /// Refused.
@@ -153,7 +159,9 @@ impl Run {
 pub fn dma_outcome(r: DmaResult) -> Outcome {
     match r {
         Ok(output) => Outcome::Translated { output },
-        Err(f) => Outcome::Fault { code: f.code, name: f.name },
+        Err(DmaFault::Fault(f)) => Outcome::Fault { code: f.code, name: f.name },
+        Err(DmaFault::Terminated { by }) => Outcome::Blocked { why: by },
+        Err(DmaFault::NotSeen { why }) => Outcome::Blocked { why },
     }
 }
 
@@ -376,6 +384,7 @@ impl Runner {
                 let got = match &outcome {
                     Outcome::Errno { errno, .. } => *errno,
                     Outcome::Fault { .. } => "fault",
+                    Outcome::Blocked { .. } => "blocked",
                     _ => "ok",
                 };
                 if want != "ok" && want != "fault" && Errno::from_name(want).is_none() {
@@ -895,6 +904,7 @@ fn describe(o: &Outcome) -> String {
         Outcome::Handled { handled } => format!("handled {handled}"),
         Outcome::Translated { output } => format!("-> {output:#x}"),
         Outcome::Fault { code, name } => format!("fault {code:#x} {name}"),
+        Outcome::Blocked { why } => format!("blocked: {why}"),
         Outcome::Ok => "ok".to_owned(),
         Outcome::Errno { errno, number, handled, error } => match handled {
             Some(h) => format!("{errno} ({number}) after {h} handled: {error}"),

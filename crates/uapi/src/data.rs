@@ -3,7 +3,7 @@
 //! their checks.
 
 use serde::Serialize;
-use sviommu_smmuv3::spec::ste::{self, Eats, S1Fmt, StreamConfig};
+use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
 use sviommu_smmuv3::spec::{Command, Opcode, Ste};
 
 use crate::error::UapiError;
@@ -193,17 +193,17 @@ pub(crate) fn decode_vtd_s1(data: &HwptData) -> Result<NestedData, UapiError> {
 fn vste_allowed() -> [u64; 2] {
     let mut w = [0u64; 2];
     for f in [
-        ste::V,
-        ste::CONFIG,
-        ste::S1FMT,
-        ste::S1CONTEXTPTR,
-        ste::S1CDMAX,
-        ste::S1DSS,
-        ste::S1CIR,
-        ste::S1COR,
-        ste::S1CSH,
-        ste::S1STALLD,
-        ste::EATS,
+        Ste::V,
+        Ste::CONFIG,
+        Ste::S1FMT,
+        Ste::S1CONTEXTPTR,
+        Ste::S1CDMAX,
+        Ste::S1DSS,
+        Ste::S1CIR,
+        Ste::S1COR,
+        Ste::S1CSH,
+        Ste::S1STALLD,
+        Ste::EATS,
     ] {
         f.set(&mut w, u64::MAX);
     }

@@ -2,7 +2,7 @@
 //! hardware models: a DMA decides whether a call took effect, and every refused call leaves
 //! every byte of host memory and every unit register as it was.
 
-use sviommu_core::driver::{DmaAccess, HwInfo};
+use sviommu_core::driver::{DmaAccess, DmaFault, HwInfo};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::Model;
 use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
@@ -37,7 +37,10 @@ fn errno<T: std::fmt::Debug>(
 }
 
 fn dma(m: &Machine, dev: &DeviceId, pasid: Option<u32>, addr: u64) -> Result<u64, u16> {
-    m.fd.dma(dev, pasid, addr, DmaAccess::Write).unwrap().map_err(|f| f.code)
+    m.fd.dma(dev, pasid, addr, DmaAccess::Write).unwrap().map_err(|f| match f {
+        DmaFault::Fault(r) => r.code,
+        other => panic!("no architected fault: {other:?}"),
+    })
 }
 
 struct Rig {
