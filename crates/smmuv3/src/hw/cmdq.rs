@@ -366,7 +366,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             Ok(Some(g)) if self.caps.ril => g,
             _ => return Ok((addr, addr)),
         };
-        let g_lg2 = granule_lg2(granule);
+        let g_lg2 = granule.lg2();
         let lo = addr & !mask64(g_lg2);
         let pages = (u64::from(c.num()) + 1) << c.scale();
         let len = pages.checked_shl(u32::from(g_lg2)).unwrap_or(u64::MAX);
@@ -380,14 +380,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         inval(&ch.s1_walk, |_, _| true);
         inval(&ch.s2_walk, |_, _| true);
         inval(&ch.s2_leaf, |_, _| true);
-    }
-}
-
-fn granule_lg2(g: crate::spec::Granule) -> u8 {
-    match g {
-        crate::spec::Granule::Size4K => 12,
-        crate::spec::Granule::Size16K => 14,
-        crate::spec::Granule::Size64K => 16,
     }
 }
 
