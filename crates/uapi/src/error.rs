@@ -120,6 +120,14 @@ pub enum UapiError {
         /// Who uses it.
         users: Vec<ObjectId>,
     },
+    /// The device is bound to the context already.
+    #[error("{device} is bound already, as object {id}")]
+    AlreadyBound {
+        /// The device.
+        device: DeviceId,
+        /// Its device object.
+        id: ObjectId,
+    },
     /// A device object is bound by its owner (VFIO) and unbound by it, not destroyed.
     #[error("object {0} is a bound device; its owner unbinds it")]
     BoundDevice(ObjectId),
@@ -341,7 +349,10 @@ impl UapiError {
             | Self::PasidWidth { .. }
             | Self::GroupSplit { .. }
             | Self::WrongUnit { .. } => EINVAL,
-            Self::InUse { .. } | Self::BoundDevice(_) | Self::PasidBusy { .. } => EBUSY,
+            Self::InUse { .. }
+            | Self::BoundDevice(_)
+            | Self::AlreadyBound { .. }
+            | Self::PasidBusy { .. } => EBUSY,
             Self::Flags { .. } | Self::Type { .. } | Self::Unsupported(_) => EOPNOTSUPP,
             Self::TrailingData { .. } => E2BIG,
             Self::BadVste(_) | Self::Command(_) | Self::UnknownVsid(_) => EIO,

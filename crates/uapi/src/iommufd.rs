@@ -191,7 +191,7 @@ impl Iommufd {
         let unit = d.unit;
         self.iommu.driver(unit)?;
         if let Some(id) = self.device_object(dev) {
-            return Err(UapiError::VdeviceExists(format!("device object {id} binds {dev}")));
+            return Err(UapiError::AlreadyBound { device: dev.clone(), id });
         }
         Ok(self.insert(Object::Device(Device { id: dev.clone(), unit })))
     }
