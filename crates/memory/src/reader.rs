@@ -61,6 +61,13 @@ impl<'m, M: PhysMemory + ?Sized> TableReader<'m, M> {
         Ok(self.mem.compare_exchange_u64(addr, expected, new)?.is_ok())
     }
 
+    /// Adds `other`'s counts to this reader's: the reads a nested context made on this
+    /// walk's behalf.
+    pub fn absorb(&mut self, other: &TableReader<'_, M>) {
+        self.reads = self.reads.saturating_add(other.reads);
+        self.updates = self.updates.saturating_add(other.updates);
+    }
+
     /// Table reads so far.
     pub fn reads(&self) -> u32 {
         self.reads

@@ -279,6 +279,17 @@ impl WalkObserver for () {
     fn step(&mut self, _step: WalkStep) {}
 }
 
+/// A borrowed observer sees what it would see owned: a context built for one walk
+/// ([`WalkCtx::hinted`]) lends it the translation's observer.
+impl<O: WalkObserver + ?Sized> WalkObserver for &mut O {
+    fn step(&mut self, step: WalkStep) {
+        (**self).step(step);
+    }
+    fn structure(&mut self, what: &'static str, mem_addr: u64, words: &[u64]) {
+        (**self).structure(what, mem_addr, words);
+    }
+}
+
 impl WalkObserver for Vec<WalkStep> {
     fn step(&mut self, step: WalkStep) {
         self.push(step);
@@ -368,6 +379,26 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
     /// A fresh context over `mem` that consults and fills `hints`.
     pub fn with_hints(mem: &'m M, observer: O, hints: &'m mut dyn WalkHints) -> Self {
         Self { reader: TableReader::new(mem), observer, hints: Some(hints) }
+    }
+
+    /// Runs `f` with `hints` as the caches of the walks it makes: the hints a model builds for
+    /// one walk, with that walk's tags (VT-d DID / PASID, SMMU VMID / ASID), so the tags reach
+    /// the caches in the order the path learns them and need no shared cell. Reads, updates and
+    /// observed entries go on counting in this context.
+    pub fn hinted<R>(
+        &mut self,
+        hints: &mut dyn WalkHints,
+        f: impl FnOnce(&mut WalkCtx<'_, M, &mut O>) -> R,
+    ) -> R {
+        let mut inner = WalkCtx {
+            reader: TableReader::new(self.reader.memory()),
+            observer: &mut self.observer,
+            hints: Some(hints),
+        };
+        let out = f(&mut inner);
+        let counted = inner.reader;
+        self.reader.absorb(&counted);
+        out
     }
 
     /// Reads a configuration structure of `N` words (a root, context or PASID entry; an STE,

@@ -21,8 +21,6 @@
 //! IMPDEF: the VMID tag is STE.S2VMID whenever stage 2 is implemented, also for stage-1-only
 //! streams (§5.2 S2VMID); 0 when it is not.
 
-use std::cell::Cell;
-
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::{Cache, CacheStats};
 
@@ -189,8 +187,8 @@ pub(super) const fn granule_sizes(lg2: u8) -> [u8; 3] {
     [lg2, lg2.saturating_add(stride), lg2.saturating_add(stride.saturating_mul(2))]
 }
 
-/// The tags a walk's hints use, set as the translation learns them (VMID from the STE, ASID
-/// from the CD).
+/// The tags one walk's hints use: VMID and the stage-2 granule from the STE, ASID and the
+/// stage-1 granule from the CD (0 before it is known).
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Tags {
     pub vmid: u16,
@@ -201,17 +199,17 @@ pub(super) struct Tags {
     pub s2_granule: u8,
 }
 
-/// The model's [`WalkHints`]: the walk caches and the stage-2 leaf cache, under one
-/// translation's tags and epochs.
+/// The model's [`WalkHints`]: the walk caches and the stage-2 leaf cache, under one walk's
+/// tags and its translation's epochs.
 pub(super) struct Hints<'a> {
     pub caches: &'a Caches,
-    pub tags: &'a Cell<Tags>,
+    pub tags: Tags,
     pub epochs: Epochs,
 }
 
 impl Hints<'_> {
     fn walk_cache(&self, stage: Stage) -> Option<(&Cache<WalkKey, ResumePoint>, Option<u16>, u8)> {
-        let t = self.tags.get();
+        let t = self.tags;
         match stage {
             Stage::S1 => Some((self.caches.s1_walk.as_ref()?, Some(t.asid), t.s1_granule)),
             Stage::S2 => Some((self.caches.s2_walk.as_ref()?, None, t.s2_granule)),
@@ -225,7 +223,7 @@ impl WalkHints for Hints<'_> {
             return None;
         }
         let cache = self.caches.s2_leaf.as_ref()?;
-        let t = self.tags.get();
+        let t = self.tags;
         if t.s2_granule == 0 {
             return None;
         }
@@ -244,7 +242,7 @@ impl WalkHints for Hints<'_> {
         if granule == 0 {
             return None;
         }
-        let vmid = self.tags.get().vmid;
+        let vmid = self.tags.vmid;
         let stride = granule.saturating_sub(3);
         // The deepest table first: it covers granule + stride bits.
         (1..=4u8).find_map(|k| {
@@ -264,7 +262,7 @@ impl WalkHints for Hints<'_> {
         if let Some((cache, asid, _)) = self.walk_cache(stage) {
             if point.span_lg2 < 64 {
                 let key = WalkKey {
-                    vmid: self.tags.get().vmid,
+                    vmid: self.tags.vmid,
                     asid,
                     span_lg2: point.span_lg2,
                     prefix: input >> point.span_lg2,
@@ -280,7 +278,7 @@ impl WalkHints for Hints<'_> {
         }
         if let Some(cache) = self.caches.s2_leaf.as_ref() {
             let key = S2LeafKey {
-                vmid: self.tags.get().vmid,
+                vmid: self.tags.vmid,
                 page: input >> leaf.page_lg2,
                 page_lg2: leaf.page_lg2,
             };

@@ -23,12 +23,10 @@
 //! DEVIATION: with PPS == 0 the overflow auto-response carries no PASID (STE.PPAR is not
 //! checked), and PRIQ_IRQ_CFG2.LO is ignored: the interrupt fires on empty to non-empty.
 
-use std::cell::Cell;
-
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::{Perms, WalkCtx};
 
-use super::cache::{low_mask, Hints, Tags};
+use super::cache::low_mask;
 use super::eventq::{bump, Put, QueueGeometry};
 use super::translate::{Req, Tr};
 use super::{Abort, Event, Output, Smmu, Transaction};
@@ -70,11 +68,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if !self.caps.ats || !cr0::SMMUEN.is_set(self.cr0ack()) {
             return AtsResult::UnsupportedRequest;
         }
-        let epochs = self.caches.epochs();
-        let tags = Cell::new(Tags::default());
-        let mut hints = Hints { caches: &self.caches, tags: &tags, epochs };
-        let mut cx = WalkCtx::with_hints(&self.mem, (), &mut hints);
-        let tr = Tr::new(&tags, epochs);
+        let tr = Tr::new(self.caches.epochs());
+        let mut cx = WalkCtx::new(&self.mem, ());
         let pre = Req { t, access: t.access };
         let s = match self.stream(&mut cx, &pre, &tr) {
             Ok(s) => s,

@@ -32,14 +32,12 @@
 //! E_PAGE_REQUEST (§3.12.4.1, §7.3.19) is a hint a client device sends through an
 //! IMPLEMENTATION DEFINED mechanism, here [`Smmu::page_in_hint`].
 
-use std::cell::Cell;
 use std::sync::MutexGuard;
 
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::WalkCtx;
 
-use super::cache::{Hints, Tags};
 use super::cmdq::Step;
 use super::eventq::bump;
 use super::mmio::RegFile;
@@ -370,11 +368,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// arrived (§3.12.2); the device gets the result, or it stalls again. The register file is
     /// held: the translation itself takes no register lock.
     fn retry_locked(&self, r: &mut RegFile, stag: u16, t: &Transaction) {
-        let epochs = self.caches.epochs();
-        let tags = Cell::new(Tags::default());
-        let mut hints = Hints { caches: &self.caches, tags: &tags, epochs };
-        let mut cx = WalkCtx::with_hints(&self.mem, (), &mut hints);
-        let tr = Tr::new(&tags, epochs);
+        let tr = Tr::new(self.caches.epochs());
+        let mut cx = WalkCtx::new(&self.mem, ());
         let sid = t.sid;
         let result = match self.translate_inner(&mut cx, t, &tr) {
             Ok(x) => StallResult::Translated(x),

@@ -5,7 +5,6 @@
 //! the event §5.2.2, §5.4.2 and §7.3 name for it, in the order the structures are used. Nothing
 //! here allocates or takes a lock: the registers translate needs are atomics.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use sviommu_memory::bits::low_mask;
@@ -94,17 +93,16 @@ pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
     }
 }
 
-/// One translation's cache state: its tags (filled in as the STE and CD are known) and the
-/// epochs it read before reading anything.
-pub(super) struct Tr<'a> {
-    tags: &'a Cell<Tags>,
+/// One translation's cache state: the epochs it read before reading anything, which every
+/// insert and every walk's [`Hints`] carries.
+pub(super) struct Tr {
     epochs: Epochs,
 }
 
-impl<'a> Tr<'a> {
-    /// A translation's state: `tags` filled in as it goes, `epochs` read before anything.
-    pub(super) fn new(tags: &'a Cell<Tags>, epochs: Epochs) -> Self {
-        Self { tags, epochs }
+impl Tr {
+    /// A translation's state, with `epochs` read before anything.
+    pub(super) fn new(epochs: Epochs) -> Self {
+        Self { epochs }
     }
 }
 
@@ -169,11 +167,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     ) -> (Result<Translation, Abort>, O) {
         // The invalidation epochs, before any structure or table is read: whatever this
         // translation reads, it may insert only if no invalidation completed since.
-        let epochs = self.caches.epochs();
-        let tags = Cell::new(Tags::default());
-        let mut hints = Hints { caches: &self.caches, tags: &tags, epochs };
-        let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
-        let tr = Tr { tags: &tags, epochs };
+        let tr = Tr::new(self.caches.epochs());
+        let mut cx = WalkCtx::new(&self.mem, observer);
         let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
         (result, cx.observer)
     }
@@ -182,7 +177,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         t: &Transaction,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Translation, Abort> {
         if t.translated {
             return self.translated_transaction(cx, t, tr);
@@ -195,7 +190,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let pre = Req { t, access: t.access };
         let s = self.stream(cx, &pre, tr)?;
         let ste = s.ste;
-        self.stream_tags(tr, &s);
         let req = Req { t, access: self.effective_access(&ste, t.access) };
         match s.config {
             // §5.2 S1Fmt: a SubstreamID with stage 1 disabled is C_BAD_SUBSTREAMID.
@@ -209,13 +203,19 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         }
     }
 
-    /// The TLB tags the stream decides.
-    pub(super) fn stream_tags(&self, tr: &Tr<'_>, s: &Stream) {
-        let mut tags = tr.tags.get();
-        // IMPDEF: stage-1-only streams are tagged with S2VMID too when stage 2 exists.
-        tags.vmid = if self.caps.s2p { s.ste.s2vmid() } else { 0 };
-        tags.s2_granule = s.s2.map_or(0, |s2| s2.tg.lg2());
-        tr.tags.set(tags);
+    /// The cache tags the stream decides (a CD adds its ASID and stage-1 granule).
+    fn stream_tags(&self, s: &Stream) -> Tags {
+        Tags {
+            // IMPDEF: stage-1-only streams are tagged with S2VMID too when stage 2 exists.
+            vmid: if self.caps.s2p { s.ste.s2vmid() } else { 0 },
+            s2_granule: s.s2.map_or(0, |s2| s2.tg.lg2()),
+            ..Tags::default()
+        }
+    }
+
+    /// The caches one walk of this translation consults and fills, under `tags`.
+    fn hints(&self, tr: &Tr, tags: Tags) -> Hints<'_> {
+        Hints { caches: &self.caches, tags, epochs: tr.epochs }
     }
 
     /// §6.3.14, §3.4: SMMUEN == 0. GBPA.ABORT terminates everything; otherwise the address
@@ -258,7 +258,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Translation, Abort> {
         let addr = req.t.addr;
         if addr >> self.caps.oas_bits != 0 {
@@ -270,13 +270,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let Some(s2) = &s.s2 else {
             return Ok(bypass(addr, cx.reader.reads()));
         };
-        let tags = tr.tags.get();
+        let tags = self.stream_tags(s);
         let key = TlbTag { vmid: tags.vmid, asid: None, va: false };
         let sizes = probe_sizes(0, tags.s2_granule);
         if let Some(hit) = self.tlb_hit(cx, req, key, addr, &sizes) {
             return Ok(hit);
         }
-        let leaf = self.walk_s2(cx, req, s, s2, addr, WalkFor::Input)?;
+        let mut hints = self.hints(tr, tags);
+        let leaf =
+            cx.hinted(&mut hints, |cx| self.walk_s2(cx, req, s, s2, addr, WalkFor::Input))?;
         let out = translated(&leaf, cx.reader.reads());
         self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
         Ok(out)
@@ -304,7 +306,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Translation, Abort> {
         let ste = &s.ste;
         let substreams = self.caps.ssidsize != 0 && ste.s1cdmax() != 0;
@@ -329,7 +331,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 Ok(S1Dss::Terminate) | Err(_) => return Err(stream_disabled()),
             },
         };
-        let ctx = self.context(cx, req, s, index, tr)?;
+        // A nested stream's CD fetch is stage-2 translated, under the stream's tags.
+        let mut hints = self.hints(tr, self.stream_tags(s));
+        let ctx = cx.hinted(&mut hints, |cx| self.context(cx, req, s, index, tr))?;
         self.walk_s1(cx, req, s, &ctx, tr)
     }
 
@@ -341,7 +345,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
         s: &Stream,
         ctx: &Context,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Translation, Abort> {
         let va = req.t.addr;
         let upper = vmsa::s1::selects_ttb1(va);
@@ -360,28 +364,24 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             (true, true) => va | top,
             (true, false) => va & !top,
         };
-        let mut tags = tr.tags.get();
-        tags.asid = ctx.asid;
-        tags.s1_granule = s1.tg.lg2();
-        tr.tags.set(tags);
+        let tags = Tags { asid: ctx.asid, s1_granule: s1.tg.lg2(), ..self.stream_tags(s) };
         let key = TlbTag { vmid: tags.vmid, asid: Some(ctx.asid), va: true };
         let sizes = probe_sizes(tags.s1_granule, tags.s2_granule);
         if let Some(hit) = self.tlb_hit(cx, req, key, input, &sizes) {
             return Ok(hit);
         }
         let s2f = Faults::stage2(&s.ste);
-        let Some(s2) = &s.s2 else {
-            let leaf = s1
+        let mut hints = self.hints(tr, tags);
+        let leaf = cx.hinted(&mut hints, |cx| match &s.s2 {
+            None => s1
                 .walk(cx, &Direct, input, req.access)
-                .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), ctx.faults, s2f))?;
-            let out = translated(&leaf, cx.reader.reads());
-            let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
-            self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
-            return Ok(out);
-        };
-        let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
-        let s2_leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
-        let leaf = Leaf::nested(&s1_leaf, &s2_leaf);
+                .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), ctx.faults, s2f)),
+            Some(s2) => {
+                let s1_leaf = self.walk_nested_s1(cx, req, s1, s2, input, ctx.faults, s2f)?;
+                let s2_leaf = self.walk_s2(cx, req, s, s2, s1_leaf.output, WalkFor::Input)?;
+                Ok(Leaf::nested(&s1_leaf, &s2_leaf))
+            }
+        })?;
         let out = translated(&leaf, cx.reader.reads());
         let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
         self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
@@ -394,7 +394,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         pre: &Req<'_>,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Stream, Abort> {
         let cache = self.caches.ste.as_ref();
         if let Some(s) = cache.and_then(|c| c.get(&pre.t.sid)) {
@@ -415,7 +415,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
         s: &Stream,
         index: u32,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Context, Abort> {
         let cache = self.caches.cd.as_ref();
         let key = (req.t.sid, index);

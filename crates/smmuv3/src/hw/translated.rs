@@ -33,7 +33,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         t: &Transaction,
-        tr: &Tr<'_>,
+        tr: &Tr,
     ) -> Result<Translation, Abort> {
         let untranslated = Transaction { translated: false, ..*t };
         if !self.caps.ats {
@@ -68,7 +68,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             (_, Eats::Full) => Ok(passed(cx.reader.reads())),
             // check_ste allows it only nested, with S2S == 0 and without SMMU_IDR0.NS1ATS.
             (_, Eats::SplitStage) => {
-                self.stream_tags(tr, &s);
                 let req = Req { t: &plain, access: self.effective_access(&s.ste, access) };
                 self.stage1_bypassed(cx, &req, &s, tr)
             }

@@ -19,8 +19,6 @@
 //! PASID, and found by PASID), and pass-through translations are not cached in the IOTLB (they
 //! read nothing once the context and PASID entries are cached).
 
-use std::cell::Cell;
-
 use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::{Cache, CacheStats};
@@ -460,7 +458,8 @@ impl Caches {
     }
 }
 
-/// The tags of the walk a translation is about to run, set once its DID and PASID are known.
+/// The tags of one walk: what its caches are keyed by (the translation knows them once it has
+/// the context and PASID-table entries, and builds the walk's [`Hints`] with them).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct WalkTags {
     pub(super) did: u16,
@@ -480,21 +479,17 @@ fn table_span(levels: u8, depth: u8) -> Option<u8> {
     below.checked_mul(9)?.checked_add(12)
 }
 
-/// The caches a walk consults and fills, through pgtable's `WalkHints`: paging-structure
-/// caches of both stages and, for nested walks, the second-stage leaf cache. Does nothing until
-/// the translation has set the walk's tags.
+/// The caches one walk consults and fills, through pgtable's `WalkHints`: paging-structure
+/// caches of both stages and, for nested walks, the second-stage leaf cache, under that walk's
+/// tags and the epochs its translation read first.
 pub(super) struct Hints<'a> {
     caches: &'a Caches,
-    tags: &'a Cell<Option<WalkTags>>,
+    tags: WalkTags,
     epochs: Epochs,
 }
 
 impl<'a> Hints<'a> {
-    pub(super) fn new(
-        caches: &'a Caches,
-        tags: &'a Cell<Option<WalkTags>>,
-        epochs: Epochs,
-    ) -> Self {
+    pub(super) fn new(caches: &'a Caches, tags: WalkTags, epochs: Epochs) -> Self {
         Self { caches, tags, epochs }
     }
 
@@ -513,7 +508,7 @@ impl<'a> Hints<'a> {
 
 impl WalkHints for Hints<'_> {
     fn leaf(&mut self, stage: Stage, input: u64) -> Option<Leaf> {
-        let t = self.tags.get()?;
+        let t = self.tags;
         if stage != Stage::S2 || !t.nested {
             return None;
         }
@@ -525,7 +520,7 @@ impl WalkHints for Hints<'_> {
     }
 
     fn resume(&mut self, stage: Stage, input: u64) -> Option<ResumePoint> {
-        let t = self.tags.get()?;
+        let t = self.tags;
         let (cache, pasid, levels, _) = self.psc(stage, &t);
         // The deepest cached table first.
         (1..levels).rev().find_map(|depth| {
@@ -537,14 +532,14 @@ impl WalkHints for Hints<'_> {
     }
 
     fn learned_table(&mut self, stage: Stage, input: u64, point: ResumePoint) {
-        let Some(t) = self.tags.get() else { return };
+        let t = self.tags;
         let (cache, pasid, _, epoch) = self.psc(stage, &t);
         let prefix = input.checked_shr(u32::from(point.span_lg2)).unwrap_or(0);
         cache.insert(PscKey { did: t.did, pasid, depth: point.depth, prefix }, point, epoch);
     }
 
     fn learned_leaf(&mut self, stage: Stage, input: u64, leaf: &Leaf) {
-        let Some(t) = self.tags.get() else { return };
+        let t = self.tags;
         if stage != Stage::S2 || !t.nested || leaf.page_lg2 >= 64 {
             return;
         }

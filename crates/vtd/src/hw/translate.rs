@@ -13,7 +13,6 @@
 //! carries it: a translation that began before an invalidation completed cannot insert what it
 //! read (`sviommu_tlb::Cache::insert` refuses it).
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use sviommu_memory::{Hpa, PhysMemory};
@@ -89,11 +88,10 @@ fn level_count(levels: usize) -> u8 {
     u8::try_from(levels).unwrap_or(u8::MAX)
 }
 
-/// What a translation shares with the caches while it runs: the epochs read when it began, and
-/// the tags of the walk it is about to run (which the walk's cache hints read).
-struct Pass<'a> {
+/// What a translation shares with the caches while it runs: the epochs read when it began
+/// (every insert, and every walk's [`Hints`], carries them).
+struct Pass {
     epochs: Epochs,
-    tags: &'a Cell<Option<WalkTags>>,
     /// What kind of request this is: translation and translated requests need the context
     /// entry's permission for a device-TLB, and a translated request is not walked.
     kind: RequestKind,
@@ -229,10 +227,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ) -> (Result<Translation, Blocked>, O) {
         // Before any table read: the epochs every insert of this translation carries.
         let epochs = self.caches.epochs();
-        let tags = Cell::new(None);
-        let mut hints = Hints::new(&self.caches, &tags, epochs);
-        let mut cx = WalkCtx::with_hints(&self.mem, observer, &mut hints);
-        let pass = Pass { epochs, tags: &tags, kind };
+        let mut cx = WalkCtx::new(&self.mem, observer);
+        let pass = Pass { epochs, kind };
         let result = self.translate_inner(&mut cx, req, &pass);
         (result, cx.observer)
     }
@@ -241,7 +237,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         req: &DmaRequest,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Translation, Blocked> {
         // §3.14: not DMA, whatever the tables say (and whether or not translation is enabled).
         if req.pasid.is_none() && is_interrupt_address(req.addr) {
@@ -291,7 +287,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let haw = self.params.haw;
@@ -445,7 +441,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// Caches a walk's translation (`perms`: what it allows after the PASID-table entry's
     /// restrictions).
-    fn cache_translation(&self, slot: Slot, addr: u64, leaf: &Leaf, perms: Perms, pass: &Pass<'_>) {
+    fn cache_translation(&self, slot: Slot, addr: u64, leaf: &Leaf, perms: Perms, pass: &Pass) {
         let lg2 = leaf.page_lg2;
         let out_page = leaf.output & !sviommu_memory::bits::low_mask(lg2);
         let entry = IotlbEntry {
@@ -458,13 +454,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// §6.1: under caching mode, a second-stage not-present result is cached too (as one 4K
     /// page).
-    fn cache_not_present(
-        &self,
-        slot: Slot,
-        addr: u64,
-        f: &sviommu_pgtable::Fault,
-        pass: &Pass<'_>,
-    ) {
+    fn cache_not_present(&self, slot: Slot, addr: u64, f: &sviommu_pgtable::Fault, pass: &Pass) {
         if !self.caching_mode() || !cm_caches(f) {
             return;
         }
@@ -496,7 +486,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
@@ -555,7 +545,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         ce: &ScalableContextEntry,
         rid: u16,
         sel: Selected,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<(PasidEntry, Pgtt, Selected), Blocked> {
         use FaultReason as R;
         let Selected { pasid, access, fpd } = sel;
@@ -601,7 +591,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         req: &DmaRequest,
         (pe, pgtt): (&PasidEntry, Pgtt),
         sel: Selected,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let Selected { pasid, access, fpd } = sel;
@@ -668,10 +658,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         plan: Planned<'_, W>,
         addr: u64,
         access: Access,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Leaf, FaultReason> {
-        pass.tags.set(Some(plan.tags));
-        plan.tables.walk(cx, &Direct, addr, access).map_err(|f| {
+        let mut hints = Hints::new(&self.caches, plan.tags, pass.epochs);
+        let walked = cx.hinted(&mut hints, |cx| plan.tables.walk(cx, &Direct, addr, access));
+        walked.map_err(|f| {
             self.cache_not_present(slot, addr, &f, pass);
             walk_reason(plan.kind, &f, access)
         })
@@ -686,17 +677,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         (fs, ss): (&X86Paging, &VtdSecondStage),
         addr: u64,
         access: Access,
-        pass: &Pass<'_>,
+        pass: &Pass,
     ) -> Result<Leaf, FaultReason> {
         let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
         let kind = WalkKind::Nested { fs_top, ss_top };
-        pass.tags.set(Some(WalkTags {
+        let tags = WalkTags {
             did: slot.did,
             pasid: slot.pasid,
             fs_levels: level_count(fs.levels.count()),
             ss_levels: level_count(ss.levels.count()),
             nested: true,
-        }));
+        };
+        let mut hints = Hints::new(&self.caches, tags, pass.epochs);
         let fault = |f: sviommu_pgtable::Fault| {
             self.cache_not_present(slot, addr, &f, pass);
             walk_reason(kind, &f, access)
@@ -704,11 +696,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         // §3.8: every first-stage table read is a supervisor data read of a guest physical
         // address, translated by the second stage; the fault says whether the second stage
         // refused the read or the A/D write-back (75h/76h or 77h).
-        let s1 = fs.walk(cx, &ThroughStage2::new(ss, &Direct), addr, access).map_err(fault)?;
-        // §3.8: the first stage's output is a guest physical address, which the second stage
-        // translates for the request's own access.
-        let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
-        Ok(Leaf::nested(&s1, &s2))
+        cx.hinted(&mut hints, |cx| {
+            let s1 = fs.walk(cx, &ThroughStage2::new(ss, &Direct), addr, access).map_err(fault)?;
+            // §3.8: the first stage's output is a guest physical address, which the second
+            // stage translates for the request's own access.
+            let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
+            Ok(Leaf::nested(&s1, &s2))
+        })
     }
 
     /// Reads `rid`'s scalable-mode root and context entries (§9.2, §9.4).
