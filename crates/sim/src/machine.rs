@@ -51,6 +51,18 @@ pub enum Hw {
     Smmu(Arc<HostSmmu>),
 }
 
+impl Hw {
+    /// Takes everything the unit sent (interrupts, messages to devices) as the platform
+    /// delivers it. The scenario's devices keep no IOTLB of their own, so there is nothing more
+    /// to do with them than to take them.
+    pub fn deliver(&self) {
+        match self {
+            Self::Vtd(u) => drop(u.drain_outputs()),
+            Self::Smmu(u) => drop(u.drain_outputs()),
+        }
+    }
+}
+
 /// A process: its address space and the host pages behind its virtual pages.
 #[derive(Clone, Debug)]
 pub struct ProcessSpace {

@@ -172,6 +172,11 @@ fn arch(s: &mut String, a: &ArchReport) {
         st.faults_recorded,
         st.faults_overflowed
     );
+    let _ = writeln!(
+        s,
+        "  outbox: {} messages to devices, {} interrupts ({} coalesced), waited for room {} times",
+        st.outbox.messages, st.outbox.interrupts, st.outbox.interrupts_coalesced, st.outbox.full
+    );
     for (f, n) in &st.faults {
         let _ = writeln!(s, "  {n} x {f}");
     }

@@ -236,6 +236,21 @@ pub struct Stats {
     pub faults_overflowed: u64,
     /// Each cache of the unit.
     pub caches: Vec<CacheRow>,
+    /// What the unit sent besides memory writes, as its outbox counted it.
+    pub outbox: OutboxRow,
+}
+
+/// The unit's outputs: interrupts and messages to devices.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct OutboxRow {
+    /// Messages to devices (device-TLB / ATC invalidations, page responses, CMD_SYNC MSIs).
+    pub messages: u64,
+    /// Interrupt messages sent.
+    pub interrupts: u64,
+    /// Interrupts folded into one still pending from the same source.
+    pub interrupts_coalesced: u64,
+    /// Times a producer waited for room.
+    pub full: u64,
 }
 
 /// Reads, checks and runs a scenario.
@@ -267,6 +282,7 @@ fn run_on(
     let mut actions = Vec::new();
     for step in &scenario.steps {
         if let Some(what) = machine::act(m, source, pool, step)? {
+            m.hw.deliver();
             actions.push(ActionRow { before_dma: dma.len(), what });
             continue;
         }
@@ -305,6 +321,9 @@ fn run_on(
                     // The host kernel's side: its fault interrupt handler takes what the unit
                     // recorded into the IOMMU API.
                     faults_recorded += m.iommu.process_faults().len() as u64;
+                    // The platform delivers what the unit sent (interrupts, messages to
+                    // devices), so its bounded outbox never holds a queue up.
+                    m.hw.deliver();
                 }
             }
         }
@@ -482,6 +501,7 @@ fn stats(hw: &Hw, dma: &[DmaRow], faults_recorded: u64, faults_overflowed: u64) 
         faults_recorded,
         faults_overflowed,
         caches: Vec::new(),
+        outbox: OutboxRow { messages: 0, interrupts: 0, interrupts_coalesced: 0, full: 0 },
     };
     for r in dma {
         match &r.result {
@@ -502,6 +522,16 @@ fn stats(hw: &Hw, dma: &[DmaRow], faults_recorded: u64, faults_overflowed: u64) 
     if s.translated > 0 {
         s.reads_per_translation = s.reads as f64 / s.translated as f64;
     }
+    let o = match hw {
+        Hw::Vtd(u) => u.outbox_stats(),
+        Hw::Smmu(u) => u.outbox_stats(),
+    };
+    s.outbox = OutboxRow {
+        messages: o.messages,
+        interrupts: o.interrupts,
+        interrupts_coalesced: o.interrupts_coalesced,
+        full: o.full,
+    };
     s.caches = match hw {
         Hw::Vtd(u) => {
             let c = u.cache_stats();
