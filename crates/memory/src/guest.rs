@@ -78,6 +78,45 @@ impl<M: PhysMemory<Addr = Hpa>> PhysMemory for GuestRam<M> {
     }
 }
 
+/// Guest RAM as the physical memory of a device model that runs inside the guest (a virtual
+/// IOMMU): the model's physical addresses (`Hpa`) are the guest's GPAs. The hardware models take
+/// `PhysMemory<Addr = Hpa>`; this view lets the same model serve a guest, reading the tables and
+/// queues the guest wrote at the addresses the guest wrote into its registers.
+#[derive(Debug)]
+pub struct GuestPhys<M: PhysMemory<Addr = Hpa>>(pub GuestRam<M>);
+
+impl<M: PhysMemory<Addr = Hpa>> GuestPhys<M> {
+    /// The guest RAM behind the view.
+    pub fn ram(&self) -> &GuestRam<M> {
+        &self.0
+    }
+}
+
+impl<M: PhysMemory<Addr = Hpa>> PhysMemory for GuestPhys<M> {
+    type Addr = Hpa;
+
+    fn read_u64(&self, addr: Hpa) -> Result<u64, MemoryError> {
+        self.0.read_u64(Gpa(addr.0))
+    }
+    fn write_u64(&self, addr: Hpa, value: u64) -> Result<(), MemoryError> {
+        self.0.write_u64(Gpa(addr.0), value)
+    }
+    fn compare_exchange_u64(
+        &self,
+        addr: Hpa,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemoryError> {
+        self.0.compare_exchange_u64(Gpa(addr.0), current, new)
+    }
+    fn read(&self, addr: Hpa, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0.read(Gpa(addr.0), buf)
+    }
+    fn write(&self, addr: Hpa, buf: &[u8]) -> Result<(), MemoryError> {
+        self.0.write(Gpa(addr.0), buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +138,9 @@ mod tests {
         assert!(ram.read_u64(Gpa(0x10_0000)).is_err());
         // An access may not run off the end of its region.
         assert!(ram.read(Gpa(0x8000_0ff8), &mut [0u8; 16]).is_err());
+        // A model inside the guest indexes the same RAM by GPA.
+        let phys = GuestPhys(ram);
+        assert_eq!(phys.read_u64(Hpa(0x8000_0010)), Ok(42));
+        assert!(phys.read_u64(Hpa(0x10_0000)).is_err());
     }
 }

@@ -28,7 +28,7 @@ mod reader;
 
 pub use addr::{Address, Gpa, Hpa, Iova};
 pub use frame::{FrameAllocator, FrameError};
-pub use guest::{GuestRam, GuestRamRegion};
+pub use guest::{GuestPhys, GuestRam, GuestRamRegion};
 pub use host::{HostMemory, MemoryError, PhysMemory};
 pub use image::{ImageError, ImageKind, ImagePiece};
 pub use mmio::Mmio;

@@ -145,6 +145,12 @@ impl Machine {
         })
     }
 
+    /// The VMM's iommufd context alone, for a VMM that hands it to its vIOMMUs
+    /// (`sviommu-viommu`); the layout constants above still describe the machine.
+    pub fn into_fd(self) -> Iommufd {
+        self.fd
+    }
+
     /// The machine's devices, in order.
     pub fn devices(&self) -> Vec<DeviceId> {
         self.fd.iommu().topology().devices().iter().map(|d| d.id.clone()).collect()

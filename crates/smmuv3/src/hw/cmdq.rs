@@ -37,10 +37,13 @@ use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 
 use super::cache::low_mask as mask64;
+use sviommu_pgtable::{Access, WalkCtx};
+
 use super::mmio::RegFile;
-use super::{low32, Irq, Output, Smmu};
+use super::translate::Req;
+use super::{low32, Abort, Irq, Output, Smmu, StreamLookup, Transaction};
 use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
-use crate::spec::{CError, Command, Opcode, SyncCs};
+use crate::spec::{CError, Command, Opcode, Ste, SyncCs};
 
 /// Bytes per command.
 const CMD_BYTES: u64 = 16;
@@ -91,7 +94,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     break;
                 }
             };
-            match self.execute(r, &cmd) {
+            match self.execute(r, &cmd).and_then(|step| self.forward_command(r, &cmd, step)) {
                 Ok(Step::Done) => rd = rd.next(qs),
                 // CONS stays on the command that waits for the outbox, without error.
                 Ok(Step::Waiting) => break,
@@ -108,6 +111,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             self.raise_locked(r, gerror::CMDQ_ERR);
         }
         r.cmdq_cons = low32(c);
+    }
+
+    /// Hands a command the model has executed to the [`Forward`] hook, if there is one: where
+    /// the hardware acts on it, before CONS moves past it. A refusal is the command's CERROR.
+    fn forward_command(&self, r: &mut RegFile, c: &Command, step: Step) -> Result<Step, CError> {
+        let (Some(hook), Step::Done) = (&self.forward, step) else {
+            return Ok(step);
+        };
+        let mut streams = Streams { smmu: self, r };
+        hook.command(c, &mut streams)?;
+        Ok(Step::Done)
     }
 
     /// Executes one command (or finds that it must wait for room in the outbox), or says why
@@ -380,6 +394,29 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         inval(&ch.s1_walk, |_, _| true);
         inval(&ch.s2_walk, |_, _| true);
         inval(&ch.s2_leaf, |_, _| true);
+    }
+}
+
+/// The hook's view of the Stream table, with the register file held.
+struct Streams<'a, M: PhysMemory<Addr = Hpa>> {
+    smmu: &'a Smmu<M>,
+    r: &'a mut RegFile,
+}
+
+impl<M: PhysMemory<Addr = Hpa>> StreamLookup for Streams<'_, M> {
+    /// The STE a transaction of `sid` without SubstreamID would use, read from memory (not
+    /// the STE cache: the hook runs where the hardware reads the new configuration), with the
+    /// event it would end with recorded in the Event queue. IMPDEF: read whatever SMMUEN says,
+    /// from the Stream table the registers name.
+    fn ste(&mut self, sid: u32) -> Result<Ste, Abort> {
+        let t = Transaction::new(sid, 0, Access::READ);
+        let req = Req { t: &t, access: t.access };
+        let mut cx = WalkCtx::new(&self.smmu.mem, ());
+        let found = self.smmu.fetch_ste(&mut cx, &req).and_then(|ste| {
+            self.smmu.check_ste(&ste, &req)?;
+            Ok(ste)
+        });
+        found.map_err(|a| self.smmu.report_locked(self.r, &t, a))
     }
 }
 

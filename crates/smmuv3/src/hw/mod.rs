@@ -41,14 +41,14 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sviommu_memory::{Hpa, Outbox, PhysMemory};
 use sviommu_pgtable::vmsa::Oa52;
 pub use sviommu_pgtable::{Access, Perms};
 
 use crate::spec::regs::{aidr, idr0, idr1, idr3, idr5, StallModel};
-use crate::spec::{address_size_bits, Class, EventId, EventRecord, Granule};
+use crate::spec::{address_size_bits, CError, Class, Command, EventId, EventRecord, Granule, Ste};
 
 mod cache;
 mod cmdq;
@@ -611,6 +611,27 @@ enum Irq {
     Sev,
 }
 
+/// Where the hardware acts on a command it has checked, besides its own caches: the hook a
+/// virtual SMMU forwards its guest's commands through (`sviommu-viommu`). The model calls it
+/// for every legal command the Command queue consumes, after its own checks and effects and
+/// before CONS moves past the command, so a CMD_SYNC behind it completes only after the hook
+/// returned (the forwarding is synchronous). The register file is held during the call: the
+/// hook reaches the model only through `streams`.
+pub trait Forward: Send + Sync {
+    /// Acts on `cmd`. `streams` reads a StreamID's STE as a transaction would. An error stops
+    /// the Command queue with that CERROR at the command (§7.1), as the model's own checks do.
+    fn command(&self, cmd: &Command, streams: &mut dyn StreamLookup) -> Result<(), CError>;
+}
+
+/// A StreamID's STE, fetched and checked as a transaction's is (§5.2.2), for a [`Forward`]
+/// hook.
+pub trait StreamLookup {
+    /// The valid STE of `sid`, or how a transaction of `sid` would end (the event recorded in
+    /// the Event queue as the transaction path records it: C_BAD_STE, F_STE_FETCH, ...; or the
+    /// silent abort of Config abort).
+    fn ste(&mut self, sid: u32) -> Result<Ste, Abort>;
+}
+
 /// One SMMUv3 over host memory `M`.
 ///
 /// `Send + Sync`: [`translate`](Self::translate) takes `&self` and reads the enable bits, GBPA
@@ -640,6 +661,8 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     counters: eventq::Counters,
     /// The stalled transactions, by STAG (taken after `regs` when both are held).
     stalls: Mutex<stall::Table>,
+    /// Where legal commands are forwarded (a virtual SMMU's host), if anywhere.
+    forward: Option<Arc<dyn Forward>>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -662,7 +685,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             outbox: Outbox::new(params.outbox_capacity),
             counters: eventq::Counters::default(),
             stalls: Mutex::new(stall::Table::default()),
+            forward: None,
         }
+    }
+
+    /// The same SMMU, forwarding every legal command it consumes to `hook` (see [`Forward`]).
+    #[must_use]
+    pub fn with_forward(mut self, hook: Arc<dyn Forward>) -> Self {
+        self.forward = Some(hook);
+        self
     }
 
     /// Takes everything the SMMU has sent since the last call, oldest first: the devices and
@@ -759,6 +790,7 @@ impl<M: PhysMemory<Addr = Hpa>> fmt::Debug for Smmu<M> {
                 "strtab_base_cfg",
                 &format_args!("{:#x}", self.strtab_base_cfg.load(Ordering::Acquire)),
             )
+            .field("forward", &self.forward.is_some())
             .finish_non_exhaustive()
     }
 }

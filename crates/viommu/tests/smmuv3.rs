@@ -1,0 +1,282 @@
+//! A guest's SMMUv3, end to end (issue 12 step 2): the guest's own driver programs the vSMMU
+//! (the hardware model over guest RAM) through MMIO; the vSMMU forwards through `uapi`; every
+//! device DMA goes through the host model's `translate`.
+
+use std::sync::{Arc, Mutex};
+
+use sviommu_core::driver::{DmaAccess, DmaFault};
+use sviommu_core::topology::DeviceId;
+use sviommu_core::Model;
+use sviommu_memory::{
+    FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
+};
+use sviommu_pgtable::vmsa::s1::{S1Attrs, VmsaS1};
+use sviommu_pgtable::vmsa::Granule as PtGranule;
+use sviommu_pgtable::Build;
+use sviommu_smmuv3::driver::{
+    Attach, CdTablePolicy, DriverConfig, Invalidation, PasidAttach, SmmuDriver, StreamTableFormat,
+    SvaContext,
+};
+use sviommu_smmuv3::spec::regs::{
+    cons, gerror, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD, GERROR, GERRORN,
+    STRTAB_BASE,
+};
+use sviommu_smmuv3::spec::ste::StreamConfig;
+use sviommu_smmuv3::spec::{CError, Command, EventId, Granule, Opcode, Ste};
+use sviommu_uapi::data::map_flags;
+use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, VMM_VA};
+use sviommu_uapi::{Iommufd, ObjectId};
+use sviommu_viommu::smmuv3::SharedFd;
+use sviommu_viommu::{VSmmu, ViommuError};
+
+/// The virtual StreamID the guest knows device X (the host's `A`, StreamID 0x10) by.
+const VSID: u32 = 3;
+/// The PASID the guest binds process P at.
+const PASID_N: u32 = 5;
+/// P's ASID in the guest.
+const ASID_P: u16 = 9;
+/// Guest RAM for the guest driver's structures (GPA).
+const DRIVER_FRAMES: (u64, u64) = (0x10_0000, 0x8_0000);
+/// Guest RAM for P's page tables.
+const PROCESS_FRAMES: (u64, u64) = (0x18_0000, 0x4_0000);
+/// P's data page (GPA) and where P sees it (GVA).
+const DATA_GPA: u64 = 0x1c_3000;
+const GVA: u64 = 0x7f12_3456_7000;
+
+type Ram = GuestRam<Arc<HostMemory>>;
+
+fn ram(mem: &Arc<HostMemory>) -> Ram {
+    let region = GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_RAM_LEN, hpa: Hpa(GUEST_RAM_HPA) };
+    GuestRam::new(Arc::clone(mem), vec![region])
+}
+
+struct Guest {
+    fd: SharedFd,
+    mem: Arc<HostMemory>,
+    dev: DeviceId,
+    vsmmu: Arc<VSmmu>,
+    driver: SmmuDriver<Arc<VSmmu>, Ram>,
+}
+
+/// The host (an SMMUv3 machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
+/// vSMMU with device `A` at virtual StreamID [`VSID`]) and the guest's driver brought up on it.
+fn boot() -> Guest {
+    let m = Machine::new(Model::Smmuv3).unwrap();
+    let dev = m.devices()[0].clone();
+    let mut fd: Iommufd = m.into_fd();
+    let mem = Arc::clone(fd.memory());
+    let dev_id = fd.device_bind(&dev).unwrap();
+    let ioas = fd.ioas_alloc();
+    let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
+    fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    let fd = Arc::new(Mutex::new(fd));
+    let vsmmu = Arc::new(VSmmu::new(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, dev_id)]).unwrap());
+    let frames = FrameAllocator::new(&[(Gpa(DRIVER_FRAMES.0), DRIVER_FRAMES.1)]);
+    let config = DriverConfig {
+        cd_table_policy: CdTablePolicy::PerDevice,
+        stream_table: StreamTableFormat::Linear,
+        ssid_bits: 6,
+        ..DriverConfig::default()
+    };
+    let mut driver = SmmuDriver::new(Arc::clone(&vsmmu), ram(&mem), frames, config).unwrap();
+    driver.attach(VSID, Attach::Abort).unwrap();
+    Guest { fd, mem, dev, vsmmu, driver }
+}
+
+impl Guest {
+    /// A DMA write by device X through the HOST model.
+    fn dma(&self, pasid: Option<u32>, addr: u64) -> Result<u64, DmaFault> {
+        self.fd.lock().unwrap().dma(&self.dev, pasid, addr, DmaAccess::Write).unwrap()
+    }
+
+    /// What the host's hardware sees apart from guest RAM (which the guest writes itself):
+    /// the host unit's tables and registers.
+    fn snapshot(&self) -> HostState {
+        host_state(&self.fd.lock().unwrap())
+    }
+
+    /// P: a VMSAv8-64 stage-1 address space in guest RAM (4K granule, 48-bit) with `GVA` ->
+    /// `DATA_GPA`, bound to device X at PASID n through the guest's driver (SVA in the guest).
+    fn bind_process(&mut self) -> VmsaS1 {
+        let ram = ram(&self.mem);
+        let mut frames = FrameAllocator::new(&[(Gpa(PROCESS_FRAMES.0), PROCESS_FRAMES.1)]);
+        let pt = VmsaS1::create(&ram, &mut frames, VmsaS1::new(0, PtGranule::K4, 16)).unwrap();
+        pt.map(&ram, &mut frames, GVA, DATA_GPA, 12, S1Attrs::ALL).unwrap();
+        let ctx = SvaContext {
+            asid: ASID_P,
+            ttb0: pt.ttb,
+            t0sz: 16,
+            granule: Granule::Size4K,
+            ips_bits: 48,
+            mair: 0,
+            ha: false,
+            hd: false,
+        };
+        let reached = self.driver.attach_pasid(VSID, PASID_N, PasidAttach::Sva(ctx)).unwrap();
+        assert_eq!(reached, [VSID]);
+        pt
+    }
+
+    /// The guest writes commands straight into its Command queue and PROD (a guest kernel
+    /// that does not use the driver's helpers).
+    fn raw_commands(&self, cmds: &[Command]) {
+        let v = &*self.vsmmu;
+        let ram = ram(&self.mem);
+        let base_reg = v.read(CMDQ_BASE.0, 8);
+        let base = queue_base::ADDR.in_place(base_reg);
+        let log2 = queue_base::LOG2SIZE.get(base_reg);
+        let mut prod = v.read(CMDQ_PROD.0, 4);
+        for c in cmds {
+            let at = base + 16 * (prod & ((1 << log2) - 1));
+            ram.write_u64(Gpa(at), c.0[0]).unwrap();
+            ram.write_u64(Gpa(at + 8), c.0[1]).unwrap();
+            prod = (prod + 1) & ((2 << log2) - 1);
+        }
+        v.write(CMDQ_PROD.0, 4, prod);
+    }
+
+    /// The guest's STE for [`VSID`] (a linear Stream table).
+    fn ste_gpa(&self) -> u64 {
+        strtab_base::ADDR.in_place(self.vsmmu.read(STRTAB_BASE.0, 8)) + 64 * u64::from(VSID)
+    }
+
+    /// The vSMMU's command error: CONS.ERR if GERROR.CMDQ_ERR is active.
+    fn cmdq_error(&self) -> Option<u64> {
+        let v = &*self.vsmmu;
+        let active = gerror::CMDQ_ERR.is_set(v.read(GERROR.0, 4) ^ v.read(GERRORN.0, 4));
+        active.then(|| cons::ERR.get(v.read(CMDQ_CONS.0, 4)))
+    }
+}
+
+/// Host memory outside guest RAM, and the host unit's registers.
+type HostState = (Vec<(u64, Vec<u8>)>, Vec<(sviommu_core::topology::UnitId, Vec<u32>)>);
+
+fn host_state(fd: &Iommufd) -> HostState {
+    let s = fd.hardware_snapshot();
+    let memory = s.memory.into_iter().filter(|(start, _)| *start != GUEST_RAM_HPA).collect();
+    (memory, s.registers)
+}
+
+fn sync() -> Command {
+    Command::new(Opcode::Sync)
+}
+
+/// The seed's flow, byte-exact: the guest binds P to X at PASID n through its own driver; X
+/// writes at a GVA with PASID n through the host model; the bytes land in the host page that
+/// the guest's stage 1 and the host's stage 2 together select.
+#[test]
+fn guest_sva_bind_reaches_the_host_page_the_two_stages_select() {
+    let mut g = boot();
+    // Until the guest configures its STE, the host aborts X (the abort vSTE).
+    assert!(matches!(g.dma(Some(PASID_N), GVA), Err(DmaFault::Terminated { .. })));
+    g.bind_process();
+    assert_ne!(g.vsmmu.host_hwpt(VSID), None);
+    let offset = 0x9a8;
+    let hpa = g.dma(Some(PASID_N), GVA + offset).unwrap();
+    // Independently: the guest's page GPA, plus where the VMM put guest RAM.
+    let expected = GUEST_RAM_HPA + DATA_GPA + offset;
+    assert_eq!(hpa, expected);
+    let payload = b"seed: bind_pasid_table, end to end";
+    g.fd.lock().unwrap().write_host(hpa, payload).unwrap();
+    let mut back = [0u8; 34];
+    g.mem.read(Hpa(expected), &mut back).unwrap();
+    assert_eq!(&back, payload);
+    // P sees it at its GPA in guest RAM.
+    let mut seen = [0u8; 34];
+    ram(&g.mem).read(Gpa(DATA_GPA + offset), &mut seen).unwrap();
+    assert_eq!(&seen, payload);
+    // Without a PASID the guest's STE says terminate (S1DSS): no access to the page.
+    assert!(g.dma(None, GVA).is_err());
+    // The guest's driver saw no error and no event.
+    assert_eq!(g.cmdq_error(), None);
+    assert!(g.driver.drain_events().unwrap().is_empty());
+}
+
+/// The guest unmaps and invalidates through its own driver (TLBI + CMD_SYNC): the next DMA
+/// faults. Before the invalidation the host still has the old translation cached, so the
+/// TLBI is what reached the host.
+#[test]
+fn guest_unmap_and_tlbi_make_the_next_dma_fault() {
+    let mut g = boot();
+    let pt = g.bind_process();
+    let hpa = g.dma(Some(PASID_N), GVA).unwrap();
+    assert_eq!(hpa, GUEST_RAM_HPA + DATA_GPA);
+    pt.unmap(&ram(&g.mem), GVA, 0x1000).unwrap();
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(hpa), "the host's TLB holds the old page");
+    let inv = Invalidation::NhVa {
+        parent: None,
+        asid: ASID_P,
+        iova: GVA,
+        size: 0x1000,
+        granule: Granule::Size4K,
+        leaf: true,
+    };
+    g.driver.invalidate(&[inv]).unwrap();
+    match g.dma(Some(PASID_N), GVA) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, EventId::FTranslation as u16),
+        other => panic!("expected F_TRANSLATION, got {other:?}"),
+    }
+}
+
+/// A guest STE the model finds ILLEGAL (stage 2 on a vSMMU without it) is C_BAD_STE in the
+/// guest's Event queue; the host never sees it.
+#[test]
+fn an_illegal_guest_ste_is_c_bad_ste_in_the_guest_and_never_reaches_the_host() {
+    let mut g = boot();
+    let hwpt = g.vsmmu.host_hwpt(VSID);
+    let before = g.snapshot();
+    let mut ste = Ste::default();
+    ste.set_v(true);
+    ste.set_config(StreamConfig::Stage2);
+    let ram = ram(&g.mem);
+    let at = g.ste_gpa();
+    for (i, w) in (0u64..).zip(ste.0) {
+        ram.write_u64(Gpa(at + 8 * i), w).unwrap();
+    }
+    let mut cfgi = Command::new(Opcode::CfgiSte);
+    cfgi.set_sid(VSID);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(g.cmdq_error(), None, "CFGI_STE itself is legal");
+    let events = g.driver.drain_events().unwrap();
+    assert!(events.iter().any(|e| e.id == Ok(EventId::CBadSte) && e.sid == VSID), "{events:?}");
+    assert_eq!(g.vsmmu.host_hwpt(VSID), hwpt);
+    let after = g.snapshot();
+    assert!(before == after, "the host's hardware-visible state changed");
+}
+
+/// A command a guest may not pass (a stage-2 TLBI: the vSMMU has no stage 2, iommufd passes
+/// none) is CERROR_ILL in the guest, refused by the hook; an unknown opcode is refused by the
+/// model itself. The host is unchanged either way.
+#[test]
+fn commands_a_guest_may_not_pass_are_cerror_ill_in_the_guest() {
+    for cmd in [Command::new(Opcode::TlbiS12Vmall), Command([0x7f, 0])] {
+        let g = boot();
+        let before = g.snapshot();
+        g.raw_commands(&[cmd, sync()]);
+        assert_eq!(g.cmdq_error(), Some(CError::Ill as u64), "{cmd:?}");
+        let after = g.snapshot();
+        assert!(before == after, "{cmd:?}: the host's hardware-visible state changed");
+    }
+}
+
+/// An SMMUv3 vIOMMU over a VT-d host is refused with a typed error, and nothing is made.
+#[test]
+fn an_smmuv3_viommu_over_a_vtd_host_is_refused() {
+    let m = Machine::new(Model::Vtd).unwrap();
+    let dev = m.devices()[0].clone();
+    let mut fd = m.into_fd();
+    let mem = Arc::clone(fd.memory());
+    let dev_id: ObjectId = fd.device_bind(&dev).unwrap();
+    let ioas = fd.ioas_alloc();
+    let before = host_state(&fd);
+    let fd = Arc::new(Mutex::new(fd));
+    let e = VSmmu::new(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, dev_id)]).unwrap_err();
+    assert!(
+        matches!(e, ViommuError::ModelMismatch { guest: Model::Smmuv3, host: Model::Vtd, device }
+            if device == dev_id),
+        "{e}"
+    );
+    let fd = fd.lock().unwrap();
+    assert!(before == host_state(&fd));
+    assert!(fd.users(ioas).is_empty(), "no HWPT was made");
+}
