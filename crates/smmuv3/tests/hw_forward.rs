@@ -14,11 +14,14 @@ use sviommu_smmuv3::spec::{CError, Command, EventId, Opcode};
 
 const QBASE: u64 = 0x8000;
 
+/// What the hook saw: the command, and for CMD_CFGI_STE the STE's Config or the event number.
+type Seen = (Command, Option<Result<StreamConfig, Option<EventId>>>);
+
 /// Records every command it is handed and what the STE lookup of its StreamID gave; refuses
 /// CMD_TLBI_NH_ALL.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<(Command, Option<Result<StreamConfig, Option<EventId>>>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Forward for Recorder {

@@ -32,7 +32,7 @@ use sviommu_smmuv3::spec::regs::{idr0, idr1, StallModel};
 use sviommu_smmuv3::spec::ste::StreamConfig;
 use sviommu_smmuv3::spec::{CError, Command, Opcode, Ste};
 use sviommu_uapi::data::{hwpt_flags, TYPE_ARM_SMMUV3};
-use sviommu_uapi::{HwptAlloc, HwptData, InvalidateArray, Iommufd, ObjectId, UapiError};
+use sviommu_uapi::{HwptAlloc, HwptData, InvalidateArray, Iommufd, ObjectId};
 
 use crate::ViommuError;
 
@@ -317,10 +317,10 @@ impl Host {
     /// A guest invalidation iommufd passes: the vIOMMU invalidate with the raw command.
     fn invalidate(&self, cmd: &Command) -> Result<(), CError> {
         let mut fd = lock(&self.fd);
-        match fd.invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd])) {
-            Ok(_) => Ok(()),
-            Err(UapiError::Entry { .. }) | Err(_) => Err(CError::Ill),
-        }
+        // IMPDEF: whatever the host refuses is CERROR_ILL at the command in the guest.
+        fd.invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd]))
+            .map(|_| ())
+            .map_err(|_| CError::Ill)
     }
 
     /// Whether `vsid` is an assigned device's.

@@ -280,3 +280,38 @@ fn an_smmuv3_viommu_over_a_vtd_host_is_refused() {
     assert!(before == host_state(&fd));
     assert!(fd.users(ioas).is_empty(), "no HWPT was made");
 }
+
+/// A changed guest STE replaces the device's HWPT on the host (iommufd has no CFGI_STE
+/// pass-through): stage 1 -> bypass (the parent: GPA -> HPA) -> a Reserved Config, which §5.2
+/// says behaves as abort (no event), so the host aborts too; the replaced nested HWPT is gone.
+#[test]
+fn a_changed_guest_ste_replaces_the_host_hwpt() {
+    let mut g = boot();
+    g.bind_process();
+    let nested = g.vsmmu.host_hwpt(VSID).unwrap();
+    let ram = ram(&g.mem);
+    let at = g.ste_gpa();
+    let mut cfgi = Command::new(Opcode::CfgiSte);
+    cfgi.set_sid(VSID);
+    let write_ste = |ste: &Ste| {
+        for (i, w) in (0u64..).zip(ste.0) {
+            ram.write_u64(Gpa(at + 8 * i), w).unwrap();
+        }
+    };
+    let mut bypass = Ste::default();
+    bypass.set_v(true);
+    bypass.set_config(StreamConfig::Bypass);
+    write_ste(&bypass);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(g.vsmmu.host_hwpt(VSID), Some(g.vsmmu.parent_id()));
+    assert_eq!(g.dma(None, DATA_GPA + 8), Ok(GUEST_RAM_HPA + DATA_GPA + 8));
+    assert!(g.fd.lock().unwrap().object(nested).is_none(), "the old nested HWPT was destroyed");
+    // Config 0b001: Reserved.
+    let mut reserved = bypass;
+    reserved.0[0] = (reserved.0[0] & !0b1110) | (0b001 << 1);
+    write_ste(&reserved);
+    g.raw_commands(&[cfgi, sync()]);
+    assert!(matches!(g.dma(None, DATA_GPA), Err(DmaFault::Terminated { .. })));
+    assert_eq!(g.cmdq_error(), None);
+    assert!(g.driver.drain_events().unwrap().is_empty(), "Config abort records nothing");
+}
