@@ -244,3 +244,20 @@ fn a_bad_stream_is_refused_with_its_field() {
     assert!(err.contains("bad-stream.toml:6:"), "{err}");
     assert!(err.contains("step.stream.stride: `stride` is for `kind = \"strided\"`"), "{err}");
 }
+
+#[test]
+fn text_shows_each_stream_where_it_was_sent_and_its_figures() {
+    let path = format!("{}/../../examples/zipf-thrash.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = sviommu(&["run", &path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "stream 1: 2000 sequential over 4 pages (below)",
+        "stream 2: 20000 zipf over 4096 pages (below)",
+        "stream 2: 20000 reads by NIC: zipf over 4096 pages from 0x1001000, exponent 1.1, seed 7",
+    ] {
+        assert_eq!(text.matches(want).count(), 2, "{want:?} once per architecture in\n{text}");
+    }
+    // Each stream's distribution, and the run's.
+    assert_eq!(text.matches("reads per translation: 0: ").count(), 2 * 3, "{text}");
+}
