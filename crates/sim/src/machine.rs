@@ -444,7 +444,7 @@ fn processes(
     Ok(())
 }
 
-fn device_ref<'m>(
+pub(crate) fn device_ref<'m>(
     m: &'m Machine,
     source: &Source,
     name: &toml::Spanned<String>,
@@ -718,16 +718,25 @@ pub fn act(
 pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
     for step in &s.steps {
         let st = step.get_ref();
-        let n = [st.dma.is_some(), st.map.is_some(), st.unmap.is_some(), st.flush.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let n = [
+            st.dma.is_some(),
+            st.map.is_some(),
+            st.unmap.is_some(),
+            st.flush.is_some(),
+            st.stream.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if n != 1 {
             return Err(source.error(
                 step.span(),
                 "step",
-                "a step is exactly one of `dma`, `map`, `unmap`, `flush`",
+                "a step is exactly one of `dma`, `stream`, `map`, `unmap`, `flush`",
             ));
+        }
+        if let Some(s) = &st.stream {
+            crate::stream::check(source, s)?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, Table};
 
-use crate::run::{ArchReport, DmaResult, Report};
+use crate::run::{ArchReport, CacheRow, DmaResult, ReadsDistribution, Report, StreamRow};
 
 /// The report as one JSON document.
 pub fn json(r: &Report) -> String {
@@ -37,6 +37,81 @@ fn action_row(what: &str) -> [String; 8] {
     row[0] = "host:".to_owned();
     row[5] = what.to_owned();
     row
+}
+
+/// A stream in the DMA table, where it was sent; its figures follow the table.
+fn stream_row(n: usize, st: &StreamRow) -> [String; 8] {
+    [
+        st.device.clone(),
+        format!("{:#06x}", st.request_id),
+        st.pasid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+        format!("{:#x}..", st.base),
+        st.access.to_string(),
+        format!("stream {n}: {} {} over {} pages (below)", st.requests, st.kind, st.pages),
+        String::new(),
+        String::new(),
+    ]
+}
+
+/// `0: 12, 1-2: 3, ...; mean 1.4, max 9`.
+fn distribution(d: &ReadsDistribution) -> String {
+    let buckets: Vec<String> =
+        d.buckets.iter().map(|b| format!("{}: {}", b.reads, b.count)).collect();
+    format!("{}; mean {:.1}, max {}", buckets.join(", "), d.mean, d.max)
+}
+
+fn cache_table<'a>(rows: impl IntoIterator<Item = &'a CacheRow>) -> Table {
+    let mut t = table(["cache", "hits", "misses", "evictions", "invalidated"]);
+    for c in rows {
+        t.add_row([
+            c.cache.to_owned(),
+            c.hits.to_string(),
+            c.misses.to_string(),
+            c.evictions.to_string(),
+            c.invalidated.to_string(),
+        ]);
+    }
+    t
+}
+
+fn streams(s: &mut String, a: &ArchReport) {
+    if a.streams.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "streams, each summed over its requests");
+    for (i, st) in a.streams.iter().enumerate() {
+        let mut shape = format!("{} over {} pages from {:#x}", st.kind, st.pages, st.base);
+        if let Some(k) = st.stride {
+            let _ = write!(shape, ", stride {k}");
+        }
+        if let Some(e) = st.exponent {
+            let _ = write!(shape, ", exponent {e}");
+        }
+        if let Some(seed) = st.seed {
+            let _ = write!(shape, ", seed {seed}");
+        }
+        let _ = writeln!(
+            s,
+            "  stream {}: {} {}s by {}: {shape}",
+            i + 1,
+            st.requests,
+            st.access,
+            st.device
+        );
+        let _ = writeln!(
+            s,
+            "    {} translated, {} blocked; {} distinct pages touched",
+            st.translated, st.blocked, st.pages_touched
+        );
+        for (f, n) in &st.faults {
+            let _ = writeln!(s, "    {n} x {f}");
+        }
+        let _ = writeln!(s, "    reads per translation: {}", distribution(&st.reads));
+        // Only the caches the stream used.
+        let used = st.caches.iter().filter(|c| c.hits + c.misses + c.evictions + c.invalidated > 0);
+        let t = cache_table(used);
+        s.extend(indent(&t).lines().map(|l| format!("  {l}\n")));
+    }
 }
 
 /// The report as text.
@@ -92,10 +167,23 @@ fn arch(s: &mut String, a: &ArchReport) {
     }
     let _ = writeln!(s, "DMA, each answered by the {} model's translate", a.arch);
     let mut t = table(["device", "ID", "PASID", "address", "access", "result", "page", "reads"]);
-    for (i, d) in a.dma.iter().enumerate() {
-        for act in a.actions.iter().filter(|x| x.before_dma == i) {
-            t.add_row(action_row(&act.what));
+    // Host actions and streams before the DMA at `i`, in the scenario's order: a stream that
+    // followed `k` actions comes before action `k`.
+    let between = |t: &mut Table, i: usize| {
+        let mut rows: Vec<((usize, u8), [String; 8])> = Vec::new();
+        for (j, act) in a.actions.iter().enumerate().filter(|(_, x)| x.before_dma == i) {
+            rows.push(((j, 1), action_row(&act.what)));
         }
+        for (n, st) in a.streams.iter().enumerate().filter(|(_, x)| x.before_dma == i) {
+            rows.push(((st.after_actions, 0), stream_row(n + 1, st)));
+        }
+        rows.sort_by_key(|(k, _)| *k);
+        for (_, r) in rows {
+            t.add_row(r);
+        }
+    };
+    for (i, d) in a.dma.iter().enumerate() {
+        between(&mut t, i);
         let (result, page, reads) = match &d.result {
             DmaResult::Translated { output, page_lg2, reads } => {
                 (format!("-> {output:#x}"), page_size(*page_lg2), reads.to_string())
@@ -118,13 +206,12 @@ fn arch(s: &mut String, a: &ArchReport) {
             reads,
         ]);
     }
-    for act in a.actions.iter().filter(|x| x.before_dma == a.dma.len()) {
-        t.add_row(action_row(&act.what));
-    }
+    between(&mut t, a.dma.len());
     if let Some(c) = t.column_mut(7) {
         c.set_cell_alignment(CellAlignment::Right);
     }
     s.push_str(&indent(&t));
+    streams(s, a);
     let _ = writeln!(s, "who reaches each address space, and why");
     let mut t = table(["address space", "device", "PASID", "why", "by DMA"]);
     for space in &a.audit.address_spaces {
@@ -177,19 +264,10 @@ fn arch(s: &mut String, a: &ArchReport) {
         "  outbox: {} messages to devices, {} interrupts ({} coalesced), waited for room {} times",
         st.outbox.messages, st.outbox.interrupts, st.outbox.interrupts_coalesced, st.outbox.full
     );
+    let _ = writeln!(s, "  reads per translation: {}", distribution(&st.reads_distribution));
     for (f, n) in &st.faults {
         let _ = writeln!(s, "  {n} x {f}");
     }
-    let mut t = table(["cache", "hits", "misses", "evictions", "invalidated"]);
-    for c in &st.caches {
-        t.add_row([
-            c.cache.to_owned(),
-            c.hits.to_string(),
-            c.misses.to_string(),
-            c.evictions.to_string(),
-            c.invalidated.to_string(),
-        ]);
-    }
-    s.push_str(&indent(&t));
+    s.push_str(&indent(&cache_table(&st.caches)));
     s.push('\n');
 }

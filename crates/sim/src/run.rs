@@ -14,7 +14,10 @@ use sviommu_tlb::CacheStats;
 use sviommu_vtd::hw::DmaRequest;
 
 use crate::machine::{self, Hw, Machine};
-use crate::scenario::{AccessKind, Arch, PasidChoice, Pasids, Scenario, ScenarioError, Source};
+use crate::scenario::{
+    AccessKind, Arch, PasidChoice, Pasids, Scenario, ScenarioError, Source, Stream, StreamKind,
+};
+use crate::stream::{Pages, PAGE_BYTES};
 
 /// A scenario's report: one section per architecture it was built on.
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +49,8 @@ pub struct ArchReport {
     pub guests: Vec<GuestRow>,
     /// Every DMA, in the order sent.
     pub dma: Vec<DmaRow>,
+    /// Generated streams, each one aggregate row.
+    pub streams: Vec<StreamRow>,
     /// The host's actions between DMA.
     pub actions: Vec<ActionRow>,
     /// Who reaches each address space and why, static beside DMA.
@@ -188,6 +193,152 @@ pub enum DmaResult {
     },
 }
 
+/// A generated stream of DMA and the unit's answers, summed.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamRow {
+    /// It came before the DMA with this index in `dma` (after all of them when it equals the
+    /// number of DMA).
+    pub before_dma: usize,
+    /// Host actions (in `actions`) that came before it.
+    pub after_actions: usize,
+    /// Scenario name of the device.
+    pub device: String,
+    /// The request ID it went out with (Requester ID or StreamID).
+    pub request_id: u32,
+    /// Its PASID (SubstreamID).
+    pub pasid: Option<u32>,
+    /// How its pages were chosen.
+    pub kind: StreamKind,
+    /// First input address.
+    pub base: u64,
+    /// Pages covered.
+    pub pages: u64,
+    /// The random kinds' seed.
+    pub seed: Option<u64>,
+    /// The strided kind's step, in pages.
+    pub stride: Option<u64>,
+    /// The zipf kind's exponent.
+    pub exponent: Option<f64>,
+    /// Read or write.
+    pub access: AccessKind,
+    /// Distinct pages its requests touched.
+    pub pages_touched: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Translated.
+    pub translated: u64,
+    /// Faulted or terminated.
+    pub blocked: u64,
+    /// Faults by architected code and name.
+    pub faults: BTreeMap<String, u64>,
+    /// Table and structure reads per translated request.
+    pub reads: ReadsDistribution,
+    /// What each cache of the unit counted over this stream alone (its figures after the
+    /// stream less those before).
+    pub caches: Vec<CacheRow>,
+}
+
+/// Table and configuration-structure reads per translated request: how many translations
+/// cost how many reads.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadsDistribution {
+    /// Reads of all translations.
+    pub total: u64,
+    /// Reads per translation.
+    pub mean: f64,
+    /// The most one translation read.
+    pub max: u32,
+    /// Translations per range of reads, in [`READ_BUCKETS`] order.
+    pub buckets: Vec<ReadsBucket>,
+}
+
+/// Translations that read a number of entries within a range.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadsBucket {
+    /// The range of reads: `0`, `1-2`, `3-4`, `5-8`, `9-16` or `>16`.
+    pub reads: &'static str,
+    /// Translations in it.
+    pub count: u64,
+}
+
+/// The ranges of [`ReadsDistribution::buckets`], each with its largest read count: a cached
+/// translation (0), a cached walk's last level or two, a cold 4-level walk, one with its
+/// configuration structures, a nested walk, and beyond.
+pub const READ_BUCKETS: [(&str, u32); 6] =
+    [("0", 0), ("1-2", 2), ("3-4", 4), ("5-8", 8), ("9-16", 16), (">16", u32::MAX)];
+
+/// What a set of answers adds up to.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    requests: u64,
+    translated: u64,
+    blocked: u64,
+    reads: u64,
+    max_reads: u32,
+    buckets: [u64; READ_BUCKETS.len()],
+    faults: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &DmaResult) {
+        self.requests += 1;
+        match r {
+            DmaResult::Translated { reads, .. } => {
+                self.translated += 1;
+                self.reads += u64::from(*reads);
+                self.max_reads = self.max_reads.max(*reads);
+                let i = READ_BUCKETS.iter().position(|&(_, last)| *reads <= last).unwrap_or(0);
+                if let Some(b) = self.buckets.get_mut(i) {
+                    *b += 1;
+                }
+            }
+            DmaResult::Fault { code, name } => {
+                self.blocked += 1;
+                *self.faults.entry(format!("{code:02X}h {name}")).or_default() += 1;
+            }
+            DmaResult::Terminated { .. } => {
+                self.blocked += 1;
+                *self.faults.entry("terminated, no record".to_owned()).or_default() += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.requests += o.requests;
+        self.translated += o.translated;
+        self.blocked += o.blocked;
+        self.reads += o.reads;
+        self.max_reads = self.max_reads.max(o.max_reads);
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        for (f, n) in &o.faults {
+            *self.faults.entry(f.clone()).or_default() += n;
+        }
+    }
+
+    fn mean(&self) -> f64 {
+        if self.translated == 0 {
+            0.0
+        } else {
+            self.reads as f64 / self.translated as f64
+        }
+    }
+
+    fn distribution(&self) -> ReadsDistribution {
+        ReadsDistribution {
+            total: self.reads,
+            mean: self.mean(),
+            max: self.max_reads,
+            buckets: READ_BUCKETS
+                .iter()
+                .zip(self.buckets)
+                .map(|(&(reads, _), count)| ReadsBucket { reads, count })
+                .collect(),
+        }
+    }
+}
+
 /// A cache's figures, as the unit counted them.
 #[derive(Clone, Debug, Serialize)]
 pub struct CacheRow {
@@ -228,6 +379,8 @@ pub struct Stats {
     pub reads: u64,
     /// Reads per translated request.
     pub reads_per_translation: f64,
+    /// Reads per translated request, as a distribution.
+    pub reads_distribution: ReadsDistribution,
     /// Faults by architected code and name.
     pub faults: BTreeMap<String, u64>,
     /// Faults the host's IOMMU API collected from the unit's fault log / event queue.
@@ -280,10 +433,19 @@ fn run_on(
     let mut dma = Vec::new();
     let mut faults_recorded = 0;
     let mut actions = Vec::new();
+    let mut streams = Vec::new();
+    let mut stream_tally = Tally::default();
     for step in &scenario.steps {
         if let Some(what) = machine::act(m, source, pool, step)? {
             m.hw.deliver();
             actions.push(ActionRow { before_dma: dma.len(), what });
+            continue;
+        }
+        if let Some(s) = &step.get_ref().stream {
+            let (row, tally, recorded) = stream(m, source, s, (dma.len(), actions.len()))?;
+            streams.push(row);
+            stream_tally.merge(&tally);
+            faults_recorded += recorded;
             continue;
         }
         let Some(set) = &step.get_ref().dma else { continue };
@@ -330,7 +492,12 @@ fn run_on(
     }
     // Counted before the audit's probes add their own.
     let counters = m.iommu.unit_counters().remove(&machine::UNIT).unwrap_or_default();
-    let stats = stats(&m.hw, &dma, faults_recorded, counters.faults_overflowed);
+    let mut tally = Tally::default();
+    for r in &dma {
+        tally.add(&r.result);
+    }
+    tally.merge(&stream_tally);
+    let stats = stats(&m.hw, &tally, faults_recorded, counters.faults_overflowed);
 
     let mut sentinels = BTreeMap::new();
     for p in &m.processes {
@@ -441,6 +608,7 @@ fn run_on(
         binds,
         guests,
         dma,
+        streams,
         actions,
         audit,
         labels,
@@ -490,49 +658,34 @@ fn send(hw: &Hw, rid: u32, pasid: Option<u32>, addr: u64, access: AccessKind) ->
     }
 }
 
-fn stats(hw: &Hw, dma: &[DmaRow], faults_recorded: u64, faults_overflowed: u64) -> Stats {
-    let mut s = Stats {
-        requests: dma.len() as u64,
-        translated: 0,
-        blocked: 0,
-        reads: 0,
-        reads_per_translation: 0.0,
-        faults: BTreeMap::new(),
-        faults_recorded,
-        faults_overflowed,
-        caches: Vec::new(),
-        outbox: OutboxRow { messages: 0, interrupts: 0, interrupts_coalesced: 0, full: 0 },
-    };
-    for r in dma {
-        match &r.result {
-            DmaResult::Translated { reads, .. } => {
-                s.translated += 1;
-                s.reads += u64::from(*reads);
-            }
-            DmaResult::Fault { code, name } => {
-                s.blocked += 1;
-                *s.faults.entry(format!("{code:02X}h {name}")).or_default() += 1;
-            }
-            DmaResult::Terminated { .. } => {
-                s.blocked += 1;
-                *s.faults.entry("terminated, no record".to_owned()).or_default() += 1;
-            }
-        }
-    }
-    if s.translated > 0 {
-        s.reads_per_translation = s.reads as f64 / s.translated as f64;
-    }
+fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, faults_overflowed: u64) -> Stats {
     let o = match hw {
         Hw::Vtd(u) => u.outbox_stats(),
         Hw::Smmu(u) => u.outbox_stats(),
     };
-    s.outbox = OutboxRow {
-        messages: o.messages,
-        interrupts: o.interrupts,
-        interrupts_coalesced: o.interrupts_coalesced,
-        full: o.full,
-    };
-    s.caches = match hw {
+    Stats {
+        requests: t.requests,
+        translated: t.translated,
+        blocked: t.blocked,
+        reads: t.reads,
+        reads_per_translation: t.mean(),
+        reads_distribution: t.distribution(),
+        faults: t.faults.clone(),
+        faults_recorded,
+        faults_overflowed,
+        caches: cache_rows(hw),
+        outbox: OutboxRow {
+            messages: o.messages,
+            interrupts: o.interrupts,
+            interrupts_coalesced: o.interrupts_coalesced,
+            full: o.full,
+        },
+    }
+}
+
+/// Each cache of the unit, as it counted so far.
+fn cache_rows(hw: &Hw) -> Vec<CacheRow> {
+    match hw {
         Hw::Vtd(u) => {
             let c = u.cache_stats();
             vec![
@@ -555,8 +708,91 @@ fn stats(hw: &Hw, dma: &[DmaRow], faults_recorded: u64, faults_overflowed: u64) 
                 CacheRow::new("stage-2 leaf", c.s2_leaf),
             ]
         }
+    }
+}
+
+/// What the unit counted between `before` and `after` (two [`cache_rows`] of one unit).
+fn cache_delta(before: &[CacheRow], after: &[CacheRow]) -> Vec<CacheRow> {
+    after
+        .iter()
+        .map(|a| {
+            let b = before.iter().find(|b| b.cache == a.cache);
+            let less = |f: fn(&CacheRow) -> u64| f(a).saturating_sub(b.map_or(0, f));
+            CacheRow {
+                cache: a.cache,
+                hits: less(|c| c.hits),
+                misses: less(|c| c.misses),
+                evictions: less(|c| c.evictions),
+                invalidated: less(|c| c.invalidated),
+            }
+        })
+        .collect()
+}
+
+/// Sends a generated stream from its device, each request to the model's `translate` as the
+/// other DMA; returns its row, its answers summed, and the faults the host collected.
+fn stream(
+    m: &mut Machine,
+    source: &Source,
+    s: &Stream,
+    (before_dma, after_actions): (usize, usize),
+) -> Result<(StreamRow, Tally, u64), ScenarioError> {
+    let shape = crate::stream::check(source, s)?;
+    let dev = machine::device_ref(m, source, &s.device, "step.stream.device")?.clone();
+    let ids = m
+        .iommu
+        .request_ids(&dev)
+        .map_err(|e| source.error(s.device.span(), "step.stream.device", e.to_string()))?;
+    let rid = ids.first().copied().ok_or_else(|| {
+        source.error(s.device.span(), "step.stream.device", "the device has no request ID")
+    })?;
+    let pasid = s.pasid.as_ref().map(|p| *p.get_ref());
+    let base = *s.base.get_ref();
+    let before = cache_rows(&m.hw);
+    let mut tally = Tally::default();
+    let mut touched = vec![false; usize::try_from(shape.pages).unwrap_or(0)];
+    let mut recorded = 0;
+    for page in Pages::new(shape) {
+        if let Some(t) = usize::try_from(page).ok().and_then(|i| touched.get_mut(i)) {
+            *t = true;
+        }
+        // `check` made sure the stream's last page is an address.
+        let addr = base.saturating_add(page.saturating_mul(PAGE_BYTES));
+        let result = send(&m.hw, rid, pasid, addr, s.access);
+        let translated = matches!(result, DmaResult::Translated { .. });
+        tally.add(&result);
+        if !translated {
+            // As for single DMA: the host takes what the unit recorded, the platform what it
+            // sent. A translation records and sends nothing.
+            recorded += m.iommu.process_faults().len() as u64;
+            m.hw.deliver();
+        }
+    }
+    let caches = cache_delta(&before, &cache_rows(&m.hw));
+    let kind = shape.kind;
+    let random = matches!(kind, StreamKind::Uniform | StreamKind::Zipf);
+    let row = StreamRow {
+        before_dma,
+        after_actions,
+        device: s.device.get_ref().clone(),
+        request_id: rid,
+        pasid,
+        kind,
+        base,
+        pages: shape.pages,
+        seed: random.then_some(shape.seed),
+        stride: (kind == StreamKind::Strided).then_some(shape.stride),
+        exponent: (kind == StreamKind::Zipf).then_some(shape.exponent),
+        access: s.access,
+        pages_touched: touched.iter().filter(|t| **t).count() as u64,
+        requests: tally.requests,
+        translated: tally.translated,
+        blocked: tally.blocked,
+        faults: tally.faults.clone(),
+        reads: tally.distribution(),
+        caches,
     };
-    s
+    Ok((row, tally, recorded))
 }
 
 /// A PASID as the report prints it.

@@ -12,6 +12,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::stream::StreamKind;
+
 /// A whole scenario file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +65,36 @@ pub struct Step {
     pub unmap: Option<DomainRange>,
     /// The host invalidates what a lazy domain's flush queue holds.
     pub flush: Option<Spanned<String>>,
+    /// A device sends a generated stream of DMA, reported as one aggregate row.
+    pub stream: Option<Stream>,
+}
+
+/// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`
+/// (see [`crate::stream`] for how each kind picks its pages).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    /// The device that sends it.
+    pub device: Spanned<String>,
+    /// Its PASID (SubstreamID); none when absent.
+    pub pasid: Option<Spanned<u32>>,
+    /// How pages are chosen.
+    pub kind: Spanned<StreamKind>,
+    /// First input address (4K-aligned).
+    pub base: Spanned<u64>,
+    /// Pages covered, from `base`.
+    pub pages: Spanned<u64>,
+    /// Requests sent.
+    pub count: Spanned<u64>,
+    /// Seed of the random kinds (`uniform`, `zipf`); refused for the others.
+    pub seed: Option<Spanned<u64>>,
+    /// Step in pages, for `strided` only.
+    pub stride: Option<Spanned<u64>>,
+    /// Zipf exponent, for `zipf` only (1.0 when absent).
+    pub exponent: Option<Spanned<f64>>,
+    /// Read or write.
+    #[serde(default)]
+    pub access: AccessKind,
 }
 
 /// A range of a domain's IOVAs.
@@ -478,6 +510,16 @@ impl Source {
         let line = self.text.get(line_start..).and_then(|t| t.lines().next()).unwrap_or_default();
         let key =
             line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
+        // Inside an inline table (`stream = { kind = "zipff" }`), the inner key too.
+        let inner = offset
+            .checked_sub(line_start)
+            .and_then(|n| line.get(..n))
+            .filter(|head| head.contains('{'))
+            .and_then(|head| inline_key(head, line.get(head.len()..).unwrap_or_default()));
+        let key = match (key, inner) {
+            (Some(k), Some(i)) => Some(format!("{k}.{i}")),
+            (k, _) => k.map(str::to_owned),
+        };
         let table = self
             .text
             .get(..line_start)
@@ -489,9 +531,23 @@ impl Source {
             .map(|l| l.trim_matches(|c| c == '[' || c == ']'));
         match (table, key) {
             (Some(t), Some(k)) => format!("{t}.{k}"),
-            (None, Some(k)) => k.to_owned(),
+            (None, Some(k)) => k,
             (Some(t), None) => t.to_owned(),
             (None, None) => "(file)".to_owned(),
         }
     }
+}
+
+/// The inline-table key an error at the end of `head` is about: the key starting there
+/// (`tail` begins with `key =`), else the last key before it.
+fn inline_key(head: &str, tail: &str) -> Option<String> {
+    let is_key = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let here: String = tail.chars().take_while(|&c| is_key(c)).collect();
+    if !here.is_empty() && tail.get(here.len()..).is_some_and(|t| t.trim_start().starts_with('=')) {
+        return Some(here);
+    }
+    let inner = head.rsplit('{').next()?;
+    let before_value = inner.get(..inner.rfind('=')?)?;
+    let key = before_value.rsplit([',', '{']).next()?.trim();
+    (!key.is_empty() && key.chars().all(is_key)).then(|| key.to_owned())
 }

@@ -215,3 +215,149 @@ fn a_step_is_exactly_one_thing() {
     assert_eq!((line, field.as_str()), (3, "step.flush"), "{message}");
     assert!(message.contains("no domain `nowhere`"), "{message}");
 }
+
+/// A machine with one device in a domain that maps 4 pages at 0x10_0000, and `steps`.
+fn stream_scenario(steps: &str) -> String {
+    format!(
+        "title = \"streams\"\n\
+         [[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n\
+         [[domain]]\nname = \"d\"\nattach = [\"A\"]\nmap = [{{ iova = 0x10_0000, size = 0x4000 }}]\n\
+         {steps}"
+    )
+}
+
+fn zipf_step(seed: u64) -> String {
+    format!(
+        "[[step]]\nstream = {{ device = \"A\", kind = \"zipf\", base = 0x10_0000, pages = 64, count = 500, seed = {seed} }}\n"
+    )
+}
+
+#[test]
+fn the_same_seed_gives_the_same_stream_and_another_seed_another() {
+    use sviommu_sim::stream::{Pages, Shape, StreamKind};
+    for kind in [StreamKind::Uniform, StreamKind::Zipf] {
+        let shape = |seed| Shape { kind, pages: 4096, count: 2000, seed, stride: 1, exponent: 1.1 };
+        let a: Vec<u64> = Pages::new(shape(7)).collect();
+        assert_eq!(a.len(), 2000);
+        assert_eq!(a, Pages::new(shape(7)).collect::<Vec<_>>(), "{kind}");
+        assert_ne!(a, Pages::new(shape(8)).collect::<Vec<_>>(), "{kind}");
+    }
+    // Through a whole run, on each architecture: the domain maps pages 0-3 of the 64, so the
+    // requests that translate are exactly those the generator sent to them.
+    let run = |seed| run_source(&source(&stream_scenario(&zipf_step(seed)))).unwrap();
+    let expected = |seed| {
+        let shape =
+            Shape { kind: StreamKind::Zipf, pages: 64, count: 500, seed, stride: 1, exponent: 1.0 };
+        let pages: Vec<u64> = Pages::new(shape).collect();
+        let mut distinct = pages.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        (pages.iter().filter(|&&p| p < 4).count() as u64, distinct.len() as u64)
+    };
+    for seed in [7, 8] {
+        let (translated, touched) = expected(seed);
+        for r in [run(seed), run(seed)] {
+            for a in &r.runs {
+                let st = &a.streams[0];
+                assert_eq!(
+                    (st.translated, st.pages_touched),
+                    (translated, touched),
+                    "{:?}",
+                    a.arch
+                );
+            }
+        }
+    }
+    assert_ne!(expected(7), expected(8));
+}
+
+#[test]
+fn a_streams_counts_add_up() {
+    // 4 of the 8 pages are mapped: half the sequential stream faults.
+    let steps = "[[step]]\nstream = { device = \"A\", kind = \"sequential\", base = 0x10_0000, pages = 8, count = 40 }\n\
+                 [[step]]\ndma = { devices = [\"A\"], pasids = \"none\", addrs = [0x10_0000] }\n\
+                 [[step]]\nstream = { device = \"A\", kind = \"strided\", base = 0x10_0000, pages = 4, count = 9, stride = 3, access = \"write\" }\n";
+    let r = run_source(&source(&stream_scenario(steps))).unwrap();
+    for a in &r.runs {
+        let (seq, strided) = (&a.streams[0], &a.streams[1]);
+        assert_eq!((seq.requests, seq.translated, seq.blocked), (40, 20, 20), "{:?}", a.arch);
+        assert_eq!((strided.requests, strided.translated, strided.blocked), (9, 9, 0));
+        assert_eq!((seq.before_dma, strided.before_dma), (0, 1), "placed among the DMA");
+        // Faults by the architected reason: second-stage / stage-1 translation fault.
+        let code = if a.arch == Arch::Vtd { "79h" } else { "10h" };
+        assert_eq!(seq.faults.len(), 1, "{:?}", seq.faults);
+        assert!(seq.faults.keys().all(|k| k.starts_with(code)), "{:?}", seq.faults);
+        for st in [seq, strided] {
+            assert_eq!(st.translated + st.blocked, st.requests);
+            assert_eq!(st.faults.values().sum::<u64>(), st.blocked);
+            let d = &st.reads;
+            assert_eq!(d.buckets.iter().map(|b| b.count).sum::<u64>(), st.translated);
+            assert!(f64::from(d.max) >= d.mean);
+            // Each cache's figures are this stream's alone: no more lookups than requests
+            // (times the page sizes an IOTLB probes).
+            let first = &st.caches[0];
+            assert!(first.hits + first.misses <= st.requests, "{:?}: {first:?}", a.arch);
+        }
+        // The run's statistics count the streams' requests with the single DMA.
+        let s = &a.stats;
+        assert_eq!(s.requests, 40 + 1 + 9);
+        assert_eq!((s.translated, s.blocked), (20 + 1 + 9, 20));
+        assert_eq!(s.faults_recorded, 20, "every fault reached the IOMMU API");
+        assert_eq!(s.reads, seq.reads.total + strided.reads.total + dma_reads(a));
+        let buckets: u64 = s.reads_distribution.buckets.iter().map(|b| b.count).sum();
+        assert_eq!(buckets, s.translated);
+        // Sequential over 4 mapped pages, cold: the first walk reads the most.
+        assert!(seq.reads.max >= 4, "{:?}: {:?}", a.arch, seq.reads);
+    }
+}
+
+fn dma_reads(a: &ArchReport) -> u64 {
+    a.dma
+        .iter()
+        .map(|d| match d.result {
+            DmaResult::Translated { reads, .. } => u64::from(reads),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn bad_stream_fields_are_refused_where_they_are_written() {
+    let at = |stream: &str| {
+        let text = stream_scenario(&format!("[[step]]\nstream = {{ {stream} }}\n"));
+        error(&text)
+    };
+    let base = "device = \"A\", base = 0x10_0000, count = 10";
+    // Line 10 is the step's; columns count from the line's start.
+    let bad = format!("{base}, kind = \"sequential\", pages = 0");
+    let (line, column, field, message) = at(&bad);
+    assert_eq!((line, field.as_str()), (10, "step.stream.pages"), "{message}");
+    let value = "stream = { ".len() + bad.find("pages = 0").unwrap() + "pages = ".len() + 1;
+    assert_eq!(column, value, "at the value: {message}");
+    assert!(message.contains("expected 1 to"), "{message}");
+    let (line, _, field, message) = at(&format!("{base}, kind = \"zipff\", pages = 4, seed = 1"));
+    assert_eq!((line, field.as_str()), (10, "step.stream.kind"), "{message}");
+    assert!(message.contains("zipf") && message.contains("sequential"), "{message}");
+    let (_, _, field, message) =
+        at(&format!("{base}, kind = \"zipf\", pages = 4, seed = 1, stride = 2"));
+    assert_eq!(field, "step.stream.stride", "{message}");
+    assert!(message.contains("strided"), "{message}");
+    let (_, _, field, message) = at(&format!("{base}, kind = \"uniform\", pages = 4"));
+    assert_eq!(field, "step.stream.seed", "{message}");
+    let (_, _, field, message) = at(&format!("{base}, kind = \"strided\", pages = 4"));
+    assert_eq!(field, "step.stream.stride", "{message}");
+    let (_, _, field, message) =
+        at(&format!("{base}, kind = \"sequential\", pages = 4, strid = 1"));
+    assert_eq!(field, "step.stream.strid", "{message}");
+    assert!(message.contains("unknown field `strid`"), "{message}");
+    let (_, _, field, message) =
+        at("device = \"A\", base = 0x10_0001, count = 1, kind = \"sequential\", pages = 1");
+    assert_eq!(field, "step.stream.base", "{message}");
+    let (_, _, field, message) =
+        at(&format!("{base}, kind = \"zipf\", pages = 4, seed = 1, exponent = -1.0"));
+    assert_eq!(field, "step.stream.exponent", "{message}");
+    let (_, _, field, message) =
+        at("device = \"Z\", base = 0, count = 1, kind = \"sequential\", pages = 1");
+    assert_eq!(field, "step.stream.device", "{message}");
+    assert!(message.contains("no device `Z`"), "{message}");
+}

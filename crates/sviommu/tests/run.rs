@@ -185,3 +185,79 @@ fn topology_shows_groups_reasons_and_pasid_eligibility() {
     let text = String::from_utf8(sviommu(&["topology"]).stdout).unwrap();
     assert!(text.contains("a DMA alias quirk"), "{text}");
 }
+
+fn stream_cache<'a>(stream: &'a Value, name: &str) -> &'a Value {
+    stream["caches"].as_array().unwrap().iter().find(|c| c["cache"] == name).unwrap()
+}
+
+#[test]
+fn a_zipf_stream_thrashes_the_iotlb_and_a_small_buffer_fits() {
+    let r = example("zipf-thrash.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x79), (&r["runs"][1], "TLB", 0x10)] {
+        let streams = run["streams"].as_array().unwrap();
+        let (disk, nic) = (&streams[0], &streams[1]);
+        assert_eq!((&disk["kind"], &nic["kind"]), (&"sequential".into(), &"zipf".into()));
+        // Each stream is one row: its requests summed, none of them in `dma`.
+        assert_eq!((&disk["requests"], &nic["requests"]), (&2000.into(), &20000.into()));
+        assert_eq!(nic["translated"], 20000);
+        assert_eq!(run["dma"].as_array().unwrap().len(), 2);
+        // 4 pages never leave the IOTLB; the zipf tail over 4096 pages keeps pushing entries out.
+        assert_eq!(stream_cache(disk, iotlb)["evictions"], 0, "{disk}");
+        assert!(stream_cache(nic, iotlb)["evictions"].as_u64().unwrap() > 0, "{nic}");
+        assert_eq!(stream_cache(disk, iotlb)["hits"], 2000 - 4, "one walk per page");
+        // Most zipf requests hit the hot pages: a translation that read nothing.
+        let buckets = nic["reads"]["buckets"].as_array().unwrap();
+        assert_eq!(buckets[0]["reads"], "0");
+        assert!(buckets[0]["count"].as_u64().unwrap() > 10_000, "{nic}");
+        // The pool's hottest page, and the page past the pool that nothing maps.
+        let hot = &dma(run, "NIC", None, 0x100_1000)["result"];
+        assert_eq!(hot["output"], 0x3100_0000u64, "{hot}");
+        let past = &dma(run, "NIC", None, 0x200_1000)["result"];
+        assert_eq!((&past["kind"], &past["code"]), (&"fault".into(), &fault.into()), "{past}");
+        // The run's statistics hold the streams' requests too.
+        assert_eq!(run["stats"]["requests"], 2000 + 20000 + 2);
+        let total: u64 = run["stats"]["reads_distribution"]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, run["stats"]["translated"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn a_bad_stream_is_refused_with_its_field() {
+    let dir = std::env::temp_dir().join(format!("sviommu-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad-stream.toml");
+    std::fs::write(
+        &path,
+        "title = \"x\"\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n[[step]]\n\
+         stream = { device = \"A\", kind = \"zipf\", base = 0, pages = 8, count = 8, seed = 1, stride = 2 }\n",
+    )
+    .unwrap();
+    let out = sviommu(&["run", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "nothing runs");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad-stream.toml:6:"), "{err}");
+    assert!(err.contains("step.stream.stride: `stride` is for `kind = \"strided\"`"), "{err}");
+}
+
+#[test]
+fn text_shows_each_stream_where_it_was_sent_and_its_figures() {
+    let path = format!("{}/../../examples/zipf-thrash.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = sviommu(&["run", &path]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "stream 1: 2000 sequential over 4 pages (below)",
+        "stream 2: 20000 zipf over 4096 pages (below)",
+        "stream 2: 20000 reads by NIC: zipf over 4096 pages from 0x1001000, exponent 1.1, seed 7",
+    ] {
+        assert_eq!(text.matches(want).count(), 2, "{want:?} once per architecture in\n{text}");
+    }
+    // Each stream's distribution, and the run's.
+    assert_eq!(text.matches("reads per translation: 0: ").count(), 2 * 3, "{text}");
+}
