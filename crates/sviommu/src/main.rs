@@ -36,9 +36,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Show a scenario's IOMMU groups and domains as a tree: why each group is one (the
-    /// isolation rules the core applied to the PCI topology) and which devices may use PASIDs,
-    /// or why not. Without a file: the built-in default.
+    /// Show a scenario's IOMMU groups and domains as a tree, and who may use PASIDs.
+    ///
+    /// Each group comes with why it is one (the isolation rules the core applied to the PCI
+    /// topology: DMA aliases, bridges, ACS on the path, switches), each device with the PASID
+    /// width it may use or why not. Without a file: the built-in default.
     Topology {
         /// A scenario file (TOML).
         scenario: Option<PathBuf>,
