@@ -190,7 +190,7 @@ pub(crate) fn decode_vtd_s1(data: &HwptData) -> Result<NestedData, UapiError> {
 
 /// The vSTE bits a guest may set (iommufd's `STRTAB_STE_{0,1}_NESTING_ALLOWED`): V, Config,
 /// S1Fmt, S1ContextPtr, S1CDMax; S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS (IHI 0070 §5.2).
-fn vste_allowed() -> [u64; 2] {
+pub fn vste_allowed() -> [u64; 2] {
     let mut w = [0u64; 2];
     for f in [
         Ste::V,

@@ -30,7 +30,7 @@ use sviommu_memory::{GuestPhys, GuestRam, HostMemory, Mmio};
 use sviommu_smmuv3::hw::{Forward, Smmu, SmmuParams, StreamLookup};
 use sviommu_smmuv3::spec::regs::{idr0, idr1, StallModel};
 use sviommu_smmuv3::spec::ste::StreamConfig;
-use sviommu_smmuv3::spec::{CError, Command, Opcode, Ste};
+use sviommu_smmuv3::spec::{CError, Command, Opcode};
 use sviommu_uapi::data::{hwpt_flags, TYPE_ARM_SMMUV3};
 use sviommu_uapi::{HwptAlloc, HwptData, InvalidateArray, Iommufd, ObjectId};
 
@@ -222,27 +222,6 @@ enum Target {
     Stage1([u64; 2]),
 }
 
-/// The STE words a guest may pass (`STRTAB_STE_{0,1}_NESTING_ALLOWED` in Linux): the VMM
-/// masks the guest's STE with them, as QEMU does, and the host checks the rest.
-fn vste_mask() -> [u64; 2] {
-    let mut w = [0u64; 2];
-    for f in [
-        Ste::V,
-        Ste::CONFIG,
-        Ste::S1FMT,
-        Ste::S1CONTEXTPTR,
-        Ste::S1CDMAX,
-        Ste::S1DSS,
-        Ste::S1CIR,
-        Ste::S1COR,
-        Ste::S1CSH,
-        Ste::S1STALLD,
-    ] {
-        f.set(&mut w, u64::MAX);
-    }
-    w
-}
-
 impl Host {
     /// §4.3.1, §4.3.2: the guest changed the STEs `sel` selects; each assigned one is read
     /// with the model's checks and its device moved to what it asks for.
@@ -257,7 +236,8 @@ impl Host {
                 Ok(ste) => match ste.config() {
                     Ok(StreamConfig::Bypass) => Target::Bypass,
                     Ok(StreamConfig::Stage1) => {
-                        let m = vste_mask();
+                        // The VMM masks the guest's STE as QEMU does; the host checks the rest.
+                        let m = sviommu_uapi::data::vste_allowed();
                         Target::Stage1([ste.0[0] & m[0], ste.0[1] & m[1]])
                     }
                     // Abort; stage 2 and nested are ILLEGAL here (no S2P) and never get here.

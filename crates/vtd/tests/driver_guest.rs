@@ -1,6 +1,6 @@
 //! The driver run by a guest over its own RAM (`GuestRam`, `Addr = Gpa`), as a guest OS runs
 //! it against a virtual IOMMU. The unit here is a guest-side one: it sees the guest's physical
-//! addresses as its memory (`GuestView`), as a vIOMMU does before the host translates them.
+//! addresses as its memory (`GuestPhys`), as a vIOMMU does before the host translates them.
 //! Checked: the driver's writes land where the GPA says in host memory, and the unit translates
 //! with the tables the guest built.
 
@@ -10,40 +10,13 @@ use std::sync::Arc;
 
 use driver_common::*;
 use sviommu_memory::{
-    FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, MemoryError, PhysMemory,
+    FrameAllocator, Gpa, GuestPhys, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory,
 };
 use sviommu_vtd::driver::{DomainConfig, DriverConfig, PasidConfig, Prot, VtdDriver};
 use sviommu_vtd::hw::{Vtd, VtdParams};
 use sviommu_vtd::spec::root::ScalableRootEntry;
 
 type Ram = GuestRam<Mem>;
-
-/// Guest RAM seen by a guest-side unit: the addresses it is handed are guest physical.
-struct GuestView(Ram);
-
-impl PhysMemory for GuestView {
-    type Addr = Hpa;
-    fn read_u64(&self, addr: Hpa) -> Result<u64, MemoryError> {
-        self.0.read_u64(Gpa(addr.0))
-    }
-    fn write_u64(&self, addr: Hpa, value: u64) -> Result<(), MemoryError> {
-        self.0.write_u64(Gpa(addr.0), value)
-    }
-    fn compare_exchange_u64(
-        &self,
-        addr: Hpa,
-        current: u64,
-        new: u64,
-    ) -> Result<Result<u64, u64>, MemoryError> {
-        self.0.compare_exchange_u64(Gpa(addr.0), current, new)
-    }
-    fn read(&self, addr: Hpa, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.0.read(Gpa(addr.0), buf)
-    }
-    fn write(&self, addr: Hpa, buf: &[u8]) -> Result<(), MemoryError> {
-        self.0.write(Gpa(addr.0), buf)
-    }
-}
 
 fn ram(mem: &Mem) -> Ram {
     GuestRam::new(
@@ -55,7 +28,7 @@ fn ram(mem: &Mem) -> Ram {
 #[test]
 fn a_guest_runs_the_driver_over_its_own_ram() {
     let mem = memory();
-    let unit = Arc::new(Vtd::new(GuestView(ram(&mem)), VtdParams::default()));
+    let unit = Arc::new(Vtd::new(GuestPhys(ram(&mem)), VtdParams::default()));
     // The guest's driver allocates its tables from GPA 4M up.
     let frames = FrameAllocator::new(&[(Gpa(0x40_0000), 0x80_0000)]);
     let mut drv: VtdDriver<_, Ram> =
