@@ -82,7 +82,10 @@ pub struct Cache<K, V> {
     sets: Box<[RwLock<Set<K, V>>]>,
     ways: usize,
     epoch: AtomicU64,
-    hasher: std::hash::RandomState,
+    /// Fixed keys, so that the same traffic evicts the same entries on every run (silicon
+    /// indexes its sets by address bits; a per-process random seed would make a scenario's
+    /// figures differ between two runs).
+    hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -102,7 +105,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
                 .collect(),
             ways,
             epoch: AtomicU64::new(0),
-            hasher: std::hash::RandomState::new(),
+            hasher: std::hash::BuildHasherDefault::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
