@@ -135,7 +135,8 @@
 // Stall resolved: terminated with RAZ/WI behaviour.
 #define SVIOMMU_STALL_RAZ_WI 2
 
-// One unit: the `SviommuUnit` handle of the header.
+// A VT-d unit or an SMMUv3, made by `sviommu_vtd_create` or `sviommu_smmu_create`; opaque to
+// C, which holds it by pointer until `sviommu_destroy`.
 typedef struct SviommuUnit SviommuUnit;
 
 // The VT-d unit's capabilities (CAP_REG, ECAP_REG) and sizes, as knobs. Fill it with

@@ -301,3 +301,16 @@ pub unsafe extern "C" fn sviommu_stats(unit: *const SviommuUnit, stats: *mut Svi
 pub extern "C" fn sviommu_panics() -> u64 {
     PANICS.load(Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_an_error_code_and_counted() {
+        let before = sviommu_panics();
+        assert_eq!(guard(None, || panic!("a model bug")), SVIOMMU_ERR_PANIC);
+        assert_eq!(guard(None, || SVIOMMU_OK), SVIOMMU_OK);
+        assert_eq!(sviommu_panics(), before + 1);
+    }
+}

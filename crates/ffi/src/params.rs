@@ -220,10 +220,8 @@ pub fn smmu_params(k: &SviommuSmmuParams) -> Result<SmmuParams, BadParam> {
     let mut i0 = u64::from(d.idr0);
     i0 = idr0::S1P.with(i0, s1);
     i0 = idr0::S2P.with(i0, s2);
-    i0 = idr0::ST_LEVEL.set(
-        i0,
-        u64::from(flag(k.two_level_stream_table, "two_level_stream_table")?),
-    );
+    i0 = idr0::ST_LEVEL
+        .set(i0, u64::from(flag(k.two_level_stream_table, "two_level_stream_table")?));
     i0 = idr0::CD2L.with(i0, flag(k.two_level_cd_table, "two_level_cd_table")?);
     i0 = idr0::MSI.with(i0, flag(k.msi, "msi")?);
     i0 = idr0::ATS.with(i0, ats);
@@ -293,7 +291,10 @@ mod tests {
         let (mut a, mut b) = (vtd_default(), vtd_default());
         a.pasid_bits = 21;
         b.haw_bits = 53;
-        assert_eq!((vtd_params(&a), vtd_params(&b)), (Err(BadParam("pasid_bits")), Err(BadParam("haw_bits"))));
+        assert_eq!(
+            (vtd_params(&a), vtd_params(&b)),
+            (Err(BadParam("pasid_bits")), Err(BadParam("haw_bits")))
+        );
         let mut s = smmu_default();
         s.oas_bits = 50;
         assert_eq!(smmu_params(&s), Err(BadParam("oas_bits")));

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use sviommu_memory::PAGE_4K_LG2;
 use sviommu_smmuv3::hw::{self as smmu, Abort, Silent, Smmu, SmmuCacheStats, StallResult};
 use sviommu_smmuv3::spec::regs::PAGE_BYTES;
+use sviommu_tlb::CacheStats;
 use sviommu_vtd::hw::{self as vtd, Access, DmaRequest, Vtd, VtdCacheStats};
 use sviommu_vtd::spec::regs::{cap, ecap};
-use sviommu_tlb::CacheStats;
 
 use crate::callbacks::{CallbackMemory, Callbacks};
 use crate::types::*;
@@ -45,7 +45,8 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// One unit: the `SviommuUnit` handle of the header.
+/// A VT-d unit or an SMMUv3, made by `sviommu_vtd_create` or `sviommu_smmu_create`; opaque to
+/// C, which holds it by pointer until `sviommu_destroy`.
 #[derive(Debug)]
 pub struct SviommuUnit {
     hw: Hw,

@@ -40,7 +40,11 @@ fn the_c_program_drives_both_models_through_the_abi() {
     );
     let run = Command::new(&out).output().unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "the C test failed:\n{stdout}{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "the C test failed:\n{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.ends_with(" passed, 0 failed"), "unexpected summary: {last}");
     // The program's own count, so a C file that checks nothing cannot pass.

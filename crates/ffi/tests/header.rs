@@ -8,11 +8,7 @@ use std::path::Path;
 fn the_committed_header_is_what_cbindgen_makes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).unwrap();
-    let bindings = cbindgen::Builder::new()
-        .with_crate(dir)
-        .with_config(config)
-        .generate()
-        .unwrap();
+    let bindings = cbindgen::Builder::new().with_crate(dir).with_config(config).generate().unwrap();
     let mut made = Vec::new();
     bindings.write(&mut made);
     let path = dir.join("include/sviommu.h");

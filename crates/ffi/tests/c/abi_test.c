@@ -257,6 +257,29 @@ static void test_vtd(const SviommuCallbacks *cb, struct seen *s) {
     CHECK(r.outcome == SVIOMMU_OUTCOME_FAULT && r.fault_code == 0x02, "no context: code %#x",
           r.fault_code);
 
+    /* §6.5.2 queued invalidation: 128-bit descriptors at 0x8000; GCMD.QIE (bit 26) keeping
+     * TE. A device-TLB invalidation (§6.5.2.5, type 03h: SID in 47:32, address in 127:76)
+     * reaches the device as a message; the wait descriptor (§6.5.2.8, type 05h, SW bit 5)
+     * writes its status word after it. */
+    const uint64_t iq = 0x8000, status = 0x9000;
+    wr(u, 0x90, 8, iq); /* IQA, QS 0: one 4K page */
+    wr(u, VTD_GCMD, 4, GCMD_TE | (1u << 26));
+    CHECK(rd(u, VTD_GSTS, 4) & (1u << 26), "QIES");
+    put64(iq, 3 | ((uint64_t)rid << 32));
+    put64(iq + 8, iova);
+    put64(iq + 16, 5 | (1u << 5) | (0x1234ull << 32));
+    put64(iq + 24, status);
+    int messages = s->messages;
+    wr(u, 0x88, 8, 2 << 4); /* IQT: two descriptors */
+    CHECK(rd(u, 0x80, 8) == 2 << 4, "IQH caught up: %#llx", (unsigned long long)rd(u, 0x80, 8));
+    CHECK(get64(status) == 0x1234, "wait status written");
+    CHECK(s->messages == messages + 1 && s->last.kind == SVIOMMU_MSG_DEVTLB_INVALIDATION &&
+              s->last.requester == rid && s->last.addr == iova && s->last.size_lg2 == 12 &&
+              s->last.has_pasid == 0,
+          "device-TLB invalidation: %d messages, kind %u sid %#x addr %#llx size %u",
+          s->messages - messages, s->last.kind, s->last.requester,
+          (unsigned long long)s->last.addr, s->last.size_lg2);
+
     SviommuStats st;
     CHECK(sviommu_stats(u, &st) == SVIOMMU_OK && st.arch == SVIOMMU_ARCH_VTD, "stats");
     CHECK(st.abi.translated == 4 && st.abi.faulted == 2, "counted %llu / %llu",
