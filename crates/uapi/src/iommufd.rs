@@ -21,8 +21,8 @@ use sviommu_smmuv3::spec::ste::S1Fmt;
 
 use crate::data::{
     self, convert_command, data_type, hwpt_flags, invalidate_type, map_flags, vste_config,
-    GuestCommand, HwptData, InvalidateArray, NestedData, VsteConfig, TYPE_ARM_SMMUV3,
-    vtd_s1_flags, VTD_INV_FLAGS_LEAF,
+    vtd_s1_flags, GuestCommand, HwptData, InvalidateArray, NestedData, VsteConfig, TYPE_ARM_SMMUV3,
+    VTD_INV_FLAGS_LEAF,
 };
 use crate::error::UapiError;
 use crate::object::{

@@ -152,7 +152,11 @@ impl VVtd {
                     HwInfo::Vtd { .. } => Model::Vtd,
                 };
                 if host != Model::Vtd {
-                    return Err(ViommuError::ModelMismatch { guest: Model::Vtd, host, device: dev });
+                    return Err(ViommuError::ModelMismatch {
+                        guest: Model::Vtd,
+                        host,
+                        device: dev,
+                    });
                 }
                 if devices.iter().take(i).any(|&(r, _)| r == rid) {
                     return Err(ViommuError::DuplicateRequesterId(rid));
@@ -416,11 +420,9 @@ impl Host {
         range: Option<(u64, u64, bool)>,
     ) -> Result<(), Iqei> {
         let entry = match range {
-            Some((addr, npages, leaf)) => VtdS1Invalidate {
-                addr,
-                npages,
-                flags: if leaf { VTD_INV_FLAGS_LEAF } else { 0 },
-            },
+            Some((addr, npages, leaf)) => {
+                VtdS1Invalidate { addr, npages, flags: if leaf { VTD_INV_FLAGS_LEAF } else { 0 } }
+            }
             None => VtdS1Invalidate { addr: 0, npages: u64::MAX, flags: 0 },
         };
         let array = InvalidateArray::vtd_s1(&[entry]);

@@ -34,18 +34,18 @@ use super::cache::Span;
 use super::regs::RegFile;
 use super::translate::{blocked, Blocked};
 use super::{DevTlbInvalidation, DmaRequest, Fault, MsiSource, Output, RequestKind, Vtd};
-use crate::spec::pasid::{PasidEntry, Pgtt};
-use crate::spec::root::{ContextEntry, ScalableContextEntry};
-use crate::spec::FaultReason;
 use crate::spec::inv::{
     ats_range, fm_sid_mask, CcGranularity, DescWidth, DescriptorType, InvDesc, InvWait,
     Invalidation, IotlbGranularity, PasidCacheGranularity, PasidIotlbGranularity,
 };
+use crate::spec::pasid::{PasidEntry, Pgtt};
 use crate::spec::regs::iqer::Iqei;
 use crate::spec::regs::rtaddr::Ttm;
 use crate::spec::regs::{
     self, cap, ccmd, ecap, ectl, fsts, gsts, ics, iotlb_reg, iqa, iqer, iqt, iva_reg, rtaddr,
 };
+use crate::spec::root::{ContextEntry, ScalableContextEntry};
+use crate::spec::FaultReason;
 use crate::spec::{bits_from, narrow};
 
 /// Where the hardware acts on a descriptor it has checked, besides its own caches: the hook a
@@ -179,8 +179,7 @@ impl<M: PhysMemory<Addr = Hpa>> EntryLookup for Entries<'_, M> {
             None => {
                 let p = ce.rid_pasid();
                 // §9.4: as a request without PASID checks it (48h).
-                if (p != 0 && !vtd.ecap_has(ecap::RPS)) || u64::from(p) >> vtd.pasid_bits() != 0
-                {
+                if (p != 0 && !vtd.ecap_has(ecap::RPS)) || u64::from(p) >> vtd.pasid_bits() != 0 {
                     return self.sort(rid, None, blocked(FaultReason::SmRidPasidInvalid, fpd));
                 }
                 p

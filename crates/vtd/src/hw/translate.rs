@@ -379,7 +379,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// The checks of a legacy context entry (§9.3): the AW its second stage uses, or `None` for
     /// pass-through; else the reason.
-    pub(super) fn check_legacy_context(&self, ce: &ContextEntry) -> Result<Option<Aw>, FaultReason> {
+    pub(super) fn check_legacy_context(
+        &self,
+        ce: &ContextEntry,
+    ) -> Result<Option<Aw>, FaultReason> {
         use FaultReason as R;
         if !ce.p() {
             return Err(R::ContextEntryNotPresent); // 02h
@@ -758,7 +761,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// §9.6: the checks of a PASID-table entry as read (with its directory entry's FPD), on
     /// top of `fpd`: present, no reserved bits, a PGTT and features the unit runs.
-    pub(super) fn check_pasid_table_entry(&self, c: &CachedPasid, fpd: bool) -> Result<Pgtt, Blocked> {
+    pub(super) fn check_pasid_table_entry(
+        &self,
+        c: &CachedPasid,
+        fpd: bool,
+    ) -> Result<Pgtt, Blocked> {
         use FaultReason as R;
         let fpd = fpd | c.dir_fpd | c.pe.fpd();
         if !c.pe.p() {
@@ -767,7 +774,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if c.pe.reserved_bits_set(self.params.haw) {
             return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
         }
-        self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd)) // 5Bh
+        self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd))
+        // 5Bh
     }
 
     /// Reads `pasid`'s PASID-directory and PASID-table entries under `ce` (§9.5, §9.6); `fpd`
