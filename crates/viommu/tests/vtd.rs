@@ -92,6 +92,16 @@ fn process(mem: &Arc<HostMemory>, root: u64, data: u64) -> X86Tables {
     t
 }
 
+/// The guest unmaps `GVA` from `p`: it clears the leaf entry (in the last-level table, the one
+/// whose entry for `GVA` is a page).
+fn clear_leaf(mem: &Arc<HostMemory>, p: &X86Tables) {
+    let index = (GVA >> 12) & 511;
+    let leaf = |e: &u64| e & !0xfff & (u64::MAX >> 12) == DATA_GPA;
+    let (table, _) =
+        p.tables().into_iter().find(|(_, e)| e.get(index as usize).is_some_and(leaf)).unwrap();
+    ram(mem).write_u64(Gpa(table + 8 * index), 0).unwrap();
+}
+
 impl Guest {
     /// A DMA write by device X through the HOST model.
     fn dma(&self, pasid: Option<u32>, addr: u64) -> Result<u64, DmaFault> {
@@ -198,14 +208,7 @@ fn guest_unmap_and_piotlb_invalidation_make_the_next_dma_fault() {
     let did = g.bind(P_ROOT, PASID_N);
     let hpa = g.dma(Some(PASID_N), GVA).unwrap();
     assert_eq!(hpa, GUEST_RAM_HPA + DATA_GPA);
-    // The guest clears P's leaf entry (the last-level table holding DATA_GPA).
-    let index = (GVA >> 12) & 511;
-    let (table, _) = p
-        .tables()
-        .into_iter()
-        .find(|(_, e)| e.get(index as usize).is_some_and(|e| e & 0x000f_ffff_ffff_f000 == DATA_GPA))
-        .unwrap();
-    ram(&g.mem).write_u64(Gpa(table + 8 * index), 0).unwrap();
+    clear_leaf(&g.mem, &p);
     assert_eq!(g.dma(Some(PASID_N), GVA), Ok(hpa), "the host's IOTLB holds the old page");
     let before = g.vvtd.stats().invalidations;
     g.driver.flush_iotlb(did, Some((GVA, 0x1000))).unwrap();
@@ -351,4 +354,56 @@ fn a_changed_pasid_entry_replaces_the_host_hwpt() {
     assert!(g.fd.lock().unwrap().object(third).is_none());
     assert!(g.dma(Some(PASID_N), GVA).is_err());
     assert!(g.faults().is_empty(), "not-present entries record nothing in the guest");
+}
+
+/// X's requester ID on the host (`00:02.0`).
+const HOST_RID: u16 = 0x0010;
+
+/// The contract of a wait descriptor, across threads: while device threads translate through
+/// the host model without pause, the guest unmaps and invalidates; no translation that starts
+/// after the guest's wait descriptor completed (its driver returned) gives the old page.
+#[test]
+fn no_translation_after_the_guests_wait_returns_the_old_page() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
+    use sviommu_vtd::hw::{Access, DmaRequest};
+
+    let mut g = boot();
+    let p = process(&g.mem, P_ROOT, DATA_GPA);
+    let did = g.bind(P_ROOT, PASID_N);
+    let hw: Arc<HostVtd> = {
+        let fd = g.fd.lock().unwrap();
+        let drv = fd.iommu().driver(sviommu_uapi::machine::UNIT).unwrap();
+        Arc::clone(drv.as_any().downcast_ref::<VtdUnit>().unwrap().hw())
+    };
+    let req = DmaRequest::new(HOST_RID, GVA, Access::READ).with_pasid(PASID_N);
+    let old = GUEST_RAM_HPA + DATA_GPA;
+    assert_eq!(hw.translate(&req).map(|t| t.output), Ok(old));
+    let done = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (after, stale) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    let started_after = done.load(Ordering::Acquire);
+                    let r = hw.translate(&req);
+                    if started_after {
+                        after.fetch_add(1, Ordering::Relaxed);
+                        if r.is_ok_and(|t| t.output == old) {
+                            stale.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        clear_leaf(&g.mem, &p);
+        g.driver.flush_iotlb(did, Some((GVA, 0x1000))).unwrap();
+        done.store(true, Ordering::Release);
+        while after.load(Ordering::Relaxed) < 2000 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Release);
+    });
+    assert_eq!(stale.load(Ordering::Relaxed), 0, "a translation after the wait gave the old page");
 }
