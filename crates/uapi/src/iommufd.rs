@@ -21,7 +21,7 @@ use sviommu_smmuv3::spec::ste::S1Fmt;
 
 use crate::data::{
     self, convert_command, data_type, hwpt_flags, invalidate_type, map_flags, vste_config,
-    GuestCommand, HwptData, InvalidateArray, NestedData, VsteConfig, TYPE_ARM_SMMUV3,
+    vtd_s1_flags, GuestCommand, HwptData, InvalidateArray, NestedData, VsteConfig, TYPE_ARM_SMMUV3,
     VTD_INV_FLAGS_LEAF,
 };
 use crate::error::UapiError;
@@ -697,9 +697,12 @@ impl Iommufd {
         let NestedData::VtdS1 { flags, pgtbl_addr, addr_width } = data else {
             return Err(UapiError::Type { what: "nested HWPT data", value: a.data.data_type });
         };
-        if flags != 0 {
-            // DEVIATION: the core's stage-1 configuration carries no SRE / EAFE / WPE yet.
-            return Err(UapiError::Unsupported("take SRE, EAFE or WPE for a nested first stage"));
+        // WPE is taken either way: it governs supervisor writes only (§9.6), and without SRE
+        // the host blocks every supervisor request (5Dh), so the host's entry (WPE set)
+        // translates exactly as the guest's.
+        if flags & !vtd_s1_flags::WPE != 0 {
+            // DEVIATION: the core's stage-1 configuration carries no SRE / EAFE yet.
+            return Err(UapiError::Unsupported("take SRE or EAFE for a nested first stage"));
         }
         let levels = if addr_width == 57 { 5 } else { 4 };
         let format = Stage1Format::X86 { levels };

@@ -8,9 +8,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`smmuv3`] | [`VSmmu`]: an SMMUv3 for the guest, one vIOMMU and a vDEVICE per assigned device on the host |
+//! | [`vtd`] | [`VVtd`]: a scalable-mode VT-d with caching mode for the guest, a nested HWPT per (device, PASID) on the host |
 //!
-//! Not yet (issue 12 steps 3 and 4): the VT-d vIOMMU; host events, faults and page requests
-//! back to the guest's queues.
+//! Not yet (issue 12 step 4): host events, faults and page requests back to the guest's
+//! queues.
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -22,8 +23,10 @@
 )]
 
 pub mod smmuv3;
+pub mod vtd;
 
 pub use smmuv3::{GuestMemory, VSmmu};
+pub use vtd::VVtd;
 
 use sviommu_core::Model;
 use sviommu_uapi::{ObjectId, UapiError};
@@ -49,6 +52,9 @@ pub enum ViommuError {
     /// Two devices were given the same virtual ID.
     #[error("virtual StreamID {0:#x} is assigned twice")]
     DuplicateVirtualId(u32),
+    /// Two devices were given the same requester ID in the guest.
+    #[error("guest requester ID {0:#06x} is assigned twice")]
+    DuplicateRequesterId(u16),
     /// The host refused a call the VMM makes while building the vIOMMU.
     #[error(transparent)]
     Uapi(#[from] UapiError),

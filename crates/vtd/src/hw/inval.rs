@@ -28,19 +28,175 @@
 
 use sviommu_memory::{Hpa, PhysMemory};
 
+use sviommu_pgtable::{Access, WalkCtx};
+
 use super::cache::Span;
 use super::regs::RegFile;
-use super::{DevTlbInvalidation, MsiSource, Output, Vtd};
+use super::translate::{blocked, Blocked};
+use super::{DevTlbInvalidation, DmaRequest, Fault, MsiSource, Output, RequestKind, Vtd};
 use crate::spec::inv::{
     ats_range, fm_sid_mask, CcGranularity, DescWidth, DescriptorType, InvDesc, InvWait,
     Invalidation, IotlbGranularity, PasidCacheGranularity, PasidIotlbGranularity,
 };
+use crate::spec::pasid::{PasidEntry, Pgtt};
 use crate::spec::regs::iqer::Iqei;
 use crate::spec::regs::rtaddr::Ttm;
 use crate::spec::regs::{
     self, cap, ccmd, ecap, ectl, fsts, gsts, ics, iotlb_reg, iqa, iqer, iqt, iva_reg, rtaddr,
 };
+use crate::spec::root::{ContextEntry, ScalableContextEntry};
+use crate::spec::FaultReason;
 use crate::spec::{bits_from, narrow};
+
+/// Where the hardware acts on a descriptor it has checked, besides its own caches: the hook a
+/// virtual VT-d forwards its guest's invalidations through (`sviommu-viommu`). The model calls
+/// it for every legal descriptor the invalidation queue processes, after its own checks and
+/// effects and before IQH moves past the descriptor, so a wait descriptor behind it completes
+/// only after the hook returned (the forwarding is synchronous, §6.5.2.8). The register file
+/// is held during the call: the hook reaches the model only through `entries`.
+pub trait Forward: Send + Sync {
+    /// Acts on `inv`. `entries` reads context and PASID-table entries as a request would. An
+    /// error stops the queue with that IQE reason at the descriptor (§6.5.2.10), as the model's
+    /// own checks do.
+    fn descriptor(&self, inv: &Invalidation, entries: &mut dyn EntryLookup) -> Result<(), Iqei>;
+}
+
+/// A requester's context entry, as the latched root table gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A request would find no entry: the root or context entry is not present, or the root
+    /// table is in abort-DMA mode.
+    NotPresent,
+    /// A present, checked legacy-mode context entry (§9.3).
+    Legacy(ContextEntry),
+    /// A present, checked scalable-mode context entry (§9.4).
+    Scalable(ScalableContextEntry),
+}
+
+/// A present, checked PASID-table entry (§9.6) and the PASID that selected it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundPasid {
+    /// The PASID (RID_PASID for a request without PASID).
+    pub pasid: u32,
+    /// The entry.
+    pub entry: PasidEntry,
+    /// Its PGTT, one the unit runs.
+    pub pgtt: Pgtt,
+}
+
+/// Context and PASID-table entries read from memory (not the caches: the hook runs where the
+/// hardware reads the new configuration) and checked as a request's are, for a [`Forward`]
+/// hook. What a request would find not present is `NotPresent` / `None`, recorded nowhere;
+/// any other fault is recorded in the fault recording registers as a request's would be
+/// (FPD honoured), for a request of the requester and PASID at address 0, and returned.
+/// IMPDEF: read whatever GSTS.TES says, from the root table the last SRTP latched.
+pub trait EntryLookup {
+    /// `rid`'s context entry.
+    fn context(&mut self, rid: u16) -> Result<Context, Fault>;
+    /// The PASID-table entry under `ce` that a request of `rid` with `pasid` would use
+    /// (`None`: a request without PASID, which uses the context entry's RID_PASID, §3.4.3).
+    fn pasid_entry(
+        &mut self,
+        rid: u16,
+        ce: &ScalableContextEntry,
+        pasid: Option<u32>,
+    ) -> Result<Option<FoundPasid>, Fault>;
+}
+
+/// The hook's view of the tables, with the register file held.
+struct Entries<'a, M: PhysMemory<Addr = Hpa>> {
+    vtd: &'a Vtd<M>,
+    regs: &'a mut RegFile,
+}
+
+impl<M: PhysMemory<Addr = Hpa>> Entries<'_, M> {
+    /// A block that a request would take as "no entry" is `Ok(None)`; any other is recorded
+    /// (unless its FPD says not to) and returned.
+    fn sort<T>(&mut self, rid: u16, pasid: Option<u32>, b: Blocked) -> Result<Option<T>, Fault> {
+        use FaultReason as R;
+        if matches!(
+            b.reason,
+            R::RootEntryNotPresent
+                | R::ContextEntryNotPresent
+                | R::SmRootEntryNotPresent
+                | R::SmContextEntryNotPresent
+                | R::SmPasidDirEntryNotPresent
+                | R::SmPasidEntryNotPresent
+        ) {
+            return Ok(None);
+        }
+        let req = DmaRequest { rid, pasid, addr: 0, access: Access::READ };
+        let f = Vtd::<M>::fault_of(&req, RequestKind::Untranslated, b.reason, b.fpd);
+        if !b.fpd {
+            self.vtd.record_in(self.regs, &f);
+        }
+        Err(f)
+    }
+}
+
+impl<M: PhysMemory<Addr = Hpa>> EntryLookup for Entries<'_, M> {
+    fn context(&mut self, rid: u16) -> Result<Context, Fault> {
+        let vtd = self.vtd;
+        let root = vtd.root.load(std::sync::atomic::Ordering::Acquire);
+        let rta = rtaddr::RTA.in_place(root);
+        let mut cx = WalkCtx::new(&vtd.mem, ());
+        let found = match Ttm::try_from(rtaddr::TTM.get(root)) {
+            _ if rta & bits_from(vtd.params.haw) != 0 => {
+                Err(blocked(FaultReason::SmRootTableAddressInvalid, false))
+            }
+            Ok(Ttm::Legacy) => vtd.read_legacy_context(&mut cx, rta, rid).and_then(|ce| {
+                vtd.check_legacy_context(&ce).map_err(|r| blocked(r, ce.fpd()))?;
+                Ok(Context::Legacy(ce))
+            }),
+            Ok(Ttm::Scalable) if vtd.ecap_has(ecap::SMTS) => {
+                vtd.read_scalable_context(&mut cx, rta, rid).and_then(|ce| {
+                    vtd.check_scalable_context(&ce).map_err(|r| blocked(r, ce.fpd()))?;
+                    Ok(Context::Scalable(ce))
+                })
+            }
+            Ok(Ttm::AbortDma) if vtd.ecap_has(ecap::ADMS) => Ok(Context::NotPresent),
+            _ => Err(blocked(FaultReason::SmRootTableAddressInvalid, false)),
+        };
+        match found {
+            Ok(c) => Ok(c),
+            Err(b) => Ok(self.sort(rid, None, b)?.unwrap_or(Context::NotPresent)),
+        }
+    }
+
+    fn pasid_entry(
+        &mut self,
+        rid: u16,
+        ce: &ScalableContextEntry,
+        pasid: Option<u32>,
+    ) -> Result<Option<FoundPasid>, Fault> {
+        let vtd = self.vtd;
+        let fpd = ce.fpd();
+        let p = match pasid {
+            Some(_) if !ce.paside() => {
+                return self.sort(rid, pasid, blocked(FaultReason::SmContextPasideClear, fpd))
+            }
+            Some(p) => p,
+            None => {
+                let p = ce.rid_pasid();
+                // §9.4: as a request without PASID checks it (48h).
+                if (p != 0 && !vtd.ecap_has(ecap::RPS)) || u64::from(p) >> vtd.pasid_bits() != 0 {
+                    return self.sort(rid, None, blocked(FaultReason::SmRidPasidInvalid, fpd));
+                }
+                p
+            }
+        };
+        let mut cx = WalkCtx::new(&vtd.mem, ());
+        let found = vtd.check_pasid_in_directory(ce, p, fpd).and_then(|()| {
+            let c = vtd.read_pasid_entry(&mut cx, ce, p, fpd)?;
+            let pgtt = vtd.check_pasid_table_entry(&c, fpd)?;
+            Ok(FoundPasid { pasid: p, entry: c.pe, pgtt })
+        });
+        match found {
+            Ok(f) => Ok(Some(f)),
+            Err(b) => self.sort(rid, pasid, b),
+        }
+    }
+}
 
 /// How many times the status write retries its compare-exchange before writing plainly.
 const STATUS_RETRIES: u32 = 8;
@@ -258,7 +414,21 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             *w = u64::from_le_bytes(b);
         }
         // A 128-bit descriptor's upper words read as zero (the buffer beyond `len` is).
-        self.run_descriptor(regs, InvDesc::from_words(words), width)
+        let d = InvDesc::from_words(words);
+        let step = self.run_descriptor(regs, d, width)?;
+        self.forward_descriptor(regs, d, step)
+    }
+
+    /// Hands a descriptor the model has executed to the [`Forward`] hook, if there is one:
+    /// where the hardware acts on it, before IQH moves past it. A refusal is the
+    /// descriptor's invalidation queue error.
+    fn forward_descriptor(&self, regs: &mut RegFile, d: InvDesc, step: Step) -> Result<Step, Iqei> {
+        let (Some(hook), Step::Done) = (&self.forward, step) else {
+            return Ok(step);
+        };
+        let inv = d.decode().map_err(|_| Iqei::DescriptorType)?;
+        hook.descriptor(&inv, &mut Entries { vtd: self, regs })?;
+        Ok(Step::Done)
     }
 
     /// Whether the unit supports descriptors of type `t` (an unsupported type is an invalid

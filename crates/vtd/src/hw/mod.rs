@@ -12,7 +12,7 @@
 //! | `fetch` | §3.8 nested: every first-stage table read translated by the second stage |
 //! | `reasons` | pgtable faults onto fault reasons (§7.1.3, Appendix A): the one table to review |
 //! | `cache` | §6.2 context, PASID, IOTLB, paging-structure and second-stage leaf caches |
-//! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor |
+//! | `inval` | §6.5.1 register-based and §6.5.2 queued invalidation: the queue, every descriptor; the [`Forward`] hook a virtual VT-d forwards through |
 //! | `record` | §7.2 fault recording registers and the fault event |
 //! | `ats` | §4.2 ATS: translation requests ([`Vtd::translation_request`]) and translated requests ([`Vtd::translated_request`]) |
 //! | `prq` | §7.5–§7.7 page requests ([`Vtd::page_request`]): the page request queue, overflow, auto-responses, the page request event |
@@ -36,7 +36,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sviommu_memory::{Hpa, Mmio, Outbox, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
@@ -55,6 +55,7 @@ mod translate;
 
 pub use ats::{AtsTranslation, TranslationCompletion, TranslationRequest};
 pub use cache::{CacheGeometry, CacheParams, VtdCacheStats};
+pub use inval::{Context, EntryLookup, Forward, FoundPasid};
 pub use prq::{AtsStats, PageRequestMsg, PageRequestOutcome};
 pub use sviommu_memory::OutboxStats;
 
@@ -344,6 +345,8 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     outbox: Outbox<Output, MsiSource>,
     /// What the ATS and page request paths refused, dropped or answered by themselves.
     ats_counters: prq::Counters,
+    /// Where legal invalidation descriptors are forwarded (a virtual VT-d's host), if anywhere.
+    forward: Option<Arc<dyn Forward>>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -367,7 +370,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             caches: cache::Caches::new(&params.caches, large, ss),
             outbox: Outbox::new(params.outbox_capacity),
             ats_counters: prq::Counters::default(),
+            forward: None,
         }
+    }
+
+    /// The same unit, forwarding every legal descriptor its invalidation queue processes to
+    /// `hook` (see [`Forward`]).
+    #[must_use]
+    pub fn with_forward(mut self, hook: Arc<dyn Forward>) -> Self {
+        self.forward = Some(hook);
+        self
     }
 
     /// Takes every output the unit has produced since the last call, oldest first: the
@@ -423,7 +435,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// The one place a fault is made: recorded (FRCD, FSTS, the fault event, `record`) unless
     /// fault processing is disabled for it.
     fn fault(&self, req: &DmaRequest, kind: RequestKind, reason: FaultReason, fpd: bool) -> Fault {
-        let f = Fault {
+        let f = Self::fault_of(req, kind, reason, fpd);
+        if !fpd {
+            self.record(&f);
+        }
+        f
+    }
+
+    /// The fault `req` of `kind` gets for `reason`, not yet recorded.
+    fn fault_of(req: &DmaRequest, kind: RequestKind, reason: FaultReason, fpd: bool) -> Fault {
+        Fault {
             reason,
             rid: req.rid,
             pasid: req.pasid,
@@ -431,11 +452,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             access: req.access,
             fpd,
             kind,
-        };
-        if !fpd {
-            self.record(&f);
         }
-        f
     }
 
     /// The register file, locked (MMIO, the queue, fault recording).

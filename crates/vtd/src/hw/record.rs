@@ -46,7 +46,11 @@ pub(super) fn fault_record(f: &Fault) -> FaultRecord {
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// §7.2: records `f` in the next fault recording register, or sets PFO.
     pub(super) fn record(&self, f: &Fault) {
-        let mut regs = self.lock_regs();
+        self.record_in(&mut self.lock_regs(), f);
+    }
+
+    /// [`record`](Self::record) with the register file already held.
+    pub(super) fn record_in(&self, regs: &mut RegFile, f: &Fault) {
         let before = u64::from(regs.reg32(regs::FSTS));
         if fsts::PFO.is_set(before) {
             // An overflow software has not cleared: the fault is not recorded.
@@ -56,7 +60,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let Some(slot) = regs.frcd.get_mut(index) else { return };
         if FaultRecord::F.is_set(slot) {
             regs.latch_fsts(fsts::PFO.mask32());
-            self.fault_event(&mut regs, before);
+            self.fault_event(regs, before);
             return;
         }
         *slot = fault_record(f).words();
@@ -67,7 +71,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             regs.set_bits(regs::FSTS, fri | fsts::PPF.mask32());
         }
         regs.fault_index = (index + 1) % regs.frcd.len().max(1);
-        self.fault_event(&mut regs, before);
+        self.fault_event(regs, before);
     }
 
     /// §7.2, FECTL: an event condition was just raised, with FSTS `before` it as it was. Unless an

@@ -43,7 +43,7 @@ pub(super) struct Blocked {
 }
 
 /// Blocked for `reason`, with the FPD state gathered so far.
-fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
+pub(super) fn blocked(reason: FaultReason, fpd: bool) -> Blocked {
     Blocked { reason, fpd }
 }
 
@@ -354,7 +354,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// Reads `rid`'s legacy root and context entries.
-    fn read_legacy_context<O: WalkObserver>(
+    pub(super) fn read_legacy_context<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
@@ -379,7 +379,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
 
     /// The checks of a legacy context entry (§9.3): the AW its second stage uses, or `None` for
     /// pass-through; else the reason.
-    fn check_legacy_context(&self, ce: &ContextEntry) -> Result<Option<Aw>, FaultReason> {
+    pub(super) fn check_legacy_context(
+        &self,
+        ce: &ContextEntry,
+    ) -> Result<Option<Aw>, FaultReason> {
         use FaultReason as R;
         if !ce.p() {
             return Err(R::ContextEntryNotPresent); // 02h
@@ -549,28 +552,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ) -> Result<(PasidEntry, Pgtt, Selected), Blocked> {
         use FaultReason as R;
         let Selected { pasid, access, fpd } = sel;
-        // §9.4: the directory has 2^(PDTS + 7) entries. IMPDEF: a PASID wider than the 20 bits
-        // a PASID prefix carries is beyond any directory.
-        if pasid >> pasid::PASID_BITS != 0 || pasid::dir_index(pasid) >= ce.pasid_dir_entries() {
-            return Err(blocked(R::SmPasidBeyondDirectory, fpd)); // 46h
-        }
+        self.check_pasid_in_directory(ce, pasid, fpd)?;
         let key = PasidKey { rid, pasid };
-        let check = |c: &CachedPasid| {
-            let fpd = fpd | c.dir_fpd | c.pe.fpd();
-            if !c.pe.p() {
-                return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
-            }
-            if c.pe.reserved_bits_set(self.params.haw) {
-                return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
-            }
-            self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd))
-            // 5Bh
-        };
         let (CachedPasid { pe, dir_fpd }, pgtt) = cached_or_read(
             self.caching_mode(),
             self.caches.pasid.get(&key),
             || self.read_pasid_entry(cx, ce, pasid, fpd),
-            check,
+            |c| self.check_pasid_table_entry(c, fpd),
             |v| self.caches.insert_pasid(key, v, &pass.epochs),
         )?;
         let fpd = fpd | dir_fpd | pe.fpd();
@@ -757,9 +745,42 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         Ok(())
     }
 
+    /// §9.4: the directory has 2^(PDTS + 7) entries. IMPDEF: a PASID wider than the 20 bits a
+    /// PASID prefix carries is beyond any directory.
+    pub(super) fn check_pasid_in_directory(
+        &self,
+        ce: &ScalableContextEntry,
+        pasid: u32,
+        fpd: bool,
+    ) -> Result<(), Blocked> {
+        if pasid >> pasid::PASID_BITS != 0 || pasid::dir_index(pasid) >= ce.pasid_dir_entries() {
+            return Err(blocked(FaultReason::SmPasidBeyondDirectory, fpd)); // 46h
+        }
+        Ok(())
+    }
+
+    /// §9.6: the checks of a PASID-table entry as read (with its directory entry's FPD), on
+    /// top of `fpd`: present, no reserved bits, a PGTT and features the unit runs.
+    pub(super) fn check_pasid_table_entry(
+        &self,
+        c: &CachedPasid,
+        fpd: bool,
+    ) -> Result<Pgtt, Blocked> {
+        use FaultReason as R;
+        let fpd = fpd | c.dir_fpd | c.pe.fpd();
+        if !c.pe.p() {
+            return Err(blocked(R::SmPasidEntryNotPresent, fpd)); // 59h
+        }
+        if c.pe.reserved_bits_set(self.params.haw) {
+            return Err(blocked(R::SmPasidEntryReserved, fpd)); // 5Ah
+        }
+        self.check_pasid_entry(&c.pe).ok_or(blocked(R::SmPasidEntryInvalid, fpd))
+        // 5Bh
+    }
+
     /// Reads `pasid`'s PASID-directory and PASID-table entries under `ce` (§9.5, §9.6); `fpd`
     /// is the FPD state so far.
-    fn read_pasid_entry<O: WalkObserver>(
+    pub(super) fn read_pasid_entry<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         ce: &ScalableContextEntry,

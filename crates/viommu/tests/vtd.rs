@@ -1,0 +1,409 @@
+//! A guest's VT-d, end to end (issue 12 step 3): the guest's own driver programs the vIOMMU
+//! (the hardware model over guest RAM, scalable mode, caching mode) through MMIO; the vIOMMU
+//! forwards through `uapi`; every device DMA goes through the host model's `translate`.
+
+use std::sync::{Arc, Mutex};
+
+use sviommu_core::driver::{DmaAccess, DmaFault};
+use sviommu_core::topology::DeviceId;
+use sviommu_core::Model;
+use sviommu_memory::{
+    FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
+};
+use sviommu_testsupport::x86::{flags, X86Tables};
+use sviommu_uapi::data::map_flags;
+use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, VMM_VA};
+use sviommu_uapi::{Iommufd, ObjectId};
+use sviommu_viommu::smmuv3::SharedFd;
+use sviommu_viommu::{VVtd, ViommuError};
+use sviommu_vtd::driver::{
+    DeviceFeatures, Did, DomainConfig, DriverConfig, InvalidateRequest, ModeChoice, PasidConfig,
+    VtdDriver,
+};
+use sviommu_vtd::spec::fault::FaultRecord;
+use sviommu_vtd::spec::pasid::PasidEntry;
+use sviommu_vtd::spec::regs::iqer::Iqei;
+use sviommu_vtd::spec::regs::{fsts, gcmd, iqa, iqer, iqh, iqt, FSTS, GCMD, IQA, IQER, IQH, IQT};
+use sviommu_vtd::spec::{FaultReason, Fspm, Pgtt};
+use x86_64::structures::paging::Size4KiB;
+
+/// The requester ID the guest knows device X (the host's `00:02.0`) by: 00:03.0.
+const GRID: u16 = 0x0018;
+/// The PASID the guest binds process P at.
+const PASID_N: u32 = 5;
+/// Guest RAM for the guest driver's structures (GPA).
+const DRIVER_FRAMES: (u64, u64) = (0x10_0000, 0x8_0000);
+/// P's page tables (the `x86_64` crate's, root here and further tables after it), and Q's.
+const P_ROOT: u64 = 0x18_0000;
+const Q_ROOT: u64 = 0x1a_0000;
+/// P's data page (GPA) and where P sees it (GVA); Q maps the same GVA to another page.
+const DATA_GPA: u64 = 0x1c_3000;
+const Q_DATA_GPA: u64 = 0x1c_8000;
+const GVA: u64 = 0x7f12_3456_7000;
+
+type Ram = GuestRam<Arc<HostMemory>>;
+
+fn ram(mem: &Arc<HostMemory>) -> Ram {
+    let region = GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_RAM_LEN, hpa: Hpa(GUEST_RAM_HPA) };
+    GuestRam::new(Arc::clone(mem), vec![region])
+}
+
+struct Guest {
+    fd: SharedFd,
+    mem: Arc<HostMemory>,
+    dev: DeviceId,
+    vvtd: Arc<VVtd>,
+    driver: VtdDriver<Arc<VVtd>, Ram>,
+}
+
+/// The host (a VT-d machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
+/// vIOMMU with device `00:02.0` at guest requester ID [`GRID`]) and the guest's driver brought
+/// up on it, with X's device-TLB (ATS) enabled.
+fn boot() -> Guest {
+    let m = Machine::new(Model::Vtd).unwrap();
+    let dev = m.devices()[0].clone();
+    let mut fd: Iommufd = m.into_fd();
+    let mem = Arc::clone(fd.memory());
+    let dev_id = fd.device_bind(&dev).unwrap();
+    let ioas = fd.ioas_alloc();
+    let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
+    fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    let fd = Arc::new(Mutex::new(fd));
+    let vvtd = Arc::new(VVtd::new(Arc::clone(&fd), ram(&mem), ioas, &[(GRID, dev_id)]).unwrap());
+    let frames = FrameAllocator::new(&[(Gpa(DRIVER_FRAMES.0), DRIVER_FRAMES.1)]);
+    let config = DriverConfig { mode: ModeChoice::Scalable, ..DriverConfig::default() };
+    let mut driver = VtdDriver::new(Arc::clone(&vvtd), ram(&mem), frames, config).unwrap();
+    assert!(driver.capabilities().caching_mode);
+    driver.set_device_features(GRID, DeviceFeatures { ats: true, page_requests: false }).unwrap();
+    Guest { fd, mem, dev, vvtd, driver }
+}
+
+/// A process address space in guest RAM built by the `x86_64` crate (not by the code the
+/// models walk with): `GVA` -> `data`, user read-write.
+fn process(mem: &Arc<HostMemory>, root: u64, data: u64) -> X86Tables {
+    let mut t = X86Tables::new(root);
+    t.map::<Size4KiB>(GVA, data, flags(true, true, false));
+    let ram = ram(mem);
+    for (at, entries) in t.tables() {
+        for (i, e) in (0u64..).zip(entries) {
+            ram.write_u64(Gpa(at + 8 * i), e).unwrap();
+        }
+    }
+    t
+}
+
+/// The guest unmaps `GVA` from `p`: it clears the leaf entry (in the last-level table, the one
+/// whose entry for `GVA` is a page).
+fn clear_leaf(mem: &Arc<HostMemory>, p: &X86Tables) {
+    let index = (GVA >> 12) & 511;
+    let leaf = |e: &u64| e & !0xfff & (u64::MAX >> 12) == DATA_GPA;
+    let (table, _) =
+        p.tables().into_iter().find(|(_, e)| e.get(index as usize).is_some_and(leaf)).unwrap();
+    ram(mem).write_u64(Gpa(table + 8 * index), 0).unwrap();
+}
+
+impl Guest {
+    /// A DMA write by device X through the HOST model.
+    fn dma(&self, pasid: Option<u32>, addr: u64) -> Result<u64, DmaFault> {
+        self.fd.lock().unwrap().dma(&self.dev, pasid, addr, DmaAccess::Write).unwrap()
+    }
+
+    fn snapshot(&self) -> HostState {
+        host_state(&self.fd.lock().unwrap())
+    }
+
+    /// Binds the address space rooted at `root` to X at `pasid` through the guest's driver
+    /// (SVA in the guest): an external first-stage domain, attached with the §6.5.3.3 and
+    /// caching-mode sequences the driver runs. Returns the guest's DID.
+    fn bind(&mut self, root: u64, pasid: u32) -> Did {
+        let did = self.driver.alloc_domain(DomainConfig::External).unwrap();
+        let config = PasidConfig::FirstStageExternal {
+            did,
+            fs_root: root,
+            levels: Fspm::FourLevel,
+            sre: false,
+        };
+        self.driver.attach(GRID, Some(pasid), config).unwrap();
+        did
+    }
+
+    /// Writes `pe` as the guest's PASID-table entry of X at `pasid` (in place) and invalidates
+    /// the PASID cache for it with the guest's DID `did`.
+    fn write_pasid_entry(&mut self, pasid: u32, pe: &PasidEntry, did: u16) {
+        let at = self.driver.pasid_entry_addr(GRID, Some(pasid)).unwrap();
+        for (i, w) in (0u64..).zip(pe.words()) {
+            ram(&self.mem).write_u64(Gpa(at.0 + 8 * i), w).unwrap();
+        }
+        let inv = InvalidateRequest::PasidCache { did, pasid: Some(pasid) };
+        self.driver.invalidate(&[inv]).unwrap();
+    }
+
+    /// The guest's fault records, drained.
+    fn faults(&mut self) -> Vec<FaultRecord> {
+        self.driver.drain_faults().records
+    }
+
+    /// The vIOMMU's invalidation queue error: IQER.IQEI if FSTS.IQE is set.
+    fn queue_error(&self) -> Option<u64> {
+        let v = &*self.vvtd;
+        fsts::IQE.is_set(v.read(FSTS.0, 4)).then(|| iqer::IQEI.get(v.read(IQER.0, 8)))
+    }
+}
+
+/// Host memory outside guest RAM, and the host unit's registers.
+type HostState = (Vec<(u64, Vec<u8>)>, Vec<(sviommu_core::topology::UnitId, Vec<u32>)>);
+
+fn host_state(fd: &Iommufd) -> HostState {
+    let s = fd.hardware_snapshot();
+    let memory = s.memory.into_iter().filter(|(start, _)| *start != GUEST_RAM_HPA).collect();
+    (memory, s.registers)
+}
+
+/// The seed's flow, byte-exact: the guest binds P to X at PASID n through its own driver; X
+/// writes at a GVA with PASID n through the host model; the bytes land in the host page that
+/// the guest's first stage and the host's second stage together select.
+#[test]
+fn guest_sva_bind_reaches_the_host_page_the_two_stages_select() {
+    let mut g = boot();
+    // Until the guest programs a PASID, the host blocks X there.
+    assert!(g.dma(Some(PASID_N), GVA).is_err());
+    let p = process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    assert!(g.vvtd.host_hwpt(GRID, PASID_N).is_some());
+    let offset = 0x9a8;
+    let hpa = g.dma(Some(PASID_N), GVA + offset).unwrap();
+    // Independently: the page the `x86_64` crate's own walk gives, plus where the VMM put
+    // guest RAM.
+    let gpa = match p.translate(GVA + offset) {
+        x86_64::structures::paging::mapper::TranslateResult::Mapped { frame, offset, .. } => {
+            frame.start_address().as_u64() + offset
+        }
+        other => panic!("{other:?}"),
+    };
+    let expected = GUEST_RAM_HPA + gpa;
+    assert_eq!(hpa, expected);
+    let payload = b"seed: sva_bind in the guest, end to end";
+    g.fd.lock().unwrap().write_host(hpa, payload).unwrap();
+    let mut seen = [0u8; 39];
+    ram(&g.mem).read(Gpa(DATA_GPA + offset), &mut seen).unwrap();
+    assert_eq!(&seen, payload, "P sees it at its GPA in guest RAM");
+    // Requests without PASID use the guest's RID_PASID entry, which is not present: blocked.
+    assert!(g.dma(None, DATA_GPA).is_err());
+    // Other PASIDs are blocked on the host.
+    assert!(g.dma(Some(PASID_N + 1), GVA).is_err());
+    assert_eq!(g.queue_error(), None);
+    assert!(g.faults().is_empty(), "the guest saw no fault");
+    let s = g.vvtd.stats();
+    assert_eq!((s.attached, s.replaced, s.host_refused), (1, 0, 0), "{s:?}");
+}
+
+/// The guest unmaps and invalidates through its own driver (PASID-based IOTLB and device-TLB
+/// invalidation, then a wait): the next DMA faults with the architected reason. Before the
+/// invalidation the host's IOTLB still holds the old page, so the invalidation is what
+/// reached the host.
+#[test]
+fn guest_unmap_and_piotlb_invalidation_make_the_next_dma_fault() {
+    let mut g = boot();
+    let p = process(&g.mem, P_ROOT, DATA_GPA);
+    let did = g.bind(P_ROOT, PASID_N);
+    let hpa = g.dma(Some(PASID_N), GVA).unwrap();
+    assert_eq!(hpa, GUEST_RAM_HPA + DATA_GPA);
+    clear_leaf(&g.mem, &p);
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(hpa), "the host's IOTLB holds the old page");
+    let before = g.vvtd.stats().invalidations;
+    g.driver.flush_iotlb(did, Some((GVA, 0x1000))).unwrap();
+    // The PASID-based IOTLB and the PASID-based device-TLB descriptors each reached the host.
+    assert_eq!(g.vvtd.stats().invalidations - before, 2);
+    match g.dma(Some(PASID_N), GVA) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, FaultReason::SmFsEntryNotPresent as u16),
+        other => panic!("expected fault reason 71h, got {other:?}"),
+    }
+}
+
+/// Malformed PASID-table entries (a reserved bit set; a PGTT the vIOMMU does not run, second
+/// stage) become their fault reasons in the guest's fault recording registers; the host is
+/// unchanged, byte for byte.
+#[test]
+fn malformed_pasid_entries_are_fault_reasons_in_the_guest_and_never_reach_the_host() {
+    let mut g = boot();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    let did = g.bind(P_ROOT, PASID_N);
+    let _ = g.faults();
+    let before = g.snapshot();
+    let mut good = PasidEntry::default();
+    good.set_pgtt(Pgtt::FirstStage);
+    good.set_fsptptr(Q_ROOT);
+    good.set_fspm(Fspm::FourLevel);
+    good.set_did(did.0);
+    good.set_p(true);
+    // Bit 80 (word 1, bit 16): reserved (§9.6).
+    let mut words = good.words();
+    words[1] |= 1 << 16;
+    let reserved = PasidEntry::from_words(words);
+    let mut second_stage = good;
+    second_stage.set_pgtt(Pgtt::SecondStage);
+    g.write_pasid_entry(7, &reserved, did.0);
+    g.write_pasid_entry(8, &second_stage, did.0);
+    let got: Vec<_> = g.faults().iter().map(|r| (r.sid(), r.pp(), r.pv(), r.fr())).collect();
+    assert_eq!(
+        got,
+        [
+            (GRID, true, 7, Ok(FaultReason::SmPasidEntryReserved)),
+            (GRID, true, 8, Ok(FaultReason::SmPasidEntryInvalid)),
+        ]
+    );
+    assert_eq!(g.queue_error(), None, "the invalidations themselves are legal");
+    assert_eq!(g.vvtd.host_hwpt(GRID, 7), None);
+    assert_eq!(g.vvtd.host_hwpt(GRID, 8), None);
+    assert!(before == g.snapshot(), "the host's hardware-visible state changed");
+    assert!(g.dma(Some(7), GVA).is_err());
+}
+
+/// A descriptor of a reserved type is an invalidation queue error in the guest (IQE, IQEI 3h,
+/// IQH on it); a queue whose base lies outside guest RAM is a fetch error (IQEI 2h). The host
+/// is unchanged either way.
+#[test]
+fn guest_queue_garbage_is_iqe_in_the_guest() {
+    let g = boot();
+    let before = g.snapshot();
+    let v = &*g.vvtd;
+    let base = iqa::IQA.in_place(v.read(IQA.0, 8));
+    let tail = iqt::QT.in_place(v.read(IQT.0, 8));
+    // Type 0xf: reserved (§6.5.2).
+    ram(&g.mem).write_u64(Gpa(base + tail), 0xf).unwrap();
+    v.write(IQT.0, 8, tail + 32);
+    assert_eq!(g.queue_error(), Some(Iqei::DescriptorType as u64));
+    assert_eq!(iqh::QH.in_place(v.read(IQH.0, 8)), tail);
+    assert!(before == g.snapshot());
+
+    // A fresh vIOMMU whose queue the guest puts beyond its RAM.
+    let g = boot();
+    let before = g.snapshot();
+    let v = &*g.vvtd;
+    v.write(GCMD.0, 4, u64::from(gcmd::TE.mask32())); // QIE off, TE kept
+    v.write(IQA.0, 8, iqa::IQA.in_place(GUEST_RAM_LEN * 4));
+    v.write(GCMD.0, 4, u64::from(gcmd::TE.mask32() | gcmd::QIE.mask32()));
+    v.write(IQT.0, 8, 32);
+    assert_eq!(g.queue_error(), Some(Iqei::Fetch as u64));
+    assert!(before == g.snapshot());
+}
+
+/// A VT-d vIOMMU over an SMMUv3 host is refused with a typed error, and nothing is made.
+#[test]
+fn a_vtd_viommu_over_an_smmuv3_host_is_refused() {
+    let m = Machine::new(Model::Smmuv3).unwrap();
+    let dev = m.devices()[0].clone();
+    let mut fd = m.into_fd();
+    let mem = Arc::clone(fd.memory());
+    let dev_id: ObjectId = fd.device_bind(&dev).unwrap();
+    let ioas = fd.ioas_alloc();
+    let before = host_state(&fd);
+    let fd = Arc::new(Mutex::new(fd));
+    let e = VVtd::new(Arc::clone(&fd), ram(&mem), ioas, &[(GRID, dev_id)]).unwrap_err();
+    assert!(
+        matches!(e, ViommuError::ModelMismatch { guest: Model::Vtd, host: Model::Smmuv3, device }
+            if device == dev_id),
+        "{e}"
+    );
+    let fd = fd.lock().unwrap();
+    assert!(before == host_state(&fd));
+    assert!(fd.users(ioas).is_empty(), "no HWPT was made");
+}
+
+/// A changed PASID-table entry changes the host's HWPT, and the old one is destroyed: through
+/// the guest's driver (§6.5.3.3: clear, invalidate, write, invalidate: the host detaches, then
+/// attaches the new first stage), and in place (one PASID-cache invalidation: the host
+/// replaces). DMA follows the guest's current tables.
+#[test]
+fn a_changed_pasid_entry_replaces_the_host_hwpt() {
+    let mut g = boot();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    process(&g.mem, Q_ROOT, Q_DATA_GPA);
+    let did = g.bind(P_ROOT, PASID_N);
+    let first = g.vvtd.host_hwpt(GRID, PASID_N).unwrap();
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    // The driver's sequence.
+    let config = PasidConfig::FirstStageExternal {
+        did,
+        fs_root: Q_ROOT,
+        levels: Fspm::FourLevel,
+        sre: false,
+    };
+    g.driver.attach(GRID, Some(PASID_N), config).unwrap();
+    let second = g.vvtd.host_hwpt(GRID, PASID_N).unwrap();
+    assert_ne!(second, first);
+    assert!(g.fd.lock().unwrap().object(first).is_none(), "the old nested HWPT was destroyed");
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + Q_DATA_GPA));
+    // In place: FSPTPTR back to P, one PASID-cache invalidation.
+    let at = g.driver.pasid_entry_addr(GRID, Some(PASID_N)).unwrap();
+    let mut words = [0u64; 8];
+    for (i, w) in (0u64..).zip(words.iter_mut()) {
+        *w = ram(&g.mem).read_u64(Gpa(at.0 + 8 * i)).unwrap();
+    }
+    let mut pe = PasidEntry::from_words(words);
+    pe.set_fsptptr(P_ROOT);
+    g.write_pasid_entry(PASID_N, &pe, did.0);
+    let third = g.vvtd.host_hwpt(GRID, PASID_N).unwrap();
+    assert!(g.fd.lock().unwrap().object(second).is_none());
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    let s = g.vvtd.stats();
+    assert_eq!((s.attached, s.detached, s.replaced), (2, 1, 1), "{s:?}");
+    // The guest detaches: the host blocks the PASID and destroys the HWPT.
+    g.driver.detach(GRID, Some(PASID_N)).unwrap();
+    assert_eq!(g.vvtd.host_hwpt(GRID, PASID_N), None);
+    assert!(g.fd.lock().unwrap().object(third).is_none());
+    assert!(g.dma(Some(PASID_N), GVA).is_err());
+    assert!(g.faults().is_empty(), "not-present entries record nothing in the guest");
+}
+
+/// X's requester ID on the host (`00:02.0`).
+const HOST_RID: u16 = 0x0010;
+
+/// The contract of a wait descriptor, across threads: while device threads translate through
+/// the host model without pause, the guest unmaps and invalidates; no translation that starts
+/// after the guest's wait descriptor completed (its driver returned) gives the old page.
+#[test]
+fn no_translation_after_the_guests_wait_returns_the_old_page() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
+    use sviommu_vtd::hw::{Access, DmaRequest};
+
+    let mut g = boot();
+    let p = process(&g.mem, P_ROOT, DATA_GPA);
+    let did = g.bind(P_ROOT, PASID_N);
+    let hw: Arc<HostVtd> = {
+        let fd = g.fd.lock().unwrap();
+        let drv = fd.iommu().driver(sviommu_uapi::machine::UNIT).unwrap();
+        Arc::clone(drv.as_any().downcast_ref::<VtdUnit>().unwrap().hw())
+    };
+    let req = DmaRequest::new(HOST_RID, GVA, Access::READ).with_pasid(PASID_N);
+    let old = GUEST_RAM_HPA + DATA_GPA;
+    assert_eq!(hw.translate(&req).map(|t| t.output), Ok(old));
+    let done = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (after, stale) = (AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    let started_after = done.load(Ordering::Acquire);
+                    let r = hw.translate(&req);
+                    if started_after {
+                        after.fetch_add(1, Ordering::Relaxed);
+                        if r.is_ok_and(|t| t.output == old) {
+                            stale.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+        clear_leaf(&g.mem, &p);
+        g.driver.flush_iotlb(did, Some((GVA, 0x1000))).unwrap();
+        done.store(true, Ordering::Release);
+        while after.load(Ordering::Relaxed) < 2000 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Release);
+    });
+    assert_eq!(stale.load(Ordering::Relaxed), 0, "a translation after the wait gave the old page");
+}
