@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use sviommu_core::driver::{DmaAccess, DmaFault};
 use sviommu_core::topology::DeviceId;
-use sviommu_core::Model;
+use sviommu_core::{FaultEvent, Model};
 use sviommu_memory::{
     FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
 };
@@ -17,20 +17,24 @@ use sviommu_smmuv3::driver::{
     Attach, CdTablePolicy, DriverConfig, Invalidation, PasidAttach, SmmuDriver, StreamTableFormat,
     SvaContext,
 };
+use sviommu_smmuv3::hw::Output;
 use sviommu_smmuv3::spec::regs::{
-    cons, gerror, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD, GERROR, GERRORN,
-    STRTAB_BASE,
+    cons, gerror, irq_ctrl, prod, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD,
+    EVENTQ_CONS, EVENTQ_PROD, GERROR, GERRORN, IRQ_CTRL, IRQ_CTRLACK, STRTAB_BASE,
 };
 use sviommu_smmuv3::spec::ste::StreamConfig;
-use sviommu_smmuv3::spec::{CError, Command, EventId, Granule, Opcode, Ste};
+use sviommu_smmuv3::spec::{CError, Class, Command, EventId, EventRecord, Granule, Opcode, Ste};
 use sviommu_uapi::data::map_flags;
 use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, VMM_VA};
-use sviommu_uapi::{Iommufd, ObjectId};
-use sviommu_viommu::smmuv3::SharedFd;
+use sviommu_uapi::object::VEVENTQ_FLAG_LOST_EVENTS;
+use sviommu_uapi::{Iommufd, Object, ObjectId};
+use sviommu_viommu::smmuv3::{SharedFd, VSmmuConfig};
 use sviommu_viommu::{VSmmu, ViommuError};
 
 /// The virtual StreamID the guest knows device X (the host's `A`, StreamID 0x10) by.
 const VSID: u32 = 3;
+/// Device A's StreamID on the host (the machine's topology).
+const HOST_SID_A: u32 = 0x10;
 /// The PASID the guest binds process P at.
 const PASID_N: u32 = 5;
 /// P's ASID in the guest.
@@ -54,6 +58,7 @@ struct Guest {
     fd: SharedFd,
     mem: Arc<HostMemory>,
     dev: DeviceId,
+    ioas: ObjectId,
     vsmmu: Arc<VSmmu>,
     driver: SmmuDriver<Arc<VSmmu>, Ram>,
 }
@@ -61,7 +66,10 @@ struct Guest {
 /// The host (an SMMUv3 machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
 /// vSMMU with device `A` at virtual StreamID [`VSID`]) and the guest's driver brought up on it.
 fn boot() -> Guest {
-    let m = Machine::new(Model::Smmuv3).unwrap();
+    boot_with(Machine::new(Model::Smmuv3).unwrap(), VSmmuConfig::default())
+}
+
+fn boot_with(m: Machine, config: VSmmuConfig) -> Guest {
     let dev = m.devices()[0].clone();
     let mut fd: Iommufd = m.into_fd();
     let mem = Arc::clone(fd.memory());
@@ -70,7 +78,8 @@ fn boot() -> Guest {
     let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
     fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
     let fd = Arc::new(Mutex::new(fd));
-    let vsmmu = Arc::new(VSmmu::new(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, dev_id)]).unwrap());
+    let vsmmu = VSmmu::with_config(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, dev_id)], config);
+    let vsmmu = Arc::new(vsmmu.unwrap());
     let frames = FrameAllocator::new(&[(Gpa(DRIVER_FRAMES.0), DRIVER_FRAMES.1)]);
     let config = DriverConfig {
         cd_table_policy: CdTablePolicy::PerDevice,
@@ -80,7 +89,7 @@ fn boot() -> Guest {
     };
     let mut driver = SmmuDriver::new(Arc::clone(&vsmmu), ram(&mem), frames, config).unwrap();
     driver.attach(VSID, Attach::Abort).unwrap();
-    Guest { fd, mem, dev, vsmmu, driver }
+    Guest { fd, mem, dev, ioas, vsmmu, driver }
 }
 
 impl Guest {
@@ -314,4 +323,106 @@ fn a_changed_guest_ste_replaces_the_host_hwpt() {
     assert!(matches!(g.dma(None, DATA_GPA), Err(DmaFault::Terminated { .. })));
     assert_eq!(g.cmdq_error(), None);
     assert!(g.driver.drain_events().unwrap().is_empty(), "Config abort records nothing");
+}
+
+/// A guest stage-1 fault (device X writes at a GVA P has not mapped) is recorded by the host
+/// model, goes to the vSMMU's vEVENTQ with the virtual StreamID, and lands in the guest's
+/// Event queue as its SMMU would have written it, with the Event queue interrupt.
+#[test]
+fn a_guest_stage1_fault_reaches_the_guest_event_queue_with_the_virtual_streamid() {
+    let mut g = boot();
+    g.bind_process();
+    // The guest enables its Event queue interrupt (wired: the vSMMU has no MSI).
+    let irq = irq_ctrl::EVENTQ_IRQEN.mask();
+    g.vsmmu.write(IRQ_CTRL.0, 4, irq);
+    assert_eq!(g.vsmmu.read(IRQ_CTRLACK.0, 4), irq);
+    let hole = GVA + 0x20_0000 + 0x48;
+    match g.dma(Some(PASID_N), hole) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, EventId::FTranslation as u16),
+        other => panic!("expected F_TRANSLATION, got {other:?}"),
+    }
+    let served = g.vsmmu.service();
+    assert_eq!((served.events, served.lost), (1, 0));
+    assert_eq!(served.interrupts, [Output::EventqIrq]);
+    let events = g.driver.drain_events().unwrap();
+    let [e] = &events[..] else { panic!("{events:?}") };
+    assert_eq!(e.id, Ok(EventId::FTranslation));
+    assert_eq!((e.sid, e.ssid, e.input_addr), (VSID, Some(PASID_N), hole));
+    // A stage-1 write fault on the transaction's address (§7.3.13): S2 == 0, CLASS == IN.
+    assert!(!e.record.s2() && !e.record.rnw());
+    assert_eq!(e.record.class(), Ok(Class::In));
+    // The host's own list holds nothing: the event was the guest's.
+    assert!(g.fd.lock().unwrap().take_host_faults().is_empty());
+    assert_eq!(g.vsmmu.stats().events_delivered, 1);
+}
+
+/// The VMM unmaps guest RAM from the IOAS under a live guest mapping: the host model records
+/// a stage-2 fault with the physical StreamID and the IPA, the VMM gets it, and the guest's
+/// Event queue stays clean (iommufd forwards no stage-2 event).
+#[test]
+fn a_host_stage2_unmap_is_the_vmms_fault_and_the_guest_queue_stays_clean() {
+    let mut g = boot();
+    g.bind_process();
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    {
+        // iommufd unmaps whole areas: guest RAM again, less P's data page.
+        let mut fd = g.fd.lock().unwrap();
+        fd.ioas_unmap(g.ioas, 0, GUEST_RAM_LEN).unwrap();
+        let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
+        fd.ioas_map(g.ioas, rw, VMM_VA, DATA_GPA, 0).unwrap();
+        let rest = DATA_GPA + 0x1000;
+        fd.ioas_map(g.ioas, rw, VMM_VA + rest, GUEST_RAM_LEN - rest, rest).unwrap();
+    }
+    match g.dma(Some(PASID_N), GVA + 8) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, EventId::FTranslation as u16),
+        other => panic!("expected a stage-2 F_TRANSLATION, got {other:?}"),
+    }
+    let served = g.vsmmu.service();
+    assert_eq!((served.events, served.lost), (0, 0));
+    assert!(g.driver.drain_events().unwrap().is_empty(), "the guest's queue stays clean");
+    let host = g.fd.lock().unwrap().take_host_faults();
+    let [FaultEvent::Unrecoverable { device, pasid, addr, raw: Some(words), .. }] = &host[..]
+    else {
+        panic!("{host:?}")
+    };
+    assert_eq!((device, pasid.map(|p| p.0), *addr), (&g.dev, Some(PASID_N), GVA + 8));
+    let rec = EventRecord(*words);
+    // The physical StreamID of device A, and the IPA stage 2 could not translate.
+    assert_eq!(rec.sid(), HOST_SID_A);
+    assert!(rec.s2());
+    assert_eq!(rec.ipa(), DATA_GPA);
+    assert_eq!(g.fd.lock().unwrap().host_event_counts().host, 1);
+}
+
+/// A vEVENTQ of depth 2 given five stage-1 faults keeps two, loses three behind one
+/// LOST_EVENTS header (each took a sequence number), and the guest sees its Event queue
+/// overflow: two records and OVFLG toggled, which its driver counts.
+#[test]
+fn a_veventq_overflow_is_lost_events_and_a_guest_event_queue_overflow() {
+    let mut g = boot_with(Machine::new(Model::Smmuv3).unwrap(), VSmmuConfig { veventq_depth: 2 });
+    g.bind_process();
+    for i in 0..5u64 {
+        assert!(g.dma(Some(PASID_N), GVA + 0x10_0000 + (i << 12)).is_err());
+    }
+    {
+        let mut fd = g.fd.lock().unwrap();
+        let routed = fd.handle_host_events();
+        assert_eq!((routed.vevents, routed.lost, routed.host), (2, 3, 0));
+        let Some(Object::Veventq(q)) = fd.object(g.vsmmu.veventq_id()) else { panic!() };
+        assert_eq!((q.lost, q.reported, q.sequence), (3, 2, 5));
+        let seen: Vec<_> =
+            q.deliver.iter().map(|v| (v.flags, v.sequence, v.data.is_some())).collect();
+        assert_eq!(seen, [(0, 0, true), (0, 1, true), (VEVENTQ_FLAG_LOST_EVENTS, 4, false)]);
+    }
+    let served = g.vsmmu.service();
+    assert_eq!((served.events, served.lost), (2, 3));
+    let prod = g.vsmmu.read(EVENTQ_PROD.0, 4);
+    let cons = g.vsmmu.read(EVENTQ_CONS.0, 4);
+    assert_ne!(prod::OVFLG.get(prod), cons::OVACKFLG.get(cons), "the guest's queue overflowed");
+    let events = g.driver.drain_events().unwrap();
+    let got: Vec<_> = events.iter().map(|e| (e.sid, e.input_addr)).collect();
+    assert_eq!(got, [(VSID, GVA + 0x10_0000), (VSID, GVA + 0x10_1000)]);
+    assert_eq!(g.driver.stats().event_overflows, 1);
+    assert_eq!(g.vsmmu.stats().events_lost, 3);
+    assert_eq!(g.vsmmu.smmu().stats().events_overflowed, 1);
 }
