@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
 use sviommu_core::driver::{DmaAccess, DmaFault};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::{FaultEvent, Model};
@@ -17,15 +18,17 @@ use sviommu_smmuv3::driver::{
     Attach, CdTablePolicy, DriverConfig, Invalidation, PasidAttach, SmmuDriver, StreamTableFormat,
     SvaContext,
 };
-use sviommu_smmuv3::hw::Output;
+use sviommu_smmuv3::hw::{Output, SmmuParams};
 use sviommu_smmuv3::spec::regs::{
-    cons, gerror, irq_ctrl, prod, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD,
-    EVENTQ_CONS, EVENTQ_PROD, GERROR, GERRORN, IRQ_CTRL, IRQ_CTRLACK, STRTAB_BASE,
+    cons, gerror, idr0, idr1, idr3, irq_ctrl, prod, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS,
+    CMDQ_PROD, EVENTQ_CONS, EVENTQ_PROD, GERROR, GERRORN, IRQ_CTRL, IRQ_CTRLACK, STRTAB_BASE,
 };
 use sviommu_smmuv3::spec::ste::StreamConfig;
-use sviommu_smmuv3::spec::{CError, Class, Command, EventId, EventRecord, Granule, Opcode, Ste};
+use sviommu_smmuv3::spec::{
+    CError, Class, Command, EventId, EventRecord, Granule, Opcode, PageRequest, PriResp, Ste,
+};
 use sviommu_uapi::data::map_flags;
-use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, VMM_VA};
+use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, UNIT, VMM_VA};
 use sviommu_uapi::object::VEVENTQ_FLAG_LOST_EVENTS;
 use sviommu_uapi::{Iommufd, Object, ObjectId};
 use sviommu_viommu::smmuv3::{SharedFd, VSmmuConfig};
@@ -425,4 +428,81 @@ fn a_veventq_overflow_is_lost_events_and_a_guest_event_queue_overflow() {
     assert_eq!(g.driver.stats().event_overflows, 1);
     assert_eq!(g.vsmmu.stats().events_lost, 3);
     assert_eq!(g.vsmmu.smmu().stats().events_overflowed, 1);
+}
+
+/// The host SMMU with ATS, PRI (an 8-entry PRI queue) and PPS.
+fn pri_host() -> Machine {
+    let d = SmmuParams::default();
+    let i0 = [idr0::ATS, idr0::PRI].iter().fold(u64::from(d.idr0), |v, f| f.with(v, true));
+    let params = SmmuParams {
+        idr0: u32::try_from(i0).unwrap(),
+        idr1: u32::try_from(idr1::PRIQS.set(u64::from(d.idr1), 3)).unwrap(),
+        idr3: u32::try_from(idr3::PPS.with(u64::from(d.idr3), true)).unwrap(),
+        ..d
+    };
+    Machine::smmuv3_with(params).unwrap()
+}
+
+/// The host unit's hardware model, which device A's requests reach.
+fn host_hw(fd: &SharedFd) -> Arc<HostSmmu> {
+    let fd = fd.lock().unwrap();
+    let unit = fd.iommu().driver(UNIT).unwrap();
+    Arc::clone(unit.as_any().downcast_ref::<SmmuUnit>().unwrap().hw())
+}
+
+/// A page request of device X (PASID n, a GVA P has not mapped) reaches the guest's PRI queue
+/// through the host's fault queue with the virtual StreamID; the guest maps the page and
+/// answers with CMD_PRI_RESP; the response reaches X through the host SMMU with X's physical
+/// StreamID, and X's retried DMA lands in the page the guest mapped.
+#[test]
+fn a_page_request_reaches_the_guest_priq_and_its_response_the_device() {
+    let mut g = boot_with(pri_host(), VSmmuConfig::default());
+    assert!(g.vsmmu.fault_queue_id().is_some(), "the host takes page requests");
+    let pt = g.bind_process();
+    let gva = GVA + 0x5000;
+    let gpa = DATA_GPA + 0x2000;
+    assert!(g.dma(Some(PASID_N), gva).is_err(), "not mapped yet");
+    g.vsmmu.service();
+    g.driver.drain_events().unwrap();
+    let hw = host_hw(&g.fd);
+    let mut req = PageRequest::default();
+    req.set_sid(HOST_SID_A);
+    req.set_ssv(true);
+    req.set_ssid(PASID_N);
+    req.set_w(true);
+    req.set_r(true);
+    req.set_last(true);
+    req.set_prgindex(7);
+    req.set_page_address(gva);
+    assert!(hw.page_request(&req));
+    let served = g.vsmmu.service();
+    assert_eq!(served.page_requests, 1);
+    let reqs = g.driver.drain_page_requests().unwrap();
+    let [r] = &reqs[..] else { panic!("{reqs:?}") };
+    assert_eq!((r.sid(), r.ssv(), r.ssid()), (VSID, true, PASID_N));
+    assert_eq!((r.page_address(), r.prgindex(), r.last(), r.w()), (gva, 7, true, true));
+    // The guest's kernel faults the page in and answers.
+    let ram = ram(&g.mem);
+    let mut frames = FrameAllocator::new(&[(Gpa(PROCESS_FRAMES.0 + 0x2_0000), 0x1_0000)]);
+    pt.map(&ram, &mut frames, gva, gpa, 12, S1Attrs::ALL).unwrap();
+    assert!(hw.drain_outputs().is_empty(), "no response before the guest's");
+    g.driver.pri_response(VSID, Some(PASID_N), 7, PriResp::Success).unwrap();
+    let out = hw.drain_outputs();
+    let response = Output::PriResponse {
+        sid: HOST_SID_A,
+        ssid: Some(PASID_N),
+        prg_index: 7,
+        response_code: 0,
+    };
+    assert!(out.contains(&response), "{out:?}");
+    assert_eq!(g.vsmmu.stats().responses, 1);
+    // The device retries.
+    assert_eq!(g.dma(Some(PASID_N), gva + 0x10), Ok(GUEST_RAM_HPA + gpa + 0x10));
+    // The model's copy of the guest's response is not sent twice.
+    g.vsmmu.service();
+    assert!(hw.drain_outputs().is_empty());
+    assert_eq!(g.vsmmu.stats().stray_responses, 0);
+    let fd = g.fd.lock().unwrap();
+    let Some(Object::Fault(q)) = fd.object(g.vsmmu.fault_queue_id().unwrap()) else { panic!() };
+    assert_eq!((q.groups, q.answered, q.response.len()), (1, 1, 0));
 }
