@@ -152,6 +152,11 @@ impl Iommufd {
         self.objects.get(&id)
     }
 
+    /// Every live object's ID, ascending.
+    pub fn object_ids(&self) -> Vec<ObjectId> {
+        self.objects.keys().copied().collect()
+    }
+
     /// The HWPT a device (at a PASID) is attached to.
     pub fn attached_hwpt(&self, dev_id: ObjectId, pasid: Option<u32>) -> Option<ObjectId> {
         self.attached.get(&(dev_id, pasid)).copied()

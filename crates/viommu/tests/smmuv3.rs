@@ -2,12 +2,14 @@
 //! (the hardware model over guest RAM) through MMIO; the vSMMU forwards through `uapi`; every
 //! device DMA goes through the host model's `translate`.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
 use sviommu_core::driver::{DmaAccess, DmaFault};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::{FaultEvent, Model};
+use sviommu_memory::bits::Field32;
 use sviommu_memory::{
     FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
 };
@@ -18,10 +20,11 @@ use sviommu_smmuv3::driver::{
     Attach, CdTablePolicy, DriverConfig, Invalidation, PasidAttach, SmmuDriver, StreamTableFormat,
     SvaContext,
 };
-use sviommu_smmuv3::hw::{Output, SmmuParams};
+use sviommu_smmuv3::hw::{Access, Output, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::regs::{
-    cons, gerror, idr0, idr1, idr3, irq_ctrl, prod, queue_base, strtab_base, CMDQ_BASE, CMDQ_CONS,
-    CMDQ_PROD, EVENTQ_CONS, EVENTQ_PROD, GERROR, GERRORN, IRQ_CTRL, IRQ_CTRLACK, STRTAB_BASE,
+    cons, cr0, gerror, idr0, idr1, idr3, irq_ctrl, prod, queue_base, strtab_base, CMDQ_BASE,
+    CMDQ_CONS, CMDQ_PROD, CR0, CR0ACK, EVENTQ_BASE, EVENTQ_CONS, EVENTQ_PROD, GERROR, GERRORN,
+    IRQ_CTRL, IRQ_CTRLACK, STRTAB_BASE, STRTAB_BASE_CFG,
 };
 use sviommu_smmuv3::spec::ste::StreamConfig;
 use sviommu_smmuv3::spec::{
@@ -30,7 +33,7 @@ use sviommu_smmuv3::spec::{
 use sviommu_uapi::data::map_flags;
 use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, UNIT, VMM_VA};
 use sviommu_uapi::object::VEVENTQ_FLAG_LOST_EVENTS;
-use sviommu_uapi::{Iommufd, Object, ObjectId};
+use sviommu_uapi::{HwptAlloc, Iommufd, Object, ObjectId};
 use sviommu_viommu::smmuv3::{SharedFd, VSmmuConfig};
 use sviommu_viommu::{VSmmu, ViommuError};
 
@@ -53,13 +56,20 @@ const GVA: u64 = 0x7f12_3456_7000;
 type Ram = GuestRam<Arc<HostMemory>>;
 
 fn ram(mem: &Arc<HostMemory>) -> Ram {
-    let region = GuestRamRegion { gpa: Gpa(0), len_bytes: GUEST_RAM_LEN, hpa: Hpa(GUEST_RAM_HPA) };
+    ram_of(mem, (GUEST_RAM_HPA, GUEST_RAM_LEN))
+}
+
+/// Guest RAM from GPA 0: `len` bytes at host physical `hpa`.
+fn ram_of(mem: &Arc<HostMemory>, (hpa, len): (u64, u64)) -> Ram {
+    let region = GuestRamRegion { gpa: Gpa(0), len_bytes: len, hpa: Hpa(hpa) };
     GuestRam::new(Arc::clone(mem), vec![region])
 }
 
 struct Guest {
     fd: SharedFd,
     mem: Arc<HostMemory>,
+    /// This guest's RAM: its host physical address and length.
+    ram_at: (u64, u64),
     dev: DeviceId,
     ioas: ObjectId,
     vsmmu: Arc<VSmmu>,
@@ -74,14 +84,25 @@ fn boot() -> Guest {
 
 fn boot_with(m: Machine, config: VSmmuConfig) -> Guest {
     let dev = m.devices()[0].clone();
-    let mut fd: Iommufd = m.into_fd();
-    let mem = Arc::clone(fd.memory());
-    let dev_id = fd.device_bind(&dev).unwrap();
-    let ioas = fd.ioas_alloc();
-    let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
-    fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
-    let fd = Arc::new(Mutex::new(fd));
-    let vsmmu = VSmmu::with_config(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, dev_id)], config);
+    let fd = Arc::new(Mutex::new(m.into_fd()));
+    guest_on(&fd, &dev, 0, GUEST_RAM_LEN, config)
+}
+
+/// A guest whose RAM is the `len` bytes of the VMM's guest memory from `offset`, with `dev`
+/// assigned at [`VSID`].
+fn guest_on(fd: &SharedFd, dev: &DeviceId, offset: u64, len: u64, config: VSmmuConfig) -> Guest {
+    let (mem, dev_id, ioas) = {
+        let mut fd = fd.lock().unwrap();
+        let mem = Arc::clone(fd.memory());
+        let dev_id = fd.device_bind(dev).unwrap();
+        let ioas = fd.ioas_alloc();
+        let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
+        fd.ioas_map(ioas, rw, VMM_VA + offset, len, 0).unwrap();
+        (mem, dev_id, ioas)
+    };
+    let ram_at = (GUEST_RAM_HPA + offset, len);
+    let vsmmu =
+        VSmmu::with_config(Arc::clone(fd), ram_of(&mem, ram_at), ioas, &[(VSID, dev_id)], config);
     let vsmmu = Arc::new(vsmmu.unwrap());
     let frames = FrameAllocator::new(&[(Gpa(DRIVER_FRAMES.0), DRIVER_FRAMES.1)]);
     let config = DriverConfig {
@@ -90,12 +111,18 @@ fn boot_with(m: Machine, config: VSmmuConfig) -> Guest {
         ssid_bits: 6,
         ..DriverConfig::default()
     };
-    let mut driver = SmmuDriver::new(Arc::clone(&vsmmu), ram(&mem), frames, config).unwrap();
+    let mut driver =
+        SmmuDriver::new(Arc::clone(&vsmmu), ram_of(&mem, ram_at), frames, config).unwrap();
     driver.attach(VSID, Attach::Abort).unwrap();
-    Guest { fd, mem, dev, ioas, vsmmu, driver }
+    Guest { fd: Arc::clone(fd), mem, ram_at, dev: dev.clone(), ioas, vsmmu, driver }
 }
 
 impl Guest {
+    /// This guest's RAM.
+    fn ram(&self) -> Ram {
+        ram_of(&self.mem, self.ram_at)
+    }
+
     /// A DMA write by device X through the HOST model.
     fn dma(&self, pasid: Option<u32>, addr: u64) -> Result<u64, DmaFault> {
         self.fd.lock().unwrap().dma(&self.dev, pasid, addr, DmaAccess::Write).unwrap()
@@ -110,7 +137,7 @@ impl Guest {
     /// P: a VMSAv8-64 stage-1 address space in guest RAM (4K granule, 48-bit) with `GVA` ->
     /// `DATA_GPA`, bound to device X at PASID n through the guest's driver (SVA in the guest).
     fn bind_process(&mut self) -> VmsaS1 {
-        let ram = ram(&self.mem);
+        let ram = self.ram();
         let mut frames = FrameAllocator::new(&[(Gpa(PROCESS_FRAMES.0), PROCESS_FRAMES.1)]);
         let pt = VmsaS1::create(&ram, &mut frames, VmsaS1::new(0, PtGranule::K4, 16)).unwrap();
         pt.map(&ram, &mut frames, GVA, DATA_GPA, 12, S1Attrs::ALL).unwrap();
@@ -133,7 +160,7 @@ impl Guest {
     /// that does not use the driver's helpers).
     fn raw_commands(&self, cmds: &[Command]) {
         let v = &*self.vsmmu;
-        let ram = ram(&self.mem);
+        let ram = self.ram();
         let base_reg = v.read(CMDQ_BASE.0, 8);
         let base = queue_base::ADDR.in_place(base_reg);
         let log2 = queue_base::LOG2SIZE.get(base_reg);
@@ -505,4 +532,190 @@ fn a_page_request_reaches_the_guest_priq_and_its_response_the_device() {
     let fd = g.fd.lock().unwrap();
     let Some(Object::Fault(q)) = fd.object(g.vsmmu.fault_queue_id().unwrap()) else { panic!() };
     assert_eq!((q.groups, q.answered, q.response.len()), (1, 1, 0));
+}
+
+/// No translation that starts after the guest's CMD_SYNC completed returns the old page:
+/// three threads translate X's GVA through the host model, each stamping when it started
+/// from one clock, while the guest unmaps the page and invalidates (TLBI + CMD_SYNC through
+/// its driver); the clock is read once the driver saw the CMD_SYNC complete.
+#[test]
+fn no_translation_after_the_guest_cmd_sync_returns_the_old_page() {
+    let mut g = boot();
+    let pt = g.bind_process();
+    let hw = host_hw(&g.fd);
+    let clock = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let old = GUEST_RAM_HPA + DATA_GPA;
+    let t = Transaction::new(HOST_SID_A, GVA, Access::WRITE).with_ssid(PASID_N);
+    let (logs, synced) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut log = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let start = clock.fetch_add(1, Ordering::SeqCst);
+                        log.push((start, hw.translate(&t).map(|x| x.output).ok()));
+                    }
+                    log
+                })
+            })
+            .collect();
+        while clock.load(Ordering::SeqCst) < 200 {
+            std::thread::yield_now();
+        }
+        pt.unmap(&g.ram(), GVA, 0x1000).unwrap();
+        let inv = Invalidation::NhVa {
+            parent: None,
+            asid: ASID_P,
+            iova: GVA,
+            size: 0x1000,
+            granule: Granule::Size4K,
+            leaf: true,
+        };
+        g.driver.invalidate(&[inv]).unwrap();
+        let synced = clock.fetch_add(1, Ordering::SeqCst);
+        while clock.load(Ordering::SeqCst) < synced + 300 {
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::SeqCst);
+        let logs: Vec<_> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        (logs, synced)
+    });
+    assert!(logs.iter().any(|&(at, out)| at < synced && out == Some(old)), "it was mapped");
+    let after: Vec<_> = logs.iter().filter(|&&(at, _)| at > synced).collect();
+    assert!(after.len() >= 299);
+    assert!(after.iter().all(|(_, out)| out.is_none()), "the old page after the sync");
+}
+
+/// The guest's CMD_SYNC completes only after the host completed what came before it: when
+/// the guest sees CONS past its TLBI and CMD_SYNC, the host's driver has issued its own
+/// CMD_SYNC and the host's Command queue is empty.
+#[test]
+fn the_guest_cmd_sync_completes_after_the_host() {
+    let mut g = boot();
+    g.bind_process();
+    let hw = host_hw(&g.fd);
+    let host_syncs = |g: &Guest| g.fd.lock().unwrap().iommu().unit_counters()[&UNIT].syncs;
+    let before = host_syncs(&g);
+    let mut tlbi = Command::new(Opcode::TlbiNhAsid);
+    tlbi.set_asid(ASID_P);
+    g.raw_commands(&[tlbi, sync()]);
+    assert_eq!(g.vsmmu.read(CMDQ_CONS.0, 4), g.vsmmu.read(CMDQ_PROD.0, 4));
+    assert_eq!(g.cmdq_error(), None);
+    assert!(host_syncs(&g) > before, "the host synced");
+    assert_eq!(hw.mmio_read(CMDQ_CONS.0, 4), hw.mmio_read(CMDQ_PROD.0, 4));
+}
+
+impl Guest {
+    /// Sets or clears `bit` of the vSMMU's SMMU_CR0 and checks CR0ACK follows.
+    fn cr0(&self, bit: Field32, on: bool) {
+        let v = &*self.vsmmu;
+        let cr0 = bit.with(v.read(CR0.0, 4), on);
+        v.write(CR0.0, 4, cr0);
+        assert_eq!(v.read(CR0ACK.0, 4), cr0);
+    }
+}
+
+/// A guest queue or Stream table outside its RAM: the architected error in the guest
+/// (command fetch abort, Event queue write abort, STE fetch abort) and nothing on the host.
+#[test]
+fn queue_and_table_bases_outside_guest_ram_are_guest_errors_only() {
+    let outside = GUEST_RAM_LEN + 0x10_0000;
+    // The Command queue: CERROR_ABT at the first command.
+    let g = boot();
+    let before = g.snapshot();
+    g.cr0(cr0::CMDQEN, false);
+    g.vsmmu.write(CMDQ_BASE.0, 8, outside | 4);
+    g.vsmmu.write(CMDQ_PROD.0, 4, 0);
+    g.vsmmu.write(CMDQ_CONS.0, 4, 0);
+    g.cr0(cr0::CMDQEN, true);
+    g.vsmmu.write(CMDQ_PROD.0, 4, 1);
+    assert_eq!(g.cmdq_error(), Some(CError::Abt as u64));
+    assert!(before == g.snapshot(), "the host changed");
+
+    // The Event queue: the host's event for the guest is lost to EVENTQ_ABT_ERR.
+    let mut g = boot();
+    g.bind_process();
+    g.cr0(cr0::EVENTQEN, false);
+    g.vsmmu.write(EVENTQ_BASE.0, 8, outside | 4);
+    g.cr0(cr0::EVENTQEN, true);
+    assert!(g.dma(Some(PASID_N), GVA + 0x40_0000).is_err());
+    // The host's interrupt thread takes the event (its own queue moves) into the vEVENTQ.
+    assert_eq!(g.fd.lock().unwrap().handle_host_events().vevents, 1);
+    let before = g.snapshot();
+    let served = g.vsmmu.service();
+    assert_eq!(served.events, 0);
+    let v = &*g.vsmmu;
+    assert!(gerror::EVENTQ_ABT_ERR.is_set(v.read(GERROR.0, 4) ^ v.read(GERRORN.0, 4)));
+    assert_eq!((v.stats().events_refused, v.smmu().stats().events_aborted), (1, 1));
+    assert!(before == g.snapshot(), "the host changed");
+
+    // The Stream table: CMD_CFGI_STE reads nothing there; F_STE_FETCH in the guest, and the
+    // host keeps the device's HWPT.
+    let g = boot();
+    let hwpt = g.vsmmu.host_hwpt(VSID);
+    let before = g.snapshot();
+    g.cr0(cr0::SMMUEN, false);
+    let cfg = g.vsmmu.read(STRTAB_BASE_CFG.0, 4);
+    g.vsmmu.write(STRTAB_BASE.0, 8, outside);
+    g.vsmmu.write(STRTAB_BASE_CFG.0, 4, cfg);
+    g.cr0(cr0::SMMUEN, true);
+    let mut cfgi = Command::new(Opcode::CfgiSte);
+    cfgi.set_sid(VSID);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(g.cmdq_error(), None);
+    let mut driver = g.driver;
+    let events = driver.drain_events().unwrap();
+    assert!(events.iter().any(|e| e.id == Ok(EventId::FSteFetch) && e.sid == VSID), "{events:?}");
+    assert_eq!(g.vsmmu.host_hwpt(VSID), hwpt);
+    let fd = g.fd.lock().unwrap();
+    assert!(before == host_state(&fd), "the host changed");
+}
+
+/// `VSmmu::new` that fails part way (device B is already attached, so its abort vSTE cannot
+/// be attached) undoes every host call it made: the host's objects are as they were, its
+/// registers too but for the Command queue pointers (the undoing issued commands), and every
+/// device's DMA ends as before. (Not byte-identical memory: the core scrubs neither the
+/// freed stage-2 table pages nor a detached STE's fields behind V == 0.)
+#[test]
+fn a_failed_vsmmu_new_leaves_the_host_as_it_was() {
+    let m = Machine::new(Model::Smmuv3).unwrap();
+    let devs = m.devices();
+    let mut fd = m.into_fd();
+    let mem = Arc::clone(fd.memory());
+    let a = fd.device_bind(&devs[0]).unwrap();
+    let b = fd.device_bind(&devs[1]).unwrap();
+    let ioas = fd.ioas_alloc();
+    let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
+    fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    let paging = fd.hwpt_alloc(&HwptAlloc { dev_id: b, pt_id: ioas, ..HwptAlloc::default() });
+    fd.attach(b, None, paging.unwrap()).unwrap();
+    let dmas = |fd: &Iommufd| -> Vec<_> {
+        let addrs = [0, DATA_GPA, GVA, GUEST_RAM_LEN - 8];
+        let pasids = [None, Some(PASID_N)];
+        devs.iter()
+            .flat_map(|d| addrs.iter().flat_map(move |&x| pasids.map(|p| (d, p, x))))
+            .map(|(d, p, x)| fd.dma(d, p, x, DmaAccess::Write).unwrap())
+            .collect()
+    };
+    let queue_pointers = [CMDQ_PROD.0, CMDQ_CONS.0];
+    let regs = |fd: &Iommufd| {
+        let mut r = host_state(fd).1;
+        for (_, words) in &mut r {
+            for p in queue_pointers {
+                words[usize::try_from(p / 4).unwrap()] = 0;
+            }
+        }
+        r
+    };
+    // The probes' faults move the host's Event queue: they come before each register read.
+    let (ids, reach, registers) = (fd.object_ids(), dmas(&fd), regs(&fd));
+    let fd = Arc::new(Mutex::new(fd));
+    let e = VSmmu::new(Arc::clone(&fd), ram(&mem), ioas, &[(VSID, a), (VSID + 1, b)]).unwrap_err();
+    assert!(matches!(e, ViommuError::Uapi(_)), "{e}");
+    let fd = fd.lock().unwrap();
+    assert_eq!(fd.object_ids(), ids, "no object left behind");
+    assert_eq!(fd.attached_hwpt(a, None), None);
+    assert!(registers == regs(&fd), "the host's registers changed");
+    assert_eq!(dmas(&fd), reach);
 }
