@@ -2,6 +2,7 @@
 //! (the hardware model over guest RAM) through MMIO; the vSMMU forwards through `uapi`; every
 //! device DMA goes through the host model's `translate`.
 
+use proptest::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -163,12 +164,13 @@ impl Guest {
         let ram = self.ram();
         let base_reg = v.read(CMDQ_BASE.0, 8);
         let base = queue_base::ADDR.in_place(base_reg);
-        let log2 = queue_base::LOG2SIZE.get(base_reg);
+        let log2 = queue_base::LOG2SIZE.get(base_reg).min(19);
         let mut prod = v.read(CMDQ_PROD.0, 4);
         for c in cmds {
-            let at = base + 16 * (prod & ((1 << log2) - 1));
-            ram.write_u64(Gpa(at), c.0[0]).unwrap();
-            ram.write_u64(Gpa(at + 8), c.0[1]).unwrap();
+            // A queue outside RAM loses the stores, as the guest's own would be lost.
+            let at = base.wrapping_add(16 * (prod & ((1 << log2) - 1)));
+            let _ = ram.write_u64(Gpa(at), c.0[0]);
+            let _ = ram.write_u64(Gpa(at.wrapping_add(8)), c.0[1]);
             prod = (prod + 1) & ((2 << log2) - 1);
         }
         v.write(CMDQ_PROD.0, 4, prod);
@@ -718,4 +720,120 @@ fn a_failed_vsmmu_new_leaves_the_host_as_it_was() {
     assert_eq!(fd.attached_hwpt(a, None), None);
     assert!(registers == regs(&fd), "the host's registers changed");
     assert_eq!(dmas(&fd), reach);
+}
+
+/// Half of the VMM's guest memory each: guests A and B on one host.
+const HALF: u64 = GUEST_RAM_LEN / 2;
+
+/// One write guest A makes.
+#[derive(Clone, Debug)]
+enum Poke {
+    /// A register write anywhere in the vSMMU's two register pages.
+    Mmio { offset: u64, wide: bool, value: u64 },
+    /// A 64-bit write into its driver's structures or P's page tables.
+    Table { at: u64, value: u64 },
+    /// A word of its STE for X.
+    SteWord { word: u64, value: u64 },
+    /// A command (a likely opcode, random operands) and CMD_SYNC.
+    Command { op: u8, words: [u64; 2] },
+}
+
+fn poke() -> impl Strategy<Value = Poke> {
+    let reg_bytes = 2 * sviommu_smmuv3::spec::regs::PAGE_BYTES;
+    prop_oneof![
+        (0..reg_bytes / 4, any::<bool>(), any::<u64>()).prop_map(|(o, wide, value)| {
+            Poke::Mmio { offset: if wide { (o * 4) & !7 } else { o * 4 }, wide, value }
+        }),
+        (0..(DRIVER_FRAMES.1 + PROCESS_FRAMES.1) / 8, any::<u64>())
+            .prop_map(|(i, value)| Poke::Table { at: DRIVER_FRAMES.0 + i * 8, value }),
+        (0..8u64, any::<u64>()).prop_map(|(word, value)| Poke::SteWord { word, value }),
+        (0..6u8, any::<[u64; 2]>()).prop_map(|(op, words)| Poke::Command { op, words }),
+    ]
+}
+
+impl Guest {
+    fn poke(&self, p: &Poke) {
+        let v = &*self.vsmmu;
+        let ram = self.ram();
+        match *p {
+            Poke::Mmio { offset, wide, value } => v.write(offset, if wide { 8 } else { 4 }, value),
+            // A write outside RAM (a garbage base) is the guest's own bus error: ignored.
+            Poke::Table { at, value } => {
+                let _ = ram.write_u64(Gpa(at), value);
+            }
+            Poke::SteWord { word, value } => {
+                let _ = ram.write_u64(Gpa(self.ste_gpa().wrapping_add(8 * word)), value);
+            }
+            Poke::Command { op, words } => {
+                let ops = [
+                    Opcode::CfgiSte,
+                    Opcode::CfgiSteRange,
+                    Opcode::CfgiCdAll,
+                    Opcode::TlbiNhAll,
+                    Opcode::TlbiNsnhAll,
+                    Opcode::AtcInv,
+                ];
+                let mut c = Command::new(ops[usize::from(op) % ops.len()]);
+                c.0[0] |= words[0] & !0xff;
+                c.0[1] = words[1];
+                if op % 2 == 0 {
+                    c.set_sid(VSID);
+                }
+                self.raw_commands(&[c, sync()]);
+            }
+        }
+    }
+}
+
+/// X's DMAs an isolation check issues: with and without PASID n, at P's GVA, at guest RAM
+/// addresses and beyond.
+fn probes() -> Vec<(Option<u32>, u64)> {
+    let addrs = [GVA, GVA + 0x1000, 0, DATA_GPA, HALF - 8, HALF, GUEST_RAM_LEN + 0x1000];
+    addrs.iter().flat_map(|&a| [(None, a), (Some(PASID_N), a)]).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Two guests on one host, each with its own half of guest memory, IOAS, vSMMU and
+    /// device. Whatever guest A writes to its registers, queues and tables, every DMA of A's
+    /// device either faults or lands in A's half, and B's DMAs end exactly as before.
+    #[test]
+    fn guest_a_cannot_reach_guest_b_whatever_it_writes(pokes in prop::collection::vec(poke(), 1..24)) {
+        let m = Machine::new(Model::Smmuv3).unwrap();
+        let devs = m.devices();
+        let fd = Arc::new(Mutex::new(m.into_fd()));
+        let mut a = guest_on(&fd, &devs[0], 0, HALF, VSmmuConfig::default());
+        let mut b = guest_on(&fd, &devs[1], HALF, HALF, VSmmuConfig::default());
+        a.bind_process();
+        b.bind_process();
+        // B's probes and the events they give B's own queue.
+        let b_probe = |b: &mut Guest| {
+            let results: Vec<_> = probes().iter().map(|&(p, x)| b.dma(p, x)).collect();
+            b.vsmmu.service();
+            let events: Vec<_> = b
+                .driver
+                .drain_events()
+                .unwrap()
+                .iter()
+                .map(|e| (e.id, e.sid, e.ssid, e.input_addr))
+                .collect();
+            (results, events)
+        };
+        let b_before = b_probe(&mut b);
+        prop_assert_eq!(b_before.0[1], Ok(GUEST_RAM_HPA + HALF + DATA_GPA), "B's P works");
+        prop_assert_eq!(a.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA), "A's P works");
+        let a_range = GUEST_RAM_HPA..GUEST_RAM_HPA + HALF;
+        for p in &pokes {
+            a.poke(p);
+            a.vsmmu.service();
+            for &(pasid, x) in &probes() {
+                if let Ok(hpa) = a.dma(pasid, x) {
+                    prop_assert!(a_range.contains(&hpa), "{:?}: A reached {:#x}", p, hpa);
+                }
+            }
+        }
+        // The same DMAs, the same results, and the same events in B's queue: none of A's.
+        prop_assert_eq!(b_probe(&mut b), b_before);
+    }
 }
