@@ -9,8 +9,9 @@
 //! |---|---|
 //! | [`smmuv3`] | [`VSmmu`]: an SMMUv3 for the guest, one vIOMMU and a vDEVICE per assigned device on the host |
 //!
-//! Not yet (issue 12 steps 3 and 4): the VT-d vIOMMU; host events, faults and page requests
-//! back to the guest's queues.
+//! [`VSmmu::service`] is the VMM's event loop: host events for the guest's streams (the
+//! vEVENTQ) into the guest's Event queue, page requests (the fault queue) into its PRI queue,
+//! the guest's page responses back to the host.
 
 #![forbid(unsafe_code)]
 #![warn(

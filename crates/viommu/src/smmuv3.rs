@@ -3,7 +3,7 @@
 //!
 //! The guest sees [`Smmu`], the hardware model, over its own RAM: its drivers program registers,
 //! the Stream table, CD tables and queues exactly as on the host. The model's Command queue
-//! hands every legal command to [`Host`] (a [`Forward`] hook) where the hardware acts on it:
+//! hands every legal command to `Host` (a [`Forward`] hook) where the hardware acts on it:
 //!
 //! | guest command | on the host |
 //! |---|---|
