@@ -276,6 +276,10 @@ pub enum HwFault {
         addr: u64,
         /// The architected reason.
         reason: FaultReason,
+        /// The record as the unit wrote it, for a consumer that forwards it whole (iommufd's
+        /// vEVENTQ hands a guest the SMMUv3 event record): SMMUv3's 32-byte event record;
+        /// `None` on VT-d, whose fault records a VMM does not forward.
+        raw: Option<[u64; 4]>,
     },
     /// A page request (PRI): recoverable once software answers its group.
     PageRequest {

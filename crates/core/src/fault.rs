@@ -36,6 +36,9 @@ pub enum FaultEvent {
         addr: u64,
         /// The architected reason.
         reason: FaultReason,
+        /// The unit's own record ([`HwFault::Unrecoverable`]'s `raw`); not in reports.
+        #[serde(skip)]
+        raw: Option<[u64; 4]>,
     },
     /// A complete page request group, waiting for [`Iommu::page_response`].
     PageRequestGroup {
@@ -140,9 +143,9 @@ impl Iommu {
             return None;
         };
         match f {
-            HwFault::Unrecoverable { pasid, addr, reason, .. } => {
+            HwFault::Unrecoverable { pasid, addr, reason, raw, .. } => {
                 self.faults.counters.unrecoverable += 1;
-                Some(FaultEvent::Unrecoverable { device, pasid, addr, reason })
+                Some(FaultEvent::Unrecoverable { device, pasid, addr, reason, raw })
             }
             HwFault::PageRequest { pasid, addr, write, group, last, .. } => {
                 self.faults.counters.page_requests += 1;

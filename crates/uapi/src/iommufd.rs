@@ -4,7 +4,7 @@
 //! Every call checks what it can before it changes anything, so a refused call leaves the
 //! objects, the core and the hardware (table memory, registers) as they were.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -26,8 +26,12 @@ use crate::data::{
 };
 use crate::error::UapiError;
 use crate::object::{
-    Area, Device, HwptNested, HwptPaging, Ioas, Object, ObjectId, Piece, Vdevice, Veventq, Viommu,
+    Area, Device, FaultQueue, HwptNested, HwptPaging, Ioas, Object, ObjectId, Piece, Vdevice,
+    Veventq, Viommu,
 };
+
+mod eventq;
+pub use eventq::HostEvents;
 
 /// The smallest page both units map, and so the IOAS alignment.
 pub const IOVA_ALIGNMENT: u64 = 4096;
@@ -98,6 +102,10 @@ pub struct Iommufd {
     next_id: ObjectId,
     /// (device object, PASID) -> HWPT.
     attached: BTreeMap<(ObjectId, Option<u32>), ObjectId>,
+    /// Faults that stayed with the host (`eventq`), until the VMM takes them.
+    host_faults: Vec<sviommu_core::FaultEvent>,
+    /// What `handle_host_events` routed so far.
+    host_events: HostEvents,
 }
 
 impl std::fmt::Debug for Iommufd {
@@ -112,7 +120,16 @@ impl std::fmt::Debug for Iommufd {
 impl Iommufd {
     /// A context over `iommu`, whose units share `mem`, for a VMM whose memory is `vmm`.
     pub fn new(iommu: Iommu, mem: Arc<HostMemory>, vmm: Vec<VmmRegion>) -> Self {
-        Self { iommu, mem, vmm, objects: BTreeMap::new(), next_id: 1, attached: BTreeMap::new() }
+        Self {
+            iommu,
+            mem,
+            vmm,
+            objects: BTreeMap::new(),
+            next_id: 1,
+            attached: BTreeMap::new(),
+            host_faults: Vec::new(),
+            host_events: HostEvents::default(),
+        }
     }
 
     /// The core underneath.
@@ -133,6 +150,11 @@ impl Iommufd {
     /// One object.
     pub fn object(&self, id: ObjectId) -> Option<&Object> {
         self.objects.get(&id)
+    }
+
+    /// Every live object's ID, ascending.
+    pub fn object_ids(&self) -> Vec<ObjectId> {
+        self.objects.keys().copied().collect()
     }
 
     /// The HWPT a device (at a PASID) is attached to.
@@ -596,7 +618,7 @@ impl Iommufd {
         }
         let fault = if a.flags & hwpt_flags::FAULT_ID_VALID != 0 {
             match self.get(a.fault_id, "fault queue")? {
-                Object::Fault => Some(a.fault_id),
+                Object::Fault(_) => Some(a.fault_id),
                 _ => return Err(UapiError::NoSuchObject { id: a.fault_id, needs: "fault queue" }),
             }
         } else {
@@ -812,16 +834,17 @@ impl Iommufd {
         Ok(self.insert(Object::Vdevice(Vdevice { viommu: viommu_id, device: dev_id, virt_id })))
     }
 
-    /// `IOMMU_FAULT_QUEUE_ALLOC`. Delivering page requests into it is a later step.
+    /// `IOMMU_FAULT_QUEUE_ALLOC`: page requests of the devices on the HWPTs allocated with it
+    /// (`handle_host_events`, `fault_read`, `fault_respond`).
     pub fn fault_queue_alloc(&mut self, flags: u32) -> Result<ObjectId, UapiError> {
         if flags != 0 {
             return Err(UapiError::Flags { call: "FAULT_QUEUE_ALLOC", flags: u64::from(flags) });
         }
-        Ok(self.insert(Object::Fault))
+        Ok(self.insert(Object::Fault(FaultQueue::default())))
     }
 
-    /// `IOMMU_VEVENTQ_ALLOC`: one per type and vIOMMU. Forwarding events into it is a later
-    /// step.
+    /// `IOMMU_VEVENTQ_ALLOC`: one per type and vIOMMU, holding `depth` events
+    /// (`handle_host_events`, `veventq_read`).
     pub fn veventq_alloc(
         &mut self,
         flags: u32,
@@ -846,7 +869,15 @@ impl Iommufd {
         if exists {
             return Err(UapiError::VeventqExists(viommu_id));
         }
-        Ok(self.insert(Object::Veventq(Veventq { viommu: viommu_id, kind, depth })))
+        Ok(self.insert(Object::Veventq(Veventq {
+            viommu: viommu_id,
+            kind,
+            depth,
+            deliver: VecDeque::new(),
+            sequence: 0,
+            lost: 0,
+            reported: 0,
+        })))
     }
 
     // --- destroy ----------------------------------------------------------------------------

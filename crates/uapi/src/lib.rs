@@ -16,8 +16,11 @@
 //! STE and, attached, binds the guest's CD table with `bind_pasid_table`. Invalidations become
 //! the core's `invalidate`.
 //!
-//! Not yet: events and page requests are not forwarded into fault queues and vEVENTQs (they
-//! are allocated with their rules only); dirty tracking, `IOAS_ALLOW_IOVAS`, `OPTION` and
+//! What the units report reaches the VMM through [`Iommufd::handle_host_events`]: SMMUv3
+//! stage-1 events of a vIOMMU's devices into its vEVENTQ with the virtual StreamID, page
+//! request groups into fault queues, everything else kept for the host with physical IDs.
+//!
+//! Not yet: dirty tracking, `IOAS_ALLOW_IOVAS`, `OPTION` and
 //! automatic HWPTs (attaching a device straight to an IOAS) are not modelled.
 
 #![forbid(unsafe_code)]
@@ -37,5 +40,7 @@ pub mod object;
 
 pub use data::{HwptData, InvalidateArray, VtdS1Invalidate};
 pub use error::{Errno, UapiError};
-pub use iommufd::{HardwareSnapshot, HwInfoReply, HwptAlloc, Iommufd, IovaRanges, VmmRegion};
-pub use object::{Object, ObjectId, ObjectKind};
+pub use iommufd::{
+    HardwareSnapshot, HostEvents, HwInfoReply, HwptAlloc, Iommufd, IovaRanges, VmmRegion,
+};
+pub use object::{Object, ObjectId, ObjectKind, PageFault, Vevent};

@@ -94,6 +94,15 @@ enum GuestTable {
 impl Machine {
     /// The machine for `model`.
     pub fn new(model: Model) -> Result<Self, MachineError> {
+        Self::build(model, SmmuParams::default())
+    }
+
+    /// The SMMUv3 machine with a unit advertising `params` (e.g. PRI, for page requests).
+    pub fn smmuv3_with(params: SmmuParams) -> Result<Self, MachineError> {
+        Self::build(Model::Smmuv3, params)
+    }
+
+    fn build(model: Model, smmu_params: SmmuParams) -> Result<Self, MachineError> {
         let mem = Arc::new(HostMemory::new(&[
             (Hpa(TABLES), TABLES_LEN),
             (Hpa(GUEST_RAM_HPA), GUEST_RAM_LEN),
@@ -129,7 +138,7 @@ impl Machine {
             Model::Smmuv3 => {
                 // Six SubstreamID bits: linear CD tables.
                 let config = SmmuConfig { ssid_bits: 6, ..SmmuConfig::default() };
-                let unit = SmmuUnit::new(Arc::clone(&mem), SmmuParams::default(), frames, config)
+                let unit = SmmuUnit::new(Arc::clone(&mem), smmu_params, frames, config)
                     .map_err(|e| MachineError::Driver(e.to_string()))?;
                 iommu.add_driver(UNIT, Box::new(unit))?;
             }

@@ -1,6 +1,6 @@
 //! The objects an iommufd context holds, by ID (one ID space, as iommufd has).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 use sviommu_core::topology::{DeviceId, UnitId};
@@ -148,7 +148,7 @@ pub struct Vdevice {
     pub virt_id: u64,
 }
 
-/// A vEVENTQ: events of one vIOMMU for the VM.
+/// A vEVENTQ: events of one vIOMMU for the VM (iommufd's `struct iommufd_veventq`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Veventq {
     /// The vIOMMU.
@@ -157,6 +157,85 @@ pub struct Veventq {
     pub kind: u32,
     /// Entries it holds.
     pub depth: u32,
+    /// What the VMM has not read yet, oldest first; at most one LOST_EVENTS header, and
+    /// only at the tail.
+    pub deliver: VecDeque<Vevent>,
+    /// The next event's sequence number (`[0, INT_MAX]`, wrapping to 0).
+    pub sequence: u32,
+    /// Events dropped because the queue held `depth` of them (each took a sequence number).
+    pub lost: u64,
+    /// Events queued since allocation.
+    pub reported: u64,
+}
+
+/// `IOMMU_VEVENTQ_FLAG_LOST_EVENTS`: events were lost before this header.
+pub const VEVENTQ_FLAG_LOST_EVENTS: u32 = 1 << 0;
+
+/// One vEVENT as `read()` returns it: `struct iommufd_vevent_header` and, unless it is the
+/// LOST_EVENTS header, the type's data (`struct iommu_vevent_arm_smmuv3`: the event record
+/// with the virtual StreamID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Vevent {
+    /// `flags`: [`VEVENTQ_FLAG_LOST_EVENTS`] or 0.
+    pub flags: u32,
+    /// `sequence`.
+    pub sequence: u32,
+    /// `evt[4]`, little-endian words; `None` for the LOST_EVENTS header.
+    pub data: Option<[u64; 4]>,
+}
+
+/// `struct iommu_hwpt_pgfault`: one page request as the fault queue's `read()` returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PageFault {
+    /// `IOMMU_PGFAULT_FLAGS_PASID_VALID`, `IOMMU_PGFAULT_FLAGS_LAST_PAGE`.
+    pub flags: u32,
+    /// `dev_id`: the device object.
+    pub dev_id: ObjectId,
+    /// `pasid` (valid with PASID_VALID).
+    pub pasid: u32,
+    /// `grpid`: the page request group index.
+    pub grpid: u32,
+    /// `perm`: `IOMMU_PGFAULT_PERM_*`.
+    pub perm: u32,
+    /// `addr`: the page's address.
+    pub addr: u64,
+    /// `length`: a hint of the bytes wanted (a page).
+    pub length: u32,
+    /// `cookie`: what the page response names the group by.
+    pub cookie: u32,
+}
+
+/// `iommu_hwpt_pgfault` flags and permissions, `iommufd_page_response_code`.
+pub mod pgfault {
+    /// `IOMMU_PGFAULT_FLAGS_PASID_VALID`.
+    pub const PASID_VALID: u32 = 1 << 0;
+    /// `IOMMU_PGFAULT_FLAGS_LAST_PAGE`.
+    pub const LAST_PAGE: u32 = 1 << 1;
+    /// `IOMMU_PGFAULT_PERM_READ`.
+    pub const PERM_READ: u32 = 1 << 0;
+    /// `IOMMU_PGFAULT_PERM_WRITE`.
+    pub const PERM_WRITE: u32 = 1 << 1;
+    /// `IOMMUFD_PAGE_RESP_SUCCESS`.
+    pub const RESP_SUCCESS: u32 = 0;
+    /// `IOMMUFD_PAGE_RESP_INVALID`.
+    pub const RESP_INVALID: u32 = 1;
+}
+
+/// A fault queue (`IOMMUFD_OBJ_FAULT`): page request groups of the devices attached to the
+/// HWPTs allocated with it, for the VMM to read and answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultQueue {
+    /// Complete groups not read yet, oldest first: their cookie and pages.
+    pub deliver: VecDeque<(u32, Vec<PageFault>)>,
+    /// Groups read and not answered yet, by cookie: the device, PASID and group index the
+    /// response goes to.
+    pub response: BTreeMap<u32, (DeviceId, Option<u32>, u16)>,
+    /// The next cookie.
+    pub next_cookie: u32,
+    /// Groups queued since allocation.
+    pub groups: u64,
+    /// Groups answered by the VMM.
+    pub answered: u64,
 }
 
 /// Every kind of object.
@@ -175,7 +254,7 @@ pub enum Object {
     /// A vDEVICE.
     Vdevice(Vdevice),
     /// A fault queue.
-    Fault,
+    Fault(FaultQueue),
     /// A vEVENTQ.
     Veventq(Veventq),
 }
@@ -190,7 +269,7 @@ impl Object {
             Self::HwptNested(_) => ObjectKind::HwptNested,
             Self::Viommu(_) => ObjectKind::Viommu,
             Self::Vdevice(_) => ObjectKind::Vdevice,
-            Self::Fault => ObjectKind::Fault,
+            Self::Fault(_) => ObjectKind::Fault,
             Self::Veventq(_) => ObjectKind::Veventq,
         }
     }

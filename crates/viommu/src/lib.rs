@@ -10,8 +10,11 @@
 //! | [`smmuv3`] | [`VSmmu`]: an SMMUv3 for the guest, one vIOMMU and a vDEVICE per assigned device on the host |
 //! | [`vtd`] | [`VVtd`]: a scalable-mode VT-d with caching mode for the guest, a nested HWPT per (device, PASID) on the host |
 //!
-//! Not yet (issue 12 step 4): host events, faults and page requests back to the guest's
-//! queues.
+//! [`VSmmu::service`] is the VMM's event loop: host events for the guest's streams (the
+//! vEVENTQ) into the guest's Event queue, page requests (the fault queue) into its PRI queue,
+//! the guest's page responses back to the host.
+//! Not yet (issue 12 step 4, VT-d side): faults and page requests back to the VT-d guest's
+//! fault registers and page request queue.
 
 #![forbid(unsafe_code)]
 #![warn(

@@ -506,6 +506,7 @@ impl IommuDriver for SmmuUnit {
                 pasid: e.ssid.map(Pasid),
                 addr: e.input_addr,
                 reason,
+                raw: Some(e.record.0),
             });
         }
         for r in self.driver.drain_page_requests().unwrap_or_default() {

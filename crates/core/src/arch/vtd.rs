@@ -307,6 +307,7 @@ impl IommuDriver for VtdUnit {
                 pasid: rec.pp().then(|| Pasid(rec.pv())),
                 addr: rec.fi(),
                 reason,
+                raw: None,
             });
         }
         if let Ok(d) = self.driver.drain_page_requests() {

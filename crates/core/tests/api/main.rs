@@ -257,7 +257,9 @@ fn faults_reach_the_handler(arch: Arch) {
     assert_eq!(events.len(), 1, "{events:?}");
     let got = seen.lock().unwrap().clone();
     match &got[..] {
-        [sviommu_core::FaultEvent::Unrecoverable { device, addr, reason: rr, pasid: None }] => {
+        [sviommu_core::FaultEvent::Unrecoverable {
+            device, addr, reason: rr, pasid: None, ..
+        }] => {
             assert_eq!(device, &a);
             assert_eq!(*addr & !0xfff, 0x50_0000);
             assert_eq!(*rr, reason, "the handler sees what translate returned");

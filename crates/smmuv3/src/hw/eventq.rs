@@ -174,6 +174,35 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             && !QueuePointer::is_full(wr, rd)
     }
 
+    /// Records `rec` in the Event queue as the SMMU records an event it raised itself (§7.2,
+    /// §7.4): written at PROD with the queue interrupt, or discarded and counted when the
+    /// queue is disabled, full (entering overflow) or its EVENTQ_ABT_ERR is active. Whether
+    /// it was written. For an embedder whose events come from elsewhere: a virtual SMMU
+    /// delivers the host's events for its guest's streams here.
+    pub fn record_event(&self, rec: &EventRecord) -> bool {
+        let mut r = self.lock();
+        self.record_locked(&mut r, rec, false)
+    }
+
+    /// §7.4: an event the SMMU had to discard for want of room, though this queue is not full:
+    /// the overflow condition (EVENTQ_PROD.OVFLG toggles unless an overflow is active) and its
+    /// count. A virtual SMMU reports here that its host dropped events for the guest (iommufd's
+    /// LOST_EVENTS), so the guest sees an overflow as it would on the hardware. Nothing
+    /// happens while the queue is disabled (the event would not have been recorded: counted
+    /// as such).
+    pub fn discard_event(&self) {
+        let mut r = self.lock();
+        if !cr0::EVENTQEN.is_set(u64::from(r.cr0ack)) {
+            bump(&self.counters.events_disabled);
+            return;
+        }
+        bump(&self.counters.events_overflowed);
+        let (p, c) = (u64::from(r.eventq_prod), u64::from(r.eventq_cons));
+        if prod::OVFLG.get(p) == cons::OVACKFLG.get(c) {
+            r.eventq_prod = low32(p ^ prod::OVFLG.mask());
+        }
+    }
+
     /// Writes `rec` to the Event queue, with the register file held; whether it was written.
     /// A record that is not written is counted, except a stall's (`stall`), which the caller
     /// keeps (§7.2.1: stall records are not discarded).
