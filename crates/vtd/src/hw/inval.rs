@@ -258,7 +258,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             *w = u64::from_le_bytes(b);
         }
         // A 128-bit descriptor's upper words read as zero (the buffer beyond `len` is).
-        self.run_descriptor(regs, InvDesc::from_words(words), width)
+        let d = InvDesc::from_words(words);
+        let step = self.run_descriptor(regs, d, width)?;
+        if let (Step::Done, Ok(t)) = (step, d.desc_type()) {
+            if let Some(c) = self.descriptors.get(usize::from(t as u8)) {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(step)
     }
 
     /// Whether the unit supports descriptors of type `t` (an unsupported type is an invalid
