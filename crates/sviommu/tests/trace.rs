@@ -26,7 +26,7 @@ fn dir(test: &str) -> PathBuf {
     d
 }
 
-fn record(scenario: &str, out: &PathBuf) -> Value {
+fn record(scenario: &str, out: &std::path::Path) -> Value {
     json(&["trace", "record", &example(scenario), "-o", out.to_str().unwrap()])
 }
 
@@ -182,10 +182,7 @@ fn a_sweep_plots_hit_rate_and_reads_against_iotlb_size() {
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg"), "an SVG file");
     for text in ["IOTLB hit rate (%) against IOTLB entries", "reads per translation", ">vtd<"] {
-        assert!(
-            plot.contains(text) || plot.contains(&text.replace('>', "").replace('<', "")),
-            "{text}"
-        );
+        assert!(plot.contains(text) || plot.contains(&text.replace(['>', '<'], "")), "{text}");
     }
 }
 
@@ -280,4 +277,28 @@ fn a_bad_unit_or_step_is_refused_with_its_field() {
         err.contains("bad.toml:6:") && err.contains("step.unbind.process: no process `p`"),
         "{err}"
     );
+}
+
+/// The README's `stats` and sweep excerpts are what the binary prints.
+#[test]
+fn the_readme_shows_the_real_stats_and_sweep() {
+    let readme = include_str!("../../../README.md");
+    let block = |start: &str| {
+        let from = &readme[readme.find(start).unwrap()..];
+        from[..from.find("```").unwrap()].to_owned()
+    };
+    let stats = String::from_utf8(sviommu(&["stats", &example("lazy-unmap.toml")]).stdout).unwrap();
+    let want = block("statistics of examples/lazy-unmap.toml");
+    for line in want.lines().filter(|l| !l.trim().is_empty() && *l != "...") {
+        let line = line.replace("examples/lazy-unmap.toml", &example("lazy-unmap.toml"));
+        assert!(stats.contains(line.trim_end()), "README line not printed: {line:?}\n{stats}");
+    }
+    let d = dir("readme");
+    let bin = d.join("zipf.trace");
+    record("zipf-thrash.toml", &bin);
+    let sweep = sviommu(&["trace", "replay", bin.to_str().unwrap(), "--iotlb", "64,256,1024,4096"]);
+    let sweep = String::from_utf8(sweep.stdout).unwrap();
+    for line in block("  arch    IOTLB entries").lines().filter(|l| !l.trim().is_empty()) {
+        assert!(sweep.contains(line), "README line not printed: {line:?}\n{sweep}");
+    }
 }
