@@ -11,15 +11,19 @@
 //! | [`stream`] | generated DMA streams: the page each request touches, from a seed |
 //! | [`report`] | text and JSON |
 //! | [`topology`] | groups and domains as a tree, with their reasons and PASID eligibility |
+//! | [`trace`] | traces of what a scenario issued: binary and CSV forms |
+//! | [`replay`] | a trace through the models, with a chosen configuration, on threads |
 
 #![forbid(unsafe_code)]
 
 pub mod machine;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod stream;
 pub mod topology;
+pub mod trace;
 
 pub use run::{run, run_source, Report};
 pub use scenario::{Scenario, ScenarioError, Source};

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
 use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
+use sviommu_core::driver::CacheKind;
 use sviommu_core::topology::{Acs, AcsFlags, DeviceId, Scope, Topology, UnitId, UnitKind};
 use sviommu_core::{
-    AddressSpace, AddressSpaceId, DomainId, DomainKind, FlushPolicy, Iommu, Pasid, Stage1Config,
-    Stage1Format, Target,
+    AddressSpace, AddressSpaceId, DomainId, DomainKind, FlushPolicy, Granularity, InvalidateInfo,
+    Iommu, Pasid, Stage1Config, Stage1Format, Target,
 };
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::s1::{S1Attrs, VmsaS1};
@@ -25,8 +26,118 @@ use sviommu_vtd::driver::DriverConfig as VtdConfig;
 use sviommu_vtd::hw::VtdParams;
 
 use crate::scenario::{
-    Arch, CdTables, DomainRange, Flush, PortKind, Process, Scenario, ScenarioError, Source, Step,
+    Arch, Bind, CdTables, DomainRange, Flush, PortKind, Process, Scenario, ScenarioError, Source,
+    Step, Unit,
 };
+
+/// What a replay changes of the scenario's machine: the unit's caches and every paging
+/// domain's invalidation policy. The default changes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Config {
+    /// IOTLB (SMMUv3: TLB) entries, over the scenario's `[[unit]]`.
+    pub iotlb: Option<usize>,
+    /// Paging-structure (walk) cache entries of each stage, over the scenario's.
+    pub walk_cache: Option<usize>,
+    /// No caches at all: every translation reads every structure and table entry.
+    pub caches_off: bool,
+    /// Every paging domain's invalidation policy, over the scenario's `flush`.
+    pub invalidation: Option<Invalidation>,
+}
+
+/// When an unmapped range leaves the IOTLB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Invalidation {
+    /// Before the unmap returns (the scenario's `flush = "strict"`).
+    Strict,
+    /// In batches of 16 ranges, or at a `flush` step (`flush = "lazy"`).
+    Batched,
+}
+
+/// The scenario's `[[unit]]` for `arch`, checked: one per architecture, caps in range.
+fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioError> {
+    let mut found: Option<Unit> = None;
+    for u in &s.units {
+        let unit = *u.get_ref();
+        if unit.arch != arch {
+            continue;
+        }
+        if found.is_some() {
+            return Err(source.error(
+                u.span(),
+                "unit.arch",
+                format!("a second `[[unit]]` for {arch}"),
+            ));
+        }
+        if let Some(b) = unit.pasid_bits {
+            if !(1..=20).contains(&b) {
+                return Err(source.error(
+                    u.span(),
+                    "unit.pasid_bits",
+                    "a PASID width from 1 to 20 bits",
+                ));
+            }
+        }
+        found = Some(unit);
+    }
+    Ok(found.unwrap_or(Unit { arch, ..Unit::default() }))
+}
+
+/// `entries` as a VT-d cache of `ways` ways (fewer ways for a smaller cache); 0 is none.
+fn geometry(entries: usize, ways: usize) -> sviommu_vtd::hw::CacheGeometry {
+    use sviommu_vtd::hw::CacheGeometry;
+    if entries == 0 {
+        return CacheGeometry::NONE;
+    }
+    let ways = ways.min(entries);
+    CacheGeometry::new(entries.div_ceil(ways), ways)
+}
+
+fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
+    let mut p = VtdParams::default();
+    let d = p.caches;
+    let entries = |g: sviommu_vtd::hw::CacheGeometry| g.sets * g.ways;
+    let iotlb = c.iotlb.or(u.iotlb).unwrap_or(entries(d.iotlb));
+    let walk = c.walk_cache.or(u.walk_cache);
+    p.caches = sviommu_vtd::hw::CacheParams {
+        context: geometry(u.context_cache.unwrap_or(entries(d.context)), d.context.ways),
+        pasid: geometry(u.pasid_cache.unwrap_or(entries(d.pasid)), d.pasid.ways),
+        iotlb: geometry(iotlb, d.iotlb.ways),
+        fs_psc: geometry(walk.unwrap_or(entries(d.fs_psc)), d.fs_psc.ways),
+        ss_psc: geometry(walk.unwrap_or(entries(d.ss_psc)), d.ss_psc.ways),
+        ss_leaf: geometry(u.leaf_cache.unwrap_or(entries(d.ss_leaf)), d.ss_leaf.ways),
+    };
+    if c.caches_off {
+        p.caches = sviommu_vtd::hw::CacheParams::NONE;
+    }
+    if let Some(b) = u.pasid_bits {
+        // §11.4.3 ECAP.PSS: the PASID width less one.
+        p.ecap = sviommu_vtd::spec::regs::ecap::PSS.set(p.ecap, u64::from(b.saturating_sub(1)));
+    }
+    p
+}
+
+fn smmu_params(u: &Unit, c: &Config) -> SmmuParams {
+    let mut p = SmmuParams::default();
+    let d = p.caches;
+    let walk = c.walk_cache.or(u.walk_cache);
+    p.caches = sviommu_smmuv3::hw::CacheSizes {
+        ste: u.context_cache.unwrap_or(d.ste),
+        cd: u.pasid_cache.unwrap_or(d.cd),
+        tlb: c.iotlb.or(u.iotlb).unwrap_or(d.tlb),
+        s1_walk: walk.unwrap_or(d.s1_walk),
+        s2_walk: walk.unwrap_or(d.s2_walk),
+        s2_leaf: u.leaf_cache.unwrap_or(d.s2_leaf),
+    };
+    if c.caches_off {
+        p.caches = sviommu_smmuv3::hw::CacheSizes::NONE;
+    }
+    if let Some(b) = u.pasid_bits {
+        // §6.3.2 SMMU_IDR1.SSIDSIZE: SubstreamID bits.
+        p.idr1 = sviommu_smmuv3::spec::regs::idr1::SSIDSIZE.set32(p.idr1, u32::from(b));
+    }
+    p
+}
 
 /// IOMMU structures and tables: the unit's driver allocates from here.
 const TABLES: Range<u64> = 0x100_0000..0x200_0000;
@@ -172,7 +283,18 @@ pub fn build(
     source: &Source,
     arch: Arch,
 ) -> Result<(Machine, DataPool), ScenarioError> {
+    build_with(scenario, source, arch, &Config::default())
+}
+
+/// Builds `scenario` on `arch` with `config`'s changes to its unit and domains.
+pub fn build_with(
+    scenario: &Scenario,
+    source: &Source,
+    arch: Arch,
+    config: &Config,
+) -> Result<(Machine, DataPool), ScenarioError> {
     check_steps(scenario, source)?;
+    let unit = unit_of(scenario, source, arch)?;
     let mem = Arc::new(
         HostMemory::new(&[
             (Hpa(TABLES.start), TABLES.end - TABLES.start),
@@ -187,8 +309,8 @@ pub fn build(
     let frames = FrameAllocator::new(&[(Hpa(TABLES.start), TABLES.end - TABLES.start)]);
     let hw = match arch {
         Arch::Vtd => {
-            let config = VtdConfig { haw: 48, ..VtdConfig::default() };
-            let unit = VtdUnit::new(Arc::clone(&mem), VtdParams::default(), frames, config)
+            let driver = VtdConfig { haw: 48, ..VtdConfig::default() };
+            let unit = VtdUnit::new(Arc::clone(&mem), vtd_params(&unit, config), frames, driver)
                 .map_err(|e| internal(source, format!("VT-d driver bring-up: {e}")))?;
             let hw = Hw::Vtd(Arc::clone(unit.hw()));
             iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
@@ -199,8 +321,8 @@ pub fn build(
                 CdTables::PerDomain => CdTablePolicy::PerDomain,
                 CdTables::PerDevice => CdTablePolicy::PerDevice,
             };
-            let config = SmmuConfig { cd_table_policy, ..SmmuConfig::default() };
-            let unit = SmmuUnit::new(Arc::clone(&mem), SmmuParams::default(), frames, config)
+            let driver = SmmuConfig { cd_table_policy, ..SmmuConfig::default() };
+            let unit = SmmuUnit::new(Arc::clone(&mem), smmu_params(&unit, config), frames, driver)
                 .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
             let hw = Hw::Smmu(Arc::clone(unit.hw()));
             iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
@@ -220,7 +342,7 @@ pub fn build(
     };
     let mut data = DataPages(FrameAllocator::new(&[(Hpa(DATA.start), DATA.end - DATA.start)]));
     processes(&mut m, scenario, source, &mut data)?;
-    domains(&mut m, scenario, source, &mut data)?;
+    domains(&mut m, scenario, source, &mut data, config.invalidation)?;
     binds(&mut m, scenario, source)?;
     guests(&mut m, scenario, source)?;
     Ok((m, DataPool(data)))
@@ -465,11 +587,14 @@ fn domains(
     s: &Scenario,
     source: &Source,
     data: &mut DataPages,
+    policy: Option<Invalidation>,
 ) -> Result<(), ScenarioError> {
     for d in &s.domains {
-        let flush = match d.flush {
-            Flush::Strict => FlushPolicy::Strict,
-            Flush::Lazy => FlushPolicy::FlushQueue { batch: LAZY_BATCH },
+        let flush = match (policy, d.flush) {
+            (Some(Invalidation::Strict), _) | (None, Flush::Strict) => FlushPolicy::Strict,
+            (Some(Invalidation::Batched), _) | (None, Flush::Lazy) => {
+                FlushPolicy::FlushQueue { batch: LAZY_BATCH }
+            }
         };
         let paging = DomainKind::Paging { nesting_parent: false, flush };
         let name = d.name.get_ref().clone();
@@ -501,29 +626,44 @@ fn domains(
 
 fn binds(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
     for b in &s.binds {
-        let space = m
-            .processes
-            .iter()
-            .find(|p| p.name == *b.process.get_ref())
-            .map(|p| p.space)
-            .ok_or_else(|| {
-                source.error(
-                    b.process.span(),
-                    "bind.process",
-                    format!("no process `{}`", b.process.get_ref()),
-                )
-            })?;
-        let dev = device_ref(m, source, &b.device, "bind.device")?.clone();
-        let pasid = m.iommu.sva_bind(&Target::Device(dev), &space).map_err(|e| {
-            source.error(b.device.span(), "bind", format!("the IOMMU API refused sva_bind: {e}"))
-        })?;
-        m.binds.push(BindRecord {
-            process: b.process.get_ref().clone(),
-            device: b.device.get_ref().clone(),
-            pasid,
-        });
+        bind(m, source, b, "bind")?;
     }
     Ok(())
+}
+
+/// The process and device a bind or unbind names.
+fn bind_parties(
+    m: &Machine,
+    source: &Source,
+    b: &Bind,
+    field: &str,
+) -> Result<(AddressSpace, DeviceId), ScenarioError> {
+    let space =
+        m.processes.iter().find(|p| p.name == *b.process.get_ref()).map(|p| p.space).ok_or_else(
+            || {
+                source.error(
+                    b.process.span(),
+                    &format!("{field}.process"),
+                    format!("no process `{}`", b.process.get_ref()),
+                )
+            },
+        )?;
+    let dev = device_ref(m, source, &b.device, &format!("{field}.device"))?.clone();
+    Ok((space, dev))
+}
+
+/// `sva_bind` of `b`, recorded in the machine.
+fn bind(m: &mut Machine, source: &Source, b: &Bind, field: &str) -> Result<Pasid, ScenarioError> {
+    let (space, dev) = bind_parties(m, source, b, field)?;
+    let pasid = m.iommu.sva_bind(&Target::Device(dev), &space).map_err(|e| {
+        source.error(b.device.span(), field, format!("the IOMMU API refused sva_bind: {e}"))
+    })?;
+    m.binds.push(BindRecord {
+        process: b.process.get_ref().clone(),
+        device: b.device.get_ref().clone(),
+        pasid,
+    });
+    Ok(pasid)
 }
 
 /// Every device name in a scenario, checked against its devices (`all` expands).
@@ -711,6 +851,43 @@ pub fn act(
         m.iommu.flush(d).map_err(|e| refused("step.flush", e))?;
         return Ok(Some(format!("flush {}", name.get_ref())));
     }
+    if let Some(inv) = &s.invalidate {
+        let d = domain_ref(m, source, &inv.domain, "step.invalidate")?;
+        let (granularity, what) = match inv.iova {
+            None => (Granularity::Domain, "everything".to_owned()),
+            Some(iova) => {
+                let size = inv.size.unwrap_or(1 << PAGE_LG2);
+                check_page(source, step.span(), "step.invalidate", iova, size)?;
+                let end = iova.checked_add(size).ok_or_else(|| {
+                    source.error(step.span(), "step.invalidate.size", "the range passes 2^64")
+                })?;
+                (
+                    Granularity::Addr { range: iova..end, leaf: false },
+                    format!("{iova:#x}+{size:#x}"),
+                )
+            }
+        };
+        let info =
+            InvalidateInfo { cache: CacheKind::Iotlb, granularity, pasid: None, arch_id: None };
+        m.iommu.invalidate(&Target::Domain(d), &info).map_err(|e| refused("step.invalidate", e))?;
+        return Ok(Some(format!("invalidate {} {what}", inv.domain.get_ref())));
+    }
+    if let Some(b) = &s.bind {
+        let pasid = bind(m, source, b, "step.bind")?;
+        return Ok(Some(format!(
+            "sva_bind({}, {}) -> PASID {}",
+            b.device.get_ref(),
+            b.process.get_ref(),
+            pasid.0
+        )));
+    }
+    if let Some(b) = &s.unbind {
+        let (space, dev) = bind_parties(m, source, b, "step.unbind")?;
+        m.iommu.sva_unbind(&dev, space.id).map_err(|e| refused("step.unbind", e))?;
+        let (p, d) = (b.process.get_ref(), b.device.get_ref());
+        m.binds.retain(|r| !(r.process == *p && r.device == *d));
+        return Ok(Some(format!("sva_unbind({d}, {p})")));
+    }
     Ok(None)
 }
 
@@ -724,6 +901,9 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             st.unmap.is_some(),
             st.flush.is_some(),
             st.stream.is_some(),
+            st.invalidate.is_some(),
+            st.bind.is_some(),
+            st.unbind.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -732,7 +912,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             return Err(source.error(
                 step.span(),
                 "step",
-                "a step is exactly one of `dma`, `stream`, `map`, `unmap`, `flush`",
+                "a step is exactly one of `dma`, `stream`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`",
             ));
         }
         if let Some(s) = &st.stream {

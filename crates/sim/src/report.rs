@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, Table};
 
-use crate::run::{ArchReport, CacheRow, DmaResult, ReadsDistribution, Report, StreamRow};
+use crate::replay::ReplayReport;
+use crate::run::{ArchReport, CacheRow, DmaResult, ReadsDistribution, Report, Stats, StreamRow};
+use crate::scenario::Arch;
 
 /// The report as one JSON document.
 pub fn json(r: &Report) -> String {
@@ -61,10 +63,11 @@ fn distribution(d: &ReadsDistribution) -> String {
 }
 
 fn cache_table<'a>(rows: impl IntoIterator<Item = &'a CacheRow>) -> Table {
-    let mut t = table(["cache", "hits", "misses", "evictions", "invalidated"]);
+    let mut t = table(["cache", "lookups", "hits", "misses", "evictions", "invalidated"]);
     for c in rows {
         t.add_row([
             c.cache.to_owned(),
+            c.lookups.to_string(),
             c.hits.to_string(),
             c.misses.to_string(),
             c.evictions.to_string(),
@@ -247,7 +250,13 @@ fn arch(s: &mut String, a: &ArchReport) {
         "  static audit and DMA agree: {}",
         if a.audit.agrees_with_dma { "yes" } else { "NO" }
     );
-    let st = &a.stats;
+    stats_section(s, &a.stats);
+    s.push('\n');
+}
+
+/// The statistics section of `run`, `trace replay` and `stats`: every figure is the model's
+/// or its driver's count, or a sum of the model's answers.
+pub fn stats_section(s: &mut String, st: &Stats) {
     let _ = writeln!(
         s,
         "statistics: {} requests, {} translated, {} blocked; {:.1} reads per translation; \
@@ -268,6 +277,66 @@ fn arch(s: &mut String, a: &ArchReport) {
     for (f, n) in &st.faults {
         let _ = writeln!(s, "  {n} x {f}");
     }
+    if !st.invalidations.is_empty() {
+        let list: Vec<String> =
+            st.invalidations.iter().map(|i| format!("{} {}", i.count, i.what)).collect();
+        let _ = writeln!(s, "  invalidations: {}", list.join(", "));
+    }
+    let lost: Vec<String> = st
+        .dropped
+        .iter()
+        .filter(|d| d.count > 0)
+        .map(|d| format!("{} {}", d.count, d.what))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  dropped or refused: {}",
+        if lost.is_empty() { "nothing".to_owned() } else { lost.join(", ") }
+    );
     s.push_str(&indent(&cache_table(&st.caches)));
-    s.push('\n');
+}
+
+/// A replay's report as text.
+pub fn replay_text(r: &ReplayReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", r.title);
+    let _ = writeln!(
+        s,
+        "replay of {}: {} records on {} thread{}",
+        r.trace,
+        r.records,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" }
+    );
+    for run in &r.runs {
+        let _ = writeln!(s, "\n== {} (IOTLB {} entries)", run.unit, run.iotlb_entries);
+        for a in &run.actions {
+            let _ = writeln!(s, "host: {a}");
+        }
+        let mut t = table(["device", "ID", "requests", "translated", "blocked", "digest"]);
+        for d in &run.devices {
+            t.add_row([
+                d.device.clone(),
+                format!("{:#06x}", d.request_id),
+                d.requests.to_string(),
+                d.translated.to_string(),
+                d.blocked.to_string(),
+                d.digest.clone(),
+            ]);
+        }
+        s.push_str(&indent(&t));
+        stats_section(&mut s, &run.stats);
+    }
+    s
+}
+
+/// Statistics alone, one section per architecture: `(arch, unit, stats)`.
+pub fn stats_text(source: &str, runs: &[(Arch, String, Stats)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "statistics of {source}");
+    for (_, unit, st) in runs {
+        let _ = writeln!(s, "\n== {unit}");
+        stats_section(&mut s, st);
+    }
+    s
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sviommu_core::audit::{Sentinel, SpaceKey, UnitAudit};
+use sviommu_core::driver::DriverCounters;
 use sviommu_core::topology::{DeviceId, Reason};
 use sviommu_core::Pasid;
 use sviommu_pgtable::Access;
@@ -18,6 +19,7 @@ use crate::scenario::{
     AccessKind, Arch, PasidChoice, Pasids, Scenario, ScenarioError, Source, Stream, StreamKind,
 };
 use crate::stream::{Pages, PAGE_BYTES};
+use crate::trace::Record;
 
 /// A scenario's report: one section per architecture it was built on.
 #[derive(Clone, Debug, Serialize)]
@@ -269,10 +271,10 @@ pub const READ_BUCKETS: [(&str, u32); 6] =
 
 /// What a set of answers adds up to.
 #[derive(Clone, Debug, Default)]
-struct Tally {
-    requests: u64,
-    translated: u64,
-    blocked: u64,
+pub(crate) struct Tally {
+    pub(crate) requests: u64,
+    pub(crate) translated: u64,
+    pub(crate) blocked: u64,
     reads: u64,
     max_reads: u32,
     buckets: [u64; READ_BUCKETS.len()],
@@ -280,7 +282,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &DmaResult) {
+    pub(crate) fn add(&mut self, r: &DmaResult) {
         self.requests += 1;
         match r {
             DmaResult::Translated { reads, .. } => {
@@ -303,7 +305,7 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, o: &Tally) {
+    pub(crate) fn merge(&mut self, o: &Tally) {
         self.requests += o.requests;
         self.translated += o.translated;
         self.blocked += o.blocked;
@@ -344,6 +346,8 @@ impl Tally {
 pub struct CacheRow {
     /// The cache.
     pub cache: &'static str,
+    /// Lookups (hits and misses).
+    pub lookups: u64,
     /// Lookups that hit.
     pub hits: u64,
     /// Lookups that missed.
@@ -358,6 +362,7 @@ impl CacheRow {
     fn new(cache: &'static str, s: CacheStats) -> Self {
         Self {
             cache,
+            lookups: s.hits + s.misses,
             hits: s.hits,
             misses: s.misses,
             evictions: s.evictions,
@@ -389,8 +394,23 @@ pub struct Stats {
     pub faults_overflowed: u64,
     /// Each cache of the unit.
     pub caches: Vec<CacheRow>,
+    /// Invalidations the unit carried out, by type (VT-d descriptor type, SMMUv3 command);
+    /// only the types it saw.
+    pub invalidations: Vec<CountRow>,
+    /// Records the unit and its driver had to drop or refuse (queue overflows), every counter
+    /// named, zeros included.
+    pub dropped: Vec<CountRow>,
     /// What the unit sent besides memory writes, as its outbox counted it.
     pub outbox: OutboxRow,
+}
+
+/// A named count.
+#[derive(Clone, Debug, Serialize)]
+pub struct CountRow {
+    /// What was counted.
+    pub what: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// The unit's outputs: interrupts and messages to devices.
@@ -417,9 +437,32 @@ pub fn run(scenario: &Scenario, source: &Source) -> Result<Report, ScenarioError
     let mut runs = Vec::new();
     for &arch in &scenario.architectures {
         let (mut m, mut pool) = machine::build(scenario, source, arch)?;
-        runs.push(run_on(&mut m, &mut pool, scenario, source)?);
+        runs.push(run_on(&mut m, &mut pool, scenario, source, None)?);
     }
     Ok(Report { title: scenario.title.clone(), source: source.name.clone(), runs })
+}
+
+/// Runs `scenario` on its first architecture (or `arch`) and records what it issued: every
+/// DMA request (single ones and each request of a stream) and every host action, in order.
+pub fn record(
+    scenario: &Scenario,
+    source: &Source,
+    arch: Option<Arch>,
+) -> Result<crate::trace::Trace, ScenarioError> {
+    let arch = arch.or_else(|| scenario.architectures.first().copied()).unwrap_or(Arch::Vtd);
+    let (mut m, mut pool) = machine::build(scenario, source, arch)?;
+    let mut records = Vec::new();
+    run_on(&mut m, &mut pool, scenario, source, Some(&mut records))?;
+    let devices = m.devices.iter().map(|(n, _)| n.clone()).collect();
+    Ok(crate::trace::Trace::new(source, devices, records))
+}
+
+/// Where a run writes what it issued, when it is recorded.
+type Recorder<'a> = Option<&'a mut Vec<Record>>;
+
+/// The index a trace gives the device called `name` (its place in the scenario).
+fn device_index(m: &Machine, name: &str) -> u16 {
+    m.devices.iter().position(|(n, _)| n == name).and_then(|i| u16::try_from(i).ok()).unwrap_or(0)
 }
 
 fn run_on(
@@ -427,6 +470,7 @@ fn run_on(
     pool: &mut machine::DataPool,
     scenario: &Scenario,
     source: &Source,
+    mut rec: Recorder<'_>,
 ) -> Result<ArchReport, ScenarioError> {
     let names = machine::names(m);
     let name = |d: &DeviceId| names.get(d).cloned().unwrap_or_else(|| d.to_string());
@@ -435,14 +479,18 @@ fn run_on(
     let mut actions = Vec::new();
     let mut streams = Vec::new();
     let mut stream_tally = Tally::default();
-    for step in &scenario.steps {
+    for (index, step) in scenario.steps.iter().enumerate() {
         if let Some(what) = machine::act(m, source, pool, step)? {
+            if let Some(r) = rec.as_deref_mut() {
+                r.push(Record::Action { step: u32::try_from(index).unwrap_or(u32::MAX) });
+            }
             m.hw.deliver();
             actions.push(ActionRow { before_dma: dma.len(), what });
             continue;
         }
         if let Some(s) = &step.get_ref().stream {
-            let (row, tally, recorded) = stream(m, source, s, (dma.len(), actions.len()))?;
+            let (row, tally, recorded) =
+                stream(m, source, s, (dma.len(), actions.len()), rec.as_deref_mut())?;
             streams.push(row);
             stream_tally.merge(&tally);
             faults_recorded += recorded;
@@ -471,6 +519,10 @@ fn run_on(
             let Some(&rid) = ids.first() else { continue };
             for &pasid in &pasids {
                 for &addr in &set.addrs {
+                    if let Some(r) = rec.as_deref_mut() {
+                        let device = device_index(m, dev_name);
+                        r.push(Record::Dma { device, pasid, addr, access: set.access });
+                    }
                     let result = send(&m.hw, rid, pasid, addr, set.access);
                     dma.push(DmaRow {
                         device: dev_name.clone(),
@@ -497,7 +549,7 @@ fn run_on(
         tally.add(&r.result);
     }
     tally.merge(&stream_tally);
-    let stats = stats(&m.hw, &tally, faults_recorded, counters.faults_overflowed);
+    let stats = stats(&m.hw, &tally, faults_recorded, &counters);
 
     let mut sentinels = BTreeMap::new();
     for p in &m.processes {
@@ -592,13 +644,7 @@ fn run_on(
         .iter()
         .map(|b| BindRow { process: b.process.clone(), device: b.device.clone(), pasid: b.pasid.0 })
         .collect();
-    let unit = match m.arch {
-        Arch::Vtd => "Intel VT-d, scalable mode: processes on x86-64 first-stage tables, domains on second-stage tables",
-        Arch::Smmuv3 => match scenario.smmuv3.cd_tables {
-            crate::scenario::CdTables::PerDomain => "Arm SMMUv3, one CD table per domain (the seed's driver): VMSAv8-64 stage 1",
-            crate::scenario::CdTables::PerDevice => "Arm SMMUv3, one CD table per device (Linux since 2023): VMSAv8-64 stage 1",
-        },
-    };
+    let unit = unit_name(m.arch, scenario);
     Ok(ArchReport {
         arch: m.arch,
         unit: unit.to_owned(),
@@ -616,8 +662,25 @@ fn run_on(
     })
 }
 
+/// The unit as the report names it.
+pub(crate) fn unit_name(arch: Arch, scenario: &Scenario) -> &'static str {
+    match arch {
+        Arch::Vtd => "Intel VT-d, scalable mode: processes on x86-64 first-stage tables, domains on second-stage tables",
+        Arch::Smmuv3 => match scenario.smmuv3.cd_tables {
+            crate::scenario::CdTables::PerDomain => "Arm SMMUv3, one CD table per domain (the seed's driver): VMSAv8-64 stage 1",
+            crate::scenario::CdTables::PerDevice => "Arm SMMUv3, one CD table per device (Linux since 2023): VMSAv8-64 stage 1",
+        },
+    }
+}
+
 /// One DMA through the hardware model's `translate`.
-fn send(hw: &Hw, rid: u32, pasid: Option<u32>, addr: u64, access: AccessKind) -> DmaResult {
+pub(crate) fn send(
+    hw: &Hw,
+    rid: u32,
+    pasid: Option<u32>,
+    addr: u64,
+    access: AccessKind,
+) -> DmaResult {
     let access = match access {
         AccessKind::Read => Access::READ,
         AccessKind::Write => Access::WRITE,
@@ -658,11 +721,60 @@ fn send(hw: &Hw, rid: u32, pasid: Option<u32>, addr: u64, access: AccessKind) ->
     }
 }
 
-fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, faults_overflowed: u64) -> Stats {
+/// The statistics of a run: `t` tallied from the model's answers, everything else the model's
+/// and the driver's own counters.
+pub(crate) fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, driver: &DriverCounters) -> Stats {
     let o = match hw {
         Hw::Vtd(u) => u.outbox_stats(),
         Hw::Smmu(u) => u.outbox_stats(),
     };
+    let row = |what: &str, count: u64| CountRow { what: what.to_owned(), count };
+    let (invalidations, mut dropped) = match hw {
+        Hw::Vtd(u) => {
+            let a = u.ats_stats();
+            let inv = u
+                .invalidation_stats()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(t, n)| row(&format!("{t:?}"), n))
+                .collect::<Vec<_>>();
+            (
+                inv,
+                vec![
+                    row("page requests overflowed (PRS.PRO)", a.page_requests_overflowed),
+                    row("page requests lost (write to no memory)", a.page_requests_lost),
+                    row("page requests refused", a.page_requests_refused),
+                    row("page requests unsupported", a.page_requests_unsupported),
+                    row("page requests busy (outbox full)", a.page_requests_busy),
+                ],
+            )
+        }
+        Hw::Smmu(u) => {
+            let q = u.stats();
+            let inv = u
+                .command_stats()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(op, n)| row(op.name(), n))
+                .collect::<Vec<_>>();
+            (
+                inv,
+                vec![
+                    row("events overflowed (Event queue full)", q.events_overflowed),
+                    row("events discarded (EVENTQEN 0)", q.events_disabled),
+                    row("events aborted (queue write)", q.events_aborted),
+                    row("page requests dropped (PRI queue)", q.page_requests_dropped),
+                    row("page requests aborted (queue write)", q.page_requests_aborted),
+                    row("page requests busy (outbox full)", q.page_requests_busy),
+                    row("stalls refused (no STAG)", q.stalls_refused),
+                ],
+            )
+        }
+    };
+    dropped.insert(0, row("fault records overflowed (driver saw)", driver.faults_overflowed));
+    dropped
+        .insert(1, row("page requests overflowed (driver saw)", driver.page_requests_overflowed));
+    dropped.push(row("outbox full (producer waited)", o.full));
     Stats {
         requests: t.requests,
         translated: t.translated,
@@ -672,8 +784,10 @@ fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, faults_overflowed: u64) -> St
         reads_distribution: t.distribution(),
         faults: t.faults.clone(),
         faults_recorded,
-        faults_overflowed,
+        faults_overflowed: driver.faults_overflowed,
         caches: cache_rows(hw),
+        invalidations,
+        dropped,
         outbox: OutboxRow {
             messages: o.messages,
             interrupts: o.interrupts,
@@ -684,7 +798,7 @@ fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, faults_overflowed: u64) -> St
 }
 
 /// Each cache of the unit, as it counted so far.
-fn cache_rows(hw: &Hw) -> Vec<CacheRow> {
+pub(crate) fn cache_rows(hw: &Hw) -> Vec<CacheRow> {
     match hw {
         Hw::Vtd(u) => {
             let c = u.cache_stats();
@@ -720,6 +834,7 @@ fn cache_delta(before: &[CacheRow], after: &[CacheRow]) -> Vec<CacheRow> {
             let less = |f: fn(&CacheRow) -> u64| f(a).saturating_sub(b.map_or(0, f));
             CacheRow {
                 cache: a.cache,
+                lookups: less(|c| c.lookups),
                 hits: less(|c| c.hits),
                 misses: less(|c| c.misses),
                 evictions: less(|c| c.evictions),
@@ -736,6 +851,7 @@ fn stream(
     source: &Source,
     s: &Stream,
     (before_dma, after_actions): (usize, usize),
+    mut rec: Recorder<'_>,
 ) -> Result<(StreamRow, Tally, u64), ScenarioError> {
     let shape = crate::stream::check(source, s)?;
     let dev = machine::device_ref(m, source, &s.device, "step.stream.device")?.clone();
@@ -758,6 +874,10 @@ fn stream(
         }
         // `check` made sure the stream's last page is an address.
         let addr = base.saturating_add(page.saturating_mul(PAGE_BYTES));
+        if let Some(r) = rec.as_deref_mut() {
+            let device = device_index(m, s.device.get_ref());
+            r.push(Record::Dma { device, pasid, addr, access: s.access });
+        }
         let result = send(&m.hw, rid, pasid, addr, s.access);
         let translated = matches!(result, DmaResult::Translated { .. });
         tally.add(&result);

@@ -26,6 +26,10 @@ pub struct Scenario {
     /// SMMUv3 driver options.
     #[serde(default)]
     pub smmuv3: SmmuOptions,
+    /// The IOMMU unit of each architecture: cache sizes and capability caps (the model's
+    /// defaults where absent).
+    #[serde(default, rename = "unit")]
+    pub units: Vec<Spanned<Unit>>,
     /// Root buses (segment 0 bus 0 when none is given).
     #[serde(default, rename = "root_bus")]
     pub root_buses: Vec<RootBus>,
@@ -67,6 +71,55 @@ pub struct Step {
     pub flush: Option<Spanned<String>>,
     /// A device sends a generated stream of DMA, reported as one aggregate row.
     pub stream: Option<Stream>,
+    /// The host invalidates a domain's translations (all of them, or a range) through the
+    /// IOMMU API's `invalidate`.
+    pub invalidate: Option<Invalidate>,
+    /// The host binds a process to a device with `sva_bind`.
+    pub bind: Option<Bind>,
+    /// The host unbinds a process from a device with `sva_unbind`.
+    pub unbind: Option<Bind>,
+}
+
+/// An `invalidate` step: a domain's IOTLB entries, all or a range.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invalidate {
+    /// The domain (every group attached to it is reached).
+    pub domain: Spanned<String>,
+    /// First IOVA of a range (4K-aligned); the whole domain when absent.
+    pub iova: Option<u64>,
+    /// Bytes of the range (a multiple of 4K; one page when absent).
+    pub size: Option<u64>,
+}
+
+/// One architecture's IOMMU unit: the sizes of its caches in entries (0: the unit has no such
+/// cache) and caps on what it advertises. Each cache a field names:
+///
+/// | field | VT-d | SMMUv3 |
+/// |---|---|---|
+/// | `context_cache` | context cache | STE cache |
+/// | `pasid_cache` | PASID cache | CD cache |
+/// | `iotlb` | IOTLB | TLB |
+/// | `walk_cache` | first- and second-stage paging-structure caches | stage-1 and stage-2 walk caches |
+/// | `leaf_cache` | second-stage leaf cache | stage-2 leaf cache |
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    /// Which architecture's unit this is.
+    pub arch: Arch,
+    /// Configuration cache entries.
+    pub context_cache: Option<usize>,
+    /// PASID (CD) cache entries.
+    pub pasid_cache: Option<usize>,
+    /// IOTLB entries.
+    pub iotlb: Option<usize>,
+    /// Paging-structure (walk) cache entries, each stage.
+    pub walk_cache: Option<usize>,
+    /// Stage-2 leaf cache entries.
+    pub leaf_cache: Option<usize>,
+    /// The PASID (SubstreamID) width the unit advertises, in bits (1 to 20): VT-d ECAP.PSS + 1,
+    /// SMMUv3 SMMU_IDR1.SSIDSIZE.
+    pub pasid_bits: Option<u8>,
 }
 
 /// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`
@@ -118,11 +171,14 @@ fn both_architectures() -> Vec<Arch> {
 }
 
 /// An IOMMU architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// Intel VT-d in scalable mode: x86-64 first-stage tables for processes, second-stage
     /// tables for paging domains.
+    #[default]
     Vtd,
     /// Arm SMMUv3: VMSAv8-64 stage 1 for processes and paging domains.
     Smmuv3,

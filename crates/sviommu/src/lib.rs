@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod inspect;
 pub mod run;
+pub mod trace;
 pub mod uapi;
 
 /// How a command prints its report.

@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sviommu::inspect::{self, InspectError};
 use sviommu::Format;
+use sviommu_sim::machine::{Config, Invalidation};
+use sviommu_sim::replay::Options;
+use sviommu_sim::scenario::Arch;
 
 /// A software IOMMU stack for shared virtual memory and nested (two-stage) DMA translation.
 #[derive(Debug, Parser)]
@@ -44,6 +47,30 @@ enum Command {
     Topology {
         /// A scenario file (TOML).
         scenario: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Record, replay and convert DMA traces.
+    ///
+    /// A trace is what a scenario issued, in order: every DMA request (single ones and each
+    /// request of a generated stream) and every host action (map, unmap, flush, invalidate,
+    /// bind, unbind), with the scenario itself, so a replay builds the same machine. Binary
+    /// (compact, checked) or CSV (readable); docs/TRACE.md describes both.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCommand,
+    },
+    /// Show what the models counted for a scenario (run) or a trace (replayed).
+    ///
+    /// Per cache (VT-d context, PASID, IOTLB, paging-structure caches; SMMUv3 STE, CD, TLB,
+    /// walk caches): lookups, hits, misses, evictions, invalidated entries; table reads per
+    /// translation (mean and distribution); faults by architected reason; invalidations by
+    /// descriptor type or command; records dropped by full queues. Without a file: the
+    /// built-in scenario.
+    Stats {
+        /// A scenario file (TOML) or a trace (binary or CSV, recognised by its first bytes).
+        input: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -85,9 +112,245 @@ enum Command {
     },
 }
 
+/// An IOMMU architecture, as options name it.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ArchArg {
+    /// Intel VT-d.
+    Vtd,
+    /// Arm SMMUv3.
+    Smmuv3,
+}
+
+impl From<ArchArg> for Arch {
+    fn from(a: ArchArg) -> Self {
+        match a {
+            ArchArg::Vtd => Arch::Vtd,
+            ArchArg::Smmuv3 => Arch::Smmuv3,
+        }
+    }
+}
+
+/// When unmapped ranges leave the IOTLB.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum InvalidationArg {
+    /// Before each unmap returns.
+    Strict,
+    /// Queued, in batches of 16 ranges or at a flush step.
+    Batched,
+}
+
+#[derive(Debug, Subcommand)]
+enum TraceCommand {
+    /// Run a scenario and write what it issued to a trace file.
+    ///
+    /// The scenario runs on its first architecture (or --arch); the requests it issues do not
+    /// depend on it. The file is CSV when its name ends in .csv, binary otherwise.
+    Record {
+        /// A scenario file (TOML); the built-in default without one.
+        scenario: Option<PathBuf>,
+        /// The trace file to write (.csv: CSV, anything else: binary).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The architecture to run it on while recording.
+        #[arg(long, value_enum)]
+        arch: Option<ArchArg>,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Replay a trace through the hardware models and report what they counted.
+    ///
+    /// Builds the trace's scenario through the IOMMU API, drivers and models, with the
+    /// configuration asked for, and sends every request to the model's translate and every
+    /// action to the IOMMU API, in the trace's order. With --threads N each device replays on
+    /// thread (device index mod N) while the host collects faults; actions wait for every
+    /// thread. Translations of a trace without races do not depend on N (each device's digest
+    /// says so); cache figures may. A replay that takes longer than a second shows a progress
+    /// bar on a terminal.
+    Replay {
+        /// The trace (binary or CSV).
+        file: PathBuf,
+        /// Only this architecture (every one the scenario names by default).
+        #[arg(long, value_enum)]
+        arch: Option<ArchArg>,
+        /// IOTLB (SMMUv3: TLB) entries; a comma-separated list replays once per size.
+        #[arg(long, value_delimiter = ',')]
+        iotlb: Vec<usize>,
+        /// Paging-structure (walk) cache entries of each stage.
+        #[arg(long)]
+        walk_cache: Option<usize>,
+        /// Replay without any cache: every translation reads every structure and entry.
+        #[arg(long)]
+        no_caches: bool,
+        /// Every paging domain's invalidation policy (the scenario's `flush` by default).
+        #[arg(long, value_enum)]
+        invalidation: Option<InvalidationArg>,
+        /// Threads replaying devices.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// Draw IOTLB hit rate and reads per translation against IOTLB size (SVG).
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Convert a trace between the binary and CSV forms (by the output's name: .csv or not).
+    Convert {
+        /// The trace to read (either form).
+        input: PathBuf,
+        /// The trace to write.
+        output: PathBuf,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Shows a progress bar once a replay has taken a second, if stderr is a terminal.
+struct Progress {
+    start: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            start: std::time::Instant::now(),
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if self.bar.is_none() && self.terminal && self.start.elapsed().as_secs_f64() > 1.0 {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "replaying {bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+            ) {
+                bar.set_style(style);
+            }
+            self.bar = Some(bar);
+        }
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn print<T: serde::Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) {
+    match format {
+        Format::Text => print!("{}", text()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+    }
+}
+
+fn trace_command(command: TraceCommand) -> Result<(), sviommu::trace::Error> {
+    use sviommu::trace as t;
+    let written = |w: &t::Written| {
+        format!(
+            "{}: {} trace, {} records ({} DMA, {} actions) from devices {}, {} bytes\n",
+            w.output,
+            w.form,
+            w.records,
+            w.dma,
+            w.actions,
+            w.devices.join(", "),
+            w.bytes
+        )
+    };
+    match command {
+        TraceCommand::Record { scenario, output, arch, format } => {
+            let w = t::record(scenario.as_deref(), arch.map(Arch::from), &output)?;
+            print(format, &w, || written(&w));
+        }
+        TraceCommand::Convert { input, output, format } => {
+            let w = t::convert(&input, &output)?;
+            print(format, &w, || written(&w));
+        }
+        TraceCommand::Replay {
+            file,
+            arch,
+            iotlb,
+            walk_cache,
+            no_caches,
+            invalidation,
+            threads,
+            plot,
+            format,
+        } => {
+            let trace = sviommu_sim::trace::Trace::read(&file)?;
+            let config = Config {
+                iotlb: None,
+                walk_cache,
+                caches_off: no_caches,
+                invalidation: invalidation.map(|i| match i {
+                    InvalidationArg::Strict => Invalidation::Strict,
+                    InvalidationArg::Batched => Invalidation::Batched,
+                }),
+            };
+            let opts =
+                Options { arch: arch.map(Arch::from), config, threads: usize::from(threads) };
+            let mut progress = Progress::new();
+            let sweep = t::sweep(&trace, &opts, &iotlb, &mut |d, n| progress.update(d, n))?;
+            drop(progress);
+            if let Some(p) = &plot {
+                t::plot(&sweep, p)?;
+            }
+            match (format, sweep.replays.as_slice()) {
+                (Format::Json, [one]) if iotlb.len() <= 1 => {
+                    println!("{}", serde_json::to_string_pretty(one).unwrap_or_default());
+                }
+                _ => print(format, &sweep, || t::sweep_text(&sweep)),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Trace { command } => {
+            let name = match &command {
+                TraceCommand::Record { .. } => "record",
+                TraceCommand::Replay { .. } => "replay",
+                TraceCommand::Convert { .. } => "convert",
+            };
+            match trace_command(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sviommu trace {name}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Stats { input, format } => {
+            let mut progress = Progress::new();
+            let r = sviommu::trace::stats(input.as_deref(), &mut |d, n| progress.update(d, n));
+            drop(progress);
+            match r {
+                Ok(r) => {
+                    print(format, &r, || r.text());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sviommu stats: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { scenario, format } => match sviommu::run::run(scenario.as_deref()) {
             Ok(report) => {
                 match format {

@@ -95,7 +95,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 }
             };
             match self.execute(r, &cmd).and_then(|step| self.forward_command(r, &cmd, step)) {
-                Ok(Step::Done) => rd = rd.next(qs),
+                Ok(Step::Done) => {
+                    if let Some(n) =
+                        cmd.opcode().ok().and_then(|op| self.commands.get(usize::from(op as u8)))
+                    {
+                        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    rd = rd.next(qs);
+                }
                 // CONS stays on the command that waits for the outbox, without error.
                 Ok(Step::Waiting) => break,
                 Err(e) => {

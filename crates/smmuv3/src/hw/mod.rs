@@ -663,6 +663,8 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     stalls: Mutex<stall::Table>,
     /// Where legal commands are forwarded (a virtual SMMU's host), if anywhere.
     forward: Option<Arc<dyn Forward>>,
+    /// Commands the Command queue consumed, by opcode (§4: 8-bit opcodes).
+    commands: [AtomicU64; 256],
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -686,6 +688,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             counters: eventq::Counters::default(),
             stalls: Mutex::new(stall::Table::default()),
             forward: None,
+            commands: [const { AtomicU64::new(0) }; 256],
         }
     }
 
@@ -737,6 +740,21 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// What each cache has done so far.
     pub fn cache_stats(&self) -> SmmuCacheStats {
         self.caches.stats()
+    }
+
+    /// Commands the Command queue has consumed so far, by opcode (every opcode, zeros
+    /// included; a command that raised CERROR is not counted).
+    pub fn command_stats(&self) -> Vec<(crate::spec::Opcode, u64)> {
+        crate::spec::Opcode::ALL
+            .iter()
+            .map(|&op| {
+                let n = self
+                    .commands
+                    .get(usize::from(op as u8))
+                    .map_or(0, |c| c.load(Ordering::Relaxed));
+                (op, n)
+            })
+            .collect()
     }
 
     /// The SMMU's parameters.

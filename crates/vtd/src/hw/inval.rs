@@ -416,7 +416,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         // A 128-bit descriptor's upper words read as zero (the buffer beyond `len` is).
         let d = InvDesc::from_words(words);
         let step = self.run_descriptor(regs, d, width)?;
-        self.forward_descriptor(regs, d, step)
+        let step = self.forward_descriptor(regs, d, step)?;
+        if let (Step::Done, Ok(t)) = (step, d.desc_type()) {
+            if let Some(c) = self.descriptors.get(usize::from(t as u8)) {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(step)
     }
 
     /// Hands a descriptor the model has executed to the [`Forward`] hook, if there is one:
