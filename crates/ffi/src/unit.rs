@@ -24,8 +24,8 @@ const DRAIN_ROUNDS: usize = 64;
 /// The hardware model.
 #[derive(Debug)]
 enum Hw {
-    Vtd(Vtd<CallbackMemory>),
-    Smmu(Smmu<CallbackMemory>),
+    Vtd(Box<Vtd<CallbackMemory>>),
+    Smmu(Box<Smmu<CallbackMemory>>),
 }
 
 /// The boundary's own counters.
@@ -67,14 +67,14 @@ impl SviommuUnit {
     pub fn vtd(params: vtd::VtdParams, cb: Callbacks) -> Self {
         let errors = Arc::new(AtomicU64::new(0));
         let mem = CallbackMemory::new(cb, Arc::clone(&errors));
-        Self::with(Hw::Vtd(Vtd::new(mem, params)), cb, errors)
+        Self::with(Hw::Vtd(Box::new(Vtd::new(mem, params))), cb, errors)
     }
 
     /// An SMMUv3 out of reset.
     pub fn smmu(params: smmu::SmmuParams, cb: Callbacks) -> Self {
         let errors = Arc::new(AtomicU64::new(0));
         let mem = CallbackMemory::new(cb, Arc::clone(&errors));
-        Self::with(Hw::Smmu(Smmu::new(mem, params)), cb, errors)
+        Self::with(Hw::Smmu(Box::new(Smmu::new(mem, params))), cb, errors)
     }
 
     fn with(hw: Hw, cb: Callbacks, memory_errors: Arc<AtomicU64>) -> Self {
