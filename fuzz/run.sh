@@ -3,16 +3,22 @@
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target (`walk vtd smmuv3 inspect
-# scenario`). All targets are built in one `cargo fuzz build` (release, overflow checks and debug
-# assertions on, no sanitizer: the fuzzed crates forbid unsafe code), then each runs in turn
-# on one core (its full log in fuzz/artifacts/TARGET/log). A crash, a panic, a time-out of one input (FUZZ_TIMEOUT seconds, default 10) or
-# running out of memory stops the script with a non-zero status; the input is left in
-# fuzz/artifacts/TARGET/. Installs cargo-fuzz (`cargo install cargo-fuzz`) where it is missing;
-# needs the nightly toolchain (`rustup toolchain install nightly` where it is missing).
+# SECONDS_PER_TARGET defaults to 60; TARGET defaults to every target (walk vtd smmuv3 inspect
+# scenario). All targets are built in one `cargo fuzz build` (no sanitizer: the fuzzed crates
+# forbid unsafe code; overflow checks and debug assertions on), then each runs in turn on one
+# core, its full log in fuzz/artifacts/TARGET/log.
 #
-# Corpora grow in fuzz/corpus/TARGET (not committed); fuzz/seeds/TARGET, where present, seeds
-# them. Replay a crash: `cargo +nightly fuzz run -s none TARGET fuzz/artifacts/TARGET/crash-...`.
+# FUZZ_PROFILE=release (the default) builds optimised code, for long runs; FUZZ_PROFILE=dev
+# builds unoptimised code in about a third of the CPU time and runs it a few times slower, for
+# short runs (what .ci/run does). FUZZ_TIMEOUT (seconds, default 10) is the longest one input
+# may take.
+#
+# A crash, a panic, an input that takes longer than FUZZ_TIMEOUT, or running out of memory stops
+# the script with a non-zero status and leaves the input in fuzz/artifacts/TARGET/. Installs
+# cargo-fuzz (`cargo install cargo-fuzz`) and the nightly toolchain where they are missing.
+#
+# Corpora grow in fuzz/corpus/TARGET (not committed); examples/*.toml seed the scenario parser.
+# Replay a crash: `cargo +nightly fuzz run -s none TARGET fuzz/artifacts/TARGET/crash-...`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -30,16 +36,23 @@ if ! cargo +nightly fuzz --version > /dev/null 2>&1; then
 fi
 
 start=$(date +%s)
-echo "== cargo fuzz build (all targets)"
-cargo +nightly fuzz build -s none
+profile=${FUZZ_PROFILE:-release}
+case "$profile" in
+    release) build=(--release); dir=release ;;
+    dev) build=(--dev); dir=debug ;;
+    *) echo "FUZZ_PROFILE is release or dev, not $profile" >&2; exit 2 ;;
+esac
+echo "== cargo fuzz build ($profile, all targets)"
+cargo +nightly fuzz build -s none "${build[@]}"
 built=$(date +%s)
+bin=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/$dir
 echo "   built in $((built - start)) s"
 
-bin=target/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     dirs=("corpus/$t")
-    if [ -d "seeds/$t" ]; then dirs+=("seeds/$t"); fi
+    # The scenario parser starts from the project's example scenarios.
+    if [ "$t" = scenario ]; then dirs+=(../examples); fi
     echo "== $t: ${secs} s"
     status=0
     # Scratch files (the inspect target's images) stay under the artifacts.

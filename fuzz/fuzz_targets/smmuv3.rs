@@ -17,7 +17,10 @@ use libfuzzer_sys::fuzz_target;
 use sviommu_fuzz::{memory, word_addr, Acc, Addr, Contents};
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_smmuv3::hw::{CacheSizes, PageInHint, Smmu, SmmuParams, Transaction};
-use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3, idr5, PAGE1};
+use sviommu_smmuv3::spec::regs::{
+    cr0, idr0, idr1, idr3, idr5, CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, PAGE1, PRIQ_BASE,
+    STRTAB_BASE, STRTAB_BASE_CFG,
+};
 use sviommu_smmuv3::spec::PageRequest;
 
 #[derive(Debug, Arbitrary)]
@@ -59,8 +62,22 @@ const KNOWN: [(u64, u8); 12] = [
     (0x64, 4),
 ];
 
+/// A driver's bring-up before the operations (§6.3.9, §3.5.1): the Stream table and queue
+/// base registers, then CR0 with SMMUEN and the queues' enables. Random writes rarely find it.
+#[derive(Debug, Arbitrary)]
+struct BringUp {
+    strtab_base: Addr,
+    strtab_base_cfg: u32,
+    cmdq_base: Option<Addr>,
+    eventq_base: Option<Addr>,
+    priq_base: Option<Addr>,
+    cr1: u32,
+    cr2: u32,
+}
+
 #[derive(Debug, Arbitrary)]
 struct Input {
+    bring_up: Option<BringUp>,
     idr_flips: [u32; 4],
     gbpa_abort_at_reset: bool,
     no_caches: bool,
@@ -130,6 +147,26 @@ fuzz_target!(|input: Input| {
         input.outbox_capacity,
     );
     let smmu = Smmu::new(mem, p);
+    if let Some(b) = &input.bring_up {
+        smmu.mmio_write(STRTAB_BASE.0, 8, b.strtab_base.get());
+        smmu.mmio_write(STRTAB_BASE_CFG.0, 4, u64::from(b.strtab_base_cfg));
+        smmu.mmio_write(CR1.0, 4, u64::from(b.cr1));
+        smmu.mmio_write(CR2.0, 4, u64::from(b.cr2));
+        let mut cr0_v = cr0::SMMUEN.with(0, true);
+        if let Some(a) = b.cmdq_base {
+            smmu.mmio_write(CMDQ_BASE.0, 8, a.get());
+            cr0_v = cr0::CMDQEN.with(cr0_v, true);
+        }
+        if let Some(a) = b.eventq_base {
+            smmu.mmio_write(EVENTQ_BASE.0, 8, a.get());
+            cr0_v = cr0::EVENTQEN.with(cr0_v, true);
+        }
+        if let Some(a) = b.priq_base {
+            smmu.mmio_write(PRIQ_BASE.0, 8, a.get());
+            cr0_v = cr0::PRIQEN.with(cr0_v, true);
+        }
+        smmu.mmio_write(CR0.0, 4, cr0_v);
+    }
     for op in &input.ops {
         match *op {
             Op::Write { at, page1, wide, value } => {

@@ -15,6 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sviommu_fuzz::{memory, word_addr, Acc, Addr, Contents};
 use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_vtd::spec::regs::{gcmd, GCMD, IQA, PQA, RTADDR};
 use sviommu_vtd::hw::{
     CacheParams, DmaRequest, PageRequestMsg, TranslationRequest, Vtd, VtdParams,
 };
@@ -58,8 +59,22 @@ enum Op {
 /// IOTLB at +8) and IVA: offsets from the spec's register map (§11.4).
 const KNOWN: [u64; 12] = [0x18, 0x20, 0x28, 0x88, 0x90, 0xc0, 0xc8, 0xd0, 0x34, 0xdc, 0x508, 0x500];
 
+/// A driver's bring-up before the operations, as register writes (§10.4.4, §6.5.2): RTADDR
+/// then GCMD.SRTP, IQA then GCMD.QIE, then GCMD.TE. Random writes rarely find this sequence.
+#[derive(Debug, Arbitrary)]
+struct BringUp {
+    rtaddr: Addr,
+    /// RTADDR.TTM: 00 legacy, 01 scalable, 11 abort-DMA (bits 11:10).
+    ttm: u8,
+    /// IQA (base, DW, QS) and whether to enable the queue.
+    iqa: Option<Addr>,
+    /// PQA and the page request queue's head and tail.
+    pqa: Option<Addr>,
+}
+
 #[derive(Debug, Arbitrary)]
 struct Input {
+    bring_up: Option<BringUp>,
     cap_flip: u64,
     ecap_flip: u64,
     haw: u8,
@@ -81,6 +96,22 @@ fuzz_target!(|input: Input| {
         ..d
     };
     let unit = Vtd::new(mem, params);
+    if let Some(b) = &input.bring_up {
+        let ttm = u64::from(b.ttm & 3) << 10;
+        unit.mmio_write(RTADDR.0, 8, (b.rtaddr.get() & !0xfff) | ttm);
+        let mut gcmd_v = gcmd::SRTP.with(0, true);
+        unit.mmio_write(GCMD.0, 4, gcmd_v);
+        gcmd_v = 0;
+        if let Some(iqa) = b.iqa {
+            unit.mmio_write(IQA.0, 8, iqa.get());
+            gcmd_v = gcmd::QIE.with(gcmd_v, true);
+            unit.mmio_write(GCMD.0, 4, gcmd_v);
+        }
+        if let Some(pqa) = b.pqa {
+            unit.mmio_write(PQA.0, 8, pqa.get());
+        }
+        unit.mmio_write(GCMD.0, 4, gcmd::TE.with(gcmd_v, true));
+    }
     for op in &input.ops {
         match *op {
             Op::Write { at, wide, value } => {
