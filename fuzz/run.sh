@@ -38,7 +38,7 @@ fi
 start=$(date +%s)
 profile=${FUZZ_PROFILE:-release}
 case "$profile" in
-    release) build=(--release); dir=release ;;
+    release) build=(); dir=release ;;
     dev) build=(--dev); dir=debug ;;
     *) echo "FUZZ_PROFILE is release or dev, not $profile" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sviommu::inspect::image::{ImageArgs, ImageSpec};
+use sviommu::inspect::parse::access_name;
 use sviommu::inspect::smmuv3::SmmuArgs;
 use sviommu::inspect::vtd::VtdArgs;
 use sviommu::inspect::{run, Arch};
@@ -50,7 +51,12 @@ struct Line {
 
 #[derive(Debug, Arbitrary)]
 enum Query {
-    One { id: u32, sub: Option<u32>, addr: Addr, acc: Acc },
+    One {
+        id: u32,
+        sub: Option<u32>,
+        addr: Addr,
+        acc: Acc,
+    },
     /// A request file of well-formed lines.
     Lines(Vec<Line>),
     /// A request file of any text.
@@ -60,7 +66,12 @@ enum Query {
 
 #[derive(Debug, Arbitrary)]
 enum Unit {
-    Vtd { rtaddr: Addr, cap: Option<u64>, ecap: Option<u64>, haw: u8 },
+    Vtd {
+        rtaddr: Addr,
+        cap: Option<u64>,
+        ecap: Option<u64>,
+        haw: u8,
+    },
     Smmuv3 {
         strtab_base: Addr,
         strtab_base_cfg: u32,
@@ -120,17 +131,6 @@ fn elf(class64: bool, phdrs: &[Phdr], data: &[u8]) -> Vec<u8> {
     f
 }
 
-fn access_name(a: Acc) -> &'static str {
-    match (a.exec, a.write, a.privileged) {
-        (true, _, false) => "exec",
-        (true, _, true) => "exec+priv",
-        (false, true, false) => "write",
-        (false, true, true) => "write+priv",
-        (false, false, false) => "read",
-        (false, false, true) => "read+priv",
-    }
-}
-
 /// A directory of this process's own, for the files `inspect` reads.
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sviommu-fuzz-inspect-{}", std::process::id()));
@@ -183,7 +183,7 @@ fuzz_target!(|input: Input| {
                         }
                         Unit::Smmuv3 { .. } => l.id.to_string(),
                     };
-                    format!("{id},{sub},{:#x},{}\n", l.addr.get(), access_name(l.acc))
+                    format!("{id},{sub},{:#x},{}\n", l.addr.get(), access_name(l.acc.into()))
                 })
                 .collect();
             write(&requests_path, text.as_bytes());

@@ -14,8 +14,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sviommu_fuzz::{memory, word_addr, Acc, Addr, Contents};
-use sviommu_memory::{Hpa, PhysMemory};
+use sviommu_fuzz::{apply, memory, Acc, Addr, Contents, RegOp, Window};
 use sviommu_smmuv3::hw::{CacheSizes, PageInHint, Smmu, SmmuParams, Transaction};
 use sviommu_smmuv3::spec::regs::{
     cr0, idr0, idr1, idr3, idr5, CMDQ_BASE, CR0, CR1, CR2, EVENTQ_BASE, PAGE1, PRIQ_BASE,
@@ -25,25 +24,19 @@ use sviommu_smmuv3::spec::PageRequest;
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    /// A register write: offset in 4-byte steps over the first 256 bytes of page 0 or page 1.
-    Write { at: u8, page1: bool, wide: bool, value: u64 },
-    /// The common programming sequences' registers, by index, so that queues come up often.
-    WriteKnown { which: u8, value: u64 },
-    Read { at: u8, page1: bool, wide: bool },
-    /// Software changes memory between transactions (an STE, a CD, a command, a table).
-    Store { at: u16, value: u64 },
+    Reg(RegOp),
     Translate { sid: u32, ssid: Option<u32>, addr: Addr, acc: Acc, translated: bool },
     TranslationRequest { sid: u32, ssid: Option<u32>, addr: Addr, acc: Acc },
     PageRequest { words: [u64; 2] },
-    PageInHint {
-        sid: u32,
-        ssid: Option<u32>,
-        addr: Addr,
-        span_pages: u8,
-        perms: [bool; 6],
-    },
+    PageInHint { sid: u32, ssid: Option<u32>, addr: Addr, span_pages: u8, perms: [bool; 6] },
     Drain,
 }
+
+/// The first 256 bytes of page 0 and of page 1, in 4-byte steps.
+const WINDOW: Window = Window {
+    offset: |at| u64::from(at & 0x3f) * 4 + if at & 0x40 != 0 { PAGE1 } else { 0 },
+    known: &KNOWN,
+};
 
 /// STRTAB_BASE, STRTAB_BASE_CFG, CR0, CR1, CR2, CMDQ_BASE, CMDQ_PROD, EVENTQ_BASE, EVENTQ_CONS
 /// (page 1), PRIQ_BASE, PRIQ_CONS (page 1), GERRORN: offsets from §6.2's register map.
@@ -140,12 +133,8 @@ fn transaction(sid: u32, ssid: Option<u32>, addr: Addr, acc: Acc, translated: bo
 
 fuzz_target!(|input: Input| {
     let mem = memory(&input.contents);
-    let p = params(
-        input.idr_flips,
-        input.gbpa_abort_at_reset,
-        input.no_caches,
-        input.outbox_capacity,
-    );
+    let p =
+        params(input.idr_flips, input.gbpa_abort_at_reset, input.no_caches, input.outbox_capacity);
     let smmu = Smmu::new(mem, p);
     if let Some(b) = &input.bring_up {
         smmu.mmio_write(STRTAB_BASE.0, 8, b.strtab_base.get());
@@ -169,21 +158,7 @@ fuzz_target!(|input: Input| {
     }
     for op in &input.ops {
         match *op {
-            Op::Write { at, page1, wide, value } => {
-                let off = u64::from(at & 0xfc) + if page1 { PAGE1 } else { 0 };
-                smmu.mmio_write(off, if wide { 8 } else { 4 }, value);
-            }
-            Op::WriteKnown { which, value } => {
-                let (off, size) = KNOWN[usize::from(which) % KNOWN.len()];
-                smmu.mmio_write(off, size, value);
-            }
-            Op::Read { at, page1, wide } => {
-                let off = u64::from(at & 0xfc) + if page1 { PAGE1 } else { 0 };
-                smmu.mmio_read(off, if wide { 8 } else { 4 });
-            }
-            Op::Store { at, value } => {
-                let _ = smmu.memory().write_u64(Hpa(word_addr(at)), value);
-            }
+            Op::Reg(r) => apply(&smmu, smmu.memory(), WINDOW, r),
             Op::Translate { sid, ssid, addr, acc, translated } => {
                 let _ = smmu.translate(&transaction(sid, ssid, addr, acc, translated));
             }

@@ -13,24 +13,23 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sviommu_fuzz::{memory, word_addr, Acc, Addr, Contents};
-use sviommu_memory::{Hpa, PhysMemory};
-use sviommu_vtd::spec::regs::{gcmd, GCMD, IQA, PQA, RTADDR};
+use sviommu_fuzz::{apply, memory, Acc, Addr, Contents, RegOp, Window};
 use sviommu_vtd::hw::{
     CacheParams, DmaRequest, PageRequestMsg, TranslationRequest, Vtd, VtdParams,
 };
+use sviommu_vtd::spec::regs::{gcmd, GCMD, IQA, PQA, RTADDR};
 
 #[derive(Debug, Arbitrary)]
 enum Op {
-    /// A register write: offset in 4-byte steps over the first 2K (the fixed registers, the
-    /// default unit's fault recording registers at 0x400 and IOTLB registers at 0x500).
-    Write { at: u16, wide: bool, value: u64 },
-    /// The common programming sequences' registers, by index, so that queues come up often.
-    WriteKnown { which: u8, value: u64 },
-    Read { at: u16, wide: bool },
-    /// Software changes memory between requests (a table, a descriptor, the queue's tail).
-    Store { at: u16, value: u64 },
-    Translate { rid: u16, pasid: Option<u32>, addr: Addr, acc: Acc },
+    Reg(RegOp),
+    /// An untranslated request, or (`translated`) one from a device-TLB.
+    Translate {
+        rid: u16,
+        pasid: Option<u32>,
+        addr: Addr,
+        acc: Acc,
+        translated: bool,
+    },
     TranslationRequest {
         rid: u16,
         pasid: Option<u32>,
@@ -39,25 +38,38 @@ enum Op {
         exec: bool,
         privileged: bool,
     },
-    Translated { rid: u16, pasid: Option<u32>, addr: Addr, acc: Acc },
+    /// Read, write, execute, privileged, last page in group.
     PageRequest {
         rid: u16,
         pasid: Option<u32>,
         addr: Addr,
-        read: bool,
-        write: bool,
-        exec: bool,
-        privileged: bool,
+        flags: [bool; 5],
         prgi: u16,
-        lpig: bool,
         private_data: Option<[u64; 2]>,
     },
     Drain,
 }
 
+/// The first 2K in 4-byte steps: the fixed registers, the default unit's fault recording
+/// registers at 0x400 and IOTLB registers at 0x500.
+const WINDOW: Window = Window { offset: |at| u64::from(at & 0x1ff) * 4, known: &KNOWN };
+
 /// GCMD, RTADDR, CCMD, IQT, IQA, PQH, PQT, PQA, FSTS, PRS, the default IOTLB register (IRO 0x500,
 /// IOTLB at +8) and IVA: offsets from the spec's register map (§11.4).
-const KNOWN: [u64; 12] = [0x18, 0x20, 0x28, 0x88, 0x90, 0xc0, 0xc8, 0xd0, 0x34, 0xdc, 0x508, 0x500];
+const KNOWN: [(u64, u8); 12] = [
+    (0x18, 4),
+    (0x20, 8),
+    (0x28, 8),
+    (0x88, 8),
+    (0x90, 8),
+    (0xc0, 8),
+    (0xc8, 8),
+    (0xd0, 8),
+    (0x34, 4),
+    (0xdc, 4),
+    (0x508, 8),
+    (0x500, 8),
+];
 
 /// A driver's bring-up before the operations, as register writes (§10.4.4, §6.5.2): RTADDR
 /// then GCMD.SRTP, IQA then GCMD.QIE, then GCMD.TE. Random writes rarely find this sequence.
@@ -114,22 +126,11 @@ fuzz_target!(|input: Input| {
     }
     for op in &input.ops {
         match *op {
-            Op::Write { at, wide, value } => {
-                let off = u64::from(at & 0x7fc);
-                unit.mmio_write(off, if wide { 8 } else { 4 }, value);
-            }
-            Op::WriteKnown { which, value } => {
-                let off = KNOWN[usize::from(which) % KNOWN.len()];
-                unit.mmio_write(off, 8, value);
-            }
-            Op::Read { at, wide } => {
-                unit.mmio_read(u64::from(at & 0x7ff), if wide { 8 } else { 4 });
-            }
-            Op::Store { at, value } => {
-                let _ = unit.memory().write_u64(Hpa(word_addr(at)), value);
-            }
-            Op::Translate { rid, pasid, addr, acc } => {
-                let _ = unit.translate(&DmaRequest { rid, pasid, addr: addr.get(), access: acc.into() });
+            Op::Reg(r) => apply(&unit, unit.memory(), WINDOW, r),
+            Op::Translate { rid, pasid, addr, acc, translated } => {
+                let req = DmaRequest { rid, pasid, addr: addr.get(), access: acc.into() };
+                let _ =
+                    if translated { unit.translated_request(&req) } else { unit.translate(&req) };
             }
             Op::TranslationRequest { rid, pasid, addr, no_write, exec, privileged } => {
                 let _ = unit.translation_request(&TranslationRequest {
@@ -141,30 +142,13 @@ fuzz_target!(|input: Input| {
                     privileged,
                 });
             }
-            Op::Translated { rid, pasid, addr, acc } => {
-                let _ = unit.translated_request(&DmaRequest {
-                    rid,
+            Op::PageRequest { rid, pasid, addr, flags, prgi, private_data } => {
+                let [read, write, exec, privileged, lpig] = flags;
+                let (addr, r) = (addr.get(), rid);
+                let msg = PageRequestMsg {
+                    rid: r,
                     pasid,
-                    addr: addr.get(),
-                    access: acc.into(),
-                });
-            }
-            Op::PageRequest {
-                rid,
-                pasid,
-                addr,
-                read,
-                write,
-                exec,
-                privileged,
-                prgi,
-                lpig,
-                private_data,
-            } => {
-                let _ = unit.page_request(&PageRequestMsg {
-                    rid,
-                    pasid,
-                    addr: addr.get(),
+                    addr,
                     read,
                     write,
                     exec,
@@ -172,7 +156,8 @@ fuzz_target!(|input: Input| {
                     prgi,
                     lpig,
                     private_data,
-                });
+                };
+                let _ = unit.page_request(&msg);
             }
             Op::Drain => {
                 let _ = unit.drain_outputs();

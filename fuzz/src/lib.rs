@@ -5,7 +5,7 @@
 //! anywhere, a word written at an offset taken modulo the memory) and never reject one.
 
 use arbitrary::Arbitrary;
-use sviommu_memory::{HostMemory, Hpa, PhysMemory};
+use sviommu_memory::{HostMemory, Hpa, Mmio, PhysMemory};
 use sviommu_pgtable::Access;
 
 /// The first backed range: `[0, LOW_LEN)`, so that small table pointers land in memory.
@@ -95,5 +95,47 @@ pub struct Acc {
 impl From<Acc> for Access {
     fn from(a: Acc) -> Access {
         Access { write: a.write, exec: a.exec, privileged: a.privileged }
+    }
+}
+
+/// What software does to a unit besides requests: register accesses and memory stores.
+#[derive(Clone, Copy, Debug, Arbitrary)]
+pub enum RegOp {
+    /// A register write at a 4-byte step of the unit's window (`Window::offset`), 4 or 8 bytes.
+    Write { at: u16, wide: bool, value: u64 },
+    /// One of the registers the programming sequences use, by index (`Window::known`), so
+    /// that queues and tables come up often.
+    WriteKnown { which: u8, value: u64 },
+    /// A register read.
+    Read { at: u16, wide: bool },
+    /// Software changes memory between requests (a table, a descriptor, a command).
+    Store { at: u16, value: u64 },
+}
+
+/// Where a unit's registers are.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// The offset of register step `at`.
+    pub offset: fn(u16) -> u64,
+    /// The registers `RegOp::WriteKnown` picks from: offset and size.
+    pub known: &'static [(u64, u8)],
+}
+
+/// Does `op` to `unit` and the memory it reads.
+pub fn apply<U: Mmio, M: PhysMemory<Addr = Hpa>>(unit: &U, mem: &M, window: Window, op: RegOp) {
+    let size = |wide| if wide { 8 } else { 4 };
+    match op {
+        RegOp::Write { at, wide, value } => unit.write((window.offset)(at), size(wide), value),
+        RegOp::WriteKnown { which, value } => {
+            if let Some(&(off, sz)) = window.known.get(usize::from(which) % window.known.len()) {
+                unit.write(off, sz, value);
+            }
+        }
+        RegOp::Read { at, wide } => {
+            unit.read((window.offset)(at), size(wide));
+        }
+        RegOp::Store { at, value } => {
+            let _ = mem.write_u64(Hpa(word_addr(at)), value);
+        }
     }
 }
