@@ -42,7 +42,31 @@ pub struct Word {
     /// Where, as a word index taken modulo the backed words.
     pub at: u16,
     /// The value.
-    pub value: u64,
+    pub value: Value,
+}
+
+/// A word's value: any, or shaped like a table entry or structure word whose pointer lands near
+/// the memory, so that walks and structure fetches go deep.
+#[derive(Clone, Copy, Debug, Arbitrary)]
+pub enum Value {
+    /// Any 64-bit value.
+    Any(u64),
+    /// A 4K-aligned address within `[0, NEAR_SPAN)` with flag bits 11:0 and bits 63:52.
+    Entry { addr: u32, low: u16, high: u16 },
+}
+
+impl Value {
+    /// The word.
+    pub fn get(self) -> u64 {
+        match self {
+            Value::Any(v) => v,
+            Value::Entry { addr, low, high } => {
+                (u64::from(addr) % NEAR_SPAN & !0xfff)
+                    | u64::from(low & 0xfff)
+                    | (u64::from(high & 0xfff) << 52)
+            }
+        }
+    }
 }
 
 /// The contents of memory: raw bytes from address 0 on, then single words anywhere.
@@ -75,7 +99,7 @@ pub fn memory(contents: &Contents) -> HostMemory {
             .unwrap_or_else(|e| panic!("fuzz harness: the low range refused a write: {e}"));
     }
     for w in &contents.words {
-        mem.write_u64(Hpa(word_addr(w.at)), w.value)
+        mem.write_u64(Hpa(word_addr(w.at)), w.value.get())
             .unwrap_or_else(|e| panic!("fuzz harness: a backed word refused a write: {e}"));
     }
     mem
@@ -109,7 +133,7 @@ pub enum RegOp {
     /// A register read.
     Read { at: u16, wide: bool },
     /// Software changes memory between requests (a table, a descriptor, a command).
-    Store { at: u16, value: u64 },
+    Store { at: u16, value: Value },
 }
 
 /// Where a unit's registers are.
@@ -135,7 +159,7 @@ pub fn apply<U: Mmio, M: PhysMemory<Addr = Hpa>>(unit: &U, mem: &M, window: Wind
             unit.read((window.offset)(at), size(wide));
         }
         RegOp::Store { at, value } => {
-            let _ = mem.write_u64(Hpa(word_addr(at)), value);
+            let _ = mem.write_u64(Hpa(word_addr(at)), value.get());
         }
     }
 }
