@@ -9,7 +9,7 @@
 # core, its full log in fuzz/artifacts/TARGET/log.
 #
 # FUZZ_PROFILE=release (the default) builds optimised code, for long runs; FUZZ_PROFILE=dev
-# builds unoptimised code in about a third of the CPU time and runs it a few times slower, for
+# builds unoptimised code faster (one-shot, no incremental state) and runs it a few times slower, for
 # short runs (what .ci/run does). FUZZ_TIMEOUT (seconds, default 10) is the longest one input
 # may take.
 #
