@@ -52,6 +52,17 @@ impl Iommu {
         pasid: Pasid,
     ) -> Result<Reached, CoreError> {
         let groups = self.resolve(target)?;
+        self.attach_pasid_in(domain, target, &groups, pasid)
+    }
+
+    /// [`attach_pasid`](Self::attach_pasid) for `groups`, those of `target` still to change.
+    fn attach_pasid_in(
+        &mut self,
+        domain: DomainId,
+        target: &Target,
+        groups: &[GroupId],
+        pasid: Pasid,
+    ) -> Result<Reached, CoreError> {
         let d = self.domain(domain)?;
         let unit = d.unit;
         if matches!(d.kind, DomainKind::Blocked | DomainKind::Identity) {
@@ -61,7 +72,7 @@ impl Iommu {
                 needs: DomainKindName::Nested,
             });
         }
-        for g in &groups {
+        for g in groups {
             self.check_pasid_for(target, *g, unit, pasid)?;
             if self.pasid_tables.contains_key(g) {
                 // The guest owns every PASID of a group whose PASID table it bound.
@@ -74,8 +85,10 @@ impl Iommu {
         }
         let hw = self.hw_target(domain)?;
         let mut reach = Reach::default();
-        for g in &groups {
-            let r = self.program_group(*g, Some(pasid), hw)?;
+        for g in groups {
+            // A change through a table shared with an earlier group (one SMMUv3 CD table per
+            // domain) has reached this group's IDs already.
+            let r = self.program_group_after(*g, Some(pasid), hw, &reach.request_ids)?;
             reach.request_ids.extend(r.request_ids);
             self.forget_group(*g, Some(pasid));
             let named = self.named_in(target, *g)?;
@@ -84,7 +97,7 @@ impl Iommu {
                 d.named.extend(named.into_iter().map(|n| (n, Some(pasid))));
             }
         }
-        Ok(self.reached(unit, &groups, &reach))
+        Ok(self.reached(unit, groups, &reach))
     }
 
     /// Blocks `pasid` of every group `target` names.
@@ -99,7 +112,8 @@ impl Iommu {
         }
         let mut reach = Reach::default();
         for g in &groups {
-            let r = self.program_group(*g, Some(pasid), HwTarget::Blocked)?;
+            let r =
+                self.program_group_after(*g, Some(pasid), HwTarget::Blocked, &reach.request_ids)?;
             reach.request_ids.extend(r.request_ids);
             self.forget_group(*g, Some(pasid));
         }
@@ -304,8 +318,8 @@ impl Iommu {
                 None => to_attach.push(*g),
             }
         }
-        for g in &to_attach {
-            if let Err(e) = self.attach_pasid(domain, &self.narrow(target, *g), pasid) {
+        if !to_attach.is_empty() {
+            if let Err(e) = self.attach_pasid_in(domain, target, &to_attach, pasid) {
                 if known.is_none() {
                     let _ = self.free_domain(domain);
                 }
@@ -326,14 +340,6 @@ impl Iommu {
             *s.bonds.entry(dev).or_insert(0) += 1;
         }
         Ok(())
-    }
-
-    /// `target` narrowed to the part of it in `group`.
-    fn narrow(&self, target: &Target, group: GroupId) -> Target {
-        match target {
-            Target::Device(d) => Target::Device(d.clone()),
-            _ => Target::Group(group),
-        }
     }
 
     /// The exclusive PASID bound for a bind: the narrowest of the unit and the named devices.

@@ -459,6 +459,18 @@ impl Iommu {
         pasid: Option<crate::Pasid>,
         target: HwTarget,
     ) -> Result<Reach, CoreError> {
+        self.program_group_after(group, pasid, target, &[])
+    }
+
+    /// [`program_group`](Self::program_group) after a change that reached `already` (request
+    /// IDs) through a table they share with this group.
+    pub(crate) fn program_group_after(
+        &mut self,
+        group: GroupId,
+        pasid: Option<crate::Pasid>,
+        target: HwTarget,
+        already: &[u32],
+    ) -> Result<Reach, CoreError> {
         let unit = self.group(group)?.unit;
         let previous = self.current_target(group, pasid)?;
         let mut reach = Reach::default();
@@ -468,7 +480,7 @@ impl Iommu {
             // A PASID change the unit made through a table shared with an earlier ID (one
             // SMMUv3 CD table per domain) has reached this ID already; writing it again would
             // find the PASID taken.
-            if pasid.is_some() && reach.request_ids.contains(&id) {
+            if pasid.is_some() && (reach.request_ids.contains(&id) || already.contains(&id)) {
                 continue;
             }
             match self.driver_op(unit, |d| d.attach(&[id], pasid, target)) {

@@ -386,6 +386,73 @@ fn seed_audit(arch: Arch) {
     assert!(by_dma.contains(&(d.clone(), Some(p))), "{by_dma:?}");
 }
 
+/// The seed's argument about targets, settled by DMA: `sva_bind` and `invalidate` name a device,
+/// its group or its domain, and each reaches exactly the devices the audit names. A device
+/// reaches its whole group (B through A's alias); on SMMUv3 with per-domain CD tables a bind
+/// also reaches the other devices of the domain (C, through the shared CD table).
+fn each_target_reaches_what_the_audit_names(arch: Arch) {
+    let (t, [a, b, c, d]) = seed(arch);
+    let group_of_a = t.group_of(&a).unwrap().id;
+    let process_page = (0x7f00_0000, 0x3100_0000);
+    for which in ["device", "group", "domain"] {
+        let mut r = Rig::new(arch, t.clone());
+        let shared = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+        r.iommu.attach(shared, &Target::Device(a.clone())).unwrap();
+        r.iommu.attach(shared, &Target::Device(c.clone())).unwrap();
+        let apart = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+        r.iommu.attach(apart, &Target::Device(d.clone())).unwrap();
+        let task = r.process(1, &[process_page]);
+        let target = match which {
+            "device" => Target::Device(a.clone()),
+            "group" => Target::Group(group_of_a),
+            _ => Target::Domain(shared),
+        };
+        let p = r.iommu.sva_bind(&target, &task).unwrap();
+
+        let mut want = vec![a.clone(), b.clone()];
+        if which == "domain" || arch == Arch::Smmu(CdTablePolicy::PerDomain) {
+            want.push(c.clone());
+        }
+        let by_dma: Vec<_> = [&a, &b, &c, &d]
+            .into_iter()
+            .filter(|x| {
+                r.dma(x, Some(p.0), process_page.0 + 0x10, false) == Ok(process_page.1 + 0x10)
+            })
+            .cloned()
+            .collect();
+        assert_eq!(by_dma, want, "sva_bind to the {which}");
+
+        let mut sentinels = BTreeMap::new();
+        sentinels.insert(
+            SpaceKey::Sva(task.id),
+            Sentinel { pasid: None, input: process_page.0, hpa: process_page.1 },
+        );
+        let report = r.iommu.audit(&sentinels);
+        assert!(report.agrees(), "{report:#?}");
+        let audited: Vec<_> =
+            report.space("sva 1").unwrap().reachable_by.iter().map(|e| e.device.clone()).collect();
+        assert_eq!(audited, want, "the audit of a bind to the {which}");
+
+        // An invalidation of the process's PASID through the same target reaches the devices
+        // of the groups it names (and a domain's), never D.
+        let info = InvalidateInfo {
+            cache: CacheKind::Iotlb,
+            granularity: Granularity::Pasid,
+            pasid: Some(p),
+            arch_id: None,
+        };
+        let reached = r.iommu.invalidate(&target, &info).unwrap();
+        let mut named = vec![a.clone(), b.clone()];
+        if which == "domain" {
+            named.push(c.clone());
+        }
+        for dev in &named {
+            assert!(reached.devices.contains(dev), "invalidate via the {which} missed {dev}");
+        }
+        assert!(!reached.devices.contains(&d), "invalidate via the {which} reached D");
+    }
+}
+
 /// Writes, with plain memory writes, `from`'s translation entry for `pasid` over `to`'s.
 fn tamper_copy_pasid_entry(
     r: &Rig,
@@ -826,6 +893,10 @@ macro_rules! suite {
             #[test]
             fn seed_audit() {
                 super::seed_audit(ARCH)
+            }
+            #[test]
+            fn each_target_reaches_what_the_audit_names() {
+                super::each_target_reaches_what_the_audit_names(ARCH)
             }
             #[test]
             fn nesting() {
