@@ -367,6 +367,7 @@ fn s2_4k(mem: &HostMemory) -> VmsaS2 {
     put(mem, 0x20_3028, 0x0000_0000_0070_53c3); // L3[5]: S2AP=11, AF = 0
     put(mem, 0x20_3030, 0x0020_0000_0070_67c3); // L3[6]: S2AP=11, XN[0] only
     put(mem, 0x20_3038, 0x0000_0000_0070_77c1); // L3[7]: 0b01 at level 3: reserved
+    put(mem, 0x20_3040, 0x0060_0000_0070_87c3); // L3[8]: S2AP=11, XN[1:0] = 0b11
     put(mem, 0x20_1008, 0x0000_0000_4000_07c1); // L1[513]: 1G block -> 0x40000000
     put(mem, 0x20_2008, 0x0000_0000_0060_07c1); // L2[1]: 2M block -> 0x600000
     put(mem, 0x20_0008, 0x0000_0000_8000_07c1); // L1[1]: 1G block -> 0x80000000 (first table)
@@ -392,15 +393,38 @@ fn s2_4k_concatenated_start_and_s2ap() {
         pt.translate(&mem, IPA | 0x1000, Access::WRITE.privileged()).outcome,
         Err(granting(s2f(3, FaultKind::Permission, IPA | 0x1000), Perms::rwx(true, false, true)))
     );
-    // XN[1], and (DEVIATION: no FEAT_XNX split) XN[0] alone: no execution at either level.
-    for off in [0x2000, 0x6000] {
-        let leaf = pt.translate(&mem, IPA | off, Access::READ).outcome.unwrap();
-        assert_eq!(leaf.perms, Perms::rwx(true, true, false));
+    // D8.4 "Stage 2 execute-never". XN[1:0] = 0b10 forbids execution at both levels, with
+    // FEAT_XNX or without.
+    let rw = Perms::rwx(true, true, false);
+    let no_x = |pt: &VmsaS2, off: u64, a: Access, granted: Perms| {
         assert_eq!(
-            pt.translate(&mem, IPA | off, Access::EXEC.privileged()).outcome,
-            Err(granting(s2f(3, FaultKind::Permission, IPA | off), Perms::rwx(true, true, false)))
+            pt.translate(&mem, IPA | off, a).outcome,
+            Err(granting(s2f(3, FaultKind::Permission, IPA | off), granted)),
+            "XN at {off:#x} for {a:?}"
         );
+    };
+    let runs = |pt: &VmsaS2, off: u64, a: Access| {
+        assert!(pt.translate(&mem, IPA | off, a).outcome.is_ok(), "XN at {off:#x} for {a:?}");
+    };
+    for xnx in [true, false] {
+        let pt = VmsaS2 { xnx, ..pt };
+        assert_eq!(pt.translate(&mem, IPA | 0x2000, Access::READ).outcome.unwrap().perms, rw);
+        no_x(&pt, 0x2000, Access::EXEC.privileged(), rw);
+        no_x(&pt, 0x2000, Access::EXEC, rw);
     }
+    // With FEAT_XNX, 0b01 forbids EL1 only and 0b11 EL0 only.
+    let el0_only = Perms::RWX.without(Perms::PRIV_X);
+    let el1_only = Perms::RWX.without(Perms::USER_X);
+    no_x(&pt, 0x6000, Access::EXEC.privileged(), el0_only);
+    runs(&pt, 0x6000, Access::EXEC);
+    no_x(&pt, 0x8000, Access::EXEC, el1_only);
+    runs(&pt, 0x8000, Access::EXEC.privileged());
+    // Without it XN[0] is RES0, ignored: 0b01 executes everywhere, 0b11 nowhere.
+    let pt = VmsaS2 { xnx: false, ..pt };
+    runs(&pt, 0x6000, Access::EXEC.privileged());
+    runs(&pt, 0x6000, Access::EXEC);
+    no_x(&pt, 0x8000, Access::EXEC, rw);
+    no_x(&pt, 0x8000, Access::EXEC.privileged(), rw);
     // S2AP = 00: no access.
     assert_eq!(
         pt.translate(&mem, IPA | 0x3000, Access::READ).outcome,

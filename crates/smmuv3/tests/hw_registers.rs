@@ -59,6 +59,8 @@ fn id_registers_advertise_the_default_smmu() {
     assert_eq!(i0, 0x0c4c_109b);
     // IDR5: STALL_MAX 64 (31:16), VAX 01 (11:10), GRAN64K/16K/4K (6:4), OAS 0b110.
     assert_eq!(i5, 0x0040_0476);
+    // IDR3: RIL (10), XNX (4: SMMUv3.1 requires it with stage 2, §6.3.4), HAD (2).
+    assert_eq!(r32(&s, regs::IDR3.0), 0x0000_0414);
     // ID registers are read-only.
     s.mmio_write(regs::IDR0.0, 4, 0);
     assert_eq!(r32(&s, regs::IDR0.0), i0);

@@ -47,10 +47,13 @@ pub struct VmsaS2 {
     /// S2AFFD: without `ha`, an AF = 0 leaf is taken as AF = 1 instead of an Access flag fault
     /// (and is not written).
     pub affd: bool,
+    /// FEAT_XNX (SMMU_IDR3.XNX): `XN[1:0]` tells privileged from unprivileged execution;
+    /// without it `XN[0]` is RES0 and `XN[1]` alone forbids execution.
+    pub xnx: bool,
 }
 
 impl VmsaS2 {
-    /// Tables rooted at `ttb`: 48-bit output, hardware AF and dirty state.
+    /// Tables rooted at `ttb`: 48-bit output, hardware AF and dirty state, FEAT_XNX.
     pub const fn new(ttb: u64, tg: Granule, t0sz: u8, sl0: u8) -> Self {
         Self {
             ttb,
@@ -62,6 +65,7 @@ impl VmsaS2 {
             ha: true,
             hd: true,
             affd: false,
+            xnx: true,
         }
     }
 
@@ -129,6 +133,18 @@ impl VmsaS2 {
 
     fn hd_effective(&self) -> bool {
         self.hd && self.ha
+    }
+
+    /// D8.4 "Stage 2 execute-never": the executions a leaf's `XN[1:0]` forbids. With FEAT_XNX,
+    /// 0b01 forbids EL1 (privileged), 0b11 EL0 (unprivileged), 0b10 both; without it, `XN[0]`
+    /// is RES0 and ignored, and `XN[1]` forbids both.
+    fn execute_never(&self, xn: u64) -> Perms {
+        match (self.xnx, xn) {
+            (_, 0b00) | (false, 0b01) => Perms::NONE,
+            (true, 0b01) => Perms::PRIV_X,
+            (true, 0b11) => Perms::USER_X,
+            _ => Perms::PRIV_X.union(Perms::USER_X),
+        }
     }
 }
 
@@ -234,10 +250,8 @@ impl Format for VmsaS2 {
         }
         let s2ap = S2AP.get(raw);
         let dirty_ok = self.hd_effective() && DBM.is_set(raw);
-        // DEVIATION: FEAT_XNX's split of XN[1:0] by privilege is not modelled: either bit set
-        // forbids execution at both levels (the safe side of every encoding).
-        let perms =
-            Perms::rwx(s2ap & S2AP_R != 0, s2ap & S2AP_W != 0 || dirty_ok, XN.get(raw) == 0);
+        let perms = Perms::rwx(s2ap & S2AP_R != 0, s2ap & S2AP_W != 0 || dirty_ok, true)
+            .without(self.execute_never(XN.get(raw)));
         Ok(Entry::Leaf {
             output: addr & !low_mask(r.shift(d)),
             perms,

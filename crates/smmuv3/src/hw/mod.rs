@@ -118,7 +118,8 @@ impl Default for SmmuParams {
     /// (SMMU_IDR0.STALL_MODEL == 0b00) with up to [`DEFAULT_STALL_MAX`] stalled transactions,
     /// terminated transactions always aborted (TERM_MODEL == 1), coherent table walks.
     ///
-    /// Command and Event queues of up to 2^19 entries and range invalidations (SMMU_IDR3.RIL).
+    /// Command and Event queues of up to 2^19 entries, range invalidations (SMMU_IDR3.RIL) and
+    /// stage 2's EL0/EL1 execute-never (SMMU_IDR3.XNX).
     /// An outbox of [`DEFAULT_OUTBOX_CAPACITY`] device messages.
     ///
     /// Not advertised until the steps that model them: ATS, PRI, MSIs, SEV, broadcast TLB
@@ -150,8 +151,9 @@ impl Default for SmmuParams {
         i1 = idr1::CMDQS.set(i1, 19);
         i1 = idr1::EVENTQS.set(i1, 19);
 
-        // Range invalidation and TTL hints (§4.4.1.1).
-        let i3 = idr3::RIL.with(idr3::HAD.with(0, true), true);
+        // Range invalidation and TTL hints (§4.4.1.1); XNX, which SMMUv3.1 requires with stage
+        // 2 (§6.3.4).
+        let i3 = idr3::XNX.with(idr3::RIL.with(idr3::HAD.with(0, true), true), true);
 
         let mut i5 = 0;
         i5 = idr5::OAS.set(i5, 0b110); // 52 bits
@@ -256,6 +258,8 @@ struct Caps {
     had: bool,
     /// SMMU_IDR3.RIL: range invalidations.
     ril: bool,
+    /// SMMU_IDR3.XNX: stage 2's `XN[1:0]` tells EL0 from EL1 execution.
+    xnx: bool,
     /// OAS in bits (also the IAS: there is no VMSAv8-32 LPAE, §3.4).
     oas_bits: u8,
     /// The 3-bit encoding of `oas_bits`, the cap of CD.IPS and STE.S2PS.
@@ -308,6 +312,7 @@ impl Caps {
             attr_perms_ovr: idr1::ATTR_PERMS_OVR.is_set(i1),
             had: idr3::HAD.is_set(i3),
             ril: idr3::RIL.is_set(i3),
+            xnx: idr3::XNX.is_set(i3),
             oas_bits,
             oas_enc: field_u8(oas_enc),
             oa52: if oas_bits == 52 { Oa52::Lpa } else { Oa52::Off },

@@ -237,6 +237,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             // §5.2 S2HA: {S2HA, S2HD} == 0b01 behaves as 0b00.
             hd: ste.s2hd() && ste.s2ha(),
             affd: ste.s2affd(),
+            xnx: c.xnx,
         };
         // STEWalkConfigInconsistentAA64: S2SL0 against S2T0SZ and S2TG.
         s2.check_config().ok()?;
