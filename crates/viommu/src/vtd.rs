@@ -593,8 +593,7 @@ impl Host {
         let (mut msgs, mut strays) = (Vec::new(), Vec::new());
         for f in faults {
             let lpig = f.flags & pgfault::LAST_PAGE != 0;
-            let Some(rid) = devices.iter().find(|(_, d)| d.dev == f.dev_id).map(|(&r, _)| r)
-            else {
+            let Some(rid) = devices.iter().find(|(_, d)| d.dev == f.dev_id).map(|(&r, _)| r) else {
                 if lpig {
                     strays.push(f.cookie);
                     self.count(|s| s.page_requests_refused += 1);

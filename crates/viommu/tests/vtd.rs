@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
 use sviommu_core::driver::{DmaAccess, DmaFault};
-use sviommu_core::{FaultEvent, Pasid};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::Model;
+use sviommu_core::{FaultEvent, Pasid};
 use sviommu_memory::{
     FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
 };
@@ -25,12 +25,14 @@ use sviommu_vtd::driver::{
     DeviceFeatures, Did, DomainConfig, DriverConfig, InvalidateRequest, ModeChoice, PasidConfig,
     VtdDriver,
 };
-use sviommu_vtd::spec::fault::FaultRecord;
 use sviommu_vtd::hw::{Output, PageRequestMsg, PageRequestOutcome, VtdParams};
+use sviommu_vtd::spec::fault::FaultRecord;
 use sviommu_vtd::spec::pasid::PasidEntry;
 use sviommu_vtd::spec::prq::ResponseCode;
 use sviommu_vtd::spec::regs::iqer::Iqei;
-use sviommu_vtd::spec::regs::{ecap, fsts, gcmd, iqa, iqer, iqh, iqt, FSTS, GCMD, IQA, IQER, IQH, IQT};
+use sviommu_vtd::spec::regs::{
+    ecap, fsts, gcmd, iqa, iqer, iqh, iqt, FSTS, GCMD, IQA, IQER, IQH, IQT,
+};
 use sviommu_vtd::spec::{FaultReason, Fspm, Pgtt};
 use x86_64::structures::paging::Size4KiB;
 
@@ -441,8 +443,11 @@ fn page_request(pasid: Option<u32>, addr: u64, prgi: u16) -> PageRequestMsg {
     }
 }
 
-/// The page group responses among a unit's outputs, as (RID, PASID, PRGI, RC).
-fn responses(out: &[Output]) -> Vec<(u16, Option<u32>, u16, Result<ResponseCode, u64>)> {
+/// A page group response as (RID, PASID, PRGI, RC).
+type Response = (u16, Option<u32>, u16, Result<ResponseCode, u64>);
+
+/// The page group responses among a unit's outputs.
+fn responses(out: &[Output]) -> Vec<Response> {
     out.iter()
         .filter_map(|o| match o {
             Output::PageGroupResponse(r) => {
