@@ -5,7 +5,7 @@
 //! The guest sees [`Vtd`], the hardware model, over its own RAM: its driver programs registers,
 //! root, context and PASID tables and the invalidation queue exactly as on the host. CAP.CM is
 //! set, so the guest invalidates after making any entry present (§6.1), and the model's
-//! invalidation queue hands every legal descriptor to [`Host`] (a [`Forward`] hook) where the
+//! invalidation queue hands every legal descriptor to `Host` (a [`Forward`] hook) where the
 //! hardware acts on it:
 //!
 //! | guest descriptor | on the host |
