@@ -12,9 +12,9 @@
 //!
 //! [`VSmmu::service`] is the VMM's event loop: host events for the guest's streams (the
 //! vEVENTQ) into the guest's Event queue, page requests (the fault queue) into its PRI queue,
-//! the guest's page responses back to the host.
-//! Not yet (issue 12 step 4, VT-d side): faults and page requests back to the VT-d guest's
-//! fault registers and page request queue.
+//! the guest's page responses back to the host. [`VVtd::service`] is the VT-d one: page
+//! requests into the guest's page request queue, its page group responses back; faults stay
+//! with the VMM (iommufd v6.19 has no VT-d vEVENTQ).
 
 #![forbid(unsafe_code)]
 #![warn(

@@ -5,7 +5,7 @@
 //! The guest sees [`Vtd`], the hardware model, over its own RAM: its driver programs registers,
 //! root, context and PASID tables and the invalidation queue exactly as on the host. CAP.CM is
 //! set, so the guest invalidates after making any entry present (§6.1), and the model's
-//! invalidation queue hands every legal descriptor to [`Host`] (a [`Forward`] hook) where the
+//! invalidation queue hands every legal descriptor to `Host` (a [`Forward`] hook) where the
 //! hardware acts on it:
 //!
 //! | guest descriptor | on the host |
@@ -37,10 +37,26 @@
 //! [`VVtdStats::rid_pasid_refused`]. A legal guest entry the host refuses (a device narrower
 //! than the PASID, a 5-level first stage on a 4-level host) blocks that PASID on the host
 //! without an error in the guest, counted in [`VVtdStats::host_refused`]. Register-based
-//! invalidation (§6.5.1) is not forwarded: in scalable mode software uses the queue. Host
-//! faults and page requests are not forwarded to the guest yet (issue 12 step 4).
+//! invalidation (§6.5.1) is not forwarded: in scalable mode software uses the queue.
+//!
+//! Back to the guest, in [`VVtd::service`] (the VMM's event loop). When the host unit takes
+//! page requests (ECAP.PRS in `GET_HW_INFO`), the vIOMMU advertises ECAP.PRS, allocates a
+//! fault queue and every nested HWPT it makes carries it: a page request group of an assigned
+//! device arrives there (`handle_host_events`, `fault_read`) and goes into the guest's page
+//! request queue through the model's own entry point ([`Vtd::page_request`]: the guest's
+//! context entry must have PRE, a full queue overflows, §7.5.1) with the guest's requester ID
+//! and the PASID. The guest's page group response descriptor (§7.7.1, through the hook), and
+//! the responses the guest's model makes by itself (a full queue's Success, a blocked
+//! request's Invalid Request), go back to the fault queue by the group's cookie, once, and
+//! through the host's unit to the device. Without ECAP.PRS on the host the guest sees none.
+//!
+//! Faults are not forwarded: iommufd v6.19 has no VT-d vIOMMU object and no VT-d vEVENTQ, so a
+//! first-stage fault of a guest's device at the host, like a second-stage one, stays with the
+//! VMM (`Iommufd::take_host_faults`, with the physical IDs) and the guest's fault recording
+//! registers never see it. IMPDEF: ECAP.PDS is clear, since a page drain in the guest cannot
+//! wait for groups the host still holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -49,13 +65,18 @@ use sviommu_core::Model;
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{GuestPhys, GuestRam, HostMemory, Mmio};
 use sviommu_uapi::data::{hwpt_flags, vtd_s1_flags, VTD_INV_FLAGS_LEAF};
+use sviommu_uapi::object::{pgfault, PageFault};
 use sviommu_uapi::{HwptAlloc, HwptData, InvalidateArray, ObjectId, VtdS1Invalidate};
-use sviommu_vtd::hw::{CacheParams, Context, EntryLookup, Forward, Vtd, VtdParams};
+use sviommu_vtd::hw::{
+    CacheParams, Context, EntryLookup, Forward, Output, PageRequestMsg, PageRequestOutcome, Vtd,
+    VtdParams,
+};
 use sviommu_vtd::spec::inv::{
     ats_range, fm_sid_mask, CcGranularity, Invalidation, IotlbGranularity, PasidCacheGranularity,
     PasidIotlbGranularity,
 };
 use sviommu_vtd::spec::pasid::{PasidEntry, Pgtt};
+use sviommu_vtd::spec::prq::{PageGroupResponse, ResponseCode};
 use sviommu_vtd::spec::regs::iqer::Iqei;
 use sviommu_vtd::spec::regs::{cap, ecap};
 use sviommu_vtd::spec::root::ScalableContextEntry;
@@ -74,8 +95,9 @@ pub const GUEST_PASID_BITS: u8 = 8;
 
 /// The VT-d the guest sees: the default model in scalable mode with caching mode, first stage
 /// only (no second stage, nesting or pass-through), no supervisor or execute requests,
-/// RID_PASID 0 and [`GUEST_PASID_BITS`] PASID bits. Its caches are off: the guest's devices
-/// never translate through it (IMPDEF), only the host's unit does.
+/// RID_PASID 0 and [`GUEST_PASID_BITS`] PASID bits, no page requests or page drain (ECAP.PRS,
+/// ECAP.PDS). Its caches are off: the guest's devices never translate through it (IMPDEF),
+/// only the host's unit does.
 pub fn guest_params() -> VtdParams {
     let p = VtdParams::default();
     let c = cap::SAGAW.set(cap::CM.with(p.cap, true), 0);
@@ -89,11 +111,20 @@ pub fn guest_params() -> VtdParams {
         ecap::ERS,
         ecap::RPS,
         ecap::RPRIVS,
+        ecap::PRS,
+        ecap::PDS,
     ] {
         e = f.with(e, false);
     }
     e = ecap::PSS.set(e, u64::from(GUEST_PASID_BITS) - 1);
     VtdParams { cap: c, ecap: e, caches: CacheParams::NONE, ..p }
+}
+
+/// [`guest_params`], plus page requests (ECAP.PRS) when the host unit, whose ECAP_REG is
+/// `host_ecap` (from `GET_HW_INFO`), takes them: they come back through the fault queue.
+pub fn guest_params_for(host_ecap: u64) -> VtdParams {
+    let p = guest_params();
+    VtdParams { ecap: ecap::PRS.with(p.ecap, ecap::PRS.is_set(host_ecap)), ..p }
 }
 
 /// What the vIOMMU has done on the host, and what it could not (nothing is dropped silently).
@@ -113,6 +144,26 @@ pub struct VVtdStats {
     pub invalidations_refused: u64,
     /// First-stage RID_PASID entries not forwarded (DEVIATION, module doc).
     pub rid_pasid_refused: u64,
+    /// Page requests the guest's unit took (written into its page request queue, or answered
+    /// by its model: its `ats_stats()` counts which).
+    pub page_requests: u64,
+    /// Page request groups of no assigned device on the fault queue: answered Invalid.
+    pub page_requests_refused: u64,
+    /// Page group responses that reached the host's fault queue.
+    pub responses: u64,
+    /// Page group responses of the guest for no group the host asked about: dropped.
+    pub stray_responses: u64,
+}
+
+/// What one [`VVtd::service`] pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Serviced {
+    /// Page requests the guest's unit took.
+    pub page_requests: u64,
+    /// Page requests still waiting for the guest's unit (its outbox had no room).
+    pub waiting: u64,
+    /// The guest's interrupt messages, for the VMM to inject.
+    pub interrupts: Vec<Output>,
 }
 
 /// A guest-visible VT-d whose programming reaches the host through `uapi`.
@@ -144,12 +195,18 @@ impl VVtd {
         let Some(&(_, first)) = devices.first() else {
             return Err(ViommuError::NoDevice);
         };
-        let parent = {
+        let (parent, fault, host_ecap) = {
             let mut f = lock(&fd);
+            let mut host_ecap = 0;
             for (i, &(rid, dev)) in devices.iter().enumerate() {
                 let host = match f.get_hw_info(dev)?.data {
                     HwInfo::Smmuv3 { .. } => Model::Smmuv3,
-                    HwInfo::Vtd { .. } => Model::Vtd,
+                    HwInfo::Vtd { ecap, .. } => {
+                        if i == 0 {
+                            host_ecap = ecap;
+                        }
+                        Model::Vtd
+                    }
                 };
                 if host != Model::Vtd {
                     return Err(ViommuError::ModelMismatch {
@@ -162,12 +219,24 @@ impl VVtd {
                     return Err(ViommuError::DuplicateRequesterId(rid));
                 }
             }
-            f.hwpt_alloc(&HwptAlloc {
+            let parent = f.hwpt_alloc(&HwptAlloc {
                 flags: hwpt_flags::NEST_PARENT,
                 dev_id: first,
                 pt_id: ioas,
                 ..HwptAlloc::default()
-            })?
+            })?;
+            let fault = if ecap::PRS.is_set(host_ecap) {
+                match f.fault_queue_alloc(0) {
+                    Ok(q) => Some(q),
+                    Err(e) => {
+                        let _ = f.destroy(parent);
+                        return Err(e.into());
+                    }
+                }
+            } else {
+                None
+            };
+            (parent, fault, host_ecap)
         };
         let devices = devices
             .iter()
@@ -176,11 +245,14 @@ impl VVtd {
         let host = Arc::new(Host {
             fd,
             parent,
+            fault,
             devices: Mutex::new(devices),
+            cookies: Mutex::new(BTreeMap::new()),
+            pending_prq: Mutex::new(VecDeque::new()),
             stats: Mutex::new(VVtdStats::default()),
         });
         let hook: Arc<dyn Forward> = host.clone();
-        let vtd = Vtd::new(GuestPhys(ram), guest_params()).with_forward(hook);
+        let vtd = Vtd::new(GuestPhys(ram), guest_params_for(host_ecap)).with_forward(hook);
         Ok(Self { vtd, host })
     }
 
@@ -203,6 +275,59 @@ impl VVtd {
     /// What the vIOMMU has done on the host so far.
     pub fn stats(&self) -> VVtdStats {
         *lock(&self.host.stats)
+    }
+
+    /// The host's fault queue of this vIOMMU (when the host unit takes page requests).
+    pub fn fault_queue_id(&self) -> Option<ObjectId> {
+        self.host.fault
+    }
+
+    /// The VMM's event loop, one pass: the host's interrupt thread runs
+    /// ([`sviommu_uapi::Iommufd::handle_host_events`]; faults stay with the VMM, module doc);
+    /// the fault queue's page requests go to the guest's unit with the guest's requester ID
+    /// ([`Vtd::page_request`], §7.5.1), those its port does not take yet waiting for the next
+    /// pass; then what the guest's unit sent is delivered: page group responses (its own
+    /// automatic ones too) go to the host's fault queue, and its interrupts are returned for
+    /// the VMM to inject.
+    pub fn service(&self) -> Serviced {
+        let h = &*self.host;
+        let faults = {
+            let mut fd = lock(&h.fd);
+            fd.handle_host_events();
+            h.fault.map(|q| fd.fault_read(q).unwrap_or_default()).unwrap_or_default()
+        };
+        let (msgs, strays) = h.page_requests(faults);
+        if let Some(fq) = h.fault {
+            // Groups of no assigned device: nobody in this guest can answer them.
+            let mut fd = lock(&h.fd);
+            for cookie in strays {
+                let _ = fd.fault_respond(fq, cookie, pgfault::RESP_INVALID);
+            }
+        }
+        let mut out = Serviced::default();
+        {
+            // Not under `devices` or `cookies`: the model's register file comes first.
+            let mut pending = lock(&h.pending_prq);
+            pending.extend(msgs);
+            while let Some(msg) = pending.front() {
+                if self.vtd.page_request(msg) == PageRequestOutcome::Busy {
+                    break;
+                }
+                pending.pop_front();
+                out.page_requests += 1;
+                h.count(|s| s.page_requests += 1);
+            }
+            out.waiting = u64::try_from(pending.len()).unwrap_or(u64::MAX);
+        }
+        for o in self.vtd.drain_outputs() {
+            match o {
+                Output::PageGroupResponse(r) => h.respond(&r, false),
+                // Device-TLB invalidations went to the host through the hook.
+                Output::DevTlbInvalidation(_) => {}
+                Output::Msi { .. } => out.interrupts.push(o),
+            }
+        }
+        out
     }
 }
 
@@ -261,12 +386,24 @@ struct Device {
     pasids: BTreeMap<u32, Bound>,
 }
 
+/// A page request group as the guest names it: requester ID, PASID, PRG index.
+type PageGroup = (u16, Option<u32>, u16);
+
 /// The forwarding hook: the VMM's side of the vIOMMU, owning the host objects it made.
+/// Lock order: the guest model's register file (the hook runs under it), then `devices`,
+/// `cookies`, `fd`; `pending_prq` only before the register file; `stats` last.
 struct Host {
     fd: SharedFd,
     parent: ObjectId,
+    /// The fault queue every nested HWPT carries, when the host takes page requests.
+    fault: Option<ObjectId>,
     /// By the requester ID the guest sees (taken before `fd`).
     devices: Mutex<BTreeMap<u16, Device>>,
+    /// The fault queue's cookie of each page request group handed to the guest: where its
+    /// response goes.
+    cookies: Mutex<BTreeMap<PageGroup, u32>>,
+    /// Page requests the guest's unit has not taken yet (its outbox was full).
+    pending_prq: Mutex<VecDeque<PageRequestMsg>>,
     stats: Mutex<VVtdStats>,
 }
 
@@ -377,11 +514,12 @@ impl Host {
             return;
         }
         let alloc = HwptAlloc {
-            flags: hwpt_flags::PASID,
+            flags: hwpt_flags::PASID
+                | if self.fault.is_some() { hwpt_flags::FAULT_ID_VALID } else { 0 },
             dev_id: d.dev,
             pt_id: self.parent,
             data: HwptData::vtd_s1(s1.flags, s1.fsptptr, s1.addr_width),
-            ..HwptAlloc::default()
+            fault_id: self.fault.unwrap_or(0),
         };
         let attached = fd.hwpt_alloc(&alloc).and_then(|h| {
             let r = match current {
@@ -445,6 +583,68 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The fault queue's pages as the guest's unit receives them (§7.5.1.1: the guest's
+    /// requester ID, the PASID, the PRG index), remembering each group's cookie; and the
+    /// cookies of complete groups of no assigned device.
+    fn page_requests(&self, faults: Vec<PageFault>) -> (Vec<PageRequestMsg>, Vec<u32>) {
+        let devices = lock(&self.devices);
+        let mut cookies = lock(&self.cookies);
+        let (mut msgs, mut strays) = (Vec::new(), Vec::new());
+        for f in faults {
+            let lpig = f.flags & pgfault::LAST_PAGE != 0;
+            let Some(rid) = devices.iter().find(|(_, d)| d.dev == f.dev_id).map(|(&r, _)| r) else {
+                if lpig {
+                    strays.push(f.cookie);
+                    self.count(|s| s.page_requests_refused += 1);
+                }
+                continue;
+            };
+            let pasid = (f.flags & pgfault::PASID_VALID != 0).then_some(f.pasid);
+            // The PRG index is 9 bits (PCIe §10.4.1); the host's came from a device.
+            let prgi = u16::try_from(f.grpid & 0x1ff).unwrap_or(0);
+            if lpig {
+                cookies.insert((rid, pasid, prgi), f.cookie);
+            }
+            msgs.push(PageRequestMsg {
+                rid,
+                pasid,
+                addr: f.addr & !low_mask(12),
+                read: f.perm & pgfault::PERM_READ != 0,
+                write: f.perm & pgfault::PERM_WRITE != 0,
+                exec: false,
+                privileged: false,
+                prgi,
+                lpig,
+                private_data: None,
+            });
+        }
+        (msgs, strays)
+    }
+
+    /// A page group response of the guest's unit: to the host's fault queue with the group's
+    /// cookie, once (the descriptor through the hook, and the message the model then sends,
+    /// are one response). `descriptor`: it is the guest's descriptor, so a group nobody asked
+    /// about is counted as stray.
+    fn respond(&self, r: &PageGroupResponse, descriptor: bool) {
+        let key = (r.rid(), r.pp().then(|| r.pasid()), r.prgi());
+        let cookie = lock(&self.cookies).remove(&key);
+        let (Some(cookie), Some(fq)) = (cookie, self.fault) else {
+            if descriptor {
+                self.count(|s| s.stray_responses += 1);
+            }
+            return;
+        };
+        // iommufd has Success and Invalid; Response Failure becomes Invalid.
+        let code = match r.rc() {
+            Ok(ResponseCode::Success) => pgfault::RESP_SUCCESS,
+            _ => pgfault::RESP_INVALID,
+        };
+        let ok = lock(&self.fd).fault_respond(fq, cookie, code).is_ok();
+        self.count(|s| if ok { s.responses += 1 } else { s.stray_responses += 1 });
+    }
+}
+
 /// The `2^am` pages from `addr` aligned down to them (§6.5.2.4 ADDR / AM; the model has
 /// refused an AM above CAP.MAMV already).
 fn am_range(addr: u64, am: u8) -> (u64, u64) {
@@ -497,8 +697,10 @@ impl Forward for Host {
                 let range = pages.filter(|_| lg2 < 64).map(|n| (addr, n, false));
                 self.invalidate(|r, p, _| r == sid && (global || p == pasid), range)?;
             }
-            // Device-TLB without PASID, interrupt entry cache, wait, page group response:
-            // nothing forwarded holds what they select (page responses: step 4).
+            // §7.7.1: the model checked it (RC, ECAP.PRS) and sent it to the outbox.
+            Invalidation::PageGroupResponse(r) => self.respond(r, true),
+            // Device-TLB without PASID, interrupt entry cache, wait: nothing forwarded holds
+            // what they select.
             _ => {}
         }
         Ok(())

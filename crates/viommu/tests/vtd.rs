@@ -1,34 +1,45 @@
 //! A guest's VT-d, end to end (issue 12 step 3): the guest's own driver programs the vIOMMU
 //! (the hardware model over guest RAM, scalable mode, caching mode) through MMIO; the vIOMMU
-//! forwards through `uapi`; every device DMA goes through the host model's `translate`.
+//! forwards through `uapi`; every device DMA goes through the host model's `translate`. And
+//! step 4 on VT-d: page requests to the guest's page request queue and its responses back;
+//! host faults stay with the VMM.
 
 use std::sync::{Arc, Mutex};
 
+use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
 use sviommu_core::driver::{DmaAccess, DmaFault};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::Model;
+use sviommu_core::{FaultEvent, Pasid};
 use sviommu_memory::{
     FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, Mmio, PhysMemory,
 };
 use sviommu_testsupport::x86::{flags, X86Tables};
 use sviommu_uapi::data::map_flags;
-use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, VMM_VA};
-use sviommu_uapi::{Iommufd, ObjectId};
+use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, UNIT, VMM_VA};
+use sviommu_uapi::{Iommufd, Object, ObjectId};
 use sviommu_viommu::smmuv3::SharedFd;
+use sviommu_viommu::vtd::{guest_params, guest_params_for};
 use sviommu_viommu::{VVtd, ViommuError};
 use sviommu_vtd::driver::{
     DeviceFeatures, Did, DomainConfig, DriverConfig, InvalidateRequest, ModeChoice, PasidConfig,
     VtdDriver,
 };
+use sviommu_vtd::hw::{Output, PageRequestMsg, PageRequestOutcome, VtdParams};
 use sviommu_vtd::spec::fault::FaultRecord;
 use sviommu_vtd::spec::pasid::PasidEntry;
+use sviommu_vtd::spec::prq::ResponseCode;
 use sviommu_vtd::spec::regs::iqer::Iqei;
-use sviommu_vtd::spec::regs::{fsts, gcmd, iqa, iqer, iqh, iqt, FSTS, GCMD, IQA, IQER, IQH, IQT};
+use sviommu_vtd::spec::regs::{
+    ecap, fsts, gcmd, iqa, iqer, iqh, iqt, FSTS, GCMD, IQA, IQER, IQH, IQT,
+};
 use sviommu_vtd::spec::{FaultReason, Fspm, Pgtt};
 use x86_64::structures::paging::Size4KiB;
 
 /// The requester ID the guest knows device X (the host's `00:02.0`) by: 00:03.0.
 const GRID: u16 = 0x0018;
+/// Device X's requester ID on the host: 00:02.0.
+const HOST_RID: u16 = 0x0010;
 /// The PASID the guest binds process P at.
 const PASID_N: u32 = 5;
 /// Guest RAM for the guest driver's structures (GPA).
@@ -58,7 +69,7 @@ struct Guest {
 
 /// The host (a VT-d machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
 /// vIOMMU with device `00:02.0` at guest requester ID [`GRID`]) and the guest's driver brought
-/// up on it, with X's device-TLB (ATS) enabled.
+/// up on it, with X's device-TLB (ATS) and page requests (PRE) enabled.
 fn boot() -> Guest {
     let m = Machine::new(Model::Vtd).unwrap();
     let dev = m.devices()[0].clone();
@@ -74,7 +85,8 @@ fn boot() -> Guest {
     let config = DriverConfig { mode: ModeChoice::Scalable, ..DriverConfig::default() };
     let mut driver = VtdDriver::new(Arc::clone(&vvtd), ram(&mem), frames, config).unwrap();
     assert!(driver.capabilities().caching_mode);
-    driver.set_device_features(GRID, DeviceFeatures { ats: true, page_requests: false }).unwrap();
+    assert!(driver.capabilities().page_requests, "the host takes page requests");
+    driver.set_device_features(GRID, DeviceFeatures { ats: true, page_requests: true }).unwrap();
     Guest { fd, mem, dev, vvtd, driver }
 }
 
@@ -82,14 +94,19 @@ fn boot() -> Guest {
 /// models walk with): `GVA` -> `data`, user read-write.
 fn process(mem: &Arc<HostMemory>, root: u64, data: u64) -> X86Tables {
     let mut t = X86Tables::new(root);
-    t.map::<Size4KiB>(GVA, data, flags(true, true, false));
+    map(mem, &mut t, GVA, data);
+    t
+}
+
+/// The guest maps `gva` -> `gpa` (user read-write) in `t` and writes its tables out.
+fn map(mem: &Arc<HostMemory>, t: &mut X86Tables, gva: u64, gpa: u64) {
+    t.map::<Size4KiB>(gva, gpa, flags(true, true, false));
     let ram = ram(mem);
     for (at, entries) in t.tables() {
         for (i, e) in (0u64..).zip(entries) {
             ram.write_u64(Gpa(at + 8 * i), e).unwrap();
         }
     }
-    t
 }
 
 /// The guest unmaps `GVA` from `p`: it clears the leaf entry (in the last-level table, the one
@@ -356,9 +373,6 @@ fn a_changed_pasid_entry_replaces_the_host_hwpt() {
     assert!(g.faults().is_empty(), "not-present entries record nothing in the guest");
 }
 
-/// X's requester ID on the host (`00:02.0`).
-const HOST_RID: u16 = 0x0010;
-
 /// The contract of a wait descriptor, across threads: while device threads translate through
 /// the host model without pause, the guest unmaps and invalidates; no translation that starts
 /// after the guest's wait descriptor completed (its driver returned) gives the old page.
@@ -406,4 +420,159 @@ fn no_translation_after_the_guests_wait_returns_the_old_page() {
         stop.store(true, Ordering::Release);
     });
     assert_eq!(stale.load(Ordering::Relaxed), 0, "a translation after the wait gave the old page");
+}
+
+/// The host unit's hardware model, which device X's requests reach.
+fn host_hw(fd: &SharedFd) -> Arc<HostVtd> {
+    let fd = fd.lock().unwrap();
+    let unit = fd.iommu().driver(UNIT).unwrap();
+    Arc::clone(unit.as_any().downcast_ref::<VtdUnit>().unwrap().hw())
+}
+
+/// Device X's page request for the page at `addr` with `pasid`, the last of group `prgi`.
+fn page_request(pasid: Option<u32>, addr: u64, prgi: u16) -> PageRequestMsg {
+    PageRequestMsg {
+        rid: HOST_RID,
+        pasid,
+        addr,
+        read: true,
+        write: true,
+        prgi,
+        lpig: true,
+        ..PageRequestMsg::default()
+    }
+}
+
+/// A page group response as (RID, PASID, PRGI, RC).
+type Response = (u16, Option<u32>, u16, Result<ResponseCode, u64>);
+
+/// The page group responses among a unit's outputs.
+fn responses(out: &[Output]) -> Vec<Response> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::PageGroupResponse(r) => {
+                Some((r.rid(), r.pp().then(|| r.pasid()), r.prgi(), r.rc().map_err(|e| e.0)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// ECAP.PRS reaches the guest exactly when the host unit has it; page drain never does.
+#[test]
+fn the_guest_sees_page_requests_only_when_the_host_takes_them() {
+    let host = VtdParams::default().ecap;
+    assert!(ecap::PRS.is_set(host));
+    let with = guest_params_for(host).ecap;
+    let without = guest_params_for(ecap::PRS.with(host, false)).ecap;
+    assert!(ecap::PRS.is_set(with));
+    assert!(!ecap::PRS.is_set(without));
+    assert!(!ecap::PDS.is_set(with) && !ecap::PDS.is_set(without));
+    // Nothing else depends on the host's ECAP.
+    assert_eq!(ecap::PRS.with(with, false), guest_params().ecap);
+    assert_eq!(without, guest_params().ecap);
+}
+
+/// A page request of device X (PASID n, a GVA P has not mapped) reaches the guest's page
+/// request queue through the host's fault queue with the guest's requester ID and the PASID;
+/// the guest maps the page and answers with a page group response descriptor; the response
+/// reaches X through the host unit with X's physical requester ID, once, and X's retried DMA
+/// lands in the page the guest mapped.
+#[test]
+fn a_page_request_reaches_the_guest_prq_and_its_response_the_device() {
+    let mut g = boot();
+    let fq = g.vvtd.fault_queue_id().expect("the host takes page requests");
+    let mut p = process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    let gva = GVA + 0x5000;
+    let gpa = 0x1c_6000;
+    assert!(g.dma(Some(PASID_N), gva).is_err(), "not mapped yet");
+    g.vvtd.service();
+    let hw = host_hw(&g.fd);
+    hw.drain_outputs();
+    assert_eq!(hw.page_request(&page_request(Some(PASID_N), gva, 7)), PageRequestOutcome::Queued);
+    let served = g.vvtd.service();
+    assert_eq!((served.page_requests, served.waiting), (1, 0));
+    let drain = g.driver.drain_page_requests().unwrap();
+    let [r] = &drain.requests[..] else { panic!("{drain:?}") };
+    assert_eq!((r.rid(), r.pp(), r.pasid()), (GRID, true, PASID_N));
+    assert_eq!((r.addr(), r.prgi(), r.lpig(), r.rr(), r.wr()), (gva, 7, true, true, true));
+    // The guest's kernel faults the page in and answers.
+    map(&g.mem, &mut p, gva, gpa);
+    assert!(responses(&hw.drain_outputs()).is_empty(), "no response before the guest's");
+    g.driver.page_group_response(GRID, Some(PASID_N), 7, ResponseCode::Success).unwrap();
+    let sent = responses(&hw.drain_outputs());
+    assert_eq!(sent, [(HOST_RID, Some(PASID_N), 7, Ok(ResponseCode::Success))]);
+    assert_eq!(g.vvtd.stats().responses, 1);
+    // The device retries, and writes.
+    let hpa = g.dma(Some(PASID_N), gva + 0x10).unwrap();
+    assert_eq!(hpa, GUEST_RAM_HPA + gpa + 0x10);
+    g.fd.lock().unwrap().write_host(hpa, b"retried").unwrap();
+    let mut seen = [0u8; 7];
+    ram(&g.mem).read(Gpa(gpa + 0x10), &mut seen).unwrap();
+    assert_eq!(&seen, b"retried");
+    // The guest model's copy of the response is not sent twice.
+    g.vvtd.service();
+    assert!(responses(&hw.drain_outputs()).is_empty());
+    let s = g.vvtd.stats();
+    assert_eq!((s.page_requests, s.responses, s.stray_responses), (1, 1, 0), "{s:?}");
+    let fd = g.fd.lock().unwrap();
+    let Some(Object::Fault(q)) = fd.object(fq) else { panic!() };
+    assert_eq!((q.groups, q.answered, q.response.len()), (1, 1, 0));
+}
+
+/// A guest device whose context entry does not allow page requests (PRE clear): the guest's
+/// unit blocks the request with fault reason 47h in the guest and answers Invalid Request by
+/// itself, and that answer reaches the device through the host.
+#[test]
+fn a_page_request_the_guest_context_refuses_is_answered_invalid_at_the_device() {
+    let mut g = boot();
+    g.driver.set_device_features(GRID, DeviceFeatures { ats: true, page_requests: false }).unwrap();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    let hw = host_hw(&g.fd);
+    hw.drain_outputs();
+    let gva = GVA + 0x5000;
+    assert_eq!(hw.page_request(&page_request(Some(PASID_N), gva, 3)), PageRequestOutcome::Queued);
+    g.vvtd.service();
+    let sent = responses(&hw.drain_outputs());
+    assert_eq!(sent, [(HOST_RID, Some(PASID_N), 3, Ok(ResponseCode::InvalidRequest))]);
+    assert!(g.driver.drain_page_requests().unwrap().requests.is_empty());
+    let f = g.faults();
+    let got: Vec<_> = f.iter().map(|r| (r.sid(), r.fr())).collect();
+    assert_eq!(got, [(GRID, Ok(FaultReason::SmContextPreClear))]);
+    assert_eq!(g.vvtd.stats().responses, 1);
+}
+
+/// A first-stage fault at the host for the guest's device (the guest's first stage does not
+/// map the GVA) stays with the VMM with the physical device, and the guest's fault recording
+/// registers stay clean: iommufd v6.19 has no VT-d vEVENTQ to carry it.
+#[test]
+fn a_host_stage1_fault_stays_with_the_vmm_and_the_guest_fault_registers_stay_clean() {
+    let mut g = boot();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    let gva = GVA + 0x10_0000;
+    match g.dma(Some(PASID_N), gva) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, FaultReason::SmFsEntryNotPresent as u16),
+        other => panic!("expected a first-stage fault, got {other:?}"),
+    }
+    let served = g.vvtd.service();
+    assert_eq!(served.page_requests, 0);
+    let faults = g.fd.lock().unwrap().take_host_faults();
+    let got: Vec<_> = faults
+        .iter()
+        .map(|f| match f {
+            FaultEvent::Unrecoverable { device, pasid, addr, reason, .. } => {
+                (device.clone(), *pasid, *addr & !0xfff, reason.code)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let code = FaultReason::SmFsEntryNotPresent as u16;
+    assert_eq!(got, [(g.dev.clone(), Some(Pasid(PASID_N)), gva, code)]);
+    assert!(!fsts::PPF.is_set(g.vvtd.read(FSTS.0, 4)), "the guest's FSTS is clean");
+    assert!(g.faults().is_empty());
+    assert!(g.driver.drain_page_requests().unwrap().requests.is_empty());
+    assert_eq!(g.queue_error(), None);
 }

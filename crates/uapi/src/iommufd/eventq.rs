@@ -6,7 +6,8 @@
 //!   as the raw record with the StreamID replaced by the virtual one
 //!   (`arm_vmaster_report_event()`). Stage-2 faults, events of other devices, and events of a
 //!   vIOMMU without a vEVENTQ stay with the host ([`Iommufd::take_host_faults`]), with the
-//!   physical IDs: the stage 2 is the VMM's, never the guest's business.
+//!   physical IDs: the stage 2 is the VMM's, never the guest's business. VT-d has no vIOMMU
+//!   object and no vEVENTQ type in v6.19: every VT-d fault stays with the host.
 //! - The vEVENTQ holds `depth` events. Each report takes the next sequence number (wrapping at
 //!   `INT_MAX`); a report that finds the queue full is lost, counted, and represented by one
 //!   LOST_EVENTS header kept at the tail of the queue (`iommufd_vevent_handler()`: the header
