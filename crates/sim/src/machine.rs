@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
 use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
@@ -23,6 +24,8 @@ use sviommu_pgtable::{Build, MapError};
 use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
 use sviommu_smmuv3::hw::SmmuParams;
 use sviommu_vtd::driver::DriverConfig as VtdConfig;
+use sviommu_uapi::{Iommufd, VmmRegion};
+use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_vtd::hw::VtdParams;
 
 use crate::scenario::{
@@ -147,6 +150,8 @@ const CPU_TABLES: Range<u64> = 0x400_0000..0x480_0000;
 const DATA: Range<u64> = 0x3000_0000..0x3400_0000;
 /// Guests' RAM.
 const GUESTS: Range<u64> = 0x4000_0000..0x5000_0000;
+/// Where the VMM sees guests' RAM (user VA of `GUESTS.start`).
+pub const VMM_VA: u64 = 0x7f00_0000_0000;
 /// The one unit every device is behind.
 pub const UNIT: UnitId = UnitId(0);
 const PAGE_LG2: u8 = 12;
@@ -218,8 +223,10 @@ pub struct Machine {
     pub arch: Arch,
     /// Host memory.
     pub mem: Arc<HostMemory>,
-    /// The IOMMU API, owning the unit's adapter.
-    pub iommu: Iommu,
+    /// The VMM's iommufd context, which owns the IOMMU API (and so the unit's adapter):
+    /// shared with the guests' vIOMMUs, which forward through it. The host kernel's own
+    /// calls go to the core underneath through [`Machine::iommu`].
+    pub fd: SharedFd,
     /// The unit's hardware model, where devices send DMA.
     pub hw: Hw,
     /// Device names to ids, in scenario order.
@@ -251,7 +258,30 @@ pub struct GuestRecord {
     pub binds: Vec<(String, String, Pasid, DomainId)>,
 }
 
+/// The IOMMU API of a [`Machine`], borrowed from its iommufd context for as long as this lives
+/// (a vIOMMU that forwards meanwhile waits).
+#[derive(Debug)]
+pub struct IommuGuard<'a>(MutexGuard<'a, Iommufd>);
+
+impl Deref for IommuGuard<'_> {
+    type Target = Iommu;
+    fn deref(&self) -> &Iommu {
+        self.0.iommu()
+    }
+}
+
+impl DerefMut for IommuGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Iommu {
+        self.0.iommu_mut()
+    }
+}
+
 impl Machine {
+    /// The IOMMU API, as the host kernel calls it.
+    pub fn iommu(&self) -> IommuGuard<'_> {
+        IommuGuard(self.fd.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The scenario name of `id`, or its address.
     pub fn name_of(&self, id: &DeviceId) -> String {
         self.devices
@@ -329,10 +359,13 @@ pub fn build_with(
             hw
         }
     };
+    // Guest RAM is the VMM's memory, at VMM_VA up.
+    let vmm = vec![VmmRegion { user_va: VMM_VA, hpa: GUESTS.start, len: GUESTS.end - GUESTS.start }];
+    let fd = Arc::new(Mutex::new(Iommufd::new(iommu, Arc::clone(&mem), vmm)));
     let mut m = Machine {
         arch,
         mem,
-        iommu,
+        fd,
         hw,
         devices,
         processes: Vec::new(),
@@ -601,20 +634,20 @@ fn domains(
         let refused = |e: sviommu_core::CoreError| {
             source.error(d.name.span(), "domain", format!("the IOMMU API refused: {e}"))
         };
-        let id = m.iommu.alloc_domain(UNIT, paging).map_err(refused)?;
+        let id = m.iommu().alloc_domain(UNIT, paging).map_err(refused)?;
         for mp in &d.map {
             let g = mp.get_ref();
             check_page(source, mp.span(), "domain.map", g.iova, g.size)?;
             let hpa =
                 data.take(&m.mem, g.size).map_err(|e| source.error(mp.span(), "domain.map", e))?;
-            m.iommu.map(id, g.iova, hpa, g.size, g.perms.writable()).map_err(|e| {
+            m.iommu().map(id, g.iova, hpa, g.size, g.perms.writable()).map_err(|e| {
                 source.error(mp.span(), "domain.map", format!("the IOMMU API refused: {e}"))
             })?;
         }
         let mut named = Vec::new();
         for a in &d.attach {
             let dev = device_ref(m, source, a, "domain.attach")?.clone();
-            m.iommu.attach(id, &Target::Device(dev)).map_err(|e| {
+            m.iommu().attach(id, &Target::Device(dev)).map_err(|e| {
                 source.error(a.span(), "domain.attach", format!("the IOMMU API refused: {e}"))
             })?;
             named.push(a.get_ref().clone());
@@ -655,7 +688,7 @@ fn bind_parties(
 /// `sva_bind` of `b`, recorded in the machine.
 fn bind(m: &mut Machine, source: &Source, b: &Bind, field: &str) -> Result<Pasid, ScenarioError> {
     let (space, dev) = bind_parties(m, source, b, field)?;
-    let pasid = m.iommu.sva_bind(&Target::Device(dev), &space).map_err(|e| {
+    let pasid = m.iommu().sva_bind(&Target::Device(dev), &space).map_err(|e| {
         source.error(b.device.span(), field, format!("the IOMMU API refused sva_bind: {e}"))
     })?;
     m.binds.push(BindRecord {
@@ -714,20 +747,19 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
         let refused = |span: Range<usize>, field: &str, e: sviommu_core::CoreError| {
             source.error(span, field, format!("the IOMMU API refused: {e}"))
         };
-        let parent = m
-            .iommu
+        let parent = m.iommu()
             .alloc_domain(
                 UNIT,
                 DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict },
             )
             .map_err(|e| refused(g.name.span(), "guest", e))?;
-        m.iommu
+        m.iommu()
             .map(parent, 0, hpa.0, bytes, true)
             .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
         let mut devices = Vec::new();
         for d in &g.devices {
             let dev = device_ref(m, source, d, "guest.devices")?.clone();
-            m.iommu
+            m.iommu()
                 .attach(parent, &Target::Device(dev))
                 .map_err(|e| refused(d.span(), "guest.devices", e))?;
             devices.push(d.get_ref().clone());
@@ -771,12 +803,11 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 ));
             }
             let dev = device_ref(m, source, &b.device, "guest.bind.device")?.clone();
-            let nested = m
-                .iommu
+            let nested = m.iommu()
                 .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
                 .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
             let pasid = Pasid(*b.pasid.get_ref());
-            m.iommu
+            m.iommu()
                 .attach_pasid(nested, &Target::Device(dev), pasid)
                 .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
             binds.push((p.name.clone(), b.device.get_ref().clone(), pasid, nested));
@@ -829,7 +860,7 @@ pub fn act(
         let d = range(r, "step.map")?;
         let hpa =
             pool.0.take(&m.mem, r.size).map_err(|e| source.error(step.span(), "step.map", e))?;
-        m.iommu
+        m.iommu()
             .map(d, r.iova, hpa, r.size, r.perms.writable())
             .map_err(|e| refused("step.map", e))?;
         return Ok(Some(format!(
@@ -841,14 +872,14 @@ pub fn act(
     }
     if let Some(r) = &s.unmap {
         let d = range(r, "step.unmap")?;
-        let bytes = m.iommu.unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
-        let queued = m.iommu.domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
+        let bytes = m.iommu().unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
+        let queued = m.iommu().domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
         let note = if queued { ", invalidation queued (lazy)" } else { " (invalidated)" };
         return Ok(Some(format!("unmap {} {:#x}+{bytes:#x}{note}", r.domain.get_ref(), r.iova)));
     }
     if let Some(name) = &s.flush {
         let d = domain_ref(m, source, name, "step.flush")?;
-        m.iommu.flush(d).map_err(|e| refused("step.flush", e))?;
+        m.iommu().flush(d).map_err(|e| refused("step.flush", e))?;
         return Ok(Some(format!("flush {}", name.get_ref())));
     }
     if let Some(inv) = &s.invalidate {
@@ -869,7 +900,7 @@ pub fn act(
         };
         let info =
             InvalidateInfo { cache: CacheKind::Iotlb, granularity, pasid: None, arch_id: None };
-        m.iommu.invalidate(&Target::Domain(d), &info).map_err(|e| refused("step.invalidate", e))?;
+        m.iommu().invalidate(&Target::Domain(d), &info).map_err(|e| refused("step.invalidate", e))?;
         return Ok(Some(format!("invalidate {} {what}", inv.domain.get_ref())));
     }
     if let Some(b) = &s.bind {
@@ -883,7 +914,7 @@ pub fn act(
     }
     if let Some(b) = &s.unbind {
         let (space, dev) = bind_parties(m, source, b, "step.unbind")?;
-        m.iommu.sva_unbind(&dev, space.id).map_err(|e| refused("step.unbind", e))?;
+        m.iommu().sva_unbind(&dev, space.id).map_err(|e| refused("step.unbind", e))?;
         let (p, d) = (b.process.get_ref(), b.device.get_ref());
         m.binds.retain(|r| !(r.process == *p && r.device == *d));
         return Ok(Some(format!("sva_unbind({d}, {p})")));

@@ -511,8 +511,7 @@ fn run_on(
             }
         };
         for (dev_name, dev) in &devices {
-            let ids = m
-                .iommu
+            let ids = m.iommu()
                 .request_ids(dev)
                 .map_err(|e| source.error(0..0, "dma.devices", e.to_string()))?;
             // A device sends with its own ID; aliases are what the IOMMU may also see.
@@ -534,7 +533,7 @@ fn run_on(
                     });
                     // The host kernel's side: its fault interrupt handler takes what the unit
                     // recorded into the IOMMU API.
-                    faults_recorded += m.iommu.process_faults().len() as u64;
+                    faults_recorded += m.iommu().process_faults().len() as u64;
                     // The platform delivers what the unit sent (interrupts, messages to
                     // devices), so its bounded outbox never holds a queue up.
                     m.hw.deliver();
@@ -543,7 +542,7 @@ fn run_on(
         }
     }
     // Counted before the audit's probes add their own.
-    let counters = m.iommu.unit_counters().remove(&machine::UNIT).unwrap_or_default();
+    let counters = m.iommu().unit_counters().remove(&machine::UNIT).unwrap_or_default();
     let mut tally = Tally::default();
     for r in &dma {
         tally.add(&r.result);
@@ -568,16 +567,14 @@ fn run_on(
             }
         }
     }
-    let audit = m
-        .iommu
+    let audit = m.iommu()
         .audit(&sentinels)
         .audits
         .into_iter()
         .next()
         .ok_or_else(|| source.error(0..0, "(machine)", "the IOMMU API audited no unit"))?;
 
-    let groups = m
-        .iommu
+    let groups = m.iommu()
         .topology()
         .groups()
         .iter()
@@ -636,7 +633,7 @@ fn run_on(
     }
     let mut devices = Vec::new();
     for (n, d) in &m.devices {
-        let request_ids = m.iommu.request_ids(d).unwrap_or_default();
+        let request_ids = m.iommu().request_ids(d).unwrap_or_default();
         devices.push(DeviceRow { name: n.clone(), address: d.to_string(), request_ids });
     }
     let binds = m
@@ -855,8 +852,7 @@ fn stream(
 ) -> Result<(StreamRow, Tally, u64), ScenarioError> {
     let shape = crate::stream::check(source, s)?;
     let dev = machine::device_ref(m, source, &s.device, "step.stream.device")?.clone();
-    let ids = m
-        .iommu
+    let ids = m.iommu()
         .request_ids(&dev)
         .map_err(|e| source.error(s.device.span(), "step.stream.device", e.to_string()))?;
     let rid = ids.first().copied().ok_or_else(|| {
@@ -884,7 +880,7 @@ fn stream(
         if !translated {
             // As for single DMA: the host takes what the unit recorded, the platform what it
             // sent. A translation records and sends nothing.
-            recorded += m.iommu.process_faults().len() as u64;
+            recorded += m.iommu().process_faults().len() as u64;
             m.hw.deliver();
         }
     }
@@ -927,12 +923,11 @@ pub fn domain_rows(m: &Machine) -> Vec<DomainRow> {
     m.domains
         .iter()
         .map(|d| {
-            let attached = m
-                .iommu
+            let attached = m.iommu()
                 .topology()
                 .groups()
                 .iter()
-                .filter(|g| m.iommu.group_domain(g.id) == Some(d.id))
+                .filter(|g| m.iommu().group_domain(g.id) == Some(d.id))
                 .flat_map(|g| g.members.iter().map(&name))
                 .collect();
             DomainRow { name: d.name.clone(), id: d.id.0, named: d.named.clone(), attached }
