@@ -242,7 +242,7 @@ pub struct Machine {
 }
 
 /// A guest the scenario made.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct GuestRecord {
     /// Its scenario name.
     pub name: String,
@@ -254,8 +254,11 @@ pub struct GuestRecord {
     pub devices: Vec<String>,
     /// Its processes (stage-1 roots are guest-physical).
     pub processes: Vec<ProcessSpace>,
-    /// Its PASIDs: process, device, PASID, the nested domain.
-    pub binds: Vec<(String, String, Pasid, DomainId)>,
+    /// Its PASIDs: process, device, PASID, the host's nested domain (none on an SMMUv3
+    /// vIOMMU, where the host's nested STE takes the guest's whole CD table).
+    pub binds: Vec<(String, String, Pasid, Option<DomainId>)>,
+    /// Its vIOMMU, when the scenario gave it one.
+    pub viommu: Option<crate::vguest::VGuest>,
 }
 
 /// The IOMMU API of a [`Machine`], borrowed from its iommufd context for as long as this lives
@@ -742,31 +745,39 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             )
         })?;
         let ram = GuestRamRegion { gpa: Gpa(0), len_bytes: bytes, hpa };
-        // The host's side, as a VMM does it: a stage-2 domain mapping all of guest RAM, to
-        // which the assigned devices are attached and over which guest stage 1s nest.
         let refused = |span: Range<usize>, field: &str, e: sviommu_core::CoreError| {
             source.error(span, field, format!("the IOMMU API refused: {e}"))
         };
-        let parent = m.iommu()
-            .alloc_domain(
-                UNIT,
-                DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict },
-            )
-            .map_err(|e| refused(g.name.span(), "guest", e))?;
-        m.iommu()
-            .map(parent, 0, hpa.0, bytes, true)
-            .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
         let mut devices = Vec::new();
         for d in &g.devices {
-            let dev = device_ref(m, source, d, "guest.devices")?.clone();
-            m.iommu()
-                .attach(parent, &Target::Device(dev))
-                .map_err(|e| refused(d.span(), "guest.devices", e))?;
+            device_ref(m, source, d, "guest.devices")?;
             devices.push(d.get_ref().clone());
         }
+        // With a vIOMMU the guest's driver takes the upper half of its RAM for its structures.
+        let process_ram = if g.viommu { bytes / 2 } else { bytes };
+        let (parent, mut vguest) = if g.viommu {
+            let mut assigned = Vec::new();
+            for (i, d) in g.devices.iter().enumerate() {
+                let dev = device_ref(m, source, d, "guest.devices")?.clone();
+                assigned.push((dev, guest_id(source, d, i)?));
+            }
+            let vmm_va = VMM_VA + (hpa.0 - GUESTS.start);
+            let v = crate::vguest::bring_up(
+                &m.fd,
+                m.arch,
+                vmm_va,
+                ram,
+                &assigned,
+                (process_ram, bytes - process_ram),
+            )
+            .map_err(|e| source.error(g.name.span(), "guest.viommu", e))?;
+            (v.stage2, Some(v))
+        } else {
+            (host_stage2(m, source, g, hpa.0, bytes, &refused)?, None)
+        };
         // The guest's side: its page tables and pages in its own RAM.
         let gram = GuestRam::new(Arc::clone(&m.mem), vec![ram]);
-        let mut galloc = FrameAllocator::new(&[(Gpa(0), bytes)]);
+        let mut galloc = FrameAllocator::new(&[(Gpa(0), process_ram)]);
         let mut processes = Vec::new();
         let mut pseen = Vec::new();
         for p in &g.processes {
@@ -803,13 +814,23 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 ));
             }
             let dev = device_ref(m, source, &b.device, "guest.bind.device")?.clone();
-            let nested = m.iommu()
-                .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
-                .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
             let pasid = Pasid(*b.pasid.get_ref());
-            m.iommu()
-                .attach_pasid(nested, &Target::Device(dev), pasid)
-                .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
+            let nested = if let Some(v) = vguest.as_mut() {
+                let index = devices.iter().position(|n| n == b.device.get_ref()).unwrap_or(0);
+                let vid = guest_id(source, &b.device, index)?;
+                v.bind(&m.fd, vid, pasid.0, &p.space.s1).map_err(|e| {
+                    source.error(b.pasid.span(), "guest.bind", format!("the guest's driver: {e}"))
+                })?
+            } else {
+                let nested = m
+                    .iommu()
+                    .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
+                    .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
+                m.iommu()
+                    .attach_pasid(nested, &Target::Device(dev), pasid)
+                    .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
+                Some(nested)
+            };
             binds.push((p.name.clone(), b.device.get_ref().clone(), pasid, nested));
         }
         m.guests.push(GuestRecord {
@@ -819,9 +840,46 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             devices,
             processes,
             binds,
+            viommu: vguest,
         });
     }
     Ok(())
+}
+
+/// The host's side of a guest without a vIOMMU, as a VMM does it: a stage-2 domain mapping
+/// all of guest RAM, to which the assigned devices are attached and over which guest stage 1s
+/// nest.
+fn host_stage2(
+    m: &mut Machine,
+    source: &Source,
+    g: &crate::scenario::Guest,
+    hpa: u64,
+    bytes: u64,
+    refused: &dyn Fn(Range<usize>, &str, sviommu_core::CoreError) -> ScenarioError,
+) -> Result<DomainId, ScenarioError> {
+    let parent = m
+        .iommu()
+        .alloc_domain(UNIT, DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict })
+        .map_err(|e| refused(g.name.span(), "guest", e))?;
+    m.iommu().map(parent, 0, hpa, bytes, true).map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
+    for d in &g.devices {
+        let dev = device_ref(m, source, d, "guest.devices")?.clone();
+        m.iommu()
+            .attach(parent, &Target::Device(dev))
+            .map_err(|e| refused(d.span(), "guest.devices", e))?;
+    }
+    Ok(parent)
+}
+
+/// The ID a guest knows its `index`th assigned device by, its requester ID on VT-d and its
+/// StreamID on SMMUv3: the VMM puts the devices on the guest's bus 0 from `00:03.0` up, so the
+/// IDs fit the vIOMMU's 8-bit StreamIDs.
+fn guest_id(source: &Source, name: &toml::Spanned<String>, index: usize) -> Result<u32, ScenarioError> {
+    u32::try_from(index)
+        .ok()
+        .filter(|&i| i < 29)
+        .map(|i| (3 + i) << 3)
+        .ok_or_else(|| source.error(name.span(), "guest.devices", "at most 29 devices per guest"))
 }
 
 /// A domain by scenario name.

@@ -124,6 +124,8 @@ pub struct GuestRow {
     pub devices: Vec<String>,
     /// Its processes' PASIDs, each a nested domain.
     pub pasids: Vec<GuestPasidRow>,
+    /// What its vIOMMU forwarded to the host, if it has one.
+    pub viommu: Option<crate::vguest::Forwarded>,
 }
 
 /// A guest process on an assigned device.
@@ -135,8 +137,9 @@ pub struct GuestPasidRow {
     pub device: String,
     /// The guest's PASID.
     pub pasid: u32,
-    /// The nested domain (guest stage 1 over the host's stage 2).
-    pub domain: u32,
+    /// The host's nested domain (guest stage 1 over the host's stage 2); none for a guest
+    /// on an SMMUv3 vIOMMU, whose nested STE takes its whole CD table.
+    pub domain: Option<u32>,
     /// The guest-physical address of the process's stage-1 root table.
     pub stage1_root_gpa: u64,
 }
@@ -558,6 +561,7 @@ fn run_on(
     }
     for g in &m.guests {
         for (process, _, pasid, domain) in &g.binds {
+            let Some(domain) = domain else { continue };
             let page = g.processes.iter().find(|p| p.name == *process).and_then(|p| p.first_page);
             if let Some((va, hpa)) = page {
                 sentinels.insert(
@@ -594,6 +598,7 @@ fn run_on(
             ram_hpa: g.ram.hpa.0,
             stage2_domain: g.stage2.0,
             devices: g.devices.clone(),
+            viommu: g.viommu.as_ref().map(|v| v.forwarded(&m.fd)),
             pasids: g
                 .binds
                 .iter()
@@ -601,7 +606,7 @@ fn run_on(
                     process: process.clone(),
                     device: device.clone(),
                     pasid: pasid.0,
-                    domain: domain.0,
+                    domain: domain.map(|d| d.0),
                     stage1_root_gpa: g
                         .processes
                         .iter()
@@ -625,6 +630,7 @@ fn run_on(
             format!("{} stage 2 (domain {})", g.name, g.stage2.0),
         );
         for (process, _, _, d) in &g.binds {
+            let Some(d) = d else { continue };
             labels.insert(
                 format!("domain {}", d.0),
                 format!("{process} in {} (domain {})", g.name, d.0),
