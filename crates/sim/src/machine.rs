@@ -23,9 +23,9 @@ use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Build, MapError};
 use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
 use sviommu_smmuv3::hw::SmmuParams;
-use sviommu_vtd::driver::DriverConfig as VtdConfig;
 use sviommu_uapi::{Iommufd, VmmRegion};
 use sviommu_viommu::smmuv3::SharedFd;
+use sviommu_vtd::driver::DriverConfig as VtdConfig;
 use sviommu_vtd::hw::VtdParams;
 
 use crate::scenario::{
@@ -363,7 +363,8 @@ pub fn build_with(
         }
     };
     // Guest RAM is the VMM's memory, at VMM_VA up.
-    let vmm = vec![VmmRegion { user_va: VMM_VA, hpa: GUESTS.start, len: GUESTS.end - GUESTS.start }];
+    let vmm =
+        vec![VmmRegion { user_va: VMM_VA, hpa: GUESTS.start, len: GUESTS.end - GUESTS.start }];
     let fd = Arc::new(Mutex::new(Iommufd::new(iommu, Arc::clone(&mem), vmm)));
     let mut m = Machine {
         arch,
@@ -861,7 +862,9 @@ fn host_stage2(
         .iommu()
         .alloc_domain(UNIT, DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict })
         .map_err(|e| refused(g.name.span(), "guest", e))?;
-    m.iommu().map(parent, 0, hpa, bytes, true).map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
+    m.iommu()
+        .map(parent, 0, hpa, bytes, true)
+        .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
     for d in &g.devices {
         let dev = device_ref(m, source, d, "guest.devices")?.clone();
         m.iommu()
@@ -874,7 +877,11 @@ fn host_stage2(
 /// The ID a guest knows its `index`th assigned device by, its requester ID on VT-d and its
 /// StreamID on SMMUv3: the VMM puts the devices on the guest's bus 0 from `00:03.0` up, so the
 /// IDs fit the vIOMMU's 8-bit StreamIDs.
-fn guest_id(source: &Source, name: &toml::Spanned<String>, index: usize) -> Result<u32, ScenarioError> {
+fn guest_id(
+    source: &Source,
+    name: &toml::Spanned<String>,
+    index: usize,
+) -> Result<u32, ScenarioError> {
     u32::try_from(index)
         .ok()
         .filter(|&i| i < 29)
@@ -958,7 +965,9 @@ pub fn act(
         };
         let info =
             InvalidateInfo { cache: CacheKind::Iotlb, granularity, pasid: None, arch_id: None };
-        m.iommu().invalidate(&Target::Domain(d), &info).map_err(|e| refused("step.invalidate", e))?;
+        m.iommu()
+            .invalidate(&Target::Domain(d), &info)
+            .map_err(|e| refused("step.invalidate", e))?;
         return Ok(Some(format!("invalidate {} {what}", inv.domain.get_ref())));
     }
     if let Some(b) = &s.bind {

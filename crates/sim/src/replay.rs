@@ -186,7 +186,8 @@ fn replay_on(
     // Each device's request ID: its own, as `run` sends it.
     let mut rids = Vec::new();
     for (name, dev) in &m.devices {
-        let ids = m.iommu()
+        let ids = m
+            .iommu()
             .request_ids(dev)
             .map_err(|e| source.error(0..0, "device", format!("{name}: {e}")))?;
         rids.push(ids.first().copied());

@@ -514,7 +514,8 @@ fn run_on(
             }
         };
         for (dev_name, dev) in &devices {
-            let ids = m.iommu()
+            let ids = m
+                .iommu()
                 .request_ids(dev)
                 .map_err(|e| source.error(0..0, "dma.devices", e.to_string()))?;
             // A device sends with its own ID; aliases are what the IOMMU may also see.
@@ -571,14 +572,16 @@ fn run_on(
             }
         }
     }
-    let audit = m.iommu()
+    let audit = m
+        .iommu()
         .audit(&sentinels)
         .audits
         .into_iter()
         .next()
         .ok_or_else(|| source.error(0..0, "(machine)", "the IOMMU API audited no unit"))?;
 
-    let groups = m.iommu()
+    let groups = m
+        .iommu()
         .topology()
         .groups()
         .iter()
@@ -858,7 +861,8 @@ fn stream(
 ) -> Result<(StreamRow, Tally, u64), ScenarioError> {
     let shape = crate::stream::check(source, s)?;
     let dev = machine::device_ref(m, source, &s.device, "step.stream.device")?.clone();
-    let ids = m.iommu()
+    let ids = m
+        .iommu()
         .request_ids(&dev)
         .map_err(|e| source.error(s.device.span(), "step.stream.device", e.to_string()))?;
     let rid = ids.first().copied().ok_or_else(|| {
@@ -929,7 +933,8 @@ pub fn domain_rows(m: &Machine) -> Vec<DomainRow> {
     m.domains
         .iter()
         .map(|d| {
-            let attached = m.iommu()
+            let attached = m
+                .iommu()
                 .topology()
                 .groups()
                 .iter()

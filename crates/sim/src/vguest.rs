@@ -17,8 +17,8 @@ use sviommu_uapi::data::map_flags;
 use sviommu_uapi::{Object, ObjectId};
 use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_viommu::{VSmmu, VVtd};
-use sviommu_vtd::driver::{DomainConfig, DriverConfig as VtdConfig, ModeChoice, PasidConfig};
 use sviommu_vtd::driver::VtdDriver;
+use sviommu_vtd::driver::{DomainConfig, DriverConfig as VtdConfig, ModeChoice, PasidConfig};
 use sviommu_vtd::spec::Fspm;
 
 use crate::scenario::Arch;
@@ -189,7 +189,9 @@ impl VGuest {
                     ha: false,
                     hd: false,
                 };
-                driver.attach_pasid(vid, pasid, PasidAttach::Sva(ctx)).map_err(|e| e.to_string())?;
+                driver
+                    .attach_pasid(vid, pasid, PasidAttach::Sva(ctx))
+                    .map_err(|e| e.to_string())?;
                 Ok(None)
             }
         }

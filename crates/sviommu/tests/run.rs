@@ -265,10 +265,9 @@ fn text_shows_each_stream_where_it_was_sent_and_its_figures() {
 #[test]
 fn a_guest_on_each_viommu_binds_through_its_own_driver() {
     let r = example("guest-viommu.toml");
-    for (run, iotlb, model, denied) in [
-        (&r["runs"][0], "IOTLB", "VT-d", 0x85),
-        (&r["runs"][1], "TLB", "SMMUv3", 0x13),
-    ] {
+    for (run, iotlb, model, denied) in
+        [(&r["runs"][0], "IOTLB", "VT-d", 0x85), (&r["runs"][1], "TLB", "SMMUv3", 0x13)]
+    {
         let guest = &run["guests"][0];
         let v = &guest["viommu"];
         assert_eq!(v["model"], model, "{guest}");
