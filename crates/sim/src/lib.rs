@@ -24,6 +24,7 @@ pub mod scenario;
 pub mod stream;
 pub mod topology;
 pub mod trace;
+pub mod vguest;
 
 pub use run::{run, run_source, Report};
 pub use scenario::{Scenario, ScenarioError, Source};

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sviommu_core::arch::smmuv3::{HostSmmu, SmmuUnit};
 use sviommu_core::arch::vtd::{HostVtd, VtdUnit};
@@ -22,6 +23,8 @@ use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Build, MapError};
 use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
 use sviommu_smmuv3::hw::SmmuParams;
+use sviommu_uapi::{Iommufd, VmmRegion};
+use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_vtd::driver::DriverConfig as VtdConfig;
 use sviommu_vtd::hw::VtdParams;
 
@@ -147,6 +150,8 @@ const CPU_TABLES: Range<u64> = 0x400_0000..0x480_0000;
 const DATA: Range<u64> = 0x3000_0000..0x3400_0000;
 /// Guests' RAM.
 const GUESTS: Range<u64> = 0x4000_0000..0x5000_0000;
+/// Where the VMM sees guests' RAM (user VA of `GUESTS.start`).
+pub const VMM_VA: u64 = 0x7f00_0000_0000;
 /// The one unit every device is behind.
 pub const UNIT: UnitId = UnitId(0);
 const PAGE_LG2: u8 = 12;
@@ -218,8 +223,10 @@ pub struct Machine {
     pub arch: Arch,
     /// Host memory.
     pub mem: Arc<HostMemory>,
-    /// The IOMMU API, owning the unit's adapter.
-    pub iommu: Iommu,
+    /// The VMM's iommufd context, which owns the IOMMU API (and so the unit's adapter):
+    /// shared with the guests' vIOMMUs, which forward through it. The host kernel's own
+    /// calls go to the core underneath through [`Machine::iommu`].
+    pub fd: SharedFd,
     /// The unit's hardware model, where devices send DMA.
     pub hw: Hw,
     /// Device names to ids, in scenario order.
@@ -235,7 +242,7 @@ pub struct Machine {
 }
 
 /// A guest the scenario made.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct GuestRecord {
     /// Its scenario name.
     pub name: String,
@@ -247,11 +254,37 @@ pub struct GuestRecord {
     pub devices: Vec<String>,
     /// Its processes (stage-1 roots are guest-physical).
     pub processes: Vec<ProcessSpace>,
-    /// Its PASIDs: process, device, PASID, the nested domain.
-    pub binds: Vec<(String, String, Pasid, DomainId)>,
+    /// Its PASIDs: process, device, PASID, the host's nested domain (none on an SMMUv3
+    /// vIOMMU, where the host's nested STE takes the guest's whole CD table).
+    pub binds: Vec<(String, String, Pasid, Option<DomainId>)>,
+    /// Its vIOMMU, when the scenario gave it one.
+    pub viommu: Option<crate::vguest::VGuest>,
+}
+
+/// The IOMMU API of a [`Machine`], borrowed from its iommufd context for as long as this lives
+/// (a vIOMMU that forwards meanwhile waits).
+#[derive(Debug)]
+pub struct IommuGuard<'a>(MutexGuard<'a, Iommufd>);
+
+impl Deref for IommuGuard<'_> {
+    type Target = Iommu;
+    fn deref(&self) -> &Iommu {
+        self.0.iommu()
+    }
+}
+
+impl DerefMut for IommuGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Iommu {
+        self.0.iommu_mut()
+    }
 }
 
 impl Machine {
+    /// The IOMMU API, as the host kernel calls it.
+    pub fn iommu(&self) -> IommuGuard<'_> {
+        IommuGuard(self.fd.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The scenario name of `id`, or its address.
     pub fn name_of(&self, id: &DeviceId) -> String {
         self.devices
@@ -329,10 +362,14 @@ pub fn build_with(
             hw
         }
     };
+    // Guest RAM is the VMM's memory, at VMM_VA up.
+    let vmm =
+        vec![VmmRegion { user_va: VMM_VA, hpa: GUESTS.start, len: GUESTS.end - GUESTS.start }];
+    let fd = Arc::new(Mutex::new(Iommufd::new(iommu, Arc::clone(&mem), vmm)));
     let mut m = Machine {
         arch,
         mem,
-        iommu,
+        fd,
         hw,
         devices,
         processes: Vec::new(),
@@ -601,20 +638,20 @@ fn domains(
         let refused = |e: sviommu_core::CoreError| {
             source.error(d.name.span(), "domain", format!("the IOMMU API refused: {e}"))
         };
-        let id = m.iommu.alloc_domain(UNIT, paging).map_err(refused)?;
+        let id = m.iommu().alloc_domain(UNIT, paging).map_err(refused)?;
         for mp in &d.map {
             let g = mp.get_ref();
             check_page(source, mp.span(), "domain.map", g.iova, g.size)?;
             let hpa =
                 data.take(&m.mem, g.size).map_err(|e| source.error(mp.span(), "domain.map", e))?;
-            m.iommu.map(id, g.iova, hpa, g.size, g.perms.writable()).map_err(|e| {
+            m.iommu().map(id, g.iova, hpa, g.size, g.perms.writable()).map_err(|e| {
                 source.error(mp.span(), "domain.map", format!("the IOMMU API refused: {e}"))
             })?;
         }
         let mut named = Vec::new();
         for a in &d.attach {
             let dev = device_ref(m, source, a, "domain.attach")?.clone();
-            m.iommu.attach(id, &Target::Device(dev)).map_err(|e| {
+            m.iommu().attach(id, &Target::Device(dev)).map_err(|e| {
                 source.error(a.span(), "domain.attach", format!("the IOMMU API refused: {e}"))
             })?;
             named.push(a.get_ref().clone());
@@ -655,7 +692,7 @@ fn bind_parties(
 /// `sva_bind` of `b`, recorded in the machine.
 fn bind(m: &mut Machine, source: &Source, b: &Bind, field: &str) -> Result<Pasid, ScenarioError> {
     let (space, dev) = bind_parties(m, source, b, field)?;
-    let pasid = m.iommu.sva_bind(&Target::Device(dev), &space).map_err(|e| {
+    let pasid = m.iommu().sva_bind(&Target::Device(dev), &space).map_err(|e| {
         source.error(b.device.span(), field, format!("the IOMMU API refused sva_bind: {e}"))
     })?;
     m.binds.push(BindRecord {
@@ -709,32 +746,39 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             )
         })?;
         let ram = GuestRamRegion { gpa: Gpa(0), len_bytes: bytes, hpa };
-        // The host's side, as a VMM does it: a stage-2 domain mapping all of guest RAM, to
-        // which the assigned devices are attached and over which guest stage 1s nest.
         let refused = |span: Range<usize>, field: &str, e: sviommu_core::CoreError| {
             source.error(span, field, format!("the IOMMU API refused: {e}"))
         };
-        let parent = m
-            .iommu
-            .alloc_domain(
-                UNIT,
-                DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict },
-            )
-            .map_err(|e| refused(g.name.span(), "guest", e))?;
-        m.iommu
-            .map(parent, 0, hpa.0, bytes, true)
-            .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
         let mut devices = Vec::new();
         for d in &g.devices {
-            let dev = device_ref(m, source, d, "guest.devices")?.clone();
-            m.iommu
-                .attach(parent, &Target::Device(dev))
-                .map_err(|e| refused(d.span(), "guest.devices", e))?;
+            device_ref(m, source, d, "guest.devices")?;
             devices.push(d.get_ref().clone());
         }
+        // With a vIOMMU the guest's driver takes the upper half of its RAM for its structures.
+        let process_ram = if g.viommu { bytes / 2 } else { bytes };
+        let (parent, mut vguest) = if g.viommu {
+            let mut assigned = Vec::new();
+            for (i, d) in g.devices.iter().enumerate() {
+                let dev = device_ref(m, source, d, "guest.devices")?.clone();
+                assigned.push((dev, guest_id(source, d, i)?));
+            }
+            let vmm_va = VMM_VA + (hpa.0 - GUESTS.start);
+            let v = crate::vguest::bring_up(
+                &m.fd,
+                m.arch,
+                vmm_va,
+                ram,
+                &assigned,
+                (process_ram, bytes - process_ram),
+            )
+            .map_err(|e| source.error(g.name.span(), "guest.viommu", e))?;
+            (v.stage2, Some(v))
+        } else {
+            (host_stage2(m, source, g, hpa.0, bytes, &refused)?, None)
+        };
         // The guest's side: its page tables and pages in its own RAM.
         let gram = GuestRam::new(Arc::clone(&m.mem), vec![ram]);
-        let mut galloc = FrameAllocator::new(&[(Gpa(0), bytes)]);
+        let mut galloc = FrameAllocator::new(&[(Gpa(0), process_ram)]);
         let mut processes = Vec::new();
         let mut pseen = Vec::new();
         for p in &g.processes {
@@ -771,14 +815,23 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 ));
             }
             let dev = device_ref(m, source, &b.device, "guest.bind.device")?.clone();
-            let nested = m
-                .iommu
-                .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
-                .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
             let pasid = Pasid(*b.pasid.get_ref());
-            m.iommu
-                .attach_pasid(nested, &Target::Device(dev), pasid)
-                .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
+            let nested = if let Some(v) = vguest.as_mut() {
+                let index = devices.iter().position(|n| n == b.device.get_ref()).unwrap_or(0);
+                let vid = guest_id(source, &b.device, index)?;
+                v.bind(&m.fd, vid, pasid.0, &p.space.s1).map_err(|e| {
+                    source.error(b.pasid.span(), "guest.bind", format!("the guest's driver: {e}"))
+                })?
+            } else {
+                let nested = m
+                    .iommu()
+                    .alloc_domain(UNIT, DomainKind::Nested { parent, s1: p.space.s1 })
+                    .map_err(|e| refused(b.process.span(), "guest.bind", e))?;
+                m.iommu()
+                    .attach_pasid(nested, &Target::Device(dev), pasid)
+                    .map_err(|e| refused(b.pasid.span(), "guest.bind.pasid", e))?;
+                Some(nested)
+            };
             binds.push((p.name.clone(), b.device.get_ref().clone(), pasid, nested));
         }
         m.guests.push(GuestRecord {
@@ -788,9 +841,52 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             devices,
             processes,
             binds,
+            viommu: vguest,
         });
     }
     Ok(())
+}
+
+/// The host's side of a guest without a vIOMMU, as a VMM does it: a stage-2 domain mapping
+/// all of guest RAM, to which the assigned devices are attached and over which guest stage 1s
+/// nest.
+fn host_stage2(
+    m: &mut Machine,
+    source: &Source,
+    g: &crate::scenario::Guest,
+    hpa: u64,
+    bytes: u64,
+    refused: &dyn Fn(Range<usize>, &str, sviommu_core::CoreError) -> ScenarioError,
+) -> Result<DomainId, ScenarioError> {
+    let parent = m
+        .iommu()
+        .alloc_domain(UNIT, DomainKind::Paging { nesting_parent: true, flush: FlushPolicy::Strict })
+        .map_err(|e| refused(g.name.span(), "guest", e))?;
+    m.iommu()
+        .map(parent, 0, hpa, bytes, true)
+        .map_err(|e| refused(g.name.span(), "guest.ram_mib", e))?;
+    for d in &g.devices {
+        let dev = device_ref(m, source, d, "guest.devices")?.clone();
+        m.iommu()
+            .attach(parent, &Target::Device(dev))
+            .map_err(|e| refused(d.span(), "guest.devices", e))?;
+    }
+    Ok(parent)
+}
+
+/// The ID a guest knows its `index`th assigned device by, its requester ID on VT-d and its
+/// StreamID on SMMUv3: the VMM puts the devices on the guest's bus 0 from `00:03.0` up, so the
+/// IDs fit the vIOMMU's 8-bit StreamIDs.
+fn guest_id(
+    source: &Source,
+    name: &toml::Spanned<String>,
+    index: usize,
+) -> Result<u32, ScenarioError> {
+    u32::try_from(index)
+        .ok()
+        .filter(|&i| i < 29)
+        .map(|i| (3 + i) << 3)
+        .ok_or_else(|| source.error(name.span(), "guest.devices", "at most 29 devices per guest"))
 }
 
 /// A domain by scenario name.
@@ -829,7 +925,7 @@ pub fn act(
         let d = range(r, "step.map")?;
         let hpa =
             pool.0.take(&m.mem, r.size).map_err(|e| source.error(step.span(), "step.map", e))?;
-        m.iommu
+        m.iommu()
             .map(d, r.iova, hpa, r.size, r.perms.writable())
             .map_err(|e| refused("step.map", e))?;
         return Ok(Some(format!(
@@ -841,14 +937,14 @@ pub fn act(
     }
     if let Some(r) = &s.unmap {
         let d = range(r, "step.unmap")?;
-        let bytes = m.iommu.unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
-        let queued = m.iommu.domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
+        let bytes = m.iommu().unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
+        let queued = m.iommu().domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
         let note = if queued { ", invalidation queued (lazy)" } else { " (invalidated)" };
         return Ok(Some(format!("unmap {} {:#x}+{bytes:#x}{note}", r.domain.get_ref(), r.iova)));
     }
     if let Some(name) = &s.flush {
         let d = domain_ref(m, source, name, "step.flush")?;
-        m.iommu.flush(d).map_err(|e| refused("step.flush", e))?;
+        m.iommu().flush(d).map_err(|e| refused("step.flush", e))?;
         return Ok(Some(format!("flush {}", name.get_ref())));
     }
     if let Some(inv) = &s.invalidate {
@@ -869,7 +965,9 @@ pub fn act(
         };
         let info =
             InvalidateInfo { cache: CacheKind::Iotlb, granularity, pasid: None, arch_id: None };
-        m.iommu.invalidate(&Target::Domain(d), &info).map_err(|e| refused("step.invalidate", e))?;
+        m.iommu()
+            .invalidate(&Target::Domain(d), &info)
+            .map_err(|e| refused("step.invalidate", e))?;
         return Ok(Some(format!("invalidate {} {what}", inv.domain.get_ref())));
     }
     if let Some(b) = &s.bind {
@@ -883,7 +981,7 @@ pub fn act(
     }
     if let Some(b) = &s.unbind {
         let (space, dev) = bind_parties(m, source, b, "step.unbind")?;
-        m.iommu.sva_unbind(&dev, space.id).map_err(|e| refused("step.unbind", e))?;
+        m.iommu().sva_unbind(&dev, space.id).map_err(|e| refused("step.unbind", e))?;
         let (p, d) = (b.process.get_ref(), b.device.get_ref());
         m.binds.retain(|r| !(r.process == *p && r.device == *d));
         return Ok(Some(format!("sva_unbind({d}, {p})")));

@@ -187,7 +187,7 @@ fn replay_on(
     let mut rids = Vec::new();
     for (name, dev) in &m.devices {
         let ids = m
-            .iommu
+            .iommu()
             .request_ids(dev)
             .map_err(|e| source.error(0..0, "device", format!("{name}: {e}")))?;
         rids.push(ids.first().copied());
@@ -219,7 +219,7 @@ fn replay_on(
             for (k, r) in segment.iter().enumerate() {
                 if let Some((d, addr, result)) = one(&m.hw, &rids, r) {
                     if !matches!(result, DmaResult::Translated { .. }) {
-                        faults_recorded += m.iommu.process_faults().len() as u64;
+                        faults_recorded += m.iommu().process_faults().len() as u64;
                         m.hw.deliver();
                     }
                     if let Some(s) = states.get_mut(d) {
@@ -238,9 +238,9 @@ fn replay_on(
         at = end;
         progress(at as u64);
     }
-    faults_recorded += m.iommu.process_faults().len() as u64;
+    faults_recorded += m.iommu().process_faults().len() as u64;
     m.hw.deliver();
-    let counters = m.iommu.unit_counters().remove(&machine::UNIT).unwrap_or_default();
+    let counters = m.iommu().unit_counters().remove(&machine::UNIT).unwrap_or_default();
     let mut total = Tally::default();
     for s in &states {
         total.merge(&s.tally);
@@ -299,7 +299,7 @@ fn threaded(
 ) -> u64 {
     let done = AtomicU64::new(0);
     let start: Vec<u64> = states.iter().map(|s| s.digest).collect();
-    let (hw, iommu) = (&m.hw, &mut m.iommu);
+    let (hw, iommu) = (&m.hw, &mut m.iommu());
     let mut recorded = 0u64;
     let results: Vec<BTreeMap<usize, DeviceState>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..threads)

@@ -160,11 +160,33 @@ fn arch(s: &mut String, a: &ArchReport) {
             g.stage2_domain,
             g.devices.join(", ")
         );
+        if let Some(v) = &g.viommu {
+            let mut line = format!(
+                "  v{} forwarded: nesting parent HWPT {}, {} nested HWPT(s) now",
+                v.model, v.parent_hwpt, v.nested_hwpts
+            );
+            if let Some(n) = v.invalidations {
+                let _ = write!(
+                    line,
+                    ", {} attach(es), {} replaced, {} detached, {n} invalidation(s)",
+                    v.attached, v.replaced, v.detached
+                );
+            }
+            if let Some(n) = v.events_delivered {
+                let _ = write!(line, ", {n} event(s) delivered to the guest");
+            }
+            let _ = writeln!(s, "{line}, {} refused", v.refused);
+        }
         for p in &g.pasids {
+            let how = if g.viommu.is_some() { " (bound by the guest's driver)" } else { "" };
+            let nest = match p.domain {
+                Some(d) => format!("domain {d} nests"),
+                None => "the host's nested STE takes".to_owned(),
+            };
             let _ = writeln!(
                 s,
-                "  {} on {} at PASID {}: domain {} nests the guest's stage 1 (root at GPA {:#x}) over domain {}",
-                p.process, p.device, p.pasid, p.domain, p.stage1_root_gpa, g.stage2_domain
+                "  {} on {} at PASID {}{how}: {nest} the guest's stage 1 (root at GPA {:#x}) over domain {}",
+                p.process, p.device, p.pasid, p.stage1_root_gpa, g.stage2_domain
             );
         }
     }

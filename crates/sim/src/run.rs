@@ -124,6 +124,8 @@ pub struct GuestRow {
     pub devices: Vec<String>,
     /// Its processes' PASIDs, each a nested domain.
     pub pasids: Vec<GuestPasidRow>,
+    /// What its vIOMMU forwarded to the host, if it has one.
+    pub viommu: Option<crate::vguest::Forwarded>,
 }
 
 /// A guest process on an assigned device.
@@ -135,8 +137,9 @@ pub struct GuestPasidRow {
     pub device: String,
     /// The guest's PASID.
     pub pasid: u32,
-    /// The nested domain (guest stage 1 over the host's stage 2).
-    pub domain: u32,
+    /// The host's nested domain (guest stage 1 over the host's stage 2); none for a guest
+    /// on an SMMUv3 vIOMMU, whose nested STE takes its whole CD table.
+    pub domain: Option<u32>,
     /// The guest-physical address of the process's stage-1 root table.
     pub stage1_root_gpa: u64,
 }
@@ -512,7 +515,7 @@ fn run_on(
         };
         for (dev_name, dev) in &devices {
             let ids = m
-                .iommu
+                .iommu()
                 .request_ids(dev)
                 .map_err(|e| source.error(0..0, "dma.devices", e.to_string()))?;
             // A device sends with its own ID; aliases are what the IOMMU may also see.
@@ -534,7 +537,7 @@ fn run_on(
                     });
                     // The host kernel's side: its fault interrupt handler takes what the unit
                     // recorded into the IOMMU API.
-                    faults_recorded += m.iommu.process_faults().len() as u64;
+                    faults_recorded += m.iommu().process_faults().len() as u64;
                     // The platform delivers what the unit sent (interrupts, messages to
                     // devices), so its bounded outbox never holds a queue up.
                     m.hw.deliver();
@@ -543,7 +546,7 @@ fn run_on(
         }
     }
     // Counted before the audit's probes add their own.
-    let counters = m.iommu.unit_counters().remove(&machine::UNIT).unwrap_or_default();
+    let counters = m.iommu().unit_counters().remove(&machine::UNIT).unwrap_or_default();
     let mut tally = Tally::default();
     for r in &dma {
         tally.add(&r.result);
@@ -559,6 +562,7 @@ fn run_on(
     }
     for g in &m.guests {
         for (process, _, pasid, domain) in &g.binds {
+            let Some(domain) = domain else { continue };
             let page = g.processes.iter().find(|p| p.name == *process).and_then(|p| p.first_page);
             if let Some((va, hpa)) = page {
                 sentinels.insert(
@@ -569,7 +573,7 @@ fn run_on(
         }
     }
     let audit = m
-        .iommu
+        .iommu()
         .audit(&sentinels)
         .audits
         .into_iter()
@@ -577,7 +581,7 @@ fn run_on(
         .ok_or_else(|| source.error(0..0, "(machine)", "the IOMMU API audited no unit"))?;
 
     let groups = m
-        .iommu
+        .iommu()
         .topology()
         .groups()
         .iter()
@@ -597,6 +601,7 @@ fn run_on(
             ram_hpa: g.ram.hpa.0,
             stage2_domain: g.stage2.0,
             devices: g.devices.clone(),
+            viommu: g.viommu.as_ref().map(|v| v.forwarded(&m.fd)),
             pasids: g
                 .binds
                 .iter()
@@ -604,7 +609,7 @@ fn run_on(
                     process: process.clone(),
                     device: device.clone(),
                     pasid: pasid.0,
-                    domain: domain.0,
+                    domain: domain.map(|d| d.0),
                     stage1_root_gpa: g
                         .processes
                         .iter()
@@ -628,6 +633,7 @@ fn run_on(
             format!("{} stage 2 (domain {})", g.name, g.stage2.0),
         );
         for (process, _, _, d) in &g.binds {
+            let Some(d) = d else { continue };
             labels.insert(
                 format!("domain {}", d.0),
                 format!("{process} in {} (domain {})", g.name, d.0),
@@ -636,7 +642,7 @@ fn run_on(
     }
     let mut devices = Vec::new();
     for (n, d) in &m.devices {
-        let request_ids = m.iommu.request_ids(d).unwrap_or_default();
+        let request_ids = m.iommu().request_ids(d).unwrap_or_default();
         devices.push(DeviceRow { name: n.clone(), address: d.to_string(), request_ids });
     }
     let binds = m
@@ -856,7 +862,7 @@ fn stream(
     let shape = crate::stream::check(source, s)?;
     let dev = machine::device_ref(m, source, &s.device, "step.stream.device")?.clone();
     let ids = m
-        .iommu
+        .iommu()
         .request_ids(&dev)
         .map_err(|e| source.error(s.device.span(), "step.stream.device", e.to_string()))?;
     let rid = ids.first().copied().ok_or_else(|| {
@@ -884,7 +890,7 @@ fn stream(
         if !translated {
             // As for single DMA: the host takes what the unit recorded, the platform what it
             // sent. A translation records and sends nothing.
-            recorded += m.iommu.process_faults().len() as u64;
+            recorded += m.iommu().process_faults().len() as u64;
             m.hw.deliver();
         }
     }
@@ -928,11 +934,11 @@ pub fn domain_rows(m: &Machine) -> Vec<DomainRow> {
         .iter()
         .map(|d| {
             let attached = m
-                .iommu
+                .iommu()
                 .topology()
                 .groups()
                 .iter()
-                .filter(|g| m.iommu.group_domain(g.id) == Some(d.id))
+                .filter(|g| m.iommu().group_domain(g.id) == Some(d.id))
                 .flat_map(|g| g.members.iter().map(&name))
                 .collect();
             DomainRow { name: d.name.clone(), id: d.id.0, named: d.named.clone(), attached }

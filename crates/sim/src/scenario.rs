@@ -329,6 +329,11 @@ pub struct Guest {
     /// guest's vIOMMU.
     #[serde(default, rename = "bind")]
     pub binds: Vec<GuestBind>,
+    /// The guest has a vIOMMU of the host's architecture (`VVtd` or `VSmmu`): its own driver
+    /// binds its processes through it, and the vIOMMU forwards to the host through the
+    /// iommufd-shaped uapi. Without it the host nests each bind directly (`attach_pasid`).
+    #[serde(default)]
+    pub viommu: bool,
 }
 
 fn guest_ram_mib() -> Spanned<u32> {

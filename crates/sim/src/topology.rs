@@ -66,9 +66,10 @@ pub fn topology(source: &Source) -> Result<TopologyReport, ScenarioError> {
 
 fn describe(m: &Machine) -> UnitTopology {
     let names = machine::names(m);
-    let t = m.iommu.topology();
+    let iommu = m.iommu();
+    let t = iommu.topology();
     let domain_name = |g| {
-        let id = m.iommu.group_domain(g)?;
+        let id = iommu.group_domain(g)?;
         Some(m.domains.iter().find(|d| d.id == id).map_or_else(
             || {
                 m.guests
@@ -97,6 +98,7 @@ fn describe(m: &Machine) -> UnitTopology {
             reasons: g.reasons.iter().map(ToString::to_string).collect(),
         })
         .collect();
+    drop(iommu);
     let domains = crate::run::domain_rows(m);
     UnitTopology { arch: m.arch, groups, domains }
 }

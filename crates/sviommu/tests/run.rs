@@ -261,3 +261,32 @@ fn text_shows_each_stream_where_it_was_sent_and_its_figures() {
     // Each stream's distribution, and the run's.
     assert_eq!(text.matches("reads per translation: 0: ").count(), 2 * 3, "{text}");
 }
+
+#[test]
+fn a_guest_on_each_viommu_binds_through_its_own_driver() {
+    let r = example("guest-viommu.toml");
+    for (run, iotlb, model, denied) in
+        [(&r["runs"][0], "IOTLB", "VT-d", 0x85), (&r["runs"][1], "TLB", "SMMUv3", 0x13)]
+    {
+        let guest = &run["guests"][0];
+        let v = &guest["viommu"];
+        assert_eq!(v["model"], model, "{guest}");
+        // The host holds what the vIOMMU forwarded: the guest's nested HWPT over its stage 2.
+        assert!(v["nested_hwpts"].as_u64().unwrap() >= 1, "{v}");
+        assert_eq!(v["refused"], 0, "{v}");
+        // The worker's second page is the second page of guest RAM the guest handed out
+        // (its first, GPA 0x1000): guest RAM's host address plus that.
+        let ram = guest["ram_hpa"].as_u64().unwrap();
+        let out = &dma(run, "N", Some(7), 0x7f00_1000_1008)["result"];
+        assert_eq!(out["output"], ram + 0x1008, "{out}");
+        // A write to the read-only page: VT-d 85h (SM: write denied), SMMUv3 F_PERMISSION.
+        let ro = &dma(run, "N", Some(7), 0x7f00_1010_0000)["result"];
+        assert_eq!((&ro["kind"], &ro["code"]), (&"fault".into(), &denied.into()), "{ro}");
+        // The third write reuses the first one's page: the one IOTLB hit.
+        assert_eq!(cache(run, iotlb)["hits"], 1);
+    }
+    // The VT-d vIOMMU forwarded the guest's attach and its invalidations.
+    let v = &r["runs"][0]["guests"][0]["viommu"];
+    assert_eq!(v["attached"], 1, "{v}");
+    assert!(v["invalidations"].as_u64().unwrap() > 0, "{v}");
+}

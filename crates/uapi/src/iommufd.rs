@@ -137,6 +137,13 @@ impl Iommufd {
         &self.iommu
     }
 
+    /// The core underneath, for the host kernel's own use beside the VMM's (its own domains,
+    /// binds and fault handling, as a simulator builds them). Objects of this context must be
+    /// changed through its calls, not here.
+    pub fn iommu_mut(&mut self) -> &mut Iommu {
+        &mut self.iommu
+    }
+
     /// Host memory.
     pub fn memory(&self) -> &Arc<HostMemory> {
         &self.mem
