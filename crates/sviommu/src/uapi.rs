@@ -240,6 +240,12 @@ pub enum HostFault {
     Fault {
         /// The physical device.
         device: String,
+        /// Its physical request ID (SMMUv3 StreamID, VT-d source ID), from the unit's record.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<u32>,
+        /// Whether stage 2 faulted (SMMUv3 records with an S2 field, §7.3).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stage2: Option<bool>,
         /// Its PASID.
         #[serde(skip_serializing_if = "Option::is_none")]
         pasid: Option<u32>,
@@ -264,11 +270,18 @@ pub enum HostFault {
     },
 }
 
-impl From<FaultEvent> for HostFault {
-    fn from(e: FaultEvent) -> Self {
+impl HostFault {
+    /// The core's report; `model` says how to read the unit's raw record.
+    fn new(e: FaultEvent, model: Model) -> Self {
         match e {
-            FaultEvent::Unrecoverable { device, pasid, addr, reason, .. } => HostFault::Fault {
+            FaultEvent::Unrecoverable { device, pasid, addr, reason, raw } => HostFault::Fault {
                 device: device.to_string(),
+                rid: raw.filter(|_| model == Model::Smmuv3).map(|w| EventRecord(w).sid()),
+                stage2: raw.filter(|_| model == Model::Smmuv3).and_then(|w| {
+                    let rec = EventRecord(w);
+                    let has_s2 = rec.id().ok()?.layout().iter().any(|f| f.name == "S2");
+                    has_s2.then(|| rec.s2())
+                }),
                 pasid: pasid.map(|p| p.0),
                 addr,
                 code: reason.code,
@@ -562,11 +575,14 @@ impl Runner {
                 let got = match &outcome {
                     Outcome::Errno { errno, .. } => *errno,
                     Outcome::Fault { .. } => "fault",
-                    Outcome::Blocked { .. } => "blocked",
+                    Outcome::Blocked { .. } | Outcome::PageRequest { queued: false, .. } => {
+                        "blocked"
+                    }
                     _ => "ok",
                 };
-                if want != "ok" && want != "fault" && Errno::from_name(want).is_none() {
-                    return Err(line.bad(Some("expect"), "ok, fault or an errno name (EBUSY, ...)"));
+                if !["ok", "fault", "blocked"].contains(&want) && Errno::from_name(want).is_none() {
+                    let what = "ok, fault, blocked or an errno name (EBUSY, ...)";
+                    return Err(line.bad(Some("expect"), what));
                 }
                 (got != want).then(|| format!("expected {want}, got {got}"))
             }
@@ -774,7 +790,14 @@ impl Runner {
             "host_faults" => {
                 self.check_fields(line, &[])?;
                 self.m.fd.handle_host_events();
-                let faults = self.m.fd.take_host_faults().into_iter().map(Into::into).collect();
+                let model = self.m.model;
+                let faults = self
+                    .m
+                    .fd
+                    .take_host_faults()
+                    .into_iter()
+                    .map(|e| HostFault::new(e, model))
+                    .collect();
                 Outcome::HostFaults { faults }
             }
             "write" => {
@@ -902,9 +925,14 @@ impl Runner {
             return Err(line.bad(Some("dev"), "the device has no request ID"));
         };
         let drv = match iommu.driver(unit) {
-            Ok(d) => d.as_any(),
+            Ok(d) => d,
             Err(e) => return Ok(refusal(&e.into())),
         };
+        if !drv.caps().page_requests {
+            let outcome = "ignored: the unit takes no page requests".to_owned();
+            return Ok(Outcome::PageRequest { queued: false, outcome });
+        }
+        let drv = drv.as_any();
         let (queued, outcome) = if let Some(v) = drv.downcast_ref::<VtdUnit>() {
             let group = u16::try_from(group)
                 .ok()
@@ -921,8 +949,15 @@ impl Runner {
                 lpig: true,
                 ..PageRequestMsg::default()
             };
-            let out = v.hw().page_request(&msg);
-            (out == PageRequestOutcome::Queued, format!("{out:?}"))
+            let out = match v.hw().page_request(&msg) {
+                PageRequestOutcome::Queued => "Queued".to_owned(),
+                PageRequestOutcome::Overflow => "overflow (the unit answered Success)".to_owned(),
+                PageRequestOutcome::Blocked(f) => {
+                    format!("blocked by {:?} (the unit answered Invalid Request)", f.reason)
+                }
+                other => format!("{other:?}"),
+            };
+            (out == "Queued", out)
         } else if let Some(s) = drv.downcast_ref::<SmmuUnit>() {
             let group = u16::try_from(group)
                 .ok()
@@ -940,7 +975,8 @@ impl Runner {
             req.set_prgindex(group);
             req.set_page_address(addr & !0xfff);
             let queued = s.hw().page_request(&req);
-            let why = if queued { "Queued" } else { "not queued (no PRI, or the PRI queue is off or full)" };
+            // Taken: into the PRI queue, or answered by the SMMU itself (§8.1, counted there).
+            let why = if queued { "Queued" } else { "busy: the port has no room for an answer" };
             (queued, why.to_owned())
         } else {
             return Err(line.bad(Some("dev"), "its unit is neither VT-d nor SMMUv3"));
@@ -1220,9 +1256,15 @@ fn describe(o: &Outcome) -> String {
             let f: Vec<String> = faults
                 .iter()
                 .map(|f| match f {
-                    HostFault::Fault { device, pasid, addr, code, name } => {
+                    HostFault::Fault { device, rid, stage2, pasid, addr, code, name } => {
+                        let rid = rid.map(|r| format!(" (sid {r:#x})")).unwrap_or_default();
                         let pasid = pasid.map(|p| format!(" pasid {p}")).unwrap_or_default();
-                        format!("{device}{pasid} {addr:#x}: fault {code:#x} {name}")
+                        let stage = match stage2 {
+                            Some(true) => " stage 2",
+                            Some(false) => " stage 1",
+                            None => "",
+                        };
+                        format!("{device}{rid}{pasid} {addr:#x}: fault {code:#x} {name}{stage}")
                     }
                     HostFault::PageGroup { device, pasid, group, pages } => {
                         let pasid = pasid.map(|p| format!(" pasid {p}")).unwrap_or_default();
