@@ -13,23 +13,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult, HwInfo};
-use sviommu_core::topology::DeviceId;
 use sviommu_core::arch::smmuv3::SmmuUnit;
 use sviommu_core::arch::vtd::VtdUnit;
+use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult, HwInfo};
+use sviommu_core::topology::DeviceId;
 use sviommu_core::{FaultEvent, Model};
 use sviommu_smmuv3::hw::SmmuParams;
 use sviommu_smmuv3::spec::priq::PageRequest as PriRequest;
 use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
 use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
 use sviommu_smmuv3::spec::{Command, EventId, EventRecord, Granule, Opcode, Ste};
-use sviommu_uapi::object::{pgfault, PageFault, Vevent, VEVENTQ_FLAG_LOST_EVENTS};
-use sviommu_vtd::hw::{PageRequestMsg, PageRequestOutcome};
 use sviommu_uapi::data::{
     data_type, hwpt_flags, map_flags, vtd_s1_flags, TYPE_ARM_SMMUV3, VTD_INV_FLAGS_LEAF,
 };
 use sviommu_uapi::machine::{Machine, MachineError};
+use sviommu_uapi::object::{pgfault, PageFault, Vevent, VEVENTQ_FLAG_LOST_EVENTS};
 use sviommu_uapi::{Errno, HwptAlloc, HwptData, InvalidateArray, UapiError, VtdS1Invalidate};
+use sviommu_vtd::hw::{PageRequestMsg, PageRequestOutcome};
 
 /// A line the runner cannot use (the script's fault, not a call's refusal).
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ pub enum HostFault {
     Fault {
         /// The physical device.
         device: String,
-        /// Its physical request ID (SMMUv3 StreamID, VT-d source ID), from the unit's record.
+        /// Its physical request ID: the SMMUv3 record's StreamID, the VT-d device's source ID.
         #[serde(skip_serializing_if = "Option::is_none")]
         rid: Option<u32>,
         /// Whether stage 2 faulted (SMMUv3 records with an S2 field, §7.3).
@@ -271,12 +271,13 @@ pub enum HostFault {
 }
 
 impl HostFault {
-    /// The core's report; `model` says how to read the unit's raw record.
-    fn new(e: FaultEvent, model: Model) -> Self {
+    /// The core's report; `model` says how to read the unit's raw record, `rid` is the
+    /// device's own request ID (for records that do not name it in a form decoded here).
+    fn new(e: FaultEvent, model: Model, rid: Option<u32>) -> Self {
         match e {
             FaultEvent::Unrecoverable { device, pasid, addr, reason, raw } => HostFault::Fault {
                 device: device.to_string(),
-                rid: raw.filter(|_| model == Model::Smmuv3).map(|w| EventRecord(w).sid()),
+                rid: raw.filter(|_| model == Model::Smmuv3).map(|w| EventRecord(w).sid()).or(rid),
                 stage2: raw.filter(|_| model == Model::Smmuv3).and_then(|w| {
                     let rec = EventRecord(w);
                     let has_s2 = rec.id().ok()?.layout().iter().any(|f| f.name == "S2");
@@ -396,9 +397,8 @@ pub fn run(text: &str) -> Result<Run, ScriptError> {
                     ["smmuv3"] => Machine::new(Model::Smmuv3),
                     ["smmuv3", "pri"] => Machine::smmuv3_with(smmu_with_pri()),
                     _ => {
-                        return Err(
-                            line.bad(None, "`machine vtd`, `machine smmuv3` or `machine smmuv3 pri`")
-                        )
+                        return Err(line
+                            .bad(None, "`machine vtd`, `machine smmuv3` or `machine smmuv3 pri`"))
                     }
                 }
                 .map_err(|source| ScriptError::Machine { line: no, source })?;
@@ -481,10 +481,8 @@ const DATA_TYPES: Names = &[
     ("ARM_SMMUV3", data_type::ARM_SMMUV3 as u64),
 ];
 const TYPES: Names = &[("DEFAULT", 0), ("ARM_SMMUV3", TYPE_ARM_SMMUV3 as u64)];
-const RESPONSE_CODES: Names = &[
-    ("Success", pgfault::RESP_SUCCESS as u64),
-    ("Invalid", pgfault::RESP_INVALID as u64),
-];
+const RESPONSE_CODES: Names =
+    &[("Success", pgfault::RESP_SUCCESS as u64), ("Invalid", pgfault::RESP_INVALID as u64)];
 const LEAF: Names = &[("LEAF", VTD_INV_FLAGS_LEAF as u64)];
 
 impl Runner {
@@ -762,9 +760,9 @@ impl Runner {
             "read_veventq" => {
                 self.check_fields(line, &["veventq_id", "max"])?;
                 let q = self.need32(line, "veventq_id", &[])?;
-                let max = self.get(line, "max", &[])?.map_or(usize::MAX, |m| {
-                    usize::try_from(m).unwrap_or(usize::MAX)
-                });
+                let max = self
+                    .get(line, "max", &[])?
+                    .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
                 self.m.fd.handle_host_events();
                 match self.m.fd.veventq_read(q, max) {
                     Ok(v) => Outcome::Vevents { events: v.into_iter().map(Into::into).collect() },
@@ -776,7 +774,9 @@ impl Runner {
                 let q = self.need32(line, "fault_id", &[])?;
                 self.m.fd.handle_host_events();
                 match self.m.fd.fault_read(q) {
-                    Ok(v) => Outcome::PageFaults { faults: v.into_iter().map(Into::into).collect() },
+                    Ok(v) => {
+                        Outcome::PageFaults { faults: v.into_iter().map(Into::into).collect() }
+                    }
                     Err(e) => refusal(&e),
                 }
             }
@@ -796,7 +796,14 @@ impl Runner {
                     .fd
                     .take_host_faults()
                     .into_iter()
-                    .map(|e| HostFault::new(e, model))
+                    .map(|e| {
+                        let dev = match &e {
+                            FaultEvent::Unrecoverable { device, .. }
+                            | FaultEvent::PageRequestGroup { device, .. } => device,
+                        };
+                        let rid = self.m.fd.iommu().request_ids(dev).ok();
+                        HostFault::new(e, model, rid.and_then(|r| r.first().copied()))
+                    })
                     .collect();
                 Outcome::HostFaults { faults }
             }
