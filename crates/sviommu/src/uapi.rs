@@ -421,8 +421,9 @@ fn smmu_with_pri() -> SmmuParams {
     let i0 = [idr0::ATS, idr0::PRI].iter().fold(u64::from(d.idr0), |v, f| f.with(v, true));
     let i1 = idr1::PRIQS.set(u64::from(d.idr1), 3);
     let i3 = idr3::PPS.with(u64::from(d.idr3), true);
-    // The fields sit in the low 32 bits of each register.
-    SmmuParams { idr0: i0 as u32, idr1: i1 as u32, idr3: i3 as u32, ..d }
+    // Each started as a 32-bit register and gained a field inside it, so nothing is cut.
+    let low = |v: u64, was: u32| u32::try_from(v).unwrap_or(was);
+    SmmuParams { idr0: low(i0, d.idr0), idr1: low(i1, d.idr1), idr3: low(i3, d.idr3), ..d }
 }
 
 fn parse_line(no: usize, content: &str) -> Result<Line<'_>, ScriptError> {
