@@ -13,16 +13,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use sviommu_core::arch::smmuv3::SmmuUnit;
+use sviommu_core::arch::vtd::VtdUnit;
 use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult, HwInfo};
 use sviommu_core::topology::DeviceId;
-use sviommu_core::Model;
+use sviommu_core::{FaultEvent, Model};
+use sviommu_smmuv3::hw::SmmuParams;
+use sviommu_smmuv3::spec::priq::PageRequest as PriRequest;
+use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
 use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
-use sviommu_smmuv3::spec::{Command, Granule, Opcode, Ste};
+use sviommu_smmuv3::spec::{Command, EventId, EventRecord, Granule, Opcode, Ste};
 use sviommu_uapi::data::{
     data_type, hwpt_flags, map_flags, vtd_s1_flags, TYPE_ARM_SMMUV3, VTD_INV_FLAGS_LEAF,
 };
 use sviommu_uapi::machine::{Machine, MachineError};
+use sviommu_uapi::object::{pgfault, PageFault, Vevent, VEVENTQ_FLAG_LOST_EVENTS};
 use sviommu_uapi::{Errno, HwptAlloc, HwptData, InvalidateArray, UapiError, VtdS1Invalidate};
+use sviommu_vtd::hw::{PageRequestMsg, PageRequestOutcome};
 
 /// A line the runner cannot use (the script's fault, not a call's refusal).
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +115,28 @@ pub enum Outcome {
         /// What blocked it.
         why: &'static str,
     },
+    /// `read_veventq`: the vEVENTs `read()` returned, oldest first.
+    Vevents {
+        /// The records.
+        events: Vec<VeventRecord>,
+    },
+    /// `read_fault`: the page requests `read()` returned, each with its group's cookie.
+    PageFaults {
+        /// The pages.
+        faults: Vec<PageFaultRecord>,
+    },
+    /// `host_faults`: what stayed with the host, with physical IDs.
+    HostFaults {
+        /// The faults, oldest first.
+        faults: Vec<HostFault>,
+    },
+    /// `pri`: where the unit put the page request.
+    PageRequest {
+        /// Queued for the host (`true`), or what the unit did instead.
+        queued: bool,
+        /// What the unit did.
+        outcome: String,
+    },
     /// Done.
     Ok,
     /// Refused.
@@ -122,6 +151,151 @@ pub enum Outcome {
         /// The refusal.
         error: String,
     },
+}
+
+/// One vEVENT as `read()` on a vEVENTQ gives it (`struct iommufd_vevent_header` and the
+/// SMMUv3 event record, decoded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VeventRecord {
+    /// `sequence`.
+    pub sequence: u32,
+    /// `IOMMU_VEVENTQ_FLAG_LOST_EVENTS`: events were lost here; no record follows.
+    pub lost_events: bool,
+    /// The event's StreamID: the virtual one the vDEVICE gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsid: Option<u32>,
+    /// The event number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<u8>,
+    /// Its name (§7.3), or `None` for a Reserved number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'static str>,
+    /// The SubstreamID, when SSV.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssid: Option<u32>,
+    /// InputAddr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addr: Option<u64>,
+    /// The raw record (`evt[4]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<[u64; 4]>,
+}
+
+impl From<Vevent> for VeventRecord {
+    fn from(v: Vevent) -> Self {
+        let rec = v.data.map(EventRecord);
+        VeventRecord {
+            sequence: v.sequence,
+            lost_events: v.flags & VEVENTQ_FLAG_LOST_EVENTS != 0,
+            vsid: rec.map(|r| r.sid()),
+            event: rec.map(|r| r.id_raw()),
+            name: rec.and_then(|r| r.id().ok()).map(EventId::name),
+            ssid: rec.filter(|r| r.ssv()).map(|r| r.ssid()),
+            addr: rec.map(|r| r.input_addr()),
+            words: v.data,
+        }
+    }
+}
+
+/// One page of a page request group as `read()` on a fault queue gives it
+/// (`struct iommu_hwpt_pgfault`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PageFaultRecord {
+    /// `cookie`: what `write_page_response` names the group by.
+    pub cookie: u32,
+    /// `dev_id`.
+    pub dev_id: u32,
+    /// `pasid`, when PASID_VALID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pasid: Option<u32>,
+    /// `grpid`.
+    pub grpid: u32,
+    /// `addr`.
+    pub addr: u64,
+    /// `perm` has WRITE.
+    pub write: bool,
+    /// LAST_PAGE: the group's last page.
+    pub last: bool,
+}
+
+impl From<PageFault> for PageFaultRecord {
+    fn from(f: PageFault) -> Self {
+        PageFaultRecord {
+            cookie: f.cookie,
+            dev_id: f.dev_id,
+            pasid: (f.flags & pgfault::PASID_VALID != 0).then_some(f.pasid),
+            grpid: f.grpid,
+            addr: f.addr,
+            write: f.perm & pgfault::PERM_WRITE != 0,
+            last: f.flags & pgfault::LAST_PAGE != 0,
+        }
+    }
+}
+
+/// A fault that stayed with the host (the core's report, physical IDs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HostFault {
+    /// An unrecoverable fault.
+    Fault {
+        /// The physical device.
+        device: String,
+        /// Its physical request ID: the SMMUv3 record's StreamID, the VT-d device's source ID.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<u32>,
+        /// Whether stage 2 faulted (SMMUv3 records with an S2 field, §7.3).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stage2: Option<bool>,
+        /// Its PASID.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pasid: Option<u32>,
+        /// The address.
+        addr: u64,
+        /// The architected code.
+        code: u16,
+        /// Its name.
+        name: &'static str,
+    },
+    /// A page request group no fault queue took.
+    PageGroup {
+        /// The physical device.
+        device: String,
+        /// Its PASID.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pasid: Option<u32>,
+        /// The group index.
+        group: u16,
+        /// The pages' addresses.
+        pages: Vec<u64>,
+    },
+}
+
+impl HostFault {
+    /// The core's report; `model` says how to read the unit's raw record, `rid` is the
+    /// device's own request ID (for records that do not name it in a form decoded here).
+    fn new(e: FaultEvent, model: Model, rid: Option<u32>) -> Self {
+        match e {
+            FaultEvent::Unrecoverable { device, pasid, addr, reason, raw } => HostFault::Fault {
+                device: device.to_string(),
+                rid: raw.filter(|_| model == Model::Smmuv3).map(|w| EventRecord(w).sid()).or(rid),
+                stage2: raw.filter(|_| model == Model::Smmuv3).and_then(|w| {
+                    let rec = EventRecord(w);
+                    let has_s2 = rec.id().ok()?.layout().iter().any(|f| f.name == "S2");
+                    has_s2.then(|| rec.s2())
+                }),
+                pasid: pasid.map(|p| p.0),
+                addr,
+                code: reason.code,
+                name: reason.name,
+            },
+            FaultEvent::PageRequestGroup { device, pasid, group, pages } => HostFault::PageGroup {
+                device: device.to_string(),
+                pasid: pasid.map(|p| p.0),
+                group,
+                pages: pages.iter().map(|p| p.addr).collect(),
+            },
+        }
+    }
 }
 
 /// One line's record, as the text table or one JSON object prints it.
@@ -218,13 +392,16 @@ pub fn run(text: &str) -> Result<Run, ScriptError> {
                         line.bad(None, "the first line must be `machine vtd` or `machine smmuv3`")
                     );
                 }
-                let model = match line.positional.first().copied() {
-                    Some("vtd") => Model::Vtd,
-                    Some("smmuv3") => Model::Smmuv3,
-                    _ => return Err(line.bad(None, "`machine vtd` or `machine smmuv3`")),
-                };
-                let m = Machine::new(model)
-                    .map_err(|source| ScriptError::Machine { line: no, source })?;
+                let m = match line.positional.as_slice() {
+                    ["vtd"] => Machine::new(Model::Vtd),
+                    ["smmuv3"] => Machine::new(Model::Smmuv3),
+                    ["smmuv3", "pri"] => Machine::smmuv3_with(smmu_with_pri()),
+                    _ => {
+                        return Err(line
+                            .bad(None, "`machine vtd`, `machine smmuv3` or `machine smmuv3 pri`"))
+                    }
+                }
+                .map_err(|source| ScriptError::Machine { line: no, source })?;
                 runner = Some(Runner { m, vars: BTreeMap::new(), calls: Vec::new() });
             }
             Some(r) => r.line(&line)?,
@@ -236,6 +413,17 @@ pub fn run(text: &str) -> Result<Run, ScriptError> {
         message: "the script is empty".into(),
     })?;
     Ok(Run { machine: r.m.model, calls: r.calls })
+}
+
+/// The SMMUv3 unit with ATS, PRI (an 8-entry PRI queue) and PPS, for page requests.
+fn smmu_with_pri() -> SmmuParams {
+    let d = SmmuParams::default();
+    let i0 = [idr0::ATS, idr0::PRI].iter().fold(u64::from(d.idr0), |v, f| f.with(v, true));
+    let i1 = idr1::PRIQS.set(u64::from(d.idr1), 3);
+    let i3 = idr3::PPS.with(u64::from(d.idr3), true);
+    // Each started as a 32-bit register and gained a field inside it, so nothing is cut.
+    let low = |v: u64, was: u32| u32::try_from(v).unwrap_or(was);
+    SmmuParams { idr0: low(i0, d.idr0), idr1: low(i1, d.idr1), idr3: low(i3, d.idr3), ..d }
 }
 
 fn parse_line(no: usize, content: &str) -> Result<Line<'_>, ScriptError> {
@@ -294,6 +482,8 @@ const DATA_TYPES: Names = &[
     ("ARM_SMMUV3", data_type::ARM_SMMUV3 as u64),
 ];
 const TYPES: Names = &[("DEFAULT", 0), ("ARM_SMMUV3", TYPE_ARM_SMMUV3 as u64)];
+const RESPONSE_CODES: Names =
+    &[("Success", pgfault::RESP_SUCCESS as u64), ("Invalid", pgfault::RESP_INVALID as u64)];
 const LEAF: Names = &[("LEAF", VTD_INV_FLAGS_LEAF as u64)];
 
 impl Runner {
@@ -384,11 +574,14 @@ impl Runner {
                 let got = match &outcome {
                     Outcome::Errno { errno, .. } => *errno,
                     Outcome::Fault { .. } => "fault",
-                    Outcome::Blocked { .. } => "blocked",
+                    Outcome::Blocked { .. } | Outcome::PageRequest { queued: false, .. } => {
+                        "blocked"
+                    }
                     _ => "ok",
                 };
-                if want != "ok" && want != "fault" && Errno::from_name(want).is_none() {
-                    return Err(line.bad(Some("expect"), "ok, fault or an errno name (EBUSY, ...)"));
+                if !["ok", "fault", "blocked"].contains(&want) && Errno::from_name(want).is_none() {
+                    let what = "ok, fault, blocked or an errno name (EBUSY, ...)";
+                    return Err(line.bad(Some("expect"), what));
                 }
                 (got != want).then(|| format!("expected {want}, got {got}"))
             }
@@ -564,6 +757,57 @@ impl Runner {
                 done(self.m.fd.destroy(obj))
             }
             "dma" => self.dma(line)?,
+            "pri" => self.pri(line)?,
+            "read_veventq" => {
+                self.check_fields(line, &["veventq_id", "max"])?;
+                let q = self.need32(line, "veventq_id", &[])?;
+                let max = self
+                    .get(line, "max", &[])?
+                    .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+                self.m.fd.handle_host_events();
+                match self.m.fd.veventq_read(q, max) {
+                    Ok(v) => Outcome::Vevents { events: v.into_iter().map(Into::into).collect() },
+                    Err(e) => refusal(&e),
+                }
+            }
+            "read_fault" => {
+                self.check_fields(line, &["fault_id"])?;
+                let q = self.need32(line, "fault_id", &[])?;
+                self.m.fd.handle_host_events();
+                match self.m.fd.fault_read(q) {
+                    Ok(v) => {
+                        Outcome::PageFaults { faults: v.into_iter().map(Into::into).collect() }
+                    }
+                    Err(e) => refusal(&e),
+                }
+            }
+            "write_page_response" => {
+                self.check_fields(line, &["fault_id", "cookie", "code"])?;
+                let q = self.need32(line, "fault_id", &[])?;
+                let cookie = self.need32(line, "cookie", &[])?;
+                let code = self.need32(line, "code", RESPONSE_CODES)?;
+                done(self.m.fd.fault_respond(q, cookie, code))
+            }
+            "host_faults" => {
+                self.check_fields(line, &[])?;
+                self.m.fd.handle_host_events();
+                let model = self.m.model;
+                let faults = self
+                    .m
+                    .fd
+                    .take_host_faults()
+                    .into_iter()
+                    .map(|e| {
+                        let dev = match &e {
+                            FaultEvent::Unrecoverable { device, .. }
+                            | FaultEvent::PageRequestGroup { device, .. } => device,
+                        };
+                        let rid = self.m.fd.iommu().request_ids(dev).ok();
+                        HostFault::new(e, model, rid.and_then(|r| r.first().copied()))
+                    })
+                    .collect();
+                Outcome::HostFaults { faults }
+            }
             "write" => {
                 self.check_fields(line, &[])?;
                 let [gpa, value] = line.positional.as_slice() else {
@@ -660,6 +904,92 @@ impl Runner {
             Ok(r) => dma_outcome(r),
             Err(e) => refusal(&e),
         })
+    }
+
+    /// `pri DEV [pasid=N] ADDR read|write [group=N]`: the device sends a page request (the
+    /// last of its group) to its unit, as a PCIe PRI message; the unit queues it for the host
+    /// (SMMUv3 PRI queue, VT-d page request queue).
+    fn pri(&mut self, line: &Line<'_>) -> Result<Outcome, ScriptError> {
+        self.check_fields(line, &["pasid", "group"])?;
+        let [dev, addr, access] = line.positional.as_slice() else {
+            return Err(line.bad(None, "`pri DEV [pasid=N] ADDR read|write [group=N]`"));
+        };
+        let dev = self.device(line, dev)?;
+        let addr = self.value(line, "ADDR", addr, &[])?;
+        let write = match *access {
+            "read" => false,
+            "write" => true,
+            _ => return Err(line.bad(Some("access"), "read or write")),
+        };
+        let pasid = self.opt32(line, "pasid", &[])?;
+        let group = self.opt32(line, "group", &[])?.unwrap_or(0);
+        let iommu = self.m.fd.iommu();
+        let rid = match iommu.request_ids(&dev) {
+            Ok(ids) => ids.first().copied(),
+            Err(e) => return Ok(refusal(&e.into())),
+        };
+        let unit = iommu.topology().device(&dev).map(|d| d.unit);
+        let (Some(rid), Some(unit)) = (rid, unit) else {
+            return Err(line.bad(Some("dev"), "the device has no request ID"));
+        };
+        let drv = match iommu.driver(unit) {
+            Ok(d) => d,
+            Err(e) => return Ok(refusal(&e.into())),
+        };
+        if !drv.caps().page_requests {
+            let outcome = "ignored: the unit takes no page requests".to_owned();
+            return Ok(Outcome::PageRequest { queued: false, outcome });
+        }
+        let drv = drv.as_any();
+        let (queued, outcome) = if let Some(v) = drv.downcast_ref::<VtdUnit>() {
+            let group = u16::try_from(group)
+                .ok()
+                .filter(|g| *g < 512)
+                .ok_or_else(|| line.bad(Some("group"), "a PRG index is 9 bits"))?;
+            let rid = u16::try_from(rid).map_err(|_| line.bad(Some("dev"), "not a PCI RID"))?;
+            let msg = PageRequestMsg {
+                rid,
+                pasid,
+                addr: addr & !0xfff,
+                read: true,
+                write,
+                prgi: group,
+                lpig: true,
+                ..PageRequestMsg::default()
+            };
+            let out = match v.hw().page_request(&msg) {
+                PageRequestOutcome::Queued => "Queued".to_owned(),
+                PageRequestOutcome::Overflow => "overflow (the unit answered Success)".to_owned(),
+                PageRequestOutcome::Blocked(f) => {
+                    format!("blocked by {:?} (the unit answered Invalid Request)", f.reason)
+                }
+                other => format!("{other:?}"),
+            };
+            (out == "Queued", out)
+        } else if let Some(s) = drv.downcast_ref::<SmmuUnit>() {
+            let group = u16::try_from(group)
+                .ok()
+                .filter(|g| *g < 512)
+                .ok_or_else(|| line.bad(Some("group"), "a PRG index is 9 bits"))?;
+            let mut req = PriRequest::default();
+            req.set_sid(rid);
+            if let Some(p) = pasid {
+                req.set_ssv(true);
+                req.set_ssid(p);
+            }
+            req.set_r(true);
+            req.set_w(write);
+            req.set_last(true);
+            req.set_prgindex(group);
+            req.set_page_address(addr & !0xfff);
+            let queued = s.hw().page_request(&req);
+            // Taken: into the PRI queue, or answered by the SMMU itself (§8.1, counted there).
+            let why = if queued { "Queued" } else { "busy: the port has no room for an answer" };
+            (queued, why.to_owned())
+        } else {
+            return Err(line.bad(Some("dev"), "its unit is neither VT-d nor SMMUv3"));
+        };
+        Ok(Outcome::PageRequest { queued, outcome })
     }
 
     /// `key=A:B` pairs.
@@ -905,12 +1235,75 @@ fn describe(o: &Outcome) -> String {
         Outcome::Translated { output } => format!("-> {output:#x}"),
         Outcome::Fault { code, name } => format!("fault {code:#x} {name}"),
         Outcome::Blocked { why } => format!("blocked: {why}"),
+        Outcome::Vevents { events } if events.is_empty() => "no vEVENTs".to_owned(),
+        Outcome::Vevents { events } => {
+            let e: Vec<String> = events.iter().map(describe_vevent).collect();
+            e.join("; ")
+        }
+        Outcome::PageFaults { faults } if faults.is_empty() => "no page requests".to_owned(),
+        Outcome::PageFaults { faults } => {
+            let f: Vec<String> = faults
+                .iter()
+                .map(|f| {
+                    let pasid = f.pasid.map(|p| format!(" pasid {p}")).unwrap_or_default();
+                    format!(
+                        "cookie {} dev_id {}{pasid} grpid {} {:#x} {}{}",
+                        f.cookie,
+                        f.dev_id,
+                        f.grpid,
+                        f.addr,
+                        if f.write { "write" } else { "read" },
+                        if f.last { " last" } else { "" }
+                    )
+                })
+                .collect();
+            f.join("; ")
+        }
+        Outcome::HostFaults { faults } if faults.is_empty() => "no host faults".to_owned(),
+        Outcome::HostFaults { faults } => {
+            let f: Vec<String> = faults
+                .iter()
+                .map(|f| match f {
+                    HostFault::Fault { device, rid, stage2, pasid, addr, code, name } => {
+                        let rid = rid.map(|r| format!(" (sid {r:#x})")).unwrap_or_default();
+                        let pasid = pasid.map(|p| format!(" pasid {p}")).unwrap_or_default();
+                        let stage = match stage2 {
+                            Some(true) => " stage 2",
+                            Some(false) => " stage 1",
+                            None => "",
+                        };
+                        format!("{device}{rid}{pasid} {addr:#x}: fault {code:#x} {name}{stage}")
+                    }
+                    HostFault::PageGroup { device, pasid, group, pages } => {
+                        let pasid = pasid.map(|p| format!(" pasid {p}")).unwrap_or_default();
+                        format!("{device}{pasid}: page group {group}, {} pages", pages.len())
+                    }
+                })
+                .collect();
+            f.join("; ")
+        }
+        Outcome::PageRequest { outcome, .. } => format!("page request: {outcome}"),
         Outcome::Ok => "ok".to_owned(),
         Outcome::Errno { errno, number, handled, error } => match handled {
             Some(h) => format!("{errno} ({number}) after {h} handled: {error}"),
             None => format!("{errno} ({number}): {error}"),
         },
     }
+}
+
+fn describe_vevent(e: &VeventRecord) -> String {
+    if e.lost_events {
+        return format!("#{} LOST_EVENTS", e.sequence);
+    }
+    let name = e.name.unwrap_or("(reserved)");
+    let ssid = e.ssid.map(|s| format!(" ssid {s}")).unwrap_or_default();
+    format!(
+        "#{} vsid {:#x}{ssid} event {:#x} {name} addr {:#x}",
+        e.sequence,
+        e.vsid.unwrap_or(0),
+        e.event.unwrap_or(0),
+        e.addr.unwrap_or(0)
+    )
 }
 
 /// The run as JSON lines: one object per call.
