@@ -13,6 +13,7 @@
 //! | [`topology`] | groups and domains as a tree, with their reasons and PASID eligibility |
 //! | [`trace`] | traces of what a scenario issued: binary and CSV forms |
 //! | [`replay`] | a trace through the models, with a chosen configuration, on threads |
+//! | [`vguest`] | a guest that runs its own driver against a vIOMMU (VT-d or SMMUv3) over its RAM |
 
 #![forbid(unsafe_code)]
 

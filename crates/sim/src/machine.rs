@@ -938,6 +938,20 @@ pub fn act(
     if let Some(r) = &s.unmap {
         let d = range(r, "step.unmap")?;
         let bytes = m.iommu().unmap(d, r.iova, r.size).map_err(|e| refused("step.unmap", e))?;
+        // The IOMMU API removes whole mappings only, as Linux's iommu_unmap does: a range that
+        // covers none, or part of one, removes less than asked, and the run must not go on as
+        // if the pages were gone.
+        if bytes != r.size {
+            return Err(source.error(
+                step.span(),
+                "step.unmap",
+                format!(
+                    "unmapped {bytes:#x} of the {:#x} bytes asked: the range must cover whole \
+                     mappings made by `map` steps",
+                    r.size
+                ),
+            ));
+        }
         let queued = m.iommu().domain(d).map(|x| !x.pending_flush().is_empty()).unwrap_or(false);
         let note = if queued { ", invalidation queued (lazy)" } else { " (invalidated)" };
         return Ok(Some(format!("unmap {} {:#x}+{bytes:#x}{note}", r.domain.get_ref(), r.iova)));

@@ -933,12 +933,13 @@ pub fn domain_rows(m: &Machine) -> Vec<DomainRow> {
     m.domains
         .iter()
         .map(|d| {
-            let attached = m
-                .iommu()
+            // One guard: the host's lock is not reentrant.
+            let iommu = m.iommu();
+            let attached = iommu
                 .topology()
                 .groups()
                 .iter()
-                .filter(|g| m.iommu().group_domain(g.id) == Some(d.id))
+                .filter(|g| iommu.group_domain(g.id) == Some(d.id))
                 .flat_map(|g| g.members.iter().map(&name))
                 .collect();
             DomainRow { name: d.name.clone(), id: d.id.0, named: d.named.clone(), attached }

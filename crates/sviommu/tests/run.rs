@@ -91,6 +91,30 @@ fn a_bad_scenario_names_file_line_and_field_and_runs_nothing() {
     assert!(err.contains("pasid_bits"), "says what was expected: {err}");
 }
 
+/// An unmap that covers no mapping (or part of one) removes less than it names: the run stops
+/// at that step instead of going on as if the page were gone.
+#[test]
+fn an_unmap_of_part_of_a_mapping_stops_the_run_at_its_step() {
+    let dir = std::env::temp_dir().join(format!("sviommu-unmap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("partial.toml");
+    let seed = include_str!("../../../examples/lazy-unmap.toml");
+    // Nothing is mapped at 0x200000: the unmap removes nothing.
+    let bad = seed.replacen(
+        "unmap = { domain = \"dma\", iova = 0x10_0000, size = 0x1000 }",
+        "unmap = { domain = \"dma\", iova = 0x20_0000, size = 0x1000 }",
+        1,
+    );
+    assert_ne!(bad, seed);
+    std::fs::write(&path, bad).unwrap();
+    let out = sviommu(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("step.unmap: unmapped 0x0 of the 0x1000 bytes asked"), "{err}");
+    assert!(err.contains("partial.toml:"), "names the file and line: {err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The README's excerpt is what the command prints.
 #[test]
 fn the_readme_shows_the_real_output() {
