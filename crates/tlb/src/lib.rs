@@ -36,35 +36,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::RwLock;
 
-/// How strictly a hardware model holds its driver to the spec's invalidation rules. Both models
-/// take it in their parameters (`VtdParams::profile`, `SmmuParams::profile`), so a scenario, a
-/// test or an embedder chooses once for either architecture.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Profile {
-    /// What silicon commonly does, and what drivers are usually tested against: an
-    /// invalidation takes effect as soon as the unit reads it, and removes at least what it
-    /// selects.
-    #[default]
-    Forgiving,
-    /// The least the spec guarantees: a cached entry may live until the synchronisation that
-    /// follows its invalidation (CMD_SYNC, an invalidation wait descriptor) completes, an
-    /// invalidation removes only what its fields select, and caches keep everything the spec
-    /// lets them keep. A driver that relies on more is caught here.
-    Strict(Apply),
-}
-
-/// When, under [`Profile::Strict`], an invalidation takes effect: at the latest when the next
-/// synchronisation completes, and never after.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Apply {
-    /// Exactly when the synchronisation completes (the latest moment the spec allows).
-    #[default]
-    AtSync,
-    /// At a point between the command and its synchronisation, drawn from a generator seeded
-    /// with this value, so a failing run can be repeated.
-    Seeded(u64),
-}
-
 /// One way of a set.
 #[derive(Debug)]
 struct Way<K, V> {
