@@ -62,3 +62,9 @@ pub enum ViommuError {
     #[error(transparent)]
     Uapi(#[from] UapiError),
 }
+
+/// The VMM's context and a vIOMMU's own state are plain data: a thread that panicked while
+/// holding one left nothing half-written that a later call could trip on, so keep serving.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

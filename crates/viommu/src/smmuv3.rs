@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use sviommu_core::driver::HwInfo;
 use sviommu_core::Model;
@@ -47,17 +47,13 @@ use sviommu_uapi::data::{hwpt_flags, TYPE_ARM_SMMUV3};
 use sviommu_uapi::object::pgfault;
 use sviommu_uapi::{HwptAlloc, HwptData, InvalidateArray, Iommufd, ObjectId, UapiError};
 
-use crate::ViommuError;
+use crate::{lock, ViommuError};
 
 /// The guest's RAM as the vSMMU's physical memory.
 pub type GuestMemory = GuestPhys<Arc<HostMemory>>;
 
 /// The VMM's iommufd context, shared by the VMM and its vIOMMUs.
 pub type SharedFd = Arc<Mutex<Iommufd>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// StreamID bits of the vSMMU (IMPDEF: a linear Stream table of 256 STEs fits any guest).
 pub const GUEST_SIDSIZE: u8 = 8;

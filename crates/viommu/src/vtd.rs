@@ -58,7 +58,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use sviommu_core::driver::HwInfo;
 use sviommu_core::Model;
@@ -83,11 +83,7 @@ use sviommu_vtd::spec::root::ScalableContextEntry;
 use sviommu_vtd::spec::Fspm;
 
 use crate::smmuv3::{GuestMemory, SharedFd};
-use crate::ViommuError;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::{lock, ViommuError};
 
 /// PASID bits of the vIOMMU (ECAP.PSS + 1). IMPDEF: 256 PASIDs per device, so reading every
 /// PASID-table entry of a device stays cheap.
