@@ -1,0 +1,52 @@
+//! IOTLB hits through each model's public `translate`, beside a std `HashMap<u64, u64>` lookup
+//! of the same page numbers in the same run (issue 15's target: at most 1.5x the lookup).
+//!
+//! `cargo bench -p sviommu-bench --bench hit`: each bench times one warm batch of
+//! [`PAGES`](sviommu_bench::PAGES) translations; the figure to report is
+//! `configuration / hashmap_baseline`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sviommu_bench::{baseline, baseline_batch, Config, Rig};
+
+fn bench_hits(c: &mut Criterion) {
+    let mut g = c.benchmark_group("iotlb_hit");
+    let table = baseline();
+    g.bench_function("hashmap_baseline", |b| {
+        b.iter(|| black_box(baseline_batch(black_box(&table))))
+    });
+    for config in Config::ALL {
+        let rig = Rig::new(config);
+        let warm = rig.batch();
+        assert_eq!((warm.faults, rig.batch().reads), (0, 0), "{config:?}: a warm batch must hit");
+        g.bench_function(config.name(), |b| b.iter(|| black_box(rig.batch())));
+    }
+    g.finish();
+}
+
+/// One page-selective invalidation (descriptor or command plus its wait, through the driver)
+/// with the TLB holding 256 and 4096 entries of the domain: the ratio of the two is what a
+/// scan of every set costs.
+fn bench_invalidation(c: &mut Criterion) {
+    use sviommu_smmuv3::hw::CacheSizes;
+    use sviommu_vtd::hw::{CacheGeometry, CacheParams};
+    let mut g = c.benchmark_group("page_invalidation");
+    for entries in [256u64, 4096] {
+        let ways = 8;
+        let sets = usize::try_from(entries).unwrap_or(usize::MAX) / ways;
+        let vtd = CacheParams { iotlb: CacheGeometry::new(sets, ways), ..CacheParams::default() };
+        let smmu = CacheSizes { tlb: sets * ways, ..CacheSizes::default() };
+        for config in [Config::VtdLegacySecondStage, Config::SmmuStage2] {
+            let mut rig = Rig::with_caches(config, Some(vtd), Some(smmu));
+            rig.fill(entries);
+            g.bench_function(format!("{}/{entries}", config.name()), |b| {
+                b.iter(|| rig.invalidate_one_page());
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_hits, bench_invalidation);
+criterion_main!(benches);
