@@ -123,6 +123,11 @@ pub struct VSmmuStats {
     pub responses: u64,
     /// PRG responses of the guest for no group the host asked about: dropped.
     pub stray_responses: u64,
+    /// Guest TLBI_NH_* / TLBI_NSNH_ALL / CFGI_CD(_ALL) / ATC_INV sent to the vIOMMU's
+    /// invalidate (as `VVtdStats::invalidations`, refused ones included).
+    pub invalidations: u64,
+    /// Of those, the ones the host refused (CERROR_ILL at the command in the guest).
+    pub invalidations_refused: u64,
 }
 
 /// What one [`VSmmu::service`] pass did.
@@ -575,11 +580,17 @@ impl Host {
 
     /// A guest invalidation iommufd passes: the vIOMMU invalidate with the raw command.
     fn invalidate(&self, cmd: &Command) -> Result<(), CError> {
-        let mut fd = lock(&self.fd);
-        // IMPDEF: whatever the host refuses is CERROR_ILL at the command in the guest.
-        fd.invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd]))
-            .map(|_| ())
-            .map_err(|_| CError::Ill)
+        let done = lock(&self.fd).invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd]));
+        let mut st = lock(&self.stats);
+        st.invalidations += 1;
+        match done {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                // IMPDEF: whatever the host refuses is CERROR_ILL at the command in the guest.
+                st.invalidations_refused += 1;
+                Err(CError::Ill)
+            }
+        }
     }
 
     /// How many events the host lost before the vEVENT with `sequence`: the gap in sequence

@@ -252,7 +252,11 @@ fn guest_unmap_and_tlbi_make_the_next_dma_fault() {
         granule: Granule::Size4K,
         leaf: true,
     };
+    let sent = g.vsmmu.stats().invalidations;
     g.driver.invalidate(&[inv]).unwrap();
+    // One TLBI_NH_VA for the one page, forwarded and completed.
+    assert_eq!(g.vsmmu.stats().invalidations, sent + 1);
+    assert_eq!(g.vsmmu.stats().invalidations_refused, 0);
     match g.dma(Some(PASID_N), GVA) {
         Err(DmaFault::Fault(r)) => assert_eq!(r.code, EventId::FTranslation as u16),
         other => panic!("expected F_TRANSLATION, got {other:?}"),
@@ -836,4 +840,51 @@ proptest! {
         // The same DMAs, the same results, and the same events in B's queue: none of A's.
         prop_assert_eq!(b_probe(&mut b), b_before);
     }
+}
+
+/// The host's nested HWPTs of a vSMMU: one abort vSTE per assigned device (made once, kept)
+/// plus one per device whose guest STE is stage 1. A guest that re-issues CFGI_STE, or moves
+/// its STE to bypass and back, leaves exactly that many (each replaced HWPT is destroyed).
+#[test]
+fn host_nested_hwpts_are_what_the_guest_configuration_implies() {
+    let mut g = boot();
+    let nested = |g: &Guest| {
+        let fd = g.fd.lock().unwrap();
+        let ids = fd.object_ids();
+        ids.into_iter().filter(|&i| matches!(fd.object(i), Some(Object::HwptNested(_)))).count()
+    };
+    assert_eq!(nested(&g), 1, "the abort vSTE only");
+    g.bind_process();
+    assert_eq!(nested(&g), 2, "abort vSTE + the guest's stage-1 STE");
+    let mut cfgi = Command::new(Opcode::CfgiSte);
+    cfgi.set_sid(VSID);
+    let mut all = Command::new(Opcode::CfgiSteRange);
+    all.set_range(31);
+    for _ in 0..3 {
+        g.raw_commands(&[cfgi, all, sync()]);
+        assert_eq!(nested(&g), 2, "a re-issued CFGI_STE replaces, never adds");
+    }
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    let at = g.ste_gpa();
+    let ram = g.ram();
+    let stage1: Vec<u64> = (0..8).map(|i| ram.read_u64(Gpa(at + 8 * i)).unwrap()).collect();
+    let mut bypass = Ste::default();
+    bypass.set_v(true);
+    bypass.set_config(StreamConfig::Bypass);
+    let write = |words: &[u64]| {
+        for (i, w) in (0u64..).zip(words) {
+            ram.write_u64(Gpa(at + 8 * i), *w).unwrap();
+        }
+    };
+    write(&bypass.0);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(nested(&g), 1, "bypass runs on the parent");
+    write(&Ste::default().0);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(nested(&g), 1, "abort runs on the kept abort vSTE");
+    write(&stage1);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(nested(&g), 2);
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    assert_eq!(g.cmdq_error(), None);
 }
