@@ -1054,6 +1054,10 @@ impl Iommufd {
         if !users.is_empty() {
             return Err(UapiError::InUse { id, users });
         }
+        if matches!(obj, Object::Fault(_)) {
+            // `iommufd_fault_destroy()`: nothing the queue holds may wait forever.
+            self.abandon_groups(id, |_, _| true);
+        }
         match obj {
             Object::HwptPaging(h) => self.core("free_domain", |i| i.free_domain(h.domain))?,
             Object::HwptNested(HwptNested { domain: Some(d), .. }) => {
@@ -1233,7 +1237,19 @@ impl Iommufd {
         for peer in along {
             self.attached.insert((peer, pasid), hwpt_id);
         }
+        if let Some(o) = old {
+            self.abandon_handle(&dev.id, pasid, o);
+        }
         Ok(())
+    }
+
+    /// `dev` (at `pasid`) left `old`: the page request groups `old`'s fault queue holds for it
+    /// are answered Invalid (on SMMUv3 a nested RID HWPT takes every PASID's groups).
+    fn abandon_handle(&mut self, dev: &DeviceId, pasid: Option<u32>, old: ObjectId) {
+        let Some(fq) = self.fault_of(old) else { return };
+        let whole = pasid.is_none()
+            && matches!(self.objects.get(&old), Some(Object::HwptNested(n)) if n.viommu.is_some());
+        self.abandon_groups(fq, |d, p| d == dev && (whole || p == pasid));
     }
 
     /// Undoes a failed [`enter`](Self::enter) (or what a `leave` before it did): `dev` (at
@@ -1369,6 +1385,7 @@ impl Iommufd {
             }
         }
         self.attached.remove(&(dev_id, pasid));
+        self.abandon_handle(&dev.id, pasid, old);
         Ok(())
     }
 

@@ -410,14 +410,33 @@ fn build(
     };
     let mut streams = BTreeMap::new();
     for &(vsid, dev) in devices {
-        made.push(f.vdevice_alloc(viommu, dev, u64::from(vsid))?);
+        let vdevice = f.vdevice_alloc(viommu, dev, u64::from(vsid))?;
+        made.push(vdevice);
         let abort = f.hwpt_alloc(&nested(dev, viommu, [0, 0], None))?;
         made.push(abort);
         f.attach(dev, None, abort)?;
         attached.push(dev);
-        streams.insert(vsid, Stream { dev, abort, current: Current::Abort });
+        streams.insert(vsid, Stream { dev, vdevice, abort, current: Current::Abort });
     }
     Ok(Built { parent, viommu, veventq, fault, streams })
+}
+
+impl VSmmu {
+    /// Takes the vSMMU's host objects down in dependency order (each device detached, its
+    /// nested HWPTs, vDEVICEs, the vEVENTQ, the fault queue, the vIOMMU, the parent), so the
+    /// host's objects are as before [`VSmmu::new`]; page request groups still waiting are
+    /// answered Invalid by the host as their devices leave. Called by `Drop`; a second call
+    /// does nothing. Returns the host objects it could not destroy (none unless the VMM
+    /// attached something else to them).
+    pub fn destroy(&self) -> Vec<ObjectId> {
+        self.host.destroy()
+    }
+}
+
+impl Drop for VSmmu {
+    fn drop(&mut self) {
+        self.host.destroy();
+    }
 }
 
 impl Mmio for VSmmu {
@@ -459,6 +478,8 @@ enum Current {
 #[derive(Debug)]
 struct Stream {
     dev: ObjectId,
+    /// Its vDEVICE.
+    vdevice: ObjectId,
     /// Its abort vSTE HWPT (made once, kept).
     abort: ObjectId,
     current: Current,
@@ -620,6 +641,28 @@ impl Host {
         } else {
             st.stray_responses += 1;
         }
+    }
+
+    /// See [`VSmmu::destroy`].
+    fn destroy(&self) -> Vec<ObjectId> {
+        let streams = std::mem::take(&mut *lock(&self.streams));
+        if streams.is_empty() && lock(&self.fd).object(self.viommu).is_none() {
+            return Vec::new();
+        }
+        let mut fd = lock(&self.fd);
+        let mut order = Vec::new();
+        for s in streams.values() {
+            let _ = fd.detach(s.dev, None);
+            if let Current::Nested(h) = s.current {
+                order.push(h);
+            }
+            order.push(s.abort);
+        }
+        order.extend(streams.values().map(|s| s.vdevice));
+        order.push(self.veventq);
+        order.extend(self.fault);
+        order.extend([self.viommu, self.parent]);
+        order.into_iter().filter(|&id| fd.object(id).is_some() && fd.destroy(id).is_err()).collect()
     }
 
     /// Whether `vsid` is an assigned device's.

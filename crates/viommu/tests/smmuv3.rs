@@ -963,3 +963,64 @@ fn every_injected_failure_in_vsmmu_new_leaves_the_host_as_it_was() {
     // Parent, vIOMMU, vEVENTQ, fault queue; per device a vDEVICE, an abort vSTE, its attach.
     assert!(failures >= 10, "{failures}");
 }
+
+/// Dropping the vSMMU takes its host objects down in dependency order: after a guest bind,
+/// the host holds what the VMM had made before the vSMMU (the device and the IOAS) and
+/// nothing else, and the device's DMA is blocked.
+#[test]
+fn dropping_the_vsmmu_leaves_the_host_objects_as_before() {
+    let mut g = boot_with(pri_host(), VSmmuConfig::default());
+    g.bind_process();
+    let (fd, dev, ioas) = (Arc::clone(&g.fd), g.dev.clone(), g.ioas);
+    let dev_id = fd.lock().unwrap().device_object(&dev).unwrap();
+    assert!(fd.lock().unwrap().object_ids().len() > 2);
+    assert_eq!(g.vsmmu.destroy(), Vec::<ObjectId>::new());
+    assert_eq!(fd.lock().unwrap().object_ids(), [dev_id, ioas]);
+    drop(g);
+    let f = fd.lock().unwrap();
+    assert_eq!(f.object_ids(), [dev_id, ioas], "a second destroy (Drop) does nothing");
+    assert!(f.dma(&dev, Some(PASID_N), GVA, DmaAccess::Write).unwrap().is_err());
+}
+
+/// A page request group the VMM has not answered when its device leaves the nested HWPT (the
+/// guest aborts its STE) is answered Invalid by the host, as iommufd does, and counted.
+#[test]
+fn an_unanswered_page_request_is_answered_invalid_when_its_device_leaves() {
+    let mut g = boot_with(pri_host(), VSmmuConfig::default());
+    let fq = g.vsmmu.fault_queue_id().unwrap();
+    g.bind_process();
+    let hw = host_hw(&g.fd);
+    let mut req = PageRequest::default();
+    req.set_sid(HOST_SID_A);
+    req.set_ssv(true);
+    req.set_ssid(PASID_N);
+    req.set_r(true);
+    req.set_last(true);
+    req.set_prgindex(4);
+    req.set_page_address(GVA + 0x7000);
+    assert!(hw.page_request(&req));
+    g.fd.lock().unwrap().handle_host_events();
+    hw.drain_outputs();
+    let abandoned = |g: &Guest| match g.fd.lock().unwrap().object(fq) {
+        Some(Object::Fault(q)) => (q.groups, q.abandoned, q.response.len(), q.deliver.len()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(abandoned(&g), (1, 0, 1, 1), "queued, not read");
+    // The guest aborts X's STE: the host replaces the nested HWPT with the abort vSTE.
+    let ram = g.ram();
+    for i in 0..8 {
+        ram.write_u64(Gpa(g.ste_gpa() + 8 * i), 0).unwrap();
+    }
+    let mut cfgi = Command::new(Opcode::CfgiSte);
+    cfgi.set_sid(VSID);
+    g.raw_commands(&[cfgi, sync()]);
+    assert_eq!(abandoned(&g), (1, 1, 0, 0));
+    let invalid = Output::PriResponse {
+        sid: HOST_SID_A,
+        ssid: Some(PASID_N),
+        prg_index: 4,
+        response_code: 1,
+    };
+    let out = hw.drain_outputs();
+    assert!(out.contains(&invalid), "{out:?}");
+}

@@ -629,3 +629,25 @@ fn every_injected_failure_in_vvtd_new_leaves_the_host_as_it_was() {
     // The parent's ID, domain and map, and the fault queue's ID.
     assert_eq!(failures, 4);
 }
+
+/// Dropping the vIOMMU takes its host objects down: after a bound PASID, the host holds what
+/// the VMM had made before the VVtd (the device and the IOAS) and nothing else, and the device's
+/// PASID no longer reaches guest memory.
+#[test]
+fn dropping_the_vvtd_leaves_the_host_objects_as_before() {
+    let mut g = boot();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    let (fd, dev) = (Arc::clone(&g.fd), g.dev.clone());
+    let before_vvtd: Vec<ObjectId> = {
+        let f = fd.lock().unwrap();
+        let kept = |k: Option<&Object>| matches!(k, Some(Object::Device(_) | Object::Ioas(_)));
+        f.object_ids().into_iter().filter(|&i| kept(f.object(i))).collect()
+    };
+    assert!(fd.lock().unwrap().object_ids().len() > before_vvtd.len());
+    drop(g);
+    let f = fd.lock().unwrap();
+    assert_eq!(f.object_ids(), before_vvtd);
+    assert!(f.dma(&dev, Some(PASID_N), GVA, DmaAccess::Write).unwrap().is_err());
+}
