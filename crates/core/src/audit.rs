@@ -172,15 +172,20 @@ impl Iommu {
             });
         }
         for (g, t) in &self.pasid_tables {
-            let Ok(group) = self.group(*g) else { continue };
             let set = out.entry(SpaceKey::PasidTable(*g)).or_default();
-            for m in &group.members {
-                let reason = if t.named.contains(m) {
-                    ReachReason::Explicit
-                } else {
-                    ReachReason::SameGroup
-                };
-                set.insert(ReachEntry { device: m.clone(), pasid: None, reason });
+            // One guest table over one stage 2 is one address space, whichever groups it is
+            // bound to (a bind to a domain binds each of the domain's groups to it).
+            let same = self.pasid_tables.iter().filter(|(_, o)| o.parent == t.parent);
+            for (sg, st) in same.filter(|(_, o)| o.config == t.config) {
+                let Ok(group) = self.group(*sg) else { continue };
+                for m in &group.members {
+                    let reason = if st.named.contains(m) {
+                        ReachReason::Explicit
+                    } else {
+                        ReachReason::SameGroup
+                    };
+                    set.insert(ReachEntry { device: m.clone(), pasid: None, reason });
+                }
             }
         }
         out

@@ -103,7 +103,7 @@ pub fn bring_up(
         for (dev, vid) in devices {
             bound.push((*vid, f.device_bind(dev).map_err(|e| e.to_string())?));
         }
-        let ioas = f.ioas_alloc();
+        let ioas = f.ioas_alloc().map_err(|e| e.to_string())?;
         let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
         f.ioas_map(ioas, rw, vmm_va, ram.len_bytes, 0).map_err(|e| e.to_string())?;
         (mem, bound, ioas)

@@ -615,7 +615,7 @@ impl Runner {
             }
             "IOAS_ALLOC" => {
                 self.check_fields(line, &[])?;
-                Outcome::Id { name: None, id: u64::from(self.m.fd.ioas_alloc()) }
+                id(self.m.fd.ioas_alloc())
             }
             "IOAS_MAP" => {
                 self.check_fields(line, &["ioas_id", "flags", "user_va", "length", "iova"])?;

@@ -94,6 +94,13 @@ impl std::fmt::Display for Errno {
 /// A refused call.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UapiError {
+    /// A failure injected at an internal step ([`Iommufd::fail_nth`](crate::Iommufd::fail_nth),
+    /// as iommufd's `fail_nth` injects an allocation failure).
+    #[error("injected failure at {step}")]
+    Injected {
+        /// The step that failed.
+        step: &'static str,
+    },
     /// No object with that ID, or not of the kind the field takes.
     #[error("no {needs} with ID {id}")]
     NoSuchObject {
@@ -360,6 +367,7 @@ impl UapiError {
             Self::Overflow { .. } => EOVERFLOW,
             Self::AlreadyMapped(_) | Self::VdeviceExists(_) | Self::VeventqExists(_) => EEXIST,
             Self::NoIovaSpace(_) => ENOSPC,
+            Self::Injected { .. } => ENOMEM,
             Self::ReservedInUse { .. } => EADDRINUSE,
             Self::Entry { source, .. } => source.errno(),
             Self::Core(e) => core_errno(e),

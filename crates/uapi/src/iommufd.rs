@@ -106,6 +106,19 @@ pub struct Iommufd {
     host_faults: Vec<sviommu_core::FaultEvent>,
     /// What `handle_host_events` routed so far.
     host_events: HostEvents,
+    /// Fault injection (`fail_nth`).
+    inject: Inject,
+}
+
+/// The `fail_nth` state: the injection point that fails next, counted from when it was armed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Inject {
+    /// Points left before the one that fails (`None`: disarmed).
+    left: Option<u32>,
+    /// Points passed since it was armed.
+    seen: u32,
+    /// Undoing a failed call: no point fails (an undo path cannot fail, as iommufd's cannot).
+    undoing: bool,
 }
 
 impl std::fmt::Debug for Iommufd {
@@ -129,7 +142,61 @@ impl Iommufd {
             attached: BTreeMap::new(),
             host_faults: Vec::new(),
             host_events: HostEvents::default(),
+            inject: Inject::default(),
         }
+    }
+
+    /// Fault injection in the shape of iommufd's `fail_nth`: from now on the `n`th internal
+    /// step (1: the first) of the context's calls fails with [`UapiError::Injected`]; `None`
+    /// disarms. The steps are every object ID allocation and every core call a call makes
+    /// (each of which writes the units' tables and queues); the undo path of a failed call
+    /// is never injected. A failed call must leave the hardware-visible state and the ID
+    /// space as they were.
+    pub fn fail_nth(&mut self, n: Option<u32>) {
+        self.inject = Inject { left: n, ..Inject::default() };
+    }
+
+    /// The injection points passed since [`fail_nth`](Self::fail_nth) armed it.
+    pub fn fail_nth_seen(&self) -> u32 {
+        self.inject.seen
+    }
+
+    /// The ID the next object will get (iommufd's IDs are never reused here).
+    pub fn next_object_id(&self) -> ObjectId {
+        self.next_id
+    }
+
+    /// An injection point.
+    fn step(&mut self, step: &'static str) -> Result<(), UapiError> {
+        if self.inject.undoing {
+            return Ok(());
+        }
+        let Some(left) = self.inject.left else { return Ok(()) };
+        self.inject.seen += 1;
+        if left <= 1 {
+            self.inject.left = None;
+            return Err(UapiError::Injected { step });
+        }
+        self.inject.left = Some(left - 1);
+        Ok(())
+    }
+
+    /// A core call that is an injection point.
+    fn core<T>(
+        &mut self,
+        step: &'static str,
+        call: impl FnOnce(&mut Iommu) -> Result<T, CoreError>,
+    ) -> Result<T, UapiError> {
+        self.step(step)?;
+        Ok(call(&mut self.iommu)?)
+    }
+
+    /// Undoes part of a failed call: nothing in it is injected.
+    fn undo<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let was = std::mem::replace(&mut self.inject.undoing, true);
+        let out = f(self);
+        self.inject.undoing = was;
+        out
     }
 
     /// The core underneath.
@@ -169,11 +236,44 @@ impl Iommufd {
         self.attached.get(&(dev_id, pasid)).copied()
     }
 
-    fn insert(&mut self, obj: Object) -> ObjectId {
+    /// Allocates the object's ID (an injection point, as iommufd's `xa_alloc` can fail).
+    fn insert(&mut self, obj: Object) -> Result<ObjectId, UapiError> {
+        let id = self.reserve()?;
+        self.objects.insert(id, obj);
+        Ok(id)
+    }
+
+    /// Takes the next ID for an object made after it (iommufd allocates the object, and its
+    /// ID, before the domain behind it); [`abort`](Self::abort) gives it back.
+    fn reserve(&mut self) -> Result<ObjectId, UapiError> {
+        self.step("object ID")?;
         let id = self.next_id;
         self.next_id += 1;
-        self.objects.insert(id, obj);
-        id
+        Ok(id)
+    }
+
+    /// A reserved ID and the core domain its HWPT will be.
+    fn reserve_domain(
+        &mut self,
+        unit: UnitId,
+        kind: DomainKind,
+    ) -> Result<(ObjectId, DomainId), UapiError> {
+        let id = self.reserve()?;
+        match self.core("alloc_domain", |i| i.alloc_domain(unit, kind)) {
+            Ok(d) => Ok((id, d)),
+            Err(e) => {
+                self.abort(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back a reserved ID whose object was never made (`iommufd_object_abort()`), so the
+    /// next allocation gets it.
+    fn abort(&mut self, id: ObjectId) {
+        if id.checked_add(1) == Some(self.next_id) {
+            self.next_id = id;
+        }
     }
 
     fn get(&self, id: ObjectId, needs: &'static str) -> Result<&Object, UapiError> {
@@ -222,7 +322,7 @@ impl Iommufd {
         if let Some(id) = self.device_object(dev) {
             return Err(UapiError::AlreadyBound { device: dev.clone(), id });
         }
-        Ok(self.insert(Object::Device(Device { id: dev.clone(), unit })))
+        self.insert(Object::Device(Device { id: dev.clone(), unit }))
     }
 
     /// The device object binding `dev`.
@@ -256,7 +356,7 @@ impl Iommufd {
     // --- IOAS -------------------------------------------------------------------------------
 
     /// `IOMMU_IOAS_ALLOC`.
-    pub fn ioas_alloc(&mut self) -> ObjectId {
+    pub fn ioas_alloc(&mut self) -> Result<ObjectId, UapiError> {
         self.insert(Object::Ioas(Ioas::default()))
     }
 
@@ -446,11 +546,11 @@ impl Iommufd {
     fn map_area(&mut self, domain: DomainId, area: &Area) -> Result<(), UapiError> {
         let mut done = 0;
         for p in &area.pieces {
-            if let Err(e) = self.iommu.map(domain, p.iova, p.hpa, p.len, area.write) {
+            if let Err(e) = self.core("map", |i| i.map(domain, p.iova, p.hpa, p.len, area.write)) {
                 if done > 0 {
                     let _ = self.iommu.unmap(domain, area.iova, done);
                 }
-                return Err(e.into());
+                return Err(e);
             }
             done += p.len;
         }
@@ -570,20 +670,34 @@ impl Iommufd {
             if a.iova < iova || a_last > last {
                 return Err(UapiError::NotMapped { iova, length });
             }
-            victims.push((a.iova, a.length));
+            victims.push(a.clone());
         }
         if victims.is_empty() {
             return Err(UapiError::NotMapped { iova, length });
         }
+        let hwpts = self.hwpts_of(ioas);
+        let mut done: Vec<(DomainId, &Area)> = Vec::new();
+        for a in &victims {
+            for (_, domain) in &hwpts {
+                if let Err(e) = self.core("unmap", |i| i.unmap(*domain, a.iova, a.length)) {
+                    // Map back what this call took: the IOAS keeps every area (unmap leaves
+                    // the emptied tables in place, so the same entries are written again).
+                    self.undo(|s| {
+                        for (d, a) in &done {
+                            let _ = s.map_area(*d, a);
+                        }
+                    });
+                    return Err(e);
+                }
+                done.push((*domain, a));
+            }
+        }
         let mut bytes = 0;
-        for (at, len) in victims {
-            for (_, domain) in self.hwpts_of(ioas) {
-                self.iommu.unmap(domain, at, len)?;
-            }
+        for a in &victims {
             if let Some(Object::Ioas(i)) = self.objects.get_mut(&ioas) {
-                i.areas.remove(&at);
+                i.areas.remove(&a.iova);
             }
-            bytes += len;
+            bytes += a.length;
         }
         Ok(bytes)
     }
@@ -672,24 +786,33 @@ impl Iommufd {
             return Err(UapiError::Aperture(area.iova));
         }
         let kind = DomainKind::Paging { nesting_parent: nest_parent, flush: FlushPolicy::Strict };
-        let domain = self.iommu.alloc_domain(dev.unit, kind)?;
-        for area in ioas.areas.values() {
-            if let Err(e) = self.map_area(domain, area) {
-                for ar in ioas.areas.values() {
-                    let _ = self.iommu.unmap(domain, ar.iova, ar.length);
-                }
-                let _ = self.iommu.free_domain(domain);
-                return Err(e);
-            }
-        }
-        Ok(self.insert(Object::HwptPaging(HwptPaging {
+        let (id, domain) = self.reserve_domain(dev.unit, kind)?;
+        let hwpt = HwptPaging {
             ioas: a.pt_id,
             domain,
             unit: dev.unit,
             nest_parent,
             pasid: a.flags & hwpt_flags::PASID != 0,
             fault,
-        })))
+        };
+        let mut mapped = Vec::new();
+        for area in ioas.areas.values() {
+            if let Err(e) = self.map_area(domain, area) {
+                // The areas mapped so far, then the domain (map_area undid its own part).
+                // DEVIATION: the freed domain's tables keep what the areas wrote (unmap
+                // leaves emptied tables linked, and a freed page is not scrubbed); no register
+                // reaches them.
+                for (iova, length) in mapped {
+                    let _ = self.iommu.unmap(domain, iova, length);
+                }
+                let _ = self.iommu.free_domain(domain);
+                self.abort(id);
+                return Err(e);
+            }
+            mapped.push((area.iova, area.length));
+        }
+        self.objects.insert(id, Object::HwptPaging(hwpt));
+        Ok(id)
     }
 
     fn alloc_vtd_nested(
@@ -739,17 +862,21 @@ impl Iommufd {
             return Err(UapiError::Unsupported("walk a first stage that wide"));
         }
         let s1 = Stage1Config { format, root: pgtbl_addr, asid: 0 };
-        let domain =
-            self.iommu.alloc_domain(dev.unit, DomainKind::Nested { parent: parent.domain, s1 })?;
-        Ok(self.insert(Object::HwptNested(HwptNested {
-            parent: a.pt_id,
-            viommu: None,
-            unit: dev.unit,
-            pasid: a.flags & hwpt_flags::PASID != 0,
-            data,
-            domain: Some(domain),
-            fault,
-        })))
+        let kind = DomainKind::Nested { parent: parent.domain, s1 };
+        let (id, domain) = self.reserve_domain(dev.unit, kind)?;
+        self.objects.insert(
+            id,
+            Object::HwptNested(HwptNested {
+                parent: a.pt_id,
+                viommu: None,
+                unit: dev.unit,
+                pasid: a.flags & hwpt_flags::PASID != 0,
+                data,
+                domain: Some(domain),
+                fault,
+            }),
+        );
+        Ok(id)
     }
 
     fn alloc_smmu_nested(
@@ -774,7 +901,7 @@ impl Iommufd {
             return Err(UapiError::Type { what: "vIOMMU HWPT data", value: a.data.data_type });
         }
         let data = data::decode_smmuv3(&a.data)?;
-        Ok(self.insert(Object::HwptNested(HwptNested {
+        self.insert(Object::HwptNested(HwptNested {
             parent: v.hwpt,
             viommu: Some(a.pt_id),
             unit: dev.unit,
@@ -782,7 +909,7 @@ impl Iommufd {
             data,
             domain: None,
             fault,
-        })))
+        }))
     }
 
     // --- vIOMMU, vDEVICE, queues ------------------------------------------------------------
@@ -813,7 +940,7 @@ impl Iommufd {
         if hwpt.unit != dev.unit {
             return Err(UapiError::WrongUnit { device: dev.id, object: hwpt_id });
         }
-        Ok(self.insert(Object::Viommu(Viommu { hwpt: hwpt_id, unit: dev.unit })))
+        self.insert(Object::Viommu(Viommu { hwpt: hwpt_id, unit: dev.unit }))
     }
 
     /// `IOMMU_VDEVICE_ALLOC`: `virt_id` names the device on the vIOMMU (its virtual StreamID).
@@ -838,7 +965,7 @@ impl Iommufd {
                 }
             }
         }
-        Ok(self.insert(Object::Vdevice(Vdevice { viommu: viommu_id, device: dev_id, virt_id })))
+        self.insert(Object::Vdevice(Vdevice { viommu: viommu_id, device: dev_id, virt_id }))
     }
 
     /// `IOMMU_FAULT_QUEUE_ALLOC`: page requests of the devices on the HWPTs allocated with it
@@ -847,7 +974,7 @@ impl Iommufd {
         if flags != 0 {
             return Err(UapiError::Flags { call: "FAULT_QUEUE_ALLOC", flags: u64::from(flags) });
         }
-        Ok(self.insert(Object::Fault(FaultQueue::default())))
+        self.insert(Object::Fault(FaultQueue::default()))
     }
 
     /// `IOMMU_VEVENTQ_ALLOC`: one per type and vIOMMU, holding `depth` events
@@ -876,7 +1003,7 @@ impl Iommufd {
         if exists {
             return Err(UapiError::VeventqExists(viommu_id));
         }
-        Ok(self.insert(Object::Veventq(Veventq {
+        self.insert(Object::Veventq(Veventq {
             viommu: viommu_id,
             kind,
             depth,
@@ -884,7 +1011,7 @@ impl Iommufd {
             sequence: 0,
             lost: 0,
             reported: 0,
-        })))
+        }))
     }
 
     // --- destroy ----------------------------------------------------------------------------
@@ -927,9 +1054,15 @@ impl Iommufd {
         if !users.is_empty() {
             return Err(UapiError::InUse { id, users });
         }
+        if matches!(obj, Object::Fault(_)) {
+            // `iommufd_fault_destroy()`: nothing the queue holds may wait forever.
+            self.abandon_groups(id, |_, _| true);
+        }
         match obj {
-            Object::HwptPaging(h) => self.iommu.free_domain(h.domain)?,
-            Object::HwptNested(HwptNested { domain: Some(d), .. }) => self.iommu.free_domain(d)?,
+            Object::HwptPaging(h) => self.core("free_domain", |i| i.free_domain(h.domain))?,
+            Object::HwptNested(HwptNested { domain: Some(d), .. }) => {
+                self.core("free_domain", |i| i.free_domain(d))?
+            }
             _ => {}
         }
         self.objects.remove(&id);
@@ -1083,10 +1216,19 @@ impl Iommufd {
         if !joined {
             if let Some(o) = old {
                 self.leave(&dev.id, pasid, o)?;
+                if let Some(p) = pasid {
+                    // The core refuses a PASID that is attached (SMMUv3: its CD is live), so
+                    // a replace detaches it first; a refused attach re-enters the old HWPT.
+                    let target = Target::Device(dev.id.clone());
+                    self.core("detach_pasid", |i| i.detach_pasid(&target, Pasid(p)).map(drop))?;
+                }
             }
             if let Err(e) = self.enter(&dev.id, pasid, hwpt_id) {
-                if let Some(o) = old {
-                    let _ = self.enter(&dev.id, pasid, o);
+                // A first attach has nothing to go back to: a refused core call changed
+                // nothing, and a detach before a refused CD-table bind leaves the device
+                // blocked, as an unattached device is.
+                if old.is_some() {
+                    self.undo(|s| s.reenter(&dev.id, pasid, old));
                 }
                 return Err(e);
             }
@@ -1095,7 +1237,36 @@ impl Iommufd {
         for peer in along {
             self.attached.insert((peer, pasid), hwpt_id);
         }
+        if let Some(o) = old {
+            self.abandon_handle(&dev.id, pasid, o);
+        }
         Ok(())
+    }
+
+    /// `dev` (at `pasid`) left `old`: the page request groups `old`'s fault queue holds for it
+    /// are answered Invalid (on SMMUv3 a nested RID HWPT takes every PASID's groups).
+    fn abandon_handle(&mut self, dev: &DeviceId, pasid: Option<u32>, old: ObjectId) {
+        let Some(fq) = self.fault_of(old) else { return };
+        let whole = pasid.is_none()
+            && matches!(self.objects.get(&old), Some(Object::HwptNested(n)) if n.viommu.is_some());
+        self.abandon_groups(fq, |d, p| d == dev && (whole || p == pasid));
+    }
+
+    /// Undoes a failed [`enter`](Self::enter) (or what a `leave` before it did): `dev` (at
+    /// `pasid`) goes back to `old`, or to nothing.
+    fn reenter(&mut self, dev: &DeviceId, pasid: Option<u32>, old: Option<ObjectId>) {
+        match old {
+            Some(o) => {
+                let _ = self.enter(dev, pasid, o);
+            }
+            None => {
+                let target = Target::Device(dev.clone());
+                let _ = match pasid {
+                    None => self.iommu.detach(&target).map(drop),
+                    Some(p) => self.iommu.detach_pasid(&target, Pasid(p)).map(drop),
+                };
+            }
+        }
     }
 
     fn hwpt_pasid(&self, hwpt: ObjectId) -> bool {
@@ -1116,18 +1287,24 @@ impl Iommufd {
         let target = Target::Device(dev.clone());
         match self.get(hwpt, "HWPT")?.clone() {
             Object::HwptPaging(h) => match pasid {
-                None => self.iommu.attach(h.domain, &target).map(drop)?,
-                Some(p) => self.iommu.attach_pasid(h.domain, &target, Pasid(p)).map(drop)?,
+                None => self.core("attach", |i| i.attach(h.domain, &target).map(drop))?,
+                Some(p) => {
+                    self.core("attach_pasid", |i| i.attach_pasid(h.domain, &target, Pasid(p)))?;
+                }
             },
             Object::HwptNested(n) => {
                 let parent = self.paging(n.parent)?.domain;
                 match (n.data, n.domain, pasid) {
                     (_, Some(d), Some(p)) => {
-                        self.iommu.attach_pasid(d, &target, Pasid(p)).map(drop)?
+                        self.core("attach_pasid", |i| i.attach_pasid(d, &target, Pasid(p)))?;
                     }
                     (NestedData::Smmuv3 { ste, .. }, None, None) => match vste_config(ste) {
-                        VsteConfig::Abort => self.iommu.detach(&target).map(drop)?,
-                        VsteConfig::Bypass => self.iommu.attach(parent, &target).map(drop)?,
+                        VsteConfig::Abort => {
+                            self.core("detach", |i| i.detach(&target).map(drop))?
+                        }
+                        VsteConfig::Bypass => {
+                            self.core("attach", |i| i.attach(parent, &target).map(drop))?
+                        }
                         VsteConfig::CdTable { base, cdmax, fmt } => {
                             let format = match fmt {
                                 S1Fmt::Linear => PasidTableFormat::SmmuLinear,
@@ -1144,10 +1321,12 @@ impl Iommufd {
                                 pasid_bits: cdmax,
                                 format,
                             };
-                            self.iommu.detach(&target)?;
-                            if let Err(e) = self.iommu.bind_pasid_table(&target, parent, config) {
-                                return Err(e.into());
-                            }
+                            self.core("detach", |i| i.detach(&target))?;
+                            self.core("bind_pasid_table", |i| {
+                                i.bind_pasid_table(&target, parent, config)
+                            })?;
+                            // A refused bind leaves the device detached (blocked): the caller
+                            // re-enters its old HWPT.
                         }
                     },
                     _ => return Err(UapiError::Unsupported("attach this nested HWPT there")),
@@ -1171,7 +1350,8 @@ impl Iommufd {
         if let (None, Some(Object::HwptNested(n))) = (pasid, self.objects.get(&hwpt)) {
             if let NestedData::Smmuv3 { ste, .. } = n.data {
                 if matches!(vste_config(ste), VsteConfig::CdTable { .. }) {
-                    self.iommu.unbind_pasid_table(&Target::Device(dev.clone()))?;
+                    let target = Target::Device(dev.clone());
+                    self.core("unbind_pasid_table", |i| i.unbind_pasid_table(&target))?;
                 }
             }
         }
@@ -1192,12 +1372,20 @@ impl Iommufd {
         if !shared {
             self.leave(&dev.id, pasid, old)?;
             let target = Target::Device(dev.id.clone());
-            match pasid {
-                None => self.iommu.detach(&target).map(drop)?,
-                Some(p) => self.iommu.detach_pasid(&target, Pasid(p)).map(drop)?,
+            let detached = match pasid {
+                None => self.core("detach", |i| i.detach(&target).map(drop)),
+                Some(p) => {
+                    self.core("detach_pasid", |i| i.detach_pasid(&target, Pasid(p)).map(drop))
+                }
+            };
+            if let Err(e) = detached {
+                // `leave` may have unbound a guest CD table: the old HWPT comes back whole.
+                self.undo(|s| s.reenter(&dev.id, pasid, Some(old)));
+                return Err(e);
             }
         }
         self.attached.remove(&(dev_id, pasid));
+        self.abandon_handle(&dev.id, pasid, old);
         Ok(())
     }
 
@@ -1290,9 +1478,8 @@ impl Iommufd {
                         pasid: Some(Pasid(*p)),
                         arch_id: None,
                     };
-                    self.iommu
-                        .invalidate(&Target::Domain(domain), &info)
-                        .map_err(|c| entry_err(c.into()))?;
+                    self.core("invalidate", |i| i.invalidate(&Target::Domain(domain), &info))
+                        .map_err(entry_err)?;
                 }
             }
         }
@@ -1389,11 +1576,13 @@ impl Iommufd {
                     )
                 }
             };
-            match self.iommu.invalidate(&target, &info) {
+            match self.core("invalidate", |i| i.invalidate(&target, &info)) {
                 Ok(_) => {}
                 // Nothing attached there caches anything: nothing to do.
-                Err(CoreError::BadInvalidation(_) | CoreError::PasidNotAttached { .. }) => {}
-                Err(e) => return Err(entry_err(e.into())),
+                Err(UapiError::Core(
+                    CoreError::BadInvalidation(_) | CoreError::PasidNotAttached { .. },
+                )) => {}
+                Err(e) => return Err(entry_err(e)),
             }
         }
         Ok(n)

@@ -236,6 +236,10 @@ pub struct FaultQueue {
     pub groups: u64,
     /// Groups answered by the VMM.
     pub answered: u64,
+    /// Groups the host answered Invalid itself because the (device, PASID) they came from was
+    /// detached or replaced, or the queue destroyed, before the VMM answered
+    /// (`iommufd_auto_response_faults()`).
+    pub abandoned: u64,
 }
 
 /// Every kind of object.

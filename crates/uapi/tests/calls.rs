@@ -74,7 +74,7 @@ fn reserved(model: Model) -> u64 {
 
 fn ioas_calls(model: Model) {
     let mut r = rig(model);
-    let ioas = r.m.fd.ioas_alloc();
+    let ioas = r.m.fd.ioas_alloc().unwrap();
     // A fresh IOAS allows everything.
     assert_eq!(r.m.fd.ioas_iova_ranges(ioas).unwrap().ranges, [(0, u64::MAX)]);
     let h1 = paging(&mut r, ioas, 0);
@@ -103,7 +103,7 @@ fn ioas_calls(model: Model) {
     assert_eq!(dma(&r.m, &r.devs[0], None, 0), Ok(GUEST_RAM_HPA));
     assert_eq!(dma(&r.m, &r.devs[1], None, 0), Ok(GUEST_RAM_HPA));
     // Copy into another IOAS, and through it into its HWPT.
-    let ioas2 = r.m.fd.ioas_alloc();
+    let ioas2 = r.m.fd.ioas_alloc().unwrap();
     let h3 = paging(&mut r, ioas2, 0);
     r.m.fd.attach(r.ids[2], None, h3).unwrap();
     r.m.fd.ioas_copy(ioas2, ioas, RW, 0x2000, 0x80_0000, 0x10_0000).unwrap();
@@ -146,7 +146,7 @@ fn ioas_calls(model: Model) {
         Errno::ENOENT
     );
     // A device whose reserved region an IOAS maps cannot join it.
-    let ioas3 = r.m.fd.ioas_alloc();
+    let ioas3 = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas3, RW, VMM_VA, 0x1000, rsv).unwrap();
     let h4 = paging(&mut r, ioas3, 0);
     assert_eq!(errno(&mut r.m, |fd| fd.attach(r.ids[3], None, h4)), Errno::EADDRINUSE);
@@ -193,7 +193,7 @@ fn hw_info(model: Model) {
 /// The rules of `IOMMU_DESTROY` and PASID attach, the same on both architectures.
 fn destroy_and_pasid_rules(model: Model) {
     let mut r = rig(model);
-    let ioas = r.m.fd.ioas_alloc();
+    let ioas = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas, RW, VMM_VA, 0x10_0000, 0).unwrap();
     let plain = paging(&mut r, ioas, 0);
     let with_pasid = paging(&mut r, ioas, hwpt_flags::PASID);
@@ -247,7 +247,7 @@ fn destroy_and_pasid_rules(model: Model) {
     assert!(before == r.m.fd.hardware_snapshot(), "detaching nothing does nothing");
     // Replace, then detach everything, then destroy.
     r.m.fd.attach(r.ids[1], None, plain).unwrap();
-    let ioas2 = r.m.fd.ioas_alloc();
+    let ioas2 = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas2, RW, VMM_VA + 0x20_0000, 0x10_0000, 0).unwrap();
     let other = paging(&mut r, ioas2, 0);
     r.m.fd.replace(r.ids[1], None, other).unwrap();
@@ -323,7 +323,7 @@ fn destroy_and_pasid_rules(model: Model) {
 #[test]
 fn vtd_nested() {
     let mut r = rig(Model::Vtd);
-    let ioas = r.m.fd.ioas_alloc();
+    let ioas = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas, RW, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
     let parent = paging(&mut r, ioas, hwpt_flags::NEST_PARENT);
     let plain = paging(&mut r, ioas, 0);
@@ -428,7 +428,7 @@ fn vtd_nested() {
 #[test]
 fn smmuv3_nested() {
     let mut r = rig(Model::Smmuv3);
-    let ioas = r.m.fd.ioas_alloc();
+    let ioas = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas, RW, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
     let parent = paging(&mut r, ioas, hwpt_flags::NEST_PARENT);
     let plain = paging(&mut r, ioas, 0);
@@ -634,7 +634,7 @@ fn smmuv3_nested() {
 #[test]
 fn smmuv3_vste_abort_and_bypass() {
     let mut r = rig(Model::Smmuv3);
-    let ioas = r.m.fd.ioas_alloc();
+    let ioas = r.m.fd.ioas_alloc().unwrap();
     r.m.fd.ioas_map(ioas, RW, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
     let parent = paging(&mut r, ioas, hwpt_flags::NEST_PARENT);
     let viommu = r.m.fd.viommu_alloc(0, TYPE_ARM_SMMUV3, r.ids[1], parent).unwrap();
@@ -709,7 +709,7 @@ fn errno_names_and_numbers() {
 fn snapshot_sees_changes() {
     for model in [vtd(), smmu()] {
         let mut r = rig(model);
-        let ioas = r.m.fd.ioas_alloc();
+        let ioas = r.m.fd.ioas_alloc().unwrap();
         let h = paging(&mut r, ioas, 0);
         let s0 = r.m.fd.hardware_snapshot();
         r.m.fd.ioas_map(ioas, RW, VMM_VA, 0x1000, 0x10_0000).unwrap();

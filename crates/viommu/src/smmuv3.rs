@@ -123,6 +123,11 @@ pub struct VSmmuStats {
     pub responses: u64,
     /// PRG responses of the guest for no group the host asked about: dropped.
     pub stray_responses: u64,
+    /// Guest TLBI_NH_* / TLBI_NSNH_ALL / CFGI_CD(_ALL) / ATC_INV sent to the vIOMMU's
+    /// invalidate (as `VVtdStats::invalidations`, refused ones included).
+    pub invalidations: u64,
+    /// Of those, the ones the host refused (CERROR_ILL at the command in the guest).
+    pub invalidations_refused: u64,
 }
 
 /// What one [`VSmmu::service`] pass did.
@@ -405,14 +410,33 @@ fn build(
     };
     let mut streams = BTreeMap::new();
     for &(vsid, dev) in devices {
-        made.push(f.vdevice_alloc(viommu, dev, u64::from(vsid))?);
+        let vdevice = f.vdevice_alloc(viommu, dev, u64::from(vsid))?;
+        made.push(vdevice);
         let abort = f.hwpt_alloc(&nested(dev, viommu, [0, 0], None))?;
         made.push(abort);
         f.attach(dev, None, abort)?;
         attached.push(dev);
-        streams.insert(vsid, Stream { dev, abort, current: Current::Abort });
+        streams.insert(vsid, Stream { dev, vdevice, abort, current: Current::Abort });
     }
     Ok(Built { parent, viommu, veventq, fault, streams })
+}
+
+impl VSmmu {
+    /// Takes the vSMMU's host objects down in dependency order (each device detached, its
+    /// nested HWPTs, vDEVICEs, the vEVENTQ, the fault queue, the vIOMMU, the parent), so the
+    /// host's objects are as before [`VSmmu::new`]; page request groups still waiting are
+    /// answered Invalid by the host as their devices leave. Called by `Drop`; a second call
+    /// does nothing. Returns the host objects it could not destroy (none unless the VMM
+    /// attached something else to them).
+    pub fn destroy(&self) -> Vec<ObjectId> {
+        self.host.destroy()
+    }
+}
+
+impl Drop for VSmmu {
+    fn drop(&mut self) {
+        self.host.destroy();
+    }
 }
 
 impl Mmio for VSmmu {
@@ -454,6 +478,8 @@ enum Current {
 #[derive(Debug)]
 struct Stream {
     dev: ObjectId,
+    /// Its vDEVICE.
+    vdevice: ObjectId,
     /// Its abort vSTE HWPT (made once, kept).
     abort: ObjectId,
     current: Current,
@@ -575,11 +601,17 @@ impl Host {
 
     /// A guest invalidation iommufd passes: the vIOMMU invalidate with the raw command.
     fn invalidate(&self, cmd: &Command) -> Result<(), CError> {
-        let mut fd = lock(&self.fd);
-        // IMPDEF: whatever the host refuses is CERROR_ILL at the command in the guest.
-        fd.invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd]))
-            .map(|_| ())
-            .map_err(|_| CError::Ill)
+        let done = lock(&self.fd).invalidate(self.viommu, &InvalidateArray::arm_smmuv3(&[*cmd]));
+        let mut st = lock(&self.stats);
+        st.invalidations += 1;
+        match done {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                // IMPDEF: whatever the host refuses is CERROR_ILL at the command in the guest.
+                st.invalidations_refused += 1;
+                Err(CError::Ill)
+            }
+        }
     }
 
     /// How many events the host lost before the vEVENT with `sequence`: the gap in sequence
@@ -609,6 +641,28 @@ impl Host {
         } else {
             st.stray_responses += 1;
         }
+    }
+
+    /// See [`VSmmu::destroy`].
+    fn destroy(&self) -> Vec<ObjectId> {
+        let streams = std::mem::take(&mut *lock(&self.streams));
+        if streams.is_empty() && lock(&self.fd).object(self.viommu).is_none() {
+            return Vec::new();
+        }
+        let mut fd = lock(&self.fd);
+        let mut order = Vec::new();
+        for s in streams.values() {
+            let _ = fd.detach(s.dev, None);
+            if let Current::Nested(h) = s.current {
+                order.push(h);
+            }
+            order.push(s.abort);
+        }
+        order.extend(streams.values().map(|s| s.vdevice));
+        order.push(self.veventq);
+        order.extend(self.fault);
+        order.extend([self.viommu, self.parent]);
+        order.into_iter().filter(|&id| fd.object(id).is_some() && fd.destroy(id).is_err()).collect()
     }
 
     /// Whether `vsid` is an assigned device's.

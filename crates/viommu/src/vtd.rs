@@ -327,6 +327,23 @@ impl VVtd {
     }
 }
 
+impl VVtd {
+    /// Takes the vIOMMU's host objects down in dependency order (every guest (device, PASID)
+    /// detached and its nested HWPT destroyed, then the fault queue and the parent), so the
+    /// host's objects are as before [`VVtd::new`]; page request groups still waiting are
+    /// answered Invalid by the host as their PASIDs leave. Called by `Drop`; a second call
+    /// does nothing. Returns the host objects it could not destroy.
+    pub fn destroy(&self) -> Vec<ObjectId> {
+        self.host.destroy()
+    }
+}
+
+impl Drop for VVtd {
+    fn drop(&mut self) {
+        self.host.destroy();
+    }
+}
+
 impl Mmio for VVtd {
     fn read(&self, offset: u64, size: u8) -> u64 {
         self.vtd.mmio_read(offset, size)
@@ -401,6 +418,24 @@ struct Host {
     /// Page requests the guest's unit has not taken yet (its outbox was full).
     pending_prq: Mutex<VecDeque<PageRequestMsg>>,
     stats: Mutex<VVtdStats>,
+}
+
+impl Host {
+    /// See [`VVtd::destroy`].
+    fn destroy(&self) -> Vec<ObjectId> {
+        let devices = std::mem::take(&mut *lock(&self.devices));
+        let mut fd = lock(&self.fd);
+        let mut order = Vec::new();
+        for d in devices.values() {
+            for (&pasid, b) in &d.pasids {
+                let _ = fd.detach(d.dev, Some(pasid));
+                order.push(b.hwpt);
+            }
+        }
+        order.extend(self.fault);
+        order.push(self.parent);
+        order.into_iter().filter(|&id| fd.object(id).is_some() && fd.destroy(id).is_err()).collect()
+    }
 }
 
 impl fmt::Debug for Host {

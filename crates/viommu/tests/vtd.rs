@@ -67,18 +67,25 @@ struct Guest {
     driver: VtdDriver<Arc<VVtd>, Ram>,
 }
 
-/// The host (a VT-d machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
-/// vIOMMU with device `00:02.0` at guest requester ID [`GRID`]) and the guest's driver brought
-/// up on it, with X's device-TLB (ATS) and page requests (PRE) enabled.
-fn boot() -> Guest {
+/// A VT-d host and the VMM's context on it: device `00:02.0` bound, guest RAM mapped at IOVA 0
+/// = GPA 0 in an IOAS. Returns the context, host memory, the device, its object, the IOAS.
+fn vmm() -> (Iommufd, Arc<HostMemory>, DeviceId, ObjectId, ObjectId) {
     let m = Machine::new(Model::Vtd).unwrap();
     let dev = m.devices()[0].clone();
     let mut fd: Iommufd = m.into_fd();
     let mem = Arc::clone(fd.memory());
     let dev_id = fd.device_bind(&dev).unwrap();
-    let ioas = fd.ioas_alloc();
+    let ioas = fd.ioas_alloc().unwrap();
     let rw = map_flags::FIXED_IOVA | map_flags::READABLE | map_flags::WRITEABLE;
     fd.ioas_map(ioas, rw, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    (fd, mem, dev, dev_id, ioas)
+}
+
+/// The host (a VT-d machine), the VMM (guest RAM mapped at IOVA 0 = GPA 0 in an IOAS, the
+/// vIOMMU with device `00:02.0` at guest requester ID [`GRID`]) and the guest's driver brought
+/// up on it, with X's device-TLB (ATS) and page requests (PRE) enabled.
+fn boot() -> Guest {
+    let (fd, mem, dev, dev_id, ioas) = vmm();
     let fd = Arc::new(Mutex::new(fd));
     let vvtd = Arc::new(VVtd::new(Arc::clone(&fd), ram(&mem), ioas, &[(GRID, dev_id)]).unwrap());
     let frames = FrameAllocator::new(&[(Gpa(DRIVER_FRAMES.0), DRIVER_FRAMES.1)]);
@@ -313,7 +320,7 @@ fn a_vtd_viommu_over_an_smmuv3_host_is_refused() {
     let mut fd = m.into_fd();
     let mem = Arc::clone(fd.memory());
     let dev_id: ObjectId = fd.device_bind(&dev).unwrap();
-    let ioas = fd.ioas_alloc();
+    let ioas = fd.ioas_alloc().unwrap();
     let before = host_state(&fd);
     let fd = Arc::new(Mutex::new(fd));
     let e = VVtd::new(Arc::clone(&fd), ram(&mem), ioas, &[(GRID, dev_id)]).unwrap_err();
@@ -575,4 +582,72 @@ fn a_host_stage1_fault_stays_with_the_vmm_and_the_guest_fault_registers_stay_cle
     assert!(g.faults().is_empty());
     assert!(g.driver.drain_page_requests().unwrap().requests.is_empty());
     assert_eq!(g.queue_error(), None);
+}
+
+/// `VVtd::new` with each of its host calls' internal steps failing in turn
+/// (`Iommufd::fail_nth`) until it succeeds: each failure is the injected one (ENOMEM) and leaves
+/// the host's objects, registers (queue indexes aside) and the device's attachment as they were
+/// (memory is not compared byte for byte: a freed stage-2 page is not scrubbed; nor is the
+/// next ID: uapi never reuses the ID of the parent the undo destroyed).
+#[test]
+fn every_injected_failure_in_vvtd_new_leaves_the_host_as_it_was() {
+    let (fd, mem, _, dev_id, ioas) = vmm();
+    let state = |fd: &Iommufd| {
+        let mut regs = host_state(fd).1;
+        for (_, words) in &mut regs {
+            for r in [IQH.0, IQH.0 + 4, IQT.0, IQT.0 + 4] {
+                words[usize::try_from(r / 4).unwrap()] = 0;
+            }
+        }
+        // VVtd::new attaches nothing, so the device's DMA is not probed (a probe's fault would
+        // move the fault recording registers).
+        let attached = fd.attached_hwpt(dev_id, None);
+        (fd.object_ids(), regs, attached)
+    };
+    let fd = Arc::new(Mutex::new(fd));
+    let mut failures = 0;
+    for n in 1..=64 {
+        let before = state(&fd.lock().unwrap());
+        fd.lock().unwrap().fail_nth(Some(n));
+        let made = VVtd::new(Arc::clone(&fd), ram(&mem), ioas, &[(GRID, dev_id)]);
+        let seen = fd.lock().unwrap().fail_nth_seen();
+        fd.lock().unwrap().fail_nth(None);
+        match made {
+            Ok(v) => {
+                assert!(seen < n, "point {n}: an injected failure was swallowed");
+                assert!(fd.lock().unwrap().object(v.parent_id()).is_some());
+                break;
+            }
+            Err(ViommuError::Uapi(e)) => {
+                assert_eq!(e.errno(), sviommu_uapi::Errno::ENOMEM, "point {n}: {e}");
+                failures += 1;
+                assert!(before == state(&fd.lock().unwrap()), "point {n} ({e}): the host changed");
+            }
+            Err(e) => panic!("point {n}: {e}"),
+        }
+    }
+    // The parent's ID, domain and map, and the fault queue's ID.
+    assert_eq!(failures, 4);
+}
+
+/// Dropping the vIOMMU takes its host objects down: after a bound PASID, the host holds what
+/// the VMM had made before the VVtd (the device and the IOAS) and nothing else, and the device's
+/// PASID no longer reaches guest memory.
+#[test]
+fn dropping_the_vvtd_leaves_the_host_objects_as_before() {
+    let mut g = boot();
+    process(&g.mem, P_ROOT, DATA_GPA);
+    g.bind(P_ROOT, PASID_N);
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA));
+    let (fd, dev) = (Arc::clone(&g.fd), g.dev.clone());
+    let before_vvtd: Vec<ObjectId> = {
+        let f = fd.lock().unwrap();
+        let kept = |k: Option<&Object>| matches!(k, Some(Object::Device(_) | Object::Ioas(_)));
+        f.object_ids().into_iter().filter(|&i| kept(f.object(i))).collect()
+    };
+    assert!(fd.lock().unwrap().object_ids().len() > before_vvtd.len());
+    drop(g);
+    let f = fd.lock().unwrap();
+    assert_eq!(f.object_ids(), before_vvtd);
+    assert!(f.dma(&dev, Some(PASID_N), GVA, DmaAccess::Write).unwrap().is_err());
 }

@@ -453,6 +453,96 @@ fn each_target_reaches_what_the_audit_names(arch: Arch) {
     }
 }
 
+/// The seed's `bind_pasid_table` with each target the thread argues about: A (whose group
+/// holds B), A's group, and the nesting parent A and C are attached to. On SMMUv3 each call
+/// reaches exactly the devices the audit names (a device or its group: A and B; the domain: C
+/// too), checked by a PASID-tagged DMA from every device; D, on a domain of its own, never.
+/// On VT-d every target is refused (the PASID table is the host's) and no device reaches the
+/// guest's page.
+fn bind_pasid_table_targets(arch: Arch) {
+    let (t, [a, b, c, d]) = seed(arch);
+    let group_of_a = t.group_of(&a).unwrap().id;
+    let (gva, gpa) = (0x4000_0000u64, 0x31_0000u64);
+    for which in ["device", "group", "domain"] {
+        let mut r = Rig::new(arch, t.clone());
+        let parent = r.iommu.alloc_domain(UNIT, PARENT).unwrap();
+        r.iommu.attach(parent, &Target::Device(a.clone())).unwrap();
+        r.iommu.attach(parent, &Target::Device(c.clone())).unwrap();
+        r.map_guest_ram(parent);
+        let apart = r.iommu.alloc_domain(UNIT, STRICT).unwrap();
+        r.iommu.attach(apart, &Target::Device(d.clone())).unwrap();
+        let (s1, _table) = r.guest_stage1(&[(gva, gpa)]);
+        let cd_table = 0x20_0000u64;
+        let format = match arch {
+            Arch::Vtd => PasidTableFormat::VtdScalable,
+            Arch::Smmu(_) => {
+                write_guest_cd(&r, cd_table, 3, &s1);
+                PasidTableFormat::SmmuLinear
+            }
+        };
+        let model = match arch {
+            Arch::Vtd => Model::Vtd,
+            Arch::Smmu(_) => Model::Smmuv3,
+        };
+        let config = PasidTableConfig { model, base: cd_table, pasid_bits: 4, format };
+        let target = match which {
+            "device" => Target::Device(a.clone()),
+            "group" => Target::Group(group_of_a),
+            _ => Target::Domain(parent),
+        };
+        let reaches = |r: &Rig| -> Vec<_> {
+            [&a, &b, &c, &d]
+                .into_iter()
+                .filter(|x| r.dma(x, Some(3), gva + 0x40, true) == Ok(GUEST + gpa + 0x40))
+                .cloned()
+                .collect()
+        };
+        let bound = r.iommu.bind_pasid_table(&target, parent, config);
+        if arch == Arch::Vtd {
+            let e = bound.unwrap_err();
+            assert!(matches!(e, CoreError::PasidTableInHostMemory { .. }), "{which}: {e}");
+            assert!(reaches(&r).is_empty(), "a refused bind to the {which} reached a device");
+            continue;
+        }
+        let reached = bound.unwrap();
+        let mut want = vec![a.clone(), b.clone()];
+        if which == "domain" {
+            want.push(c.clone());
+        }
+        assert_eq!(reached.devices, want, "what bind_pasid_table to the {which} says it reached");
+        assert_eq!(reaches(&r), want, "DMA after bind_pasid_table to the {which}");
+        // C, when not bound, still runs on the parent without PASID (GPA -> HPA); bound,
+        // its requests without PASID take CD 0, which the guest left invalid.
+        let c_plain = r.dma(&c, None, gpa, false);
+        match which {
+            "domain" => assert!(c_plain.is_err(), "{c_plain:?}"),
+            _ => assert_eq!(c_plain, Ok(GUEST + gpa)),
+        }
+
+        let mut sentinels = BTreeMap::new();
+        for g in [group_of_a, t.group_of(&c).unwrap().id] {
+            let probe = Sentinel { pasid: Some(Pasid(3)), input: gva, hpa: GUEST + gpa };
+            sentinels.insert(SpaceKey::PasidTable(g), probe);
+        }
+        let report = r.iommu.audit(&sentinels);
+        assert!(report.agrees(), "{which}: {report:#?}");
+        let mut audited: Vec<_> = report
+            .audits
+            .iter()
+            .flat_map(|u| &u.address_spaces)
+            .filter(|s| s.id.starts_with("pasid_table"))
+            .flat_map(|s| s.reachable_by.iter().map(|e| e.device.clone()))
+            .collect();
+        audited.sort();
+        audited.dedup();
+        assert_eq!(audited, want, "the audit of bind_pasid_table to the {which}");
+
+        // Unbinding through the same target takes it back from exactly those devices.
+        r.iommu.unbind_pasid_table(&target).unwrap();
+        assert!(reaches(&r).is_empty(), "unbind via the {which} left a device on the table");
+    }
+}
+
 /// Writes, with plain memory writes, `from`'s translation entry for `pasid` over `to`'s.
 fn tamper_copy_pasid_entry(
     r: &Rig,
@@ -897,6 +987,10 @@ macro_rules! suite {
             #[test]
             fn each_target_reaches_what_the_audit_names() {
                 super::each_target_reaches_what_the_audit_names(ARCH)
+            }
+            #[test]
+            fn bind_pasid_table_targets() {
+                super::bind_pasid_table_targets(ARCH)
             }
             #[test]
             fn nesting() {

@@ -244,15 +244,50 @@ impl Iommufd {
         Ok(())
     }
 
-    /// The fault queue of the HWPT a page request of (`dev_id`, `pasid`) is for.
-    fn fault_queue_of(&self, dev_id: ObjectId, pasid: Option<Pasid>) -> Option<ObjectId> {
-        let fault_of = |h: ObjectId| match self.objects.get(&h) {
+    /// Answers Invalid every group of fault queue `fq` that `pick(device, PASID)` selects and
+    /// the VMM has not answered (read or not), as iommufd does when their handle goes away;
+    /// counted in the queue's `abandoned`.
+    pub(super) fn abandon_groups(
+        &mut self,
+        fq: ObjectId,
+        pick: impl Fn(&sviommu_core::topology::DeviceId, Option<u32>) -> bool,
+    ) {
+        let Some(Object::Fault(q)) = self.objects.get_mut(&fq) else { return };
+        let cookies: Vec<u32> =
+            q.response.iter().filter(|(_, (d, p, _))| pick(d, *p)).map(|(c, _)| *c).collect();
+        let mut groups = Vec::new();
+        for c in &cookies {
+            if let Some(g) = q.response.remove(c) {
+                groups.push(g);
+            }
+        }
+        q.deliver.retain(|(c, _)| !cookies.contains(c));
+        q.abandoned += groups.len() as u64;
+        for (device, pasid, group) in groups {
+            // The device must not wait forever; a response it no longer expects is dropped by
+            // its unit.
+            let _ = self.iommu.page_response(
+                &device,
+                pasid.map(Pasid),
+                group,
+                PageResponseCode::Invalid,
+            );
+        }
+    }
+
+    /// The fault queue of a HWPT.
+    pub(super) fn fault_of(&self, hwpt: ObjectId) -> Option<ObjectId> {
+        match self.objects.get(&hwpt) {
             Some(Object::HwptNested(n)) => n.fault,
             Some(Object::HwptPaging(p)) => p.fault,
             _ => None,
-        };
+        }
+    }
+
+    /// The fault queue of the HWPT a page request of (`dev_id`, `pasid`) is for.
+    fn fault_queue_of(&self, dev_id: ObjectId, pasid: Option<Pasid>) -> Option<ObjectId> {
         if let Some(h) = self.attached_hwpt(dev_id, pasid.map(|p| p.0)) {
-            return fault_of(h);
+            return self.fault_of(h);
         }
         // `find_fault_handler()`: a driver with a user-managed PASID table (SMMUv3) sends
         // every PASID's faults to the nested HWPT of the device's RID.
