@@ -193,7 +193,7 @@ proptest! {
         let mut a = guest_on(&fd, &devs[0], 0);
         let mut b = guest_on(&fd, &devs[1], HALF);
         let b_before = (b.probe(), b.driver.drain_faults().records);
-        prop_assert_eq!(b_before.0[1].clone(), Ok(GUEST_RAM_HPA + HALF + DATA_GPA), "B's process works");
+        prop_assert_eq!(b_before.0[1], Ok(GUEST_RAM_HPA + HALF + DATA_GPA), "B's process works");
         prop_assert_eq!(a.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + DATA_GPA), "A's process works");
         let a_range = GUEST_RAM_HPA..GUEST_RAM_HPA + HALF;
         for p in &pokes {
