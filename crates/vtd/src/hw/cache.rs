@@ -222,6 +222,10 @@ pub(super) struct IotlbEntry {
     pub(super) kind: Kind,
     /// The first-stage G bit: PASID-selective invalidations keep it.
     pub(super) global: bool,
+    /// Nested entries: the guest physical page the first stage mapped the input to (the
+    /// second stage's input, aligned to the entry's page), what a strict page-selective
+    /// invalidation of the domain selects them by. 0 for other kinds.
+    pub(super) gpa_page: u64,
     pub(super) result: IotlbResult,
 }
 
@@ -387,6 +391,13 @@ impl Caches {
         self.pasid.invalidate(|k, v| selects(k.pasid, v.pe.p().then(|| v.pe.did())));
     }
 
+    /// Everything every cache holds (CAP.ESRTPS: the SRTP flow's invalidation).
+    pub(super) fn invalidate_everything(&self) {
+        self.context.invalidate(|_, _| true);
+        self.pasid.invalidate(|_, _| true);
+        self.invalidate_translations();
+    }
+
     /// Everything the IOTLB, paging-structure and leaf caches hold (global IOTLB invalidation).
     pub(super) fn invalidate_translations(&self) {
         self.iotlb.invalidate(|_, _| true);
@@ -412,11 +423,20 @@ impl Caches {
     /// IMPDEF: the first-stage paging-structure cache holds guest-physical table addresses,
     /// which a second-stage change does not make stale, so it is kept; first-stage-only
     /// translations do not use the second stage and are kept.
-    pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool) {
+    ///
+    /// `strict`: a nested translation goes only if the guest physical page its first stage
+    /// produced meets the span. That is the least a second-stage change can require (Linux
+    /// flushes a nesting parent with a page-selective invalidation of a GPA range on the
+    /// nested DID); never the entry's input address, which is a first-stage input.
+    /// DEVIATION: the guest physical addresses of the first-stage tables a nested entry was
+    /// walked through are not remembered, so a strict invalidation that names only those
+    /// keeps the entry.
+    pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool, strict: bool) {
         self.iotlb.invalidate(|k, e| {
             k.did == did
                 && match e.kind {
                     Kind::Legacy | Kind::SecondStage => span.meets(k.page, k.lg2),
+                    Kind::Nested if strict => span.meets(e.gpa_page >> k.lg2, k.lg2),
                     Kind::Nested => true,
                     Kind::FirstStage => false,
                 }

@@ -225,6 +225,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         kind: RequestKind,
         observer: O,
     ) -> (Result<Translation, Blocked>, O) {
+        // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
+        self.deferred.tick(&self.caches);
         // Before any table read: the epochs every insert of this translation carries.
         let epochs = self.caches.epochs();
         let mut cx = WalkCtx::new(&self.mem, observer);
@@ -349,7 +351,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
         }
-        self.cache_translation(slot, req.addr, &leaf, leaf.perms, pass);
+        self.cache_translation(slot, req.addr, (&leaf, None), leaf.perms, pass);
         Ok(self.walked(leaf, leaf.perms, cx))
     }
 
@@ -443,13 +445,22 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// Caches a walk's translation (`perms`: what it allows after the PASID-table entry's
-    /// restrictions).
-    fn cache_translation(&self, slot: Slot, addr: u64, leaf: &Leaf, perms: Perms, pass: &Pass) {
+    /// restrictions; `gpa`: a nested walk's first-stage output, the guest physical address).
+    fn cache_translation(
+        &self,
+        slot: Slot,
+        addr: u64,
+        (leaf, gpa): (&Leaf, Option<u64>),
+        perms: Perms,
+        pass: &Pass,
+    ) {
         let lg2 = leaf.page_lg2;
-        let out_page = leaf.output & !sviommu_memory::bits::low_mask(lg2);
+        let page_mask = sviommu_memory::bits::low_mask(lg2);
+        let out_page = leaf.output & !page_mask;
         let entry = IotlbEntry {
             kind: slot.kind,
             global: leaf.global,
+            gpa_page: gpa.map_or(0, |g| g & !page_mask),
             result: IotlbResult::Mapped { out_page, perms, dirty: leaf.dirty },
         };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
@@ -461,7 +472,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if !self.caching_mode() || !cm_caches(f) {
             return;
         }
-        let entry = IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent };
+        let entry = IotlbEntry {
+            kind: slot.kind,
+            global: false,
+            gpa_page: 0,
+            result: IotlbResult::NotPresent,
+        };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
     }
 
@@ -610,10 +626,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             Kind::SecondStage => {
                 let ss = self.second_stage(pe).ok_or(invalid)?;
                 self.walk_one(cx, slot, Planned::second_stage(slot, &ss), req.addr, access, pass)
+                    .map(|leaf| (leaf, None))
             }
             Kind::FirstStage => {
                 let fs = self.first_stage(pe).ok_or(invalid)?;
                 self.walk_one(cx, slot, Planned::first_stage(slot, &fs), req.addr, access, pass)
+                    .map(|leaf| (leaf, None))
             }
             Kind::Nested | Kind::Legacy => {
                 let fs = self.first_stage(pe).ok_or(invalid)?;
@@ -626,15 +644,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
                 }
                 self.walk_nested(cx, slot, (&fs, &ss), req.addr, access, pass)
+                    .map(|(leaf, gpa)| (leaf, Some(gpa)))
             }
         };
-        let leaf = walked.map_err(|r| blocked(r, fpd))?;
+        let (leaf, gpa) = walked.map_err(|r| blocked(r, fpd))?;
         let perms = restrict(leaf.perms, pe);
         // §3.14: a translation into the interrupt address range is blocked.
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
         }
-        self.cache_translation(slot, req.addr, &leaf, perms, pass);
+        self.cache_translation(slot, req.addr, (&leaf, gpa), perms, pass);
         Ok(self.walked(leaf, perms, cx))
     }
 
@@ -657,7 +676,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// A nested walk (§3.8) of `addr` in `slot`: the first stage through the second, then the
-    /// second stage of its output.
+    /// second stage of its output. Returns the translation and the first stage's output (the
+    /// guest physical address).
     fn walk_nested<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
@@ -666,7 +686,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         addr: u64,
         access: Access,
         pass: &Pass,
-    ) -> Result<Leaf, FaultReason> {
+    ) -> Result<(Leaf, u64), FaultReason> {
         let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
         let kind = WalkKind::Nested { fs_top, ss_top };
         let tags = WalkTags {
@@ -689,7 +709,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // §3.8: the first stage's output is a guest physical address, which the second
             // stage translates for the request's own access.
             let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
-            Ok(Leaf::nested(&s1, &s2))
+            Ok((Leaf::nested(&s1, &s2), s1.output))
         })
     }
 
