@@ -16,7 +16,7 @@ const S1: DomainConfig = DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 
 #[test]
 fn events_drain_with_their_ids_and_an_overflow_is_counted_and_acknowledged() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     // A 2-entry Event queue.
     let mut drv = driver(&smmu, &mem, DriverConfig { eventq_log2: 1, ..Default::default() });
     let dom = drv.alloc_domain(S1).unwrap();
