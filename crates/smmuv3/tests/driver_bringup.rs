@@ -86,7 +86,7 @@ fn cmd_sync_by_msi_waits_for_the_msi_write() {
     assert_eq!(*bridge.msis.lock().unwrap(), 2);
     assert!(bridge.others.lock().unwrap().is_empty());
     // Without SMMU_IDR0.MSI the mode is refused.
-    let plain = Smmu::new(&mem, params());
+    let plain = Smmu::new(&mem, driver_common::params());
     let r = SmmuDriver::new(&plain, &mem, frames(), config);
     assert_eq!(r.err(), Some(DriverError::Unsupported("MSIs (CMD_SYNC completion by MSI)")));
 }
