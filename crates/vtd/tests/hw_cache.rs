@@ -14,7 +14,7 @@ use sviommu_memory::HostMemory;
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
-use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
+use sviommu_vtd::hw::{Apply, CacheParams, DmaRequest, Profile, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{ContextEntry, ScalableContextEntry, TranslationType};
@@ -774,4 +774,119 @@ fn stalling(
             break;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour profiles (`VtdParams::profile`): forgiving carries out each invalidation when the
+// queue reads it; strict when the next invalidation wait descriptor completes (§6.5.2.8), or at
+// a seeded point before it, and narrows a page-selective IOTLB invalidation of nested
+// translations to their guest physical page.
+// ---------------------------------------------------------------------------------------------
+
+fn with_profile(profile: Profile) -> VtdParams {
+    params(|p| p.profile = profile)
+}
+
+const BOTH: [Profile; 2] = [Profile::Forgiving, Profile::STRICT];
+
+#[test]
+fn strict_holds_an_iotlb_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        let page = VA + 0x3000;
+        assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x3000);
+        repoint(&t.m, entry_at(&t.m, t.fs.root, page, 3, host), MOVED);
+        // The invalidation, without a wait descriptor behind it.
+        submit(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, true)]);
+        let expect = if profile.is_strict() { FS_OUT + 0x3000 } else { MOVED };
+        assert_eq!(ok(&vtd, read(page)).output, expect, "{profile}: before the wait");
+        assert_eq!(vtd.deferred_stats().pending, u64::from(profile.is_strict()));
+        submit_and_wait(&vtd, &[]);
+        assert_eq!(ok(&vtd, read(page)).output, MOVED, "{profile}: after the wait");
+    }
+}
+
+#[test]
+fn strict_holds_a_pasid_cache_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        let mut gone = t.pe(Pgtt::FirstStage);
+        gone.set_p(false);
+        t.set_pe(gone);
+        submit(&vtd, &[desc::pc_pasid(DID, PASID), desc::piotlb_pasid(DID, PASID)]);
+        let served = vtd.translate(&read(VA)).is_ok();
+        assert_eq!(served, profile.is_strict(), "{profile}: the cached entry serves");
+        submit_and_wait(&vtd, &[]);
+        assert_eq!(reason(&vtd, read(VA)), R::SmPasidEntryNotPresent, "{profile}");
+    }
+}
+
+#[test]
+fn strict_narrows_nested_page_invalidations_to_the_guest_physical_page() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::Nested, with_profile(profile));
+        let page = VA + 0x3000;
+        assert_eq!(ok(&vtd, read(page)).output, GUEST_RAM_HPA + GPA_OUT + 0x3000);
+        assert_eq!(ok(&vtd, read(page)).reads, 0, "cached");
+        // A second-stage page the translation does not use: forgiving drops every nested
+        // translation of the domain; strict keeps this one.
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, GPA_OUT + 0x5000, 0, true)]);
+        let kept = ok(&vtd, read(page)).reads == 0;
+        assert_eq!(kept, profile.is_strict(), "{profile}: an unrelated GPA");
+        // Its own guest physical page removes it in both (never its input address).
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, page, 0, true)]);
+        let by_input = ok(&vtd, read(page)).reads == 0;
+        assert_eq!(by_input, profile.is_strict(), "{profile}: by the first-stage input");
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, GPA_OUT + 0x3000, 0, true)]);
+        assert!(ok(&vtd, read(page)).reads > 0, "{profile}: its own GPA removes it");
+    }
+}
+
+#[test]
+fn esrtps_makes_srtp_invalidate_every_cache() {
+    for esrtps in [false, true] {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, params(|p| p.cap = cap::ESRTPS.with(p.cap, esrtps)));
+        ok(&vtd, read(VA));
+        let mut gone = t.pe(Pgtt::FirstStage);
+        gone.set_p(false);
+        t.set_pe(gone);
+        // SRTP again, TE and QIE kept, no invalidation descriptor.
+        let kept = vtd.mmio_read(regs::GSTS.0, 4) & (gsts::TES.mask() | gsts::QIES.mask());
+        vtd.mmio_write(regs::GCMD.0, 4, kept | gcmd::SRTP.mask());
+        assert!(gsts::RTPS.is_set(vtd.mmio_read(regs::GSTS.0, 4)));
+        assert_eq!(vtd.translate(&read(VA)).is_err(), esrtps, "ESRTPS {esrtps}");
+    }
+}
+
+/// Under `seed`, with a page-selective invalidation pending, the index of the first of `n`
+/// translations that saw the new mapping (if one did before the wait).
+fn first_fresh(seed: u64, n: usize) -> Option<usize> {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(Profile::Strict(Apply::Seeded(seed))));
+    ok(&vtd, read(VA));
+    repoint(&t.m, entry_at(&t.m, t.fs.root, VA, 3, host), MOVED);
+    submit(&vtd, &[desc::piotlb_pages(DID, PASID, VA, 0, true)]);
+    let seen: Vec<u64> = (0..n).map(|_| ok(&vtd, read(VA)).output).collect();
+    let first = seen.iter().position(|&o| o == MOVED);
+    if let Some(i) = first {
+        assert!(seen.iter().skip(i).all(|&o| o == MOVED), "never stale again");
+    }
+    submit_and_wait(&vtd, &[]);
+    assert_eq!(ok(&vtd, read(VA)).output, MOVED, "seed {seed}: by the wait at the latest");
+    first
+}
+
+#[test]
+fn seeded_mode_applies_each_invalidation_before_its_wait_repeatably() {
+    let runs: Vec<_> = (1..=8).map(|seed| first_fresh(seed, 12)).collect();
+    for (seed, r) in (1..=8).zip(&runs) {
+        assert_eq!(*r, first_fresh(seed, 12), "seed {seed} repeats");
+    }
+    assert!(runs.iter().any(Option::is_some), "some seed applies early: {runs:?}");
+    assert!(runs.windows(2).any(|w| w[0] != w[1]), "seeds differ: {runs:?}");
 }
