@@ -13,7 +13,7 @@ use sviommu_smmuv3::driver::{
     Attach, CdTableOwner, CdTablePolicy, DomainConfig, DriverConfig, GuestCdTable, PasidAttach,
     Prot,
 };
-use sviommu_smmuv3::hw::{Smmu, SmmuParams};
+use sviommu_smmuv3::hw::Smmu;
 use sviommu_smmuv3::spec::{EventId, Granule, S1Dss, S1Fmt};
 
 const A: u32 = 0x10;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use driver_common::*;
 use proptest::prelude::*;
 use sviommu_smmuv3::driver::{Attach, DomainConfig, DomainId, DriverConfig, Prot};
-use sviommu_smmuv3::hw::{Smmu, SmmuParams};
+use sviommu_smmuv3::hw::Smmu;
 use sviommu_smmuv3::spec::{EventId, Granule};
 
 const SID: u32 = 5;

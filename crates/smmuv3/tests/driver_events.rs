@@ -6,7 +6,7 @@ mod driver_common;
 
 use driver_common::*;
 use sviommu_smmuv3::driver::{Attach, DomainConfig, DriverConfig, Prot};
-use sviommu_smmuv3::hw::{Access, AtsResult, Output, Smmu, SmmuParams, Transaction};
+use sviommu_smmuv3::hw::{Access, AtsResult, Output, Smmu, Transaction};
 use sviommu_smmuv3::spec::regs::{self, cons, prod};
 use sviommu_smmuv3::spec::{EventId, Granule, PageRequest, PriResp};
 

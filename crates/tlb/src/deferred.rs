@@ -280,7 +280,10 @@ mod tests {
         assert_eq!(s.stats().pending, 2);
         s.sync(&c);
         assert_eq!(c.load(Ordering::Relaxed), 111);
-        assert_eq!(s.stats(), DeferredStats { deferred: 2, applied_at_sync: 2, ..Default::default() });
+        assert_eq!(
+            s.stats(),
+            DeferredStats { deferred: 2, applied_at_sync: 2, ..Default::default() }
+        );
     }
 
     /// The order of early applications for a seed: which op went at which tick.

@@ -77,8 +77,7 @@ fn overflow_is_reported_and_recording_resumes() {
 #[test]
 fn the_fault_event_sends_the_configured_message() {
     let msi = MsiConfig { addr: 0x1_fee0_1000, data: 0x4321 };
-    let mut r =
-        rig_with(params(), DriverConfig { fault_msi: Some(msi), ..Default::default() });
+    let mut r = rig_with(params(), DriverConfig { fault_msi: Some(msi), ..Default::default() });
     r.vtd.drain_outputs();
     reason(&r.vtd, read(0x0203, 0x5000));
     assert_eq!(

@@ -114,8 +114,7 @@ impl Rig {
                 // Six SubstreamID bits keep CD tables linear, so a test can find a CD.
                 let config =
                     SmmuConfig { cd_table_policy: policy, ssid_bits: 6, ..Default::default() };
-                let unit =
-                    SmmuUnit::new(
+                let unit = SmmuUnit::new(
                     Arc::clone(&mem),
                     SmmuParams { profile: profile(), ..SmmuParams::default() },
                     frames,

@@ -252,9 +252,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                         k.va && k.vmid == vmid && asid_ok(k.asid) && sel.tlb(k, e)
                     });
                     if !leaf {
-                        inval(&ch.s1_walk, |k, _| {
-                            k.vmid == vmid && asid_ok(k.asid) && sel.walk(k)
-                        });
+                        inval(&ch.s1_walk, |k, _| k.vmid == vmid && asid_ok(k.asid) && sel.walk(k));
                     }
                 });
             }

@@ -44,10 +44,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sviommu_memory::{Hpa, Outbox, PhysMemory};
-use sviommu_tlb::Deferred;
-pub use sviommu_tlb::{Apply, DeferredStats, Profile};
 use sviommu_pgtable::vmsa::Oa52;
 pub use sviommu_pgtable::{Access, Perms};
+use sviommu_tlb::Deferred;
+pub use sviommu_tlb::{Apply, DeferredStats, Profile};
 
 use crate::spec::regs::{aidr, idr0, idr1, idr3, idr5, StallModel};
 use crate::spec::{address_size_bits, CError, Class, Command, EventId, EventRecord, Granule, Ste};

@@ -235,7 +235,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 CcGranularity::Global
             }
             CcGranularity::Domain => {
-                self.issue(move |c| c.invalidate_context(|_, ce| ce.did().is_none_or(|d| d == did)));
+                self.issue(move |c| {
+                    c.invalidate_context(|_, ce| ce.did().is_none_or(|d| d == did))
+                });
                 let ttm = rtaddr::TTM.get(self.root.load(std::sync::atomic::Ordering::Acquire));
                 if Ttm::try_from(ttm) == Ok(Ttm::Scalable) {
                     CcGranularity::Global

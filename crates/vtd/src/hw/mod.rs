@@ -39,9 +39,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sviommu_memory::{Hpa, Mmio, Outbox, PhysMemory};
-pub use sviommu_tlb::{Apply, DeferredStats, Profile};
-use sviommu_tlb::Deferred;
 pub use sviommu_pgtable::{Access, Perms};
+use sviommu_tlb::Deferred;
+pub use sviommu_tlb::{Apply, DeferredStats, Profile};
 
 use crate::spec::regs::{cap, ecap, ver};
 use crate::spec::{AddressType, Aw, FaultReason, PageGroupResponse, RequestType};
