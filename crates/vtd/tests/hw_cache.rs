@@ -270,8 +270,14 @@ fn a_function_mask_widens_device_selective_context_invalidation() {
 
 #[test]
 fn pasid_cache_keeps_a_changed_entry_until_a_pasid_selective_invalidation() {
+    for profile in BOTH {
+        pasid_cache(profile);
+    }
+}
+
+fn pasid_cache(profile: Profile) {
     let t = sm();
-    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
     let mut pe = t.pe(Pgtt::FirstStage);
     pe.set_p(false);
@@ -292,7 +298,8 @@ fn pasid_cache_keeps_a_changed_entry_until_a_pasid_selective_invalidation() {
     assert_eq!(tr.output, FS_OUT, "the PASID cache still holds the entry");
     // Root and context entries, then the first-stage walk (its paging-structure entries went).
     assert_eq!(tr.reads, 2 + 4);
-    submit_and_wait(&vtd, &[desc::pc_pasid(DID, PASID)]);
+    let served = || vtd.translate(&read(VA)).is_ok();
+    submit_then_wait(&vtd, &[desc::pc_pasid(DID, PASID)], true, served);
     assert_eq!(reason(&vtd, read(VA)), R::SmPasidEntryNotPresent);
 }
 
@@ -330,9 +337,15 @@ fn iotlb_keeps_a_remapped_page_until_a_page_selective_invalidation() {
 
 #[test]
 fn first_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear() {
+    for profile in BOTH {
+        first_stage_psc(profile);
+    }
+}
+
+fn first_stage_psc(profile: Profile) {
     let mut t = sm();
     t.set_pe(t.pe(Pgtt::FirstStage));
-    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, VtdParams::default());
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
     // The driver replaces the page table under VA's 2M region with a copy in which VA + 5000h
     // goes elsewhere, and invalidates nothing.
@@ -359,7 +372,10 @@ fn first_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear()
         ],
     );
     assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x5000, "still the old table");
-    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, false)]);
+    let narrowest = desc::piotlb_pages(DID, PASID, page, 0, false);
+    submit_then_wait(&vtd, &[narrowest], FS_OUT + 0x5000, || ok(&vtd, read(page)).output);
+    // Again, to drop what the probe's walk cached.
+    submit_and_wait(&vtd, &[narrowest]);
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, MOVED);
     // Every table on the path went (their spans meet the page): a walk from the root.
@@ -395,8 +411,14 @@ fn second_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear(
 
 #[test]
 fn second_stage_leaf_cache_keeps_a_moved_guest_table_until_its_gpa_is_invalidated() {
+    for profile in BOTH {
+        second_stage_leaf(profile);
+    }
+}
+
+fn second_stage_leaf(profile: Profile) {
     let t = sm();
-    let vtd = t.unit(Pgtt::Nested, VtdParams::default());
+    let vtd = t.unit(Pgtt::Nested, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, GUEST_RAM_HPA + GPA_OUT);
     // The host moves the guest's page table to another host page (a copy, in which VA + 5000h
     // goes to another GPA) by changing the second stage, and invalidates nothing.
@@ -422,7 +444,9 @@ fn second_stage_leaf_cache_keeps_a_moved_guest_table_until_its_gpa_is_invalidate
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x5000, "still the old host page");
     // The narrowest that selects it: the table's GPA, a leaf change.
-    submit_and_wait(&vtd, &[desc::iotlb_pages(DID, pt_gpa, 0, true)]);
+    let stale = GUEST_RAM_HPA + GPA_OUT + 0x5000;
+    let narrowest = desc::iotlb_pages(DID, pt_gpa, 0, true);
+    submit_then_wait(&vtd, &[narrowest], stale, || ok(&vtd, read(page)).output);
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x10_0000);
 }
@@ -889,4 +913,38 @@ fn seeded_mode_applies_each_invalidation_before_its_wait_repeatably() {
     }
     assert!(runs.iter().any(Option::is_some), "some seed applies early: {runs:?}");
     assert!(runs.windows(2).any(|w| w[0] != w[1]), "seeds differ: {runs:?}");
+}
+
+/// Submits `descs` without a wait descriptor and checks what `probe` sees against `stale`:
+/// forgiving has carried them out when the queue read them; strict (at its sync) has not.
+/// Then a wait descriptor completes them in both.
+#[track_caller]
+fn submit_then_wait<T: PartialEq + std::fmt::Debug>(
+    vtd: &Vtd<&HostMemory>,
+    descs: &[[u64; 4]],
+    stale: T,
+    probe: impl Fn() -> T,
+) {
+    submit(vtd, descs);
+    let seen = probe();
+    match vtd.params().profile {
+        Profile::Forgiving => assert_ne!(seen, stale, "forgiving: done when read"),
+        Profile::Strict(Apply::AtSync) => assert_eq!(seen, stale, "strict: held until the wait"),
+        Profile::Strict(Apply::Seeded(_)) => {}
+    }
+    submit_and_wait(vtd, &[]);
+}
+
+#[test]
+fn strict_holds_a_context_cache_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        // The bus's root entry goes (both context-table pointers not present).
+        t.m.write(t.rta + 16 * u64::from(RID >> 8), [0u64, 0]);
+        let served = || vtd.translate(&read(VA)).is_ok();
+        submit_then_wait(&vtd, &[desc::cc_global()], true, served);
+        assert_eq!(reason(&vtd, read(VA)), R::SmRootEntryNotPresent, "{profile}");
+    }
 }

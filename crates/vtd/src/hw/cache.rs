@@ -222,10 +222,11 @@ pub(super) struct IotlbEntry {
     pub(super) kind: Kind,
     /// The first-stage G bit: PASID-selective invalidations keep it.
     pub(super) global: bool,
-    /// Nested entries: the guest physical page the first stage mapped the input to (the
-    /// second stage's input, aligned to the entry's page), what a strict page-selective
-    /// invalidation of the domain selects them by. 0 for other kinds.
-    pub(super) gpa_page: u64,
+    /// Nested entries: the first and last guest physical address the walk depended on (the
+    /// first-stage tables it read through the second stage, the page its first stage mapped
+    /// the input to), what a strict page-selective invalidation of the domain selects them
+    /// by. `(u64::MAX, 0)`, an empty range, for other kinds.
+    pub(super) gpa: (u64, u64),
     pub(super) result: IotlbResult,
 }
 
@@ -424,19 +425,17 @@ impl Caches {
     /// which a second-stage change does not make stale, so it is kept; first-stage-only
     /// translations do not use the second stage and are kept.
     ///
-    /// `strict`: a nested translation goes only if the guest physical page its first stage
-    /// produced meets the span. That is the least a second-stage change can require (Linux
-    /// flushes a nesting parent with a page-selective invalidation of a GPA range on the
-    /// nested DID); never the entry's input address, which is a first-stage input.
-    /// DEVIATION: the guest physical addresses of the first-stage tables a nested entry was
-    /// walked through are not remembered, so a strict invalidation that names only those
-    /// keeps the entry.
+    /// `strict`: a nested translation goes only if the span meets the guest physical
+    /// addresses it depended on (its first-stage tables and output page, kept as one range:
+    /// a superset, never less). Linux flushes a nesting parent with a page-selective
+    /// invalidation of a GPA range on the nested DID; the entry's input address, a first-stage
+    /// input, is never what selects it.
     pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool, strict: bool) {
         self.iotlb.invalidate(|k, e| {
             k.did == did
                 && match e.kind {
                     Kind::Legacy | Kind::SecondStage => span.meets(k.page, k.lg2),
-                    Kind::Nested if strict => span.meets(e.gpa_page >> k.lg2, k.lg2),
+                    Kind::Nested if strict => span.first <= e.gpa.1 && e.gpa.0 <= span.last,
                     Kind::Nested => true,
                     Kind::FirstStage => false,
                 }
