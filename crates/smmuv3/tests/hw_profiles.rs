@@ -8,10 +8,10 @@ mod common;
 
 use common::*;
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
-use sviommu_pgtable::vmsa::{Granule as PtGranule, S1Attrs, VmsaS1};
+use sviommu_pgtable::vmsa::{Granule as PtGranule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::Build;
 use sviommu_smmuv3::hw::{Access, Apply, Profile, Smmu, SmmuParams, Transaction};
-use sviommu_smmuv3::spec::{Command, Granule, Opcode};
+use sviommu_smmuv3::spec::{Cd, Command, Granule, Opcode};
 
 type Sm<'a> = Smmu<&'a HostMemory>;
 
@@ -25,6 +25,7 @@ struct S1<'a> {
     fr: FrameAllocator<Hpa>,
     s1: VmsaS1,
     ste: u64,
+    cd: u64,
     q: Cmdq,
 }
 
@@ -41,7 +42,7 @@ fn stage1(mem: &HostMemory, profile: Profile) -> (S1<'_>, Sm<'_>) {
     let smmu = Smmu::new(mem, SmmuParams { profile, ..SmmuParams::default() });
     enable_linear(&smmu, ste, 0);
     let q = Cmdq::enable(&smmu, qbase, 4);
-    (S1 { mem, fr, s1, ste, q }, smmu)
+    (S1 { mem, fr, s1, ste, cd, q }, smmu)
 }
 
 impl S1<'_> {
@@ -167,4 +168,69 @@ fn seeded_mode_applies_each_before_its_sync_repeatably() {
     }
     assert!(runs.iter().any(Option::is_some), "some seed applies early: {runs:?}");
     assert!(runs.windows(2).any(|w| w[0] != w[1]), "seeds differ: {runs:?}");
+}
+
+#[test]
+fn a_cfgi_cd_without_its_sync_is_caught_in_strict() {
+    for p in BOTH {
+        for with_sync in [true, false] {
+            let mem = memory();
+            let (mut s, smmu) = stage1(&mem, p);
+            assert_eq!(out(&smmu), Some(PA));
+            // The CD goes invalid (V == 0): a fresh read ends in C_BAD_CD.
+            write_cd(&mem, s.cd, &Cd::default());
+            let mut c = Command::new(Opcode::CfgiCd);
+            c.set_sid(0);
+            c.set_ssid(0);
+            c.set_leaf(true);
+            let cmds: &[Command] = if with_sync { &[c, sync()] } else { &[c] };
+            s.q.submit(&mem, &smmu, cmds);
+            let stale = p.is_strict() && !with_sync;
+            assert_eq!(out(&smmu).is_some(), stale, "{p}, sync {with_sync}");
+        }
+    }
+}
+
+#[test]
+fn a_stage_2_tlbi_without_its_sync_or_with_a_wrong_ttl_is_caught_in_strict() {
+    const IPA: u64 = 0x20_0000;
+    let run = |p: Profile, tlbi: Command, with_sync: bool| {
+        let mem = memory();
+        let mut fr = frames();
+        let s2 = VmsaS2::create(&mem, &mut fr, VmsaS2::new(0, PtGranule::K4, 25, 1)).unwrap();
+        s2.map(&mem, &mut fr, IPA, PA, 12, S2Attrs::ALL).unwrap();
+        let ste = alloc(&mem, &mut fr, 12);
+        write_ste(&mem, ste, &ste_s2(&s2));
+        let qbase = alloc(&mem, &mut fr, 12);
+        let smmu = Smmu::new(&mem, SmmuParams { profile: p, ..SmmuParams::default() });
+        enable_linear(&smmu, ste, 0);
+        let mut q = Cmdq::enable(&smmu, qbase, 4);
+        let t = Transaction::new(0, IPA, Access::READ);
+        assert_eq!(smmu.translate(&t).unwrap().output, PA);
+        s2.unmap(&mem, IPA, 0x1000).unwrap();
+        s2.map(&mem, &mut fr, IPA, NEW_PA, 12, S2Attrs::ALL).unwrap();
+        let cmds: &[Command] = if with_sync { &[tlbi, sync()] } else { &[tlbi] };
+        q.submit(&mem, &smmu, cmds);
+        smmu.translate(&t).unwrap().output
+    };
+    let s2_ipa = |tg_ttl: Option<(Granule, u8)>| {
+        let mut c = Command::new(Opcode::TlbiS2Ipa);
+        c.set_vmid(1);
+        c.set_ipa(IPA);
+        c.set_leaf(true);
+        if let Some((g, ttl)) = tg_ttl {
+            c.set_tg(Some(g));
+            c.set_ttl(ttl);
+        }
+        c
+    };
+    for p in BOTH {
+        assert_eq!(run(p, s2_ipa(None), true), NEW_PA, "{p}");
+        assert_eq!(run(p, s2_ipa(Some((Granule::Size4K, 3))), true), NEW_PA, "{p}");
+    }
+    assert_eq!(run(Profile::Forgiving, s2_ipa(None), false), NEW_PA);
+    assert_eq!(run(Profile::STRICT, s2_ipa(None), false), PA, "held until CMD_SYNC");
+    let wrong = s2_ipa(Some((Granule::Size4K, 1)));
+    assert_eq!(run(Profile::Forgiving, wrong, true), NEW_PA);
+    assert_eq!(run(Profile::STRICT, wrong, true), PA, "a level-1 TTL keeps a level-3 leaf");
 }
