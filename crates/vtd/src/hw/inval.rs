@@ -7,6 +7,13 @@
 //! fence: everything before it has completed when its status write or interrupt happens, and
 //! nothing after it has started.
 //!
+//! Profiles ([`VtdParams::profile`](super::VtdParams)): forgiving carries out each
+//! invalidation descriptor when the queue reads it. Strict holds the context-cache, IOTLB,
+//! PASID-cache and PASID-based IOTLB descriptors until the next wait descriptor (§6.5.2.8: only
+//! its completion says the ones before it have completed), or applies each at a seeded point
+//! before it (each queue entry and each translation is such a point). Register-based
+//! invalidation completes in the write that clears ICC / IVT (§6.5.1), in both profiles.
+//!
 //! What each invalidation removes is `cache`'s business; here are the interfaces, the
 //! granularities they accept and the errors they report: CAIG / IAIG 00b for a request the
 //! unit ignored (§11.4.7, §11.4.8.2), FSTS.IQE with IQER.IQEI for a descriptor it cannot
