@@ -47,7 +47,7 @@ fn bring_up_enables_queues_then_translation_and_unattached_streams_abort() {
 fn a_linear_stream_table_aborts_every_unattached_stream() {
     let mem = memory();
     // 8-bit StreamIDs, linear: 256 STEs, all abort.
-    let d = SmmuParams::default();
+    let d = params();
     let i1 = regs::idr1::SIDSIZE.set(u64::from(d.idr1), 8);
     let smmu = Smmu::new(&mem, SmmuParams { idr1: u32::try_from(i1).unwrap(), ..d });
     let config = DriverConfig { stream_table: StreamTableFormat::Linear, ..Default::default() };
@@ -69,7 +69,7 @@ fn a_linear_stream_table_aborts_every_unattached_stream() {
 #[test]
 fn cmd_sync_by_msi_waits_for_the_msi_write() {
     let mem = memory();
-    let d = SmmuParams::default();
+    let d = params();
     let params =
         SmmuParams { idr0: u32::try_from(idr0::MSI.with(u64::from(d.idr0), true)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);
@@ -86,7 +86,7 @@ fn cmd_sync_by_msi_waits_for_the_msi_write() {
     assert_eq!(*bridge.msis.lock().unwrap(), 2);
     assert!(bridge.others.lock().unwrap().is_empty());
     // Without SMMU_IDR0.MSI the mode is refused.
-    let plain = Smmu::new(&mem, SmmuParams::default());
+    let plain = Smmu::new(&mem, driver_common::params());
     let r = SmmuDriver::new(&plain, &mem, frames(), config);
     assert_eq!(r.err(), Some(DriverError::Unsupported("MSIs (CMD_SYNC completion by MSI)")));
 }
@@ -94,7 +94,7 @@ fn cmd_sync_by_msi_waits_for_the_msi_write() {
 #[test]
 fn cmd_sync_without_delivery_times_out_as_a_typed_error() {
     let mem = memory();
-    let d = SmmuParams::default();
+    let d = params();
     let params =
         SmmuParams { idr0: u32::try_from(idr0::MSI.with(u64::from(d.idr0), true)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);
@@ -107,7 +107,7 @@ fn cmd_sync_without_delivery_times_out_as_a_typed_error() {
 #[test]
 fn a_refused_command_is_reported_with_its_cerror_and_the_queue_goes_on() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     // A Reserved opcode, then a legal command behind it.
     let bad = Command::from_words([0x7f, 0]);
@@ -127,7 +127,7 @@ fn a_refused_command_is_reported_with_its_cerror_and_the_queue_goes_on() {
 #[test]
 fn the_command_queue_wraps() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     // A 4-entry Command queue: every submit with its CMD_SYNC goes round it many times.
     let config = DriverConfig { cmdq_log2: 2, ..Default::default() };
     let mut drv = driver(&smmu, &mem, config);

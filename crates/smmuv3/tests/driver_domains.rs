@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use driver_common::*;
 use proptest::prelude::*;
 use sviommu_smmuv3::driver::{Attach, DomainConfig, DomainId, DriverConfig, Prot};
-use sviommu_smmuv3::hw::{Smmu, SmmuParams};
+use sviommu_smmuv3::hw::Smmu;
 use sviommu_smmuv3::spec::{EventId, Granule};
 
 const SID: u32 = 5;
@@ -26,7 +26,7 @@ fn configs() -> [DomainConfig; 2] {
 fn map_translate_unmap_stale_until_flushed() {
     for config in configs() {
         let mem = memory();
-        let smmu = Smmu::new(&mem, SmmuParams::default());
+        let smmu = Smmu::new(&mem, params());
         let mut drv = driver(&smmu, &mem, DriverConfig::default());
         let dom = drv.alloc_domain(config).unwrap();
         drv.map(dom, IOVA, PA, 0x1000, Prot::RW).unwrap();
@@ -64,7 +64,7 @@ fn map_translate_unmap_stale_until_flushed() {
 #[test]
 fn a_domain_is_freed_only_when_nothing_uses_it() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let free_before = drv.free_frame_bytes();
     let dom = drv.alloc_domain(configs()[0]).unwrap();
@@ -127,7 +127,7 @@ proptest! {
     #[test]
     fn random_map_unmap_matches_a_flat_oracle(ops in prop::collection::vec(op(), 1..24), s2 in any::<bool>()) {
         let mem = memory();
-        let smmu = Smmu::new(&mem, SmmuParams::default());
+        let smmu = Smmu::new(&mem, params());
         let mut drv = driver(&smmu, &mem, DriverConfig::default());
         let dom: DomainId = drv.alloc_domain(configs()[usize::from(s2)]).unwrap();
         drv.attach(SID, Attach::Domain(dom)).unwrap();

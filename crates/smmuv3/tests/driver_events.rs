@@ -6,7 +6,7 @@ mod driver_common;
 
 use driver_common::*;
 use sviommu_smmuv3::driver::{Attach, DomainConfig, DriverConfig, Prot};
-use sviommu_smmuv3::hw::{Access, AtsResult, Output, Smmu, SmmuParams, Transaction};
+use sviommu_smmuv3::hw::{Access, AtsResult, Output, Smmu, Transaction};
 use sviommu_smmuv3::spec::regs::{self, cons, prod};
 use sviommu_smmuv3::spec::{EventId, Granule, PageRequest, PriResp};
 
@@ -16,7 +16,7 @@ const S1: DomainConfig = DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 
 #[test]
 fn events_drain_with_their_ids_and_an_overflow_is_counted_and_acknowledged() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     // A 2-entry Event queue.
     let mut drv = driver(&smmu, &mem, DriverConfig { eventq_log2: 1, ..Default::default() });
     let dom = drv.alloc_domain(S1).unwrap();

@@ -79,7 +79,7 @@ fn parent(drv: &mut Driver<'_>) -> DomainId {
 fn pasids_translate_as_guest_stage_1_composed_with_host_stage_2() {
     for ssid_bits in [20, 6] {
         let mem = memory();
-        let smmu = Smmu::new(&mem, SmmuParams::default());
+        let smmu = Smmu::new(&mem, params());
         let mut drv = driver(&smmu, &mem, DriverConfig { ssid_bits, ..Default::default() });
         let guest = Guest::build(&mem);
         let s2 = parent(&mut drv);
@@ -133,7 +133,7 @@ fn pasids_translate_as_guest_stage_1_composed_with_host_stage_2() {
 #[test]
 fn the_window_is_read_only_to_the_device() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let guest = Guest::build(&mem);
     let s2 = parent(&mut drv);
@@ -150,7 +150,7 @@ fn the_window_is_read_only_to_the_device() {
 #[test]
 fn the_reserved_window_is_refused_to_map_and_unmap() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let s2 = drv.alloc_domain(S2).unwrap();
     let s1 = drv.alloc_domain(DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 40 }).unwrap();
@@ -197,7 +197,7 @@ impl Mmio for Probe<'_> {
 #[test]
 fn dma_without_a_pasid_keeps_stage_2_while_the_ste_changes() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let probe = Probe { smmu: &smmu, armed: AtomicBool::new(false), seen: Mutex::new(Vec::new()) };
     let mut drv = SmmuDriver::new(&probe, &mem, frames(), DriverConfig::default()).unwrap();
     let guest = Guest::build(&mem);
@@ -223,7 +223,7 @@ fn dma_without_a_pasid_keeps_stage_2_while_the_ste_changes() {
 #[test]
 fn stage_2_faults_of_table_and_cd_fetches_are_reported_as_such() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     // Linear Stream table, so the test can find the STE.
     let config = DriverConfig { stream_table: StreamTableFormat::Linear, ..Default::default() };
     let mut drv = driver(&smmu, &mem, config);
@@ -274,7 +274,7 @@ type Refusal<T> = (&'static str, Result<T, DriverError>, DriverError);
 fn refused_nested_attaches_write_and_allocate_nothing() {
     let mem = memory();
     // No 16K granule.
-    let d = SmmuParams::default();
+    let d = params();
     let params = SmmuParams {
         idr5: u32::try_from(idr5::GRAN16K.with(u64::from(d.idr5), false)).unwrap(),
         ..d
@@ -451,7 +451,7 @@ fn refused_nested_attaches_write_and_allocate_nothing() {
 #[test]
 fn no_substreams_no_nested_pasids() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, SmmuParams::default());
+    let smmu = Smmu::new(&mem, params());
     let mut drv = driver(&smmu, &mem, DriverConfig { ssid_bits: 0, ..Default::default() });
     let guest = Guest::build(&mem);
     let s2 = parent(&mut drv);

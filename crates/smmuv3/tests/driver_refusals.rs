@@ -16,7 +16,7 @@ use sviommu_smmuv3::spec::{Granule, S1Dss, S1Fmt};
 fn refused_calls_write_and_allocate_nothing() {
     let mem = memory();
     // No 16K granule.
-    let d = SmmuParams::default();
+    let d = params();
     let params = SmmuParams {
         idr5: u32::try_from(idr5::GRAN16K.with(u64::from(d.idr5), false)).unwrap(),
         ..d
@@ -127,7 +127,7 @@ fn refused_calls_write_and_allocate_nothing() {
 #[test]
 fn nesting_needs_both_stages() {
     let mem = memory();
-    let d = SmmuParams::default();
+    let d = params();
     let params =
         SmmuParams { idr0: u32::try_from(idr0::S2P.with(u64::from(d.idr0), false)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);

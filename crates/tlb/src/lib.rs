@@ -27,6 +27,9 @@
 
 use std::hash::{BuildHasher, Hash};
 
+mod deferred;
+pub use deferred::{Apply, BadProfile, Deferred, DeferredStats, Profile};
+
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(loom)]

@@ -22,7 +22,7 @@ const IOVA: u64 = 0x1234_5000;
 const PA: u64 = 0x7_6543_2000;
 
 fn params(f: impl FnOnce(&mut VtdParams)) -> VtdParams {
-    let mut p = VtdParams::default();
+    let mut p = driver_common::params();
     f(&mut p);
     p
 }
@@ -58,7 +58,7 @@ fn capabilities_are_what_the_unit_advertises() {
     assert!(c.supports_aw(Aw::Bits39) && c.supports_aw(Aw::Bits48) && c.supports_aw(Aw::Bits57));
     assert_eq!((c.mgaw_bits, c.pasid_bits, c.fault_records), (57, 20, 8));
     assert_eq!(c.ss_page_sizes, (1 << 12) | (1 << 21) | (1 << 30));
-    let e = VtdParams::default().ecap;
+    let e = driver_common::params().ecap;
     assert_eq!((c.device_tlb, c.page_requests), (ecap::DT.is_set(e), ecap::PRS.is_set(e)));
     assert!(!c.caching_mode);
     assert_eq!(c.domains, 1 << 16);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use driver_common::*;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_vtd::driver::{DriverConfig, DriverError, Mmio, MsiConfig, VtdDriver};
-use sviommu_vtd::hw::{MsiSource, Output, Vtd, VtdParams};
+use sviommu_vtd::hw::{MsiSource, Output, Vtd};
 use sviommu_vtd::spec::fault::RequestType;
 use sviommu_vtd::spec::prq::{PageRequest, ResponseCode};
 use sviommu_vtd::spec::regs::{self, ecap, fsts, pqa, prs};
@@ -77,8 +77,7 @@ fn overflow_is_reported_and_recording_resumes() {
 #[test]
 fn the_fault_event_sends_the_configured_message() {
     let msi = MsiConfig { addr: 0x1_fee0_1000, data: 0x4321 };
-    let mut r =
-        rig_with(VtdParams::default(), DriverConfig { fault_msi: Some(msi), ..Default::default() });
+    let mut r = rig_with(params(), DriverConfig { fault_msi: Some(msi), ..Default::default() });
     r.vtd.drain_outputs();
     reason(&r.vtd, read(0x0203, 0x5000));
     assert_eq!(
@@ -130,7 +129,7 @@ impl Mmio for PrqShim {
 }
 
 fn prq_rig() -> (Arc<PrqShim>, Mem, VtdDriver<Arc<PrqShim>, Mem>) {
-    let mut params = VtdParams::default();
+    let mut params = params();
     params.ecap = ecap::PRS.with(params.ecap, true);
     let mem = memory();
     let vtd = Arc::new(Vtd::new(mem.clone(), params));

@@ -13,7 +13,7 @@ use sviommu_memory::{
     FrameAllocator, Gpa, GuestPhys, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory,
 };
 use sviommu_vtd::driver::{DomainConfig, DriverConfig, PasidConfig, Prot, VtdDriver};
-use sviommu_vtd::hw::{Vtd, VtdParams};
+use sviommu_vtd::hw::Vtd;
 use sviommu_vtd::spec::root::ScalableRootEntry;
 
 type Ram = GuestRam<Mem>;
@@ -28,7 +28,7 @@ fn ram(mem: &Mem) -> Ram {
 #[test]
 fn a_guest_runs_the_driver_over_its_own_ram() {
     let mem = memory();
-    let unit = Arc::new(Vtd::new(GuestPhys(ram(&mem)), VtdParams::default()));
+    let unit = Arc::new(Vtd::new(GuestPhys(ram(&mem)), params()));
     // The guest's driver allocates its tables from GPA 4M up.
     let frames = FrameAllocator::new(&[(Gpa(0x40_0000), 0x80_0000)]);
     let mut drv: VtdDriver<_, Ram> =

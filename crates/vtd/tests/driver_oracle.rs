@@ -16,7 +16,6 @@ use sviommu_pgtable::MapError;
 use sviommu_vtd::driver::{
     Did, DomainConfig, DriverConfig, DriverError, ModeChoice, PasidConfig, Prot,
 };
-use sviommu_vtd::hw::VtdParams;
 use sviommu_vtd::spec::Fspm;
 
 const RID: u16 = 0x0508;
@@ -86,10 +85,8 @@ fn setup(kind: u8) -> Setup {
     use sviommu_vtd::spec::FaultReason as R;
     match kind {
         0 => {
-            let mut r = rig_with(
-                VtdParams::default(),
-                DriverConfig { mode: ModeChoice::Legacy, ..Default::default() },
-            );
+            let mut r =
+                rig_with(params(), DriverConfig { mode: ModeChoice::Legacy, ..Default::default() });
             let did = r.drv.alloc_domain(DomainConfig::SecondStage { aw: None }).unwrap();
             r.drv.attach(RID, None, PasidConfig::SecondStage { did }).unwrap();
             Setup { r, did, pasid: None, hole: R::ReadDenied }

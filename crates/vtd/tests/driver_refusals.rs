@@ -61,7 +61,7 @@ fn populated(params: VtdParams) -> (Rig, [sviommu_vtd::driver::Did; 3]) {
 
 /// The default unit without device-TLBs and page requests.
 fn without_ats() -> VtdParams {
-    let mut p = VtdParams::default();
+    let mut p = params();
     p.ecap = ecap::DT.with(p.ecap, false);
     p.ecap = ecap::PRS.with(p.ecap, false);
     p

@@ -14,7 +14,7 @@ use sviommu_memory::HostMemory;
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
-use sviommu_vtd::hw::{CacheParams, DmaRequest, Vtd, VtdParams};
+use sviommu_vtd::hw::{Apply, CacheParams, DmaRequest, Profile, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{ContextEntry, ScalableContextEntry, TranslationType};
@@ -270,8 +270,14 @@ fn a_function_mask_widens_device_selective_context_invalidation() {
 
 #[test]
 fn pasid_cache_keeps_a_changed_entry_until_a_pasid_selective_invalidation() {
+    for profile in BOTH {
+        pasid_cache(profile);
+    }
+}
+
+fn pasid_cache(profile: Profile) {
     let t = sm();
-    let vtd = t.unit(Pgtt::FirstStage, VtdParams::default());
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
     let mut pe = t.pe(Pgtt::FirstStage);
     pe.set_p(false);
@@ -292,7 +298,8 @@ fn pasid_cache_keeps_a_changed_entry_until_a_pasid_selective_invalidation() {
     assert_eq!(tr.output, FS_OUT, "the PASID cache still holds the entry");
     // Root and context entries, then the first-stage walk (its paging-structure entries went).
     assert_eq!(tr.reads, 2 + 4);
-    submit_and_wait(&vtd, &[desc::pc_pasid(DID, PASID)]);
+    let served = || vtd.translate(&read(VA)).is_ok();
+    submit_then_wait(&vtd, &[desc::pc_pasid(DID, PASID)], true, served);
     assert_eq!(reason(&vtd, read(VA)), R::SmPasidEntryNotPresent);
 }
 
@@ -330,9 +337,15 @@ fn iotlb_keeps_a_remapped_page_until_a_page_selective_invalidation() {
 
 #[test]
 fn first_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear() {
+    for profile in BOTH {
+        first_stage_psc(profile);
+    }
+}
+
+fn first_stage_psc(profile: Profile) {
     let mut t = sm();
     t.set_pe(t.pe(Pgtt::FirstStage));
-    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, VtdParams::default());
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
     // The driver replaces the page table under VA's 2M region with a copy in which VA + 5000h
     // goes elsewhere, and invalidates nothing.
@@ -359,7 +372,10 @@ fn first_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear()
         ],
     );
     assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x5000, "still the old table");
-    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, false)]);
+    let narrowest = desc::piotlb_pages(DID, PASID, page, 0, false);
+    submit_then_wait(&vtd, &[narrowest], FS_OUT + 0x5000, || ok(&vtd, read(page)).output);
+    // Again, to drop what the probe's walk cached.
+    submit_and_wait(&vtd, &[narrowest]);
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, MOVED);
     // Every table on the path went (their spans meet the page): a walk from the root.
@@ -395,8 +411,14 @@ fn second_stage_paging_structure_cache_keeps_a_replaced_table_until_ih_is_clear(
 
 #[test]
 fn second_stage_leaf_cache_keeps_a_moved_guest_table_until_its_gpa_is_invalidated() {
+    for profile in BOTH {
+        second_stage_leaf(profile);
+    }
+}
+
+fn second_stage_leaf(profile: Profile) {
     let t = sm();
-    let vtd = t.unit(Pgtt::Nested, VtdParams::default());
+    let vtd = t.unit(Pgtt::Nested, with_profile(profile));
     assert_eq!(ok(&vtd, read(VA)).output, GUEST_RAM_HPA + GPA_OUT);
     // The host moves the guest's page table to another host page (a copy, in which VA + 5000h
     // goes to another GPA) by changing the second stage, and invalidates nothing.
@@ -422,7 +444,9 @@ fn second_stage_leaf_cache_keeps_a_moved_guest_table_until_its_gpa_is_invalidate
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x5000, "still the old host page");
     // The narrowest that selects it: the table's GPA, a leaf change.
-    submit_and_wait(&vtd, &[desc::iotlb_pages(DID, pt_gpa, 0, true)]);
+    let stale = GUEST_RAM_HPA + GPA_OUT + 0x5000;
+    let narrowest = desc::iotlb_pages(DID, pt_gpa, 0, true);
+    submit_then_wait(&vtd, &[narrowest], stale, || ok(&vtd, read(page)).output);
     let tr = ok(&vtd, read(page));
     assert_eq!(tr.output, GUEST_RAM_HPA + GPA_OUT + 0x10_0000);
 }
@@ -773,5 +797,154 @@ fn stalling(
         if seen >= rounds {
             break;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour profiles (`VtdParams::profile`): forgiving carries out each invalidation when the
+// queue reads it; strict when the next invalidation wait descriptor completes (§6.5.2.8), or at
+// a seeded point before it, and narrows a page-selective IOTLB invalidation of nested
+// translations to their guest physical page.
+// ---------------------------------------------------------------------------------------------
+
+fn with_profile(profile: Profile) -> VtdParams {
+    params(|p| p.profile = profile)
+}
+
+const BOTH: [Profile; 2] = [Profile::Forgiving, Profile::STRICT];
+
+#[test]
+fn strict_holds_an_iotlb_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        let page = VA + 0x3000;
+        assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x3000);
+        repoint(&t.m, entry_at(&t.m, t.fs.root, page, 3, host), MOVED);
+        // The invalidation, without a wait descriptor behind it.
+        submit(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, true)]);
+        let expect = if profile.is_strict() { FS_OUT + 0x3000 } else { MOVED };
+        assert_eq!(ok(&vtd, read(page)).output, expect, "{profile}: before the wait");
+        assert_eq!(vtd.deferred_stats().pending, u64::from(profile.is_strict()));
+        submit_and_wait(&vtd, &[]);
+        assert_eq!(ok(&vtd, read(page)).output, MOVED, "{profile}: after the wait");
+    }
+}
+
+#[test]
+fn strict_holds_a_pasid_cache_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        let mut gone = t.pe(Pgtt::FirstStage);
+        gone.set_p(false);
+        t.set_pe(gone);
+        submit(&vtd, &[desc::pc_pasid(DID, PASID), desc::piotlb_pasid(DID, PASID)]);
+        let served = vtd.translate(&read(VA)).is_ok();
+        assert_eq!(served, profile.is_strict(), "{profile}: the cached entry serves");
+        submit_and_wait(&vtd, &[]);
+        assert_eq!(reason(&vtd, read(VA)), R::SmPasidEntryNotPresent, "{profile}");
+    }
+}
+
+#[test]
+fn strict_narrows_nested_page_invalidations_to_the_guest_physical_page() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::Nested, with_profile(profile));
+        let page = VA + 0x3000;
+        assert_eq!(ok(&vtd, read(page)).output, GUEST_RAM_HPA + GPA_OUT + 0x3000);
+        assert_eq!(ok(&vtd, read(page)).reads, 0, "cached");
+        // A second-stage page the translation does not use: forgiving drops every nested
+        // translation of the domain; strict keeps this one.
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, GPA_OUT + 0x5000, 0, true)]);
+        let kept = ok(&vtd, read(page)).reads == 0;
+        assert_eq!(kept, profile.is_strict(), "{profile}: an unrelated GPA");
+        // Its own guest physical page removes it in both (never its input address).
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, page, 0, true)]);
+        let by_input = ok(&vtd, read(page)).reads == 0;
+        assert_eq!(by_input, profile.is_strict(), "{profile}: by the first-stage input");
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, GPA_OUT + 0x3000, 0, true)]);
+        assert!(ok(&vtd, read(page)).reads > 0, "{profile}: its own GPA removes it");
+    }
+}
+
+#[test]
+fn esrtps_makes_srtp_invalidate_every_cache() {
+    for esrtps in [false, true] {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, params(|p| p.cap = cap::ESRTPS.with(p.cap, esrtps)));
+        ok(&vtd, read(VA));
+        let mut gone = t.pe(Pgtt::FirstStage);
+        gone.set_p(false);
+        t.set_pe(gone);
+        // SRTP again, TE and QIE kept, no invalidation descriptor.
+        let kept = vtd.mmio_read(regs::GSTS.0, 4) & (gsts::TES.mask() | gsts::QIES.mask());
+        vtd.mmio_write(regs::GCMD.0, 4, kept | gcmd::SRTP.mask());
+        assert!(gsts::RTPS.is_set(vtd.mmio_read(regs::GSTS.0, 4)));
+        assert_eq!(vtd.translate(&read(VA)).is_err(), esrtps, "ESRTPS {esrtps}");
+    }
+}
+
+/// Under `seed`, with a page-selective invalidation pending, the index of the first of `n`
+/// translations that saw the new mapping (if one did before the wait).
+fn first_fresh(seed: u64, n: usize) -> Option<usize> {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(Profile::Strict(Apply::Seeded(seed))));
+    ok(&vtd, read(VA));
+    repoint(&t.m, entry_at(&t.m, t.fs.root, VA, 3, host), MOVED);
+    submit(&vtd, &[desc::piotlb_pages(DID, PASID, VA, 0, true)]);
+    let seen: Vec<u64> = (0..n).map(|_| ok(&vtd, read(VA)).output).collect();
+    let first = seen.iter().position(|&o| o == MOVED);
+    if let Some(i) = first {
+        assert!(seen.iter().skip(i).all(|&o| o == MOVED), "never stale again");
+    }
+    submit_and_wait(&vtd, &[]);
+    assert_eq!(ok(&vtd, read(VA)).output, MOVED, "seed {seed}: by the wait at the latest");
+    first
+}
+
+#[test]
+fn seeded_mode_applies_each_invalidation_before_its_wait_repeatably() {
+    let runs: Vec<_> = (1..=8).map(|seed| first_fresh(seed, 12)).collect();
+    for (seed, r) in (1..=8).zip(&runs) {
+        assert_eq!(*r, first_fresh(seed, 12), "seed {seed} repeats");
+    }
+    assert!(runs.iter().any(Option::is_some), "some seed applies early: {runs:?}");
+    assert!(runs.windows(2).any(|w| w[0] != w[1]), "seeds differ: {runs:?}");
+}
+
+/// Submits `descs` without a wait descriptor and checks what `probe` sees against `stale`:
+/// forgiving has carried them out when the queue read them; strict (at its sync) has not.
+/// Then a wait descriptor completes them in both.
+#[track_caller]
+fn submit_then_wait<T: PartialEq + std::fmt::Debug>(
+    vtd: &Vtd<&HostMemory>,
+    descs: &[[u64; 4]],
+    stale: T,
+    probe: impl Fn() -> T,
+) {
+    submit(vtd, descs);
+    let seen = probe();
+    match vtd.params().profile {
+        Profile::Forgiving => assert_ne!(seen, stale, "forgiving: done when read"),
+        Profile::Strict(Apply::AtSync) => assert_eq!(seen, stale, "strict: held until the wait"),
+        Profile::Strict(Apply::Seeded(_)) => {}
+    }
+    submit_and_wait(vtd, &[]);
+}
+
+#[test]
+fn strict_holds_a_context_cache_invalidation_until_its_wait_descriptor() {
+    for profile in BOTH {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        // The bus's root entry goes (both context-table pointers not present).
+        t.m.write(t.rta + 16 * u64::from(RID >> 8), [0u64, 0]);
+        let served = || vtd.translate(&read(VA)).is_ok();
+        submit_then_wait(&vtd, &[desc::cc_global()], true, served);
+        assert_eq!(reason(&vtd, read(VA)), R::SmRootEntryNotPresent, "{profile}");
     }
 }

@@ -103,7 +103,7 @@ impl Rig {
             Arch::Vtd => {
                 let unit = VtdUnit::new(
                     Arc::clone(&mem),
-                    VtdParams::default(),
+                    VtdParams { profile: profile(), ..VtdParams::default() },
                     frames,
                     VtdConfig { haw: 48, ..VtdConfig::default() },
                 )
@@ -114,8 +114,13 @@ impl Rig {
                 // Six SubstreamID bits keep CD tables linear, so a test can find a CD.
                 let config =
                     SmmuConfig { cd_table_policy: policy, ssid_bits: 6, ..Default::default() };
-                let unit =
-                    SmmuUnit::new(Arc::clone(&mem), SmmuParams::default(), frames, config).unwrap();
+                let unit = SmmuUnit::new(
+                    Arc::clone(&mem),
+                    SmmuParams { profile: profile(), ..SmmuParams::default() },
+                    frames,
+                    config,
+                )
+                .unwrap();
                 iommu.add_driver(UNIT, Box::new(unit)).unwrap();
             }
         }
@@ -249,4 +254,12 @@ impl Table {
             Table::Vmsa(t) => t.unmap(mem, va, len).map(|_| ()).unwrap(),
         }
     }
+}
+
+/// The models' behaviour profile the suite runs under: `SVIOMMU_PROFILE` (`forgiving`,
+/// `strict`, `strict:SEED`), forgiving when unset.
+fn profile() -> sviommu_vtd::hw::Profile {
+    std::env::var("SVIOMMU_PROFILE")
+        .map(|s| s.parse().expect("SVIOMMU_PROFILE: forgiving, strict or strict:SEED"))
+        .unwrap_or_default()
 }

@@ -81,6 +81,17 @@ pub(super) struct TlbEntry {
     pub perms: Perms,
     /// A write needs no table update (see [`Leaf::dirty`]).
     pub dirty: bool,
+    /// The granule and level of the walk the entry was inserted from, what a TLBI's TG and
+    /// TTL select on (§4.4.1.1).
+    pub hint: LeafHint,
+}
+
+/// The translation granule (log2) and the level of the leaf descriptor a TLB entry was
+/// inserted from: for a combined stage-1 + stage-2 entry, the stage-1 walk's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LeafHint {
+    pub granule_lg2: u8,
+    pub level: i8,
 }
 
 /// Walk-cache tag: stage-1 entries have an ASID, stage-2 entries do not.

@@ -10,10 +10,16 @@
 //!
 //! IMPDEF choices, each also marked where it is made:
 //! - RES0 bits set in a command (§4.1.5) make it CERROR_ILL.
-//! - Invalidations may remove more than they select (§3.21 permits it): TTL hints are
-//!   ignored, CMD_CFGI_STE also drops the StreamID's cached CDs (the CD cache is tagged by
-//!   StreamID, not by the CD table's address), EL2 TLBIs (only with SMMU_IDR0.HYP) invalidate
-//!   every TLB and walk-cache entry.
+//! - Invalidations may remove more than they select (§4.3, §4.4 permit it): in the
+//!   forgiving profile TG and TTL are ignored (the range still applies); EL2 TLBIs (only
+//!   with SMMU_IDR0.HYP) invalidate every TLB and walk-cache entry. The strict profile
+//!   removes only TLB entries of the TG granule and, with TTL, of that leaf level
+//!   (§4.4.1.1). CMD_CFGI_STE drops the StreamID's cached CDs in both (§4.3.1 requires it).
+//!
+//! Profiles (`SmmuParams::profile`): forgiving carries out each invalidation when its
+//! command is consumed; strict holds CFGI_* and TLBI_* until the next CMD_SYNC completes
+//! (§3.21: completion is only guaranteed then), or applies each at a seeded point before it.
+//! IMPDEF: CMD_ATC_INV is sent to the device when consumed in both profiles.
 //! - CMD_PREFETCH_* prefetch nothing.
 //! - CMD_TLBI_S2_IPA does not remove combined stage-1 + stage-2 TLB entries (tagged by VA):
 //!   as on the CPU, software follows it with CMD_TLBI_NH_ALL or CMD_TLBI_S12_VMALL (§4.4.3.1).
@@ -82,6 +88,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let mut steps = 0;
         while rd != prod && steps < bound {
             steps += 1;
+            self.deferred.tick(&self.caches);
             let addr = base.saturating_add(u64::from(rd.index) * CMD_BYTES);
             let cmd = match (
                 self.mem.read_u64(Hpa(addr)),
@@ -178,22 +185,25 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// §4.3: the configuration invalidations (STE and CD caches).
     fn cfgi(&self, op: Opcode, c: &Command) -> Result<(), CError> {
-        let ch = &self.caches;
         match op {
-            // §4.3.1.
+            // §4.3.1: the STE and every CD cached through it.
             Opcode::CfgiSte => {
                 let sid = c.sid();
                 self.sid_in_range(sid)?;
-                inval(&ch.ste, |&k, _| k == sid);
-                inval(&ch.cd, |&(k, _), _| k == sid);
+                self.issue(move |ch| {
+                    inval(&ch.ste, |&k, _| k == sid);
+                    inval(&ch.cd, |&(k, _), _| k == sid);
+                });
             }
             // §4.3.2, §4.3.6: 2^(Range + 1) StreamIDs from StreamID aligned down; 31 is all.
             Opcode::CfgiSteRange => {
                 let span = c.range().saturating_add(1);
                 let first = u64::from(c.sid()) >> span;
-                let sel = |k: u32| span >= 32 || u64::from(k) >> span == first;
-                inval(&ch.ste, |&k, _| sel(k));
-                inval(&ch.cd, |&(k, _), _| sel(k));
+                let sel = move |k: u32| span >= 32 || u64::from(k) >> span == first;
+                self.issue(move |ch| {
+                    inval(&ch.ste, |&k, _| sel(k));
+                    inval(&ch.cd, |&(k, _), _| sel(k));
+                });
             }
             // §4.3.3: one CD (L1CD too, Leaf == 0; the model caches no L1CD apart).
             Opcode::CfgiCd => {
@@ -202,13 +212,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 if u64::from(ssid) >> self.caps.ssidsize != 0 {
                     return Err(CError::Ill);
                 }
-                inval(&ch.cd, |&k, _| k == (sid, ssid));
+                self.issue(move |ch| inval(&ch.cd, |&k, _| k == (sid, ssid)));
             }
             // §4.3.4.
             _ => {
                 let sid = c.sid();
                 self.sid_in_range(sid)?;
-                inval(&ch.cd, |&(k, _), _| k == sid);
+                self.issue(move |ch| inval(&ch.cd, |&(k, _), _| k == sid));
             }
         }
         Ok(())
@@ -216,33 +226,35 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// §4.4.2: the stage-1 TLB invalidations of a VMID (combined stage-1+2 entries too).
     fn tlbi_s1(&self, op: Opcode, c: &Command) -> Result<(), CError> {
-        let ch = &self.caches;
         let vmid = self.vmid_of(c)?;
         match op {
             // §4.4.2.1: every stage-1 entry of the VMID.
-            Opcode::TlbiNhAll => {
+            Opcode::TlbiNhAll => self.issue(move |ch| {
                 inval(&ch.tlb, |k, _| k.va && k.vmid == vmid);
                 inval(&ch.s1_walk, |k, _| k.vmid == vmid);
-            }
+            }),
             // §4.4.2.2: non-global stage-1 entries of the ASID.
             Opcode::TlbiNhAsid => {
                 let asid = self.asid_of(c)?;
-                inval(&ch.tlb, |k, _| k.va && k.vmid == vmid && k.asid == Some(asid));
-                inval(&ch.s1_walk, |k, _| k.vmid == vmid && k.asid == Some(asid));
+                self.issue(move |ch| {
+                    inval(&ch.tlb, |k, _| k.va && k.vmid == vmid && k.asid == Some(asid));
+                    inval(&ch.s1_walk, |k, _| k.vmid == vmid && k.asid == Some(asid));
+                });
             }
             // §4.4.2.4 (ASID and global entries), §4.4.2.3 (every ASID).
             _ => {
                 let asid = if op == Opcode::TlbiNhVa { Some(self.asid_of(c)?) } else { None };
-                let (lo, hi) = self.tlbi_range(c, c.address())?;
-                let asid_ok = |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
-                inval(&ch.tlb, |k, _| {
-                    k.va && k.vmid == vmid && asid_ok(k.asid) && hits(k.page, k.page_lg2, lo, hi)
-                });
-                if !c.leaf() {
-                    inval(&ch.s1_walk, |k, _| {
-                        k.vmid == vmid && asid_ok(k.asid) && hits(k.prefix, k.span_lg2, lo, hi)
+                let sel = self.tlbi_select(c, c.address())?;
+                let leaf = c.leaf();
+                let asid_ok = move |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
+                self.issue(move |ch| {
+                    inval(&ch.tlb, |k, e| {
+                        k.va && k.vmid == vmid && asid_ok(k.asid) && sel.tlb(k, e)
                     });
-                }
+                    if !leaf {
+                        inval(&ch.s1_walk, |k, _| k.vmid == vmid && asid_ok(k.asid) && sel.walk(k));
+                    }
+                });
             }
         }
         Ok(())
@@ -250,14 +262,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// §4.4.3: the stage-2 TLB invalidations of a VMID.
     fn tlbi_s2(&self, op: Opcode, c: &Command) -> Result<(), CError> {
-        let ch = &self.caches;
         if op == Opcode::TlbiS12Vmall {
             // §4.4.3.2: everything of the VMID, both stages.
             let vmid = self.vmid_of(c)?;
-            inval(&ch.tlb, |k, _| k.vmid == vmid);
-            inval(&ch.s1_walk, |k, _| k.vmid == vmid);
-            inval(&ch.s2_walk, |k, _| k.vmid == vmid);
-            inval(&ch.s2_leaf, |k, _| k.vmid == vmid);
+            self.issue(move |ch| {
+                inval(&ch.tlb, |k, _| k.vmid == vmid);
+                inval(&ch.s1_walk, |k, _| k.vmid == vmid);
+                inval(&ch.s2_walk, |k, _| k.vmid == vmid);
+                inval(&ch.s2_leaf, |k, _| k.vmid == vmid);
+            });
             return Ok(());
         }
         // §4.4.3.1: stage-2 entries of the IPA range.
@@ -265,12 +278,17 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             return Err(CError::Ill);
         }
         let vmid = self.vmid_of(c)?;
-        let (lo, hi) = self.tlbi_range(c, c.ipa())?;
-        inval(&ch.tlb, |k, _| !k.va && k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
-        inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, lo, hi));
-        if !c.leaf() {
-            inval(&ch.s2_walk, |k, _| k.vmid == vmid && hits(k.prefix, k.span_lg2, lo, hi));
-        }
+        let sel = self.tlbi_select(c, c.ipa())?;
+        let leaf = c.leaf();
+        self.issue(move |ch| {
+            inval(&ch.tlb, |k, e| !k.va && k.vmid == vmid && sel.tlb(k, e));
+            // IMPDEF: the stage-2 leaf cache (nested table and CD fetches) is selected by the
+            // range only, not by TG / TTL.
+            inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, sel.lo, sel.hi));
+            if !leaf {
+                inval(&ch.s2_walk, |k, _| k.vmid == vmid && sel.walk(k));
+            }
+        });
         Ok(())
     }
 
@@ -281,7 +299,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         if op != Opcode::TlbiNsnhAll && !self.caps.hyp {
             return Err(CError::Ill);
         }
-        self.invalidate_all_tlbs();
+        self.issue(invalidate_all_tlbs);
         Ok(())
     }
 
@@ -326,6 +344,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// is the completion write the command names, so it is a message that waits for room,
     /// never coalesced; the wired interrupt and SEV coalesce.
     fn sync(&self, c: &Command) -> Result<Step, CError> {
+        // §3.21, §4.7.3: the invalidations before it have completed when it completes (strict
+        // holds them until now; forgiving ran them when read).
+        self.deferred.sync(&self.caches);
         match c.cs().map_err(|_| CError::Ill)? {
             SyncCs::SigNone => {}
             // MSIAddress == 0: no MSI.
@@ -376,32 +397,79 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         Ok(a)
     }
 
-    /// The input range `[lo, hi]` a VA or IPA TLBI selects (§4.4.1.1): one address, or with
-    /// SMMU_IDR3.RIL and TG != 0, (NUM + 1) * 2^SCALE granules from the address aligned down.
-    fn tlbi_range(&self, c: &Command, addr: u64) -> Result<(u64, u64), CError> {
+    /// What a VA or IPA TLBI selects (§4.4.1.1): the input range `[lo, hi]`, one address or,
+    /// with SMMU_IDR3.RIL and TG != 0, (NUM + 1) * 2^SCALE granules from the address aligned
+    /// down; under the strict profile also TG and TTL, which otherwise are only hints.
+    fn tlbi_select(&self, c: &Command, addr: u64) -> Result<TlbiSelect, CError> {
         // SCALE[5] needs SMMU_IDR5.DS (not implemented); TTL128 needs 128-bit descriptors.
         if c.scale() >> 5 != 0 || c.ttl128() {
             return Err(CError::Ill);
         }
         let granule = match c.tg() {
             Ok(Some(g)) if self.caps.ril => g,
-            _ => return Ok((addr, addr)),
+            _ => return Ok(TlbiSelect { lo: addr, hi: addr, granule_lg2: None, level: None }),
         };
         let g_lg2 = granule.lg2();
         let lo = addr & !mask64(g_lg2);
         let pages = (u64::from(c.num()) + 1) << c.scale();
         let len = pages.checked_shl(u32::from(g_lg2)).unwrap_or(u64::MAX);
-        Ok((lo, lo.saturating_add(len.saturating_sub(1))))
+        let hi = lo.saturating_add(len.saturating_sub(1));
+        if !self.params.profile.is_strict() {
+            return Ok(TlbiSelect { lo, hi, granule_lg2: None, level: None });
+        }
+        // §4.4.1.1: with TG != 0 only entries inserted with that granule need go; with TTL
+        // != 0 only those from a walk level equal to TTL. TTL 0b01 with the 16K granule is
+        // Reserved without SMMU_IDR5.DS and treated as 0b00.
+        let ttl = c.ttl();
+        let level = (ttl != 0 && !(ttl == 1 && g_lg2 == 14)).then(|| ttl_level(ttl));
+        Ok(TlbiSelect { lo, hi, granule_lg2: Some(g_lg2), level })
     }
 
-    /// Every TLB and walk-cache entry.
-    fn invalidate_all_tlbs(&self) {
-        let ch = &self.caches;
-        inval(&ch.tlb, |_, _| true);
-        inval(&ch.s1_walk, |_, _| true);
-        inval(&ch.s2_walk, |_, _| true);
-        inval(&ch.s2_leaf, |_, _| true);
+    /// A command that invalidates: carried out now (forgiving) or when the next CMD_SYNC
+    /// completes (strict, §3.21), or earlier at a seeded point.
+    fn issue(&self, op: impl FnOnce(&super::cache::Caches) + Send + Sync + 'static) {
+        self.deferred.issue(&self.caches, op);
     }
+}
+
+/// The TTL hint as a level number (TTL is two bits: 1 to 3).
+fn ttl_level(ttl: u8) -> i8 {
+    i8::try_from(ttl).unwrap_or(0)
+}
+
+/// What an address-based TLBI selects, decided when the command is read.
+#[derive(Clone, Copy, Debug)]
+struct TlbiSelect {
+    /// The first and last input address.
+    lo: u64,
+    hi: u64,
+    /// Strict only: entries inserted with this granule (TG).
+    granule_lg2: Option<u8>,
+    /// Strict only: leaf entries from this walk level (TTL).
+    level: Option<i8>,
+}
+
+impl TlbiSelect {
+    /// Whether the TLB entry `k`, `e` is selected.
+    fn tlb(&self, k: &super::cache::TlbKey, e: &super::cache::TlbEntry) -> bool {
+        hits(k.page, k.page_lg2, self.lo, self.hi)
+            && self.granule_lg2.is_none_or(|g| e.hint.granule_lg2 == g)
+            && self.level.is_none_or(|l| e.hint.level == l)
+    }
+
+    /// Whether the walk-cache entry `k` is selected. IMPDEF: by the range only; TG and TTL do
+    /// not narrow walk-cache invalidation.
+    fn walk(&self, k: &super::cache::WalkKey) -> bool {
+        hits(k.prefix, k.span_lg2, self.lo, self.hi)
+    }
+}
+
+/// Every TLB and walk-cache entry.
+fn invalidate_all_tlbs(ch: &super::cache::Caches) {
+    inval(&ch.tlb, |_, _| true);
+    inval(&ch.s1_walk, |_, _| true);
+    inval(&ch.s2_walk, |_, _| true);
+    inval(&ch.s2_leaf, |_, _| true);
 }
 
 /// The hook's view of the Stream table, with the register file held.

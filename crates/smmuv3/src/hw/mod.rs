@@ -46,6 +46,8 @@ use std::sync::{Arc, Mutex};
 use sviommu_memory::{Hpa, Outbox, PhysMemory};
 use sviommu_pgtable::vmsa::Oa52;
 pub use sviommu_pgtable::{Access, Perms};
+use sviommu_tlb::Deferred;
+pub use sviommu_tlb::{Apply, DeferredStats, Profile};
 
 use crate::spec::regs::{aidr, idr0, idr1, idr3, idr5, StallModel};
 use crate::spec::{address_size_bits, CError, Class, Command, EventId, EventRecord, Granule, Ste};
@@ -96,6 +98,11 @@ pub struct SmmuParams {
     /// CMD_SYNC MSI writes) the SMMU holds until the embedder delivers them
     /// ([`Smmu::drain_outputs`]); interrupts coalesce and need no room.
     pub outbox_capacity: usize,
+    /// How strictly the SMMU holds its driver to the invalidation rules: forgiving (each
+    /// CFGI / TLBI takes effect when consumed; TG and TTL are ignored) or strict (each takes
+    /// effect when the next CMD_SYNC completes, §3.21, and a TLBI removes only the TG granule
+    /// and TTL level it names, §4.4.1.1).
+    pub profile: Profile,
 }
 
 /// Device messages the default SMMU holds before its Command queue waits (IMPDEF).
@@ -179,6 +186,7 @@ impl Default for SmmuParams {
             gbpa_abort_at_reset: false,
             caches: CacheSizes::default(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+            profile: Profile::Forgiving,
         }
     }
 }
@@ -670,6 +678,8 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     forward: Option<Arc<dyn Forward>>,
     /// Commands the Command queue consumed, by opcode (§4: 8-bit opcodes).
     commands: [AtomicU64; 256],
+    /// Invalidations consumed and not yet carried out (strict profile only).
+    deferred: Deferred<cache::Caches>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -694,6 +704,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             stalls: Mutex::new(stall::Table::default()),
             forward: None,
             commands: [const { AtomicU64::new(0) }; 256],
+            deferred: Deferred::new(params.profile),
         }
     }
 
@@ -740,6 +751,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// it has seen stays there.
     fn message(&self, o: Output) -> bool {
         self.outbox.message(o).is_ok()
+    }
+
+    /// What the strict profile held back, and when it let each invalidation take effect.
+    pub fn deferred_stats(&self) -> DeferredStats {
+        self.deferred.stats()
     }
 
     /// What each cache has done so far.

@@ -12,7 +12,9 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
-use super::cache::{granule_sizes, low_mask as mask, Epochs, Hints, Tags, TlbEntry, TlbKey};
+use super::cache::{
+    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Tags, TlbEntry, TlbKey,
+};
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
 use super::stream::Stream;
@@ -165,6 +167,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         t: &Transaction,
         observer: O,
     ) -> (Result<Translation, Abort>, O) {
+        // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
+        self.deferred.tick(&self.caches);
         // The invalidation epochs, before any structure or table is read: whatever this
         // translation reads, it may insert only if no invalidation completed since.
         let tr = Tr::new(self.caches.epochs());
@@ -280,7 +284,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let leaf =
             cx.hinted(&mut hints, |cx| self.walk_s2(cx, req, s, s2, addr, WalkFor::Input))?;
         let out = translated(&leaf, cx.reader.reads());
-        self.tlb_fill(key, addr, &out, leaf.dirty, tr.epochs.tlb);
+        let hint = LeafHint { granule_lg2: tags.s2_granule, level: leaf.level };
+        self.tlb_fill(key, addr, &out, (leaf.dirty, hint), tr.epochs.tlb);
         Ok(out)
     }
 
@@ -384,7 +389,10 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         })?;
         let out = translated(&leaf, cx.reader.reads());
         let key = TlbTag { asid: key.asid.filter(|_| !leaf.global), ..key };
-        self.tlb_fill(key, input, &out, leaf.dirty, tr.epochs.tlb);
+        // The level is the stage-1 leaf's (`Leaf::nested` keeps it): what a stage-1 TLBI's
+        // TG and TTL name.
+        let hint = LeafHint { granule_lg2: tags.s1_granule, level: leaf.level };
+        self.tlb_fill(key, input, &out, (leaf.dirty, hint), tr.epochs.tlb);
         Ok(out)
     }
 
@@ -455,7 +463,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     }
 
     /// Caches a walked translation under `key`, unless an invalidation completed since `epoch`.
-    fn tlb_fill(&self, key: TlbTag, input: u64, out: &Translation, dirty: bool, epoch: u64) {
+    fn tlb_fill(
+        &self,
+        key: TlbTag,
+        input: u64,
+        out: &Translation,
+        (dirty, hint): (bool, LeafHint),
+        epoch: u64,
+    ) {
         let Some(tlb) = self.caches.tlb.as_ref() else { return };
         let page_lg2 = out.page_lg2;
         if page_lg2 >= 64 {
@@ -468,7 +483,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             page: input >> page_lg2,
             page_lg2,
         };
-        let e = TlbEntry { out_page: out.output & !mask(page_lg2), perms: out.perms, dirty };
+        let e = TlbEntry { out_page: out.output & !mask(page_lg2), perms: out.perms, dirty, hint };
         tlb.insert(k, e, epoch);
     }
 

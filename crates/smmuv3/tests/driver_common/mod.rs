@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa, PhysMemory};
 use sviommu_smmuv3::driver::{DriverConfig, Mmio, SmmuDriver};
 use sviommu_smmuv3::hw::{
-    Abort, Access, Event, Output, Smmu, SmmuParams, Transaction, Translation,
+    Abort, Access, Event, Output, Profile, Smmu, SmmuParams, Transaction, Translation,
 };
 use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
 
@@ -25,9 +25,23 @@ pub fn frames() -> FrameAllocator<Hpa> {
     FrameAllocator::new(&[(Hpa(DRIVER_FRAMES), MEM_BYTES - DRIVER_FRAMES)])
 }
 
+/// The profile the suite runs under: `SVIOMMU_PROFILE` (`forgiving`, `strict`, `strict:SEED`),
+/// forgiving when unset, so `SVIOMMU_PROFILE=strict cargo test` runs the driver suite against
+/// the strict model.
+pub fn profile() -> Profile {
+    std::env::var("SVIOMMU_PROFILE")
+        .map(|s| s.parse().expect("SVIOMMU_PROFILE: forgiving, strict or strict:SEED"))
+        .unwrap_or_default()
+}
+
+/// The default SMMU's parameters, under [`profile`].
+pub fn params() -> SmmuParams {
+    SmmuParams { profile: profile(), ..SmmuParams::default() }
+}
+
 /// The default SMMU with ATS, PRI (an 8-entry PRI queue) and PPS advertised.
 pub fn ats_pri_params() -> SmmuParams {
-    let d = SmmuParams::default();
+    let d = params();
     let i0 = [idr0::ATS, idr0::PRI].iter().fold(u64::from(d.idr0), |v, f| f.with(v, true));
     let i1 = idr1::PRIQS.set(u64::from(d.idr1), 3);
     let i3 = idr3::PPS.with(u64::from(d.idr3), true);

@@ -222,6 +222,11 @@ pub(super) struct IotlbEntry {
     pub(super) kind: Kind,
     /// The first-stage G bit: PASID-selective invalidations keep it.
     pub(super) global: bool,
+    /// Nested entries: the first and last guest physical address the walk depended on (the
+    /// first-stage tables it read through the second stage, the page its first stage mapped
+    /// the input to), what a strict page-selective invalidation of the domain selects them
+    /// by. `(u64::MAX, 0)`, an empty range, for other kinds.
+    pub(super) gpa: (u64, u64),
     pub(super) result: IotlbResult,
 }
 
@@ -387,6 +392,13 @@ impl Caches {
         self.pasid.invalidate(|k, v| selects(k.pasid, v.pe.p().then(|| v.pe.did())));
     }
 
+    /// Everything every cache holds (CAP.ESRTPS: the SRTP flow's invalidation).
+    pub(super) fn invalidate_everything(&self) {
+        self.context.invalidate(|_, _| true);
+        self.pasid.invalidate(|_, _| true);
+        self.invalidate_translations();
+    }
+
     /// Everything the IOTLB, paging-structure and leaf caches hold (global IOTLB invalidation).
     pub(super) fn invalidate_translations(&self) {
         self.iotlb.invalidate(|_, _| true);
@@ -412,11 +424,18 @@ impl Caches {
     /// IMPDEF: the first-stage paging-structure cache holds guest-physical table addresses,
     /// which a second-stage change does not make stale, so it is kept; first-stage-only
     /// translations do not use the second stage and are kept.
-    pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool) {
+    ///
+    /// `strict`: a nested translation goes only if the span meets the guest physical
+    /// addresses it depended on (its first-stage tables and output page, kept as one range:
+    /// a superset, never less). Linux flushes a nesting parent with a page-selective
+    /// invalidation of a GPA range on the nested DID; the entry's input address, a first-stage
+    /// input, is never what selects it.
+    pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool, strict: bool) {
         self.iotlb.invalidate(|k, e| {
             k.did == did
                 && match e.kind {
                     Kind::Legacy | Kind::SecondStage => span.meets(k.page, k.lg2),
+                    Kind::Nested if strict => span.first <= e.gpa.1 && e.gpa.0 <= span.last,
                     Kind::Nested => true,
                     Kind::FirstStage => false,
                 }

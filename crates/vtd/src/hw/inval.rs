@@ -7,6 +7,13 @@
 //! fence: everything before it has completed when its status write or interrupt happens, and
 //! nothing after it has started.
 //!
+//! Profiles ([`VtdParams::profile`](super::VtdParams)): forgiving carries out each
+//! invalidation descriptor when the queue reads it. Strict holds the context-cache, IOTLB,
+//! PASID-cache and PASID-based IOTLB descriptors until the next wait descriptor (§6.5.2.8: only
+//! its completion says the ones before it have completed), or applies each at a seeded point
+//! before it (each queue entry and each translation is such a point). Register-based
+//! invalidation completes in the write that clears ICC / IVT (§6.5.1), in both profiles.
+//!
 //! What each invalidation removes is `cache`'s business; here are the interfaces, the
 //! granularities they accept and the errors they report: CAIG / IAIG 00b for a request the
 //! unit ignored (§11.4.7, §11.4.8.2), FSTS.IQE with IQER.IQEI for a descriptor it cannot
@@ -30,7 +37,7 @@ use sviommu_memory::{Hpa, PhysMemory};
 
 use sviommu_pgtable::{Access, WalkCtx};
 
-use super::cache::Span;
+use super::cache::{self, Span};
 use super::regs::RegFile;
 use super::translate::{blocked, Blocked};
 use super::{DevTlbInvalidation, DmaRequest, Fault, MsiSource, Output, RequestKind, Vtd};
@@ -211,6 +218,13 @@ enum Step {
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
+    /// An invalidation the unit has read: carried out now (forgiving) or when the next
+    /// synchronisation completes (strict: an invalidation wait descriptor, §6.5.2.8, or the
+    /// register interface's own completion, §6.5.1), or earlier at a seeded point.
+    fn issue(&self, op: impl FnOnce(&cache::Caches) + Send + Sync + 'static) {
+        self.deferred.issue(&self.caches, op);
+    }
+
     // -----------------------------------------------------------------------------------------
     // What each granularity does (both interfaces)
     // -----------------------------------------------------------------------------------------
@@ -224,11 +238,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     fn invalidate_context(&self, g: CcGranularity, did: u16, sid: u16, fm: u8) -> CcGranularity {
         match g {
             CcGranularity::Global => {
-                self.caches.invalidate_context(|_, _| true);
+                self.issue(|c| c.invalidate_context(|_, _| true));
                 CcGranularity::Global
             }
             CcGranularity::Domain => {
-                self.caches.invalidate_context(|_, ce| ce.did().is_none_or(|d| d == did));
+                self.issue(move |c| {
+                    c.invalidate_context(|_, ce| ce.did().is_none_or(|d| d == did))
+                });
                 let ttm = rtaddr::TTM.get(self.root.load(std::sync::atomic::Ordering::Acquire));
                 if Ttm::try_from(ttm) == Ok(Ttm::Scalable) {
                     CcGranularity::Global
@@ -238,8 +254,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             CcGranularity::Device => {
                 let mask = fm_sid_mask(fm);
-                self.caches.invalidate_context(|rid, ce| {
-                    rid & mask == sid & mask && ce.did().is_none_or(|d| d == did)
+                self.issue(move |c| {
+                    c.invalidate_context(|rid, ce| {
+                        rid & mask == sid & mask && ce.did().is_none_or(|d| d == did)
+                    });
                 });
                 CcGranularity::Device
             }
@@ -259,23 +277,24 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ) -> Option<IotlbGranularity> {
         match g {
             IotlbGranularity::Global => {
-                self.caches.invalidate_translations();
+                self.issue(cache::Caches::invalidate_translations);
                 Some(IotlbGranularity::Global)
             }
             IotlbGranularity::Domain => {
-                self.caches.invalidate_domain(did);
+                self.issue(move |c| c.invalidate_domain(did));
                 Some(IotlbGranularity::Domain)
             }
             IotlbGranularity::Page if !self.cap_has(cap::PSI) => {
                 // §11.4.8.2: without page-selective support the unit invalidates the domain.
-                self.caches.invalidate_domain(did);
+                self.issue(move |c| c.invalidate_domain(did));
                 Some(IotlbGranularity::Domain)
             }
             IotlbGranularity::Page => {
                 if u64::from(am) > cap::MAMV.get(self.params.cap) {
                     return None;
                 }
-                self.caches.invalidate_ss_pages(did, Span::pages(addr, am), ih);
+                let (span, strict) = (Span::pages(addr, am), self.params.profile.is_strict());
+                self.issue(move |c| c.invalidate_ss_pages(did, span, ih, strict));
                 Some(IotlbGranularity::Page)
             }
         }
@@ -306,7 +325,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             .map(|g| {
                 let (did, sid, fm) =
                     (narrow(ccmd::DID.get(v)), narrow(ccmd::SID.get(v)), narrow(ccmd::FM.get(v)));
-                self.invalidate_context(g, did, sid, fm)
+                let g = self.invalidate_context(g, did, sid, fm);
+                // §6.5.1: the invalidation has completed when ICC reads clear, which it does
+                // when this write returns: the write is its own synchronisation.
+                self.deferred.sync(&self.caches);
+                g
             });
         regs.ccmd = ccmd::CAIG.set(ccmd::ICC.with(v, false), actual.map_or(0, u64::from));
     }
@@ -325,7 +348,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 let did = narrow(iotlb_reg::DID.get(v));
                 let addr = iva_reg::ADDR.in_place(iva);
                 let am = narrow(iva_reg::AM.get(iva));
-                self.invalidate_iotlb(g, did, addr, am, iva_reg::IH.is_set(iva))
+                let g = self.invalidate_iotlb(g, did, addr, am, iva_reg::IH.is_set(iva));
+                // §6.5.1: complete when IVT reads clear, as for CCMD above.
+                self.deferred.sync(&self.caches);
+                g
             });
         regs.iotlb =
             iotlb_reg::IAIG.set(iotlb_reg::IVT.with(v, false), actual.map_or(0, u64::from));
@@ -371,6 +397,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             if head == tail {
                 return;
             }
+            self.deferred.tick(&self.caches);
             match self.fetch_and_run(regs, base, head, width) {
                 Ok(Step::Done) => regs.iqh = (head + width.bytes()) % size,
                 // IQH stays at the descriptor that waits (see the module doc), without error.
@@ -503,14 +530,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             Invalidation::Wait(w) => self.wait(regs, &w)?,
             Invalidation::PasidIotlb(c) => match c.g().map_err(reserved)? {
                 PasidIotlbGranularity::Pasid => {
-                    self.caches.invalidate_pasid_translations(c.did(), c.pasid());
+                    let (did, pasid) = (c.did(), c.pasid());
+                    self.issue(move |ch| ch.invalidate_pasid_translations(did, pasid));
                 }
                 PasidIotlbGranularity::Page => {
                     if u64::from(c.am()) > cap::MAMV.get(self.params.cap) {
                         return Err(Iqei::ReservedField);
                     }
                     let span = Span::pages(c.addr(), c.am());
-                    self.caches.invalidate_pasid_pages(c.did(), c.pasid(), span, c.ih());
+                    let (did, pasid, ih) = (c.did(), c.pasid(), c.ih());
+                    self.issue(move |ch| ch.invalidate_pasid_pages(did, pasid, span, ih));
                 }
             },
             Invalidation::PasidCache(c) => {
@@ -518,12 +547,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                 let same_did = move |d: Option<u16>| d.is_none_or(|d| d == did);
                 match c.g().map_err(reserved)? {
                     PasidCacheGranularity::Domain => {
-                        self.caches.invalidate_pasid(|_, d| same_did(d));
+                        self.issue(move |ch| ch.invalidate_pasid(|_, d| same_did(d)));
                     }
                     PasidCacheGranularity::Pasid => {
-                        self.caches.invalidate_pasid(|p, d| p == pasid && same_did(d));
+                        self.issue(move |ch| ch.invalidate_pasid(|p, d| p == pasid && same_did(d)));
                     }
-                    PasidCacheGranularity::Global => self.caches.invalidate_pasid(|_, _| true),
+                    PasidCacheGranularity::Global => {
+                        self.issue(|ch| ch.invalidate_pasid(|_, _| true));
+                    }
                 }
             }
             Invalidation::PasidDevTlb(c) => {
@@ -564,12 +595,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// requests, ECAP.PDS) has nothing to wait for: the unit writes every page request into
     /// the page request queue before the request returns (`prq`).
     fn wait(&self, regs: &mut RegFile, w: &InvWait) -> Result<(), Iqei> {
+        if w.sw() && w.status_addr() & bits_from(self.params.haw) != 0 {
+            return Err(Iqei::ReservedField);
+        }
+        // Strict: the invalidations before it take effect now, at the latest (§6.5.2.8).
+        self.deferred.sync(&self.caches);
         if w.sw() {
-            let addr = w.status_addr();
-            if addr & bits_from(self.params.haw) != 0 {
-                return Err(Iqei::ReservedField);
-            }
-            self.status_write(addr, w.status_data());
+            self.status_write(w.status_addr(), w.status_data());
         }
         if w.if_() {
             self.invalidation_event(regs);

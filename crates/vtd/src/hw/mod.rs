@@ -40,6 +40,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sviommu_memory::{Hpa, Mmio, Outbox, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
+use sviommu_tlb::Deferred;
+pub use sviommu_tlb::{Apply, DeferredStats, Profile};
 
 use crate::spec::regs::{cap, ecap, ver};
 use crate::spec::{AddressType, Aw, FaultReason, PageGroupResponse, RequestType};
@@ -79,6 +81,12 @@ pub struct VtdParams {
     /// unit holds until the embedder delivers them ([`Vtd::drain_outputs`]); interrupt
     /// messages coalesce and need no room.
     pub outbox_capacity: usize,
+    /// How strictly the unit holds its driver to the invalidation rules (§6.5): forgiving
+    /// (each invalidation takes effect when the queue reads it; a page-selective IOTLB
+    /// invalidation removes every nested translation of the domain) or strict (each takes
+    /// effect when the next invalidation wait descriptor completes, and a page-selective one
+    /// removes nested translations only by their guest physical page).
+    pub profile: Profile,
 }
 
 /// Device messages the default unit holds before its queue waits (IMPDEF).
@@ -149,6 +157,7 @@ impl Default for VtdParams {
             ver: u32::try_from(v).unwrap_or_default(),
             caches: CacheParams::default(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+            profile: Profile::Forgiving,
         }
     }
 }
@@ -341,6 +350,8 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     root: AtomicU64,
     /// Context, PASID, IOTLB, paging-structure and leaf caches.
     caches: cache::Caches,
+    /// Invalidations read and not yet carried out (strict profile only).
+    deferred: Deferred<cache::Caches>,
     /// Outputs that are not memory writes, until the embedder drains them.
     outbox: Outbox<Output, MsiSource>,
     /// What the ATS and page request paths refused, dropped or answered by themselves.
@@ -370,6 +381,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),
             caches: cache::Caches::new(&params.caches, large, ss),
+            deferred: Deferred::new(params.profile),
             outbox: Outbox::new(params.outbox_capacity),
             ats_counters: prq::Counters::default(),
             forward: None,
@@ -406,6 +418,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// What each cache has done so far.
     pub fn cache_stats(&self) -> VtdCacheStats {
         self.caches.stats()
+    }
+
+    /// What the strict profile held back, and when it let each invalidation take effect.
+    pub fn deferred_stats(&self) -> DeferredStats {
+        self.deferred.stats()
     }
 
     /// Invalidation descriptors the queue has carried out so far, by type (every type, zeros

@@ -542,6 +542,14 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // §11.4.4 SRTP: latch RTADDR_REG (address and TTM) and report it through RTPS.
             // The pointer is stored before RTPS, so a translation that sees RTPS sees it too.
             self.root.store(regs.rtaddr(), Ordering::Release);
+            // §11.4.2 CAP.ESRTPS: the SRTP flow also invalidates every DMA-remapping cache
+            // (context, PASID, IOTLB, paging-structure), complete when RTPS is reported, in
+            // both profiles. CAP.ESIRTPS asks the same of SIRTP for the interrupt entry cache,
+            // which the model does not have (interrupt remapping is not modelled): honoured
+            // trivially.
+            if self.cap_has(cap::ESRTPS) {
+                self.caches.invalidate_everything();
+            }
             self.gsts.fetch_or(gsts::RTPS.mask32(), Ordering::AcqRel);
         } else if toggle_te {
             // §11.4.4 TE: translation starts (or stops) for requests that arrive from now on.

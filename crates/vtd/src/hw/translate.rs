@@ -13,13 +13,16 @@
 //! carries it: a translation that began before an invalidation completed cannot insert what it
 //! read (`sviommu_tlb::Cache::insert` refuses it).
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
+use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage};
 use sviommu_pgtable::x86::{self, X86Paging};
 use sviommu_pgtable::{
-    Access, Direct, Leaf, Perms, Stage, ThroughStage2, Walk, WalkCtx, WalkObserver,
+    Access, Direct, Fault as PtFault, Leaf, Located, Perms, Stage, TableFetch, ThroughStage2, Walk,
+    WalkCtx, WalkObserver,
 };
 
 use super::cache::{
@@ -225,6 +228,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         kind: RequestKind,
         observer: O,
     ) -> (Result<Translation, Blocked>, O) {
+        // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
+        self.deferred.tick(&self.caches);
         // Before any table read: the epochs every insert of this translation carries.
         let epochs = self.caches.epochs();
         let mut cx = WalkCtx::new(&self.mem, observer);
@@ -349,7 +354,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::InterruptAddressRange, fpd)); // 0Eh
         }
-        self.cache_translation(slot, req.addr, &leaf, leaf.perms, pass);
+        self.cache_translation(slot, req.addr, (&leaf, None), leaf.perms, pass);
         Ok(self.walked(leaf, leaf.perms, cx))
     }
 
@@ -443,13 +448,22 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// Caches a walk's translation (`perms`: what it allows after the PASID-table entry's
-    /// restrictions).
-    fn cache_translation(&self, slot: Slot, addr: u64, leaf: &Leaf, perms: Perms, pass: &Pass) {
+    /// restrictions; `gpa`: the first and last guest physical address a nested walk used).
+    fn cache_translation(
+        &self,
+        slot: Slot,
+        addr: u64,
+        (leaf, gpa): (&Leaf, Option<(u64, u64)>),
+        perms: Perms,
+        pass: &Pass,
+    ) {
         let lg2 = leaf.page_lg2;
-        let out_page = leaf.output & !sviommu_memory::bits::low_mask(lg2);
+        let page_mask = sviommu_memory::bits::low_mask(lg2);
+        let out_page = leaf.output & !page_mask;
         let entry = IotlbEntry {
             kind: slot.kind,
             global: leaf.global,
+            gpa: gpa.unwrap_or((u64::MAX, 0)),
             result: IotlbResult::Mapped { out_page, perms, dirty: leaf.dirty },
         };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
@@ -461,7 +475,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if !self.caching_mode() || !cm_caches(f) {
             return;
         }
-        let entry = IotlbEntry { kind: slot.kind, global: false, result: IotlbResult::NotPresent };
+        let entry = IotlbEntry {
+            kind: slot.kind,
+            global: false,
+            gpa: (u64::MAX, 0),
+            result: IotlbResult::NotPresent,
+        };
         self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
     }
 
@@ -610,10 +629,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             Kind::SecondStage => {
                 let ss = self.second_stage(pe).ok_or(invalid)?;
                 self.walk_one(cx, slot, Planned::second_stage(slot, &ss), req.addr, access, pass)
+                    .map(|leaf| (leaf, None))
             }
             Kind::FirstStage => {
                 let fs = self.first_stage(pe).ok_or(invalid)?;
                 self.walk_one(cx, slot, Planned::first_stage(slot, &fs), req.addr, access, pass)
+                    .map(|leaf| (leaf, None))
             }
             Kind::Nested | Kind::Legacy => {
                 let fs = self.first_stage(pe).ok_or(invalid)?;
@@ -626,15 +647,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     return Err(blocked(R::SmNestedFsAddressBeyondSs, fpd)); // 74h
                 }
                 self.walk_nested(cx, slot, (&fs, &ss), req.addr, access, pass)
+                    .map(|(leaf, gpa)| (leaf, Some(gpa)))
             }
         };
-        let leaf = walked.map_err(|r| blocked(r, fpd))?;
+        let (leaf, gpa) = walked.map_err(|r| blocked(r, fpd))?;
         let perms = restrict(leaf.perms, pe);
         // §3.14: a translation into the interrupt address range is blocked.
         if is_interrupt_address(leaf.output) {
             return Err(blocked(R::SmInterruptAddressRange, fpd)); // 87h
         }
-        self.cache_translation(slot, req.addr, &leaf, perms, pass);
+        self.cache_translation(slot, req.addr, (&leaf, gpa), perms, pass);
         Ok(self.walked(leaf, perms, cx))
     }
 
@@ -657,7 +679,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     }
 
     /// A nested walk (§3.8) of `addr` in `slot`: the first stage through the second, then the
-    /// second stage of its output.
+    /// second stage of its output. Returns the translation and the first and last guest
+    /// physical address it depended on: the first-stage tables it read through the second
+    /// stage and the page its first stage mapped the input to.
     fn walk_nested<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
@@ -666,7 +690,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         addr: u64,
         access: Access,
         pass: &Pass,
-    ) -> Result<Leaf, FaultReason> {
+    ) -> Result<(Leaf, (u64, u64)), FaultReason> {
         let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
         let kind = WalkKind::Nested { fs_top, ss_top };
         let tags = WalkTags {
@@ -684,12 +708,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         // §3.8: every first-stage table read is a supervisor data read of a guest physical
         // address, translated by the second stage; the fault says whether the second stage
         // refused the read or the A/D write-back (75h/76h or 77h).
+        let through = ThroughStage2::new(ss, &Direct);
+        let fetch = GpaBounds { inner: &through, first: Cell::new(u64::MAX), last: Cell::new(0) };
         cx.hinted(&mut hints, |cx| {
-            let s1 = fs.walk(cx, &ThroughStage2::new(ss, &Direct), addr, access).map_err(fault)?;
+            let s1 = fs.walk(cx, &fetch, addr, access).map_err(fault)?;
             // §3.8: the first stage's output is a guest physical address, which the second
             // stage translates for the request's own access.
             let s2 = ss.walk(cx, &Direct, s1.output, access).map_err(fault)?;
-            Ok(Leaf::nested(&s1, &s2))
+            let leaf = Leaf::nested(&s1, &s2);
+            fetch.note(s1.output & !low_mask(leaf.page_lg2), low_mask(leaf.page_lg2));
+            Ok((leaf, (fetch.first.get(), fetch.last.get())))
         })
     }
 
@@ -877,5 +905,35 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // write.
             set_ad: true,
         })
+    }
+}
+
+/// A first-stage table fetch through the second stage that remembers the lowest and highest
+/// guest physical address it read a table from (what a strict page-selective invalidation
+/// selects a nested translation by). Cells: one walk, one thread; allocates nothing.
+struct GpaBounds<'a, F> {
+    inner: &'a F,
+    first: Cell<u64>,
+    last: Cell<u64>,
+}
+
+impl<F> GpaBounds<'_, F> {
+    /// Widens the bounds to the bytes `at ..= at | mask`.
+    fn note(&self, at: u64, mask: u64) {
+        self.first.set(self.first.get().min(at & !mask));
+        self.last.set(self.last.get().max(at | mask));
+    }
+}
+
+impl<M: PhysMemory + ?Sized, F: TableFetch<M>> TableFetch<M> for GpaBounds<'_, F> {
+    fn locate<O: WalkObserver>(
+        &self,
+        cx: &mut WalkCtx<'_, M, O>,
+        table_addr: u64,
+        level: i8,
+    ) -> Result<Located<M::Addr>, PtFault> {
+        // The 4K table page the entry lies in (both VT-d formats use 4K tables).
+        self.note(table_addr, low_mask(12));
+        self.inner.locate(cx, table_addr, level)
     }
 }

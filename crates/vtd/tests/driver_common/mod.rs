@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory, Hpa, PhysMemory};
 use sviommu_vtd::driver::{DriverConfig, VtdDriver};
-use sviommu_vtd::hw::{Access, DmaRequest, Translation, Vtd, VtdParams};
+use sviommu_vtd::hw::{Access, DmaRequest, Profile, Translation, Vtd, VtdParams};
 use sviommu_vtd::spec::FaultReason;
 
 /// The driver's table memory.
@@ -42,6 +42,20 @@ pub fn frames() -> FrameAllocator<Hpa> {
     FrameAllocator::new(&[(Hpa(TABLES_HPA), TABLES_LEN)])
 }
 
+/// The profile the suite runs under: `SVIOMMU_PROFILE` (`forgiving`, `strict`, `strict:SEED`),
+/// forgiving when unset, so `SVIOMMU_PROFILE=strict cargo test` runs the driver suite against
+/// the strict model.
+pub fn profile() -> Profile {
+    std::env::var("SVIOMMU_PROFILE")
+        .map(|s| s.parse().expect("SVIOMMU_PROFILE: forgiving, strict or strict:SEED"))
+        .unwrap_or_default()
+}
+
+/// The default unit's parameters, under [`profile`].
+pub fn params() -> VtdParams {
+    VtdParams { profile: profile(), ..VtdParams::default() }
+}
+
 /// A unit with `params` and a driver brought up on it with `config`.
 pub fn rig_with(params: VtdParams, config: DriverConfig) -> Rig {
     let mem = memory();
@@ -52,14 +66,14 @@ pub fn rig_with(params: VtdParams, config: DriverConfig) -> Rig {
 
 /// The default unit (scalable mode) and driver.
 pub fn rig() -> Rig {
-    rig_with(VtdParams::default(), DriverConfig::default())
+    rig_with(params(), DriverConfig::default())
 }
 
 /// The default unit, driven in legacy mode.
 pub fn legacy_rig() -> Rig {
     let config =
         DriverConfig { mode: sviommu_vtd::driver::ModeChoice::Legacy, ..Default::default() };
-    rig_with(VtdParams::default(), config)
+    rig_with(params(), config)
 }
 
 pub fn read(rid: u16, addr: u64) -> DmaRequest {
