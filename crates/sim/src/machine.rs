@@ -120,8 +120,17 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
     p
 }
 
-fn smmu_params(u: &Unit, c: &Config) -> SmmuParams {
+/// The SMMUv3 unit; with `pri` (a device of the scenario has ATS or PRI) it also advertises
+/// ATS, PRI with a PRI queue, and PASIDs in PRG responses (the default unit has none of them).
+fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
+    use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
     let mut p = SmmuParams::default();
+    if pri {
+        p.idr0 = idr0::ATS.set32(idr0::PRI.set32(p.idr0, 1), 1);
+        // §6.3.2: a PRI queue of 2^8 entries.
+        p.idr1 = idr1::PRIQS.set32(p.idr1, 8);
+        p.idr3 = idr3::PPS.set32(p.idr3, 1);
+    }
     let d = p.caches;
     let walk = c.walk_cache.or(u.walk_cache);
     p.caches = sviommu_smmuv3::hw::CacheSizes {
@@ -170,13 +179,55 @@ pub enum Hw {
 impl Hw {
     /// Takes everything the unit sent (interrupts, messages to devices) as the platform
     /// delivers it. The scenario's devices keep no IOTLB of their own, so there is nothing more
-    /// to do with them than to take them.
-    pub fn deliver(&self) {
+    /// to do with most of them than to take them; page group responses are returned, for the
+    /// device that waits on one (`ats` steps).
+    pub fn deliver(&self) -> Vec<PageResponse> {
+        use sviommu_smmuv3::hw::Output as SmmuOutput;
+        use sviommu_vtd::hw::Output as VtdOutput;
         match self {
-            Self::Vtd(u) => drop(u.drain_outputs()),
-            Self::Smmu(u) => drop(u.drain_outputs()),
+            Self::Vtd(u) => u
+                .drain_outputs()
+                .into_iter()
+                .filter_map(|o| match o {
+                    VtdOutput::PageGroupResponse(r) => Some(PageResponse {
+                        request_id: u32::from(r.rid()),
+                        pasid: r.pp().then(|| r.pasid()),
+                        group: r.prgi(),
+                        code: u8::try_from(r.rc_raw()).unwrap_or(u8::MAX),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Self::Smmu(u) => u
+                .drain_outputs()
+                .into_iter()
+                .filter_map(|o| match o {
+                    SmmuOutput::PriResponse { sid, ssid, prg_index, response_code } => {
+                        Some(PageResponse {
+                            request_id: sid,
+                            pasid: ssid,
+                            group: prg_index,
+                            code: response_code,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
         }
     }
+}
+
+/// A page group response (PCIe PRG Response) the unit sent to a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageResponse {
+    /// The device's requester ID / StreamID.
+    pub request_id: u32,
+    /// The PASID, when the response carries one.
+    pub pasid: Option<u32>,
+    /// The page request group index answered.
+    pub group: u16,
+    /// The PCIe response code: 0 Success, 1 Invalid Request, Fh Response Failure.
+    pub code: u8,
 }
 
 /// A process: its address space and the host pages behind its virtual pages.
@@ -188,6 +239,11 @@ pub struct ProcessSpace {
     pub space: AddressSpace,
     /// `(va, hpa)` of its first page, the audit's sentinel.
     pub first_page: Option<(u64, u64)>,
+    /// Ranges it has but did not populate, `(va, bytes, writable)`: a page request for a page
+    /// in one is answered by faulting the page in.
+    pub unpopulated: Vec<(u64, u64, bool)>,
+    /// Pages of those ranges faulted in so far, `(va, hpa)`.
+    pub faulted: Vec<(u64, u64)>,
 }
 
 /// A bind the scenario made.
@@ -212,9 +268,10 @@ pub struct DomainRecord {
     pub named: Vec<String>,
 }
 
-/// The data page allocator of a built machine, for later maps.
+/// The page allocators of a built machine, for later maps: data pages, and the host
+/// processes' page-table pages.
 #[derive(Debug)]
-pub struct DataPool(DataPages);
+pub struct DataPool(DataPages, FrameAllocator<Hpa>);
 
 /// The scenario built on one architecture.
 #[derive(Debug)]
@@ -355,8 +412,13 @@ pub fn build_with(
                 CdTables::PerDevice => CdTablePolicy::PerDevice,
             };
             let driver = SmmuConfig { cd_table_policy, ..SmmuConfig::default() };
-            let unit = SmmuUnit::new(Arc::clone(&mem), smmu_params(&unit, config), frames, driver)
-                .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
+            let unit = SmmuUnit::new(
+                Arc::clone(&mem),
+                smmu_params(&unit, config, scenario.devices.iter().any(|d| d.ats || d.pri)),
+                frames,
+                driver,
+            )
+            .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
             let hw = Hw::Smmu(Arc::clone(unit.hw()));
             iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
             hw
@@ -378,11 +440,11 @@ pub fn build_with(
         guests: Vec::new(),
     };
     let mut data = DataPages(FrameAllocator::new(&[(Hpa(DATA.start), DATA.end - DATA.start)]));
-    processes(&mut m, scenario, source, &mut data)?;
+    let cpu = processes(&mut m, scenario, source, &mut data)?;
     domains(&mut m, scenario, source, &mut data, config.invalidation)?;
     binds(&mut m, scenario, source)?;
     guests(&mut m, scenario, source)?;
-    Ok((m, DataPool(data)))
+    Ok((m, DataPool(data, cpu)))
 }
 
 /// A failure that is not the scenario's fault (memory sizes, a driver that did not come up).
@@ -522,24 +584,99 @@ fn stage1_tables<M: PhysMemory + ?Sized>(
     pages: &[(u64, u64, bool)],
 ) -> Result<(Stage1Format, u64), String> {
     let e = |e: MapError| e.to_string();
+    let (format, root) = match arch {
+        Arch::Vtd => (
+            Stage1Format::X86 { levels: 4 },
+            X86Paging::create(mem, alloc, Levels::Four).map_err(e)?.root,
+        ),
+        Arch::Smmuv3 => (
+            Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 },
+            VmsaS1::create(mem, alloc, vmsa_s1(0)).map_err(e)?.ttb,
+        ),
+    };
+    for &page in pages {
+        map_stage1(arch, mem, alloc, root, page)?;
+    }
+    Ok((format, root))
+}
+
+/// A process's VMSAv8-64 stage 1 at `ttb`: 4K granule, 48-bit VAs.
+const fn vmsa_s1(ttb: u64) -> VmsaS1 {
+    VmsaS1::new(ttb, Granule::K4, 16)
+}
+
+/// Maps one 4K page `(va, pa, writable)` into the process tables at `root`.
+fn map_stage1<M: PhysMemory + ?Sized>(
+    arch: Arch,
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    root: u64,
+    (va, pa, w): (u64, u64, bool),
+) -> Result<(), String> {
     match arch {
         Arch::Vtd => {
-            let pt = X86Paging::create(mem, alloc, Levels::Four).map_err(e)?;
-            for &(va, pa, w) in pages {
-                let attrs = if w { X86Attrs::ALL } else { X86Attrs::READ_ONLY };
-                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
-            }
-            Ok((Stage1Format::X86 { levels: 4 }, pt.root))
+            let attrs = if w { X86Attrs::ALL } else { X86Attrs::READ_ONLY };
+            X86Paging::new(root, Levels::Four).map(mem, alloc, va, pa, PAGE_LG2, attrs)
         }
         Arch::Smmuv3 => {
-            let pt = VmsaS1::create(mem, alloc, VmsaS1::new(0, Granule::K4, 16)).map_err(e)?;
-            for &(va, pa, w) in pages {
-                let attrs = S1Attrs { writable: w, ..S1Attrs::ALL };
-                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
-            }
-            Ok((Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 }, pt.ttb))
+            let attrs = S1Attrs { writable: w, ..S1Attrs::ALL };
+            vmsa_s1(root).map(mem, alloc, va, pa, PAGE_LG2, attrs)
         }
     }
+    .map_err(|e| e.to_string())
+}
+
+/// How the host answers a page request (PCIe page group response codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultIn {
+    /// The page is there now (faulted in at this host address, or there already):
+    /// Success.
+    Resident(u64),
+    /// No process is bound at the PASID, the process has no such range, or not with the
+    /// access asked: Invalid Request, as Linux answers when `handle_mm_fault` fails.
+    Invalid(&'static str),
+}
+
+/// The host's page fault handler for SVA (Linux's `iommu_sva_handle_iopf`): the page at
+/// `addr` of the process bound at `pasid`, faulted in when the process has it unpopulated
+/// with the access asked. A page faulted in once stays.
+pub fn fault_in(
+    m: &mut Machine,
+    pool: &mut DataPool,
+    pasid: Pasid,
+    addr: u64,
+    write: bool,
+) -> FaultIn {
+    let Some(b) = m.binds.iter().find(|b| b.pasid == pasid) else {
+        return FaultIn::Invalid("no process is bound at the PASID");
+    };
+    let Some(p) = m.processes.iter_mut().find(|p| p.name == b.process) else {
+        return FaultIn::Invalid("no process is bound at the PASID");
+    };
+    let page = addr & !((1 << PAGE_LG2) - 1);
+    if let Some(&(_, hpa)) = p.faulted.iter().find(|(va, _)| *va == page) {
+        return FaultIn::Resident(hpa);
+    }
+    let Some(&(_, _, writable)) = p
+        .unpopulated
+        .iter()
+        .find(|(va, bytes, _)| (*va..va.saturating_add(*bytes)).contains(&page))
+    else {
+        return FaultIn::Invalid("the process has no unpopulated range there");
+    };
+    if write && !writable {
+        return FaultIn::Invalid("the range is read-only");
+    }
+    let Ok(hpa) = pool.0.take(&m.mem, 1 << PAGE_LG2) else {
+        return FaultIn::Invalid("no memory left for the page");
+    };
+    let root = p.space.s1.root;
+    if map_stage1(m.arch, &*m.mem, &mut pool.1, root, (page, hpa, writable)).is_err() {
+        return FaultIn::Invalid("no memory left for its page table");
+    }
+    p.faulted.push((page, hpa));
+    FaultIn::Resident(hpa)
 }
 
 /// The 4K pages of `p`, each `(va, backing, writable)`, with backing from `take`.
@@ -553,6 +690,9 @@ fn process_pages(
     for page in &p.pages {
         let g = page.get_ref();
         check_page(source, page.span(), field, g.va, g.size)?;
+        if !g.populated {
+            continue;
+        }
         let base = take(g.size).map_err(|e| source.error(page.span(), field, e))?;
         for off in (0..g.size).step_by(1 << PAGE_LG2) {
             out.push((g.va + off, base + off, g.perms.writable()));
@@ -578,12 +718,14 @@ fn unique(
     Ok(())
 }
 
+/// Builds the host's processes; returns the allocator of their page tables, for the pages
+/// faulted in later.
 fn processes(
     m: &mut Machine,
     s: &Scenario,
     source: &Source,
     data: &mut DataPages,
-) -> Result<(), ScenarioError> {
+) -> Result<FrameAllocator<Hpa>, ScenarioError> {
     let mut cpu =
         FrameAllocator::new(&[(Hpa(CPU_TABLES.start), CPU_TABLES.end - CPU_TABLES.start)]);
     let mut seen = Vec::new();
@@ -598,9 +740,22 @@ fn processes(
         let asid = u16::try_from(0x100 + m.processes.len()).unwrap_or(u16::MAX);
         let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
         let first_page = pages.first().map(|&(va, hpa, _)| (va, hpa));
-        m.processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+        let unpopulated = p
+            .pages
+            .iter()
+            .map(toml::Spanned::get_ref)
+            .filter(|g| !g.populated)
+            .map(|g| (g.va, g.size, g.perms.writable()))
+            .collect();
+        m.processes.push(ProcessSpace {
+            name: p.name.get_ref().clone(),
+            space,
+            first_page,
+            unpopulated,
+            faulted: Vec::new(),
+        });
     }
-    Ok(())
+    Ok(cpu)
 }
 
 pub(crate) fn device_ref<'m>(
@@ -795,8 +950,24 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             // The guest's own ASIDs; the host tags them with the stage-2 domain's VMID / DID.
             let asid = u16::try_from(1 + processes.len()).unwrap_or(u16::MAX);
             let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
+            if let Some(page) = p.pages.iter().find(|g| !g.get_ref().populated) {
+                // The guest's page requests go to its vIOMMU, whose page request path the
+                // guest kernel here does not run.
+                return Err(source.error(
+                    page.span(),
+                    "guest.process.pages",
+                    "a guest's process has every page populated (no `populated = false`)",
+                ));
+            }
             let first_page = pages.first().map(|&(va, gpa, _)| (va, hpa.0 + gpa));
-            processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+            let unpopulated = Vec::new();
+            processes.push(ProcessSpace {
+                name: p.name.get_ref().clone(),
+                space,
+                first_page,
+                unpopulated,
+                faulted: Vec::new(),
+            });
         }
         let mut binds = Vec::new();
         for b in &g.binds {
@@ -1016,6 +1187,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             st.invalidate.is_some(),
             st.bind.is_some(),
             st.unbind.is_some(),
+            st.ats.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -1024,7 +1196,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             return Err(source.error(
                 step.span(),
                 "step",
-                "a step is exactly one of `dma`, `stream`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`",
+                "a step is exactly one of `dma`, `stream`, `ats`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`",
             ));
         }
         if let Some(s) = &st.stream {

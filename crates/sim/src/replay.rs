@@ -245,7 +245,7 @@ fn replay_on(
     for s in &states {
         total.merge(&s.tally);
     }
-    let stats = run::stats(&m.hw, &total, faults_recorded, &counters);
+    let stats = run::stats(&m.hw, &total, faults_recorded, &counters, &m.iommu().fault_counters());
     let devices = m
         .devices
         .iter()

@@ -78,6 +78,26 @@ pub struct Step {
     pub bind: Option<Bind>,
     /// The host unbinds a process from a device with `sva_unbind`.
     pub unbind: Option<Bind>,
+    /// A device with ATS and PRI asks the unit to translate addresses (ATS translation
+    /// requests); a page that is not there makes it send a page request and, once the host
+    /// answered Success, ask again.
+    pub ats: Option<Ats>,
+}
+
+/// An `ats` step: one device's translation requests, each followed by a page request and a
+/// retry when the answer grants no access (see [`crate::ats`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ats {
+    /// The device (it needs `ats` and `pri`).
+    pub device: Spanned<String>,
+    /// The PASID of its requests (a bound process's); none when absent.
+    pub pasid: Option<Spanned<u32>>,
+    /// The addresses it asks for, in order.
+    pub addrs: Vec<u64>,
+    /// Read, or write (a translation request without No Write).
+    #[serde(default)]
+    pub access: AccessKind,
 }
 
 /// An `invalidate` step: a domain's IOTLB entries, all or a range.
@@ -364,6 +384,15 @@ pub struct Page {
     /// Access.
     #[serde(default)]
     pub perms: Perms,
+    /// In the process's page tables from the start (the default). `false`: the process has
+    /// the range (as an mmap that was never touched) but no page behind it until a device's
+    /// page request makes the host fault it in, as an SVA host does.
+    #[serde(default = "yes")]
+    pub populated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn page_bytes() -> u64 {

@@ -117,8 +117,24 @@ fn the_guests_pasid_nests_its_stage_1_over_the_hosts_stage_2() {
         // A has no PASID 5: VT-d 59h (PASID entry not present), SMMUv3 C_BAD_CD.
         let expected = if a.arch == Arch::Vtd { 0x59 } else { 0x0a };
         assert_eq!(fault(answer(a, "A", Some(5), TASK2)), Some(expected));
-        // E without a PASID is in the guest's stage 2: GPA 0x100000 is guest RAM.
-        assert_eq!(output(answer(a, "E", None, 0x10_0000)), Some(g.ram_hpa + 0x10_0000));
+        // The guest's own driver bound Task 2 through its vIOMMU, which forwarded it: a
+        // nested domain for (E, PASID 5) on VT-d, a nested STE over the guest's CD table on
+        // SMMUv3, reached by E alone and checked by DMA.
+        let fwd = g.viommu.as_ref().expect("VM 1 has a vIOMMU");
+        assert_eq!(fwd.refused, 0, "{:?}", a.arch);
+        let (space, pasid) = if a.arch == Arch::Vtd {
+            assert_eq!((fwd.attached, fwd.nested_hwpts), (1, 1));
+            ("Task 2 in VM 1", Some(5))
+        } else {
+            ("VM 1's CD table", None)
+        };
+        assert_eq!(
+            reach(a, space),
+            vec![("0000:02:00.0".to_owned(), pasid, "explicit".to_owned())]
+        );
+        // The guest's driver gave E no DMA domain, only its PASID: without one E is blocked
+        // (VT-d: no RID_PASID entry, 59h; SMMUv3: the guest's STE has no CD 0, C_BAD_CD).
+        assert_eq!(fault(answer(a, "E", None, 0x10_0000)), Some(expected), "{:?}", a.arch);
     }
 }
 
