@@ -626,6 +626,84 @@ fn map_stage1<M: PhysMemory + ?Sized>(
     .map_err(|e| e.to_string())
 }
 
+/// Removes `[va, va + size)` from the process tables at `root`; returns the bytes removed.
+fn unmap_stage1<M: PhysMemory + ?Sized>(
+    arch: Arch,
+    mem: &M,
+    root: u64,
+    va: u64,
+    size: u64,
+) -> Result<u64, String> {
+    match arch {
+        Arch::Vtd => X86Paging::new(root, Levels::Four).unmap(mem, va, size),
+        Arch::Smmuv3 => vmsa_s1(root).unmap(mem, va, size),
+    }
+    .map(|u| u.bytes)
+    .map_err(|e| e.to_string())
+}
+
+/// A guest unmaps part of its process and, unless told it forgets, invalidates it through
+/// its own driver (VT-d: PASID-based IOTLB invalidation per bind; SMMUv3: CMD_TLBI_NH_VA for
+/// the process's ASID), which its vIOMMU forwards to the host.
+fn guest_unmap(
+    m: &mut Machine,
+    source: &Source,
+    span: Range<usize>,
+    u: &crate::scenario::GuestUnmap,
+) -> Result<String, ScenarioError> {
+    let field = "step.guest_unmap";
+    check_page(source, span.clone(), field, u.va, u.size)?;
+    let Some(g) = m.guests.iter_mut().find(|g| g.name == *u.guest.get_ref()) else {
+        return Err(source.error(
+            u.guest.span(),
+            "step.guest_unmap.guest",
+            format!("no guest `{}`", u.guest.get_ref()),
+        ));
+    };
+    let Some(p) = g.processes.iter().find(|p| p.name == *u.process.get_ref()) else {
+        return Err(source.error(
+            u.process.span(),
+            "step.guest_unmap.process",
+            format!("no process `{}` in guest `{}`", u.process.get_ref(), g.name),
+        ));
+    };
+    let (root, asid) = (p.space.s1.root, p.space.s1.asid);
+    let pasids: Vec<u32> =
+        g.binds.iter().filter(|b| b.0 == *u.process.get_ref()).map(|b| b.2 .0).collect();
+    let Some(viommu) = g.viommu.as_mut() else {
+        return Err(source.error(
+            u.guest.span(),
+            "step.guest_unmap.guest",
+            "the guest has no vIOMMU to invalidate through (`viommu = true`)",
+        ));
+    };
+    let ram = GuestRam::new(Arc::clone(&m.mem), vec![g.ram]);
+    let bytes = unmap_stage1(m.arch, &ram, root, u.va, u.size)
+        .map_err(|e| source.error(span.clone(), field, e))?;
+    if bytes != u.size {
+        return Err(source.error(
+            span,
+            field,
+            format!("unmapped {bytes:#x} of the {:#x} bytes asked", u.size),
+        ));
+    }
+    let how = if u.invalidate {
+        viommu
+            .invalidate(&pasids, asid, u.va, u.size)
+            .map_err(|e| source.error(span, field, format!("the guest's driver: {e}")))?;
+        "invalidates through its vIOMMU"
+    } else {
+        "forgets to invalidate"
+    };
+    Ok(format!(
+        "guest {} unmaps {} {:#x}+{:#x} and {how}",
+        g.name,
+        u.process.get_ref(),
+        u.va,
+        u.size
+    ))
+}
+
 /// How the host answers a page request (PCIe page group response codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1092,6 +1170,9 @@ pub fn act(
         check_page(source, step.span(), field, r.iova, r.size)?;
         domain_ref(m, source, &r.domain, field)
     };
+    if let Some(u) = &s.guest_unmap {
+        return guest_unmap(m, source, step.span(), u).map(Some);
+    }
     if let Some(r) = &s.map {
         let d = range(r, "step.map")?;
         let hpa =
@@ -1188,6 +1269,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             st.bind.is_some(),
             st.unbind.is_some(),
             st.ats.is_some(),
+            st.guest_unmap.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -1196,7 +1278,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             return Err(source.error(
                 step.span(),
                 "step",
-                "a step is exactly one of `dma`, `stream`, `ats`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`",
+                "a step is exactly one of `dma`, `stream`, `ats`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`, `guest_unmap`",
             ));
         }
         if let Some(s) = &st.stream {

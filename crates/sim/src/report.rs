@@ -36,9 +36,19 @@ fn page_size(lg2: u8) -> String {
 }
 
 /// A host action between DMA rows: in the result column, so it does not widen the others.
+/// Who carried out an action: a guest's own action names its guest; everything else is the
+/// host's.
+fn actor(what: &str) -> &'static str {
+    if what.starts_with("guest ") {
+        "guest:"
+    } else {
+        "host:"
+    }
+}
+
 fn action_row(what: &str) -> [String; 8] {
     let mut row: [String; 8] = Default::default();
-    row[0] = "host:".to_owned();
+    row[0] = actor(what).to_owned();
     row[5] = what.to_owned();
     row
 }
@@ -422,7 +432,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
     for run in &r.runs {
         let _ = writeln!(s, "\n== {} (IOTLB {} entries)", run.unit, run.iotlb_entries);
         for a in &run.actions {
-            let _ = writeln!(s, "host: {a}");
+            let _ = writeln!(s, "{} {a}", actor(a));
         }
         let mut t = table(["device", "ID", "requests", "translated", "blocked", "digest"]);
         for d in &run.devices {

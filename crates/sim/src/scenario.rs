@@ -82,6 +82,28 @@ pub struct Step {
     /// requests); a page that is not there makes it send a page request and, once the host
     /// answered Success, ask again.
     pub ats: Option<Ats>,
+    /// A guest with a vIOMMU unmaps pages from one of its processes and (unless it forgets)
+    /// invalidates them through its own driver and vIOMMU.
+    pub guest_unmap: Option<GuestUnmap>,
+}
+
+/// A `guest_unmap` step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestUnmap {
+    /// The guest (it needs `viommu = true`).
+    pub guest: Spanned<String>,
+    /// Its process.
+    pub process: Spanned<String>,
+    /// First virtual address (4K-aligned).
+    pub va: u64,
+    /// Bytes (a multiple of 4K).
+    #[serde(default = "page_bytes")]
+    pub size: u64,
+    /// The guest's driver invalidates the range through its vIOMMU (the default); `false` is a
+    /// guest that forgets, so its device keeps the stale translation.
+    #[serde(default = "yes")]
+    pub invalidate: bool,
 }
 
 /// An `ats` step: one device's translation requests, each followed by a page request and a

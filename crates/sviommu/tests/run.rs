@@ -377,3 +377,52 @@ fn sva_page_requests_fault_pages_in_and_the_retry_translates() {
         assert!(cache(run, iotlb)["hits"].as_u64().unwrap() >= 2, "{run}");
     }
 }
+
+#[test]
+fn a_guest_invalidates_through_its_viommu_and_a_forgetful_one_keeps_a_stale_translation() {
+    let r = example("guest-invalidate.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x71), (&r["runs"][1], "TLB", 0x10)] {
+        let rows = run["dma"].as_array().unwrap();
+        let ram = run["guests"][0]["ram_hpa"].as_u64().unwrap();
+        // Page A is the guest's first data page (GPA 0), B the next.
+        assert_eq!(rows[0]["result"]["output"], ram, "{run}");
+        assert_eq!(rows[1]["result"]["output"], ram + 0x1000);
+        // A unmapped without an invalidation: the same page, from the IOTLB, nothing read.
+        let stale = &rows[2]["result"];
+        assert_eq!((&stale["output"], &stale["reads"]), (&ram.into(), &0.into()), "{stale}");
+        // B unmapped and invalidated through the vIOMMU: the architected fault (VT-d 71h,
+        // SMMUv3 F_TRANSLATION); A, which the invalidation did not name, is still stale.
+        let b = &rows[3]["result"];
+        assert_eq!((&b["kind"], &b["code"]), (&"fault".into(), &fault.into()), "{b}");
+        assert_eq!(rows[4]["result"]["output"], ram);
+        assert_eq!(rows[4]["result"]["reads"], 0);
+        // The host unit removed exactly the one entry the guest's invalidation named.
+        assert_eq!(cache(run, iotlb)["invalidated"], 1, "{run}");
+        let actions = run["actions"].as_array().unwrap();
+        assert_eq!((&actions[0]["before_dma"], &actions[1]["before_dma"]), (&2.into(), &3.into()));
+        assert!(actions[0]["what"].as_str().unwrap().contains("forgets to invalidate"));
+    }
+    // VT-d: the guest's PASID-based IOTLB invalidation reached the host through the vIOMMU
+    // (the guest's bind made one more); SMMUv3: the host unit ran the forwarded CMD_TLBI_NH_VA.
+    let v = &r["runs"][0]["guests"][0]["viommu"];
+    assert_eq!(v["invalidations"], 2, "{v}");
+    let cmds = r["runs"][1]["stats"]["invalidations"].as_array().unwrap();
+    let nh_va = cmds.iter().find(|c| c["what"] == "CMD_TLBI_NH_VA").unwrap();
+    assert_eq!(nh_va["count"], 1, "{cmds:?}");
+}
+
+#[test]
+fn a_guest_unmap_needs_a_guest_with_a_viommu() {
+    let dir = std::env::temp_dir().join(format!("sviommu-gunmap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("no-viommu.toml");
+    let text =
+        include_str!("../../../examples/guest-invalidate.toml").replacen("viommu = true\n", "", 1);
+    std::fs::write(&path, text).unwrap();
+    let out = sviommu(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no-viommu.toml:"), "{err}");
+    assert!(err.contains("step.guest_unmap.guest: the guest has no vIOMMU"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
