@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// When an unmapped range leaves the IOTLB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Invalidation {
     /// Before the unmap returns (the scenario's `flush = "strict"`).

@@ -608,7 +608,13 @@ pub const DEFAULT: &str = include_str!("../../../examples/seed.toml");
 
 /// Parses `source`; names are checked when the machine is built, before anything runs.
 pub fn parse(source: &Source) -> Result<Scenario, ScenarioError> {
-    toml::from_str::<Scenario>(&source.text).map_err(|e| {
+    parse_toml(source)
+}
+
+/// Reads `source` as a `T` (a scenario, a replay configuration), a mistake named by its file,
+/// line, column and key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(source: &Source) -> Result<T, ScenarioError> {
+    toml::from_str::<T>(&source.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         source.error(span.clone(), &source.key_path(span.start), e.message().trim_end())
     })
