@@ -61,7 +61,7 @@ pub enum Invalidation {
 fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioError> {
     let mut found: Option<Unit> = None;
     for u in &s.units {
-        let unit = *u.get_ref();
+        let unit = u.get_ref().clone();
         if unit.arch != arch {
             continue;
         }
@@ -81,9 +81,69 @@ fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioEr
                 ));
             }
         }
+        check_caps(source, &unit)?;
         found = Some(unit);
     }
     Ok(found.unwrap_or(Unit { arch, ..Unit::default() }))
+}
+
+/// The capability caps of `u`: each belongs to its architecture and takes only the values the
+/// register field can say.
+fn check_caps(source: &Source, u: &Unit) -> Result<(), ScenarioError> {
+    // The caps of the other architecture, where the file gave them.
+    let (foreign, whose) = match u.arch {
+        Arch::Vtd => (
+            [
+                ("stages", u.stages.as_ref().map(toml::Spanned::span)),
+                ("oas_bits", u.oas_bits.as_ref().map(toml::Spanned::span)),
+                ("granules", u.granules.as_ref().map(toml::Spanned::span)),
+            ],
+            "an SMMUv3",
+        ),
+        Arch::Smmuv3 => (
+            [
+                ("sagaw", u.sagaw.as_ref().map(toml::Spanned::span)),
+                ("first_stage", u.first_stage.as_ref().map(toml::Spanned::span)),
+                ("caching_mode", u.caching_mode.as_ref().map(toml::Spanned::span)),
+            ],
+            "a VT-d",
+        ),
+    };
+    if let Some((key, span)) = foreign.into_iter().find_map(|(k, s)| s.map(|s| (k, s))) {
+        let message = format!("`{key}` is {whose} capability");
+        return Err(source.error(span, &format!("unit.{key}"), message));
+    }
+    if let Some(w) = &u.sagaw {
+        if w.get_ref().is_empty() || w.get_ref().iter().any(|b| ![39, 48, 57].contains(b)) {
+            let message = "address widths of 39, 48 or 57 bits (at least one)";
+            return Err(source.error(w.span(), "unit.sagaw", message));
+        }
+    }
+    if let Some(st) = &u.stages {
+        let v = st.get_ref();
+        if v.is_empty() || v.iter().any(|x| x != "s1" && x != "s2") {
+            let message = "stages `s1` and/or `s2` (at least one)";
+            return Err(source.error(st.span(), "unit.stages", message));
+        }
+    }
+    if let Some(o) = &u.oas_bits {
+        if oas_encoding(*o.get_ref()).is_none() {
+            let message = "an output size of 32, 36, 40, 42, 44, 48 or 52 bits";
+            return Err(source.error(o.span(), "unit.oas_bits", message));
+        }
+    }
+    if let Some(g) = &u.granules {
+        if g.get_ref().is_empty() || g.get_ref().iter().any(|k| ![4, 16, 64].contains(k)) {
+            let message = "granules of 4, 16 or 64 KiB (at least one)";
+            return Err(source.error(g.span(), "unit.granules", message));
+        }
+    }
+    Ok(())
+}
+
+/// SMMU_IDR5.OAS for an output size in bits (§6.3.6).
+fn oas_encoding(bits: u8) -> Option<u32> {
+    [32, 36, 40, 42, 44, 48, 52].iter().position(|&b| b == bits).and_then(|i| u32::try_from(i).ok())
 }
 
 /// `entries` as a VT-d cache of `ways` ways (fewer ways for a smaller cache); 0 is none.
@@ -117,6 +177,18 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
         // §11.4.3 ECAP.PSS: the PASID width less one.
         p.ecap = sviommu_vtd::spec::regs::ecap::PSS.set(p.ecap, u64::from(b.saturating_sub(1)));
     }
+    use sviommu_vtd::spec::regs::{cap, ecap};
+    if let Some(w) = &u.sagaw {
+        // §11.4.2 CAP.SAGAW: bit 1 is 39-bit (3-level), bit 2 48-bit, bit 3 57-bit.
+        let bits = w.get_ref().iter().map(|&b| 1u64 << ((b - 30) / 9)).fold(0, |a, b| a | b);
+        p.cap = cap::SAGAW.set(p.cap, bits);
+    }
+    if let Some(f) = &u.first_stage {
+        p.ecap = ecap::FSTS.with(p.ecap, *f.get_ref());
+    }
+    if let Some(c) = &u.caching_mode {
+        p.cap = cap::CM.with(p.cap, *c.get_ref());
+    }
     p
 }
 
@@ -147,6 +219,20 @@ fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
     if let Some(b) = u.pasid_bits {
         // §6.3.2 SMMU_IDR1.SSIDSIZE: SubstreamID bits.
         p.idr1 = sviommu_smmuv3::spec::regs::idr1::SSIDSIZE.set32(p.idr1, u32::from(b));
+    }
+    use sviommu_smmuv3::spec::regs::idr5;
+    if let Some(st) = &u.stages {
+        let has = |x: &str| u32::from(st.get_ref().iter().any(|s| s == x));
+        p.idr0 = idr0::S2P.set32(idr0::S1P.set32(p.idr0, has("s1")), has("s2"));
+    }
+    if let Some(enc) = u.oas_bits.as_ref().and_then(|o| oas_encoding(*o.get_ref())) {
+        p.idr5 = idr5::OAS.set32(p.idr5, enc);
+    }
+    if let Some(g) = &u.granules {
+        let has = |k: u8| u32::from(g.get_ref().contains(&k));
+        p.idr5 = idr5::GRAN4K.set32(p.idr5, has(4));
+        p.idr5 = idr5::GRAN16K.set32(p.idr5, has(16));
+        p.idr5 = idr5::GRAN64K.set32(p.idr5, has(64));
     }
     p
 }

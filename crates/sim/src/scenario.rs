@@ -144,7 +144,7 @@ pub struct Invalidate {
 /// | `iotlb` | IOTLB | TLB |
 /// | `walk_cache` | first- and second-stage paging-structure caches | stage-1 and stage-2 walk caches |
 /// | `leaf_cache` | second-stage leaf cache | stage-2 leaf cache |
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unit {
     /// Which architecture's unit this is.
@@ -162,6 +162,19 @@ pub struct Unit {
     /// The PASID (SubstreamID) width the unit advertises, in bits (1 to 20): VT-d ECAP.PSS + 1,
     /// SMMUv3 SMMU_IDR1.SSIDSIZE.
     pub pasid_bits: Option<u8>,
+    /// VT-d CAP.SAGAW: the second-stage address widths the unit supports, of 39 (3-level), 48
+    /// (4-level) and 57 (5-level); the driver uses the widest.
+    pub sagaw: Option<Spanned<Vec<u8>>>,
+    /// VT-d ECAP.FSTS: first-stage translation (what SVA binds and guests' PASIDs need).
+    pub first_stage: Option<Spanned<bool>>,
+    /// VT-d CAP.CM: caching mode (not-present entries may be cached).
+    pub caching_mode: Option<Spanned<bool>>,
+    /// SMMUv3 SMMU_IDR0.S1P / S2P: the stages the unit has, of `s1` and `s2`.
+    pub stages: Option<Spanned<Vec<String>>>,
+    /// SMMUv3 SMMU_IDR5.OAS: the output address size in bits (32, 36, 40, 42, 44, 48 or 52).
+    pub oas_bits: Option<Spanned<u8>>,
+    /// SMMUv3 SMMU_IDR5.GRAN4K / 16K / 64K: the translation granules, in KiB (4, 16, 64).
+    pub granules: Option<Spanned<Vec<u8>>>,
 }
 
 /// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`
