@@ -8,6 +8,7 @@
 //! | [`scenario`] | the file format, checked field by field, errors with file, line and column |
 //! | [`machine`] | a scenario built on one architecture |
 //! | [`run`] | DMA through the models, the audit, the statistics the models counted |
+//! | [`ats`] | a device with ATS and PRI: translation requests, page requests, retries |
 //! | [`stream`] | generated DMA streams: the page each request touches, from a seed |
 //! | [`report`] | text and JSON |
 //! | [`topology`] | groups and domains as a tree, with their reasons and PASID eligibility |
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ats;
 pub mod machine;
 pub mod replay;
 pub mod report;

@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// When an unmapped range leaves the IOTLB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Invalidation {
     /// Before the unmap returns (the scenario's `flush = "strict"`).
@@ -61,7 +61,7 @@ pub enum Invalidation {
 fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioError> {
     let mut found: Option<Unit> = None;
     for u in &s.units {
-        let unit = *u.get_ref();
+        let unit = u.get_ref().clone();
         if unit.arch != arch {
             continue;
         }
@@ -81,9 +81,69 @@ fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioEr
                 ));
             }
         }
+        check_caps(source, &unit)?;
         found = Some(unit);
     }
     Ok(found.unwrap_or(Unit { arch, ..Unit::default() }))
+}
+
+/// The capability caps of `u`: each belongs to its architecture and takes only the values the
+/// register field can say.
+fn check_caps(source: &Source, u: &Unit) -> Result<(), ScenarioError> {
+    // The caps of the other architecture, where the file gave them.
+    let (foreign, whose) = match u.arch {
+        Arch::Vtd => (
+            [
+                ("stages", u.stages.as_ref().map(toml::Spanned::span)),
+                ("oas_bits", u.oas_bits.as_ref().map(toml::Spanned::span)),
+                ("granules", u.granules.as_ref().map(toml::Spanned::span)),
+            ],
+            "an SMMUv3",
+        ),
+        Arch::Smmuv3 => (
+            [
+                ("sagaw", u.sagaw.as_ref().map(toml::Spanned::span)),
+                ("first_stage", u.first_stage.as_ref().map(toml::Spanned::span)),
+                ("caching_mode", u.caching_mode.as_ref().map(toml::Spanned::span)),
+            ],
+            "a VT-d",
+        ),
+    };
+    if let Some((key, span)) = foreign.into_iter().find_map(|(k, s)| s.map(|s| (k, s))) {
+        let message = format!("`{key}` is {whose} capability");
+        return Err(source.error(span, &format!("unit.{key}"), message));
+    }
+    if let Some(w) = &u.sagaw {
+        if w.get_ref().is_empty() || w.get_ref().iter().any(|b| ![39, 48, 57].contains(b)) {
+            let message = "address widths of 39, 48 or 57 bits (at least one)";
+            return Err(source.error(w.span(), "unit.sagaw", message));
+        }
+    }
+    if let Some(st) = &u.stages {
+        let v = st.get_ref();
+        if v.is_empty() || v.iter().any(|x| x != "s1" && x != "s2") {
+            let message = "stages `s1` and/or `s2` (at least one)";
+            return Err(source.error(st.span(), "unit.stages", message));
+        }
+    }
+    if let Some(o) = &u.oas_bits {
+        if oas_encoding(*o.get_ref()).is_none() {
+            let message = "an output size of 32, 36, 40, 42, 44, 48 or 52 bits";
+            return Err(source.error(o.span(), "unit.oas_bits", message));
+        }
+    }
+    if let Some(g) = &u.granules {
+        if g.get_ref().is_empty() || g.get_ref().iter().any(|k| ![4, 16, 64].contains(k)) {
+            let message = "granules of 4, 16 or 64 KiB (at least one)";
+            return Err(source.error(g.span(), "unit.granules", message));
+        }
+    }
+    Ok(())
+}
+
+/// SMMU_IDR5.OAS for an output size in bits (§6.3.6).
+fn oas_encoding(bits: u8) -> Option<u32> {
+    [32, 36, 40, 42, 44, 48, 52].iter().position(|&b| b == bits).and_then(|i| u32::try_from(i).ok())
 }
 
 /// `entries` as a VT-d cache of `ways` ways (fewer ways for a smaller cache); 0 is none.
@@ -117,11 +177,32 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
         // §11.4.3 ECAP.PSS: the PASID width less one.
         p.ecap = sviommu_vtd::spec::regs::ecap::PSS.set(p.ecap, u64::from(b.saturating_sub(1)));
     }
+    use sviommu_vtd::spec::regs::{cap, ecap};
+    if let Some(w) = &u.sagaw {
+        // §11.4.2 CAP.SAGAW: bit 1 is 39-bit (3-level), bit 2 48-bit, bit 3 57-bit.
+        let bits = w.get_ref().iter().map(|&b| 1u64 << ((b - 30) / 9)).fold(0, |a, b| a | b);
+        p.cap = cap::SAGAW.set(p.cap, bits);
+    }
+    if let Some(f) = &u.first_stage {
+        p.ecap = ecap::FSTS.with(p.ecap, *f.get_ref());
+    }
+    if let Some(c) = &u.caching_mode {
+        p.cap = cap::CM.with(p.cap, *c.get_ref());
+    }
     p
 }
 
-fn smmu_params(u: &Unit, c: &Config) -> SmmuParams {
+/// The SMMUv3 unit; with `pri` (a device of the scenario has ATS or PRI) it also advertises
+/// ATS, PRI with a PRI queue, and PASIDs in PRG responses (the default unit has none of them).
+fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
+    use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
     let mut p = SmmuParams::default();
+    if pri {
+        p.idr0 = idr0::ATS.set32(idr0::PRI.set32(p.idr0, 1), 1);
+        // §6.3.2: a PRI queue of 2^8 entries.
+        p.idr1 = idr1::PRIQS.set32(p.idr1, 8);
+        p.idr3 = idr3::PPS.set32(p.idr3, 1);
+    }
     let d = p.caches;
     let walk = c.walk_cache.or(u.walk_cache);
     p.caches = sviommu_smmuv3::hw::CacheSizes {
@@ -138,6 +219,20 @@ fn smmu_params(u: &Unit, c: &Config) -> SmmuParams {
     if let Some(b) = u.pasid_bits {
         // §6.3.2 SMMU_IDR1.SSIDSIZE: SubstreamID bits.
         p.idr1 = sviommu_smmuv3::spec::regs::idr1::SSIDSIZE.set32(p.idr1, u32::from(b));
+    }
+    use sviommu_smmuv3::spec::regs::idr5;
+    if let Some(st) = &u.stages {
+        let has = |x: &str| u32::from(st.get_ref().iter().any(|s| s == x));
+        p.idr0 = idr0::S2P.set32(idr0::S1P.set32(p.idr0, has("s1")), has("s2"));
+    }
+    if let Some(enc) = u.oas_bits.as_ref().and_then(|o| oas_encoding(*o.get_ref())) {
+        p.idr5 = idr5::OAS.set32(p.idr5, enc);
+    }
+    if let Some(g) = &u.granules {
+        let has = |k: u8| u32::from(g.get_ref().contains(&k));
+        p.idr5 = idr5::GRAN4K.set32(p.idr5, has(4));
+        p.idr5 = idr5::GRAN16K.set32(p.idr5, has(16));
+        p.idr5 = idr5::GRAN64K.set32(p.idr5, has(64));
     }
     p
 }
@@ -170,13 +265,55 @@ pub enum Hw {
 impl Hw {
     /// Takes everything the unit sent (interrupts, messages to devices) as the platform
     /// delivers it. The scenario's devices keep no IOTLB of their own, so there is nothing more
-    /// to do with them than to take them.
-    pub fn deliver(&self) {
+    /// to do with most of them than to take them; page group responses are returned, for the
+    /// device that waits on one (`ats` steps).
+    pub fn deliver(&self) -> Vec<PageResponse> {
+        use sviommu_smmuv3::hw::Output as SmmuOutput;
+        use sviommu_vtd::hw::Output as VtdOutput;
         match self {
-            Self::Vtd(u) => drop(u.drain_outputs()),
-            Self::Smmu(u) => drop(u.drain_outputs()),
+            Self::Vtd(u) => u
+                .drain_outputs()
+                .into_iter()
+                .filter_map(|o| match o {
+                    VtdOutput::PageGroupResponse(r) => Some(PageResponse {
+                        request_id: u32::from(r.rid()),
+                        pasid: r.pp().then(|| r.pasid()),
+                        group: r.prgi(),
+                        code: u8::try_from(r.rc_raw()).unwrap_or(u8::MAX),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Self::Smmu(u) => u
+                .drain_outputs()
+                .into_iter()
+                .filter_map(|o| match o {
+                    SmmuOutput::PriResponse { sid, ssid, prg_index, response_code } => {
+                        Some(PageResponse {
+                            request_id: sid,
+                            pasid: ssid,
+                            group: prg_index,
+                            code: response_code,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
         }
     }
+}
+
+/// A page group response (PCIe PRG Response) the unit sent to a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageResponse {
+    /// The device's requester ID / StreamID.
+    pub request_id: u32,
+    /// The PASID, when the response carries one.
+    pub pasid: Option<u32>,
+    /// The page request group index answered.
+    pub group: u16,
+    /// The PCIe response code: 0 Success, 1 Invalid Request, Fh Response Failure.
+    pub code: u8,
 }
 
 /// A process: its address space and the host pages behind its virtual pages.
@@ -188,6 +325,11 @@ pub struct ProcessSpace {
     pub space: AddressSpace,
     /// `(va, hpa)` of its first page, the audit's sentinel.
     pub first_page: Option<(u64, u64)>,
+    /// Ranges it has but did not populate, `(va, bytes, writable)`: a page request for a page
+    /// in one is answered by faulting the page in.
+    pub unpopulated: Vec<(u64, u64, bool)>,
+    /// Pages of those ranges faulted in so far, `(va, hpa)`.
+    pub faulted: Vec<(u64, u64)>,
 }
 
 /// A bind the scenario made.
@@ -212,9 +354,10 @@ pub struct DomainRecord {
     pub named: Vec<String>,
 }
 
-/// The data page allocator of a built machine, for later maps.
+/// The page allocators of a built machine, for later maps: data pages, and the host
+/// processes' page-table pages.
 #[derive(Debug)]
-pub struct DataPool(DataPages);
+pub struct DataPool(DataPages, FrameAllocator<Hpa>);
 
 /// The scenario built on one architecture.
 #[derive(Debug)]
@@ -355,8 +498,13 @@ pub fn build_with(
                 CdTables::PerDevice => CdTablePolicy::PerDevice,
             };
             let driver = SmmuConfig { cd_table_policy, ..SmmuConfig::default() };
-            let unit = SmmuUnit::new(Arc::clone(&mem), smmu_params(&unit, config), frames, driver)
-                .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
+            let unit = SmmuUnit::new(
+                Arc::clone(&mem),
+                smmu_params(&unit, config, scenario.devices.iter().any(|d| d.ats || d.pri)),
+                frames,
+                driver,
+            )
+            .map_err(|e| internal(source, format!("SMMUv3 driver bring-up: {e}")))?;
             let hw = Hw::Smmu(Arc::clone(unit.hw()));
             iommu.add_driver(UNIT, Box::new(unit)).map_err(|e| internal(source, e.to_string()))?;
             hw
@@ -378,11 +526,11 @@ pub fn build_with(
         guests: Vec::new(),
     };
     let mut data = DataPages(FrameAllocator::new(&[(Hpa(DATA.start), DATA.end - DATA.start)]));
-    processes(&mut m, scenario, source, &mut data)?;
+    let cpu = processes(&mut m, scenario, source, &mut data)?;
     domains(&mut m, scenario, source, &mut data, config.invalidation)?;
     binds(&mut m, scenario, source)?;
     guests(&mut m, scenario, source)?;
-    Ok((m, DataPool(data)))
+    Ok((m, DataPool(data, cpu)))
 }
 
 /// A failure that is not the scenario's fault (memory sizes, a driver that did not come up).
@@ -522,24 +670,177 @@ fn stage1_tables<M: PhysMemory + ?Sized>(
     pages: &[(u64, u64, bool)],
 ) -> Result<(Stage1Format, u64), String> {
     let e = |e: MapError| e.to_string();
+    let (format, root) = match arch {
+        Arch::Vtd => (
+            Stage1Format::X86 { levels: 4 },
+            X86Paging::create(mem, alloc, Levels::Four).map_err(e)?.root,
+        ),
+        Arch::Smmuv3 => (
+            Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 },
+            VmsaS1::create(mem, alloc, vmsa_s1(0)).map_err(e)?.ttb,
+        ),
+    };
+    for &page in pages {
+        map_stage1(arch, mem, alloc, root, page)?;
+    }
+    Ok((format, root))
+}
+
+/// A process's VMSAv8-64 stage 1 at `ttb`: 4K granule, 48-bit VAs.
+const fn vmsa_s1(ttb: u64) -> VmsaS1 {
+    VmsaS1::new(ttb, Granule::K4, 16)
+}
+
+/// Maps one 4K page `(va, pa, writable)` into the process tables at `root`.
+fn map_stage1<M: PhysMemory + ?Sized>(
+    arch: Arch,
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    root: u64,
+    (va, pa, w): (u64, u64, bool),
+) -> Result<(), String> {
     match arch {
         Arch::Vtd => {
-            let pt = X86Paging::create(mem, alloc, Levels::Four).map_err(e)?;
-            for &(va, pa, w) in pages {
-                let attrs = if w { X86Attrs::ALL } else { X86Attrs::READ_ONLY };
-                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
-            }
-            Ok((Stage1Format::X86 { levels: 4 }, pt.root))
+            let attrs = if w { X86Attrs::ALL } else { X86Attrs::READ_ONLY };
+            X86Paging::new(root, Levels::Four).map(mem, alloc, va, pa, PAGE_LG2, attrs)
         }
         Arch::Smmuv3 => {
-            let pt = VmsaS1::create(mem, alloc, VmsaS1::new(0, Granule::K4, 16)).map_err(e)?;
-            for &(va, pa, w) in pages {
-                let attrs = S1Attrs { writable: w, ..S1Attrs::ALL };
-                pt.map(mem, alloc, va, pa, PAGE_LG2, attrs).map_err(e)?;
-            }
-            Ok((Stage1Format::Vmsa { granule_lg2: 12, ias_bits: 48 }, pt.ttb))
+            let attrs = S1Attrs { writable: w, ..S1Attrs::ALL };
+            vmsa_s1(root).map(mem, alloc, va, pa, PAGE_LG2, attrs)
         }
     }
+    .map_err(|e| e.to_string())
+}
+
+/// Removes `[va, va + size)` from the process tables at `root`; returns the bytes removed.
+fn unmap_stage1<M: PhysMemory + ?Sized>(
+    arch: Arch,
+    mem: &M,
+    root: u64,
+    va: u64,
+    size: u64,
+) -> Result<u64, String> {
+    match arch {
+        Arch::Vtd => X86Paging::new(root, Levels::Four).unmap(mem, va, size),
+        Arch::Smmuv3 => vmsa_s1(root).unmap(mem, va, size),
+    }
+    .map(|u| u.bytes)
+    .map_err(|e| e.to_string())
+}
+
+/// A guest unmaps part of its process and, unless told it forgets, invalidates it through
+/// its own driver (VT-d: PASID-based IOTLB invalidation per bind; SMMUv3: CMD_TLBI_NH_VA for
+/// the process's ASID), which its vIOMMU forwards to the host.
+fn guest_unmap(
+    m: &mut Machine,
+    source: &Source,
+    span: Range<usize>,
+    u: &crate::scenario::GuestUnmap,
+) -> Result<String, ScenarioError> {
+    let field = "step.guest_unmap";
+    check_page(source, span.clone(), field, u.va, u.size)?;
+    let Some(g) = m.guests.iter_mut().find(|g| g.name == *u.guest.get_ref()) else {
+        return Err(source.error(
+            u.guest.span(),
+            "step.guest_unmap.guest",
+            format!("no guest `{}`", u.guest.get_ref()),
+        ));
+    };
+    let Some(p) = g.processes.iter().find(|p| p.name == *u.process.get_ref()) else {
+        return Err(source.error(
+            u.process.span(),
+            "step.guest_unmap.process",
+            format!("no process `{}` in guest `{}`", u.process.get_ref(), g.name),
+        ));
+    };
+    let (root, asid) = (p.space.s1.root, p.space.s1.asid);
+    let pasids: Vec<u32> =
+        g.binds.iter().filter(|b| b.0 == *u.process.get_ref()).map(|b| b.2 .0).collect();
+    let Some(viommu) = g.viommu.as_mut() else {
+        return Err(source.error(
+            u.guest.span(),
+            "step.guest_unmap.guest",
+            "the guest has no vIOMMU to invalidate through (`viommu = true`)",
+        ));
+    };
+    let ram = GuestRam::new(Arc::clone(&m.mem), vec![g.ram]);
+    let bytes = unmap_stage1(m.arch, &ram, root, u.va, u.size)
+        .map_err(|e| source.error(span.clone(), field, e))?;
+    if bytes != u.size {
+        return Err(source.error(
+            span,
+            field,
+            format!("unmapped {bytes:#x} of the {:#x} bytes asked", u.size),
+        ));
+    }
+    let how = if u.invalidate {
+        viommu
+            .invalidate(&pasids, asid, u.va, u.size)
+            .map_err(|e| source.error(span, field, format!("the guest's driver: {e}")))?;
+        "invalidates through its vIOMMU"
+    } else {
+        "forgets to invalidate"
+    };
+    Ok(format!(
+        "guest {} unmaps {} {:#x}+{:#x} and {how}",
+        g.name,
+        u.process.get_ref(),
+        u.va,
+        u.size
+    ))
+}
+
+/// How the host answers a page request (PCIe page group response codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultIn {
+    /// The page is there now (faulted in at this host address, or there already):
+    /// Success.
+    Resident(u64),
+    /// No process is bound at the PASID, the process has no such range, or not with the
+    /// access asked: Invalid Request, as Linux answers when `handle_mm_fault` fails.
+    Invalid(&'static str),
+}
+
+/// The host's page fault handler for SVA (Linux's `iommu_sva_handle_iopf`): the page at
+/// `addr` of the process bound at `pasid`, faulted in when the process has it unpopulated
+/// with the access asked. A page faulted in once stays.
+pub fn fault_in(
+    m: &mut Machine,
+    pool: &mut DataPool,
+    pasid: Pasid,
+    addr: u64,
+    write: bool,
+) -> FaultIn {
+    let Some(b) = m.binds.iter().find(|b| b.pasid == pasid) else {
+        return FaultIn::Invalid("no process is bound at the PASID");
+    };
+    let Some(p) = m.processes.iter_mut().find(|p| p.name == b.process) else {
+        return FaultIn::Invalid("no process is bound at the PASID");
+    };
+    let page = addr & !((1 << PAGE_LG2) - 1);
+    if let Some(&(_, hpa)) = p.faulted.iter().find(|(va, _)| *va == page) {
+        return FaultIn::Resident(hpa);
+    }
+    let Some(&(_, _, writable)) = p
+        .unpopulated
+        .iter()
+        .find(|(va, bytes, _)| (*va..va.saturating_add(*bytes)).contains(&page))
+    else {
+        return FaultIn::Invalid("the process has no unpopulated range there");
+    };
+    if write && !writable {
+        return FaultIn::Invalid("the range is read-only");
+    }
+    let Ok(hpa) = pool.0.take(&m.mem, 1 << PAGE_LG2) else {
+        return FaultIn::Invalid("no memory left for the page");
+    };
+    let root = p.space.s1.root;
+    if map_stage1(m.arch, &*m.mem, &mut pool.1, root, (page, hpa, writable)).is_err() {
+        return FaultIn::Invalid("no memory left for its page table");
+    }
+    p.faulted.push((page, hpa));
+    FaultIn::Resident(hpa)
 }
 
 /// The 4K pages of `p`, each `(va, backing, writable)`, with backing from `take`.
@@ -553,6 +854,9 @@ fn process_pages(
     for page in &p.pages {
         let g = page.get_ref();
         check_page(source, page.span(), field, g.va, g.size)?;
+        if !g.populated {
+            continue;
+        }
         let base = take(g.size).map_err(|e| source.error(page.span(), field, e))?;
         for off in (0..g.size).step_by(1 << PAGE_LG2) {
             out.push((g.va + off, base + off, g.perms.writable()));
@@ -578,12 +882,14 @@ fn unique(
     Ok(())
 }
 
+/// Builds the host's processes; returns the allocator of their page tables, for the pages
+/// faulted in later.
 fn processes(
     m: &mut Machine,
     s: &Scenario,
     source: &Source,
     data: &mut DataPages,
-) -> Result<(), ScenarioError> {
+) -> Result<FrameAllocator<Hpa>, ScenarioError> {
     let mut cpu =
         FrameAllocator::new(&[(Hpa(CPU_TABLES.start), CPU_TABLES.end - CPU_TABLES.start)]);
     let mut seen = Vec::new();
@@ -598,9 +904,22 @@ fn processes(
         let asid = u16::try_from(0x100 + m.processes.len()).unwrap_or(u16::MAX);
         let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
         let first_page = pages.first().map(|&(va, hpa, _)| (va, hpa));
-        m.processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+        let unpopulated = p
+            .pages
+            .iter()
+            .map(toml::Spanned::get_ref)
+            .filter(|g| !g.populated)
+            .map(|g| (g.va, g.size, g.perms.writable()))
+            .collect();
+        m.processes.push(ProcessSpace {
+            name: p.name.get_ref().clone(),
+            space,
+            first_page,
+            unpopulated,
+            faulted: Vec::new(),
+        });
     }
-    Ok(())
+    Ok(cpu)
 }
 
 pub(crate) fn device_ref<'m>(
@@ -795,8 +1114,24 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             // The guest's own ASIDs; the host tags them with the stage-2 domain's VMID / DID.
             let asid = u16::try_from(1 + processes.len()).unwrap_or(u16::MAX);
             let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
+            if let Some(page) = p.pages.iter().find(|g| !g.get_ref().populated) {
+                // The guest's page requests go to its vIOMMU, whose page request path the
+                // guest kernel here does not run.
+                return Err(source.error(
+                    page.span(),
+                    "guest.process.pages",
+                    "a guest's process has every page populated (no `populated = false`)",
+                ));
+            }
             let first_page = pages.first().map(|&(va, gpa, _)| (va, hpa.0 + gpa));
-            processes.push(ProcessSpace { name: p.name.get_ref().clone(), space, first_page });
+            let unpopulated = Vec::new();
+            processes.push(ProcessSpace {
+                name: p.name.get_ref().clone(),
+                space,
+                first_page,
+                unpopulated,
+                faulted: Vec::new(),
+            });
         }
         let mut binds = Vec::new();
         for b in &g.binds {
@@ -921,6 +1256,9 @@ pub fn act(
         check_page(source, step.span(), field, r.iova, r.size)?;
         domain_ref(m, source, &r.domain, field)
     };
+    if let Some(u) = &s.guest_unmap {
+        return guest_unmap(m, source, step.span(), u).map(Some);
+    }
     if let Some(r) = &s.map {
         let d = range(r, "step.map")?;
         let hpa =
@@ -1016,6 +1354,8 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             st.invalidate.is_some(),
             st.bind.is_some(),
             st.unbind.is_some(),
+            st.ats.is_some(),
+            st.guest_unmap.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -1024,7 +1364,7 @@ pub fn check_steps(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             return Err(source.error(
                 step.span(),
                 "step",
-                "a step is exactly one of `dma`, `stream`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`",
+                "a step is exactly one of `dma`, `stream`, `ats`, `map`, `unmap`, `flush`, `invalidate`, `bind`, `unbind`, `guest_unmap`",
             ));
         }
         if let Some(s) = &st.stream {

@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::machine::Invalidation;
 use crate::machine::{self, Config, Hw, Machine};
 use crate::run::{self, DmaResult, Stats, Tally};
-use crate::scenario::{Arch, Scenario};
+use crate::scenario::{Arch, Scenario, ScenarioError, Source};
 use crate::trace::{fnv1a, Record, Trace, TraceError, FNV_START};
 
 /// How to replay.
@@ -245,7 +246,7 @@ fn replay_on(
     for s in &states {
         total.merge(&s.tally);
     }
-    let stats = run::stats(&m.hw, &total, faults_recorded, &counters);
+    let stats = run::stats(&m.hw, &total, faults_recorded, &counters, &m.iommu().fault_counters());
     let devices = m
         .devices
         .iter()
@@ -344,4 +345,45 @@ fn threaded(
         }
     }
     recorded
+}
+
+/// A replay configuration file (`trace replay --config FILE`, TOML): the settings the flags
+/// give, each optional; a flag given on the command line wins over the file.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Only this architecture.
+    pub arch: Option<Arch>,
+    /// IOTLB (SMMUv3: TLB) entries; several replay once per size.
+    #[serde(default)]
+    pub iotlb: Vec<usize>,
+    /// Paging-structure (walk) cache entries of each stage.
+    pub walk_cache: Option<usize>,
+    /// `false`: replay without any cache.
+    pub caches: Option<bool>,
+    /// Every paging domain's invalidation policy, `strict` or `batched`.
+    pub invalidation: Option<Invalidation>,
+    /// Threads replaying devices (1 to 256).
+    pub threads: Option<toml::Spanned<u16>>,
+}
+
+impl ConfigFile {
+    /// Reads and checks `source`; a mistake names its file, line, column and key.
+    pub fn parse(source: &Source) -> Result<Self, ScenarioError> {
+        let c: Self = crate::scenario::parse_toml(source)?;
+        if let Some(t) = &c.threads {
+            if !(1..=256).contains(t.get_ref()) {
+                return Err(source.error(t.span(), "threads", "from 1 to 256 threads"));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads the file at `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self, ScenarioError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { file: file.clone(), source })?;
+        Self::parse(&Source { name: file, text })
+    }
 }

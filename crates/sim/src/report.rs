@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, Table};
 
+use crate::ats::Completion;
+use crate::machine::FaultIn;
 use crate::replay::ReplayReport;
 use crate::run::{ArchReport, CacheRow, DmaResult, ReadsDistribution, Report, Stats, StreamRow};
 use crate::scenario::Arch;
@@ -34,9 +36,19 @@ fn page_size(lg2: u8) -> String {
 }
 
 /// A host action between DMA rows: in the result column, so it does not widen the others.
+/// Who carried out an action: a guest's own action names its guest; everything else is the
+/// host's.
+fn actor(what: &str) -> &'static str {
+    if what.starts_with("guest ") {
+        "guest:"
+    } else {
+        "host:"
+    }
+}
+
 fn action_row(what: &str) -> [String; 8] {
     let mut row: [String; 8] = Default::default();
-    row[0] = "host:".to_owned();
+    row[0] = actor(what).to_owned();
     row[5] = what.to_owned();
     row
 }
@@ -202,6 +214,20 @@ fn arch(s: &mut String, a: &ArchReport) {
         for (n, st) in a.streams.iter().enumerate().filter(|(_, x)| x.before_dma == i) {
             rows.push(((st.after_actions, 0), stream_row(n + 1, st)));
         }
+        // One line per `ats` step (its rows share a place and a device).
+        let mut steps: Vec<(usize, &str, usize)> = Vec::new();
+        for r in a.ats.iter().filter(|x| x.before_dma == i) {
+            match steps.last_mut() {
+                Some((k, d, n)) if *k == r.after_actions && *d == r.device => *n += 1,
+                _ => steps.push((r.after_actions, &r.device, 1)),
+            }
+        }
+        for (k, device, n) in steps {
+            let mut row: [String; 8] = Default::default();
+            row[0] = device.to_owned();
+            row[5] = format!("ATS: {n} translation request(s) (below)");
+            rows.push(((k, 0), row));
+        }
         rows.sort_by_key(|(k, _)| *k);
         for (_, r) in rows {
             t.add_row(r);
@@ -237,12 +263,17 @@ fn arch(s: &mut String, a: &ArchReport) {
     }
     s.push_str(&indent(&t));
     streams(s, a);
+    ats(s, a);
     let _ = writeln!(s, "who reaches each address space, and why");
     let mut t = table(["address space", "device", "PASID", "why", "by DMA"]);
     for space in &a.audit.address_spaces {
         for (i, e) in space.reachable_by.iter().enumerate() {
+            // A guest's PASID table reaches every PASID its table holds (`pasid` none): the
+            // probe used one of them.
+            let table = space.kind == "pasid_table" && e.pasid.is_none();
             let dma = match &space.reached_by_dma {
                 Some(v) if v.contains(&(e.device.clone(), e.pasid)) => "yes",
+                Some(v) if table && v.iter().any(|(d, _)| *d == e.device) => "yes",
                 Some(_) => "NO",
                 None => "-",
             };
@@ -260,7 +291,11 @@ fn arch(s: &mut String, a: &ArchReport) {
                     String::new()
                 },
                 name,
-                e.pasid.map_or_else(|| "-".to_owned(), |p| p.0.to_string()),
+                match e.pasid {
+                    Some(p) => p.0.to_string(),
+                    None if table => "all".to_owned(),
+                    None => "-".to_owned(),
+                },
                 why,
                 dma.to_owned(),
             ]);
@@ -274,6 +309,62 @@ fn arch(s: &mut String, a: &ArchReport) {
     );
     stats_section(s, &a.stats);
     s.push('\n');
+}
+
+/// The `ats` steps' rows: each translation request, the page request its answer led to, what
+/// the host did, the response and the retry.
+fn ats(s: &mut String, a: &ArchReport) {
+    if a.ats.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "translation requests (ATS), page requests (PRI) and retries");
+    let mut t = table([
+        "device",
+        "ID",
+        "PASID",
+        "address",
+        "access",
+        "answer",
+        "page request",
+        "host",
+        "response",
+        "retry",
+    ]);
+    for r in &a.ats {
+        let pr = r.page_request.as_ref();
+        t.add_row([
+            r.device.clone(),
+            format!("{:#06x}", r.request_id),
+            r.pasid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            format!("{:#x}", r.addr),
+            r.access.to_string(),
+            completion(&r.first),
+            pr.map_or_else(String::new, |p| format!("group {}: {}", p.group, p.unit)),
+            match pr.and_then(|p| p.host) {
+                Some(FaultIn::Resident(hpa)) => format!("resident at {hpa:#x}"),
+                Some(FaultIn::Invalid(why)) => why.to_owned(),
+                None => String::new(),
+            },
+            pr.and_then(|p| p.response)
+                .map_or_else(String::new, |x| format!("{:X}h {}", x.code, x.name)),
+            r.retry.as_ref().map_or_else(String::new, completion),
+        ]);
+    }
+    s.push_str(&indent(&t));
+}
+
+fn completion(c: &Completion) -> String {
+    match *c {
+        Completion::Translated { output, size_lg2, read, write } => format!(
+            "-> {output:#x} {} {}{}",
+            page_size(size_lg2),
+            if read { "r" } else { "" },
+            if write { "w" } else { "" }
+        ),
+        Completion::NoAccess => "no access (R = W = 0)".to_owned(),
+        Completion::UnsupportedRequest => "Unsupported Request".to_owned(),
+        Completion::CompleterAbort => "Completer Abort".to_owned(),
+    }
 }
 
 /// The statistics section of `run`, `trace replay` and `stats`: every figure is the model's
@@ -296,6 +387,14 @@ pub fn stats_section(s: &mut String, st: &Stats) {
         st.outbox.messages, st.outbox.interrupts, st.outbox.interrupts_coalesced, st.outbox.full
     );
     let _ = writeln!(s, "  reads per translation: {}", distribution(&st.reads_distribution));
+    let p = &st.page_requests;
+    if p.queued + p.received + p.responses > 0 {
+        let _ = writeln!(
+            s,
+            "  page requests: {} queued by the unit, {} collected by the IOMMU API, {} groups answered",
+            p.queued, p.received, p.responses
+        );
+    }
     for (f, n) in &st.faults {
         let _ = writeln!(s, "  {n} x {f}");
     }
@@ -333,7 +432,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
     for run in &r.runs {
         let _ = writeln!(s, "\n== {} (IOTLB {} entries)", run.unit, run.iotlb_entries);
         for a in &run.actions {
-            let _ = writeln!(s, "host: {a}");
+            let _ = writeln!(s, "{} {a}", actor(a));
         }
         let mut t = table(["device", "ID", "requests", "translated", "blocked", "digest"]);
         for d in &run.devices {

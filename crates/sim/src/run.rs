@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sviommu_core::audit::{Sentinel, SpaceKey, UnitAudit};
 use sviommu_core::driver::DriverCounters;
-use sviommu_core::topology::{DeviceId, Reason};
+use sviommu_core::fault::FaultCounters;
+use sviommu_core::topology::{DeviceId, GroupId, Reason};
 use sviommu_core::Pasid;
 use sviommu_pgtable::Access;
 use sviommu_smmuv3::hw::{Abort, Transaction};
@@ -55,6 +56,8 @@ pub struct ArchReport {
     pub streams: Vec<StreamRow>,
     /// The host's actions between DMA.
     pub actions: Vec<ActionRow>,
+    /// Translation requests of `ats` steps, each with its page request and retry.
+    pub ats: Vec<crate::ats::AtsRow>,
     /// Who reaches each address space and why, static beside DMA.
     pub audit: UnitAudit,
     /// What the scenario calls each address space of the audit (`domain 1` -> `shared`).
@@ -405,6 +408,20 @@ pub struct Stats {
     pub dropped: Vec<CountRow>,
     /// What the unit sent besides memory writes, as its outbox counted it.
     pub outbox: OutboxRow,
+    /// Page requests through the unit and the IOMMU API.
+    pub page_requests: PageRequestStats,
+}
+
+/// Page requests: what the unit queued (the model's count) and what the IOMMU API collected
+/// and answered (the core's).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PageRequestStats {
+    /// Written into the page request queue (VT-d) or PRI queue (SMMUv3).
+    pub queued: u64,
+    /// Collected from the queue by the IOMMU API.
+    pub received: u64,
+    /// Page request groups the host answered with `page_response`.
+    pub responses: u64,
 }
 
 /// A named count.
@@ -482,7 +499,23 @@ fn run_on(
     let mut actions = Vec::new();
     let mut streams = Vec::new();
     let mut stream_tally = Tally::default();
+    let mut ats = Vec::new();
+    let mut next_group = 0;
     for (index, step) in scenario.steps.iter().enumerate() {
+        if let Some(a) = &step.get_ref().ats {
+            if rec.is_some() {
+                return Err(source.error(
+                    step.span(),
+                    "step.ats",
+                    "a trace holds DMA and host actions; an `ats` step's requests cannot be recorded",
+                ));
+            }
+            let (rows, faults) =
+                crate::ats::run(m, pool, source, a, (dma.len(), actions.len()), &mut next_group)?;
+            ats.extend(rows);
+            faults_recorded += faults;
+            continue;
+        }
         if let Some(what) = machine::act(m, source, pool, step)? {
             if let Some(r) = rec.as_deref_mut() {
                 r.push(Record::Action { step: u32::try_from(index).unwrap_or(u32::MAX) });
@@ -552,7 +585,7 @@ fn run_on(
         tally.add(&r.result);
     }
     tally.merge(&stream_tally);
-    let stats = stats(&m.hw, &tally, faults_recorded, &counters);
+    let stats = stats(&m.hw, &tally, faults_recorded, &counters, &m.iommu().fault_counters());
 
     let mut sentinels = BTreeMap::new();
     for p in &m.processes {
@@ -561,14 +594,19 @@ fn run_on(
         }
     }
     for g in &m.guests {
-        for (process, _, pasid, domain) in &g.binds {
-            let Some(domain) = domain else { continue };
+        for (process, device, pasid, domain) in &g.binds {
+            // The space the host holds: a nested domain per (device, PASID), or (SMMUv3 vIOMMU)
+            // the guest's whole CD table bound to the device's group, probed at this PASID.
+            let key = match domain {
+                Some(d) => SpaceKey::Domain(*d),
+                None => match guest_table_group(m, device) {
+                    Some(g) => SpaceKey::PasidTable(g),
+                    None => continue,
+                },
+            };
             let page = g.processes.iter().find(|p| p.name == *process).and_then(|p| p.first_page);
             if let Some((va, hpa)) = page {
-                sentinels.insert(
-                    SpaceKey::Domain(*domain),
-                    Sentinel { pasid: Some(*pasid), input: va, hpa },
-                );
+                sentinels.entry(key).or_insert(Sentinel { pasid: Some(*pasid), input: va, hpa });
             }
         }
     }
@@ -632,12 +670,17 @@ fn run_on(
             format!("domain {}", g.stage2.0),
             format!("{} stage 2 (domain {})", g.name, g.stage2.0),
         );
-        for (process, _, _, d) in &g.binds {
-            let Some(d) = d else { continue };
-            labels.insert(
-                format!("domain {}", d.0),
-                format!("{process} in {} (domain {})", g.name, d.0),
-            );
+        for (process, device, _, d) in &g.binds {
+            match d {
+                Some(d) => labels.insert(
+                    format!("domain {}", d.0),
+                    format!("{process} in {} (domain {})", g.name, d.0),
+                ),
+                None => guest_table_group(m, device).and_then(|grp| {
+                    let id = SpaceKey::PasidTable(grp).name();
+                    labels.insert(id.clone(), format!("{}'s CD table ({id})", g.name))
+                }),
+            };
         }
     }
     let mut devices = Vec::new();
@@ -662,10 +705,17 @@ fn run_on(
         dma,
         streams,
         actions,
+        ats,
         audit,
         labels,
         stats,
     })
+}
+
+/// The group of the guest's device `device`, whose STE takes the guest's CD table.
+fn guest_table_group(m: &Machine, device: &str) -> Option<GroupId> {
+    let id = m.device(device)?;
+    m.iommu().topology().group_of(id).map(|g| g.id)
 }
 
 /// The unit as the report names it.
@@ -729,7 +779,13 @@ pub(crate) fn send(
 
 /// The statistics of a run: `t` tallied from the model's answers, everything else the model's
 /// and the driver's own counters.
-pub(crate) fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, driver: &DriverCounters) -> Stats {
+pub(crate) fn stats(
+    hw: &Hw,
+    t: &Tally,
+    faults_recorded: u64,
+    driver: &DriverCounters,
+    core: &FaultCounters,
+) -> Stats {
     let o = match hw {
         Hw::Vtd(u) => u.outbox_stats(),
         Hw::Smmu(u) => u.outbox_stats(),
@@ -777,6 +833,12 @@ pub(crate) fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, driver: &DriverCou
             )
         }
     };
+    let queued = match hw {
+        Hw::Vtd(u) => u.ats_stats().page_requests_queued,
+        Hw::Smmu(u) => u.stats().page_requests_written,
+    };
+    let page_requests =
+        PageRequestStats { queued, received: core.page_requests, responses: core.responses };
     dropped.insert(0, row("fault records overflowed (driver saw)", driver.faults_overflowed));
     dropped
         .insert(1, row("page requests overflowed (driver saw)", driver.page_requests_overflowed));
@@ -800,6 +862,7 @@ pub(crate) fn stats(hw: &Hw, t: &Tally, faults_recorded: u64, driver: &DriverCou
             interrupts_coalesced: o.interrupts_coalesced,
             full: o.full,
         },
+        page_requests,
     }
 }
 

@@ -78,6 +78,48 @@ pub struct Step {
     pub bind: Option<Bind>,
     /// The host unbinds a process from a device with `sva_unbind`.
     pub unbind: Option<Bind>,
+    /// A device with ATS and PRI asks the unit to translate addresses (ATS translation
+    /// requests); a page that is not there makes it send a page request and, once the host
+    /// answered Success, ask again.
+    pub ats: Option<Ats>,
+    /// A guest with a vIOMMU unmaps pages from one of its processes and (unless it forgets)
+    /// invalidates them through its own driver and vIOMMU.
+    pub guest_unmap: Option<GuestUnmap>,
+}
+
+/// A `guest_unmap` step.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestUnmap {
+    /// The guest (it needs `viommu = true`).
+    pub guest: Spanned<String>,
+    /// Its process.
+    pub process: Spanned<String>,
+    /// First virtual address (4K-aligned).
+    pub va: u64,
+    /// Bytes (a multiple of 4K).
+    #[serde(default = "page_bytes")]
+    pub size: u64,
+    /// The guest's driver invalidates the range through its vIOMMU (the default); `false` is a
+    /// guest that forgets, so its device keeps the stale translation.
+    #[serde(default = "yes")]
+    pub invalidate: bool,
+}
+
+/// An `ats` step: one device's translation requests, each followed by a page request and a
+/// retry when the answer grants no access (see [`crate::ats`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ats {
+    /// The device (it needs `ats` and `pri`).
+    pub device: Spanned<String>,
+    /// The PASID of its requests (a bound process's); none when absent.
+    pub pasid: Option<Spanned<u32>>,
+    /// The addresses it asks for, in order.
+    pub addrs: Vec<u64>,
+    /// Read, or write (a translation request without No Write).
+    #[serde(default)]
+    pub access: AccessKind,
 }
 
 /// An `invalidate` step: a domain's IOTLB entries, all or a range.
@@ -102,7 +144,7 @@ pub struct Invalidate {
 /// | `iotlb` | IOTLB | TLB |
 /// | `walk_cache` | first- and second-stage paging-structure caches | stage-1 and stage-2 walk caches |
 /// | `leaf_cache` | second-stage leaf cache | stage-2 leaf cache |
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Unit {
     /// Which architecture's unit this is.
@@ -120,6 +162,19 @@ pub struct Unit {
     /// The PASID (SubstreamID) width the unit advertises, in bits (1 to 20): VT-d ECAP.PSS + 1,
     /// SMMUv3 SMMU_IDR1.SSIDSIZE.
     pub pasid_bits: Option<u8>,
+    /// VT-d CAP.SAGAW: the second-stage address widths the unit supports, of 39 (3-level), 48
+    /// (4-level) and 57 (5-level); the driver uses the widest.
+    pub sagaw: Option<Spanned<Vec<u8>>>,
+    /// VT-d ECAP.FSTS: first-stage translation (what SVA binds and guests' PASIDs need).
+    pub first_stage: Option<Spanned<bool>>,
+    /// VT-d CAP.CM: caching mode (not-present entries may be cached).
+    pub caching_mode: Option<Spanned<bool>>,
+    /// SMMUv3 SMMU_IDR0.S1P / S2P: the stages the unit has, of `s1` and `s2`.
+    pub stages: Option<Spanned<Vec<String>>>,
+    /// SMMUv3 SMMU_IDR5.OAS: the output address size in bits (32, 36, 40, 42, 44, 48 or 52).
+    pub oas_bits: Option<Spanned<u8>>,
+    /// SMMUv3 SMMU_IDR5.GRAN4K / 16K / 64K: the translation granules, in KiB (4, 16, 64).
+    pub granules: Option<Spanned<Vec<u8>>>,
 }
 
 /// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`
@@ -364,6 +419,15 @@ pub struct Page {
     /// Access.
     #[serde(default)]
     pub perms: Perms,
+    /// In the process's page tables from the start (the default). `false`: the process has
+    /// the range (as an mmap that was never touched) but no page behind it until a device's
+    /// page request makes the host fault it in, as an SVA host does.
+    #[serde(default = "yes")]
+    pub populated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn page_bytes() -> u64 {
@@ -557,7 +621,13 @@ pub const DEFAULT: &str = include_str!("../../../examples/seed.toml");
 
 /// Parses `source`; names are checked when the machine is built, before anything runs.
 pub fn parse(source: &Source) -> Result<Scenario, ScenarioError> {
-    toml::from_str::<Scenario>(&source.text).map_err(|e| {
+    parse_toml(source)
+}
+
+/// Reads `source` as a `T` (a scenario, a replay configuration), a mistake named by its file,
+/// line, column and key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(source: &Source) -> Result<T, ScenarioError> {
+    toml::from_str::<T>(&source.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         source.error(span.clone(), &source.key_path(span.start), e.message().trim_end())
     })

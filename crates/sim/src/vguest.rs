@@ -10,7 +10,8 @@ use sviommu_core::topology::DeviceId;
 use sviommu_core::{DomainId, Stage1Config, Stage1Format};
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory};
 use sviommu_smmuv3::driver::{
-    Attach, CdTablePolicy, DriverConfig as SmmuConfig, PasidAttach, SmmuDriver, SvaContext,
+    Attach, CdTablePolicy, DriverConfig as SmmuConfig, Invalidation, PasidAttach, SmmuDriver,
+    SvaContext,
 };
 use sviommu_smmuv3::spec::Granule;
 use sviommu_uapi::data::map_flags;
@@ -83,6 +84,8 @@ pub struct VGuest {
     /// The host's stage-2 domain over guest RAM (the nesting parent HWPT's).
     pub stage2: DomainId,
     parent: ObjectId,
+    /// VT-d: the guest driver's domain for each PASID it bound.
+    dids: Vec<(u32, sviommu_vtd::driver::Did)>,
 }
 
 /// Makes the VMM's side for a guest whose RAM is `ram` with `devices` (host device, the ID
@@ -145,7 +148,7 @@ pub fn bring_up(
         Some(Object::HwptPaging(h)) => h.domain,
         _ => return Err(format!("object {parent} is not the nesting parent HWPT")),
     };
-    Ok(VGuest { iommu, stage2, parent })
+    Ok(VGuest { iommu, stage2, parent, dids: Vec::new() })
 }
 
 impl VGuest {
@@ -170,6 +173,7 @@ impl VGuest {
                 let config =
                     PasidConfig::FirstStageExternal { did, fs_root: s1.root, levels, sre: false };
                 driver.attach(rid, Some(pasid), config).map_err(|e| e.to_string())?;
+                self.dids.push((pasid, did));
                 let hwpt = viommu
                     .host_hwpt(rid, pasid)
                     .ok_or("the vIOMMU forwarded no nested HWPT for the attach")?;
@@ -193,6 +197,38 @@ impl VGuest {
                     .attach_pasid(vid, pasid, PasidAttach::Sva(ctx))
                     .map_err(|e| e.to_string())?;
                 Ok(None)
+            }
+        }
+    }
+
+    /// The guest's driver invalidates `[va, va + size)` of the address space it bound at
+    /// `pasids` (ASID `asid`), as a guest kernel does after unmapping: VT-d a PASID-based IOTLB
+    /// invalidation for each bind's domain, SMMUv3 CMD_TLBI_NH_VA (leaf) for the ASID, each
+    /// followed by its wait / CMD_SYNC; the vIOMMU forwards them to the host.
+    pub fn invalidate(
+        &mut self,
+        pasids: &[u32],
+        asid: u16,
+        va: u64,
+        size: u64,
+    ) -> Result<(), String> {
+        match &mut self.iommu {
+            GuestIommu::Vtd { driver, .. } => {
+                for &(_, did) in self.dids.iter().filter(|(p, _)| pasids.contains(p)) {
+                    driver.flush_iotlb(did, Some((va, size))).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }
+            GuestIommu::Smmu { driver, .. } => {
+                let tlbi = Invalidation::NhVa {
+                    parent: None,
+                    asid,
+                    iova: va,
+                    size,
+                    granule: Granule::Size4K,
+                    leaf: true,
+                };
+                driver.invalidate(&[tlbi]).map_err(|e| e.to_string())
             }
         }
     }

@@ -117,8 +117,24 @@ fn the_guests_pasid_nests_its_stage_1_over_the_hosts_stage_2() {
         // A has no PASID 5: VT-d 59h (PASID entry not present), SMMUv3 C_BAD_CD.
         let expected = if a.arch == Arch::Vtd { 0x59 } else { 0x0a };
         assert_eq!(fault(answer(a, "A", Some(5), TASK2)), Some(expected));
-        // E without a PASID is in the guest's stage 2: GPA 0x100000 is guest RAM.
-        assert_eq!(output(answer(a, "E", None, 0x10_0000)), Some(g.ram_hpa + 0x10_0000));
+        // The guest's own driver bound Task 2 through its vIOMMU, which forwarded it: a
+        // nested domain for (E, PASID 5) on VT-d, a nested STE over the guest's CD table on
+        // SMMUv3, reached by E alone and checked by DMA.
+        let fwd = g.viommu.as_ref().expect("VM 1 has a vIOMMU");
+        assert_eq!(fwd.refused, 0, "{:?}", a.arch);
+        let (space, pasid) = if a.arch == Arch::Vtd {
+            assert_eq!((fwd.attached, fwd.nested_hwpts), (1, 1));
+            ("Task 2 in VM 1", Some(5))
+        } else {
+            ("VM 1's CD table", None)
+        };
+        assert_eq!(
+            reach(a, space),
+            vec![("0000:02:00.0".to_owned(), pasid, "explicit".to_owned())]
+        );
+        // The guest's driver gave E no DMA domain, only its PASID: without one E is blocked
+        // (VT-d: no RID_PASID entry, 59h; SMMUv3: the guest's STE has no CD 0, C_BAD_CD).
+        assert_eq!(fault(answer(a, "E", None, 0x10_0000)), Some(expected), "{:?}", a.arch);
     }
 }
 
@@ -360,4 +376,53 @@ fn bad_stream_fields_are_refused_where_they_are_written() {
         at("device = \"Z\", base = 0, count = 1, kind = \"sequential\", pages = 1");
     assert_eq!(field, "step.stream.device", "{message}");
     assert!(message.contains("no device `Z`"), "{message}");
+}
+
+fn with_unit(unit: &str) -> String {
+    format!("{DEFAULT}\n[[unit]]\n{unit}\n")
+}
+
+fn reads(r: &DmaResult) -> u32 {
+    match r {
+        DmaResult::Translated { reads, .. } => *reads,
+        other => panic!("not translated: {other:?}"),
+    }
+}
+
+#[test]
+fn capability_caps_change_what_the_unit_advertises() {
+    // VT-d SAGAW 39 bits only: the driver builds 3-level second-stage tables, so D's cold
+    // walk of its domain reads one entry less than with the default (4-level, 48 bits).
+    let default = default_report();
+    let narrow = run_source(&source(&with_unit("arch = \"vtd\"\nsagaw = [39]"))).unwrap();
+    let d = |r: &Report| reads(answer(arch(r, Arch::Vtd), "D", None, 0x10_0000));
+    assert_eq!(d(&narrow) + 1, d(&default));
+    // Without first-stage translation a process cannot be shared: the bind is refused where
+    // the scenario asks for it.
+    let text = with_unit("arch = \"vtd\"\nfirst_stage = false");
+    let (line, _, field, message) = error(&text);
+    assert_eq!((line, field.as_str()), (77, "bind"), "{message}");
+    assert!(message.contains("cannot share a process's page table"), "{message}");
+    // An SMMUv3 with stage 2 only has no stage-1 domains.
+    let (_, _, field, message) = error(&with_unit("arch = \"smmuv3\"\nstages = [\"s2\"]"));
+    assert_eq!(field, "domain", "{message}");
+    assert!(message.contains("does not support stage 1"), "{message}");
+}
+
+#[test]
+fn capability_caps_take_only_their_architecture_s_values() {
+    let last = DEFAULT.lines().count() + 4;
+    for (unit, field, says) in [
+        ("arch = \"vtd\"\ngranules = [4]", "unit.granules", "an SMMUv3 capability"),
+        ("arch = \"smmuv3\"\ncaching_mode = true", "unit.caching_mode", "a VT-d capability"),
+        ("arch = \"vtd\"\nsagaw = [40]", "unit.sagaw", "39, 48 or 57"),
+        ("arch = \"smmuv3\"\noas_bits = 33", "unit.oas_bits", "32, 36, 40, 42, 44, 48 or 52"),
+        ("arch = \"smmuv3\"\nstages = [\"s3\"]", "unit.stages", "`s1` and/or `s2`"),
+        ("arch = \"smmuv3\"\ngranules = []", "unit.granules", "at least one"),
+    ] {
+        let (line, column, f, message) = error(&with_unit(unit));
+        assert_eq!((line, f.as_str()), (last, field), "{unit}: {message}");
+        assert!(column > 1, "points at the value: {unit}");
+        assert!(message.contains(says), "{unit}: {message}");
+    }
 }

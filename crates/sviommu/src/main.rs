@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use sviommu::inspect::{self, InspectError};
 use sviommu::Format;
 use sviommu_sim::machine::{Config, Invalidation};
-use sviommu_sim::replay::Options;
+use sviommu_sim::replay::{ConfigFile, Options};
 use sviommu_sim::scenario::Arch;
 
 /// A software IOMMU stack for shared virtual memory and nested (two-stage) DMA translation.
@@ -185,9 +185,13 @@ enum TraceCommand {
         /// Every paging domain's invalidation policy (the scenario's `flush` by default).
         #[arg(long, value_enum)]
         invalidation: Option<InvalidationArg>,
-        /// Threads replaying devices.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-        threads: u16,
+        /// Threads replaying devices (1 by default).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
+        /// A TOML file with any of the settings above (arch, iotlb = [..], walk_cache,
+        /// caches = false, invalidation, threads); flags given here win over it.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Draw IOTLB hit rate and reads per translation against IOTLB size (SVG).
         #[arg(long)]
         plot: Option<PathBuf>,
@@ -287,21 +291,32 @@ fn trace_command(command: TraceCommand) -> Result<(), sviommu::trace::Error> {
             no_caches,
             invalidation,
             threads,
+            config,
             plot,
             format,
         } => {
+            let file_config = match &config {
+                Some(path) => ConfigFile::read(path)?,
+                None => ConfigFile::default(),
+            };
             let trace = sviommu_sim::trace::Trace::read(&file)?;
+            let iotlb = if iotlb.is_empty() { file_config.iotlb } else { iotlb };
             let config = Config {
                 iotlb: None,
-                walk_cache,
-                caches_off: no_caches,
-                invalidation: invalidation.map(|i| match i {
-                    InvalidationArg::Strict => Invalidation::Strict,
-                    InvalidationArg::Batched => Invalidation::Batched,
-                }),
+                walk_cache: walk_cache.or(file_config.walk_cache),
+                caches_off: no_caches || file_config.caches == Some(false),
+                invalidation: invalidation
+                    .map(|i| match i {
+                        InvalidationArg::Strict => Invalidation::Strict,
+                        InvalidationArg::Batched => Invalidation::Batched,
+                    })
+                    .or(file_config.invalidation),
             };
-            let opts =
-                Options { arch: arch.map(Arch::from), config, threads: usize::from(threads) };
+            let threads = threads
+                .or_else(|| file_config.threads.map(|t| *t.get_ref()))
+                .map_or(1, usize::from);
+            let arch = arch.map(Arch::from).or(file_config.arch);
+            let opts = Options { arch, config, threads };
             let mut progress = Progress::new();
             let sweep = t::sweep(&trace, &opts, &iotlb, &mut |d, n| progress.update(d, n))?;
             drop(progress);

@@ -19,7 +19,6 @@ use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult, HwInfo};
 use sviommu_core::topology::DeviceId;
 use sviommu_core::{FaultEvent, Model};
 use sviommu_smmuv3::hw::SmmuParams;
-use sviommu_smmuv3::spec::priq::PageRequest as PriRequest;
 use sviommu_smmuv3::spec::regs::{idr0, idr1, idr3};
 use sviommu_smmuv3::spec::ste::{Eats, S1Fmt, StreamConfig};
 use sviommu_smmuv3::spec::{Command, EventId, EventRecord, Granule, Opcode, Ste};
@@ -971,17 +970,7 @@ impl Runner {
                 .ok()
                 .filter(|g| *g < 512)
                 .ok_or_else(|| line.bad(Some("group"), "a PRG index is 9 bits"))?;
-            let mut req = PriRequest::default();
-            req.set_sid(rid);
-            if let Some(p) = pasid {
-                req.set_ssv(true);
-                req.set_ssid(p);
-            }
-            req.set_r(true);
-            req.set_w(write);
-            req.set_last(true);
-            req.set_prgindex(group);
-            req.set_page_address(addr & !0xfff);
+            let req = sviommu_sim::ats::pri_request(rid, pasid, addr & !0xfff, write, group);
             let queued = s.hw().page_request(&req);
             // Taken: into the PRI queue, or answered by the SMMU itself (§8.1, counted there).
             let why = if queued { "Queued" } else { "busy: the port has no room for an answer" };

@@ -66,7 +66,10 @@ fn text_shows_groups_dma_reach_and_statistics() {
         "fault 59h SM: PASID entry not present",
         "fault 0Ah C_BAD_CD",
         "shared_domain_table",
-        "Task 2 on E at PASID 5",
+        "Task 2 on E at PASID 5 (bound by the guest's driver)",
+        "vVT-d forwarded: nesting parent HWPT 3, 1 nested HWPT(s) now, 1 attach(es)",
+        "vSMMUv3 forwarded: nesting parent HWPT 3",
+        "VM 1's CD table (pasid_table group 5)  E       all    explicit             yes",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
@@ -313,4 +316,113 @@ fn a_guest_on_each_viommu_binds_through_its_own_driver() {
     let v = &r["runs"][0]["guests"][0]["viommu"];
     assert_eq!(v["attached"], 1, "{v}");
     assert!(v["invalidations"].as_u64().unwrap() > 0, "{v}");
+}
+
+fn ats_row<'a>(run: &'a Value, addr: u64, access: &str) -> &'a Value {
+    run["ats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["addr"] == addr && r["access"] == access)
+        .unwrap_or_else(|| panic!("no ATS row for {addr:#x} {access}"))
+}
+
+#[test]
+fn sva_page_requests_fault_pages_in_and_the_retry_translates() {
+    let r = example("sva-page-requests.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x71), (&r["runs"][1], "TLB", 0x10)] {
+        // A resident page: translated at once, no page request.
+        let resident = ats_row(run, 0x7f00_0000, "write");
+        assert_eq!(resident["first"]["output"], 0x3000_0000u64, "{resident}");
+        assert!(resident["page_request"].is_null(), "{resident}");
+        // An untouched page: R = W = 0, a page request, the host faults it in (the next data
+        // page after the resident one and the domain's), Success, and the retry gets it.
+        let lazy = ats_row(run, 0x7f10_0000, "write");
+        assert_eq!(lazy["first"]["kind"], "no_access", "{lazy}");
+        let pr = &lazy["page_request"];
+        assert_eq!(pr["host"]["resident"], 0x3000_2000u64, "{pr}");
+        assert_eq!(
+            (&pr["response"]["code"], &pr["response"]["name"]),
+            (&0.into(), &"Success".into())
+        );
+        let retry = &lazy["retry"];
+        assert_eq!(
+            (&retry["kind"], &retry["output"]),
+            (&"translated".into(), &0x3000_2000u64.into())
+        );
+        assert_eq!((&retry["read"], &retry["write"]), (&true.into(), &true.into()), "{retry}");
+        // A write to the read-only range and an address the process never mapped: Invalid
+        // Request (1h), no retry.
+        for addr in [0x7f20_0000u64, 0x9000_0000] {
+            let refused = ats_row(run, addr, "write");
+            assert_eq!(refused["page_request"]["response"]["code"], 1, "{refused}");
+            assert!(refused["retry"].is_null(), "{refused}");
+        }
+        // Reading the read-only range is allowed: faulted in read-only.
+        let ro = &ats_row(run, 0x7f20_0000, "read")["retry"];
+        assert_eq!((&ro["read"], &ro["write"]), (&true.into(), &false.into()), "{ro}");
+        // Untranslated DMA reaches a page the host faulted in; one it never did faults (VT-d
+        // 71h, SMMUv3 F_TRANSLATION).
+        let dma_in = &dma(run, "ACC", Some(1), 0x7f10_3008)["result"];
+        assert_eq!(dma_in["output"], 0x3000_3008u64, "{dma_in}");
+        let never = &dma(run, "ACC", Some(1), 0x7f10_1000)["result"];
+        assert_eq!((&never["kind"], &never["code"]), (&"fault".into(), &fault.into()), "{never}");
+        // Five page requests: the unit queued each, the IOMMU API collected and answered each.
+        let p = &run["stats"]["page_requests"];
+        assert_eq!(
+            (&p["queued"], &p["received"], &p["responses"]),
+            (&5.into(), &5.into(), &5.into())
+        );
+        // The retries filled the IOTLB: the DMA to the faulted-in pages hit it.
+        assert!(cache(run, iotlb)["hits"].as_u64().unwrap() >= 2, "{run}");
+    }
+}
+
+#[test]
+fn a_guest_invalidates_through_its_viommu_and_a_forgetful_one_keeps_a_stale_translation() {
+    let r = example("guest-invalidate.toml");
+    for (run, iotlb, fault) in [(&r["runs"][0], "IOTLB", 0x71), (&r["runs"][1], "TLB", 0x10)] {
+        let rows = run["dma"].as_array().unwrap();
+        let ram = run["guests"][0]["ram_hpa"].as_u64().unwrap();
+        // Page A is the guest's first data page (GPA 0), B the next.
+        assert_eq!(rows[0]["result"]["output"], ram, "{run}");
+        assert_eq!(rows[1]["result"]["output"], ram + 0x1000);
+        // A unmapped without an invalidation: the same page, from the IOTLB, nothing read.
+        let stale = &rows[2]["result"];
+        assert_eq!((&stale["output"], &stale["reads"]), (&ram.into(), &0.into()), "{stale}");
+        // B unmapped and invalidated through the vIOMMU: the architected fault (VT-d 71h,
+        // SMMUv3 F_TRANSLATION); A, which the invalidation did not name, is still stale.
+        let b = &rows[3]["result"];
+        assert_eq!((&b["kind"], &b["code"]), (&"fault".into(), &fault.into()), "{b}");
+        assert_eq!(rows[4]["result"]["output"], ram);
+        assert_eq!(rows[4]["result"]["reads"], 0);
+        // The host unit removed exactly the one entry the guest's invalidation named.
+        assert_eq!(cache(run, iotlb)["invalidated"], 1, "{run}");
+        let actions = run["actions"].as_array().unwrap();
+        assert_eq!((&actions[0]["before_dma"], &actions[1]["before_dma"]), (&2.into(), &3.into()));
+        assert!(actions[0]["what"].as_str().unwrap().contains("forgets to invalidate"));
+    }
+    // VT-d: the guest's PASID-based IOTLB invalidation reached the host through the vIOMMU
+    // (the guest's bind made one more); SMMUv3: the host unit ran the forwarded CMD_TLBI_NH_VA.
+    let v = &r["runs"][0]["guests"][0]["viommu"];
+    assert_eq!(v["invalidations"], 2, "{v}");
+    let cmds = r["runs"][1]["stats"]["invalidations"].as_array().unwrap();
+    let nh_va = cmds.iter().find(|c| c["what"] == "CMD_TLBI_NH_VA").unwrap();
+    assert_eq!(nh_va["count"], 1, "{cmds:?}");
+}
+
+#[test]
+fn a_guest_unmap_needs_a_guest_with_a_viommu() {
+    let dir = std::env::temp_dir().join(format!("sviommu-gunmap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("no-viommu.toml");
+    let text =
+        include_str!("../../../examples/guest-invalidate.toml").replacen("viommu = true\n", "", 1);
+    std::fs::write(&path, text).unwrap();
+    let out = sviommu(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no-viommu.toml:"), "{err}");
+    assert!(err.contains("step.guest_unmap.guest: the guest has no vIOMMU"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -302,3 +302,63 @@ fn the_readme_shows_the_real_stats_and_sweep() {
         assert!(sweep.contains(line), "README line not printed: {line:?}\n{sweep}");
     }
 }
+
+#[test]
+fn a_config_file_gives_what_the_flags_give_and_flags_win() {
+    let d = dir("config");
+    let bin = d.join("l.trace");
+    record("lazy-unmap.toml", &bin);
+    let bin = bin.to_str().unwrap();
+    let cfg = d.join("replay.toml");
+    std::fs::write(
+        &cfg,
+        "# a replay configuration\narch = \"smmuv3\"\niotlb = [8]\nwalk_cache = 4\n\
+         invalidation = \"strict\"\nthreads = 2\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let from_file = json(&["trace", "replay", bin, "--config", cfg]);
+    let flags = [
+        "trace",
+        "replay",
+        bin,
+        "--arch",
+        "smmuv3",
+        "--iotlb",
+        "8",
+        "--walk-cache",
+        "4",
+        "--invalidation",
+        "strict",
+        "--threads",
+        "2",
+    ];
+    let from_flags = json(&flags);
+    assert_eq!(from_file, from_flags);
+    assert_eq!(from_file["threads"], 2);
+    assert_eq!(from_file["runs"].as_array().unwrap().len(), 1, "SMMUv3 only");
+    // A flag wins over the file; `caches = false` is --no-caches.
+    let over = json(&["trace", "replay", bin, "--config", cfg, "--threads", "1"]);
+    assert_eq!(over["threads"], 1);
+    let off = d.join("off.toml");
+    std::fs::write(&off, "caches = false\n").unwrap();
+    let off = json(&["trace", "replay", bin, "--config", off.to_str().unwrap()]);
+    for run in off["runs"].as_array().unwrap() {
+        let tlb = if run["arch"] == "vtd" { "IOTLB" } else { "TLB" };
+        assert_eq!(cache(&run["stats"], tlb)["lookups"], 0, "{run}");
+    }
+    // A mistake names the file, line, column and key, and nothing is replayed.
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "arch = \"vtd\"\ninvalidation = \"sometimes\"\n").unwrap();
+    let out = sviommu(&["trace", "replay", bin, "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml:2:16: invalidation:"), "{err}");
+    assert!(err.contains("strict"), "says what was expected: {err}");
+    let zero = d.join("zero.toml");
+    std::fs::write(&zero, "threads = 0\n").unwrap();
+    let out = sviommu(&["trace", "replay", bin, "--config", zero.to_str().unwrap()]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("zero.toml:1:11: threads: from 1 to 256 threads"), "{err}");
+}
