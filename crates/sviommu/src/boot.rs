@@ -301,7 +301,7 @@ fn scratch() -> Result<PathBuf, BootError> {
 fn seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64)
+        .map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 20)
         | 1
 }
 
