@@ -111,7 +111,9 @@ if [ ! -f "$kdir/vmlinuz" ]; then
     rm -f "$kdir.tmp"/*.deb
     rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
 fi
-initkey=$( (cat "$here/guest-init.sh"; echo "$kpkg"; sha256sum /bin/busybox) | sha256sum | cut -c1-16)
+# virtio_blk and virtio_pci with their dependencies, in modules.dep's order (deepest first).
+modlist="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
+initkey=$( (cat "$here/guest-init.sh"; echo "$kpkg $modlist"; sha256sum /bin/busybox) | sha256sum | cut -c1-16)
 initrd="$cache/initrd-$initkey.cpio.gz"
 if [ ! -f "$initrd" ]; then
     [ "$check" = 1 ] && { say "no initramfs $initkey"; exit 3; }
@@ -120,9 +122,8 @@ if [ ! -f "$initrd" ]; then
     rm -rf "$stage" && mkdir -p "$stage/bin" "$stage/mod" "$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp"
     cp /bin/busybox "$stage/bin/busybox"
     cp "$here/guest-init.sh" "$stage/init" && chmod 755 "$stage/init"
-    # Dependencies first, as modules.dep lists them.
     : >"$stage/mod/order"
-    for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+    for m in $modlist; do
         f=$(cd "$mods" && find kernel -name "$m.ko" | head -n1)
         [ -n "$f" ] || { say "module $m not in $kpkg"; exit 1; }
         cp "$mods/$f" "$stage/mod/$m.ko"

@@ -353,15 +353,18 @@ fn clean(line: &str) -> String {
 
 fn is_iommu_line(l: &str) -> bool {
     let lower = l.to_ascii_lowercase();
-    l.contains("DMAR") || lower.contains("iommu") || lower.contains("remapping")
+    !l.contains("SVIOMMU-")
+        && (l.contains("DMAR") || lower.contains("iommu") || lower.contains("remapping"))
 }
 
+/// A kernel line with a word that warns or reports an error, a bug or a fault.
 fn is_warning(l: &str) -> bool {
-    let lower = l.to_ascii_lowercase();
-    ["warn", "bug", "error", "fail", "fault", "call trace", "oops", "taint"]
-        .iter()
-        .any(|w| lower.contains(w))
-        && !l.contains(RESULT_TAG)
+    const WORDS: [&str; 10] =
+        ["warning", "warn", "error", "failed", "fail", "fault", "bug", "oops", "tainted", "trace"];
+    !l.contains(RESULT_TAG)
+        && l.to_ascii_lowercase()
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| WORDS.contains(&w))
 }
 
 fn guest_result(l: &str) -> Option<GuestResult> {
