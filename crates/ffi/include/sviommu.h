@@ -135,6 +135,10 @@
 // Stall resolved: terminated with RAZ/WI behaviour.
 #define SVIOMMU_STALL_RAZ_WI 2
 
+// The size of `SviommuStats::vtd_invalidations`: one counter for each 4-bit descriptor type
+// code (§6.5.2, bits 3:0 of the descriptor).
+#define SVIOMMU_VTD_DESCRIPTOR_TYPES 16
+
 // A VT-d unit or an SMMUv3, made by `sviommu_vtd_create` or `sviommu_smmu_create`; opaque to
 // C, which holds it by pointer until `sviommu_destroy`.
 typedef struct SviommuUnit SviommuUnit;
@@ -510,6 +514,11 @@ typedef struct SviommuStats {
   struct SviommuSmmuQueueStats smmu_queues;
   // The C boundary's own counts.
   struct SviommuAbiStats abi;
+  // VT-d: invalidation descriptors the invalidation queue carried out, indexed by the
+  // descriptor's type code (§6.5.2: 1 context-cache, 2 IOTLB, 3 device-TLB, 4 interrupt
+  // entry cache, 5 wait, 6 PASID-based IOTLB, 7 PASID-cache, 8 PASID-based device-TLB, 9 page
+  // group response); a descriptor refused with IQE is not counted. Zero for an SMMU.
+  uint64_t vtd_invalidations[SVIOMMU_VTD_DESCRIPTOR_TYPES];
 } SviommuStats;
 
 #ifdef __cplusplus

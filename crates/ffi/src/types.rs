@@ -473,6 +473,10 @@ pub struct SviommuAbiStats {
     pub panics: u64,
 }
 
+/// The size of `SviommuStats::vtd_invalidations`: one counter for each 4-bit descriptor type
+/// code (§6.5.2, bits 3:0 of the descriptor).
+pub const SVIOMMU_VTD_DESCRIPTOR_TYPES: usize = 16;
+
 /// Everything a unit counts. `caches` are in the architecture's order: VT-d context, PASID,
 /// IOTLB, first-stage paging-structure, second-stage paging-structure, second-stage leaf;
 /// SMMUv3 STE, CD, TLB, stage-1 walk, stage-2 walk, stage-2 leaf. `vtd_ats` is zero for an
@@ -492,4 +496,9 @@ pub struct SviommuStats {
     pub smmu_queues: SviommuSmmuQueueStats,
     /// The C boundary's own counts.
     pub abi: SviommuAbiStats,
+    /// VT-d: invalidation descriptors the invalidation queue carried out, indexed by the
+    /// descriptor's type code (§6.5.2: 1 context-cache, 2 IOTLB, 3 device-TLB, 4 interrupt
+    /// entry cache, 5 wait, 6 PASID-based IOTLB, 7 PASID-cache, 8 PASID-based device-TLB, 9 page
+    /// group response); a descriptor refused with IQE is not counted. Zero for an SMMU.
+    pub vtd_invalidations: [u64; SVIOMMU_VTD_DESCRIPTOR_TYPES],
 }

@@ -375,6 +375,11 @@ impl SviommuUnit {
                     auto_responses: a.auto_responses,
                     page_requests_busy: a.page_requests_busy,
                 };
+                for (t, n) in v.invalidation_stats() {
+                    if let Some(slot) = s.vtd_invalidations.get_mut(usize::from(t as u8)) {
+                        *slot = n;
+                    }
+                }
                 v.outbox_stats()
             }
             Hw::Smmu(m) => {

@@ -11,6 +11,7 @@
 )]
 
 pub mod audit;
+pub mod boot;
 pub mod inspect;
 pub mod run;
 pub mod trace;

@@ -288,6 +288,11 @@ static void test_vtd(const SviommuCallbacks *cb, struct seen *s) {
     CHECK(st.caches[2].hits >= 1, "IOTLB hits %llu", (unsigned long long)st.caches[2].hits);
     CHECK(st.outbox.interrupts >= 1 && st.abi.outputs_delivered >= 1, "outbox counted");
     CHECK(st.abi.memory_errors == 0, "no memory errors");
+    /* The queue carried one device-TLB (03h) and one wait (05h) descriptor, nothing else. */
+    for (int t = 0; t < SVIOMMU_VTD_DESCRIPTOR_TYPES; t++) {
+        CHECK(st.vtd_invalidations[t] == (t == 3 || t == 5), "descriptors of type %d: %llu", t,
+              (unsigned long long)st.vtd_invalidations[t]);
+    }
     CHECK(sviommu_destroy(u) == SVIOMMU_OK, "destroy VT-d");
 }
 
@@ -388,6 +393,9 @@ static void test_smmu(const SviommuCallbacks *cb, struct seen *s) {
           (unsigned long long)st.smmu_queues.events_written);
     CHECK(st.abi.translated == 3 && st.abi.faulted == 3, "counted %llu / %llu",
           (unsigned long long)st.abi.translated, (unsigned long long)st.abi.faulted);
+    for (int t = 0; t < SVIOMMU_VTD_DESCRIPTOR_TYPES; t++) {
+        CHECK(st.vtd_invalidations[t] == 0, "an SMMU counts no VT-d descriptors");
+    }
     CHECK(sviommu_destroy(u) == SVIOMMU_OK, "destroy SMMU");
 }
 

@@ -1,0 +1,35 @@
+#!/bin/busybox sh
+# The guest's init (built into the initramfs by qemu/build.sh). Loads the virtio modules, then
+# drives the virtio-blk disk the host made (iommu_platform=on: every ring and buffer access is a
+# DMA request through the IOMMU):
+#   - reads 1 MiB the host wrote at 1 MiB and prints its MD5 (the host compares it with its own);
+#   - writes 1 MiB of random data at 2 MiB, drops the page cache, reads it back through the
+#     device and compares (the host also reads the image after power-off);
+# prints one result line, and powers off.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in $(cat /mod/order); do
+    insmod "/mod/$m" || echo "SVIOMMU-INIT insmod $m failed"
+done
+n=0
+while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+if [ ! -b /dev/vda ]; then
+    echo "SVIOMMU-RESULT status=no-disk"
+    poweroff -f
+fi
+mib=1048576
+dd if=/dev/vda of=/tmp/host bs=$mib skip=1 count=1 2>/dev/null
+dd if=/dev/urandom of=/tmp/pattern bs=$mib count=1 2>/dev/null
+dd if=/tmp/pattern of=/dev/vda bs=$mib seek=2 count=1 conv=fsync 2>/dev/null
+echo 3 >/proc/sys/vm/drop_caches
+blockdev --flushbufs /dev/vda
+dd if=/dev/vda of=/tmp/back bs=$mib skip=2 count=1 2>/dev/null
+read_md5=$(md5sum </tmp/host | cut -d' ' -f1)
+wrote_md5=$(md5sum </tmp/pattern | cut -d' ' -f1)
+back_md5=$(md5sum </tmp/back | cut -d' ' -f1)
+if [ "$wrote_md5" = "$back_md5" ]; then status=ok; else status=mismatch; fi
+echo "SVIOMMU-RESULT status=$status read=$read_md5 wrote=$wrote_md5 back=$back_md5"
+sync
+poweroff -f
