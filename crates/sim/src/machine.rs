@@ -23,6 +23,7 @@ use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Build, MapError};
 use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
 use sviommu_smmuv3::hw::SmmuParams;
+use sviommu_tlb::Profile;
 use sviommu_uapi::{Iommufd, VmmRegion};
 use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_vtd::driver::DriverConfig as VtdConfig;
@@ -113,6 +114,11 @@ fn check_caps(source: &Source, u: &Unit) -> Result<(), ScenarioError> {
         let message = format!("`{key}` is {whose} capability");
         return Err(source.error(span, &format!("unit.{key}"), message));
     }
+    if let Some(p) = &u.profile {
+        if let Err(e) = p.get_ref().parse::<Profile>() {
+            return Err(source.error(p.span(), "unit.profile", e.to_string()));
+        }
+    }
     if let Some(w) = &u.sagaw {
         if w.get_ref().is_empty() || w.get_ref().iter().any(|b| ![39, 48, 57].contains(b)) {
             let message = "address widths of 39, 48 or 57 bits (at least one)";
@@ -189,7 +195,13 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
     if let Some(c) = &u.caching_mode {
         p.cap = cap::CM.with(p.cap, *c.get_ref());
     }
+    p.profile = profile_of(u);
     p
+}
+
+/// The unit's behaviour profile (checked by [`check_caps`]; the default where absent).
+fn profile_of(u: &Unit) -> Profile {
+    u.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
 }
 
 /// The SMMUv3 unit; with `pri` (a device of the scenario has ATS or PRI) it also advertises
@@ -234,6 +246,7 @@ fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
         p.idr5 = idr5::GRAN16K.set32(p.idr5, has(16));
         p.idr5 = idr5::GRAN64K.set32(p.idr5, has(64));
     }
+    p.profile = profile_of(u);
     p
 }
 

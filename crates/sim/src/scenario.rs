@@ -175,6 +175,10 @@ pub struct Unit {
     pub oas_bits: Option<Spanned<u8>>,
     /// SMMUv3 SMMU_IDR5.GRAN4K / 16K / 64K: the translation granules, in KiB (4, 16, 64).
     pub granules: Option<Spanned<Vec<u8>>>,
+    /// The model's behaviour profile: `forgiving` (the default), `strict` (invalidations take
+    /// effect at their CMD_SYNC / wait descriptor and remove only what they select) or
+    /// `strict:SEED` (each at a seeded point before it).
+    pub profile: Option<Spanned<String>>,
 }
 
 /// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`

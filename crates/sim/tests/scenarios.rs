@@ -426,3 +426,28 @@ fn capability_caps_take_only_their_architecture_s_values() {
         assert!(message.contains(says), "{unit}: {message}");
     }
 }
+
+/// `profile` in a `[[unit]]` chooses the model's behaviour profile. The project's drivers end
+/// every invalidation with its wait descriptor / CMD_SYNC and select exactly what they change,
+/// so strict (at the sync, or seeded) answers every DMA of the seed's picture as forgiving
+/// does; an unknown profile is refused at its key.
+#[test]
+fn a_unit_s_behaviour_profile_is_chosen_in_the_scenario() {
+    let results = |r: &Report, a| {
+        arch(r, a).dma.iter().map(|d| format!("{:?}", d.result)).collect::<Vec<_>>()
+    };
+    let default = default_report();
+    for (vtd, smmu) in [("strict", "strict"), ("strict:5", "strict:9")] {
+        let text = format!(
+            "{DEFAULT}\n[[unit]]\narch = \"vtd\"\nprofile = \"{vtd}\"\n\n[[unit]]\narch = \"smmuv3\"\nprofile = \"{smmu}\"\n"
+        );
+        let strict = run_source(&source(&text)).unwrap();
+        for a in [Arch::Vtd, Arch::Smmuv3] {
+            assert_eq!(results(&strict, a), results(&default, a), "{a} under {vtd} / {smmu}");
+        }
+    }
+    let last = DEFAULT.lines().count() + 4;
+    let (line, column, field, message) = error(&with_unit("arch = \"vtd\"\nprofile = \"lenient\""));
+    assert_eq!((line, field.as_str()), (last, "unit.profile"), "{message}");
+    assert!(column > 1 && message.contains("forgiving, strict or strict:SEED"), "{message}");
+}

@@ -177,6 +177,14 @@ mod other_crate {
             for va in touched.into_iter().chain(probes) {
                 let record = insp.translate(&req(0x0300, Some(7), va, Access::READ.privileged()), false);
                 match mapper.translate(va) {
+                    TranslateResult::Mapped { frame, offset, .. }
+                        if (0xfee0_0000..0xff00_0000).contains(&(frame.start_address().as_u64() + offset)) =>
+                    {
+                        // §3.14: an output in the interrupt address range is blocked (a 1G
+                        // identity page at 3G covers it).
+                        prop_assert!(!nested, "nested outputs stay inside guest RAM");
+                        prop_assert_eq!(fault(&record).code, code(FaultReason::SmInterruptAddressRange));
+                    }
                     TranslateResult::Mapped { frame, offset, flags } => {
                         let t = ok(&record);
                         let gpa = frame.start_address().as_u64() + offset;
