@@ -7,6 +7,8 @@
 //! and of what it wrote and read back at 2 MiB), the image after power-off, the kernel's IOMMU
 //! lines and warnings, and the statistics the shim wrote from `sviommu_stats` at exit.
 
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -191,7 +193,7 @@ pub fn boot(
     let disk = dir.join("disk.img");
     let stats_file = dir.join("stats");
     let mut image = vec![0u8; DISK_BYTES];
-    fill(image.get_mut(HOST_AT..HOST_AT + MIB).unwrap_or_default(), seed());
+    fill_unguessable(image.get_mut(HOST_AT..HOST_AT + MIB).unwrap_or_default());
     std::fs::write(&disk, &image).map_err(io(disk.display().to_string()))?;
     let host_md5 = md5(image.get(HOST_AT..HOST_AT + MIB).unwrap_or_default())?;
 
@@ -298,22 +300,15 @@ fn scratch() -> Result<PathBuf, BootError> {
     Ok(dir)
 }
 
-fn seed() -> u64 {
-    std::time::SystemTime::now()
+/// Bytes the guest cannot guess: ChaCha8 (the generator the simulator's streams use) seeded
+/// from the clock.
+fn fill_unguessable(buf: &mut [u8]) {
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()) << 20)
-        | 1
-}
-
-/// xorshift64*: data the guest cannot guess.
-fn fill(buf: &mut [u8], mut x: u64) {
-    for chunk in buf.chunks_mut(8) {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let v = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(v.get(..chunk.len()).unwrap_or_default());
-    }
+        .map_or(1, |d| d.as_nanos());
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&nanos.to_le_bytes());
+    ChaCha8Rng::from_seed(seed).fill_bytes(buf);
 }
 
 /// MD5 by the system's `md5sum`, as the guest's busybox computes it.
