@@ -17,42 +17,50 @@ pub struct Field {
 
 impl Field {
     /// Bits `hi:lo` inclusive, as the manuals write them.
+    #[inline]
     pub const fn bits(hi: u8, lo: u8) -> Self {
         Self { lo, width: hi - lo + 1 }
     }
 
     /// A single bit.
+    #[inline]
     pub const fn bit(n: u8) -> Self {
         Self { lo: n, width: 1 }
     }
 
     /// The field's mask in place.
+    #[inline]
     pub const fn mask(self) -> u64 {
         let ones = if self.width >= 64 { u64::MAX } else { (1u64 << self.width) - 1 };
         ones << self.lo
     }
 
     /// The field's value, shifted down.
+    #[inline]
     pub const fn get(self, word: u64) -> u64 {
         (word & self.mask()) >> self.lo
     }
 
     /// Whether a one-bit field is set.
+    #[inline]
     pub const fn is_set(self, word: u64) -> bool {
         word & self.mask() != 0
     }
 
     /// `word` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set(self, word: u64, value: u64) -> u64 {
         (word & !self.mask()) | ((value << self.lo) & self.mask())
     }
 
     /// `word` with a one-bit field set or cleared.
+    #[inline]
     pub const fn with(self, word: u64, on: bool) -> u64 {
         self.set(word, on as u64)
     }
 
     /// The field's bits of `word` left in place (for address fields such as `51:12`).
+    #[inline]
     pub const fn in_place(self, word: u64) -> u64 {
         word & self.mask()
     }
@@ -79,74 +87,88 @@ pub struct Field32 {
 
 impl Field32 {
     /// Bits `hi:lo` inclusive; `hi` must be below 32.
+    #[inline]
     pub const fn bits(hi: u8, lo: u8) -> Self {
         assert!(hi < 32 && hi >= lo, "a 32-bit register's field lies in bits 31:0");
         Self { lo, width: hi - lo + 1 }
     }
 
     /// A single bit, below 32.
+    #[inline]
     pub const fn bit(n: u8) -> Self {
         Self::bits(n, n)
     }
 
     /// The same bits as a field of a 64-bit word.
+    #[inline]
     pub const fn wide(self) -> Field {
         Field { lo: self.lo, width: self.width }
     }
 
     /// The field's mask in place, as the register's `u32`.
+    #[inline]
     pub const fn mask32(self) -> u32 {
         // width is 1..=32 and lo + width <= 32 (checked by the constructors).
         (u32::MAX >> (32 - self.width)) << self.lo
     }
 
     /// The field's value in a `u32` register value, shifted down.
+    #[inline]
     pub const fn get32(self, reg: u32) -> u32 {
         (reg & self.mask32()) >> self.lo
     }
 
     /// Whether a one-bit field is set in a `u32` register value.
+    #[inline]
     pub const fn is_set32(self, reg: u32) -> bool {
         reg & self.mask32() != 0
     }
 
     /// `reg` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set32(self, reg: u32, value: u32) -> u32 {
         (reg & !self.mask32()) | ((value << self.lo) & self.mask32())
     }
 
     /// The field's mask in place, widened to `u64`.
+    #[inline]
     pub const fn mask(self) -> u64 {
         self.wide().mask()
     }
 
     /// The field's value in a register value carried as `u64`.
+    #[inline]
     pub const fn get(self, word: u64) -> u64 {
         self.wide().get(word)
     }
 
     /// Whether a one-bit field is set in a register value carried as `u64`.
+    #[inline]
     pub const fn is_set(self, word: u64) -> bool {
         self.wide().is_set(word)
     }
 
     /// `word` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set(self, word: u64, value: u64) -> u64 {
         self.wide().set(word, value)
     }
 
     /// `word` with a one-bit field set or cleared.
+    #[inline]
     pub const fn with(self, word: u64, on: bool) -> u64 {
         self.wide().with(word, on)
     }
 
     /// The field's bits of `word` left in place (for address fields such as `31:2`).
+    #[inline]
     pub const fn in_place(self, word: u64) -> u64 {
         self.wide().in_place(word)
     }
 }
 
 /// A mask of the low `lg2` bits (all ones from 64 up).
+#[inline]
 pub const fn low_mask(lg2: u8) -> u64 {
     if lg2 >= 64 {
         u64::MAX
@@ -167,6 +189,7 @@ pub struct WideField {
 
 impl WideField {
     /// Bits `hi:lo` of the descriptor; both must be in the same 64-bit word.
+    #[inline]
     pub const fn bits(hi: u16, lo: u16) -> Self {
         assert!(hi / 64 == lo / 64 && hi >= lo, "a field may not cross a 64-bit word");
         // Both fit in a u8 after the remainder.
@@ -174,21 +197,25 @@ impl WideField {
     }
 
     /// Bit `n` of the descriptor.
+    #[inline]
     pub const fn bit(n: u16) -> Self {
         Self::bits(n, n)
     }
 
     /// The field's value; 0 if the descriptor is shorter than the field's word.
+    #[inline]
     pub fn get(self, words: &[u64]) -> u64 {
         words.get(self.word).map_or(0, |&w| self.field.get(w))
     }
 
     /// Whether a one-bit field is set.
+    #[inline]
     pub fn is_set(self, words: &[u64]) -> bool {
         self.get(words) != 0
     }
 
     /// Replaces the field; does nothing if the descriptor is shorter than the field's word.
+    #[inline]
     pub fn set(self, words: &mut [u64], value: u64) {
         if let Some(w) = words.get_mut(self.word) {
             *w = self.field.set(*w, value);
@@ -196,6 +223,7 @@ impl WideField {
     }
 
     /// The field's bits left in place within their word (for address fields).
+    #[inline]
     pub fn in_place(self, words: &[u64]) -> u64 {
         words.get(self.word).map_or(0, |&w| self.field.in_place(w))
     }

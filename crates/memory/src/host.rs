@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, VolatileMemory,
+    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    VolatileMemory,
 };
 
 use crate::addr::{Address, Hpa};
@@ -158,6 +159,7 @@ impl HostMemory {
         usize::try_from(len).is_ok_and(|len| self.inner.check_range(GuestAddress(addr.0), len))
     }
 
+    #[inline]
     fn with_atomic<R>(
         &self,
         addr: Hpa,
@@ -167,11 +169,25 @@ impl HostMemory {
             return Err(MemoryError::Misaligned { addr: addr.0, align: 8 });
         }
         let outside = MemoryError::Outside { addr: addr.0, len: 8 };
-        let (region, offset) = self.inner.to_region_addr(GuestAddress(addr.0)).ok_or(outside)?;
-        let offset = usize::try_from(offset.0).map_err(|_| outside)?;
+        let (region, offset) = self.region_of(addr).ok_or(outside)?;
         let slice = region.as_volatile_slice().map_err(|_| outside)?;
         let word = slice.get_atomic_ref::<AtomicU64>(offset).map_err(|_| outside)?;
         Ok(op(word))
+    }
+
+    /// The region that holds `addr`, and `addr`'s offset in it. The first region is tried
+    /// before the search: most memories have one, or keep their tables in the lowest (a walk
+    /// reads through here once per level).
+    #[inline]
+    fn region_of(&self, addr: Hpa) -> Option<(&GuestRegionMmap<()>, usize)> {
+        if let Some(first) = self.inner.iter().next() {
+            let offset = addr.0.wrapping_sub(first.start_addr().0);
+            if offset < first.len() {
+                return usize::try_from(offset).ok().map(|o| (first, o));
+            }
+        }
+        let (region, offset) = self.inner.to_region_addr(GuestAddress(addr.0))?;
+        Some((region, usize::try_from(offset.0).ok()?))
     }
 
     fn check(&self, addr: Hpa, len: usize) -> Result<GuestAddress, MemoryError> {
@@ -187,6 +203,7 @@ impl HostMemory {
 impl PhysMemory for HostMemory {
     type Addr = Hpa;
 
+    #[inline]
     fn read_u64(&self, addr: Hpa) -> Result<u64, MemoryError> {
         // Tables are little-endian; the host may not be.
         self.with_atomic(addr, |w| u64::from_le(w.load(Ordering::Acquire)))

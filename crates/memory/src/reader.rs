@@ -21,6 +21,7 @@ impl<'m, M: PhysMemory + ?Sized> TableReader<'m, M> {
     }
 
     /// Reads one 64-bit table entry. An attempt outside memory counts too: the hardware issued it.
+    #[inline]
     pub fn read_entry(&mut self, addr: M::Addr) -> Result<u64, MemoryError> {
         self.reads = self.reads.saturating_add(1);
         self.mem.read_u64(addr)

@@ -138,7 +138,8 @@ where
     for d in start..depth {
         let level = fmt.level(d);
         let index = (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d));
-        let table_addr = table.checked_add(index * 8).ok_or(fault(d, FaultKind::AddressSize))?;
+        let table_addr =
+            table.checked_add(index * 8).ok_or_else(|| fault(d, FaultKind::AddressSize))?;
         let loc = fetch.locate(cx, table_addr, level)?;
         let mut raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
         let mut tries = 0;

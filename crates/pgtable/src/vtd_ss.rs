@@ -192,11 +192,13 @@ impl VtdSecondStage {
 
     /// The bits that are part of an entry's permission and presence: R, W, and X when execute
     /// requests are supported.
+    #[inline]
     fn access_mask(&self) -> u64 {
         let x = if self.execute { X.mask() } else { 0 };
         R.mask() | W.mask() | x
     }
 
+    #[inline]
     fn has_superpage(&self, level: i8) -> bool {
         match level {
             2 => self.sllps & SLLPS_2M != 0,
@@ -205,6 +207,7 @@ impl VtdSecondStage {
         }
     }
 
+    #[inline]
     fn reserved_mask(&self, d: usize, leaf: bool, large: bool) -> u64 {
         // §9.8: address bits at and above HAW, and TM since rev 3.2.
         let mut mask = (ADDR.mask() & !low_mask(self.haw.min(52))) | TM.mask();
@@ -221,6 +224,7 @@ impl VtdSecondStage {
         mask
     }
 
+    #[inline]
     fn perms(&self, acc: Acc) -> Perms {
         let read = !acc.no_read;
         // IMPDEF: without execute support X is ignored and an execute request is checked as the
@@ -265,25 +269,32 @@ impl Format for VtdSecondStage {
     type Attrs = VtdSsAttrs;
     type Acc = Acc;
 
+    #[inline]
     fn stage(&self) -> Stage {
         Stage::S2
     }
+    #[inline]
     fn root(&self) -> u64 {
         self.root & ADDR.mask()
     }
+    #[inline]
     fn depth(&self) -> usize {
         self.levels.count()
     }
+    #[inline]
     fn level(&self, d: usize) -> i8 {
         i8::try_from(self.levels.count().saturating_sub(d)).unwrap_or(0)
     }
+    #[inline]
     fn shift(&self, d: usize) -> u8 {
         let below = self.levels.count().saturating_sub(d + 1);
         12 + 9 * u8::try_from(below).unwrap_or(0)
     }
+    #[inline]
     fn index_bits(&self, _d: usize) -> u8 {
         9
     }
+    #[inline]
     fn output_bits(&self) -> u8 {
         self.haw.min(52)
     }
@@ -291,6 +302,7 @@ impl Format for VtdSecondStage {
     /// A table pointer above HAW is a reserved field of the context or PASID entry that holds
     /// it: an invalid configuration rather than a walk fault. So is a HAW the address field
     /// cannot hold.
+    #[inline]
     fn check_config(&self) -> Result<(), FaultKind> {
         if !(12..=52).contains(&self.haw) || self.root >> self.haw != 0 {
             return Err(FaultKind::Config);
@@ -300,6 +312,7 @@ impl Format for VtdSecondStage {
 
     /// §3.7: an input at or above `2^X`, X the smaller of MGAW and the AGAW, faults before any
     /// table is read. There is no sign extension.
+    #[inline]
     fn check_input(&self, input: u64) -> Result<(), FaultKind> {
         let bits = self.levels.input_bits().min(self.mgaw);
         if input & !low_mask(bits) == 0 {
@@ -309,6 +322,7 @@ impl Format for VtdSecondStage {
         }
     }
 
+    #[inline(always)]
     fn decode(&self, d: usize, raw: u64, acc: &mut Acc) -> Result<Entry, FaultKind> {
         // §9.8: not present when every permission bit is clear; nothing else is checked then.
         // IMPDEF: with execute support an X-only entry is present (and an X-only leaf is an
@@ -345,6 +359,7 @@ impl Format for VtdSecondStage {
     }
 
     /// §3.7 with SSADE: A in every entry used, D in the leaf on a write.
+    #[inline(always)]
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !self.ad {
             return Ok(raw);
@@ -356,6 +371,7 @@ impl Format for VtdSecondStage {
         Ok(new)
     }
 
+    #[inline]
     fn dirty(&self, _d: usize, raw: u64) -> bool {
         !self.ad || D.is_set(raw)
     }
@@ -364,6 +380,7 @@ impl Format for VtdSecondStage {
         attrs.read || attrs.write || (self.execute && attrs.exec)
     }
 
+    #[inline]
     fn leaf_allowed(&self, d: usize) -> bool {
         let level = self.level(d);
         level == 1 || self.has_superpage(level)

@@ -417,6 +417,7 @@ impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
 
     /// Reads one entry, reports it to the observer, and turns a bad address into an
     /// external-abort fault of this stage and level.
+    #[inline(always)]
     pub fn read_entry(
         &mut self,
         stage: Stage,

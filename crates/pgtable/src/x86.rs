@@ -136,6 +136,7 @@ impl X86Paging {
         Ok(true)
     }
 
+    #[inline]
     fn input_bits(&self) -> u8 {
         self.levels.input_bits()
     }
@@ -173,6 +174,7 @@ pub struct Acc {
 radix::acc_bits!(Acc { read_only, supervisor, no_exec });
 
 impl X86Paging {
+    #[inline]
     fn reserved_mask(&self, d: usize, large: bool) -> u64 {
         let mut mask = ADDR.mask() & !low_mask(self.phys_bits.min(52));
         let level = self.level(d);
@@ -189,6 +191,7 @@ impl X86Paging {
         mask
     }
 
+    #[inline]
     fn perms(&self, acc: Acc) -> Perms {
         let user = !acc.supervisor;
         let write = !acc.read_only;
@@ -217,30 +220,38 @@ impl Format for X86Paging {
     type Attrs = X86Attrs;
     type Acc = Acc;
 
+    #[inline]
     fn stage(&self) -> Stage {
         Stage::S1
     }
+    #[inline]
     fn root(&self) -> u64 {
         self.root & ADDR.mask()
     }
+    #[inline]
     fn depth(&self) -> usize {
         self.levels.count()
     }
+    #[inline]
     fn level(&self, d: usize) -> i8 {
         i8::try_from(self.levels.count().saturating_sub(d)).unwrap_or(0)
     }
+    #[inline]
     fn shift(&self, d: usize) -> u8 {
         let below = self.levels.count().saturating_sub(d + 1);
         12 + 9 * u8::try_from(below).unwrap_or(0)
     }
+    #[inline]
     fn index_bits(&self, _d: usize) -> u8 {
         9
     }
+    #[inline]
     fn output_bits(&self) -> u8 {
         self.phys_bits.min(52)
     }
 
     /// SDM §4.5: an address is canonical when bits 63 down to the top input bit are all equal.
+    #[inline]
     fn check_input(&self, input: u64) -> Result<(), FaultKind> {
         let top = self.input_bits() - 1;
         let upper = input >> top;
@@ -251,6 +262,7 @@ impl Format for X86Paging {
         }
     }
 
+    #[inline(always)]
     fn decode(&self, d: usize, raw: u64, acc: &mut Acc) -> Result<Entry, FaultKind> {
         if !P.is_set(raw) {
             return Ok(Entry::Invalid);
@@ -275,6 +287,7 @@ impl Format for X86Paging {
     }
 
     /// SDM §4.8: A in every entry used, D in the leaf on a write.
+    #[inline(always)]
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !self.set_ad {
             return Ok(raw);
@@ -286,10 +299,12 @@ impl Format for X86Paging {
         Ok(new)
     }
 
+    #[inline]
     fn dirty(&self, _d: usize, raw: u64) -> bool {
         !self.set_ad || D.is_set(raw)
     }
 
+    #[inline]
     fn leaf_allowed(&self, d: usize) -> bool {
         match self.level(d) {
             1 | 2 => true,

@@ -168,6 +168,7 @@ pub enum Oa52 {
 /// descriptor holds under granule `tg` and 52-bit extension `oa_52`, taking the output size at
 /// its largest (PS of 52 bits), as a reader without the TCR's PS (a debugger) sees it. The
 /// walker decodes with the same rule.
+#[inline]
 pub fn descriptor_addr(raw: u64, tg: Granule, oa_52: Oa52) -> u64 {
     let oa_bits = Regime::oa_bits(tg, Ps::Bits52, oa_52);
     Regime { tg, oa_52, start: 3, ia_bits: tg.lg2(), oa_bits }.addr(raw)
@@ -220,6 +221,7 @@ impl Regime {
 
     /// Effective output size: PS limited by PAMax, and to 48 bits for the 4K/16K granules
     /// unless DS = 1 (D8.2 "Output address size"; AArch64.PAMax, TCR.DS).
+    #[inline]
     pub fn oa_bits(tg: Granule, ps: Ps, oa_52: Oa52) -> u8 {
         let bits = ps.bits().min(Self::pa_max(oa_52));
         match (tg, oa_52) {
@@ -229,6 +231,7 @@ impl Regime {
     }
 
     /// `64 - tnsz` when TnSZ is in range for the granule, else `None`.
+    #[inline]
     pub fn ia_bits_checked(tg: Granule, oa_52: Oa52, tnsz: u8) -> Option<u8> {
         let ia = 64u8.checked_sub(tnsz)?;
         (Self::MIN_IA_BITS..=Self::max_ia_bits(tg, oa_52)).contains(&ia).then_some(ia)
@@ -236,6 +239,7 @@ impl Regime {
 
     /// Stage-1 starting level (D8.2 "Starting level"): as many full strides as the input bits
     /// above the page offset need, the top one possibly partial.
+    #[inline]
     pub fn s1_start(tg: Granule, ia_bits: u8) -> i8 {
         let above_page = ia_bits.saturating_sub(tg.lg2());
         let levels = above_page.div_ceil(tg.stride()).clamp(1, 4);
@@ -243,15 +247,18 @@ impl Regime {
         4 - i8::try_from(levels).unwrap_or(4)
     }
 
+    #[inline]
     pub fn depth(&self) -> usize {
         usize::try_from(4 - self.start.clamp(0, 3)).unwrap_or(1)
     }
 
+    #[inline]
     pub fn level(&self, d: usize) -> i8 {
         let d = i8::try_from(d.min(3)).unwrap_or(3);
         self.start.clamp(0, 3).saturating_add(d)
     }
 
+    #[inline]
     pub fn shift(&self, d: usize) -> u8 {
         let below = u8::try_from(3 - self.level(d).clamp(0, 3)).unwrap_or(0);
         self.tg.lg2() + self.tg.stride() * below
@@ -259,6 +266,7 @@ impl Regime {
 
     /// The starting table resolves what is left of the input above its shift: fewer bits than
     /// a full table, or at stage 2 up to 4 more (up to 16 concatenated tables).
+    #[inline]
     pub fn index_bits(&self, d: usize) -> u8 {
         if d == 0 {
             self.ia_bits.saturating_sub(self.shift(0)).min(self.tg.stride() + 4)
@@ -269,12 +277,14 @@ impl Regime {
 
     /// The table base from the TTB field: bits 51:0, aligned to the starting table's size and
     /// at least 64 bytes (IMPDEF: low bits are treated as zero, as the SMMU does).
+    #[inline]
     pub fn table_base(&self, ttb: u64) -> u64 {
         let align = (self.index_bits(0) + 3).max(6);
         ttb & low_mask(52) & !low_mask(align)
     }
 
     /// AArch64.BlockDescSupported: which levels may hold a block descriptor.
+    #[inline]
     pub fn block_allowed(&self, level: i8) -> bool {
         match self.tg {
             Granule::K4 => level == 1 || level == 2 || (level == 0 && self.oa_52 == Oa52::Lpa2),
@@ -283,11 +293,13 @@ impl Regime {
         }
     }
 
+    #[inline]
     pub fn leaf_allowed(&self, d: usize) -> bool {
         let level = self.level(d);
         level == 3 || self.block_allowed(level)
     }
 
+    #[inline]
     pub fn layout(&self) -> OaLayout {
         match (self.tg, self.oa_52) {
             (Granule::K64, Oa52::Lpa | Oa52::Lpa2) if self.oa_bits == 52 => OaLayout::Lpa,
@@ -297,6 +309,7 @@ impl Regime {
     }
 
     /// The (table or output) address a descriptor holds, aligned to the granule.
+    #[inline]
     pub fn addr(&self, raw: u64) -> u64 {
         let p = self.tg.lg2();
         match self.layout() {
@@ -331,6 +344,7 @@ impl Regime {
 
     /// D8.3: a descriptor's address with bits at or above the output size is an Address size
     /// fault at its level, for table and block/page descriptors alike.
+    #[inline]
     pub fn oa_fits(&self, addr: u64) -> bool {
         addr >> self.oa_bits == 0
     }
@@ -348,6 +362,7 @@ impl Regime {
     /// D8.3: bit 0 clear is invalid; `0b11` is a table above level 3 and a page at level 3;
     /// `0b01` is a block where the granule has blocks, and invalid at level 3 or where it has
     /// none (a Translation fault either way).
+    #[inline]
     pub fn kind(&self, d: usize, raw: u64) -> Kind {
         let level = self.level(d);
         if !VALID.is_set(raw) {

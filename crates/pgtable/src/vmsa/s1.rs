@@ -32,6 +32,7 @@ pub const AP_TABLE: Field = Field::bits(62, 61);
 pub const VA_RANGE_SELECT: Field = Field::bit(55);
 
 /// Whether `va` is in the upper VA range, the one TTB1's tables translate ([`VA_RANGE_SELECT`]).
+#[inline]
 pub fn selects_ttb1(va: u64) -> bool {
     VA_RANGE_SELECT.is_set(va)
 }
@@ -148,15 +149,18 @@ impl VmsaS1 {
     }
 
     /// Level of the starting table.
+    #[inline]
     pub fn start_level(&self) -> i8 {
         self.regime().start
     }
 
     /// Input address bits, `64 - t0sz` (whether or not in range).
+    #[inline]
     pub fn input_bits(&self) -> u8 {
         64u8.saturating_sub(self.t0sz)
     }
 
+    #[inline]
     fn regime(&self) -> Regime {
         let ia_bits = self.input_bits();
         Regime {
@@ -169,6 +173,7 @@ impl VmsaS1 {
     }
 
     /// D8.5: dirty-state management needs the access flag managed too.
+    #[inline]
     fn hd_effective(&self) -> bool {
         self.hd && self.ha
     }
@@ -178,6 +183,7 @@ impl VmsaS1 {
     /// IMPDEF: with HD, a DBM = 1 descriptor is judged as though its dirty state were already
     /// set (`AP[2]` clear), since the first write makes it so: it is writable, and so (under WXN,
     /// or EL0-writable for EL1 execution) not executable, before and after.
+    #[inline]
     fn perms(&self, raw: u64, acc: S1Acc) -> Perms {
         let ap = AP.get(raw);
         let dirty_ok = self.hd_effective() && DBM.is_set(raw);
@@ -267,24 +273,31 @@ impl Format for VmsaS1 {
     type Attrs = S1Attrs;
     type Acc = S1Acc;
 
+    #[inline]
     fn stage(&self) -> Stage {
         Stage::S1
     }
+    #[inline]
     fn root(&self) -> u64 {
         self.regime().table_base(self.ttb)
     }
+    #[inline]
     fn depth(&self) -> usize {
         self.regime().depth()
     }
+    #[inline]
     fn level(&self, d: usize) -> i8 {
         self.regime().level(d)
     }
+    #[inline]
     fn shift(&self, d: usize) -> u8 {
         self.regime().shift(d)
     }
+    #[inline]
     fn index_bits(&self, d: usize) -> u8 {
         self.regime().index_bits(d)
     }
+    #[inline]
     fn output_bits(&self) -> u8 {
         self.regime().oa_bits
     }
@@ -292,6 +305,7 @@ impl Format for VmsaS1 {
     /// D8.2: T0SZ must be in the granule's range. IMPDEF: out of range is a configuration
     /// fault (SMMU: C_BAD_CD) rather than a clamp. A TTB beyond the output size is an Address
     /// size fault (DEVIATION: reported at the starting level, where the Arm ARM says level 0).
+    #[inline]
     fn check_config(&self) -> Result<(), FaultKind> {
         Regime::ia_bits_checked(self.tg, self.oa_52, self.t0sz).ok_or(FaultKind::Config)?;
         let r = self.regime();
@@ -302,6 +316,7 @@ impl Format for VmsaS1 {
     }
 
     /// D8.2: bits 63 down to the input size must be all zeros (TTB0) or all ones (TTB1).
+    #[inline]
     fn check_input(&self, input: u64) -> Result<(), FaultKind> {
         let ia =
             Regime::ia_bits_checked(self.tg, self.oa_52, self.t0sz).ok_or(FaultKind::Config)?;
@@ -314,6 +329,7 @@ impl Format for VmsaS1 {
         }
     }
 
+    #[inline(always)]
     fn decode(&self, d: usize, raw: u64, acc: &mut S1Acc) -> Result<Entry, FaultKind> {
         let r = self.regime();
         let kind = r.kind(d, raw);
@@ -344,6 +360,7 @@ impl Format for VmsaS1 {
     /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault (unless AFFD takes it
     /// as 1); a write to a DBM = 1 leaf clears `AP[2]` with HD. Table descriptors are not
     /// updated (no FEAT_HAFT).
+    #[inline(always)]
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);
@@ -363,10 +380,12 @@ impl Format for VmsaS1 {
     }
 
     /// D8.5: a DBM page under HD is dirty once `AP[2]` is clear; other pages are not tracked.
+    #[inline]
     fn dirty(&self, _d: usize, raw: u64) -> bool {
         !(self.hd_effective() && DBM.is_set(raw)) || AP.get(raw) & AP_RO == 0
     }
 
+    #[inline]
     fn leaf_allowed(&self, d: usize) -> bool {
         self.regime().leaf_allowed(d)
     }

@@ -88,6 +88,7 @@ impl VmsaS2 {
     /// granule, or `None` where the encoding is invalid (4K SL0 = 3 needs FEAT_TTST, not
     /// modelled; 16K SL0 = 3 needs DS = 1; 64K SL0 = 3 is reserved). Levels 0 and 1 need a
     /// PAMax of 42 or 44 bits, which the model always has.
+    #[inline]
     pub fn start_level_checked(&self) -> Option<i8> {
         match (self.tg, self.sl0) {
             (Granule::K4, 0) => Some(2),
@@ -103,6 +104,7 @@ impl VmsaS2 {
 
     /// The starting level; for an invalid SL0, the level the encoding would name (4K SL0 = 3
     /// is level 3, 16K/64K SL0 = 3 is level 0), so that its Config fault has a level to report.
+    #[inline]
     pub fn start_level(&self) -> i8 {
         self.start_level_checked().unwrap_or(match self.tg {
             Granule::K4 => 3,
@@ -111,6 +113,7 @@ impl VmsaS2 {
     }
 
     /// Input address bits, `64 - t0sz` (whether or not in range).
+    #[inline]
     pub fn input_bits(&self) -> u8 {
         64u8.saturating_sub(self.t0sz)
     }
@@ -121,6 +124,7 @@ impl VmsaS2 {
         1 << r.index_bits(0).saturating_sub(self.tg.stride())
     }
 
+    #[inline]
     fn regime(&self) -> Regime {
         Regime {
             tg: self.tg,
@@ -131,6 +135,7 @@ impl VmsaS2 {
         }
     }
 
+    #[inline]
     fn hd_effective(&self) -> bool {
         self.hd && self.ha
     }
@@ -138,6 +143,7 @@ impl VmsaS2 {
     /// D8.4 "Stage 2 execute-never": the executions a leaf's `XN[1:0]` forbids. With FEAT_XNX,
     /// 0b01 forbids EL1 (privileged), 0b11 EL0 (unprivileged), 0b10 both; without it, `XN[0]`
     /// is RES0 and ignored, and `XN[1]` forbids both.
+    #[inline]
     fn execute_never(&self, xn: u64) -> Perms {
         match (self.xnx, xn) {
             (_, 0b00) | (false, 0b01) => Perms::NONE,
@@ -178,24 +184,31 @@ impl Format for VmsaS2 {
     /// Stage-2 table descriptors carry no hierarchical attributes (D8.3).
     type Acc = ();
 
+    #[inline]
     fn stage(&self) -> Stage {
         Stage::S2
     }
+    #[inline]
     fn root(&self) -> u64 {
         self.regime().table_base(self.ttb)
     }
+    #[inline]
     fn depth(&self) -> usize {
         self.regime().depth()
     }
+    #[inline]
     fn level(&self, d: usize) -> i8 {
         self.regime().level(d)
     }
+    #[inline]
     fn shift(&self, d: usize) -> u8 {
         self.regime().shift(d)
     }
+    #[inline]
     fn index_bits(&self, d: usize) -> u8 {
         self.regime().index_bits(d)
     }
+    #[inline]
     fn output_bits(&self) -> u8 {
         self.regime().oa_bits
     }
@@ -206,6 +219,7 @@ impl Format for VmsaS2 {
     /// tables). T0SZ must be in the granule's range. A bad pair is a configuration fault (SMMU:
     /// C_BAD_STE). A TTB beyond the output size is an Address size fault (DEVIATION: reported
     /// at the starting level, where the Arm ARM says level 0).
+    #[inline]
     fn check_config(&self) -> Result<(), FaultKind> {
         let start = self.start_level_checked().ok_or(FaultKind::Config)?;
         let ia =
@@ -225,6 +239,7 @@ impl Format for VmsaS2 {
     }
 
     /// D8.2: an IPA at or above `2^(64 - T0SZ)` is out of range.
+    #[inline]
     fn check_input(&self, input: u64) -> Result<(), FaultKind> {
         let ia =
             Regime::ia_bits_checked(self.tg, self.oa_52, self.t0sz).ok_or(FaultKind::Config)?;
@@ -235,6 +250,7 @@ impl Format for VmsaS2 {
         }
     }
 
+    #[inline(always)]
     fn decode(&self, d: usize, raw: u64, _acc: &mut ()) -> Result<Entry, FaultKind> {
         let r = self.regime();
         let kind = r.kind(d, raw);
@@ -262,6 +278,7 @@ impl Format for VmsaS2 {
 
     /// D8.5: AF = 0 is set by hardware with HA, else an Access flag fault (unless AFFD takes it
     /// as 1); a write to a DBM = 1 leaf sets `S2AP[1]` with HD.
+    #[inline(always)]
     fn update(&self, _d: usize, raw: u64, leaf: bool, access: Access) -> Result<u64, FaultKind> {
         if !leaf {
             return Ok(raw);
@@ -281,10 +298,12 @@ impl Format for VmsaS2 {
     }
 
     /// D8.5: a DBM page under HD is dirty once `S2AP[1]` is set; other pages are not tracked.
+    #[inline]
     fn dirty(&self, _d: usize, raw: u64) -> bool {
         !(self.hd_effective() && DBM.is_set(raw)) || S2AP.get(raw) & S2AP_W != 0
     }
 
+    #[inline]
     fn leaf_allowed(&self, d: usize) -> bool {
         self.regime().leaf_allowed(d)
     }
