@@ -426,3 +426,33 @@ fn a_guest_unmap_needs_a_guest_with_a_viommu() {
     assert!(err.contains("step.guest_unmap.guest: the guest has no vIOMMU"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A stream's figure from the JSON report: how many of its translations cost `bucket` reads.
+fn bucket(stream: &Value, bucket: &str) -> u64 {
+    let buckets = stream["reads"]["buckets"].as_array().unwrap();
+    buckets.iter().find(|b| b["reads"] == bucket).unwrap()["count"].as_u64().unwrap()
+}
+
+#[test]
+fn nested_streams_cost_what_their_pattern_makes_them_cost() {
+    let r = example("nested-streams.toml");
+    for run in r["runs"].as_array().unwrap() {
+        let streams = run["streams"].as_array().unwrap();
+        let kinds: Vec<&str> = streams.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["sequential", "uniform", "zipf"]);
+        for s in streams {
+            assert_eq!((&s["translated"], &s["blocked"]), (&6000.into(), &0.into()), "{s}");
+            let counted: u64 = ["0", "1-2", "3-4", "5-8", "9-16", ">16"]
+                .into_iter()
+                .map(|b| bucket(s, b))
+                .sum();
+            assert_eq!(counted, 6000, "every translation in one bucket: {s}");
+            // No translation reads more than the silicon would: a cold nested 4K walk is 24
+            // page-table entries, plus the configuration structures (and on SMMUv3 the stage-2
+            // walk of the CD's IPA).
+            assert!(s["reads"]["max"].as_u64().unwrap() <= 32, "{s}");
+        }
+        // A few hot pages hit where uniform traffic over the same pages misses.
+        assert!(bucket(&streams[2], "0") > bucket(&streams[1], "0"), "{}", run["arch"]);
+    }
+}
