@@ -1340,22 +1340,23 @@ impl Iommufd {
     }
 
     /// The core calls that undo what [`enter`](Self::enter) set up beyond the attach itself
-    /// (a bound guest CD table).
+    /// (a bound guest CD table); whether there was any.
     fn leave(
         &mut self,
         dev: &DeviceId,
         pasid: Option<u32>,
         hwpt: ObjectId,
-    ) -> Result<(), UapiError> {
+    ) -> Result<bool, UapiError> {
         if let (None, Some(Object::HwptNested(n))) = (pasid, self.objects.get(&hwpt)) {
             if let NestedData::Smmuv3 { ste, .. } = n.data {
                 if matches!(vste_config(ste), VsteConfig::CdTable { .. }) {
                     let target = Target::Device(dev.clone());
                     self.core("unbind_pasid_table", |i| i.unbind_pasid_table(&target))?;
+                    return Ok(true);
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Detaches a device (at a PASID): its requests are blocked. Detaching what is not
@@ -1370,7 +1371,7 @@ impl Iommufd {
             .into_iter()
             .any(|p| self.attached.get(&(p, pasid)) == Some(&old));
         if !shared {
-            self.leave(&dev.id, pasid, old)?;
+            let left = self.leave(&dev.id, pasid, old)?;
             let target = Target::Device(dev.id.clone());
             let detached = match pasid {
                 None => self.core("detach", |i| i.detach(&target).map(drop)),
@@ -1379,8 +1380,11 @@ impl Iommufd {
                 }
             };
             if let Err(e) = detached {
-                // `leave` may have unbound a guest CD table: the old HWPT comes back whole.
-                self.undo(|s| s.reenter(&dev.id, pasid, Some(old)));
+                // `leave` unbound a guest CD table: the old HWPT comes back whole. Otherwise
+                // the refused core call changed nothing.
+                if left {
+                    self.undo(|s| s.reenter(&dev.id, pasid, Some(old)));
+                }
                 return Err(e);
             }
         }

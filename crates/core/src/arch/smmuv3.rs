@@ -121,6 +121,8 @@ impl SmmuUnit {
             stage1_formats,
             pasid_table_bind: c.s1p && c.s2p,
             page_requests: c.pri,
+            pasid_table_follows_domain: driver.config().cd_table_policy
+                == sviommu_smmuv3::driver::CdTablePolicy::PerDomain,
         };
         Ok(Self {
             hw,

@@ -82,6 +82,8 @@ impl VtdUnit {
             stage1_formats,
             pasid_table_bind: false,
             page_requests: scalable && c.page_requests,
+            // PASID tables are per device: a PASID entry stays whatever RID_PASID holds.
+            pasid_table_follows_domain: false,
         };
         Ok(Self { hw, driver, caps, ats: Default::default() })
     }
