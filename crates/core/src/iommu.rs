@@ -386,11 +386,15 @@ impl Iommu {
     // --- attach ------------------------------------------------------------------------------
 
     /// Attaches `domain` to the requests without PASID of every group `target` names (a device
-    /// names its group). Returns every device reached.
+    /// names its group): a paging, blocked or identity domain, or a nested one where the unit
+    /// nests requests without PASID (`UnitCaps::rid_nesting`: VT-d's RID_PASID entry, as
+    /// Linux's `intel_nested_attach_dev()`). Returns every device reached.
     pub fn attach(&mut self, domain: DomainId, target: &Target) -> Result<Reached, CoreError> {
         let groups = self.resolve(target)?;
         let d = self.domain(domain)?;
-        if matches!(d.kind, DomainKind::Nested { .. } | DomainKind::Sva { .. }) {
+        let rid_nesting = self.driver(d.unit)?.caps().rid_nesting;
+        let nested_ok = rid_nesting && matches!(d.kind, DomainKind::Nested { .. });
+        if matches!(d.kind, DomainKind::Nested { .. } | DomainKind::Sva { .. }) && !nested_ok {
             return Err(CoreError::WrongDomainKind {
                 domain,
                 is: d.kind.name(),

@@ -1189,12 +1189,6 @@ impl Iommufd {
                 if !has {
                     return Err(UapiError::NoVdevice { device: dev.id.clone(), viommu: v });
                 }
-            } else if pasid.is_none() {
-                // DEVIATION: the core nests a VT-d first stage per PASID only (no RID_PASID
-                // nesting yet).
-                return Err(UapiError::Unsupported(
-                    "nest a first stage for requests without PASID",
-                ));
             }
         }
         // The device's reserved regions may not meet a mapping of the new IOAS.
@@ -1297,6 +1291,11 @@ impl Iommufd {
                 match (n.data, n.domain, pasid) {
                     (_, Some(d), Some(p)) => {
                         self.core("attach_pasid", |i| i.attach_pasid(d, &target, Pasid(p)))?;
+                    }
+                    // VT-d: the device itself (its RID_PASID entry), as
+                    // `intel_nested_attach_dev()`.
+                    (_, Some(d), None) => {
+                        self.core("attach", |i| i.attach(d, &target).map(drop))?
                     }
                     (NestedData::Smmuv3 { ste, .. }, None, None) => match vste_config(ste) {
                         VsteConfig::Abort => {
@@ -1439,12 +1438,10 @@ impl Iommufd {
         domain: DomainId,
         array: &InvalidateArray,
     ) -> Result<u32, UapiError> {
-        let pasids: BTreeSet<u32> = self
-            .attached
-            .iter()
-            .filter(|(_, h)| **h == hwpt)
-            .filter_map(|((_, p), _)| *p)
-            .collect();
+        // Every PASID the HWPT is attached at; `None`: a device's requests without PASID
+        // (VT-d RID_PASID), as `cache_tag_flush_range()` flushes each tag of the domain.
+        let pasids: BTreeSet<Option<u32>> =
+            self.attached.iter().filter(|(_, h)| **h == hwpt).map(|((_, p), _)| *p).collect();
         let n = array.entry_num();
         for i in 0..n {
             let entry_err =
@@ -1476,12 +1473,17 @@ impl Iommufd {
             for p in &pasids {
                 // The IOTLB, then the device TLBs of devices with ATS (as the kernel does).
                 for cache in [CacheKind::Iotlb, CacheKind::DevIotlb] {
-                    let info = InvalidateInfo {
-                        cache,
-                        granularity: granularity.clone(),
-                        pasid: Some(Pasid(*p)),
-                        arch_id: None,
+                    let granularity = match (p, &granularity, cache) {
+                        // Everything without PASID: the domain's IOTLB entries, and the whole
+                        // device TLBs (the core takes those by address only).
+                        (None, Granularity::Pasid, CacheKind::DevIotlb) => {
+                            Granularity::Addr { range: 0..!(IOVA_ALIGNMENT - 1), leaf: false }
+                        }
+                        (None, Granularity::Pasid, _) => Granularity::Domain,
+                        (_, g, _) => g.clone(),
                     };
+                    let info =
+                        InvalidateInfo { cache, granularity, pasid: p.map(Pasid), arch_id: None };
                     self.core("invalidate", |i| i.invalidate(&Target::Domain(domain), &info))
                         .map_err(entry_err)?;
                 }
