@@ -135,6 +135,15 @@ pub struct UnitCaps {
     pub pasid_table_bind: bool,
     /// Recoverable faults: page requests (PRI) reach the driver.
     pub page_requests: bool,
+    /// A nested domain can translate requests without PASID (VT-d scalable mode: the
+    /// RID_PASID entry with PGTT nested, §9.6). SMMUv3 nests a device's requests without
+    /// SubstreamID only with the guest's whole CD table (`bind_pasid_table`).
+    pub rid_nesting: bool,
+    /// A device's PASIDs are bound in the PASID (CD) table of the domain its requests without
+    /// PASID are attached to (SMMUv3 with one CD table per domain), so a change of that domain
+    /// must carry them into the new domain's table (the core does), and a device with PASIDs
+    /// cannot leave for a domain without a table.
+    pub pasid_table_follows_domain: bool,
 }
 
 impl UnitCaps {

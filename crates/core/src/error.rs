@@ -105,6 +105,13 @@ pub enum CoreError {
         /// The PASID.
         pasid: Pasid,
     },
+    /// The device's PASIDs live in the PASID (CD) table of the domain its requests without
+    /// PASID use, and the new target has no such table (blocked, identity): detach them first.
+    #[error("{device} has PASIDs attached through its domain's PASID table; detach them first")]
+    PasidsAttached {
+        /// The device.
+        device: DeviceId,
+    },
     /// An address or size not aligned to the smallest page the unit maps.
     #[error("{what} {value:#x} is not aligned to {align:#x}")]
     Unaligned {

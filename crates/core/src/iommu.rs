@@ -386,11 +386,15 @@ impl Iommu {
     // --- attach ------------------------------------------------------------------------------
 
     /// Attaches `domain` to the requests without PASID of every group `target` names (a device
-    /// names its group). Returns every device reached.
+    /// names its group): a paging, blocked or identity domain, or a nested one where the unit
+    /// nests requests without PASID (`UnitCaps::rid_nesting`: VT-d's RID_PASID entry, as
+    /// Linux's `intel_nested_attach_dev()`). Returns every device reached.
     pub fn attach(&mut self, domain: DomainId, target: &Target) -> Result<Reached, CoreError> {
         let groups = self.resolve(target)?;
         let d = self.domain(domain)?;
-        if matches!(d.kind, DomainKind::Nested { .. } | DomainKind::Sva { .. }) {
+        let rid_nesting = self.driver(d.unit)?.caps().rid_nesting;
+        let nested_ok = rid_nesting && matches!(d.kind, DomainKind::Nested { .. });
+        if matches!(d.kind, DomainKind::Nested { .. } | DomainKind::Sva { .. }) && !nested_ok {
             return Err(CoreError::WrongDomainKind {
                 domain,
                 is: d.kind.name(),
@@ -417,7 +421,7 @@ impl Iommu {
         }
         let mut reach = Reach::default();
         for g in &groups {
-            let r = self.program_group(*g, None, hw)?;
+            let r = self.program_rid(*g, hw)?;
             reach.request_ids.extend(r.request_ids);
             self.forget_group(*g, None);
             self.group_domain.insert(*g, domain);
@@ -441,7 +445,7 @@ impl Iommu {
         }
         let mut reach = Reach::default();
         for g in &groups {
-            let r = self.program_group(*g, None, HwTarget::Blocked)?;
+            let r = self.program_rid(*g, HwTarget::Blocked)?;
             reach.request_ids.extend(r.request_ids);
             self.forget_group(*g, None);
         }
@@ -449,6 +453,74 @@ impl Iommu {
             Some(u) => self.reached(u, &groups, &reach),
             None => Reached::default(),
         })
+    }
+
+    /// Points `group`'s requests without PASID at `target`. Where the unit binds a device's
+    /// PASIDs in the table of that domain (`UnitCaps::pasid_table_follows_domain`), the
+    /// group's PASIDs leave the old table first and are bound in the new one after, so every
+    /// PASID the core records as attached stays attached in the hardware; a target without a
+    /// table is refused while the group has PASIDs, and a failure puts everything back.
+    fn program_rid(&mut self, group: GroupId, target: HwTarget) -> Result<Reach, CoreError> {
+        let unit = self.group(group)?.unit;
+        let mut pasids = Vec::new();
+        if self.driver(unit)?.caps().pasid_table_follows_domain {
+            for d in self.domains.values() {
+                for (g, p) in &d.pasids {
+                    if *g == group {
+                        pasids.push((*p, d.id, matches!(d.kind, DomainKind::Nested { .. })));
+                    }
+                }
+            }
+        }
+        // Nested PASIDs sit in a table of the device's own, not of its domain: the driver
+        // decides about them.
+        if pasids.is_empty() || pasids.iter().any(|(_, _, nested)| *nested) {
+            return self.program_group(group, None, target);
+        }
+        if !matches!(target, HwTarget::Paging(_)) {
+            return Err(CoreError::PasidsAttached { device: self.group_device(group) });
+        }
+        let pasids: Vec<(crate::Pasid, DomainId)> =
+            pasids.into_iter().map(|(p, d, _)| (p, d)).collect();
+        let previous = self.current_target(group, None)?;
+        let mut taken = Vec::new();
+        for &(p, d) in &pasids {
+            if let Err(e) = self.program_group(group, Some(p), HwTarget::Blocked) {
+                self.rebind_pasids(group, &taken);
+                return Err(e);
+            }
+            taken.push((p, d));
+        }
+        let reach = match self.program_group(group, None, target) {
+            Ok(r) => r,
+            Err(e) => {
+                self.rebind_pasids(group, &pasids);
+                return Err(e);
+            }
+        };
+        for (i, &(p, d)) in pasids.iter().enumerate() {
+            let bound = self.hw_target(d).and_then(|t| self.program_group(group, Some(p), t));
+            if let Err(e) = bound {
+                // Best effort, as every undo here: out of the new table, the old domain back,
+                // the PASIDs back in its table.
+                for &(q, _) in pasids.iter().take(i + 1) {
+                    let _ = self.program_group(group, Some(q), HwTarget::Blocked);
+                }
+                let _ = self.program_group(group, None, previous);
+                self.rebind_pasids(group, &pasids);
+                return Err(e);
+            }
+        }
+        Ok(reach)
+    }
+
+    /// Binds each of `pasids` of `group` to its domain again (undoing `program_rid`).
+    fn rebind_pasids(&mut self, group: GroupId, pasids: &[(crate::Pasid, DomainId)]) {
+        for &(p, d) in pasids {
+            if let Ok(t) = self.hw_target(d) {
+                let _ = self.program_group(group, Some(p), t);
+            }
+        }
     }
 
     /// Points every device of `group` (with `pasid`, or without) at `target`. On a driver

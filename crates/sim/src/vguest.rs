@@ -252,7 +252,7 @@ impl VGuest {
                 out.replaced = s.replaced;
                 out.detached = s.detached;
                 out.invalidations = Some(s.invalidations);
-                out.refused = s.host_refused + s.invalidations_refused + s.rid_pasid_refused;
+                out.refused = s.host_refused + s.invalidations_refused;
             }
             GuestIommu::Smmu { viommu, .. } => {
                 let s = viommu.stats();

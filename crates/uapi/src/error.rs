@@ -388,7 +388,7 @@ fn core_errno(e: &CoreError) -> Errno {
         CoreError::Unsupported { .. }
         | CoreError::ModelMismatch { .. }
         | CoreError::PasidTableInHostMemory { .. } => Errno::EOPNOTSUPP,
-        CoreError::DomainInUse(_) => Errno::EBUSY,
+        CoreError::DomainInUse(_) | CoreError::PasidsAttached { .. } => Errno::EBUSY,
         CoreError::AlreadyMapped { .. } => Errno::EEXIST,
         CoreError::Reserved { .. } | CoreError::ReservedMapped { .. } => Errno::EADDRINUSE,
         CoreError::PasidExhausted(_) => Errno::ENOSPC,

@@ -1189,12 +1189,6 @@ impl Iommufd {
                 if !has {
                     return Err(UapiError::NoVdevice { device: dev.id.clone(), viommu: v });
                 }
-            } else if pasid.is_none() {
-                // DEVIATION: the core nests a VT-d first stage per PASID only (no RID_PASID
-                // nesting yet).
-                return Err(UapiError::Unsupported(
-                    "nest a first stage for requests without PASID",
-                ));
             }
         }
         // The device's reserved regions may not meet a mapping of the new IOAS.
@@ -1298,6 +1292,11 @@ impl Iommufd {
                     (_, Some(d), Some(p)) => {
                         self.core("attach_pasid", |i| i.attach_pasid(d, &target, Pasid(p)))?;
                     }
+                    // VT-d: the device itself (its RID_PASID entry), as
+                    // `intel_nested_attach_dev()`.
+                    (_, Some(d), None) => {
+                        self.core("attach", |i| i.attach(d, &target).map(drop))?
+                    }
                     (NestedData::Smmuv3 { ste, .. }, None, None) => match vste_config(ste) {
                         VsteConfig::Abort => {
                             self.core("detach", |i| i.detach(&target).map(drop))?
@@ -1340,22 +1339,23 @@ impl Iommufd {
     }
 
     /// The core calls that undo what [`enter`](Self::enter) set up beyond the attach itself
-    /// (a bound guest CD table).
+    /// (a bound guest CD table); whether there was any.
     fn leave(
         &mut self,
         dev: &DeviceId,
         pasid: Option<u32>,
         hwpt: ObjectId,
-    ) -> Result<(), UapiError> {
+    ) -> Result<bool, UapiError> {
         if let (None, Some(Object::HwptNested(n))) = (pasid, self.objects.get(&hwpt)) {
             if let NestedData::Smmuv3 { ste, .. } = n.data {
                 if matches!(vste_config(ste), VsteConfig::CdTable { .. }) {
                     let target = Target::Device(dev.clone());
                     self.core("unbind_pasid_table", |i| i.unbind_pasid_table(&target))?;
+                    return Ok(true);
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Detaches a device (at a PASID): its requests are blocked. Detaching what is not
@@ -1370,7 +1370,7 @@ impl Iommufd {
             .into_iter()
             .any(|p| self.attached.get(&(p, pasid)) == Some(&old));
         if !shared {
-            self.leave(&dev.id, pasid, old)?;
+            let left = self.leave(&dev.id, pasid, old)?;
             let target = Target::Device(dev.id.clone());
             let detached = match pasid {
                 None => self.core("detach", |i| i.detach(&target).map(drop)),
@@ -1379,8 +1379,11 @@ impl Iommufd {
                 }
             };
             if let Err(e) = detached {
-                // `leave` may have unbound a guest CD table: the old HWPT comes back whole.
-                self.undo(|s| s.reenter(&dev.id, pasid, Some(old)));
+                // `leave` unbound a guest CD table: the old HWPT comes back whole. Otherwise
+                // the refused core call changed nothing.
+                if left {
+                    self.undo(|s| s.reenter(&dev.id, pasid, Some(old)));
+                }
                 return Err(e);
             }
         }
@@ -1435,12 +1438,10 @@ impl Iommufd {
         domain: DomainId,
         array: &InvalidateArray,
     ) -> Result<u32, UapiError> {
-        let pasids: BTreeSet<u32> = self
-            .attached
-            .iter()
-            .filter(|(_, h)| **h == hwpt)
-            .filter_map(|((_, p), _)| *p)
-            .collect();
+        // Every PASID the HWPT is attached at; `None`: a device's requests without PASID
+        // (VT-d RID_PASID), as `cache_tag_flush_range()` flushes each tag of the domain.
+        let pasids: BTreeSet<Option<u32>> =
+            self.attached.iter().filter(|(_, h)| **h == hwpt).map(|((_, p), _)| *p).collect();
         let n = array.entry_num();
         for i in 0..n {
             let entry_err =
@@ -1472,12 +1473,17 @@ impl Iommufd {
             for p in &pasids {
                 // The IOTLB, then the device TLBs of devices with ATS (as the kernel does).
                 for cache in [CacheKind::Iotlb, CacheKind::DevIotlb] {
-                    let info = InvalidateInfo {
-                        cache,
-                        granularity: granularity.clone(),
-                        pasid: Some(Pasid(*p)),
-                        arch_id: None,
+                    let granularity = match (p, &granularity, cache) {
+                        // Everything without PASID: the domain's IOTLB entries, and the whole
+                        // device TLBs (the core takes those by address only).
+                        (None, Granularity::Pasid, CacheKind::DevIotlb) => {
+                            Granularity::Addr { range: 0..!(IOVA_ALIGNMENT - 1), leaf: false }
+                        }
+                        (None, Granularity::Pasid, _) => Granularity::Domain,
+                        (_, g, _) => g.clone(),
                     };
+                    let info =
+                        InvalidateInfo { cache, granularity, pasid: p.map(Pasid), arch_id: None };
                     self.core("invalidate", |i| i.invalidate(&Target::Domain(domain), &info))
                         .map_err(entry_err)?;
                 }

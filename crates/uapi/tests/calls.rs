@@ -381,11 +381,6 @@ fn vtd_nested() {
     r.m.fd.attach(r.ids[0], Some(5), nested).unwrap();
     assert_eq!(dma(&r.m, &r.devs[0], Some(5), 0x4000_0123), Ok(GUEST_RAM_HPA + 0x3123));
     assert_eq!(dma(&r.m, &r.devs[0], Some(5), 0x4000_1123), Ok(GUEST_RAM_HPA + 0x4123));
-    assert_eq!(
-        errno(&mut r.m, |fd| fd.attach(r.ids[0], None, nested)),
-        Errno::EOPNOTSUPP,
-        "RID nesting (DEVIATION)"
-    );
     assert_eq!(errno(&mut r.m, |fd| fd.destroy(parent)), Errno::EBUSY, "a parent in use");
     assert_eq!(errno(&mut r.m, |fd| fd.destroy(nested)), Errno::EBUSY, "attached");
     // The guest unmaps: stale until it invalidates through the nested HWPT.
@@ -419,6 +414,77 @@ fn vtd_nested() {
     r.m.fd.detach(r.ids[0], Some(5)).unwrap();
     assert!(dma(&r.m, &r.devs[0], Some(5), 0x4000_1123).is_err());
     r.m.fd.destroy(nested).unwrap();
+    r.m.fd.destroy(parent).unwrap();
+}
+
+/// VT-d: a nested HWPT attached to the device itself (its RID_PASID entry, as Linux's
+/// `intel_nested_attach_dev()`): DMA without PASID goes through both stages, the guest's
+/// invalidation through the nested HWPT takes effect, refused calls change nothing.
+#[test]
+fn vtd_nested_rid() {
+    let mut r = rig(Model::Vtd);
+    let ioas = r.m.fd.ioas_alloc().unwrap();
+    r.m.fd.ioas_map(ioas, RW, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    let parent = paging(&mut r, ioas, hwpt_flags::NEST_PARENT);
+    let root = r.m.guest_s1(&[(0x4000_0000, 0x3000), (0x4000_1000, 0x4000)]).unwrap();
+    let other = r.m.guest_s1(&[(0x4000_0000, 0x5000)]).unwrap();
+    let alloc = |root| HwptAlloc {
+        flags: hwpt_flags::PASID,
+        dev_id: r.ids[0],
+        pt_id: parent,
+        data: HwptData::vtd_s1(0, root, 48),
+        fault_id: 0,
+    };
+    let (nested, nested2) =
+        (r.m.fd.hwpt_alloc(&alloc(root)).unwrap(), r.m.fd.hwpt_alloc(&alloc(other)).unwrap());
+    // Device 0 has ATS: the device-TLB invalidations are sent too.
+    for dev in [0, 1] {
+        r.m.fd.attach(r.ids[dev], None, nested).unwrap();
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x4000_0123), Ok(GUEST_RAM_HPA + 0x3123));
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x4000_1123), Ok(GUEST_RAM_HPA + 0x4123));
+        // The interrupt window is still not DMA, and a GVA the guest did not map faults
+        // (first-stage not present, 71h).
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x5000_0000), Err(Some(0x71)));
+    }
+    // A PASID beside the nested RID: the RID's HWPT is PASID-capable.
+    r.m.fd.attach(r.ids[0], Some(7), nested2).unwrap();
+    assert_eq!(dma(&r.m, &r.devs[0], Some(7), 0x4000_0123), Ok(GUEST_RAM_HPA + 0x5123));
+    // Refusals change nothing.
+    assert_eq!(errno(&mut r.m, |fd| fd.attach(r.ids[0], None, nested2)), Errno::EINVAL);
+    assert_eq!(errno(&mut r.m, |fd| fd.destroy(nested)), Errno::EBUSY, "attached");
+    assert_eq!(errno(&mut r.m, |fd| fd.destroy(parent)), Errno::EBUSY, "a parent in use");
+    let bad = VtdS1Invalidate { addr: 0x4000_0800, npages: 1, flags: 0 };
+    let e = refused(&mut r.m, |fd| fd.invalidate(nested, &InvalidateArray::vtd_s1(&[bad])));
+    assert!(matches!(e, UapiError::Entry { handled: 0, .. }), "{e}");
+    // The guest unmaps: stale until it invalidates through the nested HWPT; then only the
+    // page it named goes, for both devices, and PASID 7's HWPT is untouched.
+    r.m.guest_unmap(root, 0x4000_0000, 0x1000).unwrap();
+    r.m.guest_unmap(other, 0x4000_0000, 0x1000).unwrap();
+    for dev in [0, 1] {
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x4000_0123), Ok(GUEST_RAM_HPA + 0x3123));
+    }
+    let good = VtdS1Invalidate { addr: 0x4000_0000, npages: 1, flags: VTD_INV_FLAGS_LEAF };
+    assert_eq!(r.m.fd.invalidate(nested, &InvalidateArray::vtd_s1(&[good])).unwrap(), 1);
+    for dev in [0, 1] {
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x4000_0123), Err(Some(0x71)));
+        assert_eq!(dma(&r.m, &r.devs[dev], None, 0x4000_1123), Ok(GUEST_RAM_HPA + 0x4123));
+    }
+    assert_eq!(dma(&r.m, &r.devs[0], Some(7), 0x4000_0123), Ok(GUEST_RAM_HPA + 0x5123), "stale");
+    // Everything: the guest's whole first stage at RID_PASID.
+    r.m.guest_unmap(root, 0x4000_1000, 0x1000).unwrap();
+    let all = VtdS1Invalidate { addr: 0, npages: u64::MAX, flags: 0 };
+    assert_eq!(r.m.fd.invalidate(nested, &InvalidateArray::vtd_s1(&[all])).unwrap(), 1);
+    assert_eq!(dma(&r.m, &r.devs[0], None, 0x4000_1123), Err(Some(0x71)));
+    // Replace with the other first stage, then detach: blocked again.
+    r.m.fd.replace(r.ids[0], None, nested2).unwrap();
+    r.m.guest_map(other, 0x4000_2000, 0x6000).unwrap();
+    assert_eq!(dma(&r.m, &r.devs[0], None, 0x4000_2123), Ok(GUEST_RAM_HPA + 0x6123));
+    r.m.fd.detach(r.ids[0], None).unwrap();
+    r.m.fd.detach(r.ids[0], Some(7)).unwrap();
+    r.m.fd.detach(r.ids[1], None).unwrap();
+    assert!(dma(&r.m, &r.devs[0], None, 0x4000_2123).is_err());
+    r.m.fd.destroy(nested).unwrap();
+    r.m.fd.destroy(nested2).unwrap();
     r.m.fd.destroy(parent).unwrap();
 }
 

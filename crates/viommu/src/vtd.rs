@@ -13,8 +13,9 @@
 //! | context-cache (§6.5.2.1), PASID-cache (§6.5.2.2) | the selected devices' context and PASID-table entries, read and checked by the model (an erroneous one is a fault record in the guest): each PASID whose PGTT is first-stage -> a nested HWPT with the guest's FSPTPTR, address width and WPE on the nesting parent, attached to (device, PASID); a changed entry replaces it, a cleared one detaches it; the old HWPT is destroyed |
 //! | PASID-based IOTLB (§6.5.2.4) | HWPT invalidate on the nested HWPT of each (device, PASID) whose entry has that DID and PASID |
 //! | PASID-based device-TLB (§6.5.2.6) | HWPT invalidate on the device's nested HWPT at that PASID (all of the device's with G) |
+//! | device-TLB without PASID (§6.5.2.5) | HWPT invalidate on the device's nested HWPT at RID_PASID |
 //! | IOTLB (§6.5.2.3) global / domain-selective | HWPT invalidate of every nested HWPT (of that DID) |
-//! | IOTLB page-selective, device-TLB without PASID | nothing: they select second-stage and requests-without-PASID translations, which no forwarded HWPT holds |
+//! | IOTLB page-selective | nothing: it selects second-stage translations, which no forwarded HWPT holds (a first stage at RID_PASID is invalidated PASID-based, §6.5.2.4) |
 //! | wait (§6.5.2.8) | nothing: forwarding is synchronous, so everything before it has completed on the host |
 //!
 //! What the vIOMMU advertises keeps the guest to what the host can run, so everything else is
@@ -32,9 +33,12 @@
 //! IMPDEF: [`GUEST_PASID_BITS`] PASID bits (ECAP.PSS); a domain-selective or global PASID-cache
 //! invalidation and every context-cache invalidation read all of them for each selected device.
 //!
-//! DEVIATION: a first-stage RID_PASID entry (requests without PASID) is not forwarded, because
-//! the host's core nests per PASID only; such requests stay blocked on the host, counted in
-//! [`VVtdStats::rid_pasid_refused`]. A legal guest entry the host refuses (a device narrower
+//! The RID_PASID entry (requests without PASID) is forwarded as every other PASID is, except
+//! that its nested HWPT is attached to the device itself (iommufd's attach without PASID:
+//! the host writes its own RID_PASID entry with PGTT nested, as Linux's
+//! `intel_nested_attach_dev()`); it is keyed by RID_PASID (0: ECAP.RPS is clear), so the
+//! guest's PASID-based invalidations of PASID 0 and its device-TLB invalidations without
+//! PASID select it. A legal guest entry the host refuses (a device narrower
 //! than the PASID, a 5-level first stage on a 4-level host) blocks that PASID on the host
 //! without an error in the guest, counted in [`VVtdStats::host_refused`]. Register-based
 //! invalidation (§6.5.1) is not forwarded: in scalable mode software uses the queue.
@@ -138,8 +142,6 @@ pub struct VVtdStats {
     pub host_refused: u64,
     /// Invalidations the host refused (IQE in the guest).
     pub invalidations_refused: u64,
-    /// First-stage RID_PASID entries not forwarded (DEVIATION, module doc).
-    pub rid_pasid_refused: u64,
     /// Page requests the guest's unit took (written into its page request queue, or answered
     /// by its model: its `ats_stats()` counts which).
     pub page_requests: u64,
@@ -263,7 +265,7 @@ impl VVtd {
     }
 
     /// The nested HWPT the device the guest knows as `rid` is attached to at `pasid` on the
-    /// host, if any.
+    /// host, if any (`pasid` 0: RID_PASID, the device itself on the host).
     pub fn host_hwpt(&self, rid: u16, pasid: u32) -> Option<ObjectId> {
         lock(&self.host.devices).get(&rid)?.pasids.get(&pasid).map(|b| b.hwpt)
     }
@@ -395,8 +397,17 @@ struct Bound {
 #[derive(Debug)]
 struct Device {
     dev: ObjectId,
-    /// By guest PASID.
+    /// By guest PASID; [`RID_PASID`]: requests without PASID, attached to the device itself.
     pasids: BTreeMap<u32, Bound>,
+}
+
+/// The guest's RID_PASID: 0, since the vIOMMU advertises no ECAP.RPS (§9.4: the context
+/// entry's RID_PASID field is then treated as 0).
+const RID_PASID: u32 = 0;
+
+/// Where a guest PASID is attached on the host: RID_PASID is the device itself.
+fn host_pasid(pasid: u32) -> Option<u32> {
+    (pasid != RID_PASID).then_some(pasid)
 }
 
 /// A page request group as the guest names it: requester ID, PASID, PRG index.
@@ -427,8 +438,9 @@ impl Host {
         let mut fd = lock(&self.fd);
         let mut order = Vec::new();
         for d in devices.values() {
-            for (&pasid, b) in &d.pasids {
-                let _ = fd.detach(d.dev, Some(pasid));
+            // PASIDs first, the device's RID_PASID (0) last.
+            for (&pasid, b) in d.pasids.iter().rev() {
+                let _ = fd.detach(d.dev, host_pasid(pasid));
                 order.push(b.hwpt);
             }
         }
@@ -475,16 +487,9 @@ impl Host {
             };
             let pasids: Vec<u32> = match (which, &ce) {
                 (_, None) => d.pasids.keys().copied().collect(),
-                (Pasids::One(p), Some(ce)) if p == ce.rid_pasid() => {
-                    self.rid_pasid(rid, ce, e);
-                    continue;
-                }
                 (Pasids::One(p), Some(_)) => vec![p],
-                (Pasids::All, Some(ce)) => {
-                    self.rid_pasid(rid, ce, e);
-                    let top = 1u32 << GUEST_PASID_BITS;
-                    (1..top).filter(|&p| p != ce.rid_pasid()).collect()
-                }
+                // RID_PASID first, as a host PASID attach needs the RID's HWPT to allow it.
+                (Pasids::All, Some(_)) => (0..1u32 << GUEST_PASID_BITS).collect(),
             };
             for p in pasids {
                 let want = ce.as_ref().and_then(|ce| Self::wanted(rid, ce, p, e));
@@ -502,6 +507,15 @@ impl Host {
         pasid: u32,
         e: &mut dyn EntryLookup,
     ) -> Option<(FirstStage, u16)> {
+        // RID_PASID needs no PASIDE: requests without PASID use it (§9.4).
+        if pasid == RID_PASID {
+            return match e.pasid_entry(rid, ce, None) {
+                Ok(Some(f)) if f.pgtt == Pgtt::FirstStage => {
+                    Some((FirstStage::of(&f.entry), f.entry.did()))
+                }
+                _ => None,
+            };
+        }
         if pasid >> GUEST_PASID_BITS != 0 || !ce.paside() {
             return None;
         }
@@ -514,25 +528,15 @@ impl Host {
         }
     }
 
-    /// The RID_PASID entry (requests without PASID): read with the model's checks, so an
-    /// erroneous one is a fault record in the guest; a first-stage one is the DEVIATION of the
-    /// module doc.
-    fn rid_pasid(&self, rid: u16, ce: &ScalableContextEntry, e: &mut dyn EntryLookup) {
-        if let Ok(Some(f)) = e.pasid_entry(rid, ce, None) {
-            if f.pgtt == Pgtt::FirstStage {
-                self.count(|s| s.rid_pasid_refused += 1);
-            }
-        }
-    }
-
     /// Moves `(d, pasid)` on the host to `want`: a nested HWPT with that first stage (the
     /// current one kept if the tables are the same), or blocked. The old HWPT is destroyed.
     fn apply(&self, d: &mut Device, pasid: u32, want: Option<(FirstStage, u16)>) {
         let current = d.pasids.get(&pasid).copied();
         let mut fd = lock(&self.fd);
+        let at = host_pasid(pasid);
         let Some((s1, did)) = want else {
             if let Some(old) = current {
-                let _ = fd.detach(d.dev, Some(pasid));
+                let _ = fd.detach(d.dev, at);
                 let _ = fd.destroy(old.hwpt);
                 d.pasids.remove(&pasid);
                 self.count(|s| s.detached += 1);
@@ -554,8 +558,8 @@ impl Host {
         };
         let attached = fd.hwpt_alloc(&alloc).and_then(|h| {
             let r = match current {
-                Some(_) => fd.replace(d.dev, Some(pasid), h),
-                None => fd.attach(d.dev, Some(pasid), h),
+                Some(_) => fd.replace(d.dev, at, h),
+                None => fd.attach(d.dev, at, h),
             };
             r.map(|()| h).inspect_err(|_| {
                 let _ = fd.destroy(h);
@@ -572,7 +576,7 @@ impl Host {
             Err(_) => {
                 // DEVIATION (module doc): the host refused a legal entry; block the PASID.
                 if let Some(old) = current {
-                    let _ = fd.detach(d.dev, Some(pasid));
+                    let _ = fd.detach(d.dev, at);
                     let _ = fd.destroy(old.hwpt);
                     d.pasids.remove(&pasid);
                 }
@@ -728,10 +732,17 @@ impl Forward for Host {
                 let range = pages.filter(|_| lg2 < 64).map(|n| (addr, n, false));
                 self.invalidate(|r, p, _| r == sid && (global || p == pasid), range)?;
             }
+            Invalidation::DevTlb(c) => {
+                // §6.5.2.5: requests without PASID, translated at RID_PASID.
+                let sid = c.sid();
+                let (addr, lg2) = ats_range(c.addr(), c.s());
+                let pages = 1u64.checked_shl(u32::from(lg2.saturating_sub(12)));
+                let range = pages.filter(|_| lg2 < 64).map(|n| (addr, n, false));
+                self.invalidate(|r, p, _| r == sid && p == RID_PASID, range)?;
+            }
             // §7.7.1: the model checked it (RC, ECAP.PRS) and sent it to the outbox.
             Invalidation::PageGroupResponse(r) => self.respond(r, true),
-            // Device-TLB without PASID, interrupt entry cache, wait: nothing forwarded holds
-            // what they select.
+            // Interrupt entry cache, wait: nothing forwarded holds what they select.
             _ => {}
         }
         Ok(())

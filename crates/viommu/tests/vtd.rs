@@ -283,6 +283,83 @@ fn malformed_pasid_entries_are_fault_reasons_in_the_guest_and_never_reach_the_ho
     assert!(g.dma(Some(7), GVA).is_err());
 }
 
+/// The guest programs its RID_PASID entry (requests without PASID) with a first stage: the
+/// host gets a nested HWPT attached to the device itself, not to (device, PASID), as Linux's
+/// VMM flow does; DMA without PASID goes through both stages; the guest's invalidations of
+/// that entry (the PASID-based IOTLB of RID_PASID, device-TLB without PASID, a changed and a
+/// cleared entry) take effect on the host; an erroneous entry is a fault in the guest and
+/// leaves nothing attached on the host.
+#[test]
+fn guest_rid_pasid_first_stage_is_nested_on_the_device_itself() {
+    let mut g = boot();
+    let dev_id = g.fd.lock().unwrap().device_object(&g.dev).unwrap();
+    let p = process(&g.mem, P_ROOT, DATA_GPA);
+    process(&g.mem, Q_ROOT, Q_DATA_GPA);
+    assert!(g.dma(None, GVA).is_err(), "blocked until the guest programs RID_PASID");
+    let did = g.driver.alloc_domain(DomainConfig::External).unwrap();
+    let fs = |root| PasidConfig::FirstStageExternal {
+        did,
+        fs_root: root,
+        levels: Fspm::FourLevel,
+        sre: false,
+    };
+    g.driver.attach(GRID, None, fs(P_ROOT)).unwrap();
+    let hwpt = g.vvtd.host_hwpt(GRID, 0).expect("RID_PASID forwarded");
+    {
+        let fd = g.fd.lock().unwrap();
+        assert_eq!(fd.attached_hwpt(dev_id, None), Some(hwpt), "attached to the device");
+        assert_eq!(fd.attached_hwpt(dev_id, Some(0)), None);
+        assert!(matches!(fd.object(hwpt), Some(Object::HwptNested(_))));
+    }
+    assert_eq!(g.dma(None, GVA + 0x10), Ok(GUEST_RAM_HPA + DATA_GPA + 0x10), "both stages");
+    assert!(g.dma(Some(PASID_N), GVA).is_err(), "no PASID is attached");
+    // A PASID beside it.
+    g.bind(Q_ROOT, PASID_N);
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + Q_DATA_GPA));
+    // The guest unmaps and invalidates through its own driver: the host's IOTLB held the old
+    // page until then; the PASID's translation is untouched.
+    clear_leaf(&g.mem, &p);
+    assert_eq!(g.dma(None, GVA), Ok(GUEST_RAM_HPA + DATA_GPA), "the host's IOTLB, stale");
+    let before = g.vvtd.stats().invalidations;
+    g.driver.flush_iotlb(did, Some((GVA, 0x1000))).unwrap();
+    // The PASID-based IOTLB of RID_PASID and the device-TLB invalidation without PASID.
+    assert_eq!(g.vvtd.stats().invalidations - before, 2);
+    match g.dma(None, GVA) {
+        Err(DmaFault::Fault(r)) => assert_eq!(r.code, FaultReason::SmFsEntryNotPresent as u16),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + Q_DATA_GPA));
+    // A changed entry: the guest's driver clears it, invalidates, writes the new one
+    // (§6.5.3.3), so the host detaches and attaches a new HWPT; the old one is destroyed.
+    g.driver.attach(GRID, None, fs(Q_ROOT)).unwrap();
+    let second = g.vvtd.host_hwpt(GRID, 0).unwrap();
+    assert_ne!(second, hwpt);
+    assert!(g.fd.lock().unwrap().object(hwpt).is_none());
+    assert_eq!(g.dma(None, GVA), Ok(GUEST_RAM_HPA + Q_DATA_GPA));
+    // An erroneous entry (PGTT second-stage, which the vIOMMU does not run): 5Bh in the
+    // guest; on the host the device is blocked and the HWPT gone.
+    let _ = g.faults();
+    let mut bad = PasidEntry::default();
+    bad.set_pgtt(Pgtt::SecondStage);
+    bad.set_did(did.0);
+    bad.set_p(true);
+    let at = g.driver.pasid_entry_addr(GRID, None).unwrap();
+    for (i, w) in (0u64..).zip(bad.words()) {
+        ram(&g.mem).write_u64(Gpa(at.0 + 8 * i), w).unwrap();
+    }
+    g.driver.invalidate(&[InvalidateRequest::PasidCache { did: did.0, pasid: Some(0) }]).unwrap();
+    let got: Vec<_> = g.faults().iter().map(|r| (r.sid(), r.pp(), r.fr())).collect();
+    assert_eq!(got, [(GRID, false, Ok(FaultReason::SmPasidEntryInvalid))]);
+    assert_eq!(g.vvtd.host_hwpt(GRID, 0), None);
+    assert_eq!(g.fd.lock().unwrap().attached_hwpt(dev_id, None), None);
+    assert!(g.fd.lock().unwrap().object(second).is_none());
+    assert!(g.dma(None, GVA).is_err());
+    assert_eq!(g.dma(Some(PASID_N), GVA), Ok(GUEST_RAM_HPA + Q_DATA_GPA), "the PASID stays");
+    assert_eq!(g.queue_error(), None);
+    let s = g.vvtd.stats();
+    assert_eq!((s.attached, s.replaced, s.detached, s.host_refused), (3, 0, 2, 0), "{s:?}");
+}
+
 /// A descriptor of a reserved type is an invalidation queue error in the guest (IQE, IQEI 3h,
 /// IQH on it); a queue whose base lies outside guest RAM is a fetch error (IQEI 2h). The host
 /// is unchanged either way.

@@ -117,10 +117,13 @@ impl SmmuUnit {
             oas_bits: c.oas_bits,
             pasid_bits: driver.config().ssid_bits.min(c.ssidsize),
             nesting: c.s1p && c.s2p,
+            rid_nesting: false,
             identity: true,
             stage1_formats,
             pasid_table_bind: c.s1p && c.s2p,
             page_requests: c.pri,
+            pasid_table_follows_domain: driver.config().cd_table_policy
+                == sviommu_smmuv3::driver::CdTablePolicy::PerDomain,
         };
         Ok(Self {
             hw,

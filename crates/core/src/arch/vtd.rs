@@ -13,7 +13,7 @@ use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
 use sviommu_pgtable::Access;
 use sviommu_vtd::driver::{
     Did, DomainConfig, DriverConfig, DriverError as VtdError, InvalidateRequest, Mode, PasidConfig,
-    Prot, VtdDriver,
+    Prot, VtdDriver, RID_PASID,
 };
 use sviommu_vtd::hw::{DmaRequest, Vtd, VtdParams};
 use sviommu_vtd::spec::prq::ResponseCode;
@@ -78,10 +78,13 @@ impl VtdUnit {
             oas_bits: config.haw,
             pasid_bits: if scalable && c.pasid { c.pasid_bits.min(config.pasid_bits) } else { 0 },
             nesting: scalable && c.nesting,
+            rid_nesting: scalable && c.nesting,
             identity: c.pass_through,
             stage1_formats,
             pasid_table_bind: false,
             page_requests: scalable && c.page_requests,
+            // PASID tables are per device: a PASID entry stays whatever RID_PASID holds.
+            pasid_table_follows_domain: false,
         };
         Ok(Self { hw, driver, caps, ats: Default::default() })
     }
@@ -108,6 +111,17 @@ impl VtdUnit {
             Stage1Format::X86 { levels: 5 } => Ok(Fspm::FiveLevel),
             _ => Err(DriverError::new(DriverErrorKind::Unsupported, "this stage-1 format")),
         }
+    }
+
+    /// Whether one of `ids` has a first stage tagged `did` at RID_PASID.
+    fn at_rid_pasid(&self, did: u16, ids: &[u32]) -> bool {
+        ids.iter().filter_map(|&id| u16::try_from(id).ok()).any(|r| {
+            match self.driver.attachment(r, None) {
+                Some(PasidConfig::Nested { s1_did: Some(d), .. }) => d.0 == did,
+                Some(PasidConfig::FirstStageExternal { did: d, .. }) => d.0 == did,
+                _ => false,
+            }
+        })
     }
 
     fn config(&self, target: HwTarget) -> Result<PasidConfig, DriverError> {
@@ -269,6 +283,12 @@ impl IommuDriver for VtdUnit {
         match inv.cache {
             CacheKind::Iotlb => reqs.push(match inv.pasid {
                 Some(p) => InvalidateRequest::PasidIotlb { did, pasid: p.0, range, ih: inv.leaf },
+                // §6.5.2.4: a first stage at RID_PASID (a nested domain attached without
+                // PASID) is cached as first-stage translations of RID_PASID, which only a
+                // PASID-based invalidation selects by address.
+                None if self.at_rid_pasid(did, &inv.request_ids) => {
+                    InvalidateRequest::PasidIotlb { did, pasid: RID_PASID, range, ih: inv.leaf }
+                }
                 None => InvalidateRequest::Iotlb { did, range, ih: inv.leaf },
             }),
             CacheKind::Pasid => {
