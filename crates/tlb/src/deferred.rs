@@ -347,7 +347,7 @@ pub struct AtsTrackerStats {
 /// The models have no clock of their own: time passes in ticks, one at each [`tick`](Self::tick)
 /// the model makes (each register read software makes, and each tick the embedder asks for),
 /// so a run repeats exactly. Not locked: the model keeps it under its register lock.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AtsTracker {
     policy: AtsPolicy,
     now: u64,
