@@ -6,9 +6,7 @@
 mod driver_common;
 
 use driver_common::*;
-use sviommu_smmuv3::driver::{
-    Attach, DomainConfig, DriverConfig, DriverError, ATC_SYNC_TRIES,
-};
+use sviommu_smmuv3::driver::{Attach, DomainConfig, DriverConfig, DriverError, ATC_SYNC_TRIES};
 use sviommu_smmuv3::hw::{AtsCompletion, AtsPolicy, Output, Smmu, SmmuParams};
 use sviommu_smmuv3::spec::regs::{self, gerror};
 use sviommu_smmuv3::spec::Granule;
@@ -29,7 +27,10 @@ fn atc_messages(s: &Smmu<&sviommu_memory::HostMemory>) -> usize {
 #[test]
 fn a_late_completion_is_retried_until_it_arrives() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, ats_params(AtsPolicy { completion: AtsCompletion::After(12), timeout_ticks: 8 }));
+    let smmu = Smmu::new(
+        &mem,
+        ats_params(AtsPolicy { completion: AtsCompletion::After(12), timeout_ticks: 8 }),
+    );
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let dom = drv.alloc_domain(S1).unwrap();
     drv.attach(SID, Attach::Domain(dom)).unwrap();
@@ -45,7 +46,10 @@ fn a_late_completion_is_retried_until_it_arrives() {
 #[test]
 fn a_device_that_never_answers_is_reported_and_the_queue_goes_on_once_it_does() {
     let mem = memory();
-    let smmu = Smmu::new(&mem, ats_params(AtsPolicy { completion: AtsCompletion::Never, timeout_ticks: 8 }));
+    let smmu = Smmu::new(
+        &mem,
+        ats_params(AtsPolicy { completion: AtsCompletion::Never, timeout_ticks: 8 }),
+    );
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let dom = drv.alloc_domain(S1).unwrap();
     drv.attach(SID, Attach::Domain(dom)).unwrap();

@@ -526,7 +526,8 @@ mod tests {
         t.sent(1);
         assert!(!t.busy(), "immediate completions are never waited for");
 
-        let mut t = AtsTracker::new(AtsPolicy { completion: AtsCompletion::After(3), timeout_ticks: 5 });
+        let mut t =
+            AtsTracker::new(AtsPolicy { completion: AtsCompletion::After(3), timeout_ticks: 5 });
         t.sent(7);
         assert!(t.busy());
         assert_eq!((t.tick(), t.tick()), (None, None));
@@ -534,7 +535,8 @@ mod tests {
         assert_eq!(t.tick(), None);
         assert!(!t.busy());
 
-        let mut t = AtsTracker::new(AtsPolicy { completion: AtsCompletion::Never, timeout_ticks: 2 });
+        let mut t =
+            AtsTracker::new(AtsPolicy { completion: AtsCompletion::Never, timeout_ticks: 2 });
         t.sent(9);
         assert_eq!(t.tick(), None);
         assert_eq!(t.tick(), Some(9), "the deadline is 2 ticks after the request");
@@ -546,7 +548,10 @@ mod tests {
         t.abandon();
         assert!(!t.busy());
         let s = t.stats();
-        assert_eq!((s.waited, s.completed, s.timed_out, s.unexpected, s.outstanding), (2, 1, 2, 1, 0));
+        assert_eq!(
+            (s.waited, s.completed, s.timed_out, s.unexpected, s.outstanding),
+            (2, 1, 2, 1, 0)
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ fn devtlb_messages(r: &Rig) -> usize {
 
 #[test]
 fn a_late_completion_is_waited_for() {
-    let (mut r, dom) = ats_rig(AtsPolicy { completion: AtsCompletion::After(20), timeout_ticks: 50 });
+    let (mut r, dom) =
+        ats_rig(AtsPolicy { completion: AtsCompletion::After(20), timeout_ticks: 50 });
     r.drv.flush_iotlb(dom, Some((0x20_0000, 0x1000))).unwrap();
     assert_eq!(devtlb_messages(&r), 1);
     let s = r.vtd.devtlb_stats();

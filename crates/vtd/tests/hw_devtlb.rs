@@ -102,12 +102,17 @@ fn a_late_completion_holds_the_wait_and_the_invalidations_before_it() {
         assert_eq!(ok(&vtd, read(IOVA)).output, HPA, "{profile}: cached");
         // The page goes; the driver invalidates the IOTLB and the device-TLB, then waits.
         ss.unmap(&m.mem, IOVA, 0x1000).unwrap();
-        submit(&vtd, &[desc::iotlb_domain(DID), devtlb(), wait_sw(STATUS_HPA, 1), wait_sw(STATUS2, 2)]);
+        submit(
+            &vtd,
+            &[desc::iotlb_domain(DID), devtlb(), wait_sw(STATUS_HPA, 1), wait_sw(STATUS2, 2)],
+        );
         // The wait is fetched (IQH past it) and waits; the one after it is not fetched.
         let (head, tail) = head_tail(&vtd);
         assert_eq!(tail - head, 32, "{profile}: IQH just past the first wait");
         assert_eq!(status(&vtd, STATUS_HPA), 0, "{profile}: not complete");
-        assert!(matches!(vtd.drain_outputs().as_slice(), [Output::DevTlbInvalidation(d)] if d.sid == RID));
+        assert!(
+            matches!(vtd.drain_outputs().as_slice(), [Output::DevTlbInvalidation(d)] if d.sid == RID)
+        );
         if profile.is_strict() {
             assert_eq!(ok(&vtd, read(IOVA)).output, HPA, "strict: still cached until the wait");
         }

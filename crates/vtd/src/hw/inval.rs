@@ -547,15 +547,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::DevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                return Ok(self.send_devtlb(regs, DevTlbInvalidation {
-                    sid: c.sid(),
-                    pfsid: c.pfsid(),
-                    pasid: None,
-                    global: false,
-                    addr,
-                    size_lg2,
-                    mip: c.mip(),
-                }));
+                return Ok(self.send_devtlb(
+                    regs,
+                    DevTlbInvalidation {
+                        sid: c.sid(),
+                        pfsid: c.pfsid(),
+                        pasid: None,
+                        global: false,
+                        addr,
+                        size_lg2,
+                        mip: c.mip(),
+                    },
+                ));
             }
             // Interrupt remapping is not modelled: nothing is cached, nothing to do.
             Invalidation::InterruptEntryCache(_) => {}
@@ -591,15 +594,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::PasidDevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                return Ok(self.send_devtlb(regs, DevTlbInvalidation {
-                    sid: c.sid(),
-                    pfsid: c.pfsid(),
-                    pasid: Some(c.pasid()),
-                    global: c.g(),
-                    addr,
-                    size_lg2,
-                    mip: c.mip(),
-                }));
+                return Ok(self.send_devtlb(
+                    regs,
+                    DevTlbInvalidation {
+                        sid: c.sid(),
+                        pfsid: c.pfsid(),
+                        pasid: Some(c.pasid()),
+                        global: c.g(),
+                        addr,
+                        size_lg2,
+                        mip: c.mip(),
+                    },
+                ));
             }
             Invalidation::PageGroupResponse(r) => {
                 // §7.7.1: RC 2h–Eh are reserved. IMPDEF: reported as a reserved field.
