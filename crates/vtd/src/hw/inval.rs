@@ -35,6 +35,7 @@
 //! - §6.5.2.10 ICE: a completion the embedder sends ([`Vtd::invalidation_completion`]) for
 //!   a device with nothing outstanding latches FSTS.ICE with IQER.ICESID and raises the fault
 //!   event; the queue goes on.
+//!
 //! Strict's held invalidations take effect when the wait completes, not when it is fetched; an
 //! aborted wait leaves them held for the next one.
 //!
