@@ -23,7 +23,7 @@ use sviommu_pgtable::x86::{Levels, X86Attrs, X86Paging};
 use sviommu_pgtable::{Build, MapError};
 use sviommu_smmuv3::driver::{CdTablePolicy, DriverConfig as SmmuConfig};
 use sviommu_smmuv3::hw::SmmuParams;
-use sviommu_tlb::Profile;
+use sviommu_tlb::{AtsCompletion, AtsPolicy, Profile};
 use sviommu_uapi::{Iommufd, VmmRegion};
 use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_vtd::driver::DriverConfig as VtdConfig;
@@ -119,6 +119,14 @@ fn check_caps(source: &Source, u: &Unit) -> Result<(), ScenarioError> {
             return Err(source.error(p.span(), "unit.profile", e.to_string()));
         }
     }
+    if let Some(a) = &u.ats_completion {
+        if let Err(e) = a.get_ref().parse::<AtsCompletion>() {
+            return Err(source.error(a.span(), "unit.ats_completion", e.to_string()));
+        }
+    }
+    if let Some(t) = u.ats_timeout_ticks.as_ref().filter(|t| *t.get_ref() == 0) {
+        return Err(source.error(t.span(), "unit.ats_timeout_ticks", "at least 1 tick"));
+    }
     if let Some(w) = &u.sagaw {
         if w.get_ref().is_empty() || w.get_ref().iter().any(|b| ![39, 48, 57].contains(b)) {
             let message = "address widths of 39, 48 or 57 bits (at least one)";
@@ -196,12 +204,26 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
         p.cap = cap::CM.with(p.cap, *c.get_ref());
     }
     p.profile = profile_of(u);
+    p.ats = ats_of(u);
     p
 }
 
 /// The unit's behaviour profile (checked by [`check_caps`]; the default where absent).
 fn profile_of(u: &Unit) -> Profile {
     u.profile.as_ref().and_then(|p| p.get_ref().parse().ok()).unwrap_or_default()
+}
+
+/// How the unit's devices answer ATS invalidations (checked by [`check_caps`]).
+fn ats_of(u: &Unit) -> AtsPolicy {
+    let d = AtsPolicy::default();
+    AtsPolicy {
+        completion: u
+            .ats_completion
+            .as_ref()
+            .and_then(|a| a.get_ref().parse().ok())
+            .unwrap_or(d.completion),
+        timeout_ticks: u.ats_timeout_ticks.as_ref().map_or(d.timeout_ticks, |t| *t.get_ref()),
+    }
 }
 
 /// The SMMUv3 unit; with `pri` (a device of the scenario has ATS or PRI) it also advertises
@@ -247,6 +269,7 @@ fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
         p.idr5 = idr5::GRAN64K.set32(p.idr5, has(64));
     }
     p.profile = profile_of(u);
+    p.ats = ats_of(u);
     p
 }
 

@@ -179,6 +179,13 @@ pub struct Unit {
     /// effect at their CMD_SYNC / wait descriptor and remove only what they select) or
     /// `strict:SEED` (each at a seeded point before it).
     pub profile: Option<Spanned<String>>,
+    /// How the unit's devices answer its ATS invalidations (VT-d device-TLB invalidations,
+    /// SMMUv3 CMD_ATC_INV): `immediate` (the default), `after:TICKS` or `never`, in ticks of
+    /// the unit's clock (one per register read its driver makes); late past the time-out,
+    /// the unit reports ITE / CERROR_ATC_INV_SYNC and the driver recovers or gives up.
+    pub ats_completion: Option<Spanned<String>>,
+    /// Ticks the unit waits for an ATS invalidation completion before it reports a time-out.
+    pub ats_timeout_ticks: Option<Spanned<u32>>,
 }
 
 /// A generated DMA stream: `count` requests from one device over `pages` 4K pages from `base`

@@ -241,6 +241,206 @@ impl<C> Deferred<C> {
     }
 }
 
+/// How the devices behind a unit answer its ATS Invalidate Requests (VT-d device-TLB
+/// invalidation descriptors, §6.5.2.5 / §6.5.2.6; SMMUv3 CMD_ATC_INV, §4.5.1), in ticks of the
+/// unit's clock (see [`AtsTracker`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AtsCompletion {
+    /// The completion arrives as the request is sent (what the models always did, and the
+    /// default): a wait descriptor or CMD_SYNC behind it never waits for a device.
+    #[default]
+    Immediate,
+    /// Each completion arrives this many ticks after its request was sent (at or beyond the
+    /// unit's time-out, the request times out first).
+    After(u32),
+    /// No completion ever arrives, unless the embedder plays the device and sends one: every
+    /// request times out.
+    Never,
+}
+
+/// A unit's ATS invalidation behaviour: how its devices answer, and how long it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AtsPolicy {
+    /// How the devices answer.
+    pub completion: AtsCompletion,
+    /// Ticks the unit waits for a completion before it reports a time-out (VT-d ITE, SMMUv3
+    /// CERROR_ATC_INV_SYNC). At least 1.
+    pub timeout_ticks: u32,
+}
+
+/// IMPDEF: the time-out of the default policy, in ticks.
+pub const DEFAULT_ATS_TIMEOUT_TICKS: u32 = 64;
+
+impl Default for AtsPolicy {
+    fn default() -> Self {
+        Self { completion: AtsCompletion::Immediate, timeout_ticks: DEFAULT_ATS_TIMEOUT_TICKS }
+    }
+}
+
+/// An ATS completion policy that [`AtsCompletion::from_str`] does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadAtsCompletion(pub String);
+
+impl fmt::Display for BadAtsCompletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown ATS completion {:?}: expected immediate, after:TICKS or never", self.0)
+    }
+}
+
+impl std::error::Error for BadAtsCompletion {}
+
+impl FromStr for AtsCompletion {
+    type Err = BadAtsCompletion;
+
+    /// `immediate`, `after:TICKS` (decimal) or `never`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadAtsCompletion(s.to_owned());
+        match s.trim() {
+            "immediate" => Ok(Self::Immediate),
+            "never" => Ok(Self::Never),
+            t => {
+                let n = t.strip_prefix("after:").ok_or_else(bad)?;
+                n.parse().map(Self::After).map_err(|_| bad())
+            }
+        }
+    }
+}
+
+impl fmt::Display for AtsCompletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Immediate => f.write_str("immediate"),
+            Self::After(n) => write!(f, "after:{n}"),
+            Self::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// One ATS Invalidate Request the unit waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Outstanding {
+    /// The device (requester ID / StreamID).
+    sid: u32,
+    /// When its completion arrives by itself, if ever.
+    due: Option<u64>,
+    /// When the unit stops waiting for it.
+    deadline: u64,
+}
+
+/// What an [`AtsTracker`] has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AtsTrackerStats {
+    /// Requests the unit waited for (none under [`AtsCompletion::Immediate`]).
+    pub waited: u64,
+    /// Completions that arrived (by themselves or from the embedder) for a request waited for.
+    pub completed: u64,
+    /// Time-outs reported (each one counted once, when the unit's timer expired).
+    pub timed_out: u64,
+    /// Completions that matched no request the unit waited for.
+    pub unexpected: u64,
+    /// Waiting now.
+    pub outstanding: u64,
+}
+
+/// The ATS Invalidate Requests a unit has sent and not seen completed, and the unit's clock.
+///
+/// The models have no clock of their own: time passes in ticks, one at each [`tick`](Self::tick)
+/// the model makes (each register read software makes, and each tick the embedder asks for),
+/// so a run repeats exactly. Not locked: the model keeps it under its register lock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AtsTracker {
+    policy: AtsPolicy,
+    now: u64,
+    outstanding: VecDeque<Outstanding>,
+    stats: AtsTrackerStats,
+}
+
+impl AtsTracker {
+    /// Nothing outstanding, at tick 0.
+    #[must_use]
+    pub fn new(policy: AtsPolicy) -> Self {
+        Self { policy, ..Self::default() }
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> AtsPolicy {
+        self.policy
+    }
+
+    /// The unit sent an ATS Invalidate Request to `sid`: waited for unless completions are
+    /// immediate.
+    pub fn sent(&mut self, sid: u32) {
+        let due = match self.policy.completion {
+            AtsCompletion::Immediate => return,
+            AtsCompletion::After(n) => Some(self.now.saturating_add(u64::from(n))),
+            AtsCompletion::Never => None,
+        };
+        let deadline = self.now.saturating_add(u64::from(self.policy.timeout_ticks.max(1)));
+        self.outstanding.push_back(Outstanding { sid, due, deadline });
+        self.stats.waited += 1;
+    }
+
+    /// Whether a request is still waited for (a wait descriptor / CMD_SYNC must wait).
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        !self.outstanding.is_empty()
+    }
+
+    /// One tick: completions that are due arrive; returns the device of the first request
+    /// whose time-out has expired, if one has (counted; the model then [`abandon`](Self::abandon)s
+    /// or [`rearm`](Self::rearm)s).
+    pub fn tick(&mut self) -> Option<u32> {
+        self.now = self.now.saturating_add(1);
+        let now = self.now;
+        let before = self.outstanding.len();
+        // A completion due at the same tick as the deadline wins: it arrived in time.
+        self.outstanding.retain(|o| o.due.is_none_or(|d| d > now));
+        self.stats.completed += (before - self.outstanding.len()) as u64;
+        let expired = self.outstanding.iter().find(|o| o.deadline <= now).map(|o| o.sid);
+        if expired.is_some() {
+            self.stats.timed_out += 1;
+        }
+        expired
+    }
+
+    /// A completion from `sid` (the embedder playing the device): completes the oldest
+    /// request to it; `false` (counted) if none was waited for.
+    pub fn complete(&mut self, sid: u32) -> bool {
+        match self.outstanding.iter().position(|o| o.sid == sid) {
+            Some(i) => {
+                self.outstanding.remove(i);
+                self.stats.completed += 1;
+                true
+            }
+            None => {
+                self.stats.unexpected += 1;
+                false
+            }
+        }
+    }
+
+    /// The unit stops waiting for every request (VT-d after ITE: software resubmits).
+    pub fn abandon(&mut self) {
+        self.outstanding.clear();
+    }
+
+    /// The unit goes on waiting for the requests whose time-out expired, each with a new
+    /// time-out from now (SMMUv3: a retried CMD_SYNC waits for them again).
+    pub fn rearm(&mut self) {
+        let (now, t) = (self.now, u64::from(self.policy.timeout_ticks.max(1)));
+        for o in self.outstanding.iter_mut().filter(|o| o.deadline <= now) {
+            o.deadline = now.saturating_add(t);
+        }
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn stats(&self) -> AtsTrackerStats {
+        AtsTrackerStats { outstanding: self.outstanding.len() as u64, ..self.stats }
+    }
+}
+
 /// xorshift64*: small, deterministic, good enough to choose a moment.
 fn next(s: &mut u64) -> u64 {
     let mut x = *s;
@@ -318,6 +518,49 @@ mod tests {
         }
         assert!(runs.iter().any(|r| !r.is_empty()), "some seed applies early");
         assert!(runs.windows(2).any(|w| w[0] != w[1]), "seeds choose differently");
+    }
+
+    #[test]
+    fn ats_tracker_completes_times_out_and_counts() {
+        let mut t = AtsTracker::new(AtsPolicy::default());
+        t.sent(1);
+        assert!(!t.busy(), "immediate completions are never waited for");
+
+        let mut t =
+            AtsTracker::new(AtsPolicy { completion: AtsCompletion::After(3), timeout_ticks: 5 });
+        t.sent(7);
+        assert!(t.busy());
+        assert_eq!((t.tick(), t.tick()), (None, None));
+        assert!(t.busy(), "due at tick 3");
+        assert_eq!(t.tick(), None);
+        assert!(!t.busy());
+
+        let mut t =
+            AtsTracker::new(AtsPolicy { completion: AtsCompletion::Never, timeout_ticks: 2 });
+        t.sent(9);
+        assert_eq!(t.tick(), None);
+        assert_eq!(t.tick(), Some(9), "the deadline is 2 ticks after the request");
+        t.rearm();
+        assert_eq!((t.tick(), t.tick()), (None, Some(9)), "re-armed for 2 more ticks");
+        assert!(t.complete(9), "the embedder's late completion");
+        assert!(!t.complete(9), "a second one matches nothing");
+        t.sent(4);
+        t.abandon();
+        assert!(!t.busy());
+        let s = t.stats();
+        assert_eq!(
+            (s.waited, s.completed, s.timed_out, s.unexpected, s.outstanding),
+            (2, 1, 2, 1, 0)
+        );
+    }
+
+    #[test]
+    fn ats_completions_parse_and_print() {
+        for s in ["immediate", "after:12", "never"] {
+            assert_eq!(s.parse::<AtsCompletion>().map(|c| c.to_string()).as_deref(), Ok(s));
+        }
+        assert!("after:".parse::<AtsCompletion>().is_err());
+        assert!("sometimes".parse::<AtsCompletion>().is_err());
     }
 
     #[test]

@@ -28,7 +28,10 @@
 use std::hash::{BuildHasher, Hash};
 
 mod deferred;
-pub use deferred::{Apply, BadProfile, Deferred, DeferredStats, Profile};
+pub use deferred::{
+    Apply, AtsCompletion, AtsPolicy, AtsTracker, AtsTrackerStats, BadAtsCompletion, BadProfile,
+    Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
+};
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -123,10 +123,22 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         self.stats.syncs += 1;
         self.issue(&[cmd])?;
         let mut failure = None;
+        let mut atc_failures = 0;
         for _ in 0..self.config.poll_limit.max(1) {
-            if let Err(e) = self.take_cmdq_error() {
-                failure.get_or_insert(e);
-                continue;
+            match self.take_cmdq_error() {
+                Ok(()) => {}
+                // §3.9.1.4: the CMD_SYNC is consumed again now that the error is acknowledged.
+                Err(DriverError::Command { error: Ok(CError::AtcInvSync), .. }) => {
+                    atc_failures += 1;
+                    if atc_failures >= super::ATC_SYNC_TRIES {
+                        return Err(DriverError::AtcInvalidationTimeout { tries: atc_failures });
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    continue;
+                }
             }
             let done = match self.cmdq.msi_word {
                 None => self.cmdq_cons() == self.cmdq.prod,
@@ -153,7 +165,9 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
 
     /// §7.1: if GERROR.CMDQ_ERR is active, the queue stopped at the command CONS points at,
     /// with the reason in CONS.ERR. The driver replaces that command with a CMD_SYNC (so the
-    /// queue can go on) and acknowledges through GERRORN, which restarts it.
+    /// queue can go on) and acknowledges through GERRORN, which restarts it. For
+    /// CERROR_ATC_INV_SYNC CONS is at a CMD_SYNC already: it is left as it is (its MSI
+    /// included) and consumed again (counted in `atc_sync_errors`).
     fn take_cmdq_error(&mut self) -> Result<(), DriverError> {
         let g = self.regs.read(regs::GERROR.0, 4);
         let n = self.regs.read(regs::GERRORN.0, 4);
@@ -164,7 +178,11 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         let raw = u8::try_from(cons::ERR.get(c)).unwrap_or(u8::MAX);
         let at = self.cmdq.slot(self.cmdq_cons());
         let command = Command::from_words(super::read_words::<M, 2>(&self.mem, at)?);
-        write_words(&self.mem, at, &Command::new(Opcode::Sync).words())?;
+        if raw == CError::AtcInvSync as u8 {
+            self.stats.atc_sync_errors += 1;
+        } else {
+            write_words(&self.mem, at, &Command::new(Opcode::Sync).words())?;
+        }
         self.stats.command_errors += 1;
         self.regs.write(regs::GERRORN.0, 4, n ^ gerror::CMDQ_ERR.mask());
         Err(DriverError::Command { error: CError::try_from(raw).map_err(|_| raw), command })

@@ -265,7 +265,21 @@ pub enum DriverError {
         /// The offending command as it was in the queue.
         command: Command,
     },
+    /// A CMD_SYNC failed with CERROR_ATC_INV_SYNC on every try (§3.9.1.4: an ATC invalidation
+    /// before it did not complete in time): the driver acknowledged each failure, so the SMMU
+    /// consumed the CMD_SYNC again, as Linux's `arm_smmu_cmdq_skip_err` does, and gave up after
+    /// [`ATC_SYNC_TRIES`]. A device's ATC may still hold what was invalidated; the CMD_SYNC
+    /// stays in the queue and completes if the device answers later.
+    #[error("CMD_SYNC failed to complete ATC invalidations {tries} times")]
+    AtcInvalidationTimeout {
+        /// Tries made.
+        tries: u32,
+    },
 }
+
+/// How many times a CMD_SYNC that fails with CERROR_ATC_INV_SYNC is consumed before the driver
+/// reports [`DriverError::AtcInvalidationTimeout`].
+pub const ATC_SYNC_TRIES: u32 = 3;
 
 /// What the driver did and saw, since it was made. Nothing it drops goes uncounted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -286,6 +300,9 @@ pub struct DriverStats {
     pub page_requests: u64,
     /// PRI queue overflows seen.
     pub priq_overflows: u64,
+    /// CMD_SYNCs that failed with CERROR_ATC_INV_SYNC (each acknowledged and retried, or,
+    /// after the last try, reported as [`DriverError::AtcInvalidationTimeout`]).
+    pub atc_sync_errors: u64,
 }
 
 /// The SMMUv3 driver over registers `R` and memory `M`.

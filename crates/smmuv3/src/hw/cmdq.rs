@@ -20,6 +20,19 @@
 //! command is consumed; strict holds CFGI_* and TLBI_* until the next CMD_SYNC completes
 //! (§3.21: completion is only guaranteed then), or applies each at a seeded point before it.
 //! IMPDEF: CMD_ATC_INV is sent to the device when consumed in both profiles.
+//!
+//! ATS invalidation completions (§3.9.1.4) arrive as `SmmuParams::ats` says: at once (the
+//! default), some ticks later, or never. The model has no clock of its own: time passes one
+//! tick at each register read software makes and at each [`Smmu::tick`] the embedder calls,
+//! so a driver polling CMDQ_CONS lets time pass, and a run repeats exactly. A CMD_SYNC behind
+//! a CMD_ATC_INV still outstanding waits, CONS on it, without error. When the SMMU's time-out
+//! expires, the CMD_SYNC waiting (or, if none waits, the next one) fails with
+//! CERROR_ATC_INV_SYNC: CONS.ERR, CONS still at the CMD_SYNC, GERROR.CMDQ_ERR; once software
+//! acknowledges it through GERRORN the CMD_SYNC is consumed again. IMPDEF: the SMMU goes on
+//! waiting for the timed-out invalidation (a new time-out from the failure), so the retried
+//! CMD_SYNC completes if the device answers meanwhile ([`Smmu::atc_completion`]: the embedder
+//! playing the device) and fails again otherwise. A completion nothing waits for is counted
+//! and ignored (SMMUv3 defines no error for it).
 //! - CMD_PREFETCH_* prefetch nothing.
 //! - CMD_TLBI_S2_IPA does not remove combined stage-1 + stage-2 TLB entries (tagged by VA):
 //!   as on the CPU, software follows it with CMD_TLBI_NH_ALL or CMD_TLBI_S12_VMALL (§4.4.3.1).
@@ -163,9 +176,15 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             | Opcode::TlbiEl2Asid
             | Opcode::TlbiEl2Va
             | Opcode::TlbiEl2Vaa => self.tlbi_all(op).map(done),
-            Opcode::AtcInv | Opcode::PriResp => self.to_device(op, c),
+            Opcode::AtcInv | Opcode::PriResp => {
+                let step = self.to_device(op, c)?;
+                if op == Opcode::AtcInv && step == Step::Done {
+                    r.atc.sent(c.sid());
+                }
+                Ok(step)
+            }
             Opcode::Resume | Opcode::StallTerm => self.resolve_stalls(r, op, c),
-            Opcode::Sync => self.sync(c),
+            Opcode::Sync => self.sync(r, c),
             // Secure-only and EL3 commands on the Non-secure queue, VMS and DPT (not
             // implemented): ILLEGAL.
             Opcode::CfgiVmsPidm
@@ -343,7 +362,18 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// synchronous, and a command whose message waited stopped the queue before it). Its MSI
     /// is the completion write the command names, so it is a message that waits for room,
     /// never coalesced; the wired interrupt and SEV coalesce.
-    fn sync(&self, c: &Command) -> Result<Step, CError> {
+    fn sync(&self, r: &mut RegFile, c: &Command) -> Result<Step, CError> {
+        // §3.9.1.4: an ATC invalidation before it failed (timed out).
+        if r.atc_failed {
+            r.atc_failed = false;
+            r.atc_sync_waiting = false;
+            return Err(CError::AtcInvSync);
+        }
+        // §4.7.3: it completes only once the CMD_ATC_INVs before it have; CONS stays on it.
+        r.atc_sync_waiting = r.atc.busy();
+        if r.atc_sync_waiting {
+            return Ok(Step::Waiting);
+        }
         // §3.21, §4.7.3: the invalidations before it have completed when it completes (strict
         // holds them until now; forgiving ran them when read).
         self.deferred.sync(&self.caches);
@@ -365,6 +395,47 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             }
         }
         Ok(Step::Done)
+    }
+
+    /// One tick of the SMMU's clock (the module doc): ATC invalidation completions that are
+    /// due arrive, and a CMD_SYNC waiting for them completes; or the time-out expires and the
+    /// waiting CMD_SYNC fails with CERROR_ATC_INV_SYNC. The embedder calls it to let time
+    /// pass; every register read is one too.
+    pub fn tick(&self) {
+        let mut r = self.lock();
+        self.tick_locked(&mut r);
+    }
+
+    pub(super) fn tick_locked(&self, r: &mut RegFile) {
+        if !r.atc.busy() {
+            let _ = r.atc.tick();
+            return;
+        }
+        if r.atc.tick().is_some() {
+            r.atc.rearm();
+            r.atc_failed = true;
+        }
+        if r.atc_sync_waiting {
+            self.process_cmdq(r);
+        }
+    }
+
+    /// A device's ATS Invalidate Completion (PCIe §10.3.2), sent by the embedder playing
+    /// StreamID `sid`: completes the oldest CMD_ATC_INV outstanding to it, and a CMD_SYNC
+    /// waiting for it may complete. `false` (counted, ignored) if none was outstanding.
+    pub fn atc_completion(&self, sid: u32) -> bool {
+        let mut r = self.lock();
+        let matched = r.atc.complete(sid);
+        if matched && r.atc_sync_waiting {
+            self.process_cmdq(&mut r);
+        }
+        matched
+    }
+
+    /// What the SMMU has seen of ATC invalidation completions: waited for, completed, timed
+    /// out, unexpected.
+    pub fn atc_stats(&self) -> sviommu_tlb::AtsTrackerStats {
+        self.lock().atc.stats()
     }
 
     /// IMPDEF: a StreamID beyond SMMU_IDR1.SIDSIZE is CERROR_ILL.

@@ -55,6 +55,13 @@ pub(super) struct RegFile {
     pub(super) priq_irq_cfg0: u64,
     pub(super) priq_irq_cfg1: u32,
     pub(super) priq_irq_cfg2: u32,
+    /// CMD_ATC_INVs sent and not completed, and the SMMU's clock (`cmdq`).
+    pub(super) atc: sviommu_tlb::AtsTracker,
+    /// The CMD_SYNC at CONS waits for ATC invalidation completions.
+    pub(super) atc_sync_waiting: bool,
+    /// An ATC invalidation timed out: the CMD_SYNC that waits for it (or the next one) fails
+    /// with CERROR_ATC_INV_SYNC.
+    pub(super) atc_failed: bool,
 }
 
 impl RegFile {
@@ -63,7 +70,7 @@ impl RegFile {
     pub(super) fn reset(p: &SmmuParams) -> Self {
         let mut g = gbpa::SHCFG.set(0, 0b01);
         g = gbpa::ABORT.with(g, p.gbpa_abort_at_reset);
-        Self { gbpa: low32(g), ..Self::default() }
+        Self { gbpa: low32(g), atc: sviommu_tlb::AtsTracker::new(p.ats), ..Self::default() }
     }
 }
 
@@ -143,7 +150,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// A register read of `size` bytes (4 or 8) at `offset` from the SMMU's base.
     pub fn mmio_read(&self, offset: u64, size: u8) -> u64 {
-        let r = self.lock();
+        let mut r = self.lock();
+        // IMPDEF: a register read takes one tick of the SMMU's clock (`cmdq`).
+        self.tick_locked(&mut r);
         match (size, offset % 8) {
             (8, 0) if REG64.contains(&offset) => self.read64(&r, offset),
             (4, 0) if REG64.contains(&offset) => self.read64(&r, offset) & u64::from(u32::MAX),

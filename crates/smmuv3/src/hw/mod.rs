@@ -47,7 +47,7 @@ use sviommu_memory::{Hpa, Outbox, PhysMemory};
 use sviommu_pgtable::vmsa::Oa52;
 pub use sviommu_pgtable::{Access, Perms};
 use sviommu_tlb::Deferred;
-pub use sviommu_tlb::{Apply, DeferredStats, Profile};
+pub use sviommu_tlb::{Apply, AtsCompletion, AtsPolicy, AtsTrackerStats, DeferredStats, Profile};
 
 use crate::spec::regs::{aidr, idr0, idr1, idr3, idr5, StallModel};
 use crate::spec::{address_size_bits, CError, Class, Command, EventId, EventRecord, Granule, Ste};
@@ -103,6 +103,10 @@ pub struct SmmuParams {
     /// effect when the next CMD_SYNC completes, §3.21, and a TLBI removes only the TG granule
     /// and TTL level it names, §4.4.1.1).
     pub profile: Profile,
+    /// How the devices answer CMD_ATC_INV and how long the SMMU waits (`cmdq`): at once by
+    /// default; late or never to make a CMD_SYNC wait or fail with CERROR_ATC_INV_SYNC
+    /// (§3.9.1.4), in ticks of the SMMU's clock ([`Smmu::tick`], and one per register read).
+    pub ats: AtsPolicy,
 }
 
 /// Device messages the default SMMU holds before its Command queue waits (IMPDEF).
@@ -187,6 +191,7 @@ impl Default for SmmuParams {
             caches: CacheSizes::default(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             profile: Profile::Forgiving,
+            ats: AtsPolicy::default(),
         }
     }
 }

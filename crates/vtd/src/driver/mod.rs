@@ -173,6 +173,16 @@ pub enum DriverError {
         /// IQH: the offset of the descriptor.
         head: u64,
     },
+    /// A device-TLB invalidation of the batch timed out (FSTS.ITE) on every try: the driver
+    /// cleared ITE and resubmitted the batch, as Linux does, and gave up after
+    /// [`DEVTLB_TRIES`] tries. The device's TLB may still hold what the batch invalidated.
+    #[error("device-TLB invalidation of {sid:#06x} timed out {tries} times")]
+    DeviceTlbTimeout {
+        /// IQER.ITESID of the last time-out: the device (0 if the unit did not say).
+        sid: u16,
+        /// Tries made.
+        tries: u32,
+    },
     /// No domain has that DID.
     #[error("no domain {0:?}")]
     NoSuchDomain(Did),
@@ -266,7 +276,16 @@ pub struct DriverStats {
     pub page_request_overflows: u64,
     /// Page group responses submitted.
     pub page_responses: u64,
+    /// Device-TLB invalidation time-outs the unit reported (FSTS.ITE), each followed by a
+    /// resubmission or, after the last try, [`DriverError::DeviceTlbTimeout`].
+    pub devtlb_timeouts: u64,
+    /// Unexpected device-TLB invalidation completions the unit reported (FSTS.ICE), cleared.
+    pub completion_errors: u64,
 }
+
+/// How many times a batch is submitted while its device-TLB invalidations time out (ITE)
+/// before the driver reports [`DriverError::DeviceTlbTimeout`].
+pub const DEVTLB_TRIES: u32 = 3;
 
 /// Features of a device behind the unit, which its context entry enables (§9.3 TT, §9.4 DTE,
 /// PRE).

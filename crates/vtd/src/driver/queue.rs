@@ -273,6 +273,8 @@ impl<A: Address> Queue<A> {
         Ok(())
     }
 
+    /// One batch and its wait, resubmitted while a device-TLB invalidation times out (ITE),
+    /// at most [`DEVTLB_TRIES`](super::DEVTLB_TRIES) times.
     fn round<R: Mmio, M: PhysMemory<Addr = A>>(
         &mut self,
         regs: &R,
@@ -281,6 +283,30 @@ impl<A: Address> Queue<A> {
         stats: &mut DriverStats,
         limit: u32,
     ) -> Result<(), DriverError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.post_and_wait(regs, mem, descs, stats, limit)? {
+                None => return Ok(()),
+                Some(sid) if tries >= super::DEVTLB_TRIES => {
+                    return Err(DriverError::DeviceTlbTimeout { sid, tries })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Writes `descs` and a wait, moves IQT and polls the wait's status word. `Some(sid)`:
+    /// the unit reported a device-TLB invalidation time-out (ITE, IQER.ITESID) and aborted
+    /// the wait; ITE is cleared, so the unit fetches again.
+    fn post_and_wait<R: Mmio, M: PhysMemory<Addr = A>>(
+        &mut self,
+        regs: &R,
+        mem: &M,
+        descs: &[[u64; 4]],
+        stats: &mut DriverStats,
+        limit: u32,
+    ) -> Result<Option<u16>, DriverError> {
         let width = self.width.bytes();
         let needed = (descs.len() as u64 + 1) * width;
         // Wait for room: the unit must have fetched up to where we will write.
@@ -313,21 +339,43 @@ impl<A: Address> Queue<A> {
         stats.waits += 1;
         regs.write(regs::IQT.0, 8, iqt::QT.in_place(self.tail));
         let mut error = None;
+        let mut timed_out = None;
+        let mut ice = 0;
         let seq = self.seq;
         let status = self.status;
         let done = poll(
             || {
-                if fsts::IQE.is_set(regs.read(regs::FSTS.0, 4)) && error.is_none() {
+                let f = regs.read(regs::FSTS.0, 4);
+                if fsts::IQE.is_set(f) && error.is_none() {
                     error = Some(self.skip_bad_descriptor(regs, mem));
+                }
+                // §6.5.2.10: an unexpected completion changes nothing the driver waits for.
+                if fsts::ICE.is_set(f) {
+                    regs.write(regs::FSTS.0, 4, fsts::ICE.mask());
+                    ice += 1;
+                }
+                // §6.5.2.10: ITE aborted the wait (its status will never be written) and
+                // stopped the queue; clearing ITE lets the unit fetch again, and the batch
+                // is resubmitted.
+                if fsts::ITE.is_set(f) {
+                    let sid = iqer::ITESID.get(regs.read(regs::IQER.0, 8));
+                    regs.write(regs::FSTS.0, 4, fsts::ITE.mask());
+                    timed_out = Some(u16::try_from(sid).unwrap_or(u16::MAX));
+                    return true;
                 }
                 mem.read_u64(status).is_ok_and(|w| w & u64::from(u32::MAX) == u64::from(seq))
             },
             "the invalidation wait descriptor's status write",
             limit,
         );
-        match error {
-            Some(e) => Err(e),
-            None => done,
+        stats.completion_errors += ice;
+        if timed_out.is_some() {
+            stats.devtlb_timeouts += 1;
+        }
+        match (error, timed_out) {
+            (Some(e), _) => Err(e),
+            (None, Some(sid)) => done.map(|()| Some(sid)),
+            (None, None) => done.map(|()| None),
         }
     }
 

@@ -19,11 +19,25 @@
 //! unit ignored (§11.4.7, §11.4.8.2), FSTS.IQE with IQER.IQEI for a descriptor it cannot
 //! process, with IQH left pointing at it and the queue stopped until software clears IQE.
 //!
-//! Not produced: ITE (device-TLB invalidation time-out) and ICE (invalidation completion
-//! error). IMPDEF: a device-TLB invalidation goes to the outbox and counts as completed there:
-//! the model has no device that answers an ATS Invalidate Request late or wrongly (the
-//! embedder plays the device, after the queue has run), so the conditions §6.5.2.10 stops the
-//! queue for never arise.
+//! Device-TLB invalidations (§6.5.2.5, §6.5.2.6) go to the outbox as ATS Invalidate Requests.
+//! Their completions arrive as [`VtdParams::ats`](super::VtdParams) says: at once (the
+//! default), some ticks later, or never. The model has no clock of its own: time passes one
+//! tick at each register read software makes and at each [`Vtd::tick`] the embedder calls, so
+//! a driver polling FSTS lets time pass, and a run repeats exactly. While one is outstanding:
+//! - a wait descriptor behind it is fetched (IQH moves past it) and waits: its status write
+//!   and interrupt happen when the last outstanding completion arrives, and the queue fetches
+//!   nothing after it meanwhile (IMPDEF: every wait descriptor is a fence, with FN or not);
+//! - §6.5.2.10 ITE: when the unit's time-out expires, FSTS.ITE is latched with
+//!   IQER.ITESID naming the device, the fault event is raised, the pending wait descriptor is
+//!   aborted (no status write, no interrupt) and the queue stops, IQH past the aborted wait,
+//!   until software clears ITE. IMPDEF: the unit stops waiting for every outstanding
+//!   device-TLB invalidation (software resubmits them, as Linux does);
+//! - §6.5.2.10 ICE: a completion the embedder sends ([`Vtd::invalidation_completion`]) for
+//!   a device with nothing outstanding latches FSTS.ICE with IQER.ICESID and raises the fault
+//!   event; the queue goes on.
+//!
+//! Strict's held invalidations take effect when the wait completes, not when it is fetched; an
+//! aborted wait leaves them held for the next one.
 //!
 //! IMPDEF: the outbox is bounded, and a descriptor whose message (device-TLB invalidation,
 //! page group response) finds it full waits, as the unit waits for a device slow to take an
@@ -215,6 +229,9 @@ enum Step {
     Done,
     /// Not executed: its message finds the outbox full. The queue waits on it.
     Waiting,
+    /// A wait descriptor fetched while device-TLB invalidations before it are outstanding:
+    /// IQH moves past it, and the queue fetches nothing more until it completes or aborts.
+    Fenced,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
@@ -373,15 +390,27 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             // dropped.
             self.gsts.fetch_and(!bit, std::sync::atomic::Ordering::AcqRel);
             regs.iqh = 0;
+            // IMPDEF: so is a wait descriptor waiting for device-TLB invalidations, and the
+            // unit stops waiting for them.
+            regs.pending_wait = None;
+            regs.ats.abandon();
         }
     }
 
     /// Processes descriptors from IQH up to IQT, unless the queue is disabled or stopped by an
     /// error, or until a descriptor waits for room in the outbox. Bounded by the queue's size.
     pub(super) fn run_queue(&self, regs: &mut RegFile) {
-        let iqe = u64::from(regs.reg32(regs::FSTS)) & fsts::IQE.mask() != 0;
-        if !self.queue_enabled() || iqe {
+        let stopped = u64::from(regs.reg32(regs::FSTS)) & (fsts::IQE.mask() | fsts::ITE.mask());
+        if !self.queue_enabled() || stopped != 0 {
             return;
+        }
+        // A fetched wait descriptor completes once nothing before it is outstanding.
+        if let Some(w) = regs.pending_wait {
+            if regs.ats.busy() {
+                return;
+            }
+            regs.pending_wait = None;
+            self.complete_wait(regs, &w);
         }
         let width = DescWidth::from_dw(iqa::DW.is_set(regs.iqa));
         let size = iqa::queue_bytes(regs.iqa);
@@ -400,6 +429,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             self.deferred.tick(&self.caches);
             match self.fetch_and_run(regs, base, head, width) {
                 Ok(Step::Done) => regs.iqh = (head + width.bytes()) % size,
+                Ok(Step::Fenced) => {
+                    regs.iqh = (head + width.bytes()) % size;
+                    return;
+                }
                 // IQH stays at the descriptor that waits (see the module doc), without error.
                 Ok(Step::Waiting) => return,
                 Err(e) => {
@@ -444,7 +477,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let d = InvDesc::from_words(words);
         let step = self.run_descriptor(regs, d, width)?;
         let step = self.forward_descriptor(regs, d, step)?;
-        if let (Step::Done, Ok(t)) = (step, d.desc_type()) {
+        if let (Step::Done | Step::Fenced, Ok(t)) = (step, d.desc_type()) {
             if let Some(c) = self.descriptors.get(usize::from(t as u8)) {
                 c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -456,12 +489,12 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// where the hardware acts on it, before IQH moves past it. A refusal is the
     /// descriptor's invalidation queue error.
     fn forward_descriptor(&self, regs: &mut RegFile, d: InvDesc, step: Step) -> Result<Step, Iqei> {
-        let (Some(hook), Step::Done) = (&self.forward, step) else {
+        let (Some(hook), Step::Done | Step::Fenced) = (&self.forward, step) else {
             return Ok(step);
         };
         let inv = d.decode().map_err(|_| Iqei::DescriptorType)?;
         hook.descriptor(&inv, &mut Entries { vtd: self, regs })?;
-        Ok(Step::Done)
+        Ok(step)
     }
 
     /// Whether the unit supports descriptors of type `t` (an unsupported type is an invalid
@@ -515,19 +548,22 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::DevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                return Ok(self.send_or_wait(Output::DevTlbInvalidation(DevTlbInvalidation {
-                    sid: c.sid(),
-                    pfsid: c.pfsid(),
-                    pasid: None,
-                    global: false,
-                    addr,
-                    size_lg2,
-                    mip: c.mip(),
-                })));
+                return Ok(self.send_devtlb(
+                    regs,
+                    DevTlbInvalidation {
+                        sid: c.sid(),
+                        pfsid: c.pfsid(),
+                        pasid: None,
+                        global: false,
+                        addr,
+                        size_lg2,
+                        mip: c.mip(),
+                    },
+                ));
             }
             // Interrupt remapping is not modelled: nothing is cached, nothing to do.
             Invalidation::InterruptEntryCache(_) => {}
-            Invalidation::Wait(w) => self.wait(regs, &w)?,
+            Invalidation::Wait(w) => return self.wait(regs, &w),
             Invalidation::PasidIotlb(c) => match c.g().map_err(reserved)? {
                 PasidIotlbGranularity::Pasid => {
                     let (did, pasid) = (c.did(), c.pasid());
@@ -559,15 +595,18 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
             Invalidation::PasidDevTlb(c) => {
                 let (addr, size_lg2) = ats_range(c.addr(), c.s());
-                return Ok(self.send_or_wait(Output::DevTlbInvalidation(DevTlbInvalidation {
-                    sid: c.sid(),
-                    pfsid: c.pfsid(),
-                    pasid: Some(c.pasid()),
-                    global: c.g(),
-                    addr,
-                    size_lg2,
-                    mip: c.mip(),
-                })));
+                return Ok(self.send_devtlb(
+                    regs,
+                    DevTlbInvalidation {
+                        sid: c.sid(),
+                        pfsid: c.pfsid(),
+                        pasid: Some(c.pasid()),
+                        global: c.g(),
+                        addr,
+                        size_lg2,
+                        mip: c.mip(),
+                    },
+                ));
             }
             Invalidation::PageGroupResponse(r) => {
                 // §7.7.1: RC 2h–Eh are reserved. IMPDEF: reported as a reserved field.
@@ -576,6 +615,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             }
         }
         Ok(Step::Done)
+    }
+
+    /// Sends a device-TLB invalidation to its device, or waits for room; once sent, the unit
+    /// waits for its completion unless completions are immediate (the module doc).
+    fn send_devtlb(&self, regs: &mut RegFile, inv: DevTlbInvalidation) -> Step {
+        let step = self.send_or_wait(Output::DevTlbInvalidation(inv));
+        if step == Step::Done {
+            regs.ats.sent(u32::from(inv.sid));
+        }
+        step
     }
 
     /// Sends a descriptor's message to its device, or waits for room (the module doc).
@@ -587,18 +636,30 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
     }
 
-    /// §6.5.2.8 invalidation wait: every earlier descriptor has completed (processing is
-    /// synchronous), so the status write and the completion event happen now.
+    /// §6.5.2.8 invalidation wait: every earlier descriptor other than a device-TLB
+    /// invalidation has completed (processing is synchronous), so the status write and the
+    /// completion event happen now, unless a device-TLB invalidation before it is still
+    /// outstanding: then it waits, fetched (the module doc).
     ///
     /// IMPDEF: a status address at or above HAW is a reserved-field error; a status write to
     /// an address no memory backs is dropped, as the fabric would drop it. PD (drain page
     /// requests, ECAP.PDS) has nothing to wait for: the unit writes every page request into
     /// the page request queue before the request returns (`prq`).
-    fn wait(&self, regs: &mut RegFile, w: &InvWait) -> Result<(), Iqei> {
+    fn wait(&self, regs: &mut RegFile, w: &InvWait) -> Result<Step, Iqei> {
         if w.sw() && w.status_addr() & bits_from(self.params.haw) != 0 {
             return Err(Iqei::ReservedField);
         }
-        // Strict: the invalidations before it take effect now, at the latest (§6.5.2.8).
+        if regs.ats.busy() {
+            regs.pending_wait = Some(*w);
+            return Ok(Step::Fenced);
+        }
+        self.complete_wait(regs, w);
+        Ok(Step::Done)
+    }
+
+    /// A wait descriptor completes: the invalidations before it take effect (strict held
+    /// them until now, §6.5.2.8), then its status write and its completion event.
+    fn complete_wait(&self, regs: &mut RegFile, w: &InvWait) {
         self.deferred.sync(&self.caches);
         if w.sw() {
             self.status_write(w.status_addr(), w.status_data());
@@ -606,7 +667,61 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         if w.if_() {
             self.invalidation_event(regs);
         }
-        Ok(())
+    }
+
+    /// One tick of the unit's clock (the module doc): device-TLB invalidation completions that
+    /// are due arrive, and a wait descriptor waiting for them completes; or the unit's
+    /// time-out expires: ITE. The embedder calls it to let time pass; every register read is
+    /// one too.
+    pub fn tick(&self) {
+        let mut regs = self.lock_regs();
+        self.tick_locked(&mut regs);
+    }
+
+    fn tick_locked(&self, regs: &mut RegFile) {
+        if !regs.ats.busy() {
+            // Keep the clock going (a request sent later is timed from now).
+            let _ = regs.ats.tick();
+            return;
+        }
+        match regs.ats.tick() {
+            Some(sid) => self.invalidation_timeout(regs, sid),
+            None => self.run_queue(regs),
+        }
+    }
+
+    /// §6.5.2.10 ITE: a device-TLB invalidation to `sid` was not completed in time.
+    fn invalidation_timeout(&self, regs: &mut RegFile, sid: u32) {
+        let before = u64::from(regs.reg32(regs::FSTS));
+        regs.iqer = iqer::ITESID.set(regs.iqer, u64::from(sid));
+        regs.latch_fsts(fsts::ITE.mask32());
+        // The pending wait is aborted: no status write, no interrupt.
+        regs.pending_wait = None;
+        regs.ats.abandon();
+        self.fault_event(regs, before);
+    }
+
+    /// A device's ATS Invalidate Completion (PCIe §10.3.2), sent by the embedder playing
+    /// device `sid`: it completes the oldest device-TLB invalidation outstanding to `sid`, and
+    /// a wait descriptor waiting for it may complete. One that matches nothing outstanding is
+    /// §6.5.2.10 ICE: FSTS.ICE, IQER.ICESID = `sid`, the fault event; `false` then.
+    pub fn invalidation_completion(&self, sid: u16) -> bool {
+        let mut regs = self.lock_regs();
+        if regs.ats.complete(u32::from(sid)) {
+            self.run_queue(&mut regs);
+            return true;
+        }
+        let before = u64::from(regs.reg32(regs::FSTS));
+        regs.iqer = iqer::ICESID.set(regs.iqer, u64::from(sid));
+        regs.latch_fsts(fsts::ICE.mask32());
+        self.fault_event(&mut regs, before);
+        false
+    }
+
+    /// What the unit has seen of device-TLB invalidation completions: waited for, completed,
+    /// timed out (ITE), unexpected (ICE).
+    pub fn devtlb_stats(&self) -> sviommu_tlb::AtsTrackerStats {
+        self.lock_regs().ats.stats()
     }
 
     /// Writes the 32-bit `data` at the dword-aligned `addr` as a release store (a

@@ -29,10 +29,12 @@
 //! that the unit forwards to the device ([`Output::PageGroupResponse`]), and the device retries.
 //! Everything the unit refuses or drops on that path is counted ([`Vtd::ats_stats`]).
 //!
+//! Device-TLB invalidations complete at once unless [`VtdParams::ats`] says the devices answer
+//! late or never: then a wait descriptor waits for them, a time-out latches ITE and an
+//! unexpected completion ICE (`inval`).
+//!
 //! Not modelled at all: interrupt remapping (the interrupt entry cache invalidation is accepted
-//! and has nothing to invalidate), advanced fault logging (deprecated), fault compression,
-//! device-TLB invalidation time-outs and completion errors (IMPDEF: the device answers every
-//! ATS Invalidate Request at once, so ITE and ICE are never latched; see `inval`).
+//! and has nothing to invalidate), advanced fault logging (deprecated), fault compression.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -41,7 +43,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sviommu_memory::{Hpa, Mmio, Outbox, PhysMemory};
 pub use sviommu_pgtable::{Access, Perms};
 use sviommu_tlb::Deferred;
-pub use sviommu_tlb::{Apply, DeferredStats, Profile};
+pub use sviommu_tlb::{Apply, AtsCompletion, AtsPolicy, AtsTrackerStats, DeferredStats, Profile};
 
 use crate::spec::regs::{cap, ecap, ver};
 use crate::spec::{AddressType, Aw, FaultReason, PageGroupResponse, RequestType};
@@ -87,6 +89,10 @@ pub struct VtdParams {
     /// effect when the next invalidation wait descriptor completes, and a page-selective one
     /// removes nested translations only by their guest physical page).
     pub profile: Profile,
+    /// How the devices answer device-TLB invalidations and how long the unit waits
+    /// (`inval`): at once by default; late or never to raise ITE (§6.5.2.10), in ticks of the
+    /// unit's clock ([`Vtd::tick`], and one per register read).
+    pub ats: AtsPolicy,
 }
 
 /// Device messages the default unit holds before its queue waits (IMPDEF).
@@ -158,6 +164,7 @@ impl Default for VtdParams {
             caches: CacheParams::default(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             profile: Profile::Forgiving,
+            ats: AtsPolicy::default(),
         }
     }
 }
@@ -326,8 +333,10 @@ pub enum Output {
         /// The message data (the data register).
         data: u32,
     },
-    /// An invalidation for a device's TLB. The model treats it as completed when it is put
-    /// here (IMPDEF: no device answers late, so there are no invalidation time-outs, ITE).
+    /// An invalidation for a device's TLB. With [`AtsCompletion::Immediate`] (the default)
+    /// the model treats it as completed when it is put here; otherwise a wait descriptor
+    /// behind it waits for the device's completion, which arrives as [`VtdParams::ats`] says
+    /// or when the embedder sends it ([`Vtd::invalidation_completion`]), and times out (ITE).
     DevTlbInvalidation(DevTlbInvalidation),
     /// A page group response (§7.7.1) for the device its RID names: as software queued it, or
     /// one the unit made itself for a page request it could not queue (`prq`).
@@ -377,6 +386,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             params,
             regs: Mutex::new(regs::RegFile::reset(
                 usize::try_from(cap::nfr_count(params.cap)).unwrap_or(1),
+                params.ats,
             )),
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),

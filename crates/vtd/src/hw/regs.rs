@@ -173,6 +173,11 @@ pub(super) struct RegFile {
     pub(super) frcd: Vec<[u64; 2]>,
     /// §7.2: the internal index of the fault recording register the next fault goes to.
     pub(super) fault_index: usize,
+    /// Device-TLB invalidations sent and not completed, and the unit's clock (`inval`).
+    pub(super) ats: sviommu_tlb::AtsTracker,
+    /// A wait descriptor the queue has fetched (IQH is past it) that waits for device-TLB
+    /// invalidations before it to complete (`inval`).
+    pub(super) pending_wait: Option<crate::spec::inv::InvWait>,
 }
 
 /// Half `hi` of `v`.
@@ -195,7 +200,7 @@ fn with_half(v: u64, hi: bool, x: u32) -> u64 {
 
 impl RegFile {
     /// Every stored register at its reset value, with `records` fault recording registers.
-    pub(super) fn reset(records: usize) -> Self {
+    pub(super) fn reset(records: usize, ats: sviommu_tlb::AtsPolicy) -> Self {
         let mut words = [0; STORED.len()];
         for (w, s) in words.iter_mut().zip(STORED.iter()) {
             *w = s.reset;
@@ -214,6 +219,8 @@ impl RegFile {
             pqa: 0,
             frcd: vec![[0; 2]; records.max(1)],
             fault_index: 0,
+            ats: sviommu_tlb::AtsTracker::new(ats),
+            pending_wait: None,
         }
     }
 
@@ -279,6 +286,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// Reads `size` bytes (4 or 8) at `offset` of the unit's register page. Undefined offsets,
     /// other sizes and misaligned accesses read 0.
     pub fn mmio_read(&self, offset: u64, size: u8) -> u64 {
+        // IMPDEF: a register read takes one tick of the unit's clock (`inval`).
+        self.tick();
         match size {
             4 if offset % 4 == 0 => u64::from(self.read32(offset)),
             8 if offset % 8 == 0 => {
@@ -502,8 +511,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         };
         if off == regs::FSTS.0 {
             self.fault_status_changed(regs);
-            if cleared(fsts::IQE) {
-                // §6.5.2.10: the unit resumes fetching at IQH once software clears IQE.
+            if cleared(fsts::IQE) || cleared(fsts::ITE) {
+                // §6.5.2.10: the unit resumes fetching at IQH once software clears IQE / ITE.
                 self.run_queue(regs);
             }
         } else if off == regs::FECTL.0 {
