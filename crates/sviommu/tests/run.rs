@@ -442,10 +442,8 @@ fn nested_streams_cost_what_their_pattern_makes_them_cost() {
         assert_eq!(kinds, ["sequential", "uniform", "zipf"]);
         for s in streams {
             assert_eq!((&s["translated"], &s["blocked"]), (&6000.into(), &0.into()), "{s}");
-            let counted: u64 = ["0", "1-2", "3-4", "5-8", "9-16", ">16"]
-                .into_iter()
-                .map(|b| bucket(s, b))
-                .sum();
+            let counted: u64 =
+                ["0", "1-2", "3-4", "5-8", "9-16", ">16"].into_iter().map(|b| bucket(s, b)).sum();
             assert_eq!(counted, 6000, "every translation in one bucket: {s}");
             // No translation reads more than the silicon would: a cold nested 4K walk is 24
             // page-table entries, plus the configuration structures (and on SMMUv3 the stage-2

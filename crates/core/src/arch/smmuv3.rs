@@ -214,6 +214,7 @@ fn err(e: SmmuError) -> DriverError {
         SmmuError::Map(sviommu_pgtable::MapError::Overlap { .. }) => DriverErrorKind::Busy,
         SmmuError::EnableTimeout { .. }
         | SmmuError::SyncTimeout { .. }
+        | SmmuError::AtcInvalidationTimeout { .. }
         | SmmuError::Command { .. }
         | SmmuError::Memory(_) => DriverErrorKind::Hardware,
         _ => DriverErrorKind::Invalid,

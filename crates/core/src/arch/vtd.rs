@@ -156,6 +156,7 @@ fn err(e: VtdError) -> DriverError {
         VtdError::DomainAttached(_) | VtdError::DeviceInUse(_) => DriverErrorKind::Busy,
         VtdError::Map(sviommu_pgtable::MapError::Overlap { .. }) => DriverErrorKind::Busy,
         VtdError::Timeout { .. }
+        | VtdError::DeviceTlbTimeout { .. }
         | VtdError::InvalidationQueue { .. }
         | VtdError::Memory(_)
         | VtdError::PageRequestTail(_) => DriverErrorKind::Hardware,
