@@ -17,42 +17,50 @@ pub struct Field {
 
 impl Field {
     /// Bits `hi:lo` inclusive, as the manuals write them.
+    #[inline]
     pub const fn bits(hi: u8, lo: u8) -> Self {
         Self { lo, width: hi - lo + 1 }
     }
 
     /// A single bit.
+    #[inline]
     pub const fn bit(n: u8) -> Self {
         Self { lo: n, width: 1 }
     }
 
     /// The field's mask in place.
+    #[inline]
     pub const fn mask(self) -> u64 {
         let ones = if self.width >= 64 { u64::MAX } else { (1u64 << self.width) - 1 };
         ones << self.lo
     }
 
     /// The field's value, shifted down.
+    #[inline]
     pub const fn get(self, word: u64) -> u64 {
         (word & self.mask()) >> self.lo
     }
 
     /// Whether a one-bit field is set.
+    #[inline]
     pub const fn is_set(self, word: u64) -> bool {
         word & self.mask() != 0
     }
 
     /// `word` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set(self, word: u64, value: u64) -> u64 {
         (word & !self.mask()) | ((value << self.lo) & self.mask())
     }
 
     /// `word` with a one-bit field set or cleared.
+    #[inline]
     pub const fn with(self, word: u64, on: bool) -> u64 {
         self.set(word, on as u64)
     }
 
     /// The field's bits of `word` left in place (for address fields such as `51:12`).
+    #[inline]
     pub const fn in_place(self, word: u64) -> u64 {
         word & self.mask()
     }
@@ -79,74 +87,88 @@ pub struct Field32 {
 
 impl Field32 {
     /// Bits `hi:lo` inclusive; `hi` must be below 32.
+    #[inline]
     pub const fn bits(hi: u8, lo: u8) -> Self {
         assert!(hi < 32 && hi >= lo, "a 32-bit register's field lies in bits 31:0");
         Self { lo, width: hi - lo + 1 }
     }
 
     /// A single bit, below 32.
+    #[inline]
     pub const fn bit(n: u8) -> Self {
         Self::bits(n, n)
     }
 
     /// The same bits as a field of a 64-bit word.
+    #[inline]
     pub const fn wide(self) -> Field {
         Field { lo: self.lo, width: self.width }
     }
 
     /// The field's mask in place, as the register's `u32`.
+    #[inline]
     pub const fn mask32(self) -> u32 {
         // width is 1..=32 and lo + width <= 32 (checked by the constructors).
         (u32::MAX >> (32 - self.width)) << self.lo
     }
 
     /// The field's value in a `u32` register value, shifted down.
+    #[inline]
     pub const fn get32(self, reg: u32) -> u32 {
         (reg & self.mask32()) >> self.lo
     }
 
     /// Whether a one-bit field is set in a `u32` register value.
+    #[inline]
     pub const fn is_set32(self, reg: u32) -> bool {
         reg & self.mask32() != 0
     }
 
     /// `reg` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set32(self, reg: u32, value: u32) -> u32 {
         (reg & !self.mask32()) | ((value << self.lo) & self.mask32())
     }
 
     /// The field's mask in place, widened to `u64`.
+    #[inline]
     pub const fn mask(self) -> u64 {
         self.wide().mask()
     }
 
     /// The field's value in a register value carried as `u64`.
+    #[inline]
     pub const fn get(self, word: u64) -> u64 {
         self.wide().get(word)
     }
 
     /// Whether a one-bit field is set in a register value carried as `u64`.
+    #[inline]
     pub const fn is_set(self, word: u64) -> bool {
         self.wide().is_set(word)
     }
 
     /// `word` with the field replaced by `value` (excess bits of `value` are dropped).
+    #[inline]
     pub const fn set(self, word: u64, value: u64) -> u64 {
         self.wide().set(word, value)
     }
 
     /// `word` with a one-bit field set or cleared.
+    #[inline]
     pub const fn with(self, word: u64, on: bool) -> u64 {
         self.wide().with(word, on)
     }
 
     /// The field's bits of `word` left in place (for address fields such as `31:2`).
+    #[inline]
     pub const fn in_place(self, word: u64) -> u64 {
         self.wide().in_place(word)
     }
 }
 
 /// A mask of the low `lg2` bits (all ones from 64 up).
+#[inline]
 pub const fn low_mask(lg2: u8) -> u64 {
     if lg2 >= 64 {
         u64::MAX
@@ -167,6 +189,7 @@ pub struct WideField {
 
 impl WideField {
     /// Bits `hi:lo` of the descriptor; both must be in the same 64-bit word.
+    #[inline]
     pub const fn bits(hi: u16, lo: u16) -> Self {
         assert!(hi / 64 == lo / 64 && hi >= lo, "a field may not cross a 64-bit word");
         // Both fit in a u8 after the remainder.
@@ -174,21 +197,25 @@ impl WideField {
     }
 
     /// Bit `n` of the descriptor.
+    #[inline]
     pub const fn bit(n: u16) -> Self {
         Self::bits(n, n)
     }
 
     /// The field's value; 0 if the descriptor is shorter than the field's word.
+    #[inline]
     pub fn get(self, words: &[u64]) -> u64 {
         words.get(self.word).map_or(0, |&w| self.field.get(w))
     }
 
     /// Whether a one-bit field is set.
+    #[inline]
     pub fn is_set(self, words: &[u64]) -> bool {
         self.get(words) != 0
     }
 
     /// Replaces the field; does nothing if the descriptor is shorter than the field's word.
+    #[inline]
     pub fn set(self, words: &mut [u64], value: u64) {
         if let Some(w) = words.get_mut(self.word) {
             *w = self.field.set(*w, value);
@@ -196,6 +223,7 @@ impl WideField {
     }
 
     /// The field's bits left in place within their word (for address fields).
+    #[inline]
     pub fn in_place(self, words: &[u64]) -> u64 {
         words.get(self.word).map_or(0, |&w| self.field.in_place(w))
     }
@@ -216,10 +244,12 @@ pub mod at {
     pub mod wide {
         use super::super::WideField;
         /// Bit `n` of the descriptor.
+        #[inline]
         pub const fn bit(n: u16) -> WideField {
             WideField::bit(n)
         }
         /// Bits `hi:lo` of the descriptor.
+        #[inline]
         pub const fn bits(hi: u16, lo: u16) -> WideField {
             WideField::bits(hi, lo)
         }
@@ -228,10 +258,12 @@ pub mod at {
     pub mod r64 {
         use super::super::Field;
         /// Bit `n`.
+        #[inline]
         pub const fn bit(n: u8) -> Field {
             Field::bit(n)
         }
         /// Bits `hi:lo`.
+        #[inline]
         pub const fn bits(hi: u8, lo: u8) -> Field {
             Field::bits(hi, lo)
         }
@@ -240,10 +272,12 @@ pub mod at {
     pub mod r32 {
         use super::super::Field32;
         /// Bit `n`, below 32.
+        #[inline]
         pub const fn bit(n: u8) -> Field32 {
             Field32::bit(n)
         }
         /// Bits `hi:lo`, below 32.
+        #[inline]
         pub const fn bits(hi: u8, lo: u8) -> Field32 {
             Field32::bits(hi, lo)
         }
@@ -264,9 +298,11 @@ pub trait FieldValue: Copy {
 
 impl FieldValue for bool {
     const BITS: u32 = 1;
+    #[inline]
     fn from_raw(raw: u64) -> Self {
         raw != 0
     }
+    #[inline]
     fn into_raw(self) -> u64 {
         u64::from(self)
     }
@@ -276,10 +312,12 @@ macro_rules! field_value_int {
     ($($ty:ty),*) => {$(
         impl FieldValue for $ty {
             const BITS: u32 = <$ty>::BITS;
+            #[inline]
             fn from_raw(raw: u64) -> Self {
                 // The field fits (checked when it was declared): never saturates.
                 <$ty>::try_from(raw).unwrap_or(<$ty>::MAX)
             }
+            #[inline]
             fn into_raw(self) -> u64 {
                 u64::from(self)
             }
@@ -302,16 +340,19 @@ pub struct NamedField {
 
 impl NamedField {
     /// A numeric field.
+    #[inline]
     pub const fn value(name: &'static str, field: WideField) -> Self {
         Self { name, field, address: false }
     }
 
     /// An address field, read in place.
+    #[inline]
     pub const fn address(name: &'static str, field: WideField) -> Self {
         Self { name, field, address: true }
     }
 
     /// The field's value in `words`: shifted down, or in place for an address field.
+    #[inline]
     pub fn read(&self, words: &[u64]) -> u64 {
         if self.address {
             self.field.in_place(words)
@@ -336,6 +377,7 @@ pub struct FieldAccess<T> {
 }
 
 impl<T> Clone for FieldAccess<T> {
+    #[inline]
     fn clone(&self) -> Self {
         *self
     }
@@ -344,6 +386,7 @@ impl<T> Clone for FieldAccess<T> {
 impl<T> Copy for FieldAccess<T> {}
 
 impl<T> core::fmt::Debug for FieldAccess<T> {
+    #[inline]
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FieldAccess")
             .field("named", &self.named)
@@ -354,6 +397,7 @@ impl<T> core::fmt::Debug for FieldAccess<T> {
 
 /// Prints the non-zero fields of `words` named in `fields` into `s`, in hex, then any set bits of
 /// `res0` (the reserved bits the structure sets) as `RES0 set`.
+#[inline]
 pub fn debug_fields<'a>(
     s: &mut core::fmt::DebugStruct<'_, '_>,
     words: &[u64],
@@ -373,6 +417,7 @@ pub fn debug_fields<'a>(
 
 /// The `Debug` that [`bitfields!`](crate::bitfields) generates: the view's name, its non-zero
 /// fields and the reserved bits it sets.
+#[inline]
 pub fn debug_view<T>(
     f: &mut core::fmt::Formatter<'_>,
     name: &str,
