@@ -15,8 +15,8 @@ use sviommu_tlb::Cache;
 
 const KEYS: usize = 24;
 const TRANSLATORS: usize = 3;
-const LOOKUPS: usize = 20_000;
-const REWRITES: u64 = 3_000;
+const LOOKUPS: usize = 6_000;
+const REWRITES: u64 = 1_000;
 
 /// One translation: the key, the newest completed rewrite of it when the translation began
 /// (its generation), and the generation of the value it returned.
