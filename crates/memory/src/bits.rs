@@ -244,10 +244,12 @@ pub mod at {
     pub mod wide {
         use super::super::WideField;
         /// Bit `n` of the descriptor.
+        #[inline]
         pub const fn bit(n: u16) -> WideField {
             WideField::bit(n)
         }
         /// Bits `hi:lo` of the descriptor.
+        #[inline]
         pub const fn bits(hi: u16, lo: u16) -> WideField {
             WideField::bits(hi, lo)
         }
@@ -256,10 +258,12 @@ pub mod at {
     pub mod r64 {
         use super::super::Field;
         /// Bit `n`.
+        #[inline]
         pub const fn bit(n: u8) -> Field {
             Field::bit(n)
         }
         /// Bits `hi:lo`.
+        #[inline]
         pub const fn bits(hi: u8, lo: u8) -> Field {
             Field::bits(hi, lo)
         }
@@ -268,10 +272,12 @@ pub mod at {
     pub mod r32 {
         use super::super::Field32;
         /// Bit `n`, below 32.
+        #[inline]
         pub const fn bit(n: u8) -> Field32 {
             Field32::bit(n)
         }
         /// Bits `hi:lo`, below 32.
+        #[inline]
         pub const fn bits(hi: u8, lo: u8) -> Field32 {
             Field32::bits(hi, lo)
         }
@@ -292,9 +298,11 @@ pub trait FieldValue: Copy {
 
 impl FieldValue for bool {
     const BITS: u32 = 1;
+    #[inline]
     fn from_raw(raw: u64) -> Self {
         raw != 0
     }
+    #[inline]
     fn into_raw(self) -> u64 {
         u64::from(self)
     }
@@ -304,10 +312,12 @@ macro_rules! field_value_int {
     ($($ty:ty),*) => {$(
         impl FieldValue for $ty {
             const BITS: u32 = <$ty>::BITS;
+            #[inline]
             fn from_raw(raw: u64) -> Self {
                 // The field fits (checked when it was declared): never saturates.
                 <$ty>::try_from(raw).unwrap_or(<$ty>::MAX)
             }
+            #[inline]
             fn into_raw(self) -> u64 {
                 u64::from(self)
             }
@@ -330,16 +340,19 @@ pub struct NamedField {
 
 impl NamedField {
     /// A numeric field.
+    #[inline]
     pub const fn value(name: &'static str, field: WideField) -> Self {
         Self { name, field, address: false }
     }
 
     /// An address field, read in place.
+    #[inline]
     pub const fn address(name: &'static str, field: WideField) -> Self {
         Self { name, field, address: true }
     }
 
     /// The field's value in `words`: shifted down, or in place for an address field.
+    #[inline]
     pub fn read(&self, words: &[u64]) -> u64 {
         if self.address {
             self.field.in_place(words)
@@ -364,6 +377,7 @@ pub struct FieldAccess<T> {
 }
 
 impl<T> Clone for FieldAccess<T> {
+    #[inline]
     fn clone(&self) -> Self {
         *self
     }
@@ -372,6 +386,7 @@ impl<T> Clone for FieldAccess<T> {
 impl<T> Copy for FieldAccess<T> {}
 
 impl<T> core::fmt::Debug for FieldAccess<T> {
+    #[inline]
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FieldAccess")
             .field("named", &self.named)
@@ -382,6 +397,7 @@ impl<T> core::fmt::Debug for FieldAccess<T> {
 
 /// Prints the non-zero fields of `words` named in `fields` into `s`, in hex, then any set bits of
 /// `res0` (the reserved bits the structure sets) as `RES0 set`.
+#[inline]
 pub fn debug_fields<'a>(
     s: &mut core::fmt::DebugStruct<'_, '_>,
     words: &[u64],
@@ -401,6 +417,7 @@ pub fn debug_fields<'a>(
 
 /// The `Debug` that [`bitfields!`](crate::bitfields) generates: the view's name, its non-zero
 /// fields and the reserved bits it sets.
+#[inline]
 pub fn debug_view<T>(
     f: &mut core::fmt::Formatter<'_>,
     name: &str,

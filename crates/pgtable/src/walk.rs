@@ -35,6 +35,7 @@ impl Access {
     pub const EXEC: Self = Self { write: false, exec: true, privileged: false };
 
     /// The same access, privileged.
+    #[inline]
     pub const fn privileged(self) -> Self {
         Self { privileged: true, ..self }
     }
@@ -67,37 +68,44 @@ impl Perms {
     pub const RWX: Self = Self::ALL;
 
     /// Permissions from read / write / execute bits, the same at both privilege levels.
+    #[inline]
     pub const fn rwx(read: bool, write: bool, exec: bool) -> Self {
         let one = (read as u8) | ((write as u8) << 1) | ((exec as u8) << 2);
         Self(one | (one << 3))
     }
 
     /// Both sets, as the raw 6-bit value (for display and serialisation).
+    #[inline]
     pub const fn bits(self) -> u8 {
         self.0
     }
 
     /// The union.
+    #[inline]
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
     /// The intersection: what two stages together allow.
+    #[inline]
     pub const fn intersect(self, other: Self) -> Self {
         Self(self.0 & other.0)
     }
 
     /// Without the given permissions.
+    #[inline]
     pub const fn without(self, other: Self) -> Self {
         Self(self.0 & !other.0)
     }
 
     /// Whether all of `other` is granted.
+    #[inline]
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// Whether `access` is allowed.
+    #[inline]
     pub const fn allows(self, access: Access) -> bool {
         let shift = if access.privileged { 0 } else { 3 };
         let need = if access.exec {
@@ -158,6 +166,7 @@ impl Leaf {
     /// input is `s1.output`). The output is the second stage's; the page is the smaller of the
     /// two; the rights are what both allow; a write needs no table update only if neither stage
     /// needs one; the level and the global bit are the first stage's (VT-d's G bit, VMSA nG).
+    #[inline]
     pub fn nested(s1: &Leaf, s2: &Leaf) -> Leaf {
         Leaf {
             output: s2.output,
@@ -372,6 +381,7 @@ where
 
 impl<'m, M: PhysMemory + ?Sized, O: WalkObserver> WalkCtx<'m, M, O> {
     /// A fresh context over `mem`, with no caches.
+    #[inline]
     pub fn new(mem: &'m M, observer: O) -> Self {
         Self { reader: TableReader::new(mem), observer, hints: None }
     }

@@ -10,12 +10,18 @@
 //! The contract that makes it safe under concurrency is the **invalidation epoch**. A lookup
 //! that misses reads [`Cache::epoch`] *before* it reads the tables, and inserts its result with
 //! that epoch. [`Cache::invalidate`] advances the epoch before it removes entries, and both the
-//! insert's check and the removal happen under the set's lock. So a walk that began before an
-//! invalidation completed either inserts before the removal (and is removed) or is refused: once
-//! `invalidate` has returned, no lookup that starts afterwards sees a value from before it.
-//! `tests/loom.rs` checks this over every interleaving.
+//! insert's check and the removal happen under the set's locks (every copy's, see [`Cache`]). So
+//! a walk that began before an invalidation completed either inserts before the removal (and is
+//! removed) or is refused: once `invalidate` has returned, no lookup that starts afterwards, on
+//! any thread, sees a value from before it. `tests/loom.rs` checks this over every interleaving;
+//! `tests/stress.rs` under real threads.
 //!
-//! A hit takes one set's read lock, allocates nothing and writes only the way's referenced bit.
+//! A hit read-locks its own thread's copy of one set (so threads on different cores write no
+//! common lock word), allocates nothing, writes the way's referenced bit only when it is clear,
+//! and counts itself in the calling thread's own counter shard (a line no other thread writes
+//! while there are no more threads than shards); [`Cache::stats`] sums the shards, so the
+//! figures stay exact. Keys hash with a multiply-rotate fold ([`FoldHasher`]): the model
+//! chooses every key, so nothing needs SipHash's resistance to chosen inputs.
 
 #![warn(
     clippy::unwrap_used,
@@ -25,7 +31,7 @@
     clippy::cast_possible_truncation
 )]
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 mod deferred;
 pub use deferred::{
@@ -36,11 +42,138 @@ pub use deferred::{
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(loom)]
-use loom::sync::RwLock;
+use loom::sync::{RwLock, RwLockReadGuard as ReadGuard, RwLockWriteGuard as WriteGuard};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard as ReadGuard, RwLockWriteGuard as WriteGuard};
+
+/// A fast, fixed-key hash for keys the model itself builds (ids, page numbers, sizes): each word
+/// is folded in by a rotate, an xor and a multiply by an odd constant (FxHash's scheme). The
+/// high bits are the well-mixed ones: the cache indexes its sets with the top bits.
+/// Deterministic, so the same traffic evicts the same entries on every run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FoldHasher(u64);
+
+/// The multiplier: 2^64 / φ, odd.
+const FOLD: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl FoldHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(FOLD);
+    }
+}
+
+impl Hasher for FoldHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (to, from) in word.iter_mut().zip(chunk) {
+                *to = *from;
+            }
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_i8(&mut self, i: i8) {
+        self.write_u8(i.to_ne_bytes()[0]);
+    }
+
+    #[inline]
+    fn write_i16(&mut self, i: i16) {
+        self.write_u16(u16::from_ne_bytes(i.to_ne_bytes()));
+    }
+
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.write_u32(u32::from_ne_bytes(i.to_ne_bytes()));
+    }
+
+    #[inline]
+    fn write_i64(&mut self, i: i64) {
+        self.add(u64::from_ne_bytes(i.to_ne_bytes()));
+    }
+
+    #[inline]
+    fn write_isize(&mut self, i: isize) {
+        self.add(u64::from_ne_bytes((i as i64).to_ne_bytes()));
+    }
+}
+
+/// Counter shards per cache: threads beyond this many share shards (still exact: the
+/// increments are atomic), so scaling is measured with at most this many translating threads.
+const SHARDS: usize = 16;
+
+/// One thread's hit and miss counters, alone on its cache lines (128 bytes: the adjacent-line
+/// prefetcher pairs 64-byte lines).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// The calling thread's shard index under loom: its thread number in the execution (the same
+/// in every execution, as loom needs), so two loom threads use two copies of the sets.
+#[cfg(loom)]
+fn shard_index() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<usize>().unwrap_or(0) % SHARDS
+}
+
+/// The calling thread's shard index: threads are numbered in the order they first look
+/// anything up, and take the shards round-robin.
+#[cfg(not(loom))]
+#[inline]
+fn shard_index() -> usize {
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        let mut index = i.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
+            i.set(index);
+        }
+        index
+    })
+}
 
 /// One way of a set.
 #[derive(Debug)]
@@ -82,38 +215,108 @@ pub enum Inserted {
     Stale,
 }
 
+/// Most copies of the sets a cache keeps (see [`Cache`]).
+const MAX_REPLICAS: usize = 4;
+
+/// Most ways a set can have (an invalidation marks the ways it removes in one word).
+pub const MAX_WAYS: usize = 64;
+
+/// One copy of every set, apart from the other copies' lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Replica<K, V> {
+    sets: Box<[RwLock<Set<K, V>>]>,
+}
+
 /// A bounded, set-associative cache. See the crate documentation for the invalidation contract.
+///
+/// Each set is kept in one copy per core (up to [`MAX_REPLICAS`], a power of two): a lookup
+/// read-locks its thread's copy only, so threads on different cores never write the same lock
+/// word, while an insert or an invalidation write-locks every copy of a set, in copy order, and
+/// changes them all alike. The copies are one set to everything but the lookups: the same ways
+/// in the same order, one CLOCK hand, and a way counts as referenced if a lookup through any
+/// copy referenced it.
 #[derive(Debug)]
 pub struct Cache<K, V> {
-    sets: Box<[RwLock<Set<K, V>>]>,
+    replicas: Box<[Replica<K, V>]>,
+    /// `replicas.len() - 1`: a thread's shard index masked by it picks its copy.
+    replica_mask: usize,
+    /// Sets per copy (a power of two).
+    sets: usize,
     ways: usize,
     epoch: AtomicU64,
     /// Fixed keys, so that the same traffic evicts the same entries on every run (silicon
     /// indexes its sets by address bits; a per-process random seed would make a scenario's
     /// figures differ between two runs).
-    hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hasher: BuildHasherDefault<FoldHasher>,
+    /// Hits and misses, one shard per thread (summed by [`stats`](Self::stats)).
+    shards: Box<[Shard]>,
     evictions: AtomicU64,
     stale_inserts: AtomicU64,
     invalidated: AtomicU64,
 }
 
+/// Copies of the sets to keep: one per core the process may run on, at most [`MAX_REPLICAS`],
+/// rounded down to a power of two. Loom checks two.
+fn replica_count() -> usize {
+    #[cfg(loom)]
+    let cores = 2;
+    #[cfg(not(loom))]
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let n = cores.clamp(1, MAX_REPLICAS);
+    1 << n.ilog2()
+}
+
+fn write_set<K, V>(set: &RwLock<Set<K, V>>) -> WriteGuard<'_, Set<K, V>> {
+    match set.write() {
+        Ok(set) => set,
+        // A panic while holding the lock cannot leave a set half-written (every write is a
+        // whole-way push or swap, applied to each copy in turn under all their locks).
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn read_set<K, V>(set: &RwLock<Set<K, V>>) -> ReadGuard<'_, Set<K, V>> {
+    match set.read() {
+        Ok(set) => set,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Copies 1.. of one set, write-locked (`None` past the cache's copies).
+type Others<'a, K, V> = [Option<WriteGuard<'a, Set<K, V>>>; MAX_REPLICAS - 1];
+
+/// What an insert does to every copy of its set.
+#[derive(Clone, Copy)]
+enum Place {
+    Replace(usize),
+    Push,
+    Evict(usize),
+}
+
 impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// A cache of `sets` sets (rounded up to a power of two, at least 1) of `ways` ways (at
-    /// least 1): at most `sets * ways` entries.
+    /// least 1, at most [`MAX_WAYS`]): at most `sets * ways` entries.
     pub fn new(sets: usize, ways: usize) -> Self {
         let sets = sets.max(1).next_power_of_two();
-        let ways = ways.max(1);
+        let ways = ways.clamp(1, MAX_WAYS);
+        let replicas = replica_count();
         Self {
-            sets: (0..sets)
-                .map(|_| RwLock::new(Set { ways: Vec::with_capacity(ways), hand: 0 }))
+            replicas: (0..replicas)
+                .map(|_| Replica {
+                    sets: (0..sets)
+                        .map(|_| RwLock::new(Set { ways: Vec::with_capacity(ways), hand: 0 }))
+                        .collect(),
+                })
                 .collect(),
+            replica_mask: replicas - 1,
+            sets,
             ways,
             epoch: AtomicU64::new(0),
-            hasher: std::hash::BuildHasherDefault::default(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hasher: BuildHasherDefault::default(),
+            shards: (0..SHARDS)
+                .map(|_| Shard { hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+                .collect(),
             evictions: AtomicU64::new(0),
             stale_inserts: AtomicU64::new(0),
             invalidated: AtomicU64::new(0),
@@ -122,7 +325,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
 
     /// Entries the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.sets.len() * self.ways
+        self.sets * self.ways
     }
 
     /// The invalidation epoch. Read it before walking the tables whose result you will insert.
@@ -130,53 +333,81 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
         self.epoch.load(Ordering::Acquire)
     }
 
-    fn set(&self, key: &K) -> &RwLock<Set<K, V>> {
-        // The mask keeps the index in range; `sets` is a non-empty power of two.
-        let mask = self.sets.len() as u64 - 1;
-        let index = usize::try_from(self.hasher.hash_one(key) & mask).unwrap_or(0);
-        match self.sets.get(index) {
+    /// The index of `key`'s set.
+    #[inline]
+    fn set_index(&self, key: &K) -> usize {
+        // The top bits, the best mixed of a multiplicative hash; `sets` is a non-empty power
+        // of two, so the shift leaves an index in range (and 64 bits shifted out leave 0).
+        let bits = self.sets.trailing_zeros();
+        let index = self.hasher.hash_one(key).checked_shr(64 - bits).unwrap_or(0);
+        usize::try_from(index).unwrap_or(0)
+    }
+
+    /// Copy `replica` of set `index`.
+    #[inline]
+    fn copy(&self, replica: usize, index: usize) -> &RwLock<Set<K, V>> {
+        match self.replicas.get(replica).and_then(|r| r.sets.get(index)) {
             Some(set) => set,
             None => unreachable_set(),
         }
     }
 
+    /// Copies 1.. of set `index`, write-locked in copy order, by a writer that holds copy 0's
+    /// lock (so two writers never wait on each other crosswise). Holding copy 0's write lock
+    /// excludes every other writer of the set, so while it is held the copies are alike.
+    fn lock_others(&self, index: usize) -> Others<'_, K, V> {
+        std::array::from_fn(|r| {
+            self.replicas.get(r + 1).and_then(|c| c.sets.get(index)).map(write_set)
+        })
+    }
+
     /// The cached value for `key`, if any.
+    #[inline]
     pub fn get(&self, key: &K) -> Option<V> {
-        let set = match self.set(key).read() {
-            Ok(set) => set,
-            // A panic while holding the lock cannot leave a set half-written (every write is
-            // a whole-way push or swap); keep serving.
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let shard = shard_index();
+        let set = read_set(self.copy(shard & self.replica_mask, self.set_index(key)));
         let found = set.ways.iter().find(|w| w.key == *key).map(|w| {
-            w.referenced.store(true, Ordering::Relaxed);
+            // Written only when clear: a hit on a referenced way leaves its line shared.
+            if !w.referenced.load(Ordering::Relaxed) {
+                w.referenced.store(true, Ordering::Relaxed);
+            }
             w.value
         });
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
+        drop(set);
+        if let Some(shard) = self.shards.get(shard) {
+            let counter = if found.is_some() { &shard.hits } else { &shard.misses };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 
     /// Stores `value` for `key` if no invalidation has completed since `epoch` was read.
     pub fn insert(&self, key: K, value: V, epoch: u64) -> Inserted {
-        let mut set = match self.set(&key).write() {
-            Ok(set) => set,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let index = self.set_index(&key);
+        let mut first = write_set(self.copy(0, index));
         if self.epoch.load(Ordering::Acquire) != epoch {
             self.stale_inserts.fetch_add(1, Ordering::Relaxed);
             return Inserted::Stale;
         }
-        let way = Way { key, value, referenced: AtomicBool::new(false) };
-        if let Some(slot) = set.ways.iter_mut().find(|w| w.key == key) {
-            *slot = way;
-        } else if set.ways.len() < self.ways {
-            set.ways.push(way);
-        } else {
-            let victim = clock_victim(&mut set);
-            if let Some(slot) = set.ways.get_mut(victim) {
-                *slot = way;
+        let mut others = self.lock_others(index);
+        // Every copy holds the same ways in the same order: decide on the first.
+        let place = match first.ways.iter().position(|w| w.key == key) {
+            Some(i) => Place::Replace(i),
+            None if first.ways.len() < self.ways => Place::Push,
+            None => Place::Evict(clock_victim(&mut first, &mut others)),
+        };
+        for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
+            let way = Way { key, value, referenced: AtomicBool::new(false) };
+            match place {
+                Place::Push => set.ways.push(way),
+                Place::Replace(i) | Place::Evict(i) => {
+                    if let Some(slot) = set.ways.get_mut(i) {
+                        *slot = way;
+                    }
+                }
             }
+        }
+        if let Place::Evict(_) = place {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         Inserted::Stored
@@ -187,15 +418,30 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     pub fn invalidate(&self, selects: impl Fn(&K, &V) -> bool) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut removed = 0;
-        for set in self.sets.iter() {
-            let mut set = match set.write() {
-                Ok(set) => set,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let before = set.ways.len();
-            set.ways.retain(|w| !selects(&w.key, &w.value));
-            removed += before - set.ways.len();
-            set.hand = 0;
+        for index in 0..self.sets {
+            // Which ways go, decided on the first copy (`ways` <= 64); the other copies are
+            // locked and changed only if any does.
+            let mut first = write_set(self.copy(0, index));
+            let mut going = 0u64;
+            for (i, w) in first.ways.iter().enumerate() {
+                if selects(&w.key, &w.value) {
+                    going |= 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0);
+                }
+            }
+            if going == 0 {
+                continue;
+            }
+            removed += going.count_ones() as usize;
+            let mut others = self.lock_others(index);
+            for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
+                let mut i = 0u32;
+                set.ways.retain(|_| {
+                    let keep = going.checked_shr(i).unwrap_or(0) & 1 == 0;
+                    i += 1;
+                    keep
+                });
+                set.hand = 0;
+            }
         }
         self.invalidated.fetch_add(removed as u64, Ordering::Relaxed);
         removed
@@ -208,13 +454,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
 
     /// Entries held now.
     pub fn len(&self) -> usize {
-        self.sets
-            .iter()
-            .map(|s| match s.read() {
-                Ok(s) => s.ways.len(),
-                Err(poisoned) => poisoned.into_inner().ways.len(),
-            })
-            .sum()
+        (0..self.sets).map(|i| read_set(self.copy(0, i)).ways.len()).sum()
     }
 
     /// Whether the cache holds nothing.
@@ -225,12 +465,8 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// A copy of every entry, for inspection and for tests (not for the hot path).
     pub fn entries(&self) -> Vec<(K, V)> {
         let mut all = Vec::new();
-        for set in self.sets.iter() {
-            let set = match set.read() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            all.extend(set.ways.iter().map(|w| (w.key, w.value)));
+        for i in 0..self.sets {
+            all.extend(read_set(self.copy(0, i)).ways.iter().map(|w| (w.key, w.value)));
         }
         all
     }
@@ -238,8 +474,8 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// The counters so far.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum(),
+            misses: self.shards.iter().map(|s| s.misses.load(Ordering::Relaxed)).sum(),
             evictions: self.evictions.load(Ordering::Relaxed),
             stale_inserts: self.stale_inserts.load(Ordering::Relaxed),
             invalidated: self.invalidated.load(Ordering::Relaxed),
@@ -247,20 +483,28 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     }
 }
 
-/// CLOCK: starting at the hand, clear referenced bits until a way without one is found.
-/// Terminates within two passes: the first pass clears every bit it sees.
-fn clock_victim<K, V>(set: &mut Set<K, V>) -> usize {
-    let n = set.ways.len();
+/// CLOCK over every copy of a full set: starting at the hand, clear the way's referenced bit in
+/// every copy until a way no copy had referenced is found; that is the victim, and the hand
+/// moves past it in every copy. Terminates within two passes: the first clears every bit.
+fn clock_victim<K, V>(first: &mut Set<K, V>, others: &mut Others<'_, K, V>) -> usize {
+    let (n, hand) = (first.ways.len(), first.hand);
     for step in 0..2 * n {
-        let i = (set.hand + step) % n;
-        if let Some(way) = set.ways.get(i) {
-            if !way.referenced.swap(false, Ordering::Relaxed) {
-                set.hand = (i + 1) % n;
-                return i;
+        let i = (hand + step) % n;
+        let mut referenced = false;
+        for set in std::iter::once(&*first).chain(others.iter().flatten().map(|g| &**g)) {
+            if let Some(way) = set.ways.get(i) {
+                referenced |= way.referenced.swap(false, Ordering::Relaxed);
             }
         }
+        if !referenced {
+            first.hand = (i + 1) % n;
+            for set in others.iter_mut().flatten() {
+                set.hand = (i + 1) % n;
+            }
+            return i;
+        }
     }
-    set.hand
+    hand
 }
 
 #[cold]
@@ -288,6 +532,42 @@ mod tests {
         assert_eq!(c.get(&2), None, "the unreferenced way was the victim");
         assert_eq!(c.get(&9), Some(90));
         assert_eq!(c.stats().evictions, 1);
+    }
+
+    /// A way referenced through another thread's copy of the set is not the victim either.
+    #[test]
+    fn references_through_any_copy_spare_a_way() {
+        let c: Cache<u64, u64> = Cache::new(1, 4);
+        let e = c.epoch();
+        for k in 0..4 {
+            c.insert(k, k * 10, e);
+        }
+        std::thread::scope(|s| {
+            for k in [0, 1, 3] {
+                let c = &c;
+                s.spawn(move || assert_eq!(c.get(&k), Some(k * 10)));
+            }
+        });
+        c.insert(9, 90, e);
+        assert_eq!(c.get(&2), None, "the way no copy referenced was the victim");
+        for k in [0, 1, 3, 9] {
+            assert!(c.get(&k).is_some(), "{k} was evicted");
+        }
+        assert_eq!(c.stats().hits, 3 + 4);
+    }
+
+    /// The fold hash spreads what the models key by (an id, a PASID, consecutive page numbers,
+    /// a size) over the sets about evenly: no set gets more than twice its share.
+    #[test]
+    fn consecutive_pages_spread_over_the_sets() {
+        let c: Cache<(u16, Option<u32>, u64, u8), u64> = Cache::new(128, 8);
+        let mut per_set = vec![0usize; 128];
+        for page in 0x40000..0x40000 + 1024u64 {
+            let key = (7u16, Some(1u32), page, 12u8);
+            per_set[c.set_index(&key)] += 1;
+        }
+        let most = per_set.iter().copied().max().unwrap_or(0);
+        assert!(most <= 16, "a set got {most} of 1024 keys (8 each on average): {per_set:?}");
     }
 
     #[test]

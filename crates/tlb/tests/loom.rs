@@ -38,6 +38,38 @@ fn a_walk_racing_an_invalidation_never_leaves_the_old_value() {
     });
 }
 
+/// A lookup through one copy of the sets races an invalidation; once the invalidation has
+/// completed, lookups through either copy find the entry gone. (Loom threads take copies by
+/// their number: the main thread and the racer copy 0, the invalidator and the late reader 1.)
+#[test]
+fn an_invalidation_removes_the_entry_from_every_copy() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u64, u64>::new(1, 2));
+        cache.insert(7, 1, cache.epoch());
+        let invalidator = {
+            let cache = cache.clone();
+            thread::spawn(move || cache.invalidate(|&k, _| k == 7))
+        };
+        let racer = {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                let seen = cache.get(&7);
+                assert!(seen.is_none() || seen == Some(1));
+            })
+        };
+        assert_eq!(invalidator.join().unwrap(), 1);
+        let late = {
+            let cache = cache.clone();
+            thread::spawn(move || cache.get(&7))
+        };
+        assert_eq!(late.join().unwrap(), None, "the other copy kept the old entry");
+        assert_eq!(cache.get(&7), None, "this copy kept the old entry");
+        racer.join().unwrap();
+        let stats = cache.stats();
+        assert_eq!(stats.hits + stats.misses, 3);
+    });
+}
+
 /// Two walkers and an eviction-sized set: a hit never sees a half-written way.
 #[test]
 fn concurrent_inserts_into_a_full_set_keep_whole_entries() {
