@@ -590,9 +590,15 @@ fn the_queue_wraps_around() {
 /// One memory access the unit made.
 #[derive(Clone, Copy, Debug)]
 enum Touch {
-    Read { addr: u64, len: u64 },
+    Read {
+        addr: u64,
+        len: u64,
+    },
     /// A quadword read, and whether memory backed it.
-    ReadU64 { addr: u64, backed: bool },
+    ReadU64 {
+        addr: u64,
+        backed: bool,
+    },
     Cas(u64),
     Write,
 }
