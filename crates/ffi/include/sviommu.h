@@ -149,6 +149,32 @@
 // C, which holds it by pointer until `sviommu_destroy`.
 typedef struct SviommuUnit SviommuUnit;
 
+// Recorded faults, indexed by their 8-bit architected code.
+typedef struct SviommuFaultCounts {
+  // `by_code[c]`: faults recorded with code `c`.
+  uint64_t by_code[SVIOMMU_FAULT_CODES];
+} SviommuFaultCounts;
+
+// What the unit recorded about the requests it saw (`sviommu_record_stats`): faults by code
+// and the structures and table entries its walks read. Apart from `SviommuStats`, whose
+// layout embedders already compiled against.
+typedef struct SviommuRecordStats {
+  // Faults the unit recorded (`faults.by_code`), by their architected code: the VT-d fault reason (FR, §7.2) or
+  // the SMMUv3 event number (§7.3). Faults not recorded (FPD set, a disabled Event queue,
+  // silent aborts) are not counted here.
+  struct SviommuFaultCounts faults;
+  // VT-d: present legacy context entries the unit read from memory (cache misses), by their
+  // TT field (§9.3: 0 second stage, 1 second stage with device-TLB, 2 pass-through).
+  uint64_t vtd_context_tt[4];
+  // VT-d: present scalable-mode PASID-table entries the unit read from memory, by their PGTT
+  // field (§9.6: 1 first stage, 2 second stage, 3 nested, 4 pass-through).
+  uint64_t vtd_pasid_pgtt[8];
+  // Page-table entries the walks read, by stage (0: VT-d first stage / SMMU stage 1; 1:
+  // VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
+  // VMSAv8-64 levels -1 to 3).
+  uint64_t walk_reads[2][SVIOMMU_WALK_LEVELS];
+} SviommuRecordStats;
+
 // The VT-d unit's capabilities (CAP_REG, ECAP_REG) and sizes, as knobs. Fill it with
 // `sviommu_vtd_params_default`, change what matters, and pass it to `sviommu_vtd_create`.
 // Flags are 0 or 1. Capability bits no knob names keep the default unit's values (coherent
@@ -503,12 +529,6 @@ typedef struct SviommuAbiStats {
   uint64_t panics;
 } SviommuAbiStats;
 
-// Recorded faults, indexed by their 8-bit architected code.
-typedef struct SviommuFaultCounts {
-  // `by_code[c]`: faults recorded with code `c`.
-  uint64_t by_code[SVIOMMU_FAULT_CODES];
-} SviommuFaultCounts;
-
 // Everything a unit counts. `caches` are in the architecture's order: VT-d context, PASID,
 // IOTLB, first-stage paging-structure, second-stage paging-structure, second-stage leaf;
 // SMMUv3 STE, CD, TLB, stage-1 walk, stage-2 walk, stage-2 leaf. `vtd_ats` is zero for an
@@ -531,28 +551,22 @@ typedef struct SviommuStats {
   // entry cache, 5 wait, 6 PASID-based IOTLB, 7 PASID-cache, 8 PASID-based device-TLB, 9 page
   // group response); a descriptor refused with IQE is not counted. Zero for an SMMU.
   uint64_t vtd_invalidations[SVIOMMU_VTD_DESCRIPTOR_TYPES];
-  // Faults the unit recorded (`faults.by_code`), by their architected code: the VT-d fault reason (FR, §7.2) or
-  // the SMMUv3 event number (§7.3). Faults not recorded (FPD set, a disabled Event queue,
-  // silent aborts) are not counted here.
-  struct SviommuFaultCounts faults;
-  // VT-d: present legacy context entries the unit read from memory (cache misses), by their
-  // TT field (§9.3: 0 second stage, 1 second stage with device-TLB, 2 pass-through).
-  uint64_t vtd_context_tt[4];
-  // VT-d: present scalable-mode PASID-table entries the unit read from memory, by their PGTT
-  // field (§9.6: 1 first stage, 2 second stage, 3 nested, 4 pass-through).
-  uint64_t vtd_pasid_pgtt[8];
-  // Page-table entries the walks read, by stage (0: VT-d first stage / SMMU stage 1; 1:
-  // VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
-  // VMSAv8-64 levels -1 to 3).
-  uint64_t walk_reads[2][SVIOMMU_WALK_LEVELS];
 } SviommuStats;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
+// Stores the faults the unit recorded by code, and what its walks read, in `*stats`.
+//
+// # Safety
+// `unit` is null or a live handle; `stats` is null or valid for writing one
+// `SviommuRecordStats`.
+int32_t sviommu_record_stats(const struct SviommuUnit *unit,
+                             struct SviommuRecordStats *stats);
+
 // Writes the unit's statistics as text, one `name value` line each (every counter of
-// `SviommuStats`; faults by code as `fault.0xNN`, structures by type and walk reads by level
+// `SviommuStats` and `SviommuRecordStats`; faults by code as `fault.0xNN`, structures by type and walk reads by level
 // where non-zero), into `buf`: at most `cap - 1` bytes and a terminating NUL (nothing when
 // `cap` is 0). `*len` gets the whole text's length without the NUL, so a caller whose buffer
 // was short (`*len >= cap`) can call again with `*len + 1` bytes.

@@ -110,7 +110,7 @@ impl WalkObserver for Seen {
                 if let Ok(w) = <[u64; 2]>::try_from(words) {
                     let ce = ContextEntry::from_words(w);
                     if ce.p() {
-                        bump_plain(&mut self.context_tt, ce.tt_raw().into());
+                        bump_plain(&mut self.context_tt, ce.tt_raw());
                     }
                 }
             }
@@ -118,7 +118,7 @@ impl WalkObserver for Seen {
                 if let Ok(w) = <[u64; 8]>::try_from(words) {
                     let pe = PasidEntry::from_words(w);
                     if pe.p() {
-                        bump_plain(&mut self.pasid_pgtt, pe.pgtt_raw().into());
+                        bump_plain(&mut self.pasid_pgtt, pe.pgtt_raw());
                     }
                 }
             }
