@@ -88,16 +88,20 @@ cmp -s "$repo/crates/ffi/include/sviommu.h" "$src/hw/i386/sviommu/sviommu.h" ||
     cp "$repo/crates/ffi/include/sviommu.h" "$src/hw/i386/sviommu/sviommu.h"
 
 # --- QEMU, x86_64-softmmu only -------------------------------------------------------------
+# Each patch gets its own source and build folders: ccache shares objects between them only if
+# their paths leave the hash (paths under the cache are rewritten relative, and the working
+# folder, which -g would otherwise hash, is left out).
+export CCACHE_DIR="$cache/ccache" CCACHE_BASEDIR="$cache" CCACHE_NOHASHDIR=1
 if [ ! -f "$build/build.ninja" ]; then
     [ "$check" = 1 ] && { say "QEMU for patch $key is not configured"; exit 3; }
     mkdir -p "$build"
     cc="cc"
     command -v ccache >/dev/null && cc="ccache cc"
-    (cd "$build" && CCACHE_DIR="$cache/ccache" "$src/configure" --cc="$cc" \
+    (cd "$build" && "$src/configure" --cc="$cc" \
         --target-list=x86_64-softmmu --disable-docs --disable-tools --disable-user \
         --disable-werror --without-default-features --enable-tcg --enable-fdt=system >&2)
 fi
-(cd "$build" && CCACHE_DIR="$cache/ccache" ninja qemu-system-x86_64 >&2)
+(cd "$build" && ninja qemu-system-x86_64 >&2)
 
 # --- the guest: Debian's kernel, its virtio modules, busybox --------------------------------
 kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)

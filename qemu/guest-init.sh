@@ -5,14 +5,31 @@
 #   - reads 1 MiB the host wrote at 1 MiB and prints its MD5 (the host compares it with its own);
 #   - writes 1 MiB of random data at 2 MiB, drops the page cache, reads it back through the
 #     device and compares (the host also reads the image after power-off);
-# prints one result line, and powers off.
+# prints one result line, and powers off. With sviommu.pause=1 on the command line it waits for
+# the host first (below).
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in $(cat /mod/order); do
-    insmod "/mod/$m" || echo "SVIOMMU-INIT insmod $m failed"
-done
+load() {
+    for m in $(cat /mod/order); do
+        insmod "/mod/$m" || echo "SVIOMMU-INIT insmod $m failed"
+    done
+}
+# `sviommu boot --corrupt-context`: the host corrupts the disk's context entry while this waits
+# for a line on the console; then the disk's first DMA faults (the driver may never finish
+# probing, so it loads in the background), and this reports once Linux has printed the fault.
+if grep -q sviommu.pause=1 /proc/cmdline; then
+    echo "SVIOMMU-PAUSED"
+    read -r go
+    load &
+    n=0
+    while ! dmesg | grep -q "fault reason" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    if dmesg | grep -q "fault reason"; then status=faulted; else status=no-fault; fi
+    echo "SVIOMMU-RESULT status=$status"
+    poweroff -f
+fi
+load
 n=0
 while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
 if [ ! -b /dev/vda ]; then

@@ -139,9 +139,41 @@
 // code (§6.5.2, bits 3:0 of the descriptor).
 #define SVIOMMU_VTD_DESCRIPTOR_TYPES 16
 
+// The size of `SviommuFaultCounts::by_code`: every 8-bit fault reason or event number.
+#define SVIOMMU_FAULT_CODES 256
+
+// The size of each row of `SviommuStats::walk_reads`: levels -1 to 5.
+#define SVIOMMU_WALK_LEVELS 7
+
 // A VT-d unit or an SMMUv3, made by `sviommu_vtd_create` or `sviommu_smmu_create`; opaque to
 // C, which holds it by pointer until `sviommu_destroy`.
 typedef struct SviommuUnit SviommuUnit;
+
+// Recorded faults, indexed by their 8-bit architected code.
+typedef struct SviommuFaultCounts {
+  // `by_code[c]`: faults recorded with code `c`.
+  uint64_t by_code[SVIOMMU_FAULT_CODES];
+} SviommuFaultCounts;
+
+// What the unit recorded about the requests it saw (`sviommu_record_stats`): faults by code
+// and the structures and table entries its walks read. Apart from `SviommuStats`, whose
+// layout embedders already compiled against.
+typedef struct SviommuRecordStats {
+  // Faults the unit recorded (`faults.by_code`), by their architected code: the VT-d fault reason (FR, §7.2) or
+  // the SMMUv3 event number (§7.3). Faults not recorded (FPD set, a disabled Event queue,
+  // silent aborts) are not counted here.
+  struct SviommuFaultCounts faults;
+  // VT-d: present legacy context entries the unit read from memory (cache misses), by their
+  // TT field (§9.3: 0 second stage, 1 second stage with device-TLB, 2 pass-through).
+  uint64_t vtd_context_tt[4];
+  // VT-d: present scalable-mode PASID-table entries the unit read from memory, by their PGTT
+  // field (§9.6: 1 first stage, 2 second stage, 3 nested, 4 pass-through).
+  uint64_t vtd_pasid_pgtt[8];
+  // Page-table entries the walks read, by stage (0: VT-d first stage / SMMU stage 1; 1:
+  // VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
+  // VMSAv8-64 levels -1 to 3).
+  uint64_t walk_reads[2][SVIOMMU_WALK_LEVELS];
+} SviommuRecordStats;
 
 // The VT-d unit's capabilities (CAP_REG, ECAP_REG) and sizes, as knobs. Fill it with
 // `sviommu_vtd_params_default`, change what matters, and pass it to `sviommu_vtd_create`.
@@ -524,6 +556,28 @@ typedef struct SviommuStats {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Stores the faults the unit recorded by code, and what its walks read, in `*stats`.
+//
+// # Safety
+// `unit` is null or a live handle; `stats` is null or valid for writing one
+// `SviommuRecordStats`.
+int32_t sviommu_record_stats(const struct SviommuUnit *unit,
+                             struct SviommuRecordStats *stats);
+
+// Writes the unit's statistics as text, one `name value` line each (every counter of
+// `SviommuStats` and `SviommuRecordStats`; faults by code as `fault.0xNN`, structures by type and walk reads by level
+// where non-zero), into `buf`: at most `cap - 1` bytes and a terminating NUL (nothing when
+// `cap` is 0). `*len` gets the whole text's length without the NUL, so a caller whose buffer
+// was short (`*len >= cap`) can call again with `*len + 1` bytes.
+//
+// # Safety
+// `unit` is null or a live handle; `buf` is valid for writing `cap` bytes (it may be null
+// when `cap` is 0); `len` is null or valid for writing one `size_t`.
+int32_t sviommu_stats_text(const struct SviommuUnit *unit,
+                           char *buf,
+                           size_t cap,
+                           size_t *len);
 
 // Fills `*out` with the default VT-d unit's parameters: scalable and legacy mode, first and
 // second stage, nested, pass-through, 39/48/57-bit AGAW, 20-bit PASIDs, queued invalidation,

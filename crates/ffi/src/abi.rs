@@ -10,6 +10,63 @@ use crate::params;
 use crate::types::*;
 use crate::unit::SviommuUnit;
 
+/// Stores the faults the unit recorded by code, and what its walks read, in `*stats`.
+///
+/// # Safety
+/// `unit` is null or a live handle; `stats` is null or valid for writing one
+/// `SviommuRecordStats`.
+#[no_mangle]
+pub unsafe extern "C" fn sviommu_record_stats(
+    unit: *const SviommuUnit,
+    stats: *mut SviommuRecordStats,
+) -> i32 {
+    // SAFETY: the function's contract.
+    let out = unsafe { output(stats) };
+    // SAFETY: the function's contract.
+    unsafe { with_unit(unit, |u| code(out.map(|s| *s = u.record_stats()))) }
+}
+
+/// Writes the unit's statistics as text, one `name value` line each (every counter of
+/// `SviommuStats` and `SviommuRecordStats`; faults by code as `fault.0xNN`, structures by type and walk reads by level
+/// where non-zero), into `buf`: at most `cap - 1` bytes and a terminating NUL (nothing when
+/// `cap` is 0). `*len` gets the whole text's length without the NUL, so a caller whose buffer
+/// was short (`*len >= cap`) can call again with `*len + 1` bytes.
+///
+/// # Safety
+/// `unit` is null or a live handle; `buf` is valid for writing `cap` bytes (it may be null
+/// when `cap` is 0); `len` is null or valid for writing one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn sviommu_stats_text(
+    unit: *const SviommuUnit,
+    buf: *mut core::ffi::c_char,
+    cap: usize,
+    len: *mut usize,
+) -> i32 {
+    // SAFETY: the function's contract.
+    let len = unsafe { output(len) };
+    if cap > 0 && buf.is_null() {
+        return SVIOMMU_ERR_NULL;
+    }
+    let fill = |u: &SviommuUnit| {
+        let len = len?;
+        let text = crate::text::stats_text(&u.stats(), &u.record_stats());
+        *len = text.len();
+        if cap > 0 {
+            // SAFETY: the function's contract: `buf` is non-null and holds `cap` bytes.
+            let out = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) };
+            let n = text.len().min(cap - 1);
+            let (body, rest) = out.split_at_mut(n);
+            body.copy_from_slice(text.as_bytes().get(..n).unwrap_or_default());
+            if let Some(nul) = rest.first_mut() {
+                *nul = 0;
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the function's contract.
+    unsafe { with_unit(unit, |u| code(fill(u))) }
+}
+
 /// Panics caught at the boundary since the library was loaded, every unit's and those outside
 /// any unit (`sviommu_panics`).
 static PANICS: AtomicU64 = AtomicU64::new(0);

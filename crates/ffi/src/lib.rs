@@ -11,6 +11,7 @@
 //! | `params` | the C parameter structs to and from `VtdParams` / `SmmuParams` (defaults are the models') |
 //! | `callbacks` | the embedder's callbacks: guest memory as `PhysMemory`, MSI and message delivery (unsafe calls out) |
 //! | `unit` | a unit behind the handle: the model, MMIO of any width, translate, drain, statistics (safe) |
+//! | `text` | the statistics as `name value` lines (`sviommu_stats_text`) |
 //! | `abi` | the exported functions: pointers to references, null checks, the panic guard (unsafe) |
 //!
 //! Only `callbacks` and `abi` may use `unsafe`; everything else is safe Rust over the models.
@@ -29,6 +30,7 @@ mod abi;
 #[allow(unsafe_code)]
 mod callbacks;
 mod params;
+mod text;
 mod types;
 mod unit;
 

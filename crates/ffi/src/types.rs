@@ -502,3 +502,44 @@ pub struct SviommuStats {
     /// group response); a descriptor refused with IQE is not counted. Zero for an SMMU.
     pub vtd_invalidations: [u64; SVIOMMU_VTD_DESCRIPTOR_TYPES],
 }
+
+/// What the unit recorded about the requests it saw (`sviommu_record_stats`): faults by code
+/// and the structures and table entries its walks read. Apart from `SviommuStats`, whose
+/// layout embedders already compiled against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SviommuRecordStats {
+    /// Faults the unit recorded (`faults.by_code`), by their architected code: the VT-d fault reason (FR, §7.2) or
+    /// the SMMUv3 event number (§7.3). Faults not recorded (FPD set, a disabled Event queue,
+    /// silent aborts) are not counted here.
+    pub faults: SviommuFaultCounts,
+    /// VT-d: present legacy context entries the unit read from memory (cache misses), by their
+    /// TT field (§9.3: 0 second stage, 1 second stage with device-TLB, 2 pass-through).
+    pub vtd_context_tt: [u64; 4],
+    /// VT-d: present scalable-mode PASID-table entries the unit read from memory, by their PGTT
+    /// field (§9.6: 1 first stage, 2 second stage, 3 nested, 4 pass-through).
+    pub vtd_pasid_pgtt: [u64; 8],
+    /// Page-table entries the walks read, by stage (0: VT-d first stage / SMMU stage 1; 1:
+    /// VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
+    /// VMSAv8-64 levels -1 to 3).
+    pub walk_reads: [[u64; SVIOMMU_WALK_LEVELS]; 2],
+}
+
+/// The size of `SviommuFaultCounts::by_code`: every 8-bit fault reason or event number.
+pub const SVIOMMU_FAULT_CODES: usize = 256;
+
+/// Recorded faults, indexed by their 8-bit architected code.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SviommuFaultCounts {
+    /// `by_code[c]`: faults recorded with code `c`.
+    pub by_code: [u64; SVIOMMU_FAULT_CODES],
+}
+
+impl Default for SviommuFaultCounts {
+    fn default() -> Self {
+        Self { by_code: [0; SVIOMMU_FAULT_CODES] }
+    }
+}
+/// The size of each row of `SviommuStats::walk_reads`: levels -1 to 5.
+pub const SVIOMMU_WALK_LEVELS: usize = 7;

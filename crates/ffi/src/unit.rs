@@ -5,11 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sviommu_memory::PAGE_4K_LG2;
+use sviommu_pgtable::{Stage, WalkObserver, WalkStep};
 use sviommu_smmuv3::hw::{self as smmu, Abort, Silent, Smmu, SmmuCacheStats, StallResult};
 use sviommu_smmuv3::spec::regs::PAGE_BYTES;
 use sviommu_tlb::CacheStats;
 use sviommu_vtd::hw::{self as vtd, Access, DmaRequest, Vtd, VtdCacheStats};
+use sviommu_vtd::spec::pasid::PasidEntry;
 use sviommu_vtd::spec::regs::{cap, ecap};
+use sviommu_vtd::spec::root::ContextEntry;
 
 use crate::callbacks::{CallbackMemory, Callbacks};
 use crate::types::*;
@@ -29,7 +32,7 @@ enum Hw {
 }
 
 /// The boundary's own counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     translated: AtomicU64,
     faulted: AtomicU64,
@@ -39,10 +42,95 @@ struct Counters {
     outputs_delivered: AtomicU64,
     outputs_discarded: AtomicU64,
     panics: AtomicU64,
+    /// Recorded faults by code.
+    faults_by_code: [AtomicU64; SVIOMMU_FAULT_CODES],
+    /// What the walks read (`Seen`, added up).
+    context_tt: [AtomicU64; 4],
+    pasid_pgtt: [AtomicU64; 8],
+    walk_reads: [[AtomicU64; SVIOMMU_WALK_LEVELS]; 2],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let z = || AtomicU64::new(0);
+        Self {
+            translated: z(),
+            faulted: z(),
+            requests_refused: z(),
+            mmio_accesses: z(),
+            mmio_refused: z(),
+            outputs_delivered: z(),
+            outputs_discarded: z(),
+            panics: z(),
+            faults_by_code: std::array::from_fn(|_| z()),
+            context_tt: std::array::from_fn(|_| z()),
+            pasid_pgtt: std::array::from_fn(|_| z()),
+            walk_reads: std::array::from_fn(|_| std::array::from_fn(|_| z())),
+        }
+    }
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(c: Option<&AtomicU64>, n: u64) {
+    if let (Some(c), true) = (c, n > 0) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What one VT-d translation read from memory: the configuration structures Linux (or any
+/// driver) wrote, decoded by the `spec` views, and the page-table entries by stage and level.
+/// Plain counts added to the unit's atomics once the translation is done.
+#[derive(Default)]
+struct Seen {
+    context_tt: [u64; 4],
+    pasid_pgtt: [u64; 8],
+    walk_reads: [[u64; SVIOMMU_WALK_LEVELS]; 2],
+}
+
+impl WalkObserver for Seen {
+    fn step(&mut self, step: WalkStep) {
+        let stage = match step.stage {
+            Stage::S1 => 0,
+            Stage::S2 => 1,
+        };
+        let level = usize::try_from(i16::from(step.level) + 1).ok();
+        let slot = self.walk_reads.get_mut(stage).and_then(|r| r.get_mut(level?));
+        if let Some(n) = slot {
+            *n += 1;
+        }
+    }
+
+    fn structure(&mut self, what: &'static str, _mem_addr: u64, words: &[u64]) {
+        // The names are the ones the VT-d model gives its reads (hw::translate).
+        match what {
+            "context entry" => {
+                if let Ok(w) = <[u64; 2]>::try_from(words) {
+                    let ce = ContextEntry::from_words(w);
+                    if ce.p() {
+                        bump_plain(&mut self.context_tt, ce.tt_raw());
+                    }
+                }
+            }
+            "PASID-table entry" => {
+                if let Ok(w) = <[u64; 8]>::try_from(words) {
+                    let pe = PasidEntry::from_words(w);
+                    if pe.p() {
+                        bump_plain(&mut self.pasid_pgtt, pe.pgtt_raw());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn bump_plain(counts: &mut [u64], i: u64) {
+    if let Some(n) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
+        *n += 1;
+    }
 }
 
 /// A VT-d unit or an SMMUv3, made by `sviommu_vtd_create` or `sviommu_smmu_create`; opaque to
@@ -196,8 +284,13 @@ impl SviommuUnit {
             Hw::Vtd(v) => {
                 let rid = u16::try_from(r.requester).map_err(|_| SVIOMMU_ERR_INVALID)?;
                 let req = DmaRequest { rid, pasid: c.pasid, addr: r.addr, access: c.access };
-                let answer =
-                    if c.translated { v.translated_request(&req) } else { v.translate(&req) };
+                let answer = if c.translated {
+                    v.translated_request(&req)
+                } else {
+                    let (answer, seen) = v.translate_observed(&req, Seen::default());
+                    self.count_seen(&seen);
+                    answer
+                };
                 match answer {
                     Ok(t) => SviommuResult {
                         outcome: SVIOMMU_OUTCOME_TRANSLATED,
@@ -220,7 +313,9 @@ impl SviommuUnit {
                 let mut t = smmu::Transaction::new(r.requester, r.addr, c.access);
                 t.ssid = c.pasid;
                 t.translated = c.translated;
-                match m.translate(&t) {
+                let (answer, seen) = m.translate_observed(&t, Seen::default());
+                self.count_seen(&seen);
+                match answer {
                     Ok(x) => SviommuResult {
                         outcome: SVIOMMU_OUTCOME_TRANSLATED,
                         output: x.output,
@@ -237,9 +332,28 @@ impl SviommuUnit {
             bump(&self.counters.translated);
         } else {
             bump(&self.counters.faulted);
+            if out.recorded == 1 {
+                let code = usize::try_from(out.fault_code).ok();
+                add(code.and_then(|c| self.counters.faults_by_code.get(c)), 1);
+            }
             self.drain();
         }
         Ok(out)
+    }
+
+    fn count_seen(&self, seen: &Seen) {
+        let c = &self.counters;
+        for (a, n) in c.context_tt.iter().zip(seen.context_tt) {
+            add(Some(a), n);
+        }
+        for (a, n) in c.pasid_pgtt.iter().zip(seen.pasid_pgtt) {
+            add(Some(a), n);
+        }
+        for (row, seen_row) in c.walk_reads.iter().zip(seen.walk_reads) {
+            for (a, n) in row.iter().zip(seen_row) {
+                add(Some(a), n);
+            }
+        }
     }
 
     /// Delivers everything the unit has sent, oldest first, through the callbacks; a drain
@@ -426,6 +540,18 @@ impl SviommuUnit {
             panics: ld(&c.panics),
         };
         s
+    }
+
+    /// Faults by code and what the walks read.
+    pub fn record_stats(&self) -> SviommuRecordStats {
+        let c = &self.counters;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SviommuRecordStats {
+            faults: SviommuFaultCounts { by_code: c.faults_by_code.each_ref().map(ld) },
+            vtd_context_tt: c.context_tt.each_ref().map(ld),
+            vtd_pasid_pgtt: c.pasid_pgtt.each_ref().map(ld),
+            walk_reads: c.walk_reads.each_ref().map(|r| r.each_ref().map(ld)),
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,22 +39,125 @@ pub enum Iommu {
     Vtd,
 }
 
-/// How Linux drives the VT-d model.
+/// How Linux drives the VT-d model: the translation structures it writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Legacy mode (`intel_iommu=on,sm_off`): root and context tables, second-stage tables.
+    /// Legacy mode (`intel_iommu=on,sm_off`): root and context tables, second-stage tables
+    /// (context entries with TT 00b, or 10b under `--passthrough`).
     Legacy,
-    /// Scalable mode (`intel_iommu=on,sm_on`): PASID tables; Linux picks the stage.
-    Scalable,
+    /// Scalable mode (`intel_iommu=on,sm_on`) with first-stage support withheld (ECAP.FSTS
+    /// clear): Linux's PASID entries are second stage (PGTT 010b).
+    #[value(name = "scalable-ss")]
+    #[serde(rename = "scalable-ss")]
+    ScalableSs,
+    /// Scalable mode with first-stage support advertised: Linux's DMA domains are first stage
+    /// (PGTT 001b).
+    #[value(name = "scalable-fs")]
+    #[serde(rename = "scalable-fs")]
+    ScalableFs,
 }
 
-impl Mode {
-    fn cmdline(self) -> &'static str {
-        match self {
-            Mode::Legacy => "intel_iommu=on,sm_off",
-            Mode::Scalable => "intel_iommu=on,sm_on",
+/// How Linux invalidates after an unmap (`iommu.strict`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invalidation {
+    /// The kernel's configured default.
+    Default,
+    /// `iommu.strict=1`: every unmap is invalidated before it returns.
+    Strict,
+    /// `iommu.strict=0`: unmaps are invalidated in batches (a flush queue).
+    Lazy,
+}
+
+/// One boot's configuration: what the unit advertises and how Linux is asked to drive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Setup {
+    pub iommu: Iommu,
+    pub mode: Mode,
+    pub invalidation: Invalidation,
+    /// `iommu=pt`: Linux's default domain is the identity (pass-through) domain.
+    pub passthrough: bool,
+    /// CAP.CM: the unit may cache not-present entries (what a virtual IOMMU advertises).
+    pub caching_mode: bool,
+    /// Second-stage levels the unit supports: 3 (CAP.SAGAW 39 bits only) or 4 (39 and 48).
+    pub levels: u8,
+    /// Clear the Present bit of the disk's context entry while the guest waits before loading
+    /// its drivers: the disk's first DMA faults, and Linux prints the fault.
+    pub corrupt_context: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            iommu: Iommu::Vtd,
+            mode: Mode::Legacy,
+            invalidation: Invalidation::Default,
+            passthrough: false,
+            caching_mode: false,
+            levels: 4,
+            corrupt_context: false,
         }
+    }
+}
+
+impl Setup {
+    /// The kernel's IOMMU arguments.
+    fn cmdline(&self) -> String {
+        let mut c = String::from(match self.mode {
+            Mode::Legacy => "intel_iommu=on,sm_off",
+            Mode::ScalableSs | Mode::ScalableFs => "intel_iommu=on,sm_on",
+        });
+        match self.invalidation {
+            Invalidation::Default => {}
+            Invalidation::Strict => c.push_str(" iommu.strict=1"),
+            Invalidation::Lazy => c.push_str(" iommu.strict=0"),
+        }
+        if self.passthrough {
+            c.push_str(" iommu=pt");
+        }
+        c
+    }
+
+    /// The shim's device and its properties.
+    fn device(&self, stats: &Path) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!(
+            "sviommu-vtd,stats={},scalable-mode=on,first-stage={},caching-mode={},aw-bits={}",
+            stats.display(),
+            on(self.mode == Mode::ScalableFs),
+            on(self.caching_mode),
+            if self.levels == 3 { 39 } else { 48 }
+        )
+    }
+
+    /// A short name: `legacy`, `scalable-fs strict cm 3-level`...
+    pub fn name(&self) -> String {
+        if self.iommu == Iommu::None {
+            return "no IOMMU".to_owned();
+        }
+        let mut n = match self.mode {
+            Mode::Legacy => "legacy",
+            Mode::ScalableSs => "scalable-ss",
+            Mode::ScalableFs => "scalable-fs",
+        }
+        .to_owned();
+        match self.invalidation {
+            Invalidation::Default => {}
+            Invalidation::Strict => n.push_str(" strict"),
+            Invalidation::Lazy => n.push_str(" lazy"),
+        }
+        if self.passthrough {
+            n.push_str(" pt");
+        }
+        if self.caching_mode {
+            n.push_str(" cm");
+        }
+        n.push_str(&format!(" {}-level", self.levels));
+        if self.corrupt_context {
+            n.push_str(" corrupt-context");
+        }
+        n
     }
 }
 
@@ -71,6 +174,8 @@ pub enum BootError {
     Artefact(&'static str),
     #[error("the guest did not power off within {0} s")]
     Timeout(u64),
+    #[error("corrupting the context entry: {0}")]
+    Corrupt(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BootError {
@@ -136,9 +241,14 @@ pub struct GuestResult {
 /// One boot.
 #[derive(Clone, Debug, Serialize)]
 pub struct Boot {
-    pub iommu: Iommu,
-    pub mode: Option<Mode>,
+    pub setup: Setup,
+    /// The setup's short name.
+    pub name: String,
     pub cmdline: String,
+    /// What the host corrupted while the guest waited (`Setup::corrupt_context`).
+    pub corrupted: Option<String>,
+    /// The fault reasons in Linux's DMAR fault lines (`[fault reason 0xNN]`), in order.
+    pub kernel_fault_reasons: Vec<u8>,
     /// Wall-clock time from starting QEMU to its exit.
     pub wall_secs: f64,
     /// The kernel's clock when it ran /init (its `Run /init` line).
@@ -175,6 +285,12 @@ impl Boot {
         })
     }
 
+    /// Linux printed a DMAR fault line, and every reason in them is one the model recorded.
+    pub fn fault_seen_by_linux(&self) -> bool {
+        !self.kernel_fault_reasons.is_empty()
+            && self.kernel_fault_reasons.iter().all(|r| self.stat(&format!("fault.{r:#04x}")) > 0)
+    }
+
     /// A statistic, 0 if absent.
     pub fn stat(&self, k: &str) -> u64 {
         self.stats.get(k).copied().unwrap_or(0)
@@ -184,28 +300,43 @@ impl Boot {
 /// Boots the guest once. `timeout` bounds QEMU's run.
 pub fn boot(
     a: &Artefacts,
-    iommu: Iommu,
-    mode: Mode,
+    setup: &Setup,
     extra: &str,
     timeout: Duration,
 ) -> Result<Boot, BootError> {
-    let dir = scratch()?;
+    let dir = scratch(setup.corrupt_context)?;
+    let result = boot_in(a, setup, extra, timeout, &dir);
+    // Best effort: a leftover scratch folder in the temp dir is harmless.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn boot_in(
+    a: &Artefacts,
+    setup: &Setup,
+    extra: &str,
+    timeout: Duration,
+    dir: &Path,
+) -> Result<Boot, BootError> {
     let disk = dir.join("disk.img");
     let stats_file = dir.join("stats");
+    let ram_file = dir.join("ram");
+    let monitor = dir.join("monitor");
     let mut image = vec![0u8; DISK_BYTES];
     fill_unguessable(image.get_mut(HOST_AT..HOST_AT + MIB).unwrap_or_default());
     std::fs::write(&disk, &image).map_err(io(disk.display().to_string()))?;
     let host_md5 = md5(image.get(HOST_AT..HOST_AT + MIB).unwrap_or_default())?;
 
     let mut cmdline = String::from("console=ttyS0 panic=-1 loglevel=7");
-    let mode = match iommu {
-        Iommu::None => None,
-        Iommu::Vtd => {
-            cmdline.push(' ');
-            cmdline.push_str(mode.cmdline());
-            Some(mode)
-        }
-    };
+    if setup.iommu == Iommu::Vtd {
+        cmdline.push(' ');
+        cmdline.push_str(&setup.cmdline());
+    }
+    let corrupt = setup.corrupt_context && setup.iommu == Iommu::Vtd;
+    if corrupt {
+        // guest-init.sh waits for a line on the console before it loads the drivers.
+        cmdline.push_str(" sviommu.pause=1");
+    }
     if !extra.is_empty() {
         cmdline.push(' ');
         cmdline.push_str(extra);
@@ -214,7 +345,7 @@ pub fn boot(
     for f in &a.firmware {
         cmd.arg("-L").arg(f);
     }
-    cmd.args(["-M", "q35", "-accel", "tcg", "-m", "512", "-smp", "1", "-nodefaults"]).args([
+    cmd.args(["-M", "q35", "-accel", "tcg", "-m", RAM, "-smp", "1", "-nodefaults"]).args([
         "-no-user-config",
         "-display",
         "none",
@@ -222,37 +353,90 @@ pub fn boot(
         "stdio",
         "-no-reboot",
     ]);
-    if iommu == Iommu::Vtd {
+    if corrupt {
+        // Guest RAM in a file the host can write (GPA = file offset: 512 MiB sit below 4 GiB
+        // on q35), and a monitor to read the unit's registers.
+        cmd.arg("-object")
+            .arg(format!(
+                "memory-backend-file,id=ram,size={RAM},mem-path={},share=on",
+                ram_file.display()
+            ))
+            .args(["-machine", "memory-backend=ram", "-monitor"])
+            .arg(format!("unix:{},server=on,wait=off", monitor.display()));
+    }
+    if setup.iommu == Iommu::Vtd {
         // First: PCI devices take their address space from the IOMMU when they are realized.
-        cmd.arg("-device").arg(format!("sviommu-vtd,stats={}", stats_file.display()));
+        cmd.arg("-device").arg(setup.device(&stats_file));
     }
     cmd.arg("-kernel").arg(&a.kernel).arg("-initrd").arg(&a.initrd).arg("-append").arg(&cmdline);
     cmd.arg("-drive")
         .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0,disable-legacy=on,iommu_platform=on"]);
+        .arg("-device")
+        .arg(format!(
+            "virtio-blk-pci,drive=d0,disable-legacy=on,iommu_platform=on,addr={DISK_SLOT:#x}"
+        ));
     let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io(a.qemu.display().to_string()))?;
+    let mut stdin = child.stdin.take();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
     let out = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut console = String::new();
+        if let Some(out) = out {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                // The receiver may be gone once the guest was let go; the console is kept.
+                let _ = tx.send(line.clone());
+                console.push_str(&line);
+                console.push('\n');
+            }
+        }
+        console
+    });
     let err = child.stderr.take();
-    let reader = std::thread::spawn(move || slurp(out));
     let err_reader = std::thread::spawn(move || slurp(err));
-    let status = loop {
+    let mut corrupted = None;
+    let mut waiting = corrupt;
+    let outcome = loop {
         if let Some(s) = child.try_wait().map_err(io("waiting for QEMU"))? {
-            break s;
+            break Ok(s);
         }
         if start.elapsed() > timeout {
+            break Err(BootError::Timeout(timeout.as_secs()));
+        }
+        if waiting {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+                if line.contains(PAUSED_TAG) {
+                    waiting = false;
+                    match corrupt_context(&monitor, &ram_file) {
+                        Ok(what) => corrupted = Some(what),
+                        Err(e) => break Err(e),
+                    }
+                    // The guest goes on when it reads a line.
+                    let go = stdin.as_mut().map(|i| i.write_all(b"go\n").and_then(|()| i.flush()));
+                    if let Some(Err(e)) = go {
+                        break Err(BootError::Io("the guest's console".to_owned(), e));
+                    }
+                }
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let status = match outcome {
+        Ok(s) => s,
+        Err(e) => {
             // Best effort: the process is ours and is being abandoned.
             let _ = child.kill();
             let _ = child.wait();
-            return Err(BootError::Timeout(timeout.as_secs()));
+            return Err(e);
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
+    drop(stdin);
     let wall_secs = start.elapsed().as_secs_f64();
     let console = reader.join().unwrap_or_default();
     let qemu_stderr = err_reader.join().unwrap_or_default();
@@ -260,13 +444,13 @@ pub fn boot(
     let image = std::fs::read(&disk).map_err(io(disk.display().to_string()))?;
     let image_md5 = md5(image.get(GUEST_AT..GUEST_AT + MIB).unwrap_or_default())?;
     let stats = std::fs::read_to_string(&stats_file).map(|t| parse_stats(&t)).unwrap_or_default();
-    // Best effort: a leftover scratch folder in the temp dir is harmless.
-    let _ = std::fs::remove_dir_all(&dir);
 
     Ok(Boot {
-        iommu,
-        mode,
+        setup: *setup,
+        name: setup.name(),
         cmdline,
+        corrupted,
+        kernel_fault_reasons: console.lines().filter_map(fault_reason).collect(),
         wall_secs,
         init_secs: console.lines().find(|l| l.contains("Run /init")).and_then(kernel_time),
         iommu_lines: console.lines().filter(|l| is_iommu_line(l)).map(clean).collect(),
@@ -281,6 +465,122 @@ pub fn boot(
     })
 }
 
+/// The DMAR base the shim maps the unit at (its ACPI DMAR table's DRHD).
+const DMAR_BASE: u64 = 0xfed9_0000;
+/// Guest RAM (QEMU's `-m`).
+const RAM: &str = "512M";
+/// The disk's PCI slot on bus 0 (function 0): requester ID 00:01.0.
+const DISK_SLOT: u8 = 1;
+/// What guest-init.sh prints when it waits for the host.
+const PAUSED_TAG: &str = "SVIOMMU-PAUSED";
+
+/// Clears the Present bit of the disk's context entry in guest memory, found the way the unit
+/// finds it: RTADDR_REG (read through QEMU's monitor), then the root entry of bus 0 and the
+/// context entry of the disk's devfn, legacy or scalable-mode as RTADDR.TTM says (§9.1-§9.4).
+/// The unit has not cached the entry: the disk has made no request since translation was
+/// enabled. Returns what it changed, for the report.
+fn corrupt_context(monitor: &Path, ram: &Path) -> Result<String, BootError> {
+    use std::os::unix::fs::FileExt;
+    use sviommu_vtd::spec::regs::{rtaddr, RTADDR};
+    use sviommu_vtd::spec::root::{
+        ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry,
+    };
+    let bad = |m: String| BootError::Corrupt(m);
+    let rtaddr = monitor_read_u64(monitor, DMAR_BASE + RTADDR.0)?;
+    let rta = rtaddr::RTA.in_place(rtaddr);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ram)
+        .map_err(io(ram.display().to_string()))?;
+    let read = |at: u64, words: &mut [u64]| -> Result<(), BootError> {
+        let mut buf = vec![0u8; words.len() * 8];
+        file.read_exact_at(&mut buf, at).map_err(io(format!("guest memory at {at:#x}")))?;
+        for (w, b) in words.iter_mut().zip(buf.chunks_exact(8)) {
+            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        }
+        Ok(())
+    };
+    let write = |at: u64, words: &[u64]| -> Result<(), BootError> {
+        let buf: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        file.write_all_at(&buf, at).map_err(io(format!("guest memory at {at:#x}")))
+    };
+    let devfn = DISK_SLOT << 3;
+    let mut root = [0u64; 2];
+    read(rta, &mut root)?;
+    match rtaddr::TTM.get(rtaddr) {
+        0 => {
+            let re = RootEntry::from_words(root);
+            if !re.p() {
+                return Err(bad(format!("bus 0's root entry at {rta:#x} is not present")));
+            }
+            let at = re.ctp() + u64::from(devfn) * 16;
+            let mut w = [0u64; 2];
+            read(at, &mut w)?;
+            let mut ce = ContextEntry::from_words(w);
+            if !ce.p() {
+                return Err(bad(format!("the disk's context entry at {at:#x} is not present")));
+            }
+            ce.set_p(false);
+            write(at, &ce.words())?;
+            Ok(format!("legacy context entry of 00:{DISK_SLOT:02x}.0 at {at:#x}: P cleared"))
+        }
+        1 => {
+            let re = ScalableRootEntry::from_words(root);
+            // §9.2: devfns 0-127 are in the lower context table, 256-bit entries.
+            let at = re.ctp_for(devfn) + u64::from(devfn & 0x7f) * 32;
+            let mut w = [0u64; 4];
+            read(at, &mut w)?;
+            let mut ce = ScalableContextEntry::from_words(w);
+            if !ce.p() {
+                return Err(bad(format!("the disk's context entry at {at:#x} is not present")));
+            }
+            ce.set_p(false);
+            write(at, &ce.words())?;
+            Ok(format!("scalable-mode context entry of 00:{DISK_SLOT:02x}.0 at {at:#x}: P cleared"))
+        }
+        t => Err(bad(format!("RTADDR_REG {rtaddr:#x}: TTM {t} has no context entries"))),
+    }
+}
+
+/// Reads a 64-bit guest-physical location through QEMU's human monitor (`xp /1gx`).
+fn monitor_read_u64(path: &Path, addr: u64) -> Result<u64, BootError> {
+    use std::os::unix::net::UnixStream;
+    let ctx = || format!("QEMU's monitor at {}", path.display());
+    let mut s = UnixStream::connect(path).map_err(io(ctx()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io(ctx()))?;
+    let mut got = Vec::new();
+    let read_until = |s: &mut UnixStream, got: &mut Vec<u8>, want: &str| {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(got).contains(want) {
+            let n = s.read(&mut buf).map_err(io(ctx()))?;
+            if n == 0 {
+                return Err(BootError::Corrupt(format!("{} closed", ctx())));
+            }
+            got.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+        Ok(())
+    };
+    read_until(&mut s, &mut got, "(qemu)")?;
+    got.clear();
+    s.write_all(format!("xp /1gx {addr:#x}\n").as_bytes()).map_err(io(ctx()))?;
+    let key = format!("{addr:016x}:");
+    read_until(&mut s, &mut got, "(qemu)")?;
+    let text = String::from_utf8_lossy(&got);
+    text.lines()
+        .find_map(|l| {
+            let v = l.split(&key).nth(1)?.trim();
+            u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()
+        })
+        .ok_or_else(|| BootError::Corrupt(format!("no value in the monitor's answer: {text:?}")))
+}
+
+/// `... [fault reason 0x02] ...`: Linux's DMAR fault line's reason.
+fn fault_reason(line: &str) -> Option<u8> {
+    let rest = line.split("[fault reason 0x").nth(1)?;
+    u8::from_str_radix(rest.split(']').next()?, 16).ok()
+}
+
 fn slurp<R: Read>(r: Option<R>) -> String {
     let mut buf = Vec::new();
     if let Some(mut r) = r {
@@ -290,12 +590,17 @@ fn slurp<R: Read>(r: Option<R>) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// A fresh folder for one boot's disk and statistics.
-fn scratch() -> Result<PathBuf, BootError> {
+/// A fresh folder for one boot's disk and statistics (in /dev/shm when it holds the guest's RAM).
+fn scratch(ram: bool) -> Result<PathBuf, BootError> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("sviommu-boot-{}-{nanos:09}", std::process::id()));
+    let shm = Path::new("/dev/shm");
+    let base = if ram && shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    // Boots may run side by side in one process.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = base.join(format!("sviommu-boot-{}-{n}-{nanos:09}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
     Ok(dir)
 }
@@ -398,8 +703,7 @@ const DESCRIPTORS: [&str; 9] = [
 pub fn text(b: &Boot) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let mode = b.mode.map_or("no IOMMU".to_owned(), |m| format!("{:?} mode", m).to_lowercase());
-    let _ = writeln!(s, "guest: Debian's kernel on q35 (TCG), {mode}");
+    let _ = writeln!(s, "guest: Debian's kernel on q35 (TCG), {}", b.name);
     let _ = writeln!(s, "cmdline: {}", b.cmdline);
     let init = b.init_secs.map_or("-".to_owned(), |t| format!("{t:.2} s"));
     let _ =
@@ -450,6 +754,26 @@ pub fn text(b: &Boot) -> String {
                 );
             }
         }
+        let listed = |prefix: &str| -> Vec<String> {
+            b.stats
+                .iter()
+                .filter_map(|(k, &n)| Some(format!("{} {n}", k.strip_prefix(prefix)?)))
+                .collect()
+        };
+        let none = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+        let _ = writeln!(
+            s,
+            "  structures read: context entries by TT: {}; PASID entries by PGTT: {}",
+            none(listed("context_tt.")),
+            none(listed("pasid_pgtt."))
+        );
+        let _ = writeln!(
+            s,
+            "  table entries read: first stage {}; second stage {}",
+            none(listed("walk.s1.")),
+            none(listed("walk.s2."))
+        );
+        let _ = writeln!(s, "  faults recorded by reason: {}", none(listed("fault.")));
         let invs: Vec<String> = DESCRIPTORS
             .iter()
             .filter_map(|d| {
@@ -462,6 +786,12 @@ pub fn text(b: &Boot) -> String {
             "  invalidation descriptors: {}",
             if invs.is_empty() { "none".to_owned() } else { invs.join(", ") }
         );
+    }
+    if let Some(c) = &b.corrupted {
+        let _ = writeln!(s, "corrupted: {c}");
+        let reasons: Vec<String> =
+            b.kernel_fault_reasons.iter().map(|r| format!("{r:#04x}")).collect();
+        let _ = writeln!(s, "Linux's DMAR fault lines, by reason: {}", reasons.join(", "));
     }
     if !b.qemu_stderr.trim().is_empty() {
         let _ = writeln!(s, "QEMU said:");
@@ -487,9 +817,26 @@ pub struct Args {
     /// The IOMMU the guest gets.
     #[arg(long, value_enum, default_value_t = Iommu::Vtd)]
     pub iommu: Iommu,
-    /// How Linux drives the VT-d model.
+    /// How Linux drives the VT-d model: legacy, or scalable with first-stage support
+    /// withheld (second stage) or advertised (first stage).
     #[arg(long, value_enum, default_value_t = Mode::Legacy)]
     pub mode: Mode,
+    /// How Linux invalidates after an unmap (`iommu.strict=1` / `=0`).
+    #[arg(long, value_enum, default_value_t = Invalidation::Default)]
+    pub invalidation: Invalidation,
+    /// `iommu=pt`: the identity domain for every device.
+    #[arg(long)]
+    pub passthrough: bool,
+    /// Advertise caching mode (CAP.CM).
+    #[arg(long)]
+    pub caching_mode: bool,
+    /// Second-stage levels the unit supports: 3 (39-bit SAGAW) or 4 (39 and 48).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    pub levels: u8,
+    /// Clear the disk's context entry's Present bit in guest memory before its driver loads:
+    /// Linux reports the model's fault.
+    #[arg(long)]
+    pub corrupt_context: bool,
     /// More kernel command line (e.g. `iommu.strict=1`).
     #[arg(long, default_value = "")]
     pub append: String,
@@ -509,7 +856,16 @@ pub fn main(args: &Args) -> std::process::ExitCode {
     use std::process::ExitCode;
     let run = || {
         let a = artefacts(args.build)?.ok_or(BootError::NotBuilt)?;
-        boot(&a, args.iommu, args.mode, &args.append, Duration::from_secs(args.timeout))
+        let setup = Setup {
+            iommu: args.iommu,
+            mode: args.mode,
+            invalidation: args.invalidation,
+            passthrough: args.passthrough,
+            caching_mode: args.caching_mode,
+            levels: args.levels,
+            corrupt_context: args.corrupt_context,
+        };
+        boot(&a, &setup, &args.append, Duration::from_secs(args.timeout))
     };
     match run() {
         Ok(b) => {
@@ -519,8 +875,14 @@ pub fn main(args: &Args) -> std::process::ExitCode {
                     println!("{}", serde_json::to_string_pretty(&b).unwrap_or_default());
                 }
             }
-            let model_ok = b.stat("faulted") == 0 && b.stat("panics") == 0;
-            if b.data_intact() && model_ok {
+            let ok = if b.setup.corrupt_context {
+                // The run is meant to fault: it passes when Linux reported what the model
+                // recorded.
+                b.fault_seen_by_linux()
+            } else {
+                b.data_intact() && b.stat("faulted") == 0
+            };
+            if ok && b.stat("panics") == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -1,16 +1,46 @@
-//! `sviommu boot`: Debian's Linux on QEMU (TCG), with no IOMMU and then on our VT-d model in
-//! legacy mode, through the CLI (`--format json`).
+//! `sviommu boot`: Debian's Linux on QEMU (TCG), with no IOMMU and on our VT-d model: legacy
+//! mode through the CLI (`--format json`), the mode matrix through the library (several guests
+//! at once, at most two QEMUs: CI has two cores), and a corrupted context entry whose fault
+//! Linux reports.
 //!
 //! These boots need the QEMU that qemu/build.sh builds (minutes the first time). They run when
 //! it is in the cache (~/.cache/sviommu, for this patch) or when SVIOMMU_BOOT=1 asks for it
 //! (then the script builds what is missing); otherwise each test prints why it skipped.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use sviommu::boot::{self, Artefacts};
+use sviommu::boot::{self, Artefacts, Boot, Invalidation, Mode, Setup};
+
+/// QEMUs this binary runs at once (the test harness's threads and the matrix's share it).
+const QEMUS: usize = 2;
+/// How long one guest may run (a boot takes ~10 s alone on this machine, under TCG).
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+/// A counting semaphore over [`QEMUS`] slots.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+static SLOTS: Slots = Slots { free: Mutex::new(QEMUS), freed: Condvar::new() };
+
+/// Runs `f` holding one of the slots.
+fn with_slot<T>(f: impl FnOnce() -> T) -> T {
+    let mut free = SLOTS.free.lock().unwrap_or_else(|e| e.into_inner());
+    while *free == 0 {
+        free = SLOTS.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+    }
+    *free -= 1;
+    drop(free);
+    let out = f();
+    *SLOTS.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    SLOTS.freed.notify_one();
+    out
+}
 
 /// Built once for every test in this binary (two scripts relinking QEMU at once would race).
 fn artefacts() -> Option<&'static Artefacts> {
@@ -38,13 +68,15 @@ fn skip(test: &str) {
 
 /// Boots through the CLI and returns its JSON report.
 fn boot_json(args: &[&str]) -> Value {
-    let out = Command::cargo_bin("sviommu")
-        .expect("binary")
-        .arg("boot")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("sviommu boot runs");
+    let out = with_slot(|| {
+        Command::cargo_bin("sviommu")
+            .expect("binary")
+            .arg("boot")
+            .args(args)
+            .args(["--format", "json"])
+            .output()
+            .expect("sviommu boot runs")
+    });
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -138,4 +170,250 @@ fn linux_intel_iommu_drives_the_model_in_legacy_mode() {
     assert!(stat(&v, "inv.wait") > 0, "{}", v["stats"]);
     // Legacy mode writes no scalable-mode descriptors.
     assert_eq!(stat(&v, "inv.pasid_iotlb") + stat(&v, "inv.pasid_cache"), 0, "{}", v["stats"]);
+}
+
+/// Kernel lines the matrix treats as a model bug: anything the DMAR driver or the IOMMU core
+/// warns about, and any kernel warning, bug or call trace. (The two lines Debian's kernel prints
+/// on every q35 guest, the AMD-Vi and `pci=nocrs` "not a bug" notes, are not ours and match
+/// none of these.)
+fn iommu_warnings(b: &Boot) -> Vec<String> {
+    b.warnings
+        .iter()
+        .filter(|l| {
+            l.contains("DMAR")
+                || l.contains("iommu")
+                || l.contains("WARNING")
+                || l.contains("Call Trace")
+                || l.contains("BUG")
+        })
+        .cloned()
+        .collect()
+}
+
+/// What one mode of the matrix must show.
+struct Expect {
+    setup: Setup,
+    /// The kernel line that says how it took the unit (`None`: nothing to look for).
+    line: Option<&'static str>,
+    /// The structure Linux wrote for the disk: `context_tt.N` or `pasid_pgtt.N`.
+    structure: &'static str,
+    /// The top level the walks read (`walk.s2.level4`...), or `None` for pass-through.
+    top: Option<&'static str>,
+    /// Invalidation descriptors Linux must have sent (by the statistics' names).
+    invalidations: &'static [&'static str],
+}
+
+fn matrix() -> Vec<Expect> {
+    let vtd = Setup::default();
+    let strict = Invalidation::Strict;
+    let lazy = Invalidation::Lazy;
+    vec![
+        // Debian's kernel's default policy is lazy (a flush queue).
+        Expect {
+            setup: vtd,
+            line: Some("DMA domain TLB invalidation policy: lazy mode"),
+            structure: "context_tt.0",
+            top: Some("walk.s2.level4"),
+            invalidations: &["context_cache", "iotlb", "wait"],
+        },
+        Expect {
+            setup: Setup { invalidation: strict, levels: 3, ..vtd },
+            line: Some("DMA domain TLB invalidation policy: strict mode"),
+            structure: "context_tt.0",
+            top: Some("walk.s2.level3"),
+            invalidations: &["context_cache", "iotlb", "wait"],
+        },
+        Expect {
+            setup: Setup { passthrough: true, ..vtd },
+            line: Some("Default domain type: Passthrough"),
+            structure: "context_tt.2",
+            top: None,
+            invalidations: &["context_cache", "wait"],
+        },
+        Expect {
+            setup: Setup { mode: Mode::ScalableSs, invalidation: lazy, ..vtd },
+            line: Some("DMA domain TLB invalidation policy: lazy mode"),
+            structure: "pasid_pgtt.2",
+            top: Some("walk.s2.level4"),
+            invalidations: &["context_cache", "pasid_cache", "iotlb", "wait"],
+        },
+        // Caching mode with the second stage: Linux gives up batching (strict).
+        Expect {
+            setup: Setup { mode: Mode::ScalableSs, caching_mode: true, levels: 3, ..vtd },
+            line: Some("IOMMU batching disallowed due to virtualization"),
+            structure: "pasid_pgtt.2",
+            top: Some("walk.s2.level3"),
+            invalidations: &["context_cache", "pasid_cache", "iotlb", "wait"],
+        },
+        Expect {
+            setup: Setup { mode: Mode::ScalableFs, invalidation: strict, ..vtd },
+            line: Some("DMA domain TLB invalidation policy: strict mode"),
+            structure: "pasid_pgtt.1",
+            top: Some("walk.s1.level4"),
+            invalidations: &["context_cache", "pasid_cache", "pasid_iotlb", "wait"],
+        },
+        // Caching mode with the first stage keeps the flush queue.
+        Expect {
+            setup: Setup { mode: Mode::ScalableFs, invalidation: lazy, caching_mode: true, ..vtd },
+            line: Some("DMA domain TLB invalidation policy: lazy mode"),
+            structure: "pasid_pgtt.1",
+            top: Some("walk.s1.level4"),
+            invalidations: &["context_cache", "pasid_cache", "pasid_iotlb", "wait"],
+        },
+        Expect {
+            setup: Setup { mode: Mode::ScalableSs, passthrough: true, ..vtd },
+            line: Some("Default domain type: Passthrough"),
+            structure: "pasid_pgtt.4",
+            top: None,
+            invalidations: &["context_cache", "pasid_cache", "wait"],
+        },
+    ]
+}
+
+/// Everything `e` asks of `b`, as a list of what failed.
+fn check(e: &Expect, b: &Boot) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut want = |ok: bool, what: String| {
+        if !ok {
+            bad.push(what);
+        }
+    };
+    let has = |s: &str| b.iommu_lines.iter().any(|l| l.contains(s));
+    want(b.data_intact(), format!("data not intact: {:?}", b.guest));
+    want(has("DMAR: IOMMU enabled"), "no `DMAR: IOMMU enabled`".into());
+    let sm = e.setup.mode != Mode::Legacy;
+    want(
+        has("DMAR: Scalable mode is disallowed") != sm,
+        format!("scalable mode {}", if sm { "refused" } else { "taken" }),
+    );
+    if let Some(l) = e.line {
+        want(has(l), format!("no kernel line `{l}`"));
+    }
+    let w = iommu_warnings(b);
+    want(w.is_empty(), format!("kernel warnings: {w:#?}"));
+    want(b.stat("translated") > 100, format!("{} translations", b.stat("translated")));
+    for k in ["faulted", "panics", "requests_refused", "mmio_refused", "memory_errors"] {
+        want(b.stat(k) == 0, format!("{k} = {}", b.stat(k)));
+    }
+    want(b.stat(e.structure) > 0, format!("no {} read", e.structure));
+    // Only the structure this mode writes: no other TT or PGTT was read.
+    let others: Vec<_> = b
+        .stats
+        .iter()
+        .filter(|(k, &n)| {
+            (k.starts_with("context_tt.") || k.starts_with("pasid_pgtt."))
+                && n > 0
+                && *k != e.structure
+        })
+        .collect();
+    want(others.is_empty(), format!("other structures read: {others:?}"));
+    let walks: Vec<_> = b.stats.keys().filter(|k| k.starts_with("walk.")).cloned().collect();
+    match e.top {
+        Some(top) => {
+            want(b.stat(top) > 0, format!("no {top} reads: {walks:?}"));
+            // Nothing above the top level, and no stage this mode does not use.
+            let (stage, level) = top.rsplit_once(".level").unwrap_or_default();
+            let level: i8 = level.parse().unwrap_or(0);
+            let stray: Vec<_> = walks
+                .iter()
+                .filter(|k| {
+                    let (s, l) = k.rsplit_once(".level").unwrap_or_default();
+                    s != stage || l.parse::<i8>().unwrap_or(i8::MAX) > level
+                })
+                .collect();
+            want(stray.is_empty(), format!("walks beyond {top}: {stray:?}"));
+        }
+        None => want(walks.is_empty(), format!("pass-through walked: {walks:?}")),
+    }
+    for i in e.invalidations {
+        let k = format!("inv.{i}");
+        want(b.stat(&k) > 0, format!("no {k}"));
+    }
+    if !sm {
+        let k = b.stat("inv.pasid_iotlb") + b.stat("inv.pasid_cache");
+        want(k == 0, "scalable-mode descriptors in legacy mode".into());
+    }
+    bad
+}
+
+/// The matrix and the fault run are not yet verified against a QEMU built from this patch (the
+/// build did not finish in the session that wrote them): they run only when asked.
+fn matrix_asked(test: &str) -> bool {
+    let asked = std::env::var_os("SVIOMMU_BOOT_MATRIX").is_some_and(|v| v == "1");
+    if !asked {
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: set SVIOMMU_BOOT_MATRIX=1");
+    }
+    asked
+}
+
+#[test]
+fn linux_drives_the_model_in_every_vtd_mode() {
+    if !matrix_asked("linux_drives_the_model_in_every_vtd_mode") {
+        return;
+    }
+    let Some(a) = artefacts() else {
+        return skip("linux_drives_the_model_in_every_vtd_mode");
+    };
+    let runs: Vec<(Expect, Result<Boot, String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = matrix()
+            .into_iter()
+            .map(|e| {
+                scope.spawn(move || {
+                    let b = with_slot(|| boot::boot(a, &e.setup, "", TIMEOUT));
+                    (e, b.map_err(|err| err.to_string()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
+    });
+    let mut failures = Vec::new();
+    for (e, b) in &runs {
+        let name = e.setup.name();
+        match b {
+            Ok(b) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name:<32} {:5.1} s wall, /init at {:.2} s, {} translations, {} faults",
+                    b.wall_secs,
+                    b.init_secs.unwrap_or(f64::NAN),
+                    b.stat("translated"),
+                    b.stat("faulted"),
+                );
+                let bad = check(e, b);
+                if !bad.is_empty() {
+                    failures.push(format!("{name}: {bad:#?}\nstats: {:?}", b.stats));
+                }
+            }
+            Err(err) => failures.push(format!("{name}: {err}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry() {
+    if !matrix_asked("linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry") {
+        return;
+    }
+    let Some(a) = artefacts() else {
+        return skip("linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry");
+    };
+    let setup = Setup { corrupt_context: true, ..Setup::default() };
+    let b = with_slot(|| boot::boot(a, &setup, "", TIMEOUT)).expect("the boot runs");
+    let report = || format!("{}\nconsole:\n{}", boot::text(&b), b.console);
+    assert!(b.corrupted.is_some(), "{}", report());
+    assert_eq!(b.guest.as_ref().map(|g| g.status.as_str()), Some("faulted"), "{}", report());
+    // §7.2, fault reason 02h: the context entry's Present bit is clear. Linux printed it,
+    // and it is the only reason the model recorded.
+    assert!(!b.kernel_fault_reasons.is_empty(), "{}", report());
+    assert!(b.kernel_fault_reasons.iter().all(|&r| r == 0x02), "{}", report());
+    let recorded: Vec<_> = b.stats.iter().filter(|(k, _)| k.starts_with("fault.")).collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}\n{}", report());
+    assert!(b.stat("fault.0x02") > 0, "{}", report());
+    assert!(b.fault_seen_by_linux(), "{}", report());
+    // The line names the disk and the reason's text.
+    let line = b.console.lines().find(|l| l.contains("[fault reason 0x02]")).unwrap_or_default();
+    assert!(line.contains("Request device [00:01.0]"), "{line}");
+    assert!(line.contains("Present bit in context entry is clear"), "{line}");
+    assert_eq!(b.stat("panics"), 0, "{}", report());
 }

@@ -293,6 +293,32 @@ static void test_vtd(const SviommuCallbacks *cb, struct seen *s) {
         CHECK(st.vtd_invalidations[t] == (t == 3 || t == 5), "descriptors of type %d: %llu", t,
               (unsigned long long)st.vtd_invalidations[t]);
     }
+    /* The walks: one present legacy context entry with TT 00b read, 48-bit second stage
+     * entries from level 4 down; the 05h fault recorded (02h too, if its rid was recorded). */
+    SviommuRecordStats rs;
+    CHECK(sviommu_record_stats(u, NULL) == SVIOMMU_ERR_NULL, "null record stats");
+    CHECK(sviommu_record_stats(u, &rs) == SVIOMMU_OK, "record stats");
+    CHECK(rs.vtd_context_tt[0] >= 1 && rs.vtd_context_tt[2] == 0, "context entries by TT");
+    CHECK(rs.walk_reads[1][4 + 1] >= 1 && rs.walk_reads[1][5 + 1] == 0 &&
+              rs.walk_reads[0][4 + 1] == 0,
+          "second-stage reads from level 4");
+    CHECK(rs.faults.by_code[0x05] == 1, "05h recorded %llu",
+          (unsigned long long)rs.faults.by_code[0x05]);
+    /* The same as text: the length first, then a buffer that fits; a short one is cut and
+     * terminated. */
+    size_t len = 0;
+    char text[4096], tiny[8];
+    CHECK(sviommu_stats_text(u, NULL, 0, &len) == SVIOMMU_OK && len > 0, "text length");
+    CHECK(sviommu_stats_text(u, NULL, 1, &len) == SVIOMMU_ERR_NULL, "null buffer");
+    CHECK(len < sizeof text && sviommu_stats_text(u, text, sizeof text, &len) == SVIOMMU_OK &&
+              strlen(text) == len,
+          "text");
+    CHECK(strstr(text, "\ntranslated 4\n") || strncmp(text, "translated 4\n", 13) == 0,
+          "translated in text");
+    CHECK(strstr(text, "\nfault.0x05 1\n") && strstr(text, "\ncontext_tt.0 "), "faults in text");
+    CHECK(sviommu_stats_text(u, tiny, sizeof tiny, &len) == SVIOMMU_OK &&
+              strlen(tiny) == sizeof tiny - 1 && len > sizeof tiny,
+          "short buffer");
     CHECK(sviommu_destroy(u) == SVIOMMU_OK, "destroy VT-d");
 }
 
