@@ -336,21 +336,8 @@ fn check(e: &Expect, b: &Boot) -> Vec<String> {
     bad
 }
 
-/// The matrix and the fault run are not yet verified against a QEMU built from this patch (the
-/// build did not finish in the session that wrote them): they run only when asked.
-fn matrix_asked(test: &str) -> bool {
-    let asked = std::env::var_os("SVIOMMU_BOOT_MATRIX").is_some_and(|v| v == "1");
-    if !asked {
-        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: set SVIOMMU_BOOT_MATRIX=1");
-    }
-    asked
-}
-
 #[test]
 fn linux_drives_the_model_in_every_vtd_mode() {
-    if !matrix_asked("linux_drives_the_model_in_every_vtd_mode") {
-        return;
-    }
     let Some(a) = artefacts() else {
         return skip("linux_drives_the_model_in_every_vtd_mode");
     };
@@ -391,10 +378,9 @@ fn linux_drives_the_model_in_every_vtd_mode() {
 }
 
 #[test]
+#[ignore = "the guest does not reach its pause before the corruption (issue 16 step 6): \
+            `SVIOMMU_BOOT=1 cargo test -p sviommu --test boot -- --ignored` to work on it"]
 fn linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry() {
-    if !matrix_asked("linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry") {
-        return;
-    }
     let Some(a) = artefacts() else {
         return skip("linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry");
     };
