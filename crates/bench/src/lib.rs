@@ -212,17 +212,19 @@ impl Rig {
         }
     }
 
-    /// One page-selective invalidation of the first page, as the driver sends it (descriptor or
-    /// command, then the wait / CMD_SYNC).
-    pub fn invalidate_one_page(&mut self) {
+    /// Invalidates `pages` pages of the domain from the first of the batch, as the driver
+    /// sends it (VT-d: one page-selective descriptor of the power-of-two range around them;
+    /// SMMUv3: range TLBIs).
+    pub fn invalidate_pages(&mut self, pages: u64) {
+        let range = Some((INPUT_BASE, pages * 0x1000));
         match self {
             Self::Vtd(r) => r
                 .driver
-                .flush_iotlb(r.did, Some((INPUT_BASE, 0x1000)))
+                .flush_iotlb(r.did, range)
                 .unwrap_or_else(|e| panic!("VT-d invalidation: {e}")),
             Self::Smmu(r) => r
                 .driver
-                .flush_tlb(r.domain, Some((INPUT_BASE, 0x1000)))
+                .flush_tlb(r.domain, range)
                 .unwrap_or_else(|e| panic!("SMMUv3 invalidation: {e}")),
         }
     }

@@ -393,3 +393,54 @@ fn nested_walks_use_the_stage_2_leaf_cache_and_s2_ipa_leaves_combined_entries() 
     // the next two resume (1 + 1 each); output: 3.
     assert_eq!(out(&smmu, VA), (NEW_PA, 4 + 2 * 2 + 3));
 }
+
+/// A stage-1 stream as [`stage1`] makes it, over an SMMU whose TLB holds `tlb` entries.
+fn stage1_with_tlb(mem: &HostMemory, tlb: usize) -> (S1<'_>, Sm<'_>) {
+    let (mut s, _) = stage1(mem);
+    let caches = sviommu_smmuv3::hw::CacheSizes { tlb, ..Default::default() };
+    let smmu = Smmu::new(mem, sviommu_smmuv3::hw::SmmuParams { caches, ..Default::default() });
+    enable_linear(&smmu, s.ste, 0);
+    let qbase = alloc(mem, &mut s.fr, 12);
+    s.q = Cmdq::enable(&smmu, qbase, 4);
+    (s, smmu)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Sixteen cached pages, one CMD_TLBI_NH_VA (one page, or with TG a range of
+    /// (NUM + 1) << SCALE pages) or CMD_TLBI_NH_VAA, in a TLB small enough that the range's
+    /// keys outnumber its sets (every set searched) and one large enough that only the
+    /// range's sets are: exactly the pages in the range walk again, the others still hit.
+    #[test]
+    fn va_tlbi_removes_exactly_its_range(
+        tlb in proptest::sample::select(vec![64usize, 4096]),
+        every_asid in proptest::prelude::any::<bool>(),
+        first in 0u64..16,
+        range in proptest::option::of((0u8..4, 0u8..3)),
+    ) {
+        let mem = memory();
+        let (mut s, smmu) = stage1_with_tlb(&mem, tlb);
+        for p in 0..16u64 {
+            out(&smmu, VA + (p << 12));
+            proptest::prop_assert_eq!(out(&smmu, VA + (p << 12) + 8).1, 0, "page {} cached", p);
+        }
+        let op = if every_asid { Opcode::TlbiNhVaa } else { Opcode::TlbiNhVa };
+        let mut c = tlbi(op, 0, ASID, VA + (first << 12), true);
+        let pages = match range {
+            Some((num, scale)) => {
+                c.set_tg(Some(Granule::Size4K));
+                c.set_num(num);
+                c.set_scale(scale);
+                (u64::from(num) + 1) << scale
+            }
+            None => 1,
+        };
+        s.run(&smmu, c);
+        for p in 0..16u64 {
+            let inside = (first..first + pages).contains(&p);
+            let walked = out(&smmu, VA + (p << 12) + 16).1 > 0;
+            proptest::prop_assert_eq!(walked, inside, "page {} ({} pages from {})", p, pages, first);
+        }
+    }
+}

@@ -417,34 +417,70 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// under way cannot insert what they read before. Returns how many were removed.
     pub fn invalidate(&self, selects: impl Fn(&K, &V) -> bool) -> usize {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let mut removed = 0;
-        for index in 0..self.sets {
-            // Which ways go, decided on the first copy (`ways` <= 64); the other copies are
-            // locked and changed only if any does.
-            let mut first = write_set(self.copy(0, index));
-            let mut going = 0u64;
-            for (i, w) in first.ways.iter().enumerate() {
-                if selects(&w.key, &w.value) {
-                    going |= 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0);
-                }
-            }
-            if going == 0 {
-                continue;
-            }
-            removed += going.count_ones() as usize;
-            let mut others = self.lock_others(index);
-            for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
-                let mut i = 0u32;
-                set.ways.retain(|_| {
-                    let keep = going.checked_shr(i).unwrap_or(0) & 1 == 0;
-                    i += 1;
-                    keep
-                });
-                set.hand = 0;
-            }
-        }
+        let removed = (0..self.sets).map(|index| self.remove_selected(index, &selects)).sum();
         self.invalidated.fetch_add(removed as u64, Ordering::Relaxed);
         removed
+    }
+
+    /// [`invalidate`](Self::invalidate) for a range: `keys` names every key an entry that
+    /// `selects` picks can have (each page of the range at each page size the cache may hold),
+    /// and only those keys' sets are searched, so the cost grows with the range, not with the
+    /// cache. `keys` is called after the epoch has advanced, so that whatever it decides from
+    /// (a flag an insert sets, say) covers every insert that is not refused; `None`, or as
+    /// many keys as the cache has sets, searches every set. Returns how many entries went.
+    pub fn invalidate_keys<I: IntoIterator<Item = K>>(
+        &self,
+        keys: impl FnOnce() -> Option<I>,
+        selects: impl Fn(&K, &V) -> bool,
+    ) -> usize {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        // The sets the keys hash to, unless there is no list or it is as long as the cache.
+        let sets = keys().and_then(|keys| {
+            let mut sets = Vec::new();
+            for key in keys {
+                if sets.len() == self.sets {
+                    return None;
+                }
+                sets.push(self.set_index(&key));
+            }
+            sets.sort_unstable();
+            sets.dedup();
+            Some(sets)
+        });
+        let removed = match sets {
+            Some(sets) => sets.into_iter().map(|index| self.remove_selected(index, &selects)).sum(),
+            None => (0..self.sets).map(|index| self.remove_selected(index, &selects)).sum(),
+        };
+        self.invalidated.fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Removes what `selects` picks from every copy of set `index`; how many went. The caller
+    /// has advanced the epoch.
+    fn remove_selected(&self, index: usize, selects: &impl Fn(&K, &V) -> bool) -> usize {
+        // Which ways go, decided on the first copy (`ways` <= 64); the other copies are
+        // locked and changed only if any does.
+        let mut first = write_set(self.copy(0, index));
+        let mut going = 0u64;
+        for (i, w) in first.ways.iter().enumerate() {
+            if selects(&w.key, &w.value) {
+                going |= 1u64.checked_shl(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0);
+            }
+        }
+        if going == 0 {
+            return 0;
+        }
+        let mut others = self.lock_others(index);
+        for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
+            let mut i = 0u32;
+            set.ways.retain(|_| {
+                let keep = going.checked_shr(i).unwrap_or(0) & 1 == 0;
+                i += 1;
+                keep
+            });
+            set.hand = 0;
+        }
+        going.count_ones() as usize
     }
 
     /// Removes everything (the spec's global invalidations).

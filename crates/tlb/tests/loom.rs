@@ -93,3 +93,58 @@ fn concurrent_inserts_into_a_full_set_keep_whole_entries() {
         assert_eq!(cache.len(), 1);
     });
 }
+
+/// A range invalidation that searches only the sets its keys name keeps the contract: a walk
+/// of a key in the range that races it leaves no old value.
+#[test]
+fn a_walk_racing_a_range_invalidation_never_leaves_the_old_value() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u64, u64>::new(4, 1));
+        let memory = Arc::new(AtomicU64::new(1));
+        let walker = {
+            let (cache, memory) = (cache.clone(), memory.clone());
+            thread::spawn(move || {
+                let epoch = cache.epoch();
+                let value = memory.load(Ordering::Acquire);
+                cache.insert(7, value, epoch);
+            })
+        };
+        memory.store(2, Ordering::Release);
+        cache.invalidate_keys(|| Some([6, 7]), |&k, _| (6..=7).contains(&k));
+        assert_ne!(cache.get(&7), Some(1), "a lookup after completion saw the old mapping");
+        walker.join().unwrap();
+        assert_ne!(cache.get(&7), Some(1), "the old mapping was left behind");
+    });
+}
+
+/// The VT-d unit's pattern: an insert sets a flag (behind a fence) that makes range
+/// invalidations search every set, and the invalidation reads it after the epoch has advanced
+/// (behind a fence). Either the invalidation sees the flag, or the insert is refused.
+#[test]
+fn a_flag_read_after_the_epoch_covers_every_insert_it_misses() {
+    use loom::sync::atomic::{fence, AtomicBool};
+    loom::model(|| {
+        let cache = Arc::new(Cache::<u64, u64>::new(4, 1));
+        let memory = Arc::new(AtomicU64::new(1));
+        let tagged = Arc::new(AtomicBool::new(false));
+        let walker = {
+            let (cache, memory, tagged) = (cache.clone(), memory.clone(), tagged.clone());
+            thread::spawn(move || {
+                let epoch = cache.epoch();
+                let value = memory.load(Ordering::Acquire);
+                tagged.store(true, Ordering::Relaxed);
+                fence(Ordering::SeqCst);
+                // A key the invalidation's list does not name.
+                cache.insert(99, value, epoch);
+            })
+        };
+        memory.store(2, Ordering::Release);
+        let keys = || {
+            fence(Ordering::SeqCst);
+            (!tagged.load(Ordering::Relaxed)).then_some([7])
+        };
+        cache.invalidate_keys(keys, |_, _| true);
+        walker.join().unwrap();
+        assert_ne!(cache.get(&99), Some(1), "the old mapping was left behind");
+    });
+}

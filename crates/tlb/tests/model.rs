@@ -12,6 +12,8 @@ enum Op {
     Get(u8),
     InvalidateKey(u8),
     InvalidateEven,
+    /// A range invalidation naming its keys: `len` keys from `first`.
+    InvalidateRange(u8, u8),
     StaleInsert(u8, u32),
 }
 
@@ -21,6 +23,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..24).prop_map(Op::Get),
         1 => (0u8..24).prop_map(Op::InvalidateKey),
         1 => Just(Op::InvalidateEven),
+        1 => (0u8..24, 0u8..6).prop_map(|(k, n)| Op::InvalidateRange(k, n)),
         1 => (0u8..24, any::<u32>()).prop_map(|(k, v)| Op::StaleInsert(k, v)),
     ]
 }
@@ -51,6 +54,11 @@ proptest! {
                     cache.invalidate(|&key, _| key % 2 == 0);
                     model.retain(|k, _| k % 2 != 0);
                 }
+                Op::InvalidateRange(first, len) => {
+                    let range = first..first.saturating_add(len);
+                    cache.invalidate_keys(|| Some(range.clone()), |key, _| range.contains(key));
+                    model.retain(|k, _| !range.contains(k));
+                }
                 Op::StaleInsert(k, v) => {
                     // A walk that began before an invalidation that has since completed.
                     let epoch = cache.epoch();
@@ -60,5 +68,32 @@ proptest! {
             }
             prop_assert!(cache.len() <= cache.capacity());
         }
+    }
+}
+
+proptest! {
+    /// A range invalidation over a large cache removes every entry in the range, whether it
+    /// searched only the range's sets or (a range as long as the cache has sets) all of them,
+    /// and leaves every other entry where it was.
+    #[test]
+    fn range_invalidation_removes_the_range_and_nothing_else(
+        sets in 1usize..64,
+        keys in prop::collection::vec(0u32..2048, 1..256),
+        first in 0u32..2048,
+        len in 0u32..80,
+    ) {
+        let cache: Cache<u32, u32> = Cache::new(sets, 4);
+        for &k in &keys {
+            cache.insert(k, k ^ 0x5a5a, cache.epoch());
+        }
+        let before: HashMap<u32, u32> = cache.entries().into_iter().collect();
+        let range = first..first + len;
+        let removed = cache.invalidate_keys(|| Some(range.clone()), |k, _| range.contains(k));
+        let after: HashMap<u32, u32> = cache.entries().into_iter().collect();
+        let expected: HashMap<u32, u32> =
+            before.iter().filter(|(k, _)| !range.contains(k)).map(|(&k, &v)| (k, v)).collect();
+        prop_assert_eq!(removed, before.len() - expected.len());
+        prop_assert_eq!(after, expected);
+        prop_assert_eq!(cache.stats().invalidated, removed as u64);
     }
 }

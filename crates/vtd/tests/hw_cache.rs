@@ -14,7 +14,7 @@ use sviommu_memory::HostMemory;
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
-use sviommu_vtd::hw::{Apply, CacheParams, DmaRequest, Profile, Vtd, VtdParams};
+use sviommu_vtd::hw::{Apply, CacheGeometry, CacheParams, DmaRequest, Profile, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
 use sviommu_vtd::spec::root::{ContextEntry, ScalableContextEntry, TranslationType};
@@ -946,5 +946,83 @@ fn strict_holds_a_context_cache_invalidation_until_its_wait_descriptor() {
         let served = || vtd.translate(&read(VA)).is_ok();
         submit_then_wait(&vtd, &[desc::cc_global()], true, served);
         assert_eq!(reason(&vtd, read(VA)), R::SmRootEntryNotPresent, "{profile}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Range invalidation: only the range's sets are searched, exactly the range goes
+// ---------------------------------------------------------------------------------------------
+
+/// The three ways a page-selective invalidation reaches the IOTLB: by register in legacy mode
+/// and by descriptor on second-stage-only and first-stage PASID entries.
+#[derive(Clone, Copy, Debug)]
+enum PageSelective {
+    LegacyRegister,
+    SecondStageDescriptor,
+    FirstStageDescriptor,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Eight cached pages, one page-selective invalidation of `2^am` pages around page
+    /// `first`, in IOTLBs of one set (every way in it), a few sets and many sets: exactly the
+    /// pages in the aligned range walk again and the others still hit, whether the unit
+    /// searched only the sets the range's keys hash to or (a range with more keys than the
+    /// cache has sets, or second-stage entries tagged with PASIDs) every set.
+    #[test]
+    fn page_selective_invalidation_removes_exactly_its_range(
+        way in proptest::sample::select(vec![
+            PageSelective::LegacyRegister,
+            PageSelective::SecondStageDescriptor,
+            PageSelective::FirstStageDescriptor,
+        ]),
+        (sets, ways) in proptest::sample::select(vec![(1usize, 64usize), (4, 16), (128, 8)]),
+        first in 0u64..8,
+        am in 0u8..5,
+        ih in proptest::prelude::any::<bool>(),
+    ) {
+        let geometry = CacheParams { iotlb: CacheGeometry::new(sets, ways), ..CacheParams::default() };
+        let params = VtdParams { caches: geometry, ..VtdParams::default() };
+        let (legacy, sm) = match way {
+            PageSelective::LegacyRegister => (Some(legacy()), None),
+            _ => (None, Some(sm())),
+        };
+        let (vtd, base, request): (_, u64, fn(u64) -> DmaRequest) = match way {
+            PageSelective::LegacyRegister => {
+                (legacy.as_ref().map(|t| t.unit(params)).unwrap(), GPA, legacy_read)
+            }
+            PageSelective::SecondStageDescriptor => {
+                (sm.as_ref().map(|t| t.unit(Pgtt::SecondStage, params)).unwrap(), GPA, read)
+            }
+            PageSelective::FirstStageDescriptor => {
+                (sm.as_ref().map(|t| t.unit(Pgtt::FirstStage, params)).unwrap(), VA, read)
+            }
+        };
+        let page = |i: u64| base + (i << 12);
+        for i in 0..8 {
+            ok(&vtd, request(page(i)));
+            proptest::prop_assert_eq!(reads(&vtd, request(page(i) + 8)), 0, "page {} cached", i);
+        }
+        let addr = page(first);
+        let mut everything = false;
+        match way {
+            PageSelective::LegacyRegister => {
+                // IAIG: the granularity the unit carried out (it may widen, §11.4.8).
+                everything = iotlb_reg(&vtd, 3, DID, addr, am, ih) != 3;
+            }
+            PageSelective::SecondStageDescriptor => {
+                submit_and_wait(&vtd, &[desc::iotlb_pages(DID, addr, am, ih)]);
+            }
+            PageSelective::FirstStageDescriptor => {
+                submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, addr, am, ih)]);
+            }
+        }
+        let range = |a: u64| a >> (12 + u32::from(am));
+        for i in 0..8 {
+            let inside = everything || range(page(i)) == range(addr);
+            let walked = reads(&vtd, request(page(i) + 16)) > 0;
+            proptest::prop_assert_eq!(walked, inside, "page {} (range of 2^{} pages at {:#x})", i, am, addr);
+        }
     }
 }

@@ -55,14 +55,14 @@
 use sviommu_memory::bits::low_mask;
 use sviommu_memory::{Hpa, PhysMemory};
 
-use super::cache::low_mask as mask64;
 use sviommu_pgtable::{Access, WalkCtx};
 
+use super::cache::{low_mask as mask64, S2LeafKey, TlbKey};
 use super::mmio::RegFile;
 use super::translate::Req;
 use super::{low32, Abort, Irq, Output, Smmu, StreamLookup, Transaction};
 use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
-use crate::spec::{CError, Command, Opcode, Ste, SyncCs};
+use crate::spec::{CError, Command, Granule, Opcode, Ste, SyncCs};
 
 /// Bytes per command.
 const CMD_BYTES: u64 = 16;
@@ -266,8 +266,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 let sel = self.tlbi_select(c, c.address())?;
                 let leaf = c.leaf();
                 let asid_ok = move |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
+                let sizes = self.tlb_sizes();
                 self.issue(move |ch| {
-                    inval(&ch.tlb, |k, e| {
+                    // Every ASID's entries (CMD_TLBI_NH_VAA) have no list of keys.
+                    let keys = || asid.map(|a| sel.tlb_keys(vmid, [Some(a), None], true, sizes));
+                    inval_keys(&ch.tlb, keys, |k, e| {
                         k.va && k.vmid == vmid && asid_ok(k.asid) && sel.tlb(k, e)
                     });
                     if !leaf {
@@ -299,11 +302,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let vmid = self.vmid_of(c)?;
         let sel = self.tlbi_select(c, c.ipa())?;
         let leaf = c.leaf();
+        let sizes = self.tlb_sizes();
         self.issue(move |ch| {
-            inval(&ch.tlb, |k, e| !k.va && k.vmid == vmid && sel.tlb(k, e));
+            let keys = || Some(sel.tlb_keys(vmid, [None, None], false, sizes));
+            inval_keys(&ch.tlb, keys, |k, e| !k.va && k.vmid == vmid && sel.tlb(k, e));
             // IMPDEF: the stage-2 leaf cache (nested table and CD fetches) is selected by the
             // range only, not by TG / TTL.
-            inval(&ch.s2_leaf, |k, _| k.vmid == vmid && hits(k.page, k.page_lg2, sel.lo, sel.hi));
+            let leaf_keys = || Some(sel.s2_leaf_keys(vmid, sizes));
+            inval_keys(&ch.s2_leaf, leaf_keys, |k, _| {
+                k.vmid == vmid && hits(k.page, k.page_lg2, sel.lo, sel.hi)
+            });
             if !leaf {
                 inval(&ch.s2_walk, |k, _| k.vmid == vmid && sel.walk(k));
             }
@@ -496,6 +504,19 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         Ok(TlbiSelect { lo, hi, granule_lg2: Some(g_lg2), level })
     }
 
+    /// Every page size a TLB or stage-2 leaf entry can have: the leaf sizes of each granule
+    /// SMMU_IDR5 advertises (0 pads). A range invalidation names its keys at each.
+    fn tlb_sizes(&self) -> [u8; 9] {
+        let mut sizes = [0; 9];
+        let granules = [(Granule::Size4K, 12), (Granule::Size16K, 14), (Granule::Size64K, 16)];
+        let advertised = granules.into_iter().filter(|&(g, _)| self.caps.granule(g));
+        let each = advertised.flat_map(|(_, lg2)| super::cache::granule_sizes(lg2));
+        for (slot, lg2) in sizes.iter_mut().zip(each) {
+            *slot = lg2;
+        }
+        sizes
+    }
+
     /// A command that invalidates: carried out now (forgiving) or when the next CMD_SYNC
     /// completes (strict, §3.21), or earlier at a seeded point.
     fn issue(&self, op: impl FnOnce(&super::cache::Caches) + Send + Sync + 'static) {
@@ -526,6 +547,32 @@ impl TlbiSelect {
         hits(k.page, k.page_lg2, self.lo, self.hi)
             && self.granule_lg2.is_none_or(|g| e.hint.granule_lg2 == g)
             && self.level.is_none_or(|l| e.hint.level == l)
+    }
+
+    /// Every TLB key of `vmid` tagged with one of `asids` (`None`: no ASID; a repeat is
+    /// dropped) whose page of one of `sizes` (0 ends them) meets the range.
+    fn tlb_keys(
+        self,
+        vmid: u16,
+        asids: [Option<u16>; 2],
+        va: bool,
+        sizes: [u8; 9],
+    ) -> impl Iterator<Item = TlbKey> {
+        let tags = if asids[0] == asids[1] { 1 } else { 2 };
+        self.pages(sizes).flat_map(move |(page, page_lg2)| {
+            asids.into_iter().take(tags).map(move |asid| TlbKey { vmid, asid, va, page, page_lg2 })
+        })
+    }
+
+    /// Every stage-2 leaf cache key of `vmid` whose page meets the range.
+    fn s2_leaf_keys(self, vmid: u16, sizes: [u8; 9]) -> impl Iterator<Item = S2LeafKey> {
+        self.pages(sizes).map(move |(page, page_lg2)| S2LeafKey { vmid, page, page_lg2 })
+    }
+
+    /// The numbers of the pages of each of `sizes` that meet the range, with their size.
+    fn pages(self, sizes: [u8; 9]) -> impl Iterator<Item = (u64, u8)> {
+        let sizes = sizes.into_iter().take_while(|&lg2| lg2 != 0 && lg2 < 64);
+        sizes.flat_map(move |lg2| ((self.lo >> lg2)..=(self.hi >> lg2)).map(move |p| (p, lg2)))
     }
 
     /// Whether the walk-cache entry `k` is selected. IMPDEF: by the range only; TG and TTL do
@@ -571,6 +618,18 @@ fn hits(prefix: u64, lg2: u8, lo: u64, hi: u64) -> bool {
     let start = prefix.checked_shl(u32::from(lg2)).unwrap_or(0);
     let end = start | mask64(lg2);
     start <= hi && lo <= end
+}
+
+/// Invalidates what `sel` selects, if the cache exists, searching only the sets of the keys
+/// `keys` names (`None`: every set; see `Cache::invalidate_keys`).
+fn inval_keys<K: Copy + Eq + std::hash::Hash, V: Copy, I: IntoIterator<Item = K>>(
+    c: &Option<sviommu_tlb::Cache<K, V>>,
+    keys: impl FnOnce() -> Option<I>,
+    sel: impl Fn(&K, &V) -> bool,
+) {
+    if let Some(c) = c {
+        c.invalidate_keys(keys, sel);
+    }
 }
 
 /// Invalidates what `sel` selects, if the cache exists.

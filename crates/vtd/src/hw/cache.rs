@@ -19,6 +19,8 @@
 //! PASID, and found by PASID), and pass-through translations are not cached in the IOTLB (they
 //! read nothing once the context and PASID entries are cached).
 
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+
 use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::{Cache, CacheStats};
@@ -136,6 +138,18 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> Maybe<K, V> {
     pub(super) fn invalidate(&self, selects: impl Fn(&K, &V) -> bool) {
         if let Some(c) = &self.0 {
             c.invalidate(selects);
+        }
+    }
+
+    /// A range invalidation: `keys` names every key a selected entry can have, or `None`
+    /// (see [`Cache::invalidate_keys`]).
+    fn invalidate_keys<I: IntoIterator<Item = K>>(
+        &self,
+        keys: impl FnOnce() -> Option<I>,
+        selects: impl Fn(&K, &V) -> bool,
+    ) {
+        if let Some(c) = &self.0 {
+            c.invalidate_keys(keys, selects);
         }
     }
 
@@ -264,6 +278,11 @@ impl Span {
         Self { first: addr & !mask, last: addr | mask }
     }
 
+    /// The numbers of the `2^lg2`-byte pages that meet the span (`lg2` < 64).
+    fn page_numbers(self, lg2: u8) -> std::ops::RangeInclusive<u64> {
+        (self.first >> lg2)..=(self.last >> lg2)
+    }
+
     /// Whether the `2^lg2` bytes at `index << lg2` meet the span.
     fn meets(self, index: u64, lg2: u8) -> bool {
         let first = if lg2 >= 64 { 0 } else { index << lg2 };
@@ -285,6 +304,11 @@ pub(super) struct Caches {
     iotlb_sizes: [Option<u8>; 3],
     /// Second-stage leaf sizes the unit supports (CAP.SSLPS).
     ss_sizes: [Option<u8>; 3],
+    /// Set by the first IOTLB entry tagged with a PASID (scalable mode). Until then every
+    /// entry is a legacy one, tagged by DID and address only, so a page-selective
+    /// invalidation can name the keys its range covers; after, second-stage translations
+    /// of a domain are tagged with whichever PASIDs used them, and it searches every set.
+    pasid_tagged: AtomicBool,
 }
 
 /// The epoch of every cache, read when a translation begins.
@@ -312,6 +336,7 @@ impl Caches {
             ss_leaf: Maybe::new(p.ss_leaf),
             iotlb_sizes: sizes(large),
             ss_sizes: sizes(ss),
+            pasid_tagged: AtomicBool::new(false),
         }
     }
 
@@ -373,6 +398,14 @@ impl Caches {
         if lg2 >= 64 {
             return;
         }
+        if pasid.is_some() {
+            if !self.pasid_tagged.load(Ordering::Relaxed) {
+                self.pasid_tagged.store(true, Ordering::Relaxed);
+            }
+            // Pairs with the fence in `invalidate_ss_pages`: either that invalidation sees
+            // the flag, or this insert sees its epoch and is refused.
+            fence(Ordering::SeqCst);
+        }
         self.iotlb.insert(IotlbKey { did, pasid, page: addr >> lg2, lg2 }, entry, e.iotlb);
     }
 
@@ -415,6 +448,18 @@ impl Caches {
         self.ss_leaf.invalidate(|k, _| k.did == did);
     }
 
+    /// Every IOTLB key of (`did`, `pasid`) whose page meets `span`, at each page size.
+    fn iotlb_keys(
+        &self,
+        did: u16,
+        pasid: Option<u32>,
+        span: Span,
+    ) -> impl Iterator<Item = IotlbKey> + '_ {
+        self.iotlb_sizes.iter().flatten().flat_map(move |&lg2| {
+            span.page_numbers(lg2).map(move |page| IotlbKey { did, pasid, page, lg2 })
+        })
+    }
+
     /// Page-selective-within-domain IOTLB invalidation (§6.5.2.3): the address is a
     /// second-stage input. Second-stage and legacy translations and second-stage leaves in the
     /// span go; nested translations of the domain go whatever their input (the unit cannot tell
@@ -431,7 +476,7 @@ impl Caches {
     /// invalidation of a GPA range on the nested DID; the entry's input address, a first-stage
     /// input, is never what selects it.
     pub(super) fn invalidate_ss_pages(&self, did: u16, span: Span, ih: bool, strict: bool) {
-        self.iotlb.invalidate(|k, e| {
+        let selects = |k: &IotlbKey, e: &IotlbEntry| {
             k.did == did
                 && match e.kind {
                     Kind::Legacy | Kind::SecondStage => span.meets(k.page, k.lg2),
@@ -439,8 +484,20 @@ impl Caches {
                     Kind::Nested => true,
                     Kind::FirstStage => false,
                 }
+        };
+        // Read after the epoch has advanced, behind a fence that pairs with the one in
+        // `insert_iotlb`: a PASID-tagged entry this misses was inserted with a stale epoch.
+        let legacy_keys = || {
+            fence(Ordering::SeqCst);
+            let tagged = self.pasid_tagged.load(Ordering::Relaxed);
+            (!tagged).then(|| self.iotlb_keys(did, None, span))
+        };
+        self.iotlb.invalidate_keys(legacy_keys, selects);
+        let leaf_keys = self.ss_sizes.iter().flatten().flat_map(move |&lg2| {
+            span.page_numbers(lg2).map(move |page| LeafKey { did, page, lg2 })
         });
-        self.ss_leaf.invalidate(|k, _| k.did == did && span.meets(k.page, k.lg2));
+        self.ss_leaf
+            .invalidate_keys(|| Some(leaf_keys), |k, _| k.did == did && span.meets(k.page, k.lg2));
         if !ih {
             self.ss_psc.invalidate(|k, p| k.did == did && span.meets(k.prefix, p.span_lg2));
         }
@@ -463,12 +520,15 @@ impl Caches {
     /// nested translations of (`did`, `pasid`) in the span, global ones too; the first-stage
     /// paging-structure entries on the span's path unless `ih`.
     pub(super) fn invalidate_pasid_pages(&self, did: u16, pasid: u32, span: Span, ih: bool) {
-        self.iotlb.invalidate(|k, e| {
-            k.did == did
-                && k.pasid == Some(pasid)
-                && matches!(e.kind, Kind::FirstStage | Kind::Nested)
-                && span.meets(k.page, k.lg2)
-        });
+        self.iotlb.invalidate_keys(
+            || Some(self.iotlb_keys(did, Some(pasid), span)),
+            |k, e| {
+                k.did == did
+                    && k.pasid == Some(pasid)
+                    && matches!(e.kind, Kind::FirstStage | Kind::Nested)
+                    && span.meets(k.page, k.lg2)
+            },
+        );
         if !ih {
             self.fs_psc.invalidate(|k, p| {
                 k.did == did && k.pasid == Some(pasid) && span.meets(k.prefix, p.span_lg2)
