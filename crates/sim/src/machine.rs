@@ -438,6 +438,20 @@ pub struct GuestRecord {
     pub binds: Vec<(String, String, Pasid, Option<DomainId>)>,
     /// Its vIOMMU, when the scenario gave it one.
     pub viommu: Option<crate::vguest::VGuest>,
+    /// With a vIOMMU: each assigned device's default DMA domain, in device order.
+    pub dma: Vec<GuestDmaDomain>,
+}
+
+/// A device's default DMA domain in a guest with a vIOMMU.
+#[derive(Clone, Debug)]
+pub struct GuestDmaDomain {
+    /// The device.
+    pub device: String,
+    /// The host's nested domain attached to the device itself (VT-d); none on SMMUv3, where
+    /// the host's nested STE takes the guest's CD table, whose CD 0 this is.
+    pub domain: Option<DomainId>,
+    /// The guest's DMA API mappings: IOVA, guest-physical page, writable (4K each).
+    pub pages: Vec<(u64, u64, bool)>,
 }
 
 /// The IOMMU API of a [`Machine`], borrowed from its iommufd context for as long as this lives
@@ -1148,7 +1162,9 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 u32::try_from(1000 * (gi + 1) + processes.len()).unwrap_or(u32::MAX),
             );
             // The guest's own ASIDs; the host tags them with the stage-2 domain's VMID / DID.
-            let asid = u16::try_from(1 + processes.len()).unwrap_or(u16::MAX);
+            // With a vIOMMU its driver takes the lowest ones for the devices' DMA domains.
+            let taken = if g.viommu { g.devices.len() } else { 0 };
+            let asid = u16::try_from(1 + taken + processes.len()).unwrap_or(u16::MAX);
             let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
             if let Some(page) = p.pages.iter().find(|g| !g.get_ref().populated) {
                 // The guest's page requests go to its vIOMMU, whose page request path the
@@ -1169,6 +1185,10 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 faulted: Vec::new(),
             });
         }
+        let dma = dma_domains(m, source, g, vguest.as_mut(), |len| {
+            let lg2 = u8::try_from(len.next_power_of_two().trailing_zeros()).unwrap_or(u8::MAX);
+            galloc.alloc(&gram, lg2.max(PAGE_LG2)).map(|a| a.0).map_err(|e| e.to_string())
+        })?;
         let mut binds = Vec::new();
         for b in &g.binds {
             let p = processes.iter().find(|p| p.name == *b.process.get_ref()).ok_or_else(|| {
@@ -1213,9 +1233,54 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             processes,
             binds,
             viommu: vguest,
+            dma,
         });
     }
     Ok(())
+}
+
+/// The guest kernel's default DMA domain for each device assigned to a guest with a vIOMMU,
+/// with the scenario's `dma_map` in it on pages `take` gives (guest-physical); nothing
+/// without a vIOMMU, where a `dma_map` is refused.
+fn dma_domains(
+    m: &Machine,
+    source: &Source,
+    g: &crate::scenario::Guest,
+    vguest: Option<&mut crate::vguest::VGuest>,
+    mut take: impl FnMut(u64) -> Result<u64, String>,
+) -> Result<Vec<GuestDmaDomain>, ScenarioError> {
+    let field = "guest.dma_map";
+    let Some(v) = vguest else {
+        return match g.dma_map.first() {
+            Some(mp) => Err(source.error(
+                mp.span(),
+                field,
+                "a guest without a vIOMMU has no DMA domains: its devices send guest-physical \
+                 addresses (set `viommu = true`)",
+            )),
+            None => Ok(Vec::new()),
+        };
+    };
+    for mp in &g.dma_map {
+        check_page(source, mp.span(), field, mp.get_ref().iova, mp.get_ref().size)?;
+    }
+    let mut out = Vec::new();
+    for (i, d) in g.devices.iter().enumerate() {
+        let mut pages = Vec::new();
+        for mp in &g.dma_map {
+            let map = mp.get_ref();
+            let base = take(map.size).map_err(|e| source.error(mp.span(), field, e))?;
+            for off in (0..map.size).step_by(1 << PAGE_LG2) {
+                pages.push((map.iova + off, base + off, map.perms.writable()));
+            }
+        }
+        let vid = guest_id(source, d, i)?;
+        let domain = v.dma_domain(&m.fd, vid, &pages).map_err(|e| {
+            source.error(d.span(), "guest.devices", format!("the guest's DMA domain: {e}"))
+        })?;
+        out.push(GuestDmaDomain { device: d.get_ref().clone(), domain, pages });
+    }
+    Ok(out)
 }
 
 /// The host's side of a guest without a vIOMMU, as a VMM does it: a stage-2 domain mapping

@@ -189,6 +189,20 @@ fn arch(s: &mut String, a: &ArchReport) {
             }
             let _ = writeln!(s, "{line}, {} refused", v.refused);
         }
+        for d in &g.dma_domains {
+            let nest = match d.domain {
+                Some(n) => format!("domain {n} nests it"),
+                None => "the host's nested STE takes it (CD 0 of the guest's CD table)".to_owned(),
+            };
+            let maps: Vec<String> =
+                d.pages.iter().map(|p| format!("IOVA {:#x} -> GPA {:#x}", p.iova, p.gpa)).collect();
+            let maps = if maps.is_empty() { "nothing mapped".to_owned() } else { maps.join(", ") };
+            let _ = writeln!(
+                s,
+                "  {}'s DMA domain (the guest's driver, requests without PASID): {maps}; {nest} over domain {}",
+                d.device, g.stage2_domain
+            );
+        }
         for p in &g.pasids {
             let how = if g.viommu.is_some() { " (bound by the guest's driver)" } else { "" };
             let nest = match p.domain {

@@ -129,6 +129,31 @@ pub struct GuestRow {
     pub pasids: Vec<GuestPasidRow>,
     /// What its vIOMMU forwarded to the host, if it has one.
     pub viommu: Option<crate::vguest::Forwarded>,
+    /// With a vIOMMU: each device's default DMA domain in the guest (requests without PASID).
+    pub dma_domains: Vec<GuestDmaRow>,
+}
+
+/// A device's default DMA domain in a guest with a vIOMMU.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuestDmaRow {
+    /// The device.
+    pub device: String,
+    /// The host's nested domain attached to the device itself (VT-d); none on an SMMUv3
+    /// vIOMMU, whose nested STE takes the guest's CD table (this domain is its CD 0).
+    pub domain: Option<u32>,
+    /// The guest's DMA API mappings: IOVA and guest-physical address of each 4K page.
+    pub pages: Vec<GuestDmaPage>,
+}
+
+/// One page of a guest's DMA domain.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct GuestDmaPage {
+    /// The IOVA the device sends.
+    pub iova: u64,
+    /// The guest-physical page the guest's driver mapped it to.
+    pub gpa: u64,
+    /// Writes allowed.
+    pub writable: bool,
 }
 
 /// A guest process on an assigned device.
@@ -609,6 +634,21 @@ fn run_on(
                 sentinels.entry(key).or_insert(Sentinel { pasid: Some(*pasid), input: va, hpa });
             }
         }
+        for dd in &g.dma {
+            // A device's DMA domain: the host's nested domain on the device itself, or
+            // (SMMUv3 vIOMMU) CD 0 of the guest's CD table, probed without PASID.
+            let key = match dd.domain {
+                Some(d) => SpaceKey::Domain(d),
+                None => match guest_table_group(m, &dd.device) {
+                    Some(grp) => SpaceKey::PasidTable(grp),
+                    None => continue,
+                },
+            };
+            if let Some(&(iova, gpa, _)) = dd.pages.first() {
+                let hpa = g.ram.hpa.0 + gpa;
+                sentinels.entry(key).or_insert(Sentinel { pasid: None, input: iova, hpa });
+            }
+        }
     }
     let audit = m
         .iommu()
@@ -640,6 +680,19 @@ fn run_on(
             stage2_domain: g.stage2.0,
             devices: g.devices.clone(),
             viommu: g.viommu.as_ref().map(|v| v.forwarded(&m.fd)),
+            dma_domains: g
+                .dma
+                .iter()
+                .map(|d| GuestDmaRow {
+                    device: d.device.clone(),
+                    domain: d.domain.map(|d| d.0),
+                    pages: d
+                        .pages
+                        .iter()
+                        .map(|&(iova, gpa, writable)| GuestDmaPage { iova, gpa, writable })
+                        .collect(),
+                })
+                .collect(),
             pasids: g
                 .binds
                 .iter()
@@ -681,6 +734,22 @@ fn run_on(
                     labels.insert(id.clone(), format!("{}'s CD table ({id})", g.name))
                 }),
             };
+        }
+        for dd in &g.dma {
+            match dd.domain {
+                Some(d) => {
+                    labels.insert(
+                        format!("domain {}", d.0),
+                        format!("{}'s DMA domain in {} (domain {})", dd.device, g.name, d.0),
+                    );
+                }
+                None => {
+                    if let Some(grp) = guest_table_group(m, &dd.device) {
+                        let id = SpaceKey::PasidTable(grp).name();
+                        labels.entry(id.clone()).or_insert(format!("{}'s CD table ({id})", g.name));
+                    }
+                }
+            }
         }
     }
     let mut devices = Vec::new();

@@ -395,6 +395,13 @@ pub struct Guest {
     /// guest's vIOMMU.
     #[serde(default, rename = "bind")]
     pub binds: Vec<GuestBind>,
+    /// The guest kernel's DMA API mappings (needs `viommu = true`): with a vIOMMU every
+    /// assigned device gets a default DMA domain of the guest's driver, as Linux gives each
+    /// device behind an IOMMU, used by its requests without PASID; these IOVAs are mapped in
+    /// each device's domain, each device's onto fresh pages of guest RAM. Without a vIOMMU a
+    /// device's requests carry guest-physical addresses, and there is nothing to map.
+    #[serde(default)]
+    pub dma_map: Vec<Spanned<Mapping>>,
     /// The guest has a vIOMMU of the host's architecture (`VVtd` or `VSmmu`): its own driver
     /// binds its processes through it, and the vIOMMU forwards to the host through the
     /// iommufd-shaped uapi. Without it the host nests each bind directly (`attach_pasid`).
