@@ -277,7 +277,7 @@ fn arch(s: &mut String, a: &ArchReport) {
     }
     s.push_str(&indent(&t));
     streams(s, a);
-    ats(s, a);
+    ats(s, &a.ats);
     let _ = writeln!(s, "who reaches each address space, and why");
     let mut t = table(["address space", "device", "PASID", "why", "by DMA"]);
     for space in &a.audit.address_spaces {
@@ -327,8 +327,8 @@ fn arch(s: &mut String, a: &ArchReport) {
 
 /// The `ats` steps' rows: each translation request, the page request its answer led to, what
 /// the host did, the response and the retry.
-fn ats(s: &mut String, a: &ArchReport) {
-    if a.ats.is_empty() {
+fn ats(s: &mut String, rows: &[crate::ats::AtsRow]) {
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(s, "translation requests (ATS), page requests (PRI) and retries");
@@ -344,7 +344,7 @@ fn ats(s: &mut String, a: &ArchReport) {
         "response",
         "retry",
     ]);
-    for r in &a.ats {
+    for r in rows {
         let pr = r.page_request.as_ref();
         t.add_row([
             r.device.clone(),
@@ -460,6 +460,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
             ]);
         }
         s.push_str(&indent(&t));
+        ats(&mut s, &run.ats);
         stats_section(&mut s, &run.stats);
     }
     s

@@ -528,12 +528,12 @@ fn run_on(
     let mut next_group = 0;
     for (index, step) in scenario.steps.iter().enumerate() {
         if let Some(a) = &step.get_ref().ats {
-            if rec.is_some() {
-                return Err(source.error(
-                    step.span(),
-                    "step.ats",
-                    "a trace holds DMA and host actions; an `ats` step's requests cannot be recorded",
-                ));
+            if let Some(r) = rec.as_deref_mut() {
+                let device = device_index(m, a.device.get_ref());
+                let pasid = a.pasid.as_ref().map(|p| *p.get_ref());
+                for &addr in &a.addrs {
+                    r.push(Record::Ats { device, pasid, addr, access: a.access });
+                }
             }
             let (rows, faults) =
                 crate::ats::run(m, pool, source, a, (dma.len(), actions.len()), &mut next_group)?;

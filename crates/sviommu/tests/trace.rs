@@ -362,3 +362,51 @@ fn a_config_file_gives_what_the_flags_give_and_flags_win() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("zero.toml:1:11: threads: from 1 to 256 threads"), "{err}");
 }
+
+/// The ATS rows without where `run` placed them between its DMA.
+fn ats_answers(run: &Value) -> Vec<Value> {
+    let rows = run["ats"].as_array().unwrap().iter().cloned();
+    rows.map(|mut r| {
+        let o = r.as_object_mut().unwrap();
+        o.remove("before_dma");
+        o.remove("after_actions");
+        r
+    })
+    .collect()
+}
+
+/// A scenario with an `ats` step records (version 2: an ATS record per address) and replays,
+/// binary or CSV, on one thread or two, with the run's answers: each translation request's
+/// completion, page request, the host's fault-in, response and retry, and the same statistics.
+#[test]
+fn ats_steps_record_and_replay_with_the_run_s_answers() {
+    let d = dir("ats");
+    let bin = d.join("sva.trace");
+    let csv = d.join("sva.csv");
+    let w = record("sva-page-requests.toml", &bin);
+    assert_eq!((&w["dma"], &w["ats"], &w["actions"]), (&3.into(), &6.into(), &0.into()), "{w}");
+    json(&["trace", "convert", bin.to_str().unwrap(), csv.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("# sviommu trace, version 2\n"), "{text}");
+    assert!(text.contains("\nats-write,ACC,1,0x7f100000,\n"), "{text}");
+    let run = json(&["run", &example("sva-page-requests.toml")]);
+    let runs = run["runs"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for (file, threads) in [(&bin, "1"), (&csv, "1"), (&bin, "2")] {
+        let replay = json(&["trace", "replay", file.to_str().unwrap(), "--threads", threads]);
+        for (r, p) in runs.iter().zip(replay["runs"].as_array().unwrap()) {
+            let answers = ats_answers(r);
+            assert_eq!(answers.len(), 6);
+            assert_eq!(answers, ats_answers(p), "{file:?} on {threads} thread(s)");
+            // A page faulted in by the host during the ATS exchange, then DMA to it.
+            assert!(answers.iter().any(|a| a["retry"]["kind"] == "translated"), "{answers:?}");
+            for k in ["requests", "translated", "blocked", "faults", "reads", "page_requests"] {
+                assert_eq!(r["stats"][k], p["stats"][k], "{k}");
+            }
+            assert_eq!(p["devices"][0]["ats_requests"], 6);
+        }
+        seen.push(digests(&replay));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    let _ = std::fs::remove_dir_all(d);
+}
