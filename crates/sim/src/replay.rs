@@ -150,6 +150,14 @@ pub fn replay(
         Some(a) => vec![a],
         None => scenario.architectures.clone(),
     };
+    for &arch in &archs {
+        for (key, v) in [("iotlb", opts.config.iotlb), ("walk_cache", opts.config.walk_cache)] {
+            if let Some(n) = v {
+                machine::check_cache_entries(arch, key, n)
+                    .map_err(|message| TraceError::Config { key, message })?;
+            }
+        }
+    }
     let total = trace.records.len() as u64 * archs.len() as u64;
     let mut runs = Vec::new();
     for (i, &arch) in archs.iter().enumerate() {

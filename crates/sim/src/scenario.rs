@@ -150,15 +150,15 @@ pub struct Unit {
     /// Which architecture's unit this is.
     pub arch: Arch,
     /// Configuration cache entries.
-    pub context_cache: Option<usize>,
+    pub context_cache: Option<Spanned<usize>>,
     /// PASID (CD) cache entries.
-    pub pasid_cache: Option<usize>,
+    pub pasid_cache: Option<Spanned<usize>>,
     /// IOTLB entries.
-    pub iotlb: Option<usize>,
+    pub iotlb: Option<Spanned<usize>>,
     /// Paging-structure (walk) cache entries, each stage.
-    pub walk_cache: Option<usize>,
+    pub walk_cache: Option<Spanned<usize>>,
     /// Stage-2 leaf cache entries.
-    pub leaf_cache: Option<usize>,
+    pub leaf_cache: Option<Spanned<usize>>,
     /// The PASID (SubstreamID) width the unit advertises, in bits (1 to 20): VT-d ECAP.PSS + 1,
     /// SMMUv3 SMMU_IDR1.SSIDSIZE.
     pub pasid_bits: Option<u8>,

@@ -172,6 +172,14 @@ pub enum TraceError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A replay setting the unit's caches cannot have.
+    #[error("{key} (a flag or the replay's config file): {message}")]
+    Config {
+        /// `iotlb` or `walk_cache`.
+        key: &'static str,
+        /// What is wrong and what the cache can have.
+        message: String,
+    },
     /// The scenario inside the trace is refused.
     #[error("the trace's scenario: {0}")]
     Scenario(#[from] crate::ScenarioError),

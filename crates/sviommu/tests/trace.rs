@@ -410,3 +410,45 @@ fn ats_steps_record_and_replay_with_the_run_s_answers() {
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
     let _ = std::fs::remove_dir_all(d);
 }
+
+/// A cache size the unit's cache cannot have exactly (not a power of two of whole sets, or
+/// too large to allocate) is refused where it was given, instead of being rounded up or
+/// clamped silently: a `[[unit]]` key at its line and column, `trace replay --iotlb` before
+/// anything replays.
+#[test]
+fn a_cache_size_the_cache_cannot_have_is_refused() {
+    let d = dir("ways");
+    let path = d.join("bad.toml");
+    let unit = |line: &str| {
+        format!(
+            "title = \"x\"\n[[unit]]\narch = \"smmuv3\"\n{line}\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n"
+        )
+    };
+    for (line, want) in [
+        // SMMUv3 caches are sets of 4 ways: 100 entries would be 32 sets, 128 entries.
+        ("iotlb = 100", "bad.toml:4:9: unit.iotlb: 100 entries: the smmuv3 iotlb is a power of two of sets of 4 ways, so 64 or 128"),
+        ("walk_cache = 12", "bad.toml:4:14: unit.walk_cache: 12 entries: the smmuv3 walk_cache is a power of two of sets of 4 ways, so 8 or 16"),
+        ("leaf_cache = 4194304", "bad.toml:4:14: unit.leaf_cache: 4194304 entries: at most 1048576"),
+    ] {
+        std::fs::write(&path, unit(line)).unwrap();
+        let out = sviommu(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{line}");
+        assert!(out.stdout.is_empty(), "nothing runs");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+    // Whole sets, and fewer entries than one set's ways, are what the cache holds.
+    for line in ["iotlb = 128", "iotlb = 3", "iotlb = 0"] {
+        std::fs::write(&path, unit(line)).unwrap();
+        assert!(sviommu(&["run", path.to_str().unwrap()]).status.success(), "{line}");
+    }
+    let bin = d.join("t.trace");
+    record("lazy-unmap.toml", &bin);
+    let out = sviommu(&["trace", "replay", bin.to_str().unwrap(), "--iotlb", "64,100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no sweep is printed");
+    let err = String::from_utf8(out.stderr).unwrap();
+    // VT-d's IOTLB is sets of 8 ways.
+    assert!(err.contains("iotlb (a flag or the replay's config file): 100 entries: the vtd iotlb is a power of two of sets of 8 ways, so 64 or 128"), "{err}");
+    let _ = std::fs::remove_dir_all(d);
+}
