@@ -296,11 +296,25 @@ fn the_readme_shows_the_real_stats_and_sweep() {
     let d = dir("readme");
     let bin = d.join("zipf.trace");
     record("zipf-thrash.toml", &bin);
-    let sweep = sviommu(&["trace", "replay", bin.to_str().unwrap(), "--iotlb", "64,256,1024,4096"]);
+    let svg = d.join("sweep.svg");
+    let sweep = sviommu(&[
+        "trace",
+        "replay",
+        bin.to_str().unwrap(),
+        "--iotlb",
+        "64,256,1024,4096",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     let sweep = String::from_utf8(sweep.stdout).unwrap();
     for line in block("  arch    IOTLB entries").lines().filter(|l| !l.trim().is_empty()) {
         assert!(sweep.contains(line), "README line not printed: {line:?}\n{sweep}");
     }
+    // The figure beside it is the same sweep drawn: the README's command regenerates it.
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let shown = include_str!("../../../docs/replay-sweep.svg");
+    assert!(drawn == shown, "docs/replay-sweep.svg is stale: run the README's sweep command");
+    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
