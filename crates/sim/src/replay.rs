@@ -312,7 +312,7 @@ fn replay_on(
     };
     Ok(ReplayRun {
         arch,
-        unit: run::unit_name(arch, scenario).to_owned(),
+        unit: run::unit_name(arch, scenario),
         iotlb_entries,
         devices,
         actions,

@@ -70,7 +70,7 @@ fn stream_row(n: usize, st: &StreamRow) -> [String; 8] {
 /// `0: 12, 1-2: 3, ...; mean 1.4, max 9`.
 fn distribution(d: &ReadsDistribution) -> String {
     let buckets: Vec<String> =
-        d.buckets.iter().map(|b| format!("{}: {}", b.reads, b.count)).collect();
+        d.buckets.iter().map(|b| format!("{} read {}", b.count, b.reads)).collect();
     format!("{}; mean {:.1}, max {}", buckets.join(", "), d.mean, d.max)
 }
 
@@ -121,7 +121,7 @@ fn streams(s: &mut String, a: &ArchReport) {
         for (f, n) in &st.faults {
             let _ = writeln!(s, "    {n} x {f}");
         }
-        let _ = writeln!(s, "    reads per translation: {}", distribution(&st.reads));
+        let _ = writeln!(s, "    translations by table reads: {}", distribution(&st.reads));
         // Only the caches the stream used.
         let used = st.caches.iter().filter(|c| c.hits + c.misses + c.evictions + c.invalidated > 0);
         let t = cache_table(used);
@@ -395,12 +395,14 @@ pub fn stats_section(s: &mut String, st: &Stats) {
         st.faults_recorded,
         st.faults_overflowed
     );
+    let _ = writeln!(s, "  translations by table reads: {}", distribution(&st.reads_distribution));
+    let o = &st.outbox;
     let _ = writeln!(
         s,
-        "  outbox: {} messages to devices, {} interrupts ({} coalesced), waited for room {} times",
-        st.outbox.messages, st.outbox.interrupts, st.outbox.interrupts_coalesced, st.outbox.full
+        "  sent by the unit (its outbox): {} messages to devices (page responses, ATS invalidations), \
+         {} interrupts ({} coalesced); full {} times",
+        o.messages, o.interrupts, o.interrupts_coalesced, o.full
     );
-    let _ = writeln!(s, "  reads per translation: {}", distribution(&st.reads_distribution));
     let p = &st.page_requests;
     if p.queued + p.received + p.responses > 0 {
         let _ = writeln!(
@@ -415,7 +417,11 @@ pub fn stats_section(s: &mut String, st: &Stats) {
     if !st.invalidations.is_empty() {
         let list: Vec<String> =
             st.invalidations.iter().map(|i| format!("{} {}", i.count, i.what)).collect();
-        let _ = writeln!(s, "  invalidations: {}", list.join(", "));
+        let _ = writeln!(
+            s,
+            "  invalidations the unit carried out (the drivers' setup too): {}",
+            list.join(", ")
+        );
     }
     let lost: Vec<String> = st
         .dropped
@@ -429,6 +435,15 @@ pub fn stats_section(s: &mut String, st: &Stats) {
         if lost.is_empty() { "nothing".to_owned() } else { lost.join(", ") }
     );
     s.push_str(&indent(&cache_table(&st.caches)));
+    let tlb = st.caches.iter().find(|c| c.cache == "IOTLB" || c.cache == "TLB");
+    if let Some(c) = tlb.filter(|c| c.lookups > st.requests) {
+        let _ = writeln!(
+            s,
+            "  (more {0} lookups than requests: the {0} is looked up once per page size a \
+             translation may have, and ATS translation requests look it up too)",
+            c.cache
+        );
+    }
 }
 
 /// A replay's report as text.

@@ -762,10 +762,9 @@ fn run_on(
         .iter()
         .map(|b| BindRow { process: b.process.clone(), device: b.device.clone(), pasid: b.pasid.0 })
         .collect();
-    let unit = unit_name(m.arch, scenario);
     Ok(ArchReport {
         arch: m.arch,
-        unit: unit.to_owned(),
+        unit: unit_name(m.arch, scenario),
         devices,
         groups,
         domains,
@@ -787,14 +786,49 @@ fn guest_table_group(m: &Machine, device: &str) -> Option<GroupId> {
     m.iommu().topology().group_of(id).map(|g| g.id)
 }
 
-/// The unit as the report names it.
-pub(crate) fn unit_name(arch: Arch, scenario: &Scenario) -> &'static str {
-    match arch {
-        Arch::Vtd => "Intel VT-d, scalable mode: processes on x86-64 first-stage tables, domains on second-stage tables",
-        Arch::Smmuv3 => match scenario.smmuv3.cd_tables {
-            crate::scenario::CdTables::PerDomain => "Arm SMMUv3, one CD table per domain (the seed's driver): VMSAv8-64 stage 1",
-            crate::scenario::CdTables::PerDevice => "Arm SMMUv3, one CD table per device (Linux since 2023): VMSAv8-64 stage 1",
-        },
+/// The unit as the report names it, with the table formats this scenario uses on it (only
+/// those: a scenario without processes names none).
+pub(crate) fn unit_name(arch: Arch, scenario: &Scenario) -> String {
+    let processes = !scenario.processes.is_empty();
+    let domains = !scenario.domains.is_empty();
+    let guests = !scenario.guests.is_empty();
+    let (unit, parts) = match arch {
+        Arch::Vtd => (
+            "Intel VT-d, scalable mode",
+            [
+                (processes, "processes on x86-64 first-stage tables"),
+                (domains, "domains on second-stage tables"),
+                (guests, "guests' first stage nested over a second-stage parent"),
+            ],
+        ),
+        Arch::Smmuv3 => (
+            match scenario.smmuv3.cd_tables {
+                crate::scenario::CdTables::PerDomain => {
+                    "Arm SMMUv3, one CD table per domain (the seed's driver)"
+                }
+                crate::scenario::CdTables::PerDevice => {
+                    "Arm SMMUv3, one CD table per device (Linux since 2023)"
+                }
+            },
+            [
+                (processes && domains, "processes and domains on VMSAv8-64 stage 1"),
+                (
+                    processes != domains,
+                    if processes {
+                        "processes on VMSAv8-64 stage 1"
+                    } else {
+                        "domains on VMSAv8-64 stage 1"
+                    },
+                ),
+                (guests, "guests' stage 1 nested over stage 2"),
+            ],
+        ),
+    };
+    let used: Vec<&str> = parts.iter().filter(|(on, _)| *on).map(|(_, what)| *what).collect();
+    if used.is_empty() {
+        unit.to_owned()
+    } else {
+        format!("{unit}: {}", used.join(", "))
     }
 }
 
