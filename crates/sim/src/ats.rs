@@ -13,6 +13,7 @@
 use serde::Serialize;
 use sviommu_core::driver::PageResponseCode;
 use sviommu_core::fault::FaultEvent;
+use sviommu_core::topology::DeviceId;
 use sviommu_core::Pasid;
 use sviommu_pgtable::Access;
 use sviommu_smmuv3::hw::{AtsResult, Transaction};
@@ -130,77 +131,110 @@ pub fn run(
     next_group: &mut u16,
 ) -> Result<(Vec<AtsRow>, u64), ScenarioError> {
     let dev = machine::device_ref(m, source, &step.device, "step.ats.device")?.clone();
-    let rid =
-        m.iommu().request_ids(&dev).ok().and_then(|ids| ids.first().copied()).ok_or_else(|| {
-            source.error(step.device.span(), "step.ats.device", "it has no request ID")
-        })?;
     let pasid = step.pasid.as_ref().map(|p| *p.get_ref());
-    let write = step.access == AccessKind::Write;
     let mut rows = Vec::new();
     let mut unrecoverable = 0;
     for &addr in &step.addrs {
-        let first = translation_request(&m.hw, rid, pasid, addr, write);
-        let mut row = AtsRow {
-            before_dma,
-            after_actions,
-            device: step.device.get_ref().clone(),
-            request_id: rid,
-            pasid,
-            addr,
-            access: step.access,
-            first,
-            page_request: None,
-            retry: None,
-        };
-        if first.wants_page(write) {
-            // PCIe: a group index is 9 bits; the device uses each in turn.
-            let group = *next_group & 0x1ff;
-            *next_group = next_group.wrapping_add(1);
-            let mut pr = PageRequestRow {
-                group,
-                unit: page_request(&m.hw, rid, pasid, addr, write, group),
-                host: None,
-                response: None,
-            };
-            // The host's page request interrupt: the IOMMU API collects, the host answers.
-            let events = m.iommu().process_faults();
-            for e in events {
-                match e {
-                    FaultEvent::PageRequestGroup { device, pasid: p, group: g, pages } => {
-                        let answer = host_answer(m, pool, p, &pages);
-                        let code = match answer {
-                            Some(FaultIn::Resident(_)) => PageResponseCode::Success,
-                            _ => PageResponseCode::Invalid,
-                        };
-                        if device == dev && g == group {
-                            pr.host = answer;
-                        }
-                        m.iommu().page_response(&device, p, g, code).map_err(|e| {
-                            source.error(
-                                step.device.span(),
-                                "step.ats",
-                                format!("page_response: {e}"),
-                            )
-                        })?;
-                    }
-                    FaultEvent::Unrecoverable { .. } => unrecoverable += 1,
-                }
-            }
-            pr.response =
-                m.hw.deliver()
-                    .into_iter()
-                    .find(|r| r.request_id == rid && r.group == group)
-                    .map(|r| ResponseRow::new(r.code));
-            if pr.response.is_some_and(|r| r.code == 0) {
-                row.retry = Some(translation_request(&m.hw, rid, pasid, addr, write));
-            }
-            row.page_request = Some(pr);
-        }
-        unrecoverable += m.iommu().process_faults().len() as u64;
-        m.hw.deliver();
+        let asked = Asked { device: &dev, pasid, addr, access: step.access };
+        let (mut row, faults) = request(m, pool, asked, next_group)
+            .map_err(|e| source.error(step.device.span(), "step.ats", e))?;
+        row.before_dma = before_dma;
+        row.after_actions = after_actions;
+        unrecoverable += faults;
         rows.push(row);
     }
     Ok((rows, unrecoverable))
+}
+
+/// What a device asks of the unit in one ATS exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    /// The device.
+    pub device: &'a DeviceId,
+    /// Its PASID.
+    pub pasid: Option<u32>,
+    /// The address.
+    pub addr: u64,
+    /// Read, or write.
+    pub access: AccessKind,
+}
+
+/// One address of an `ats` step (a trace's ATS record): the translation request, and when
+/// its answer grants too little, the page request, the host's answer and the retry. Returns
+/// the row (placed at DMA 0, after no action: the caller places it) and the unrecoverable
+/// faults the host's fault path collected meanwhile; an error says what the host could not do.
+pub fn request(
+    m: &mut Machine,
+    pool: &mut DataPool,
+    asked: Asked<'_>,
+    next_group: &mut u16,
+) -> Result<(AtsRow, u64), String> {
+    let Asked { device: dev, pasid, addr, access } = asked;
+    let rid = m
+        .iommu()
+        .request_ids(dev)
+        .ok()
+        .and_then(|ids| ids.first().copied())
+        .ok_or("the device has no request ID")?;
+    let device = machine::names(m).get(dev).cloned().unwrap_or_else(|| dev.to_string());
+    let write = access == AccessKind::Write;
+    let mut unrecoverable = 0;
+    let first = translation_request(&m.hw, rid, pasid, addr, write);
+    let mut row = AtsRow {
+        before_dma: 0,
+        after_actions: 0,
+        device,
+        request_id: rid,
+        pasid,
+        addr,
+        access,
+        first,
+        page_request: None,
+        retry: None,
+    };
+    if first.wants_page(write) {
+        // PCIe: a group index is 9 bits; the device uses each in turn.
+        let group = *next_group & 0x1ff;
+        *next_group = next_group.wrapping_add(1);
+        let mut pr = PageRequestRow {
+            group,
+            unit: page_request(&m.hw, rid, pasid, addr, write, group),
+            host: None,
+            response: None,
+        };
+        // The host's page request interrupt: the IOMMU API collects, the host answers.
+        let events = m.iommu().process_faults();
+        for e in events {
+            match e {
+                FaultEvent::PageRequestGroup { device, pasid: p, group: g, pages } => {
+                    let answer = host_answer(m, pool, p, &pages);
+                    let code = match answer {
+                        Some(FaultIn::Resident(_)) => PageResponseCode::Success,
+                        _ => PageResponseCode::Invalid,
+                    };
+                    if device == *dev && g == group {
+                        pr.host = answer;
+                    }
+                    m.iommu()
+                        .page_response(&device, p, g, code)
+                        .map_err(|e| format!("page_response: {e}"))?;
+                }
+                FaultEvent::Unrecoverable { .. } => unrecoverable += 1,
+            }
+        }
+        pr.response =
+            m.hw.deliver()
+                .into_iter()
+                .find(|r| r.request_id == rid && r.group == group)
+                .map(|r| ResponseRow::new(r.code));
+        if pr.response.is_some_and(|r| r.code == 0) {
+            row.retry = Some(translation_request(&m.hw, rid, pasid, addr, write));
+        }
+        row.page_request = Some(pr);
+    }
+    unrecoverable += m.iommu().process_faults().len() as u64;
+    m.hw.deliver();
+    Ok((row, unrecoverable))
 }
 
 /// The host's answer to a page request group: every page resident, or the first refusal.

@@ -83,6 +83,18 @@ fn unit_of(s: &Scenario, source: &Source, arch: Arch) -> Result<Unit, ScenarioEr
             }
         }
         check_caps(source, &unit)?;
+        for (key, v) in [
+            ("context_cache", &unit.context_cache),
+            ("pasid_cache", &unit.pasid_cache),
+            ("iotlb", &unit.iotlb),
+            ("walk_cache", &unit.walk_cache),
+            ("leaf_cache", &unit.leaf_cache),
+        ] {
+            if let Some(v) = v {
+                check_cache_entries(arch, key, *v.get_ref())
+                    .map_err(|m| source.error(v.span(), &format!("unit.{key}"), m))?;
+            }
+        }
         found = Some(unit);
     }
     Ok(found.unwrap_or(Unit { arch, ..Unit::default() }))
@@ -160,6 +172,54 @@ fn oas_encoding(bits: u8) -> Option<u32> {
     [32, 36, 40, 42, 44, 48, 52].iter().position(|&b| b == bits).and_then(|i| u32::try_from(i).ok())
 }
 
+/// A `[[unit]]` cache size, checked by [`check_caps`].
+fn size(key: &Option<toml::Spanned<usize>>) -> Option<usize> {
+    key.as_ref().map(|k| *k.get_ref())
+}
+
+/// Most entries a sim cache may have: the models allocate every set up front.
+pub const MAX_CACHE_ENTRIES: usize = 1 << 20;
+
+/// The ways of each set of the unit's cache a `[[unit]]` key (or a replay's `iotlb` /
+/// `walk_cache`) sizes: the models' own geometry (VT-d's default per cache, SMMUv3's
+/// [`CacheSizes::WAYS`](sviommu_smmuv3::hw::CacheSizes::WAYS)).
+pub fn cache_ways(arch: Arch, key: &str) -> usize {
+    match arch {
+        Arch::Smmuv3 => sviommu_smmuv3::hw::CacheSizes::WAYS,
+        Arch::Vtd => {
+            let d = VtdParams::default().caches;
+            match key {
+                "context_cache" => d.context.ways,
+                "pasid_cache" => d.pasid.ways,
+                "iotlb" => d.iotlb.ways,
+                "walk_cache" => d.fs_psc.ways.max(d.ss_psc.ways),
+                _ => d.ss_leaf.ways,
+            }
+        }
+    }
+}
+
+/// Whether `entries` is a size the unit's cache `key` has exactly: a cache is a power of two
+/// of sets of `ways` ways (or one set of fewer), at most [`MAX_CACHE_ENTRIES`] and never more
+/// ways than a set holds (`sviommu_tlb::MAX_WAYS`). Anything else the cache would round up
+/// (or clamp) behind the user's back, so it is refused; the message names the nearest sizes.
+pub fn check_cache_entries(arch: Arch, key: &str, entries: usize) -> Result<(), String> {
+    let ways = cache_ways(arch, key).min(sviommu_tlb::MAX_WAYS);
+    let whole = entries % ways == 0 && (entries / ways).is_power_of_two();
+    if entries > MAX_CACHE_ENTRIES {
+        return Err(format!("{entries} entries: at most {MAX_CACHE_ENTRIES}"));
+    }
+    if entries <= ways || whole {
+        return Ok(());
+    }
+    let below = ways << (entries / ways).max(1).ilog2();
+    Err(format!(
+        "{entries} entries: the {arch} {key} is a power of two of sets of {ways} ways, so \
+         {below} or {} (or {ways} and fewer in one set)",
+        below * 2
+    ))
+}
+
 /// `entries` as a VT-d cache of `ways` ways (fewer ways for a smaller cache); 0 is none.
 fn geometry(entries: usize, ways: usize) -> sviommu_vtd::hw::CacheGeometry {
     use sviommu_vtd::hw::CacheGeometry;
@@ -174,15 +234,15 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
     let mut p = VtdParams::default();
     let d = p.caches;
     let entries = |g: sviommu_vtd::hw::CacheGeometry| g.sets * g.ways;
-    let iotlb = c.iotlb.or(u.iotlb).unwrap_or(entries(d.iotlb));
-    let walk = c.walk_cache.or(u.walk_cache);
+    let iotlb = c.iotlb.or(size(&u.iotlb)).unwrap_or(entries(d.iotlb));
+    let walk = c.walk_cache.or(size(&u.walk_cache));
     p.caches = sviommu_vtd::hw::CacheParams {
-        context: geometry(u.context_cache.unwrap_or(entries(d.context)), d.context.ways),
-        pasid: geometry(u.pasid_cache.unwrap_or(entries(d.pasid)), d.pasid.ways),
+        context: geometry(size(&u.context_cache).unwrap_or(entries(d.context)), d.context.ways),
+        pasid: geometry(size(&u.pasid_cache).unwrap_or(entries(d.pasid)), d.pasid.ways),
         iotlb: geometry(iotlb, d.iotlb.ways),
         fs_psc: geometry(walk.unwrap_or(entries(d.fs_psc)), d.fs_psc.ways),
         ss_psc: geometry(walk.unwrap_or(entries(d.ss_psc)), d.ss_psc.ways),
-        ss_leaf: geometry(u.leaf_cache.unwrap_or(entries(d.ss_leaf)), d.ss_leaf.ways),
+        ss_leaf: geometry(size(&u.leaf_cache).unwrap_or(entries(d.ss_leaf)), d.ss_leaf.ways),
     };
     if c.caches_off {
         p.caches = sviommu_vtd::hw::CacheParams::NONE;
@@ -238,14 +298,14 @@ fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
         p.idr3 = idr3::PPS.set32(p.idr3, 1);
     }
     let d = p.caches;
-    let walk = c.walk_cache.or(u.walk_cache);
+    let walk = c.walk_cache.or(size(&u.walk_cache));
     p.caches = sviommu_smmuv3::hw::CacheSizes {
-        ste: u.context_cache.unwrap_or(d.ste),
-        cd: u.pasid_cache.unwrap_or(d.cd),
-        tlb: c.iotlb.or(u.iotlb).unwrap_or(d.tlb),
+        ste: size(&u.context_cache).unwrap_or(d.ste),
+        cd: size(&u.pasid_cache).unwrap_or(d.cd),
+        tlb: c.iotlb.or(size(&u.iotlb)).unwrap_or(d.tlb),
         s1_walk: walk.unwrap_or(d.s1_walk),
         s2_walk: walk.unwrap_or(d.s2_walk),
-        s2_leaf: u.leaf_cache.unwrap_or(d.s2_leaf),
+        s2_leaf: size(&u.leaf_cache).unwrap_or(d.s2_leaf),
     };
     if c.caches_off {
         p.caches = sviommu_smmuv3::hw::CacheSizes::NONE;
@@ -438,6 +498,20 @@ pub struct GuestRecord {
     pub binds: Vec<(String, String, Pasid, Option<DomainId>)>,
     /// Its vIOMMU, when the scenario gave it one.
     pub viommu: Option<crate::vguest::VGuest>,
+    /// With a vIOMMU: each assigned device's default DMA domain, in device order.
+    pub dma: Vec<GuestDmaDomain>,
+}
+
+/// A device's default DMA domain in a guest with a vIOMMU.
+#[derive(Clone, Debug)]
+pub struct GuestDmaDomain {
+    /// The device.
+    pub device: String,
+    /// The host's nested domain attached to the device itself (VT-d); none on SMMUv3, where
+    /// the host's nested STE takes the guest's CD table, whose CD 0 this is.
+    pub domain: Option<DomainId>,
+    /// The guest's DMA API mappings: IOVA, guest-physical page, writable (4K each).
+    pub pages: Vec<(u64, u64, bool)>,
 }
 
 /// The IOMMU API of a [`Machine`], borrowed from its iommufd context for as long as this lives
@@ -1148,7 +1222,9 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 u32::try_from(1000 * (gi + 1) + processes.len()).unwrap_or(u32::MAX),
             );
             // The guest's own ASIDs; the host tags them with the stage-2 domain's VMID / DID.
-            let asid = u16::try_from(1 + processes.len()).unwrap_or(u16::MAX);
+            // With a vIOMMU its driver takes the lowest ones for the devices' DMA domains.
+            let taken = if g.viommu { g.devices.len() } else { 0 };
+            let asid = u16::try_from(1 + taken + processes.len()).unwrap_or(u16::MAX);
             let space = AddressSpace { id, s1: Stage1Config { format, root, asid } };
             if let Some(page) = p.pages.iter().find(|g| !g.get_ref().populated) {
                 // The guest's page requests go to its vIOMMU, whose page request path the
@@ -1169,6 +1245,10 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
                 faulted: Vec::new(),
             });
         }
+        let dma = dma_domains(m, source, g, vguest.as_mut(), |len| {
+            let lg2 = u8::try_from(len.next_power_of_two().trailing_zeros()).unwrap_or(u8::MAX);
+            galloc.alloc(&gram, lg2.max(PAGE_LG2)).map(|a| a.0).map_err(|e| e.to_string())
+        })?;
         let mut binds = Vec::new();
         for b in &g.binds {
             let p = processes.iter().find(|p| p.name == *b.process.get_ref()).ok_or_else(|| {
@@ -1213,9 +1293,54 @@ fn guests(m: &mut Machine, s: &Scenario, source: &Source) -> Result<(), Scenario
             processes,
             binds,
             viommu: vguest,
+            dma,
         });
     }
     Ok(())
+}
+
+/// The guest kernel's default DMA domain for each device assigned to a guest with a vIOMMU,
+/// with the scenario's `dma_map` in it on pages `take` gives (guest-physical); nothing
+/// without a vIOMMU, where a `dma_map` is refused.
+fn dma_domains(
+    m: &Machine,
+    source: &Source,
+    g: &crate::scenario::Guest,
+    vguest: Option<&mut crate::vguest::VGuest>,
+    mut take: impl FnMut(u64) -> Result<u64, String>,
+) -> Result<Vec<GuestDmaDomain>, ScenarioError> {
+    let field = "guest.dma_map";
+    let Some(v) = vguest else {
+        return match g.dma_map.first() {
+            Some(mp) => Err(source.error(
+                mp.span(),
+                field,
+                "a guest without a vIOMMU has no DMA domains: its devices send guest-physical \
+                 addresses (set `viommu = true`)",
+            )),
+            None => Ok(Vec::new()),
+        };
+    };
+    for mp in &g.dma_map {
+        check_page(source, mp.span(), field, mp.get_ref().iova, mp.get_ref().size)?;
+    }
+    let mut out = Vec::new();
+    for (i, d) in g.devices.iter().enumerate() {
+        let mut pages = Vec::new();
+        for mp in &g.dma_map {
+            let map = mp.get_ref();
+            let base = take(map.size).map_err(|e| source.error(mp.span(), field, e))?;
+            for off in (0..map.size).step_by(1 << PAGE_LG2) {
+                pages.push((map.iova + off, base + off, map.perms.writable()));
+            }
+        }
+        let vid = guest_id(source, d, i)?;
+        let domain = v.dma_domain(&m.fd, vid, &pages).map_err(|e| {
+            source.error(d.span(), "guest.devices", format!("the guest's DMA domain: {e}"))
+        })?;
+        out.push(GuestDmaDomain { device: d.get_ref().clone(), domain, pages });
+    }
+    Ok(out)
 }
 
 /// The host's side of a guest without a vIOMMU, as a VMM does it: a stage-2 domain mapping

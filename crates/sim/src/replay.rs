@@ -67,6 +67,9 @@ pub struct ReplayRun {
     pub devices: Vec<DeviceReplay>,
     /// The host actions, in order.
     pub actions: Vec<String>,
+    /// The ATS records' exchanges, in order: each translation request's answer, its page
+    /// request and the retry, as `run` reports an `ats` step.
+    pub ats: Vec<crate::ats::AtsRow>,
     /// What the unit counted.
     pub stats: Stats,
 }
@@ -84,8 +87,11 @@ pub struct DeviceReplay {
     pub translated: u64,
     /// Faulted or terminated.
     pub blocked: u64,
+    /// ATS exchanges (translation request, page request and retry) it made.
+    pub ats_requests: u64,
     /// FNV-1a over every answer in order (address, then output and page size, or the fault
-    /// code): equal digests, equal translations.
+    /// code; for an ATS exchange the first completion, the page response and the retry's
+    /// completion): equal digests, equal translations.
     pub digest: String,
 }
 
@@ -93,6 +99,7 @@ pub struct DeviceReplay {
 #[derive(Clone, Debug)]
 struct DeviceState {
     tally: Tally,
+    ats: u64,
     digest: u64,
 }
 
@@ -108,6 +115,12 @@ impl DeviceState {
         h = fnv1a(h, &[kind]);
         h = fnv1a(h, &a.to_le_bytes());
         self.digest = fnv1a(h, &b.to_le_bytes());
+    }
+
+    fn add_ats(&mut self, row: &crate::ats::AtsRow) {
+        self.ats += 1;
+        let answers = serde_json::to_vec(&(row.addr, row.first, &row.page_request, row.retry));
+        self.digest = fnv1a(self.digest, &answers.unwrap_or_default());
     }
 }
 
@@ -137,6 +150,14 @@ pub fn replay(
         Some(a) => vec![a],
         None => scenario.architectures.clone(),
     };
+    for &arch in &archs {
+        for (key, v) in [("iotlb", opts.config.iotlb), ("walk_cache", opts.config.walk_cache)] {
+            if let Some(n) = v {
+                machine::check_cache_entries(arch, key, n)
+                    .map_err(|message| TraceError::Config { key, message })?;
+            }
+        }
+    }
     let total = trace.records.len() as u64 * archs.len() as u64;
     let mut runs = Vec::new();
     for (i, &arch) in archs.iter().enumerate() {
@@ -194,7 +215,9 @@ fn replay_on(
         rids.push(ids.first().copied());
     }
     let mut states =
-        vec![DeviceState { tally: Tally::default(), digest: FNV_START }; m.devices.len()];
+        vec![DeviceState { tally: Tally::default(), ats: 0, digest: FNV_START }; m.devices.len()];
+    let mut ats = Vec::new();
+    let mut next_group = 0;
     let mut actions = Vec::new();
     let mut faults_recorded = 0u64;
     let threads = opts.threads.max(1);
@@ -211,9 +234,26 @@ fn replay_on(
             at += 1;
             continue;
         }
+        if let Some(&Record::Ats { device, pasid, addr, access }) = trace.records.get(at) {
+            // The device's exchange with the host in the middle: on the host thread, with
+            // every request before it done, as an action.
+            let d = usize::from(device);
+            if let Some(dev) = m.devices.get(d).map(|(_, id)| id.clone()) {
+                let asked = crate::ats::Asked { device: &dev, pasid, addr, access };
+                let (row, faults) = crate::ats::request(&mut m, &mut pool, asked, &mut next_group)
+                    .map_err(|e| trace.record_error(at, e))?;
+                faults_recorded += faults;
+                if let Some(s) = states.get_mut(d) {
+                    s.add_ats(&row);
+                }
+                ats.push(row);
+            }
+            at += 1;
+            continue;
+        }
         let end = trace.records[at..]
             .iter()
-            .position(|r| matches!(r, Record::Action { .. }))
+            .position(|r| matches!(r, Record::Action { .. } | Record::Ats { .. }))
             .map_or(trace.records.len(), |n| at + n);
         let segment = &trace.records[at..end];
         if threads == 1 {
@@ -252,13 +292,14 @@ fn replay_on(
         .iter()
         .zip(&states)
         .zip(&rids)
-        .filter(|((_, s), _)| s.tally.requests > 0)
+        .filter(|((_, s), _)| s.tally.requests > 0 || s.ats > 0)
         .map(|(((name, _), s), rid)| DeviceReplay {
             device: name.clone(),
             request_id: rid.unwrap_or(0),
             requests: s.tally.requests,
             translated: s.tally.translated,
             blocked: s.tally.blocked,
+            ats_requests: s.ats,
             digest: format!("{:016x}", s.digest),
         })
         .collect();
@@ -271,10 +312,11 @@ fn replay_on(
     };
     Ok(ReplayRun {
         arch,
-        unit: run::unit_name(arch, scenario).to_owned(),
+        unit: run::unit_name(arch, scenario),
         iotlb_entries,
         devices,
         actions,
+        ats,
         stats,
     })
 }
@@ -316,7 +358,11 @@ fn threaded(
                         if let Some((d, addr, result)) = one(hw, rids, r) {
                             let digest = start.get(d).copied().unwrap_or(FNV_START);
                             mine.entry(d)
-                                .or_insert_with(|| DeviceState { tally: Tally::default(), digest })
+                                .or_insert_with(|| DeviceState {
+                                    tally: Tally::default(),
+                                    ats: 0,
+                                    digest,
+                                })
                                 .add(addr, &result);
                         }
                         done.fetch_add(1, Ordering::Relaxed);

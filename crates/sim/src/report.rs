@@ -70,7 +70,7 @@ fn stream_row(n: usize, st: &StreamRow) -> [String; 8] {
 /// `0: 12, 1-2: 3, ...; mean 1.4, max 9`.
 fn distribution(d: &ReadsDistribution) -> String {
     let buckets: Vec<String> =
-        d.buckets.iter().map(|b| format!("{}: {}", b.reads, b.count)).collect();
+        d.buckets.iter().map(|b| format!("{} read {}", b.count, b.reads)).collect();
     format!("{}; mean {:.1}, max {}", buckets.join(", "), d.mean, d.max)
 }
 
@@ -121,7 +121,7 @@ fn streams(s: &mut String, a: &ArchReport) {
         for (f, n) in &st.faults {
             let _ = writeln!(s, "    {n} x {f}");
         }
-        let _ = writeln!(s, "    reads per translation: {}", distribution(&st.reads));
+        let _ = writeln!(s, "    translations by table reads: {}", distribution(&st.reads));
         // Only the caches the stream used.
         let used = st.caches.iter().filter(|c| c.hits + c.misses + c.evictions + c.invalidated > 0);
         let t = cache_table(used);
@@ -188,6 +188,20 @@ fn arch(s: &mut String, a: &ArchReport) {
                 let _ = write!(line, ", {n} event(s) delivered to the guest");
             }
             let _ = writeln!(s, "{line}, {} refused", v.refused);
+        }
+        for d in &g.dma_domains {
+            let nest = match d.domain {
+                Some(n) => format!("domain {n} nests it"),
+                None => "the host's nested STE takes it (CD 0 of the guest's CD table)".to_owned(),
+            };
+            let maps: Vec<String> =
+                d.pages.iter().map(|p| format!("IOVA {:#x} -> GPA {:#x}", p.iova, p.gpa)).collect();
+            let maps = if maps.is_empty() { "nothing mapped".to_owned() } else { maps.join(", ") };
+            let _ = writeln!(
+                s,
+                "  {}'s DMA domain (the guest's driver, requests without PASID): {maps}; {nest} over domain {}",
+                d.device, g.stage2_domain
+            );
         }
         for p in &g.pasids {
             let how = if g.viommu.is_some() { " (bound by the guest's driver)" } else { "" };
@@ -263,7 +277,7 @@ fn arch(s: &mut String, a: &ArchReport) {
     }
     s.push_str(&indent(&t));
     streams(s, a);
-    ats(s, a);
+    ats(s, &a.ats);
     let _ = writeln!(s, "who reaches each address space, and why");
     let mut t = table(["address space", "device", "PASID", "why", "by DMA"]);
     for space in &a.audit.address_spaces {
@@ -313,8 +327,8 @@ fn arch(s: &mut String, a: &ArchReport) {
 
 /// The `ats` steps' rows: each translation request, the page request its answer led to, what
 /// the host did, the response and the retry.
-fn ats(s: &mut String, a: &ArchReport) {
-    if a.ats.is_empty() {
+fn ats(s: &mut String, rows: &[crate::ats::AtsRow]) {
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(s, "translation requests (ATS), page requests (PRI) and retries");
@@ -330,7 +344,7 @@ fn ats(s: &mut String, a: &ArchReport) {
         "response",
         "retry",
     ]);
-    for r in &a.ats {
+    for r in rows {
         let pr = r.page_request.as_ref();
         t.add_row([
             r.device.clone(),
@@ -381,12 +395,14 @@ pub fn stats_section(s: &mut String, st: &Stats) {
         st.faults_recorded,
         st.faults_overflowed
     );
+    let _ = writeln!(s, "  translations by table reads: {}", distribution(&st.reads_distribution));
+    let o = &st.outbox;
     let _ = writeln!(
         s,
-        "  outbox: {} messages to devices, {} interrupts ({} coalesced), waited for room {} times",
-        st.outbox.messages, st.outbox.interrupts, st.outbox.interrupts_coalesced, st.outbox.full
+        "  sent by the unit (its outbox): {} messages to devices (page responses, ATS invalidations), \
+         {} interrupts ({} coalesced); full {} times",
+        o.messages, o.interrupts, o.interrupts_coalesced, o.full
     );
-    let _ = writeln!(s, "  reads per translation: {}", distribution(&st.reads_distribution));
     let p = &st.page_requests;
     if p.queued + p.received + p.responses > 0 {
         let _ = writeln!(
@@ -401,7 +417,11 @@ pub fn stats_section(s: &mut String, st: &Stats) {
     if !st.invalidations.is_empty() {
         let list: Vec<String> =
             st.invalidations.iter().map(|i| format!("{} {}", i.count, i.what)).collect();
-        let _ = writeln!(s, "  invalidations: {}", list.join(", "));
+        let _ = writeln!(
+            s,
+            "  invalidations the unit carried out (the drivers' setup too): {}",
+            list.join(", ")
+        );
     }
     let lost: Vec<String> = st
         .dropped
@@ -415,6 +435,15 @@ pub fn stats_section(s: &mut String, st: &Stats) {
         if lost.is_empty() { "nothing".to_owned() } else { lost.join(", ") }
     );
     s.push_str(&indent(&cache_table(&st.caches)));
+    let tlb = st.caches.iter().find(|c| c.cache == "IOTLB" || c.cache == "TLB");
+    if let Some(c) = tlb.filter(|c| c.lookups > st.requests) {
+        let _ = writeln!(
+            s,
+            "  (more {0} lookups than requests: the {0} is looked up once per page size a \
+             translation may have, and ATS translation requests look it up too)",
+            c.cache
+        );
+    }
 }
 
 /// A replay's report as text.
@@ -446,6 +475,7 @@ pub fn replay_text(r: &ReplayReport) -> String {
             ]);
         }
         s.push_str(&indent(&t));
+        ats(&mut s, &run.ats);
         stats_section(&mut s, &run.stats);
     }
     s

@@ -129,6 +129,31 @@ pub struct GuestRow {
     pub pasids: Vec<GuestPasidRow>,
     /// What its vIOMMU forwarded to the host, if it has one.
     pub viommu: Option<crate::vguest::Forwarded>,
+    /// With a vIOMMU: each device's default DMA domain in the guest (requests without PASID).
+    pub dma_domains: Vec<GuestDmaRow>,
+}
+
+/// A device's default DMA domain in a guest with a vIOMMU.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuestDmaRow {
+    /// The device.
+    pub device: String,
+    /// The host's nested domain attached to the device itself (VT-d); none on an SMMUv3
+    /// vIOMMU, whose nested STE takes the guest's CD table (this domain is its CD 0).
+    pub domain: Option<u32>,
+    /// The guest's DMA API mappings: IOVA and guest-physical address of each 4K page.
+    pub pages: Vec<GuestDmaPage>,
+}
+
+/// One page of a guest's DMA domain.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct GuestDmaPage {
+    /// The IOVA the device sends.
+    pub iova: u64,
+    /// The guest-physical page the guest's driver mapped it to.
+    pub gpa: u64,
+    /// Writes allowed.
+    pub writable: bool,
 }
 
 /// A guest process on an assigned device.
@@ -503,12 +528,12 @@ fn run_on(
     let mut next_group = 0;
     for (index, step) in scenario.steps.iter().enumerate() {
         if let Some(a) = &step.get_ref().ats {
-            if rec.is_some() {
-                return Err(source.error(
-                    step.span(),
-                    "step.ats",
-                    "a trace holds DMA and host actions; an `ats` step's requests cannot be recorded",
-                ));
+            if let Some(r) = rec.as_deref_mut() {
+                let device = device_index(m, a.device.get_ref());
+                let pasid = a.pasid.as_ref().map(|p| *p.get_ref());
+                for &addr in &a.addrs {
+                    r.push(Record::Ats { device, pasid, addr, access: a.access });
+                }
             }
             let (rows, faults) =
                 crate::ats::run(m, pool, source, a, (dma.len(), actions.len()), &mut next_group)?;
@@ -609,6 +634,21 @@ fn run_on(
                 sentinels.entry(key).or_insert(Sentinel { pasid: Some(*pasid), input: va, hpa });
             }
         }
+        for dd in &g.dma {
+            // A device's DMA domain: the host's nested domain on the device itself, or
+            // (SMMUv3 vIOMMU) CD 0 of the guest's CD table, probed without PASID.
+            let key = match dd.domain {
+                Some(d) => SpaceKey::Domain(d),
+                None => match guest_table_group(m, &dd.device) {
+                    Some(grp) => SpaceKey::PasidTable(grp),
+                    None => continue,
+                },
+            };
+            if let Some(&(iova, gpa, _)) = dd.pages.first() {
+                let hpa = g.ram.hpa.0 + gpa;
+                sentinels.entry(key).or_insert(Sentinel { pasid: None, input: iova, hpa });
+            }
+        }
     }
     let audit = m
         .iommu()
@@ -640,6 +680,19 @@ fn run_on(
             stage2_domain: g.stage2.0,
             devices: g.devices.clone(),
             viommu: g.viommu.as_ref().map(|v| v.forwarded(&m.fd)),
+            dma_domains: g
+                .dma
+                .iter()
+                .map(|d| GuestDmaRow {
+                    device: d.device.clone(),
+                    domain: d.domain.map(|d| d.0),
+                    pages: d
+                        .pages
+                        .iter()
+                        .map(|&(iova, gpa, writable)| GuestDmaPage { iova, gpa, writable })
+                        .collect(),
+                })
+                .collect(),
             pasids: g
                 .binds
                 .iter()
@@ -682,6 +735,22 @@ fn run_on(
                 }),
             };
         }
+        for dd in &g.dma {
+            match dd.domain {
+                Some(d) => {
+                    labels.insert(
+                        format!("domain {}", d.0),
+                        format!("{}'s DMA domain in {} (domain {})", dd.device, g.name, d.0),
+                    );
+                }
+                None => {
+                    if let Some(grp) = guest_table_group(m, &dd.device) {
+                        let id = SpaceKey::PasidTable(grp).name();
+                        labels.entry(id.clone()).or_insert(format!("{}'s CD table ({id})", g.name));
+                    }
+                }
+            }
+        }
     }
     let mut devices = Vec::new();
     for (n, d) in &m.devices {
@@ -693,10 +762,9 @@ fn run_on(
         .iter()
         .map(|b| BindRow { process: b.process.clone(), device: b.device.clone(), pasid: b.pasid.0 })
         .collect();
-    let unit = unit_name(m.arch, scenario);
     Ok(ArchReport {
         arch: m.arch,
-        unit: unit.to_owned(),
+        unit: unit_name(m.arch, scenario),
         devices,
         groups,
         domains,
@@ -718,14 +786,49 @@ fn guest_table_group(m: &Machine, device: &str) -> Option<GroupId> {
     m.iommu().topology().group_of(id).map(|g| g.id)
 }
 
-/// The unit as the report names it.
-pub(crate) fn unit_name(arch: Arch, scenario: &Scenario) -> &'static str {
-    match arch {
-        Arch::Vtd => "Intel VT-d, scalable mode: processes on x86-64 first-stage tables, domains on second-stage tables",
-        Arch::Smmuv3 => match scenario.smmuv3.cd_tables {
-            crate::scenario::CdTables::PerDomain => "Arm SMMUv3, one CD table per domain (the seed's driver): VMSAv8-64 stage 1",
-            crate::scenario::CdTables::PerDevice => "Arm SMMUv3, one CD table per device (Linux since 2023): VMSAv8-64 stage 1",
-        },
+/// The unit as the report names it, with the table formats this scenario uses on it (only
+/// those: a scenario without processes names none).
+pub(crate) fn unit_name(arch: Arch, scenario: &Scenario) -> String {
+    let processes = !scenario.processes.is_empty();
+    let domains = !scenario.domains.is_empty();
+    let guests = !scenario.guests.is_empty();
+    let (unit, parts) = match arch {
+        Arch::Vtd => (
+            "Intel VT-d, scalable mode",
+            [
+                (processes, "processes on x86-64 first-stage tables"),
+                (domains, "domains on second-stage tables"),
+                (guests, "guests' first stage nested over a second-stage parent"),
+            ],
+        ),
+        Arch::Smmuv3 => (
+            match scenario.smmuv3.cd_tables {
+                crate::scenario::CdTables::PerDomain => {
+                    "Arm SMMUv3, one CD table per domain (the seed's driver)"
+                }
+                crate::scenario::CdTables::PerDevice => {
+                    "Arm SMMUv3, one CD table per device (Linux since 2023)"
+                }
+            },
+            [
+                (processes && domains, "processes and domains on VMSAv8-64 stage 1"),
+                (
+                    processes != domains,
+                    if processes {
+                        "processes on VMSAv8-64 stage 1"
+                    } else {
+                        "domains on VMSAv8-64 stage 1"
+                    },
+                ),
+                (guests, "guests' stage 1 nested over stage 2"),
+            ],
+        ),
+    };
+    let used: Vec<&str> = parts.iter().filter(|(on, _)| *on).map(|(_, what)| *what).collect();
+    if used.is_empty() {
+        unit.to_owned()
+    } else {
+        format!("{unit}: {}", used.join(", "))
     }
 }
 

@@ -150,15 +150,15 @@ pub struct Unit {
     /// Which architecture's unit this is.
     pub arch: Arch,
     /// Configuration cache entries.
-    pub context_cache: Option<usize>,
+    pub context_cache: Option<Spanned<usize>>,
     /// PASID (CD) cache entries.
-    pub pasid_cache: Option<usize>,
+    pub pasid_cache: Option<Spanned<usize>>,
     /// IOTLB entries.
-    pub iotlb: Option<usize>,
+    pub iotlb: Option<Spanned<usize>>,
     /// Paging-structure (walk) cache entries, each stage.
-    pub walk_cache: Option<usize>,
+    pub walk_cache: Option<Spanned<usize>>,
     /// Stage-2 leaf cache entries.
-    pub leaf_cache: Option<usize>,
+    pub leaf_cache: Option<Spanned<usize>>,
     /// The PASID (SubstreamID) width the unit advertises, in bits (1 to 20): VT-d ECAP.PSS + 1,
     /// SMMUv3 SMMU_IDR1.SSIDSIZE.
     pub pasid_bits: Option<u8>,
@@ -395,6 +395,13 @@ pub struct Guest {
     /// guest's vIOMMU.
     #[serde(default, rename = "bind")]
     pub binds: Vec<GuestBind>,
+    /// The guest kernel's DMA API mappings (needs `viommu = true`): with a vIOMMU every
+    /// assigned device gets a default DMA domain of the guest's driver, as Linux gives each
+    /// device behind an IOMMU, used by its requests without PASID; these IOVAs are mapped in
+    /// each device's domain, each device's onto fresh pages of guest RAM. Without a vIOMMU a
+    /// device's requests carry guest-physical addresses, and there is nothing to map.
+    #[serde(default)]
+    pub dma_map: Vec<Spanned<Mapping>>,
     /// The guest has a vIOMMU of the host's architecture (`VVtd` or `VSmmu`): its own driver
     /// binds its processes through it, and the vIOMMU forwards to the host through the
     /// iommufd-shaped uapi. Without it the host nests each bind directly (`attach_pasid`).

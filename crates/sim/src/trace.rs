@@ -12,12 +12,18 @@ use crate::scenario::{AccessKind, Source};
 
 /// The binary form's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"SVIOTRC\0";
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this crate writes; it reads this one and every earlier one (version 1
+/// has no ATS records).
+pub const VERSION: u16 = 2;
+/// The oldest version this crate reads.
+pub const OLDEST_VERSION: u16 = 1;
 /// Bytes of one binary record.
 pub const RECORD_BYTES: usize = 16;
-/// The CSV form's first line.
-pub const CSV_MAGIC: &str = "# sviommu trace, version 1";
+/// The CSV form's first line (this version's; the first line without its number is what
+/// every version shares).
+pub const CSV_MAGIC: &str = "# sviommu trace, version 2";
+/// What every CSV trace's first line starts with, before its version number.
+const CSV_MAGIC_STEM: &str = "# sviommu trace, version ";
 /// The CSV form's column header.
 pub const CSV_HEADER: &str = "kind,device,pasid,addr,step";
 /// PASIDs are 20 bits (PCIe); SMMUv3 SubstreamIDs too.
@@ -37,6 +43,19 @@ pub enum Record {
         /// Input address.
         addr: u64,
         /// Read or write.
+        access: AccessKind,
+    },
+    /// A device with ATS and PRI asked the unit to translate an address (an `ats` step's
+    /// address): a translation request and, when the answer grants too little, a page
+    /// request, the host's page response and the retry (version 2).
+    Ats {
+        /// Index into [`Trace::devices`].
+        device: u16,
+        /// Its PASID.
+        pasid: Option<u32>,
+        /// The address.
+        addr: u64,
+        /// The access it asks for.
         access: AccessKind,
     },
     /// The host carried out the scenario's step with this index (`map`, `unmap`, `flush`,
@@ -94,7 +113,9 @@ pub enum TraceError {
         file: String,
     },
     /// A version this build does not read.
-    #[error("{file}: trace format version {found}; this sviommu reads version {VERSION}")]
+    #[error(
+        "{file}: trace format version {found}; this sviommu reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version {
         /// The file.
         file: String,
@@ -149,6 +170,14 @@ pub enum TraceError {
         /// The column's name.
         field: &'static str,
         /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A replay setting the unit's caches cannot have.
+    #[error("{key} (a flag or the replay's config file): {message}")]
+    Config {
+        /// `iotlb` or `walk_cache`.
+        key: &'static str,
+        /// What is wrong and what the cache can have.
         message: String,
     },
     /// The scenario inside the trace is refused.
@@ -219,11 +248,11 @@ impl Trace {
         b.extend_from_slice(&(self.records.len() as u64).to_le_bytes());
         for r in &self.records {
             let (kind, flags, device, word, addr) = match *r {
-                Record::Dma { device, pasid, addr, access } => (
-                    match access {
-                        AccessKind::Read => 0u8,
-                        AccessKind::Write => 1,
-                    },
+                Record::Dma { device, pasid, addr, access }
+                | Record::Ats { device, pasid, addr, access } => (
+                    // DMA 0 read, 1 write; ATS 3 read, 4 write.
+                    u8::from(access == AccessKind::Write)
+                        + if matches!(r, Record::Ats { .. }) { 3 } else { 0 },
                     u8::from(pasid.is_some()),
                     device,
                     pasid.unwrap_or(0),
@@ -253,10 +282,12 @@ impl Trace {
         let _ = writeln!(s, "{CSV_HEADER}");
         for r in &self.records {
             match *r {
-                Record::Dma { device, pasid, addr, access } => {
+                Record::Dma { device, pasid, addr, access }
+                | Record::Ats { device, pasid, addr, access } => {
+                    let ats = if matches!(r, Record::Ats { .. }) { "ats-" } else { "" };
                     let name = self.devices.get(usize::from(device)).map_or("?", String::as_str);
                     let pasid = pasid.map_or_else(String::new, |p| p.to_string());
-                    let _ = writeln!(s, "{access},{name},{pasid},{addr:#x},");
+                    let _ = writeln!(s, "{ats}{access},{name},{pasid},{addr:#x},");
                 }
                 Record::Action { step } => {
                     let _ = writeln!(s, "action,,,,{step}");
@@ -272,7 +303,7 @@ impl Trace {
             return Self::from_binary(file, bytes);
         }
         match std::str::from_utf8(bytes) {
-            Ok(text) if text.starts_with(CSV_MAGIC) => Self::from_csv(file, text),
+            Ok(text) if text.starts_with(CSV_MAGIC_STEM) => Self::from_csv(file, text),
             _ if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) && !bytes.is_empty() => {
                 Err(TraceError::Truncated {
                     file: file.to_owned(),
@@ -296,20 +327,22 @@ impl Trace {
 
     /// Whether `bytes` look like a trace (either form's magic), not a scenario.
     pub fn looks_like_trace(bytes: &[u8]) -> bool {
-        bytes.starts_with(&MAGIC) || bytes.starts_with(CSV_MAGIC.as_bytes())
+        bytes.starts_with(&MAGIC) || bytes.starts_with(CSV_MAGIC_STEM.as_bytes())
     }
 
     fn from_binary(file: &str, bytes: &[u8]) -> Result<Self, TraceError> {
         let mut r = Reader { file, bytes, at: 0 };
         r.take(MAGIC.len(), "the magic")?;
         let version = u16::from_le_bytes(r.array("the version")?);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(TraceError::Version { file: file.to_owned(), found: version });
         }
         let flags_at = r.at;
         let flags = u16::from_le_bytes(r.array("the flags")?);
         if flags != 0 {
-            return Err(r.corrupt(flags_at, format!("flags {flags:#x}: version 1 defines none")));
+            return Err(
+                r.corrupt(flags_at, format!("flags {flags:#x}: version {version} defines none"))
+            );
         }
         let scenario_name = r.text("the scenario name")?;
         let scenario = r.text("the scenario")?;
@@ -370,7 +403,7 @@ impl Trace {
         };
         for i in 0..n {
             let raw: [u8; RECORD_BYTES] = r.array(&format!("record {i}"))?;
-            out.push(decode_record(&raw, devices.len()).map_err(|m| trace_err(i, m))?);
+            out.push(decode_record(&raw, devices.len(), version).map_err(|m| trace_err(i, m))?);
         }
         let sum_at = r.at;
         let stored = u64::from_le_bytes(r.array("the checksum")?);
@@ -392,6 +425,21 @@ impl Trace {
     }
 
     fn from_csv(file: &str, text: &str) -> Result<Self, TraceError> {
+        let first = text.lines().next().unwrap_or_default();
+        let number = first.strip_prefix(CSV_MAGIC_STEM).unwrap_or_default().trim();
+        let version = match number.parse::<u16>() {
+            Ok(v) if (OLDEST_VERSION..=VERSION).contains(&v) => v,
+            Ok(found) => return Err(TraceError::Version { file: file.to_owned(), found }),
+            Err(_) => {
+                return Err(TraceError::Csv {
+                    file: file.to_owned(),
+                    line: 1,
+                    column: CSV_MAGIC_STEM.len() + 1,
+                    field: "version",
+                    message: format!("`{number}`: expected a format version number"),
+                })
+            }
+        };
         let mut scenario_name = String::new();
         let mut scenario = String::new();
         let mut header_seen = false;
@@ -448,7 +496,7 @@ impl Trace {
                     devices.insert(s.devices.iter().map(|d| d.name.get_ref().clone()).collect())
                 }
             };
-            records.push(csv_record(line, devs).map_err(|(c, f, m)| err(c, f, m))?);
+            records.push(csv_record(line, devs, version >= 2).map_err(|(c, f, m)| err(c, f, m))?);
             lines_of.push(n);
         }
         if !header_seen {
@@ -483,14 +531,15 @@ impl Trace {
     }
 }
 
-/// One binary record, checked; the message says what is wrong.
-fn decode_record(raw: &[u8; RECORD_BYTES], devices: usize) -> Result<Record, String> {
+/// One binary record of a trace of format `version`, checked; the message says what is wrong.
+fn decode_record(raw: &[u8; RECORD_BYTES], devices: usize, version: u16) -> Result<Record, String> {
     let [kind, flags, d0, d1, w0, w1, w2, w3, a @ ..] = *raw;
     let device = u16::from_le_bytes([d0, d1]);
     let word = u32::from_le_bytes([w0, w1, w2, w3]);
     let addr = u64::from_le_bytes(a);
+    let ats = version >= 2;
     match kind {
-        0 | 1 => {
+        0 | 1 | 3 | 4 if kind < 3 || ats => {
             if flags & !1 != 0 {
                 return Err(format!("flags {flags:#x}: only bit 0 (PASID present) is defined"));
             }
@@ -503,8 +552,12 @@ fn decode_record(raw: &[u8; RECORD_BYTES], devices: usize) -> Result<Record, Str
                     "PASID field {word:#x}: a PASID is 20 bits, and 0 when absent"
                 ));
             }
-            let access = if kind == 0 { AccessKind::Read } else { AccessKind::Write };
-            Ok(Record::Dma { device, pasid, addr, access })
+            let access = if kind % 3 == 0 { AccessKind::Read } else { AccessKind::Write };
+            Ok(if kind < 3 {
+                Record::Dma { device, pasid, addr, access }
+            } else {
+                Record::Ats { device, pasid, addr, access }
+            })
         }
         2 => {
             if flags != 0 || device != NO_DEVICE || addr != 0 {
@@ -512,12 +565,22 @@ fn decode_record(raw: &[u8; RECORD_BYTES], devices: usize) -> Result<Record, Str
             }
             Ok(Record::Action { step: word })
         }
-        k => Err(format!("record kind {k}: expected 0 (read), 1 (write) or 2 (action)")),
+        k if ats => Err(format!(
+            "record kind {k}: expected 0 (read), 1 (write), 2 (action), 3 (ATS read) or 4 (ATS write)"
+        )),
+        k => Err(format!(
+            "record kind {k}: expected 0 (read), 1 (write) or 2 (action) in a version 1 trace"
+        )),
     }
 }
 
-/// One CSV record line; an error is (column, field, message).
-fn csv_record(line: &str, devices: &[String]) -> Result<Record, (usize, &'static str, String)> {
+/// One CSV record line of a trace that may hold ATS records (`ats`: version 2 on); an error
+/// is (column, field, message).
+fn csv_record(
+    line: &str,
+    devices: &[String],
+    ats: bool,
+) -> Result<Record, (usize, &'static str, String)> {
     const FIELDS: [&str; 5] = ["kind", "device", "pasid", "addr", "step"];
     let mut cols: Vec<(usize, &str)> = Vec::with_capacity(5);
     let mut start = 0;
@@ -558,7 +621,7 @@ fn csv_record(line: &str, devices: &[String]) -> Result<Record, (usize, &'static
         };
     let (kc, kind) = col(0);
     match kind {
-        "read" | "write" => {
+        "read" | "write" | "ats-read" | "ats-write" if ats || !kind.starts_with("ats") => {
             let (dc, dev) = col(1);
             let device = devices.iter().position(|d| d == dev).ok_or_else(|| {
                 (
@@ -577,11 +640,13 @@ fn csv_record(line: &str, devices: &[String]) -> Result<Record, (usize, &'static
             };
             let addr = number(3, "addr", u64::MAX)?;
             empty(4, "step", kind)?;
-            Ok(Record::Dma {
-                device: u16::try_from(device).unwrap_or(NO_DEVICE),
-                pasid: pasid.and_then(|p| u32::try_from(p).ok()),
-                addr,
-                access: if kind == "read" { AccessKind::Read } else { AccessKind::Write },
+            let device = u16::try_from(device).unwrap_or(NO_DEVICE);
+            let pasid = pasid.and_then(|p| u32::try_from(p).ok());
+            let access = if kind.ends_with("read") { AccessKind::Read } else { AccessKind::Write };
+            Ok(if kind.starts_with("ats") {
+                Record::Ats { device, pasid, addr, access }
+            } else {
+                Record::Dma { device, pasid, addr, access }
             })
         }
         "action" => {
@@ -591,7 +656,16 @@ fn csv_record(line: &str, devices: &[String]) -> Result<Record, (usize, &'static
             let step = number(4, "step", u64::from(u32::MAX))?;
             Ok(Record::Action { step: u32::try_from(step).unwrap_or(u32::MAX) })
         }
-        other => Err((kc, "kind", format!("`{other}`: expected read, write or action"))),
+        other if ats => Err((
+            kc,
+            "kind",
+            format!("`{other}`: expected read, write, action, ats-read or ats-write"),
+        )),
+        other => Err((
+            kc,
+            "kind",
+            format!("`{other}`: expected read, write or action in a version 1 trace"),
+        )),
     }
 }
 
@@ -702,6 +776,58 @@ mod tests {
         let e = Trace::parse("t.bin", &b).unwrap_err().to_string();
         assert!(e.contains(&format!("record 2 at byte offset {}", first + 32)), "{e}");
         assert!(e.contains("record kind 7"), "{e}");
+    }
+
+    /// A version 1 trace (no ATS records) still reads, in both forms; an ATS record in a
+    /// version 1 trace is refused at its record or line; version 2 round-trips ATS records.
+    #[test]
+    fn version_1_traces_still_read_and_version_2_holds_ats_records() {
+        let t = sample();
+        // The same content written as version 1: the version field, and the checksum over it.
+        let mut v1 = t.to_binary();
+        v1[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let body = v1.len() - 8;
+        let sum = fnv1a(FNV_START, &v1[..body]);
+        v1[body..].copy_from_slice(&sum.to_le_bytes());
+        let csv1 = t.to_csv().replacen(CSV_MAGIC, "# sviommu trace, version 1", 1);
+        assert_ne!(csv1, t.to_csv());
+        for back in
+            [Trace::parse("v1.bin", &v1).unwrap(), Trace::parse("v1.csv", csv1.as_bytes()).unwrap()]
+        {
+            assert_eq!(back.records, t.records);
+        }
+        // An ATS record (kind 3) in version 1.
+        let first = v1.len() - 8 - 3 * RECORD_BYTES;
+        v1[first] = 3;
+        let sum = fnv1a(FNV_START, &v1[..body]);
+        v1[body..].copy_from_slice(&sum.to_le_bytes());
+        let e = Trace::parse("v1.bin", &v1).unwrap_err().to_string();
+        assert!(e.contains("record 0 at byte offset") && e.contains("in a version 1 trace"), "{e}");
+        let csv = csv1.replacen("read,A,,0x1000,", "ats-read,A,,0x1000,", 1);
+        let e = Trace::parse("v1.csv", csv.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("v1.csv:8:1: kind: `ats-read`") && e.contains("version 1"), "{e}");
+        // A version from the future.
+        let csv = t.to_csv().replacen(CSV_MAGIC, "# sviommu trace, version 9", 1);
+        let e = Trace::parse("v9.csv", csv.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("version 9; this sviommu reads versions 1 to 2"), "{e}");
+        // Version 2 with ATS records, both forms.
+        let mut t = sample();
+        t.records.push(Record::Ats {
+            device: 0,
+            pasid: Some(1),
+            addr: 0x3000,
+            access: AccessKind::Write,
+        });
+        t.records.push(Record::Ats {
+            device: 0,
+            pasid: None,
+            addr: 0x4000,
+            access: AccessKind::Read,
+        });
+        let b = Trace::parse("t.bin", &t.to_binary()).unwrap();
+        let c = Trace::parse("t.csv", t.to_csv().as_bytes()).unwrap();
+        assert_eq!((&b.records, &c.records), (&t.records, &t.records));
+        assert!(t.to_csv().contains("\nats-write,A,1,0x3000,\nats-read,A,,0x4000,\n"));
     }
 
     #[test]

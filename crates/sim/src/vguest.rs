@@ -10,8 +10,8 @@ use sviommu_core::topology::DeviceId;
 use sviommu_core::{DomainId, Stage1Config, Stage1Format};
 use sviommu_memory::{FrameAllocator, Gpa, GuestRam, GuestRamRegion, HostMemory};
 use sviommu_smmuv3::driver::{
-    Attach, CdTablePolicy, DriverConfig as SmmuConfig, Invalidation, PasidAttach, SmmuDriver,
-    SvaContext,
+    Attach, CdTablePolicy, DomainConfig as SmmuDomainConfig, DriverConfig as SmmuConfig,
+    Invalidation, PasidAttach, Prot as SmmuProt, SmmuDriver, SvaContext,
 };
 use sviommu_smmuv3::spec::Granule;
 use sviommu_uapi::data::map_flags;
@@ -19,7 +19,9 @@ use sviommu_uapi::{Object, ObjectId};
 use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_viommu::{VSmmu, VVtd};
 use sviommu_vtd::driver::VtdDriver;
-use sviommu_vtd::driver::{DomainConfig, DriverConfig as VtdConfig, ModeChoice, PasidConfig};
+use sviommu_vtd::driver::{
+    DomainConfig, DriverConfig as VtdConfig, ModeChoice, PasidConfig, Prot as VtdProt,
+};
 use sviommu_vtd::spec::Fspm;
 
 use crate::scenario::Arch;
@@ -196,6 +198,53 @@ impl VGuest {
                 driver
                     .attach_pasid(vid, pasid, PasidAttach::Sva(ctx))
                     .map_err(|e| e.to_string())?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The guest kernel gives its device `vid` a default DMA domain, as Linux does for every
+    /// device behind an IOMMU when its driver probes: a paging domain of the guest's driver
+    /// (VT-d first-stage, SMMUv3 stage 1), with the DMA API's mappings `maps` (IOVA, guest
+    /// page, writable; 4K each) in it, attached to the device for its requests without PASID
+    /// (VT-d: the RID_PASID entry, §9.6 PGTT first-stage; SMMUv3: an S1 STE whose CD 0 the
+    /// requests without a SubstreamID use, §5.2 S1DSS). The vIOMMU forwards it: VT-d a nested
+    /// HWPT attached to the device itself, whose core domain this returns after looking it up
+    /// in `fd`; SMMUv3 the nested STE over the guest's CD table (`None`).
+    pub fn dma_domain(
+        &mut self,
+        fd: &SharedFd,
+        vid: u32,
+        maps: &[(u64, u64, bool)],
+    ) -> Result<Option<DomainId>, String> {
+        let page = 1u64 << 12;
+        match &mut self.iommu {
+            GuestIommu::Vtd { viommu, driver } => {
+                let rid = u16::try_from(vid).map_err(|_| format!("requester ID {vid:#x}"))?;
+                let did = driver
+                    .alloc_domain(DomainConfig::FirstStage { levels: Fspm::FourLevel })
+                    .map_err(|e| e.to_string())?;
+                for &(iova, gpa, w) in maps {
+                    let prot = if w { VtdProt::RW } else { VtdProt::READ };
+                    driver.map(did, iova, gpa, page, prot).map_err(|e| e.to_string())?;
+                }
+                driver
+                    .attach(rid, None, PasidConfig::FirstStage { did })
+                    .map_err(|e| e.to_string())?;
+                let hwpt = viommu
+                    .host_hwpt(rid, 0)
+                    .ok_or("the vIOMMU forwarded no nested HWPT for the RID_PASID entry")?;
+                Ok(nested_domain(fd, hwpt))
+            }
+            GuestIommu::Smmu { driver, .. } => {
+                let d = driver
+                    .alloc_domain(SmmuDomainConfig::S1 { granule: Granule::Size4K, ias_bits: 48 })
+                    .map_err(|e| e.to_string())?;
+                for &(iova, gpa, w) in maps {
+                    let prot = SmmuProt { read: true, write: w, exec: false };
+                    driver.map(d, iova, gpa, page, prot).map_err(|e| e.to_string())?;
+                }
+                driver.attach(vid, Attach::Domain(d)).map_err(|e| e.to_string())?;
                 Ok(None)
             }
         }

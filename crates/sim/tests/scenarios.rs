@@ -123,7 +123,8 @@ fn the_guests_pasid_nests_its_stage_1_over_the_hosts_stage_2() {
         let fwd = g.viommu.as_ref().expect("VM 1 has a vIOMMU");
         assert_eq!(fwd.refused, 0, "{:?}", a.arch);
         let (space, pasid) = if a.arch == Arch::Vtd {
-            assert_eq!((fwd.attached, fwd.nested_hwpts), (1, 1));
+            // E's RID_PASID entry (its DMA domain) and (E, PASID 5).
+            assert_eq!((fwd.attached, fwd.nested_hwpts), (2, 2));
             ("Task 2 in VM 1", Some(5))
         } else {
             ("VM 1's CD table", None)
@@ -132,9 +133,37 @@ fn the_guests_pasid_nests_its_stage_1_over_the_hosts_stage_2() {
             reach(a, space),
             vec![("0000:02:00.0".to_owned(), pasid, "explicit".to_owned())]
         );
-        // The guest's driver gave E no DMA domain, only its PASID: without one E is blocked
-        // (VT-d: no RID_PASID entry, 59h; SMMUv3: the guest's STE has no CD 0, C_BAD_CD).
-        assert_eq!(fault(answer(a, "E", None, 0x10_0000)), Some(expected), "{:?}", a.arch);
+        // The guest kernel gave E a default DMA domain (its driver's own page table) for
+        // requests without PASID: E's DMA at the DMA API's IOVA goes through the guest's
+        // stage 1 and the host's stage 2. Its buffer is the guest allocator's next block after
+        // Task 2's two pages (GPA 0, 0x1000) and its four tables (root at 0x2000): GPA 0x6000.
+        let dd = &g.dma_domains[0];
+        assert_eq!(
+            (dd.device.as_str(), dd.pages[0].iova, dd.pages[0].gpa),
+            ("E", 0x10_0000, 0x6000)
+        );
+        let rid = answer(a, "E", None, 0x10_0000);
+        let DmaResult::Translated { output, page_lg2: 12, reads } = *rid else {
+            panic!("{:?}: {rid:?}", a.arch)
+        };
+        assert_eq!(output, g.ram_hpa + 0x6000, "{:?}", a.arch);
+        // The model's count, pinned: a 4-level stage-1 walk (4 reads) plus the configuration
+        // and the stage-2 walks of tables in a 2M block no earlier request touched; VT-d also
+        // reads the RID_PASID entry's PASID directory and table, SMMUv3 finds the STE cached.
+        let pinned = if a.arch == Arch::Vtd { 10 } else { 6 };
+        assert_eq!(reads, pinned, "{:?}", a.arch);
+        // Forwarded as a nested domain on E itself (VT-d), or CD 0 of the guest's CD table
+        // (SMMUv3, whose reach the PASID table row above already checked), checked by DMA.
+        if a.arch == Arch::Vtd {
+            let d = dd.domain.expect("a nested HWPT on E");
+            let name = format!("E's DMA domain in VM 1 (domain {d})");
+            assert_eq!(
+                reach(a, &name),
+                vec![("0000:02:00.0".to_owned(), None, "explicit".to_owned())]
+            );
+        } else {
+            assert_eq!(dd.domain, None);
+        }
     }
 }
 
@@ -401,7 +430,7 @@ fn capability_caps_change_what_the_unit_advertises() {
     // the scenario asks for it.
     let text = with_unit("arch = \"vtd\"\nfirst_stage = false");
     let (line, _, field, message) = error(&text);
-    assert_eq!((line, field.as_str()), (77, "bind"), "{message}");
+    assert_eq!((line, field.as_str()), (80, "bind"), "{message}");
     assert!(message.contains("cannot share a process's page table"), "{message}");
     // An SMMUv3 with stage 2 only has no stage-1 domains.
     let (_, _, field, message) = error(&with_unit("arch = \"smmuv3\"\nstages = [\"s2\"]"));
@@ -475,4 +504,24 @@ fn a_unit_s_ats_completion_is_chosen_in_the_scenario() {
     assert!(column > 1 && message.contains("after:TICKS"), "{message}");
     let (line, _, field, message) = error(&with_unit("arch = \"smmuv3\"\nats_timeout_ticks = 0"));
     assert_eq!((line, field.as_str()), (last, "unit.ats_timeout_ticks"), "{message}");
+}
+
+/// A guest without a vIOMMU has no DMA domain to map into: its `dma_map` is refused at its
+/// line, and a misaligned IOVA in a vIOMMU guest's `dma_map` likewise.
+#[test]
+fn a_dma_map_needs_a_viommu_and_whole_pages() {
+    let text = DEFAULT.replacen("viommu = true\n", "", 1);
+    let (line, _, field, message) = error(&text);
+    let want = 1 + text.lines().position(|l| l.starts_with("dma_map")).unwrap();
+    assert_eq!((line, field.as_str()), (want, "guest.dma_map"), "{message}");
+    assert!(message.contains("viommu = true"), "{message}");
+    let text = DEFAULT.replacen(
+        "dma_map = [{ iova = 0x10_0000, size = 0x1000 }]",
+        "dma_map = [{ iova = 0x10_0800 }]",
+        1,
+    );
+    assert_ne!(text, DEFAULT);
+    let (_, _, field, message) = error(&text);
+    assert_eq!(field, "guest.dma_map", "{message}");
+    assert!(message.contains("whole 4K pages"), "{message}");
 }

@@ -272,12 +272,13 @@ fn trace_command(command: TraceCommand) -> Result<(), sviommu::trace::Error> {
     use sviommu::trace as t;
     let written = |w: &t::Written| {
         format!(
-            "{}: {} trace, {} records ({} DMA, {} actions) from devices {}, {} bytes\n",
+            "{}: {} trace, {} records ({} DMA, {} actions, {} ATS requests) from devices {}, {} bytes\n",
             w.output,
             w.form,
             w.records,
             w.dma,
             w.actions,
+            w.ats,
             w.devices.join(", "),
             w.bytes
         )

@@ -8,7 +8,7 @@ use sviommu_sim::machine::Config;
 use sviommu_sim::replay::{self, Options, ReplayReport, ReplayRun};
 use sviommu_sim::run::Stats;
 use sviommu_sim::scenario::Arch;
-use sviommu_sim::trace::{Trace, TraceError};
+use sviommu_sim::trace::{Record, Trace, TraceError};
 use sviommu_sim::ScenarioError;
 
 /// What a trace command can fail with.
@@ -56,6 +56,8 @@ pub struct Written {
     pub dma: u64,
     /// Action records among them.
     pub actions: u64,
+    /// ATS translation requests among them (each with its page request and retry).
+    pub ats: u64,
     /// Devices it names.
     pub devices: Vec<String>,
     /// Bytes written.
@@ -68,17 +70,16 @@ pub fn write(trace: &Trace, path: &Path) -> Result<Written, Error> {
     let bytes = if csv { trace.to_csv().into_bytes() } else { trace.to_binary() };
     let file = path.display().to_string();
     std::fs::write(path, &bytes).map_err(|source| Error::Write { file: file.clone(), source })?;
-    let actions = trace
-        .records
-        .iter()
-        .filter(|r| matches!(r, sviommu_sim::trace::Record::Action { .. }))
-        .count() as u64;
+    let count = |f: fn(&Record) -> bool| trace.records.iter().filter(|r| f(r)).count() as u64;
+    let actions = count(|r| matches!(r, Record::Action { .. }));
+    let ats = count(|r| matches!(r, Record::Ats { .. }));
     Ok(Written {
         output: file,
         form: if csv { "csv" } else { "binary" },
         records: trace.records.len() as u64,
-        dma: trace.records.len() as u64 - actions,
+        dma: trace.records.len() as u64 - actions - ats,
         actions,
+        ats,
         devices: trace.devices.clone(),
         bytes: bytes.len() as u64,
     })

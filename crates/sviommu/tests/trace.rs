@@ -296,11 +296,25 @@ fn the_readme_shows_the_real_stats_and_sweep() {
     let d = dir("readme");
     let bin = d.join("zipf.trace");
     record("zipf-thrash.toml", &bin);
-    let sweep = sviommu(&["trace", "replay", bin.to_str().unwrap(), "--iotlb", "64,256,1024,4096"]);
+    let svg = d.join("sweep.svg");
+    let sweep = sviommu(&[
+        "trace",
+        "replay",
+        bin.to_str().unwrap(),
+        "--iotlb",
+        "64,256,1024,4096",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     let sweep = String::from_utf8(sweep.stdout).unwrap();
     for line in block("  arch    IOTLB entries").lines().filter(|l| !l.trim().is_empty()) {
         assert!(sweep.contains(line), "README line not printed: {line:?}\n{sweep}");
     }
+    // The figure beside it is the same sweep drawn: the README's command regenerates it.
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let shown = include_str!("../../../docs/replay-sweep.svg");
+    assert!(drawn == shown, "docs/replay-sweep.svg is stale: run the README's sweep command");
+    let _ = std::fs::remove_dir_all(d);
 }
 
 #[test]
@@ -361,4 +375,94 @@ fn a_config_file_gives_what_the_flags_give_and_flags_win() {
     let out = sviommu(&["trace", "replay", bin, "--config", zero.to_str().unwrap()]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("zero.toml:1:11: threads: from 1 to 256 threads"), "{err}");
+}
+
+/// The ATS rows without where `run` placed them between its DMA.
+fn ats_answers(run: &Value) -> Vec<Value> {
+    let rows = run["ats"].as_array().unwrap().iter().cloned();
+    rows.map(|mut r| {
+        let o = r.as_object_mut().unwrap();
+        o.remove("before_dma");
+        o.remove("after_actions");
+        r
+    })
+    .collect()
+}
+
+/// A scenario with an `ats` step records (version 2: an ATS record per address) and replays,
+/// binary or CSV, on one thread or two, with the run's answers: each translation request's
+/// completion, page request, the host's fault-in, response and retry, and the same statistics.
+#[test]
+fn ats_steps_record_and_replay_with_the_run_s_answers() {
+    let d = dir("ats");
+    let bin = d.join("sva.trace");
+    let csv = d.join("sva.csv");
+    let w = record("sva-page-requests.toml", &bin);
+    assert_eq!((&w["dma"], &w["ats"], &w["actions"]), (&3.into(), &6.into(), &0.into()), "{w}");
+    json(&["trace", "convert", bin.to_str().unwrap(), csv.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("# sviommu trace, version 2\n"), "{text}");
+    assert!(text.contains("\nats-write,ACC,1,0x7f100000,\n"), "{text}");
+    let run = json(&["run", &example("sva-page-requests.toml")]);
+    let runs = run["runs"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for (file, threads) in [(&bin, "1"), (&csv, "1"), (&bin, "2")] {
+        let replay = json(&["trace", "replay", file.to_str().unwrap(), "--threads", threads]);
+        for (r, p) in runs.iter().zip(replay["runs"].as_array().unwrap()) {
+            let answers = ats_answers(r);
+            assert_eq!(answers.len(), 6);
+            assert_eq!(answers, ats_answers(p), "{file:?} on {threads} thread(s)");
+            // A page faulted in by the host during the ATS exchange, then DMA to it.
+            assert!(answers.iter().any(|a| a["retry"]["kind"] == "translated"), "{answers:?}");
+            for k in ["requests", "translated", "blocked", "faults", "reads", "page_requests"] {
+                assert_eq!(r["stats"][k], p["stats"][k], "{k}");
+            }
+            assert_eq!(p["devices"][0]["ats_requests"], 6);
+        }
+        seen.push(digests(&replay));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+    let _ = std::fs::remove_dir_all(d);
+}
+
+/// A cache size the unit's cache cannot have exactly (not a power of two of whole sets, or
+/// too large to allocate) is refused where it was given, instead of being rounded up or
+/// clamped silently: a `[[unit]]` key at its line and column, `trace replay --iotlb` before
+/// anything replays.
+#[test]
+fn a_cache_size_the_cache_cannot_have_is_refused() {
+    let d = dir("ways");
+    let path = d.join("bad.toml");
+    let unit = |line: &str| {
+        format!(
+            "title = \"x\"\n[[unit]]\narch = \"smmuv3\"\n{line}\n[[device]]\nname = \"A\"\nbdf = \"00:02.0\"\n"
+        )
+    };
+    for (line, want) in [
+        // SMMUv3 caches are sets of 4 ways: 100 entries would be 32 sets, 128 entries.
+        ("iotlb = 100", "bad.toml:4:9: unit.iotlb: 100 entries: the smmuv3 iotlb is a power of two of sets of 4 ways, so 64 or 128"),
+        ("walk_cache = 12", "bad.toml:4:14: unit.walk_cache: 12 entries: the smmuv3 walk_cache is a power of two of sets of 4 ways, so 8 or 16"),
+        ("leaf_cache = 4194304", "bad.toml:4:14: unit.leaf_cache: 4194304 entries: at most 1048576"),
+    ] {
+        std::fs::write(&path, unit(line)).unwrap();
+        let out = sviommu(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{line}");
+        assert!(out.stdout.is_empty(), "nothing runs");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "{line}: {err}");
+    }
+    // Whole sets, and fewer entries than one set's ways, are what the cache holds.
+    for line in ["iotlb = 128", "iotlb = 3", "iotlb = 0"] {
+        std::fs::write(&path, unit(line)).unwrap();
+        assert!(sviommu(&["run", path.to_str().unwrap()]).status.success(), "{line}");
+    }
+    let bin = d.join("t.trace");
+    record("lazy-unmap.toml", &bin);
+    let out = sviommu(&["trace", "replay", bin.to_str().unwrap(), "--iotlb", "64,100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no sweep is printed");
+    let err = String::from_utf8(out.stderr).unwrap();
+    // VT-d's IOTLB is sets of 8 ways.
+    assert!(err.contains("iotlb (a flag or the replay's config file): 100 entries: the vtd iotlb is a power of two of sets of 8 ways, so 64 or 128"), "{err}");
+    let _ = std::fs::remove_dir_all(d);
 }
