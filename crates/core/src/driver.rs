@@ -432,6 +432,15 @@ pub trait IommuDriver: Send {
     /// `None`) and waits for the invalidation to complete.
     fn flush(&mut self, domain: HwDomain, range: Option<Range<u64>>) -> Result<(), DriverError>;
 
+    /// Gives back what configuring `ids` for the first time set up (a two-level Stream
+    /// table's level-2 array), if nothing behind it was attached since: undoing a first attach
+    /// that failed, so their requests are answered as before it. Units that set up nothing
+    /// per device have nothing to give back.
+    fn release_unattached(&mut self, ids: &RequestIds) -> Result<(), DriverError> {
+        let _ = ids;
+        Ok(())
+    }
+
     /// Points requests from `ids` with `pasid` (or without a PASID) at `target`, with every
     /// invalidation the change needs. Returns every request ID the change reached.
     fn attach(

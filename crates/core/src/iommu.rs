@@ -465,6 +465,23 @@ impl Iommu {
         })
     }
 
+    /// Undoes a first attach of `target` that failed: for each of its groups that nothing is
+    /// attached to (with or without PASID), the unit gives back what configuring its request
+    /// IDs set up, so they are answered as before (a two-level Stream table's level-2 array
+    /// goes, and C_BAD_STREAMID comes back). Groups with an attachment are left alone.
+    pub fn release_unattached(&mut self, target: &Target) -> Result<(), CoreError> {
+        for g in self.resolve(target)? {
+            let used = self.group_domain.contains_key(&g)
+                || self.domains.values().any(|d| d.pasids.iter().any(|(pg, _)| *pg == g));
+            if used {
+                continue;
+            }
+            let (unit, ids) = (self.group(g)?.unit, self.group_request_ids(g)?);
+            self.driver_op(unit, |d| d.release_unattached(&ids))?;
+        }
+        Ok(())
+    }
+
     /// Points `group`'s requests without PASID at `target`. Where the unit binds a device's
     /// PASIDs in the table of that domain (`UnitCaps::pasid_table_follows_domain`), the
     /// group's PASIDs leave the old table first and are bound in the new one after, so every

@@ -1227,9 +1227,14 @@ impl Iommufd {
             if let Err(e) = self.enter(&dev.id, pasid, hwpt_id) {
                 // A first attach has nothing to go back to: a refused core call changed
                 // nothing, and a detach before a refused CD-table bind leaves the device
-                // blocked, as an unattached device is.
-                if old.is_some() {
-                    self.undo(|s| s.reenter(&dev.id, pasid, old));
+                // blocked; what that detach set up in the unit (a level-2 Stream table array)
+                // goes back, so the device is answered as before.
+                match old {
+                    Some(_) => self.undo(|s| s.reenter(&dev.id, pasid, old)),
+                    None if pasid.is_none() => {
+                        let _ = self.iommu.release_unattached(&Target::Device(dev.id.clone()));
+                    }
+                    None => {}
                 }
                 return Err(e);
             }
@@ -1327,7 +1332,13 @@ impl Iommufd {
                                 pasid_bits: cdmax,
                                 format,
                             };
-                            self.core("detach", |i| i.detach(&target))?;
+                            // A device nothing is attached to needs no detach first: it
+                            // would only make the unit provide its Stream table entry.
+                            let topo = self.iommu.topology();
+                            let group = topo.group_of(dev).map(|g| g.id);
+                            if group.and_then(|g| self.iommu.group_domain(g)).is_some() {
+                                self.core("detach", |i| i.detach(&target))?;
+                            }
                             self.core("bind_pasid_table", |i| {
                                 i.bind_pasid_table(&target, parent, config)
                             })?;

@@ -26,9 +26,13 @@ use std::collections::BTreeMap;
 
 use sviommu_core::arch::smmuv3::SmmuUnit;
 use sviommu_core::arch::vtd::VtdUnit;
+use sviommu_core::driver::{DmaAccess, DmaFault, DmaResult};
 use sviommu_core::topology::UnitId;
 use sviommu_core::Model;
-use sviommu_smmuv3::spec::regs::{queue_base, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD};
+use sviommu_smmuv3::spec::regs::{
+    queue_base, strtab_base, strtab_base_cfg, StrtabFmt, CMDQ_BASE, CMDQ_CONS, CMDQ_PROD,
+    STRTAB_BASE, STRTAB_BASE_CFG,
+};
 use sviommu_smmuv3::spec::ste::{S1Fmt, StreamConfig};
 use sviommu_smmuv3::spec::{Command, Opcode, Ste};
 use sviommu_uapi::data::{hwpt_flags, map_flags, TYPE_ARM_SMMUV3};
@@ -352,4 +356,100 @@ fn every_injected_failure_of_the_smmuv3_sequence_changes_nothing() {
     smmu_sequence(&mut t);
     assert!(t.failures.values().all(|n| *n > 0), "{:?}", t.failures);
     assert!(report(&t) > 40);
+}
+
+/// Each SMMUv3 device's answer to a read without PASID.
+fn answers(fd: &Iommufd, devs: &[sviommu_core::topology::DeviceId]) -> Vec<DmaResult> {
+    devs.iter().map(|d| fd.dma(d, None, 0x1000, DmaAccess::Read).unwrap()).collect()
+}
+
+#[test]
+fn a_failed_first_attach_on_a_two_level_stream_table_leaves_its_span_unprovided() {
+    let mut m = Machine::new(Model::Smmuv3).unwrap();
+    let devs = m.devices();
+    let s1 = m.guest_s1(&[(0x4000_0000, 0x1000)]).unwrap();
+    let cdt = m.guest_page().unwrap();
+    m.guest_cd(cdt, 0, s1, 7).unwrap();
+    let fd = &mut m.fd;
+    // §6.3.25: the machine's Stream table is two-level, and A..D (0x10..0x13) share one
+    // level-2 span that nothing provided yet.
+    let cfg = fd.iommu().driver(sviommu_uapi::machine::UNIT).unwrap().as_any();
+    let cfg = cfg.downcast_ref::<SmmuUnit>().unwrap().hw().mmio_read(STRTAB_BASE_CFG.0, 4);
+    assert_eq!(strtab_base_cfg::FMT.get(cfg), StrtabFmt::TwoLevel as u64);
+    let a = fd.device_bind(&devs[0]).unwrap();
+    let ioas = fd.ioas_alloc().unwrap();
+    fd.ioas_map(ioas, RW, VMM_VA, GUEST_RAM_LEN, 0).unwrap();
+    let parent = fd.hwpt_alloc(&paging(a, ioas, hwpt_flags::NEST_PARENT)).unwrap();
+    let viommu = fd.viommu_alloc(0, TYPE_ARM_SMMUV3, a, parent).unwrap();
+    fd.vdevice_alloc(viommu, a, 0x42).unwrap();
+    let mut ste = Ste::default();
+    ste.set_v(true);
+    ste.set_config(StreamConfig::Stage1);
+    ste.set_s1fmt(S1Fmt::Linear);
+    ste.set_s1contextptr(cdt);
+    ste.set_s1cdmax(6);
+    let nested = fd
+        .hwpt_alloc(&HwptAlloc {
+            flags: 0,
+            dev_id: a,
+            pt_id: viommu,
+            data: HwptData::arm_smmuv3([ste.0[0], ste.0[1]]),
+            fault_id: 0,
+        })
+        .unwrap();
+    let before = answers(fd, &devs);
+    for r in &before {
+        assert!(matches!(r, Err(DmaFault::Fault(f)) if f.code == 0x02), "C_BAD_STREAMID: {r:?}");
+    }
+    let mut failures = 0;
+    for n in 1..=16 {
+        let (hw, frames) = (visible(Model::Smmuv3, fd), free_frames(fd));
+        fd.fail_nth(Some(n));
+        let r = fd.attach(a, None, nested);
+        fd.fail_nth(None);
+        if r.is_ok() {
+            break;
+        }
+        failures += 1;
+        let after = visible(Model::Smmuv3, fd);
+        assert!(hw == after, "point {n}: {}", first_difference(&hw, &after));
+        assert_eq!(free_frames(fd), frames, "point {n}: the level-2 array leaked");
+        assert_eq!(answers(fd, &devs), before, "point {n}");
+    }
+    assert!(failures >= 1);
+    // Attached, the span is provided: B, C, D abort silently (their STEs abort).
+    let after = answers(fd, &devs);
+    for r in &after[1..] {
+        assert!(matches!(r, Err(DmaFault::Terminated { .. })), "{r:?}");
+    }
+}
+
+#[test]
+fn an_undone_first_attach_gives_back_a_level_2_array_its_detach_made() {
+    // The driver-level undo on its own: a detach of a device nothing was attached to makes
+    // its span's level-2 array (abort STEs); releasing it puts C_BAD_STREAMID back.
+    let mut m = Machine::new(Model::Smmuv3).unwrap();
+    let devs = m.devices();
+    let fd = &mut m.fd;
+    let before = answers(fd, &devs);
+    let frames = free_frames(fd);
+    let target = sviommu_core::Target::Device(devs[0].clone());
+    let l1std = |fd: &Iommufd| {
+        let any = fd.iommu().driver(sviommu_uapi::machine::UNIT).unwrap().as_any();
+        let smmu = any.downcast_ref::<SmmuUnit>().unwrap().hw();
+        let base = smmu.mmio_read(STRTAB_BASE.0, 4) | (smmu.mmio_read(STRTAB_BASE.0 + 4, 4) << 32);
+        // §3.3.2: StreamID 0x10's L1STD is the first one (SPLIT 8).
+        let mut w = [0u8; 8];
+        let at = sviommu_memory::Hpa(strtab_base::ADDR.in_place(base));
+        sviommu_memory::PhysMemory::read(&**fd.memory(), at, &mut w).unwrap();
+        u64::from_le_bytes(w)
+    };
+    assert_eq!(l1std(fd), 0);
+    fd.iommu_mut().detach(&target).unwrap();
+    assert_ne!(l1std(fd), 0);
+    assert_ne!(answers(fd, &devs), before, "the detach provided the span");
+    fd.iommu_mut().release_unattached(&target).unwrap();
+    assert_eq!(l1std(fd), 0);
+    assert_eq!(answers(fd, &devs), before);
+    assert_eq!(free_frames(fd), frames);
 }

@@ -321,6 +321,13 @@ impl IommuDriver for SmmuUnit {
         self.driver.flush_tlb(id, range.map(|r| (r.start, r.end - r.start))).map_err(err)
     }
 
+    fn release_unattached(&mut self, ids: &RequestIds) -> Result<(), DriverError> {
+        for &sid in ids {
+            self.driver.release_stream(sid).map_err(err)?;
+        }
+        Ok(())
+    }
+
     fn attach(
         &mut self,
         ids: &RequestIds,
