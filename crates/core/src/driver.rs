@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use serde::Serialize;
+pub use sviommu_pgtable::Mapped;
 
 use crate::pasid_alloc::Pasid;
 
@@ -402,7 +403,7 @@ pub trait IommuDriver: Send {
     fn free(&mut self, domain: HwDomain) -> Result<(), DriverError>;
 
     /// Maps `iova..iova + 2^page_lg2` to `pa` in a paging domain, with `write` permission or
-    /// read-only.
+    /// read-only. Returns what the map linked and allocated, for [`undo_map`](Self::undo_map).
     fn map(
         &mut self,
         domain: HwDomain,
@@ -410,6 +411,17 @@ pub trait IommuDriver: Send {
         pa: u64,
         page_lg2: u8,
         write: bool,
+    ) -> Result<Mapped, DriverError>;
+
+    /// Takes back the maps (`maps`, oldest first) of `range` that a larger operation could not
+    /// complete, before any other map of the domain: their leaves and the tables they
+    /// allocated go, after the invalidation that makes freeing those tables safe, so the
+    /// domain's tables are byte for byte what they were before them.
+    fn undo_map(
+        &mut self,
+        domain: HwDomain,
+        range: Range<u64>,
+        maps: &[Mapped],
     ) -> Result<(), DriverError>;
 
     /// Unmaps what lies in `range` of a paging domain; returns the bytes unmapped. Does not
@@ -419,6 +431,15 @@ pub trait IommuDriver: Send {
     /// Invalidates the unit's TLB entries of a paging domain in `range` (all of them for
     /// `None`) and waits for the invalidation to complete.
     fn flush(&mut self, domain: HwDomain, range: Option<Range<u64>>) -> Result<(), DriverError>;
+
+    /// Gives back what configuring `ids` for the first time set up (a two-level Stream
+    /// table's level-2 array), if nothing behind it was attached since: undoing a first attach
+    /// that failed, so their requests are answered as before it. Units that set up nothing
+    /// per device have nothing to give back.
+    fn release_unattached(&mut self, ids: &RequestIds) -> Result<(), DriverError> {
+        let _ = ids;
+        Ok(())
+    }
 
     /// Points requests from `ids` with `pasid` (or without a PASID) at `target`, with every
     /// invalidation the change needs. Returns every request ID the change reached.

@@ -50,6 +50,16 @@ pub(crate) struct UnitState {
     pub(crate) driver: Box<dyn IommuDriver>,
 }
 
+/// A mapping [`Iommu::map_undoable`] made, with what its driver maps linked and allocated:
+/// [`Iommu::undo_map`] takes it back exactly.
+#[derive(Debug)]
+pub struct MapUndo {
+    domain: DomainId,
+    iova: u64,
+    len: u64,
+    maps: Vec<crate::driver::Mapped>,
+}
+
 /// The IOMMU API over a whole system: its topology, one driver per unit, the domains.
 pub struct Iommu {
     pub(crate) topology: Topology,
@@ -455,6 +465,23 @@ impl Iommu {
         })
     }
 
+    /// Undoes a first attach of `target` that failed: for each of its groups that nothing is
+    /// attached to (with or without PASID), the unit gives back what configuring its request
+    /// IDs set up, so they are answered as before (a two-level Stream table's level-2 array
+    /// goes, and C_BAD_STREAMID comes back). Groups with an attachment are left alone.
+    pub fn release_unattached(&mut self, target: &Target) -> Result<(), CoreError> {
+        for g in self.resolve(target)? {
+            let used = self.group_domain.contains_key(&g)
+                || self.domains.values().any(|d| d.pasids.iter().any(|(pg, _)| *pg == g));
+            if used {
+                continue;
+            }
+            let (unit, ids) = (self.group(g)?.unit, self.group_request_ids(g)?);
+            self.driver_op(unit, |d| d.release_unattached(&ids))?;
+        }
+        Ok(())
+    }
+
     /// Points `group`'s requests without PASID at `target`. Where the unit binds a device's
     /// PASIDs in the table of that domain (`UnitCaps::pasid_table_follows_domain`), the
     /// group's PASIDs leave the old table first and are bound in the new one after, so every
@@ -756,11 +783,37 @@ impl Iommu {
         len: u64,
         write: bool,
     ) -> Result<(), CoreError> {
+        self.map_undoable(domain, iova, pa, len, write).map(drop)
+    }
+
+    /// [`map`](Self::map), returning what it takes to take the mapping back exactly with
+    /// [`undo_map`](Self::undo_map), as a caller whose larger operation fails after it must
+    /// (iommufd's IOAS_MAP into several HWPTs).
+    pub fn map_undoable(
+        &mut self,
+        domain: DomainId,
+        iova: u64,
+        pa: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<MapUndo, CoreError> {
         let range = self.check_map_range(domain, iova, pa, len)?;
         if let Some(at) = self.domain(domain)?.mapped_in(&range) {
             return Err(CoreError::AlreadyMapped { iova: at });
         }
         self.map_pages(domain, iova, pa, len, write)
+    }
+
+    /// Takes back a mapping [`map_undoable`](Self::map_undoable) made, before any other map
+    /// of its domain: the leaves, and the tables it allocated (after invalidating), so the
+    /// domain's tables are byte for byte what they were before it. Undo several newest first.
+    pub fn undo_map(&mut self, undo: MapUndo) -> Result<(), CoreError> {
+        let MapUndo { domain, iova, len, maps } = undo;
+        let (unit, hw) = (self.domain(domain)?.unit, self.hw_of(domain)?);
+        if let Some(d) = self.domains.get_mut(&domain) {
+            d.mappings.remove(&iova);
+        }
+        self.driver_op(unit, |d| d.undo_map(hw, iova..iova + len, &maps))
     }
 
     /// Maps a checked range with the largest pages that fit, undoing it all on a failure.
@@ -771,27 +824,31 @@ impl Iommu {
         pa: u64,
         len: u64,
         write: bool,
-    ) -> Result<(), CoreError> {
+    ) -> Result<MapUndo, CoreError> {
         let d = self.domain(domain)?;
         let (unit, hw) = (d.unit, self.hw_of(domain)?);
         let sizes = self.driver(unit)?.caps().page_sizes;
         let mut done = 0;
+        let mut maps = Vec::new();
         while done < len {
             let lg2 = page_lg2_for(sizes, iova + done, pa + done, len - done);
-            if let Err(e) = self.driver_op(unit, |d| d.map(hw, iova + done, pa + done, lg2, write))
-            {
-                if done > 0 {
-                    // Undo the part mapped: nothing is left behind that the core does not know.
-                    let _ = self.driver_op(unit, |d| d.unmap(hw, iova..iova + done));
+            match self.driver_op(unit, |d| d.map(hw, iova + done, pa + done, lg2, write)) {
+                Ok(m) => maps.push(m),
+                Err(e) => {
+                    if done > 0 {
+                        // Undo the part mapped, tables included: nothing is left behind that
+                        // the core does not know.
+                        let _ = self.driver_op(unit, |d| d.undo_map(hw, iova..iova + done, &maps));
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
             done += 1 << lg2;
         }
         if let Some(d) = self.domains.get_mut(&domain) {
             d.mappings.insert(iova, Mapping { pa, len, write });
         }
-        Ok(())
+        Ok(MapUndo { domain, iova, len, maps })
     }
 
     fn check_map_range(

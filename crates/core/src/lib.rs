@@ -46,5 +46,5 @@ pub use driver::{IommuDriver, Model, PasidTableConfig, Stage1Config, Stage1Forma
 pub use error::CoreError;
 pub use fault::{FaultEvent, FaultHandler};
 pub use invalidate::{Granularity, InvalidateInfo};
-pub use iommu::{Iommu, Reached, Target};
+pub use iommu::{Iommu, MapUndo, Reached, Target};
 pub use pasid_alloc::Pasid;

@@ -34,7 +34,7 @@ mod walk;
 pub mod x86;
 
 pub use nested::{Nested, ThroughStage2};
-pub use radix::{Build, Entry, Format, MapError, Unmapped};
+pub use radix::{Build, Entry, Format, MapError, Mapped, Unmapped};
 pub use sviommu_memory::bits::Field;
 pub use walk::{
     AccBits, Access, Direct, Fault, FaultKind, Leaf, Located, Perms, ResumePoint, S1Fetch, Stage,

@@ -395,6 +395,19 @@ pub trait Build: Format {
         map(self, mem, alloc, input, output, size_lg2, attrs)
     }
 
+    /// As [`map`](Self::map), reporting what it linked and allocated; see [`map_recorded`].
+    fn map_recorded<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        alloc: &mut FrameAllocator<M::Addr>,
+        input: u64,
+        output: u64,
+        size_lg2: u8,
+        attrs: Self::Attrs,
+    ) -> Result<Mapped, MapError> {
+        map_recorded(self, mem, alloc, input, output, size_lg2, attrs)
+    }
+
     /// Unmaps every leaf in `[input, input + len_bytes)`; see [`unmap`].
     fn unmap<M: PhysMemory + ?Sized>(
         &self,
@@ -407,6 +420,22 @@ pub trait Build: Format {
 }
 
 impl<Fm: Format + ?Sized> Build for Fm {}
+
+/// What one map changed in tables that existed before it, and what it allocated: enough to
+/// take it back exactly. Undoing maps (newest first, before any other map of the same tables):
+/// [`unmap`] their range, [`unlink`] them, invalidate what the unit may cache of the tables,
+/// then [`release`] them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mapped {
+    /// The entry, in a table that existed before, that now links the first table the map
+    /// allocated (it was invalid before); `None` when the map allocated no table.
+    pub link: Option<u64>,
+    /// The tables the map allocated, top first, with their sizes (lg2 bytes).
+    pub created: Vec<(u64, u8)>,
+    /// Table pages, emptied by earlier unmaps, that a block took the place of and that were
+    /// freed: their link cannot be put back, so an undo leaves that entry invalid.
+    pub replaced: u32,
+}
 
 /// Maps `[input, input + 2^size_lg2)` to `output`, allocating tables as needed.
 ///
@@ -422,6 +451,24 @@ pub fn map<Fm, M>(
     size_lg2: u8,
     attrs: Fm::Attrs,
 ) -> Result<(), MapError>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+{
+    map_recorded(fmt, mem, alloc, input, output, size_lg2, attrs).map(drop)
+}
+
+/// [`map`], reporting the entry it linked new tables at and the tables it allocated, so that a
+/// caller whose larger operation fails can take it back ([`Mapped`]).
+pub fn map_recorded<Fm, M>(
+    fmt: &Fm,
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    input: u64,
+    output: u64,
+    size_lg2: u8,
+    attrs: Fm::Attrs,
+) -> Result<Mapped, MapError>
 where
     Fm: Format + ?Sized,
     M: PhysMemory + ?Sized,
@@ -496,10 +543,41 @@ where
         let child = new_tables.get(d - first_new).map_or(0, |t| t.raw());
         mem.write_u64(entry_addr(parent, index_at(fmt, d, input))?, fmt.encode_table(d, child))?;
     }
+    let replaced = u32::try_from(emptied.len()).unwrap_or(u32::MAX);
     for (t, size_lg2) in emptied {
         // These came from `alloc` when they were linked in; a table someone else placed is
         // simply not returned.
         let _ = alloc.free(t, size_lg2);
+    }
+    let link = match new_tables.first() {
+        Some(_) => Some(entry_addr::<M::Addr>(table, index_at(fmt, first_new, input))?.raw()),
+        None => None,
+    };
+    let created =
+        new_tables.iter().zip(first_new + 1..).map(|(t, d)| (t.raw(), table_size_lg2(fmt, d)));
+    Ok(Mapped { link, created: created.collect(), replaced })
+}
+
+/// Takes undone maps' new tables out of the tables that existed before them: each one's
+/// [`link`](Mapped::link) becomes invalid, newest map first. Their leaves must be unmapped
+/// already; the unit may still cache the tables until it is invalidated.
+pub fn unlink<M: PhysMemory + ?Sized>(mem: &M, maps: &[Mapped]) -> Result<(), MapError> {
+    for at in maps.iter().rev().filter_map(|m| m.link) {
+        mem.write_u64(M::Addr::new(at), 0)?;
+    }
+    Ok(())
+}
+
+/// Zeroes and frees the tables undone maps allocated, once [`unlink`]ed and invalidated. The
+/// pages go back as the allocator handed them out.
+pub fn release<M: PhysMemory + ?Sized>(
+    mem: &M,
+    alloc: &mut FrameAllocator<M::Addr>,
+    maps: &[Mapped],
+) -> Result<(), MapError> {
+    for &(t, size_lg2) in maps.iter().rev().flat_map(|m| m.created.iter().rev()) {
+        mem.zero(M::Addr::new(t), 1 << size_lg2)?;
+        alloc.free(M::Addr::new(t), size_lg2)?;
     }
     Ok(())
 }

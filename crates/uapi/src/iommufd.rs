@@ -13,8 +13,8 @@ use sviommu_core::driver::{
 };
 use sviommu_core::topology::{DeviceId, UnitId};
 use sviommu_core::{
-    CoreError, DomainId, DomainKind, FlushPolicy, Granularity, InvalidateInfo, Iommu, Model, Pasid,
-    Stage1Config, Stage1Format, Target,
+    CoreError, DomainId, DomainKind, FlushPolicy, Granularity, InvalidateInfo, Iommu, MapUndo,
+    Model, Pasid, Stage1Config, Stage1Format, Target,
 };
 use sviommu_memory::{HostMemory, Hpa, PhysMemory};
 use sviommu_smmuv3::spec::ste::S1Fmt;
@@ -525,15 +525,15 @@ impl Iommufd {
     /// Adds an area to the IOAS and to every paging HWPT of it.
     fn add_area(&mut self, ioas: ObjectId, area: Area) -> Result<u64, UapiError> {
         let hwpts = self.hwpts_of(ioas);
-        let mut done: Vec<DomainId> = Vec::new();
+        let mut done: Vec<MapUndo> = Vec::new();
         for (_, domain) in &hwpts {
-            if let Err(e) = self.map_area(*domain, &area) {
-                for d in done {
-                    let _ = self.iommu.unmap(d, area.iova, area.length);
+            match self.map_area(*domain, &area) {
+                Ok(undo) => done.extend(undo),
+                Err(e) => {
+                    self.undo_maps(done);
+                    return Err(e);
                 }
-                return Err(e);
             }
-            done.push(*domain);
         }
         let iova = area.iova;
         if let Some(Object::Ioas(i)) = self.objects.get_mut(&ioas) {
@@ -543,18 +543,27 @@ impl Iommufd {
     }
 
     /// Maps an area's pieces into a core paging domain, undoing them on a failure.
-    fn map_area(&mut self, domain: DomainId, area: &Area) -> Result<(), UapiError> {
-        let mut done = 0;
+    fn map_area(&mut self, domain: DomainId, area: &Area) -> Result<Vec<MapUndo>, UapiError> {
+        let mut done = Vec::new();
         for p in &area.pieces {
-            if let Err(e) = self.core("map", |i| i.map(domain, p.iova, p.hpa, p.len, area.write)) {
-                if done > 0 {
-                    let _ = self.iommu.unmap(domain, area.iova, done);
+            match self.core("map", |i| i.map_undoable(domain, p.iova, p.hpa, p.len, area.write)) {
+                Ok(undo) => done.push(undo),
+                Err(e) => {
+                    self.undo_maps(done);
+                    return Err(e);
                 }
-                return Err(e);
             }
-            done += p.len;
         }
-        Ok(())
+        Ok(done)
+    }
+
+    /// Takes back the maps of a failed call, newest first, the tables they allocated included
+    /// (an unmap alone would leave those linked, empty).
+    fn undo_maps(&mut self, done: Vec<MapUndo>) {
+        for undo in done.into_iter().rev() {
+            // Best effort, as every undo here (iommufd's undo paths cannot fail).
+            let _ = self.iommu.undo_map(undo);
+        }
     }
 
     /// `IOMMU_IOAS_MAP`: maps the VMM's memory at `user_va` into `ioas` and every paging HWPT
@@ -797,19 +806,17 @@ impl Iommufd {
         };
         let mut mapped = Vec::new();
         for area in ioas.areas.values() {
-            if let Err(e) = self.map_area(domain, area) {
-                // The areas mapped so far, then the domain (map_area undid its own part).
-                // DEVIATION: the freed domain's tables keep what the areas wrote (unmap
-                // leaves emptied tables linked, and a freed page is not scrubbed); no register
-                // reaches them.
-                for (iova, length) in mapped {
-                    let _ = self.iommu.unmap(domain, iova, length);
+            match self.map_area(domain, area) {
+                Ok(undo) => mapped.extend(undo),
+                Err(e) => {
+                    // The areas mapped so far, tables included (map_area undid its own
+                    // part), then the domain: its root page goes back as it came, zeroed.
+                    self.undo_maps(mapped);
+                    let _ = self.iommu.free_domain(domain);
+                    self.abort(id);
+                    return Err(e);
                 }
-                let _ = self.iommu.free_domain(domain);
-                self.abort(id);
-                return Err(e);
             }
-            mapped.push((area.iova, area.length));
         }
         self.objects.insert(id, Object::HwptPaging(hwpt));
         Ok(id)
@@ -1220,9 +1227,14 @@ impl Iommufd {
             if let Err(e) = self.enter(&dev.id, pasid, hwpt_id) {
                 // A first attach has nothing to go back to: a refused core call changed
                 // nothing, and a detach before a refused CD-table bind leaves the device
-                // blocked, as an unattached device is.
-                if old.is_some() {
-                    self.undo(|s| s.reenter(&dev.id, pasid, old));
+                // blocked; what that detach set up in the unit (a level-2 Stream table array)
+                // goes back, so the device is answered as before.
+                match old {
+                    Some(_) => self.undo(|s| s.reenter(&dev.id, pasid, old)),
+                    None if pasid.is_none() => {
+                        let _ = self.iommu.release_unattached(&Target::Device(dev.id.clone()));
+                    }
+                    None => {}
                 }
                 return Err(e);
             }
@@ -1320,7 +1332,13 @@ impl Iommufd {
                                 pasid_bits: cdmax,
                                 format,
                             };
-                            self.core("detach", |i| i.detach(&target))?;
+                            // A device nothing is attached to needs no detach first: it
+                            // would only make the unit provide its Stream table entry.
+                            let topo = self.iommu.topology();
+                            let group = topo.group_of(dev).map(|g| g.id);
+                            if group.and_then(|g| self.iommu.group_domain(g)).is_some() {
+                                self.core("detach", |i| i.detach(&target))?;
+                            }
                             self.core("bind_pasid_table", |i| {
                                 i.bind_pasid_table(&target, parent, config)
                             })?;

@@ -977,9 +977,14 @@ fn dropping_the_vsmmu_leaves_the_host_objects_as_before() {
     assert_eq!(g.vsmmu.destroy(), Vec::<ObjectId>::new());
     assert_eq!(fd.lock().unwrap().object_ids(), [dev_id, ioas]);
     drop(g);
-    let f = fd.lock().unwrap();
+    let mut f = fd.lock().unwrap();
     assert_eq!(f.object_ids(), [dev_id, ioas], "a second destroy (Drop) does nothing");
     assert!(f.dma(&dev, Some(PASID_N), GVA, DmaAccess::Write).unwrap().is_err());
+    // Nothing of the vSMMU holds the device: the VMM attaches it to a paging HWPT again.
+    let paging = f.hwpt_alloc(&HwptAlloc { dev_id, pt_id: ioas, ..HwptAlloc::default() }).unwrap();
+    f.attach(dev_id, None, paging).unwrap();
+    let gpa = 0x1c_3010;
+    assert_eq!(f.dma(&dev, None, gpa, DmaAccess::Write).unwrap(), Ok(GUEST_RAM_HPA + gpa));
 }
 
 /// A page request group the VMM has not answered when its device leaves the nested HWPT (the

@@ -17,7 +17,7 @@ use sviommu_memory::{
 use sviommu_testsupport::x86::{flags, X86Tables};
 use sviommu_uapi::data::map_flags;
 use sviommu_uapi::machine::{Machine, GUEST_RAM_HPA, GUEST_RAM_LEN, UNIT, VMM_VA};
-use sviommu_uapi::{Iommufd, Object, ObjectId};
+use sviommu_uapi::{HwptAlloc, Iommufd, Object, ObjectId};
 use sviommu_viommu::smmuv3::SharedFd;
 use sviommu_viommu::vtd::{guest_params, guest_params_for};
 use sviommu_viommu::{VVtd, ViommuError};
@@ -724,7 +724,15 @@ fn dropping_the_vvtd_leaves_the_host_objects_as_before() {
     };
     assert!(fd.lock().unwrap().object_ids().len() > before_vvtd.len());
     drop(g);
-    let f = fd.lock().unwrap();
+    let mut f = fd.lock().unwrap();
     assert_eq!(f.object_ids(), before_vvtd);
     assert!(f.dma(&dev, Some(PASID_N), GVA, DmaAccess::Write).unwrap().is_err());
+    // Nothing of the VVtd holds the device: the VMM attaches it to a paging HWPT again.
+    let dev_id = f.device_object(&dev).unwrap();
+    let ioas = before_vvtd.iter().copied().find(|&i| matches!(f.object(i), Some(Object::Ioas(_))));
+    let alloc = HwptAlloc { dev_id, pt_id: ioas.unwrap(), ..HwptAlloc::default() };
+    let paging = f.hwpt_alloc(&alloc).unwrap();
+    f.attach(dev_id, None, paging).unwrap();
+    let gpa = DATA_GPA + 0x10;
+    assert_eq!(f.dma(&dev, None, gpa, DmaAccess::Write).unwrap(), Ok(GUEST_RAM_HPA + gpa));
 }

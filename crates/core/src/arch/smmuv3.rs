@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
-use sviommu_pgtable::{vmsa, Access, Format};
+use sviommu_pgtable::{vmsa, Access, Format, Mapped};
 use sviommu_smmuv3::driver::{
     Attach, DomainConfig, DomainId, DriverConfig, DriverError as SmmuError, GuestCdTable,
     Invalidation, NestedCd, PasidAttach, Prot, SmmuDriver, SvaContext,
@@ -295,10 +295,20 @@ impl IommuDriver for SmmuUnit {
         pa: u64,
         page_lg2: u8,
         write: bool,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Mapped, DriverError> {
         let id = self.paging(domain)?;
         let prot = if write { Prot::RW } else { Prot::RO };
-        self.driver.map(id, iova, pa, 1 << page_lg2, prot).map_err(err)
+        self.driver.map_recorded(id, iova, pa, 1 << page_lg2, prot).map_err(err)
+    }
+
+    fn undo_map(
+        &mut self,
+        domain: HwDomain,
+        range: Range<u64>,
+        maps: &[Mapped],
+    ) -> Result<(), DriverError> {
+        let id = self.paging(domain)?;
+        self.driver.undo_maps(id, range.start, range.end - range.start, maps).map_err(err)
     }
 
     fn unmap(&mut self, domain: HwDomain, range: Range<u64>) -> Result<u64, DriverError> {
@@ -309,6 +319,13 @@ impl IommuDriver for SmmuUnit {
     fn flush(&mut self, domain: HwDomain, range: Option<Range<u64>>) -> Result<(), DriverError> {
         let id = self.paging(domain)?;
         self.driver.flush_tlb(id, range.map(|r| (r.start, r.end - r.start))).map_err(err)
+    }
+
+    fn release_unattached(&mut self, ids: &RequestIds) -> Result<(), DriverError> {
+        for &sid in ids {
+            self.driver.release_stream(sid).map_err(err)?;
+        }
+        Ok(())
     }
 
     fn attach(

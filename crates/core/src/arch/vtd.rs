@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
-use sviommu_pgtable::Access;
+use sviommu_pgtable::{Access, Mapped};
 use sviommu_vtd::driver::{
     Did, DomainConfig, DriverConfig, DriverError as VtdError, InvalidateRequest, Mode, PasidConfig,
     Prot, VtdDriver, RID_PASID,
@@ -231,9 +231,19 @@ impl IommuDriver for VtdUnit {
         pa: u64,
         page_lg2: u8,
         write: bool,
-    ) -> Result<(), DriverError> {
+    ) -> Result<Mapped, DriverError> {
         let prot = if write { Prot::RW } else { Prot::READ };
-        self.driver.map(Self::did(domain)?, iova, pa, 1 << page_lg2, prot).map_err(err)
+        self.driver.map_recorded(Self::did(domain)?, iova, pa, 1 << page_lg2, prot).map_err(err)
+    }
+
+    fn undo_map(
+        &mut self,
+        domain: HwDomain,
+        range: Range<u64>,
+        maps: &[Mapped],
+    ) -> Result<(), DriverError> {
+        let (iova, size) = span(&range);
+        self.driver.undo_maps(Self::did(domain)?, iova, size, maps).map_err(err)
     }
 
     fn unmap(&mut self, domain: HwDomain, range: Range<u64>) -> Result<u64, DriverError> {

@@ -4,7 +4,7 @@
 
 use sviommu_memory::{Address, PhysMemory};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, Oa52, Ps, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
-use sviommu_pgtable::{Build, Format};
+use sviommu_pgtable::{Build, Format, Mapped};
 
 use super::{Block, DriverError, Mmio, SmmuDriver};
 use crate::spec::{Command, Granule, Opcode};
@@ -279,6 +279,19 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         size: u64,
         prot: Prot,
     ) -> Result<(), DriverError> {
+        self.map_recorded(d, iova, pa, size, prot).map(drop)
+    }
+
+    /// [`map`](Self::map), reporting what it linked and allocated, for
+    /// [`undo_maps`](Self::undo_maps).
+    pub fn map_recorded(
+        &mut self,
+        d: DomainId,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        prot: Prot,
+    ) -> Result<Mapped, DriverError> {
         let kind = self.domain(d)?.kind;
         self.check_outside_window(d, iova, size)?;
         if !size.is_power_of_two() {
@@ -299,14 +312,34 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
                     dbm: false,
                     attr_indx: 0,
                 };
-                pt.map(&self.mem, &mut self.frames, iova, pa, size_lg2, attrs)?;
+                Ok(pt.map_recorded(&self.mem, &mut self.frames, iova, pa, size_lg2, attrs)?)
             }
             DomainKind::S2 { pt, .. } => {
                 let attrs =
                     S2Attrs { read: prot.read, write: prot.write, exec: prot.exec, ..S2Attrs::ALL };
-                pt.map(&self.mem, &mut self.frames, iova, pa, size_lg2, attrs)?;
+                Ok(pt.map_recorded(&self.mem, &mut self.frames, iova, pa, size_lg2, attrs)?)
             }
         }
+    }
+
+    /// Takes back maps of `[iova, iova + size)` that a larger operation could not complete,
+    /// leaving the tables as they were before them: unmaps the range, unlinks the tables the
+    /// maps allocated, invalidates the whole ASID / VMID (§4.4: CMD_TLBI_NH_ASID and
+    /// CMD_TLBI_S12_VMALL drop walk-cache entries too, which a leaf-only range would keep),
+    /// then zeroes and frees those tables. `maps` are the
+    /// [`map_recorded`](Self::map_recorded) results, oldest first, and no other map of the
+    /// domain came after them.
+    pub fn undo_maps(
+        &mut self,
+        d: DomainId,
+        iova: u64,
+        size: u64,
+        maps: &[Mapped],
+    ) -> Result<(), DriverError> {
+        self.unmap(d, iova, size)?;
+        sviommu_pgtable::radix::unlink(&self.mem, maps)?;
+        self.flush_tlb(d, None)?;
+        sviommu_pgtable::radix::release(&self.mem, &mut self.frames, maps)?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! architected answer for a StreamID software did not provide for, recorded because the
 //! driver sets SMMU_CR2.RECINVSID.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
@@ -28,8 +28,10 @@ pub(super) enum StreamTable {
     /// 2^log2size STEs at `base`.
     Linear { base: u64, log2size: u8 },
     /// 2^(log2size - SPLIT) L1STDs at `base`; level-2 arrays by level-1 index, made on
-    /// first use.
-    TwoLevel { base: u64, log2size: u8, l2: BTreeMap<u64, u64> },
+    /// first use; `unused`: the level-1 indexes of arrays no StreamID in them was ever
+    /// attached to anything but abort since they were made (an undone first attach gives
+    /// those back, [`SmmuDriver::release_stream`]).
+    TwoLevel { base: u64, log2size: u8, l2: BTreeMap<u64, u64>, unused: BTreeSet<u64> },
 }
 
 impl StreamTable {
@@ -51,7 +53,7 @@ impl StreamTable {
         if two_level {
             let l1_lg2 = log2size.saturating_sub(SPLIT) + 3;
             let base = frames.alloc(mem, l1_lg2.max(12))?.raw();
-            Ok(Self::TwoLevel { base, log2size, l2: BTreeMap::new() })
+            Ok(Self::TwoLevel { base, log2size, l2: BTreeMap::new(), unused: BTreeSet::new() })
         } else {
             let base = frames.alloc(mem, (log2size + 6).max(12))?.raw();
             let table = Self::Linear { base, log2size };
@@ -72,7 +74,7 @@ impl StreamTable {
             Self::Linear { base, log2size } => {
                 vec![Block { addr: *base, size_lg2: (log2size + 6).max(12) }]
             }
-            Self::TwoLevel { base, log2size, l2 } => {
+            Self::TwoLevel { base, log2size, l2, .. } => {
                 let l1 = log2size.saturating_sub(SPLIT) + 3;
                 let mut out = vec![Block { addr: *base, size_lg2: l1.max(12) }];
                 out.extend(l2.values().map(|&addr| Block { addr, size_lg2: SPLIT + 6 }));
@@ -310,8 +312,9 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
             let _ = self.frames.free(M::Addr::new(l2), SPLIT + 6);
             return Err(e.into());
         }
-        if let StreamTable::TwoLevel { l2: map, .. } = &mut self.strtab {
+        if let StreamTable::TwoLevel { l2: map, unused, .. } = &mut self.strtab {
             map.insert(l1_index, l2);
+            unused.insert(l1_index);
         }
         // §4.3.2: an invalid L1STD may have been cached for the span.
         let mut c = Command::new(Opcode::CfgiSteRange);
@@ -359,9 +362,46 @@ impl<R: Mmio, M: PhysMemory> SmmuDriver<R, M> {
         }
         match state {
             StreamState::Abort => self.streams.remove(&sid),
-            s => self.streams.insert(sid, s),
+            s => {
+                if let StreamTable::TwoLevel { unused, .. } = &mut self.strtab {
+                    unused.remove(&(u64::from(sid) >> SPLIT));
+                }
+                self.streams.insert(sid, s)
+            }
         };
         Ok(())
+    }
+
+    /// Takes back what a first attach of `sid` that failed made: in a two-level Stream table,
+    /// the level-2 array it allocated, if no StreamID in it was attached to anything but abort
+    /// since. The L1STD becomes invalid again, then CMD_CFGI_STE_RANGE over the span and
+    /// CMD_SYNC (§4.3.2: the SMMU may have cached the L1STD, §3.21.3.2: a structure is freed
+    /// only after its invalidation completed), then the array is zeroed and freed: the span's
+    /// StreamIDs answer C_BAD_STREAMID again. Returns whether an array went.
+    pub fn release_stream(&mut self, sid: u32) -> Result<bool, DriverError> {
+        self.check_sid(sid)?;
+        let l1_index = u64::from(sid) >> SPLIT;
+        let StreamTable::TwoLevel { base, ref l2, ref unused, .. } = self.strtab else {
+            return Ok(false);
+        };
+        let span = (l1_index << SPLIT)..((l1_index + 1) << SPLIT);
+        let attached = self.streams.keys().any(|&s| span.contains(&u64::from(s)));
+        let Some(&array) = l2.get(&l1_index).filter(|_| unused.contains(&l1_index) && !attached)
+        else {
+            return Ok(false);
+        };
+        write_words(&self.mem, base + l1_index * L1STD_BYTES, &[0])?;
+        if let StreamTable::TwoLevel { l2, unused, .. } = &mut self.strtab {
+            l2.remove(&l1_index);
+            unused.remove(&l1_index);
+        }
+        let mut c = Command::new(Opcode::CfgiSteRange);
+        c.set_sid(sid);
+        c.set_range(SPLIT - 1);
+        self.submit(&[c])?;
+        self.mem.zero(M::Addr::new(array), 1 << (SPLIT + 6))?;
+        self.frames.free(M::Addr::new(array), SPLIT + 6)?;
+        Ok(true)
     }
 
     /// Attaches `sid` to `target`. Refused (changing nothing) for a StreamID beyond

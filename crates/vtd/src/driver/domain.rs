@@ -9,7 +9,7 @@ use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 use sviommu_pgtable::radix::{table_size_lg2, Entry, Format};
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
-use sviommu_pgtable::Build;
+use sviommu_pgtable::{Build, Mapped};
 
 use super::queue::{dev_tlb, iotlb, piotlb, PageMask};
 use super::{Did, DriverError, Feature, Mmio, Mode, PasidConfig, VtdDriver, RID_PASID};
@@ -238,13 +238,26 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
         size: u64,
         prot: Prot,
     ) -> Result<(), DriverError> {
+        self.map_recorded(did, iova, pa, size, prot).map(drop)
+    }
+
+    /// [`map`](Self::map), reporting what it linked and allocated, for
+    /// [`undo_maps`](Self::undo_maps).
+    pub fn map_recorded(
+        &mut self,
+        did: Did,
+        iova: u64,
+        pa: u64,
+        size: u64,
+        prot: Prot,
+    ) -> Result<Mapped, DriverError> {
         let sizes = self.page_sizes(did)?;
         if !size.is_power_of_two() || sizes & size == 0 {
             return Err(DriverError::PageSize { size });
         }
         let lg2 = u8::try_from(size.trailing_zeros()).unwrap_or(u8::MAX);
         let free_before = self.frames.free_bytes();
-        match self.domain(did)?.tables {
+        let mapped = match self.domain(did)?.tables {
             Tables::Ss { tables, .. } => {
                 let attrs = VtdSsAttrs {
                     read: prot.read,
@@ -255,7 +268,7 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
                 if !prot.read && !prot.write {
                     return Err(DriverError::Prot(prot));
                 }
-                tables.map(&self.mem, &mut self.frames, iova, pa, lg2, attrs)?;
+                tables.map_recorded(&self.mem, &mut self.frames, iova, pa, lg2, attrs)?
             }
             Tables::Fs { tables, .. } => {
                 if !prot.read {
@@ -264,10 +277,10 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
                 // User pages: requests without PASID are user requests (RID_PRIV 0).
                 let attrs =
                     X86Attrs { writable: prot.write, user: true, exec: prot.exec, global: false };
-                tables.map(&self.mem, &mut self.frames, iova, pa, lg2, attrs)?;
+                tables.map_recorded(&self.mem, &mut self.frames, iova, pa, lg2, attrs)?
             }
             Tables::External => return Err(DriverError::WrongDomainKind { did, wanted: "paging" }),
-        }
+        };
         if self.frames.free_bytes() > free_before {
             if let Some(dom) = self.domains.get_mut(&did.0) {
                 dom.tables_freed = true;
@@ -276,6 +289,31 @@ impl<R: Mmio, M: PhysMemory> VtdDriver<R, M> {
         if self.caps.caching_mode {
             self.flush_iotlb(did, Some((iova, size)))?;
         }
+        Ok(mapped)
+    }
+
+    /// Takes back maps of `[iova, iova + size)` that a larger operation could not complete,
+    /// leaving the tables as they were before them: unmaps the range, unlinks the tables the
+    /// maps allocated, invalidates the domain with the paging-structure caches (§6.5.2.3: a
+    /// domain-selective IOTLB invalidation drops them), then zeroes and frees those tables.
+    /// `maps` are the [`map_recorded`](Self::map_recorded) results, oldest first, and no other
+    /// map of the domain came after them.
+    pub fn undo_maps(
+        &mut self,
+        did: Did,
+        iova: u64,
+        size: u64,
+        maps: &[Mapped],
+    ) -> Result<(), DriverError> {
+        self.unmap(did, iova, size)?;
+        sviommu_pgtable::radix::unlink(&self.mem, maps)?;
+        if maps.iter().any(|m| !m.created.is_empty() || m.replaced > 0) {
+            if let Some(dom) = self.domains.get_mut(&did.0) {
+                dom.tables_freed = true;
+            }
+        }
+        self.flush_iotlb(did, None)?;
+        sviommu_pgtable::radix::release(&self.mem, &mut self.frames, maps)?;
         Ok(())
     }
 
