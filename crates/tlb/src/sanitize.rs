@@ -265,6 +265,11 @@ impl<K: Copy + Eq + Hash> Provenances<K> {
         (None, reads)
     }
 
+    /// The words `key`'s entry was built from.
+    pub fn words(&self, key: &K) -> Option<Vec<Word>> {
+        self.lock().get(key).map(|p| p.words.to_vec())
+    }
+
     /// Entries recorded now.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -304,6 +309,16 @@ pub struct Recorder {
     /// Words of cached entries a walk used instead of reading (a walk cache's resume point, a
     /// stage-2 leaf): the translation depends on them too.
     borrowed: RefCell<Vec<Word>>,
+    /// Per stage (stage 1, stage 2): where in `steps` the stage's current walk began, and the
+    /// words of the walk-cache entry it resumed from.
+    walks: [(Cell<usize>, RefCell<Vec<Word>>); 2],
+}
+
+fn stage_index(stage: Stage) -> usize {
+    match stage {
+        Stage::S1 => 0,
+        Stage::S2 => 1,
+    }
 }
 
 impl Recorder {
@@ -327,16 +342,36 @@ impl Recorder {
         all
     }
 
-    /// The table entries of `stage` read so far at or above `level` (spec levels count down
-    /// towards the leaf): what a walk cache's resume point below them depends on.
-    pub fn steps_above(&self, stage: Stage, level: i8) -> Vec<Word> {
-        let keep = |w: &&Word| matches!(w.origin, Origin::Table { stage: s, level: l } if s == stage && l >= level);
-        self.steps.borrow().iter().filter(keep).copied().collect()
+    /// A walk of `stage` begins (a nested walk runs one stage-2 walk per stage-1 table).
+    pub fn begin_walk(&self, stage: Stage) {
+        if let Some((start, resumed)) = self.walks.get(stage_index(stage)) {
+            start.set(self.steps.borrow().len());
+            resumed.borrow_mut().clear();
+        }
     }
 
-    /// A walk used a cached entry built from `words`.
-    pub fn borrow_words(&self, words: &[Word]) {
+    /// The current walk of `stage` resumed from a walk-cache entry built from `words`.
+    pub fn resumed(&self, stage: Stage, words: &[Word]) {
+        if let Some((_, resumed)) = self.walks.get(stage_index(stage)) {
+            resumed.borrow_mut().extend_from_slice(words);
+        }
+        self.used(words);
+    }
+
+    /// The translation used a cached entry built from `words` (a stage-2 leaf).
+    pub fn used(&self, words: &[Word]) {
         self.borrowed.borrow_mut().extend_from_slice(words);
+    }
+
+    /// What the current walk of `stage` depends on so far: the walk-cache entry it resumed
+    /// from and the entries of that stage it read (a walk-cache or leaf-cache entry's words).
+    pub fn walk_words(&self, stage: Stage) -> Vec<Word> {
+        let Some((start, resumed)) = self.walks.get(stage_index(stage)) else { return Vec::new() };
+        let mut all = resumed.borrow().clone();
+        let steps = self.steps.borrow();
+        let own = |w: &&Word| matches!(w.origin, Origin::Table { stage: s, .. } if s == stage);
+        all.extend(steps.get(start.get()..).unwrap_or_default().iter().filter(own).copied());
+        all
     }
 }
 

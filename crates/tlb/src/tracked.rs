@@ -99,6 +99,11 @@ impl<K: Copy + Eq + Hash, V: Copy> Tracked<K, V> {
         }
     }
 
+    /// The words `key`'s entry was built from (none when not sanitized).
+    pub fn words(&self, key: &K) -> Option<Vec<Word>> {
+        self.prov.as_ref()?.words(key)
+    }
+
     /// [`Cache::stats`].
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
