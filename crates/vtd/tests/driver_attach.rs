@@ -105,6 +105,9 @@ fn map_unmap_flush(mut r: Rig, not_present: R, write_denied: R) {
     assert_eq!(r.drv.unmap(dom, IOVA, 0x2000).unwrap(), 0x2000);
     assert_eq!(out(&r.vtd, read(RID, IOVA + 0x123)), PA + 0x123, "stale until flushed");
     assert_eq!(out(&r.vtd, read(RID, IOVA + 0x1008)), PA + 0x5008, "stale until flushed");
+    for v in expect_stale(&r, 2) {
+        assert!(v.to_string().contains("IOTLB invalidation, page-selective-within-domain"), "{v}");
+    }
     // A page-selective flush of the first page removes only that page.
     r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, IOVA + 0x123)), not_present);
@@ -224,6 +227,9 @@ fn first_stage_domain_with_pasid_and_as_rid_pasid() {
     r.drv.unmap(dom, IOVA, 0x1000).unwrap();
     assert_eq!(out(&r.vtd, read(RID, IOVA).with_pasid(7)), PA);
     assert_eq!(out(&r.vtd, read(RID, IOVA)), PA);
+    for v in expect_stale(&r, 2) {
+        assert!(v.to_string().contains("PASID-based IOTLB invalidation"), "{v}");
+    }
     r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, IOVA).with_pasid(7)), R::SmFsEntryNotPresent);
     assert_eq!(reason(&r.vtd, read(RID, IOVA)), R::SmFsEntryNotPresent);
@@ -291,6 +297,7 @@ fn nested_guest_first_stage_over_a_second_stage_parent() {
     // nested translations tagged with the guest's DID too.
     r.drv.unmap(parent, 0x80_0000, 1 << 21).unwrap();
     assert_eq!(out(&r.vtd, read(RID, 0x7000_0040).with_pasid(3)), GUEST_RAM_HPA + 0x80_0040);
+    expect_stale(&r, 1);
     r.drv.flush_iotlb(parent, Some((0x80_0000, 1 << 21))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, 0x7000_0040).with_pasid(3)), R::SmSsEntryNotPresent);
     assert_eq!(out(&r.vtd, read(RID_UPPER, 0x7000_1040)), GUEST_RAM_HPA + 0xa0_0040);
