@@ -381,3 +381,26 @@ fn guest_invalidation_requests_become_descriptors_and_one_wait() {
         matches!(r.vtd.drain_outputs().as_slice(), [Output::DevTlbInvalidation(d)] if d.pasid == Some(9))
     );
 }
+
+/// The README's sanitizer report is this sequence's: a legacy driver unmaps a page and a device
+/// reads it before the flush, under strict.
+#[test]
+fn the_readme_shows_a_real_sanitizer_report() {
+    let config =
+        DriverConfig { mode: sviommu_vtd::driver::ModeChoice::Legacy, ..Default::default() };
+    let strict = VtdParams { profile: sviommu_vtd::hw::Profile::STRICT, ..VtdParams::default() };
+    let mut r = rig_with(strict, config);
+    let dom = r.drv.alloc_domain(DomainConfig::SecondStage { aw: None }).unwrap();
+    r.drv.attach(RID, None, PasidConfig::SecondStage { did: dom }).unwrap();
+    r.drv.map(dom, IOVA, PA, 0x1000, Prot::RW).unwrap();
+    assert_eq!(out(&r.vtd, read(RID, IOVA)), PA);
+    r.drv.unmap(dom, IOVA, 0x1000).unwrap();
+    assert_eq!(out(&r.vtd, read(RID, IOVA)), PA, "stale: the driver has not flushed");
+    let v = r.vtd.violations();
+    assert_eq!(v.len(), 1);
+    let report = v[0].to_string();
+    let readme = include_str!("../../../README.md");
+    assert!(readme.contains(&report), "README.md should show:\n{report}");
+    r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
+    assert_eq!(reason(&r.vtd, read(RID, IOVA)), R::ReadDenied);
+}
