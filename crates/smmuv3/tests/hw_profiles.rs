@@ -108,14 +108,8 @@ fn one(v: &[Violation], missing: Missing, unsynced: bool) {
 }
 
 /// What the stage-1 page at VA needs: CMD_TLBI_NH_VA, ASID 1, TG 4K, TTL 3, Leaf.
-const NH_VA: Missing = Missing::TlbiNhVa {
-    vmid: 0,
-    asid: Some(ASID),
-    addr: VA,
-    tg_lg2: 12,
-    ttl: 3,
-    leaf: true,
-};
+const NH_VA: Missing =
+    Missing::TlbiNhVa { vmid: 0, asid: Some(ASID), addr: VA, tg_lg2: 12, ttl: 3, leaf: true };
 
 #[test]
 fn tlbi_with_its_sync_removes_the_entry_in_both_profiles() {

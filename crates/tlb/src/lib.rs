@@ -36,11 +36,11 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 mod deferred;
 pub mod sanitize;
 mod tracked;
-pub use tracked::Tracked;
 pub use deferred::{
     Apply, AtsCompletion, AtsPolicy, AtsTracker, AtsTrackerStats, BadAtsCompletion, BadProfile,
     Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
 };
+pub use tracked::Tracked;
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};

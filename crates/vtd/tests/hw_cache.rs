@@ -975,7 +975,11 @@ fn reported(vtd: &Vtd<&HostMemory>) -> Option<Violation> {
 #[track_caller]
 fn clean(vtd: &Vtd<&HostMemory>) {
     let v = vtd.violations();
-    assert!(v.is_empty(), "no violation: {:#?}", v.iter().map(ToString::to_string).collect::<Vec<_>>());
+    assert!(
+        v.is_empty(),
+        "no violation: {:#?}",
+        v.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
 }
 
 /// How a case's driver finishes its change.
@@ -1035,8 +1039,7 @@ fn sanitizer_names_a_missing_pasid_based_iotlb_invalidation() {
         let old = t.m.read(pte);
         repoint(&t.m, pte, MOVED);
         let inv = desc::piotlb_pages(DID, PASID, page, 0, true);
-        let Some(v) = case(&vtd, d, &[inv], FS_OUT + 0x3000, || ok(&vtd, read(page)).output)
-        else {
+        let Some(v) = case(&vtd, d, &[inv], FS_OUT + 0x3000, || ok(&vtd, read(page)).output) else {
             continue;
         };
         assert_eq!(v.cache, "IOTLB");
@@ -1064,7 +1067,10 @@ fn sanitizer_names_the_right_address_when_the_driver_invalidates_another() {
     assert!(!v.unsynced);
     assert_eq!(v.missing, Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: page, am: 0 });
     let text = v.to_string();
-    assert!(text.contains("PASID-based IOTLB invalidation") && text.contains("ADDR 0x40003000"), "{text}");
+    assert!(
+        text.contains("PASID-based IOTLB invalidation") && text.contains("ADDR 0x40003000"),
+        "{text}"
+    );
     // Reported once per entry; the right command then clears it.
     ok(&vtd, read(page));
     assert_eq!(vtd.sanitizer_stats().violations, 1);
@@ -1132,8 +1138,7 @@ fn sanitizer_names_a_missing_page_selective_iotlb_invalidation_of_a_second_stage
         let pte = entry_at(&t.m, t.ss.root, page, 3, host);
         repoint(&t.m, pte, MOVED);
         let inv = desc::iotlb_pages(DID, page, 0, true);
-        let Some(v) = case(&vtd, d, &[inv], SS_OUT + 0x2000, || ok(&vtd, read(page)).output)
-        else {
+        let Some(v) = case(&vtd, d, &[inv], SS_OUT + 0x2000, || ok(&vtd, read(page)).output) else {
             continue;
         };
         assert_eq!((v.cache, v.word.addr), ("IOTLB", pte), "{v}");
@@ -1186,7 +1191,11 @@ fn sanitizer_names_a_missing_paging_structure_invalidation() {
             continue;
         };
         assert_eq!((v.cache, v.word.addr), ("first-stage paging-structure cache", pde_at), "{v}");
-        assert_eq!(v.missing, Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: VA, am: 9 }, "{v}");
+        assert_eq!(
+            v.missing,
+            Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: VA, am: 9 },
+            "{v}"
+        );
     }
 }
 

@@ -129,9 +129,8 @@ fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(
     entries: usize,
     sanitized: bool,
 ) -> Option<Tracked<K, V>> {
-    (entries != 0).then(|| {
-        Tracked::new(entries.div_ceil(CacheSizes::WAYS), CacheSizes::WAYS, sanitized)
-    })
+    (entries != 0)
+        .then(|| Tracked::new(entries.div_ceil(CacheSizes::WAYS), CacheSizes::WAYS, sanitized))
 }
 
 fn epoch<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Tracked<K, V>>) -> u64 {
@@ -343,9 +342,7 @@ impl WalkHints for Hints<'_> {
             };
             let epoch = self.epochs.s2_leaf;
             match self.san {
-                Some(s) => {
-                    cache.insert_recorded(key, *leaf, epoch, || s.rec.walk_words(Stage::S2))
-                }
+                Some(s) => cache.insert_recorded(key, *leaf, epoch, || s.rec.walk_words(Stage::S2)),
                 None => cache.insert(key, *leaf, epoch),
             };
         }

@@ -184,8 +184,7 @@ fn violation(hit: Hit, stale: Stale) -> Violation<Missing> {
             };
             let asid = k.asid.map_or_else(|| "-".to_owned(), |a| a.to_string());
             let input = if k.va { "VA" } else { "IPA" };
-            let entry =
-                format!("VMID {} ASID {asid} {input} {addr:#x} (2^{})", k.vmid, k.page_lg2);
+            let entry = format!("VMID {} ASID {asid} {input} {addr:#x} (2^{})", k.vmid, k.page_lg2);
             ("TLB", entry, missing)
         }
         Hit::Walk(WalkHit::S1Walk(k)) => {
@@ -202,8 +201,7 @@ fn violation(hit: Hit, stale: Stale) -> Violation<Missing> {
         }
         Hit::Walk(WalkHit::S2Walk(k)) => {
             let addr = shl(k.prefix, k.span_lg2);
-            let missing =
-                Missing::TlbiS2Ipa { vmid: k.vmid, addr, tg_lg2: 0, ttl: 0, leaf: false };
+            let missing = Missing::TlbiS2Ipa { vmid: k.vmid, addr, tg_lg2: 0, ttl: 0, leaf: false };
             ("stage-2 walk cache", format!("VMID {} table for IPA {addr:#x}", k.vmid), missing)
         }
         Hit::Walk(WalkHit::S2Leaf(k)) => {

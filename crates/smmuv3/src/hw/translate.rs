@@ -12,17 +12,18 @@ use sviommu_memory::{Hpa, PhysMemory};
 use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
-use super::cache::{Sanitizing, WalkHit, 
-    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Tags, TlbEntry, TlbKey,
+use super::cache::{
+    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry, TlbKey,
+    WalkHit,
 };
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
+use super::sanitize::Hit;
 use super::stream::Stream;
 use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
-use super::sanitize::Hit;
-use sviommu_tlb::sanitize::{Recorder, Tee};
 use crate::spec::regs::{cr0, gbpa};
 use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
+use sviommu_tlb::sanitize::{Recorder, Tee};
 
 /// IMPDEF: the page size reported when nothing was walked (bypass).
 const UNWALKED_PAGE_LG2: u8 = 12;
@@ -250,12 +251,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// The caches one walk of this translation consults and fills, under `tags`; strict, with
     /// `check` for their hits.
-    fn hints<'a>(
-        &'a self,
-        tr: &Tr<'a>,
-        tags: Tags,
-        check: &'a dyn Fn(WalkHit),
-    ) -> Hints<'a> {
+    fn hints<'a>(&'a self, tr: &Tr<'a>, tags: Tags, check: &'a dyn Fn(WalkHit)) -> Hints<'a> {
         let san = tr.rec.map(|rec| Sanitizing { rec, check });
         Hints { caches: &self.caches, tags, epochs: tr.epochs, san }
     }

@@ -672,9 +672,9 @@ impl WalkHints for Hints<'_> {
         let key = LeafKey { did: t.did, page: input >> lg2, lg2 };
         let value = Leaf { output: leaf.output & !low_mask(lg2), ..*leaf };
         let rec = self.san.map(|s| s.rec);
-        self.caches.ss_leaf.insert_recorded(key, value, self.epochs.ss_leaf, rec, |r| {
-            r.walk_words(Stage::S2)
-        });
+        self.caches
+            .ss_leaf
+            .insert_recorded(key, value, self.epochs.ss_leaf, rec, |r| r.walk_words(Stage::S2));
     }
 }
 

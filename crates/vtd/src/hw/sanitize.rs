@@ -48,9 +48,11 @@ fn violation(hit: Hit, stale: Stale) -> Violation<Missing> {
         Origin::Structure { .. } => None,
     };
     let (cache, entry, missing) = match hit {
-        Hit::Context(rid, ce) => {
-            ("context cache", format!("SID {rid:#06x}"), Missing::ContextCache { sid: rid, did: ce.did() })
-        }
+        Hit::Context(rid, ce) => (
+            "context cache",
+            format!("SID {rid:#06x}"),
+            Missing::ContextCache { sid: rid, did: ce.did() },
+        ),
         Hit::Pasid(k, v) => (
             "PASID cache",
             format!("SID {:#06x} PASID {:#x}", k.rid, k.pasid),
@@ -61,7 +63,9 @@ fn violation(hit: Hit, stale: Stale) -> Violation<Missing> {
             let am = am_of(k.lg2);
             let pasid = k.pasid.unwrap_or(0);
             let missing = match (e.kind, stage) {
-                (Kind::Legacy | Kind::SecondStage, _) => Missing::IotlbPages { did: k.did, addr, am },
+                (Kind::Legacy | Kind::SecondStage, _) => {
+                    Missing::IotlbPages { did: k.did, addr, am }
+                }
                 (Kind::FirstStage, _) | (Kind::Nested, Some(Stage::S1) | None) => {
                     Missing::PasidIotlbPages { did: k.did, pasid, addr, am }
                 }
@@ -80,7 +84,12 @@ fn violation(hit: Hit, stale: Stale) -> Violation<Missing> {
             (
                 "first-stage paging-structure cache",
                 format!("DID {} PASID {:?} depth {} table for {addr:#x}", k.did, k.pasid, k.depth),
-                Missing::PasidIotlbPages { did: k.did, pasid: k.pasid.unwrap_or(0), addr, am: am_of(span) },
+                Missing::PasidIotlbPages {
+                    did: k.did,
+                    pasid: k.pasid.unwrap_or(0),
+                    addr,
+                    am: am_of(span),
+                },
             )
         }
         Hit::Walk(WalkHit::SsPsc(k, table)) => {
@@ -233,7 +242,8 @@ mod tests {
 
     #[test]
     fn only_accessed_and_dirty_are_the_units() {
-        let fs = Word { addr: 0, value: 0x1003, origin: Origin::Table { stage: Stage::S1, level: 1 } };
+        let fs =
+            Word { addr: 0, value: 0x1003, origin: Origin::Table { stage: Stage::S1, level: 1 } };
         assert!(hw_wrote(&fs, 0x1063));
         assert!(!hw_wrote(&fs, 0x1001), "a right taken away");
         let ss = Word { origin: Origin::Table { stage: Stage::S2, level: 1 }, ..fs };

@@ -29,9 +29,8 @@ use super::cache::{
     CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbKey, IotlbResult, Kind, PasidKey,
     Sanitizing, WalkTags,
 };
-use super::sanitize::Hit;
-use sviommu_tlb::sanitize::{Recorder, Tee};
 use super::reasons::{walk_reason, WalkKind};
+use super::sanitize::Hit;
 use super::{DmaRequest, Fault, RequestKind, Translation, Vtd};
 use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
 use crate::spec::regs::{ecap, gsts, rtaddr, rtaddr::Ttm};
@@ -39,6 +38,7 @@ use crate::spec::root::{
     self, ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry, TranslationType,
 };
 use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
+use sviommu_tlb::sanitize::{Recorder, Tee};
 
 /// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
 /// disabled for it.
@@ -755,7 +755,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             ss_levels: level_count(ss.levels.count()),
             nested: true,
         };
- let check = |h| self.sanitize(Hit::Walk(h));
+        let check = |h| self.sanitize(Hit::Walk(h));
         let san = pass.rec.map(|rec| Sanitizing { rec, check: &check });
         let mut hints = Hints::new(&self.caches, tags, pass.epochs, san);
         let fault = |f: sviommu_pgtable::Fault| {
