@@ -508,12 +508,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         tr: &Tr<'_>,
     ) -> Option<Translation> {
         let (e, page_lg2, k) = self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
-        tr.check(self, Hit::Tlb(k, e));
         // IMPDEF: a hit that does not allow the access walks again rather than faulting from
         // the TLB, so the fault reported is the tables' current one.
         if !e.perms.allows(req.access) || (req.access.write && !e.dirty) {
             return None;
         }
+        // Strict: only an entry that answers is checked.
+        tr.check(self, Hit::Tlb(k, e));
         Some(Translation {
             output: e.out_page | (input & mask(page_lg2)),
             page_lg2,

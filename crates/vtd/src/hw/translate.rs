@@ -465,15 +465,20 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         pass: &Pass<'_>,
     ) -> Option<Result<Translation, FaultReason>> {
         let (e, lg2) = self.caches.iotlb_lookup(slot.did, slot.pasid, addr)?;
-        if pass.rec.is_some() {
-            let key = IotlbKey { did: slot.did, pasid: slot.pasid, page: addr >> lg2, lg2 };
-            self.sanitize(Hit::Iotlb(key, e));
-        }
+        // Strict: only an entry that answers is checked (one that does not serve the access
+        // is walked again, so the driver relied on nothing).
+        let used = || {
+            if pass.rec.is_some() {
+                let key = IotlbKey { did: slot.did, pasid: slot.pasid, page: addr >> lg2, lg2 };
+                self.sanitize(Hit::Iotlb(key, e));
+            }
+        };
         match e.result {
             IotlbResult::Mapped { out_page, perms, dirty } => {
                 if !perms.allows(access) || (access.write && !dirty) {
                     return None;
                 }
+                used();
                 Some(Ok(Translation {
                     output: out_page | (addr & sviommu_memory::bits::low_mask(lg2)),
                     page_lg2: lg2,
@@ -482,10 +487,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     interrupt: false,
                 }))
             }
-            IotlbResult::NotPresent => Some(Err(match slot.kind {
-                Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
-                Kind::Legacy => FaultReason::ReadDenied,                  // 06h
-                _ => FaultReason::SmSsEntryNotPresent,                    // 79h
+            IotlbResult::NotPresent => Some(Err({
+                used();
+                match slot.kind {
+                    Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
+                    Kind::Legacy => FaultReason::ReadDenied,                  // 06h
+                    _ => FaultReason::SmSsEntryNotPresent,                    // 79h
+                }
             })),
         }
     }
