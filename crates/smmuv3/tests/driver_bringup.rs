@@ -73,6 +73,7 @@ fn cmd_sync_by_msi_waits_for_the_msi_write() {
     let params =
         SmmuParams { idr0: u32::try_from(idr0::MSI.with(u64::from(d.idr0), true)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);
+    let _clean = CleanAtEnd(&smmu);
     let bridge = MsiDelivery {
         smmu: &smmu,
         mem: &mem,
@@ -98,6 +99,7 @@ fn cmd_sync_without_delivery_times_out_as_a_typed_error() {
     let params =
         SmmuParams { idr0: u32::try_from(idr0::MSI.with(u64::from(d.idr0), true)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);
+    let _clean = CleanAtEnd(&smmu);
     // Nobody writes the MSIs to memory: the wait gives up after the poll limit.
     let config = DriverConfig { sync: SyncMode::Msi, poll_limit: 10, ..Default::default() };
     let r = SmmuDriver::new(&smmu, &mem, frames(), config);
@@ -108,6 +110,7 @@ fn cmd_sync_without_delivery_times_out_as_a_typed_error() {
 fn a_refused_command_is_reported_with_its_cerror_and_the_queue_goes_on() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     // A Reserved opcode, then a legal command behind it.
     let bad = Command::from_words([0x7f, 0]);
@@ -128,6 +131,7 @@ fn a_refused_command_is_reported_with_its_cerror_and_the_queue_goes_on() {
 fn the_command_queue_wraps() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     // A 4-entry Command queue: every submit with its CMD_SYNC goes round it many times.
     let config = DriverConfig { cmdq_log2: 2, ..Default::default() };
     let mut drv = driver(&smmu, &mem, config);

@@ -28,6 +28,7 @@ type Reach = (CdTableOwner, Vec<u32>, Vec<u32>);
 fn pasid_for_one(policy: CdTablePolicy, ssid_bits: u8) -> (Vec<u32>, Vec<Reach>, [bool; 2]) {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     let config = DriverConfig { cd_table_policy: policy, ssid_bits, ..Default::default() };
     let mut drv = driver(&smmu, &mem, config);
     let dev = drv.alloc_domain(S1).unwrap();
@@ -95,6 +96,7 @@ fn per_device_a_pasid_bound_for_one_stream_reaches_it_alone() {
 fn per_device_gives_a_bypassing_stream_its_own_table_for_sva() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     let config = DriverConfig { cd_table_policy: CdTablePolicy::PerDevice, ..Default::default() };
     let mut drv = driver(&smmu, &mem, config);
     // A process's page table, built elsewhere (here in test-owned memory below the driver's).
@@ -129,6 +131,7 @@ fn per_device_gives_a_bypassing_stream_its_own_table_for_sva() {
 fn nesting_translates_through_the_guests_cd_table_and_stage_1_over_the_hosts_stage_2() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     // Guest RAM: IPA [1G, 1G + 2M) is host [2M, 4M), outside the driver's frames.
     const IPA: u64 = 0x4000_0000;

@@ -27,6 +27,7 @@ fn map_translate_unmap_stale_until_flushed() {
     for config in configs() {
         let mem = memory();
         let smmu = Smmu::new(&mem, params());
+        let _clean = CleanAtEnd(&smmu);
         let mut drv = driver(&smmu, &mem, DriverConfig::default());
         let dom = drv.alloc_domain(config).unwrap();
         drv.map(dom, IOVA, PA, 0x1000, Prot::RW).unwrap();
@@ -39,6 +40,7 @@ fn map_translate_unmap_stale_until_flushed() {
         // Unmapped but not flushed: the SMMU's TLB still has it, as the silicon's would.
         assert_eq!(drv.unmap(dom, IOVA, 0x1000).unwrap(), 0x1000);
         assert_eq!(output(smmu.translate(&read(SID, IOVA))), PA, "{config:?}: stale entry");
+        assert!(expect_stale(&smmu, 1).iter().all(|v| v.cache == "TLB" && !v.unsynced));
         drv.flush_tlb(dom, Some((IOVA, 0x1000))).unwrap();
         let e = event(smmu.translate(&read(SID, IOVA)));
         assert_eq!(
@@ -48,6 +50,7 @@ fn map_translate_unmap_stale_until_flushed() {
         // The block too, with a whole-domain flush.
         assert_eq!(drv.unmap(dom, 0x20_0000, 0x20_0000).unwrap(), 0x20_0000);
         assert_eq!(output(smmu.translate(&read(SID, 0x30_0010))), PA + 0x30_0010);
+        expect_stale(&smmu, 1);
         drv.flush_tlb(dom, None).unwrap();
         assert_eq!(event(smmu.translate(&read(SID, 0x30_0010))).id, EventId::FTranslation);
         // The faults were recorded and drain with their StreamID.
@@ -65,6 +68,7 @@ fn map_translate_unmap_stale_until_flushed() {
 fn a_domain_is_freed_only_when_nothing_uses_it() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let free_before = drv.free_frame_bytes();
     let dom = drv.alloc_domain(configs()[0]).unwrap();
@@ -128,6 +132,7 @@ proptest! {
     fn random_map_unmap_matches_a_flat_oracle(ops in prop::collection::vec(op(), 1..24), s2 in any::<bool>()) {
         let mem = memory();
         let smmu = Smmu::new(&mem, params());
+        let _clean = CleanAtEnd(&smmu);
         let mut drv = driver(&smmu, &mem, DriverConfig::default());
         let dom: DomainId = drv.alloc_domain(configs()[usize::from(s2)]).unwrap();
         drv.attach(SID, Attach::Domain(dom)).unwrap();

@@ -17,6 +17,7 @@ const S1: DomainConfig = DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 
 fn events_drain_with_their_ids_and_an_overflow_is_counted_and_acknowledged() {
     let mem = memory();
     let smmu = Smmu::new(&mem, params());
+    let _clean = CleanAtEnd(&smmu);
     // A 2-entry Event queue.
     let mut drv = driver(&smmu, &mem, DriverConfig { eventq_log2: 1, ..Default::default() });
     let dom = drv.alloc_domain(S1).unwrap();

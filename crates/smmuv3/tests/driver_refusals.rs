@@ -22,6 +22,7 @@ fn refused_calls_write_and_allocate_nothing() {
         ..d
     };
     let smmu = Smmu::new(&mem, params);
+    let _clean = CleanAtEnd(&smmu);
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let s1 = drv.alloc_domain(DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 39 }).unwrap();
     let s2 = drv.alloc_domain(DomainConfig::S2 { granule: Granule::Size4K, ias_bits: 40 }).unwrap();
@@ -131,6 +132,7 @@ fn nesting_needs_both_stages() {
     let params =
         SmmuParams { idr0: u32::try_from(idr0::S2P.with(u64::from(d.idr0), false)).unwrap(), ..d };
     let smmu = Smmu::new(&mem, params);
+    let _clean = CleanAtEnd(&smmu);
     let mut drv = driver(&smmu, &mem, DriverConfig::default());
     let before = snapshot(&mem);
     let guest = GuestCdTable {

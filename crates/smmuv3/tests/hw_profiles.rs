@@ -10,7 +10,9 @@ use common::*;
 use sviommu_memory::{FrameAllocator, HostMemory, Hpa};
 use sviommu_pgtable::vmsa::{Granule as PtGranule, S1Attrs, S2Attrs, VmsaS1, VmsaS2};
 use sviommu_pgtable::Build;
-use sviommu_smmuv3::hw::{Access, Apply, Profile, Smmu, SmmuParams, Transaction};
+use sviommu_smmuv3::hw::{
+    Access, Apply, Missing, Profile, Smmu, SmmuParams, Transaction, Violation,
+};
 use sviommu_smmuv3::spec::{Cd, Command, Granule, Opcode};
 
 type Sm<'a> = Smmu<&'a HostMemory>;
@@ -73,18 +75,46 @@ const BOTH: [Profile; 2] = [Profile::Forgiving, Profile::STRICT];
 
 /// Remaps VA, submits `cmds`, and returns what VA translates to afterwards.
 fn after(profile: Profile, cmds: &[Command]) -> Option<u64> {
+    after_reported(profile, cmds).0
+}
+
+/// [`after`], with what the sanitizer reported (nothing under forgiving, checked here).
+fn after_reported(profile: Profile, cmds: &[Command]) -> (Option<u64>, Vec<Violation>) {
     let mem = memory();
     let (mut s, smmu) = stage1(&mem, profile);
     assert_eq!(out(&smmu), Some(PA), "cached");
+    assert_eq!(out(&smmu), Some(PA), "a hit on the entry whose AF the SMMU set");
     s.remap();
     s.q.submit(&mem, &smmu, cmds);
-    out(&smmu)
+    let o = out(&smmu);
+    (o, reported(&smmu))
 }
+
+/// The sanitizer's reports since the last call; none under forgiving.
+#[track_caller]
+fn reported(smmu: &Sm<'_>) -> Vec<Violation> {
+    let v = smmu.violations();
+    if !smmu.params().profile.is_strict() {
+        assert!(v.is_empty(), "forgiving reports nothing: {v:?}");
+    }
+    v
+}
+
+/// The one report, which names `missing`, `unsynced` or not.
+#[track_caller]
+fn one(v: &[Violation], missing: Missing, unsynced: bool) {
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_eq!((v[0].missing, v[0].unsynced), (missing, unsynced), "{}", v[0]);
+}
+
+/// What the stage-1 page at VA needs: CMD_TLBI_NH_VA, ASID 1, TG 4K, TTL 3, Leaf.
+const NH_VA: Missing =
+    Missing::TlbiNhVa { vmid: 0, asid: Some(ASID), addr: VA, tg_lg2: 12, ttl: 3, leaf: true };
 
 #[test]
 fn tlbi_with_its_sync_removes_the_entry_in_both_profiles() {
     for p in BOTH {
-        assert_eq!(after(p, &[tlbi_va(None), sync()]), Some(NEW_PA), "{p}");
+        assert_eq!(after_reported(p, &[tlbi_va(None), sync()]), (Some(NEW_PA), vec![]), "{p}");
         let exact = tlbi_va(Some((Granule::Size4K, 3)));
         assert_eq!(after(p, &[exact, sync()]), Some(NEW_PA), "{p}: TG 4K, TTL 3");
         let any_level = tlbi_va(Some((Granule::Size4K, 0)));
@@ -94,8 +124,11 @@ fn tlbi_with_its_sync_removes_the_entry_in_both_profiles() {
 
 #[test]
 fn a_tlbi_without_its_sync_is_caught_in_strict() {
-    assert_eq!(after(Profile::Forgiving, &[tlbi_va(None)]), Some(NEW_PA));
-    assert_eq!(after(Profile::STRICT, &[tlbi_va(None)]), Some(PA), "stale until CMD_SYNC");
+    assert_eq!(after_reported(Profile::Forgiving, &[tlbi_va(None)]), (Some(NEW_PA), vec![]));
+    let (o, v) = after_reported(Profile::STRICT, &[tlbi_va(None)]);
+    assert_eq!(o, Some(PA), "stale until CMD_SYNC");
+    one(&v, NH_VA, true);
+    assert!(v[0].to_string().contains("missing CMD_SYNC after CMD_TLBI_NH_VA"), "{}", v[0]);
     // A later CMD_SYNC, in another submission, completes it.
     let mem = memory();
     let (mut s, smmu) = stage1(&mem, Profile::STRICT);
@@ -114,8 +147,10 @@ fn a_wrong_ttl_or_tg_is_caught_in_strict() {
     // The page is a level-3 leaf of a 4K-granule table.
     for wrong in [(Granule::Size4K, 2), (Granule::Size16K, 3), (Granule::Size64K, 0)] {
         let cmds = [tlbi_va(Some(wrong)), sync()];
-        assert_eq!(after(Profile::Forgiving, &cmds), Some(NEW_PA), "{wrong:?}");
-        assert_eq!(after(Profile::STRICT, &cmds), Some(PA), "{wrong:?} keeps the entry");
+        assert_eq!(after_reported(Profile::Forgiving, &cmds), (Some(NEW_PA), vec![]));
+        let (o, v) = after_reported(Profile::STRICT, &cmds);
+        assert_eq!(o, Some(PA), "{wrong:?} keeps the entry");
+        one(&v, NH_VA, false);
     }
 }
 
@@ -138,6 +173,13 @@ fn a_cfgi_without_its_sync_is_caught_in_strict() {
             let stale = p.is_strict() && !with_sync;
             // Strict: the TLBI is pending too, so the stale STE and TLB entry both serve.
             assert_eq!(out(&smmu).is_some(), stale, "{p}, sync {with_sync}");
+            let v = reported(&smmu);
+            if stale {
+                one(&v, Missing::CfgiSte { sid: 0 }, true);
+                assert_eq!((v[0].cache, v[0].word.addr), ("STE cache", s.ste), "{}", v[0]);
+            } else {
+                assert!(v.is_empty(), "{v:?}");
+            }
         }
     }
 }
@@ -187,6 +229,12 @@ fn a_cfgi_cd_without_its_sync_is_caught_in_strict() {
             s.q.submit(&mem, &smmu, cmds);
             let stale = p.is_strict() && !with_sync;
             assert_eq!(out(&smmu).is_some(), stale, "{p}, sync {with_sync}");
+            let v = reported(&smmu);
+            if stale {
+                one(&v, Missing::CfgiCd { sid: 0, ssid: 0 }, true);
+            } else {
+                assert!(v.is_empty(), "{v:?}");
+            }
         }
     }
 }
@@ -211,8 +259,9 @@ fn a_stage_2_tlbi_without_its_sync_or_with_a_wrong_ttl_is_caught_in_strict() {
         s2.map(&mem, &mut fr, IPA, NEW_PA, 12, S2Attrs::ALL).unwrap();
         let cmds: &[Command] = if with_sync { &[tlbi, sync()] } else { &[tlbi] };
         q.submit(&mem, &smmu, cmds);
-        smmu.translate(&t).unwrap().output
+        (smmu.translate(&t).unwrap().output, reported(&smmu))
     };
+    let s2_ipa_owed = Missing::TlbiS2Ipa { vmid: 1, addr: IPA, tg_lg2: 12, ttl: 3, leaf: true };
     let s2_ipa = |tg_ttl: Option<(Granule, u8)>| {
         let mut c = Command::new(Opcode::TlbiS2Ipa);
         c.set_vmid(1);
@@ -225,12 +274,33 @@ fn a_stage_2_tlbi_without_its_sync_or_with_a_wrong_ttl_is_caught_in_strict() {
         c
     };
     for p in BOTH {
-        assert_eq!(run(p, s2_ipa(None), true), NEW_PA, "{p}");
-        assert_eq!(run(p, s2_ipa(Some((Granule::Size4K, 3))), true), NEW_PA, "{p}");
+        assert_eq!(run(p, s2_ipa(None), true), (NEW_PA, vec![]), "{p}");
+        assert_eq!(run(p, s2_ipa(Some((Granule::Size4K, 3))), true), (NEW_PA, vec![]), "{p}");
     }
-    assert_eq!(run(Profile::Forgiving, s2_ipa(None), false), NEW_PA);
-    assert_eq!(run(Profile::STRICT, s2_ipa(None), false), PA, "held until CMD_SYNC");
+    assert_eq!(run(Profile::Forgiving, s2_ipa(None), false), (NEW_PA, vec![]));
+    let (o, v) = run(Profile::STRICT, s2_ipa(None), false);
+    assert_eq!(o, PA, "held until CMD_SYNC");
+    one(&v, s2_ipa_owed, true);
     let wrong = s2_ipa(Some((Granule::Size4K, 1)));
-    assert_eq!(run(Profile::Forgiving, wrong, true), NEW_PA);
-    assert_eq!(run(Profile::STRICT, wrong, true), PA, "a level-1 TTL keeps a level-3 leaf");
+    assert_eq!(run(Profile::Forgiving, wrong, true), (NEW_PA, vec![]));
+    let (o, v) = run(Profile::STRICT, wrong, true);
+    assert_eq!(o, PA, "a level-1 TTL keeps a level-3 leaf");
+    one(&v, s2_ipa_owed, false);
+}
+
+#[test]
+fn a_forgotten_or_misaddressed_tlbi_is_stale_in_both_and_reported_in_strict() {
+    let mut elsewhere = tlbi_va(None);
+    elsewhere.set_address(VA + 0x1000);
+    let mut other_asid = tlbi_va(None);
+    other_asid.set_asid(ASID + 1);
+    for cmds in [vec![], vec![elsewhere, sync()], vec![other_asid, sync()]] {
+        assert_eq!(after_reported(Profile::Forgiving, &cmds), (Some(PA), vec![]));
+        let (o, v) = after_reported(Profile::STRICT, &cmds);
+        assert_eq!(o, Some(PA), "{cmds:?}");
+        one(&v, NH_VA, false);
+        let w = &v[0].word;
+        assert_eq!((v[0].cache, w.value & 0xffff_f000), ("TLB", PA), "{}", v[0]);
+        assert_eq!(v[0].now & 0xffff_f000, NEW_PA, "{}", v[0]);
+    }
 }

@@ -34,10 +34,13 @@
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 mod deferred;
+pub mod sanitize;
+mod tracked;
 pub use deferred::{
     Apply, AtsCompletion, AtsPolicy, AtsTracker, AtsTrackerStats, BadAtsCompletion, BadProfile,
     Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
 };
+pub use tracked::Tracked;
 
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -383,11 +386,16 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
 
     /// Stores `value` for `key` if no invalidation has completed since `epoch` was read.
     pub fn insert(&self, key: K, value: V, epoch: u64) -> Inserted {
+        self.insert_evicting(key, value, epoch).0
+    }
+
+    /// [`insert`](Self::insert), also returning the key of the entry it evicted, if any.
+    pub fn insert_evicting(&self, key: K, value: V, epoch: u64) -> (Inserted, Option<K>) {
         let index = self.set_index(&key);
         let mut first = write_set(self.copy(0, index));
         if self.epoch.load(Ordering::Acquire) != epoch {
             self.stale_inserts.fetch_add(1, Ordering::Relaxed);
-            return Inserted::Stale;
+            return (Inserted::Stale, None);
         }
         let mut others = self.lock_others(index);
         // Every copy holds the same ways in the same order: decide on the first.
@@ -395,6 +403,10 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
             Some(i) => Place::Replace(i),
             None if first.ways.len() < self.ways => Place::Push,
             None => Place::Evict(clock_victim(&mut first, &mut others)),
+        };
+        let evicted = match place {
+            Place::Evict(i) => first.ways.get(i).map(|w| w.key),
+            Place::Replace(_) | Place::Push => None,
         };
         for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
             let way = Way { key, value, referenced: AtomicBool::new(false) };
@@ -410,7 +422,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
         if let Place::Evict(_) = place {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        Inserted::Stored
+        (Inserted::Stored, evicted)
     }
 
     /// Removes every entry `selects` picks, after advancing the epoch so that walks already

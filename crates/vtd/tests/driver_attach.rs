@@ -105,6 +105,9 @@ fn map_unmap_flush(mut r: Rig, not_present: R, write_denied: R) {
     assert_eq!(r.drv.unmap(dom, IOVA, 0x2000).unwrap(), 0x2000);
     assert_eq!(out(&r.vtd, read(RID, IOVA + 0x123)), PA + 0x123, "stale until flushed");
     assert_eq!(out(&r.vtd, read(RID, IOVA + 0x1008)), PA + 0x5008, "stale until flushed");
+    for v in expect_stale(&r, 2) {
+        assert!(v.to_string().contains("IOTLB invalidation, page-selective-within-domain"), "{v}");
+    }
     // A page-selective flush of the first page removes only that page.
     r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, IOVA + 0x123)), not_present);
@@ -224,6 +227,9 @@ fn first_stage_domain_with_pasid_and_as_rid_pasid() {
     r.drv.unmap(dom, IOVA, 0x1000).unwrap();
     assert_eq!(out(&r.vtd, read(RID, IOVA).with_pasid(7)), PA);
     assert_eq!(out(&r.vtd, read(RID, IOVA)), PA);
+    for v in expect_stale(&r, 2) {
+        assert!(v.to_string().contains("PASID-based IOTLB invalidation"), "{v}");
+    }
     r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, IOVA).with_pasid(7)), R::SmFsEntryNotPresent);
     assert_eq!(reason(&r.vtd, read(RID, IOVA)), R::SmFsEntryNotPresent);
@@ -291,6 +297,7 @@ fn nested_guest_first_stage_over_a_second_stage_parent() {
     // nested translations tagged with the guest's DID too.
     r.drv.unmap(parent, 0x80_0000, 1 << 21).unwrap();
     assert_eq!(out(&r.vtd, read(RID, 0x7000_0040).with_pasid(3)), GUEST_RAM_HPA + 0x80_0040);
+    expect_stale(&r, 1);
     r.drv.flush_iotlb(parent, Some((0x80_0000, 1 << 21))).unwrap();
     assert_eq!(reason(&r.vtd, read(RID, 0x7000_0040).with_pasid(3)), R::SmSsEntryNotPresent);
     assert_eq!(out(&r.vtd, read(RID_UPPER, 0x7000_1040)), GUEST_RAM_HPA + 0xa0_0040);
@@ -373,4 +380,27 @@ fn guest_invalidation_requests_become_descriptors_and_one_wait() {
     assert!(
         matches!(r.vtd.drain_outputs().as_slice(), [Output::DevTlbInvalidation(d)] if d.pasid == Some(9))
     );
+}
+
+/// The README's sanitizer report is this sequence's: a legacy driver unmaps a page and a device
+/// reads it before the flush, under strict.
+#[test]
+fn the_readme_shows_a_real_sanitizer_report() {
+    let config =
+        DriverConfig { mode: sviommu_vtd::driver::ModeChoice::Legacy, ..Default::default() };
+    let strict = VtdParams { profile: sviommu_vtd::hw::Profile::STRICT, ..VtdParams::default() };
+    let mut r = rig_with(strict, config);
+    let dom = r.drv.alloc_domain(DomainConfig::SecondStage { aw: None }).unwrap();
+    r.drv.attach(RID, None, PasidConfig::SecondStage { did: dom }).unwrap();
+    r.drv.map(dom, IOVA, PA, 0x1000, Prot::RW).unwrap();
+    assert_eq!(out(&r.vtd, read(RID, IOVA)), PA);
+    r.drv.unmap(dom, IOVA, 0x1000).unwrap();
+    assert_eq!(out(&r.vtd, read(RID, IOVA)), PA, "stale: the driver has not flushed");
+    let v = r.vtd.violations();
+    assert_eq!(v.len(), 1);
+    let report = v[0].to_string();
+    let readme = include_str!("../../../README.md");
+    assert!(readme.contains(&report), "README.md should show:\n{report}");
+    r.drv.flush_iotlb(dom, Some((IOVA, 0x1000))).unwrap();
+    assert_eq!(reason(&r.vtd, read(RID, IOVA)), R::ReadDenied);
 }

@@ -1026,3 +1026,300 @@ proptest::proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The invalidation sanitizer (strict): a hit on an entry built from a word that changed since
+// is a violation naming the command the driver owed. Each case runs a driver sequence with
+// the invalidation (no violation in either profile), without it (stale in both; reported in
+// strict only), and with it but no wait descriptor (forgiving is fresh; strict is stale and
+// names the missing wait descriptor).
+// ---------------------------------------------------------------------------------------------
+
+use sviommu_vtd::hw::{Missing, Violation};
+
+/// The one violation the unit reported since the last call, under strict; none under
+/// forgiving.
+#[track_caller]
+fn reported(vtd: &Vtd<&HostMemory>) -> Option<Violation> {
+    let mut v = vtd.violations();
+    if !vtd.params().profile.is_strict() {
+        assert!(v.is_empty(), "forgiving reports nothing: {v:?}");
+        return None;
+    }
+    assert_eq!(v.len(), 1, "one violation: {v:?}");
+    v.pop()
+}
+
+#[track_caller]
+fn clean(vtd: &Vtd<&HostMemory>) {
+    let v = vtd.violations();
+    assert!(
+        v.is_empty(),
+        "no violation: {:#?}",
+        v.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+}
+
+/// How a case's driver finishes its change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Driver {
+    /// The invalidation and a wait descriptor.
+    Invalidates,
+    /// Nothing.
+    Forgets,
+    /// The invalidation, no wait descriptor.
+    NoWait,
+}
+
+const DRIVERS: [Driver; 3] = [Driver::Invalidates, Driver::Forgets, Driver::NoWait];
+
+/// Runs `descs` as `d` says, then translates with `probe`: the old result (`stale`) or the new
+/// one; checks what each profile must see and report, and returns the violation.
+#[track_caller]
+fn case<T: PartialEq + std::fmt::Debug>(
+    vtd: &Vtd<&HostMemory>,
+    d: Driver,
+    descs: &[[u64; 4]],
+    stale: T,
+    probe: impl Fn() -> T,
+) -> Option<Violation> {
+    let strict = vtd.params().profile.is_strict();
+    match d {
+        Driver::Invalidates => submit_and_wait(vtd, descs),
+        Driver::Forgets => {}
+        Driver::NoWait => submit(vtd, descs),
+    }
+    let seen = probe();
+    let expect_stale = d == Driver::Forgets || (d == Driver::NoWait && strict);
+    assert_eq!(seen == stale, expect_stale, "{d:?} under {}: saw {seen:?}", vtd.params().profile);
+    if d == Driver::Invalidates {
+        clean(vtd);
+        return None;
+    }
+    let v = reported(vtd);
+    if let Some(v) = &v {
+        assert_eq!(v.unsynced, d == Driver::NoWait, "{v}");
+    }
+    v
+}
+
+#[test]
+fn sanitizer_names_a_missing_pasid_based_iotlb_invalidation() {
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        let page = VA + 0x3000;
+        // Twice: the second is a hit on an entry whose PTE the unit itself set A in.
+        assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x3000);
+        assert_eq!(ok(&vtd, read(page)).reads, 0);
+        clean(&vtd);
+        let pte = entry_at(&t.m, t.fs.root, page, 3, host);
+        let old = t.m.read(pte);
+        repoint(&t.m, pte, MOVED);
+        let inv = desc::piotlb_pages(DID, PASID, page, 0, true);
+        let Some(v) = case(&vtd, d, &[inv], FS_OUT + 0x3000, || ok(&vtd, read(page)).output) else {
+            continue;
+        };
+        assert_eq!(v.cache, "IOTLB");
+        assert_eq!((v.word.addr, v.word.value & !0x60, v.now), (pte, old & !0x60, t.m.read(pte)));
+        let want = Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: page, am: 0 };
+        assert_eq!(v.missing, want, "{v}");
+    }
+}
+
+#[test]
+fn sanitizer_names_the_right_address_when_the_driver_invalidates_another() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(Profile::STRICT));
+    let page = VA + 0x3000;
+    ok(&vtd, read(page));
+    repoint(&t.m, entry_at(&t.m, t.fs.root, page, 3, host), MOVED);
+    // The wrong page, and the right page in the wrong PASID.
+    let wrong = [
+        desc::piotlb_pages(DID, PASID, page + 0x1000, 0, true),
+        desc::piotlb_pages(DID, OTHER_PASID, page, 0, true),
+    ];
+    submit_and_wait(&vtd, &wrong);
+    assert_eq!(ok(&vtd, read(page)).output, FS_OUT + 0x3000, "stale");
+    let v = reported(&vtd).unwrap();
+    assert!(!v.unsynced);
+    assert_eq!(v.missing, Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: page, am: 0 });
+    let text = v.to_string();
+    assert!(
+        text.contains("PASID-based IOTLB invalidation") && text.contains("ADDR 0x40003000"),
+        "{text}"
+    );
+    // Reported once per entry; the right command then clears it.
+    ok(&vtd, read(page));
+    assert_eq!(vtd.sanitizer_stats().violations, 1);
+    submit_and_wait(&vtd, &[desc::piotlb_pages(DID, PASID, page, 0, true)]);
+    assert_eq!(ok(&vtd, read(page)).output, MOVED);
+    clean(&vtd);
+}
+
+#[test]
+fn sanitizer_names_a_missing_pasid_cache_invalidation() {
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        let mut gone = t.pe(Pgtt::FirstStage);
+        gone.set_p(false);
+        t.set_pe(gone);
+        let descs = [desc::pc_pasid(DID, PASID), desc::piotlb_pasid(DID, PASID)];
+        let served = || vtd.translate(&read(VA)).is_ok();
+        let Some(v) = case(&vtd, d, &descs, true, served) else { continue };
+        assert_eq!(v.cache, "PASID cache", "{v}");
+        assert_eq!(v.word.addr, t.pe_at, "{v}");
+        assert_eq!(v.missing, Missing::PasidCache { did: Some(DID), pasid: PASID }, "{v}");
+    }
+}
+
+#[test]
+fn sanitizer_names_a_missing_context_cache_invalidation() {
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let t = sm();
+        let vtd = t.unit(Pgtt::FirstStage, with_profile(profile));
+        ok(&vtd, read(VA));
+        // The bus's root entry goes: the context entry was built from its lower half.
+        let re_at = t.rta + 16 * u64::from(RID >> 8);
+        t.m.write(re_at, [0u64, 0]);
+        let served = || vtd.translate(&read(VA)).is_ok();
+        let Some(v) = case(&vtd, d, &[desc::cc_device(0, RID, 0)], true, served) else {
+            continue;
+        };
+        assert_eq!((v.cache, v.word.addr, v.now), ("context cache", re_at, 0), "{v}");
+        assert_eq!(v.missing, Missing::ContextCache { sid: RID, did: None }, "{v}");
+    }
+}
+
+#[test]
+fn sanitizer_ignores_the_root_entry_half_another_device_uses() {
+    let mut t = sm();
+    let table = t.m.page();
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(Profile::STRICT));
+    ok(&vtd, read(VA));
+    // The upper half (devfns 128..255) changes: RID's context entry did not use it.
+    let re_at = t.rta + 16 * u64::from(RID >> 8);
+    t.m.write(re_at + 8, [table | 1]);
+    assert_eq!(ok(&vtd, read(VA)).output, FS_OUT);
+    clean(&vtd);
+}
+
+#[test]
+fn sanitizer_names_a_missing_page_selective_iotlb_invalidation_of_a_second_stage() {
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let t = sm();
+        let vtd = t.unit(Pgtt::SecondStage, with_profile(profile));
+        let page = GPA + 0x2000;
+        ok(&vtd, read(page));
+        let pte = entry_at(&t.m, t.ss.root, page, 3, host);
+        repoint(&t.m, pte, MOVED);
+        let inv = desc::iotlb_pages(DID, page, 0, true);
+        let Some(v) = case(&vtd, d, &[inv], SS_OUT + 0x2000, || ok(&vtd, read(page)).output) else {
+            continue;
+        };
+        assert_eq!((v.cache, v.word.addr), ("IOTLB", pte), "{v}");
+        assert_eq!(v.missing, Missing::IotlbPages { did: DID, addr: page, am: 0 }, "{v}");
+    }
+}
+
+#[test]
+fn sanitizer_names_the_guest_physical_page_of_a_nested_translation() {
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let t = sm();
+        let vtd = t.unit(Pgtt::Nested, with_profile(profile));
+        let page = VA + 0x3000;
+        let gpa = GPA_OUT + 0x3000;
+        ok(&vtd, read(page));
+        // The host moves the guest's 2M page: its second-stage leaf (a PDE) changes.
+        let pte = entry_at(&t.m, t.ss.root, gpa, 2, host);
+        repoint(&t.m, pte, MOVED);
+        let inv = desc::iotlb_pages(DID, gpa, 0, true);
+        let stale = GUEST_RAM_HPA + gpa;
+        let Some(v) = case(&vtd, d, &[inv], stale, || ok(&vtd, read(page)).output) else {
+            continue;
+        };
+        assert_eq!((v.cache, v.word.addr), ("IOTLB", pte), "{v}");
+        // A range of the guest physical addresses the entry used, this page among them.
+        let Missing::IotlbPages { did, addr, am } = v.missing else { panic!("{v}") };
+        assert!(did == DID && addr <= gpa && gpa - addr < 0x1000 << am, "{v}");
+    }
+}
+
+#[test]
+fn sanitizer_names_a_missing_paging_structure_invalidation() {
+    // The first-stage paging-structure cache (IH set: leaves only, so the table stays).
+    for (profile, d) in BOTH.into_iter().flat_map(|p| DRIVERS.map(|d| (p, d))) {
+        let mut t = sm();
+        t.set_pe(t.pe(Pgtt::FirstStage));
+        let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, with_profile(profile));
+        ok(&vtd, read(VA));
+        // The driver moves the page table (a copy in which VA + 5000h goes elsewhere).
+        let pde_at = entry_at(&t.m, t.fs.root, VA, 2, host);
+        let old_pt = t.m.read(pde_at) & ENTRY_ADDR;
+        let new_pt = page(&mut t.m.frames, &t.m.mem);
+        copy_page(&t.m, old_pt, new_pt);
+        repoint(&t.m, new_pt + 8 * 5, MOVED);
+        repoint(&t.m, pde_at, new_pt);
+        let target = VA + 0x5000;
+        let inv = desc::piotlb_pages(DID, PASID, VA, 9, false);
+        let stale = FS_OUT + 0x5000;
+        let Some(v) = case(&vtd, d, &[inv], stale, || ok(&vtd, read(target)).output) else {
+            continue;
+        };
+        assert_eq!((v.cache, v.word.addr), ("first-stage paging-structure cache", pde_at), "{v}");
+        assert_eq!(
+            v.missing,
+            Missing::PasidIotlbPages { did: DID, pasid: PASID, addr: VA, am: 9 },
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn sanitizer_under_caching_mode_blames_second_stage_holes_not_first_stage_ones() {
+    let mut t = sm();
+    t.set_pe(t.pe(Pgtt::SecondStage));
+    let cm_strict = params(|p| {
+        p.cap = cap::CM.with(p.cap, true);
+        p.profile = Profile::STRICT;
+    });
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, cm_strict);
+    let hole = GPA + 0x10_0000;
+    assert_eq!(reason(&vtd, read(hole)), R::SmSsEntryNotPresent);
+    let rw = VtdSsAttrs { exec: false, ..VtdSsAttrs::ALL };
+    t.ss.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, rw).unwrap();
+    assert_eq!(reason(&vtd, read(hole)), R::SmSsEntryNotPresent, "the cached not-present");
+    let v = reported(&vtd).unwrap();
+    assert_eq!(v.missing, Missing::IotlbPages { did: DID, addr: hole, am: 0 }, "{v}");
+    assert_eq!(v.word.value, 0, "it was not present");
+
+    // First stage: not present -> present needs no invalidation under CM (§6.1).
+    let hole = VA + 0x10_0000;
+    t.set_pe(t.pe(Pgtt::FirstStage));
+    let vtd = start(&t.m.mem, t.rta, Ttm::Scalable, cm_strict);
+    assert_eq!(reason(&vtd, read(hole)), R::SmFsEntryNotPresent);
+    t.fs.map(&t.m.mem, &mut t.m.frames, hole, MOVED, 12, X86Attrs::ALL).unwrap();
+    assert_eq!(ok(&vtd, read(hole)).output, MOVED);
+    assert_eq!(ok(&vtd, read(hole)).output, MOVED);
+    clean(&vtd);
+}
+
+#[test]
+fn sanitizer_reads_are_not_the_translations_reads() {
+    let t = sm();
+    let vtd = t.unit(Pgtt::FirstStage, with_profile(Profile::STRICT));
+    let cold = ok(&vtd, read(VA));
+    let warm = ok(&vtd, read(VA));
+    assert_eq!((cold.reads, warm.reads), (2 + 2 + 4, 0), "as forgiving counts them");
+    // The hit re-read the four first-stage entries the IOTLB entry was built from, and the
+    // context and PASID entries' words.
+    let s = vtd.sanitizer_stats();
+    assert!(s.reads >= 4, "{s:?}");
+    assert_eq!((s.violations, s.dropped), (0, 0));
+    let forgiving = t.unit(Pgtt::FirstStage, VtdParams::default());
+    ok(&forgiving, read(VA));
+    ok(&forgiving, read(VA));
+    assert_eq!(forgiving.sanitizer_stats(), Default::default(), "forgiving re-reads nothing");
+}

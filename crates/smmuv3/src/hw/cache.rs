@@ -22,7 +22,8 @@
 //! streams (§5.2 S2VMID); 0 when it is not.
 
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
-use sviommu_tlb::{Cache, CacheStats};
+use sviommu_tlb::sanitize::Recorder;
+use sviommu_tlb::{CacheStats, Tracked};
 
 use super::context::Context;
 use super::stream::Stream;
@@ -115,20 +116,25 @@ pub(super) struct S2LeafKey {
 /// Every cache of one SMMU.
 #[derive(Debug)]
 pub(super) struct Caches {
-    pub ste: Option<Cache<u32, Stream>>,
-    pub cd: Option<Cache<(u32, u32), Context>>,
-    pub tlb: Option<Cache<TlbKey, TlbEntry>>,
-    pub s1_walk: Option<Cache<WalkKey, ResumePoint>>,
-    pub s2_walk: Option<Cache<WalkKey, ResumePoint>>,
-    pub s2_leaf: Option<Cache<S2LeafKey, Leaf>>,
+    pub ste: Option<Tracked<u32, Stream>>,
+    pub cd: Option<Tracked<(u32, u32), Context>>,
+    pub tlb: Option<Tracked<TlbKey, TlbEntry>>,
+    pub s1_walk: Option<Tracked<WalkKey, ResumePoint>>,
+    pub s2_walk: Option<Tracked<WalkKey, ResumePoint>>,
+    pub s2_leaf: Option<Tracked<S2LeafKey, Leaf>>,
 }
 
-fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(entries: usize) -> Option<Cache<K, V>> {
-    (entries != 0).then(|| Cache::new(entries.div_ceil(CacheSizes::WAYS), CacheSizes::WAYS))
+/// A cache of `entries` entries (none for 0); `sanitized`: it keeps its entries' words.
+fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(
+    entries: usize,
+    sanitized: bool,
+) -> Option<Tracked<K, V>> {
+    (entries != 0)
+        .then(|| Tracked::new(entries.div_ceil(CacheSizes::WAYS), CacheSizes::WAYS, sanitized))
 }
 
-fn epoch<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Cache<K, V>>) -> u64 {
-    c.as_ref().map_or(0, Cache::epoch)
+fn epoch<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Tracked<K, V>>) -> u64 {
+    c.as_ref().map_or(0, Tracked::epoch)
 }
 
 /// Every cache's invalidation epoch, read before a translation reads anything.
@@ -143,14 +149,15 @@ pub(super) struct Epochs {
 }
 
 impl Caches {
-    pub fn new(s: &CacheSizes) -> Self {
+    /// `sanitized`: every cache keeps its entries' words (strict profile).
+    pub fn new(s: &CacheSizes, sanitized: bool) -> Self {
         Self {
-            ste: make(s.ste),
-            cd: make(s.cd),
-            tlb: make(s.tlb),
-            s1_walk: make(s.s1_walk),
-            s2_walk: make(s.s2_walk),
-            s2_leaf: make(s.s2_leaf),
+            ste: make(s.ste, sanitized),
+            cd: make(s.cd, sanitized),
+            tlb: make(s.tlb, sanitized),
+            s1_walk: make(s.s1_walk, sanitized),
+            s2_walk: make(s.s2_walk, sanitized),
+            s2_leaf: make(s.s2_leaf, sanitized),
         }
     }
 
@@ -174,7 +181,7 @@ impl Caches {
         va: bool,
         input: u64,
         sizes: &[u8; 6],
-    ) -> Option<(TlbEntry, u8)> {
+    ) -> Option<(TlbEntry, u8, TlbKey)> {
         let tlb = self.tlb.as_ref()?;
         for &page_lg2 in sizes.iter().take_while(|&&s| s != 0) {
             let page = input >> page_lg2;
@@ -183,7 +190,7 @@ impl Caches {
             for &a in tags.iter().take(n) {
                 let key = TlbKey { vmid, asid: a, va, page, page_lg2 };
                 if let Some(e) = tlb.get(&key) {
-                    return Some((e, page_lg2));
+                    return Some((e, page_lg2, key));
                 }
             }
         }
@@ -216,10 +223,30 @@ pub(super) struct Hints<'a> {
     pub caches: &'a Caches,
     pub tags: Tags,
     pub epochs: Epochs,
+    /// Strict: where the walk's words go, and the check of every hit.
+    pub san: Option<Sanitizing<'a>>,
+}
+
+/// A walk-cache or leaf-cache hit for the sanitizer to check.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WalkHit {
+    S1Walk(WalkKey),
+    S2Walk(WalkKey),
+    S2Leaf(S2LeafKey),
+}
+
+/// What a strict walk's hints record into and check with.
+#[derive(Clone, Copy)]
+pub(super) struct Sanitizing<'a> {
+    pub rec: &'a Recorder,
+    pub check: &'a dyn Fn(WalkHit),
 }
 
 impl Hints<'_> {
-    fn walk_cache(&self, stage: Stage) -> Option<(&Cache<WalkKey, ResumePoint>, Option<u16>, u8)> {
+    fn walk_cache(
+        &self,
+        stage: Stage,
+    ) -> Option<(&Tracked<WalkKey, ResumePoint>, Option<u16>, u8)> {
         let t = self.tags;
         match stage {
             Stage::S1 => Some((self.caches.s1_walk.as_ref()?, Some(t.asid), t.s1_granule)),
@@ -230,6 +257,10 @@ impl Hints<'_> {
 
 impl WalkHints for Hints<'_> {
     fn leaf(&mut self, stage: Stage, input: u64) -> Option<Leaf> {
+        // Every walk asks here first: where its own words begin.
+        if let Some(s) = self.san {
+            s.rec.begin_walk(stage);
+        }
         if stage != Stage::S2 {
             return None;
         }
@@ -241,6 +272,10 @@ impl WalkHints for Hints<'_> {
         for page_lg2 in granule_sizes(t.s2_granule) {
             let key = S2LeafKey { vmid: t.vmid, page: input >> page_lg2, page_lg2 };
             if let Some(l) = cache.get(&key) {
+                if let Some(s) = self.san {
+                    (s.check)(WalkHit::S2Leaf(key));
+                    s.rec.used(&cache.words(&key).unwrap_or_default());
+                }
                 let offset = input & low_mask(page_lg2);
                 return Some(Leaf { output: (l.output & !low_mask(page_lg2)) | offset, ..l });
             }
@@ -261,7 +296,16 @@ impl WalkHints for Hints<'_> {
             if span_lg2 >= 64 {
                 return None;
             }
-            cache.get(&WalkKey { vmid, asid, span_lg2, prefix: input >> span_lg2 })
+            let key = WalkKey { vmid, asid, span_lg2, prefix: input >> span_lg2 };
+            let point = cache.get(&key)?;
+            if let Some(s) = self.san {
+                (s.check)(match stage {
+                    Stage::S1 => WalkHit::S1Walk(key),
+                    Stage::S2 => WalkHit::S2Walk(key),
+                });
+                s.rec.resumed(stage, &cache.words(&key).unwrap_or_default());
+            }
+            Some(point)
         })
     }
 
@@ -278,7 +322,10 @@ impl WalkHints for Hints<'_> {
                     span_lg2: point.span_lg2,
                     prefix: input >> point.span_lg2,
                 };
-                cache.insert(key, point, epoch);
+                match self.san {
+                    Some(s) => cache.insert_recorded(key, point, epoch, || s.rec.walk_words(stage)),
+                    None => cache.insert(key, point, epoch),
+                };
             }
         }
     }
@@ -293,7 +340,11 @@ impl WalkHints for Hints<'_> {
                 page: input >> leaf.page_lg2,
                 page_lg2: leaf.page_lg2,
             };
-            cache.insert(key, *leaf, self.epochs.s2_leaf);
+            let epoch = self.epochs.s2_leaf;
+            match self.san {
+                Some(s) => cache.insert_recorded(key, *leaf, epoch, || s.rec.walk_words(Stage::S2)),
+                None => cache.insert(key, *leaf, epoch),
+            };
         }
     }
 }
@@ -325,8 +376,8 @@ pub struct SmmuCacheStats {
     pub s2_leaf: CacheStats,
 }
 
-fn stats_of<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Cache<K, V>>) -> CacheStats {
-    c.as_ref().map(Cache::stats).unwrap_or_default()
+fn stats_of<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Tracked<K, V>>) -> CacheStats {
+    c.as_ref().map(Tracked::stats).unwrap_or_default()
 }
 
 impl Caches {

@@ -519,7 +519,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
 
     /// A command that invalidates: carried out now (forgiving) or when the next CMD_SYNC
     /// completes (strict, §3.21), or earlier at a seeded point.
-    fn issue(&self, op: impl FnOnce(&super::cache::Caches) + Send + Sync + 'static) {
+    ///
+    /// Strict: the command first runs once marking what it selects, so a hit on an entry it
+    /// will remove names the missing CMD_SYNC (`sviommu_tlb::sanitize::marking`).
+    fn issue(&self, op: impl Fn(&super::cache::Caches) + Clone + Send + Sync + 'static) {
+        if self.params.profile.is_strict() {
+            sviommu_tlb::sanitize::marking(|| op(&self.caches));
+        }
         self.deferred.issue(&self.caches, op);
     }
 }
@@ -623,7 +629,7 @@ fn hits(prefix: u64, lg2: u8, lo: u64, hi: u64) -> bool {
 /// Invalidates what `sel` selects, if the cache exists, searching only the sets of the keys
 /// `keys` names (`None`: every set; see `Cache::invalidate_keys`).
 fn inval_keys<K: Copy + Eq + std::hash::Hash, V: Copy, I: IntoIterator<Item = K>>(
-    c: &Option<sviommu_tlb::Cache<K, V>>,
+    c: &Option<sviommu_tlb::Tracked<K, V>>,
     keys: impl FnOnce() -> Option<I>,
     sel: impl Fn(&K, &V) -> bool,
 ) {
@@ -634,7 +640,7 @@ fn inval_keys<K: Copy + Eq + std::hash::Hash, V: Copy, I: IntoIterator<Item = K>
 
 /// Invalidates what `sel` selects, if the cache exists.
 fn inval<K: Copy + Eq + std::hash::Hash, V: Copy>(
-    c: &Option<sviommu_tlb::Cache<K, V>>,
+    c: &Option<sviommu_tlb::Tracked<K, V>>,
     sel: impl Fn(&K, &V) -> bool,
 ) {
     if let Some(c) = c {

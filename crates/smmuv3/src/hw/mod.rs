@@ -59,8 +59,16 @@ mod eventq;
 mod events;
 mod mmio;
 mod pri;
+mod sanitize;
 
 pub use cache::{CacheSizes, SmmuCacheStats};
+pub use sanitize::Missing;
+pub use sviommu_tlb::sanitize::{Origin, SanitizerStats, Word};
+
+/// What the invalidation sanitizer reports (strict profile): a cache answered from an entry
+/// built from a word that has changed, and the command the driver owed (see
+/// [`Smmu::violations`]).
+pub type Violation = sviommu_tlb::sanitize::Violation<Missing>;
 pub use eventq::QueueStats;
 pub use pri::{AtsResult, AtsTranslation};
 pub use stall::{PageInHint, StallResult};
@@ -685,6 +693,8 @@ pub struct Smmu<M: PhysMemory<Addr = Hpa>> {
     commands: [AtomicU64; 256],
     /// Invalidations consumed and not yet carried out (strict profile only).
     deferred: Deferred<cache::Caches>,
+    /// What the sanitizer found (strict profile only).
+    violations: sviommu_tlb::sanitize::ViolationLog<Missing>,
 }
 
 impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
@@ -703,7 +713,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             gbpa: AtomicU32::new(gbpa),
             strtab_base: AtomicU64::new(0),
             strtab_base_cfg: AtomicU32::new(0),
-            caches: cache::Caches::new(&params.caches),
+            caches: cache::Caches::new(&params.caches, params.profile.is_strict()),
+            violations: sviommu_tlb::sanitize::ViolationLog::default(),
             outbox: Outbox::new(params.outbox_capacity),
             counters: eventq::Counters::default(),
             stalls: Mutex::new(stall::Table::default()),
@@ -756,6 +767,20 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// it has seen stays there.
     fn message(&self, o: Output) -> bool {
         self.outbox.message(o).is_ok()
+    }
+
+    /// The invalidation sanitizer's reports since the last call, oldest first (strict profile;
+    /// always empty in forgiving). The queue holds
+    /// [`VIOLATION_QUEUE`](sviommu_tlb::sanitize::VIOLATION_QUEUE); more are counted as
+    /// dropped in [`sanitizer_stats`](Self::sanitizer_stats).
+    pub fn violations(&self) -> Vec<Violation> {
+        self.violations.drain()
+    }
+
+    /// Violations found and dropped, and the words the sanitizer re-read (not counted as any
+    /// translation's table reads).
+    pub fn sanitizer_stats(&self) -> SanitizerStats {
+        self.violations.stats()
     }
 
     /// What the strict profile held back, and when it let each invalidation take effect.

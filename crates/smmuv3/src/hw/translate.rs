@@ -13,14 +13,17 @@ use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
 use super::cache::{
-    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Tags, TlbEntry, TlbKey,
+    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry, TlbKey,
+    WalkHit,
 };
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
+use super::sanitize::Hit;
 use super::stream::Stream;
 use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
 use crate::spec::regs::{cr0, gbpa};
 use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
+use sviommu_tlb::sanitize::{Recorder, Tee};
 
 /// IMPDEF: the page size reported when nothing was walked (bypass).
 const UNWALKED_PAGE_LG2: u8 = 12;
@@ -97,14 +100,23 @@ pub(super) const fn pt_granule(g: Granule) -> vmsa::Granule {
 
 /// One translation's cache state: the epochs it read before reading anything, which every
 /// insert and every walk's [`Hints`] carries.
-pub(super) struct Tr {
+pub(super) struct Tr<'r> {
     epochs: Epochs,
+    /// Strict: what the translation read, for the sanitizer (`None` in forgiving).
+    rec: Option<&'r Recorder>,
 }
 
-impl Tr {
+impl Tr<'_> {
     /// A translation's state, with `epochs` read before anything.
     pub(super) fn new(epochs: Epochs) -> Self {
-        Self { epochs }
+        Self { epochs, rec: None }
+    }
+
+    /// Strict: checks a hit (`sanitize`).
+    fn check<M: PhysMemory<Addr = Hpa>>(&self, smmu: &Smmu<M>, hit: Hit) {
+        if self.rec.is_some() {
+            smmu.sanitize(hit);
+        }
     }
 }
 
@@ -171,17 +183,37 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         self.deferred.tick(&self.caches);
         // The invalidation epochs, before any structure or table is read: whatever this
         // translation reads, it may insert only if no invalidation completed since.
-        let tr = Tr::new(self.caches.epochs());
+        let epochs = self.caches.epochs();
+        if self.params.profile.is_strict() {
+            return self.translate_sanitized(t, observer, epochs);
+        }
+        let tr = Tr::new(epochs);
         let mut cx = WalkCtx::new(&self.mem, observer);
         let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
         (result, cx.observer)
+    }
+
+    /// Strict: [`translate_observed`](Self::translate_observed) recording every word it reads,
+    /// so each entry it caches keeps the words it was built from and each hit can check them.
+    #[cold]
+    fn translate_sanitized<O: WalkObserver>(
+        &self,
+        t: &Transaction,
+        observer: O,
+        epochs: Epochs,
+    ) -> (Result<Translation, Abort>, O) {
+        let rec = Recorder::default();
+        let tr = Tr { epochs, rec: Some(&rec) };
+        let mut cx = WalkCtx::new(&self.mem, Tee { inner: observer, rec: &rec });
+        let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
+        (result, cx.observer.inner)
     }
 
     pub(super) fn translate_inner<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         t: &Transaction,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         if t.translated {
             return self.translated_transaction(cx, t, tr);
@@ -217,9 +249,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         }
     }
 
-    /// The caches one walk of this translation consults and fills, under `tags`.
-    fn hints(&self, tr: &Tr, tags: Tags) -> Hints<'_> {
-        Hints { caches: &self.caches, tags, epochs: tr.epochs }
+    /// The caches one walk of this translation consults and fills, under `tags`; strict, with
+    /// `check` for their hits.
+    fn hints<'a>(&'a self, tr: &Tr<'a>, tags: Tags, check: &'a dyn Fn(WalkHit)) -> Hints<'a> {
+        let san = tr.rec.map(|rec| Sanitizing { rec, check });
+        Hints { caches: &self.caches, tags, epochs: tr.epochs, san }
+    }
+
+    /// What a walk's hints call for a hit, strict.
+    fn check_walk(&self, h: WalkHit) {
+        self.sanitize(Hit::Walk(h));
     }
 
     /// §6.3.14, §3.4: SMMUEN == 0. GBPA.ABORT terminates everything; otherwise the address
@@ -262,7 +301,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let addr = req.t.addr;
         if addr >> self.caps.oas_bits != 0 {
@@ -277,15 +316,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let tags = self.stream_tags(s);
         let key = TlbTag { vmid: tags.vmid, asid: None, va: false };
         let sizes = probe_sizes(0, tags.s2_granule);
-        if let Some(hit) = self.tlb_hit(cx, req, key, addr, &sizes) {
+        if let Some(hit) = self.tlb_hit(cx, req, key, addr, &sizes, tr) {
             return Ok(hit);
         }
-        let mut hints = self.hints(tr, tags);
+        let check = |h| self.check_walk(h);
+        let mut hints = self.hints(tr, tags, &check);
         let leaf =
             cx.hinted(&mut hints, |cx| self.walk_s2(cx, req, s, s2, addr, WalkFor::Input))?;
         let out = translated(&leaf, cx.reader.reads());
         let hint = LeafHint { granule_lg2: tags.s2_granule, level: leaf.level };
-        self.tlb_fill(key, addr, &out, (leaf.dirty, hint), tr.epochs.tlb);
+        self.tlb_fill(key, addr, &out, (leaf.dirty, hint), tr);
         Ok(out)
     }
 
@@ -311,7 +351,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         cx: &mut WalkCtx<'_, M, O>,
         req: &Req<'_>,
         s: &Stream,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let ste = &s.ste;
         let substreams = self.caps.ssidsize != 0 && ste.s1cdmax() != 0;
@@ -337,7 +377,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             },
         };
         // A nested stream's CD fetch is stage-2 translated, under the stream's tags.
-        let mut hints = self.hints(tr, self.stream_tags(s));
+        let check = |h| self.check_walk(h);
+        let mut hints = self.hints(tr, self.stream_tags(s), &check);
         let ctx = cx.hinted(&mut hints, |cx| self.context(cx, req, s, index, tr))?;
         self.walk_s1(cx, req, s, &ctx, tr)
     }
@@ -350,7 +391,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
         s: &Stream,
         ctx: &Context,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Translation, Abort> {
         let va = req.t.addr;
         let upper = vmsa::s1::selects_ttb1(va);
@@ -372,11 +413,12 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let tags = Tags { asid: ctx.asid, s1_granule: s1.tg.lg2(), ..self.stream_tags(s) };
         let key = TlbTag { vmid: tags.vmid, asid: Some(ctx.asid), va: true };
         let sizes = probe_sizes(tags.s1_granule, tags.s2_granule);
-        if let Some(hit) = self.tlb_hit(cx, req, key, input, &sizes) {
+        if let Some(hit) = self.tlb_hit(cx, req, key, input, &sizes, tr) {
             return Ok(hit);
         }
         let s2f = Faults::stage2(&s.ste);
-        let mut hints = self.hints(tr, tags);
+        let check = |h| self.check_walk(h);
+        let mut hints = self.hints(tr, tags, &check);
         let leaf = cx.hinted(&mut hints, |cx| match &s.s2 {
             None => s1
                 .walk(cx, &Direct, input, req.access)
@@ -392,7 +434,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         // The level is the stage-1 leaf's (`Leaf::nested` keeps it): what a stage-1 TLBI's
         // TG and TTL name.
         let hint = LeafHint { granule_lg2: tags.s1_granule, level: leaf.level };
-        self.tlb_fill(key, input, &out, (leaf.dirty, hint), tr.epochs.tlb);
+        self.tlb_fill(key, input, &out, (leaf.dirty, hint), tr);
         Ok(out)
     }
 
@@ -402,16 +444,21 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         pre: &Req<'_>,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Stream, Abort> {
         let cache = self.caches.ste.as_ref();
         if let Some(s) = cache.and_then(|c| c.get(&pre.t.sid)) {
+            tr.check(self, Hit::Ste(pre.t.sid));
             return Ok(s);
         }
         let ste = self.fetch_ste(cx, pre)?;
         let s = self.check_ste(&ste, pre)?;
         if let Some(c) = cache {
-            c.insert(pre.t.sid, s, tr.epochs.ste);
+            match tr.rec {
+                // The L1STD and the STE.
+                Some(r) => c.insert_recorded(pre.t.sid, s, tr.epochs.ste, || r.take_structures()),
+                None => c.insert(pre.t.sid, s, tr.epochs.ste),
+            };
         }
         Ok(s)
     }
@@ -423,17 +470,28 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         req: &Req<'_>,
         s: &Stream,
         index: u32,
-        tr: &Tr,
+        tr: &Tr<'_>,
     ) -> Result<Context, Abort> {
         let cache = self.caches.cd.as_ref();
         let key = (req.t.sid, index);
         if let Some(ctx) = cache.and_then(|c| c.get(&key)) {
+            tr.check(self, Hit::Cd(key));
             return Ok(ctx);
         }
         let cd = self.fetch_cd(cx, req, s, index)?;
         let ctx = self.check_cd(&cd, s, req)?;
         if let Some(c) = cache {
-            c.insert(key, ctx, tr.epochs.cd);
+            match tr.rec {
+                // The L1CD and the CD; the stage-2 entries a nested fetch read belong to them
+                // (a CD hit reads none), not to the walk that follows.
+                Some(r) => {
+                    c.insert_recorded(key, ctx, tr.epochs.cd, || r.take_structures());
+                    r.clear_steps();
+                }
+                None => {
+                    c.insert(key, ctx, tr.epochs.cd);
+                }
+            }
         }
         Ok(ctx)
     }
@@ -447,13 +505,16 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         key: TlbTag,
         input: u64,
         sizes: &[u8; 6],
+        tr: &Tr<'_>,
     ) -> Option<Translation> {
-        let (e, page_lg2) = self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
+        let (e, page_lg2, k) = self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
         // IMPDEF: a hit that does not allow the access walks again rather than faulting from
         // the TLB, so the fault reported is the tables' current one.
         if !e.perms.allows(req.access) || (req.access.write && !e.dirty) {
             return None;
         }
+        // Strict: only an entry that answers is checked.
+        tr.check(self, Hit::Tlb(k, e));
         Some(Translation {
             output: e.out_page | (input & mask(page_lg2)),
             page_lg2,
@@ -469,7 +530,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         input: u64,
         out: &Translation,
         (dirty, hint): (bool, LeafHint),
-        epoch: u64,
+        tr: &Tr<'_>,
     ) {
         let Some(tlb) = self.caches.tlb.as_ref() else { return };
         let page_lg2 = out.page_lg2;
@@ -484,7 +545,10 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             page_lg2,
         };
         let e = TlbEntry { out_page: out.output & !mask(page_lg2), perms: out.perms, dirty, hint };
-        tlb.insert(k, e, epoch);
+        match tr.rec {
+            Some(r) => tlb.insert_recorded(k, e, tr.epochs.tlb, || r.steps()),
+            None => tlb.insert(k, e, tr.epochs.tlb),
+        };
     }
 
     /// The stage-1 walk of a nested stream: every table read is stage-2 translated.

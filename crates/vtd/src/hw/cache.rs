@@ -23,9 +23,14 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 
 use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
-use sviommu_tlb::{Cache, CacheStats};
+use sviommu_tlb::sanitize::{Recorder, Stale, Word};
+use sviommu_tlb::{CacheStats, Tracked};
 
 use crate::spec::root::{ContextEntry, ScalableContextEntry};
+use sviommu_tlb::sanitize::Origin;
+
+/// The name the request path gives a scalable-mode root entry (`translate`).
+pub(super) const SCALABLE_ROOT: &str = "scalable-mode root entry";
 use crate::spec::PasidEntry;
 
 /// The shape of one cache: `sets` sets of `ways` ways. Zero in either means the unit has no
@@ -112,27 +117,53 @@ pub struct VtdCacheStats {
     pub ss_leaf: CacheStats,
 }
 
-/// A cache the unit may not have.
+/// A cache the unit may not have; sanitized (strict), it keeps each entry's words.
 #[derive(Debug)]
-pub(super) struct Maybe<K, V>(Option<Cache<K, V>>);
+pub(super) struct Maybe<K, V>(Option<Tracked<K, V>>);
 
 impl<K: Copy + Eq + std::hash::Hash, V: Copy> Maybe<K, V> {
-    fn new(g: CacheGeometry) -> Self {
-        Self((g.sets > 0 && g.ways > 0).then(|| Cache::new(g.sets, g.ways)))
+    fn new(g: CacheGeometry, sanitized: bool) -> Self {
+        Self((g.sets > 0 && g.ways > 0).then(|| Tracked::new(g.sets, g.ways, sanitized)))
     }
 
     fn epoch(&self) -> u64 {
-        self.0.as_ref().map_or(0, Cache::epoch)
+        self.0.as_ref().map_or(0, Tracked::epoch)
     }
 
     pub(super) fn get(&self, key: &K) -> Option<V> {
         self.0.as_ref()?.get(key)
     }
 
-    pub(super) fn insert(&self, key: K, value: V, epoch: u64) {
+    /// Inserts, recording (sanitized, with a recorder) the words `words` takes from it.
+    pub(super) fn insert_recorded(
+        &self,
+        key: K,
+        value: V,
+        epoch: u64,
+        rec: Option<&Recorder>,
+        words: impl FnOnce(&Recorder) -> Vec<Word>,
+    ) {
         if let Some(c) = &self.0 {
-            c.insert(key, value, epoch);
+            match rec {
+                Some(r) => c.insert_recorded(key, value, epoch, || words(r)),
+                None => c.insert(key, value, epoch),
+            };
         }
+    }
+
+    /// The first changed word of `key`'s entry, and the words re-read (see `Tracked::check`).
+    pub(super) fn check(
+        &self,
+        key: &K,
+        read: impl Fn(u64) -> Option<u64>,
+        hw_wrote: impl Fn(&Word, u64) -> bool,
+    ) -> (Option<Stale>, u64) {
+        self.0.as_ref().map_or((None, 0), |c| c.check(key, read, hw_wrote))
+    }
+
+    /// The words `key`'s entry was built from.
+    pub(super) fn words(&self, key: &K) -> Vec<Word> {
+        self.0.as_ref().and_then(|c| c.words(key)).unwrap_or_default()
     }
 
     pub(super) fn invalidate(&self, selects: impl Fn(&K, &V) -> bool) {
@@ -154,7 +185,7 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> Maybe<K, V> {
     }
 
     fn stats(&self) -> CacheStats {
-        self.0.as_ref().map(Cache::stats).unwrap_or_default()
+        self.0.as_ref().map(Tracked::stats).unwrap_or_default()
     }
 }
 
@@ -325,15 +356,21 @@ pub(super) struct Epochs {
 impl Caches {
     /// Caches of the sizes `p` gives. `large_2m` / `large_1g`: whether any translation (first
     /// or second stage) can be 2M / 1G; `ss_2m` / `ss_1g`: whether the second stage can.
-    pub(super) fn new(p: &CacheParams, large: (bool, bool), ss: (bool, bool)) -> Self {
+    /// `sanitized`: every cache keeps its entries' words (strict profile).
+    pub(super) fn new(
+        p: &CacheParams,
+        large: (bool, bool),
+        ss: (bool, bool),
+        sanitized: bool,
+    ) -> Self {
         let sizes = |(m2, g1): (bool, bool)| [Some(12), m2.then_some(21), g1.then_some(30)];
         Self {
-            context: Maybe::new(p.context),
-            pasid: Maybe::new(p.pasid),
-            iotlb: Maybe::new(p.iotlb),
-            fs_psc: Maybe::new(p.fs_psc),
-            ss_psc: Maybe::new(p.ss_psc),
-            ss_leaf: Maybe::new(p.ss_leaf),
+            context: Maybe::new(p.context, sanitized),
+            pasid: Maybe::new(p.pasid, sanitized),
+            iotlb: Maybe::new(p.iotlb, sanitized),
+            fs_psc: Maybe::new(p.fs_psc, sanitized),
+            ss_psc: Maybe::new(p.ss_psc, sanitized),
+            ss_leaf: Maybe::new(p.ss_leaf, sanitized),
             iotlb_sizes: sizes(large),
             ss_sizes: sizes(ss),
             pasid_tagged: AtomicBool::new(false),
@@ -363,12 +400,35 @@ impl Caches {
         }
     }
 
-    pub(super) fn insert_context(&self, rid: u16, ce: CachedContext, e: &Epochs) {
-        self.context.insert(rid, ce, e.context);
+    /// Caches `rid`'s context entry; sanitized, with the root and context entry words read
+    /// for it (of a scalable-mode root entry, only the half `rid`'s devfn uses).
+    pub(super) fn insert_context(
+        &self,
+        rid: u16,
+        ce: CachedContext,
+        e: &Epochs,
+        rec: Option<&Recorder>,
+    ) {
+        let upper = u8::from(rid & 0x80 != 0);
+        self.context.insert_recorded(rid, ce, e.context, rec, |r| {
+            let mut words = r.take_structures();
+            words.retain(|w| match w.origin {
+                Origin::Structure { what: SCALABLE_ROOT, index } => index == upper,
+                _ => true,
+            });
+            words
+        });
     }
 
-    pub(super) fn insert_pasid(&self, key: PasidKey, value: CachedPasid, e: &Epochs) {
-        self.pasid.insert(key, value, e.pasid);
+    /// Caches a PASID-table entry; sanitized, with the directory and table entry words.
+    pub(super) fn insert_pasid(
+        &self,
+        key: PasidKey,
+        value: CachedPasid,
+        e: &Epochs,
+        rec: Option<&Recorder>,
+    ) {
+        self.pasid.insert_recorded(key, value, e.pasid, rec, Recorder::take_structures);
     }
 
     /// The IOTLB entry for `addr` in (`did`, `pasid`), probing each page size. Allocates
@@ -385,7 +445,9 @@ impl Caches {
         })
     }
 
-    /// Caches a translation (or, under CM, a not-present result) of `addr` as one `2^lg2` page.
+    /// Caches a translation (or, under CM, a not-present result) of `addr` as one `2^lg2` page;
+    /// sanitized, with every table entry the translation read or borrowed.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn insert_iotlb(
         &self,
         did: u16,
@@ -394,6 +456,7 @@ impl Caches {
         lg2: u8,
         entry: IotlbEntry,
         e: &Epochs,
+        rec: Option<&Recorder>,
     ) {
         if lg2 >= 64 {
             return;
@@ -406,7 +469,8 @@ impl Caches {
             // the flag, or this insert sees its epoch and is refused.
             fence(Ordering::SeqCst);
         }
-        self.iotlb.insert(IotlbKey { did, pasid, page: addr >> lg2, lg2 }, entry, e.iotlb);
+        let key = IotlbKey { did, pasid, page: addr >> lg2, lg2 };
+        self.iotlb.insert_recorded(key, entry, e.iotlb, rec, Recorder::steps);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -565,11 +629,34 @@ pub(super) struct Hints<'a> {
     caches: &'a Caches,
     tags: WalkTags,
     epochs: Epochs,
+    /// Strict: where the walk's words go, and the check of every hit.
+    san: Option<Sanitizing<'a>>,
+}
+
+/// A walk-cache or leaf-cache hit for the sanitizer to check.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WalkHit {
+    /// The key and the span (log2) of the cached table.
+    FsPsc(PscKey, u8),
+    SsPsc(PscKey, u8),
+    Leaf(LeafKey),
+}
+
+/// What a strict walk's hints record into and check with.
+#[derive(Clone, Copy)]
+pub(super) struct Sanitizing<'a> {
+    pub(super) rec: &'a Recorder,
+    pub(super) check: &'a dyn Fn(WalkHit),
 }
 
 impl<'a> Hints<'a> {
-    pub(super) fn new(caches: &'a Caches, tags: WalkTags, epochs: Epochs) -> Self {
-        Self { caches, tags, epochs }
+    pub(super) fn new(
+        caches: &'a Caches,
+        tags: WalkTags,
+        epochs: Epochs,
+        san: Option<Sanitizing<'a>>,
+    ) -> Self {
+        Self { caches, tags, epochs, san }
     }
 
     /// The paging-structure cache of `stage`, the key's PASID and the table's levels.
@@ -587,6 +674,10 @@ impl<'a> Hints<'a> {
 
 impl WalkHints for Hints<'_> {
     fn leaf(&mut self, stage: Stage, input: u64) -> Option<Leaf> {
+        // Every walk asks here first: where its own words begin.
+        if let Some(s) = self.san {
+            s.rec.begin_walk(stage);
+        }
         let t = self.tags;
         if stage != Stage::S2 || !t.nested {
             return None;
@@ -594,6 +685,10 @@ impl WalkHints for Hints<'_> {
         self.caches.ss_sizes.iter().flatten().find_map(|&lg2| {
             let key = LeafKey { did: t.did, page: input >> lg2, lg2 };
             let l = self.caches.ss_leaf.get(&key)?;
+            if let Some(s) = self.san {
+                (s.check)(WalkHit::Leaf(key));
+                s.rec.used(&self.caches.ss_leaf.words(&key));
+            }
             Some(Leaf { output: l.output | (input & low_mask(lg2)), ..l })
         })
     }
@@ -605,8 +700,17 @@ impl WalkHints for Hints<'_> {
         (1..levels).rev().find_map(|depth| {
             let span = table_span(levels, depth)?;
             let prefix = input.checked_shr(u32::from(span)).unwrap_or(0);
-            let p = cache.get(&PscKey { did: t.did, pasid, depth, prefix })?;
-            (p.span_lg2 == span && p.depth == depth).then_some(p)
+            let key = PscKey { did: t.did, pasid, depth, prefix };
+            let p = cache.get(&key)?;
+            let found = (p.span_lg2 == span && p.depth == depth).then_some(p)?;
+            if let Some(s) = self.san {
+                (s.check)(match stage {
+                    Stage::S1 => WalkHit::FsPsc(key, span),
+                    Stage::S2 => WalkHit::SsPsc(key, span),
+                });
+                s.rec.resumed(stage, &cache.words(&key));
+            }
+            Some(found)
         })
     }
 
@@ -614,7 +718,9 @@ impl WalkHints for Hints<'_> {
         let t = self.tags;
         let (cache, pasid, _, epoch) = self.psc(stage, &t);
         let prefix = input.checked_shr(u32::from(point.span_lg2)).unwrap_or(0);
-        cache.insert(PscKey { did: t.did, pasid, depth: point.depth, prefix }, point, epoch);
+        let key = PscKey { did: t.did, pasid, depth: point.depth, prefix };
+        let rec = self.san.map(|s| s.rec);
+        cache.insert_recorded(key, point, epoch, rec, |r| r.walk_words(stage));
     }
 
     fn learned_leaf(&mut self, stage: Stage, input: u64, leaf: &Leaf) {
@@ -625,7 +731,10 @@ impl WalkHints for Hints<'_> {
         let lg2 = leaf.page_lg2;
         let key = LeafKey { did: t.did, page: input >> lg2, lg2 };
         let value = Leaf { output: leaf.output & !low_mask(lg2), ..*leaf };
-        self.caches.ss_leaf.insert(key, value, self.epochs.ss_leaf);
+        let rec = self.san.map(|s| s.rec);
+        self.caches
+            .ss_leaf
+            .insert_recorded(key, value, self.epochs.ss_leaf, rec, |r| r.walk_words(Stage::S2));
     }
 }
 
@@ -661,8 +770,8 @@ mod tests {
 
     #[test]
     fn a_unit_may_have_no_cache() {
-        let c: Maybe<u64, u64> = Maybe::new(CacheGeometry::NONE);
-        c.insert(1, 1, c.epoch());
+        let c: Maybe<u64, u64> = Maybe::new(CacheGeometry::NONE, true);
+        c.insert_recorded(1, 1, c.epoch(), None, |_| Vec::new());
         assert_eq!(c.get(&1), None);
         assert_eq!(c.stats(), CacheStats::default());
     }

@@ -238,7 +238,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// An invalidation the unit has read: carried out now (forgiving) or when the next
     /// synchronisation completes (strict: an invalidation wait descriptor, §6.5.2.8, or the
     /// register interface's own completion, §6.5.1), or earlier at a seeded point.
-    fn issue(&self, op: impl FnOnce(&cache::Caches) + Send + Sync + 'static) {
+    ///
+    /// Strict: the invalidation first runs once marking what it selects, so a hit on an entry
+    /// it will remove names the missing synchronisation (`sviommu_tlb::sanitize::marking`).
+    fn issue(&self, op: impl Fn(&cache::Caches) + Clone + Send + Sync + 'static) {
+        if self.params.profile.is_strict() {
+            sviommu_tlb::sanitize::marking(|| op(&self.caches));
+        }
         self.deferred.issue(&self.caches, op);
     }
 

@@ -55,12 +55,20 @@ mod prq;
 mod reasons;
 mod record;
 mod regs;
+mod sanitize;
 mod translate;
 
 pub use ats::{AtsTranslation, TranslationCompletion, TranslationRequest};
 pub use cache::{CacheGeometry, CacheParams, VtdCacheStats};
 pub use inval::{Context, EntryLookup, Forward, FoundPasid};
 pub use prq::{AtsStats, PageRequestMsg, PageRequestOutcome};
+pub use sanitize::Missing;
+pub use sviommu_tlb::sanitize::{Origin, SanitizerStats, Word};
+
+/// What the invalidation sanitizer reports (strict profile): a cache answered from an entry
+/// built from a word that has changed, and the command the driver owed (see
+/// [`Vtd::violations`]).
+pub type Violation = sviommu_tlb::sanitize::Violation<Missing>;
 pub use sviommu_memory::OutboxStats;
 
 /// What the unit is: its capability registers, its host address width and its version. The
@@ -361,6 +369,8 @@ pub struct Vtd<M: PhysMemory<Addr = Hpa>> {
     caches: cache::Caches,
     /// Invalidations read and not yet carried out (strict profile only).
     deferred: Deferred<cache::Caches>,
+    /// What the sanitizer found (strict profile only).
+    violations: sviommu_tlb::sanitize::ViolationLog<Missing>,
     /// Outputs that are not memory writes, until the embedder drains them.
     outbox: Outbox<Output, MsiSource>,
     /// What the ATS and page request paths refused, dropped or answered by themselves.
@@ -390,8 +400,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             )),
             gsts: AtomicU32::new(0),
             root: AtomicU64::new(0),
-            caches: cache::Caches::new(&params.caches, large, ss),
+            caches: cache::Caches::new(&params.caches, large, ss, params.profile.is_strict()),
             deferred: Deferred::new(params.profile),
+            violations: sviommu_tlb::sanitize::ViolationLog::default(),
             outbox: Outbox::new(params.outbox_capacity),
             ats_counters: prq::Counters::default(),
             forward: None,
@@ -433,6 +444,20 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// What the strict profile held back, and when it let each invalidation take effect.
     pub fn deferred_stats(&self) -> DeferredStats {
         self.deferred.stats()
+    }
+
+    /// The invalidation sanitizer's reports since the last call, oldest first (strict profile;
+    /// always empty in forgiving). The queue holds
+    /// [`VIOLATION_QUEUE`](sviommu_tlb::sanitize::VIOLATION_QUEUE); more are counted as
+    /// dropped in [`sanitizer_stats`](Self::sanitizer_stats).
+    pub fn violations(&self) -> Vec<Violation> {
+        self.violations.drain()
+    }
+
+    /// Violations found and dropped, and the words the sanitizer re-read (not counted as any
+    /// translation's table reads).
+    pub fn sanitizer_stats(&self) -> SanitizerStats {
+        self.violations.stats()
     }
 
     /// Invalidation descriptors the queue has carried out so far, by type (every type, zeros

@@ -26,9 +26,11 @@ use sviommu_pgtable::{
 };
 
 use super::cache::{
-    CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbResult, Kind, PasidKey, WalkTags,
+    CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbKey, IotlbResult, Kind, PasidKey,
+    Sanitizing, WalkTags,
 };
 use super::reasons::{walk_reason, WalkKind};
+use super::sanitize::Hit;
 use super::{DmaRequest, Fault, RequestKind, Translation, Vtd};
 use crate::spec::pasid::{self, PasidDirEntry, PasidEntry, Pgtt};
 use crate::spec::regs::{ecap, gsts, rtaddr, rtaddr::Ttm};
@@ -36,6 +38,7 @@ use crate::spec::root::{
     self, ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry, TranslationType,
 };
 use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
+use sviommu_tlb::sanitize::{Recorder, Tee};
 
 /// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
 /// disabled for it.
@@ -93,8 +96,10 @@ fn level_count(levels: usize) -> u8 {
 
 /// What a translation shares with the caches while it runs: the epochs read when it began
 /// (every insert, and every walk's [`Hints`], carries them).
-struct Pass {
+struct Pass<'r> {
     epochs: Epochs,
+    /// Strict: what the translation read, for the sanitizer (`None` in forgiving).
+    rec: Option<&'r Recorder>,
     /// What kind of request this is: translation and translated requests need the context
     /// entry's permission for a device-TLB, and a translated request is not walked.
     kind: RequestKind,
@@ -232,17 +237,44 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         self.deferred.tick(&self.caches);
         // Before any table read: the epochs every insert of this translation carries.
         let epochs = self.caches.epochs();
+        if self.params.profile.is_strict() {
+            return self.run_sanitized(req, kind, observer, epochs);
+        }
         let mut cx = WalkCtx::new(&self.mem, observer);
-        let pass = Pass { epochs, kind };
+        let pass = Pass { epochs, kind, rec: None };
         let result = self.translate_inner(&mut cx, req, &pass);
         (result, cx.observer)
+    }
+
+    /// Strict: [`run`](Self::run) recording every word it reads, so each entry it caches keeps
+    /// the words it was built from and each hit can check them (`sanitize`).
+    #[cold]
+    fn run_sanitized<O: WalkObserver>(
+        &self,
+        req: &DmaRequest,
+        kind: RequestKind,
+        observer: O,
+        epochs: Epochs,
+    ) -> (Result<Translation, Blocked>, O) {
+        let rec = Recorder::default();
+        let mut cx = WalkCtx::new(&self.mem, Tee { inner: observer, rec: &rec });
+        let pass = Pass { epochs, kind, rec: Some(&rec) };
+        let result = self.translate_inner(&mut cx, req, &pass);
+        (result, cx.observer.inner)
+    }
+
+    /// Strict: checks a configuration-cache or IOTLB hit.
+    fn check_hit(&self, pass: &Pass<'_>, hit: Hit) {
+        if pass.rec.is_some() {
+            self.sanitize(hit);
+        }
     }
 
     fn translate_inner<O: WalkObserver>(
         &self,
         cx: &mut WalkCtx<'_, M, O>,
         req: &DmaRequest,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         // §3.14: not DMA, whatever the tables say (and whether or not translation is enabled).
         if req.pasid.is_none() && is_interrupt_address(req.addr) {
@@ -292,7 +324,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let haw = self.params.haw;
@@ -303,7 +335,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         // IMPDEF: a cached scalable-mode entry (software changed modes without the global
         // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
-            Some(CachedContext::Legacy(ce)) => Some(ce),
+            Some(c @ CachedContext::Legacy(ce)) => {
+                self.check_hit(pass, Hit::Context(req.rid, c));
+                Some(ce)
+            }
             _ => None,
         };
         // §9.3: FPD is evaluated whether or not the entry is present.
@@ -312,7 +347,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             cached,
             || self.read_legacy_context(cx, rta, req.rid),
             |ce| self.check_legacy_context(ce).map_err(|r| blocked(r, ce.fpd())),
-            |ce| self.caches.insert_context(req.rid, CachedContext::Legacy(ce), &pass.epochs),
+            |ce| {
+                let ce = CachedContext::Legacy(ce);
+                self.caches.insert_context(req.rid, ce, &pass.epochs, pass.rec);
+            },
         )?;
         let fpd = ce.fpd();
         // §9.3 TT: only 01b lets a device-TLB ask for translations and use them; 00b and 10b
@@ -335,7 +373,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             return Ok(self.untranslated(req.addr, Perms::ALL, cx.reader.reads()));
         };
         let slot = Slot { did: ce.did(), pasid: None, kind: Kind::Legacy };
-        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
+        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx, pass) {
             return hit.map_err(|r| blocked(r, fpd));
         }
         let ss = VtdSecondStage {
@@ -424,13 +462,23 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         addr: u64,
         access: Access,
         cx: &WalkCtx<'_, M, O>,
+        pass: &Pass<'_>,
     ) -> Option<Result<Translation, FaultReason>> {
         let (e, lg2) = self.caches.iotlb_lookup(slot.did, slot.pasid, addr)?;
+        // Strict: only an entry that answers is checked (one that does not serve the access
+        // is walked again, so the driver relied on nothing).
+        let used = || {
+            if pass.rec.is_some() {
+                let key = IotlbKey { did: slot.did, pasid: slot.pasid, page: addr >> lg2, lg2 };
+                self.sanitize(Hit::Iotlb(key, e));
+            }
+        };
         match e.result {
             IotlbResult::Mapped { out_page, perms, dirty } => {
                 if !perms.allows(access) || (access.write && !dirty) {
                     return None;
                 }
+                used();
                 Some(Ok(Translation {
                     output: out_page | (addr & sviommu_memory::bits::low_mask(lg2)),
                     page_lg2: lg2,
@@ -439,10 +487,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     interrupt: false,
                 }))
             }
-            IotlbResult::NotPresent => Some(Err(match slot.kind {
-                Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
-                Kind::Legacy => FaultReason::ReadDenied,                  // 06h
-                _ => FaultReason::SmSsEntryNotPresent,                    // 79h
+            IotlbResult::NotPresent => Some(Err({
+                used();
+                match slot.kind {
+                    Kind::Legacy if access.write => FaultReason::WriteDenied, // 05h
+                    Kind::Legacy => FaultReason::ReadDenied,                  // 06h
+                    _ => FaultReason::SmSsEntryNotPresent,                    // 79h
+                }
             })),
         }
     }
@@ -455,7 +506,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         addr: u64,
         (leaf, gpa): (&Leaf, Option<(u64, u64)>),
         perms: Perms,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) {
         let lg2 = leaf.page_lg2;
         let page_mask = sviommu_memory::bits::low_mask(lg2);
@@ -466,7 +517,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             gpa: gpa.unwrap_or((u64::MAX, 0)),
             result: IotlbResult::Mapped { out_page, perms, dirty: leaf.dirty },
         };
-        self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs);
+        self.caches.insert_iotlb(slot.did, slot.pasid, addr, lg2, entry, &pass.epochs, pass.rec);
     }
 
     /// §6.1: under caching mode, a second-stage not-present result is cached too (as one 4K
@@ -481,7 +532,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             gpa: (u64::MAX, 0),
             result: IotlbResult::NotPresent,
         };
-        self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs);
+        self.caches.insert_iotlb(slot.did, slot.pasid, addr, 12, entry, &pass.epochs, pass.rec);
     }
 
     fn walked<O: WalkObserver>(
@@ -508,13 +559,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &mut WalkCtx<'_, M, O>,
         rta: u64,
         req: &DmaRequest,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
         // used; the scalable-mode entry is read instead.
         let cached = match self.caches.context.get(&req.rid) {
-            Some(CachedContext::Scalable(ce)) => Some(ce),
+            Some(c @ CachedContext::Scalable(ce)) => {
+                self.check_hit(pass, Hit::Context(req.rid, c));
+                Some(ce)
+            }
             _ => None,
         };
         // §9.4: FPD is evaluated whether or not the entry is present, here and below.
@@ -523,7 +577,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             cached,
             || self.read_scalable_context(cx, rta, req.rid),
             |ce| self.check_scalable_context(ce).map_err(|r| blocked(r, ce.fpd())),
-            |ce| self.caches.insert_context(req.rid, CachedContext::Scalable(ce), &pass.epochs),
+            |ce| {
+                let ce = CachedContext::Scalable(ce);
+                self.caches.insert_context(req.rid, ce, &pass.epochs, pass.rec);
+            },
         )?;
         let fpd = ce.fpd();
         // §9.4 DTE: translation and translated requests need the device-TLB enabled (44h).
@@ -567,18 +624,22 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         ce: &ScalableContextEntry,
         rid: u16,
         sel: Selected,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<(PasidEntry, Pgtt, Selected), Blocked> {
         use FaultReason as R;
         let Selected { pasid, access, fpd } = sel;
         self.check_pasid_in_directory(ce, pasid, fpd)?;
         let key = PasidKey { rid, pasid };
+        let cached = self.caches.pasid.get(&key);
+        if let Some(v) = cached {
+            self.check_hit(pass, Hit::Pasid(key, v));
+        }
         let (CachedPasid { pe, dir_fpd }, pgtt) = cached_or_read(
             self.caching_mode(),
-            self.caches.pasid.get(&key),
+            cached,
             || self.read_pasid_entry(cx, ce, pasid, fpd),
             |c| self.check_pasid_table_entry(c, fpd),
-            |v| self.caches.insert_pasid(key, v, &pass.epochs),
+            |v| self.caches.insert_pasid(key, v, &pass.epochs, pass.rec),
         )?;
         let fpd = fpd | dir_fpd | pe.fpd();
         if access.exec && !pe.ere() {
@@ -598,7 +659,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         req: &DmaRequest,
         (pe, pgtt): (&PasidEntry, Pgtt),
         sel: Selected,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<Translation, Blocked> {
         use FaultReason as R;
         let Selected { pasid, access, fpd } = sel;
@@ -621,7 +682,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             Pgtt::Nested => Kind::Nested,
         };
         let slot = Slot { did: pe.did(), pasid: Some(pasid), kind };
-        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx) {
+        if let Some(hit) = self.iotlb_hit(slot, req.addr, access, cx, pass) {
             return hit.map_err(|r| blocked(r, fpd));
         }
         let invalid = blocked(R::SmPasidEntryInvalid, fpd); // 5Bh
@@ -668,9 +729,11 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         plan: Planned<'_, W>,
         addr: u64,
         access: Access,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<Leaf, FaultReason> {
-        let mut hints = Hints::new(&self.caches, plan.tags, pass.epochs);
+        let check = |h| self.sanitize(Hit::Walk(h));
+        let san = pass.rec.map(|rec| Sanitizing { rec, check: &check });
+        let mut hints = Hints::new(&self.caches, plan.tags, pass.epochs, san);
         let walked = cx.hinted(&mut hints, |cx| plan.tables.walk(cx, &Direct, addr, access));
         walked.map_err(|f| {
             self.cache_not_present(slot, addr, &f, pass);
@@ -689,7 +752,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         (fs, ss): (&X86Paging, &VtdSecondStage),
         addr: u64,
         access: Access,
-        pass: &Pass,
+        pass: &Pass<'_>,
     ) -> Result<(Leaf, (u64, u64)), FaultReason> {
         let (fs_top, ss_top) = (top_level(fs.levels.count()), top_level(ss.levels.count()));
         let kind = WalkKind::Nested { fs_top, ss_top };
@@ -700,7 +763,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
             ss_levels: level_count(ss.levels.count()),
             nested: true,
         };
-        let mut hints = Hints::new(&self.caches, tags, pass.epochs);
+        let check = |h| self.sanitize(Hit::Walk(h));
+        let san = pass.rec.map(|rec| Sanitizing { rec, check: &check });
+        let mut hints = Hints::new(&self.caches, tags, pass.epochs, san);
         let fault = |f: sviommu_pgtable::Fault| {
             self.cache_not_present(slot, addr, &f, pass);
             walk_reason(kind, &f, access)

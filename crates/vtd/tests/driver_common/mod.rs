@@ -56,6 +56,31 @@ pub fn params() -> VtdParams {
     VtdParams { profile: profile(), ..VtdParams::default() }
 }
 
+/// Every driver test's scenario ends with no sanitizer report: under
+/// `SVIOMMU_PROFILE=strict` the driver owes the unit no invalidation it forgot (issue 14).
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let v = self.vtd.violations();
+        let text: Vec<String> = v.iter().map(ToString::to_string).collect();
+        assert!(v.is_empty(), "the driver left violations: {text:#?}");
+        assert_eq!(self.vtd.sanitizer_stats().dropped, 0);
+    }
+}
+
+/// A test that translates on purpose before the driver flushed: under strict the sanitizer
+/// reports each of the `n` entries it used (once each), naming the command the flush will
+/// send; under forgiving nothing. Drained, so the scenario can go on.
+#[track_caller]
+pub fn expect_stale(r: &Rig, n: usize) -> Vec<sviommu_vtd::hw::Violation> {
+    let v = r.vtd.violations();
+    let want = if r.vtd.params().profile.is_strict() { n } else { 0 };
+    assert_eq!(v.len(), want, "{:#?}", v.iter().map(ToString::to_string).collect::<Vec<_>>());
+    v
+}
+
 /// A unit with `params` and a driver brought up on it with `config`.
 pub fn rig_with(params: VtdParams, config: DriverConfig) -> Rig {
     let mem = memory();
