@@ -696,7 +696,7 @@ fn corrupt_ste(monitor: &Path, ram: &Path) -> Result<String, BootError> {
     use sviommu_smmuv3::spec::ste::{L1Std, Ste};
     let bad = |m: String| BootError::Corrupt(m);
     let base = monitor_read_u64(monitor, VIRT_SMMU_BASE + STRTAB_BASE.0)?;
-    let cfg = monitor_read_u64(monitor, VIRT_SMMU_BASE + STRTAB_BASE_CFG.0)? & 0xffff_ffff;
+    let cfg = monitor_read(monitor, VIRT_SMMU_BASE + STRTAB_BASE_CFG.0, 'w')?;
     let mem = GuestRam::open(ram, VIRT_RAM_BASE)?;
     let sid = u64::from(DISK_SLOT) << 3;
     let table = strtab_base::ADDR.in_place(base);
@@ -731,10 +731,16 @@ fn corrupt_ste(monitor: &Path, ram: &Path) -> Result<String, BootError> {
 
 /// Reads a 64-bit guest-physical location through QEMU's human monitor (`xp /1gx`).
 fn monitor_read_u64(path: &Path, addr: u64) -> Result<u64, BootError> {
+    monitor_read(path, addr, 'g')
+}
+
+/// Reads one guest-physical word through QEMU's human monitor: `xp /1gx` (`unit` `g`, 64-bit)
+/// or `xp /1wx` (`w`, 32-bit: an SMMU's 32-bit registers refuse 64-bit reads).
+fn monitor_read(path: &Path, addr: u64, unit: char) -> Result<u64, BootError> {
     let ctx = || format!("QEMU's monitor at {}", path.display());
     let (mut s, mut got) = monitor_connect(path)?;
     got.clear();
-    s.write_all(format!("xp /1gx {addr:#x}\n").as_bytes()).map_err(io(ctx()))?;
+    s.write_all(format!("xp /1{unit}x {addr:#x}\n").as_bytes()).map_err(io(ctx()))?;
     let key = format!("{addr:016x}:");
     monitor_read_until(path, &mut s, &mut got)?;
     let text = String::from_utf8_lossy(&got);

@@ -462,7 +462,8 @@ fn smmu_check(e: &SmmuExpect, b: &Boot) -> Vec<String> {
     want(b.data_intact(), format!("data not intact: {:?}", b.guest));
     // arm-smmu-v3's probe: the queues it allocated and the sizes it read from the ID registers.
     want(has("arm-smmu-v3") && has("allocated"), "no arm-smmu-v3 probe lines".into());
-    want(has("ias 48-bit, oas"), "no `ias 48-bit, oas` line".into());
+    // SMMU_IDR5.OAS: the model's default 52 bits (Linux's IAS follows it for stage 1).
+    want(has("ias 52-bit, oas 52-bit"), "no `ias 52-bit, oas 52-bit` line".into());
     want(has(e.line), format!("no kernel line `{}`", e.line));
     let w = smmu_warnings(b);
     want(w.is_empty(), format!("kernel warnings: {w:#?}"));
