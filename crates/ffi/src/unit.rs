@@ -590,7 +590,9 @@ impl SviommuUnit {
         let mut out = SviommuOpcodeCounts::default();
         if let Hw::Smmu(m) = &self.hw {
             for (op, n) in m.command_stats() {
-                out.by_opcode[usize::from(op as u8)] = n;
+                if let Some(slot) = out.by_opcode.get_mut(usize::from(op as u8)) {
+                    *slot = n;
+                }
             }
         }
         out
