@@ -16,16 +16,24 @@ load() {
         insmod "/mod/$m" || echo "SVIOMMU-INIT insmod $m failed"
     done
 }
-# `sviommu boot --corrupt-context`: the host corrupts the disk's context entry while this waits
-# for a line on the console; then the disk's first DMA faults (the driver may never finish
-# probing, so it loads in the background), and this reports once Linux has printed the fault.
+# `sviommu boot --corrupt-context`: the host corrupts the disk's context entry (VT-d) or STE
+# (SMMUv3) while this waits for a line on the console; then the disk's first DMA faults (the
+# driver may never finish probing, so it loads in the background), and this reports once Linux
+# has printed the fault (intel-iommu's "fault reason", arm-smmu-v3's "event 0xNN received").
+# virtio_pci loads first: binding its driver is when arm-smmu-v3 (DT: of_dma_configure at probe)
+# writes the function's STE; intel-iommu wrote its context entry at boot. virtio_blk, whose
+# probe makes the first DMA, loads after the pause.
 if grep -q sviommu.pause=1 /proc/cmdline; then
+    for m in $(grep -v virtio_blk /mod/order); do
+        insmod "/mod/$m" || echo "SVIOMMU-INIT insmod $m failed"
+    done
     echo "SVIOMMU-PAUSED"
     read -r go
-    load &
+    insmod /mod/virtio_blk.ko &
     n=0
-    while ! dmesg | grep -q "fault reason" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
-    if dmesg | grep -q "fault reason"; then status=faulted; else status=no-fault; fi
+    seen='fault reason|event 0x[0-9a-f]* received'
+    while ! dmesg | grep -qE "$seen" && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+    if dmesg | grep -qE "$seen"; then status=faulted; else status=no-fault; fi
     echo "SVIOMMU-RESULT status=$status"
     poweroff -f
 fi

@@ -139,6 +139,9 @@
 // code (§6.5.2, bits 3:0 of the descriptor).
 #define SVIOMMU_VTD_DESCRIPTOR_TYPES 16
 
+// The size of `SviommuOpcodeCounts::by_opcode`: every 8-bit SMMUv3 command opcode.
+#define SVIOMMU_SMMU_OPCODES 256
+
 // The size of `SviommuFaultCounts::by_code`: every 8-bit fault reason or event number.
 #define SVIOMMU_FAULT_CODES 256
 
@@ -154,6 +157,12 @@ typedef struct SviommuFaultCounts {
   // `by_code[c]`: faults recorded with code `c`.
   uint64_t by_code[SVIOMMU_FAULT_CODES];
 } SviommuFaultCounts;
+
+// SMMUv3 commands, indexed by their 8-bit opcode.
+typedef struct SviommuOpcodeCounts {
+  // `by_opcode[op]`: commands consumed with opcode `op`.
+  uint64_t by_opcode[SVIOMMU_SMMU_OPCODES];
+} SviommuOpcodeCounts;
 
 // What the unit recorded about the requests it saw (`sviommu_record_stats`): faults by code
 // and the structures and table entries its walks read. Apart from `SviommuStats`, whose
@@ -173,6 +182,14 @@ typedef struct SviommuRecordStats {
   // VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
   // VMSAv8-64 levels -1 to 3).
   uint64_t walk_reads[2][SVIOMMU_WALK_LEVELS];
+  // SMMUv3: valid STEs the unit read from memory (cache misses), by their Config field
+  // (§5.2: 0b000 abort, 0b100 bypass, 0b101 stage 1, 0b110 stage 2, 0b111 nested).
+  uint64_t smmu_ste_config[8];
+  // SMMUv3: valid CDs the unit read from memory (cache misses).
+  uint64_t smmu_cds;
+  // SMMUv3: commands the Command queue consumed, by opcode (§4.1); a command that raised
+  // CERROR is not counted. Zero for a VT-d unit.
+  struct SviommuOpcodeCounts smmu_commands;
 } SviommuRecordStats;
 
 // The VT-d unit's capabilities (CAP_REG, ECAP_REG) and sizes, as knobs. Fill it with

@@ -5,6 +5,8 @@
 
 use std::fmt::Write as _;
 
+use sviommu_smmuv3::spec::Opcode;
+
 use crate::types::*;
 
 /// The cache names, in `SviommuStats::caches` order.
@@ -97,6 +99,16 @@ pub fn stats_text(s: &SviommuStats, r: &SviommuRecordStats) -> String {
     if vtd {
         sparse(&mut t, "context_tt.", &r.vtd_context_tt, false);
         sparse(&mut t, "pasid_pgtt.", &r.vtd_pasid_pgtt, false);
+    } else {
+        sparse(&mut t, "ste_config.", &r.smmu_ste_config, false);
+        let _ = writeln!(t, "cd.valid {}", r.smmu_cds);
+        // §4.1: by the command's name (an opcode the model does not know is never consumed).
+        for op in Opcode::ALL {
+            let n = r.smmu_commands.by_opcode.get(usize::from(op as u8)).copied().unwrap_or(0);
+            if n > 0 {
+                let _ = writeln!(t, "cmd.{} {n}", op.name());
+            }
+        }
     }
     for (stage, row) in ["s1", "s2"].iter().zip(&r.walk_reads) {
         // Index 0 is level -1.
@@ -133,5 +145,17 @@ mod tests {
         s.arch = SVIOMMU_ARCH_SMMUV3;
         let t = stats_text(&s, &r);
         assert!(t.contains("cache.ste.hits 0") && !t.contains("inv.") && !t.contains("pasid_pgtt"));
+        assert!(
+            t.contains("cd.valid 0") && !t.contains("ste_config.") && !t.contains("cmd."),
+            "{t}"
+        );
+        r.smmu_ste_config[5] = 2;
+        r.smmu_cds = 4;
+        r.smmu_commands.by_opcode[Opcode::Sync as usize] = 6;
+        r.smmu_commands.by_opcode[Opcode::CfgiSte as usize] = 1;
+        let t = stats_text(&s, &r);
+        let has = |l: &str| t.lines().any(|x| x == l);
+        assert!(has("ste_config.5 2") && has("cd.valid 4"), "{t}");
+        assert!(has("cmd.CMD_SYNC 6") && has("cmd.CMD_CFGI_STE 1"), "{t}");
     }
 }

@@ -523,6 +523,31 @@ pub struct SviommuRecordStats {
     /// VT-d second stage / SMMU stage 2) and spec level number + 1 (VT-d levels 1 to 5,
     /// VMSAv8-64 levels -1 to 3).
     pub walk_reads: [[u64; SVIOMMU_WALK_LEVELS]; 2],
+    /// SMMUv3: valid STEs the unit read from memory (cache misses), by their Config field
+    /// (§5.2: 0b000 abort, 0b100 bypass, 0b101 stage 1, 0b110 stage 2, 0b111 nested).
+    pub smmu_ste_config: [u64; 8],
+    /// SMMUv3: valid CDs the unit read from memory (cache misses).
+    pub smmu_cds: u64,
+    /// SMMUv3: commands the Command queue consumed, by opcode (§4.1); a command that raised
+    /// CERROR is not counted. Zero for a VT-d unit.
+    pub smmu_commands: SviommuOpcodeCounts,
+}
+
+/// The size of `SviommuOpcodeCounts::by_opcode`: every 8-bit SMMUv3 command opcode.
+pub const SVIOMMU_SMMU_OPCODES: usize = 256;
+
+/// SMMUv3 commands, indexed by their 8-bit opcode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SviommuOpcodeCounts {
+    /// `by_opcode[op]`: commands consumed with opcode `op`.
+    pub by_opcode: [u64; SVIOMMU_SMMU_OPCODES],
+}
+
+impl Default for SviommuOpcodeCounts {
+    fn default() -> Self {
+        Self { by_opcode: [0; SVIOMMU_SMMU_OPCODES] }
+    }
 }
 
 /// The size of `SviommuFaultCounts::by_code`: every 8-bit fault reason or event number.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use sviommu_memory::PAGE_4K_LG2;
 use sviommu_pgtable::{Stage, WalkObserver, WalkStep};
 use sviommu_smmuv3::hw::{self as smmu, Abort, Silent, Smmu, SmmuCacheStats, StallResult};
+use sviommu_smmuv3::spec::cd::Cd;
 use sviommu_smmuv3::spec::regs::PAGE_BYTES;
+use sviommu_smmuv3::spec::ste::Ste;
 use sviommu_tlb::CacheStats;
 use sviommu_vtd::hw::{self as vtd, Access, DmaRequest, Vtd, VtdCacheStats};
 use sviommu_vtd::spec::pasid::PasidEntry;
@@ -48,6 +50,8 @@ struct Counters {
     context_tt: [AtomicU64; 4],
     pasid_pgtt: [AtomicU64; 8],
     walk_reads: [[AtomicU64; SVIOMMU_WALK_LEVELS]; 2],
+    ste_config: [AtomicU64; 8],
+    cds: AtomicU64,
 }
 
 impl Default for Counters {
@@ -66,6 +70,8 @@ impl Default for Counters {
             context_tt: std::array::from_fn(|_| z()),
             pasid_pgtt: std::array::from_fn(|_| z()),
             walk_reads: std::array::from_fn(|_| std::array::from_fn(|_| z())),
+            ste_config: std::array::from_fn(|_| z()),
+            cds: z(),
         }
     }
 }
@@ -80,7 +86,7 @@ fn add(c: Option<&AtomicU64>, n: u64) {
     }
 }
 
-/// What one VT-d translation read from memory: the configuration structures Linux (or any
+/// What one translation read from memory: the configuration structures Linux (or any
 /// driver) wrote, decoded by the `spec` views, and the page-table entries by stage and level.
 /// Plain counts added to the unit's atomics once the translation is done.
 #[derive(Default)]
@@ -88,6 +94,8 @@ struct Seen {
     context_tt: [u64; 4],
     pasid_pgtt: [u64; 8],
     walk_reads: [[u64; SVIOMMU_WALK_LEVELS]; 2],
+    ste_config: [u64; 8],
+    cds: u64,
 }
 
 impl WalkObserver for Seen {
@@ -104,8 +112,24 @@ impl WalkObserver for Seen {
     }
 
     fn structure(&mut self, what: &'static str, _mem_addr: u64, words: &[u64]) {
-        // The names are the ones the VT-d model gives its reads (hw::translate).
+        // The names are the ones the models give their reads (vtd's hw::translate, smmuv3's
+        // hw::stream and hw::context).
         match what {
+            "STE" => {
+                if let Ok(w) = <[u64; 8]>::try_from(words) {
+                    let ste = Ste(w);
+                    if ste.v() {
+                        bump_plain(&mut self.ste_config, u64::from(ste.config_raw()));
+                    }
+                }
+            }
+            "CD" => {
+                if let Ok(w) = <[u64; 8]>::try_from(words) {
+                    if Cd(w).v() {
+                        self.cds += 1;
+                    }
+                }
+            }
             "context entry" => {
                 if let Ok(w) = <[u64; 2]>::try_from(words) {
                     let ce = ContextEntry::from_words(w);
@@ -354,6 +378,10 @@ impl SviommuUnit {
                 add(Some(a), n);
             }
         }
+        for (a, n) in c.ste_config.iter().zip(seen.ste_config) {
+            add(Some(a), n);
+        }
+        add(Some(&c.cds), seen.cds);
     }
 
     /// Delivers everything the unit has sent, oldest first, through the callbacks; a drain
@@ -551,7 +579,23 @@ impl SviommuUnit {
             vtd_context_tt: c.context_tt.each_ref().map(ld),
             vtd_pasid_pgtt: c.pasid_pgtt.each_ref().map(ld),
             walk_reads: c.walk_reads.each_ref().map(|r| r.each_ref().map(ld)),
+            smmu_ste_config: c.ste_config.each_ref().map(ld),
+            smmu_cds: ld(&c.cds),
+            smmu_commands: self.smmu_commands(),
         }
+    }
+
+    /// SMMUv3: the commands the model consumed, by opcode.
+    fn smmu_commands(&self) -> SviommuOpcodeCounts {
+        let mut out = SviommuOpcodeCounts::default();
+        if let Hw::Smmu(m) = &self.hw {
+            for (op, n) in m.command_stats() {
+                if let Some(slot) = out.by_opcode.get_mut(usize::from(op as u8)) {
+                    *slot = n;
+                }
+            }
+        }
+        out
     }
 }
 

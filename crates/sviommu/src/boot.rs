@@ -1,7 +1,9 @@
-//! `sviommu boot`: Debian's Linux under QEMU (TCG) on our VT-d model, and what both sides saw.
+//! `sviommu boot`: Debian's Linux under QEMU (TCG) on our VT-d model (x86 q35) or our SMMUv3
+//! model (Arm virt), and what both sides saw.
 //!
-//! `qemu/build.sh` builds and caches QEMU with the `sviommu-vtd` device (qemu/'s patch, linked
-//! with this clone's `sviommu-ffi`), the kernel and the initramfs. A boot makes a 4 MiB disk
+//! `qemu/build.sh` builds and caches QEMU with the `sviommu-vtd` device and the virt machine's
+//! `iommu=sviommu-smmuv3` (qemu/'s patch, linked with this clone's `sviommu-ffi`), the kernels
+//! and the initramfs. A boot makes a 4 MiB disk
 //! image with 1 MiB of host data at 1 MiB, boots the guest with a virtio-blk disk behind the
 //! IOMMU (`iommu_platform=on`), and reads back: the guest's result line (the MD5 of what it read
 //! and of what it wrote and read back at 2 MiB), the image after power-off, the kernel's IOMMU
@@ -29,14 +31,26 @@ const GUEST_AT: usize = 2 * MIB;
 /// What the guest's init prints.
 const RESULT_TAG: &str = "SVIOMMU-RESULT ";
 
+/// The guest's architecture and machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// x86-64 on q35, with the VT-d model.
+    X86,
+    /// AArch64 on virt, with the SMMUv3 model.
+    Arm,
+}
+
 /// Which IOMMU the guest gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Iommu {
     /// None: DMA goes straight to memory.
     None,
-    /// Our VT-d model (`-device sviommu-vtd`).
+    /// Our VT-d model (`-device sviommu-vtd`, x86).
     Vtd,
+    /// Our SMMUv3 model (`-machine virt,iommu=sviommu-smmuv3`, Arm).
+    Smmuv3,
 }
 
 /// How Linux drives the VT-d model: the translation structures it writes.
@@ -73,6 +87,7 @@ pub enum Invalidation {
 /// One boot's configuration: what the unit advertises and how Linux is asked to drive it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Setup {
+    pub arch: Arch,
     pub iommu: Iommu,
     pub mode: Mode,
     pub invalidation: Invalidation,
@@ -82,14 +97,16 @@ pub struct Setup {
     pub caching_mode: bool,
     /// Second-stage levels the unit supports: 3 (CAP.SAGAW 39 bits only) or 4 (39 and 48).
     pub levels: u8,
-    /// Clear the Present bit of the disk's context entry while the guest waits before loading
-    /// its drivers: the disk's first DMA faults, and Linux prints the fault.
+    /// Corrupt the disk's configuration while the guest waits before loading its drivers (VT-d:
+    /// clear its context entry's Present bit; SMMUv3: clear its STE's V bit): the disk's first
+    /// DMA faults, and Linux prints the fault.
     pub corrupt_context: bool,
 }
 
 impl Default for Setup {
     fn default() -> Self {
         Self {
+            arch: Arch::X86,
             iommu: Iommu::Vtd,
             mode: Mode::Legacy,
             invalidation: Invalidation::Default,
@@ -102,8 +119,26 @@ impl Default for Setup {
 }
 
 impl Setup {
+    /// The SMMUv3 boot with the other fields at their defaults.
+    pub fn smmu() -> Self {
+        Self { arch: Arch::Arm, iommu: Iommu::Smmuv3, ..Self::default() }
+    }
+
     /// The kernel's IOMMU arguments.
     fn cmdline(&self) -> String {
+        if self.iommu == Iommu::Smmuv3 {
+            // arm-smmu-v3 takes the IOMMU core's options only.
+            let mut c = Vec::new();
+            match self.invalidation {
+                Invalidation::Default => {}
+                Invalidation::Strict => c.push("iommu.strict=1"),
+                Invalidation::Lazy => c.push("iommu.strict=0"),
+            }
+            if self.passthrough {
+                c.push("iommu.passthrough=1");
+            }
+            return c.join(" ");
+        }
         let mut c = String::from(match self.mode {
             Mode::Legacy => "intel_iommu=on,sm_off",
             Mode::ScalableSs | Mode::ScalableFs => "intel_iommu=on,sm_on",
@@ -135,6 +170,21 @@ impl Setup {
     pub fn name(&self) -> String {
         if self.iommu == Iommu::None {
             return "no IOMMU".to_owned();
+        }
+        if self.iommu == Iommu::Smmuv3 {
+            let mut n = String::from("smmuv3");
+            match self.invalidation {
+                Invalidation::Default => {}
+                Invalidation::Strict => n.push_str(" strict"),
+                Invalidation::Lazy => n.push_str(" lazy"),
+            }
+            if self.passthrough {
+                n.push_str(" pt");
+            }
+            if self.corrupt_context {
+                n.push_str(" corrupt-ste");
+            }
+            return n;
         }
         let mut n = match self.mode {
             Mode::Legacy => "legacy",
@@ -172,10 +222,12 @@ pub enum BootError {
     Io(String, std::io::Error),
     #[error("qemu/build.sh printed no `{0}=` line")]
     Artefact(&'static str),
-    #[error("the guest did not power off within {0} s")]
-    Timeout(u64),
-    #[error("corrupting the context entry: {0}")]
+    #[error("the guest did not power off within {0} s; its console ended with:\n{1}")]
+    Timeout(u64, String),
+    #[error("corrupting the disk's context entry / STE: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Setup(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BootError {
@@ -189,6 +241,10 @@ pub struct Artefacts {
     pub qemu: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// The Arm guest's: qemu-system-aarch64, Debian's arm64 kernel, its initramfs.
+    pub qemu_arm: PathBuf,
+    pub kernel_arm: PathBuf,
+    pub initrd_arm: PathBuf,
     /// Folders for QEMU's `-L` (Debian's source has no firmware).
     pub firmware: Vec<PathBuf>,
     /// The first 16 hex digits of the patch's SHA-256: the cache key.
@@ -221,6 +277,9 @@ pub fn artefacts(build: bool) -> Result<Option<Artefacts>, BootError> {
         qemu: get("qemu")?.into(),
         kernel: get("kernel")?.into(),
         initrd: get("initrd")?.into(),
+        qemu_arm: get("qemu_arm")?.into(),
+        kernel_arm: get("kernel_arm")?.into(),
+        initrd_arm: get("initrd_arm")?.into(),
         firmware: get("firmware")?.split(':').map(PathBuf::from).collect(),
         patch: get("patch")?,
     }))
@@ -247,7 +306,8 @@ pub struct Boot {
     pub cmdline: String,
     /// What the host corrupted while the guest waited (`Setup::corrupt_context`).
     pub corrupted: Option<String>,
-    /// The fault reasons in Linux's DMAR fault lines (`[fault reason 0xNN]`), in order.
+    /// The fault reasons in Linux's DMAR fault lines (`[fault reason 0xNN]`), or the event
+    /// numbers in arm-smmu-v3's event lines (`event 0xNN received:`), in order.
     pub kernel_fault_reasons: Vec<u8>,
     /// Wall-clock time from starting QEMU to its exit.
     pub wall_secs: f64,
@@ -285,7 +345,8 @@ impl Boot {
         })
     }
 
-    /// Linux printed a DMAR fault line, and every reason in them is one the model recorded.
+    /// Linux printed a DMAR fault line / SMMU event line, and every reason or event number in
+    /// them is one the model recorded.
     pub fn fault_seen_by_linux(&self) -> bool {
         !self.kernel_fault_reasons.is_empty()
             && self.kernel_fault_reasons.iter().all(|r| self.stat(&format!("fault.{r:#04x}")) > 0)
@@ -327,12 +388,24 @@ fn boot_in(
     std::fs::write(&disk, &image).map_err(io(disk.display().to_string()))?;
     let host_md5 = md5(image.get(HOST_AT..HOST_AT + MIB).unwrap_or_default())?;
 
-    let mut cmdline = String::from("console=ttyS0 panic=-1 loglevel=7");
-    if setup.iommu == Iommu::Vtd {
-        cmdline.push(' ');
-        cmdline.push_str(&setup.cmdline());
+    let arm = setup.arch == Arch::Arm;
+    let ours = match (setup.arch, setup.iommu) {
+        (_, Iommu::None) => false,
+        (Arch::X86, Iommu::Vtd) | (Arch::Arm, Iommu::Smmuv3) => true,
+        (arch, iommu) => {
+            return Err(BootError::Setup(format!("no {iommu:?} model on the {arch:?} machine")))
+        }
+    };
+    let console = if arm { "ttyAMA0" } else { "ttyS0" };
+    let mut cmdline = format!("console={console} panic=-1 loglevel=7");
+    if ours {
+        let c = setup.cmdline();
+        if !c.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(&c);
+        }
     }
-    let corrupt = setup.corrupt_context && setup.iommu == Iommu::Vtd;
+    let corrupt = setup.corrupt_context && ours;
     if corrupt {
         // guest-init.sh waits for a line on the console before it loads the drivers.
         cmdline.push_str(" sviommu.pause=1");
@@ -341,11 +414,26 @@ fn boot_in(
         cmdline.push(' ');
         cmdline.push_str(extra);
     }
-    let mut cmd = Command::new(&a.qemu);
-    for f in &a.firmware {
-        cmd.arg("-L").arg(f);
+    let (qemu, kernel, initrd) = if arm {
+        (&a.qemu_arm, &a.kernel_arm, &a.initrd_arm)
+    } else {
+        (&a.qemu, &a.kernel, &a.initrd)
+    };
+    let mut cmd = Command::new(qemu);
+    if arm {
+        let machine = if ours { "virt,iommu=sviommu-smmuv3" } else { "virt" };
+        cmd.args(["-M", machine, "-cpu", "cortex-a57"]);
+        if ours {
+            // virt.c makes the SMMU itself: its properties come as globals.
+            cmd.arg("-global").arg(format!("sviommu-smmuv3.stats={}", stats_file.display()));
+        }
+    } else {
+        for f in &a.firmware {
+            cmd.arg("-L").arg(f);
+        }
+        cmd.args(["-M", "q35"]);
     }
-    cmd.args(["-M", "q35", "-accel", "tcg", "-m", RAM, "-smp", "1", "-nodefaults"]).args([
+    cmd.args(["-accel", "tcg", "-m", RAM, "-smp", "1", "-nodefaults"]).args([
         "-no-user-config",
         "-display",
         "none",
@@ -354,8 +442,9 @@ fn boot_in(
         "-no-reboot",
     ]);
     if corrupt {
-        // Guest RAM in a file the host can write (GPA = file offset: 512 MiB sit below 4 GiB
-        // on q35), and a monitor to read the unit's registers.
+        // Guest RAM in a file the host can write (x86: GPA = file offset, 512 MiB sit below
+        // 4 GiB on q35; Arm: GPA = file offset + virt's RAM base), and a monitor to read the
+        // unit's registers.
         cmd.arg("-object")
             .arg(format!(
                 "memory-backend-file,id=ram,size={RAM},mem-path={},share=on",
@@ -364,11 +453,11 @@ fn boot_in(
             .args(["-machine", "memory-backend=ram", "-monitor"])
             .arg(format!("unix:{},server=on,wait=off", monitor.display()));
     }
-    if setup.iommu == Iommu::Vtd {
+    if ours && !arm {
         // First: PCI devices take their address space from the IOMMU when they are realized.
         cmd.arg("-device").arg(setup.device(&stats_file));
     }
-    cmd.arg("-kernel").arg(&a.kernel).arg("-initrd").arg(&a.initrd).arg("-append").arg(&cmdline);
+    cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd).arg("-append").arg(&cmdline);
     cmd.arg("-drive")
         .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
         .arg("-device")
@@ -381,7 +470,7 @@ fn boot_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(io(a.qemu.display().to_string()))?;
+        .map_err(io(qemu.display().to_string()))?;
     let mut stdin = child.stdin.take();
     let (tx, lines) = std::sync::mpsc::channel::<String>();
     let out = child.stdout.take();
@@ -401,18 +490,24 @@ fn boot_in(
     let err_reader = std::thread::spawn(move || slurp(err));
     let mut corrupted = None;
     let mut waiting = corrupt;
+    let mut quitting = false;
     let outcome = loop {
         if let Some(s) = child.try_wait().map_err(io("waiting for QEMU"))? {
             break Ok(s);
         }
         if start.elapsed() > timeout {
-            break Err(BootError::Timeout(timeout.as_secs()));
+            break Err(BootError::Timeout(timeout.as_secs(), String::new()));
         }
         if waiting {
             if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
                 if line.contains(PAUSED_TAG) {
                     waiting = false;
-                    match corrupt_context(&monitor, &ram_file) {
+                    let done = if arm {
+                        corrupt_ste(&monitor, &ram_file)
+                    } else {
+                        corrupt_context(&monitor, &ram_file)
+                    };
+                    match done {
                         Ok(what) => corrupted = Some(what),
                         Err(e) => break Err(e),
                     }
@@ -420,6 +515,15 @@ fn boot_in(
                     let go = stdin.as_mut().map(|i| i.write_all(b"go\n").and_then(|()| i.flush()));
                     if let Some(Err(e)) = go {
                         break Err(BootError::Io("the guest's console".to_owned(), e));
+                    }
+                }
+            }
+        } else if corrupt && !quitting {
+            if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+                if line.contains(RESULT_TAG) {
+                    quitting = true;
+                    if let Err(e) = monitor_quit(&monitor) {
+                        break Err(e);
                     }
                 }
             }
@@ -433,7 +537,14 @@ fn boot_in(
             // Best effort: the process is ours and is being abandoned.
             let _ = child.kill();
             let _ = child.wait();
-            return Err(e);
+            // Its console's end says where the guest was (its pipe closed with QEMU).
+            let console = reader.join().unwrap_or_default();
+            let lines: Vec<&str> = console.lines().collect();
+            let tail = lines.get(lines.len().saturating_sub(40)..).unwrap_or_default().join("\n");
+            return Err(match e {
+                BootError::Timeout(secs, _) => BootError::Timeout(secs, tail),
+                e => BootError::Setup(format!("{e}; the console ended with:\n{tail}")),
+            });
         }
     };
     drop(stdin);
@@ -480,7 +591,6 @@ const PAUSED_TAG: &str = "SVIOMMU-PAUSED";
 /// The unit has not cached the entry: the disk has made no request since translation was
 /// enabled. Returns what it changed, for the report.
 fn corrupt_context(monitor: &Path, ram: &Path) -> Result<String, BootError> {
-    use std::os::unix::fs::FileExt;
     use sviommu_vtd::spec::regs::{rtaddr, RTADDR};
     use sviommu_vtd::spec::root::{
         ContextEntry, RootEntry, ScalableContextEntry, ScalableRootEntry,
@@ -488,23 +598,9 @@ fn corrupt_context(monitor: &Path, ram: &Path) -> Result<String, BootError> {
     let bad = |m: String| BootError::Corrupt(m);
     let rtaddr = monitor_read_u64(monitor, DMAR_BASE + RTADDR.0)?;
     let rta = rtaddr::RTA.in_place(rtaddr);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(ram)
-        .map_err(io(ram.display().to_string()))?;
-    let read = |at: u64, words: &mut [u64]| -> Result<(), BootError> {
-        let mut buf = vec![0u8; words.len() * 8];
-        file.read_exact_at(&mut buf, at).map_err(io(format!("guest memory at {at:#x}")))?;
-        for (w, b) in words.iter_mut().zip(buf.chunks_exact(8)) {
-            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
-        }
-        Ok(())
-    };
-    let write = |at: u64, words: &[u64]| -> Result<(), BootError> {
-        let buf: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        file.write_all_at(&buf, at).map_err(io(format!("guest memory at {at:#x}")))
-    };
+    let mem = GuestRam::open(ram, 0)?;
+    let read = |at: u64, words: &mut [u64]| mem.read(at, words);
+    let write = |at: u64, words: &[u64]| mem.write(at, words);
     let devfn = DISK_SLOT << 3;
     let mut root = [0u64; 2];
     read(rta, &mut root)?;
@@ -543,29 +639,110 @@ fn corrupt_context(monitor: &Path, ram: &Path) -> Result<String, BootError> {
     }
 }
 
-/// Reads a 64-bit guest-physical location through QEMU's human monitor (`xp /1gx`).
-fn monitor_read_u64(path: &Path, addr: u64) -> Result<u64, BootError> {
-    use std::os::unix::net::UnixStream;
-    let ctx = || format!("QEMU's monitor at {}", path.display());
-    let mut s = UnixStream::connect(path).map_err(io(ctx()))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io(ctx()))?;
-    let mut got = Vec::new();
-    let read_until = |s: &mut UnixStream, got: &mut Vec<u8>, want: &str| {
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(got).contains(want) {
-            let n = s.read(&mut buf).map_err(io(ctx()))?;
-            if n == 0 {
-                return Err(BootError::Corrupt(format!("{} closed", ctx())));
-            }
-            got.extend_from_slice(buf.get(..n).unwrap_or_default());
+/// Guest RAM as the file that backs it: guest-physical `base` is the file's first byte.
+struct GuestRam {
+    file: std::fs::File,
+    base: u64,
+}
+
+impl GuestRam {
+    fn open(path: &Path, base: u64) -> Result<Self, BootError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io(path.display().to_string()))?;
+        Ok(Self { file, base })
+    }
+
+    fn offset(&self, at: u64) -> Result<u64, BootError> {
+        at.checked_sub(self.base)
+            .ok_or_else(|| BootError::Corrupt(format!("{at:#x} is below guest RAM")))
+    }
+
+    /// Little-endian words at guest-physical `at`.
+    fn read(&self, at: u64, words: &mut [u64]) -> Result<(), BootError> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; words.len() * 8];
+        let off = self.offset(at)?;
+        self.file.read_exact_at(&mut buf, off).map_err(io(format!("guest memory at {at:#x}")))?;
+        for (w, b) in words.iter_mut().zip(buf.chunks_exact(8)) {
+            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
         }
         Ok(())
+    }
+
+    fn write(&self, at: u64, words: &[u64]) -> Result<(), BootError> {
+        use std::os::unix::fs::FileExt;
+        let buf: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let off = self.offset(at)?;
+        self.file.write_all_at(&buf, off).map_err(io(format!("guest memory at {at:#x}")))
+    }
+}
+
+/// The SMMU's register base on virt (its memory map's VIRT_SMMU).
+const VIRT_SMMU_BASE: u64 = 0x0905_0000;
+/// Where virt's RAM starts.
+const VIRT_RAM_BASE: u64 = 0x4000_0000;
+
+/// Clears the V bit of the disk's STE in guest memory, found the way the SMMU finds it:
+/// SMMU_STRTAB_BASE and _CFG (read through QEMU's monitor), then the L1STD and the level-2
+/// array for a two-level table (§5.1, §6.3.24-25), or the linear table. The disk's StreamID is
+/// its requester ID (virt's IORT / iommu-map are the identity). The SMMU has not cached the STE:
+/// the disk has made no request since Linux wrote it and issued CMD_CFGI_STE. Returns what it
+/// changed, for the report.
+fn corrupt_ste(monitor: &Path, ram: &Path) -> Result<String, BootError> {
+    use sviommu_smmuv3::spec::regs::{strtab_base, strtab_base_cfg, STRTAB_BASE, STRTAB_BASE_CFG};
+    use sviommu_smmuv3::spec::ste::{L1Std, Ste};
+    let bad = |m: String| BootError::Corrupt(m);
+    let base = monitor_read_u64(monitor, VIRT_SMMU_BASE + STRTAB_BASE.0)?;
+    let cfg = monitor_read(monitor, VIRT_SMMU_BASE + STRTAB_BASE_CFG.0, 'w')?;
+    let mem = GuestRam::open(ram, VIRT_RAM_BASE)?;
+    let sid = u64::from(DISK_SLOT) << 3;
+    let table = strtab_base::ADDR.in_place(base);
+    let at = match strtab_base_cfg::FMT.get(cfg) {
+        0 => table + sid * 64,
+        1 => {
+            let split = strtab_base_cfg::SPLIT.get(cfg);
+            let l1_at = table + (sid >> split) * 8;
+            let mut w = [0u64; 1];
+            mem.read(l1_at, &mut w)?;
+            let l1 = L1Std::from_word(w[0]);
+            if l1.l2_ste_count().is_none() {
+                return Err(bad(format!("the L1STD at {l1_at:#x} is invalid ({:#x})", w[0])));
+            }
+            l1.l2ptr() + (sid & ((1 << split) - 1)) * 64
+        }
+        f => return Err(bad(format!("SMMU_STRTAB_BASE_CFG {cfg:#x}: FMT {f} is reserved"))),
     };
-    read_until(&mut s, &mut got, "(qemu)")?;
+    let mut w = [0u64; 8];
+    mem.read(at, &mut w)?;
+    let mut ste = Ste(w);
+    if !ste.v() {
+        return Err(bad(format!("the disk's STE at {at:#x} is not valid")));
+    }
+    ste.set_v(false);
+    mem.write(at, &ste.0)?;
+    Ok(format!(
+        "STE of StreamID {sid:#x} (00:{DISK_SLOT:02x}.0) at {at:#x}, Config {:#05b}: V cleared",
+        ste.config_raw()
+    ))
+}
+
+/// Reads a 64-bit guest-physical location through QEMU's human monitor (`xp /1gx`).
+fn monitor_read_u64(path: &Path, addr: u64) -> Result<u64, BootError> {
+    monitor_read(path, addr, 'g')
+}
+
+/// Reads one guest-physical word through QEMU's human monitor: `xp /1gx` (`unit` `g`, 64-bit)
+/// or `xp /1wx` (`w`, 32-bit: an SMMU's 32-bit registers refuse 64-bit reads).
+fn monitor_read(path: &Path, addr: u64, unit: char) -> Result<u64, BootError> {
+    let ctx = || format!("QEMU's monitor at {}", path.display());
+    let (mut s, mut got) = monitor_connect(path)?;
     got.clear();
-    s.write_all(format!("xp /1gx {addr:#x}\n").as_bytes()).map_err(io(ctx()))?;
+    s.write_all(format!("xp /1{unit}x {addr:#x}\n").as_bytes()).map_err(io(ctx()))?;
     let key = format!("{addr:016x}:");
-    read_until(&mut s, &mut got, "(qemu)")?;
+    monitor_read_until(path, &mut s, &mut got)?;
     let text = String::from_utf8_lossy(&got);
     text.lines()
         .find_map(|l| {
@@ -575,10 +752,56 @@ fn monitor_read_u64(path: &Path, addr: u64) -> Result<u64, BootError> {
         .ok_or_else(|| BootError::Corrupt(format!("no value in the monitor's answer: {text:?}")))
 }
 
-/// `... [fault reason 0x02] ...`: Linux's DMAR fault line's reason.
+/// A connection to QEMU's human monitor, past its greeting and first prompt, and the buffer
+/// that read them.
+fn monitor_connect(path: &Path) -> Result<(std::os::unix::net::UnixStream, Vec<u8>), BootError> {
+    let ctx = || format!("QEMU's monitor at {}", path.display());
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(io(ctx()))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io(ctx()))?;
+    let mut got = Vec::new();
+    monitor_read_until(path, &mut s, &mut got)?;
+    Ok((s, got))
+}
+
+/// Reads from the monitor into `got` until its prompt.
+fn monitor_read_until(
+    path: &Path,
+    s: &mut std::os::unix::net::UnixStream,
+    got: &mut Vec<u8>,
+) -> Result<(), BootError> {
+    let ctx = || format!("QEMU's monitor at {}", path.display());
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(got).contains("(qemu)") {
+        let n = s.read(&mut buf).map_err(io(ctx()))?;
+        if n == 0 {
+            return Err(BootError::Corrupt(format!("{} closed", ctx())));
+        }
+        got.extend_from_slice(buf.get(..n).unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Asks QEMU to quit (its exit notifiers still write the model's statistics). For the faulted
+/// guest: the disk's driver is stuck in its probe, holding the device lock that the kernel's
+/// power-off path waits for, so the guest cannot power itself off.
+fn monitor_quit(path: &Path) -> Result<(), BootError> {
+    let (mut s, _) = monitor_connect(path)?;
+    s.write_all(b"quit\n").map_err(io(format!("QEMU's monitor at {}", path.display())))?;
+    // Held open until QEMU closes it: a client gone first takes its unread command with it.
+    let mut rest = Vec::new();
+    // An error (the read time-out) ends the wait as EOF does; the boot's own time-out remains.
+    let _ = s.read_to_end(&mut rest);
+    Ok(())
+}
+
+/// `... [fault reason 0x02] ...`: Linux's DMAR fault line's reason; `arm-smmu-v3 ...: event
+/// 0x04 received:`: the SMMU event's number.
 fn fault_reason(line: &str) -> Option<u8> {
-    let rest = line.split("[fault reason 0x").nth(1)?;
-    u8::from_str_radix(rest.split(']').next()?, 16).ok()
+    if let Some(rest) = line.split("[fault reason 0x").nth(1) {
+        return u8::from_str_radix(rest.split(']').next()?, 16).ok();
+    }
+    let rest = line.split("arm-smmu-v3").nth(1)?.split(": event 0x").nth(1)?;
+    u8::from_str_radix(rest.split(' ').next()?, 16).ok()
 }
 
 fn slurp<R: Read>(r: Option<R>) -> String {
@@ -654,7 +877,10 @@ fn clean(line: &str) -> String {
 fn is_iommu_line(l: &str) -> bool {
     let lower = l.to_ascii_lowercase();
     !l.contains("SVIOMMU-")
-        && (l.contains("DMAR") || lower.contains("iommu") || lower.contains("remapping"))
+        && (l.contains("DMAR")
+            || lower.contains("iommu")
+            || lower.contains("smmu")
+            || lower.contains("remapping"))
 }
 
 /// A kernel line with a word that warns or reports an error, a bug or a fault.
@@ -686,6 +912,7 @@ fn guest_result(l: &str) -> Option<GuestResult> {
 
 /// The cache names in the shim's statistics, in the architecture's order.
 const CACHES: [&str; 6] = ["context", "pasid", "iotlb", "fs_psc", "ss_psc", "ss_leaf"];
+const SMMU_CACHES: [&str; 6] = ["ste", "cd", "tlb", "s1_walk", "s2_walk", "s2_leaf"];
 /// The invalidation descriptors the shim names.
 const DESCRIPTORS: [&str; 9] = [
     "context_cache",
@@ -703,7 +930,8 @@ const DESCRIPTORS: [&str; 9] = [
 pub fn text(b: &Boot) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "guest: Debian's kernel on q35 (TCG), {}", b.name);
+    let machine = if b.setup.arch == Arch::Arm { "virt" } else { "q35" };
+    let _ = writeln!(s, "guest: Debian's kernel on {machine} (TCG), {}", b.name);
     let _ = writeln!(s, "cmdline: {}", b.cmdline);
     let init = b.init_secs.map_or("-".to_owned(), |t| format!("{t:.2} s"));
     let _ =
@@ -732,17 +960,19 @@ pub fn text(b: &Boot) -> String {
     for l in &b.warnings {
         let _ = writeln!(s, "  {l}");
     }
+    let smmu = b.setup.iommu == Iommu::Smmuv3;
     if !b.stats.is_empty() {
         let _ = writeln!(
             s,
-            "model: {} translations, {} faults, {} register accesses, {} MSIs, {} panics",
+            "model: {} translations, {} faults, {} register accesses, {} {}, {} panics",
             b.stat("translated"),
             b.stat("faulted"),
             b.stat("mmio_accesses"),
             b.stat("outputs_delivered"),
+            if smmu { "interrupts" } else { "MSIs" },
             b.stat("panics")
         );
-        for c in CACHES {
+        for c in if smmu { SMMU_CACHES } else { CACHES } {
             let (h, m) = (b.stat(&format!("cache.{c}.hits")), b.stat(&format!("cache.{c}.misses")));
             if h + m > 0 {
                 let _ = writeln!(
@@ -761,19 +991,41 @@ pub fn text(b: &Boot) -> String {
                 .collect()
         };
         let none = |v: Vec<String>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
-        let _ = writeln!(
-            s,
-            "  structures read: context entries by TT: {}; PASID entries by PGTT: {}",
-            none(listed("context_tt.")),
-            none(listed("pasid_pgtt."))
-        );
-        let _ = writeln!(
-            s,
-            "  table entries read: first stage {}; second stage {}",
-            none(listed("walk.s1.")),
-            none(listed("walk.s2."))
-        );
-        let _ = writeln!(s, "  faults recorded by reason: {}", none(listed("fault.")));
+        if smmu {
+            let _ = writeln!(
+                s,
+                "  structures read: STEs by Config: {}; valid CDs: {}",
+                none(listed("ste_config.")),
+                b.stat("cd.valid")
+            );
+            let _ = writeln!(
+                s,
+                "  table entries read: stage 1 {}; stage 2 {}",
+                none(listed("walk.s1.")),
+                none(listed("walk.s2."))
+            );
+            let _ = writeln!(s, "  commands: {}", none(listed("cmd.")));
+            let _ = writeln!(
+                s,
+                "  events recorded: {} ({} written to the Event queue)",
+                none(listed("fault.")),
+                b.stat("queue.events_written")
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  structures read: context entries by TT: {}; PASID entries by PGTT: {}",
+                none(listed("context_tt.")),
+                none(listed("pasid_pgtt."))
+            );
+            let _ = writeln!(
+                s,
+                "  table entries read: first stage {}; second stage {}",
+                none(listed("walk.s1.")),
+                none(listed("walk.s2."))
+            );
+            let _ = writeln!(s, "  faults recorded by reason: {}", none(listed("fault.")));
+        }
         let invs: Vec<String> = DESCRIPTORS
             .iter()
             .filter_map(|d| {
@@ -781,17 +1033,16 @@ pub fn text(b: &Boot) -> String {
                 (n > 0).then(|| format!("{d} {n}"))
             })
             .collect();
-        let _ = writeln!(
-            s,
-            "  invalidation descriptors: {}",
-            if invs.is_empty() { "none".to_owned() } else { invs.join(", ") }
-        );
+        if !smmu {
+            let _ = writeln!(s, "  invalidation descriptors: {}", none(invs));
+        }
     }
     if let Some(c) = &b.corrupted {
         let _ = writeln!(s, "corrupted: {c}");
         let reasons: Vec<String> =
             b.kernel_fault_reasons.iter().map(|r| format!("{r:#04x}")).collect();
-        let _ = writeln!(s, "Linux's DMAR fault lines, by reason: {}", reasons.join(", "));
+        let what = if smmu { "event lines, by event" } else { "DMAR fault lines, by reason" };
+        let _ = writeln!(s, "Linux's {what}: {}", reasons.join(", "));
     }
     if !b.qemu_stderr.trim().is_empty() {
         let _ = writeln!(s, "QEMU said:");
@@ -814,28 +1065,31 @@ pub fn build_script() -> &'static Path {
 /// `sviommu boot`'s options.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The IOMMU the guest gets.
-    #[arg(long, value_enum, default_value_t = Iommu::Vtd)]
-    pub iommu: Iommu,
-    /// How Linux drives the VT-d model: legacy, or scalable with first-stage support
+    /// The guest: x86-64 on q35 (VT-d) or AArch64 on virt (SMMUv3).
+    #[arg(long, value_enum, default_value_t = Arch::X86)]
+    pub arch: Arch,
+    /// The IOMMU the guest gets (default: the architecture's model, vtd or smmuv3).
+    #[arg(long, value_enum)]
+    pub iommu: Option<Iommu>,
+    /// VT-d only: how Linux drives the model: legacy, or scalable with first-stage support
     /// withheld (second stage) or advertised (first stage).
     #[arg(long, value_enum, default_value_t = Mode::Legacy)]
     pub mode: Mode,
     /// How Linux invalidates after an unmap (`iommu.strict=1` / `=0`).
     #[arg(long, value_enum, default_value_t = Invalidation::Default)]
     pub invalidation: Invalidation,
-    /// `iommu=pt`: the identity domain for every device.
+    /// The identity domain for every device (`iommu=pt`; Arm: `iommu.passthrough=1`).
     #[arg(long)]
     pub passthrough: bool,
-    /// Advertise caching mode (CAP.CM).
+    /// VT-d only: advertise caching mode (CAP.CM).
     #[arg(long)]
     pub caching_mode: bool,
-    /// Second-stage levels the unit supports: 3 (39-bit SAGAW) or 4 (39 and 48).
+    /// VT-d only: second-stage levels the unit supports: 3 (39-bit SAGAW) or 4 (39 and 48).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
     pub levels: u8,
-    /// Clear the disk's context entry's Present bit in guest memory before its driver loads:
-    /// Linux reports the model's fault.
-    #[arg(long)]
+    /// Clear the disk's context entry's Present bit (Arm: its STE's V bit) in guest memory
+    /// before its driver loads: Linux reports the model's fault.
+    #[arg(long, alias = "corrupt-ste")]
     pub corrupt_context: bool,
     /// More kernel command line (e.g. `iommu.strict=1`).
     #[arg(long, default_value = "")]
@@ -857,7 +1111,11 @@ pub fn main(args: &Args) -> std::process::ExitCode {
     let run = || {
         let a = artefacts(args.build)?.ok_or(BootError::NotBuilt)?;
         let setup = Setup {
-            iommu: args.iommu,
+            arch: args.arch,
+            iommu: args.iommu.unwrap_or(match args.arch {
+                Arch::X86 => Iommu::Vtd,
+                Arch::Arm => Iommu::Smmuv3,
+            }),
             mode: args.mode,
             invalidation: args.invalidation,
             passthrough: args.passthrough,

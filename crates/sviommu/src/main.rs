@@ -97,7 +97,8 @@ enum Command {
         #[command(subcommand)]
         arch: inspect::Arch,
     },
-    /// Boot Debian's Linux under QEMU (TCG) on our VT-d model and summarise what both saw.
+    /// Boot Debian's Linux under QEMU (TCG) on our VT-d model (x86, q35) or our SMMUv3
+    /// model (--arch arm, virt) and summarise what both saw.
     ///
     /// Runs the QEMU that qemu/build.sh built and cached (with --build, builds what is
     /// missing: minutes the first time). The guest's init writes and reads a virtio-blk disk
