@@ -414,6 +414,17 @@ pub fn stats_section(s: &mut String, st: &Stats) {
     for (f, n) in &st.faults {
         let _ = writeln!(s, "  {n} x {f}");
     }
+    let z = &st.sanitizer;
+    if z.enabled {
+        let _ = writeln!(
+            s,
+            "  invalidation sanitizer (strict): violations found {}, not kept {}; words re-read {}",
+            z.violations, z.dropped, z.reads
+        );
+        for r in &z.reports {
+            let _ = writeln!(s, "    {r}");
+        }
+    }
     if !st.invalidations.is_empty() {
         let list: Vec<String> =
             st.invalidations.iter().map(|i| format!("{} {}", i.count, i.what)).collect();

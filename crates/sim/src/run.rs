@@ -435,6 +435,25 @@ pub struct Stats {
     pub outbox: OutboxRow,
     /// Page requests through the unit and the IOMMU API.
     pub page_requests: PageRequestStats,
+    /// The invalidation sanitizer (strict profile only): what it reported.
+    pub sanitizer: SanitizerRow,
+}
+
+/// The unit's invalidation sanitizer: under the strict profile each cache hit re-reads the
+/// words its entry was built from, and a changed one without the invalidation the spec asks
+/// for is a violation naming the missing command.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SanitizerRow {
+    /// Whether it ran (the unit's profile is strict).
+    pub enabled: bool,
+    /// Violations found (each cached entry reported once).
+    pub violations: u64,
+    /// Of those, reports the unit's queue had no room for (counted, not kept).
+    pub dropped: u64,
+    /// Words re-read to check hits (not counted as the translations' table reads).
+    pub reads: u64,
+    /// The reports, in the model's words.
+    pub reports: Vec<String>,
 }
 
 /// Page requests: what the unit queued (the model's count) and what the IOMMU API collected
@@ -946,6 +965,8 @@ pub(crate) fn stats(
     dropped
         .insert(1, row("page requests overflowed (driver saw)", driver.page_requests_overflowed));
     dropped.push(row("outbox full (producer waited)", o.full));
+    let sanitizer = sanitizer_row(hw);
+    dropped.push(row("sanitizer reports dropped (queue full)", sanitizer.dropped));
     Stats {
         requests: t.requests,
         translated: t.translated,
@@ -966,7 +987,25 @@ pub(crate) fn stats(
             full: o.full,
         },
         page_requests,
+        sanitizer,
     }
+}
+
+/// The sanitizer's reports since the last call (they are drained) and its counters.
+fn sanitizer_row(hw: &Hw) -> SanitizerRow {
+    let (enabled, reports, c) = match hw {
+        Hw::Vtd(u) => (
+            u.params().profile.is_strict(),
+            u.violations().iter().map(ToString::to_string).collect(),
+            u.sanitizer_stats(),
+        ),
+        Hw::Smmu(u) => (
+            u.params().profile.is_strict(),
+            u.violations().iter().map(ToString::to_string).collect(),
+            u.sanitizer_stats(),
+        ),
+    };
+    SanitizerRow { enabled, violations: c.violations, dropped: c.dropped, reads: c.reads, reports }
 }
 
 /// Each cache of the unit, as it counted so far.

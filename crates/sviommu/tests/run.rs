@@ -483,3 +483,42 @@ fn headings_name_only_what_the_run_did() {
     assert!(seed.contains("guests' first stage nested over a second-stage parent"), "{seed}");
     assert!(seed.contains("guests' stage 1 nested over stage 2"), "{seed}");
 }
+
+/// The lazy-unmap scenario on strict units: the DMA that reaches the unmapped page through the
+/// IOTLB before the flush is what the invalidation sanitizer exists for, and `run` prints the
+/// model's report naming the command the driver had not yet sent; forgiving units report
+/// nothing and say nothing of a sanitizer.
+#[test]
+fn run_prints_the_sanitizer_report_of_a_strict_unit() {
+    let dir = std::env::temp_dir().join(format!("sviommu-sanitizer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("lazy-strict.toml");
+    let seed = include_str!("../../../examples/lazy-unmap.toml");
+    let units = "\n[[unit]]\narch = \"vtd\"\nprofile = \"strict\"\n\n\
+                 [[unit]]\narch = \"smmuv3\"\nprofile = \"strict\"\n";
+    std::fs::write(&path, format!("{seed}{units}")).unwrap();
+    let strict = run_json(&[path.to_str().unwrap()]);
+    for (run, command) in [
+        (&strict["runs"][0], "missing IOTLB invalidation, page-selective-within-domain"),
+        (&strict["runs"][1], "CMD_TLBI"),
+    ] {
+        let z = &run["stats"]["sanitizer"];
+        assert_eq!(z["enabled"], true, "{z}");
+        assert_eq!(z["violations"], 1, "one stale entry, reported once: {z}");
+        let report = z["reports"][0].as_str().unwrap();
+        assert!(report.contains(command), "{report}");
+        assert!(z["reads"].as_u64().unwrap() > 0, "{z}");
+    }
+    let text = sviommu(&["run", path.to_str().unwrap()]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("invalidation sanitizer (strict): violations found 1, not kept 0"),
+        "{text}"
+    );
+    let forgiving = example("lazy-unmap.toml");
+    for run in forgiving["runs"].as_array().unwrap() {
+        let z = &run["stats"]["sanitizer"];
+        assert_eq!((z["enabled"].as_bool(), z["violations"].as_u64()), (Some(false), Some(0)));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
