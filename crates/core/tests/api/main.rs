@@ -86,6 +86,7 @@ fn flush_queue_leaves_a_visible_window(arch: Arch) {
     r.iommu.unmap(d, 0x10_0000, 0x1000).unwrap();
     assert_eq!(r.iommu.domain(d).unwrap().pending_flush().len(), 1);
     assert_eq!(r.dma(&a, None, 0x10_0000, false), Ok(0x3000_0000), "stale until the flush");
+    r.stale_reported();
     r.iommu.unmap(d, 0x10_1000, 0x1000).unwrap();
     r.iommu.unmap(d, 0x10_2000, 0x1000).unwrap();
     // The third range filled the batch: everything was flushed.
@@ -589,6 +590,7 @@ fn nesting(arch: Arch) {
     // The guest unmaps its page; stale until it invalidates that PASID.
     table.unmap(&r.guest_ram(), 0x4000_0000, 0x1000);
     assert_eq!(r.dma(&a, Some(5), 0x4000_0123, false), Ok(GUEST + 0x30_0123));
+    r.stale_reported();
     let inv = InvalidateInfo {
         cache: CacheKind::Iotlb,
         granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
@@ -634,6 +636,7 @@ fn nesting(arch: Arch) {
     assert_eq!(r.dma(&a, Some(3), 0x4000_1000, false), Ok(GUEST + 0x31_1000));
     t2.unmap(&r.guest_ram(), 0x4000_0000, 0x2000);
     assert_eq!(r.dma(&a, Some(3), 0x4000_0123, false), Ok(GUEST + 0x31_0123), "stale");
+    r.stale_reported();
     let inv = InvalidateInfo {
         cache: CacheKind::Iotlb,
         granularity: Granularity::Addr { range: 0x4000_0000..0x4000_1000, leaf: true },
@@ -643,6 +646,7 @@ fn nesting(arch: Arch) {
     r.iommu.invalidate(&Target::Device(a.clone()), &inv).unwrap();
     assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
     assert_eq!(r.dma(&a, Some(3), 0x4000_1000, false), Ok(GUEST + 0x31_1000), "not selected");
+    r.stale_reported();
     r.iommu.unbind_pasid_table(&Target::Device(a.clone())).unwrap();
     assert!(r.dma(&a, Some(3), 0x4000_0123, false).is_err());
     assert_eq!(r.dma(&a, None, 0x30_0123, false), Ok(GUEST + 0x30_0123));

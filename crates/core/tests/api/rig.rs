@@ -133,6 +133,30 @@ impl Rig {
         }
     }
 
+    /// What the unit's invalidation sanitizer reported since the last call (strict profile;
+    /// nothing under forgiving), as the model words it.
+    pub fn violations(&self) -> Vec<String> {
+        let driver = self.iommu.driver(UNIT).unwrap().as_any();
+        if let Some(u) = driver.downcast_ref::<VtdUnit>() {
+            return u.hw().violations().iter().map(ToString::to_string).collect();
+        }
+        let u: &SmmuUnit = driver.downcast_ref().unwrap();
+        u.hw().violations().iter().map(ToString::to_string).collect()
+    }
+
+    /// After a DMA a test made through a stale entry on purpose: under strict the sanitizer
+    /// reported it, naming the command that was missing; under forgiving nothing is reported.
+    #[track_caller]
+    pub fn stale_reported(&self) {
+        let v = self.violations();
+        if profile().is_strict() {
+            assert!(!v.is_empty(), "a deliberately stale DMA went unreported");
+            assert!(v.iter().all(|r| r.contains(": missing ")), "{v:#?}");
+        } else {
+            assert!(v.is_empty(), "forgiving reports nothing: {v:#?}");
+        }
+    }
+
     pub fn vtd(&self) -> &VtdUnit {
         self.iommu.driver(UNIT).unwrap().as_any().downcast_ref().unwrap()
     }
@@ -253,6 +277,19 @@ impl Table {
             Table::X86(t) => t.unmap(mem, va, len).map(|_| ()).unwrap(),
             Table::Vmsa(t) => t.unmap(mem, va, len).map(|_| ()).unwrap(),
         }
+    }
+}
+
+/// The core drives the hardware as the spec asks: whatever a test did, under the strict
+/// profile the sanitizer found no hit on an entry whose words changed without the invalidation
+/// they needed.
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let v = self.violations();
+        assert!(v.is_empty(), "the core left stale cache entries in use:\n{}", v.join("\n"));
     }
 }
 
