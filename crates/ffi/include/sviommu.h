@@ -615,6 +615,10 @@ int32_t sviommu_smmu_params_default(struct SviommuSmmuParams *out);
 // Makes a VT-d unit out of reset and stores its handle in `*unit`. `SVIOMMU_ERR_INVALID` for
 // parameters out of range or contradicting each other; `SVIOMMU_ERR_NULL` for a null
 // argument or a null `mem_read` / `mem_write` callback. On error `*unit` is not written.
+// The behaviour profile is the process environment's `SVIOMMU_PROFILE` (`forgiving`, the
+// default; `strict`; `strict:SEED`), read here (a value it cannot parse is
+// `SVIOMMU_ERR_INVALID`); under strict the statistics text carries the invalidation
+// sanitizer's reports.
 //
 // # Safety
 // `params` and `callbacks` are null or point to valid structs; `unit` is null or valid for

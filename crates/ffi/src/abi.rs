@@ -49,7 +49,7 @@ pub unsafe extern "C" fn sviommu_stats_text(
     }
     let fill = |u: &SviommuUnit| {
         let len = len?;
-        let text = crate::text::stats_text(&u.stats(), &u.record_stats());
+        let text = crate::text::stats_text(&u.stats(), &u.record_stats(), &u.violations());
         *len = text.len();
         if cap > 0 {
             // SAFETY: the function's contract: `buf` is non-null and holds `cap` bytes.
@@ -149,6 +149,10 @@ pub unsafe extern "C" fn sviommu_smmu_params_default(out: *mut SviommuSmmuParams
 /// Makes a VT-d unit out of reset and stores its handle in `*unit`. `SVIOMMU_ERR_INVALID` for
 /// parameters out of range or contradicting each other; `SVIOMMU_ERR_NULL` for a null
 /// argument or a null `mem_read` / `mem_write` callback. On error `*unit` is not written.
+/// The behaviour profile is the process environment's `SVIOMMU_PROFILE` (`forgiving`, the
+/// default; `strict`; `strict:SEED`), read here (a value it cannot parse is
+/// `SVIOMMU_ERR_INVALID`); under strict the statistics text carries the invalidation
+/// sanitizer's reports.
 ///
 /// # Safety
 /// `params` and `callbacks` are null or point to valid structs; `unit` is null or valid for
@@ -168,8 +172,10 @@ pub unsafe extern "C" fn sviommu_vtd_create(
             _ => return SVIOMMU_ERR_NULL,
         };
         let Some(cb) = Callbacks::new(c) else { return SVIOMMU_ERR_NULL };
-        match params::vtd_params(p) {
-            Ok(p) => {
+        let env = params::profile_from_env();
+        match params::vtd_params(p).and_then(|p| Ok((p, env?))) {
+            Ok((mut p, env)) => {
+                p.profile = env.unwrap_or(p.profile);
                 *u = Box::into_raw(Box::new(SviommuUnit::vtd(p, cb)));
                 SVIOMMU_OK
             }
@@ -197,8 +203,10 @@ pub unsafe extern "C" fn sviommu_smmu_create(
             _ => return SVIOMMU_ERR_NULL,
         };
         let Some(cb) = Callbacks::new(c) else { return SVIOMMU_ERR_NULL };
-        match params::smmu_params(p) {
-            Ok(p) => {
+        let env = params::profile_from_env();
+        match params::smmu_params(p).and_then(|p| Ok((p, env?))) {
+            Ok((mut p, env)) => {
+                p.profile = env.unwrap_or(p.profile);
                 *u = Box::into_raw(Box::new(SviommuUnit::smmu(p, cb)));
                 SVIOMMU_OK
             }

@@ -258,6 +258,18 @@ pub fn smmu_params(k: &SviommuSmmuParams) -> Result<SmmuParams, BadParam> {
     Ok(with_oas.with_stall_model(model))
 }
 
+/// The behaviour profile the process environment asks for: `SVIOMMU_PROFILE` (`forgiving`,
+/// `strict` or `strict:SEED`, as the test suites take it), or `None` when it is unset. The
+/// parameter structs keep their layout, so an embedder built against them (the QEMU shim)
+/// chooses the profile without a rebuild.
+pub fn profile_from_env() -> Result<Option<sviommu_tlb::Profile>, BadParam> {
+    match std::env::var("SVIOMMU_PROFILE") {
+        Ok(p) => p.parse().map(Some).map_err(|_| BadParam("SVIOMMU_PROFILE")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(BadParam("SVIOMMU_PROFILE")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use sviommu_smmuv3::spec::Opcode;
+use sviommu_tlb::sanitize::SanitizerStats;
 
 use crate::types::*;
 
@@ -25,8 +26,27 @@ const VTD_DESCRIPTORS: [(usize, &str); 9] = [
     (9, "page_group_response"),
 ];
 
-/// `s` and `r` as lines of `name value`.
-pub fn stats_text(s: &SviommuStats, r: &SviommuRecordStats) -> String {
+/// `s` and `r` as lines of `name value`, then the invalidation sanitizer's counters
+/// (`sanitizer.violations`, `.dropped`, `.reads`) and each report it made as a line
+/// `violation TEXT` (none unless the unit runs the strict profile).
+pub fn stats_text(
+    s: &SviommuStats,
+    r: &SviommuRecordStats,
+    sanitizer: &(SanitizerStats, Vec<String>),
+) -> String {
+    let mut t = counters_text(s, r);
+    let (z, reports) = sanitizer;
+    for (k, v) in [("violations", z.violations), ("dropped", z.dropped), ("reads", z.reads)] {
+        let _ = writeln!(t, "sanitizer.{k} {v}");
+    }
+    for report in reports {
+        let _ = writeln!(t, "violation {report}");
+    }
+    t
+}
+
+/// The counters of `s` and `r` as lines of `name value`.
+fn counters_text(s: &SviommuStats, r: &SviommuRecordStats) -> String {
     let mut t = String::new();
     let mut line = |name: &dyn std::fmt::Display, v: u64| {
         let _ = writeln!(t, "{name} {v}");
@@ -133,8 +153,10 @@ mod tests {
         r.vtd_pasid_pgtt[2] = 3;
         r.walk_reads[1][4] = 9;
         r.walk_reads[0][0] = 1;
-        let t = stats_text(&s, &r);
+        let none = (SanitizerStats::default(), Vec::new());
+        let t = stats_text(&s, &r, &none);
         let has = |l: &str| t.lines().any(|x| x == l);
+        assert!(has("sanitizer.violations 0") && !t.contains("\nviolation "), "{t}");
         assert!(has("translated 7") && has("faulted 0") && has("inv.wait 2"), "{t}");
         assert!(has("cache.context.hits 0") && has("fault.0x02 1"), "{t}");
         assert!(
@@ -143,7 +165,7 @@ mod tests {
         );
         assert!(!t.contains("fault.0x03") && !t.contains("context_tt."), "{t}");
         s.arch = SVIOMMU_ARCH_SMMUV3;
-        let t = stats_text(&s, &r);
+        let t = stats_text(&s, &r, &none);
         assert!(t.contains("cache.ste.hits 0") && !t.contains("inv.") && !t.contains("pasid_pgtt"));
         assert!(
             t.contains("cd.valid 0") && !t.contains("ste_config.") && !t.contains("cmd."),
@@ -153,8 +175,11 @@ mod tests {
         r.smmu_cds = 4;
         r.smmu_commands.by_opcode[Opcode::Sync as usize] = 6;
         r.smmu_commands.by_opcode[Opcode::CfgiSte as usize] = 1;
-        let t = stats_text(&s, &r);
+        let found = SanitizerStats { violations: 1, dropped: 0, reads: 12 };
+        let t = stats_text(&s, &r, &(found, vec!["TLB entry ...: missing CMD_SYNC".to_owned()]));
         let has = |l: &str| t.lines().any(|x| x == l);
+        assert!(has("sanitizer.violations 1") && has("sanitizer.reads 12"), "{t}");
+        assert!(has("violation TLB entry ...: missing CMD_SYNC"), "{t}");
         assert!(has("ste_config.5 2") && has("cd.valid 4"), "{t}");
         assert!(has("cmd.CMD_SYNC 6") && has("cmd.CMD_CFGI_STE 1"), "{t}");
     }

@@ -165,7 +165,13 @@ pub struct SviommuUnit {
     cb: Callbacks,
     counters: Counters,
     memory_errors: Arc<AtomicU64>,
+    /// The sanitizer's reports (strict profile) taken from the model so far, in its words, at
+    /// most [`KEPT_VIOLATIONS`] (the model counts every one).
+    violations: std::sync::Mutex<Vec<String>>,
 }
+
+/// Sanitizer reports a unit keeps for its statistics text.
+const KEPT_VIOLATIONS: usize = 64;
 
 /// A request's fields, checked.
 struct Checked {
@@ -190,7 +196,34 @@ impl SviommuUnit {
     }
 
     fn with(hw: Hw, cb: Callbacks, memory_errors: Arc<AtomicU64>) -> Self {
-        Self { hw, cb, counters: Counters::default(), memory_errors }
+        Self {
+            hw,
+            cb,
+            counters: Counters::default(),
+            memory_errors,
+            violations: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The sanitizer's counters (found, dropped by the model's queue, words re-read) and the
+    /// reports kept so far: the model's queue is drained into the unit's list, which keeps the
+    /// first [`KEPT_VIOLATIONS`].
+    pub fn violations(&self) -> (sviommu_tlb::sanitize::SanitizerStats, Vec<String>) {
+        let (stats, new): (_, Vec<String>) = match &self.hw {
+            Hw::Vtd(v) => {
+                (v.sanitizer_stats(), v.violations().iter().map(|r| r.to_string()).collect())
+            }
+            Hw::Smmu(m) => {
+                (m.sanitizer_stats(), m.violations().iter().map(|r| r.to_string()).collect())
+            }
+        };
+        let mut kept = match self.violations.lock() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let room = KEPT_VIOLATIONS.saturating_sub(kept.len());
+        kept.extend(new.into_iter().take(room));
+        (stats, kept.clone())
     }
 
     /// `SVIOMMU_ARCH_*`.

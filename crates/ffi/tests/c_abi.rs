@@ -38,11 +38,26 @@ fn the_c_program_drives_both_models_through_the_abi() {
         String::from_utf8_lossy(&built.stdout),
         String::from_utf8_lossy(&built.stderr)
     );
-    let run = Command::new(&out).output().unwrap();
+    // The same program on strict units (the profile comes from the environment, read at
+    // create): the ABI behaves the same.
+    for profile in [None, Some("strict")] {
+        let mut cmd = Command::new(&out);
+        if let Some(p) = profile {
+            cmd.env("SVIOMMU_PROFILE", p);
+        }
+        check_summary(&cmd.output().unwrap(), profile);
+    }
+    // A profile the units cannot parse refuses every create.
+    let refused = Command::new(&out).env("SVIOMMU_PROFILE", "sideways").output().unwrap();
+    assert!(!refused.status.success(), "units were made with a profile nobody can parse");
+}
+
+/// The C program passed, with its own count of checks.
+fn check_summary(run: &std::process::Output, profile: Option<&str>) {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
-        "the C test failed:\n{stdout}{}",
+        "the C test failed (profile {profile:?}):\n{stdout}{}",
         String::from_utf8_lossy(&run.stderr)
     );
     let last = stdout.lines().last().unwrap_or_default();

@@ -101,6 +101,10 @@ pub struct Setup {
     /// clear its context entry's Present bit; SMMUv3: clear its STE's V bit): the disk's first
     /// DMA faults, and Linux prints the fault.
     pub corrupt_context: bool,
+    /// The model's strict profile (issue 14): invalidations take effect at their wait
+    /// descriptor / CMD_SYNC, and the invalidation sanitizer checks every cache hit against
+    /// the table words it was built from; its reports come back in the statistics.
+    pub strict_model: bool,
 }
 
 impl Default for Setup {
@@ -114,6 +118,7 @@ impl Default for Setup {
             caching_mode: false,
             levels: 4,
             corrupt_context: false,
+            strict_model: false,
         }
     }
 }
@@ -184,6 +189,9 @@ impl Setup {
             if self.corrupt_context {
                 n.push_str(" corrupt-ste");
             }
+            if self.strict_model {
+                n.push_str(" strict-model");
+            }
             return n;
         }
         let mut n = match self.mode {
@@ -206,6 +214,9 @@ impl Setup {
         n.push_str(&format!(" {}-level", self.levels));
         if self.corrupt_context {
             n.push_str(" corrupt-context");
+        }
+        if self.strict_model {
+            n.push_str(" strict-model");
         }
         n
     }
@@ -325,6 +336,9 @@ pub struct Boot {
     /// What the model counted (`sviommu_stats`, written by the shim at exit), by name; empty
     /// without an IOMMU.
     pub stats: BTreeMap<String, u64>,
+    /// The invalidation sanitizer's reports (`violation` lines of the statistics; strict
+    /// model only), in the model's words.
+    pub violations: Vec<String>,
     /// QEMU's exit status and its own messages.
     pub qemu_status: String,
     pub qemu_stderr: String,
@@ -433,6 +447,8 @@ fn boot_in(
         }
         cmd.args(["-M", "q35"]);
     }
+    // The ffi reads the unit's profile from the environment when the shim creates it.
+    cmd.env("SVIOMMU_PROFILE", if setup.strict_model { "strict" } else { "forgiving" });
     cmd.args(["-accel", "tcg", "-m", RAM, "-smp", "1", "-nodefaults"]).args([
         "-no-user-config",
         "-display",
@@ -554,7 +570,13 @@ fn boot_in(
 
     let image = std::fs::read(&disk).map_err(io(disk.display().to_string()))?;
     let image_md5 = md5(image.get(GUEST_AT..GUEST_AT + MIB).unwrap_or_default())?;
-    let stats = std::fs::read_to_string(&stats_file).map(|t| parse_stats(&t)).unwrap_or_default();
+    let stats_text = std::fs::read_to_string(&stats_file).unwrap_or_default();
+    let stats = parse_stats(&stats_text);
+    let violations = stats_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("violation "))
+        .map(str::to_owned)
+        .collect();
 
     Ok(Boot {
         setup: *setup,
@@ -570,6 +592,7 @@ fn boot_in(
         host_md5,
         image_md5,
         stats,
+        violations,
         qemu_status: status.to_string(),
         qemu_stderr,
         console,
@@ -1036,6 +1059,19 @@ pub fn text(b: &Boot) -> String {
         if !smmu {
             let _ = writeln!(s, "  invalidation descriptors: {}", none(invs));
         }
+        if b.setup.strict_model {
+            let _ = writeln!(
+                s,
+                "  invalidation sanitizer (strict model): violations found {}, not kept {}; \
+                 words re-read {}",
+                b.stat("sanitizer.violations"),
+                b.stat("sanitizer.dropped"),
+                b.stat("sanitizer.reads")
+            );
+            for v in &b.violations {
+                let _ = writeln!(s, "    {v}");
+            }
+        }
     }
     if let Some(c) = &b.corrupted {
         let _ = writeln!(s, "corrupted: {c}");
@@ -1091,6 +1127,11 @@ pub struct Args {
     /// before its driver loads: Linux reports the model's fault.
     #[arg(long, alias = "corrupt-ste")]
     pub corrupt_context: bool,
+    /// Run the model under its strict profile: invalidations take effect at their
+    /// synchronisation, and the invalidation sanitizer reports every cache hit on an entry
+    /// whose table words Linux changed without the invalidation the spec asks for.
+    #[arg(long)]
+    pub strict_model: bool,
     /// More kernel command line (e.g. `iommu.strict=1`).
     #[arg(long, default_value = "")]
     pub append: String,
@@ -1122,6 +1163,7 @@ pub fn main(args: &Args) -> std::process::ExitCode {
             caching_mode: args.caching_mode,
             levels: args.levels,
             corrupt_context: args.corrupt_context,
+            strict_model: args.strict_model,
         };
         boot(&a, &setup, &args.append, Duration::from_secs(args.timeout))
     };
