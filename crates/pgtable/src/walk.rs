@@ -80,6 +80,13 @@ impl Perms {
         self.0
     }
 
+    /// The permissions whose raw 6-bit value is `bits` (what [`bits`](Self::bits) returned);
+    /// bits above the six are dropped.
+    #[inline]
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & 0x3f)
+    }
+
     /// The union.
     #[inline]
     pub const fn union(self, other: Self) -> Self {

@@ -243,6 +243,7 @@ fn vtd_params(u: &Unit, c: &Config) -> VtdParams {
         fs_psc: geometry(walk.unwrap_or(entries(d.fs_psc)), d.fs_psc.ways),
         ss_psc: geometry(walk.unwrap_or(entries(d.ss_psc)), d.ss_psc.ways),
         ss_leaf: geometry(size(&u.leaf_cache).unwrap_or(entries(d.ss_leaf)), d.ss_leaf.ways),
+        memo: d.memo,
     };
     if c.caches_off {
         p.caches = sviommu_vtd::hw::CacheParams::NONE;
@@ -306,6 +307,7 @@ fn smmu_params(u: &Unit, c: &Config, pri: bool) -> SmmuParams {
         s1_walk: walk.unwrap_or(d.s1_walk),
         s2_walk: walk.unwrap_or(d.s2_walk),
         s2_leaf: size(&u.leaf_cache).unwrap_or(d.s2_leaf),
+        memo: d.memo,
     };
     if c.caches_off {
         p.caches = sviommu_smmuv3::hw::CacheSizes::NONE;

@@ -34,20 +34,22 @@
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 mod deferred;
+mod memo;
 pub mod sanitize;
 mod tracked;
 pub use deferred::{
     Apply, AtsCompletion, AtsPolicy, AtsTracker, AtsTrackerStats, BadAtsCompletion, BadProfile,
     Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
 };
+pub use memo::{DepCache, Memo, MemoInfo, MemoKey, MemoTrail, Memoized};
 pub use tracked::Tracked;
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(loom)]
 use loom::sync::{RwLock, RwLockReadGuard as ReadGuard, RwLockWriteGuard as WriteGuard};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::{RwLock, RwLockReadGuard as ReadGuard, RwLockWriteGuard as WriteGuard};
 
@@ -183,8 +185,62 @@ fn shard_index() -> usize {
 struct Way<K, V> {
     key: K,
     value: V,
-    /// CLOCK's referenced bit: set on every hit, cleared as the hand passes.
-    referenced: AtomicBool,
+}
+
+/// A way's mark (one word per way position, shared by every copy of the set): bit 0 is CLOCK's
+/// referenced bit (set on every hit, cleared as the hand passes), bits 63:1 the position's
+/// version, advanced whenever the way at that position is replaced or removed, so that a
+/// [`Dep`] taken from it stops holding.
+const REFERENCED: u64 = 1;
+
+/// The next version of a mark, referenced bit clear.
+#[inline]
+fn next_version(mark: u64) -> u64 {
+    ((mark >> 1).wrapping_add(1)) << 1
+}
+
+/// Bits of a way position in a [`Dep`]: a cache holds fewer than `2^DEP_SLOT_BITS` entries.
+const DEP_SLOT_BITS: u32 = 24;
+
+/// Bits of a position's version a [`Dep`] keeps.
+const DEP_VERSION_BITS: u32 = 64 - DEP_SLOT_BITS;
+
+/// The low `n` bits set (`n` < 64).
+const fn low_bits(n: u32) -> u64 {
+    (1 << n) - 1
+}
+
+/// What a cached entry a hit used was, to check later that it is still there unchanged: its
+/// way position and the position's version (the low 40 bits: a position would have to be
+/// rewritten 2^40 times between the two looks for a changed entry to pass as the same).
+/// Taken by [`Cache::get_dep`], checked by [`Cache::holds`], used by [`Cache::hit_at`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Dep(u64);
+
+impl Dep {
+    /// The position plus one in the top bits, so that the word is never 0.
+    fn new(slot: usize, mark: u64) -> Self {
+        let position = (slot as u64).wrapping_add(1) << DEP_VERSION_BITS;
+        Self(position | ((mark >> 1) & low_bits(DEP_VERSION_BITS)))
+    }
+
+    fn slot(self) -> usize {
+        usize::try_from((self.0 >> DEP_VERSION_BITS).wrapping_sub(1)).unwrap_or(usize::MAX)
+    }
+
+    fn matches(self, mark: u64) -> bool {
+        (mark >> 1) & low_bits(DEP_VERSION_BITS) == self.0 & low_bits(DEP_VERSION_BITS)
+    }
+
+    /// As one word, never 0 (for structures that keep words).
+    pub fn to_word(self) -> u64 {
+        self.0
+    }
+
+    /// From [`to_word`](Self::to_word); 0 is none.
+    pub fn from_word(word: u64) -> Option<Self> {
+        (word != 0).then_some(Self(word))
+    }
 }
 
 #[derive(Debug)]
@@ -237,8 +293,8 @@ struct Replica<K, V> {
 /// read-locks its thread's copy only, so threads on different cores never write the same lock
 /// word, while an insert or an invalidation write-locks every copy of a set, in copy order, and
 /// changes them all alike. The copies are one set to everything but the lookups: the same ways
-/// in the same order, one CLOCK hand, and a way counts as referenced if a lookup through any
-/// copy referenced it.
+/// in the same order, one CLOCK hand, and one mark per way position (its referenced bit and a
+/// version that changes with the position's occupant, see [`Dep`]).
 #[derive(Debug)]
 pub struct Cache<K, V> {
     replicas: Box<[Replica<K, V>]>,
@@ -252,6 +308,9 @@ pub struct Cache<K, V> {
     /// indexes its sets by address bits; a per-process random seed would make a scenario's
     /// figures differ between two runs).
     hasher: BuildHasherDefault<FoldHasher>,
+    /// One mark per way position (`sets * ways`), shared by every copy: referenced bit and
+    /// version.
+    marks: Box<[AtomicU64]>,
     /// Hits and misses, one shard per thread (summed by [`stats`](Self::stats)).
     shards: Box<[Shard]>,
     evictions: AtomicU64,
@@ -298,11 +357,13 @@ enum Place {
 }
 
 impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
-    /// A cache of `sets` sets (rounded up to a power of two, at least 1) of `ways` ways (at
-    /// least 1, at most [`MAX_WAYS`]): at most `sets * ways` entries.
+    /// A cache of `sets` sets (rounded up to a power of two, at least 1, fewer than 2^24
+    /// entries in all) of `ways` ways (at least 1, at most [`MAX_WAYS`]): at most
+    /// `sets * ways` entries.
     pub fn new(sets: usize, ways: usize) -> Self {
-        let sets = sets.max(1).next_power_of_two();
         let ways = ways.clamp(1, MAX_WAYS);
+        let most_sets = (1usize << (DEP_SLOT_BITS - 1)) / MAX_WAYS;
+        let sets = sets.clamp(1, most_sets).next_power_of_two();
         let replicas = replica_count();
         Self {
             replicas: (0..replicas)
@@ -317,6 +378,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
             ways,
             epoch: AtomicU64::new(0),
             hasher: BuildHasherDefault::default(),
+            marks: (0..sets * ways).map(|_| AtomicU64::new(0)).collect(),
             shards: (0..SHARDS)
                 .map(|_| Shard { hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
                 .collect(),
@@ -367,21 +429,76 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// The cached value for `key`, if any.
     #[inline]
     pub fn get(&self, key: &K) -> Option<V> {
+        self.get_dep(key).map(|(value, _)| value)
+    }
+
+    /// [`get`](Self::get), with what the hit used, so that a later look can check it is still
+    /// there ([`holds`](Self::holds)) and count a hit on it ([`hit_at`](Self::hit_at)).
+    #[inline]
+    pub fn get_dep(&self, key: &K) -> Option<(V, Dep)> {
         let shard = shard_index();
-        let set = read_set(self.copy(shard & self.replica_mask, self.set_index(key)));
-        let found = set.ways.iter().find(|w| w.key == *key).map(|w| {
+        let index = self.set_index(key);
+        let set = read_set(self.copy(shard & self.replica_mask, index));
+        let found = set.ways.iter().position(|w| w.key == *key).and_then(|i| {
+            let slot = index * self.ways + i;
+            let mark = self.marks.get(slot)?;
+            // The mark is written under every copy's write lock, which this read lock excludes.
+            let seen = mark.load(Ordering::Relaxed);
             // Written only when clear: a hit on a referenced way leaves its line shared.
-            if !w.referenced.load(Ordering::Relaxed) {
-                w.referenced.store(true, Ordering::Relaxed);
+            if seen & REFERENCED == 0 {
+                mark.fetch_or(REFERENCED, Ordering::Relaxed);
             }
-            w.value
+            Some((set.ways.get(i)?.value, Dep::new(slot, seen)))
         });
         drop(set);
+        self.count(shard, found.is_some());
+        found
+    }
+
+    /// Counts one lookup in the calling thread's shard.
+    #[inline]
+    fn count(&self, shard: usize, hit: bool) {
         if let Some(shard) = self.shards.get(shard) {
-            let counter = if found.is_some() { &shard.hits } else { &shard.misses };
+            let counter = if hit { &shard.hits } else { &shard.misses };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        found
+    }
+
+    /// Whether the entry `dep` was taken from is still cached, unchanged (no lock: a lookup
+    /// concurrent with its invalidation may see it either way, as it may any cached entry).
+    #[inline]
+    pub fn holds(&self, dep: Dep) -> bool {
+        self.marks.get(dep.slot()).is_some_and(|m| dep.matches(m.load(Ordering::Acquire)))
+    }
+
+    /// A hit on the entry `dep` was taken from, which [`holds`](Self::holds) found there: what
+    /// [`get`](Self::get) would have done for its key (the way referenced, a hit counted),
+    /// without the lookup.
+    #[inline]
+    pub fn hit_at(&self, dep: Dep) {
+        if let Some(mark) = self.marks.get(dep.slot()) {
+            if mark.load(Ordering::Relaxed) & REFERENCED == 0 {
+                mark.fetch_or(REFERENCED, Ordering::Relaxed);
+            }
+        }
+        self.count(shard_index(), true);
+    }
+
+    /// `n` lookups that missed, as [`get`](Self::get) counts them (a caller that knows the
+    /// answer without looking: a size probed before the one that hit).
+    #[inline]
+    pub fn count_misses(&self, n: u64) {
+        if n > 0 {
+            if let Some(shard) = self.shards.get(shard_index()) {
+                shard.misses.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The marks of set `index`.
+    fn set_marks(&self, index: usize) -> &[AtomicU64] {
+        let first = index * self.ways;
+        self.marks.get(first..first + self.ways).unwrap_or(&[])
     }
 
     /// Stores `value` for `key` if no invalidation has completed since `epoch` was read.
@@ -399,17 +516,26 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
         }
         let mut others = self.lock_others(index);
         // Every copy holds the same ways in the same order: decide on the first.
+        let marks = self.set_marks(index);
         let place = match first.ways.iter().position(|w| w.key == key) {
             Some(i) => Place::Replace(i),
             None if first.ways.len() < self.ways => Place::Push,
-            None => Place::Evict(clock_victim(&mut first, &mut others)),
+            None => Place::Evict(clock_victim(&mut first, &mut others, marks)),
         };
+        // The position's new occupant: a new version, not referenced.
+        let at = match place {
+            Place::Replace(i) | Place::Evict(i) => i,
+            Place::Push => first.ways.len(),
+        };
+        if let Some(mark) = marks.get(at) {
+            mark.store(next_version(mark.load(Ordering::Relaxed)), Ordering::Release);
+        }
         let evicted = match place {
             Place::Evict(i) => first.ways.get(i).map(|w| w.key),
             Place::Replace(_) | Place::Push => None,
         };
         for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
-            let way = Way { key, value, referenced: AtomicBool::new(false) };
+            let way = Way { key, value };
             match place {
                 Place::Push => set.ways.push(way),
                 Place::Replace(i) | Place::Evict(i) => {
@@ -483,6 +609,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
             return 0;
         }
         let mut others = self.lock_others(index);
+        let held = first.ways.len();
         for set in std::iter::once(&mut first).chain(others.iter_mut().flatten()) {
             let mut i = 0u32;
             set.ways.retain(|_| {
@@ -491,6 +618,26 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
                 keep
             });
             set.hand = 0;
+        }
+        // Every position from the first removed way on has a new occupant (or none): each
+        // takes a new version, and the referenced bit of the way that moved into it.
+        let marks = self.set_marks(index);
+        let bit = |word: u64, i: usize| {
+            word.checked_shr(u32::try_from(i).unwrap_or(u32::MAX)).unwrap_or(0) & 1
+        };
+        let mut referenced = 0u64;
+        let mut kept = 0usize;
+        for (i, mark) in marks.iter().enumerate().take(held) {
+            if bit(going, i) == 0 {
+                let r = mark.load(Ordering::Relaxed) & REFERENCED;
+                referenced |= r.checked_shl(u32::try_from(kept).unwrap_or(u32::MAX)).unwrap_or(0);
+                kept += 1;
+            }
+        }
+        let from = going.trailing_zeros() as usize;
+        for (p, mark) in marks.iter().enumerate().take(held).skip(from) {
+            let now = next_version(mark.load(Ordering::Relaxed));
+            mark.store(now | bit(referenced, p), Ordering::Release);
         }
         going.count_ones() as usize
     }
@@ -531,19 +678,21 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     }
 }
 
-/// CLOCK over every copy of a full set: starting at the hand, clear the way's referenced bit in
-/// every copy until a way no copy had referenced is found; that is the victim, and the hand
-/// moves past it in every copy. Terminates within two passes: the first clears every bit.
-fn clock_victim<K, V>(first: &mut Set<K, V>, others: &mut Others<'_, K, V>) -> usize {
+/// CLOCK over a full set: starting at the hand, clear each way's referenced bit (one mark,
+/// whichever copy a lookup went through) until a way that was not referenced is found; that is
+/// the victim, and the hand moves past it in every copy. Terminates within two passes: the
+/// first clears every bit.
+fn clock_victim<K, V>(
+    first: &mut Set<K, V>,
+    others: &mut Others<'_, K, V>,
+    marks: &[AtomicU64],
+) -> usize {
     let (n, hand) = (first.ways.len(), first.hand);
     for step in 0..2 * n {
         let i = (hand + step) % n;
-        let mut referenced = false;
-        for set in std::iter::once(&*first).chain(others.iter().flatten().map(|g| &**g)) {
-            if let Some(way) = set.ways.get(i) {
-                referenced |= way.referenced.swap(false, Ordering::Relaxed);
-            }
-        }
+        let referenced = marks
+            .get(i)
+            .is_some_and(|m| m.fetch_and(!REFERENCED, Ordering::Relaxed) & REFERENCED != 0);
         if !referenced {
             first.hand = (i + 1) % n;
             for set in others.iter_mut().flatten() {

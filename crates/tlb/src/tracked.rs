@@ -36,6 +36,30 @@ impl<K: Copy + Eq + Hash, V: Copy> Tracked<K, V> {
         self.cache.get(key)
     }
 
+    /// [`Cache::get_dep`].
+    #[inline]
+    pub fn get_dep(&self, key: &K) -> Option<(V, crate::Dep)> {
+        self.cache.get_dep(key)
+    }
+
+    /// [`Cache::holds`].
+    #[inline]
+    pub fn holds(&self, dep: crate::Dep) -> bool {
+        self.cache.holds(dep)
+    }
+
+    /// [`Cache::hit_at`].
+    #[inline]
+    pub fn hit_at(&self, dep: crate::Dep) {
+        self.cache.hit_at(dep);
+    }
+
+    /// [`Cache::count_misses`].
+    #[inline]
+    pub fn count_misses(&self, n: u64) {
+        self.cache.count_misses(n);
+    }
+
     /// [`Cache::insert`]; a sanitized cache records no words for the entry.
     pub fn insert(&self, key: K, value: V, epoch: u64) -> Inserted {
         self.insert_recorded(key, value, epoch, Vec::new)

@@ -148,3 +148,79 @@ fn a_flag_read_after_the_epoch_covers_every_insert_it_misses() {
         assert_ne!(cache.get(&99), Some(1), "the old mapping was left behind");
     });
 }
+
+/// The memo's entries are eight words each, every access a point where loom may switch
+/// threads: its models explore schedules of up to two preemptions (the seqlock's races need
+/// one or two), which keeps them to seconds.
+fn bounded() -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(1);
+    b
+}
+
+/// The translation memo's seqlock: a reader racing a writer that rewrites the one slot with
+/// another key never takes the old key with the new answer (every relaxed word load may see
+/// either entry's word in loom's model: one probe is 2^7 cases per schedule).
+#[test]
+fn a_memo_probe_never_pairs_one_key_with_another_answer() {
+    use sviommu_pgtable::Perms;
+    use sviommu_tlb::{Memo, MemoInfo, MemoKey, Memoized};
+    loom::model(|| {
+        let memo = Arc::new(Memo::new(1));
+        let entry = |n: u64| {
+            (
+                MemoKey { id: n, page: n },
+                Memoized {
+                    out: n << 12,
+                    info: MemoInfo { lg2: 12, perms: Perms::ALL, misses: 0 },
+                    deps: [None; 3],
+                },
+            )
+        };
+        let (k1, v1) = entry(1);
+        let (k2, v2) = entry(2);
+        memo.insert(k1, v1, memo.generation());
+        let writer = {
+            let memo = memo.clone();
+            thread::spawn(move || memo.insert(k2, v2, memo.generation()))
+        };
+        // The entry being overwritten: its key with the new answer would be a torn read.
+        if let Some(found) = memo.get(k1) {
+            assert_eq!(found, v1, "a probe of the old key answered the new entry's value");
+        }
+        writer.join().unwrap();
+    });
+}
+
+/// The invalidation contract through the memo: a translation remembered from a cache entry
+/// answers no lookup once the invalidation that removed the entry has completed, even when
+/// it was remembered while the invalidation ran.
+#[test]
+fn a_memo_entry_does_not_outlive_the_cache_entry_it_came_from() {
+    use sviommu_pgtable::Perms;
+    use sviommu_tlb::{Memo, MemoInfo, MemoKey};
+    bounded().check(|| {
+        let cache = Arc::new(Cache::<u64, u64>::new(1, 2));
+        let memo = Arc::new(Memo::new(1));
+        cache.insert(7, 1, cache.epoch());
+        let key = MemoKey { id: 7, page: 0 };
+        let info = MemoInfo { lg2: 12, perms: Perms::ALL, misses: 0 };
+        let translator = {
+            let (cache, memo) = (cache.clone(), memo.clone());
+            thread::spawn(move || {
+                // The configuration entry and the TLB entry are the same one here.
+                let trail = memo.trail(key);
+                if let Some((out, dep)) = cache.get_dep(&7) {
+                    trail.found(0, dep);
+                    memo.remember(&trail, false, (out, info), dep);
+                }
+            })
+        };
+        cache.invalidate(|&k, _| k == 7);
+        // A translation that starts after the invalidation completed.
+        let caches = (&*cache, &*cache, &*cache);
+        assert_eq!(memo.recall(key, caches), None, "the memo answered from a removed entry");
+        translator.join().unwrap();
+        assert_eq!(memo.recall(key, caches), None, "the memo kept an answer from a removed entry");
+    });
+}

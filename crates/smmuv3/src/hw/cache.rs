@@ -21,9 +21,9 @@
 //! IMPDEF: the VMID tag is STE.S2VMID whenever stage 2 is implemented, also for stage-1-only
 //! streams (§5.2 S2VMID); 0 when it is not.
 
-use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
+use sviommu_pgtable::{Access, Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::Recorder;
-use sviommu_tlb::{CacheStats, Tracked};
+use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, Tracked};
 
 use super::context::Context;
 use super::stream::Stream;
@@ -44,6 +44,10 @@ pub struct CacheSizes {
     pub s2_walk: usize,
     /// Stage-2 leaf cache entries (nested table and CD fetches).
     pub s2_leaf: usize,
+    /// The translation memo (`sviommu_tlb::Memo`): a repeated hit answered in one probe,
+    /// counted as the lookups it stands for. It changes no answer and no statistic, only the
+    /// time a hit takes; off, to compare. Forgiving profile only (strict checks every hit).
+    pub memo: bool,
 }
 
 impl CacheSizes {
@@ -51,13 +55,14 @@ impl CacheSizes {
     pub const WAYS: usize = 4;
 
     /// Every cache disabled.
-    pub const NONE: Self = Self { ste: 0, cd: 0, tlb: 0, s1_walk: 0, s2_walk: 0, s2_leaf: 0 };
+    pub const NONE: Self =
+        Self { ste: 0, cd: 0, tlb: 0, s1_walk: 0, s2_walk: 0, s2_leaf: 0, memo: false };
 }
 
 impl Default for CacheSizes {
     /// IMPDEF: sizes of a small SMMU (QEMU's IOTLB holds 256 entries).
     fn default() -> Self {
-        Self { ste: 64, cd: 64, tlb: 256, s1_walk: 64, s2_walk: 64, s2_leaf: 64 }
+        Self { ste: 64, cd: 64, tlb: 256, s1_walk: 64, s2_walk: 64, s2_leaf: 64, memo: true }
     }
 }
 
@@ -122,6 +127,28 @@ pub(super) struct Caches {
     pub s1_walk: Option<Tracked<WalkKey, ResumePoint>>,
     pub s2_walk: Option<Tracked<WalkKey, ResumePoint>>,
     pub s2_leaf: Option<Tracked<S2LeafKey, Leaf>>,
+    /// The translation memo (forgiving only: a strict hit is checked by the sanitizer), when
+    /// the SMMU has an STE cache and a TLB.
+    pub memo: Option<Memo>,
+}
+
+/// Memo slots: two per TLB entry (a read and a write of a page are two requests), between
+/// these bounds.
+const MEMO_LEAST: usize = 64;
+const MEMO_MOST: usize = 1 << 16;
+
+/// The memo key of an untranslated transaction: StreamID, SubstreamID, access and 4K page.
+/// `None` for a SubstreamID wider than 20 bits (it could not be told apart; it is refused
+/// anyway).
+pub(super) fn memo_key(sid: u32, ssid: Option<u32>, access: Access, addr: u64) -> Option<MemoKey> {
+    let ss = match ssid {
+        Some(s) if s >> 20 != 0 => return None,
+        Some(s) => u64::from(s) | 1 << 20,
+        None => 0,
+    };
+    let flags =
+        u64::from(access.write) | u64::from(access.exec) << 1 | u64::from(access.privileged) << 2;
+    Some(MemoKey { id: u64::from(sid) | ss << 32 | flags << 53, page: addr >> 12 })
 }
 
 /// A cache of `entries` entries (none for 0); `sanitized`: it keeps its entries' words.
@@ -135,6 +162,17 @@ fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(
 
 fn epoch<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Tracked<K, V>>) -> u64 {
     c.as_ref().map_or(0, Tracked::epoch)
+}
+
+/// A TLB lookup's hit (`Caches::tlb_lookup`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TlbHit {
+    pub entry: TlbEntry,
+    pub page_lg2: u8,
+    pub key: TlbKey,
+    pub dep: Dep,
+    /// Lookups (sizes and tags) that missed before this one.
+    pub misses: u8,
 }
 
 /// Every cache's invalidation epoch, read before a translation reads anything.
@@ -158,6 +196,31 @@ impl Caches {
             s1_walk: make(s.s1_walk, sanitized),
             s2_walk: make(s.s2_walk, sanitized),
             s2_leaf: make(s.s2_leaf, sanitized),
+            memo: (s.memo && !sanitized && s.ste != 0 && s.tlb != 0)
+                .then(|| Memo::new((2 * s.tlb).clamp(MEMO_LEAST, MEMO_MOST))),
+        }
+    }
+
+    /// Retires every remembered answer (a register that selects what translations read
+    /// first was written).
+    pub fn memo_advance(&self) {
+        if let Some(m) = &self.memo {
+            m.advance();
+        }
+    }
+
+    /// The answer remembered for `key`, if the STE, CD and TLB entries it came from are all
+    /// still cached unchanged (counted as the lookups it stands for: `Memo::recall`).
+    #[inline]
+    pub fn recall(&self, key: MemoKey) -> Option<(u64, MemoInfo)> {
+        self.memo.as_ref()?.recall(key, (&self.ste, &self.cd, &self.tlb))
+    }
+
+    /// Remembers an answer from the TLB entry `tlb` that `trail`'s translation reached (`cd`:
+    /// through a CD).
+    pub fn remember(&self, trail: &MemoTrail, cd: bool, answer: (u64, MemoInfo), tlb: Dep) {
+        if let Some(m) = &self.memo {
+            m.remember(trail, cd, answer, tlb);
         }
     }
 
@@ -181,17 +244,19 @@ impl Caches {
         va: bool,
         input: u64,
         sizes: &[u8; 6],
-    ) -> Option<(TlbEntry, u8, TlbKey)> {
+    ) -> Option<TlbHit> {
         let tlb = self.tlb.as_ref()?;
+        let mut misses = 0u8;
         for &page_lg2 in sizes.iter().take_while(|&&s| s != 0) {
             let page = input >> page_lg2;
             let tags = [asid, None];
             let n = if asid.is_some() { 2 } else { 1 };
             for &a in tags.iter().take(n) {
                 let key = TlbKey { vmid, asid: a, va, page, page_lg2 };
-                if let Some(e) = tlb.get(&key) {
-                    return Some((e, page_lg2, key));
+                if let Some((entry, dep)) = tlb.get_dep(&key) {
+                    return Some(TlbHit { entry, page_lg2, key, dep, misses });
                 }
+                misses = misses.saturating_add(1);
             }
         }
         None

@@ -181,6 +181,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             (4, 0 | 4) => self.write32(&mut r, offset, low32(value)),
             _ => {}
         }
+        // What every translation reads first (SMMUEN, GBPA, the Stream table, the event
+        // recording CR2 selects): the memo names no register, so its answers retire.
+        let selects_translation =
+            matches!(offset, off::CR0 | off::CR1 | off::CR2 | off::GBPA | off::STRTAB_BASE_CFG);
+        if selects_translation || offset & !7 == off::STRTAB_BASE {
+            self.caches.memo_advance();
+        }
         // The Command queue runs when software gives it something to do: new commands, the
         // queue enabled, or a command error acknowledged.
         if matches!(offset, off::CMDQ_PROD | off::CR0 | off::GERRORN) {

@@ -13,8 +13,8 @@ use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
 use super::cache::{
-    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry, TlbKey,
-    WalkHit,
+    granule_sizes, low_mask as mask, memo_key, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry,
+    TlbHit, TlbKey, WalkHit,
 };
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
@@ -24,6 +24,7 @@ use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
 use crate::spec::regs::{cr0, gbpa};
 use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
 use sviommu_tlb::sanitize::{Recorder, Tee};
+use sviommu_tlb::{Dep, MemoInfo, MemoTrail};
 
 /// IMPDEF: the page size reported when nothing was walked (bypass).
 const UNWALKED_PAGE_LG2: u8 = 12;
@@ -104,12 +105,22 @@ pub(super) struct Tr<'r> {
     epochs: Epochs,
     /// Strict: what the translation read, for the sanitizer (`None` in forgiving).
     rec: Option<&'r Recorder>,
+    /// An untranslated transaction in forgiving: where its answer is remembered if the
+    /// caches give it.
+    memo: Option<MemoTrail>,
 }
 
 impl Tr<'_> {
     /// A translation's state, with `epochs` read before anything.
     pub(super) fn new(epochs: Epochs) -> Self {
-        Self { epochs, rec: None }
+        Self { epochs, rec: None, memo: None }
+    }
+
+    /// The STE (`0`) or CD (`1`) came from its cache.
+    fn found(&self, which: usize, dep: Dep) {
+        if let Some(t) = &self.memo {
+            t.found(which, dep);
+        }
     }
 
     /// Strict: checks a hit (`sanitize`).
@@ -181,13 +192,23 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     ) -> (Result<Translation, Abort>, O) {
         // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
         self.deferred.tick(&self.caches);
-        // The invalidation epochs, before any structure or table is read: whatever this
-        // translation reads, it may insert only if no invalidation completed since.
-        let epochs = self.caches.epochs();
         if self.params.profile.is_strict() {
+            // The invalidation epochs, before any structure or table is read: whatever this
+            // translation reads, it may insert only if no invalidation completed since.
+            let epochs = self.caches.epochs();
             return self.translate_sanitized(t, observer, epochs);
         }
-        let tr = Tr::new(epochs);
+        // A transaction the caches answered before: one probe (`Caches::recall`).
+        let key = (!t.translated).then(|| memo_key(t.sid, t.ssid, t.access, t.addr)).flatten();
+        if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
+            let output = out | (t.addr & low_mask(12));
+            let hit = Translation { output, page_lg2: info.lg2, perms: info.perms, reads: 0 };
+            return (Ok(hit), observer);
+        }
+        // Before any lookup: the memo's generation (in the trail), then the epochs.
+        let memo = key.and_then(|k| self.caches.memo.as_ref().map(|m| m.trail(k)));
+        let epochs = self.caches.epochs();
+        let tr = Tr { memo, ..Tr::new(epochs) };
         let mut cx = WalkCtx::new(&self.mem, observer);
         let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
         (result, cx.observer)
@@ -203,7 +224,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         epochs: Epochs,
     ) -> (Result<Translation, Abort>, O) {
         let rec = Recorder::default();
-        let tr = Tr { epochs, rec: Some(&rec) };
+        let tr = Tr { epochs, rec: Some(&rec), memo: None };
         let mut cx = WalkCtx::new(&self.mem, Tee { inner: observer, rec: &rec });
         let result = self.translate_inner(&mut cx, t, &tr).map_err(|a| self.report(t, a));
         (result, cx.observer.inner)
@@ -447,8 +468,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         tr: &Tr<'_>,
     ) -> Result<Stream, Abort> {
         let cache = self.caches.ste.as_ref();
-        if let Some(s) = cache.and_then(|c| c.get(&pre.t.sid)) {
+        if let Some((s, dep)) = cache.and_then(|c| c.get_dep(&pre.t.sid)) {
             tr.check(self, Hit::Ste(pre.t.sid));
+            tr.found(0, dep);
             return Ok(s);
         }
         let ste = self.fetch_ste(cx, pre)?;
@@ -474,8 +496,9 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     ) -> Result<Context, Abort> {
         let cache = self.caches.cd.as_ref();
         let key = (req.t.sid, index);
-        if let Some(ctx) = cache.and_then(|c| c.get(&key)) {
+        if let Some((ctx, dep)) = cache.and_then(|c| c.get_dep(&key)) {
             tr.check(self, Hit::Cd(key));
+            tr.found(1, dep);
             return Ok(ctx);
         }
         let cd = self.fetch_cd(cx, req, s, index)?;
@@ -507,7 +530,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         sizes: &[u8; 6],
         tr: &Tr<'_>,
     ) -> Option<Translation> {
-        let (e, page_lg2, k) = self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
+        let TlbHit { entry: e, page_lg2, key: k, dep, misses } =
+            self.caches.tlb_lookup(key.vmid, key.asid, key.va, input, sizes)?;
         // IMPDEF: a hit that does not allow the access walks again rather than faulting from
         // the TLB, so the fault reported is the tables' current one.
         if !e.perms.allows(req.access) || (req.access.write && !e.dirty) {
@@ -515,12 +539,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         }
         // Strict: only an entry that answers is checked.
         tr.check(self, Hit::Tlb(k, e));
-        Some(Translation {
-            output: e.out_page | (input & mask(page_lg2)),
-            page_lg2,
-            perms: e.perms,
-            reads: cx.reader.reads(),
-        })
+        let output = e.out_page | (input & mask(page_lg2));
+        if let Some(t) = &tr.memo {
+            // A stage-1 input came through a CD; a stage-2-only one did not.
+            let info = MemoInfo { lg2: page_lg2, perms: e.perms, misses };
+            self.caches.remember(t, key.va, (output & !mask(12), info), dep);
+        }
+        Some(Translation { output, page_lg2, perms: e.perms, reads: cx.reader.reads() })
     }
 
     /// Caches a walked translation under `key`, unless an invalidation completed since `epoch`.

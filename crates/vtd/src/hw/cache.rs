@@ -24,7 +24,7 @@ use std::sync::atomic::{fence, AtomicBool, Ordering};
 use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::{Recorder, Stale, Word};
-use sviommu_tlb::{CacheStats, Tracked};
+use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, Tracked};
 
 use crate::spec::root::{ContextEntry, ScalableContextEntry};
 use sviommu_tlb::sanitize::Origin;
@@ -70,6 +70,10 @@ pub struct CacheParams {
     /// Second-stage leaf cache: the second-stage translations of nested walks (first-stage
     /// table fetches and the final output).
     pub ss_leaf: CacheGeometry,
+    /// The translation memo (`sviommu_tlb::Memo`): a repeated hit answered in one probe,
+    /// counted as the lookups it stands for. It changes no answer and no statistic, only the
+    /// time a hit takes; off, to compare. Forgiving profile only (strict checks every hit).
+    pub memo: bool,
 }
 
 impl Default for CacheParams {
@@ -83,6 +87,7 @@ impl Default for CacheParams {
             fs_psc: CacheGeometry::new(64, 4),
             ss_psc: CacheGeometry::new(64, 4),
             ss_leaf: CacheGeometry::new(64, 4),
+            memo: true,
         }
     }
 }
@@ -96,6 +101,7 @@ impl CacheParams {
         fs_psc: CacheGeometry::NONE,
         ss_psc: CacheGeometry::NONE,
         ss_leaf: CacheGeometry::NONE,
+        memo: false,
     };
 }
 
@@ -132,6 +138,12 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> Maybe<K, V> {
 
     pub(super) fn get(&self, key: &K) -> Option<V> {
         self.0.as_ref()?.get(key)
+    }
+
+    /// [`get`](Self::get), with the entry's [`Dep`] for the translation memo.
+    #[inline]
+    pub(super) fn get_dep(&self, key: &K) -> Option<(V, Dep)> {
+        self.0.as_ref()?.get_dep(key)
     }
 
     /// Inserts, recording (sanitized, with a recorder) the words `words` takes from it.
@@ -275,6 +287,39 @@ pub(super) struct IotlbEntry {
     pub(super) result: IotlbResult,
 }
 
+/// An IOTLB lookup's hit (`Caches::iotlb_lookup`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IotlbHit {
+    pub(super) entry: IotlbEntry,
+    pub(super) lg2: u8,
+    pub(super) dep: Dep,
+    /// Page sizes probed (and missed) before this one.
+    pub(super) misses: u8,
+}
+
+/// Memo slots per IOTLB entry's worth: two (a read and a write of a page are two requests),
+/// between these bounds.
+const MEMO_LEAST: usize = 64;
+const MEMO_MOST: usize = 1 << 16;
+
+/// The memo key of an untranslated request: requester, PASID, access and 4K page. `None` for a
+/// PASID wider than 20 bits (it could not be told apart; the request faults anyway).
+pub(super) fn memo_key(
+    rid: u16,
+    pasid: Option<u32>,
+    access: sviommu_pgtable::Access,
+    addr: u64,
+) -> Option<MemoKey> {
+    let p = match pasid {
+        Some(p) if p >> 20 != 0 => return None,
+        Some(p) => u64::from(p) | 1 << 20,
+        None => 0,
+    };
+    let flags =
+        u64::from(access.write) | u64::from(access.exec) << 1 | u64::from(access.privileged) << 2;
+    Some(MemoKey { id: u64::from(rid) | p << 16 | flags << 37, page: addr >> 12 })
+}
+
 /// Paging-structure cache key: the table at `depth` on the path of every input whose bits above
 /// the table's span are `prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -335,6 +380,9 @@ pub(super) struct Caches {
     iotlb_sizes: [Option<u8>; 3],
     /// Second-stage leaf sizes the unit supports (CAP.SSLPS).
     ss_sizes: [Option<u8>; 3],
+    /// The translation memo (forgiving only: a strict hit is checked by the sanitizer), when
+    /// the unit has a context cache and an IOTLB.
+    memo: Option<Memo>,
     /// Set by the first IOTLB entry tagged with a PASID (scalable mode). Until then every
     /// entry is a legacy one, tagged by DID and address only, so a page-selective
     /// invalidation can name the keys its range covers; after, second-stage translations
@@ -371,6 +419,10 @@ impl Caches {
             fs_psc: Maybe::new(p.fs_psc, sanitized),
             ss_psc: Maybe::new(p.ss_psc, sanitized),
             ss_leaf: Maybe::new(p.ss_leaf, sanitized),
+            memo: (p.memo && !sanitized && p.context.sets * p.context.ways > 0)
+                .then(|| p.iotlb.sets * p.iotlb.ways)
+                .filter(|&n| n > 0)
+                .map(|n| Memo::new((2 * n).clamp(MEMO_LEAST, MEMO_MOST))),
             iotlb_sizes: sizes(large),
             ss_sizes: sizes(ss),
             pasid_tagged: AtomicBool::new(false),
@@ -431,18 +483,53 @@ impl Caches {
         self.pasid.insert_recorded(key, value, e.pasid, rec, Recorder::take_structures);
     }
 
-    /// The IOTLB entry for `addr` in (`did`, `pasid`), probing each page size. Allocates
-    /// nothing; takes only read locks.
-    pub(super) fn iotlb_lookup(
-        &self,
-        did: u16,
-        pasid: Option<u32>,
-        addr: u64,
-    ) -> Option<(IotlbEntry, u8)> {
-        self.iotlb_sizes.iter().flatten().find_map(|&lg2| {
+    /// The IOTLB entry for `addr` in (`did`, `pasid`), probing each page size, smallest
+    /// first: the entry, its page size, its [`Dep`] and how many sizes missed before it.
+    /// Allocates nothing; takes only read locks.
+    pub(super) fn iotlb_lookup(&self, did: u16, pasid: Option<u32>, addr: u64) -> Option<IotlbHit> {
+        self.iotlb_sizes.iter().flatten().enumerate().find_map(|(misses, &lg2)| {
             let key = IotlbKey { did, pasid, page: addr >> lg2, lg2 };
-            self.iotlb.get(&key).map(|e| (e, lg2))
+            let (entry, dep) = self.iotlb.get_dep(&key)?;
+            Some(IotlbHit { entry, lg2, dep, misses: u8::try_from(misses).unwrap_or(0) })
         })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The translation memo (`sviommu_tlb::Memo`): a repeated IOTLB hit in one probe
+    // -----------------------------------------------------------------------------------------
+
+    /// Retires every remembered answer (a command changed what translations read first).
+    pub(super) fn memo_advance(&self) {
+        if let Some(m) = &self.memo {
+            m.advance();
+        }
+    }
+
+    /// A trail for an untranslated request's translation that begins now.
+    pub(super) fn memo_trail(&self, key: MemoKey) -> Option<MemoTrail> {
+        self.memo.as_ref().map(|m| m.trail(key))
+    }
+
+    /// The answer remembered for `key`, if the context, PASID and IOTLB entries it came from
+    /// are all still cached unchanged (counted as the lookups it stands for: `Memo::recall`):
+    /// the output of the request's 4K page, the page size and the rights.
+    #[inline]
+    pub(super) fn recall(&self, key: MemoKey) -> Option<(u64, MemoInfo)> {
+        self.memo.as_ref()?.recall(key, (&self.context.0, &self.pasid.0, &self.iotlb.0))
+    }
+
+    /// Remembers an answer from the IOTLB entry `iotlb` that `trail`'s translation reached
+    /// (`pasid_entry`: in scalable mode, through a PASID-table entry).
+    pub(super) fn remember(
+        &self,
+        trail: &MemoTrail,
+        pasid_entry: bool,
+        answer: (u64, MemoInfo),
+        iotlb: Dep,
+    ) {
+        if let Some(m) = &self.memo {
+            m.remember(trail, pasid_entry, answer, iotlb);
+        }
     }
 
     /// Caches a translation (or, under CM, a not-present result) of `addr` as one `2^lg2` page;

@@ -424,6 +424,9 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let mut regs = self.lock_regs();
         if off == regs::GCMD.0 {
             self.global_command(&mut regs, value);
+            // TE and SRTP decide what every translation reads first, and the memo names
+            // no register: its answers from before this command retire.
+            self.caches.memo_advance();
             return;
         }
         match self.classify(off) {

@@ -26,8 +26,8 @@ use sviommu_pgtable::{
 };
 
 use super::cache::{
-    CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbKey, IotlbResult, Kind, PasidKey,
-    Sanitizing, WalkTags,
+    memo_key, CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbHit, IotlbKey,
+    IotlbResult, Kind, PasidKey, Sanitizing, WalkTags,
 };
 use super::reasons::{walk_reason, WalkKind};
 use super::sanitize::Hit;
@@ -39,6 +39,7 @@ use crate::spec::root::{
 };
 use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
 use sviommu_tlb::sanitize::{Recorder, Tee};
+use sviommu_tlb::{MemoInfo, MemoTrail};
 
 /// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
 /// disabled for it.
@@ -103,6 +104,9 @@ struct Pass<'r> {
     /// What kind of request this is: translation and translated requests need the context
     /// entry's permission for a device-TLB, and a translated request is not walked.
     kind: RequestKind,
+    /// An untranslated request in forgiving: where its answer is remembered if the caches
+    /// give it.
+    memo: Option<MemoTrail>,
 }
 
 /// Where a translation's IOTLB entry lives and what kind of walk makes it.
@@ -161,6 +165,15 @@ struct Planned<'t, W> {
     tables: &'t W,
     kind: WalkKind,
     tags: WalkTags,
+}
+
+impl Pass<'_> {
+    /// The context entry came from the context cache.
+    fn used_context(&self, dep: sviommu_tlb::Dep) {
+        if let Some(t) = &self.memo {
+            t.found(0, dep);
+        }
+    }
 }
 
 impl<'t> Planned<'t, VtdSecondStage> {
@@ -235,13 +248,26 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ) -> (Result<Translation, Blocked>, O) {
         // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
         self.deferred.tick(&self.caches);
-        // Before any table read: the epochs every insert of this translation carries.
-        let epochs = self.caches.epochs();
         if self.params.profile.is_strict() {
+            // Before any table read: the epochs every insert of this translation carries.
+            let epochs = self.caches.epochs();
             return self.run_sanitized(req, kind, observer, epochs);
         }
+        // A request the caches answered before: one probe (`Caches::recall`).
+        let key = (kind == RequestKind::Untranslated)
+            .then(|| memo_key(req.rid, req.pasid, req.access, req.addr))
+            .flatten();
+        if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
+            let output = out | (req.addr & low_mask(12));
+            let perms = info.perms;
+            let t = Translation { output, page_lg2: info.lg2, perms, reads: 0, interrupt: false };
+            return (Ok(t), observer);
+        }
+        // Before any lookup: the memo's generation (in the trail), then the epochs.
+        let memo = key.and_then(|k| self.caches.memo_trail(k));
+        let epochs = self.caches.epochs();
         let mut cx = WalkCtx::new(&self.mem, observer);
-        let pass = Pass { epochs, kind, rec: None };
+        let pass = Pass { epochs, kind, rec: None, memo };
         let result = self.translate_inner(&mut cx, req, &pass);
         (result, cx.observer)
     }
@@ -258,7 +284,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     ) -> (Result<Translation, Blocked>, O) {
         let rec = Recorder::default();
         let mut cx = WalkCtx::new(&self.mem, Tee { inner: observer, rec: &rec });
-        let pass = Pass { epochs, kind, rec: Some(&rec) };
+        let pass = Pass { epochs, kind, rec: Some(&rec), memo: None };
         let result = self.translate_inner(&mut cx, req, &pass);
         (result, cx.observer.inner)
     }
@@ -334,9 +360,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
         // IMPDEF: a cached scalable-mode entry (software changed modes without the global
         // invalidation §6.5 asks for) is not used; the legacy entry is read instead.
-        let cached = match self.caches.context.get(&req.rid) {
-            Some(c @ CachedContext::Legacy(ce)) => {
+        let cached = match self.caches.context.get_dep(&req.rid) {
+            Some((c @ CachedContext::Legacy(ce), dep)) => {
                 self.check_hit(pass, Hit::Context(req.rid, c));
+                pass.used_context(dep);
                 Some(ce)
             }
             _ => None,
@@ -464,7 +491,8 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         cx: &WalkCtx<'_, M, O>,
         pass: &Pass<'_>,
     ) -> Option<Result<Translation, FaultReason>> {
-        let (e, lg2) = self.caches.iotlb_lookup(slot.did, slot.pasid, addr)?;
+        let IotlbHit { entry: e, lg2, dep, misses } =
+            self.caches.iotlb_lookup(slot.did, slot.pasid, addr)?;
         // Strict: only an entry that answers is checked (one that does not serve the access
         // is walked again, so the driver relied on nothing).
         let used = || {
@@ -479,8 +507,15 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
                     return None;
                 }
                 used();
+                let output = out_page | (addr & low_mask(lg2));
+                if let Some(t) = &pass.memo {
+                    // Legacy mode has no PASID-table entry.
+                    let info = MemoInfo { lg2, perms, misses };
+                    let answer = (output & !low_mask(12), info);
+                    self.caches.remember(t, slot.kind != Kind::Legacy, answer, dep);
+                }
                 Some(Ok(Translation {
-                    output: out_page | (addr & sviommu_memory::bits::low_mask(lg2)),
+                    output,
                     page_lg2: lg2,
                     perms,
                     reads: cx.reader.reads(),
@@ -564,9 +599,10 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         use FaultReason as R;
         // IMPDEF: a cached legacy entry (modes changed without the global invalidation) is not
         // used; the scalable-mode entry is read instead.
-        let cached = match self.caches.context.get(&req.rid) {
-            Some(c @ CachedContext::Scalable(ce)) => {
+        let cached = match self.caches.context.get_dep(&req.rid) {
+            Some((c @ CachedContext::Scalable(ce), dep)) => {
                 self.check_hit(pass, Hit::Context(req.rid, c));
+                pass.used_context(dep);
                 Some(ce)
             }
             _ => None,
@@ -630,10 +666,13 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         let Selected { pasid, access, fpd } = sel;
         self.check_pasid_in_directory(ce, pasid, fpd)?;
         let key = PasidKey { rid, pasid };
-        let cached = self.caches.pasid.get(&key);
-        if let Some(v) = cached {
+        let cached = self.caches.pasid.get_dep(&key).map(|(v, dep)| {
             self.check_hit(pass, Hit::Pasid(key, v));
-        }
+            if let Some(t) = &pass.memo {
+                t.found(1, dep);
+            }
+            v
+        });
         let (CachedPasid { pe, dir_fpd }, pgtt) = cached_or_read(
             self.caching_mode(),
             cached,
