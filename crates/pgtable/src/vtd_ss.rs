@@ -29,7 +29,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape, QUICK_BLOCK_DEPTHS};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Read: 0 denies reads to everything below.
@@ -397,8 +397,8 @@ impl Format for VtdSecondStage {
     }
 
     /// A readable table entry (PS clear) with no reserved bit set and A already set (with
-    /// SSADE); a readable SS-PTE likewise, with D set too for a write. Entries without R, and
-    /// large pages, take the general path.
+    /// SSADE); a readable SS-PTE or large page (PS set, where SLLPS allows) likewise, with D set
+    /// too for a write. Entries without R take the general path.
     /// Nine index bits per level, counted down to level 1 (4K).
     #[inline]
     fn shape(&self) -> Shape {
@@ -414,9 +414,19 @@ impl Format for VtdSecondStage {
         let flags = if self.ad { A.mask() } else { 0 };
         let dirty = if self.ad && access.write { D.mask() } else { 0 };
         let want = R.mask() | flags;
+        let page = (want | dirty | snp | reserved, want | dirty);
+        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
+        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
+            if self.leaf_allowed(d) {
+                // PS set; the page address's bits below the page's alignment are reserved.
+                let offset = low_mask(self.shift(d)) & !low_mask(12);
+                *b = (page.0 | PS.mask() | offset, page.1 | PS.mask());
+            }
+        }
         Quick {
             table: (want | PS.mask() | SNP.mask() | reserved, want),
-            page: (want | dirty | snp | reserved, want | dirty),
+            page,
+            block,
             addr: ADDR.mask(),
         }
     }

@@ -8,7 +8,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape, QUICK_BLOCK_DEPTHS};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Present.
@@ -320,8 +320,8 @@ impl Format for X86Paging {
     }
 
     /// A present table entry (PS clear) with no reserved bit set (MAXPHYADDR, XD without NXE)
-    /// and A already set; a present 4K PTE likewise, with D set too for a write. Large pages
-    /// take the general path.
+    /// and A already set; a present 4K PTE or large page (PS set, where allowed) likewise, with
+    /// D set too for a write.
     /// Nine index bits per level, counted down to level 1 (4K).
     #[inline]
     fn shape(&self) -> Shape {
@@ -337,11 +337,16 @@ impl Format for X86Paging {
         let flags = if self.set_ad { A.mask() } else { 0 };
         let dirty = if self.set_ad && access.write { D.mask() } else { 0 };
         let want = P.mask() | flags;
-        Quick {
-            table: (want | PS.mask() | reserved, want),
-            page: (want | dirty | reserved, want | dirty),
-            addr: ADDR.mask(),
+        let page = (want | dirty | reserved, want | dirty);
+        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
+        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
+            if self.leaf_allowed(d) {
+                // PS set; bit 12 is PAT, the bits above it up to the page's alignment reserved.
+                let offset = low_mask(self.shift(d)) & !low_mask(13);
+                *b = (page.0 | PS.mask() | offset, page.1 | PS.mask());
+            }
         }
+        Quick { table: (want | PS.mask() | reserved, want), page, block, addr: ADDR.mask() }
     }
 
     #[inline(always)]

@@ -1,5 +1,5 @@
 //! The walk's quick path against each format's own decode: for every configuration, access and
-//! depth, an entry that passes a [`Quick`] test decodes to the table or page the quick path
+//! depth, an entry that passes a [`Quick`] test decodes to the table, page or block the quick path
 //! takes, with the same rights, global bit and dirty state, and needs no update; and the walk's
 //! [`Shape`] agrees with the format's per-level geometry. Entries are drawn both at random and
 //! built to pass the tests, so the implication is exercised, not just vacuously true.
@@ -31,7 +31,8 @@ fn check<Fm: Format>(fmt: &Fm, access: Access, raw: u64) -> Result<(), TestCaseE
     let q: Quick = fmt.quick(access);
     let last = fmt.depth() - 1;
     for d in 0..fmt.depth() {
-        for raw in [raw, passing(q.table, raw), passing(q.page, raw)] {
+        let block = q.block.get(d).copied().unwrap_or(Quick::NEVER);
+        for raw in [raw, passing(q.table, raw), passing(q.page, raw), passing(block, raw)] {
             let acc = Fm::Acc::default();
             let mut decoded_acc = acc;
             let decoded = fmt.decode(d, raw, &mut decoded_acc);
@@ -45,9 +46,11 @@ fn check<Fm: Format>(fmt: &Fm, access: Access, raw: u64) -> Result<(), TestCaseE
                     sviommu_pgtable::AccBits::pack(decoded_acc)
                 );
             }
-            if d == last && raw & q.page.0 == q.page.1 {
+            let page = if d == last { q.page } else { block };
+            if raw & page.0 == page.1 {
+                prop_assert!(d == last || raw & q.table.0 != q.table.1, "table or block");
                 let (perms, global) = fmt.quick_page(d, raw, acc);
-                let output = raw & q.addr;
+                let output = raw & q.addr & !((1u64 << fmt.shift(d)) - 1);
                 prop_assert_eq!(decoded, Ok(Entry::Leaf { output, perms, global }), "{:#x}", raw);
                 prop_assert_eq!(fmt.update(d, raw, true, access), Ok(raw));
             }

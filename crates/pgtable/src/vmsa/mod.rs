@@ -26,7 +26,7 @@ pub use s1::{S1Acc, S1Attrs, VmsaS1};
 pub use s2::{S2Attrs, VmsaS2};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{Quick, Shape};
+use crate::radix::{Quick, Shape, QUICK_BLOCK_DEPTHS};
 
 /// A field value the architecture reserves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,8 +357,9 @@ impl Regime {
     }
 
     /// The [`Quick`] tests of both stages: `0b11` descriptors whose address fits the output
-    /// size, the page with the `page_flags` set (AF) and, when `dbm_general`, DBM clear. Only
-    /// for the base address layout (the 52-bit ones take the general path).
+    /// size, and `0b01` blocks where the granule has them; pages and blocks with the
+    /// `page_flags` set (AF) and, when `dbm_general`, DBM clear. Only for the base address
+    /// layout (the 52-bit ones take the general path).
     #[inline]
     pub fn quick(&self, page_flags: u64, dbm_general: bool) -> Quick {
         if self.layout() != OaLayout::Base {
@@ -368,11 +369,15 @@ impl Regime {
         let beyond = addr & !low_mask(self.oa_bits);
         let want = VALID.mask() | TYPE.mask();
         let dbm = if dbm_general { DBM.mask() } else { 0 };
-        Quick {
-            table: (want | beyond, want),
-            page: (want | page_flags | beyond | dbm, want | page_flags),
-            addr,
+        let page = (want | page_flags | beyond | dbm, want | page_flags);
+        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
+        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
+            if self.block_allowed(self.level(d)) {
+                // `0b01`: a block; the address bits below its size are ignored (IMPDEF, above).
+                *b = (page.0, page.1 & !TYPE.mask());
+            }
         }
+        Quick { table: (want | beyond, want), page, block, addr }
     }
 
     /// D8.3: a descriptor's address with bits at or above the output size is an Address size

@@ -400,10 +400,10 @@ impl Format for VmsaS1 {
         VALID.mask() | TYPE.mask() | self.regime().encode_addr(next)
     }
 
-    /// A table descriptor (`0b11` above level 3) or a page (`0b11` at level 3, with AF set)
-    /// whose address fits the output size; a write takes a DBM page the general way, as it
-    /// may have to clear `AP[2]`. Blocks, and the 52-bit address layouts, take the general
-    /// path too.
+    /// A table descriptor (`0b11` above level 3), a page (`0b11` at level 3) or a block (`0b01`
+    /// where allowed) with AF set, whose address fits the output size; a write takes a DBM
+    /// page the general way, as it may have to clear `AP[2]`. The 52-bit address layouts take
+    /// the general path.
     #[inline]
     fn shape(&self) -> Shape {
         self.regime().shape()

@@ -320,8 +320,8 @@ impl Format for VmsaS2 {
         VALID.mask() | TYPE.mask() | self.regime().encode_addr(next)
     }
 
-    /// As stage 1's: `0b11` descriptors whose address fits, the page with AF set and, for a
-    /// write under HD, DBM clear.
+    /// As stage 1's: `0b11` descriptors whose address fits, pages and blocks with AF set and,
+    /// for a write under HD, DBM clear.
     #[inline]
     fn shape(&self) -> Shape {
         self.regime().shape()
