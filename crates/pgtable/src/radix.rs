@@ -116,6 +116,13 @@ pub trait Format {
     fn quick(&self, _access: Access) -> Quick {
         Quick::NONE
     }
+    /// The `(mask, want)` of a block (large page) at depth `d` above the last that the walk
+    /// can return as it is, derived from this walk's `quick` tests ([`Quick`]); the default
+    /// takes none.
+    #[inline]
+    fn quick_block(&self, _quick: &Quick, _d: usize) -> (u64, u64) {
+        Quick::NEVER
+    }
     /// Folds the restrictions of a table entry that passed [`Quick::table`] into `acc`, as
     /// [`decode`](Self::decode) does.
     #[inline]
@@ -187,39 +194,26 @@ impl Shape {
 /// What a format promises, checked for every format by the `quick` property tests: at depth
 /// `d` above the last, `raw & table.0 == table.1` means [`decode`](Format::decode) gives
 /// `Entry::Table { next: raw & addr }` (folding what [`quick_fold`](Format::quick_fold) folds)
-/// and [`update`](Format::update) leaves `raw` as it is; `raw & block[d].0 == block[d].1`
-/// means `decode` gives `Entry::Leaf { output: raw & addr & !low_mask(shift(d)), .. }` with the
-/// rights and global bit of [`quick_page`](Format::quick_page), and `update` leaves `raw` as
-/// it is for this access; at the last depth, `raw & page.0 == page.1` means the same with
-/// `output: raw & addr`.
+/// and [`update`](Format::update) leaves `raw` as it is; at the last depth,
+/// `raw & page.0 == page.1` means `decode` gives `Entry::Leaf { output: raw & addr, .. }` with
+/// the rights and global bit of [`quick_page`](Format::quick_page), and `update` leaves `raw`
+/// as it is for this access; above the last depth, the same holds of
+/// [`quick_block`](Format::quick_block)'s test, with `output: raw & addr & !low_mask(shift(d))`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quick {
     /// `(mask, want)` of a table entry to follow as it is.
     pub table: (u64, u64),
     /// `(mask, want)` of a last-level page to return as it is.
     pub page: (u64, u64),
-    /// `(mask, want)` of a block (large page) to return as it is, by depth above the last.
-    pub block: [(u64, u64); QUICK_BLOCK_DEPTHS],
-    /// The address bits of all three: the next table, or the output.
+    /// The address bits of both: the next table, or the output.
     pub addr: u64,
 }
-
-/// Depths (from the start table) at which [`Quick`] can recognise a block: the five-level
-/// formats' levels above the last.
-pub const QUICK_BLOCK_DEPTHS: usize = 4;
 
 impl Quick {
     /// A test no entry passes.
     pub const NEVER: (u64, u64) = (0, 1);
     /// Tests nothing passes: every entry takes the general path.
-    pub const NONE: Self =
-        Self { table: Self::NEVER, page: Self::NEVER, block: [Self::NEVER; 4], addr: 0 };
-
-    /// The block test at depth `d`.
-    #[inline(always)]
-    fn block(&self, d: usize) -> (u64, u64) {
-        self.block.get(d).copied().unwrap_or(Self::NEVER)
-    }
+    pub const NONE: Self = Self { table: Self::NEVER, page: Self::NEVER, addr: 0 };
 }
 
 /// How many times a walk re-reads an entry that changed under its A/D update before giving up.
@@ -288,29 +282,21 @@ where
             table.checked_add(index * 8).ok_or_else(|| fault(d, FaultKind::AddressSize))?;
         let loc = fetch.locate(cx, table_addr, level)?;
         let raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
-        let leaf = if d < last {
-            if raw & quick.table.0 == quick.table.1 {
-                fmt.quick_fold(d, raw, &mut acc);
-                None
-            } else {
-                let (mask, want) = quick.block(d);
-                Some(raw & mask == want)
-            }
+        let step = if d < last && raw & quick.table.0 == quick.table.1 {
+            fmt.quick_fold(d, raw, &mut acc);
+            Step::Table(raw & quick.addr)
         } else {
-            Some(raw & quick.page.0 == quick.page.1)
-        };
-        let step = match leaf {
-            None => Step::Table(raw & quick.addr),
-            Some(true) => match fmt.quick_page(d, raw, acc) {
-                (perms, global) if perms.allows(access) => {
+            let (mask, want) = if d < last { fmt.quick_block(&quick, d) } else { quick.page };
+            let granted = (raw & mask == want)
+                .then(|| fmt.quick_page(d, raw, acc))
+                .filter(|(perms, _)| perms.allows(access));
+            match granted {
+                Some((perms, global)) => {
                     let output = raw & quick.addr & !low_mask(shift);
                     let dirty = fmt.dirty(d, raw);
                     Step::Leaf(Leaf { output, page_lg2: shift, level, perms, global, dirty })
                 }
-                _ => general(fmt, cx, &At { d, table_addr, loc }, raw, &mut acc, access, input)?,
-            },
-            Some(false) => {
-                general(fmt, cx, &At { d, table_addr, loc }, raw, &mut acc, access, input)?
+                None => general(fmt, cx, &At { d, table_addr, loc }, raw, &mut acc, access, input)?,
             }
         };
         match step {

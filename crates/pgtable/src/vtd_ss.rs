@@ -29,7 +29,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError, Quick, Shape, QUICK_BLOCK_DEPTHS};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Read: 0 denies reads to everything below.
@@ -414,21 +414,22 @@ impl Format for VtdSecondStage {
         let flags = if self.ad { A.mask() } else { 0 };
         let dirty = if self.ad && access.write { D.mask() } else { 0 };
         let want = R.mask() | flags;
-        let page = (want | dirty | snp | reserved, want | dirty);
-        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
-        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
-            if self.leaf_allowed(d) {
-                // PS set; the page address's bits below the page's alignment are reserved.
-                let offset = low_mask(self.shift(d)) & !low_mask(12);
-                *b = (page.0 | PS.mask() | offset, page.1 | PS.mask());
-            }
-        }
         Quick {
             table: (want | PS.mask() | SNP.mask() | reserved, want),
-            page,
-            block,
+            page: (want | dirty | snp | reserved, want | dirty),
             addr: ADDR.mask(),
         }
+    }
+
+    /// PS set where SLLPS allows a large page; the page address's bits below its alignment
+    /// are reserved.
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if !self.leaf_allowed(d) {
+            return Quick::NEVER;
+        }
+        let offset = low_mask(self.shift(d)) & !low_mask(12);
+        (quick.page.0 | PS.mask() | offset, quick.page.1 | PS.mask())
     }
 
     #[inline(always)]

@@ -8,7 +8,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError, Quick, Shape, QUICK_BLOCK_DEPTHS};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Present.
@@ -337,16 +337,22 @@ impl Format for X86Paging {
         let flags = if self.set_ad { A.mask() } else { 0 };
         let dirty = if self.set_ad && access.write { D.mask() } else { 0 };
         let want = P.mask() | flags;
-        let page = (want | dirty | reserved, want | dirty);
-        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
-        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
-            if self.leaf_allowed(d) {
-                // PS set; bit 12 is PAT, the bits above it up to the page's alignment reserved.
-                let offset = low_mask(self.shift(d)) & !low_mask(13);
-                *b = (page.0 | PS.mask() | offset, page.1 | PS.mask());
-            }
+        Quick {
+            table: (want | PS.mask() | reserved, want),
+            page: (want | dirty | reserved, want | dirty),
+            addr: ADDR.mask(),
         }
-        Quick { table: (want | PS.mask() | reserved, want), page, block, addr: ADDR.mask() }
+    }
+
+    /// PS set where a large page is allowed; bit 12 is PAT, the bits above it up to the
+    /// page's alignment are reserved.
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if !self.leaf_allowed(d) {
+            return Quick::NEVER;
+        }
+        let offset = low_mask(self.shift(d)) & !low_mask(13);
+        (quick.page.0 | PS.mask() | offset, quick.page.1 | PS.mask())
     }
 
     #[inline(always)]

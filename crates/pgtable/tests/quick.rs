@@ -31,7 +31,7 @@ fn check<Fm: Format>(fmt: &Fm, access: Access, raw: u64) -> Result<(), TestCaseE
     let q: Quick = fmt.quick(access);
     let last = fmt.depth() - 1;
     for d in 0..fmt.depth() {
-        let block = q.block.get(d).copied().unwrap_or(Quick::NEVER);
+        let block = if d < last { fmt.quick_block(&q, d) } else { Quick::NEVER };
         for raw in [raw, passing(q.table, raw), passing(q.page, raw), passing(block, raw)] {
             let acc = Fm::Acc::default();
             let mut decoded_acc = acc;

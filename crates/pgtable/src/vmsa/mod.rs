@@ -26,7 +26,7 @@ pub use s1::{S1Acc, S1Attrs, VmsaS1};
 pub use s2::{S2Attrs, VmsaS2};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{Quick, Shape, QUICK_BLOCK_DEPTHS};
+use crate::radix::{Quick, Shape};
 
 /// A field value the architecture reserves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,15 +369,22 @@ impl Regime {
         let beyond = addr & !low_mask(self.oa_bits);
         let want = VALID.mask() | TYPE.mask();
         let dbm = if dbm_general { DBM.mask() } else { 0 };
-        let page = (want | page_flags | beyond | dbm, want | page_flags);
-        let mut block = [Quick::NEVER; QUICK_BLOCK_DEPTHS];
-        for (d, b) in block.iter_mut().enumerate().take(self.depth().saturating_sub(1)) {
-            if self.block_allowed(self.level(d)) {
-                // `0b01`: a block; the address bits below its size are ignored (IMPDEF, above).
-                *b = (page.0, page.1 & !TYPE.mask());
-            }
+        Quick {
+            table: (want | beyond, want),
+            page: (want | page_flags | beyond | dbm, want | page_flags),
+            addr,
         }
-        Quick { table: (want | beyond, want), page, block, addr }
+    }
+
+    /// The block test at depth `d` of a walk whose page test is `quick.page`: `0b01` where
+    /// the granule has blocks; the address bits below the block's size are ignored (IMPDEF,
+    /// above).
+    #[inline]
+    pub fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if quick.page == Quick::NEVER || !self.block_allowed(self.level(d)) {
+            return Quick::NEVER;
+        }
+        (quick.page.0, quick.page.1 & !TYPE.mask())
     }
 
     /// D8.3: a descriptor's address with bits at or above the output size is an Address size

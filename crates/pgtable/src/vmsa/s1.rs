@@ -414,6 +414,11 @@ impl Format for VmsaS1 {
         self.regime().quick(AF.mask(), self.hd_effective() && access.write)
     }
 
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        self.regime().quick_block(quick, d)
+    }
+
     #[inline(always)]
     fn quick_fold(&self, _d: usize, raw: u64, acc: &mut S1Acc) {
         self.fold(raw, acc);

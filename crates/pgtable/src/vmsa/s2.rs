@@ -332,6 +332,11 @@ impl Format for VmsaS2 {
         self.regime().quick(AF.mask(), self.hd_effective() && access.write)
     }
 
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        self.regime().quick_block(quick, d)
+    }
+
     #[inline(always)]
     fn quick_fold(&self, _d: usize, _raw: u64, _acc: &mut ()) {}
 
