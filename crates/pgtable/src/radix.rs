@@ -88,12 +88,143 @@ pub trait Format {
     fn encode_table(&self, d: usize, next: u64) -> u64;
     /// A leaf entry at depth `d` mapping `output`.
     fn encode_leaf(&self, d: usize, output: u64, attrs: Self::Attrs) -> u64;
+
+    /// The levels' geometry for one walk ([`Shape`]), which must agree with
+    /// [`depth`](Self::depth), [`level`](Self::level), [`shift`](Self::shift) and
+    /// [`index_bits`](Self::index_bits). The default asks them; a format whose geometry is
+    /// derived from its configuration works it out once here.
+    #[inline]
+    fn shape(&self) -> Shape {
+        let depth = self.depth();
+        let top_level = self.level(0);
+        let step = if depth > 1 { self.level(1).wrapping_sub(top_level) } else { -1 };
+        let last = depth.saturating_sub(1);
+        let stride = if depth > 1 { self.index_bits(last) } else { 0 };
+        Shape {
+            depth,
+            top_level,
+            step,
+            page_shift: self.shift(last),
+            stride,
+            top_bits: self.index_bits(0),
+        }
+    }
+
+    /// The quick path's tests for one walk of `access` ([`Quick`]); the default has none, so
+    /// every entry takes the general path.
+    #[inline]
+    fn quick(&self, _access: Access) -> Quick {
+        Quick::NONE
+    }
+    /// The `(mask, want)` of a block (large page) at depth `d` above the last that the walk
+    /// can return as it is, derived from this walk's `quick` tests ([`Quick`]); the default
+    /// takes none.
+    #[inline]
+    fn quick_block(&self, _quick: &Quick, _d: usize) -> (u64, u64) {
+        Quick::NEVER
+    }
+    /// Folds the restrictions of a table entry that passed [`Quick::table`] into `acc`, as
+    /// [`decode`](Self::decode) does.
+    #[inline]
+    fn quick_fold(&self, d: usize, raw: u64, acc: &mut Self::Acc) {
+        let _ = self.decode(d, raw, acc);
+    }
+    /// What a last-level entry that passed [`Quick::page`] grants under `acc`, and whether it is
+    /// global, as [`decode`](Self::decode) says.
+    #[inline]
+    fn quick_page(&self, d: usize, raw: u64, acc: Self::Acc) -> (Perms, bool) {
+        let mut acc = acc;
+        match self.decode(d, raw, &mut acc) {
+            Ok(Entry::Leaf { perms, global, .. }) => (perms, global),
+            _ => (Perms::NONE, false),
+        }
+    }
+}
+
+/// Where a walk's levels index the input, as every format here lays them out: the start table
+/// indexes `top_bits` bits, each level below it `stride` bits, and the last level's entries map
+/// `2^page_shift` bytes; spec level numbers go from `top_level` by `step` per level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Levels a walk visits from the start table.
+    pub depth: usize,
+    /// Spec level number of the start table.
+    pub top_level: i8,
+    /// Added to the level number per level down (x86 counts down, VMSA up).
+    pub step: i8,
+    /// Lowest input bit the last level indexes.
+    pub page_shift: u8,
+    /// Index bits of every level below the start table.
+    pub stride: u8,
+    /// Index bits of the start table.
+    pub top_bits: u8,
+}
+
+impl Shape {
+    /// Spec level number at depth `d`.
+    #[inline(always)]
+    pub fn level(&self, d: usize) -> i8 {
+        let d = i8::try_from(d).unwrap_or(i8::MAX);
+        self.top_level.wrapping_add(self.step.wrapping_mul(d))
+    }
+    /// Lowest input-address bit depth `d` indexes.
+    #[inline(always)]
+    pub fn shift(&self, d: usize) -> u8 {
+        let below = u8::try_from(self.depth.saturating_sub(d + 1)).unwrap_or(0);
+        self.page_shift.wrapping_add(self.stride.wrapping_mul(below))
+    }
+    /// Index bits at depth `d`.
+    #[inline(always)]
+    pub fn index_bits(&self, d: usize) -> u8 {
+        if d == 0 {
+            self.top_bits
+        } else {
+            self.stride
+        }
+    }
+}
+
+/// The entries a walk meets most, each recognised by one mask-and-compare on the raw word: a
+/// table entry above the last level to follow, and a page at the last level. A format works
+/// them out once per walk from its configuration and the access ([`Format::quick`]), so that the
+/// walk checks every reserved bit of such an entry in one test instead of decoding it; anything
+/// else (not present, a block, a reserved bit, a flag to set, a refused access) fails the test
+/// and takes the general path, which decodes and reports the fault.
+///
+/// What a format promises, checked for every format by the `quick` property tests: at depth
+/// `d` above the last, `raw & table.0 == table.1` means [`decode`](Format::decode) gives
+/// `Entry::Table { next: raw & addr }` (folding what [`quick_fold`](Format::quick_fold) folds)
+/// and [`update`](Format::update) leaves `raw` as it is; at the last depth,
+/// `raw & page.0 == page.1` means `decode` gives `Entry::Leaf { output: raw & addr, .. }` with
+/// the rights and global bit of [`quick_page`](Format::quick_page), and `update` leaves `raw`
+/// as it is for this access; above the last depth, the same holds of
+/// [`quick_block`](Format::quick_block)'s test, with `output: raw & addr & !low_mask(shift(d))`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quick {
+    /// `(mask, want)` of a table entry to follow as it is.
+    pub table: (u64, u64),
+    /// `(mask, want)` of a last-level page to return as it is.
+    pub page: (u64, u64),
+    /// The address bits of both: the next table, or the output.
+    pub addr: u64,
+}
+
+impl Quick {
+    /// A test no entry passes.
+    pub const NEVER: (u64, u64) = (0, 1);
+    /// Tests nothing passes: every entry takes the general path.
+    pub const NONE: Self = Self { table: Self::NEVER, page: Self::NEVER, addr: 0 };
 }
 
 /// How many times a walk re-reads an entry that changed under its A/D update before giving up.
 const UPDATE_RETRIES: u32 = 8;
 
 /// Walks `fmt` for `input`. Bounded by `fmt.depth()`; every read goes through `cx`.
+///
+/// Each entry read is first tried against the format's [`Quick`] tests (a table to follow, a
+/// page to return, with nothing to update); any other entry goes through [`general`], which
+/// decodes it, updates its flags and raises its fault. Both count, observe and bound-check the
+/// read the same way, and give the same result for the same entry.
 pub fn walk<Fm, M, F, O>(
     fmt: &Fm,
     cx: &mut WalkCtx<'_, M, O>,
@@ -118,7 +249,8 @@ where
     };
     fmt.check_config().map_err(|k| fault(0, k))?;
     fmt.check_input(input).map_err(|k| fault(0, k))?;
-    let depth = fmt.depth();
+    let shape = fmt.shape();
+    let depth = shape.depth;
     let mut table = fmt.root();
     let mut acc = Fm::Acc::default();
     let mut start = 0;
@@ -135,78 +267,49 @@ where
             acc = Fm::Acc::unpack(p.acc);
         }
     }
+    let quick = fmt.quick(access);
+    let last = depth.saturating_sub(1);
+    // Level number and shift go down the levels a step at a time.
+    let mut level = shape.level(start);
+    let mut shift = shape.shift(start);
     for d in start..depth {
-        let level = fmt.level(d);
-        let index = (input >> fmt.shift(d)) & low_mask(fmt.index_bits(d));
+        if d > start {
+            level = level.wrapping_add(shape.step);
+            shift = shift.wrapping_sub(shape.stride);
+        }
+        let index = (input >> shift) & low_mask(shape.index_bits(d));
         let table_addr =
             table.checked_add(index * 8).ok_or_else(|| fault(d, FaultKind::AddressSize))?;
         let loc = fetch.locate(cx, table_addr, level)?;
-        let mut raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
-        let mut tries = 0;
-        let next = loop {
-            let mut acc_here = acc;
-            let next = match fmt.decode(d, raw, &mut acc_here).map_err(|k| fault(d, k))? {
-                Entry::Invalid => return Err(fault(d, FaultKind::Translation)),
-                Entry::Table { .. } if d + 1 == depth => {
-                    return Err(fault(d, FaultKind::Reserved));
+        let raw = cx.read_entry(stage, level, table_addr, loc.addr, input)?;
+        let step = if d < last && raw & quick.table.0 == quick.table.1 {
+            fmt.quick_fold(d, raw, &mut acc);
+            Step::Table(raw & quick.addr)
+        } else {
+            let (mask, want) = if d < last { fmt.quick_block(&quick, d) } else { quick.page };
+            let granted = (raw & mask == want)
+                .then(|| fmt.quick_page(d, raw, acc))
+                .filter(|(perms, _)| perms.allows(access));
+            match granted {
+                Some((perms, global)) => {
+                    let output = raw & quick.addr & !low_mask(shift);
+                    let dirty = fmt.dirty(d, raw);
+                    Step::Leaf(Leaf { output, page_lg2: shift, level, perms, global, dirty })
                 }
-                Entry::Table { next } => Next::Table(next),
-                Entry::Leaf { output, perms, global } => {
-                    Next::Leaf { output, perms, global, dirty: false }
-                }
-            };
-            let is_leaf = matches!(next, Next::Leaf { .. });
-            // Flags first: an access-flag fault outranks a permission fault.
-            let new = fmt.update(d, raw, is_leaf, access).map_err(|k| fault(d, k))?;
-            if let Next::Leaf { perms, .. } = next {
-                if !perms.allows(access) {
-                    // The rights this read found go with the fault: they decide its reason.
-                    let f = fault(d, FaultKind::Permission);
-                    return Err(Fault { granted: Some(perms), ..f });
-                }
+                None => general(fmt, cx, &At { d, table_addr, loc }, raw, &mut acc, access, input)?,
             }
-            if new != raw {
-                match write_back(cx, &loc, raw, new).map_err(|k| fault(d, k))? {
-                    WriteBack::Done => {}
-                    WriteBack::Changed(seen) if tries < UPDATE_RETRIES => {
-                        tries += 1;
-                        raw = seen;
-                        continue;
-                    }
-                    WriteBack::Changed(_) => {
-                        return Err(fault(d, FaultKind::ExternalAbort { addr: table_addr }));
-                    }
-                    WriteBack::Denied(f) => return Err(f),
-                }
-            }
-            acc = acc_here;
-            break match next {
-                Next::Leaf { output, perms, global, .. } => {
-                    Next::Leaf { output, perms, global, dirty: fmt.dirty(d, new) }
-                }
-                table => table,
-            };
         };
-        match next {
-            Next::Table(next) => {
+        match step {
+            Step::Table(next) => {
                 table = next;
                 if let Some(hints) = cx.hints.as_deref_mut() {
                     let depth = u8::try_from(d + 1).unwrap_or(u8::MAX);
-                    let point =
-                        ResumePoint { depth, table, acc: acc.pack(), span_lg2: fmt.shift(d) };
+                    let point = ResumePoint { depth, table, acc: acc.pack(), span_lg2: shift };
                     hints.learned_table(stage, input, point);
                 }
             }
-            Next::Leaf { output, perms, global, dirty } => {
-                let page_lg2 = fmt.shift(d);
-                let leaf = Leaf {
-                    output: output | (input & low_mask(page_lg2)),
-                    page_lg2,
-                    level,
-                    perms,
-                    global,
-                    dirty,
-                };
+            Step::Leaf(leaf) => {
+                let leaf = Leaf { output: leaf.output | (input & low_mask(shift)), ..leaf };
                 if let Some(hints) = cx.hints.as_deref_mut() {
                     hints.learned_leaf(stage, input, &leaf);
                 }
@@ -216,6 +319,99 @@ where
     }
     // Depth 0 with no levels: a format that walks nothing translates nothing.
     Err(fault(0, FaultKind::Translation))
+}
+
+/// Where a walk goes after one entry.
+enum Step {
+    /// To the table at this address.
+    Table(u64),
+    /// Nowhere: this leaf translates the input (its output without the page offset).
+    Leaf(Leaf),
+}
+
+/// Where the entry a walk handles sits: its depth, its address in the walk's table space, and
+/// where it is in memory.
+struct At<A> {
+    d: usize,
+    table_addr: u64,
+    loc: Located<A>,
+}
+
+/// Any entry the quick tests did not take: decodes `raw` (read at `at`),
+/// folds its restrictions into `acc`, sets its flags with a compare-exchange (re-reading and
+/// starting over when the entry changed under it), and raises the fault it calls for.
+#[inline(never)]
+fn general<Fm, M, O>(
+    fmt: &Fm,
+    cx: &mut WalkCtx<'_, M, O>,
+    at: &At<M::Addr>,
+    raw: u64,
+    acc: &mut Fm::Acc,
+    access: Access,
+    input: u64,
+) -> Result<Step, Fault>
+where
+    Fm: Format + ?Sized,
+    M: PhysMemory + ?Sized,
+    O: WalkObserver,
+{
+    let d = at.d;
+    let fault = |kind| Fault {
+        stage: fmt.stage(),
+        level: fmt.level(d),
+        kind,
+        input,
+        s1_fetch: None,
+        granted: None,
+    };
+    let mut raw = raw;
+    let mut tries = 0;
+    loop {
+        let mut acc_here = *acc;
+        let next = match fmt.decode(d, raw, &mut acc_here).map_err(fault)? {
+            Entry::Invalid => return Err(fault(FaultKind::Translation)),
+            Entry::Table { .. } if d + 1 == fmt.depth() => {
+                return Err(fault(FaultKind::Reserved));
+            }
+            Entry::Table { next } => Next::Table(next),
+            Entry::Leaf { output, perms, global } => Next::Leaf { output, perms, global },
+        };
+        let is_leaf = matches!(next, Next::Leaf { .. });
+        // Flags first: an access-flag fault outranks a permission fault.
+        let new = fmt.update(d, raw, is_leaf, access).map_err(fault)?;
+        if let Next::Leaf { perms, .. } = next {
+            if !perms.allows(access) {
+                // The rights this read found go with the fault: they decide its reason.
+                return Err(Fault { granted: Some(perms), ..fault(FaultKind::Permission) });
+            }
+        }
+        if new != raw {
+            match write_back(cx, &at.loc, raw, new).map_err(fault)? {
+                WriteBack::Done => {}
+                WriteBack::Changed(seen) if tries < UPDATE_RETRIES => {
+                    tries += 1;
+                    raw = seen;
+                    continue;
+                }
+                WriteBack::Changed(_) => {
+                    return Err(fault(FaultKind::ExternalAbort { addr: at.table_addr }));
+                }
+                WriteBack::Denied(f) => return Err(f),
+            }
+        }
+        *acc = acc_here;
+        return Ok(match next {
+            Next::Leaf { output, perms, global } => Step::Leaf(Leaf {
+                output,
+                page_lg2: fmt.shift(d),
+                level: fmt.level(d),
+                perms,
+                global,
+                dirty: fmt.dirty(d, new),
+            }),
+            Next::Table(next) => Step::Table(next),
+        });
+    }
 }
 
 /// Packs and unpacks a restriction accumulator whose fields are all `bool`, one bit each in
@@ -247,10 +443,10 @@ macro_rules! acc_bits {
 }
 pub(crate) use acc_bits;
 
-/// Where a walk goes after one entry.
+/// What one decoded entry says.
 enum Next {
     Table(u64),
-    Leaf { output: u64, perms: Perms, global: bool, dirty: bool },
+    Leaf { output: u64, perms: Perms, global: bool },
 }
 
 enum WriteBack {

@@ -29,7 +29,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Read: 0 denies reads to everything below.
@@ -265,6 +265,14 @@ pub struct Acc {
 
 radix::acc_bits!(Acc { no_read, no_write, no_exec });
 
+/// §3.7: one entry's R, W and X folded into `acc`.
+#[inline(always)]
+fn fold(raw: u64, acc: &mut Acc) {
+    acc.no_read |= !R.is_set(raw);
+    acc.no_write |= !W.is_set(raw);
+    acc.no_exec |= !X.is_set(raw);
+}
+
 impl Format for VtdSecondStage {
     type Attrs = VtdSsAttrs;
     type Acc = Acc;
@@ -340,9 +348,7 @@ impl Format for VtdSecondStage {
         if raw & self.reserved_mask(d, leaf, large) != 0 {
             return Err(FaultKind::Reserved);
         }
-        acc.no_read |= !R.is_set(raw);
-        acc.no_write |= !W.is_set(raw);
-        acc.no_exec |= !X.is_set(raw);
+        fold(raw, acc);
         if leaf {
             // DEVIATION: EMT/IPAT and SNP do not change the translation here; memory type and
             // snoop behaviour (§3.9, §3.10) are not modelled, so EMTE is not either and EMT's
@@ -388,6 +394,54 @@ impl Format for VtdSecondStage {
 
     fn encode_table(&self, _d: usize, next: u64) -> u64 {
         R.mask() | W.mask() | (X.mask() & self.access_mask()) | ADDR.in_place(next)
+    }
+
+    /// A readable table entry (PS clear) with no reserved bit set and A already set (with
+    /// SSADE); a readable SS-PTE or large page (PS set, where SLLPS allows) likewise, with D set
+    /// too for a write. Entries without R take the general path.
+    /// Nine index bits per level, counted down to level 1 (4K).
+    #[inline]
+    fn shape(&self) -> Shape {
+        let depth = self.levels.count();
+        let top_level = i8::try_from(depth).unwrap_or(0);
+        Shape { depth, top_level, step: -1, page_shift: 12, stride: 9, top_bits: 9 }
+    }
+
+    #[inline]
+    fn quick(&self, access: Access) -> Quick {
+        let reserved = (ADDR.mask() & !low_mask(self.output_bits())) | TM.mask();
+        let snp = if self.snoop { 0 } else { SNP.mask() };
+        let flags = if self.ad { A.mask() } else { 0 };
+        let dirty = if self.ad && access.write { D.mask() } else { 0 };
+        let want = R.mask() | flags;
+        Quick {
+            table: (want | PS.mask() | SNP.mask() | reserved, want),
+            page: (want | dirty | snp | reserved, want | dirty),
+            addr: ADDR.mask(),
+        }
+    }
+
+    /// PS set where SLLPS allows a large page; the page address's bits below its alignment
+    /// are reserved.
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if !self.leaf_allowed(d) {
+            return Quick::NEVER;
+        }
+        let offset = low_mask(self.shift(d)) & !low_mask(12);
+        (quick.page.0 | PS.mask() | offset, quick.page.1 | PS.mask())
+    }
+
+    #[inline(always)]
+    fn quick_fold(&self, _d: usize, raw: u64, acc: &mut Acc) {
+        fold(raw, acc);
+    }
+
+    #[inline(always)]
+    fn quick_page(&self, _d: usize, raw: u64, acc: Acc) -> (Perms, bool) {
+        let mut acc = acc;
+        fold(raw, &mut acc);
+        (self.perms(acc), false)
     }
 
     fn encode_leaf(&self, d: usize, output: u64, attrs: VtdSsAttrs) -> u64 {

@@ -8,7 +8,7 @@
 use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// Present.
@@ -191,6 +191,14 @@ impl X86Paging {
         mask
     }
 
+    /// The restrictions of one entry (SDM §4.6.1) folded into `acc`.
+    #[inline(always)]
+    fn fold(&self, raw: u64, acc: &mut Acc) {
+        acc.read_only |= !RW.is_set(raw);
+        acc.supervisor |= !US.is_set(raw);
+        acc.no_exec |= self.nxe && XD.is_set(raw);
+    }
+
     #[inline]
     fn perms(&self, acc: Acc) -> Perms {
         let user = !acc.supervisor;
@@ -275,9 +283,7 @@ impl Format for X86Paging {
         if raw & self.reserved_mask(d, large) != 0 {
             return Err(FaultKind::Reserved);
         }
-        acc.read_only |= !RW.is_set(raw);
-        acc.supervisor |= !US.is_set(raw);
-        acc.no_exec |= self.nxe && XD.is_set(raw);
+        self.fold(raw, acc);
         if level == 1 || large {
             let output = ADDR.in_place(raw) & !low_mask(self.shift(d));
             Ok(Entry::Leaf { output, perms: self.perms(*acc), global: G.is_set(raw) })
@@ -311,6 +317,54 @@ impl Format for X86Paging {
             3 => self.page_1g,
             _ => false,
         }
+    }
+
+    /// A present table entry (PS clear) with no reserved bit set (MAXPHYADDR, XD without NXE)
+    /// and A already set; a present 4K PTE or large page (PS set, where allowed) likewise, with
+    /// D set too for a write.
+    /// Nine index bits per level, counted down to level 1 (4K).
+    #[inline]
+    fn shape(&self) -> Shape {
+        let depth = self.levels.count();
+        let top_level = i8::try_from(depth).unwrap_or(0);
+        Shape { depth, top_level, step: -1, page_shift: 12, stride: 9, top_bits: 9 }
+    }
+
+    #[inline]
+    fn quick(&self, access: Access) -> Quick {
+        let reserved =
+            ADDR.mask() & !low_mask(self.output_bits()) | if self.nxe { 0 } else { XD.mask() };
+        let flags = if self.set_ad { A.mask() } else { 0 };
+        let dirty = if self.set_ad && access.write { D.mask() } else { 0 };
+        let want = P.mask() | flags;
+        Quick {
+            table: (want | PS.mask() | reserved, want),
+            page: (want | dirty | reserved, want | dirty),
+            addr: ADDR.mask(),
+        }
+    }
+
+    /// PS set where a large page is allowed; bit 12 is PAT, the bits above it up to the
+    /// page's alignment are reserved.
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if !self.leaf_allowed(d) {
+            return Quick::NEVER;
+        }
+        let offset = low_mask(self.shift(d)) & !low_mask(13);
+        (quick.page.0 | PS.mask() | offset, quick.page.1 | PS.mask())
+    }
+
+    #[inline(always)]
+    fn quick_fold(&self, _d: usize, raw: u64, acc: &mut Acc) {
+        self.fold(raw, acc);
+    }
+
+    #[inline(always)]
+    fn quick_page(&self, _d: usize, raw: u64, acc: Acc) -> (Perms, bool) {
+        let mut acc = acc;
+        self.fold(raw, &mut acc);
+        (self.perms(acc), G.is_set(raw))
     }
 
     fn encode_table(&self, _d: usize, next: u64) -> u64 {

@@ -26,6 +26,7 @@ pub use s1::{S1Acc, S1Attrs, VmsaS1};
 pub use s2::{S2Attrs, VmsaS2};
 
 use crate::bits::{low_mask, Field};
+use crate::radix::{Quick, Shape};
 
 /// A field value the architecture reserves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +341,50 @@ impl Regime {
         } else {
             SH.set(0, SH_INNER)
         }
+    }
+
+    /// The walk's geometry ([`Shape`]): from the starting level down to level 3.
+    #[inline]
+    pub fn shape(&self) -> Shape {
+        Shape {
+            depth: self.depth(),
+            top_level: self.start.clamp(0, 3),
+            step: 1,
+            page_shift: self.tg.lg2(),
+            stride: self.tg.stride(),
+            top_bits: self.index_bits(0),
+        }
+    }
+
+    /// The [`Quick`] tests of both stages: `0b11` descriptors whose address fits the output
+    /// size, and `0b01` blocks where the granule has them; pages and blocks with the
+    /// `page_flags` set (AF) and, when `dbm_general`, DBM clear. Only for the base address
+    /// layout (the 52-bit ones take the general path).
+    #[inline]
+    pub fn quick(&self, page_flags: u64, dbm_general: bool) -> Quick {
+        if self.layout() != OaLayout::Base {
+            return Quick::NONE;
+        }
+        let addr = Field::bits(47, self.tg.lg2()).mask();
+        let beyond = addr & !low_mask(self.oa_bits);
+        let want = VALID.mask() | TYPE.mask();
+        let dbm = if dbm_general { DBM.mask() } else { 0 };
+        Quick {
+            table: (want | beyond, want),
+            page: (want | page_flags | beyond | dbm, want | page_flags),
+            addr,
+        }
+    }
+
+    /// The block test at depth `d` of a walk whose page test is `quick.page`: `0b01` where
+    /// the granule has blocks; the address bits below the block's size are ignored (IMPDEF,
+    /// above).
+    #[inline]
+    pub fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        if quick.page == Quick::NEVER || !self.block_allowed(self.level(d)) {
+            return Quick::NEVER;
+        }
+        (quick.page.0, quick.page.1 & !TYPE.mask())
     }
 
     /// D8.3: a descriptor's address with bits at or above the output size is an Address size

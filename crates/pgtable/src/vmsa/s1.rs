@@ -4,7 +4,7 @@ use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use super::{Granule, Kind, Oa52, Ps, Regime, AF, DBM, TYPE, VALID};
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// D8.3, stage-1 block/page: AttrIndx, the MAIR index of the memory attributes.
@@ -169,6 +169,18 @@ impl VmsaS1 {
             start: Regime::s1_start(self.tg, ia_bits),
             ia_bits,
             oa_bits: Regime::oa_bits(self.tg, self.ips, self.oa_52),
+        }
+    }
+
+    /// D8.4: a table descriptor's APTable, UXNTable and PXNTable folded into `acc`, unless HPD.
+    #[inline(always)]
+    fn fold(&self, raw: u64, acc: &mut S1Acc) {
+        if !self.hpd {
+            let ap_table = AP_TABLE.get(raw);
+            acc.no_write |= ap_table & AP_TABLE_RO != 0;
+            acc.no_el0 |= ap_table & AP_TABLE_NO_EL0 != 0;
+            acc.uxn |= UXN_TABLE.is_set(raw);
+            acc.pxn |= PXN_TABLE.is_set(raw);
         }
     }
 
@@ -341,13 +353,7 @@ impl Format for VmsaS1 {
             return Err(FaultKind::AddressSize);
         }
         if kind == Kind::Table {
-            if !self.hpd {
-                let ap_table = AP_TABLE.get(raw);
-                acc.no_write |= ap_table & AP_TABLE_RO != 0;
-                acc.no_el0 |= ap_table & AP_TABLE_NO_EL0 != 0;
-                acc.uxn |= UXN_TABLE.is_set(raw);
-                acc.pxn |= PXN_TABLE.is_set(raw);
-            }
+            self.fold(raw, acc);
             return Ok(Entry::Table { next: addr });
         }
         Ok(Entry::Leaf {
@@ -392,6 +398,35 @@ impl Format for VmsaS1 {
 
     fn encode_table(&self, _d: usize, next: u64) -> u64 {
         VALID.mask() | TYPE.mask() | self.regime().encode_addr(next)
+    }
+
+    /// A table descriptor (`0b11` above level 3), a page (`0b11` at level 3) or a block (`0b01`
+    /// where allowed) with AF set, whose address fits the output size; a write takes a DBM
+    /// page the general way, as it may have to clear `AP[2]`. The 52-bit address layouts take
+    /// the general path.
+    #[inline]
+    fn shape(&self) -> Shape {
+        self.regime().shape()
+    }
+
+    #[inline]
+    fn quick(&self, access: Access) -> Quick {
+        self.regime().quick(AF.mask(), self.hd_effective() && access.write)
+    }
+
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        self.regime().quick_block(quick, d)
+    }
+
+    #[inline(always)]
+    fn quick_fold(&self, _d: usize, raw: u64, acc: &mut S1Acc) {
+        self.fold(raw, acc);
+    }
+
+    #[inline(always)]
+    fn quick_page(&self, _d: usize, raw: u64, acc: S1Acc) -> (Perms, bool) {
+        (self.perms(raw, acc), !NG.is_set(raw))
     }
 
     fn encode_leaf(&self, d: usize, output: u64, attrs: S1Attrs) -> u64 {

@@ -4,7 +4,7 @@ use sviommu_memory::{Address, FrameAllocator, PhysMemory};
 
 use super::{Granule, Kind, Oa52, Ps, Regime, AF, DBM, TYPE, VALID};
 use crate::bits::{low_mask, Field};
-use crate::radix::{self, Entry, Format, MapError};
+use crate::radix::{self, Entry, Format, MapError, Quick, Shape};
 use crate::walk::{Access, FaultKind, Perms, Stage};
 
 /// D8.3, stage-2 block/page: `MemAttr[3:0]`.
@@ -179,6 +179,18 @@ impl S2Attrs {
         Self { read: true, write: false, exec: false, dbm: false, mem_attr: MEM_ATTR_NORMAL_WB };
 }
 
+impl VmsaS2 {
+    /// D8.4: what a leaf's S2AP and XN grant (a DBM page under HD as though already dirty, as
+    /// its first write makes it).
+    #[inline(always)]
+    fn leaf_perms(&self, raw: u64) -> Perms {
+        let s2ap = S2AP.get(raw);
+        let dirty_ok = self.hd_effective() && DBM.is_set(raw);
+        Perms::rwx(s2ap & S2AP_R != 0, s2ap & S2AP_W != 0 || dirty_ok, true)
+            .without(self.execute_never(XN.get(raw)))
+    }
+}
+
 impl Format for VmsaS2 {
     type Attrs = S2Attrs;
     /// Stage-2 table descriptors carry no hierarchical attributes (D8.3).
@@ -264,13 +276,9 @@ impl Format for VmsaS2 {
         if kind == Kind::Table {
             return Ok(Entry::Table { next: addr });
         }
-        let s2ap = S2AP.get(raw);
-        let dirty_ok = self.hd_effective() && DBM.is_set(raw);
-        let perms = Perms::rwx(s2ap & S2AP_R != 0, s2ap & S2AP_W != 0 || dirty_ok, true)
-            .without(self.execute_never(XN.get(raw)));
         Ok(Entry::Leaf {
             output: addr & !low_mask(r.shift(d)),
-            perms,
+            perms: self.leaf_perms(raw),
             // Stage 2 is tagged by VMID only, never by ASID.
             global: true,
         })
@@ -310,6 +318,31 @@ impl Format for VmsaS2 {
 
     fn encode_table(&self, _d: usize, next: u64) -> u64 {
         VALID.mask() | TYPE.mask() | self.regime().encode_addr(next)
+    }
+
+    /// As stage 1's: `0b11` descriptors whose address fits, pages and blocks with AF set and,
+    /// for a write under HD, DBM clear.
+    #[inline]
+    fn shape(&self) -> Shape {
+        self.regime().shape()
+    }
+
+    #[inline]
+    fn quick(&self, access: Access) -> Quick {
+        self.regime().quick(AF.mask(), self.hd_effective() && access.write)
+    }
+
+    #[inline]
+    fn quick_block(&self, quick: &Quick, d: usize) -> (u64, u64) {
+        self.regime().quick_block(quick, d)
+    }
+
+    #[inline(always)]
+    fn quick_fold(&self, _d: usize, _raw: u64, _acc: &mut ()) {}
+
+    #[inline(always)]
+    fn quick_page(&self, _d: usize, raw: u64, _acc: ()) -> (Perms, bool) {
+        (self.leaf_perms(raw), true)
     }
 
     fn encode_leaf(&self, d: usize, output: u64, attrs: S2Attrs) -> u64 {
