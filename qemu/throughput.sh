@@ -8,7 +8,7 @@
 #   qemu/throughput.sh          three boots of each of the seven configurations, round-robin,
 #                               then the table (Markdown) on stdout
 #
-# Each boot runs qemu/bench-read.c in the guest (rdinit=/bench-init, qemu/bench-init.sh): SEQ_MIB
+# Each boot runs qemu/bench-read.c in the guest (guest-init.sh, told by sviommu.bench=): SEQ_MIB
 # of sequential 1 MiB reads, then RAND_READS 4 KiB reads at pseudo-random offsets, all O_DIRECT,
 # timed by the guest's own clock around the reads only, into a 1 MiB buffer of 4 KiB pages. Both checksums must equal what the host
 # computes from the image file, or the script stops with exit status 1; so does a boot that
@@ -53,14 +53,13 @@ mkdir -p "$out"
 say "run folder: $out"
 
 # --- the guest's program, its init, and the benchmark initramfs ------------------------------
-# Linux unpacks concatenated archives in order: bench-init and bench-read first, then the
-# initramfs build.sh made (busybox, the virtio modules, guest-init.sh as /init, unused here).
+# Linux unpacks concatenated archives in order: bench-read first, then the initramfs build.sh
+# made (busybox, the virtio modules, guest-init.sh as /init).
 stage="$out/initrd.d"
 rm -rf "$stage" && mkdir -p "$stage/bin"
 gcc -O2 -Wall -Wextra -Werror -static -o "$stage/bin/bench-read" "$here/bench-read.c" ||
     die "cannot build qemu/bench-read.c statically (needs gcc and libc6-dev)"
 gcc -O2 -Wall -Wextra -Werror -o "$out/bench-read-host" "$here/bench-read.c"
-cp "$here/bench-init.sh" "$stage/bench-init" && chmod 755 "$stage/bench-init"
 (cd "$stage" && find . | cpio -o -H newc --quiet) >"$out/bench.cpio"
 cat "$out/bench.cpio" "$initrd" >"$out/initrd"
 rm -rf "$stage" "$out/bench.cpio"
@@ -108,7 +107,7 @@ boot() {
     timeout "$timeout_s" "$qemu" "$@" -M q35 -accel tcg -m 512M -smp 1 -nodefaults \
         -no-user-config -display none -serial stdio -no-reboot \
         -kernel "$kernel" -initrd "$out/initrd" \
-        -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/bench-init $iommu_args sviommu.bench=$disk_mib,$seq_mib,$rand_reads,$seed" \
+        -append "console=ttyS0 panic=-1 loglevel=4 $iommu_args sviommu.bench=$disk_mib,$seq_mib,$rand_reads,$seed" \
         -drive "file=$disk,if=none,id=d0,format=raw,readonly=on" \
         -device virtio-blk-pci,drive=d0,disable-legacy=on,iommu_platform=on,addr=0x1 \
         </dev/null >"$log" 2>&1 || status=$?
