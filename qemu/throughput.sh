@@ -198,3 +198,5 @@ END {
 }' "$out/results.tsv"
 echo
 echo "(Per-boot numbers: $out/results.tsv; consoles and statistics beside it.)"
+# The image is 256 MiB by default: kept only when a boot failed (the script has exited by then).
+rm -f "$disk"
