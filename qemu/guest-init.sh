@@ -6,7 +6,8 @@
 #   - writes 1 MiB of random data at 2 MiB, drops the page cache, reads it back through the
 #     device and compares (the host also reads the image after power-off);
 # prints one result line, and powers off. With sviommu.pause=1 on the command line it waits for
-# the host first (below).
+# the host first (below); with sviommu.bench=... it runs qemu/throughput.sh's timed reads instead
+# of the checks (further below).
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -42,6 +43,18 @@ n=0
 while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
 if [ ! -b /dev/vda ]; then
     echo "SVIOMMU-RESULT status=no-disk"
+    poweroff -f
+fi
+# qemu/throughput.sh: sviommu.bench=DISK_MIB,SEQ_MIB,RAND_READS,SEED runs bench-read (the
+# script appends it to the initramfs), which prints its SVIOMMU-BENCH line.
+bench=$(tr ' ' '\n' </proc/cmdline | sed -n 's/^sviommu\.bench=//p' | tr ',' ' ')
+if [ -n "$bench" ]; then
+    if [ -x /bin/bench-read ]; then
+        # shellcheck disable=SC2086 # four numbers, split on purpose
+        /bin/bench-read /dev/vda $bench
+    else
+        echo "SVIOMMU-BENCH status=no-bench-read"
+    fi
     poweroff -f
 fi
 mib=1048576

@@ -172,15 +172,15 @@ fn linux_intel_iommu_drives_the_model_in_legacy_mode() {
     assert_eq!(stat(&v, "inv.pasid_iotlb") + stat(&v, "inv.pasid_cache"), 0, "{}", v["stats"]);
 }
 
-/// Kernel lines the matrix treats as a model bug: anything the DMAR driver or the IOMMU core
-/// warns about, and any kernel warning, bug or call trace. (The two lines Debian's kernel prints
-/// on every q35 guest, the AMD-Vi and `pci=nocrs` "not a bug" notes, are not ours and match
-/// none of these.)
-fn iommu_warnings(b: &Boot) -> Vec<String> {
+/// Kernel lines the matrices treat as a model bug: anything the IOMMU driver (its lines carry
+/// `driver`: `DMAR`, `smmu`) or the IOMMU core warns about, and any kernel warning, bug or call
+/// trace. (The two lines Debian's kernel prints on every q35 guest, the AMD-Vi and `pci=nocrs`
+/// "not a bug" notes, are not ours and match none of these.)
+fn driver_warnings(b: &Boot, driver: &str) -> Vec<String> {
     b.warnings
         .iter()
         .filter(|l| {
-            l.contains("DMAR")
+            l.contains(driver)
                 || l.contains("iommu")
                 || l.contains("WARNING")
                 || l.contains("Call Trace")
@@ -188,6 +188,69 @@ fn iommu_warnings(b: &Boot) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// What every translating boot of either matrix must show, pushed through `want`: the data
+/// intact, no warning from the driver (`driver`, as [`driver_warnings`]), translations, and no
+/// fault, panic, refusal or memory error in the model.
+fn common_checks(b: &Boot, driver: &str, want: &mut impl FnMut(bool, String)) {
+    want(b.data_intact(), format!("data not intact: {:?}", b.guest));
+    let w = driver_warnings(b, driver);
+    want(w.is_empty(), format!("kernel warnings: {w:#?}"));
+    want(b.stat("translated") > 100, format!("{} translations", b.stat("translated")));
+    for k in ["faulted", "panics", "requests_refused", "mmio_refused", "memory_errors"] {
+        want(b.stat(k) == 0, format!("{k} = {}", b.stat(k)));
+    }
+}
+
+/// Boots every setup (at most [`QEMUS`] at once), in order.
+fn boot_all(a: &Artefacts, setups: &[Setup]) -> Vec<Result<Boot, String>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = setups
+            .iter()
+            .map(|setup| {
+                scope.spawn(move || {
+                    with_slot(|| boot::boot(a, setup, "", TIMEOUT)).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
+    })
+}
+
+/// Boots each expectation's setup, prints a line per boot, and fails with every boot whose
+/// `check` found something (with `detail` of the boot) or that did not run.
+fn run_matrix<E>(
+    a: &Artefacts,
+    expects: &[E],
+    setup: impl Fn(&E) -> Setup,
+    check: impl Fn(&E, &Boot) -> Vec<String>,
+    detail: impl Fn(&Boot) -> String,
+) {
+    let setups: Vec<Setup> = expects.iter().map(&setup).collect();
+    let runs = boot_all(a, &setups);
+    let mut failures = Vec::new();
+    for ((e, s), b) in expects.iter().zip(&setups).zip(&runs) {
+        let name = s.name();
+        match b {
+            Ok(b) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name:<32} {:5.1} s wall, /init at {:.2} s, {} translations, {} faults",
+                    b.wall_secs,
+                    b.init_secs.unwrap_or(f64::NAN),
+                    b.stat("translated"),
+                    b.stat("faulted"),
+                );
+                let bad = check(e, b);
+                if !bad.is_empty() {
+                    failures.push(format!("{name}: {bad:#?}\n{}", detail(b)));
+                }
+            }
+            Err(err) => failures.push(format!("{name}: {err}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// What one mode of the matrix must show.
@@ -278,8 +341,8 @@ fn check(e: &Expect, b: &Boot) -> Vec<String> {
             bad.push(what);
         }
     };
+    common_checks(b, "DMAR", &mut want);
     let has = |s: &str| b.iommu_lines.iter().any(|l| l.contains(s));
-    want(b.data_intact(), format!("data not intact: {:?}", b.guest));
     want(has("DMAR: IOMMU enabled"), "no `DMAR: IOMMU enabled`".into());
     let sm = e.setup.mode != Mode::Legacy;
     want(
@@ -288,12 +351,6 @@ fn check(e: &Expect, b: &Boot) -> Vec<String> {
     );
     if let Some(l) = e.line {
         want(has(l), format!("no kernel line `{l}`"));
-    }
-    let w = iommu_warnings(b);
-    want(w.is_empty(), format!("kernel warnings: {w:#?}"));
-    want(b.stat("translated") > 100, format!("{} translations", b.stat("translated")));
-    for k in ["faulted", "panics", "requests_refused", "mmio_refused", "memory_errors"] {
-        want(b.stat(k) == 0, format!("{k} = {}", b.stat(k)));
     }
     want(b.stat(e.structure) > 0, format!("no {} read", e.structure));
     // Only the structure this mode writes: no other TT or PGTT was read.
@@ -341,40 +398,26 @@ fn linux_drives_the_model_in_every_vtd_mode() {
     let Some(a) = artefacts() else {
         return skip("linux_drives_the_model_in_every_vtd_mode");
     };
-    let runs: Vec<(Expect, Result<Boot, String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = matrix()
-            .into_iter()
-            .map(|e| {
-                scope.spawn(move || {
-                    let b = with_slot(|| boot::boot(a, &e.setup, "", TIMEOUT));
-                    (e, b.map_err(|err| err.to_string()))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
-    });
-    let mut failures = Vec::new();
-    for (e, b) in &runs {
-        let name = e.setup.name();
-        match b {
-            Ok(b) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{name:<32} {:5.1} s wall, /init at {:.2} s, {} translations, {} faults",
-                    b.wall_secs,
-                    b.init_secs.unwrap_or(f64::NAN),
-                    b.stat("translated"),
-                    b.stat("faulted"),
-                );
-                let bad = check(e, b);
-                if !bad.is_empty() {
-                    failures.push(format!("{name}: {bad:#?}\nstats: {:?}", b.stats));
-                }
-            }
-            Err(err) => failures.push(format!("{name}: {err}")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    run_matrix(a, &matrix(), |e| e.setup, check, |b| format!("stats: {:?}", b.stats));
+}
+
+/// Boots `setup` (a `corrupt_context` one) and asserts that the host corrupted the entry, the
+/// guest saw its disk fault, Linux printed fault lines naming only `reason` (DMAR fault reason /
+/// SMMU event number), that is the only one the model recorded, and nothing panicked. Returns
+/// the boot for the caller's own checks.
+fn boot_corrupted(a: &Artefacts, setup: Setup, reason: u8) -> Boot {
+    let b = with_slot(|| boot::boot(a, &setup, "", TIMEOUT)).expect("the boot runs");
+    let report = || format!("{}\nconsole:\n{}", boot::text(&b), b.console);
+    assert!(b.corrupted.is_some(), "{}", report());
+    assert_eq!(b.guest.as_ref().map(|g| g.status.as_str()), Some("faulted"), "{}", report());
+    assert!(!b.kernel_fault_reasons.is_empty(), "{}", report());
+    assert!(b.kernel_fault_reasons.iter().all(|&r| r == reason), "{}", report());
+    let recorded: Vec<_> = b.stats.iter().filter(|(k, _)| k.starts_with("fault.")).collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}\n{}", report());
+    assert!(b.stat(&format!("fault.{reason:#04x}")) > 0, "{}", report());
+    assert!(b.fault_seen_by_linux(), "{}", report());
+    assert_eq!(b.stat("panics"), 0, "{}", report());
+    b
 }
 
 #[test]
@@ -382,40 +425,12 @@ fn linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry() {
     let Some(a) = artefacts() else {
         return skip("linux_reports_the_fault_the_model_recorded_for_a_corrupted_context_entry");
     };
-    let setup = Setup { corrupt_context: true, ..Setup::default() };
-    let b = with_slot(|| boot::boot(a, &setup, "", TIMEOUT)).expect("the boot runs");
-    let report = || format!("{}\nconsole:\n{}", boot::text(&b), b.console);
-    assert!(b.corrupted.is_some(), "{}", report());
-    assert_eq!(b.guest.as_ref().map(|g| g.status.as_str()), Some("faulted"), "{}", report());
-    // §7.2, fault reason 02h: the context entry's Present bit is clear. Linux printed it,
-    // and it is the only reason the model recorded.
-    assert!(!b.kernel_fault_reasons.is_empty(), "{}", report());
-    assert!(b.kernel_fault_reasons.iter().all(|&r| r == 0x02), "{}", report());
-    let recorded: Vec<_> = b.stats.iter().filter(|(k, _)| k.starts_with("fault.")).collect();
-    assert_eq!(recorded.len(), 1, "{recorded:?}\n{}", report());
-    assert!(b.stat("fault.0x02") > 0, "{}", report());
-    assert!(b.fault_seen_by_linux(), "{}", report());
+    // §7.2, fault reason 02h: the context entry's Present bit is clear.
+    let b = boot_corrupted(a, Setup { corrupt_context: true, ..Setup::default() }, 0x02);
     // The line names the disk and the reason's text.
     let line = b.console.lines().find(|l| l.contains("[fault reason 0x02]")).unwrap_or_default();
     assert!(line.contains("Request device [00:01.0]"), "{line}");
     assert!(line.contains("Present bit in context entry is clear"), "{line}");
-    assert_eq!(b.stat("panics"), 0, "{}", report());
-}
-
-/// Kernel lines the SMMU runs treat as a model bug: anything arm-smmu-v3 or the IOMMU core
-/// warns about, and any kernel warning, bug or call trace.
-fn smmu_warnings(b: &Boot) -> Vec<String> {
-    b.warnings
-        .iter()
-        .filter(|l| {
-            l.contains("smmu")
-                || l.contains("iommu")
-                || l.contains("WARNING")
-                || l.contains("Call Trace")
-                || l.contains("BUG")
-        })
-        .cloned()
-        .collect()
 }
 
 /// What one SMMUv3 mode must show: the kernel's policy line, the STE Config Linux wrote for
@@ -458,19 +473,13 @@ fn smmu_check(e: &SmmuExpect, b: &Boot) -> Vec<String> {
             bad.push(what);
         }
     };
+    common_checks(b, "smmu", &mut want);
     let has = |s: &str| b.iommu_lines.iter().any(|l| l.contains(s));
-    want(b.data_intact(), format!("data not intact: {:?}", b.guest));
     // arm-smmu-v3's probe: the queues it allocated and the sizes it read from the ID registers.
     want(has("arm-smmu-v3") && has("allocated"), "no arm-smmu-v3 probe lines".into());
     // SMMU_IDR5.OAS: the model's default 52 bits (Linux's IAS follows it for stage 1).
     want(has("ias 52-bit, oas 52-bit"), "no `ias 52-bit, oas 52-bit` line".into());
     want(has(e.line), format!("no kernel line `{}`", e.line));
-    let w = smmu_warnings(b);
-    want(w.is_empty(), format!("kernel warnings: {w:#?}"));
-    want(b.stat("translated") > 100, format!("{} translations", b.stat("translated")));
-    for k in ["faulted", "panics", "requests_refused", "mmio_refused", "memory_errors"] {
-        want(b.stat(k) == 0, format!("{k} = {}", b.stat(k)));
-    }
     want(b.stat("queue.events_written") == 0, "events written".into());
     // Only the Config this mode writes.
     let configs: Vec<_> =
@@ -502,40 +511,7 @@ fn linux_arm_smmu_v3_drives_the_model_in_every_mode() {
     let Some(a) = artefacts() else {
         return skip("linux_arm_smmu_v3_drives_the_model_in_every_mode");
     };
-    let runs: Vec<(SmmuExpect, Result<Boot, String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = smmu_matrix()
-            .into_iter()
-            .map(|e| {
-                scope.spawn(move || {
-                    let b = with_slot(|| boot::boot(a, &e.setup, "", TIMEOUT));
-                    (e, b.map_err(|err| err.to_string()))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
-    });
-    let mut failures = Vec::new();
-    for (e, b) in &runs {
-        let name = e.setup.name();
-        match b {
-            Ok(b) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "{name:<32} {:5.1} s wall, /init at {:.2} s, {} translations, {} faults",
-                    b.wall_secs,
-                    b.init_secs.unwrap_or(f64::NAN),
-                    b.stat("translated"),
-                    b.stat("faulted"),
-                );
-                let bad = smmu_check(e, b);
-                if !bad.is_empty() {
-                    failures.push(format!("{name}: {bad:#?}\n{}", boot::text(b)));
-                }
-            }
-            Err(err) => failures.push(format!("{name}: {err}")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    run_matrix(a, &smmu_matrix(), |e| e.setup, smmu_check, boot::text);
 }
 
 #[test]
@@ -543,20 +519,8 @@ fn linux_reports_the_event_the_model_recorded_for_a_corrupted_ste() {
     let Some(a) = artefacts() else {
         return skip("linux_reports_the_event_the_model_recorded_for_a_corrupted_ste");
     };
-    let setup = Setup { corrupt_context: true, ..Setup::smmu() };
-    let b = with_slot(|| boot::boot(a, &setup, "", TIMEOUT)).expect("the boot runs");
-    let report = || format!("{}\nconsole:\n{}", boot::text(&b), b.console);
-    assert!(b.corrupted.is_some(), "{}", report());
-    assert_eq!(b.guest.as_ref().map(|g| g.status.as_str()), Some("faulted"), "{}", report());
-    // §7.3.4, C_BAD_STE (0x04): the STE's V bit is clear. Linux printed it, and it is the only
-    // event the model recorded.
-    assert!(!b.kernel_fault_reasons.is_empty(), "{}", report());
-    assert!(b.kernel_fault_reasons.iter().all(|&r| r == 0x04), "{}", report());
-    let recorded: Vec<_> = b.stats.iter().filter(|(k, _)| k.starts_with("fault.")).collect();
-    assert_eq!(recorded.len(), 1, "{recorded:?}\n{}", report());
-    assert!(b.stat("fault.0x04") > 0, "{}", report());
-    assert!(b.fault_seen_by_linux(), "{}", report());
-    assert_eq!(b.stat("panics"), 0, "{}", report());
+    // §7.3.4, C_BAD_STE (0x04): the STE's V bit is clear.
+    boot_corrupted(a, Setup { corrupt_context: true, ..Setup::smmu() }, 0x04);
 }
 
 /// Linux's own drivers against the strict model: invalidations take effect only at their wait
@@ -578,17 +542,7 @@ fn linux_drivers_leave_no_sanitizer_report_on_the_strict_model() {
         },
         Setup { invalidation: Invalidation::Lazy, strict_model: true, ..Setup::smmu() },
     ];
-    let runs: Vec<Result<Boot, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = setups
-            .iter()
-            .map(|setup| {
-                scope.spawn(move || {
-                    with_slot(|| boot::boot(a, setup, "", TIMEOUT)).map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a boot thread")).collect()
-    });
+    let runs = boot_all(a, &setups);
     for b in runs {
         let b = b.expect("the boot runs");
         let report = boot::text(&b);
