@@ -22,6 +22,10 @@
 //! while there are no more threads than shards); [`Cache::stats`] sums the shards, so the
 //! figures stay exact. Keys hash with a multiply-rotate fold ([`FoldHasher`]): the model
 //! chooses every key, so nothing needs SipHash's resistance to chosen inputs.
+//!
+//! In front of the caches a model may keep a [`Memo`]: whole answers it gave before, found in
+//! one lock-free probe and accepted only while every cache entry they came from still holds
+//! (each way position's version, a [`Dep`]); see the `memo` module.
 
 #![warn(
     clippy::unwrap_used,
@@ -138,8 +142,9 @@ impl Hasher for FoldHasher {
     }
 }
 
-/// Counter shards per cache: threads beyond this many share shards (still exact: the
-/// increments are atomic), so scaling is measured with at most this many translating threads.
+/// Counter shards per cache a thread can own: up to this many threads each count in a shard no
+/// other thread writes (a plain load and store); threads beyond them share one more shard, with
+/// atomic increments. Either way the sums are exact.
 const SHARDS: usize = 16;
 
 /// One thread's hit and miss counters, alone on its cache lines (128 bytes: the adjacent-line
@@ -151,33 +156,77 @@ struct Shard {
     misses: AtomicU64,
 }
 
-/// The calling thread's shard index under loom: its thread number in the execution (the same
-/// in every execution, as loom needs), so two loom threads use two copies of the sets.
-#[cfg(loom)]
-fn shard_index() -> usize {
-    let id = format!("{:?}", loom::thread::current().id());
-    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
-    digits.parse::<usize>().unwrap_or(0) % SHARDS
+/// The calling thread's counter shard: its index, and whether the thread owns it (then it is
+/// the only writer, and counts with a load and a store instead of a locked increment).
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    index: usize,
+    owned: bool,
 }
 
-/// The calling thread's shard index: threads are numbered in the order they first look
-/// anything up, and take the shards round-robin.
+/// Under loom: the thread's number in the execution (the same in every execution, as loom
+/// needs), so two loom threads use two copies of the sets; never owned.
+#[cfg(loom)]
+fn claim() -> Claim {
+    let id = format!("{:?}", loom::thread::current().id());
+    let digits: String = id.chars().filter(char::is_ascii_digit).collect();
+    Claim { index: digits.parse::<usize>().unwrap_or(0) % SHARDS, owned: false }
+}
+
+/// Which shards living threads own (bit `i`: shard `i`).
+#[cfg(not(loom))]
+static OWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A thread's ownership of its shard, given back when the thread ends.
+#[cfg(not(loom))]
+struct Owner(Claim);
+
+#[cfg(not(loom))]
+impl Owner {
+    /// The lowest shard no living thread owns, else the shared one.
+    fn take() -> Self {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let mut owned = OWNED.load(Relaxed);
+        loop {
+            let free = (!owned).trailing_zeros() as usize;
+            if free >= SHARDS {
+                return Self(Claim { index: SHARDS, owned: false });
+            }
+            // Acquire: the counts the shard's last owner stored are seen before this thread adds.
+            match OWNED.compare_exchange_weak(owned, owned | 1 << free, Acquire, Relaxed) {
+                Ok(_) => return Self(Claim { index: free, owned: true }),
+                Err(now) => owned = now,
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if self.0.owned {
+            // Release: this thread's last counts are seen by the shard's next owner.
+            OWNED.fetch_and(!(1 << self.0.index), std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// The calling thread's shard, taken at its first lookup. A thread whose ownership has already
+/// been given back (a lookup from another thread-local's destructor) uses the shared shard.
 #[cfg(not(loom))]
 #[inline]
-fn shard_index() -> usize {
-    use std::cell::Cell;
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+fn claim() -> Claim {
     thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        static OWNER: Owner = Owner::take();
     }
-    INDEX.with(|i| {
-        let mut index = i.get();
-        if index == usize::MAX {
-            index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
-            i.set(index);
-        }
-        index
-    })
+    OWNER.try_with(|o| o.0).unwrap_or(Claim { index: SHARDS, owned: false })
+}
+
+/// Which of a shard's counters.
+#[derive(Clone, Copy, Debug)]
+enum Counter {
+    Hits,
+    Misses,
 }
 
 /// One way of a set.
@@ -379,7 +428,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
             epoch: AtomicU64::new(0),
             hasher: BuildHasherDefault::default(),
             marks: (0..sets * ways).map(|_| AtomicU64::new(0)).collect(),
-            shards: (0..SHARDS)
+            shards: (0..=SHARDS)
                 .map(|_| Shard { hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
                 .collect(),
             evictions: AtomicU64::new(0),
@@ -436,9 +485,9 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// there ([`holds`](Self::holds)) and count a hit on it ([`hit_at`](Self::hit_at)).
     #[inline]
     pub fn get_dep(&self, key: &K) -> Option<(V, Dep)> {
-        let shard = shard_index();
+        let claim = claim();
         let index = self.set_index(key);
-        let set = read_set(self.copy(shard & self.replica_mask, index));
+        let set = read_set(self.copy(claim.index & self.replica_mask, index));
         let found = set.ways.iter().position(|w| w.key == *key).and_then(|i| {
             let slot = index * self.ways + i;
             let mark = self.marks.get(slot)?;
@@ -451,16 +500,25 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
             Some((set.ways.get(i)?.value, Dep::new(slot, seen)))
         });
         drop(set);
-        self.count(shard, found.is_some());
+        let counter = if found.is_some() { Counter::Hits } else { Counter::Misses };
+        self.count(claim, counter, 1);
         found
     }
 
-    /// Counts one lookup in the calling thread's shard.
+    /// Adds `n` to one of the calling thread's counters: a plain load and store in a shard it
+    /// owns, an atomic increment in the shared one.
     #[inline]
-    fn count(&self, shard: usize, hit: bool) {
-        if let Some(shard) = self.shards.get(shard) {
-            let counter = if hit { &shard.hits } else { &shard.misses };
-            counter.fetch_add(1, Ordering::Relaxed);
+    fn count(&self, claim: Claim, counter: Counter, n: u64) {
+        if let Some(shard) = self.shards.get(claim.index) {
+            let c = match counter {
+                Counter::Hits => &shard.hits,
+                Counter::Misses => &shard.misses,
+            };
+            if claim.owned {
+                c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            } else {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -481,7 +539,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
                 mark.fetch_or(REFERENCED, Ordering::Relaxed);
             }
         }
-        self.count(shard_index(), true);
+        self.count(claim(), Counter::Hits, 1);
     }
 
     /// `n` lookups that missed, as [`get`](Self::get) counts them (a caller that knows the
@@ -489,9 +547,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     #[inline]
     pub fn count_misses(&self, n: u64) {
         if n > 0 {
-            if let Some(shard) = self.shards.get(shard_index()) {
-                shard.misses.fetch_add(n, Ordering::Relaxed);
-            }
+            self.count(claim(), Counter::Misses, n);
         }
     }
 
@@ -751,6 +807,34 @@ mod tests {
             assert!(c.get(&k).is_some(), "{k} was evicted");
         }
         assert_eq!(c.stats().hits, 3 + 4);
+    }
+
+    /// Counts stay exact when threads outnumber the shards they can own (the rest share one
+    /// with atomic increments) and when ended threads' shards are taken by new ones.
+    #[test]
+    fn counts_are_exact_with_more_threads_than_shards() {
+        let c: Cache<u64, u64> = Cache::new(4, 4);
+        c.insert(1, 1, c.epoch());
+        std::thread::scope(|s| {
+            for _ in 0..2 * SHARDS {
+                s.spawn(|| {
+                    for _ in 0..500 {
+                        assert_eq!(c.get(&1), Some(1));
+                        assert_eq!(c.get(&2), None);
+                    }
+                });
+            }
+        });
+        for _ in 0..3 * SHARDS {
+            std::thread::scope(|s| {
+                s.spawn(|| c.get(&1));
+            });
+        }
+        let stats = c.stats();
+        assert_eq!(
+            (stats.hits, stats.misses),
+            (2 * SHARDS as u64 * 500 + 3 * SHARDS as u64, 2 * SHARDS as u64 * 500)
+        );
     }
 
     /// The fold hash spreads what the models key by (an id, a PASID, consecutive page numbers,
