@@ -168,7 +168,9 @@ struct Slot {
     words: [AtomicU64; WORDS],
 }
 
-/// A direct-mapped table of [`Memoized`] answers.
+/// A two-way set-associative table of [`Memoized`] answers: a key may sit in either slot of its
+/// pair, so two keys that hash alike do not evict each other on every request (with one slot
+/// per key, 128 pages in 2048 slots would expect four such pairs).
 #[derive(Debug)]
 pub struct Memo {
     slots: Box<[Slot]>,
@@ -183,9 +185,9 @@ pub struct Memo {
 const FOLD: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Memo {
-    /// A memo of `entries` slots (rounded up to a power of two, at least 1).
+    /// A memo of `entries` slots (rounded up to a power of two, at least 2).
     pub fn new(entries: usize) -> Self {
-        let n = entries.max(1).next_power_of_two();
+        let n = entries.max(2).next_power_of_two();
         Self {
             slots: (0..n)
                 .map(|_| Slot {
@@ -216,11 +218,12 @@ impl Memo {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The two slots `key` may sit in.
     #[inline]
-    fn slot(&self, key: MemoKey) -> Option<&Slot> {
+    fn pair(&self, key: MemoKey) -> Option<&[Slot]> {
         let h = (key.id.rotate_left(26) ^ key.page).wrapping_mul(FOLD);
-        let index = h.checked_shr(64 - self.bits).unwrap_or(0);
-        self.slots.get(usize::try_from(index).ok()?)
+        let index = usize::try_from(h.checked_shr(64 - self.bits).unwrap_or(0)).ok()? & !1;
+        self.slots.get(index..index + 2)
     }
 
     /// The answer remembered for `key`, if it was made in the current generation. The caller
@@ -228,26 +231,22 @@ impl Memo {
     #[inline]
     pub fn get(&self, key: MemoKey) -> Option<Memoized> {
         let generation = self.generation();
-        let slot = self.slot(key)?;
+        self.pair(key)?.iter().find_map(|slot| Self::read(slot, key, generation))
+    }
+
+    /// `slot`'s entry if it is `key`'s, made in `generation`, and was not being written.
+    #[inline]
+    fn read(slot: &Slot, key: MemoKey, generation: u64) -> Option<Memoized> {
         let seq = slot.seq.load(Ordering::Acquire);
-        if seq & 1 != 0 {
+        let word = |i: usize| slot.words.get(i).map_or(0, |w| w.load(Ordering::Relaxed));
+        // Another key (or a torn read of one, which is a miss too): no more loads.
+        if seq & 1 != 0 || seq == 0 || word(0) != key.id || word(1) != key.page {
             return None;
         }
-        let w: [u64; WORDS] = std::array::from_fn(|i| match slot.words.get(i) {
-            Some(word) => word.load(Ordering::Relaxed),
-            None => 0,
-        });
+        let [out, info_gen, d0, d1, d2] = [word(2), word(3), word(4), word(5), word(6)];
         // The words above were read before the sequence is read again (a seqlock's reader).
         fence(Ordering::Acquire);
-        if slot.seq.load(Ordering::Relaxed) != seq {
-            return None;
-        }
-        let [id, page, out, info_gen, d0, d1, d2] = w;
-        if id != key.id
-            || page != key.page
-            || seq == 0
-            || info_gen >> 32 != generation & 0xffff_ffff
-        {
+        if slot.seq.load(Ordering::Relaxed) != seq || info_gen >> 32 != generation & 0xffff_ffff {
             return None;
         }
         Some(Memoized {
@@ -313,7 +312,20 @@ impl Memo {
         if self.generation() != generation {
             return;
         }
-        let Some(slot) = self.slot(key) else { return };
+        let Some(pair) = self.pair(key) else { return };
+        // The slot holding the key already, else the one written fewer times (a heuristic:
+        // racing writers may both pick one, and the loser gives up below).
+        let holds = |s: &Slot| {
+            s.words.first().is_some_and(|w| w.load(Ordering::Relaxed) == key.id)
+                && s.words.get(1).is_some_and(|w| w.load(Ordering::Relaxed) == key.page)
+        };
+        let writes = |s: &Slot| s.seq.load(Ordering::Relaxed) >> 1;
+        let slot = match pair {
+            [a, b] if holds(b) && !holds(a) => b,
+            [a, b] if !holds(a) && writes(b) < writes(a) => b,
+            [a, _] => a,
+            _ => return,
+        };
         let seq = slot.seq.load(Ordering::Relaxed);
         if seq & 1 != 0
             || slot
@@ -362,6 +374,24 @@ mod tests {
         assert_eq!(m.get(key), None, "a configuration change retires it");
         m.insert(key, value, g);
         assert_eq!(m.get(key), None, "an answer from the old generation is not remembered");
+    }
+
+    /// Two keys of one pair both stay; a third takes the slot written no more often.
+    #[test]
+    fn a_pair_holds_two_keys() {
+        let m = Memo::new(2);
+        let g = m.generation();
+        let info = MemoInfo { lg2: 12, perms: Perms::ALL, misses: 0 };
+        let entry =
+            |n: u64| (MemoKey { id: n, page: n }, Memoized { out: n, info, deps: [None; 3] });
+        let [(k1, v1), (k2, v2), (k3, v3)] = [entry(1), entry(2), entry(3)];
+        m.insert(k1, v1, g);
+        m.insert(k2, v2, g);
+        m.insert(k1, v1, g);
+        assert_eq!((m.get(k1), m.get(k2)), (Some(v1), Some(v2)), "one evicted the other");
+        // 1 was written twice, 2 once: 3 takes 2's slot.
+        m.insert(k3, v3, g);
+        assert_eq!((m.get(k1), m.get(k2), m.get(k3)), (Some(v1), None, Some(v3)));
     }
 
     #[test]

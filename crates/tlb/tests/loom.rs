@@ -165,8 +165,9 @@ fn bounded() -> loom::model::Builder {
 fn a_memo_probe_never_pairs_one_key_with_another_answer() {
     use sviommu_pgtable::Perms;
     use sviommu_tlb::{Memo, MemoInfo, MemoKey, Memoized};
-    loom::model(|| {
-        let memo = Arc::new(Memo::new(1));
+    bounded().check(|| {
+        // One pair of slots: 1 and 3 fill it, so 2 overwrites 1's (the one written no more).
+        let memo = Arc::new(Memo::new(2));
         let entry = |n: u64| {
             (
                 MemoKey { id: n, page: n },
@@ -179,7 +180,9 @@ fn a_memo_probe_never_pairs_one_key_with_another_answer() {
         };
         let (k1, v1) = entry(1);
         let (k2, v2) = entry(2);
+        let (k3, v3) = entry(3);
         memo.insert(k1, v1, memo.generation());
+        memo.insert(k3, v3, memo.generation());
         let writer = {
             let memo = memo.clone();
             thread::spawn(move || memo.insert(k2, v2, memo.generation()))
