@@ -156,21 +156,31 @@ struct Shard {
     misses: AtomicU64,
 }
 
-/// The calling thread's counter shard: its index, and whether the thread owns it (then it is
-/// the only writer, and counts with a load and a store instead of a locked increment).
+/// The calling thread's counter shard in every cache: its index, and whether the thread owns it
+/// (then it is the only writer, and counts with a load and a store instead of a locked
+/// increment). A caller that counts in several caches at once looks it up once
+/// ([`current`](Self::current)) and passes it to each.
 #[derive(Clone, Copy, Debug)]
-struct Claim {
+pub struct ThreadShard {
     index: usize,
     owned: bool,
+}
+
+impl ThreadShard {
+    /// The calling thread's shard (taken at the thread's first count).
+    #[inline]
+    pub fn current() -> Self {
+        claim()
+    }
 }
 
 /// Under loom: the thread's number in the execution (the same in every execution, as loom
 /// needs), so two loom threads use two copies of the sets; never owned.
 #[cfg(loom)]
-fn claim() -> Claim {
+fn claim() -> ThreadShard {
     let id = format!("{:?}", loom::thread::current().id());
     let digits: String = id.chars().filter(char::is_ascii_digit).collect();
-    Claim { index: digits.parse::<usize>().unwrap_or(0) % SHARDS, owned: false }
+    ThreadShard { index: digits.parse::<usize>().unwrap_or(0) % SHARDS, owned: false }
 }
 
 /// Which shards living threads own (bit `i`: shard `i`).
@@ -179,7 +189,7 @@ static OWNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 
 /// A thread's ownership of its shard, given back when the thread ends.
 #[cfg(not(loom))]
-struct Owner(Claim);
+struct Owner(ThreadShard);
 
 #[cfg(not(loom))]
 impl Owner {
@@ -190,11 +200,11 @@ impl Owner {
         loop {
             let free = (!owned).trailing_zeros() as usize;
             if free >= SHARDS {
-                return Self(Claim { index: SHARDS, owned: false });
+                return Self(ThreadShard { index: SHARDS, owned: false });
             }
             // Acquire: the counts the shard's last owner stored are seen before this thread adds.
             match OWNED.compare_exchange_weak(owned, owned | 1 << free, Acquire, Relaxed) {
-                Ok(_) => return Self(Claim { index: free, owned: true }),
+                Ok(_) => return Self(ThreadShard { index: free, owned: true }),
                 Err(now) => owned = now,
             }
         }
@@ -215,11 +225,11 @@ impl Drop for Owner {
 /// been given back (a lookup from another thread-local's destructor) uses the shared shard.
 #[cfg(not(loom))]
 #[inline]
-fn claim() -> Claim {
+fn claim() -> ThreadShard {
     thread_local! {
         static OWNER: Owner = Owner::take();
     }
-    OWNER.try_with(|o| o.0).unwrap_or(Claim { index: SHARDS, owned: false })
+    OWNER.try_with(|o| o.0).unwrap_or(ThreadShard { index: SHARDS, owned: false })
 }
 
 /// Which of a shard's counters.
@@ -508,7 +518,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// Adds `n` to one of the calling thread's counters: a plain load and store in a shard it
     /// owns, an atomic increment in the shared one.
     #[inline]
-    fn count(&self, claim: Claim, counter: Counter, n: u64) {
+    fn count(&self, claim: ThreadShard, counter: Counter, n: u64) {
         if let Some(shard) = self.shards.get(claim.index) {
             let c = match counter {
                 Counter::Hits => &shard.hits,
@@ -533,21 +543,21 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     /// [`get`](Self::get) would have done for its key (the way referenced, a hit counted),
     /// without the lookup.
     #[inline]
-    pub fn hit_at(&self, dep: Dep) {
+    pub fn hit_at(&self, dep: Dep, shard: ThreadShard) {
         if let Some(mark) = self.marks.get(dep.slot()) {
             if mark.load(Ordering::Relaxed) & REFERENCED == 0 {
                 mark.fetch_or(REFERENCED, Ordering::Relaxed);
             }
         }
-        self.count(claim(), Counter::Hits, 1);
+        self.count(shard, Counter::Hits, 1);
     }
 
     /// `n` lookups that missed, as [`get`](Self::get) counts them (a caller that knows the
     /// answer without looking: a size probed before the one that hit).
     #[inline]
-    pub fn count_misses(&self, n: u64) {
+    pub fn count_misses(&self, n: u64, shard: ThreadShard) {
         if n > 0 {
-            self.count(claim(), Counter::Misses, n);
+            self.count(shard, Counter::Misses, n);
         }
     }
 

@@ -26,9 +26,9 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use std::cell::Cell;
 
-use sviommu_pgtable::Perms;
+use sviommu_pgtable::{Access, Perms};
 
-use crate::{Cache, Dep, Tracked};
+use crate::{Cache, Dep, ThreadShard, Tracked};
 
 /// What a memo entry is found by: the model packs the requester, PASID / SubstreamID and the
 /// access into `id`, and the 4K input page number into `page`.
@@ -38,6 +38,26 @@ pub struct MemoKey {
     pub id: u64,
     /// Input address >> 12.
     pub page: u64,
+}
+
+impl MemoKey {
+    /// The key of an untranslated request from `requester` (VT-d source-id, SMMUv3 StreamID)
+    /// at `pasid` (PASID, SubstreamID; 20 bits) with `access` to `addr`: requester in bits
+    /// 31:0 of `id`, the PASID and a valid bit in 52:32, write / exec / privileged in 55:53.
+    /// `None` for a PASID wider than 20 bits (two such requests could not be told apart; both
+    /// models refuse them anyway).
+    #[inline]
+    pub fn new(requester: u32, pasid: Option<u32>, access: Access, addr: u64) -> Option<Self> {
+        let p = match pasid {
+            Some(p) if p >> 20 != 0 => return None,
+            Some(p) => u64::from(p) | 1 << 20,
+            None => 0,
+        };
+        let flags = u64::from(access.write)
+            | u64::from(access.exec) << 1
+            | u64::from(access.privileged) << 2;
+        Some(Self { id: u64::from(requester) | p << 32 | flags << 53, page: addr >> 12 })
+    }
 }
 
 /// What a memo entry answers with.
@@ -81,9 +101,9 @@ pub trait DepCache {
     /// [`Cache::holds`] (an absent cache holds nothing).
     fn holds(&self, dep: Dep) -> bool;
     /// [`Cache::hit_at`].
-    fn hit_at(&self, dep: Dep);
+    fn hit_at(&self, dep: Dep, shard: ThreadShard);
     /// [`Cache::count_misses`].
-    fn count_misses(&self, n: u64);
+    fn count_misses(&self, n: u64, shard: ThreadShard);
 }
 
 impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Cache<K, V> {
@@ -92,12 +112,12 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Cache<K, V> {
         Cache::holds(self, dep)
     }
     #[inline]
-    fn hit_at(&self, dep: Dep) {
-        Cache::hit_at(self, dep);
+    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
+        Cache::hit_at(self, dep, shard);
     }
     #[inline]
-    fn count_misses(&self, n: u64) {
-        Cache::count_misses(self, n);
+    fn count_misses(&self, n: u64, shard: ThreadShard) {
+        Cache::count_misses(self, n, shard);
     }
 }
 
@@ -107,12 +127,12 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Tracked<K, V> {
         Tracked::holds(self, dep)
     }
     #[inline]
-    fn hit_at(&self, dep: Dep) {
-        Tracked::hit_at(self, dep);
+    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
+        Tracked::hit_at(self, dep, shard);
     }
     #[inline]
-    fn count_misses(&self, n: u64) {
-        Tracked::count_misses(self, n);
+    fn count_misses(&self, n: u64, shard: ThreadShard) {
+        Tracked::count_misses(self, n, shard);
     }
 }
 
@@ -122,15 +142,15 @@ impl<C: DepCache> DepCache for Option<C> {
         self.as_ref().is_some_and(|c| c.holds(dep))
     }
     #[inline]
-    fn hit_at(&self, dep: Dep) {
+    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
         if let Some(c) = self {
-            c.hit_at(dep);
+            c.hit_at(dep, shard);
         }
     }
     #[inline]
-    fn count_misses(&self, n: u64) {
+    fn count_misses(&self, n: u64, shard: ThreadShard) {
         if let Some(c) = self {
-            c.count_misses(n);
+            c.count_misses(n, shard);
         }
     }
 }
@@ -278,12 +298,13 @@ impl Memo {
         if !held {
             return None;
         }
-        first.hit_at(d0);
+        let shard = ThreadShard::current();
+        first.hit_at(d0, shard);
         if let Some(d) = d1 {
-            second.hit_at(d);
+            second.hit_at(d, shard);
         }
-        tlb.count_misses(u64::from(m.info.misses));
-        tlb.hit_at(d2);
+        tlb.count_misses(u64::from(m.info.misses), shard);
+        tlb.hit_at(d2, shard);
         Some((m.out, m.info))
     }
 
@@ -376,6 +397,32 @@ mod tests {
         assert_eq!(m.get(key), None, "an answer from the old generation is not remembered");
     }
 
+    /// Requests that differ in any field the key holds get different keys.
+    #[test]
+    fn keys_tell_requests_apart() {
+        let read = Access::READ;
+        let key = |r: u32, p: Option<u32>, a: Access, addr: u64| MemoKey::new(r, p, a, addr);
+        let base = key(u32::MAX, Some(0), read, 0x1234_5000);
+        let others = [
+            key(u32::MAX - 1, Some(0), read, 0x1234_5000),
+            key(u32::MAX, None, read, 0x1234_5000),
+            key(u32::MAX, Some(0xf_ffff), read, 0x1234_5000),
+            key(u32::MAX, Some(0), Access::WRITE, 0x1234_5000),
+            key(u32::MAX, Some(0), Access { exec: true, ..read }, 0x1234_5000),
+            key(u32::MAX, Some(0), Access { privileged: true, ..read }, 0x1234_5000),
+            key(u32::MAX, Some(0), read, 0x1234_6000),
+        ];
+        assert!(base.is_some());
+        for (i, k) in others.iter().enumerate() {
+            assert!(k.is_some() && *k != base, "request {i} shares the base's key");
+        }
+        assert_eq!(
+            key(7, Some(0), read, 0x1234_5fff),
+            base.map(|b| MemoKey { id: b.id & !0xffff_ffff | 7, ..b })
+        );
+        assert_eq!(key(0, Some(1 << 20), read, 0), None, "a PASID wider than 20 bits");
+    }
+
     /// Two keys of one pair both stay; a third takes the slot written no more often.
     #[test]
     fn a_pair_holds_two_keys() {
@@ -414,7 +461,7 @@ mod tests {
         // hit_at counts a hit exactly as a lookup does.
         let before = c.stats().hits;
         let d = deps_of(&c, 0).unwrap_or(Dep(0));
-        c.hit_at(d);
+        c.hit_at(d, ThreadShard::current());
         assert_eq!(c.stats().hits, before + 2);
     }
 
@@ -431,7 +478,7 @@ mod tests {
         c.insert(2, 2, e);
         c.insert(3, 3, e);
         assert!(c.holds(d1));
-        c.hit_at(d1);
+        c.hit_at(d1, ThreadShard::current());
         c.insert(4, 4, e);
         assert_eq!(c.get(&3), None, "the way not hit was the victim");
         assert_eq!(c.get(&1), Some(1), "the way hit through its dep was evicted");

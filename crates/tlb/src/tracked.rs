@@ -50,14 +50,14 @@ impl<K: Copy + Eq + Hash, V: Copy> Tracked<K, V> {
 
     /// [`Cache::hit_at`].
     #[inline]
-    pub fn hit_at(&self, dep: crate::Dep) {
-        self.cache.hit_at(dep);
+    pub fn hit_at(&self, dep: crate::Dep, shard: crate::ThreadShard) {
+        self.cache.hit_at(dep, shard);
     }
 
     /// [`Cache::count_misses`].
     #[inline]
-    pub fn count_misses(&self, n: u64) {
-        self.cache.count_misses(n);
+    pub fn count_misses(&self, n: u64, shard: crate::ThreadShard) {
+        self.cache.count_misses(n, shard);
     }
 
     /// [`Cache::insert`]; a sanitized cache records no words for the entry.

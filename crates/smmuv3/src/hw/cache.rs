@@ -21,7 +21,7 @@
 //! IMPDEF: the VMID tag is STE.S2VMID whenever stage 2 is implemented, also for stage-1-only
 //! streams (§5.2 S2VMID); 0 when it is not.
 
-use sviommu_pgtable::{Access, Leaf, Perms, ResumePoint, Stage, WalkHints};
+use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::Recorder;
 use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, Tracked};
 
@@ -136,20 +136,6 @@ pub(super) struct Caches {
 /// these bounds.
 const MEMO_LEAST: usize = 64;
 const MEMO_MOST: usize = 1 << 16;
-
-/// The memo key of an untranslated transaction: StreamID, SubstreamID, access and 4K page.
-/// `None` for a SubstreamID wider than 20 bits (it could not be told apart; it is refused
-/// anyway).
-pub(super) fn memo_key(sid: u32, ssid: Option<u32>, access: Access, addr: u64) -> Option<MemoKey> {
-    let ss = match ssid {
-        Some(s) if s >> 20 != 0 => return None,
-        Some(s) => u64::from(s) | 1 << 20,
-        None => 0,
-    };
-    let flags =
-        u64::from(access.write) | u64::from(access.exec) << 1 | u64::from(access.privileged) << 2;
-    Some(MemoKey { id: u64::from(sid) | ss << 32 | flags << 53, page: addr >> 12 })
-}
 
 /// A cache of `entries` entries (none for 0); `sanitized`: it keeps its entries' words.
 fn make<K: Copy + Eq + std::hash::Hash, V: Copy>(

@@ -13,8 +13,8 @@ use sviommu_pgtable::vmsa::{self, VmsaS1, VmsaS2};
 use sviommu_pgtable::{Access, Direct, Leaf, Perms, ThroughStage2, Walk, WalkCtx, WalkObserver};
 
 use super::cache::{
-    granule_sizes, low_mask as mask, memo_key, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry,
-    TlbHit, TlbKey, WalkHit,
+    granule_sizes, low_mask as mask, Epochs, Hints, LeafHint, Sanitizing, Tags, TlbEntry, TlbHit,
+    TlbKey, WalkHit,
 };
 use super::context::Context;
 use super::events::{walk_event, WalkEvent, WalkFor};
@@ -24,7 +24,7 @@ use super::{Abort, Event, Silent, Smmu, Transaction, Translation};
 use crate::spec::regs::{cr0, gbpa};
 use crate::spec::{Class, EventId, Granule, S1Dss, Ste, StreamConfig};
 use sviommu_tlb::sanitize::{Recorder, Tee};
-use sviommu_tlb::{Dep, MemoInfo, MemoTrail};
+use sviommu_tlb::{Dep, MemoInfo, MemoKey, MemoTrail};
 
 /// IMPDEF: the page size reported when nothing was walked (bypass).
 const UNWALKED_PAGE_LG2: u8 = 12;
@@ -199,7 +199,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             return self.translate_sanitized(t, observer, epochs);
         }
         // A transaction the caches answered before: one probe (`Caches::recall`).
-        let key = (!t.translated).then(|| memo_key(t.sid, t.ssid, t.access, t.addr)).flatten();
+        let key = (!t.translated).then(|| MemoKey::new(t.sid, t.ssid, t.access, t.addr)).flatten();
         if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
             let output = out | (t.addr & low_mask(12));
             let hit = Translation { output, page_lg2: info.lg2, perms: info.perms, reads: 0 };

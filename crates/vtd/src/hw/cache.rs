@@ -302,24 +302,6 @@ pub(super) struct IotlbHit {
 const MEMO_LEAST: usize = 64;
 const MEMO_MOST: usize = 1 << 16;
 
-/// The memo key of an untranslated request: requester, PASID, access and 4K page. `None` for a
-/// PASID wider than 20 bits (it could not be told apart; the request faults anyway).
-pub(super) fn memo_key(
-    rid: u16,
-    pasid: Option<u32>,
-    access: sviommu_pgtable::Access,
-    addr: u64,
-) -> Option<MemoKey> {
-    let p = match pasid {
-        Some(p) if p >> 20 != 0 => return None,
-        Some(p) => u64::from(p) | 1 << 20,
-        None => 0,
-    };
-    let flags =
-        u64::from(access.write) | u64::from(access.exec) << 1 | u64::from(access.privileged) << 2;
-    Some(MemoKey { id: u64::from(rid) | p << 16 | flags << 37, page: addr >> 12 })
-}
-
 /// Paging-structure cache key: the table at `depth` on the path of every input whose bits above
 /// the table's span are `prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

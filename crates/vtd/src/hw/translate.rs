@@ -26,8 +26,8 @@ use sviommu_pgtable::{
 };
 
 use super::cache::{
-    memo_key, CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbHit, IotlbKey,
-    IotlbResult, Kind, PasidKey, Sanitizing, WalkTags,
+    CachedContext, CachedPasid, Epochs, Hints, IotlbEntry, IotlbHit, IotlbKey, IotlbResult, Kind,
+    PasidKey, Sanitizing, WalkTags,
 };
 use super::reasons::{walk_reason, WalkKind};
 use super::sanitize::Hit;
@@ -39,7 +39,7 @@ use crate::spec::root::{
 };
 use crate::spec::{bits_from, is_interrupt_address, Aw, FaultReason, Fspm};
 use sviommu_tlb::sanitize::{Recorder, Tee};
-use sviommu_tlb::{MemoInfo, MemoTrail};
+use sviommu_tlb::{MemoInfo, MemoKey, MemoTrail};
 
 /// A blocked request before it becomes a [`Fault`]: the reason and whether fault processing is
 /// disabled for it.
@@ -255,7 +255,7 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         }
         // A request the caches answered before: one probe (`Caches::recall`).
         let key = (kind == RequestKind::Untranslated)
-            .then(|| memo_key(req.rid, req.pasid, req.access, req.addr))
+            .then(|| MemoKey::new(req.rid.into(), req.pasid, req.access, req.addr))
             .flatten();
         if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
             let output = out | (req.addr & low_mask(12));
