@@ -214,6 +214,15 @@ impl Quick {
     pub const NEVER: (u64, u64) = (0, 1);
     /// Tests nothing passes: every entry takes the general path.
     pub const NONE: Self = Self { table: Self::NEVER, page: Self::NEVER, addr: 0 };
+
+    /// The large-page test of the formats that mark one with a PS bit (x86-64, VT-d second
+    /// stage): the page test with `ps` set, and the address bits from `first_reserved` up to the
+    /// page's alignment `2^span` reserved.
+    #[inline]
+    pub fn ps_block(&self, ps: u64, span: u8, first_reserved: u8) -> (u64, u64) {
+        let offset = low_mask(span) & !low_mask(first_reserved);
+        (self.page.0 | ps | offset, self.page.1 | ps)
+    }
 }
 
 /// How many times a walk re-reads an entry that changed under its A/D update before giving up.

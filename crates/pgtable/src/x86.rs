@@ -351,8 +351,7 @@ impl Format for X86Paging {
         if !self.leaf_allowed(d) {
             return Quick::NEVER;
         }
-        let offset = low_mask(self.shift(d)) & !low_mask(13);
-        (quick.page.0 | PS.mask() | offset, quick.page.1 | PS.mask())
+        quick.ps_block(PS.mask(), self.shift(d), 13)
     }
 
     #[inline(always)]
