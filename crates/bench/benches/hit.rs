@@ -23,22 +23,13 @@ fn bench_hits(c: &mut Criterion) {
         assert_eq!((warm.faults, rig.batch().reads), (0, 0), "{config:?}: a warm batch must hit");
         g.bench_function(config.name(), |b| b.iter(|| black_box(rig.batch())));
         // The same hits through the caches' lookups alone: what the memo saves.
-        let rig = without_memo(config);
+        let rig = Rig::without_memo(config);
         assert_eq!((rig.batch().faults, rig.batch().reads), (0, 0), "{config:?}: must hit");
         g.bench_function(format!("{}/no_memo", config.name()), |b| {
             b.iter(|| black_box(rig.batch()))
         });
     }
     g.finish();
-}
-
-/// `Rig::new(config)` with the translation memo off.
-fn without_memo(config: Config) -> Rig {
-    use sviommu_smmuv3::hw::CacheSizes;
-    use sviommu_vtd::hw::CacheParams;
-    let vtd = CacheParams { memo: false, ..CacheParams::default() };
-    let smmu = CacheSizes { tlb: 1024, memo: false, ..CacheSizes::default() };
-    Rig::with_caches(config, Some(vtd), Some(smmu))
 }
 
 /// Page-selective invalidations (descriptor or command plus its wait, through the driver) of

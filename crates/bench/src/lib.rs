@@ -180,6 +180,14 @@ impl Rig {
         Self::with_caches(config, None, Some(smmu))
     }
 
+    /// [`new`](Self::new) with the translation memo off: the same hits through the caches'
+    /// lookups alone.
+    pub fn without_memo(config: Config) -> Self {
+        let vtd = sviommu_vtd::hw::CacheParams { memo: false, ..Default::default() };
+        let smmu = sviommu_smmuv3::hw::CacheSizes { tlb: 1024, memo: false, ..Default::default() };
+        Self::with_caches(config, Some(vtd), Some(smmu))
+    }
+
     /// `config` with the model's parameters changed by `vtd` / `smmu` (the one that applies).
     pub fn with_caches(
         config: Config,

@@ -180,7 +180,22 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
     /// SMMU_STRTAB_BASE(_CFG) describe (fixed while SMMUEN == 1) gives its STE, whose Config
     /// selects bypass, stage 1, stage 2 or both.
     pub fn translate(&self, t: &Transaction) -> Result<Translation, Abort> {
-        self.translate_observed(t, ()).0
+        let key = memo_key(t);
+        if let Some(hit) = key.and_then(|k| self.recall(k, t.addr)) {
+            return Ok(hit);
+        }
+        self.translate_missed(t, key)
+    }
+
+    /// [`translate`](Self::translate) past a memo probe that missed; out of line, so that a
+    /// memo hit pays for nothing it does not use.
+    #[inline(never)]
+    fn translate_missed(
+        &self,
+        t: &Transaction,
+        key: Option<MemoKey>,
+    ) -> Result<Translation, Abort> {
+        self.translate_probed(t, key, ()).0
     }
 
     /// [`translate`](Self::translate), reporting every STE, CD, descriptor and table entry the
@@ -190,6 +205,33 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         t: &Transaction,
         observer: O,
     ) -> (Result<Translation, Abort>, O) {
+        // A transaction the caches answered before: one probe. (The memo exists in the
+        // forgiving profile only, where `translate_probed`'s tick does nothing: probing first
+        // changes nothing.)
+        let key = memo_key(t);
+        if let Some(hit) = key.and_then(|k| self.recall(k, t.addr)) {
+            return (Ok(hit), observer);
+        }
+        self.translate_probed(t, key, observer)
+    }
+
+    /// The translation the memo remembers for `key` (a transaction to `addr`), if its entries
+    /// all still hold (`Caches::recall`).
+    #[inline]
+    fn recall(&self, key: MemoKey, addr: u64) -> Option<Translation> {
+        let (out, info) = self.caches.recall(key)?;
+        let output = out | (addr & low_mask(12));
+        Some(Translation { output, page_lg2: info.lg2, perms: info.perms, reads: 0 })
+    }
+
+    /// [`translate_observed`](Self::translate_observed) once the memo has been probed for `key`
+    /// (`None`: not a transaction the memo answers) and missed.
+    fn translate_probed<O: WalkObserver>(
+        &self,
+        t: &Transaction,
+        key: Option<MemoKey>,
+        observer: O,
+    ) -> (Result<Translation, Abort>, O) {
         // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
         self.deferred.tick(&self.caches);
         if self.params.profile.is_strict() {
@@ -197,13 +239,6 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             // translation reads, it may insert only if no invalidation completed since.
             let epochs = self.caches.epochs();
             return self.translate_sanitized(t, observer, epochs);
-        }
-        // A transaction the caches answered before: one probe (`Caches::recall`).
-        let key = (!t.translated).then(|| MemoKey::new(t.sid, t.ssid, t.access, t.addr)).flatten();
-        if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
-            let output = out | (t.addr & low_mask(12));
-            let hit = Translation { output, page_lg2: info.lg2, perms: info.perms, reads: 0 };
-            return (Ok(hit), observer);
         }
         // Before any lookup: the memo's generation (in the trail), then the epochs.
         let memo = key.and_then(|k| self.caches.memo.as_ref().map(|m| m.trail(k)));
@@ -597,4 +632,14 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         s1.walk(cx, &through, input, req.access)
             .map_err(|f| req.walk_abort(&walk_event(&f, WalkFor::Input), s1f, s2f))
     }
+}
+
+/// The memo's key for `t`; `None` for a translated transaction (the memo holds untranslated
+/// ones only) or one whose SubstreamID it cannot hold.
+#[inline]
+fn memo_key(t: &Transaction) -> Option<MemoKey> {
+    if t.translated {
+        return None;
+    }
+    MemoKey::new(t.sid, t.ssid, t.access, t.addr)
 }

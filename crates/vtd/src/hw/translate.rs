@@ -223,7 +223,24 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
     /// clear) every request passes untranslated. Otherwise the root table latched by the last
     /// SRTP, in the mode its TTM selects, decides.
     pub fn translate(&self, req: &DmaRequest) -> Result<Translation, Fault> {
-        self.translate_observed(req, ()).0
+        let key = MemoKey::new(req.rid.into(), req.pasid, req.access, req.addr);
+        if let Some(hit) = key.and_then(|k| self.recall(k, req.addr)) {
+            return Ok(hit);
+        }
+        self.translate_missed(req, key)
+    }
+
+    /// [`translate`](Self::translate) past a memo probe that missed; out of line, so that a
+    /// memo hit pays for nothing it does not use.
+    #[inline(never)]
+    fn translate_missed(
+        &self,
+        req: &DmaRequest,
+        key: Option<MemoKey>,
+    ) -> Result<Translation, Fault> {
+        let kind = RequestKind::Untranslated;
+        let (result, ()) = self.run_probed(req, kind, key, ());
+        result.map_err(|b| self.fault(req, kind, b.reason, b.fpd))
     }
 
     /// [`translate`](Self::translate), reporting every configuration structure and table entry
@@ -238,6 +255,16 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         (result.map_err(|b| self.fault(req, kind, b.reason, b.fpd)), observer)
     }
 
+    /// The translation the memo remembers for `key` (a request to `addr`), if its entries all
+    /// still hold (`Caches::recall`).
+    #[inline]
+    fn recall(&self, key: MemoKey, addr: u64) -> Option<Translation> {
+        let (out, info) = self.caches.recall(key)?;
+        let output = out | (addr & low_mask(12));
+        let perms = info.perms;
+        Some(Translation { output, page_lg2: info.lg2, perms, reads: 0, interrupt: false })
+    }
+
     /// Runs `req` as a request of `kind` through the caches and tables; a block is returned,
     /// not recorded (the caller decides: ATS does not record every block).
     pub(super) fn run<O: WalkObserver>(
@@ -246,22 +273,32 @@ impl<M: PhysMemory<Addr = Hpa>> Vtd<M> {
         kind: RequestKind,
         observer: O,
     ) -> (Result<Translation, Blocked>, O) {
+        // A request the caches answered before: one probe. (The memo exists in the forgiving
+        // profile only, where `run_probed`'s tick does nothing: probing first changes nothing.)
+        let key = (kind == RequestKind::Untranslated)
+            .then(|| MemoKey::new(req.rid.into(), req.pasid, req.access, req.addr))
+            .flatten();
+        if let Some(hit) = key.and_then(|k| self.recall(k, req.addr)) {
+            return (Ok(hit), observer);
+        }
+        self.run_probed(req, kind, key, observer)
+    }
+
+    /// [`run`](Self::run) once the memo has been probed for `key` (`None`: not a request the
+    /// memo answers) and missed.
+    fn run_probed<O: WalkObserver>(
+        &self,
+        req: &DmaRequest,
+        kind: RequestKind,
+        key: Option<MemoKey>,
+        observer: O,
+    ) -> (Result<Translation, Blocked>, O) {
         // Strict, seeded: a held invalidation may take effect here (one flag load otherwise).
         self.deferred.tick(&self.caches);
         if self.params.profile.is_strict() {
             // Before any table read: the epochs every insert of this translation carries.
             let epochs = self.caches.epochs();
             return self.run_sanitized(req, kind, observer, epochs);
-        }
-        // A request the caches answered before: one probe (`Caches::recall`).
-        let key = (kind == RequestKind::Untranslated)
-            .then(|| MemoKey::new(req.rid.into(), req.pasid, req.access, req.addr))
-            .flatten();
-        if let Some((out, info)) = key.and_then(|k| self.caches.recall(k)) {
-            let output = out | (req.addr & low_mask(12));
-            let perms = info.perms;
-            let t = Translation { output, page_lg2: info.lg2, perms, reads: 0, interrupt: false };
-            return (Ok(t), observer);
         }
         // Before any lookup: the memo's generation (in the trail), then the epochs.
         let memo = key.and_then(|k| self.caches.memo_trail(k));
