@@ -269,10 +269,18 @@ const fn low_bits(n: u32) -> u64 {
     (1 << n) - 1
 }
 
+/// A cache entry a [`Dep`] still names, as [`Cache::held`] found it: its way position and
+/// the position's mark then.
+#[derive(Clone, Copy, Debug)]
+pub struct Held {
+    slot: usize,
+    mark: u64,
+}
+
 /// What a cached entry a hit used was, to check later that it is still there unchanged: its
 /// way position and the position's version (the low 40 bits: a position would have to be
 /// rewritten 2^40 times between the two looks for a changed entry to pass as the same).
-/// Taken by [`Cache::get_dep`], checked by [`Cache::holds`], used by [`Cache::hit_at`].
+/// Taken by [`Cache::get_dep`], checked by [`Cache::held`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dep(u64);
 
@@ -492,7 +500,7 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
     }
 
     /// [`get`](Self::get), with what the hit used, so that a later look can check it is still
-    /// there ([`holds`](Self::holds)) and count a hit on it ([`hit_at`](Self::hit_at)).
+    /// there ([`held`](Self::held)) and count a hit on it ([`hit_at`](Self::hit_at)).
     #[inline]
     pub fn get_dep(&self, key: &K) -> Option<(V, Dep)> {
         let claim = claim();
@@ -532,20 +540,22 @@ impl<K: Copy + Eq + Hash, V: Copy> Cache<K, V> {
         }
     }
 
-    /// Whether the entry `dep` was taken from is still cached, unchanged (no lock: a lookup
+    /// The entry `dep` was taken from, if it is still cached unchanged (no lock: a lookup
     /// concurrent with its invalidation may see it either way, as it may any cached entry).
     #[inline]
-    pub fn holds(&self, dep: Dep) -> bool {
-        self.marks.get(dep.slot()).is_some_and(|m| dep.matches(m.load(Ordering::Acquire)))
+    pub fn held(&self, dep: Dep) -> Option<Held> {
+        let slot = dep.slot();
+        let mark = self.marks.get(slot)?.load(Ordering::Acquire);
+        dep.matches(mark).then_some(Held { slot, mark })
     }
 
-    /// A hit on the entry `dep` was taken from, which [`holds`](Self::holds) found there: what
-    /// [`get`](Self::get) would have done for its key (the way referenced, a hit counted),
-    /// without the lookup.
+    /// A hit on an entry [`held`](Self::held) found: what [`get`](Self::get) would have done
+    /// for its key (the way referenced, a hit counted), without the lookup.
     #[inline]
-    pub fn hit_at(&self, dep: Dep, shard: ThreadShard) {
-        if let Some(mark) = self.marks.get(dep.slot()) {
-            if mark.load(Ordering::Relaxed) & REFERENCED == 0 {
+    pub fn hit_at(&self, held: Held, shard: ThreadShard) {
+        // Written only when clear, as a lookup does (the mark as `held` saw it).
+        if held.mark & REFERENCED == 0 {
+            if let Some(mark) = self.marks.get(held.slot) {
                 mark.fetch_or(REFERENCED, Ordering::Relaxed);
             }
         }

@@ -6,7 +6,7 @@
 //! memo remembers, per request (requester, PASID or SubstreamID, access, 4K input page), the
 //! translation those lookups produced and the [`Dep`] of every cache entry they used. A memo
 //! entry answers only while every one of those entries is still cached unchanged
-//! ([`Cache::holds`](crate::Cache::holds)) and the unit's configuration registers have not been
+//! ([`Cache::held`](crate::Cache::held)) and the unit's configuration registers have not been
 //! written since ([`Memo::advance`]); the model then counts the hits (and the misses of the
 //! page sizes probed first) and marks the entries referenced exactly as the lookups would have
 //! ([`Cache::hit_at`](crate::Cache::hit_at)), so the statistics, the replacement and every
@@ -28,7 +28,7 @@ use std::cell::Cell;
 
 use sviommu_pgtable::{Access, Perms};
 
-use crate::{Cache, Dep, ThreadShard, Tracked};
+use crate::{Cache, Dep, Held, ThreadShard, Tracked};
 
 /// What a memo entry is found by: the model packs the requester, PASID / SubstreamID and the
 /// access into `id`, and the 4K input page number into `page`.
@@ -98,22 +98,22 @@ impl MemoInfo {
 /// A cache a remembered answer's entries come from: [`Cache`], [`Tracked`], or either where a
 /// unit may not have one.
 pub trait DepCache {
-    /// [`Cache::holds`] (an absent cache holds nothing).
-    fn holds(&self, dep: Dep) -> bool;
+    /// [`Cache::held`] (an absent cache holds nothing).
+    fn held(&self, dep: Dep) -> Option<Held>;
     /// [`Cache::hit_at`].
-    fn hit_at(&self, dep: Dep, shard: ThreadShard);
+    fn hit_at(&self, held: Held, shard: ThreadShard);
     /// [`Cache::count_misses`].
     fn count_misses(&self, n: u64, shard: ThreadShard);
 }
 
 impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Cache<K, V> {
     #[inline]
-    fn holds(&self, dep: Dep) -> bool {
-        Cache::holds(self, dep)
+    fn held(&self, dep: Dep) -> Option<Held> {
+        Cache::held(self, dep)
     }
     #[inline]
-    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
-        Cache::hit_at(self, dep, shard);
+    fn hit_at(&self, held: Held, shard: ThreadShard) {
+        Cache::hit_at(self, held, shard);
     }
     #[inline]
     fn count_misses(&self, n: u64, shard: ThreadShard) {
@@ -123,12 +123,12 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Cache<K, V> {
 
 impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Tracked<K, V> {
     #[inline]
-    fn holds(&self, dep: Dep) -> bool {
-        Tracked::holds(self, dep)
+    fn held(&self, dep: Dep) -> Option<Held> {
+        Tracked::held(self, dep)
     }
     #[inline]
-    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
-        Tracked::hit_at(self, dep, shard);
+    fn hit_at(&self, held: Held, shard: ThreadShard) {
+        Tracked::hit_at(self, held, shard);
     }
     #[inline]
     fn count_misses(&self, n: u64, shard: ThreadShard) {
@@ -138,13 +138,13 @@ impl<K: Copy + Eq + std::hash::Hash, V: Copy> DepCache for Tracked<K, V> {
 
 impl<C: DepCache> DepCache for Option<C> {
     #[inline]
-    fn holds(&self, dep: Dep) -> bool {
-        self.as_ref().is_some_and(|c| c.holds(dep))
+    fn held(&self, dep: Dep) -> Option<Held> {
+        self.as_ref()?.held(dep)
     }
     #[inline]
-    fn hit_at(&self, dep: Dep, shard: ThreadShard) {
+    fn hit_at(&self, held: Held, shard: ThreadShard) {
         if let Some(c) = self {
-            c.hit_at(dep, shard);
+            c.hit_at(held, shard);
         }
     }
     #[inline]
@@ -294,17 +294,19 @@ impl Memo {
     ) -> Option<(u64, MemoInfo)> {
         let m = self.get(key)?;
         let [Some(d0), d1, Some(d2)] = m.deps else { return None };
-        let held = first.holds(d0) && d1.is_none_or(|d| second.holds(d)) && tlb.holds(d2);
-        if !held {
-            return None;
-        }
+        let h0 = first.held(d0)?;
+        let h1 = match d1 {
+            Some(d) => Some(second.held(d)?),
+            None => None,
+        };
+        let h2 = tlb.held(d2)?;
         let shard = ThreadShard::current();
-        first.hit_at(d0, shard);
-        if let Some(d) = d1 {
-            second.hit_at(d, shard);
+        first.hit_at(h0, shard);
+        if let Some(h) = h1 {
+            second.hit_at(h, shard);
         }
         tlb.count_misses(u64::from(m.info.misses), shard);
-        tlb.hit_at(d2, shard);
+        tlb.hit_at(h2, shard);
         Some((m.out, m.info))
     }
 
@@ -449,19 +451,20 @@ mod tests {
             c.insert(k, k, e);
         }
         let d: Vec<Dep> = (0..4).filter_map(|k| deps_of(&c, k)).collect();
-        assert!(d.iter().all(|&d| c.holds(d)));
+        assert!(d.iter().all(|&d| c.held(d).is_some()));
         // Removing key 1 moves keys 2 and 3 down: their positions' occupants change too.
         c.invalidate(|&k, _| k == 1);
-        let holds: Vec<bool> = d.iter().map(|&d| c.holds(d)).collect();
+        let holds: Vec<bool> = d.iter().map(|&d| c.held(d).is_some()).collect();
         assert_eq!(holds, [true, false, false, false]);
         // Replacing a key's value is a new occupant.
         let d0 = deps_of(&c, 0).unwrap_or(Dep(0));
         c.insert(0, 99, c.epoch());
-        assert!(!c.holds(d0));
+        assert!(c.held(d0).is_none());
         // hit_at counts a hit exactly as a lookup does.
         let before = c.stats().hits;
         let d = deps_of(&c, 0).unwrap_or(Dep(0));
-        c.hit_at(d, ThreadShard::current());
+        let held = c.held(d).expect("the entry is cached");
+        c.hit_at(held, ThreadShard::current());
         assert_eq!(c.stats().hits, before + 2);
     }
 
@@ -477,8 +480,8 @@ mod tests {
         // and the hand points at 1.
         c.insert(2, 2, e);
         c.insert(3, 3, e);
-        assert!(c.holds(d1));
-        c.hit_at(d1, ThreadShard::current());
+        let held = c.held(d1).expect("1 is cached");
+        c.hit_at(held, ThreadShard::current());
         c.insert(4, 4, e);
         assert_eq!(c.get(&3), None, "the way not hit was the victim");
         assert_eq!(c.get(&1), Some(1), "the way hit through its dep was evicted");

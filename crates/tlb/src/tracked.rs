@@ -42,16 +42,16 @@ impl<K: Copy + Eq + Hash, V: Copy> Tracked<K, V> {
         self.cache.get_dep(key)
     }
 
-    /// [`Cache::holds`].
+    /// [`Cache::held`].
     #[inline]
-    pub fn holds(&self, dep: crate::Dep) -> bool {
-        self.cache.holds(dep)
+    pub fn held(&self, dep: crate::Dep) -> Option<crate::Held> {
+        self.cache.held(dep)
     }
 
     /// [`Cache::hit_at`].
     #[inline]
-    pub fn hit_at(&self, dep: crate::Dep, shard: crate::ThreadShard) {
-        self.cache.hit_at(dep, shard);
+    pub fn hit_at(&self, held: crate::Held, shard: crate::ThreadShard) {
+        self.cache.hit_at(held, shard);
     }
 
     /// [`Cache::count_misses`].
