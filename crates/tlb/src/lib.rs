@@ -47,7 +47,7 @@ pub use deferred::{
     Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
 };
 pub use memo::{DepCache, Memo, MemoInfo, MemoKey, MemoTrail, Memoized};
-pub use tags::{TagList, TagRegistry, TagStats, TAGS_PER_GROUP};
+pub use tags::{worth_naming, TagList, TagRegistry, TagStats, TAGS_PER_GROUP};
 pub use tracked::Tracked;
 
 #[cfg(loom)]

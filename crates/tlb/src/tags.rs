@@ -35,6 +35,16 @@ use loom::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
+/// Whether a range invalidation should name its `keys` in a cache of `sets` sets rather than
+/// search every set: a named key costs about two sets of a full search (it is made, hashed,
+/// sorted, and its set locked and searched; BENCHMARKS.md session 9), so only while the keys
+/// are fewer than half the sets. Deciding it from a count before making any key saves making
+/// and hashing as many keys as there are sets only to give up
+/// ([`Cache::invalidate_keys`](crate::Cache::invalidate_keys) still gives up at that many).
+pub fn worth_naming(keys: u64, sets: usize) -> bool {
+    keys.saturating_mul(2) < u64::try_from(sets).unwrap_or(u64::MAX)
+}
+
 /// Most tags a group keeps before it falls back to every set.
 pub const TAGS_PER_GROUP: usize = 8;
 

@@ -135,6 +135,8 @@ pub(super) struct Caches {
     /// with more ASIDs than it keeps has every set searched). Global entries carry none and
     /// are always named.
     pub tags: TagRegistry,
+    /// The TLB's sets (0: none), against which a range invalidation weighs its keys.
+    pub tlb_sets: usize,
 }
 
 /// VMIDs the tag registry keeps apart (IMPDEF): beyond them, every set is searched for a VMID
@@ -208,6 +210,7 @@ impl Caches {
             memo: (s.memo && !sanitized && s.ste != 0 && s.tlb != 0)
                 .then(|| Memo::new((2 * s.tlb).clamp(MEMO_LEAST, MEMO_MOST))),
             tags: TagRegistry::new(TAGGED_VMIDS),
+            tlb_sets: s.tlb.div_ceil(CacheSizes::WAYS).next_power_of_two(),
         }
     }
 

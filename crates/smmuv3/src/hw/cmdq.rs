@@ -63,6 +63,7 @@ use super::translate::Req;
 use super::{low32, Abort, Irq, Output, Smmu, StreamLookup, Transaction};
 use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
 use crate::spec::{CError, Command, Granule, Opcode, Ste, SyncCs};
+use sviommu_tlb::worth_naming;
 
 /// Bytes per command.
 const CMD_BYTES: u64 = 16;
@@ -284,7 +285,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                     };
                     let keys = || {
                         let tags = std::iter::once(None).chain(asids()?.map(Some));
-                        Some(sel.tlb_keys(vmid, tags, true, sizes))
+                        let n = sel.page_count(sizes).saturating_mul(tags.clone().count() as u64);
+                        worth_naming(n, ch.tlb_sets).then(|| sel.tlb_keys(vmid, tags, true, sizes))
                     };
                     inval_keys(&ch.tlb, keys, |k, e| {
                         k.va && k.vmid == vmid && asid_ok(k.asid) && sel.tlb(k, e)
@@ -326,7 +328,11 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let leaf = c.leaf();
         let (sizes, spans) = (self.tlb_sizes(), self.walk_spans());
         self.issue(move |ch| {
-            let keys = || Some(sel.tlb_keys(vmid, std::iter::once(None), false, sizes));
+            let keys = || {
+                let tags = std::iter::once(None);
+                worth_naming(sel.page_count(sizes), ch.tlb_sets)
+                    .then(|| sel.tlb_keys(vmid, tags, false, sizes))
+            };
             inval_keys(&ch.tlb, keys, |k, e| !k.va && k.vmid == vmid && sel.tlb(k, e));
             // IMPDEF: the stage-2 leaf cache (nested table and CD fetches) is selected by the
             // range only, not by TG / TTL.
@@ -607,6 +613,13 @@ impl TlbiSelect {
         asids.flat_map(move |asid| {
             self.pages(sizes).map(move |(page, page_lg2)| TlbKey { vmid, asid, va, page, page_lg2 })
         })
+    }
+
+    /// How many pages of all `sizes` meet the range: a TLB invalidation's keys per tag.
+    fn page_count(self, sizes: [u8; 9]) -> u64 {
+        let sizes = sizes.into_iter().take_while(|&lg2| lg2 != 0 && lg2 < 64);
+        let each = sizes.map(|lg2| ((self.hi >> lg2) - (self.lo >> lg2)).saturating_add(1));
+        each.fold(0, u64::saturating_add)
     }
 
     /// Every walk-cache key of `vmid` and `asid` whose table of one of `spans` (0 ends them)

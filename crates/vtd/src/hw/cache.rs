@@ -22,7 +22,9 @@
 use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{vtd_ss, x86, Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::{Recorder, Stale, Word};
-use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked};
+use sviommu_tlb::{
+    worth_naming, CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked,
+};
 
 use crate::spec::root::{ContextEntry, ScalableContextEntry};
 use sviommu_tlb::sanitize::Origin;
@@ -376,6 +378,8 @@ pub(super) struct Caches {
     pub(super) ss_leaf: Maybe<LeafKey, Leaf>,
     /// Page sizes (log2) a translation can have, smallest first: what an IOTLB lookup probes.
     iotlb_sizes: [Option<u8>; 3],
+    /// The IOTLB's sets (0: none), against which a range invalidation weighs its keys.
+    iotlb_sets: usize,
     /// Second-stage leaf sizes the unit supports (CAP.SSLPS).
     ss_sizes: [Option<u8>; 3],
     /// The translation memo (forgiving only: a strict hit is checked by the sanitizer), when
@@ -428,6 +432,7 @@ impl Caches {
                 .filter(|&n| n > 0)
                 .map(|n| Memo::new((2 * n).clamp(MEMO_LEAST, MEMO_MOST))),
             iotlb_sizes: sizes(large),
+            iotlb_sets: if p.iotlb.ways > 0 { p.iotlb.sets.next_power_of_two() } else { 0 },
             ss_sizes: sizes(ss),
             tags: TagRegistry::new(TAGGED_DOMAINS),
         }
@@ -621,6 +626,17 @@ impl Caches {
         })
     }
 
+    /// The IOTLB keys of `tags` tags whose pages meet `span`, if naming them is cheaper than
+    /// searching every set.
+    fn iotlb_worth_naming(&self, span: Span, tags: usize) -> bool {
+        let per_tag = self.iotlb_sizes.iter().flatten().map(|&lg2| {
+            let pages = span.page_numbers(lg2);
+            (pages.end() - pages.start()).saturating_add(1)
+        });
+        let keys = per_tag.fold(0u64, u64::saturating_add).saturating_mul(tags as u64);
+        worth_naming(keys, self.iotlb_sets)
+    }
+
     /// Page-selective-within-domain IOTLB invalidation (§6.5.2.3): the address is a
     /// second-stage input. Second-stage and legacy translations and second-stage leaves in the
     /// span go; nested translations of the domain go whatever their input (the unit cannot tell
@@ -652,6 +668,9 @@ impl Caches {
         // epoch. `None` (nested translations, too many PASIDs): every set.
         let keys = || {
             let pasids = self.tags.tags(u64::from(did))?;
+            if !self.iotlb_worth_naming(span, 1 + pasids.len()) {
+                return None;
+            }
             let tagged = pasids.into_iter().filter_map(|p| u32::try_from(p).ok().map(Some));
             let all = std::iter::once(None).chain(tagged);
             Some(all.flat_map(move |pasid| self.iotlb_keys(did, pasid, span)))
@@ -688,7 +707,7 @@ impl Caches {
     /// paging-structure entries on the span's path unless `ih`.
     pub(super) fn invalidate_pasid_pages(&self, did: u16, pasid: u32, span: Span, ih: bool) {
         self.iotlb.invalidate_keys(
-            || Some(self.iotlb_keys(did, Some(pasid), span)),
+            || self.iotlb_worth_naming(span, 1).then(|| self.iotlb_keys(did, Some(pasid), span)),
             |k, e| {
                 k.did == did
                     && k.pasid == Some(pasid)
