@@ -626,7 +626,7 @@ impl Caches {
         })
     }
 
-    /// The IOTLB keys of `tags` tags whose pages meet `span`, if naming them is cheaper than
+    /// Whether naming the IOTLB keys of `tags` tags whose pages meet `span` is cheaper than
     /// searching every set.
     fn iotlb_worth_naming(&self, span: Span, tags: usize) -> bool {
         let per_tag = self.iotlb_sizes.iter().flatten().map(|&lg2| {
