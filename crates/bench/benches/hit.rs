@@ -35,7 +35,9 @@ fn bench_hits(c: &mut Criterion) {
 /// Page-selective invalidations (descriptor or command plus its wait, through the driver) of
 /// 1, 16 and 128 pages with the TLB holding 256, 1024 and 4096 entries of the domain: the cost
 /// should follow the pages in the range and stay flat in the TLB's size (issue 15's two
-/// curves; before range invalidation it grew with the size: every set was searched).
+/// curves; before range invalidation it grew with the size: every set was searched). The
+/// tagged rows spread the entries over four PASIDs (VT-d scalable mode, second stage) or four
+/// ASIDs (SMMUv3, invalidated by CMD_TLBI_NH_VAA), tags the invalidation does not name.
 fn bench_invalidation(c: &mut Criterion) {
     use sviommu_smmuv3::hw::CacheSizes;
     use sviommu_vtd::hw::{CacheGeometry, CacheParams};
@@ -45,7 +47,13 @@ fn bench_invalidation(c: &mut Criterion) {
         let sets = usize::try_from(entries).unwrap_or(usize::MAX) / ways;
         let vtd = CacheParams { iotlb: CacheGeometry::new(sets, ways), ..CacheParams::default() };
         let smmu = CacheSizes { tlb: sets * ways, ..CacheSizes::default() };
-        for config in [Config::VtdLegacySecondStage, Config::SmmuStage2] {
+        let configs = [
+            Config::VtdLegacySecondStage,
+            Config::SmmuStage2,
+            Config::VtdScalableSecondStage,
+            Config::SmmuStage1Asids,
+        ];
+        for config in configs {
             let mut rig = Rig::with_caches(config, Some(vtd), Some(smmu));
             rig.fill(entries);
             for pages in [1u64, 16, 128] {

@@ -91,7 +91,18 @@ pub enum Config {
     SmmuStage2,
     /// SMMUv3 nested: a guest's stage 1 at a SubstreamID over a host stage-2 parent.
     SmmuNested,
+    /// VT-d scalable mode, one second-stage domain attached at RID_PASID and at
+    /// [`TAGS`]` - 1` more PASIDs, the batch's pages spread over them (for page-selective
+    /// invalidation; not in [`ALL`](Self::ALL)).
+    VtdScalableSecondStage,
+    /// SMMUv3 stage 1 on [`TAGS`] streams, each with its own domain and so its own ASID, all
+    /// under VMID 0, the batch's pages spread over them; its invalidation is CMD_TLBI_NH_VAA
+    /// (not in [`ALL`](Self::ALL)).
+    SmmuStage1Asids,
 }
+
+/// PASIDs / ASIDs the tagged configurations spread their pages over.
+pub const TAGS: u32 = 4;
 
 impl Config {
     /// Every configuration, VT-d first.
@@ -113,6 +124,8 @@ impl Config {
             Self::SmmuStage1 => "smmuv3_stage1",
             Self::SmmuStage2 => "smmuv3_stage2",
             Self::SmmuNested => "smmuv3_nested",
+            Self::VtdScalableSecondStage => "vtd_scalable_second_stage_4_pasids",
+            Self::SmmuStage1Asids => "smmuv3_nh_vaa_4_asids",
         }
     }
 }
@@ -143,6 +156,9 @@ pub struct SmmuRig {
     pub driver: smmu_drv::SmmuDriver<SmmuUnit, Mem>,
     /// The domain whose TLB entries the batch fills (the parent, nested).
     pub domain: smmu_drv::DomainId,
+    /// Every domain the batch goes through, one per stream (only [`Config::SmmuStage1Asids`]
+    /// has more than `domain`): request `i` goes through `domains[i % domains.len()]`.
+    pub domains: Vec<smmu_drv::DomainId>,
     /// One transaction per page.
     pub requests: Vec<Transaction>,
 }
@@ -203,12 +219,14 @@ impl Rig {
             sp.caches = c;
         }
         match config {
-            Config::VtdLegacySecondStage | Config::VtdFirstStage | Config::VtdNested => {
-                Self::Vtd(VtdRig::new(config, vp))
-            }
-            Config::SmmuStage1 | Config::SmmuStage2 | Config::SmmuNested => {
-                Self::Smmu(SmmuRig::new(config, sp))
-            }
+            Config::VtdLegacySecondStage
+            | Config::VtdFirstStage
+            | Config::VtdNested
+            | Config::VtdScalableSecondStage => Self::Vtd(VtdRig::new(config, vp)),
+            Config::SmmuStage1
+            | Config::SmmuStage2
+            | Config::SmmuNested
+            | Config::SmmuStage1Asids => Self::Smmu(SmmuRig::new(config, sp)),
         }
     }
 
@@ -222,10 +240,15 @@ impl Rig {
 
     /// Invalidates `pages` pages of the domain from the first of the batch, as the driver
     /// sends it (VT-d: one page-selective descriptor of the power-of-two range around them;
-    /// SMMUv3: range TLBIs).
+    /// SMMUv3: range TLBIs). [`Config::SmmuStage1Asids`]: CMD_TLBI_NH_VAA of VMID 0 instead,
+    /// ranges of (NUM + 1) << SCALE pages as the driver cuts them, and CMD_SYNC.
     pub fn invalidate_pages(&mut self, pages: u64) {
         let range = Some((INPUT_BASE, pages * 0x1000));
         match self {
+            Self::Smmu(r) if r.domains.len() > 1 => {
+                let cmds = nh_vaa(INPUT_BASE >> 12, pages);
+                r.driver.submit(&cmds).unwrap_or_else(|e| panic!("CMD_TLBI_NH_VAA: {e}"));
+            }
             Self::Vtd(r) => r
                 .driver
                 .flush_iotlb(r.did, range)
@@ -248,7 +271,7 @@ impl Rig {
                     r.driver
                         .map(r.did, iova, RAM_HPA + (i % 256) * 0x1000, 0x1000, vtd_drv::Prot::RW)
                         .expect("map a filler page");
-                    let req = DmaRequest { addr: iova, ..r.requests[0] };
+                    let req = DmaRequest { addr: iova, ..r.requests[spread(i, r.requests.len())] };
                     r.unit.translate(&req).expect("a filler page translates");
                 }
             }
@@ -256,15 +279,43 @@ impl Rig {
                 for i in 0..extra {
                     let iova = INPUT_BASE + (PAGES + i) * 0x1000;
                     let pa = RAM_HPA + (i % 256) * 0x1000;
+                    let d = r.domains[spread(i, r.domains.len())];
                     r.driver
-                        .map(r.domain, iova, pa, 0x1000, smmu_drv::Prot::RW)
+                        .map(d, iova, pa, 0x1000, smmu_drv::Prot::RW)
                         .expect("map a filler page");
-                    let t = Transaction { addr: iova, ..r.requests[0] };
+                    let t = Transaction { addr: iova, ..r.requests[spread(i, r.requests.len())] };
                     r.unit.translate(&t).expect("a filler page translates");
                 }
             }
         }
     }
+}
+
+/// `i` modulo `n` (a filler page's request or domain: the batch's own, in turn).
+fn spread(i: u64, n: usize) -> usize {
+    usize::try_from(i % n.max(1) as u64).unwrap_or(0)
+}
+
+/// CMD_TLBI_NH_VAA of VMID 0 for `pages` 4K pages from page number `first`: ranges of
+/// (NUM + 1) << SCALE pages (SMMU_IDR3.RIL), the largest aligned run first.
+fn nh_vaa(first: u64, pages: u64) -> Vec<sviommu_smmuv3::spec::Command> {
+    use sviommu_smmuv3::spec::{Command, Opcode};
+    let (mut page, mut left) = (first, pages);
+    let mut cmds = Vec::new();
+    while left > 0 {
+        let scale = left.trailing_zeros().min(31);
+        let num = (left >> scale).min(32);
+        let mut c = Command::new(Opcode::TlbiNhVaa);
+        c.set_vmid(0);
+        c.set_address(page << 12);
+        c.set_tg(Some(Granule::Size4K));
+        c.set_scale(u8::try_from(scale).unwrap_or(31));
+        c.set_num(u8::try_from(num - 1).unwrap_or(31));
+        cmds.push(c);
+        page += num << scale;
+        left -= num << scale;
+    }
+    cmds
 }
 
 impl VtdRig {
@@ -299,6 +350,22 @@ impl VtdRig {
                 map_batch(&mut driver, did);
                 driver.attach(RID, None, PasidConfig::SecondStage { did }).expect("attach");
                 (did, inputs().map(read).collect())
+            }
+            Config::VtdScalableSecondStage => {
+                let did =
+                    driver.alloc_domain(DomainConfig::SecondStage { aw: None }).expect("domain");
+                map_batch(&mut driver, did);
+                driver.attach(RID, None, PasidConfig::SecondStage { did }).expect("attach");
+                for pasid in 1..TAGS {
+                    let ss = PasidConfig::SecondStage { did };
+                    driver.attach(RID, Some(pasid), ss).expect("attach at a PASID");
+                }
+                // Page i at PASID i % TAGS (0: RID_PASID, a request without PASID).
+                let at = |(i, a): (usize, u64)| match u32::try_from(i).unwrap_or(0) % TAGS {
+                    0 => read(a),
+                    p => read(a).with_pasid(p),
+                };
+                (did, inputs().enumerate().map(at).collect())
             }
             Config::VtdFirstStage => {
                 let fs = DomainConfig::FirstStage { levels: Fspm::FourLevel };
@@ -377,7 +444,7 @@ impl SmmuRig {
             }
         };
         let read = |addr| Transaction::new(sid, addr, Access::READ);
-        let (domain, requests): (_, Vec<_>) = match config {
+        let (domains, requests): (Vec<_>, Vec<_>) = match config {
             Config::SmmuStage1 | Config::SmmuStage2 => {
                 let dc = if config == Config::SmmuStage1 {
                     DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 48 }
@@ -387,7 +454,23 @@ impl SmmuRig {
                 let d = driver.alloc_domain(dc).expect("domain");
                 map_batch(&mut driver, d);
                 driver.attach(sid, Attach::Domain(d)).expect("attach");
-                (d, inputs().map(read).collect())
+                (vec![d], inputs().map(read).collect())
+            }
+            Config::SmmuStage1Asids => {
+                let s1 = DomainConfig::S1 { granule: Granule::Size4K, ias_bits: 48 };
+                let domains: Vec<_> = (0..TAGS)
+                    .map(|n| {
+                        let d = driver.alloc_domain(s1).expect("domain");
+                        map_batch(&mut driver, d);
+                        driver.attach(sid + n, Attach::Domain(d)).expect("attach");
+                        d
+                    })
+                    .collect();
+                // Page i through stream sid + i % TAGS, whose domain has its own ASID.
+                let through = |(i, a): (usize, u64)| {
+                    Transaction::new(sid + u32::try_from(i).unwrap_or(0) % TAGS, a, Access::READ)
+                };
+                (domains, inputs().enumerate().map(through).collect())
             }
             _ => {
                 let s2 = DomainConfig::S2 { granule: Granule::Size4K, ias_bits: 40 };
@@ -410,10 +493,10 @@ impl SmmuRig {
                     hd: false,
                 };
                 driver.attach_nested_pasid(sid, PASID, parent, cd).expect("attach nested");
-                (parent, inputs().map(|a| read(a).with_ssid(PASID)).collect())
+                (vec![parent], inputs().map(|a| read(a).with_ssid(PASID)).collect())
             }
         };
-        Self { unit, driver, domain, requests }
+        Self { unit, driver, domain: domains[0], domains, requests }
     }
 
     fn batch(&self) -> Batch {
@@ -456,7 +539,8 @@ mod tests {
     fn every_configuration_translates_its_batch_and_then_hits() {
         let expected: u64 =
             (0..PAGES).map(|i| RAM_HPA + DATA_OFFSET + i * 0x1000).fold(0, u64::wrapping_add);
-        for config in Config::ALL {
+        let tagged = [Config::VtdScalableSecondStage, Config::SmmuStage1Asids];
+        for config in Config::ALL.into_iter().chain(tagged) {
             let rig = Rig::new(config);
             let cold = rig.batch();
             let warm = rig.batch();
@@ -468,5 +552,26 @@ mod tests {
         }
         assert_eq!(baseline().len() as u64, PAGES);
         assert_eq!(baseline_batch(&baseline()) << 12, expected);
+    }
+
+    /// A range invalidation of a filled cache removes the range's pages, whatever PASID or
+    /// ASID they were cached under, and leaves the next page.
+    #[test]
+    fn invalidating_pages_of_a_filled_cache_removes_exactly_them() {
+        for config in [Config::VtdScalableSecondStage, Config::SmmuStage1Asids] {
+            let mut rig = Rig::new(config);
+            rig.fill(512);
+            rig.batch();
+            let reads = |rig: &Rig, i: usize| match rig {
+                Rig::Vtd(r) => r.unit.translate(&r.requests[i]).map(|t| t.reads).ok(),
+                Rig::Smmu(r) => r.unit.translate(&r.requests[i]).map(|t| t.reads).ok(),
+            };
+            assert!((0..17).all(|i| reads(&rig, i) == Some(0)), "{config:?}: warm");
+            rig.invalidate_pages(16);
+            for i in 0..16 {
+                assert!(reads(&rig, i).is_some_and(|n| n > 0), "{config:?}: page {i} walks");
+            }
+            assert_eq!(reads(&rig, 16), Some(0), "{config:?}: page 16 still hits");
+        }
     }
 }

@@ -40,12 +40,14 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 mod deferred;
 mod memo;
 pub mod sanitize;
+mod tags;
 mod tracked;
 pub use deferred::{
     Apply, AtsCompletion, AtsPolicy, AtsTracker, AtsTrackerStats, BadAtsCompletion, BadProfile,
     Deferred, DeferredStats, Profile, DEFAULT_ATS_TIMEOUT_TICKS,
 };
 pub use memo::{DepCache, Memo, MemoInfo, MemoKey, MemoTrail, Memoized};
+pub use tags::{worth_naming, TagList, TagRegistry, TagStats, TAGS_PER_GROUP};
 pub use tracked::Tracked;
 
 #[cfg(loom)]

@@ -149,6 +149,67 @@ fn a_flag_read_after_the_epoch_covers_every_insert_it_misses() {
     });
 }
 
+/// The tag registry (`TagRegistry`): a walker records its entry's tag, then inserts a key the
+/// invalidation can name only through the registry; the invalidation advances the epoch, then
+/// reads the tags and searches the named keys' sets. Either it names the walker's key, or the
+/// walker's insert is refused.
+#[test]
+fn a_tag_read_after_the_epoch_covers_every_insert_it_misses() {
+    use sviommu_tlb::TagRegistry;
+    loom::model(|| {
+        // Key (tag, page); four sets, so an unnamed key's set is likely not searched.
+        let cache = Arc::new(Cache::<(u64, u64), u64>::new(4, 1));
+        let tags = Arc::new(TagRegistry::new(1));
+        let memory = Arc::new(AtomicU64::new(1));
+        let walker = {
+            let (cache, tags, memory) = (cache.clone(), tags.clone(), memory.clone());
+            thread::spawn(move || {
+                let epoch = cache.epoch();
+                let value = memory.load(Ordering::Acquire);
+                tags.record(0, 5);
+                cache.insert((5, 7), value, epoch);
+            })
+        };
+        memory.store(2, Ordering::Release);
+        let keys = || Some(tags.tags(0)?.into_iter().map(|tag| (tag, 7)));
+        cache.invalidate_keys(keys, |_, _| true);
+        walker.join().unwrap();
+        assert_ne!(cache.get(&(5, 7)), Some(1), "the old mapping was left behind");
+    });
+}
+
+/// Forgetting a group's tags before an invalidation that removes all its entries: a walk that
+/// began after that invalidation records into the emptied registry, so the next range
+/// invalidation still names its key (or refuses its insert).
+#[test]
+fn a_walk_after_a_forgetting_invalidation_is_named_by_the_next() {
+    use sviommu_tlb::TagRegistry;
+    bounded().check(|| {
+        let cache = Arc::new(Cache::<(u64, u64), u64>::new(4, 1));
+        let tags = Arc::new(TagRegistry::new(1));
+        let memory = Arc::new(AtomicU64::new(1));
+        tags.record(0, 5);
+        let walker = {
+            let (cache, tags, memory) = (cache.clone(), tags.clone(), memory.clone());
+            thread::spawn(move || {
+                let epoch = cache.epoch();
+                let value = memory.load(Ordering::Acquire);
+                tags.record(0, 5);
+                cache.insert((5, 7), value, epoch);
+            })
+        };
+        memory.store(2, Ordering::Release);
+        tags.forget_group(0);
+        cache.invalidate(|&(tag, _), _| tag == 5);
+        memory.store(3, Ordering::Release);
+        let keys = || Some(tags.tags(0)?.into_iter().map(|tag| (tag, 7)));
+        cache.invalidate_keys(keys, |_, _| true);
+        walker.join().unwrap();
+        let left = cache.get(&(5, 7));
+        assert!(left.is_none() || left == Some(3), "an old mapping was left behind: {left:?}");
+    });
+}
+
 /// The memo's entries are eight words each, every access a point where loom may switch
 /// threads: its models explore schedules of up to two preemptions (the seqlock's races need
 /// one or two), which keeps them to seconds.

@@ -69,6 +69,8 @@ fn write(addr: u64) -> DmaRequest {
 struct Sm {
     m: Machine,
     rta: u64,
+    /// The PASID directory.
+    dir: u64,
     pe_at: u64,
     fs: X86Paging,
     gfs: X86Paging,
@@ -105,7 +107,7 @@ fn sm() -> Sm {
     ce.set_pasiddirptr(dir);
     ce.set_rid_pasid(PASID);
     m.sm_context(rta, RID, ce);
-    let mut t = Sm { m, rta, pe_at: 0, fs, gfs, ss };
+    let mut t = Sm { m, rta, dir, pe_at: 0, fs, gfs, ss };
     let pe = t.pe(Pgtt::FirstStage);
     t.pe_at = t.m.pasid_entry(dir, PASID, pe);
     // A second PASID with an entry of its own (the same tables).
@@ -1033,6 +1035,91 @@ proptest::proptest! {
             let inside = everything || range(page(i)) == range(addr);
             let walked = reads(&vtd, request(page(i) + 16)) > 0;
             proptest::prop_assert_eq!(walked, inside, "page {} (range of 2^{} pages at {:#x})", i, am, addr);
+        }
+    }
+}
+
+/// What a PASID of [`second_stage_pages_under_many_pasids`] translates with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tagged {
+    /// PGTT second-stage only in DID: what the invalidation selects by page.
+    SecondStage,
+    /// PGTT second-stage only in OTHER_DID: never selected.
+    OtherDomain,
+    /// PGTT nested in DID: the domain's entries can no longer be named (every set).
+    Nested,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Scalable mode, one domain's second stage used through several PASIDs (RID_PASID among
+    /// them; more than the unit keeps apart in some cases), maybe a nested PASID of the same
+    /// domain and a PASID of another domain: each of eight pages cached under two of the
+    /// PASIDs, then one page-selective IOTLB invalidation of the domain. Under every PASID
+    /// exactly the domain's pages in the range walk again, and the other domain's still hit
+    /// (the oracle: the range and the domain, nothing the unit keeps).
+    #[test]
+    fn second_stage_pages_under_many_pasids(
+        tags in proptest::collection::vec(
+            proptest::sample::select(vec![Tagged::SecondStage, Tagged::SecondStage, Tagged::OtherDomain, Tagged::Nested]),
+            1..11,
+        ),
+        (sets, ways) in proptest::sample::select(vec![(1usize, 64usize), (4, 32), (128, 8)]),
+        first in 0u64..8,
+        am in 0u8..5,
+        ih in proptest::prelude::any::<bool>(),
+    ) {
+        let mut t = sm();
+        // PASID (RID_PASID) is the first, second-stage in DID; the others follow.
+        let pasids: Vec<(u32, Tagged)> = std::iter::once((PASID, Tagged::SecondStage))
+            .chain(tags.iter().enumerate().map(|(i, &k)| (0x400 + i as u32, k)))
+            .collect();
+        for &(pasid, kind) in pasids.iter().skip(1) {
+            let mut pe = t.pe(if kind == Tagged::Nested { Pgtt::Nested } else { Pgtt::SecondStage });
+            if kind == Tagged::OtherDomain {
+                pe.set_did(OTHER_DID);
+            }
+            let dir = t.dir;
+            t.m.pasid_entry(dir, pasid, pe);
+        }
+        let geometry = CacheParams { iotlb: CacheGeometry::new(sets, ways), ..CacheParams::default() };
+        let vtd = t.unit(Pgtt::SecondStage, VtdParams { caches: geometry, ..VtdParams::default() });
+        let request = |pasid: u32, kind: Tagged, addr: u64| {
+            let input = if kind == Tagged::Nested { VA - GPA + addr } else { addr };
+            let r = DmaRequest::new(RID, input, Access::READ);
+            if pasid == PASID { r } else { r.with_pasid(pasid) }
+        };
+        let page = |i: u64| GPA + (i << 12);
+        let n = pasids.len() as u64;
+        let cached: Vec<(u64, u32, Tagged)> = (0..8u64)
+            .flat_map(|i| [i % n, (i + 1) % n].map(|j| (i, pasids[j as usize])))
+            .map(|(i, (pasid, kind))| (i, pasid, kind))
+            .collect();
+        for &(i, pasid, kind) in &cached {
+            ok(&vtd, request(pasid, kind, page(i)));
+        }
+        for &(i, pasid, kind) in &cached {
+            let warm = reads(&vtd, request(pasid, kind, page(i) + 8));
+            proptest::prop_assert_eq!(warm, 0, "page {} at PASID {:#x} cached", i, pasid);
+        }
+        let addr = page(first);
+        submit_and_wait(&vtd, &[desc::iotlb_pages(DID, addr, am, ih)]);
+        let range = |a: u64| a >> (12 + u32::from(am));
+        for &(i, pasid, kind) in &cached {
+            let walked = reads(&vtd, request(pasid, kind, page(i) + 16)) > 0;
+            match kind {
+                Tagged::SecondStage => {
+                    let inside = range(page(i)) == range(addr);
+                    proptest::prop_assert_eq!(walked, inside, "page {} at PASID {:#x}", i, pasid);
+                }
+                Tagged::OtherDomain => {
+                    proptest::prop_assert!(!walked, "page {} of the other domain went", i);
+                }
+                // Forgiving removes every nested translation of the domain, strict those whose
+                // guest-physical addresses meet the range: either may walk.
+                Tagged::Nested => {}
+            }
         }
     }
 }

@@ -23,7 +23,7 @@
 
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::Recorder;
-use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, Tracked};
+use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked};
 
 use super::context::Context;
 use super::stream::Stream;
@@ -130,7 +130,18 @@ pub(super) struct Caches {
     /// The translation memo (forgiving only: a strict hit is checked by the sanitizer), when
     /// the SMMU has an STE cache and a TLB.
     pub memo: Option<Memo>,
+    /// Per VMID, the ASIDs its stage-1 TLB and walk-cache entries carry, so that
+    /// CMD_TLBI_NH_VAA, which names no ASID, can name a key per ASID (`TagRegistry`: a VMID
+    /// with more ASIDs than it keeps has every set searched). Global entries carry none and
+    /// are always named.
+    pub tags: TagRegistry,
+    /// The TLB's sets (0: none), against which a range invalidation weighs its keys.
+    pub tlb_sets: usize,
 }
+
+/// VMIDs the tag registry keeps apart (IMPDEF): beyond them, every set is searched for a VMID
+/// without room.
+const TAGGED_VMIDS: usize = 64;
 
 /// Memo slots: two per TLB entry (a read and a write of a page are two requests), between
 /// these bounds.
@@ -184,6 +195,16 @@ impl Caches {
             s2_leaf: make(s.s2_leaf, sanitized),
             memo: (s.memo && !sanitized && s.ste != 0 && s.tlb != 0)
                 .then(|| Memo::new((2 * s.tlb).clamp(MEMO_LEAST, MEMO_MOST))),
+            tags: TagRegistry::new(TAGGED_VMIDS),
+            tlb_sets: s.tlb.div_ceil(CacheSizes::WAYS).next_power_of_two(),
+        }
+    }
+
+    /// Records the ASID of a stage-1 TLB entry about to be inserted under `k` (the miss
+    /// path, after the translation read its epochs, before the insert: `TagRegistry`).
+    pub fn tag_tlb(&self, k: &TlbKey) {
+        if let (true, Some(asid)) = (k.va, k.asid) {
+            self.tags.record(u64::from(k.vmid), u64::from(asid));
         }
     }
 
@@ -373,6 +394,9 @@ impl WalkHints for Hints<'_> {
                     span_lg2: point.span_lg2,
                     prefix: input >> point.span_lg2,
                 };
+                if let Some(a) = asid {
+                    self.caches.tags.record(u64::from(key.vmid), u64::from(a));
+                }
                 match self.san {
                     Some(s) => cache.insert_recorded(key, point, epoch, || s.rec.walk_words(stage)),
                     None => cache.insert(key, point, epoch),

@@ -57,12 +57,13 @@ use sviommu_memory::{Hpa, PhysMemory};
 
 use sviommu_pgtable::{Access, WalkCtx};
 
-use super::cache::{low_mask as mask64, S2LeafKey, TlbKey};
+use super::cache::{low_mask as mask64, S2LeafKey, TlbKey, WalkKey};
 use super::mmio::RegFile;
 use super::translate::Req;
 use super::{low32, Abort, Irq, Output, Smmu, StreamLookup, Transaction};
 use crate::spec::regs::{cons, cr0, gerror, idr1, prod, queue_base, QueuePointer, StallModel};
 use crate::spec::{CError, Command, Granule, Opcode, Ste, SyncCs};
+use sviommu_tlb::worth_naming;
 
 /// Bytes per command.
 const CMD_BYTES: u64 = 16;
@@ -249,6 +250,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         match op {
             // §4.4.2.1: every stage-1 entry of the VMID.
             Opcode::TlbiNhAll => self.issue(move |ch| {
+                // Before the epochs advance: every entry the VMID's ASIDs tag goes.
+                ch.tags.forget_group(u64::from(vmid));
                 inval(&ch.tlb, |k, _| k.va && k.vmid == vmid);
                 inval(&ch.s1_walk, |k, _| k.vmid == vmid);
             }),
@@ -256,6 +259,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             Opcode::TlbiNhAsid => {
                 let asid = self.asid_of(c)?;
                 self.issue(move |ch| {
+                    ch.tags.forget_tag(u64::from(vmid), u64::from(asid));
                     inval(&ch.tlb, |k, _| k.va && k.vmid == vmid && k.asid == Some(asid));
                     inval(&ch.s1_walk, |k, _| k.vmid == vmid && k.asid == Some(asid));
                 });
@@ -266,15 +270,34 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 let sel = self.tlbi_select(c, c.address())?;
                 let leaf = c.leaf();
                 let asid_ok = move |a: Option<u16>| asid.is_none() || a.is_none() || a == asid;
-                let sizes = self.tlb_sizes();
+                let (sizes, spans) = (self.tlb_sizes(), self.walk_spans());
                 self.issue(move |ch| {
-                    // Every ASID's entries (CMD_TLBI_NH_VAA) have no list of keys.
-                    let keys = || asid.map(|a| sel.tlb_keys(vmid, [Some(a), None], true, sizes));
+                    // The ASIDs whose entries the command selects: its own, or (NH_VAA) every
+                    // ASID the VMID's stage-1 entries carry, from the tag registry, read after
+                    // each cache's epoch has advanced (`None`: every set). Global entries carry
+                    // no ASID and are always named.
+                    let asids = || {
+                        let (one, listed) = match asid {
+                            Some(a) => (Some(u64::from(a)), Default::default()),
+                            None => (None, ch.tags.tags(u64::from(vmid))?),
+                        };
+                        Some(one.into_iter().chain(listed).filter_map(|a| u16::try_from(a).ok()))
+                    };
+                    let keys = || {
+                        let tags = std::iter::once(None).chain(asids()?.map(Some));
+                        let n = sel.page_count(sizes).saturating_mul(tags.clone().count() as u64);
+                        worth_naming(n, ch.tlb_sets).then(|| sel.tlb_keys(vmid, tags, true, sizes))
+                    };
                     inval_keys(&ch.tlb, keys, |k, e| {
                         k.va && k.vmid == vmid && asid_ok(k.asid) && sel.tlb(k, e)
                     });
                     if !leaf {
-                        inval(&ch.s1_walk, |k, _| k.vmid == vmid && asid_ok(k.asid) && sel.walk(k));
+                        let keys = || {
+                            Some(asids()?.flat_map(move |a| sel.walk_keys(vmid, Some(a), spans)))
+                        };
+                        inval_keys(&ch.s1_walk, keys, |k, _| {
+                            k.vmid == vmid && asid_ok(k.asid) && sel.walk(k)
+                        });
                     }
                 });
             }
@@ -288,6 +311,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             // §4.4.3.2: everything of the VMID, both stages.
             let vmid = self.vmid_of(c)?;
             self.issue(move |ch| {
+                ch.tags.forget_group(u64::from(vmid));
                 inval(&ch.tlb, |k, _| k.vmid == vmid);
                 inval(&ch.s1_walk, |k, _| k.vmid == vmid);
                 inval(&ch.s2_walk, |k, _| k.vmid == vmid);
@@ -302,9 +326,13 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         let vmid = self.vmid_of(c)?;
         let sel = self.tlbi_select(c, c.ipa())?;
         let leaf = c.leaf();
-        let sizes = self.tlb_sizes();
+        let (sizes, spans) = (self.tlb_sizes(), self.walk_spans());
         self.issue(move |ch| {
-            let keys = || Some(sel.tlb_keys(vmid, [None, None], false, sizes));
+            let keys = || {
+                let tags = std::iter::once(None);
+                worth_naming(sel.page_count(sizes), ch.tlb_sets)
+                    .then(|| sel.tlb_keys(vmid, tags, false, sizes))
+            };
             inval_keys(&ch.tlb, keys, |k, e| !k.va && k.vmid == vmid && sel.tlb(k, e));
             // IMPDEF: the stage-2 leaf cache (nested table and CD fetches) is selected by the
             // range only, not by TG / TTL.
@@ -313,7 +341,8 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
                 k.vmid == vmid && hits(k.page, k.page_lg2, sel.lo, sel.hi)
             });
             if !leaf {
-                inval(&ch.s2_walk, |k, _| k.vmid == vmid && sel.walk(k));
+                let keys = || Some(sel.walk_keys(vmid, None, spans));
+                inval_keys(&ch.s2_walk, keys, |k, _| k.vmid == vmid && sel.walk(k));
             }
         });
         Ok(())
@@ -517,6 +546,23 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
         sizes
     }
 
+    /// Every span a walk-cache entry can have: each table level below a root of each granule
+    /// SMMU_IDR5 advertises, `granule + k * (granule - 3)` bits for k from 1 to 4 (what the
+    /// walk caches' lookups probe; 0 pads).
+    fn walk_spans(&self) -> [u8; 12] {
+        let mut spans = [0; 12];
+        let granules = [(Granule::Size4K, 12u8), (Granule::Size16K, 14), (Granule::Size64K, 16)];
+        let advertised = granules.into_iter().filter(|&(g, _)| self.caps.granule(g));
+        let each = advertised.flat_map(|(_, lg2)| {
+            let stride = lg2 - 3;
+            (1..=4u8).map(move |k| lg2 + stride * k).filter(|&span| span < 64)
+        });
+        for (slot, span) in spans.iter_mut().zip(each) {
+            *slot = span;
+        }
+        spans
+    }
+
     /// A command that invalidates: carried out now (forgiving) or when the next CMD_SYNC
     /// completes (strict, §3.21), or earlier at a seeded point.
     ///
@@ -555,18 +601,43 @@ impl TlbiSelect {
             && self.level.is_none_or(|l| e.hint.level == l)
     }
 
-    /// Every TLB key of `vmid` tagged with one of `asids` (`None`: no ASID; a repeat is
-    /// dropped) whose page of one of `sizes` (0 ends them) meets the range.
+    /// Every TLB key of `vmid` tagged with one of `asids` (`None`: no ASID) whose page of one
+    /// of `sizes` (0 ends them) meets the range.
     fn tlb_keys(
         self,
         vmid: u16,
-        asids: [Option<u16>; 2],
+        asids: impl Iterator<Item = Option<u16>>,
         va: bool,
         sizes: [u8; 9],
     ) -> impl Iterator<Item = TlbKey> {
-        let tags = if asids[0] == asids[1] { 1 } else { 2 };
-        self.pages(sizes).flat_map(move |(page, page_lg2)| {
-            asids.into_iter().take(tags).map(move |asid| TlbKey { vmid, asid, va, page, page_lg2 })
+        asids.flat_map(move |asid| {
+            self.pages(sizes).map(move |(page, page_lg2)| TlbKey { vmid, asid, va, page, page_lg2 })
+        })
+    }
+
+    /// How many pages of all `sizes` meet the range: a TLB invalidation's keys per tag.
+    fn page_count(self, sizes: [u8; 9]) -> u64 {
+        let sizes = sizes.into_iter().take_while(|&lg2| lg2 != 0 && lg2 < 64);
+        let each = sizes.map(|lg2| ((self.hi >> lg2) - (self.lo >> lg2)).saturating_add(1));
+        each.fold(0, u64::saturating_add)
+    }
+
+    /// Every walk-cache key of `vmid` and `asid` whose table of one of `spans` (0 ends them)
+    /// meets the range: a key per span for a range within one table.
+    fn walk_keys(
+        self,
+        vmid: u16,
+        asid: Option<u16>,
+        spans: [u8; 12],
+    ) -> impl Iterator<Item = WalkKey> {
+        let spans = spans.into_iter().take_while(|&lg2| lg2 != 0 && lg2 < 64);
+        spans.flat_map(move |span_lg2| {
+            ((self.lo >> span_lg2)..=(self.hi >> span_lg2)).map(move |prefix| WalkKey {
+                vmid,
+                asid,
+                span_lg2,
+                prefix,
+            })
         })
     }
 
@@ -590,6 +661,7 @@ impl TlbiSelect {
 
 /// Every TLB and walk-cache entry.
 fn invalidate_all_tlbs(ch: &super::cache::Caches) {
+    ch.tags.forget_all();
     inval(&ch.tlb, |_, _| true);
     inval(&ch.s1_walk, |_, _| true);
     inval(&ch.s2_walk, |_, _| true);

@@ -605,6 +605,7 @@ impl<M: PhysMemory<Addr = Hpa>> Smmu<M> {
             page_lg2,
         };
         let e = TlbEntry { out_page: out.output & !mask(page_lg2), perms: out.perms, dirty, hint };
+        self.caches.tag_tlb(&k);
         match tr.rec {
             Some(r) => tlb.insert_recorded(k, e, tr.epochs.tlb, || r.steps()),
             None => tlb.insert(k, e, tr.epochs.tlb),

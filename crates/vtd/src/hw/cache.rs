@@ -19,12 +19,12 @@
 //! PASID, and found by PASID), and pass-through translations are not cached in the IOTLB (they
 //! read nothing once the context and PASID entries are cached).
 
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-
 use sviommu_memory::bits::low_mask;
-use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
+use sviommu_pgtable::{vtd_ss, x86, Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::{Recorder, Stale, Word};
-use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, Tracked};
+use sviommu_tlb::{
+    worth_naming, CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked,
+};
 
 use crate::spec::root::{ContextEntry, ScalableContextEntry};
 use sviommu_tlb::sanitize::Origin;
@@ -360,17 +360,25 @@ pub(super) struct Caches {
     pub(super) ss_leaf: Maybe<LeafKey, Leaf>,
     /// Page sizes (log2) a translation can have, smallest first: what an IOTLB lookup probes.
     iotlb_sizes: [Option<u8>; 3],
+    /// The IOTLB's sets (0: none), against which a range invalidation weighs its keys.
+    iotlb_sets: usize,
     /// Second-stage leaf sizes the unit supports (CAP.SSLPS).
     ss_sizes: [Option<u8>; 3],
     /// The translation memo (forgiving only: a strict hit is checked by the sanitizer), when
     /// the unit has a context cache and an IOTLB.
     memo: Option<Memo>,
-    /// Set by the first IOTLB entry tagged with a PASID (scalable mode). Until then every
-    /// entry is a legacy one, tagged by DID and address only, so a page-selective
-    /// invalidation can name the keys its range covers; after, second-stage translations
-    /// of a domain are tagged with whichever PASIDs used them, and it searches every set.
-    pasid_tagged: AtomicBool,
+    /// Per DID, the PASIDs its second-stage-only translations are tagged with (scalable
+    /// mode: each carries the PASID that used it), so that a page-selective invalidation,
+    /// which names no PASID, can name a key per PASID; a DID with nested translations
+    /// (selected by guest-physical address, keyed by first-stage input) or with more PASIDs
+    /// than the registry keeps has every set searched. Legacy entries carry no PASID and are
+    /// always named.
+    tags: TagRegistry,
 }
+
+/// Domains the tag registry keeps apart (IMPDEF): beyond them, every set is searched for a
+/// domain without room.
+const TAGGED_DOMAINS: usize = 64;
 
 /// The epoch of every cache, read when a translation begins.
 #[derive(Clone, Copy, Debug)]
@@ -406,8 +414,9 @@ impl Caches {
                 .filter(|&n| n > 0)
                 .map(|n| Memo::new((2 * n).clamp(MEMO_LEAST, MEMO_MOST))),
             iotlb_sizes: sizes(large),
+            iotlb_sets: if p.iotlb.ways > 0 { p.iotlb.sets.next_power_of_two() } else { 0 },
             ss_sizes: sizes(ss),
-            pasid_tagged: AtomicBool::new(false),
+            tags: TagRegistry::new(TAGGED_DOMAINS),
         }
     }
 
@@ -530,13 +539,16 @@ impl Caches {
         if lg2 >= 64 {
             return;
         }
-        if pasid.is_some() {
-            if !self.pasid_tagged.load(Ordering::Relaxed) {
-                self.pasid_tagged.store(true, Ordering::Relaxed);
+        // What a page-selective invalidation of the domain must find: the PASID of a
+        // second-stage translation, or that the domain has nested ones (no key names them).
+        // The registry's fence pairs with the one in `invalidate_ss_pages`: either that
+        // invalidation sees the tag, or this insert sees its epoch and is refused.
+        match (entry.kind, pasid) {
+            (Kind::Legacy | Kind::SecondStage, Some(p)) => {
+                self.tags.record(u64::from(did), u64::from(p));
             }
-            // Pairs with the fence in `invalidate_ss_pages`: either that invalidation sees
-            // the flag, or this insert sees its epoch and is refused.
-            fence(Ordering::SeqCst);
+            (Kind::Nested, _) => self.tags.record_unnamed(u64::from(did)),
+            (Kind::Legacy | Kind::SecondStage, None) | (Kind::FirstStage, _) => {}
         }
         let key = IotlbKey { did, pasid, page: addr >> lg2, lg2 };
         self.iotlb.insert_recorded(key, entry, e.iotlb, rec, Recorder::steps);
@@ -567,6 +579,8 @@ impl Caches {
 
     /// Everything the IOTLB, paging-structure and leaf caches hold (global IOTLB invalidation).
     pub(super) fn invalidate_translations(&self) {
+        // Before the epoch advances (see `sviommu_tlb::TagRegistry`).
+        self.tags.forget_all();
         self.iotlb.invalidate(|_, _| true);
         self.fs_psc.invalidate(|_, _| true);
         self.ss_psc.invalidate(|_, _| true);
@@ -575,6 +589,7 @@ impl Caches {
 
     /// Domain-selective IOTLB invalidation: every translation of `did`, whatever its PASID.
     pub(super) fn invalidate_domain(&self, did: u16) {
+        self.tags.forget_group(u64::from(did));
         self.iotlb.invalidate(|k, _| k.did == did);
         self.fs_psc.invalidate(|k, _| k.did == did);
         self.ss_psc.invalidate(|k, _| k.did == did);
@@ -591,6 +606,17 @@ impl Caches {
         self.iotlb_sizes.iter().flatten().flat_map(move |&lg2| {
             span.page_numbers(lg2).map(move |page| IotlbKey { did, pasid, page, lg2 })
         })
+    }
+
+    /// Whether naming the IOTLB keys of `tags` tags whose pages meet `span` is cheaper than
+    /// searching every set.
+    fn iotlb_worth_naming(&self, span: Span, tags: usize) -> bool {
+        let per_tag = self.iotlb_sizes.iter().flatten().map(|&lg2| {
+            let pages = span.page_numbers(lg2);
+            (pages.end() - pages.start()).saturating_add(1)
+        });
+        let keys = per_tag.fold(0u64, u64::saturating_add).saturating_mul(tags as u64);
+        worth_naming(keys, self.iotlb_sets)
     }
 
     /// Page-selective-within-domain IOTLB invalidation (§6.5.2.3): the address is a
@@ -618,21 +644,30 @@ impl Caches {
                     Kind::FirstStage => false,
                 }
         };
-        // Read after the epoch has advanced, behind a fence that pairs with the one in
-        // `insert_iotlb`: a PASID-tagged entry this misses was inserted with a stale epoch.
-        let legacy_keys = || {
-            fence(Ordering::SeqCst);
-            let tagged = self.pasid_tagged.load(Ordering::Relaxed);
-            (!tagged).then(|| self.iotlb_keys(did, None, span))
+        // The keys of each PASID the domain's second-stage translations carry, and of none
+        // (legacy). Read after the epoch has advanced, behind the registry's fence that pairs
+        // with the one in `insert_iotlb`: a tagged entry this misses was inserted with a stale
+        // epoch. `None` (nested translations, too many PASIDs): every set.
+        let keys = || {
+            let pasids = self.tags.tags(u64::from(did))?;
+            if !self.iotlb_worth_naming(span, 1 + pasids.len()) {
+                return None;
+            }
+            let tagged = pasids.into_iter().filter_map(|p| u32::try_from(p).ok().map(Some));
+            let all = std::iter::once(None).chain(tagged);
+            Some(all.flat_map(move |pasid| self.iotlb_keys(did, pasid, span)))
         };
-        self.iotlb.invalidate_keys(legacy_keys, selects);
+        self.iotlb.invalidate_keys(keys, selects);
         let leaf_keys = self.ss_sizes.iter().flatten().flat_map(move |&lg2| {
             span.page_numbers(lg2).map(move |page| LeafKey { did, page, lg2 })
         });
         self.ss_leaf
             .invalidate_keys(|| Some(leaf_keys), |k, _| k.did == did && span.meets(k.page, k.lg2));
         if !ih {
-            self.ss_psc.invalidate(|k, p| k.did == did && span.meets(k.prefix, p.span_lg2));
+            self.ss_psc.invalidate_keys(
+                || Some(psc_keys(did, None, span, ss_levels())),
+                |k, p| k.did == did && span.meets(k.prefix, p.span_lg2),
+            );
         }
     }
 
@@ -654,7 +689,7 @@ impl Caches {
     /// paging-structure entries on the span's path unless `ih`.
     pub(super) fn invalidate_pasid_pages(&self, did: u16, pasid: u32, span: Span, ih: bool) {
         self.iotlb.invalidate_keys(
-            || Some(self.iotlb_keys(did, Some(pasid), span)),
+            || self.iotlb_worth_naming(span, 1).then(|| self.iotlb_keys(did, Some(pasid), span)),
             |k, e| {
                 k.did == did
                     && k.pasid == Some(pasid)
@@ -663,9 +698,10 @@ impl Caches {
             },
         );
         if !ih {
-            self.fs_psc.invalidate(|k, p| {
-                k.did == did && k.pasid == Some(pasid) && span.meets(k.prefix, p.span_lg2)
-            });
+            self.fs_psc.invalidate_keys(
+                || Some(psc_keys(did, Some(pasid), span, fs_levels())),
+                |k, p| k.did == did && k.pasid == Some(pasid) && span.meets(k.prefix, p.span_lg2),
+            );
         }
     }
 }
@@ -682,6 +718,36 @@ pub(super) struct WalkTags {
     pub(super) ss_levels: u8,
     /// Nested: the second-stage leaf cache serves the walk.
     pub(super) nested: bool,
+}
+
+/// The level counts a second-stage table can have (AW: 39, 48, 57 bits) and a first-stage one
+/// (4- and 5-level paging): the shapes a paging-structure cache entry can have.
+fn ss_levels() -> [u8; 3] {
+    [vtd_ss::Levels::Three, vtd_ss::Levels::Four, vtd_ss::Levels::Five]
+        .map(|l| u8::try_from(l.count()).unwrap_or(u8::MAX))
+}
+
+fn fs_levels() -> [u8; 2] {
+    [x86::Levels::Four, x86::Levels::Five].map(|l| u8::try_from(l.count()).unwrap_or(u8::MAX))
+}
+
+/// Every paging-structure cache key of (`did`, `pasid`) whose table meets `span`: each depth
+/// below the root of a table of each of `levels` levels, at that depth's span (a walk's
+/// `learned_table` keys a table by its depth and the input bits above its span). A handful
+/// per depth for a range of pages; `Cache::invalidate_keys` searches every set once they
+/// outnumber the sets.
+fn psc_keys<const N: usize>(
+    did: u16,
+    pasid: Option<u32>,
+    span: Span,
+    levels: [u8; N],
+) -> impl Iterator<Item = PscKey> {
+    let shapes = levels
+        .into_iter()
+        .flat_map(|n| (1..n).filter_map(move |depth| Some((depth, table_span(n, depth)?))));
+    shapes.flat_map(move |(depth, lg2)| {
+        span.page_numbers(lg2).map(move |prefix| PscKey { did, pasid, depth, prefix })
+    })
 }
 
 /// The span (log2) of the table at `depth` of a `levels`-level table with 9 index bits per level
