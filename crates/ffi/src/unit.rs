@@ -532,7 +532,8 @@ impl SviommuUnit {
         let mut s = SviommuStats { arch: self.arch(), ..SviommuStats::default() };
         let outbox = match &self.hw {
             Hw::Vtd(v) => {
-                let VtdCacheStats { context, pasid, iotlb, fs_psc, ss_psc, ss_leaf } =
+                // The tag registry's figures (`tags`) are not in the C structure yet.
+                let VtdCacheStats { context, pasid, iotlb, fs_psc, ss_psc, ss_leaf, tags: _ } =
                     v.cache_stats();
                 s.caches = [context, pasid, iotlb, fs_psc, ss_psc, ss_leaf].map(cache);
                 let a = v.ats_stats();
@@ -558,7 +559,8 @@ impl SviommuUnit {
                 v.outbox_stats()
             }
             Hw::Smmu(m) => {
-                let SmmuCacheStats { ste, cd, tlb, s1_walk, s2_walk, s2_leaf } = m.cache_stats();
+                let SmmuCacheStats { ste, cd, tlb, s1_walk, s2_walk, s2_leaf, tags: _ } =
+                    m.cache_stats();
                 s.caches = [ste, cd, tlb, s1_walk, s2_walk, s2_leaf].map(cache);
                 let q = m.stats();
                 s.smmu_queues = SviommuSmmuQueueStats {

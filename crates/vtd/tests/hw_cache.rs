@@ -14,6 +14,7 @@ use sviommu_memory::HostMemory;
 use sviommu_pgtable::vtd_ss::{self, VtdSecondStage, VtdSsAttrs};
 use sviommu_pgtable::x86::{self, X86Attrs, X86Paging};
 use sviommu_pgtable::{Access, Build, WalkObserver, WalkStep};
+use sviommu_tlb::TAGS_PER_GROUP;
 use sviommu_vtd::hw::{Apply, CacheGeometry, CacheParams, DmaRequest, Profile, Vtd, VtdParams};
 use sviommu_vtd::spec::pasid::{Fspm, PasidEntry, Pgtt};
 use sviommu_vtd::spec::regs::{self, cap, ccmd, gcmd, gsts, iotlb_reg, iva_reg, rtaddr::Ttm};
@@ -1105,6 +1106,20 @@ proptest::proptest! {
         }
         let addr = page(first);
         submit_and_wait(&vtd, &[desc::iotlb_pages(DID, addr, am, ih)]);
+        // What the registry reports: a tag per second-stage PASID it keeps, and whether the
+        // domain fell back to every set (a nested PASID, or more PASIDs than it keeps).
+        let distinct = |want: Tagged| {
+            let mut p: Vec<u32> =
+                cached.iter().filter(|c| c.2 == want).map(|c| c.1).collect();
+            p.sort_unstable();
+            p.dedup();
+            p.len()
+        };
+        let (ours, others) = (distinct(Tagged::SecondStage), distinct(Tagged::OtherDomain));
+        let fell_back = distinct(Tagged::Nested) > 0 || ours > TAGS_PER_GROUP;
+        let tags = vtd.cache_stats().tags;
+        proptest::prop_assert_eq!(tags.fell_back, u64::from(fell_back), "{:?}", tags);
+        proptest::prop_assert_eq!(tags.recorded, (ours.min(TAGS_PER_GROUP) + others) as u64);
         let range = |a: u64| a >> (12 + u32::from(am));
         for &(i, pasid, kind) in &cached {
             let walked = reads(&vtd, request(pasid, kind, page(i) + 16)) > 0;

@@ -23,7 +23,9 @@
 
 use sviommu_pgtable::{Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::Recorder;
-use sviommu_tlb::{CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked};
+use sviommu_tlb::{
+    CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, TagStats, Tracked,
+};
 
 use super::context::Context;
 use super::stream::Stream;
@@ -449,6 +451,10 @@ pub struct SmmuCacheStats {
     pub s2_walk: CacheStats,
     /// Stage-2 leaf cache.
     pub s2_leaf: CacheStats,
+    /// The ASIDs kept per VMID for CMD_TLBI_NH_VAA (`sviommu_tlb::TagStats`): tags recorded,
+    /// VMIDs that began to have every TLB set searched (more ASIDs than it keeps, no room),
+    /// invalidations that searched them.
+    pub tags: TagStats,
 }
 
 fn stats_of<K: Copy + Eq + std::hash::Hash, V: Copy>(c: &Option<Tracked<K, V>>) -> CacheStats {
@@ -465,6 +471,7 @@ impl Caches {
             s1_walk: stats_of(&self.s1_walk),
             s2_walk: stats_of(&self.s2_walk),
             s2_leaf: stats_of(&self.s2_leaf),
+            tags: self.tags.stats(),
         }
     }
 }

@@ -23,7 +23,8 @@ use sviommu_memory::bits::low_mask;
 use sviommu_pgtable::{vtd_ss, x86, Leaf, Perms, ResumePoint, Stage, WalkHints};
 use sviommu_tlb::sanitize::{Recorder, Stale, Word};
 use sviommu_tlb::{
-    worth_naming, CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, Tracked,
+    worth_naming, CacheStats, Dep, Memo, MemoInfo, MemoKey, MemoTrail, TagRegistry, TagStats,
+    Tracked,
 };
 
 use crate::spec::root::{ContextEntry, ScalableContextEntry};
@@ -121,6 +122,10 @@ pub struct VtdCacheStats {
     pub ss_psc: CacheStats,
     /// Second-stage leaf cache.
     pub ss_leaf: CacheStats,
+    /// The PASIDs kept per domain for page-selective invalidations (`sviommu_tlb::TagStats`):
+    /// tags recorded, domains that began to have every IOTLB set searched (nested
+    /// translations, more PASIDs than it keeps, no room), invalidations that searched them.
+    pub tags: TagStats,
 }
 
 /// A cache the unit may not have; sanitized (strict), it keeps each entry's words.
@@ -440,6 +445,7 @@ impl Caches {
             fs_psc: self.fs_psc.stats(),
             ss_psc: self.ss_psc.stats(),
             ss_leaf: self.ss_leaf.stats(),
+            tags: self.tags.stats(),
         }
     }
 
@@ -544,6 +550,8 @@ impl Caches {
         // The registry's fence pairs with the one in `invalidate_ss_pages`: either that
         // invalidation sees the tag, or this insert sees its epoch and is refused.
         match (entry.kind, pasid) {
+            // No IOTLB: nothing to name.
+            _ if self.iotlb_sets == 0 => {}
             (Kind::Legacy | Kind::SecondStage, Some(p)) => {
                 self.tags.record(u64::from(did), u64::from(p));
             }
