@@ -67,6 +67,20 @@ fn out(smmu: &Sm<'_>, addr: u64) -> (u64, u32) {
     (tr.output, tr.reads)
 }
 
+/// Makes `c` a range invalidation of 4K pages (`range`: NUM and SCALE, §4.4.1.1) or leaves it
+/// one page; the pages it covers.
+fn set_range(c: &mut Command, range: Option<(u8, u8)>) -> u64 {
+    match range {
+        Some((num, scale)) => {
+            c.set_tg(Some(Granule::Size4K));
+            c.set_num(num);
+            c.set_scale(scale);
+            (u64::from(num) + 1) << scale
+        }
+        None => 1,
+    }
+}
+
 fn tlbi(op: Opcode, vmid: u16, asid: u16, addr: u64, leaf: bool) -> Command {
     let mut c = Command::new(op);
     c.set_vmid(vmid);
@@ -427,15 +441,7 @@ proptest::proptest! {
         }
         let op = if every_asid { Opcode::TlbiNhVaa } else { Opcode::TlbiNhVa };
         let mut c = tlbi(op, 0, ASID, VA + (first << 12), true);
-        let pages = match range {
-            Some((num, scale)) => {
-                c.set_tg(Some(Granule::Size4K));
-                c.set_num(num);
-                c.set_scale(scale);
-                (u64::from(num) + 1) << scale
-            }
-            None => 1,
-        };
+        let pages = set_range(&mut c, range);
         s.run(&smmu, c);
         for p in 0..16u64 {
             let inside = (first..first + pages).contains(&p);
@@ -506,15 +512,7 @@ proptest::proptest! {
         let held: Vec<(u64, u32)> =
             cached.iter().copied().filter(|&(p, sid)| reads(sid, VA + (p << 12) + 8) == 0).collect();
         let mut c = tlbi(Opcode::TlbiNhVaa, 0, 0, VA + (first << 12), leaf);
-        let pages = match range {
-            Some((num, scale)) => {
-                c.set_tg(Some(Granule::Size4K));
-                c.set_num(num);
-                c.set_scale(scale);
-                (u64::from(num) + 1) << scale
-            }
-            None => 1,
-        };
+        let pages = set_range(&mut c, range);
         s.run(&smmu, c);
         let inside = |p: u64| (first..first + pages).contains(&p);
         // The pages outside first (a hit inserts nothing, so nothing is evicted meanwhile).

@@ -161,21 +161,28 @@ fn a_tag_read_after_the_epoch_covers_every_insert_it_misses() {
         let cache = Arc::new(Cache::<(u64, u64), u64>::new(4, 1));
         let tags = Arc::new(TagRegistry::new(1));
         let memory = Arc::new(AtomicU64::new(1));
-        let walker = {
-            let (cache, tags, memory) = (cache.clone(), tags.clone(), memory.clone());
-            thread::spawn(move || {
-                let epoch = cache.epoch();
-                let value = memory.load(Ordering::Acquire);
-                tags.record(0, 5);
-                cache.insert((5, 7), value, epoch);
-            })
-        };
+        let walker = tagged_walker(&cache, &tags, &memory);
         memory.store(2, Ordering::Release);
         let keys = || Some(tags.tags(0)?.into_iter().map(|tag| (tag, 7)));
         cache.invalidate_keys(keys, |_, _| true);
         walker.join().unwrap();
         assert_ne!(cache.get(&(5, 7)), Some(1), "the old mapping was left behind");
     });
+}
+
+/// A walker of group 0: reads the epoch, then "memory", records tag 5 and inserts key (5, 7).
+fn tagged_walker(
+    cache: &Arc<Cache<(u64, u64), u64>>,
+    tags: &Arc<sviommu_tlb::TagRegistry>,
+    memory: &Arc<AtomicU64>,
+) -> thread::JoinHandle<()> {
+    let (cache, tags, memory) = (cache.clone(), tags.clone(), memory.clone());
+    thread::spawn(move || {
+        let epoch = cache.epoch();
+        let value = memory.load(Ordering::Acquire);
+        tags.record(0, 5);
+        cache.insert((5, 7), value, epoch);
+    })
 }
 
 /// Forgetting a group's tags before an invalidation that removes all its entries: a walk that
@@ -189,15 +196,7 @@ fn a_walk_after_a_forgetting_invalidation_is_named_by_the_next() {
         let tags = Arc::new(TagRegistry::new(1));
         let memory = Arc::new(AtomicU64::new(1));
         tags.record(0, 5);
-        let walker = {
-            let (cache, tags, memory) = (cache.clone(), tags.clone(), memory.clone());
-            thread::spawn(move || {
-                let epoch = cache.epoch();
-                let value = memory.load(Ordering::Acquire);
-                tags.record(0, 5);
-                cache.insert((5, 7), value, epoch);
-            })
-        };
+        let walker = tagged_walker(&cache, &tags, &memory);
         memory.store(2, Ordering::Release);
         tags.forget_group(0);
         cache.invalidate(|&(tag, _), _| tag == 5);
